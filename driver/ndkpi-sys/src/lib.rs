@@ -1,0 +1,45 @@
+//! Raw bindings to the NDKPI ABI (Network Direct Kernel Provider Interface).
+//!
+//! This crate mirrors `ndkpi.h`, `ndkinfo.h` and `wskndk.h` item for item, keeping the C names
+//! so that every item maps 1:1 to its page in the Windows driver documentation
+//! (`MicrosoftDocs/windows-driver-docs-ddi`, folder `wdk-ddi-src/content/ndkpi/`). It has no
+//! dependencies and no logic: types, function-pointer types, dispatch tables, constants and the
+//! NTSTATUS values NDK uses.
+//!
+//! Conventions (see `shared/reference/ndkpi-facts.md` §1):
+//! - `ULONG` is [`u32`], never `c_ulong` (which is 64-bit on Linux).
+//! - Every pointer-to-function is `Option<unsafe extern "system" fn(...)>`: the same size as a
+//!   raw pointer, NULL-able, and the Win64 convention on Windows / the C convention elsewhere,
+//!   so an all-Rust provider and consumer interoperate on a Linux host exactly as on Windows.
+//! - Enumerations read from the other side of the ABI are plain integers with named constants:
+//!   a Rust `enum` holding an unknown value would be undefined behaviour.
+//! - Every `#[repr(C)]` struct carries compile-time `size_of`/`offset_of!` asserts taken from
+//!   the fact sheet (x64 layout, which ARM64 Windows shares), so `cargo check --target
+//!   x86_64-pc-windows-msvc` and `--target aarch64-pc-windows-msvc` prove the layout.
+//!
+//! Modules: [`types`] (primitive types, versions, object headers and objects, SGE, results,
+//! adapter info, LAM), [`dispatch`] (every `NDK_FN_*` type and the ten dispatch tables),
+//! [`consts`] (enumerations and flags), [`status`] (NTSTATUS values), [`sockaddr`] (Winsock
+//! address layouts with Windows values), [`wsk`] (the WSK NDK extension and the NDIS-side open).
+//! Everything is re-exported at the crate root.
+#![no_std]
+#![expect(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    reason = "bindings keep the C names of ndkpi.h so the docs map 1:1"
+)]
+
+pub mod consts;
+pub mod dispatch;
+pub mod sockaddr;
+pub mod status;
+pub mod types;
+pub mod wsk;
+
+pub use consts::*;
+pub use dispatch::*;
+pub use sockaddr::*;
+pub use status::*;
+pub use types::*;
+pub use wsk::*;

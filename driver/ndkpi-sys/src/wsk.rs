@@ -1,0 +1,257 @@
+//! How a kernel consumer obtains an [`NDK_ADAPTER`]: the WSK NDK extension (`wskndk.h`), the
+//! parts of `wsk.h` it needs, and the NDIS-side open (`ndisndk.h`). Fact sheet §10.
+//!
+//! `wskndk.h` is not documented on learn.microsoft.com; its layout comes from header copies
+//! (fact sheet evidence H). The sequence a consumer follows: `WskRegister` ->
+//! `WskCaptureProviderNPI` -> `WskControlClient(WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH)` to fill a
+//! [`WSK_PROVIDER_NDK_DISPATCH`] -> `WskOpenNdkAdapter(client, version, ifindex, &adapter)`;
+//! teardown closes every NDK object, then `WskCloseNdkAdapter`, `WskReleaseProviderNPI`,
+//! `WskDeregister`.
+
+use core::ffi::c_void;
+use core::mem::{offset_of, size_of};
+
+use crate::types::{KSPIN_LOCK, NDK_ADAPTER, NDK_VERSION, NET_IFINDEX, NTSTATUS, PVOID, SIZE_T, ULONG};
+
+/// `PWSK_CLIENT`: an opaque handle to the WSK client, from [`WSK_PROVIDER_NPI::Client`].
+pub type PWSK_CLIENT = *mut c_void;
+/// `PIRP`: opaque here.
+pub type PIRP = *mut c_void;
+/// `NDIS_HANDLE`.
+pub type NDIS_HANDLE = *mut c_void;
+/// `NDIS_STATUS` (an NTSTATUS-sized code).
+pub type NDIS_STATUS = i32;
+
+/// `MAKE_WSK_VERSION(major, minor)`.
+pub const fn MAKE_WSK_VERSION(major: u8, minor: u8) -> u16 {
+    ((major as u16) << 8) | minor as u16
+}
+/// `WSK_NO_WAIT`: `WskCaptureProviderNPI` returns at once (callable at <= DISPATCH).
+pub const WSK_NO_WAIT: ULONG = 0;
+/// `WSK_INFINITE_WAIT`.
+pub const WSK_INFINITE_WAIT: ULONG = 0xFFFF_FFFF;
+/// `WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH`: the `WskControlClient` code `(ULONG)'NDKD'` that
+/// returns a [`WSK_PROVIDER_NDK_DISPATCH`].
+pub const WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH: ULONG = 0x4E44_4B44;
+
+/// `PFN_WSK_NDK_OPEN_ADAPTER` (`WskOpenNdkAdapter`): open the NDK adapter of the interface
+/// `IfIndex` at the requested NDKPI version. `PASSIVE_LEVEL`.
+pub type PFN_WSK_NDK_OPEN_ADAPTER = Option<
+    unsafe extern "system" fn(
+        Client: PWSK_CLIENT,
+        NdkVersion: NDK_VERSION,
+        IfIndex: NET_IFINDEX,
+        ppNdkAdapter: *mut *mut NDK_ADAPTER,
+    ) -> NTSTATUS,
+>;
+/// `PFN_WSK_NDK_CLOSE_ADAPTER` (`WskCloseNdkAdapter`): blocking close of the adapter; every
+/// callback of every descendant object has returned when it returns. `PASSIVE_LEVEL`; never from
+/// a callback.
+pub type PFN_WSK_NDK_CLOSE_ADAPTER =
+    Option<unsafe extern "system" fn(Client: PWSK_CLIENT, pNdkAdapter: *mut NDK_ADAPTER)>;
+
+/// `WSK_PROVIDER_NDK_DISPATCH` (`wskndk.h`): the two entry points of the WSK NDK extension.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WSK_PROVIDER_NDK_DISPATCH {
+    /// Opens an adapter.
+    pub WskOpenNdkAdapter: PFN_WSK_NDK_OPEN_ADAPTER,
+    /// Closes an adapter.
+    pub WskCloseNdkAdapter: PFN_WSK_NDK_CLOSE_ADAPTER,
+}
+const _: () = assert!(size_of::<WSK_PROVIDER_NDK_DISPATCH>() == 0x10);
+const _: () = assert!(offset_of!(WSK_PROVIDER_NDK_DISPATCH, WskCloseNdkAdapter) == 0x08);
+
+/// `PFN_WSK_CLIENT_EVENT` (`nc-wsk-pfn_wsk_client_event`).
+pub type PFN_WSK_CLIENT_EVENT = Option<
+    unsafe extern "system" fn(
+        ClientContext: PVOID,
+        EventType: ULONG,
+        Information: PVOID,
+        InformationLength: SIZE_T,
+    ) -> NTSTATUS,
+>;
+
+/// `WSK_CLIENT_DISPATCH` (`ns-wsk-_wsk_client_dispatch`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WSK_CLIENT_DISPATCH {
+    /// `MAKE_WSK_VERSION(major, minor)`.
+    pub Version: u16,
+    /// Must be zero.
+    pub Reserved: u16,
+    /// Optional event callback.
+    pub WskClientEvent: PFN_WSK_CLIENT_EVENT,
+}
+const _: () = assert!(size_of::<WSK_CLIENT_DISPATCH>() == 16);
+const _: () = assert!(offset_of!(WSK_CLIENT_DISPATCH, WskClientEvent) == 8);
+
+/// `WSK_CLIENT_NPI` (`ns-wsk-_wsk_client_npi`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WSK_CLIENT_NPI {
+    /// Passed back to the client's event callback.
+    pub ClientContext: PVOID,
+    /// The client's dispatch table.
+    pub Dispatch: *const WSK_CLIENT_DISPATCH,
+}
+const _: () = assert!(size_of::<WSK_CLIENT_NPI>() == 16);
+const _: () = assert!(offset_of!(WSK_CLIENT_NPI, Dispatch) == 8);
+
+/// `WSK_REGISTRATION` (`ns-wsk-_wsk_registration`): opaque; must stay allocated until
+/// `WskDeregister` returns.
+#[repr(C)]
+#[derive(Debug)]
+pub struct WSK_REGISTRATION {
+    /// Reserved.
+    pub ReservedRegistrationState: u64,
+    /// Reserved.
+    pub ReservedRegistrationContext: PVOID,
+    /// Reserved.
+    pub ReservedRegistrationLock: KSPIN_LOCK,
+}
+const _: () = assert!(size_of::<WSK_REGISTRATION>() == 24);
+const _: () = assert!(offset_of!(WSK_REGISTRATION, ReservedRegistrationContext) == 8);
+const _: () = assert!(offset_of!(WSK_REGISTRATION, ReservedRegistrationLock) == 16);
+
+/// A `WSK_PROVIDER_DISPATCH` member whose signature ndkdisc does not bind. It is a raw pointer,
+/// not a function type, so it cannot be called by mistake.
+pub type WSK_UNBOUND_FN = *const c_void;
+
+/// `PFN_WSK_CONTROL_CLIENT` (`nc-wsk-pfn_wsk_control_client`). Synchronous when `Irp` is NULL.
+pub type PFN_WSK_CONTROL_CLIENT = Option<
+    unsafe extern "system" fn(
+        Client: PWSK_CLIENT,
+        ControlCode: ULONG,
+        InputSize: SIZE_T,
+        InputBuffer: PVOID,
+        OutputSize: SIZE_T,
+        OutputBuffer: PVOID,
+        OutputSizeReturned: *mut SIZE_T,
+        Irp: PIRP,
+    ) -> NTSTATUS,
+>;
+
+/// `WSK_PROVIDER_DISPATCH` (`ns-wsk-_wsk_provider_dispatch`). Function pointers start at
+/// offset 8.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WSK_PROVIDER_DISPATCH {
+    /// WSK version of the provider.
+    pub Version: u16,
+    /// Reserved.
+    pub Reserved: u16,
+    /// `WskSocket` (not bound).
+    pub WskSocket: WSK_UNBOUND_FN,
+    /// `WskSocketConnect` (not bound).
+    pub WskSocketConnect: WSK_UNBOUND_FN,
+    /// `WskControlClient`.
+    pub WskControlClient: PFN_WSK_CONTROL_CLIENT,
+    /// `WskGetAddressInfo` (not bound; Windows 7 and later).
+    pub WskGetAddressInfo: WSK_UNBOUND_FN,
+    /// `WskFreeAddressInfo` (not bound; Windows 7 and later).
+    pub WskFreeAddressInfo: WSK_UNBOUND_FN,
+    /// `WskGetNameInfo` (not bound; Windows 7 and later).
+    pub WskGetNameInfo: WSK_UNBOUND_FN,
+}
+const _: () = assert!(size_of::<WSK_PROVIDER_DISPATCH>() == 0x38);
+const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskSocket) == 0x08);
+const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskSocketConnect) == 0x10);
+const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskControlClient) == 0x18);
+const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskGetAddressInfo) == 0x20);
+const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskFreeAddressInfo) == 0x28);
+const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskGetNameInfo) == 0x30);
+
+/// `WSK_PROVIDER_NPI` (`ns-wsk-_wsk_provider_npi`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct WSK_PROVIDER_NPI {
+    /// The client handle to pass to provider functions.
+    pub Client: PWSK_CLIENT,
+    /// The provider's dispatch table.
+    pub Dispatch: *const WSK_PROVIDER_DISPATCH,
+}
+const _: () = assert!(size_of::<WSK_PROVIDER_NPI>() == 16);
+const _: () = assert!(offset_of!(WSK_PROVIDER_NPI, Dispatch) == 8);
+
+/// The WSK registration functions exported by `netio.sys` (import library `netio.lib`; the
+/// driver crate links it). Declared only for Windows targets.
+#[cfg(windows)]
+unsafe extern "system" {
+    /// `WskRegister` (`nf-wsk-wskregister`), `PASSIVE_LEVEL`.
+    pub fn WskRegister(
+        WskClientNpi: *mut WSK_CLIENT_NPI,
+        WskRegistration: *mut WSK_REGISTRATION,
+    ) -> NTSTATUS;
+    /// `WskCaptureProviderNPI` (`nf-wsk-wskcaptureprovidernpi`): `PASSIVE_LEVEL` unless
+    /// `WaitTimeout` is `WSK_NO_WAIT`.
+    pub fn WskCaptureProviderNPI(
+        WskRegistration: *mut WSK_REGISTRATION,
+        WaitTimeout: ULONG,
+        WskProviderNpi: *mut WSK_PROVIDER_NPI,
+    ) -> NTSTATUS;
+    /// `WskReleaseProviderNPI` (`nf-wsk-wskreleaseprovidernpi`), <= `DISPATCH_LEVEL`.
+    pub fn WskReleaseProviderNPI(WskRegistration: *mut WSK_REGISTRATION);
+    /// `WskDeregister` (`nf-wsk-wskderegister`), `PASSIVE_LEVEL`.
+    pub fn WskDeregister(WskRegistration: *mut WSK_REGISTRATION);
+}
+
+/// `NDIS_OPEN_NDK_ADAPTER_PARAMETERS` (`ns-ndisndk-_ndis_open_ndk_adapter_parameters`);
+/// `SwitchId` and `VPortId` only from NDIS 6.50.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NDIS_OPEN_NDK_ADAPTER_PARAMETERS {
+    /// Requested NDKPI version.
+    pub Version: NDK_VERSION,
+    /// Hyper-V switch id (NDIS 6.50).
+    pub SwitchId: ULONG,
+    /// Virtual port id (NDIS 6.50).
+    pub VPortId: ULONG,
+}
+const _: () = assert!(size_of::<NDIS_OPEN_NDK_ADAPTER_PARAMETERS>() == 12);
+const _: () = assert!(offset_of!(NDIS_OPEN_NDK_ADAPTER_PARAMETERS, SwitchId) == 4);
+const _: () = assert!(offset_of!(NDIS_OPEN_NDK_ADAPTER_PARAMETERS, VPortId) == 8);
+
+/// `OPEN_NDK_ADAPTER_HANDLER` (`nc-ndisndk-open_ndk_adapter_handler`), `PASSIVE_LEVEL`.
+pub type OPEN_NDK_ADAPTER_HANDLER = Option<
+    unsafe extern "system" fn(
+        MiniportAdapterContext: NDIS_HANDLE,
+        Parameters: *mut NDIS_OPEN_NDK_ADAPTER_PARAMETERS,
+        ppNdkAdapter: *mut *mut NDK_ADAPTER,
+    ) -> NDIS_STATUS,
+>;
+/// `CLOSE_NDK_ADAPTER_HANDLER` (`nc-ndisndk-close_ndk_adapter_handler`), `PASSIVE_LEVEL`.
+pub type CLOSE_NDK_ADAPTER_HANDLER =
+    Option<unsafe extern "system" fn(MiniportAdapterContext: NDIS_HANDLE, pNdkAdapter: *mut NDK_ADAPTER)>;
+
+/// `NDIS_OBJECT_HEADER`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NDIS_OBJECT_HEADER {
+    /// Object type.
+    pub Type: u8,
+    /// Revision.
+    pub Revision: u8,
+    /// Size in bytes.
+    pub Size: u16,
+}
+const _: () = assert!(size_of::<NDIS_OBJECT_HEADER>() == 4);
+
+/// `NDIS_NDK_PROVIDER_CHARACTERISTICS` (`ns-ndisndk-_ndis_ndk_provider_characteristics`),
+/// revision 1.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NDIS_NDK_PROVIDER_CHARACTERISTICS {
+    /// Type, revision and size.
+    pub Header: NDIS_OBJECT_HEADER,
+    /// Must be zero.
+    pub Flags: ULONG,
+    /// Opens an adapter.
+    pub OpenNDKAdapterHandler: OPEN_NDK_ADAPTER_HANDLER,
+    /// Closes an adapter.
+    pub CloseNDKAdapterHandler: CLOSE_NDK_ADAPTER_HANDLER,
+}
+const _: () = assert!(size_of::<NDIS_NDK_PROVIDER_CHARACTERISTICS>() == 24);
+const _: () = assert!(offset_of!(NDIS_NDK_PROVIDER_CHARACTERISTICS, Flags) == 4);
+const _: () = assert!(offset_of!(NDIS_NDK_PROVIDER_CHARACTERISTICS, OpenNDKAdapterHandler) == 8);
+const _: () = assert!(offset_of!(NDIS_NDK_PROVIDER_CHARACTERISTICS, CloseNDKAdapterHandler) == 16);
