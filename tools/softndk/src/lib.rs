@@ -1,1 +1,187 @@
-//! placeholder
+//! # softndk — a software NDK provider
+//!
+//! softndk implements the **provider** side of NDKPI (Network Direct Kernel Provider
+//! Interface) in Rust, over an in-process fabric. A consumer gets an `*mut NDK_ADAPTER`
+//! exactly as from `WskOpenNdkAdapter` (through [`Fabric::wsk_dispatch`], a real
+//! `WSK_PROVIDER_NDK_DISPATCH`) and from then on calls only through the `ndkpi-sys` dispatch
+//! tables, as a kernel consumer does on Windows. It exists so that NDK consumers — ndkdisc
+//! first — can be tested without RDMA hardware and without Windows.
+//!
+//! ```no_run
+//! use std::net::{IpAddr, Ipv4Addr};
+//! use softndk::{Fabric, FabricConfig, HostConfig};
+//! let fabric = Fabric::new(FabricConfig::default());
+//! fabric.add_host(HostConfig::new(7, [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]));
+//! let adapter = fabric.open_adapter(7, ndkpi_sys::NDK_VERSION { Major: 2, Minor: 1 }).unwrap();
+//! // ... use (*adapter).Dispatch as any NDK consumer would ...
+//! fabric.close_adapter(adapter);
+//! ```
+//!
+//! ## What it implements
+//!
+//! Adapter (query info, CQ, PD, connector, listener, `NdkBuildLAM`/`NdkReleaseLAM`), PD (MR,
+//! QP, `NdkGetPrivilegedMemoryRegionToken`), CQ (arm, `NdkGetCqResults(Ex)`), QP (flush,
+//! send, receive, read, write), connector (connect, complete-connect(Ex), accept(Ex), reject,
+//! connection data, addresses, disconnect), listener (listen, local address, pause), MR
+//! (register, deregister, tokens), on IPv4 and IPv6.
+//!
+//! Not emulated, returning `STATUS_NOT_SUPPORTED` (and documented as such by the adapter
+//! info: `MaxSrqDepth` = 0, no resize or moderation flags): SRQs, memory windows and bind,
+//! fast-register MRs and `NdkInvalidate`/`NdkSendAndInvalidate`, shared endpoints,
+//! `NdkResizeCq`, `NdkControlCqInterruptModeration`, extension interfaces.
+//!
+//! ## The NDKPI rules it keeps (each with its conformance test in `tests/`)
+//!
+//! | rule (fact sheet §8) | test |
+//! |---|---|
+//! | A request returns `STATUS_SUCCESS` (no callback) or `STATUS_PENDING` and then exactly one completion, which may run before the call returns or on another thread | `completion::*` |
+//! | Creates return the object inline, or through the create completion; a failed create (fault injection: `STATUS_INSUFFICIENT_RESOURCES`) yields no object | `completion::create_*` |
+//! | Listener connect events; connect / accept / reject / complete-connect (plain and Ex); `STATUS_CONNECTION_REFUSED` when nobody listens; `NdkGetConnectionData` size protocol | `handshake::*` |
+//! | Disconnect callback at most once per connection, only for peer-initiated or abnormal termination, never for the local `NdkDisconnect` or close; the Ex form carries a provider reason at 2.1 | `disconnect::*` |
+//! | No flush of outstanding work on a peer disconnect; implicit flush after `NdkDisconnect`; `NdkFlush` completes every pending request with `STATUS_CANCELLED` | `flush::*` |
+//! | Sends and receives move real bytes between registered buffers (MR or LAM + privileged token); CQ arm / notify rules; `NdkGetCqResults(Ex)` | `data::*`, `cq::*` |
+//! | Close ordering: an antecedent's close pends until its successors close; no callback after close completion; a closing listener refuses new connections | `close::*` |
+//! | NDKPI version negotiation for 1.1, 1.2, 2.1 (members of later versions are NULL below them) | `version::*` |
+//! | Fault injection: peer disconnect at any point (before connect completes, during accept), reset, link loss, adapter removal, duplicate callbacks, flush on peer disconnect, create failure | `faults::*` |
+//! | Misuse detection: PASSIVE-only call in a callback, double close, use after close, concurrent posts to one queue | `misuse::*` |
+//!
+//! Choices where NDKPI is silent (fact sheet §13), made here and tested:
+//! - Version negotiation: a provider whose highest version is M.m accepts a request for major M
+//!   with minor <= m (and gets M.m), or major 1 when M = 2 (and gets 1.2); anything else fails with
+//!   `STATUS_NDIS_BAD_VERSION`. See [`negotiate`].
+//! - Peer went away during the handshake: the owed connect / accept completes (and a later
+//!   complete-connect or accept returns) `STATUS_CONNECTION_ABORTED`.
+//! - `NdkDisconnect` after the peer ended the connection completes with `STATUS_SUCCESS` if the
+//!   peer disconnected gracefully and `STATUS_CONNECTION_ABORTED` if it reset or the link was lost;
+//!   a second `NdkDisconnect` is harmless and completes with the same status.
+//! - Closing an established connector without disconnecting resets the connection: the peer's
+//!   callback carries [`reason::RESET`]. Closing it does not flush its QP; closing the QP does.
+//! - Receives may be pre-posted before connecting and after the peer disconnected; a receive
+//!   posted on a torn-down QP completes at once with `STATUS_CANCELLED`.
+//! - A send waits in the initiator queue until the peer posts a receive (infinite RNR retry);
+//!   a receive too small for the message completes with `STATUS_DATA_OVERRUN`.
+//! - Creates on a removed adapter, and `WskOpenNdkAdapter` on a removed host, return
+//!   `STATUS_DEVICE_REMOVED`; an unknown interface index returns `STATUS_NOT_FOUND`.
+//!
+//! ## Test hooks
+//!
+//! [`Fabric::qp_stats`] (NdkFlush calls per QP, outstanding receives and sends),
+//! [`Fabric::stats`] (disconnect callbacks fired, connect events, ...),
+//! [`Fabric::live_objects`] (prove a consumer leaked nothing), [`Fabric::connector`],
+//! [`Fabric::inject`], [`Fabric::remove_adapters`], [`Fabric::fail_creates`],
+//! [`HostConfig::misbehaviour`], [`Fabric::violations`] and [`Fabric::hold_next_post`].
+//!
+//! Misuse is reported per [`MisusePolicy`]: by default a panic whose message names the rule
+//! (inside an `extern "system"` entry point it cannot unwind, so the process aborts — the
+//! emulator's bugcheck); with [`MisusePolicy::Record`] the call fails and the violation is
+//! recorded. A pointer that belongs to no live fabric always panics.
+
+mod abi;
+mod conn;
+mod fabric;
+mod mem;
+mod misuse;
+mod qp;
+mod rng;
+mod shell;
+mod world;
+
+pub use conn::{ConnectorState, Ending};
+pub use fabric::{
+    Completion, ConnectorInfo, Fabric, FabricConfig, Fault, HostConfig, HostId, Misbehaviour,
+    PostGate, default_info, in_provider_callback,
+};
+pub use mem::SoftMdl;
+pub use misuse::{MisusePolicy, Queue, Violation};
+pub use qp::{QpState, QpStats};
+pub use world::Counters;
+
+use ndkpi_sys::{NDK_OBJECT_TYPE, NDK_VERSION};
+
+/// The ten NDK object types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    /// `NDK_ADAPTER`.
+    Adapter,
+    /// `NDK_PD`.
+    Pd,
+    /// `NDK_CQ`.
+    Cq,
+    /// `NDK_QP`.
+    Qp,
+    /// `NDK_SRQ` (not emulated).
+    Srq,
+    /// `NDK_CONNECTOR`.
+    Connector,
+    /// `NDK_LISTENER`.
+    Listener,
+    /// `NDK_SHARED_ENDPOINT` (not emulated).
+    SharedEndpoint,
+    /// `NDK_MR`.
+    Mr,
+    /// `NDK_MW` (not emulated).
+    Mw,
+}
+
+impl ObjectKind {
+    /// The `NDK_OBJECT_TYPE` written in the object header.
+    pub fn object_type(self) -> NDK_OBJECT_TYPE {
+        use ndkpi_sys as s;
+        match self {
+            Self::Adapter => s::NdkObjectTypeAdapter,
+            Self::Pd => s::NdkObjectTypePd,
+            Self::Cq => s::NdkObjectTypeCq,
+            Self::Qp => s::NdkObjectTypeQp,
+            Self::Srq => s::NdkObjectTypeSrq,
+            Self::Connector => s::NdkObjectTypeConnector,
+            Self::Listener => s::NdkObjectTypeListener,
+            Self::SharedEndpoint => s::NdkObjectTypeSharedEndpoint,
+            Self::Mr => s::NdkObjectTypeMr,
+            Self::Mw => s::NdkObjectTypeMw,
+        }
+    }
+
+    fn close_name(self) -> &'static str {
+        match self {
+            Self::Adapter => "WskCloseNdkAdapter",
+            Self::Pd => "NdkClosePd",
+            Self::Cq => "NdkCloseCq",
+            Self::Qp => "NdkCloseQp",
+            Self::Srq => "NdkCloseSrq",
+            Self::Connector => "NdkCloseConnector",
+            Self::Listener => "NdkCloseListener",
+            Self::SharedEndpoint => "NdkCloseSharedEndpoint",
+            Self::Mr => "NdkCloseMr",
+            Self::Mw => "NdkCloseMw",
+        }
+    }
+}
+
+/// Provider disconnect reasons softndk passes to `NDK_FN_DISCONNECT_EVENT_CALLBACK_EX`
+/// (provider-specific values; 0 means "not provided").
+pub mod reason {
+    /// The peer disconnected gracefully.
+    pub const GRACEFUL: u32 = 1;
+    /// The peer reset the connection (or closed its connector while connected).
+    pub const RESET: u32 = 2;
+    /// The link was lost.
+    pub const LINK_DOWN: u32 = 3;
+    /// The local adapter was removed.
+    pub const ADAPTER_REMOVED: u32 = 4;
+}
+
+/// NDKPI version negotiation as softndk does it (NDKPI documents only the same-major rule):
+/// the provider supports 1.1 and 1.2, and 2.0 and 2.1, up to `provider_max`.
+/// - same major, requested minor <= provider's: the provider's version;
+/// - major 1 requested of a major-2 provider: 1.2 (minor must be <= 2);
+/// - otherwise `None` (`STATUS_NDIS_BAD_VERSION`).
+pub fn negotiate(requested: NDK_VERSION, provider_max: NDK_VERSION) -> Option<NDK_VERSION> {
+    let v = |major, minor| NDK_VERSION { Major: major, Minor: minor };
+    if requested.Major == provider_max.Major && requested.Major >= 1 {
+        (requested.Minor <= provider_max.Minor).then_some(provider_max)
+    } else if requested.Major == 1 && provider_max.Major == 2 {
+        (requested.Minor <= 2).then_some(v(1, 2))
+    } else {
+        None
+    }
+}

@@ -1,0 +1,464 @@
+//! Queue pairs: posting, send/receive matching with real byte copies, RDMA read and write,
+//! flush, and the memory checks behind every scatter/gather element.
+
+use std::collections::VecDeque;
+
+use ndkpi_sys::{
+    NDK_MR_FLAG_ALLOW_LOCAL_WRITE, NDK_MR_FLAG_ALLOW_REMOTE_READ, NDK_MR_FLAG_ALLOW_REMOTE_WRITE,
+    NDK_OP_FLAG_INLINE, NDK_OP_FLAG_SEND_AND_SOLICIT_EVENT, NDK_OP_FLAG_SILENT_SUCCESS, NTSTATUS,
+    NdkOperationTypeRead, NdkOperationTypeReceive, NdkOperationTypeSend, NdkOperationTypeWrite,
+    STATUS_ACCESS_VIOLATION, STATUS_CANCELLED, STATUS_CONNECTION_INVALID, STATUS_DATA_OVERRUN,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_REMOTE_RESOURCES,
+    STATUS_SUCCESS,
+};
+
+use crate::mem::{BytePtr, copy_in, copy_out};
+use crate::shell::ObjId;
+use crate::world::{Body, CqEntry, Ctx, Object, Out, World};
+
+/// A QP's connection state as the data path sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QpState {
+    /// Not bound to a connector yet: receives may be pre-posted, initiator posts fail.
+    Idle,
+    /// Bound, handshake in progress.
+    Connecting,
+    /// Connected: data moves.
+    Connected,
+    /// The peer went away (disconnect, reset, link loss). Nothing was flushed: posted
+    /// requests stay outstanding until the consumer flushes, disconnects or closes.
+    PeerGone,
+    /// Torn down locally (disconnected, connector closed, handshake failed).
+    Dead,
+}
+
+/// One scatter/gather element as posted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sge {
+    pub(crate) addr: BytePtr,
+    pub(crate) len: u32,
+    pub(crate) token: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct RecvWr {
+    ctx: Ctx,
+    sges: Vec<Sge>,
+}
+
+#[derive(Debug)]
+pub(crate) struct SendWr {
+    ctx: Ctx,
+    data: Vec<u8>,
+    flags: u32,
+}
+
+/// Per-QP counters and queue depths, read by tests through `Fabric::qp_stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QpStats {
+    /// `NdkFlush` calls made by the consumer.
+    pub flush_calls: u64,
+    /// Flushes the provider did itself: after `NdkDisconnect`, at QP close, or because
+    /// the host is configured to flush on peer disconnect.
+    pub provider_flushes: u64,
+    /// Receives posted.
+    pub receives_posted: u64,
+    /// Initiator requests posted (send, read, write).
+    pub initiator_posted: u64,
+    /// Requests completed with `STATUS_CANCELLED` by any flush.
+    pub cancelled: u64,
+    /// Receives posted and not yet completed.
+    pub outstanding_receives: usize,
+    /// Sends posted and not yet completed (waiting for a peer receive).
+    pub outstanding_sends: usize,
+    /// The data-path state.
+    pub state: Option<QpState>,
+}
+
+/// Who asked for a flush.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FlushKind {
+    /// `NdkFlush`.
+    Consumer,
+    /// After `NdkDisconnect`, or at QP close.
+    Implicit,
+    /// A host configured to flush on peer disconnect.
+    Provider,
+}
+
+pub(crate) struct Qp {
+    pub(crate) pd: ObjId,
+    pub(crate) rcq: ObjId,
+    pub(crate) icq: ObjId,
+    pub(crate) context: Ctx,
+    pub(crate) rq_depth: u32,
+    pub(crate) iq_depth: u32,
+    pub(crate) max_rsge: u32,
+    pub(crate) max_isge: u32,
+    pub(crate) inline_size: u32,
+    pub(crate) connector: Option<ObjId>,
+    pub(crate) peer: Option<ObjId>,
+    pub(crate) state: QpState,
+    receives: VecDeque<RecvWr>,
+    sends: VecDeque<SendWr>,
+    pub(crate) stats: QpStats,
+}
+
+impl Qp {
+    #[expect(clippy::too_many_arguments, reason = "mirrors NdkCreateQp's parameters")]
+    pub(crate) fn new(
+        pd: ObjId,
+        rcq: ObjId,
+        icq: ObjId,
+        context: Ctx,
+        rq_depth: u32,
+        iq_depth: u32,
+        max_rsge: u32,
+        max_isge: u32,
+        inline_size: u32,
+    ) -> Self {
+        Self {
+            pd,
+            rcq,
+            icq,
+            context,
+            rq_depth,
+            iq_depth,
+            max_rsge,
+            max_isge,
+            inline_size,
+            connector: None,
+            peer: None,
+            state: QpState::Idle,
+            receives: VecDeque::new(),
+            sends: VecDeque::new(),
+            stats: QpStats::default(),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> QpStats {
+        QpStats {
+            outstanding_receives: self.receives.len(),
+            outstanding_sends: self.sends.len(),
+            state: Some(self.state),
+            ..self.stats
+        }
+    }
+}
+
+/// What a scatter/gather element needs from its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    LocalRead,
+    LocalWrite,
+}
+
+impl World {
+    pub(crate) fn qp(&self, id: ObjId) -> Option<&Qp> {
+        match self.objects.get(&id) {
+            Some(Object { body: Body::Qp(q), .. }) => Some(q),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn qp_mut(&mut self, id: ObjId) -> Option<&mut Qp> {
+        match self.objects.get_mut(&id) {
+            Some(Object { body: Body::Qp(q), .. }) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// Resolve an element to provider-checked memory: a privileged-token element must lie
+    /// inside a LAM of the QP's adapter; any other inside a registered MR of the QP's PD with
+    /// the access it needs.
+    fn resolve(&self, qp: ObjId, sge: Sge, access: Access) -> Result<BytePtr, NTSTATUS> {
+        let (pd, adapter) = {
+            let obj = self.objects.get(&qp).ok_or(STATUS_INVALID_PARAMETER)?;
+            let Body::Qp(q) = &obj.body else { return Err(STATUS_INVALID_PARAMETER) };
+            (q.pd, obj.adapter)
+        };
+        let len = sge.len as usize;
+        let owner = *self.tokens.get(&sge.token).ok_or(STATUS_ACCESS_VIOLATION)?;
+        let (base, region_len) = match self.objects.get(&owner).map(|o| &o.body) {
+            Some(Body::Pd { .. }) if owner == pd => {
+                let Some(Object { body: Body::Adapter { lams, .. }, .. }) = self.objects.get(&adapter)
+                else {
+                    return Err(STATUS_ACCESS_VIOLATION);
+                };
+                let lam = lams
+                    .values()
+                    .find(|l| contains(l.base, l.len, sge.addr, len))
+                    .ok_or(STATUS_ACCESS_VIOLATION)?;
+                (lam.base, lam.len)
+            }
+            Some(Body::Mr(mr)) if mr.pd == pd => {
+                let region = mr.region.ok_or(STATUS_ACCESS_VIOLATION)?;
+                let write_ok = region.flags & NDK_MR_FLAG_ALLOW_LOCAL_WRITE != 0;
+                if access == Access::LocalWrite && !write_ok {
+                    return Err(STATUS_ACCESS_VIOLATION);
+                }
+                (region.base, region.len)
+            }
+            _ => return Err(STATUS_ACCESS_VIOLATION),
+        };
+        if !contains(base, region_len, sge.addr, len) {
+            return Err(STATUS_ACCESS_VIOLATION);
+        }
+        Ok(base.offset(sge.addr.addr() - base.addr()))
+    }
+
+    /// Gather the bytes of a send or write.
+    fn gather(&self, qp: ObjId, sges: &[Sge], inline: bool) -> Result<Vec<u8>, NTSTATUS> {
+        let mut data = Vec::new();
+        for sge in sges {
+            let src = if inline { sge.addr } else { self.resolve(qp, *sge, Access::LocalRead)? };
+            // SAFETY: either the range was checked against a registration the consumer keeps
+            // valid (`resolve`), or it is inline data, which NDK requires to be resident and
+            // readable until the post call returns — and we copy before returning.
+            unsafe { copy_in(src, sge.len as usize, &mut data) };
+        }
+        Ok(data)
+    }
+
+    /// Scatter bytes into a receive's (or read's) elements; the elements are checked first,
+    /// so nothing is written unless everything fits.
+    fn scatter(&self, qp: ObjId, sges: &[Sge], data: &[u8]) -> Result<(), NTSTATUS> {
+        let capacity: usize = sges.iter().map(|s| s.len as usize).sum();
+        if data.len() > capacity {
+            return Err(STATUS_DATA_OVERRUN);
+        }
+        let targets = sges
+            .iter()
+            .map(|s| self.resolve(qp, *s, Access::LocalWrite).map(|p| (p, s.len as usize)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut rest = data;
+        for (dst, len) in targets {
+            let n = len.min(rest.len());
+            // SAFETY: `dst..dst+len` was checked against a registration allowing local write
+            // that the consumer keeps valid; `n <= len`.
+            unsafe { copy_out(dst, &rest[..n]) };
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    pub(crate) fn post_receive(&mut self, out: &mut Out, qp_id: ObjId, ctx: Ctx, sges: Vec<Sge>) -> NTSTATUS {
+        let Some(q) = self.qp_mut(qp_id) else { return STATUS_INVALID_PARAMETER };
+        if sges.len() > q.max_rsge as usize {
+            return STATUS_INVALID_PARAMETER;
+        }
+        if q.receives.len() >= q.rq_depth as usize {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        q.stats.receives_posted += 1;
+        if q.state == QpState::Dead {
+            // A torn-down QP completes new work at once as flushed.
+            q.stats.cancelled += 1;
+            let (rcq, snapshot) = (q.rcq, QpRef::of(q));
+            self.complete_ref(out, rcq, snapshot, ctx, STATUS_CANCELLED, NdkOperationTypeReceive, 0, false);
+            return STATUS_SUCCESS;
+        }
+        q.receives.push_back(RecvWr { ctx, sges });
+        if let Some(peer) = q.peer {
+            self.pump(out, peer);
+        }
+        STATUS_SUCCESS
+    }
+
+    pub(crate) fn post_send(&mut self, out: &mut Out, qp_id: ObjId, ctx: Ctx, sges: &[Sge], flags: u32) -> NTSTATUS {
+        let max_transfer = self.objects.get(&qp_id).map_or(0, |o| self.adapter_info(o.adapter).MaxTransferLength);
+        let Some(q) = self.qp(qp_id) else { return STATUS_INVALID_PARAMETER };
+        if q.state != QpState::Connected {
+            return STATUS_CONNECTION_INVALID;
+        }
+        let inline = flags & NDK_OP_FLAG_INLINE != 0;
+        let total: u64 = sges.iter().map(|s| u64::from(s.len)).sum();
+        if (!inline && sges.len() > q.max_isge as usize)
+            || (inline && total > u64::from(q.inline_size))
+            || total > u64::from(max_transfer)
+        {
+            return STATUS_INVALID_PARAMETER;
+        }
+        if q.sends.len() >= q.iq_depth as usize {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        let icq = q.icq;
+        let gathered = self.gather(qp_id, sges, inline);
+        let Some(q) = self.qp_mut(qp_id) else { return STATUS_INVALID_PARAMETER };
+        q.stats.initiator_posted += 1;
+        match gathered {
+            Ok(data) => {
+                q.sends.push_back(SendWr { ctx, data, flags });
+                self.pump(out, qp_id);
+            }
+            Err(status) => {
+                let snapshot = QpRef::of(q);
+                self.complete_ref(out, icq, snapshot, ctx, status, NdkOperationTypeSend, 0, false);
+            }
+        }
+        STATUS_SUCCESS
+    }
+
+    /// Move queued sends of `sender` into its peer's posted receives while both exist.
+    fn pump(&mut self, out: &mut Out, sender: ObjId) {
+        loop {
+            let Some(s) = self.qp(sender) else { return };
+            let Some(receiver) = s.peer else { return };
+            let Some(r) = self.qp(receiver) else { return };
+            let flowing = s.state == QpState::Connected && r.state == QpState::Connected;
+            if !flowing || s.sends.is_empty() || r.receives.is_empty() {
+                return;
+            }
+            let (Some(send), Some(recv)) = (
+                self.qp_mut(sender).and_then(|q| q.sends.pop_front()),
+                self.qp_mut(receiver).and_then(|q| q.receives.pop_front()),
+            ) else {
+                return;
+            };
+            let result = self.scatter(receiver, &recv.sges, &send.data);
+            let (r_status, bytes) = match result {
+                Ok(()) => (STATUS_SUCCESS, u32::try_from(send.data.len()).unwrap_or(u32::MAX)),
+                Err(status) => (status, 0),
+            };
+            let solicited = send.flags & NDK_OP_FLAG_SEND_AND_SOLICIT_EVENT != 0;
+            let (r_ref, r_cq) = match self.qp(receiver) {
+                Some(q) => (QpRef::of(q), q.rcq),
+                None => return,
+            };
+            self.complete_ref(out, r_cq, r_ref, recv.ctx, r_status, NdkOperationTypeReceive, bytes, solicited);
+            let silent = send.flags & NDK_OP_FLAG_SILENT_SUCCESS != 0;
+            if !silent {
+                let (s_ref, s_cq) = match self.qp(sender) {
+                    Some(q) => (QpRef::of(q), q.icq),
+                    None => return,
+                };
+                self.complete_ref(out, s_cq, s_ref, send.ctx, STATUS_SUCCESS, NdkOperationTypeSend, 0, false);
+            }
+        }
+    }
+
+    /// `NdkRead` / `NdkWrite`: one-sided, completed at once against the peer's memory
+    /// region named by `token` (which must allow the remote access).
+    #[expect(clippy::too_many_arguments, reason = "mirrors NdkRead/NdkWrite")]
+    pub(crate) fn post_rdma(
+        &mut self,
+        out: &mut Out,
+        qp_id: ObjId,
+        ctx: Ctx,
+        sges: &[Sge],
+        remote_address: u64,
+        token: u32,
+        flags: u32,
+        write: bool,
+    ) -> NTSTATUS {
+        let Some(q) = self.qp(qp_id) else { return STATUS_INVALID_PARAMETER };
+        if q.state != QpState::Connected {
+            return STATUS_CONNECTION_INVALID;
+        }
+        if sges.len() > q.max_isge as usize && flags & NDK_OP_FLAG_INLINE == 0 {
+            return STATUS_INVALID_PARAMETER;
+        }
+        let (icq, peer, snapshot) = (q.icq, q.peer, QpRef::of(q));
+        let len: usize = sges.iter().map(|s| s.len as usize).sum();
+        let remote = peer.ok_or(STATUS_CONNECTION_INVALID).and_then(|p| self.remote_region(p, token, remote_address, len, write));
+        let result = remote.and_then(|remote| {
+            if write {
+                let data = self.gather(qp_id, sges, flags & NDK_OP_FLAG_INLINE != 0)?;
+                // SAFETY: `remote_region` checked the range against the peer's registered MR,
+                // which allows remote write and which its consumer keeps valid.
+                unsafe { copy_out(remote, &data) };
+            } else {
+                let mut data = Vec::with_capacity(len);
+                // SAFETY: `remote_region` checked the range against the peer's registered MR,
+                // which allows remote read and which its consumer keeps valid.
+                unsafe { copy_in(remote, len, &mut data) };
+                self.scatter(qp_id, sges, &data)?;
+            }
+            Ok(())
+        });
+        if let Some(q) = self.qp_mut(qp_id) {
+            q.stats.initiator_posted += 1;
+        }
+        let status = result.err().unwrap_or(STATUS_SUCCESS);
+        let op = if write { NdkOperationTypeWrite } else { NdkOperationTypeRead };
+        if status != STATUS_SUCCESS || flags & NDK_OP_FLAG_SILENT_SUCCESS == 0 {
+            self.complete_ref(out, icq, snapshot, ctx, status, op, 0, false);
+        }
+        STATUS_SUCCESS
+    }
+
+    fn remote_region(&self, peer_qp: ObjId, token: u32, address: u64, len: usize, write: bool) -> Result<BytePtr, NTSTATUS> {
+        let peer_pd = self.qp(peer_qp).map(|q| q.pd).ok_or(STATUS_ACCESS_VIOLATION)?;
+        let owner = *self.tokens.get(&token).ok_or(STATUS_ACCESS_VIOLATION)?;
+        let Some(Object { body: Body::Mr(mr), .. }) = self.objects.get(&owner) else {
+            return Err(STATUS_ACCESS_VIOLATION);
+        };
+        let region = mr.region.filter(|_| mr.pd == peer_pd && mr.remote_token == token).ok_or(STATUS_ACCESS_VIOLATION)?;
+        let needed = if write { NDK_MR_FLAG_ALLOW_REMOTE_WRITE } else { NDK_MR_FLAG_ALLOW_REMOTE_READ };
+        if region.flags & needed != needed {
+            return Err(STATUS_ACCESS_VIOLATION);
+        }
+        let start = usize::try_from(address).map_err(|_| STATUS_REMOTE_RESOURCES)?;
+        let addr = BytePtr(region.base.0.wrapping_add(start.wrapping_sub(region.base.addr())));
+        if !contains(region.base, region.len, addr, len) {
+            return Err(STATUS_REMOTE_RESOURCES);
+        }
+        Ok(addr)
+    }
+
+    /// Complete every outstanding request of the QP with `STATUS_CANCELLED`.
+    pub(crate) fn flush_qp(&mut self, out: &mut Out, qp_id: ObjId, kind: FlushKind) {
+        let Some(q) = self.qp_mut(qp_id) else { return };
+        match kind {
+            FlushKind::Consumer => q.stats.flush_calls += 1,
+            FlushKind::Implicit | FlushKind::Provider => q.stats.provider_flushes += 1,
+        }
+        if kind == FlushKind::Consumer {
+            self.counters.flush_calls += 1;
+        }
+        let Some(q) = self.qp_mut(qp_id) else { return };
+        let receives: Vec<_> = q.receives.drain(..).collect();
+        let sends: Vec<_> = q.sends.drain(..).collect();
+        q.stats.cancelled += (receives.len() + sends.len()) as u64;
+        let (rcq, icq, snapshot) = (q.rcq, q.icq, QpRef::of(q));
+        for r in receives {
+            self.complete_ref(out, rcq, snapshot, r.ctx, STATUS_CANCELLED, NdkOperationTypeReceive, 0, false);
+        }
+        for s in sends {
+            self.complete_ref(out, icq, snapshot, s.ctx, STATUS_CANCELLED, NdkOperationTypeSend, 0, false);
+        }
+    }
+
+    /// The consumer started closing the QP: cancel what is outstanding; it is dead.
+    pub(crate) fn qp_closing(&mut self, out: &mut Out, qp_id: ObjId) {
+        self.flush_qp(out, qp_id, FlushKind::Implicit);
+        if let Some(q) = self.qp_mut(qp_id) {
+            q.state = QpState::Dead;
+        }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "an NDK_RESULT_EX, field by field")]
+    fn complete_ref(&mut self, out: &mut Out, cq: ObjId, qp: QpRef, ctx: Ctx, status: NTSTATUS, op: u32, bytes: u32, solicited: bool) {
+        let entry = CqEntry { status, bytes, qp_context: qp.context, request_context: ctx, op, solicited };
+        self.push_cq(out, cq, entry);
+    }
+}
+
+/// What a completion needs of its QP, copied out so the QP borrow can end.
+#[derive(Clone, Copy)]
+struct QpRef {
+    context: Ctx,
+}
+
+impl QpRef {
+    fn of(q: &Qp) -> Self {
+        Self { context: q.context }
+    }
+}
+
+/// Is `[addr, addr+len)` inside `[base, base+region_len)`?
+fn contains(base: BytePtr, region_len: usize, addr: BytePtr, len: usize) -> bool {
+    let (b, a) = (base.addr(), addr.addr());
+    a >= b && a.checked_add(len).is_some_and(|end| end <= b.saturating_add(region_len))
+}

@@ -1,0 +1,166 @@
+//! The memory a consumer sees: one [`Shell`] per NDK object, and the process-wide registry
+//! that validates every object pointer before softndk touches it.
+//!
+//! A shell starts with the 0x30-byte NDK object layout (header + dispatch pointer), which is
+//! identical for all ten object types, so a `*mut Shell` is handed out as `*mut NDK_QP`,
+//! `*mut NDK_CQ`, and so on. Shells are never freed while their fabric lives: a closed
+//! object's shell stays as a tombstone, so a stale pointer is recognised (use after close)
+//! instead of aliasing a newer object.
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use ndkpi_sys::{NDK_OBJECT_HEADER, NDK_OBJECT_HEADER_RESERVED_BLOCK, NDK_VERSION};
+
+use crate::ObjectKind;
+use crate::fabric::Shared;
+use crate::misuse::Queue;
+
+/// Provider-side identity of an object; never reused within a process.
+pub(crate) type ObjId = u64;
+
+/// The consumer-visible object: NDK layout first, then provider-private fields.
+#[repr(C)]
+pub(crate) struct Shell {
+    header: NDK_OBJECT_HEADER,
+    dispatch: *const c_void,
+    id: ObjId,
+    receive_busy: AtomicBool,
+    initiator_busy: AtomicBool,
+    cq_busy: AtomicBool,
+}
+
+/// An owned pointer to a shell. Shells are allocated by [`ShellPtr::allocate`] and freed only
+/// by [`ShellPtr::free`] when the fabric is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ShellPtr(NonNull<Shell>);
+
+// SAFETY: a ShellPtr is an address plus ownership bookkeeping; the fields it is used to reach
+// are atomics (safe to share) or written only before the pointer is published.
+unsafe impl Send for ShellPtr {}
+
+impl ShellPtr {
+    /// Allocate a shell for a new object with a zeroed reserved block, its header and its
+    /// dispatch table set before the pointer is ever published.
+    pub(crate) fn allocate(
+        id: ObjId,
+        kind: ObjectKind,
+        version: NDK_VERSION,
+        dispatch: *const c_void,
+    ) -> Self {
+        let shell = Box::new(Shell {
+            header: NDK_OBJECT_HEADER {
+                Version: version,
+                ObjectType: kind.object_type(),
+                NdkReserved: NDK_OBJECT_HEADER_RESERVED_BLOCK { rf: [std::ptr::null_mut(); 4] },
+            },
+            dispatch,
+            id,
+            receive_busy: AtomicBool::new(false),
+            initiator_busy: AtomicBool::new(false),
+            cq_busy: AtomicBool::new(false),
+        });
+        Self(NonNull::from(Box::leak(shell)))
+    }
+
+    /// The pointer handed to the consumer, cast to the NDK object type it expects.
+    pub(crate) fn as_ndk<T>(self) -> *mut T {
+        self.0.as_ptr().cast()
+    }
+
+    pub(crate) fn addr(self) -> usize {
+        self.0.as_ptr().addr()
+    }
+
+    fn busy_flag(&self, which: Busy) -> &AtomicBool {
+        let shell = self.0.as_ptr();
+        // SAFETY: the shell is live (shells are freed only when the fabric drops, and the
+        // caller holds the fabric); taking a shared reference to one atomic field does not
+        // alias the fields the consumer may write (Header, Dispatch).
+        unsafe {
+            match which {
+                Busy::Queue(Queue::Receive) => &(*shell).receive_busy,
+                Busy::Queue(Queue::Initiator) => &(*shell).initiator_busy,
+                Busy::Cq => &(*shell).cq_busy,
+            }
+        }
+    }
+
+    /// Mark a queue (or the CQ) busy; `None` if another thread is already inside it.
+    pub(crate) fn enter(self, which: Busy) -> Option<BusyGuard> {
+        if self.busy_flag(which).swap(true, Ordering::Acquire) {
+            None
+        } else {
+            Some(BusyGuard { shell: self, which })
+        }
+    }
+
+    /// Free the shell.
+    ///
+    /// # Safety
+    /// Called once, when no consumer or provider code can reach the shell any more (the
+    /// fabric is being dropped and its registry entries are gone).
+    pub(crate) unsafe fn free(self) {
+        // SAFETY: allocated by Box in `allocate`, freed once per the caller's contract.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+
+    /// The object id recorded in the shell (for assertions in tests of this crate).
+    #[cfg(test)]
+    pub(crate) fn id(self) -> ObjId {
+        // SAFETY: live shell; `id` is written once before publication and never again.
+        unsafe { (*self.0.as_ptr()).id }
+    }
+}
+
+/// Which busy flag of a shell.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Busy {
+    Queue(Queue),
+    Cq,
+}
+
+/// Clears a busy flag when dropped.
+pub(crate) struct BusyGuard {
+    shell: ShellPtr,
+    which: Busy,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.shell.busy_flag(self.which).store(false, Ordering::Release);
+    }
+}
+
+/// What the registry knows about an address handed to a consumer.
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) fabric: Weak<Shared>,
+    pub(crate) id: ObjId,
+    pub(crate) kind: ObjectKind,
+    pub(crate) shell: ShellPtr,
+}
+
+static REGISTRY: Mutex<BTreeMap<usize, Entry>> = Mutex::new(BTreeMap::new());
+
+fn registry() -> std::sync::MutexGuard<'static, BTreeMap<usize, Entry>> {
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn register(entry: Entry) {
+    registry().insert(entry.shell.addr(), entry);
+}
+
+pub(crate) fn unregister(addr: usize) {
+    registry().remove(&addr);
+}
+
+/// Look up an address without dereferencing it.
+pub(crate) fn lookup(addr: usize) -> Option<(Arc<Shared>, Entry)> {
+    let entry = registry().get(&addr)?.clone();
+    let fabric = entry.fabric.upgrade()?;
+    Some((fabric, entry))
+}

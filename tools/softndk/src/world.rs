@@ -1,0 +1,701 @@
+//! The provider's state, guarded by one lock (`Shared::world`), and the rules that do not
+//! depend on the kind of object: creation, close ordering, deliveries, CQs.
+//!
+//! Nothing here calls the consumer. Every consumer callback becomes a [`Delivery`] collected in
+//! an [`Out`] and run by `Shared::dispatch` after the lock is released, so a callback can call
+//! straight back into the provider.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Weak;
+
+use ndkpi_sys::{
+    NDK_ADAPTER_INFO, NDK_CQ_NOTIFY_ANY, NDK_CQ_NOTIFY_ERRORS, NDK_CQ_NOTIFY_SOLICITED,
+    NDK_FN_CLOSE_COMPLETION, NDK_FN_CONNECT_EVENT_CALLBACK, NDK_FN_CQ_NOTIFICATION_CALLBACK,
+    NDK_FN_CREATE_COMPLETION, NDK_FN_DISCONNECT_EVENT_CALLBACK,
+    NDK_FN_DISCONNECT_EVENT_CALLBACK_EX, NDK_FN_REQUEST_COMPLETION, NDK_VERSION, NTSTATUS, PVOID,
+    STATUS_BUFFER_OVERFLOW, STATUS_SUCCESS,
+};
+
+use crate::conn::{Conn, Listener};
+use crate::fabric::{Completion, FabricConfig, HostConfig, Misbehaviour, Shared};
+use crate::mem::BytePtr;
+use crate::misuse::Violation;
+use crate::qp::Qp;
+use crate::rng::SplitMix64;
+use crate::shell::{self, Entry, ObjId, ShellPtr};
+use crate::ObjectKind;
+
+/// A consumer context pointer, passed back unchanged and never dereferenced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ctx(pub(crate) PVOID);
+
+// SAFETY: softndk never dereferences a context; it only hands it back to the consumer, which
+// is what NDK requires of any provider (callbacks may run on any thread).
+unsafe impl Send for Ctx {}
+
+/// Where a delivery runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// On the thread whose call caused it, before that call returns.
+    Inline,
+    /// On the fabric's worker thread.
+    Thread,
+    /// Queued until the test calls `Fabric::deliver`.
+    Manual,
+}
+
+/// A disconnect callback as registered by CompleteConnect(Ex) / Accept(Ex).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DisconnectCb {
+    Plain(NDK_FN_DISCONNECT_EVENT_CALLBACK, Ctx),
+    Ex(NDK_FN_DISCONNECT_EVENT_CALLBACK_EX, Ctx),
+}
+
+/// A consumer callback to make.
+#[derive(Debug)]
+pub(crate) enum Call {
+    Request { f: NDK_FN_REQUEST_COMPLETION, ctx: Ctx, status: NTSTATUS },
+    Create { f: NDK_FN_CREATE_COMPLETION, ctx: Ctx, status: NTSTATUS, object: Option<ShellPtr> },
+    Close { f: NDK_FN_CLOSE_COMPLETION, ctx: Ctx },
+    ConnectEvent { f: NDK_FN_CONNECT_EVENT_CALLBACK, ctx: Ctx, connector: ObjId, shell: ShellPtr },
+    Disconnect { cb: DisconnectCb, reason: u32 },
+    CqNotify { f: NDK_FN_CQ_NOTIFICATION_CALLBACK, ctx: Ctx, status: NTSTATUS },
+}
+
+impl Call {
+    /// Event callbacks are suppressed once their object's close has started; completions are
+    /// owed and always delivered.
+    fn is_event(&self) -> bool {
+        matches!(self, Self::ConnectEvent { .. } | Self::Disconnect { .. } | Self::CqNotify { .. })
+    }
+}
+
+/// A callback bound to the object it belongs to (for close ordering).
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub(crate) target: ObjId,
+    pub(crate) call: Call,
+}
+
+/// Deliveries produced while the lock was held.
+#[derive(Debug, Default)]
+pub(crate) struct Out {
+    pub(crate) list: Vec<(Route, Delivery)>,
+    pub(crate) violations: Vec<Violation>,
+}
+
+/// An object's close progress.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CloseState {
+    Open,
+    /// The consumer asked; the completion is owed once successors and callbacks are done.
+    Closing { f: NDK_FN_CLOSE_COMPLETION, ctx: Ctx, issued: bool },
+    Closed,
+}
+
+
+/// A completion-queue entry (an `NDK_RESULT_EX` in provider form).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CqEntry {
+    pub(crate) status: NTSTATUS,
+    pub(crate) bytes: u32,
+    pub(crate) qp_context: Ctx,
+    pub(crate) request_context: Ctx,
+    pub(crate) op: u32,
+    pub(crate) solicited: bool,
+}
+
+pub(crate) struct Cq {
+    pub(crate) depth: u32,
+    notify: NDK_FN_CQ_NOTIFICATION_CALLBACK,
+    notify_ctx: Ctx,
+    pub(crate) entries: VecDeque<CqEntry>,
+    armed: Option<u32>,
+    arrived_any: bool,
+    arrived_solicited: bool,
+    notifying: bool,
+    deferred: Option<NTSTATUS>,
+    pub(crate) overrun: bool,
+}
+
+pub(crate) struct Mr {
+    pub(crate) pd: ObjId,
+    pub(crate) region: Option<Region>,
+    pub(crate) local_token: u32,
+    pub(crate) remote_token: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Region {
+    pub(crate) base: BytePtr,
+    pub(crate) len: usize,
+    pub(crate) flags: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lam {
+    pub(crate) base: BytePtr,
+    pub(crate) len: usize,
+}
+
+pub(crate) enum Body {
+    Adapter { removed: bool, lams: BTreeMap<usize, Lam> },
+    Pd { privileged_token: u32 },
+    Cq(Box<Cq>),
+    Qp(Box<Qp>),
+    Connector(Box<Conn>),
+    Listener(Box<Listener>),
+    Mr(Mr),
+}
+
+pub(crate) struct Object {
+    pub(crate) kind: ObjectKind,
+    pub(crate) adapter: ObjId,
+    pub(crate) host: usize,
+    pub(crate) version: NDK_VERSION,
+    pub(crate) shell: ShellPtr,
+    antecedents: Vec<ObjId>,
+    successors: u32,
+    pub(crate) close: CloseState,
+    inflight: u32,
+    pub(crate) body: Body,
+}
+
+pub(crate) struct Host {
+    pub(crate) config: HostConfig,
+    pub(crate) removed: bool,
+}
+
+/// Counters the tests read through `Fabric::stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Disconnect callbacks made (plain and Ex).
+    pub disconnect_callbacks: u64,
+    /// Connect-event callbacks made.
+    pub connect_events: u64,
+    /// `NdkFlush` calls, all QPs.
+    pub flush_calls: u64,
+    /// Callbacks of any kind made.
+    pub callbacks: u64,
+    /// Event callbacks not made because their object's close had started.
+    pub suppressed_events: u64,
+    /// Connection requests refused (no listener, paused, closing, rejected).
+    pub refused_connects: u64,
+    /// Creates failed by fault injection.
+    pub injected_create_failures: u64,
+}
+
+pub(crate) struct World {
+    pub(crate) fabric: Weak<Shared>,
+    pub(crate) config: FabricConfig,
+    rng: SplitMix64,
+    next_id: ObjId,
+    next_token: u32,
+    pub(crate) hosts: Vec<Host>,
+    pub(crate) objects: HashMap<ObjId, Object>,
+    pub(crate) listeners: HashMap<SocketAddr, ObjId>,
+    pub(crate) ports: HashSet<SocketAddr>,
+    next_ephemeral: u16,
+    pub(crate) tokens: HashMap<u32, ObjId>,
+    pub(crate) counters: Counters,
+    pub(crate) queued: usize,
+    pub(crate) create_failures: Vec<(usize, ObjectKind, u32)>,
+}
+
+/// First and last ephemeral port (RFC 6335 dynamic range, as NDK documents).
+pub(crate) const EPHEMERAL_FIRST: u16 = 49152;
+
+impl World {
+    pub(crate) fn new(config: FabricConfig) -> Self {
+        let seed = match config.completion {
+            Completion::Random { seed } => seed,
+            _ => 0,
+        };
+        Self {
+            fabric: Weak::new(),
+            config,
+            rng: SplitMix64::new(seed),
+            next_id: 1,
+            next_token: 0x100,
+            hosts: Vec::new(),
+            objects: HashMap::new(),
+            listeners: HashMap::new(),
+            ports: HashSet::new(),
+            next_ephemeral: EPHEMERAL_FIRST,
+            tokens: HashMap::new(),
+            counters: Counters::default(),
+            queued: 0,
+            create_failures: Vec::new(),
+        }
+    }
+
+    // --- routing ------------------------------------------------------------------------
+
+    fn route(&mut self) -> Route {
+        match self.config.completion {
+            Completion::Synchronous | Completion::Inline => Route::Inline,
+            Completion::Thread => Route::Thread,
+            Completion::Manual => Route::Manual,
+            Completion::Random { .. } => {
+                if self.rng.one_in(2) {
+                    Route::Inline
+                } else {
+                    Route::Thread
+                }
+            }
+        }
+    }
+
+    /// May the request being made right now complete synchronously (return `STATUS_SUCCESS`
+    /// with no callback)?
+    pub(crate) fn complete_now(&mut self) -> bool {
+        match self.config.completion {
+            Completion::Synchronous => true,
+            Completion::Random { .. } => self.rng.one_in(3),
+            _ => false,
+        }
+    }
+
+    /// Queue a callback for `target`.
+    pub(crate) fn emit(&mut self, out: &mut Out, target: ObjId, call: Call) {
+        if let Some(obj) = self.objects.get_mut(&target) {
+            obj.inflight += 1;
+        }
+        self.queued += 1;
+        let route = self.route();
+        out.list.push((route, Delivery { target, call }));
+    }
+
+    /// Finish a request: synchronously (`STATUS_SUCCESS`/the failure, no callback) when the
+    /// completion mode allows, otherwise `STATUS_PENDING` and a completion callback.
+    pub(crate) fn finish_request(
+        &mut self,
+        out: &mut Out,
+        target: ObjId,
+        f: NDK_FN_REQUEST_COMPLETION,
+        ctx: Ctx,
+        status: NTSTATUS,
+    ) -> NTSTATUS {
+        if self.complete_now() {
+            status
+        } else {
+            self.emit(out, target, Call::Request { f, ctx, status });
+            ndkpi_sys::STATUS_PENDING
+        }
+    }
+
+    // --- objects ------------------------------------------------------------------------
+
+    pub(crate) fn next_id(&mut self) -> ObjId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub(crate) fn next_token(&mut self) -> u32 {
+        self.next_token = self.next_token.wrapping_add(0x11).max(0x100);
+        self.next_token
+    }
+
+    /// Insert a new object whose shell is already allocated, counting it as a successor of
+    /// each antecedent.
+    #[expect(clippy::too_many_arguments, reason = "one call site per object kind, all named")]
+    pub(crate) fn insert(
+        &mut self,
+        id: ObjId,
+        kind: ObjectKind,
+        adapter: ObjId,
+        host: usize,
+        version: NDK_VERSION,
+        shell: ShellPtr,
+        antecedents: Vec<ObjId>,
+        body: Body,
+    ) {
+        for a in &antecedents {
+            if let Some(obj) = self.objects.get_mut(a) {
+                obj.successors += 1;
+            }
+        }
+        self.objects.insert(
+            id,
+            Object {
+                kind,
+                adapter,
+                host,
+                version,
+                shell,
+                antecedents,
+                successors: 0,
+                close: CloseState::Open,
+                inflight: 0,
+                body,
+            },
+        );
+    }
+
+    /// Allocate, register and insert a new object; returns its id and shell.
+    pub(crate) fn create_object(
+        &mut self,
+        kind: ObjectKind,
+        adapter: ObjId,
+        host: usize,
+        version: NDK_VERSION,
+        antecedents: Vec<ObjId>,
+        body: Body,
+    ) -> (ObjId, ShellPtr) {
+        let id = self.next_id();
+        let shell = ShellPtr::allocate(id, kind, version, crate::abi::dispatch_table(kind, version));
+        shell::register(Entry { fabric: self.fabric.clone(), id, kind, shell });
+        let adapter = if kind == ObjectKind::Adapter { id } else { adapter };
+        self.insert(id, kind, adapter, host, version, shell, antecedents, body);
+        (id, shell)
+    }
+
+    /// Close now, whatever is owed (the adapter, whose close is blocking and was waited for).
+    pub(crate) fn force_closed(&mut self, out: &mut Out, id: ObjId) {
+        if self.objects.get(&id).is_some_and(|o| !matches!(o.close, CloseState::Closed)) {
+            self.closed(out, id);
+        }
+    }
+
+    /// Make `antecedent`'s close wait for `successor`'s (QP -> connector, listener ->
+    /// connector).
+    pub(crate) fn add_antecedent(&mut self, successor: ObjId, antecedent: ObjId) {
+        if let Some(obj) = self.objects.get_mut(&successor) {
+            obj.antecedents.push(antecedent);
+        }
+        if let Some(obj) = self.objects.get_mut(&antecedent) {
+            obj.successors += 1;
+        }
+    }
+
+    /// The object, if it exists and the consumer has not started closing it.
+    pub(crate) fn open(
+        &self,
+        id: ObjId,
+        function: &'static str,
+    ) -> Result<&Object, Violation> {
+        let obj = self.objects.get(&id).ok_or(Violation::UnknownObject { function })?;
+        if matches!(obj.close, CloseState::Open) {
+            Ok(obj)
+        } else {
+            Err(Violation::UseAfterClose { function, kind: obj.kind })
+        }
+    }
+
+    pub(crate) fn is_open(&self, id: ObjId) -> bool {
+        self.objects.get(&id).is_some_and(|o| matches!(o.close, CloseState::Open))
+    }
+
+    pub(crate) fn host_of(&self, id: ObjId) -> Option<&Host> {
+        self.objects.get(&id).and_then(|o| self.hosts.get(o.host))
+    }
+
+    pub(crate) fn misbehaviour(&self, id: ObjId) -> Misbehaviour {
+        self.host_of(id).map(|h| h.config.misbehaviour).unwrap_or_default()
+    }
+
+    pub(crate) fn adapter_removed(&self, id: ObjId) -> bool {
+        let Some(obj) = self.objects.get(&id) else { return true };
+        matches!(self.objects.get(&obj.adapter), Some(Object { body: Body::Adapter { removed: true, .. }, .. }))
+    }
+
+    /// Should this create fail by fault injection?
+    pub(crate) fn take_create_failure(&mut self, host: usize, kind: ObjectKind) -> bool {
+        let hit = self
+            .create_failures
+            .iter_mut()
+            .find(|(h, k, n)| *h == host && *k == kind && *n > 0);
+        match hit {
+            Some(entry) => {
+                entry.2 -= 1;
+                self.counters.injected_create_failures += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Objects (and LAMs) of `adapter` that are not closed, the adapter excluded.
+    pub(crate) fn live_children(&self, adapter: ObjId) -> usize {
+        let objects = self
+            .objects
+            .iter()
+            .filter(|(id, o)| **id != adapter && o.adapter == adapter && !matches!(o.close, CloseState::Closed))
+            .count();
+        let lams = match self.objects.get(&adapter) {
+            Some(Object { body: Body::Adapter { lams, .. }, .. }) => lams.len(),
+            _ => 0,
+        };
+        objects + lams
+    }
+
+    /// Is any descendant of `adapter` closing, or any callback owed on one of its objects?
+    pub(crate) fn adapter_busy(&self, adapter: ObjId) -> bool {
+        self.objects.values().any(|o| {
+            o.adapter == adapter
+                && (o.inflight > 0 || matches!(o.close, CloseState::Closing { .. }))
+        })
+    }
+
+    // --- close ----------------------------------------------------------------------------
+
+    /// Start closing `id` on the consumer's request. Returns `STATUS_SUCCESS` when the close
+    /// finished inside this call (no callback will come), `STATUS_PENDING` otherwise.
+    pub(crate) fn begin_close(
+        &mut self,
+        out: &mut Out,
+        id: ObjId,
+        f: NDK_FN_CLOSE_COMPLETION,
+        ctx: Ctx,
+    ) -> NTSTATUS {
+        let Some(obj) = self.objects.get_mut(&id) else {
+            return ndkpi_sys::STATUS_INVALID_PARAMETER;
+        };
+        obj.close = CloseState::Closing { f, ctx, issued: false };
+        // Kind-specific teardown: cancel owed requests, stop events, flush.
+        match obj.kind {
+            ObjectKind::Connector => self.connector_closing(out, id),
+            ObjectKind::Listener => self.listener_closing(out, id),
+            ObjectKind::Qp => self.qp_closing(out, id),
+            ObjectKind::Mr => {
+                if let Some(Object { body: Body::Mr(mr), .. }) = self.objects.get_mut(&id) {
+                    mr.region = None;
+                }
+            }
+            _ => {}
+        }
+        let sync = self.complete_now();
+        if self.try_finish_close(out, id, sync) { STATUS_SUCCESS } else { ndkpi_sys::STATUS_PENDING }
+    }
+
+    /// Finish a close whose conditions are met. With `sync` the object is closed right now
+    /// (the caller returns `STATUS_SUCCESS`); otherwise the close completion is queued.
+    /// Returns true only when closed synchronously.
+    fn try_finish_close(&mut self, out: &mut Out, id: ObjId, sync: bool) -> bool {
+        let Some(obj) = self.objects.get_mut(&id) else { return false };
+        let CloseState::Closing { f, ctx, issued: false } = obj.close else { return false };
+        if obj.successors > 0 || obj.inflight > 0 {
+            return false;
+        }
+        if sync {
+            self.closed(out, id);
+            true
+        } else {
+            obj.close = CloseState::Closing { f, ctx, issued: true };
+            self.emit(out, id, Call::Close { f, ctx });
+            false
+        }
+    }
+
+    /// The object is closed: release its resources and its antecedents.
+    fn closed(&mut self, out: &mut Out, id: ObjId) {
+        let Some(obj) = self.objects.get_mut(&id) else { return };
+        obj.close = CloseState::Closed;
+        let antecedents = std::mem::take(&mut obj.antecedents);
+        match &mut obj.body {
+            Body::Mr(mr) => {
+                let (l, r) = (mr.local_token, mr.remote_token);
+                self.tokens.remove(&l);
+                self.tokens.remove(&r);
+            }
+            Body::Pd { privileged_token } => {
+                let t = *privileged_token;
+                self.tokens.remove(&t);
+            }
+            Body::Connector(conn) => {
+                if let Some(local) = conn.local.take() {
+                    self.ports.remove(&local);
+                }
+            }
+            Body::Listener(listener) => {
+                if let Some(addr) = listener.addr.take() {
+                    self.ports.remove(&addr);
+                    self.listeners.remove(&addr);
+                }
+            }
+            _ => {}
+        }
+        for a in antecedents {
+            if let Some(ante) = self.objects.get_mut(&a) {
+                ante.successors = ante.successors.saturating_sub(1);
+            }
+            self.try_finish_close(out, a, false);
+        }
+    }
+
+    /// Close an object the consumer never received (a connector whose connect event was
+    /// suppressed): no callback, just release.
+    pub(crate) fn discard(&mut self, out: &mut Out, id: ObjId) {
+        self.closed(out, id);
+    }
+
+    // --- deliveries -----------------------------------------------------------------------
+
+    /// Decide, just before running it, whether a delivery is still wanted.
+    pub(crate) fn begin_delivery(&mut self, d: &Delivery) -> bool {
+        let closing = self.objects.get(&d.target).is_some_and(|o| !matches!(o.close, CloseState::Open));
+        let run = !(d.call.is_event() && closing);
+        if run {
+            self.counters.callbacks += 1;
+            match d.call {
+                Call::Disconnect { .. } => self.counters.disconnect_callbacks += 1,
+                Call::ConnectEvent { .. } => self.counters.connect_events += 1,
+                _ => {}
+            }
+        } else {
+            self.counters.suppressed_events += 1;
+        }
+        run
+    }
+
+    /// A delivery has run (or was suppressed): account for it and apply what follows.
+    pub(crate) fn end_delivery(&mut self, out: &mut Out, d: &Delivery, ran: bool) {
+        self.queued = self.queued.saturating_sub(1);
+        if let Some(obj) = self.objects.get_mut(&d.target) {
+            obj.inflight = obj.inflight.saturating_sub(1);
+        }
+        match d.call {
+            Call::Close { .. } => self.closed(out, d.target),
+            Call::CqNotify { .. } => {
+                let deferred = match self.objects.get_mut(&d.target) {
+                    Some(Object { body: Body::Cq(cq), .. }) => {
+                        cq.notifying = false;
+                        cq.deferred.take()
+                    }
+                    _ => None,
+                };
+                if let Some(status) = deferred {
+                    self.fire_cq(out, d.target, status);
+                }
+            }
+            Call::ConnectEvent { connector, .. } if !ran => {
+                // The listener is closing: the request is refused as if nobody listened.
+                self.refuse_incoming(out, connector);
+            }
+            _ => {}
+        }
+        self.try_finish_close(out, d.target, false);
+    }
+
+    // --- CQs ------------------------------------------------------------------------------
+
+    pub(crate) fn new_cq(depth: u32, notify: NDK_FN_CQ_NOTIFICATION_CALLBACK, ctx: Ctx) -> Cq {
+        Cq {
+            depth,
+            notify,
+            notify_ctx: ctx,
+            entries: VecDeque::new(),
+            armed: None,
+            arrived_any: false,
+            arrived_solicited: false,
+            notifying: false,
+            deferred: None,
+            overrun: false,
+        }
+    }
+
+    fn cq_mut(&mut self, id: ObjId) -> Option<&mut Cq> {
+        match self.objects.get_mut(&id) {
+            Some(Object { body: Body::Cq(cq), .. }) => Some(cq),
+            _ => None,
+        }
+    }
+
+    /// Add a completion to a CQ, firing its notification if armed for it.
+    pub(crate) fn push_cq(&mut self, out: &mut Out, cq_id: ObjId, entry: CqEntry) {
+        let Some(cq) = self.cq_mut(cq_id) else { return };
+        if cq.overrun {
+            return;
+        }
+        if cq.entries.len() >= cq.depth as usize {
+            // Overrun: the CQ and every QP using it are dead; errors always notify.
+            cq.overrun = true;
+            let fire = cq.armed.take().is_some();
+            if fire {
+                self.fire_cq(out, cq_id, STATUS_BUFFER_OVERFLOW);
+            }
+            return;
+        }
+        let solicited = entry.solicited || entry.status != STATUS_SUCCESS;
+        cq.entries.push_back(entry);
+        cq.arrived_any = true;
+        cq.arrived_solicited |= solicited;
+        let fire = match cq.armed {
+            Some(NDK_CQ_NOTIFY_ANY) => true,
+            Some(NDK_CQ_NOTIFY_SOLICITED) => solicited,
+            _ => false,
+        };
+        if fire {
+            cq.armed = None;
+            self.fire_cq(out, cq_id, STATUS_SUCCESS);
+        }
+    }
+
+    /// `NdkArmCq`: merge the request with any pending arm; fire at once if something
+    /// qualifying arrived since the last notification.
+    pub(crate) fn arm_cq(&mut self, out: &mut Out, cq_id: ObjId, kind: u32) {
+        let Some(cq) = self.cq_mut(cq_id) else { return };
+        let merged = match (cq.armed, kind) {
+            (Some(NDK_CQ_NOTIFY_ANY), _) | (_, NDK_CQ_NOTIFY_ANY) => NDK_CQ_NOTIFY_ANY,
+            (Some(NDK_CQ_NOTIFY_SOLICITED), _) | (_, NDK_CQ_NOTIFY_SOLICITED) => {
+                NDK_CQ_NOTIFY_SOLICITED
+            }
+            _ => NDK_CQ_NOTIFY_ERRORS,
+        };
+        let fire_now = !cq.entries.is_empty()
+            && match merged {
+                NDK_CQ_NOTIFY_ANY => cq.arrived_any,
+                NDK_CQ_NOTIFY_SOLICITED => cq.arrived_solicited,
+                _ => false,
+            };
+        if fire_now {
+            cq.armed = None;
+            self.fire_cq(out, cq_id, STATUS_SUCCESS);
+        } else {
+            cq.armed = Some(merged);
+        }
+    }
+
+    /// Notify a CQ, never two notifications at once for one CQ.
+    fn fire_cq(&mut self, out: &mut Out, cq_id: ObjId, status: NTSTATUS) {
+        let Some(cq) = self.cq_mut(cq_id) else { return };
+        cq.arrived_any = false;
+        cq.arrived_solicited = false;
+        if cq.notifying {
+            cq.deferred = Some(status);
+            return;
+        }
+        cq.notifying = true;
+        let (f, ctx) = (cq.notify, cq.notify_ctx);
+        self.emit(out, cq_id, Call::CqNotify { f, ctx, status });
+    }
+
+    // --- hosts and addresses ----------------------------------------------------------------
+
+    pub(crate) fn host_by_ip(&self, ip: IpAddr) -> Option<usize> {
+        self.hosts.iter().position(|h| h.config.addresses.contains(&ip))
+    }
+
+    /// Pick a free ephemeral port for `ip`, or `None` when all are taken.
+    pub(crate) fn ephemeral(&mut self, ip: IpAddr) -> Option<SocketAddr> {
+        let span = u32::from(u16::MAX - EPHEMERAL_FIRST) + 1;
+        for _ in 0..span {
+            let port = self.next_ephemeral;
+            self.next_ephemeral = if port == u16::MAX { EPHEMERAL_FIRST } else { port + 1 };
+            let addr = SocketAddr::new(ip, port);
+            if !self.ports.contains(&addr) {
+                return Some(addr);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn adapter_info(&self, id: ObjId) -> NDK_ADAPTER_INFO {
+        let obj = &self.objects[&id];
+        let mut info = self.hosts[obj.host].config.info;
+        info.Version = obj.version;
+        info
+    }
+}
