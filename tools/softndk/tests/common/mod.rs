@@ -1,0 +1,641 @@
+//! Test harness: a consumer written directly against the raw ndkpi-sys tables, as a C
+//! consumer would be, with small helpers so each test reads like its scenario.
+#![allow(dead_code, reason = "each test binary uses a different subset of the harness")]
+#![allow(clippy::pedantic, reason = "test harness: casts between ABI integer types are intended")]
+
+use std::collections::VecDeque;
+use std::ffi::c_void;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use ndkpi_sys::*;
+use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, MisusePolicy, SoftMdl};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+pub const V11: NDK_VERSION = NDK_VERSION { Major: 1, Minor: 1 };
+pub const V12: NDK_VERSION = NDK_VERSION { Major: 1, Minor: 2 };
+pub const V21: NDK_VERSION = NDK_VERSION { Major: 2, Minor: 1 };
+
+/// Access an object's dispatch table.
+pub trait Obj: Sized {
+    type D: 'static;
+    fn table(ptr: *mut Self) -> &'static Self::D;
+}
+
+macro_rules! obj {
+    ($t:ty, $d:ty) => {
+        impl Obj for $t {
+            type D = $d;
+            fn table(ptr: *mut Self) -> &'static $d {
+                // SAFETY: `ptr` is a live object the provider returned; it set Dispatch first.
+                let table = unsafe { (*ptr).Dispatch };
+                // SAFETY: softndk's dispatch tables are statics.
+                unsafe { &*table }
+            }
+        }
+    };
+}
+obj!(NDK_ADAPTER, NDK_ADAPTER_DISPATCH);
+obj!(NDK_PD, NDK_PD_DISPATCH);
+obj!(NDK_CQ, NDK_CQ_DISPATCH);
+obj!(NDK_QP, NDK_QP_DISPATCH);
+obj!(NDK_CONNECTOR, NDK_CONNECTOR_DISPATCH);
+obj!(NDK_LISTENER, NDK_LISTENER_DISPATCH);
+obj!(NDK_MR, NDK_MR_DISPATCH);
+
+pub fn d<T: Obj>(ptr: *mut T) -> &'static T::D {
+    T::table(ptr)
+}
+
+/// The header of an object (for the close functions).
+pub fn hdr<T>(ptr: *mut T) -> *mut NDK_OBJECT_HEADER {
+    ptr.cast()
+}
+
+/// The version written in an object's header.
+pub fn header_version<T>(ptr: *mut T) -> NDK_VERSION {
+    // SAFETY: live object; the header is at offset 0.
+    unsafe { (*hdr(ptr)).Version }
+}
+
+// --- completion slots -----------------------------------------------------------------------
+
+#[derive(Default, Debug)]
+pub struct SlotState {
+    pub calls: u32,
+    pub status: Option<NTSTATUS>,
+    pub object: usize,
+    pub thread: Option<ThreadId>,
+    /// Set by the test after the initiating call returned; the callback records its value.
+    pub returned: bool,
+    pub ran_before_return: bool,
+}
+
+/// Captures one completion (request, create or close).
+#[derive(Default)]
+pub struct Slot {
+    pub state: Mutex<SlotState>,
+    cv: Condvar,
+}
+
+impl Slot {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn ctx(self: &Arc<Self>) -> PVOID {
+        Arc::as_ptr(self).cast_mut().cast()
+    }
+
+    fn record(&self, status: NTSTATUS, object: usize) {
+        let mut s = self.state.lock().unwrap();
+        s.calls += 1;
+        s.status = Some(status);
+        s.object = object;
+        s.thread = Some(std::thread::current().id());
+        s.ran_before_return = !s.returned;
+        self.cv.notify_all();
+    }
+
+    pub fn mark_returned(&self) {
+        self.state.lock().unwrap().returned = true;
+    }
+
+    /// Wait for the callback; panics after [`WAIT`].
+    pub fn wait(&self) -> NTSTATUS {
+        let mut s = self.state.lock().unwrap();
+        while s.calls == 0 {
+            let (g, t) = self.cv.wait_timeout(s, WAIT).unwrap();
+            s = g;
+            assert!(!t.timed_out() || s.calls > 0, "completion callback never came");
+        }
+        s.status.unwrap()
+    }
+
+    pub fn calls(&self) -> u32 {
+        self.state.lock().unwrap().calls
+    }
+
+    pub fn object(&self) -> usize {
+        self.state.lock().unwrap().object
+    }
+
+    /// The request's final status: the inline status, or the callback's if it pended.
+    pub fn resolve(&self, returned: NTSTATUS) -> NTSTATUS {
+        self.mark_returned();
+        if returned == STATUS_PENDING { self.wait() } else { returned }
+    }
+}
+
+fn slot<'a>(ctx: PVOID) -> &'a Slot {
+    // SAFETY: every ctx given with these callbacks is `Slot::ctx` of an Arc the test keeps
+    // alive until the completion arrived.
+    unsafe { &*ctx.cast::<Slot>() }
+}
+
+pub unsafe extern "system" fn on_request(ctx: PVOID, status: NTSTATUS) {
+    slot(ctx).record(status, 0);
+}
+
+pub unsafe extern "system" fn on_create(ctx: PVOID, status: NTSTATUS, obj: *mut NDK_OBJECT_HEADER) {
+    slot(ctx).record(status, obj.addr());
+}
+
+pub unsafe extern "system" fn on_close(ctx: PVOID) {
+    slot(ctx).record(STATUS_SUCCESS, 0);
+}
+
+// --- event recorders --------------------------------------------------------------------------
+
+/// Records disconnect callbacks: `None` for the plain form, `Some(reason)` for Ex.
+#[derive(Default)]
+pub struct Events {
+    pub disconnects: Mutex<Vec<Option<u32>>>,
+    cv: Condvar,
+}
+
+impl Events {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn ctx(self: &Arc<Self>) -> PVOID {
+        Arc::as_ptr(self).cast_mut().cast()
+    }
+    pub fn count(&self) -> usize {
+        self.disconnects.lock().unwrap().len()
+    }
+    pub fn all(&self) -> Vec<Option<u32>> {
+        self.disconnects.lock().unwrap().clone()
+    }
+    pub fn wait_count(&self, n: usize) {
+        let mut v = self.disconnects.lock().unwrap();
+        while v.len() < n {
+            let (g, t) = self.cv.wait_timeout(v, WAIT).unwrap();
+            v = g;
+            assert!(!t.timed_out() || v.len() >= n, "expected {n} disconnect callbacks");
+        }
+    }
+}
+
+fn events<'a>(ctx: PVOID) -> &'a Events {
+    // SAFETY: ctx is `Events::ctx` of an Arc the test keeps alive longer than the connector.
+    unsafe { &*ctx.cast::<Events>() }
+}
+
+pub unsafe extern "system" fn on_disconnect(ctx: PVOID) {
+    let e = events(ctx);
+    e.disconnects.lock().unwrap().push(None);
+    e.cv.notify_all();
+}
+
+pub unsafe extern "system" fn on_disconnect_ex(ctx: PVOID, reason: u32) {
+    let e = events(ctx);
+    e.disconnects.lock().unwrap().push(Some(reason));
+    e.cv.notify_all();
+}
+
+/// Records connect events (the new connectors).
+#[derive(Default)]
+pub struct Incoming {
+    pub conns: Mutex<VecDeque<usize>>,
+    cv: Condvar,
+}
+
+impl Incoming {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn ctx(self: &Arc<Self>) -> PVOID {
+        Arc::as_ptr(self).cast_mut().cast()
+    }
+    pub fn len(&self) -> usize {
+        self.conns.lock().unwrap().len()
+    }
+    pub fn next(&self) -> *mut NDK_CONNECTOR {
+        let mut q = self.conns.lock().unwrap();
+        while q.is_empty() {
+            let (g, t) = self.cv.wait_timeout(q, WAIT).unwrap();
+            q = g;
+            assert!(!t.timed_out() || !q.is_empty(), "no connect event");
+        }
+        std::ptr::with_exposed_provenance_mut(q.pop_front().unwrap())
+    }
+}
+
+pub unsafe extern "system" fn on_connect_event(ctx: PVOID, conn: *mut NDK_CONNECTOR) {
+    // SAFETY: ctx is `Incoming::ctx` of an Arc the test keeps alive.
+    let inc = unsafe { &*ctx.cast::<Incoming>() };
+    inc.conns.lock().unwrap().push_back(conn.expose_provenance());
+    inc.cv.notify_all();
+}
+
+/// Records CQ notifications.
+#[derive(Default)]
+pub struct Notes {
+    pub statuses: Mutex<Vec<NTSTATUS>>,
+}
+
+impl Notes {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+    pub fn ctx(self: &Arc<Self>) -> PVOID {
+        Arc::as_ptr(self).cast_mut().cast()
+    }
+    pub fn all(&self) -> Vec<NTSTATUS> {
+        self.statuses.lock().unwrap().clone()
+    }
+}
+
+pub unsafe extern "system" fn on_cq(ctx: PVOID, status: NTSTATUS) {
+    // SAFETY: ctx is `Notes::ctx` of an Arc the test keeps alive.
+    let notes = unsafe { &*ctx.cast::<Notes>() };
+    notes.statuses.lock().unwrap().push(status);
+}
+
+// --- the network ------------------------------------------------------------------------------
+
+pub struct Net {
+    pub fabric: Fabric,
+    pub hosts: [HostId; 2],
+    pub v4: [IpAddr; 2],
+    pub v6: [IpAddr; 2],
+}
+
+impl Net {
+    pub fn new(completion: Completion) -> Self {
+        Self::with(completion, MisusePolicy::Panic, V21, V21)
+    }
+
+    pub fn with(completion: Completion, misuse: MisusePolicy, max_a: NDK_VERSION, max_b: NDK_VERSION) -> Self {
+        let fabric = Fabric::new(FabricConfig { completion, misuse });
+        let v4 = [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))];
+        let v6 = [IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)), IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2))];
+        let a = fabric.add_host(HostConfig::new(1, [v4[0], v6[0]]).max_version(max_a.Major, max_a.Minor));
+        let b = fabric.add_host(HostConfig::new(2, [v4[1], v6[1]]).max_version(max_b.Major, max_b.Minor));
+        Self { fabric, hosts: [a, b], v4, v6 }
+    }
+
+    pub fn open(&self, if_index: u32, version: NDK_VERSION) -> *mut NDK_ADAPTER {
+        self.fabric.open_adapter(if_index, version).expect("open adapter")
+    }
+
+    /// Wait until no callback is owed (worker-thread mode).
+    pub fn settle(&self) {
+        assert!(self.fabric.wait_idle(WAIT), "fabric did not become idle");
+    }
+}
+
+/// A Windows-layout SOCKADDR for `addr` (AF_INET6 = 23), as bytes plus length.
+pub struct Sock {
+    storage: SOCKADDR_STORAGE,
+    pub len: u32,
+}
+
+impl Sock {
+    pub fn new(addr: SocketAddr) -> Self {
+        let mut storage = SOCKADDR_STORAGE::default();
+        let p = std::ptr::from_mut(&mut storage);
+        let len = match addr {
+            SocketAddr::V4(a) => {
+                let sin = SOCKADDR_IN { sin_family: AF_INET, sin_port: a.port().to_be(), sin_addr: IN_ADDR { S_un: a.ip().octets() }, sin_zero: [0; 8] };
+                // SAFETY: SOCKADDR_STORAGE is larger and more aligned than SOCKADDR_IN.
+                unsafe { p.cast::<SOCKADDR_IN>().write(sin) };
+                size_of::<SOCKADDR_IN>()
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = SOCKADDR_IN6 { sin6_family: AF_INET6, sin6_port: a.port().to_be(), sin6_flowinfo: 0, sin6_addr: IN6_ADDR { u: a.ip().octets() }, sin6_scope_id: 0 };
+                // SAFETY: SOCKADDR_STORAGE is larger and more aligned than SOCKADDR_IN6.
+                unsafe { p.cast::<SOCKADDR_IN6>().write(sin6) };
+                size_of::<SOCKADDR_IN6>()
+            }
+        };
+        Self { storage, len: len as u32 }
+    }
+
+    pub fn ptr(&self) -> *const SOCKADDR {
+        std::ptr::from_ref(&self.storage).cast()
+    }
+
+    pub fn empty() -> Self {
+        Self { storage: SOCKADDR_STORAGE::default(), len: 128 }
+    }
+
+    pub fn ptr_mut(&mut self) -> *mut SOCKADDR {
+        std::ptr::from_mut(&mut self.storage).cast()
+    }
+
+    /// Decode what a provider wrote.
+    pub fn decode(&self) -> SocketAddr {
+        let p = std::ptr::from_ref(&self.storage);
+        match self.storage.ss_family {
+            AF_INET => {
+                // SAFETY: the family says a SOCKADDR_IN was written.
+                let sin = unsafe { p.cast::<SOCKADDR_IN>().read() };
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::from(sin.sin_addr.S_un)), u16::from_be(sin.sin_port))
+            }
+            AF_INET6 => {
+                // SAFETY: the family says a SOCKADDR_IN6 was written.
+                let sin6 = unsafe { p.cast::<SOCKADDR_IN6>().read() };
+                SocketAddr::new(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.u)), u16::from_be(sin6.sin6_port))
+            }
+            f => panic!("unexpected family {f}"),
+        }
+    }
+}
+
+// --- creates ----------------------------------------------------------------------------------
+
+/// Run a create call and return the object, whichever way it completes.
+pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*mut T, NTSTATUS> {
+    let s = Slot::new();
+    let mut obj: *mut T = std::ptr::null_mut();
+    let st = call(s.ctx(), &raw mut obj);
+    s.mark_returned();
+    match st {
+        STATUS_SUCCESS => Ok(obj),
+        STATUS_PENDING => {
+            let status = s.wait();
+            if status == STATUS_SUCCESS {
+                Ok(std::ptr::with_exposed_provenance_mut(s.object()))
+            } else {
+                Err(status)
+            }
+        }
+        other => Err(other),
+    }
+}
+
+pub fn create_pd(adapter: *mut NDK_ADAPTER) -> *mut NDK_PD {
+    let f = d(adapter).NdkCreatePd.unwrap();
+    // SAFETY: live adapter; valid callback, context and out-pointer.
+    created(|ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }).expect("create PD")
+}
+
+pub fn try_create_cq(adapter: *mut NDK_ADAPTER, depth: u32, notes: &Arc<Notes>) -> Result<*mut NDK_CQ, NTSTATUS> {
+    let f = d(adapter).NdkCreateCq.unwrap();
+    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
+    created(|ctx, pp| unsafe { f(adapter, depth, Some(on_cq), notes.ctx(), std::ptr::null_mut(), Some(on_create), ctx, pp) })
+}
+
+pub fn create_cq(adapter: *mut NDK_ADAPTER, depth: u32, notes: &Arc<Notes>) -> *mut NDK_CQ {
+    try_create_cq(adapter, depth, notes).expect("create CQ")
+}
+
+pub fn create_qp(pd: *mut NDK_PD, cq: *mut NDK_CQ, qp_ctx: usize) -> *mut NDK_QP {
+    let f = d(pd).NdkCreateQp.unwrap();
+    let qctx = std::ptr::without_provenance_mut(qp_ctx);
+    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
+    created(|ctx, pp| unsafe { f(pd, cq, cq, qctx, 64, 64, 4, 4, 64, Some(on_create), ctx, pp) }).expect("create QP")
+}
+
+pub fn create_connector(adapter: *mut NDK_ADAPTER) -> *mut NDK_CONNECTOR {
+    let f = d(adapter).NdkCreateConnector.unwrap();
+    // SAFETY: live adapter; valid callback, context and out-pointer.
+    created(|ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }).expect("create connector")
+}
+
+pub fn create_listener(adapter: *mut NDK_ADAPTER, incoming: &Arc<Incoming>) -> *mut NDK_LISTENER {
+    let f = d(adapter).NdkCreateListener.unwrap();
+    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
+    created(|ctx, pp| unsafe { f(adapter, Some(on_connect_event), incoming.ctx(), Some(on_create), ctx, pp) }).expect("create listener")
+}
+
+pub fn listen(listener: *mut NDK_LISTENER, addr: SocketAddr) -> NTSTATUS {
+    let sock = Sock::new(addr);
+    let s = Slot::new();
+    let f = d(listener).NdkListen.unwrap();
+    // SAFETY: live listener; the address buffer outlives the call; valid callback/context.
+    let st = unsafe { f(listener, sock.ptr(), sock.len, Some(on_request), s.ctx()) };
+    s.resolve(st)
+}
+
+/// Close any object (not the adapter) and return when its close has completed.
+pub fn close<T>(obj: *mut T, close_fn: NDK_FN_CLOSE_OBJECT) -> NTSTATUS {
+    let s = Slot::new();
+    // SAFETY: live object; valid callback and context.
+    let st = unsafe { close_fn.unwrap()(hdr(obj), Some(on_close), s.ctx()) };
+    s.resolve(st)
+}
+
+// --- one end of a connection --------------------------------------------------------------------
+
+pub struct End {
+    pub adapter: *mut NDK_ADAPTER,
+    pub pd: *mut NDK_PD,
+    pub cq: *mut NDK_CQ,
+    pub qp: *mut NDK_QP,
+    pub conn: *mut NDK_CONNECTOR,
+    pub events: Arc<Events>,
+    pub notes: Arc<Notes>,
+}
+
+impl End {
+    /// Adapter, PD, CQ (depth 256) and QP; the connector comes later.
+    pub fn new(net: &Net, if_index: u32, version: NDK_VERSION) -> Self {
+        let adapter = net.open(if_index, version);
+        let pd = create_pd(adapter);
+        let notes = Notes::new();
+        let cq = create_cq(adapter, 256, &notes);
+        let qp = create_qp(pd, cq, 0x1000 + if_index as usize);
+        Self { adapter, pd, cq, qp, conn: std::ptr::null_mut(), events: Events::new(), notes }
+    }
+
+    pub fn version(&self) -> NDK_VERSION {
+        header_version(self.adapter)
+    }
+
+    /// Close everything, connector first, adapter last, waiting for each close.
+    pub fn teardown(self, net: &Net) {
+        if !self.conn.is_null() {
+            close(self.conn, d(self.conn).NdkCloseConnector);
+        }
+        close(self.qp, d(self.qp).NdkCloseQp);
+        close(self.cq, d(self.cq).NdkCloseCq);
+        close(self.pd, d(self.pd).NdkClosePd);
+        net.settle();
+        net.fabric.close_adapter(self.adapter);
+    }
+
+    pub fn qp_stats(&self, net: &Net) -> softndk::QpStats {
+        net.fabric.qp_stats(self.qp).expect("qp stats")
+    }
+}
+
+/// Register the disconnect callback the way the version allows.
+pub fn complete_connect(end: &End) -> NTSTATUS {
+    let s = Slot::new();
+    let t = d(end.conn);
+    let st = if end.version() >= V21 {
+        // SAFETY: live connector; valid callbacks and contexts.
+        unsafe { t.NdkCompleteConnectEx.unwrap()(end.conn, Some(on_disconnect_ex), end.events.ctx(), Some(on_request), s.ctx()) }
+    } else {
+        // SAFETY: as above.
+        unsafe { t.NdkCompleteConnect.unwrap()(end.conn, Some(on_disconnect), end.events.ctx(), Some(on_request), s.ctx()) }
+    };
+    s.resolve(st)
+}
+
+/// Start an accept; returns the slot (accept completes only after the active side's
+/// complete-connect) and the inline status.
+pub fn start_accept(end: &End, data: &[u8]) -> (Arc<Slot>, NTSTATUS) {
+    let s = Slot::new();
+    let t = d(end.conn);
+    let (p, n) = (data.as_ptr().cast::<c_void>(), data.len() as u32);
+    let st = if end.version() >= V21 {
+        // SAFETY: live connector and QP; data outlives the call; valid callbacks and contexts.
+        unsafe { t.NdkAcceptEx.unwrap()(end.conn, end.qp, 8, 8, p, n, Some(on_disconnect_ex), end.events.ctx(), Some(on_request), s.ctx()) }
+    } else {
+        // SAFETY: as above.
+        unsafe { t.NdkAccept.unwrap()(end.conn, end.qp, 8, 8, p, n, Some(on_disconnect), end.events.ctx(), Some(on_request), s.ctx()) }
+    };
+    s.mark_returned();
+    (s, st)
+}
+
+/// Start a connect; returns the slot and the inline status.
+pub fn start_connect(end: &End, dst: SocketAddr, data: &[u8]) -> (Arc<Slot>, NTSTATUS) {
+    let s = Slot::new();
+    let src = Sock::new(SocketAddr::new(if dst.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) }, 0));
+    let dst = Sock::new(dst);
+    let (p, n) = (data.as_ptr().cast::<c_void>(), data.len() as u32);
+    // SAFETY: live connector and QP; the addresses and data outlive the call; valid callback.
+    let st = unsafe { d(end.conn).NdkConnect.unwrap()(end.conn, end.qp, src.ptr(), src.len, dst.ptr(), dst.len, 8, 8, p, n, Some(on_request), s.ctx()) };
+    s.mark_returned();
+    (s, st)
+}
+
+/// A listener on host B and an established connection A -> B.
+pub struct Pair {
+    pub a: End,
+    pub b: End,
+    pub listener: *mut NDK_LISTENER,
+    pub incoming: Arc<Incoming>,
+}
+
+impl Pair {
+    pub fn connect(net: &Net, va: NDK_VERSION, vb: NDK_VERSION) -> Self {
+        Self::connect_to(net, va, vb, SocketAddr::new(net.v4[1], 4791))
+    }
+
+    pub fn connect_to(net: &Net, va: NDK_VERSION, vb: NDK_VERSION, dst: SocketAddr) -> Self {
+        let mut a = End::new(net, 1, va);
+        let mut b = End::new(net, 2, vb);
+        let incoming = Incoming::new();
+        let listener = create_listener(b.adapter, &incoming);
+        assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+        a.conn = create_connector(a.adapter);
+        let (cs, cst) = start_connect(&a, dst, b"hello");
+        b.conn = incoming.next();
+        let (acc, ast) = start_accept(&b, b"welcome");
+        assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "connect");
+        assert_eq!(complete_connect(&a), STATUS_SUCCESS, "complete connect");
+        assert_eq!(acc.resolve(ast), STATUS_SUCCESS, "accept");
+        Self { a, b, listener, incoming }
+    }
+
+    pub fn teardown(self, net: &Net) {
+        let Pair { a, b, listener, .. } = self;
+        a.teardown(net);
+        let adapter = b.adapter;
+        let bl = listener;
+        if !b.conn.is_null() {
+            close(b.conn, d(b.conn).NdkCloseConnector);
+        }
+        close(bl, d(bl).NdkCloseListener);
+        close(b.qp, d(b.qp).NdkCloseQp);
+        close(b.cq, d(b.cq).NdkCloseCq);
+        close(b.pd, d(b.pd).NdkClosePd);
+        net.settle();
+        net.fabric.close_adapter(adapter);
+    }
+}
+
+/// `NdkDisconnect`, resolved.
+pub fn disconnect(conn: *mut NDK_CONNECTOR) -> NTSTATUS {
+    let s = Slot::new();
+    // SAFETY: live connector; valid callback and context.
+    let st = unsafe { d(conn).NdkDisconnect.unwrap()(conn, Some(on_request), s.ctx()) };
+    s.resolve(st)
+}
+
+// --- buffers ------------------------------------------------------------------------------------
+
+/// A buffer registered in an MR of `pd`.
+pub struct Buf {
+    pub data: Box<[u8]>,
+    pub mdl: Box<SoftMdl>,
+    pub mr: *mut NDK_MR,
+    pub token: u32,
+    pub remote_token: u32,
+}
+
+impl Buf {
+    pub fn new(pd: *mut NDK_PD, len: usize, flags: u32) -> Self {
+        let mut data = vec![0u8; len].into_boxed_slice();
+        let mdl = SoftMdl::new(data.as_mut_ptr(), len as u32);
+        let f = d(pd).NdkCreateMr.unwrap();
+        // SAFETY: live PD; valid callback, context and out-pointer.
+        let mr = created(|ctx, pp| unsafe { f(pd, FALSE, Some(on_create), ctx, pp) }).expect("create MR");
+        let s = Slot::new();
+        // SAFETY: live MR; the MDL describes `data`, which lives as long as the Buf.
+        let st = unsafe { d(mr).NdkRegisterMr.unwrap()(mr, mdl.as_mdl(), len, flags, Some(on_request), s.ctx()) };
+        assert_eq!(s.resolve(st), STATUS_SUCCESS, "register MR");
+        // SAFETY: live, registered MR.
+        let token = unsafe { d(mr).NdkGetLocalTokenFromMr.unwrap()(mr) };
+        // SAFETY: as above.
+        let remote_token = unsafe { d(mr).NdkGetRemoteTokenFromMr.unwrap()(mr) };
+        Self { data, mdl, mr, token, remote_token }
+    }
+
+    pub fn sge(&mut self, offset: usize, len: u32) -> NDK_SGE {
+        NDK_SGE {
+            Address: NDK_SGE_ADDRESS { VirtualAddress: self.data.as_mut_ptr().wrapping_add(offset).cast() },
+            Length: len,
+            MemoryRegionToken: self.token,
+        }
+    }
+
+    pub fn close(self) {
+        close(self.mr, d(self.mr).NdkCloseMr);
+    }
+}
+
+pub fn post_receive(qp: *mut NDK_QP, sge: &NDK_SGE, ctx: usize) -> NTSTATUS {
+    // SAFETY: live QP; one valid SGE.
+    unsafe { d(qp).NdkReceive.unwrap()(qp, std::ptr::without_provenance_mut(ctx), sge, 1) }
+}
+
+pub fn post_send(qp: *mut NDK_QP, sge: &NDK_SGE, ctx: usize, flags: u32) -> NTSTATUS {
+    // SAFETY: live QP; one valid SGE.
+    unsafe { d(qp).NdkSend.unwrap()(qp, std::ptr::without_provenance_mut(ctx), sge, 1, flags) }
+}
+
+pub fn flush(qp: *mut NDK_QP) {
+    // SAFETY: live QP.
+    unsafe { d(qp).NdkFlush.unwrap()(qp) }
+}
+
+/// Drain a CQ with NdkGetCqResultsEx.
+pub fn poll(cq: *mut NDK_CQ) -> Vec<NDK_RESULT_EX> {
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [NDK_RESULT_EX { Status: 0, BytesTransferred: 0, QPContext: std::ptr::null_mut(), RequestContext: std::ptr::null_mut(), Type: 0, ProviderErrorCode: 0, TypeSpecificCompletionOutput: 0 }; 8];
+        // SAFETY: live CQ; the array holds 8 results.
+        let n = unsafe { d(cq).NdkGetCqResultsEx.unwrap()(cq, buf.as_mut_ptr(), 8) };
+        out.extend_from_slice(&buf[..n as usize]);
+        if n < 8 {
+            return out;
+        }
+    }
+}
+
+pub fn arm(cq: *mut NDK_CQ, kind: u32) {
+    // SAFETY: live CQ.
+    unsafe { d(cq).NdkArmCq.unwrap()(cq, kind) }
+}
+
+/// Every completion mode a semantic test should hold in.
+pub const MODES: [Completion; 4] = [Completion::Synchronous, Completion::Inline, Completion::Thread, Completion::Random { seed: 7 }];
