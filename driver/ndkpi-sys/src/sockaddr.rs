@@ -122,6 +122,11 @@ const _: () = assert!(align_of::<SOCKADDR_STORAGE>() == 8);
 
 impl Default for SOCKADDR_STORAGE {
     fn default() -> Self {
-        Self { ss_family: AF_UNSPEC, ss_pad1: [0; 6], ss_align: 0, ss_pad2: [0; 112] }
+        Self {
+            ss_family: AF_UNSPEC,
+            ss_pad1: [0; 6],
+            ss_align: 0,
+            ss_pad2: [0; 112],
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! NTSTATUS values used by NDKPI and by ndkdisc (fact sheet §9; hex values from
 //! `ntstatus.h`). The "where" note says which NDK calls document each code.
 
-#![expect(clippy::unreadable_literal, reason = "hex values exactly as printed in ntstatus.h")]
+#![expect(
+    clippy::unreadable_literal,
+    reason = "hex values exactly as printed in ntstatus.h"
+)]
 
 use crate::types::NTSTATUS;
 

@@ -302,7 +302,10 @@ const _: () = assert!(offset_of!(NDK_LOGICAL_ADDRESS_MAPPING, AdapterPageArray) 
 
 /// Bytes needed for a [`NDK_LOGICAL_ADDRESS_MAPPING`] with `pages` entries
 /// (`FIELD_OFFSET(AdapterPageArray) + 8 * pages`), or `None` on overflow.
-#[expect(clippy::cast_possible_truncation, reason = "the sum is checked to fit in u32 first")]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the sum is checked to fit in u32 first"
+)]
 pub const fn NDK_LAM_SIZE(pages: u32) -> Option<u32> {
     match (pages as u64).checked_mul(8) {
         Some(bytes) if bytes + 0x10 <= u32::MAX as u64 => Some((bytes + 0x10) as u32),

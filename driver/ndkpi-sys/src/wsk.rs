@@ -11,7 +11,9 @@
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
 
-use crate::types::{KSPIN_LOCK, NDK_ADAPTER, NDK_VERSION, NET_IFINDEX, NTSTATUS, PVOID, SIZE_T, ULONG};
+use crate::types::{
+    KSPIN_LOCK, NDK_ADAPTER, NDK_VERSION, NET_IFINDEX, NTSTATUS, PVOID, SIZE_T, ULONG,
+};
 
 /// `PWSK_CLIENT`: an opaque handle to the WSK client, from [`WSK_PROVIDER_NPI::Client`].
 pub type PWSK_CLIENT = *mut c_void;
@@ -221,8 +223,9 @@ pub type OPEN_NDK_ADAPTER_HANDLER = Option<
     ) -> NDIS_STATUS,
 >;
 /// `CLOSE_NDK_ADAPTER_HANDLER` (`nc-ndisndk-close_ndk_adapter_handler`), `PASSIVE_LEVEL`.
-pub type CLOSE_NDK_ADAPTER_HANDLER =
-    Option<unsafe extern "system" fn(MiniportAdapterContext: NDIS_HANDLE, pNdkAdapter: *mut NDK_ADAPTER)>;
+pub type CLOSE_NDK_ADAPTER_HANDLER = Option<
+    unsafe extern "system" fn(MiniportAdapterContext: NDIS_HANDLE, pNdkAdapter: *mut NDK_ADAPTER),
+>;
 
 /// `NDIS_OBJECT_HEADER`.
 #[repr(C)]

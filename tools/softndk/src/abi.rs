@@ -11,6 +11,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+#[expect(
+    clippy::wildcard_imports,
+    reason = "this module implements the whole ABI"
+)]
 use ndkpi_sys::*;
 
 use crate::conn::{AcceptArgs, ConnectArgs, Listener};
@@ -40,20 +44,35 @@ fn enter<T>(ptr: *mut T, kind: ObjectKind, function: &'static str) -> Option<Tar
         panic!("softndk: {}", Violation::UnknownObject { function });
     };
     if entry.kind != kind {
-        shared.report(Violation::WrongObjectKind { function, expected: kind, found: entry.kind });
+        shared.report(Violation::WrongObjectKind {
+            function,
+            expected: kind,
+            found: entry.kind,
+        });
         return None;
     }
-    Some(Target { shared, id: entry.id, shell: entry.shell, function })
+    Some(Target {
+        shared,
+        id: entry.id,
+        shell: entry.shell,
+        function,
+    })
 }
 
 impl Target {
     /// Run `op` on the open object with the lock held, then deliver. A violation is reported
     /// and turns into `STATUS_INVALID_PARAMETER`.
-    fn with(&self, op: impl FnOnce(&mut World, &mut Out) -> Result<NTSTATUS, Violation>) -> NTSTATUS {
+    fn with(
+        &self,
+        op: impl FnOnce(&mut World, &mut Out) -> Result<NTSTATUS, Violation>,
+    ) -> NTSTATUS {
         let mut out = Out::default();
         let result = {
             let mut world = self.shared.world();
-            world.open(self.id, self.function).map(|_| ()).and_then(|()| op(&mut world, &mut out))
+            world
+                .open(self.id, self.function)
+                .map(|_| ())
+                .and_then(|()| op(&mut world, &mut out))
         };
         self.shared.dispatch(out);
         result.unwrap_or_else(|v| {
@@ -63,7 +82,10 @@ impl Target {
     }
 
     fn violation(&self, what: &'static str) -> NTSTATUS {
-        self.shared.report(Violation::BadArgument { function: self.function, what });
+        self.shared.report(Violation::BadArgument {
+            function: self.function,
+            what,
+        });
         STATUS_INVALID_PARAMETER
     }
 
@@ -73,9 +95,16 @@ impl Target {
         let result = {
             let mut world = self.shared.world();
             match world.objects.get(&self.id).map(|o| (o.close, o.kind)) {
-                Some((CloseState::Open, _)) => Ok(world.begin_close(&mut out, self.id, f, Ctx(ctx))),
-                Some((_, kind)) => Err(Violation::DoubleClose { function: self.function, kind }),
-                None => Err(Violation::UnknownObject { function: self.function }),
+                Some((CloseState::Open, _)) => {
+                    Ok(world.begin_close(&mut out, self.id, f, Ctx(ctx)))
+                }
+                Some((_, kind)) => Err(Violation::DoubleClose {
+                    function: self.function,
+                    kind,
+                }),
+                None => Err(Violation::UnknownObject {
+                    function: self.function,
+                }),
             }
         };
         self.shared.dispatch(out);
@@ -90,8 +119,13 @@ impl Target {
         let guard = self.shell.enter(which);
         if guard.is_none() {
             let v = match which {
-                Busy::Queue(queue) => Violation::ConcurrentPost { function: self.function, queue },
-                Busy::Cq => Violation::ConcurrentCqAccess { function: self.function },
+                Busy::Queue(queue) => Violation::ConcurrentPost {
+                    function: self.function,
+                    queue,
+                },
+                Busy::Cq => Violation::ConcurrentCqAccess {
+                    function: self.function,
+                },
             };
             self.shared.report(v);
         }
@@ -124,7 +158,12 @@ impl Target {
                 if world.complete_now() {
                     return Ok(STATUS_INSUFFICIENT_RESOURCES);
                 }
-                let call = Call::Create { f: completion, ctx: Ctx(ctx), status: STATUS_INSUFFICIENT_RESOURCES, object: None };
+                let call = Call::Create {
+                    f: completion,
+                    ctx: Ctx(ctx),
+                    status: STATUS_INSUFFICIENT_RESOURCES,
+                    object: None,
+                };
                 world.emit(out, self.id, call);
                 return Ok(STATUS_PENDING);
             }
@@ -137,7 +176,16 @@ impl Target {
                 created = Some(shell);
                 Ok(STATUS_SUCCESS)
             } else {
-                world.emit(out, id, Call::Create { f: completion, ctx: Ctx(ctx), status: STATUS_SUCCESS, object: Some(shell) });
+                world.emit(
+                    out,
+                    id,
+                    Call::Create {
+                        f: completion,
+                        ctx: Ctx(ctx),
+                        status: STATUS_SUCCESS,
+                        object: Some(shell),
+                    },
+                );
                 Ok(STATUS_PENDING)
             }
         });
@@ -165,7 +213,10 @@ fn read_sockaddr(ptr: *const SOCKADDR, len: u32) -> Result<SocketAddr, NTSTATUS>
             // SAFETY: `len` covers a SOCKADDR_IN; unaligned read because the consumer's buffer
             // need not be aligned.
             let sin = unsafe { ptr.cast::<SOCKADDR_IN>().read_unaligned() };
-            Ok(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(sin.sin_addr.S_un), u16::from_be(sin.sin_port))))
+            Ok(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(sin.sin_addr.S_un),
+                u16::from_be(sin.sin_port),
+            )))
         }
         AF_INET6 if len as usize >= size_of::<SOCKADDR_IN6>() => {
             // SAFETY: `len` covers a SOCKADDR_IN6.
@@ -184,15 +235,22 @@ fn read_sockaddr(ptr: *const SOCKADDR, len: u32) -> Result<SocketAddr, NTSTATUS>
 
 /// Write an address result with the NDK size protocol: too small (or no buffer) ->
 /// `STATUS_BUFFER_TOO_SMALL` with the required size in `*len`.
-fn write_sockaddr(t: &Target, addr: Option<SocketAddr>, ptr: *mut SOCKADDR, len: *mut u32) -> NTSTATUS {
+fn write_sockaddr(
+    t: &Target,
+    addr: Option<SocketAddr>,
+    ptr: *mut SOCKADDR,
+    len: *mut u32,
+) -> NTSTATUS {
     if len.is_null() {
         return t.violation("null address-length pointer");
     }
-    let Some(addr) = addr else { return STATUS_INVALID_DEVICE_STATE };
+    let Some(addr) = addr else {
+        return STATUS_INVALID_DEVICE_STATE;
+    };
     let required = match addr {
-        SocketAddr::V4(_) => size_of::<SOCKADDR_IN>(),
-        SocketAddr::V6(_) => size_of::<SOCKADDR_IN6>(),
-    } as u32;
+        SocketAddr::V4(_) => SOCKADDR_IN_LEN,
+        SocketAddr::V6(_) => SOCKADDR_IN6_LEN,
+    };
     // SAFETY: `len` is non-null and points to the consumer's in/out length.
     let have = unsafe { len.read() };
     // SAFETY: as above.
@@ -205,7 +263,9 @@ fn write_sockaddr(t: &Target, addr: Option<SocketAddr>, ptr: *mut SOCKADDR, len:
             let sin = SOCKADDR_IN {
                 sin_family: AF_INET,
                 sin_port: a.port().to_be(),
-                sin_addr: IN_ADDR { S_un: a.ip().octets() },
+                sin_addr: IN_ADDR {
+                    S_un: a.ip().octets(),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: the consumer's buffer holds at least `required` bytes (checked above).
@@ -237,11 +297,15 @@ fn read_sges(t: &Target, sgl: *const NDK_SGE, n: u32) -> Result<Vec<Sge>, NTSTAT
     let mut sges = Vec::with_capacity(n as usize);
     for i in 0..n as usize {
         // SAFETY: the consumer passes `n` readable elements at `sgl`; `i < n`.
-        let sge = unsafe { sgl.add(i).read_unaligned() };
+        let sge = unsafe { sgl.wrapping_add(i).read_unaligned() };
         // SAFETY: both union members are 8 bytes; reading the pointer view keeps whatever
         // provenance the consumer gave and the bits of a logical address alike.
         let addr = unsafe { sge.Address.VirtualAddress };
-        sges.push(Sge { addr: BytePtr(addr.cast()), len: sge.Length, token: sge.MemoryRegionToken });
+        sges.push(Sge {
+            addr: BytePtr(addr.cast()),
+            len: sge.Length,
+            token: sge.MemoryRegionToken,
+        });
     }
     Ok(sges)
 }
@@ -263,9 +327,15 @@ fn read_private_data(t: &Target, data: *const c_void, len: u32) -> Result<Vec<u8
 /// Resolve another object argument (a QP or CQ passed to a connector or PD function).
 fn arg_object<T>(t: &Target, ptr: *mut T, kind: ObjectKind) -> Result<ObjId, NTSTATUS> {
     match shell::lookup(ptr.addr()) {
-        Some((shared, entry)) if Arc::ptr_eq(&shared, &t.shared) && entry.kind == kind => Ok(entry.id),
+        Some((shared, entry)) if Arc::ptr_eq(&shared, &t.shared) && entry.kind == kind => {
+            Ok(entry.id)
+        }
         Some((_, entry)) if entry.kind != kind => {
-            t.shared.report(Violation::WrongObjectKind { function: t.function, expected: kind, found: entry.kind });
+            t.shared.report(Violation::WrongObjectKind {
+                function: t.function,
+                expected: kind,
+                found: entry.kind,
+            });
             Err(STATUS_INVALID_PARAMETER)
         }
         _ => Err(t.violation("object argument is not a live object of this adapter's fabric")),
@@ -278,10 +348,21 @@ fn kind_of_header(ptr: *mut NDK_OBJECT_HEADER) -> Option<ObjectKind> {
     shell::lookup(ptr.addr()).map(|(_, e)| e.kind)
 }
 
-unsafe extern "system" fn close_object(obj: *mut NDK_OBJECT_HEADER, f: NDK_FN_CLOSE_COMPLETION, ctx: PVOID) -> NTSTATUS {
+unsafe extern "system" fn close_object(
+    obj: *mut NDK_OBJECT_HEADER,
+    f: NDK_FN_CLOSE_COMPLETION,
+    ctx: PVOID,
+) -> NTSTATUS {
     let kind = kind_of_header(obj).unwrap_or(ObjectKind::Pd);
-    let Some(t) = enter(obj, kind, kind.close_name()) else { return STATUS_INVALID_PARAMETER };
-    if t.shared.world().objects.get(&t.id).is_some_and(|o| o.kind == ObjectKind::Adapter) {
+    let Some(t) = enter(obj, kind, kind.close_name()) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    if t.shared
+        .world()
+        .objects
+        .get(&t.id)
+        .is_some_and(|o| o.kind == ObjectKind::Adapter)
+    {
         return t.violation("adapters are closed with WskCloseNdkAdapter");
     }
     t.close(f, ctx)
@@ -294,16 +375,26 @@ unsafe extern "system" fn query_extension(
     _iface: *mut NDK_EXTENSION_INTERFACE,
 ) -> NTSTATUS {
     let kind = kind_of_header(obj).unwrap_or(ObjectKind::Pd);
-    let Some(t) = enter(obj, kind, "NdkQueryExtension") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(obj, kind, "NdkQueryExtension") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
 // --- adapter ---------------------------------------------------------------------------------
 
-unsafe extern "system" fn query_adapter_info(adapter: *mut NDK_ADAPTER, info: *mut NDK_ADAPTER_INFO, size: *mut u32) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkQueryAdapterInfo") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn query_adapter_info(
+    adapter: *mut NDK_ADAPTER,
+    info: *mut NDK_ADAPTER_INFO,
+    size: *mut u32,
+) -> NTSTATUS {
+    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkQueryAdapterInfo") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     if in_provider_callback() {
-        t.shared.report(Violation::PassiveOnlyInCallback { function: "NdkQueryAdapterInfo" });
+        t.shared.report(Violation::PassiveOnlyInCallback {
+            function: "NdkQueryAdapterInfo",
+        });
         return STATUS_INVALID_PARAMETER;
     }
     if size.is_null() {
@@ -317,7 +408,7 @@ unsafe extern "system" fn query_adapter_info(adapter: *mut NDK_ADAPTER, info: *m
     let Some(value) = value else { return status };
     // SAFETY: non-null in/out size.
     let have = unsafe { size.read() };
-    let full = size_of::<NDK_ADAPTER_INFO>() as u32;
+    let full = ADAPTER_INFO_LEN;
     if info.is_null() || have < NDK_ADAPTER_INFO_V1_SIZE {
         // SAFETY: as above.
         unsafe { size.write(full) };
@@ -326,7 +417,13 @@ unsafe extern "system" fn query_adapter_info(adapter: *mut NDK_ADAPTER, info: *m
     let n = have.min(full);
     // SAFETY: the consumer's buffer holds `have >= n` bytes; `value` is a local of `full >= n`
     // bytes; they do not overlap.
-    unsafe { std::ptr::copy_nonoverlapping(std::ptr::from_ref(&value).cast::<u8>(), info.cast::<u8>(), n as usize) };
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            std::ptr::from_ref(&value).cast::<u8>(),
+            info.cast::<u8>(),
+            n as usize,
+        )
+    };
     // SAFETY: as above.
     unsafe { size.write(n) };
     STATUS_SUCCESS
@@ -342,20 +439,37 @@ unsafe extern "system" fn create_cq(
     ctx: PVOID,
     pp: *mut *mut NDK_CQ,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateCq") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateCq") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.create(ObjectKind::Cq, cc, ctx, pp, |world| {
         if depth == 0 || depth > world.adapter_info(t.id).MaxCqDepth {
             return Err(STATUS_INVALID_PARAMETER);
         }
-        Ok((vec![t.id], Body::Cq(Box::new(World::new_cq(depth, notify, Ctx(notify_ctx))))))
+        Ok((
+            vec![t.id],
+            Body::Cq(Box::new(World::new_cq(depth, notify, Ctx(notify_ctx)))),
+        ))
     })
 }
 
-unsafe extern "system" fn create_pd(adapter: *mut NDK_ADAPTER, cc: NDK_FN_CREATE_COMPLETION, ctx: PVOID, pp: *mut *mut NDK_PD) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreatePd") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn create_pd(
+    adapter: *mut NDK_ADAPTER,
+    cc: NDK_FN_CREATE_COMPLETION,
+    ctx: PVOID,
+    pp: *mut *mut NDK_PD,
+) -> NTSTATUS {
+    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreatePd") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.create(ObjectKind::Pd, cc, ctx, pp, |world| {
         let token = world.next_token();
-        Ok((vec![t.id], Body::Pd { privileged_token: token }))
+        Ok((
+            vec![t.id],
+            Body::Pd {
+                privileged_token: token,
+            },
+        ))
     })
 }
 
@@ -367,14 +481,26 @@ unsafe extern "system" fn create_shared_endpoint(
     _ctx: PVOID,
     _pp: *mut *mut NDK_SHARED_ENDPOINT,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateSharedEndpoint") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateSharedEndpoint") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
-unsafe extern "system" fn create_connector(adapter: *mut NDK_ADAPTER, cc: NDK_FN_CREATE_COMPLETION, ctx: PVOID, pp: *mut *mut NDK_CONNECTOR) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateConnector") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn create_connector(
+    adapter: *mut NDK_ADAPTER,
+    cc: NDK_FN_CREATE_COMPLETION,
+    ctx: PVOID,
+    pp: *mut *mut NDK_CONNECTOR,
+) -> NTSTATUS {
+    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateConnector") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.create(ObjectKind::Connector, cc, ctx, pp, |_| {
-        Ok((vec![t.id], Body::Connector(Box::new(crate::conn::Conn::new()))))
+        Ok((
+            vec![t.id],
+            Body::Connector(Box::new(crate::conn::Conn::new())),
+        ))
     })
 }
 
@@ -386,17 +512,30 @@ unsafe extern "system" fn create_listener(
     ctx: PVOID,
     pp: *mut *mut NDK_LISTENER,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateListener") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateListener") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     if event.is_none() {
         return t.violation("null ConnectEvent callback");
     }
     t.create(ObjectKind::Listener, cc, ctx, pp, |_| {
-        let listener = Listener { callback: event, ctx: Ctx(event_ctx), addr: None, paused: false };
+        let listener = Listener {
+            callback: event,
+            ctx: Ctx(event_ctx),
+            addr: None,
+            paused: false,
+        };
         Ok((vec![t.id], Body::Listener(Box::new(listener))))
     })
 }
 
 const PAGE_SIZE: usize = 4096;
+const SOCKADDR_IN_LEN: u32 = 16;
+const SOCKADDR_IN6_LEN: u32 = 28;
+const ADAPTER_INFO_LEN: u32 = 0x68;
+const _: () = assert!(size_of::<SOCKADDR_IN>() == SOCKADDR_IN_LEN as usize);
+const _: () = assert!(size_of::<SOCKADDR_IN6>() == SOCKADDR_IN6_LEN as usize);
+const _: () = assert!(size_of::<NDK_ADAPTER_INFO>() == ADAPTER_INFO_LEN as usize);
 
 unsafe extern "system" fn build_lam(
     adapter: *mut NDK_ADAPTER,
@@ -408,17 +547,23 @@ unsafe extern "system" fn build_lam(
     lam_size: *mut u32,
     fbo: *mut u32,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkBuildLAM") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkBuildLAM") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     if lam_size.is_null() || fbo.is_null() {
         return t.violation("null pLAMSize or pFBO");
     }
-    let Some((va, count)) = resolve_mdl(mdl) else { return t.violation("MDL not created by softndk::SoftMdl::new") };
+    let Some((va, count)) = resolve_mdl(mdl) else {
+        return t.violation("MDL not created by softndk::SoftMdl::new");
+    };
     if length == 0 || length > count {
         return STATUS_INVALID_PARAMETER;
     }
     let offset = va.addr() % PAGE_SIZE;
     let pages = (offset + length).div_ceil(PAGE_SIZE);
-    let Some(required) = u32::try_from(pages).ok().and_then(NDK_LAM_SIZE) else { return STATUS_INVALID_PARAMETER };
+    let Some(required) = u32::try_from(pages).ok().and_then(NDK_LAM_SIZE) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     // SAFETY: non-null in/out size.
     let have = unsafe { lam_size.read() };
     // SAFETY: as above.
@@ -427,29 +572,47 @@ unsafe extern "system" fn build_lam(
         return STATUS_BUFFER_TOO_SMALL;
     }
     let first_page = va.addr() - offset;
-    // SAFETY: `lam` holds `required` bytes (checked above), enough for the header fields.
-    unsafe { (&raw mut (*lam).AdapterContext).write(std::ptr::null_mut()) };
+    // SAFETY: `lam` is non-null and points to `required` bytes the consumer provides for the
+    // LAM; this only computes field addresses (no read).
+    let context = unsafe { &raw mut (*lam).AdapterContext };
     // SAFETY: as above.
-    unsafe { (&raw mut (*lam).AdapterPageCount).write(u32::try_from(pages).unwrap_or(u32::MAX)) };
-    // SAFETY: as above; the page array starts at offset 0x10 inside the same allocation.
-    let array = unsafe { (&raw mut (*lam).AdapterPageArray) }.cast::<NDK_LOGICAL_ADDRESS>();
+    let count = unsafe { &raw mut (*lam).AdapterPageCount };
+    // SAFETY: as above; the declared one-element array is the start of `pages` entries.
+    let array = unsafe { &raw mut (*lam).AdapterPageArray }.cast::<NDK_LOGICAL_ADDRESS>();
+    // SAFETY: `lam` holds `required` bytes (checked above), which covers the header fields;
+    // the consumer allocated it for a LAM, so it is suitably aligned.
+    unsafe { context.write(std::ptr::null_mut()) };
+    // SAFETY: as above.
+    unsafe { count.write(u32::try_from(pages).unwrap_or(u32::MAX)) };
     for i in 0..pages {
         let logical = i64::try_from(first_page + i * PAGE_SIZE).unwrap_or(i64::MAX);
         // SAFETY: `required` covers `pages` entries and `i < pages`.
-        unsafe { array.add(i).write(logical) };
+        unsafe { array.wrapping_add(i).write(logical) };
     }
     // SAFETY: non-null out-pointer.
     unsafe { fbo.write(u32::try_from(offset).unwrap_or(0)) };
     t.with(|world, out| {
-        if let Some(Body::Adapter { lams, .. }) = world.objects.get_mut(&t.id).map(|o| &mut o.body) {
-            lams.insert(lam.addr(), Lam { base: va, len: length });
+        if let Some(Body::Adapter { lams, .. }) = world.objects.get_mut(&t.id).map(|o| &mut o.body)
+        {
+            lams.insert(
+                lam.addr(),
+                Lam {
+                    base: va,
+                    len: length,
+                },
+            );
         }
         Ok(world.finish_request(out, t.id, f, Ctx(ctx), STATUS_SUCCESS))
     })
 }
 
-unsafe extern "system" fn release_lam(adapter: *mut NDK_ADAPTER, lam: *mut NDK_LOGICAL_ADDRESS_MAPPING) {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkReleaseLAM") else { return };
+unsafe extern "system" fn release_lam(
+    adapter: *mut NDK_ADAPTER,
+    lam: *mut NDK_LOGICAL_ADDRESS_MAPPING,
+) {
+    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkReleaseLAM") else {
+        return;
+    };
     t.with(|world, _| {
         let removed = match world.objects.get_mut(&t.id).map(|o| &mut o.body) {
             Some(Body::Adapter { lams, .. }) => lams.remove(&lam.addr()).is_some(),
@@ -458,26 +621,52 @@ unsafe extern "system" fn release_lam(adapter: *mut NDK_ADAPTER, lam: *mut NDK_L
         if removed {
             Ok(STATUS_SUCCESS)
         } else {
-            Err(Violation::BadArgument { function: "NdkReleaseLAM", what: "LAM not built by this adapter (or released twice)" })
+            Err(Violation::BadArgument {
+                function: "NdkReleaseLAM",
+                what: "LAM not built by this adapter (or released twice)",
+            })
         }
     });
 }
 
 // --- PD ---------------------------------------------------------------------------------------
 
-unsafe extern "system" fn create_mr(pd: *mut NDK_PD, fast: BOOLEAN, cc: NDK_FN_CREATE_COMPLETION, ctx: PVOID, pp: *mut *mut NDK_MR) -> NTSTATUS {
-    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateMr") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn create_mr(
+    pd: *mut NDK_PD,
+    fast: BOOLEAN,
+    cc: NDK_FN_CREATE_COMPLETION,
+    ctx: PVOID,
+    pp: *mut *mut NDK_MR,
+) -> NTSTATUS {
+    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateMr") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     if fast != FALSE {
         return t.with(|_, _| Ok(STATUS_NOT_SUPPORTED));
     }
     t.create(ObjectKind::Mr, cc, ctx, pp, |world| {
         let (local_token, remote_token) = (world.next_token(), world.next_token());
-        Ok((vec![t.id], Body::Mr(Mr { pd: t.id, region: None, local_token, remote_token })))
+        Ok((
+            vec![t.id],
+            Body::Mr(Mr {
+                pd: t.id,
+                region: None,
+                local_token,
+                remote_token,
+            }),
+        ))
     })
 }
 
-unsafe extern "system" fn create_mw(pd: *mut NDK_PD, _cc: NDK_FN_CREATE_COMPLETION, _ctx: PVOID, _pp: *mut *mut NDK_MW) -> NTSTATUS {
-    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateMw") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn create_mw(
+    pd: *mut NDK_PD,
+    _cc: NDK_FN_CREATE_COMPLETION,
+    _ctx: PVOID,
+    _pp: *mut *mut NDK_MW,
+) -> NTSTATUS {
+    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateMw") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
@@ -493,7 +682,9 @@ unsafe extern "system" fn create_srq(
     _ctx: PVOID,
     _pp: *mut *mut NDK_SRQ,
 ) -> NTSTATUS {
-    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateSrq") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateSrq") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
@@ -511,15 +702,22 @@ unsafe extern "system" fn create_qp(
     ctx: PVOID,
     pp: *mut *mut NDK_QP,
 ) -> NTSTATUS {
-    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateQp") else { return STATUS_INVALID_PARAMETER };
-    let (rcq, icq) = match (arg_object(&t, rcq, ObjectKind::Cq), arg_object(&t, icq, ObjectKind::Cq)) {
+    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateQp") else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    let (rcq, icq) = match (
+        arg_object(&t, rcq, ObjectKind::Cq),
+        arg_object(&t, icq, ObjectKind::Cq),
+    ) {
         (Ok(r), Ok(i)) => (r, i),
         (Err(s), _) | (_, Err(s)) => return s,
     };
     t.create(ObjectKind::Qp, cc, ctx, pp, |world| {
         let info = world.adapter_info(world.objects[&t.id].adapter);
         let adapter = world.objects[&t.id].adapter;
-        let cqs_ok = [rcq, icq].iter().all(|cq| world.is_open(*cq) && world.objects[cq].adapter == adapter);
+        let cqs_ok = [rcq, icq]
+            .iter()
+            .all(|cq| world.is_open(*cq) && world.objects[cq].adapter == adapter);
         let limits_ok = (1..=info.MaxReceiveQueueDepth).contains(&rq_depth)
             && (1..=info.MaxInitiatorQueueDepth).contains(&iq_depth)
             && max_rsge <= info.MaxReceiveRequestSge
@@ -528,7 +726,17 @@ unsafe extern "system" fn create_qp(
         if !cqs_ok || !limits_ok {
             return Err(STATUS_INVALID_PARAMETER);
         }
-        let qp = Qp::new(t.id, rcq, icq, Ctx(qp_ctx), rq_depth, iq_depth, max_rsge, max_isge, inline);
+        let qp = Qp::new(
+            t.id,
+            rcq,
+            icq,
+            Ctx(qp_ctx),
+            rq_depth,
+            iq_depth,
+            max_rsge,
+            max_isge,
+            inline,
+        );
         Ok((vec![t.id, rcq, icq], Body::Qp(Box::new(qp))))
     })
 }
@@ -546,12 +754,16 @@ unsafe extern "system" fn create_qp_with_srq(
     _ctx: PVOID,
     _pp: *mut *mut NDK_QP,
 ) -> NTSTATUS {
-    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateQpWithSrq") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateQpWithSrq") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
 unsafe extern "system" fn privileged_token(pd: *mut NDK_PD, token: *mut u32) {
-    let Some(t) = enter(pd, ObjectKind::Pd, "NdkGetPrivilegedMemoryRegionToken") else { return };
+    let Some(t) = enter(pd, ObjectKind::Pd, "NdkGetPrivilegedMemoryRegionToken") else {
+        return;
+    };
     if token.is_null() {
         t.violation("null pToken");
         return;
@@ -569,15 +781,26 @@ unsafe extern "system" fn privileged_token(pd: *mut NDK_PD, token: *mut u32) {
 
 // --- CQ ---------------------------------------------------------------------------------------
 
-unsafe extern "system" fn resize_cq(cq: *mut NDK_CQ, _depth: u32, _f: NDK_FN_REQUEST_COMPLETION, _ctx: PVOID) -> NTSTATUS {
-    let Some(t) = enter(cq, ObjectKind::Cq, "NdkResizeCq") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn resize_cq(
+    cq: *mut NDK_CQ,
+    _depth: u32,
+    _f: NDK_FN_REQUEST_COMPLETION,
+    _ctx: PVOID,
+) -> NTSTATUS {
+    let Some(t) = enter(cq, ObjectKind::Cq, "NdkResizeCq") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     // NDK_ADAPTER_FLAG_CQ_RESIZE_SUPPORTED is clear.
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
 unsafe extern "system" fn arm_cq(cq: *mut NDK_CQ, kind: u32) {
-    let Some(t) = enter(cq, ObjectKind::Cq, "NdkArmCq") else { return };
-    let Some(_serial) = t.serialise(Busy::Cq) else { return };
+    let Some(t) = enter(cq, ObjectKind::Cq, "NdkArmCq") else {
+        return;
+    };
+    let Some(_serial) = t.serialise(Busy::Cq) else {
+        return;
+    };
     if kind > NDK_CQ_NOTIFY_SOLICITED {
         t.violation("NdkArmCq type is not an NDK_CQ_NOTIFY_* value");
         return;
@@ -601,24 +824,41 @@ fn take_results(t: &Target, n: u32) -> Vec<crate::world::CqEntry> {
 }
 
 unsafe extern "system" fn get_cq_results(cq: *mut NDK_CQ, results: *mut NDK_RESULT, n: u32) -> u32 {
-    let Some(t) = enter(cq, ObjectKind::Cq, "NdkGetCqResults") else { return 0 };
-    let Some(_serial) = t.serialise(Busy::Cq) else { return 0 };
+    let Some(t) = enter(cq, ObjectKind::Cq, "NdkGetCqResults") else {
+        return 0;
+    };
+    let Some(_serial) = t.serialise(Busy::Cq) else {
+        return 0;
+    };
     if results.is_null() && n > 0 {
         t.violation("null Results array");
         return 0;
     }
     let taken = take_results(&t, n);
     for (i, e) in taken.iter().enumerate() {
-        let r = NDK_RESULT { Status: e.status, BytesTransferred: e.bytes, QPContext: e.qp_context.0, RequestContext: e.request_context.0 };
+        let r = NDK_RESULT {
+            Status: e.status,
+            BytesTransferred: e.bytes,
+            QPContext: e.qp_context.0,
+            RequestContext: e.request_context.0,
+        };
         // SAFETY: the consumer's array holds `n` results and `i < taken.len() <= n`.
-        unsafe { results.add(i).write(r) };
+        unsafe { results.wrapping_add(i).write(r) };
     }
     u32::try_from(taken.len()).unwrap_or(0)
 }
 
-unsafe extern "system" fn get_cq_results_ex(cq: *mut NDK_CQ, results: *mut NDK_RESULT_EX, n: u32) -> u32 {
-    let Some(t) = enter(cq, ObjectKind::Cq, "NdkGetCqResultsEx") else { return 0 };
-    let Some(_serial) = t.serialise(Busy::Cq) else { return 0 };
+unsafe extern "system" fn get_cq_results_ex(
+    cq: *mut NDK_CQ,
+    results: *mut NDK_RESULT_EX,
+    n: u32,
+) -> u32 {
+    let Some(t) = enter(cq, ObjectKind::Cq, "NdkGetCqResultsEx") else {
+        return 0;
+    };
+    let Some(_serial) = t.serialise(Busy::Cq) else {
+        return 0;
+    };
     if results.is_null() && n > 0 {
         t.violation("null Results array");
         return 0;
@@ -635,13 +875,19 @@ unsafe extern "system" fn get_cq_results_ex(cq: *mut NDK_CQ, results: *mut NDK_R
             TypeSpecificCompletionOutput: 0,
         };
         // SAFETY: the consumer's array holds `n` results and `i < taken.len() <= n`.
-        unsafe { results.add(i).write(r) };
+        unsafe { results.wrapping_add(i).write(r) };
     }
     u32::try_from(taken.len()).unwrap_or(0)
 }
 
-unsafe extern "system" fn control_moderation(cq: *mut NDK_CQ, _interval: u32, _count: u32) -> NTSTATUS {
-    let Some(t) = enter(cq, ObjectKind::Cq, "NdkControlCqInterruptModeration") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn control_moderation(
+    cq: *mut NDK_CQ,
+    _interval: u32,
+    _count: u32,
+) -> NTSTATUS {
+    let Some(t) = enter(cq, ObjectKind::Cq, "NdkControlCqInterruptModeration") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     // NDK_ADAPTER_FLAG_CQ_INTERRUPT_MODERATION_SUPPORTED is clear, so NOT_SUPPORTED is required.
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
@@ -649,7 +895,9 @@ unsafe extern "system" fn control_moderation(cq: *mut NDK_CQ, _interval: u32, _c
 // --- QP ---------------------------------------------------------------------------------------
 
 unsafe extern "system" fn flush(qp: *mut NDK_QP) {
-    let Some(t) = enter(qp, ObjectKind::Qp, "NdkFlush") else { return };
+    let Some(t) = enter(qp, ObjectKind::Qp, "NdkFlush") else {
+        return;
+    };
     t.with(|world, out| {
         world.flush_qp(out, t.id, FlushKind::Consumer);
         Ok(STATUS_SUCCESS)
@@ -657,31 +905,62 @@ unsafe extern "system" fn flush(qp: *mut NDK_QP) {
 }
 
 fn post(t: &Target, queue: Queue, op: impl FnOnce(&mut World, &mut Out) -> NTSTATUS) -> NTSTATUS {
-    let Some(_serial) = t.serialise(Busy::Queue(queue)) else { return STATUS_INVALID_PARAMETER };
+    let Some(_serial) = t.serialise(Busy::Queue(queue)) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.shared.gate_point(t.shell.addr(), queue);
     t.with(|world, out| Ok(op(world, out)))
 }
 
-unsafe extern "system" fn send(qp: *mut NDK_QP, ctx: PVOID, sgl: *const NDK_SGE, n: u32, flags: u32) -> NTSTATUS {
-    let Some(t) = enter(qp, ObjectKind::Qp, "NdkSend") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn send(
+    qp: *mut NDK_QP,
+    ctx: PVOID,
+    sgl: *const NDK_SGE,
+    n: u32,
+    flags: u32,
+) -> NTSTATUS {
+    let Some(t) = enter(qp, ObjectKind::Qp, "NdkSend") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let sges = match read_sges(&t, sgl, n) {
         Ok(s) => s,
         Err(status) => return status,
     };
-    post(&t, Queue::Initiator, |world, out| world.post_send(out, t.id, Ctx(ctx), &sges, flags))
+    post(&t, Queue::Initiator, |world, out| {
+        world.post_send(out, t.id, Ctx(ctx), &sges, flags)
+    })
 }
 
-unsafe extern "system" fn receive(qp: *mut NDK_QP, ctx: PVOID, sgl: *const NDK_SGE, n: u32) -> NTSTATUS {
-    let Some(t) = enter(qp, ObjectKind::Qp, "NdkReceive") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn receive(
+    qp: *mut NDK_QP,
+    ctx: PVOID,
+    sgl: *const NDK_SGE,
+    n: u32,
+) -> NTSTATUS {
+    let Some(t) = enter(qp, ObjectKind::Qp, "NdkReceive") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let sges = match read_sges(&t, sgl, n) {
         Ok(s) => s,
         Err(status) => return status,
     };
-    post(&t, Queue::Receive, |world, out| world.post_receive(out, t.id, Ctx(ctx), sges))
+    post(&t, Queue::Receive, |world, out| {
+        world.post_receive(out, t.id, Ctx(ctx), sges)
+    })
 }
 
-unsafe extern "system" fn bind(qp: *mut NDK_QP, _ctx: PVOID, _mr: *mut NDK_MR, _mw: *mut NDK_MW, _va: PVOID, _len: usize, _flags: u32) -> NTSTATUS {
-    let Some(t) = enter(qp, ObjectKind::Qp, "NdkBind") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn bind(
+    qp: *mut NDK_QP,
+    _ctx: PVOID,
+    _mr: *mut NDK_MR,
+    _mw: *mut NDK_MW,
+    _va: PVOID,
+    _len: usize,
+    _flags: u32,
+) -> NTSTATUS {
+    let Some(t) = enter(qp, ObjectKind::Qp, "NdkBind") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
@@ -696,64 +975,140 @@ unsafe extern "system" fn fast_register(
     _base: PVOID,
     _flags: u32,
 ) -> NTSTATUS {
-    let Some(t) = enter(qp, ObjectKind::Qp, "NdkFastRegister") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(qp, ObjectKind::Qp, "NdkFastRegister") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
-unsafe extern "system" fn invalidate(qp: *mut NDK_QP, _ctx: PVOID, _obj: *mut NDK_OBJECT_HEADER, _flags: u32) -> NTSTATUS {
-    let Some(t) = enter(qp, ObjectKind::Qp, "NdkInvalidate") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn invalidate(
+    qp: *mut NDK_QP,
+    _ctx: PVOID,
+    _obj: *mut NDK_OBJECT_HEADER,
+    _flags: u32,
+) -> NTSTATUS {
+    let Some(t) = enter(qp, ObjectKind::Qp, "NdkInvalidate") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
-#[expect(clippy::too_many_arguments, reason = "NdkRead/NdkWrite's parameters plus the direction")]
-fn rdma(qp: *mut NDK_QP, ctx: PVOID, sgl: *const NDK_SGE, n: u32, remote: u64, token: u32, flags: u32, write: bool) -> NTSTATUS {
+#[expect(
+    clippy::too_many_arguments,
+    reason = "NdkRead/NdkWrite's parameters plus the direction"
+)]
+fn rdma(
+    qp: *mut NDK_QP,
+    ctx: PVOID,
+    sgl: *const NDK_SGE,
+    n: u32,
+    remote: u64,
+    token: u32,
+    flags: u32,
+    write: bool,
+) -> NTSTATUS {
     let name = if write { "NdkWrite" } else { "NdkRead" };
-    let Some(t) = enter(qp, ObjectKind::Qp, name) else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(qp, ObjectKind::Qp, name) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let sges = match read_sges(&t, sgl, n) {
         Ok(s) => s,
         Err(status) => return status,
     };
-    post(&t, Queue::Initiator, |world, out| world.post_rdma(out, t.id, Ctx(ctx), &sges, remote, token, flags, write))
+    post(&t, Queue::Initiator, |world, out| {
+        world.post_rdma(out, t.id, Ctx(ctx), &sges, remote, token, flags, write)
+    })
 }
 
-unsafe extern "system" fn read(qp: *mut NDK_QP, ctx: PVOID, sgl: *const NDK_SGE, n: u32, remote: u64, token: u32, flags: u32) -> NTSTATUS {
+unsafe extern "system" fn read(
+    qp: *mut NDK_QP,
+    ctx: PVOID,
+    sgl: *const NDK_SGE,
+    n: u32,
+    remote: u64,
+    token: u32,
+    flags: u32,
+) -> NTSTATUS {
     rdma(qp, ctx, sgl, n, remote, token, flags, false)
 }
 
-unsafe extern "system" fn write(qp: *mut NDK_QP, ctx: PVOID, sgl: *const NDK_SGE, n: u32, remote: u64, token: u32, flags: u32) -> NTSTATUS {
+unsafe extern "system" fn write(
+    qp: *mut NDK_QP,
+    ctx: PVOID,
+    sgl: *const NDK_SGE,
+    n: u32,
+    remote: u64,
+    token: u32,
+    flags: u32,
+) -> NTSTATUS {
     rdma(qp, ctx, sgl, n, remote, token, flags, true)
 }
 
-unsafe extern "system" fn send_and_invalidate(qp: *mut NDK_QP, _ctx: PVOID, _sgl: *const NDK_SGE, _n: u32, _flags: u32, _token: u32) -> NTSTATUS {
-    let Some(t) = enter(qp, ObjectKind::Qp, "NdkSendAndInvalidate") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn send_and_invalidate(
+    qp: *mut NDK_QP,
+    _ctx: PVOID,
+    _sgl: *const NDK_SGE,
+    _n: u32,
+    _flags: u32,
+    _token: u32,
+) -> NTSTATUS {
+    let Some(t) = enter(qp, ObjectKind::Qp, "NdkSendAndInvalidate") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
 // --- MR ---------------------------------------------------------------------------------------
 
-unsafe extern "system" fn register_mr(mr: *mut NDK_MR, mdl: *mut MDL, length: usize, flags: u32, f: NDK_FN_REQUEST_COMPLETION, ctx: PVOID) -> NTSTATUS {
-    let Some(t) = enter(mr, ObjectKind::Mr, "NdkRegisterMr") else { return STATUS_INVALID_PARAMETER };
-    let Some((base, count)) = resolve_mdl(mdl) else { return t.violation("MDL not created by softndk::SoftMdl::new") };
+unsafe extern "system" fn register_mr(
+    mr: *mut NDK_MR,
+    mdl: *mut MDL,
+    length: usize,
+    flags: u32,
+    f: NDK_FN_REQUEST_COMPLETION,
+    ctx: PVOID,
+) -> NTSTATUS {
+    let Some(t) = enter(mr, ObjectKind::Mr, "NdkRegisterMr") else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    let Some((base, count)) = resolve_mdl(mdl) else {
+        return t.violation("MDL not created by softndk::SoftMdl::new");
+    };
     t.with(|world, out| {
-        let Some(Body::Mr(m)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) else { return Ok(STATUS_INVALID_PARAMETER) };
+        let Some(Body::Mr(region_owner)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) else {
+            return Ok(STATUS_INVALID_PARAMETER);
+        };
         if length == 0 || length > count || flags & !0xF != 0 {
             return Ok(STATUS_INVALID_PARAMETER);
         }
-        if m.region.is_some() {
+        if region_owner.region.is_some() {
             return Ok(STATUS_INVALID_DEVICE_STATE);
         }
-        m.region = Some(Region { base, len: length, flags });
-        let (l, r) = (m.local_token, m.remote_token);
-        world.tokens.insert(l, t.id);
-        world.tokens.insert(r, t.id);
+        region_owner.region = Some(Region {
+            base,
+            len: length,
+            flags,
+        });
+        let tokens = [region_owner.local_token, region_owner.remote_token];
+        for token in tokens {
+            world.tokens.insert(token, t.id);
+        }
         Ok(world.finish_request(out, t.id, f, Ctx(ctx), STATUS_SUCCESS))
     })
 }
 
-unsafe extern "system" fn deregister_mr(mr: *mut NDK_MR, f: NDK_FN_REQUEST_COMPLETION, ctx: PVOID) -> NTSTATUS {
-    let Some(t) = enter(mr, ObjectKind::Mr, "NdkDeregisterMr") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn deregister_mr(
+    mr: *mut NDK_MR,
+    f: NDK_FN_REQUEST_COMPLETION,
+    ctx: PVOID,
+) -> NTSTATUS {
+    let Some(t) = enter(mr, ObjectKind::Mr, "NdkDeregisterMr") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|world, out| {
-        let Some(Body::Mr(m)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) else { return Ok(STATUS_INVALID_PARAMETER) };
+        let Some(Body::Mr(m)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) else {
+            return Ok(STATUS_INVALID_PARAMETER);
+        };
         if m.region.take().is_none() {
             return Ok(STATUS_INVALID_DEVICE_STATE);
         }
@@ -761,18 +1116,36 @@ unsafe extern "system" fn deregister_mr(mr: *mut NDK_MR, f: NDK_FN_REQUEST_COMPL
     })
 }
 
-unsafe extern "system" fn init_fast_register(mr: *mut NDK_MR, _pages: u32, _remote: BOOLEAN, _f: NDK_FN_REQUEST_COMPLETION, _ctx: PVOID) -> NTSTATUS {
-    let Some(t) = enter(mr, ObjectKind::Mr, "NdkInitializeFastRegisterMr") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn init_fast_register(
+    mr: *mut NDK_MR,
+    _pages: u32,
+    _remote: BOOLEAN,
+    _f: NDK_FN_REQUEST_COMPLETION,
+    _ctx: PVOID,
+) -> NTSTATUS {
+    let Some(t) = enter(mr, ObjectKind::Mr, "NdkInitializeFastRegisterMr") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
 fn mr_token(mr: *mut NDK_MR, remote: bool) -> u32 {
-    let name = if remote { "NdkGetRemoteTokenFromMr" } else { "NdkGetLocalTokenFromMr" };
-    let Some(t) = enter(mr, ObjectKind::Mr, name) else { return 0 };
+    let name = if remote {
+        "NdkGetRemoteTokenFromMr"
+    } else {
+        "NdkGetLocalTokenFromMr"
+    };
+    let Some(t) = enter(mr, ObjectKind::Mr, name) else {
+        return 0;
+    };
     let mut token = 0;
     t.with(|world, _| {
         if let Some(Body::Mr(m)) = world.objects.get(&t.id).map(|o| &o.body) {
-            token = if remote { m.remote_token } else { m.local_token };
+            token = if remote {
+                m.remote_token
+            } else {
+                m.local_token
+            };
         }
         Ok(STATUS_SUCCESS)
     });
@@ -803,7 +1176,9 @@ unsafe extern "system" fn connect(
     f: NDK_FN_REQUEST_COMPLETION,
     ctx: PVOID,
 ) -> NTSTATUS {
-    let Some(t) = enter(conn, ObjectKind::Connector, "NdkConnect") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(conn, ObjectKind::Connector, "NdkConnect") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let qp = match arg_object(&t, qp, ObjectKind::Qp) {
         Ok(qp) => qp,
         Err(s) => return s,
@@ -819,7 +1194,16 @@ unsafe extern "system" fn connect(
         Ok(d) => d,
         Err(s) => return s,
     };
-    let args = ConnectArgs { qp, src, dst, ird, ord, private_data, f, ctx: Ctx(ctx) };
+    let args = ConnectArgs {
+        qp,
+        src,
+        dst,
+        ird,
+        ord,
+        private_data,
+        f,
+        ctx: Ctx(ctx),
+    };
     t.with(|world, out| Ok(world.connect(out, t.id, args)))
 }
 
@@ -836,21 +1220,43 @@ unsafe extern "system" fn connect_with_shared_endpoint(
     _f: NDK_FN_REQUEST_COMPLETION,
     _ctx: PVOID,
 ) -> NTSTATUS {
-    let Some(t) = enter(conn, ObjectKind::Connector, "NdkConnectWithSharedEndpoint") else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(conn, ObjectKind::Connector, "NdkConnectWithSharedEndpoint") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
 }
 
-fn complete_connect_common(conn: *mut NDK_CONNECTOR, disc: Option<DisconnectCb>, f: NDK_FN_REQUEST_COMPLETION, ctx: PVOID, name: &'static str) -> NTSTATUS {
-    let Some(t) = enter(conn, ObjectKind::Connector, name) else { return STATUS_INVALID_PARAMETER };
+fn complete_connect_common(
+    conn: *mut NDK_CONNECTOR,
+    disc: Option<DisconnectCb>,
+    f: NDK_FN_REQUEST_COMPLETION,
+    ctx: PVOID,
+    name: &'static str,
+) -> NTSTATUS {
+    let Some(t) = enter(conn, ObjectKind::Connector, name) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|world, out| Ok(world.complete_connect(out, t.id, disc, f, Ctx(ctx))))
 }
 
-unsafe extern "system" fn complete_connect(conn: *mut NDK_CONNECTOR, cb: NDK_FN_DISCONNECT_EVENT_CALLBACK, cb_ctx: PVOID, f: NDK_FN_REQUEST_COMPLETION, ctx: PVOID) -> NTSTATUS {
+unsafe extern "system" fn complete_connect(
+    conn: *mut NDK_CONNECTOR,
+    cb: NDK_FN_DISCONNECT_EVENT_CALLBACK,
+    cb_ctx: PVOID,
+    f: NDK_FN_REQUEST_COMPLETION,
+    ctx: PVOID,
+) -> NTSTATUS {
     let disc = cb.map(|cb| DisconnectCb::Plain(Some(cb), Ctx(cb_ctx)));
     complete_connect_common(conn, disc, f, ctx, "NdkCompleteConnect")
 }
 
-unsafe extern "system" fn complete_connect_ex(conn: *mut NDK_CONNECTOR, cb: NDK_FN_DISCONNECT_EVENT_CALLBACK_EX, cb_ctx: PVOID, f: NDK_FN_REQUEST_COMPLETION, ctx: PVOID) -> NTSTATUS {
+unsafe extern "system" fn complete_connect_ex(
+    conn: *mut NDK_CONNECTOR,
+    cb: NDK_FN_DISCONNECT_EVENT_CALLBACK_EX,
+    cb_ctx: PVOID,
+    f: NDK_FN_REQUEST_COMPLETION,
+    ctx: PVOID,
+) -> NTSTATUS {
     let disc = cb.map(|cb| DisconnectCb::Ex(Some(cb), Ctx(cb_ctx)));
     complete_connect_common(conn, disc, f, ctx, "NdkCompleteConnectEx")
 }
@@ -868,7 +1274,9 @@ fn accept_common(
     ctx: PVOID,
     name: &'static str,
 ) -> NTSTATUS {
-    let Some(t) = enter(conn, ObjectKind::Connector, name) else { return STATUS_INVALID_PARAMETER };
+    let Some(t) = enter(conn, ObjectKind::Connector, name) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let qp = match arg_object(&t, qp, ObjectKind::Qp) {
         Ok(qp) => qp,
         Err(s) => return s,
@@ -877,7 +1285,15 @@ fn accept_common(
         Ok(d) => d,
         Err(s) => return s,
     };
-    let args = AcceptArgs { qp, ird, ord, private_data, disc, f, ctx: Ctx(ctx) };
+    let args = AcceptArgs {
+        qp,
+        ird,
+        ord,
+        private_data,
+        disc,
+        f,
+        ctx: Ctx(ctx),
+    };
     t.with(|world, out| Ok(world.accept(out, t.id, args)))
 }
 
@@ -894,7 +1310,18 @@ unsafe extern "system" fn accept(
     ctx: PVOID,
 ) -> NTSTATUS {
     let disc = cb.map(|cb| DisconnectCb::Plain(Some(cb), Ctx(cb_ctx)));
-    accept_common(conn, qp, ird, ord, data, data_len, disc, f, ctx, "NdkAccept")
+    accept_common(
+        conn,
+        qp,
+        ird,
+        ord,
+        data,
+        data_len,
+        disc,
+        f,
+        ctx,
+        "NdkAccept",
+    )
 }
 
 unsafe extern "system" fn accept_ex(
@@ -910,11 +1337,28 @@ unsafe extern "system" fn accept_ex(
     ctx: PVOID,
 ) -> NTSTATUS {
     let disc = cb.map(|cb| DisconnectCb::Ex(Some(cb), Ctx(cb_ctx)));
-    accept_common(conn, qp, ird, ord, data, data_len, disc, f, ctx, "NdkAcceptEx")
+    accept_common(
+        conn,
+        qp,
+        ird,
+        ord,
+        data,
+        data_len,
+        disc,
+        f,
+        ctx,
+        "NdkAcceptEx",
+    )
 }
 
-unsafe extern "system" fn reject(conn: *mut NDK_CONNECTOR, data: *const c_void, data_len: u32) -> NTSTATUS {
-    let Some(t) = enter(conn, ObjectKind::Connector, "NdkReject") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn reject(
+    conn: *mut NDK_CONNECTOR,
+    data: *const c_void,
+    data_len: u32,
+) -> NTSTATUS {
+    let Some(t) = enter(conn, ObjectKind::Connector, "NdkReject") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let private_data = match read_private_data(&t, data, data_len) {
         Ok(d) => d,
         Err(s) => return s,
@@ -922,8 +1366,16 @@ unsafe extern "system" fn reject(conn: *mut NDK_CONNECTOR, data: *const c_void, 
     t.with(|world, out| Ok(world.reject(out, t.id, private_data)))
 }
 
-unsafe extern "system" fn get_connection_data(conn: *mut NDK_CONNECTOR, ird: *mut u32, ord: *mut u32, data: *mut c_void, len: *mut u32) -> NTSTATUS {
-    let Some(t) = enter(conn, ObjectKind::Connector, "NdkGetConnectionData") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn get_connection_data(
+    conn: *mut NDK_CONNECTOR,
+    ird: *mut u32,
+    ord: *mut u32,
+    data: *mut c_void,
+    len: *mut u32,
+) -> NTSTATUS {
+    let Some(t) = enter(conn, ObjectKind::Connector, "NdkGetConnectionData") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     if len.is_null() {
         return t.violation("null pPrivateDataLength");
     }
@@ -935,40 +1387,61 @@ unsafe extern "system" fn get_connection_data(conn: *mut NDK_CONNECTOR, ird: *mu
     let mut found = None;
     let status = t.with(|world, _| {
         Ok(match world.connection_data(t.id) {
-            Ok((i, o, d)) => {
-                found = Some((i, o, d.to_vec()));
+            Ok((inbound, outbound, bytes)) => {
+                found = Some((inbound, outbound, bytes.to_vec()));
                 STATUS_SUCCESS
             }
             Err(status) => status,
         })
     });
-    let Some((i, o, d)) = found else { return status };
+    let Some((inbound, outbound, bytes)) = found else {
+        return status;
+    };
     if !ird.is_null() {
         // SAFETY: non-null optional out-pointer.
-        unsafe { ird.write(i) };
+        unsafe { ird.write(inbound) };
     }
     if !ord.is_null() {
         // SAFETY: non-null optional out-pointer.
-        unsafe { ord.write(o) };
+        unsafe { ord.write(outbound) };
     }
-    let rds = u32::try_from(d.len()).unwrap_or(u32::MAX);
+    let rds = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     // SAFETY: non-null in/out length.
     unsafe { len.write(rds) };
     if data.is_null() {
         return STATUS_SUCCESS;
     }
-    let n = d.len().min(have as usize);
-    // SAFETY: the consumer's buffer holds `have >= n` bytes; `d` is ours.
-    unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), data.cast::<u8>(), n) };
-    if have >= rds { STATUS_SUCCESS } else { STATUS_BUFFER_TOO_SMALL }
+    let n = bytes.len().min(have as usize);
+    // SAFETY: the consumer's buffer holds `have >= n` bytes; `bytes` is ours.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.cast::<u8>(), n) };
+    if have >= rds {
+        STATUS_SUCCESS
+    } else {
+        STATUS_BUFFER_TOO_SMALL
+    }
 }
 
-fn address_of(conn: *mut NDK_CONNECTOR, addr: *mut SOCKADDR, len: *mut u32, peer: bool) -> NTSTATUS {
-    let name = if peer { "NdkGetPeerAddress" } else { "NdkGetLocalAddress" };
-    let Some(t) = enter(conn, ObjectKind::Connector, name) else { return STATUS_INVALID_PARAMETER };
+fn address_of(
+    conn: *mut NDK_CONNECTOR,
+    addr: *mut SOCKADDR,
+    len: *mut u32,
+    peer: bool,
+) -> NTSTATUS {
+    let name = if peer {
+        "NdkGetPeerAddress"
+    } else {
+        "NdkGetLocalAddress"
+    };
+    let Some(t) = enter(conn, ObjectKind::Connector, name) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let mut found = None;
     let status = t.with(|world, _| {
-        found = if peer { world.peer_address(t.id) } else { world.local_address(t.id) };
+        found = if peer {
+            world.peer_address(t.id)
+        } else {
+            world.local_address(t.id)
+        };
         Ok(STATUS_SUCCESS)
     });
     if status != STATUS_SUCCESS {
@@ -977,23 +1450,45 @@ fn address_of(conn: *mut NDK_CONNECTOR, addr: *mut SOCKADDR, len: *mut u32, peer
     write_sockaddr(&t, found, addr, len)
 }
 
-unsafe extern "system" fn get_local_address(conn: *mut NDK_CONNECTOR, addr: *mut SOCKADDR, len: *mut u32) -> NTSTATUS {
+unsafe extern "system" fn get_local_address(
+    conn: *mut NDK_CONNECTOR,
+    addr: *mut SOCKADDR,
+    len: *mut u32,
+) -> NTSTATUS {
     address_of(conn, addr, len, false)
 }
 
-unsafe extern "system" fn get_peer_address(conn: *mut NDK_CONNECTOR, addr: *mut SOCKADDR, len: *mut u32) -> NTSTATUS {
+unsafe extern "system" fn get_peer_address(
+    conn: *mut NDK_CONNECTOR,
+    addr: *mut SOCKADDR,
+    len: *mut u32,
+) -> NTSTATUS {
     address_of(conn, addr, len, true)
 }
 
-unsafe extern "system" fn disconnect(conn: *mut NDK_CONNECTOR, f: NDK_FN_REQUEST_COMPLETION, ctx: PVOID) -> NTSTATUS {
-    let Some(t) = enter(conn, ObjectKind::Connector, "NdkDisconnect") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn disconnect(
+    conn: *mut NDK_CONNECTOR,
+    f: NDK_FN_REQUEST_COMPLETION,
+    ctx: PVOID,
+) -> NTSTATUS {
+    let Some(t) = enter(conn, ObjectKind::Connector, "NdkDisconnect") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     t.with(|world, out| Ok(world.disconnect(out, t.id, f, Ctx(ctx))))
 }
 
 // --- listener ---------------------------------------------------------------------------------
 
-unsafe extern "system" fn listen(listener: *mut NDK_LISTENER, addr: *const SOCKADDR, len: u32, f: NDK_FN_REQUEST_COMPLETION, ctx: PVOID) -> NTSTATUS {
-    let Some(t) = enter(listener, ObjectKind::Listener, "NdkListen") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn listen(
+    listener: *mut NDK_LISTENER,
+    addr: *const SOCKADDR,
+    len: u32,
+    f: NDK_FN_REQUEST_COMPLETION,
+    ctx: PVOID,
+) -> NTSTATUS {
+    let Some(t) = enter(listener, ObjectKind::Listener, "NdkListen") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let addr = match read_sockaddr(addr, len) {
         Ok(a) => a,
         Err(s) => return s,
@@ -1001,8 +1496,14 @@ unsafe extern "system" fn listen(listener: *mut NDK_LISTENER, addr: *const SOCKA
     t.with(|world, out| Ok(world.listen(out, t.id, addr, f, Ctx(ctx))))
 }
 
-unsafe extern "system" fn listener_local_address(listener: *mut NDK_LISTENER, addr: *mut SOCKADDR, len: *mut u32) -> NTSTATUS {
-    let Some(t) = enter(listener, ObjectKind::Listener, "NdkGetLocalAddress") else { return STATUS_INVALID_PARAMETER };
+unsafe extern "system" fn listener_local_address(
+    listener: *mut NDK_LISTENER,
+    addr: *mut SOCKADDR,
+    len: *mut u32,
+) -> NTSTATUS {
+    let Some(t) = enter(listener, ObjectKind::Listener, "NdkGetLocalAddress") else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let mut found = None;
     let status = t.with(|world, _| {
         found = world.listener_address(t.id);
@@ -1015,7 +1516,9 @@ unsafe extern "system" fn listener_local_address(listener: *mut NDK_LISTENER, ad
 }
 
 unsafe extern "system" fn control_connect_events(listener: *mut NDK_LISTENER, pause: BOOLEAN) {
-    let Some(t) = enter(listener, ObjectKind::Listener, "NdkControlConnectEvents") else { return };
+    let Some(t) = enter(listener, ObjectKind::Listener, "NdkControlConnectEvents") else {
+        return;
+    };
     t.with(|world, _| {
         world.pause_listener(t.id, pause != FALSE);
         Ok(STATUS_SUCCESS)
@@ -1027,39 +1530,75 @@ unsafe extern "system" fn control_connect_events(listener: *mut NDK_LISTENER, pa
 static CLIENTS: Mutex<BTreeMap<usize, Weak<Shared>>> = Mutex::new(BTreeMap::new());
 
 pub(crate) fn register_client(addr: usize, shared: Weak<Shared>) {
-    CLIENTS.lock().unwrap_or_else(PoisonError::into_inner).insert(addr, shared);
+    CLIENTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(addr, shared);
 }
 
 pub(crate) fn unregister_client(addr: usize) {
-    CLIENTS.lock().unwrap_or_else(PoisonError::into_inner).remove(&addr);
+    CLIENTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&addr);
 }
 
 fn client(client: PWSK_CLIENT, function: &'static str) -> Arc<Shared> {
-    let found = CLIENTS.lock().unwrap_or_else(PoisonError::into_inner).get(&client.addr()).and_then(Weak::upgrade);
-    found.unwrap_or_else(|| panic!("softndk: {} ({function}: not a softndk WSK client)", Violation::UnknownObject { function }.rule()))
+    let found = CLIENTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&client.addr())
+        .and_then(Weak::upgrade);
+    found.unwrap_or_else(|| {
+        panic!(
+            "softndk: {} ({function}: not a softndk WSK client)",
+            Violation::UnknownObject { function }.rule()
+        )
+    })
 }
 
-unsafe extern "system" fn wsk_open(client_ptr: PWSK_CLIENT, version: NDK_VERSION, if_index: NET_IFINDEX, pp: *mut *mut NDK_ADAPTER) -> NTSTATUS {
+unsafe extern "system" fn wsk_open(
+    client_ptr: PWSK_CLIENT,
+    version: NDK_VERSION,
+    if_index: NET_IFINDEX,
+    pp: *mut *mut NDK_ADAPTER,
+) -> NTSTATUS {
     let shared = client(client_ptr, "WskOpenNdkAdapter");
     if in_provider_callback() {
-        shared.report(Violation::PassiveOnlyInCallback { function: "WskOpenNdkAdapter" });
+        shared.report(Violation::PassiveOnlyInCallback {
+            function: "WskOpenNdkAdapter",
+        });
         return STATUS_INVALID_PARAMETER;
     }
     if pp.is_null() {
-        shared.report(Violation::BadArgument { function: "WskOpenNdkAdapter", what: "null ppNdkAdapter" });
+        shared.report(Violation::BadArgument {
+            function: "WskOpenNdkAdapter",
+            what: "null ppNdkAdapter",
+        });
         return STATUS_INVALID_PARAMETER;
     }
     let created = {
         let mut world = shared.world();
-        let Some(host) = world.hosts.iter().position(|h| h.config.if_index == if_index) else { return STATUS_NOT_FOUND };
+        let Some(host) = world
+            .hosts
+            .iter()
+            .position(|h| h.config.if_index == if_index)
+        else {
+            return STATUS_NOT_FOUND;
+        };
         if world.hosts[host].removed {
             return STATUS_DEVICE_REMOVED;
         }
         let Some(negotiated) = negotiate(version, world.hosts[host].config.max_version) else {
             return STATUS_NDIS_BAD_VERSION;
         };
-        let body = Body::Adapter { removed: false, lams: BTreeMap::new() };
-        world.create_object(ObjectKind::Adapter, 0, host, negotiated, Vec::new(), body).1
+        let body = Body::Adapter {
+            removed: false,
+            lams: BTreeMap::new(),
+        };
+        world
+            .create_object(ObjectKind::Adapter, 0, host, negotiated, Vec::new(), body)
+            .1
     };
     // SAFETY: non-null out-pointer for the adapter.
     unsafe { pp.write(created.as_ndk()) };
@@ -1068,13 +1607,20 @@ unsafe extern "system" fn wsk_open(client_ptr: PWSK_CLIENT, version: NDK_VERSION
 
 unsafe extern "system" fn wsk_close(client_ptr: PWSK_CLIENT, adapter: *mut NDK_ADAPTER) {
     let shared = client(client_ptr, "WskCloseNdkAdapter");
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "WskCloseNdkAdapter") else { return };
+    let Some(t) = enter(adapter, ObjectKind::Adapter, "WskCloseNdkAdapter") else {
+        return;
+    };
     if in_provider_callback() {
-        shared.report(Violation::PassiveOnlyInCallback { function: "WskCloseNdkAdapter" });
+        shared.report(Violation::PassiveOnlyInCallback {
+            function: "WskCloseNdkAdapter",
+        });
         return;
     }
     if !t.shared.world().is_open(t.id) {
-        let v = Violation::DoubleClose { function: "WskCloseNdkAdapter", kind: ObjectKind::Adapter };
+        let v = Violation::DoubleClose {
+            function: "WskCloseNdkAdapter",
+            kind: ObjectKind::Adapter,
+        };
         t.shared.report(v);
         return;
     }
@@ -1092,13 +1638,16 @@ unsafe extern "system" fn wsk_close(client_ptr: PWSK_CLIENT, adapter: *mut NDK_A
     };
     t.shared.dispatch(out);
     if live > 0 {
-        t.shared.report(Violation::AdapterClosedWithLiveObjects { live });
+        t.shared
+            .report(Violation::AdapterClosedWithLiveObjects { live });
     }
 }
 
 /// The WSK NDK extension dispatch softndk hands out.
-pub(crate) static WSK_NDK_DISPATCH: WSK_PROVIDER_NDK_DISPATCH =
-    WSK_PROVIDER_NDK_DISPATCH { WskOpenNdkAdapter: Some(wsk_open), WskCloseNdkAdapter: Some(wsk_close) };
+pub(crate) static WSK_NDK_DISPATCH: WSK_PROVIDER_NDK_DISPATCH = WSK_PROVIDER_NDK_DISPATCH {
+    WskOpenNdkAdapter: Some(wsk_open),
+    WskCloseNdkAdapter: Some(wsk_close),
+};
 
 // --- dispatch tables ------------------------------------------------------------------------
 
@@ -1203,11 +1752,24 @@ pub(crate) fn dispatch_table(kind: ObjectKind, version: NDK_VERSION) -> *const c
     match kind {
         ObjectKind::Adapter => std::ptr::from_ref(&ADAPTER_DISPATCH).cast(),
         ObjectKind::Pd => std::ptr::from_ref(&PD_DISPATCH).cast(),
-        ObjectKind::Cq => std::ptr::from_ref(if v12 { &CQ_DISPATCH_V12 } else { &CQ_DISPATCH_V11 }).cast(),
-        ObjectKind::Qp => std::ptr::from_ref(if v12 { &QP_DISPATCH_V12 } else { &QP_DISPATCH_V11 }).cast(),
-        ObjectKind::Connector => {
-            std::ptr::from_ref(if v21 { &CONNECTOR_DISPATCH_V21 } else { &CONNECTOR_DISPATCH_V1 }).cast()
-        }
+        ObjectKind::Cq => std::ptr::from_ref(if v12 {
+            &CQ_DISPATCH_V12
+        } else {
+            &CQ_DISPATCH_V11
+        })
+        .cast(),
+        ObjectKind::Qp => std::ptr::from_ref(if v12 {
+            &QP_DISPATCH_V12
+        } else {
+            &QP_DISPATCH_V11
+        })
+        .cast(),
+        ObjectKind::Connector => std::ptr::from_ref(if v21 {
+            &CONNECTOR_DISPATCH_V21
+        } else {
+            &CONNECTOR_DISPATCH_V1
+        })
+        .cast(),
         ObjectKind::Listener => std::ptr::from_ref(&LISTENER_DISPATCH).cast(),
         ObjectKind::Mr => std::ptr::from_ref(&MR_DISPATCH).cast(),
         // Never created: their create functions return STATUS_NOT_SUPPORTED.

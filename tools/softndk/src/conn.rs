@@ -147,21 +147,30 @@ pub(crate) struct AcceptArgs {
 impl World {
     pub(crate) fn conn(&self, id: ObjId) -> Option<&Conn> {
         match self.objects.get(&id) {
-            Some(Object { body: Body::Connector(c), .. }) => Some(c),
+            Some(Object {
+                body: Body::Connector(c),
+                ..
+            }) => Some(c),
             _ => None,
         }
     }
 
     pub(crate) fn conn_mut(&mut self, id: ObjId) -> Option<&mut Conn> {
         match self.objects.get_mut(&id) {
-            Some(Object { body: Body::Connector(c), .. }) => Some(c),
+            Some(Object {
+                body: Body::Connector(c),
+                ..
+            }) => Some(c),
             _ => None,
         }
     }
 
     fn listener_mut(&mut self, id: ObjId) -> Option<&mut Listener> {
         match self.objects.get_mut(&id) {
-            Some(Object { body: Body::Listener(l), .. }) => Some(l),
+            Some(Object {
+                body: Body::Listener(l),
+                ..
+            }) => Some(l),
             _ => None,
         }
     }
@@ -169,7 +178,15 @@ impl World {
     /// Complete the connector's owed request (if any) with `status`.
     fn complete_pending(&mut self, out: &mut Out, id: ObjId, status: NTSTATUS) {
         if let Some(p) = self.conn_mut(id).and_then(|c| c.pending.take()) {
-            self.emit(out, id, Call::Request { f: p.f, ctx: p.ctx, status });
+            self.emit(
+                out,
+                id,
+                Call::Request {
+                    f: p.f,
+                    ctx: p.ctx,
+                    status,
+                },
+            );
         }
     }
 
@@ -192,7 +209,11 @@ impl World {
             self.ephemeral(ip).ok_or(STATUS_TOO_MANY_ADDRESSES)
         } else {
             let addr = SocketAddr::new(ip, want.port());
-            if self.ports.contains(&addr) { Err(STATUS_SHARING_VIOLATION) } else { Ok(addr) }
+            if self.ports.contains(&addr) {
+                Err(STATUS_SHARING_VIOLATION)
+            } else {
+                Ok(addr)
+            }
         }
     }
 
@@ -241,7 +262,10 @@ impl World {
 
     pub(crate) fn listener_address(&self, id: ObjId) -> Option<SocketAddr> {
         match self.objects.get(&id) {
-            Some(Object { body: Body::Listener(l), .. }) => l.addr,
+            Some(Object {
+                body: Body::Listener(l),
+                ..
+            }) => l.addr,
             _ => None,
         }
     }
@@ -282,8 +306,8 @@ impl World {
 
     /// Bind a QP to a connector for its whole life (a QP is never reused).
     fn bind_qp(&mut self, conn: ObjId, qp: ObjId) -> Result<(), NTSTATUS> {
-        let same_adapter = self.objects.get(&conn).map(|o| o.adapter)
-            == self.objects.get(&qp).map(|o| o.adapter);
+        let same_adapter =
+            self.objects.get(&conn).map(|o| o.adapter) == self.objects.get(&qp).map(|o| o.adapter);
         let q = self.qp_mut(qp).ok_or(STATUS_INVALID_PARAMETER)?;
         if !same_adapter {
             return Err(STATUS_INVALID_PARAMETER);
@@ -320,7 +344,10 @@ impl World {
             return status;
         }
         self.ports.insert(local);
-        let (ird, ord) = (args.ird.min(info.MaxInboundReadLimit), args.ord.min(info.MaxOutboundReadLimit));
+        let (ird, ord) = (
+            args.ird.min(info.MaxInboundReadLimit),
+            args.ord.min(info.MaxOutboundReadLimit),
+        );
         if let Some(c) = self.conn_mut(a) {
             c.local = Some(local);
             c.local_addr = Some(local);
@@ -328,7 +355,9 @@ impl World {
             c.ird = ird;
             c.ord = ord;
         }
-        let dst_host = self.host_by_ip(args.dst.ip()).filter(|h| !self.hosts[*h].removed);
+        let dst_host = self
+            .host_by_ip(args.dst.ip())
+            .filter(|h| !self.hosts[*h].removed);
         let Some(_) = dst_host else {
             return self.fail_connect(out, a, args.f, args.ctx, STATUS_HOST_UNREACHABLE);
         };
@@ -362,13 +391,25 @@ impl World {
         if let Some(c) = self.conn_mut(a) {
             c.state = ConnectorState::Connecting;
             c.peer = Some(b);
-            c.pending = Some(Pending { f: args.f, ctx: args.ctx });
+            c.pending = Some(Pending {
+                f: args.f,
+                ctx: args.ctx,
+            });
         }
         let (f, ctx) = match self.listener_mut(listener) {
             Some(l) => (l.callback, l.ctx),
             None => (None, Ctx(std::ptr::null_mut())),
         };
-        self.emit(out, listener, Call::ConnectEvent { f, ctx, connector: b, shell });
+        self.emit(
+            out,
+            listener,
+            Call::ConnectEvent {
+                f,
+                ctx,
+                connector: b,
+                shell,
+            },
+        );
         STATUS_PENDING
     }
 
@@ -388,10 +429,10 @@ impl World {
     }
 
     fn mark_qp(&mut self, conn: ObjId, state: QpState) {
-        if let Some(qp) = self.conn(conn).and_then(|c| c.qp) {
-            if let Some(q) = self.qp_mut(qp) {
-                q.state = state;
-            }
+        if let Some(qp) = self.conn(conn).and_then(|c| c.qp)
+            && let Some(q) = self.qp_mut(qp)
+        {
+            q.state = state;
         }
     }
 
@@ -403,7 +444,9 @@ impl World {
         f: NDK_FN_REQUEST_COMPLETION,
         ctx: Ctx,
     ) -> NTSTATUS {
-        let Some(c) = self.conn(a) else { return STATUS_INVALID_PARAMETER };
+        let Some(c) = self.conn(a) else {
+            return STATUS_INVALID_PARAMETER;
+        };
         match c.state {
             ConnectorState::Replied => {}
             ConnectorState::Failed if c.peer_data_known => return STATUS_CONNECTION_ABORTED,
@@ -430,7 +473,10 @@ impl World {
             }
             self.mark_qp(id, QpState::Connected);
         }
-        let (qa, qb) = (self.conn(a).and_then(|c| c.qp), self.conn(b).and_then(|c| c.qp));
+        let (qa, qb) = (
+            self.conn(a).and_then(|c| c.qp),
+            self.conn(b).and_then(|c| c.qp),
+        );
         if let (Some(qa), Some(qb)) = (qa, qb) {
             if let Some(q) = self.qp_mut(qa) {
                 q.peer = Some(qb);
@@ -446,7 +492,9 @@ impl World {
     // --- passive side ---------------------------------------------------------------------
 
     pub(crate) fn accept(&mut self, out: &mut Out, b: ObjId, args: AcceptArgs) -> NTSTATUS {
-        let Some(c) = self.conn(b) else { return STATUS_INVALID_PARAMETER };
+        let Some(c) = self.conn(b) else {
+            return STATUS_INVALID_PARAMETER;
+        };
         match c.state {
             ConnectorState::Incoming => {}
             ConnectorState::Failed => return STATUS_CONNECTION_ABORTED,
@@ -468,13 +516,19 @@ impl World {
         if let Err(status) = self.bind_qp(b, args.qp) {
             return status;
         }
-        let (ird, ord) = (args.ird.min(info.MaxInboundReadLimit), args.ord.min(info.MaxOutboundReadLimit));
+        let (ird, ord) = (
+            args.ird.min(info.MaxInboundReadLimit),
+            args.ord.min(info.MaxOutboundReadLimit),
+        );
         if let Some(c) = self.conn_mut(b) {
             c.state = ConnectorState::Accepting;
             c.disc = args.disc;
             c.ird = c.ird.min(ird);
             c.ord = c.ord.min(ord);
-            c.pending = Some(Pending { f: args.f, ctx: args.ctx });
+            c.pending = Some(Pending {
+                f: args.f,
+                ctx: args.ctx,
+            });
         }
         if let Some(p) = self.conn_mut(a) {
             p.state = ConnectorState::Replied;
@@ -488,7 +542,9 @@ impl World {
     }
 
     pub(crate) fn reject(&mut self, out: &mut Out, x: ObjId, private_data: Vec<u8>) -> NTSTATUS {
-        let Some(c) = self.conn(x) else { return STATUS_INVALID_PARAMETER };
+        let Some(c) = self.conn(x) else {
+            return STATUS_INVALID_PARAMETER;
+        };
         let (state, peer) = (c.state, c.peer);
         let peer_open = peer.is_some_and(|p| self.is_open(p));
         match state {
@@ -540,15 +596,15 @@ impl World {
     /// A connect request whose event was never delivered (listener closing): refuse it and
     /// discard the passive connector the consumer never saw.
     pub(crate) fn refuse_incoming(&mut self, out: &mut Out, b: ObjId) {
-        if let Some(a) = self.conn(b).and_then(|c| c.peer) {
-            if self.conn(a).map(|c| c.state) == Some(ConnectorState::Connecting) {
-                if let Some(c) = self.conn_mut(a) {
-                    c.state = ConnectorState::Failed;
-                }
-                self.mark_qp(a, QpState::Dead);
-                self.counters.refused_connects += 1;
-                self.complete_pending(out, a, STATUS_CONNECTION_REFUSED);
+        if let Some(a) = self.conn(b).and_then(|c| c.peer)
+            && self.conn(a).map(|c| c.state) == Some(ConnectorState::Connecting)
+        {
+            if let Some(c) = self.conn_mut(a) {
+                c.state = ConnectorState::Failed;
             }
+            self.mark_qp(a, QpState::Dead);
+            self.counters.refused_connects += 1;
+            self.complete_pending(out, a, STATUS_CONNECTION_REFUSED);
         }
         self.discard(out, b);
     }
@@ -581,7 +637,9 @@ impl World {
         f: NDK_FN_REQUEST_COMPLETION,
         ctx: Ctx,
     ) -> NTSTATUS {
-        let Some(c) = self.conn(x) else { return STATUS_INVALID_PARAMETER };
+        let Some(c) = self.conn(x) else {
+            return STATUS_INVALID_PARAMETER;
+        };
         let (state, ending, again) = (c.state, c.ending, c.local_disconnect_called);
         match state {
             ConnectorState::Connected => {
@@ -609,7 +667,7 @@ impl World {
         }
     }
 
-    /// `x` ends an established connection itself (`how` is LocalDisconnect or LocalClose);
+    /// `x` ends an established connection itself (`how` is `LocalDisconnect` or `LocalClose`);
     /// the peer learns of it through its disconnect callback.
     fn end_local(&mut self, out: &mut Out, x: ObjId, how: Ending) {
         if let Some(c) = self.conn_mut(x) {
@@ -619,8 +677,11 @@ impl World {
         self.mark_qp(x, QpState::Dead);
         let peer = self.conn(x).and_then(|c| c.peer);
         if let Some(y) = peer {
-            let peer_how =
-                if how == Ending::LocalDisconnect { Ending::PeerGraceful } else { Ending::PeerReset };
+            let peer_how = if how == Ending::LocalDisconnect {
+                Ending::PeerGraceful
+            } else {
+                Ending::PeerReset
+            };
             self.end_remote(out, y, peer_how);
         }
     }
@@ -656,7 +717,11 @@ impl World {
     fn indicate_disconnect(&mut self, out: &mut Out, y: ObjId, reason: u32) {
         let misbehaviour = self.misbehaviour(y);
         let Some(c) = self.conn_mut(y) else { return };
-        let limit = if misbehaviour.duplicate_disconnect_callback { 2 } else { 1 };
+        let limit = if misbehaviour.duplicate_disconnect_callback {
+            2
+        } else {
+            1
+        };
         if c.disconnect_callbacks >= 1 {
             return;
         }
@@ -691,7 +756,9 @@ impl World {
             ConnectorState::Connected => self.end_local(out, x, Ending::LocalClose),
             ConnectorState::Incoming => {
                 // Closing an unaccepted request rejects it.
-                if let Some(a) = peer.filter(|a| self.conn(*a).map(|c| c.state) == Some(ConnectorState::Connecting)) {
+                if let Some(a) = peer
+                    .filter(|a| self.conn(*a).map(|c| c.state) == Some(ConnectorState::Connecting))
+                {
                     if let Some(p) = self.conn_mut(a) {
                         p.state = ConnectorState::Failed;
                     }
@@ -707,10 +774,10 @@ impl World {
             }
             _ => {}
         }
-        if let Some(c) = self.conn_mut(x) {
-            if c.state != ConnectorState::Disconnected {
-                c.state = ConnectorState::Failed;
-            }
+        if let Some(c) = self.conn_mut(x)
+            && c.state != ConnectorState::Disconnected
+        {
+            c.state = ConnectorState::Failed;
         }
         self.mark_qp(x, QpState::Dead);
     }
@@ -720,7 +787,9 @@ impl World {
     /// Inject `fault` on the connection of connector `victim`. Returns false when the
     /// connector is not part of a connection the fault can act on.
     pub(crate) fn inject(&mut self, out: &mut Out, victim: ObjId, fault: Fault) -> bool {
-        let Some(c) = self.conn(victim) else { return false };
+        let Some(c) = self.conn(victim) else {
+            return false;
+        };
         let (state, peer) = (c.state, c.peer);
         let live = matches!(
             state,
@@ -735,7 +804,11 @@ impl World {
         }
         match fault {
             Fault::PeerDisconnect | Fault::PeerReset => {
-                let how = if fault == Fault::PeerDisconnect { Ending::PeerGraceful } else { Ending::PeerReset };
+                let how = if fault == Fault::PeerDisconnect {
+                    Ending::PeerGraceful
+                } else {
+                    Ending::PeerReset
+                };
                 // The peer end acts on its own, as if its consumer (or host) went away: it gets
                 // no callback; its QP is flushed as after a local disconnect.
                 if let Some(y) = peer.filter(|y| self.is_open(*y)) {
@@ -757,7 +830,11 @@ impl World {
     fn silence(&mut self, out: &mut Out, y: ObjId, how: Ending) {
         let Some(c) = self.conn_mut(y) else { return };
         let was_connected = c.state == ConnectorState::Connected;
-        c.state = if was_connected { ConnectorState::Disconnected } else { ConnectorState::Failed };
+        c.state = if was_connected {
+            ConnectorState::Disconnected
+        } else {
+            ConnectorState::Failed
+        };
         c.ending.get_or_insert(how);
         c.disconnect_callbacks = c.disconnect_callbacks.max(1);
         self.complete_pending(out, y, STATUS_CONNECTION_ABORTED);

@@ -55,7 +55,10 @@ pub struct FabricConfig {
 
 impl Default for FabricConfig {
     fn default() -> Self {
-        Self { completion: Completion::Inline, misuse: MisusePolicy::Panic }
+        Self {
+            completion: Completion::Inline,
+            misuse: MisusePolicy::Panic,
+        }
     }
 }
 
@@ -98,7 +101,10 @@ impl HostConfig {
     /// Set the highest NDKPI version.
     #[must_use]
     pub fn max_version(mut self, major: u16, minor: u16) -> Self {
-        self.max_version = NDK_VERSION { Major: major, Minor: minor };
+        self.max_version = NDK_VERSION {
+            Major: major,
+            Minor: minor,
+        };
         self
     }
 
@@ -224,7 +230,10 @@ impl Shared {
         match self.policy {
             MisusePolicy::Panic => panic!("softndk: {v}"),
             MisusePolicy::Record => {
-                self.violations.lock().unwrap_or_else(PoisonError::into_inner).push(v);
+                self.violations
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(v);
             }
         }
     }
@@ -236,32 +245,39 @@ impl Shared {
         }
         for (route, d) in out.list {
             match route {
-                Route::Inline => self.run(d),
+                Route::Inline => self.run(&d),
                 Route::Thread => {
-                    let sender = self.worker.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                    let sender = self
+                        .worker
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone();
                     match sender {
                         Some(tx) => {
                             if let Err(e) = tx.send(d) {
-                                self.run(e.0);
+                                self.run(&e.0);
                             }
                         }
-                        None => self.run(d),
+                        None => self.run(&d),
                     }
                 }
                 Route::Manual => {
-                    self.manual.lock().unwrap_or_else(PoisonError::into_inner).push_back(d);
+                    self.manual
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push_back(d);
                 }
             }
         }
     }
 
-    fn run(self: &Arc<Self>, d: Delivery) {
-        let ran = self.world().begin_delivery(&d);
+    fn run(self: &Arc<Self>, d: &Delivery) {
+        let ran = self.world().begin_delivery(d);
         if ran {
             invoke(&d.call);
         }
         let mut out = Out::default();
-        self.world().end_delivery(&mut out, &d, ran);
+        self.world().end_delivery(&mut out, d, ran);
         self.idle.notify_all();
         self.dispatch(out);
     }
@@ -275,7 +291,10 @@ impl Shared {
         gate.entered = true;
         self.gate_cv.notify_all();
         while !gate.released {
-            gate = self.gate_cv.wait(gate).unwrap_or_else(PoisonError::into_inner);
+            gate = self
+                .gate_cv
+                .wait(gate)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
@@ -289,7 +308,11 @@ impl Shared {
             if now >= deadline {
                 return false;
             }
-            world = self.idle.wait_timeout(world, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+            world = self
+                .idle
+                .wait_timeout(world, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         true
     }
@@ -315,12 +338,21 @@ impl Drop for Shared {
 fn invoke(call: &Call) {
     let _scope = CallbackScope::enter();
     match *call {
-        Call::Request { f: Some(f), ctx, status } => {
+        Call::Request {
+            f: Some(f),
+            ctx,
+            status,
+        } => {
             // SAFETY: the consumer supplied this completion routine and context for this
             // request; NDK calls it exactly once with the request's status.
             unsafe { f(ctx.0, status) }
         }
-        Call::Create { f: Some(f), ctx, status, object } => {
+        Call::Create {
+            f: Some(f),
+            ctx,
+            status,
+            object,
+        } => {
             let ptr = object.map_or(std::ptr::null_mut(), ShellPtr::as_ndk::<NDK_OBJECT_HEADER>);
             // SAFETY: the consumer supplied this create-completion routine and context; the
             // object (or null on failure) is a live shell.
@@ -331,7 +363,12 @@ fn invoke(call: &Call) {
             // is the object's last callback.
             unsafe { f(ctx.0) }
         }
-        Call::ConnectEvent { f: Some(f), ctx, shell, .. } => {
+        Call::ConnectEvent {
+            f: Some(f),
+            ctx,
+            shell,
+            ..
+        } => {
             // SAFETY: the listener's connect-event routine and context, with a new live
             // connector now owned by the consumer.
             unsafe { f(ctx.0, shell.as_ndk::<NDK_CONNECTOR>()) }
@@ -349,7 +386,11 @@ fn invoke(call: &Call) {
             }
             _ => {}
         },
-        Call::CqNotify { f: Some(f), ctx, status } => {
+        Call::CqNotify {
+            f: Some(f),
+            ctx,
+            status,
+        } => {
             // SAFETY: the CQ's notification routine and context from NdkCreateCq.
             unsafe { f(ctx.0, status) }
         }
@@ -395,23 +436,31 @@ impl Fabric {
             .spawn(move || {
                 while let Ok(d) = rx.recv() {
                     let Some(shared) = weak.upgrade() else { break };
-                    shared.run(d);
+                    shared.run(&d);
                 }
             })
             .expect("spawn softndk worker thread");
-        Self { shared, worker: Some(worker) }
+        Self {
+            shared,
+            worker: Some(worker),
+        }
     }
 
     /// Add a host.
     pub fn add_host(&self, config: HostConfig) -> HostId {
         let mut world = self.shared.world();
-        world.hosts.push(Host { config, removed: false });
+        world.hosts.push(Host {
+            config,
+            removed: false,
+        });
         HostId(world.hosts.len() - 1)
     }
 
     /// The `PWSK_CLIENT` to pass to [`Fabric::wsk_dispatch`]'s functions.
     pub fn wsk_client(&self) -> PWSK_CLIENT {
-        std::ptr::from_ref::<u64>(&self.shared.client).cast_mut().cast()
+        std::ptr::from_ref::<u64>(&self.shared.client)
+            .cast_mut()
+            .cast()
     }
 
     /// The WSK NDK dispatch, as `WskControlClient(WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH)`
@@ -424,15 +473,31 @@ impl Fabric {
     ///
     /// # Errors
     /// The NTSTATUS `WskOpenNdkAdapter` returned.
-    pub fn open_adapter(&self, if_index: u32, version: NDK_VERSION) -> Result<*mut NDK_ADAPTER, NTSTATUS> {
+    pub fn open_adapter(
+        &self,
+        if_index: u32,
+        version: NDK_VERSION,
+    ) -> Result<*mut NDK_ADAPTER, NTSTATUS> {
         let mut adapter = std::ptr::null_mut();
-        let open = self.wsk_dispatch().WskOpenNdkAdapter.ok_or(ndkpi_sys::STATUS_NOT_SUPPORTED)?;
+        let open = self
+            .wsk_dispatch()
+            .WskOpenNdkAdapter
+            .ok_or(ndkpi_sys::STATUS_NOT_SUPPORTED)?;
         // SAFETY: our own WskOpenNdkAdapter, called with our client and a valid out-pointer.
         let status = unsafe { open(self.wsk_client(), version, if_index, &raw mut adapter) };
-        if status == ndkpi_sys::STATUS_SUCCESS { Ok(adapter) } else { Err(status) }
+        if status == ndkpi_sys::STATUS_SUCCESS {
+            Ok(adapter)
+        } else {
+            Err(status)
+        }
     }
 
-    /// Close an adapter through the WSK NDK dispatch (`WskCloseNdkAdapter`).
+    /// Close an adapter through the WSK NDK dispatch (`WskCloseNdkAdapter`). The pointer is
+    /// validated through the registry before anything reads it.
+    #[expect(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the pointer is only looked up, never dereferenced unvalidated"
+    )]
     pub fn close_adapter(&self, adapter: *mut NDK_ADAPTER) {
         if let Some(close) = self.wsk_dispatch().WskCloseNdkAdapter {
             // SAFETY: our own WskCloseNdkAdapter; it validates the adapter pointer.
@@ -445,16 +510,25 @@ impl Fabric {
     pub fn deliver(&self) -> usize {
         let mut n = 0;
         loop {
-            let next = self.shared.manual.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+            let next = self
+                .shared
+                .manual
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
             let Some(d) = next else { return n };
-            self.shared.run(d);
+            self.shared.run(&d);
             n += 1;
         }
     }
 
     /// Callbacks queued for [`Fabric::deliver`].
     pub fn queued(&self) -> usize {
-        self.shared.manual.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.shared
+            .manual
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Wait (up to `limit`) until no callback is owed anywhere except in the manual queue.
@@ -488,7 +562,9 @@ impl Fabric {
     /// Inject a fault on the connection of `connector`. Returns false if the connector is
     /// not (or no longer) part of a connection or handshake.
     pub fn inject(&self, connector: *mut NDK_CONNECTOR, fault: Fault) -> bool {
-        let Some(entry) = self.entry(connector, ObjectKind::Connector) else { return false };
+        let Some(entry) = self.entry(connector, ObjectKind::Connector) else {
+            return false;
+        };
         let mut out = Out::default();
         let done = self.shared.world().inject(&mut out, entry.id, fault);
         self.shared.dispatch(out);
@@ -506,7 +582,10 @@ impl Fabric {
     /// Make the next `count` creates of `kind` on `host` fail with
     /// `STATUS_INSUFFICIENT_RESOURCES` (inline or through the completion, per the mode).
     pub fn fail_creates(&self, host: HostId, kind: ObjectKind, count: u32) {
-        self.shared.world().create_failures.push((host.0, kind, count));
+        self.shared
+            .world()
+            .create_failures
+            .push((host.0, kind, count));
     }
 
     /// Change a host's deliberate bugs.
@@ -535,10 +614,10 @@ impl Fabric {
             if !matches!(obj.close, CloseState::Closed) {
                 *map.entry(Some(obj.kind)).or_insert(0) += 1;
             }
-            if let Body::Adapter { lams, .. } = &obj.body {
-                if !lams.is_empty() {
-                    *map.entry(None).or_insert(0) += lams.len();
-                }
+            if let Body::Adapter { lams, .. } = &obj.body
+                && !lams.is_empty()
+            {
+                *map.entry(None).or_insert(0) += lams.len();
             }
         }
         map
@@ -547,7 +626,10 @@ impl Fabric {
     /// Counters and queue depths of a QP.
     pub fn qp_stats(&self, qp: *mut NDK_QP) -> Option<QpStats> {
         let entry = self.entry(qp, ObjectKind::Qp)?;
-        self.shared.world().qp(entry.id).map(crate::qp::Qp::snapshot)
+        self.shared
+            .world()
+            .qp(entry.id)
+            .map(crate::qp::Qp::snapshot)
     }
 
     /// State of a connector.
@@ -571,22 +653,40 @@ impl Fabric {
 
     /// Violations recorded under [`MisusePolicy::Record`].
     pub fn violations(&self) -> Vec<Violation> {
-        self.shared.violations.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.shared
+            .violations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Hold the next post to `queue` of `qp` inside the provider (with the queue marked busy)
     /// until the returned gate is released, so a test can make two posts overlap
     /// deterministically.
     pub fn hold_next_post(&self, qp: *mut NDK_QP, queue: Queue) -> PostGate {
-        let mut gate = self.shared.gate.lock().unwrap_or_else(PoisonError::into_inner);
-        *gate = Gate { target: Some((qp.addr(), queue)), entered: false, released: false };
-        PostGate { shared: Arc::clone(&self.shared) }
+        let mut gate = self
+            .shared
+            .gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *gate = Gate {
+            target: Some((qp.addr(), queue)),
+            entered: false,
+            released: false,
+        };
+        PostGate {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
 impl Drop for Fabric {
     fn drop(&mut self) {
-        self.shared.worker.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.shared
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(worker) = self.worker.take() {
             // A consumer callback that panicked on the worker already aborted the process;
             // nothing useful remains to report here.
@@ -604,13 +704,22 @@ impl PostGate {
     /// Wait (up to `limit`) until the held post is inside the provider.
     pub fn wait_entered(&self, limit: Duration) -> bool {
         let deadline = std::time::Instant::now() + limit;
-        let mut gate = self.shared.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut gate = self
+            .shared
+            .gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while !gate.entered {
             let now = std::time::Instant::now();
             if now >= deadline {
                 return false;
             }
-            gate = self.shared.gate_cv.wait_timeout(gate, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+            gate = self
+                .shared
+                .gate_cv
+                .wait_timeout(gate, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         true
     }
@@ -623,7 +732,11 @@ impl PostGate {
 
 impl Drop for PostGate {
     fn drop(&mut self) {
-        let mut gate = self.shared.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut gate = self
+            .shared
+            .gate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         gate.released = true;
         gate.target = None;
         self.shared.gate_cv.notify_all();

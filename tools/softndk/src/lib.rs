@@ -65,7 +65,7 @@
 //!
 //! ## Test hooks
 //!
-//! [`Fabric::qp_stats`] (NdkFlush calls per QP, outstanding receives and sends),
+//! [`Fabric::qp_stats`] (`NdkFlush` calls per QP, outstanding receives and sends),
 //! [`Fabric::stats`] (disconnect callbacks fired, connect events, ...),
 //! [`Fabric::live_objects`] (prove a consumer leaked nothing), [`Fabric::connector`],
 //! [`Fabric::inject`], [`Fabric::remove_adapters`], [`Fabric::fail_creates`],
@@ -176,7 +176,10 @@ pub mod reason {
 /// - major 1 requested of a major-2 provider: 1.2 (minor must be <= 2);
 /// - otherwise `None` (`STATUS_NDIS_BAD_VERSION`).
 pub fn negotiate(requested: NDK_VERSION, provider_max: NDK_VERSION) -> Option<NDK_VERSION> {
-    let v = |major, minor| NDK_VERSION { Major: major, Minor: minor };
+    let v = |major, minor| NDK_VERSION {
+        Major: major,
+        Minor: minor,
+    };
     if requested.Major == provider_max.Major && requested.Major >= 1 {
         (requested.Minor <= provider_max.Minor).then_some(provider_max)
     } else if requested.Major == 1 && provider_max.Major == 2 {

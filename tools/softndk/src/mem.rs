@@ -56,7 +56,7 @@ const _: () = assert!(size_of::<SoftMdl>() == 0x30);
 const _: () = assert!(std::mem::offset_of!(SoftMdl, mapped_system_va) == 0x18);
 const _: () = assert!(std::mem::offset_of!(SoftMdl, byte_count) == 0x28);
 
-/// `MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL`, as MmBuildMdlForNonPagedPool sets.
+/// `MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL`, as `MmBuildMdlForNonPagedPool` sets.
 const MDL_FLAGS_NONPAGED_MAPPED: i16 = 0x0001 | 0x0004;
 const PAGE_SIZE: usize = 4096;
 
@@ -68,7 +68,10 @@ impl SoftMdl {
     /// # Panics
     /// If `buffer` is null or `len` is zero (an MDL always describes at least one byte).
     pub fn new(buffer: *mut u8, len: u32) -> Box<Self> {
-        assert!(!buffer.is_null() && len > 0, "SoftMdl::new needs a non-empty buffer");
+        assert!(
+            !buffer.is_null() && len > 0,
+            "SoftMdl::new needs a non-empty buffer"
+        );
         let page_offset = buffer.addr() % PAGE_SIZE;
         let mdl = Box::new(Self {
             next: std::ptr::null_mut(),
@@ -82,7 +85,10 @@ impl SoftMdl {
             byte_count: len,
             byte_offset: u32::try_from(page_offset).unwrap_or(0),
         });
-        LIVE_MDLS.lock().unwrap_or_else(PoisonError::into_inner).insert(mdl.as_mdl().addr());
+        LIVE_MDLS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(mdl.as_mdl().addr());
         mdl
     }
 
@@ -104,7 +110,10 @@ impl SoftMdl {
 
 impl Drop for SoftMdl {
     fn drop(&mut self) {
-        LIVE_MDLS.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.as_mdl().addr());
+        LIVE_MDLS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.as_mdl().addr());
     }
 }
 
@@ -118,7 +127,9 @@ pub(crate) fn resolve_mdl(mdl: *mut MDL) -> Option<(BytePtr, usize)> {
     // SAFETY: the address is in LIVE_MDLS, so it is a SoftMdl that has not been dropped (the
     // set is updated in Drop, and we hold its lock, so it cannot be dropped concurrently with
     // this read of two plain fields).
-    let (va, count) = unsafe { ((*mdl.as_ptr()).mapped_system_va, (*mdl.as_ptr()).byte_count) };
+    let va = unsafe { (*mdl.as_ptr()).mapped_system_va };
+    // SAFETY: as above.
+    let count = unsafe { (*mdl.as_ptr()).byte_count };
     Some((BytePtr(va), count as usize))
 }
 
@@ -132,7 +143,7 @@ pub(crate) unsafe fn copy_in(src: BytePtr, len: usize, into: &mut Vec<u8>) {
     into.resize(start + len, 0);
     // SAFETY: `src` is readable for `len` bytes per the caller's contract; the destination is
     // the freshly resized tail of a Vec we own; the two cannot overlap.
-    unsafe { std::ptr::copy_nonoverlapping(src.0, into.as_mut_ptr().add(start), len) };
+    unsafe { std::ptr::copy_nonoverlapping(src.0, into[start..].as_mut_ptr(), len) };
 }
 
 /// Copy bytes into consumer memory.

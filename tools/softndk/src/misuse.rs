@@ -114,7 +114,11 @@ impl fmt::Display for Violation {
             Self::DoubleClose { function, kind } | Self::UseAfterClose { function, kind } => {
                 write!(f, " ({function} on {kind:?})")
             }
-            Self::WrongObjectKind { function, expected, found } => {
+            Self::WrongObjectKind {
+                function,
+                expected,
+                found,
+            } => {
                 write!(f, " ({function} expects {expected:?}, got {found:?})")
             }
             Self::ConcurrentPost { function, queue } => {

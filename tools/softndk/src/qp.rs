@@ -106,7 +106,10 @@ pub(crate) struct Qp {
 }
 
 impl Qp {
-    #[expect(clippy::too_many_arguments, reason = "mirrors NdkCreateQp's parameters")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors NdkCreateQp's parameters"
+    )]
     pub(crate) fn new(
         pd: ObjId,
         rcq: ObjId,
@@ -157,14 +160,18 @@ enum Access {
 impl World {
     pub(crate) fn qp(&self, id: ObjId) -> Option<&Qp> {
         match self.objects.get(&id) {
-            Some(Object { body: Body::Qp(q), .. }) => Some(q),
+            Some(Object {
+                body: Body::Qp(q), ..
+            }) => Some(q),
             _ => None,
         }
     }
 
     pub(crate) fn qp_mut(&mut self, id: ObjId) -> Option<&mut Qp> {
         match self.objects.get_mut(&id) {
-            Some(Object { body: Body::Qp(q), .. }) => Some(q),
+            Some(Object {
+                body: Body::Qp(q), ..
+            }) => Some(q),
             _ => None,
         }
     }
@@ -175,14 +182,19 @@ impl World {
     fn resolve(&self, qp: ObjId, sge: Sge, access: Access) -> Result<BytePtr, NTSTATUS> {
         let (pd, adapter) = {
             let obj = self.objects.get(&qp).ok_or(STATUS_INVALID_PARAMETER)?;
-            let Body::Qp(q) = &obj.body else { return Err(STATUS_INVALID_PARAMETER) };
+            let Body::Qp(q) = &obj.body else {
+                return Err(STATUS_INVALID_PARAMETER);
+            };
             (q.pd, obj.adapter)
         };
         let len = sge.len as usize;
         let owner = *self.tokens.get(&sge.token).ok_or(STATUS_ACCESS_VIOLATION)?;
         let (base, region_len) = match self.objects.get(&owner).map(|o| &o.body) {
             Some(Body::Pd { .. }) if owner == pd => {
-                let Some(Object { body: Body::Adapter { lams, .. }, .. }) = self.objects.get(&adapter)
+                let Some(Object {
+                    body: Body::Adapter { lams, .. },
+                    ..
+                }) = self.objects.get(&adapter)
                 else {
                     return Err(STATUS_ACCESS_VIOLATION);
                 };
@@ -212,7 +224,11 @@ impl World {
     fn gather(&self, qp: ObjId, sges: &[Sge], inline: bool) -> Result<Vec<u8>, NTSTATUS> {
         let mut data = Vec::new();
         for sge in sges {
-            let src = if inline { sge.addr } else { self.resolve(qp, *sge, Access::LocalRead)? };
+            let src = if inline {
+                sge.addr
+            } else {
+                self.resolve(qp, *sge, Access::LocalRead)?
+            };
             // SAFETY: either the range was checked against a registration the consumer keeps
             // valid (`resolve`), or it is inline data, which NDK requires to be resident and
             // readable until the post call returns — and we copy before returning.
@@ -230,7 +246,10 @@ impl World {
         }
         let targets = sges
             .iter()
-            .map(|s| self.resolve(qp, *s, Access::LocalWrite).map(|p| (p, s.len as usize)))
+            .map(|s| {
+                self.resolve(qp, *s, Access::LocalWrite)
+                    .map(|p| (p, s.len as usize))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut rest = data;
         for (dst, len) in targets {
@@ -243,8 +262,16 @@ impl World {
         Ok(())
     }
 
-    pub(crate) fn post_receive(&mut self, out: &mut Out, qp_id: ObjId, ctx: Ctx, sges: Vec<Sge>) -> NTSTATUS {
-        let Some(q) = self.qp_mut(qp_id) else { return STATUS_INVALID_PARAMETER };
+    pub(crate) fn post_receive(
+        &mut self,
+        out: &mut Out,
+        qp_id: ObjId,
+        ctx: Ctx,
+        sges: Vec<Sge>,
+    ) -> NTSTATUS {
+        let Some(q) = self.qp_mut(qp_id) else {
+            return STATUS_INVALID_PARAMETER;
+        };
         if sges.len() > q.max_rsge as usize {
             return STATUS_INVALID_PARAMETER;
         }
@@ -256,7 +283,16 @@ impl World {
             // A torn-down QP completes new work at once as flushed.
             q.stats.cancelled += 1;
             let (rcq, snapshot) = (q.rcq, QpRef::of(q));
-            self.complete_ref(out, rcq, snapshot, ctx, STATUS_CANCELLED, NdkOperationTypeReceive, 0, false);
+            self.complete_ref(
+                out,
+                rcq,
+                snapshot,
+                ctx,
+                STATUS_CANCELLED,
+                NdkOperationTypeReceive,
+                0,
+                false,
+            );
             return STATUS_SUCCESS;
         }
         q.receives.push_back(RecvWr { ctx, sges });
@@ -266,9 +302,21 @@ impl World {
         STATUS_SUCCESS
     }
 
-    pub(crate) fn post_send(&mut self, out: &mut Out, qp_id: ObjId, ctx: Ctx, sges: &[Sge], flags: u32) -> NTSTATUS {
-        let max_transfer = self.objects.get(&qp_id).map_or(0, |o| self.adapter_info(o.adapter).MaxTransferLength);
-        let Some(q) = self.qp(qp_id) else { return STATUS_INVALID_PARAMETER };
+    pub(crate) fn post_send(
+        &mut self,
+        out: &mut Out,
+        qp_id: ObjId,
+        ctx: Ctx,
+        sges: &[Sge],
+        flags: u32,
+    ) -> NTSTATUS {
+        let max_transfer = self
+            .objects
+            .get(&qp_id)
+            .map_or(0, |o| self.adapter_info(o.adapter).MaxTransferLength);
+        let Some(q) = self.qp(qp_id) else {
+            return STATUS_INVALID_PARAMETER;
+        };
         if q.state != QpState::Connected {
             return STATUS_CONNECTION_INVALID;
         }
@@ -285,7 +333,9 @@ impl World {
         }
         let icq = q.icq;
         let gathered = self.gather(qp_id, sges, inline);
-        let Some(q) = self.qp_mut(qp_id) else { return STATUS_INVALID_PARAMETER };
+        let Some(q) = self.qp_mut(qp_id) else {
+            return STATUS_INVALID_PARAMETER;
+        };
         q.stats.initiator_posted += 1;
         match gathered {
             Ok(data) => {
@@ -294,7 +344,16 @@ impl World {
             }
             Err(status) => {
                 let snapshot = QpRef::of(q);
-                self.complete_ref(out, icq, snapshot, ctx, status, NdkOperationTypeSend, 0, false);
+                self.complete_ref(
+                    out,
+                    icq,
+                    snapshot,
+                    ctx,
+                    status,
+                    NdkOperationTypeSend,
+                    0,
+                    false,
+                );
             }
         }
         STATUS_SUCCESS
@@ -318,7 +377,10 @@ impl World {
             };
             let result = self.scatter(receiver, &recv.sges, &send.data);
             let (r_status, bytes) = match result {
-                Ok(()) => (STATUS_SUCCESS, u32::try_from(send.data.len()).unwrap_or(u32::MAX)),
+                Ok(()) => (
+                    STATUS_SUCCESS,
+                    u32::try_from(send.data.len()).unwrap_or(u32::MAX),
+                ),
                 Err(status) => (status, 0),
             };
             let solicited = send.flags & NDK_OP_FLAG_SEND_AND_SOLICIT_EVENT != 0;
@@ -326,14 +388,32 @@ impl World {
                 Some(q) => (QpRef::of(q), q.rcq),
                 None => return,
             };
-            self.complete_ref(out, r_cq, r_ref, recv.ctx, r_status, NdkOperationTypeReceive, bytes, solicited);
+            self.complete_ref(
+                out,
+                r_cq,
+                r_ref,
+                recv.ctx,
+                r_status,
+                NdkOperationTypeReceive,
+                bytes,
+                solicited,
+            );
             let silent = send.flags & NDK_OP_FLAG_SILENT_SUCCESS != 0;
             if !silent {
                 let (s_ref, s_cq) = match self.qp(sender) {
                     Some(q) => (QpRef::of(q), q.icq),
                     None => return,
                 };
-                self.complete_ref(out, s_cq, s_ref, send.ctx, STATUS_SUCCESS, NdkOperationTypeSend, 0, false);
+                self.complete_ref(
+                    out,
+                    s_cq,
+                    s_ref,
+                    send.ctx,
+                    STATUS_SUCCESS,
+                    NdkOperationTypeSend,
+                    0,
+                    false,
+                );
             }
         }
     }
@@ -352,7 +432,9 @@ impl World {
         flags: u32,
         write: bool,
     ) -> NTSTATUS {
-        let Some(q) = self.qp(qp_id) else { return STATUS_INVALID_PARAMETER };
+        let Some(q) = self.qp(qp_id) else {
+            return STATUS_INVALID_PARAMETER;
+        };
         if q.state != QpState::Connected {
             return STATUS_CONNECTION_INVALID;
         }
@@ -361,7 +443,9 @@ impl World {
         }
         let (icq, peer, snapshot) = (q.icq, q.peer, QpRef::of(q));
         let len: usize = sges.iter().map(|s| s.len as usize).sum();
-        let remote = peer.ok_or(STATUS_CONNECTION_INVALID).and_then(|p| self.remote_region(p, token, remote_address, len, write));
+        let remote = peer
+            .ok_or(STATUS_CONNECTION_INVALID)
+            .and_then(|p| self.remote_region(p, token, remote_address, len, write));
         let result = remote.and_then(|remote| {
             if write {
                 let data = self.gather(qp_id, sges, flags & NDK_OP_FLAG_INLINE != 0)?;
@@ -381,26 +465,55 @@ impl World {
             q.stats.initiator_posted += 1;
         }
         let status = result.err().unwrap_or(STATUS_SUCCESS);
-        let op = if write { NdkOperationTypeWrite } else { NdkOperationTypeRead };
+        let op = if write {
+            NdkOperationTypeWrite
+        } else {
+            NdkOperationTypeRead
+        };
         if status != STATUS_SUCCESS || flags & NDK_OP_FLAG_SILENT_SUCCESS == 0 {
             self.complete_ref(out, icq, snapshot, ctx, status, op, 0, false);
         }
         STATUS_SUCCESS
     }
 
-    fn remote_region(&self, peer_qp: ObjId, token: u32, address: u64, len: usize, write: bool) -> Result<BytePtr, NTSTATUS> {
-        let peer_pd = self.qp(peer_qp).map(|q| q.pd).ok_or(STATUS_ACCESS_VIOLATION)?;
+    fn remote_region(
+        &self,
+        peer_qp: ObjId,
+        token: u32,
+        address: u64,
+        len: usize,
+        write: bool,
+    ) -> Result<BytePtr, NTSTATUS> {
+        let peer_pd = self
+            .qp(peer_qp)
+            .map(|q| q.pd)
+            .ok_or(STATUS_ACCESS_VIOLATION)?;
         let owner = *self.tokens.get(&token).ok_or(STATUS_ACCESS_VIOLATION)?;
-        let Some(Object { body: Body::Mr(mr), .. }) = self.objects.get(&owner) else {
+        let Some(Object {
+            body: Body::Mr(mr), ..
+        }) = self.objects.get(&owner)
+        else {
             return Err(STATUS_ACCESS_VIOLATION);
         };
-        let region = mr.region.filter(|_| mr.pd == peer_pd && mr.remote_token == token).ok_or(STATUS_ACCESS_VIOLATION)?;
-        let needed = if write { NDK_MR_FLAG_ALLOW_REMOTE_WRITE } else { NDK_MR_FLAG_ALLOW_REMOTE_READ };
+        let region = mr
+            .region
+            .filter(|_| mr.pd == peer_pd && mr.remote_token == token)
+            .ok_or(STATUS_ACCESS_VIOLATION)?;
+        let needed = if write {
+            NDK_MR_FLAG_ALLOW_REMOTE_WRITE
+        } else {
+            NDK_MR_FLAG_ALLOW_REMOTE_READ
+        };
         if region.flags & needed != needed {
             return Err(STATUS_ACCESS_VIOLATION);
         }
         let start = usize::try_from(address).map_err(|_| STATUS_REMOTE_RESOURCES)?;
-        let addr = BytePtr(region.base.0.wrapping_add(start.wrapping_sub(region.base.addr())));
+        let addr = BytePtr(
+            region
+                .base
+                .0
+                .wrapping_add(start.wrapping_sub(region.base.addr())),
+        );
         if !contains(region.base, region.len, addr, len) {
             return Err(STATUS_REMOTE_RESOURCES);
         }
@@ -423,10 +536,28 @@ impl World {
         q.stats.cancelled += (receives.len() + sends.len()) as u64;
         let (rcq, icq, snapshot) = (q.rcq, q.icq, QpRef::of(q));
         for r in receives {
-            self.complete_ref(out, rcq, snapshot, r.ctx, STATUS_CANCELLED, NdkOperationTypeReceive, 0, false);
+            self.complete_ref(
+                out,
+                rcq,
+                snapshot,
+                r.ctx,
+                STATUS_CANCELLED,
+                NdkOperationTypeReceive,
+                0,
+                false,
+            );
         }
         for s in sends {
-            self.complete_ref(out, icq, snapshot, s.ctx, STATUS_CANCELLED, NdkOperationTypeSend, 0, false);
+            self.complete_ref(
+                out,
+                icq,
+                snapshot,
+                s.ctx,
+                STATUS_CANCELLED,
+                NdkOperationTypeSend,
+                0,
+                false,
+            );
         }
     }
 
@@ -438,9 +569,29 @@ impl World {
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "an NDK_RESULT_EX, field by field")]
-    fn complete_ref(&mut self, out: &mut Out, cq: ObjId, qp: QpRef, ctx: Ctx, status: NTSTATUS, op: u32, bytes: u32, solicited: bool) {
-        let entry = CqEntry { status, bytes, qp_context: qp.context, request_context: ctx, op, solicited };
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "an NDK_RESULT_EX, field by field"
+    )]
+    fn complete_ref(
+        &mut self,
+        out: &mut Out,
+        cq: ObjId,
+        qp: QpRef,
+        ctx: Ctx,
+        status: NTSTATUS,
+        op: u32,
+        bytes: u32,
+        solicited: bool,
+    ) {
+        let entry = CqEntry {
+            status,
+            bytes,
+            qp_context: qp.context,
+            request_context: ctx,
+            op,
+            solicited,
+        };
         self.push_cq(out, cq, entry);
     }
 }
@@ -460,5 +611,7 @@ impl QpRef {
 /// Is `[addr, addr+len)` inside `[base, base+region_len)`?
 fn contains(base: BytePtr, region_len: usize, addr: BytePtr, len: usize) -> bool {
     let (b, a) = (base.addr(), addr.addr());
-    a >= b && a.checked_add(len).is_some_and(|end| end <= b.saturating_add(region_len))
+    a >= b
+        && a.checked_add(len)
+            .is_some_and(|end| end <= b.saturating_add(region_len))
 }

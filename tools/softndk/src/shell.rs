@@ -55,7 +55,9 @@ impl ShellPtr {
             header: NDK_OBJECT_HEADER {
                 Version: version,
                 ObjectType: kind.object_type(),
-                NdkReserved: NDK_OBJECT_HEADER_RESERVED_BLOCK { rf: [std::ptr::null_mut(); 4] },
+                NdkReserved: NDK_OBJECT_HEADER_RESERVED_BLOCK {
+                    rf: [std::ptr::null_mut(); 4],
+                },
             },
             dispatch,
             id,
@@ -76,17 +78,22 @@ impl ShellPtr {
     }
 
     fn busy_flag(&self, which: Busy) -> &AtomicBool {
-        let shell = self.0.as_ptr();
+        let offset = match which {
+            Busy::Queue(Queue::Receive) => std::mem::offset_of!(Shell, receive_busy),
+            Busy::Queue(Queue::Initiator) => std::mem::offset_of!(Shell, initiator_busy),
+            Busy::Cq => std::mem::offset_of!(Shell, cq_busy),
+        };
+        let flag = self
+            .0
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(offset)
+            .cast::<AtomicBool>();
         // SAFETY: the shell is live (shells are freed only when the fabric drops, and the
-        // caller holds the fabric); taking a shared reference to one atomic field does not
-        // alias the fields the consumer may write (Header, Dispatch).
-        unsafe {
-            match which {
-                Busy::Queue(Queue::Receive) => &(*shell).receive_busy,
-                Busy::Queue(Queue::Initiator) => &(*shell).initiator_busy,
-                Busy::Cq => &(*shell).cq_busy,
-            }
-        }
+        // caller holds the fabric) and `flag` points at one of its AtomicBool fields; a shared
+        // reference to that field does not alias the fields the consumer may write (Header,
+        // Dispatch).
+        unsafe { &*flag }
     }
 
     /// Mark a queue (or the CQ) busy; `None` if another thread is already inside it.
@@ -131,7 +138,9 @@ pub(crate) struct BusyGuard {
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.shell.busy_flag(self.which).store(false, Ordering::Release);
+        self.shell
+            .busy_flag(self.which)
+            .store(false, Ordering::Release);
     }
 }
 

@@ -17,6 +17,7 @@ use ndkpi_sys::{
     STATUS_BUFFER_OVERFLOW, STATUS_SUCCESS,
 };
 
+use crate::ObjectKind;
 use crate::conn::{Conn, Listener};
 use crate::fabric::{Completion, FabricConfig, HostConfig, Misbehaviour, Shared};
 use crate::mem::BytePtr;
@@ -24,7 +25,6 @@ use crate::misuse::Violation;
 use crate::qp::Qp;
 use crate::rng::SplitMix64;
 use crate::shell::{self, Entry, ObjId, ShellPtr};
-use crate::ObjectKind;
 
 /// A consumer context pointer, passed back unchanged and never dereferenced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,19 +55,46 @@ pub(crate) enum DisconnectCb {
 /// A consumer callback to make.
 #[derive(Debug)]
 pub(crate) enum Call {
-    Request { f: NDK_FN_REQUEST_COMPLETION, ctx: Ctx, status: NTSTATUS },
-    Create { f: NDK_FN_CREATE_COMPLETION, ctx: Ctx, status: NTSTATUS, object: Option<ShellPtr> },
-    Close { f: NDK_FN_CLOSE_COMPLETION, ctx: Ctx },
-    ConnectEvent { f: NDK_FN_CONNECT_EVENT_CALLBACK, ctx: Ctx, connector: ObjId, shell: ShellPtr },
-    Disconnect { cb: DisconnectCb, reason: u32 },
-    CqNotify { f: NDK_FN_CQ_NOTIFICATION_CALLBACK, ctx: Ctx, status: NTSTATUS },
+    Request {
+        f: NDK_FN_REQUEST_COMPLETION,
+        ctx: Ctx,
+        status: NTSTATUS,
+    },
+    Create {
+        f: NDK_FN_CREATE_COMPLETION,
+        ctx: Ctx,
+        status: NTSTATUS,
+        object: Option<ShellPtr>,
+    },
+    Close {
+        f: NDK_FN_CLOSE_COMPLETION,
+        ctx: Ctx,
+    },
+    ConnectEvent {
+        f: NDK_FN_CONNECT_EVENT_CALLBACK,
+        ctx: Ctx,
+        connector: ObjId,
+        shell: ShellPtr,
+    },
+    Disconnect {
+        cb: DisconnectCb,
+        reason: u32,
+    },
+    CqNotify {
+        f: NDK_FN_CQ_NOTIFICATION_CALLBACK,
+        ctx: Ctx,
+        status: NTSTATUS,
+    },
 }
 
 impl Call {
     /// Event callbacks are suppressed once their object's close has started; completions are
     /// owed and always delivered.
     fn is_event(&self) -> bool {
-        matches!(self, Self::ConnectEvent { .. } | Self::Disconnect { .. } | Self::CqNotify { .. })
+        matches!(
+            self,
+            Self::ConnectEvent { .. } | Self::Disconnect { .. } | Self::CqNotify { .. }
+        )
     }
 }
 
@@ -90,10 +117,13 @@ pub(crate) struct Out {
 pub(crate) enum CloseState {
     Open,
     /// The consumer asked; the completion is owed once successors and callbacks are done.
-    Closing { f: NDK_FN_CLOSE_COMPLETION, ctx: Ctx, issued: bool },
+    Closing {
+        f: NDK_FN_CLOSE_COMPLETION,
+        ctx: Ctx,
+        issued: bool,
+    },
     Closed,
 }
-
 
 /// A completion-queue entry (an `NDK_RESULT_EX` in provider form).
 #[derive(Clone, Copy, Debug)]
@@ -106,6 +136,10 @@ pub(crate) struct CqEntry {
     pub(crate) solicited: bool,
 }
 
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent CQ notification flags of the NDK arm rules"
+)]
 pub(crate) struct Cq {
     pub(crate) depth: u32,
     notify: NDK_FN_CQ_NOTIFICATION_CALLBACK,
@@ -140,8 +174,13 @@ pub(crate) struct Lam {
 }
 
 pub(crate) enum Body {
-    Adapter { removed: bool, lams: BTreeMap<usize, Lam> },
-    Pd { privileged_token: u32 },
+    Adapter {
+        removed: bool,
+        lams: BTreeMap<usize, Lam>,
+    },
+    Pd {
+        privileged_token: u32,
+    },
     Cq(Box<Cq>),
     Qp(Box<Qp>),
     Connector(Box<Conn>),
@@ -300,7 +339,10 @@ impl World {
 
     /// Insert a new object whose shell is already allocated, counting it as a successor of
     /// each antecedent.
-    #[expect(clippy::too_many_arguments, reason = "one call site per object kind, all named")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per object kind, all named"
+    )]
     pub(crate) fn insert(
         &mut self,
         id: ObjId,
@@ -345,16 +387,30 @@ impl World {
         body: Body,
     ) -> (ObjId, ShellPtr) {
         let id = self.next_id();
-        let shell = ShellPtr::allocate(id, kind, version, crate::abi::dispatch_table(kind, version));
-        shell::register(Entry { fabric: self.fabric.clone(), id, kind, shell });
-        let adapter = if kind == ObjectKind::Adapter { id } else { adapter };
+        let shell =
+            ShellPtr::allocate(id, kind, version, crate::abi::dispatch_table(kind, version));
+        shell::register(Entry {
+            fabric: self.fabric.clone(),
+            id,
+            kind,
+            shell,
+        });
+        let adapter = if kind == ObjectKind::Adapter {
+            id
+        } else {
+            adapter
+        };
         self.insert(id, kind, adapter, host, version, shell, antecedents, body);
         (id, shell)
     }
 
     /// Close now, whatever is owed (the adapter, whose close is blocking and was waited for).
     pub(crate) fn force_closed(&mut self, out: &mut Out, id: ObjId) {
-        if self.objects.get(&id).is_some_and(|o| !matches!(o.close, CloseState::Closed)) {
+        if self
+            .objects
+            .get(&id)
+            .is_some_and(|o| !matches!(o.close, CloseState::Closed))
+        {
             self.closed(out, id);
         }
     }
@@ -371,21 +427,25 @@ impl World {
     }
 
     /// The object, if it exists and the consumer has not started closing it.
-    pub(crate) fn open(
-        &self,
-        id: ObjId,
-        function: &'static str,
-    ) -> Result<&Object, Violation> {
-        let obj = self.objects.get(&id).ok_or(Violation::UnknownObject { function })?;
+    pub(crate) fn open(&self, id: ObjId, function: &'static str) -> Result<&Object, Violation> {
+        let obj = self
+            .objects
+            .get(&id)
+            .ok_or(Violation::UnknownObject { function })?;
         if matches!(obj.close, CloseState::Open) {
             Ok(obj)
         } else {
-            Err(Violation::UseAfterClose { function, kind: obj.kind })
+            Err(Violation::UseAfterClose {
+                function,
+                kind: obj.kind,
+            })
         }
     }
 
     pub(crate) fn is_open(&self, id: ObjId) -> bool {
-        self.objects.get(&id).is_some_and(|o| matches!(o.close, CloseState::Open))
+        self.objects
+            .get(&id)
+            .is_some_and(|o| matches!(o.close, CloseState::Open))
     }
 
     pub(crate) fn host_of(&self, id: ObjId) -> Option<&Host> {
@@ -393,12 +453,22 @@ impl World {
     }
 
     pub(crate) fn misbehaviour(&self, id: ObjId) -> Misbehaviour {
-        self.host_of(id).map(|h| h.config.misbehaviour).unwrap_or_default()
+        self.host_of(id)
+            .map(|h| h.config.misbehaviour)
+            .unwrap_or_default()
     }
 
     pub(crate) fn adapter_removed(&self, id: ObjId) -> bool {
-        let Some(obj) = self.objects.get(&id) else { return true };
-        matches!(self.objects.get(&obj.adapter), Some(Object { body: Body::Adapter { removed: true, .. }, .. }))
+        let Some(obj) = self.objects.get(&id) else {
+            return true;
+        };
+        matches!(
+            self.objects.get(&obj.adapter),
+            Some(Object {
+                body: Body::Adapter { removed: true, .. },
+                ..
+            })
+        )
     }
 
     /// Should this create fail by fault injection?
@@ -422,10 +492,15 @@ impl World {
         let objects = self
             .objects
             .iter()
-            .filter(|(id, o)| **id != adapter && o.adapter == adapter && !matches!(o.close, CloseState::Closed))
+            .filter(|(id, o)| {
+                **id != adapter && o.adapter == adapter && !matches!(o.close, CloseState::Closed)
+            })
             .count();
         let lams = match self.objects.get(&adapter) {
-            Some(Object { body: Body::Adapter { lams, .. }, .. }) => lams.len(),
+            Some(Object {
+                body: Body::Adapter { lams, .. },
+                ..
+            }) => lams.len(),
             _ => 0,
         };
         objects + lams
@@ -453,29 +528,49 @@ impl World {
         let Some(obj) = self.objects.get_mut(&id) else {
             return ndkpi_sys::STATUS_INVALID_PARAMETER;
         };
-        obj.close = CloseState::Closing { f, ctx, issued: false };
+        obj.close = CloseState::Closing {
+            f,
+            ctx,
+            issued: false,
+        };
         // Kind-specific teardown: cancel owed requests, stop events, flush.
         match obj.kind {
             ObjectKind::Connector => self.connector_closing(out, id),
             ObjectKind::Listener => self.listener_closing(out, id),
             ObjectKind::Qp => self.qp_closing(out, id),
             ObjectKind::Mr => {
-                if let Some(Object { body: Body::Mr(mr), .. }) = self.objects.get_mut(&id) {
+                if let Some(Object {
+                    body: Body::Mr(mr), ..
+                }) = self.objects.get_mut(&id)
+                {
                     mr.region = None;
                 }
             }
             _ => {}
         }
         let sync = self.complete_now();
-        if self.try_finish_close(out, id, sync) { STATUS_SUCCESS } else { ndkpi_sys::STATUS_PENDING }
+        if self.try_finish_close(out, id, sync) {
+            STATUS_SUCCESS
+        } else {
+            ndkpi_sys::STATUS_PENDING
+        }
     }
 
     /// Finish a close whose conditions are met. With `sync` the object is closed right now
     /// (the caller returns `STATUS_SUCCESS`); otherwise the close completion is queued.
     /// Returns true only when closed synchronously.
     fn try_finish_close(&mut self, out: &mut Out, id: ObjId, sync: bool) -> bool {
-        let Some(obj) = self.objects.get_mut(&id) else { return false };
-        let CloseState::Closing { f, ctx, issued: false } = obj.close else { return false };
+        let Some(obj) = self.objects.get_mut(&id) else {
+            return false;
+        };
+        let CloseState::Closing {
+            f,
+            ctx,
+            issued: false,
+        } = obj.close
+        else {
+            return false;
+        };
         if obj.successors > 0 || obj.inflight > 0 {
             return false;
         }
@@ -483,7 +578,11 @@ impl World {
             self.closed(out, id);
             true
         } else {
-            obj.close = CloseState::Closing { f, ctx, issued: true };
+            obj.close = CloseState::Closing {
+                f,
+                ctx,
+                issued: true,
+            };
             self.emit(out, id, Call::Close { f, ctx });
             false
         }
@@ -491,7 +590,9 @@ impl World {
 
     /// The object is closed: release its resources and its antecedents.
     fn closed(&mut self, out: &mut Out, id: ObjId) {
-        let Some(obj) = self.objects.get_mut(&id) else { return };
+        let Some(obj) = self.objects.get_mut(&id) else {
+            return;
+        };
         obj.close = CloseState::Closed;
         let antecedents = std::mem::take(&mut obj.antecedents);
         match &mut obj.body {
@@ -535,7 +636,10 @@ impl World {
 
     /// Decide, just before running it, whether a delivery is still wanted.
     pub(crate) fn begin_delivery(&mut self, d: &Delivery) -> bool {
-        let closing = self.objects.get(&d.target).is_some_and(|o| !matches!(o.close, CloseState::Open));
+        let closing = self
+            .objects
+            .get(&d.target)
+            .is_some_and(|o| !matches!(o.close, CloseState::Open));
         let run = !(d.call.is_event() && closing);
         if run {
             self.counters.callbacks += 1;
@@ -560,7 +664,9 @@ impl World {
             Call::Close { .. } => self.closed(out, d.target),
             Call::CqNotify { .. } => {
                 let deferred = match self.objects.get_mut(&d.target) {
-                    Some(Object { body: Body::Cq(cq), .. }) => {
+                    Some(Object {
+                        body: Body::Cq(cq), ..
+                    }) => {
                         cq.notifying = false;
                         cq.deferred.take()
                     }
@@ -598,7 +704,9 @@ impl World {
 
     fn cq_mut(&mut self, id: ObjId) -> Option<&mut Cq> {
         match self.objects.get_mut(&id) {
-            Some(Object { body: Body::Cq(cq), .. }) => Some(cq),
+            Some(Object {
+                body: Body::Cq(cq), ..
+            }) => Some(cq),
             _ => None,
         }
     }
@@ -675,7 +783,9 @@ impl World {
     // --- hosts and addresses ----------------------------------------------------------------
 
     pub(crate) fn host_by_ip(&self, ip: IpAddr) -> Option<usize> {
-        self.hosts.iter().position(|h| h.config.addresses.contains(&ip))
+        self.hosts
+            .iter()
+            .position(|h| h.config.addresses.contains(&ip))
     }
 
     /// Pick a free ephemeral port for `ip`, or `None` when all are taken.
@@ -683,7 +793,11 @@ impl World {
         let span = u32::from(u16::MAX - EPHEMERAL_FIRST) + 1;
         for _ in 0..span {
             let port = self.next_ephemeral;
-            self.next_ephemeral = if port == u16::MAX { EPHEMERAL_FIRST } else { port + 1 };
+            self.next_ephemeral = if port == u16::MAX {
+                EPHEMERAL_FIRST
+            } else {
+                port + 1
+            };
             let addr = SocketAddr::new(ip, port);
             if !self.ports.contains(&addr) {
                 return Some(addr);

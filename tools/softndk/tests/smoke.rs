@@ -10,6 +10,11 @@ fn connect_and_teardown_in_every_mode_leaves_no_live_object() {
         assert!(net.fabric.live_objects() > 0);
         pair.teardown(&net);
         net.settle();
-        assert_eq!(net.fabric.live_objects(), 0, "mode {mode:?}: {:?}", net.fabric.live_by_kind());
+        assert_eq!(
+            net.fabric.live_objects(),
+            0,
+            "mode {mode:?}: {:?}",
+            net.fabric.live_by_kind()
+        );
     }
 }

@@ -1,7 +1,13 @@
 //! Test harness: a consumer written directly against the raw ndkpi-sys tables, as a C
 //! consumer would be, with small helpers so each test reads like its scenario.
-#![allow(dead_code, reason = "each test binary uses a different subset of the harness")]
-#![allow(clippy::pedantic, reason = "test harness: casts between ABI integer types are intended")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the harness"
+)]
+#![allow(
+    clippy::pedantic,
+    reason = "test harness: casts between ABI integer types are intended"
+)]
 
 use std::collections::VecDeque;
 use std::ffi::c_void;
@@ -62,11 +68,29 @@ pub fn header_version<T>(ptr: *mut T) -> NDK_VERSION {
 
 // --- completion slots -----------------------------------------------------------------------
 
+/// An object pointer carried between the provider's threads and the test thread, keeping its
+/// provenance (so Miri checks every access through it).
+#[derive(Clone, Copy, Debug)]
+pub struct SendPtr(pub *mut c_void);
+
+// SAFETY: softndk objects may be used from any thread (NDK callbacks run on arbitrary
+// threads); the wrapper only moves the pointer, never dereferences it.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above; shared access only copies the pointer.
+unsafe impl Sync for SendPtr {}
+
+impl Default for SendPtr {
+    fn default() -> Self {
+        Self(std::ptr::null_mut())
+    }
+}
+
 #[derive(Default, Debug)]
 pub struct SlotState {
     pub calls: u32,
     pub status: Option<NTSTATUS>,
     pub object: usize,
+    pub object_ptr: SendPtr,
     pub thread: Option<ThreadId>,
     /// Set by the test after the initiating call returned; the callback records its value.
     pub returned: bool,
@@ -89,11 +113,12 @@ impl Slot {
         Arc::as_ptr(self).cast_mut().cast()
     }
 
-    fn record(&self, status: NTSTATUS, object: usize) {
+    fn record(&self, status: NTSTATUS, object: *mut c_void) {
         let mut s = self.state.lock().unwrap();
         s.calls += 1;
         s.status = Some(status);
-        s.object = object;
+        s.object = object.addr();
+        s.object_ptr = SendPtr(object);
         s.thread = Some(std::thread::current().id());
         s.ran_before_return = !s.returned;
         self.cv.notify_all();
@@ -109,7 +134,10 @@ impl Slot {
         while s.calls == 0 {
             let (g, t) = self.cv.wait_timeout(s, WAIT).unwrap();
             s = g;
-            assert!(!t.timed_out() || s.calls > 0, "completion callback never came");
+            assert!(
+                !t.timed_out() || s.calls > 0,
+                "completion callback never came"
+            );
         }
         s.status.unwrap()
     }
@@ -122,10 +150,18 @@ impl Slot {
         self.state.lock().unwrap().object
     }
 
+    pub fn object_ptr<T>(&self) -> *mut T {
+        self.state.lock().unwrap().object_ptr.0.cast()
+    }
+
     /// The request's final status: the inline status, or the callback's if it pended.
     pub fn resolve(&self, returned: NTSTATUS) -> NTSTATUS {
         self.mark_returned();
-        if returned == STATUS_PENDING { self.wait() } else { returned }
+        if returned == STATUS_PENDING {
+            self.wait()
+        } else {
+            returned
+        }
     }
 }
 
@@ -136,15 +172,15 @@ fn slot<'a>(ctx: PVOID) -> &'a Slot {
 }
 
 pub unsafe extern "system" fn on_request(ctx: PVOID, status: NTSTATUS) {
-    slot(ctx).record(status, 0);
+    slot(ctx).record(status, std::ptr::null_mut());
 }
 
 pub unsafe extern "system" fn on_create(ctx: PVOID, status: NTSTATUS, obj: *mut NDK_OBJECT_HEADER) {
-    slot(ctx).record(status, obj.addr());
+    slot(ctx).record(status, obj.cast());
 }
 
 pub unsafe extern "system" fn on_close(ctx: PVOID) {
-    slot(ctx).record(STATUS_SUCCESS, 0);
+    slot(ctx).record(STATUS_SUCCESS, std::ptr::null_mut());
 }
 
 // --- event recorders --------------------------------------------------------------------------
@@ -174,7 +210,10 @@ impl Events {
         while v.len() < n {
             let (g, t) = self.cv.wait_timeout(v, WAIT).unwrap();
             v = g;
-            assert!(!t.timed_out() || v.len() >= n, "expected {n} disconnect callbacks");
+            assert!(
+                !t.timed_out() || v.len() >= n,
+                "expected {n} disconnect callbacks"
+            );
         }
     }
 }
@@ -199,7 +238,7 @@ pub unsafe extern "system" fn on_disconnect_ex(ctx: PVOID, reason: u32) {
 /// Records connect events (the new connectors).
 #[derive(Default)]
 pub struct Incoming {
-    pub conns: Mutex<VecDeque<usize>>,
+    pub conns: Mutex<VecDeque<SendPtr>>,
     cv: Condvar,
 }
 
@@ -220,14 +259,14 @@ impl Incoming {
             q = g;
             assert!(!t.timed_out() || !q.is_empty(), "no connect event");
         }
-        std::ptr::with_exposed_provenance_mut(q.pop_front().unwrap())
+        q.pop_front().unwrap().0.cast()
     }
 }
 
 pub unsafe extern "system" fn on_connect_event(ctx: PVOID, conn: *mut NDK_CONNECTOR) {
     // SAFETY: ctx is `Incoming::ctx` of an Arc the test keeps alive.
     let inc = unsafe { &*ctx.cast::<Incoming>() };
-    inc.conns.lock().unwrap().push_back(conn.expose_provenance());
+    inc.conns.lock().unwrap().push_back(SendPtr(conn.cast()));
     inc.cv.notify_all();
 }
 
@@ -269,17 +308,37 @@ impl Net {
         Self::with(completion, MisusePolicy::Panic, V21, V21)
     }
 
-    pub fn with(completion: Completion, misuse: MisusePolicy, max_a: NDK_VERSION, max_b: NDK_VERSION) -> Self {
+    pub fn with(
+        completion: Completion,
+        misuse: MisusePolicy,
+        max_a: NDK_VERSION,
+        max_b: NDK_VERSION,
+    ) -> Self {
         let fabric = Fabric::new(FabricConfig { completion, misuse });
-        let v4 = [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))];
-        let v6 = [IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)), IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2))];
-        let a = fabric.add_host(HostConfig::new(1, [v4[0], v6[0]]).max_version(max_a.Major, max_a.Minor));
-        let b = fabric.add_host(HostConfig::new(2, [v4[1], v6[1]]).max_version(max_b.Major, max_b.Minor));
-        Self { fabric, hosts: [a, b], v4, v6 }
+        let v4 = [
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        ];
+        let v6 = [
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)),
+        ];
+        let a = fabric
+            .add_host(HostConfig::new(1, [v4[0], v6[0]]).max_version(max_a.Major, max_a.Minor));
+        let b = fabric
+            .add_host(HostConfig::new(2, [v4[1], v6[1]]).max_version(max_b.Major, max_b.Minor));
+        Self {
+            fabric,
+            hosts: [a, b],
+            v4,
+            v6,
+        }
     }
 
     pub fn open(&self, if_index: u32, version: NDK_VERSION) -> *mut NDK_ADAPTER {
-        self.fabric.open_adapter(if_index, version).expect("open adapter")
+        self.fabric
+            .open_adapter(if_index, version)
+            .expect("open adapter")
     }
 
     /// Wait until no callback is owed (worker-thread mode).
@@ -300,19 +359,35 @@ impl Sock {
         let p = std::ptr::from_mut(&mut storage);
         let len = match addr {
             SocketAddr::V4(a) => {
-                let sin = SOCKADDR_IN { sin_family: AF_INET, sin_port: a.port().to_be(), sin_addr: IN_ADDR { S_un: a.ip().octets() }, sin_zero: [0; 8] };
+                let sin = SOCKADDR_IN {
+                    sin_family: AF_INET,
+                    sin_port: a.port().to_be(),
+                    sin_addr: IN_ADDR {
+                        S_un: a.ip().octets(),
+                    },
+                    sin_zero: [0; 8],
+                };
                 // SAFETY: SOCKADDR_STORAGE is larger and more aligned than SOCKADDR_IN.
                 unsafe { p.cast::<SOCKADDR_IN>().write(sin) };
                 size_of::<SOCKADDR_IN>()
             }
             SocketAddr::V6(a) => {
-                let sin6 = SOCKADDR_IN6 { sin6_family: AF_INET6, sin6_port: a.port().to_be(), sin6_flowinfo: 0, sin6_addr: IN6_ADDR { u: a.ip().octets() }, sin6_scope_id: 0 };
+                let sin6 = SOCKADDR_IN6 {
+                    sin6_family: AF_INET6,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: 0,
+                    sin6_addr: IN6_ADDR { u: a.ip().octets() },
+                    sin6_scope_id: 0,
+                };
                 // SAFETY: SOCKADDR_STORAGE is larger and more aligned than SOCKADDR_IN6.
                 unsafe { p.cast::<SOCKADDR_IN6>().write(sin6) };
                 size_of::<SOCKADDR_IN6>()
             }
         };
-        Self { storage, len: len as u32 }
+        Self {
+            storage,
+            len: len as u32,
+        }
     }
 
     pub fn ptr(&self) -> *const SOCKADDR {
@@ -320,7 +395,10 @@ impl Sock {
     }
 
     pub fn empty() -> Self {
-        Self { storage: SOCKADDR_STORAGE::default(), len: 128 }
+        Self {
+            storage: SOCKADDR_STORAGE::default(),
+            len: 128,
+        }
     }
 
     pub fn ptr_mut(&mut self) -> *mut SOCKADDR {
@@ -334,12 +412,18 @@ impl Sock {
             AF_INET => {
                 // SAFETY: the family says a SOCKADDR_IN was written.
                 let sin = unsafe { p.cast::<SOCKADDR_IN>().read() };
-                SocketAddr::new(IpAddr::V4(Ipv4Addr::from(sin.sin_addr.S_un)), u16::from_be(sin.sin_port))
+                SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::from(sin.sin_addr.S_un)),
+                    u16::from_be(sin.sin_port),
+                )
             }
             AF_INET6 => {
                 // SAFETY: the family says a SOCKADDR_IN6 was written.
                 let sin6 = unsafe { p.cast::<SOCKADDR_IN6>().read() };
-                SocketAddr::new(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.u)), u16::from_be(sin6.sin6_port))
+                SocketAddr::new(
+                    IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.u)),
+                    u16::from_be(sin6.sin6_port),
+                )
             }
             f => panic!("unexpected family {f}"),
         }
@@ -359,7 +443,7 @@ pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*
         STATUS_PENDING => {
             let status = s.wait();
             if status == STATUS_SUCCESS {
-                Ok(std::ptr::with_exposed_provenance_mut(s.object()))
+                Ok(s.object_ptr())
             } else {
                 Err(status)
             }
@@ -374,10 +458,25 @@ pub fn create_pd(adapter: *mut NDK_ADAPTER) -> *mut NDK_PD {
     created(|ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }).expect("create PD")
 }
 
-pub fn try_create_cq(adapter: *mut NDK_ADAPTER, depth: u32, notes: &Arc<Notes>) -> Result<*mut NDK_CQ, NTSTATUS> {
+pub fn try_create_cq(
+    adapter: *mut NDK_ADAPTER,
+    depth: u32,
+    notes: &Arc<Notes>,
+) -> Result<*mut NDK_CQ, NTSTATUS> {
     let f = d(adapter).NdkCreateCq.unwrap();
     // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    created(|ctx, pp| unsafe { f(adapter, depth, Some(on_cq), notes.ctx(), std::ptr::null_mut(), Some(on_create), ctx, pp) })
+    created(|ctx, pp| unsafe {
+        f(
+            adapter,
+            depth,
+            Some(on_cq),
+            notes.ctx(),
+            std::ptr::null_mut(),
+            Some(on_create),
+            ctx,
+            pp,
+        )
+    })
 }
 
 pub fn create_cq(adapter: *mut NDK_ADAPTER, depth: u32, notes: &Arc<Notes>) -> *mut NDK_CQ {
@@ -388,7 +487,8 @@ pub fn create_qp(pd: *mut NDK_PD, cq: *mut NDK_CQ, qp_ctx: usize) -> *mut NDK_QP
     let f = d(pd).NdkCreateQp.unwrap();
     let qctx = std::ptr::without_provenance_mut(qp_ctx);
     // SAFETY: live PD and CQ; valid callback, context and out-pointer.
-    created(|ctx, pp| unsafe { f(pd, cq, cq, qctx, 64, 64, 4, 4, 64, Some(on_create), ctx, pp) }).expect("create QP")
+    created(|ctx, pp| unsafe { f(pd, cq, cq, qctx, 64, 64, 4, 4, 64, Some(on_create), ctx, pp) })
+        .expect("create QP")
 }
 
 pub fn create_connector(adapter: *mut NDK_ADAPTER) -> *mut NDK_CONNECTOR {
@@ -400,7 +500,17 @@ pub fn create_connector(adapter: *mut NDK_ADAPTER) -> *mut NDK_CONNECTOR {
 pub fn create_listener(adapter: *mut NDK_ADAPTER, incoming: &Arc<Incoming>) -> *mut NDK_LISTENER {
     let f = d(adapter).NdkCreateListener.unwrap();
     // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    created(|ctx, pp| unsafe { f(adapter, Some(on_connect_event), incoming.ctx(), Some(on_create), ctx, pp) }).expect("create listener")
+    created(|ctx, pp| unsafe {
+        f(
+            adapter,
+            Some(on_connect_event),
+            incoming.ctx(),
+            Some(on_create),
+            ctx,
+            pp,
+        )
+    })
+    .expect("create listener")
 }
 
 pub fn listen(listener: *mut NDK_LISTENER, addr: SocketAddr) -> NTSTATUS {
@@ -440,7 +550,15 @@ impl End {
         let notes = Notes::new();
         let cq = create_cq(adapter, 256, &notes);
         let qp = create_qp(pd, cq, 0x1000 + if_index as usize);
-        Self { adapter, pd, cq, qp, conn: std::ptr::null_mut(), events: Events::new(), notes }
+        Self {
+            adapter,
+            pd,
+            cq,
+            qp,
+            conn: std::ptr::null_mut(),
+            events: Events::new(),
+            notes,
+        }
     }
 
     pub fn version(&self) -> NDK_VERSION {
@@ -470,10 +588,26 @@ pub fn complete_connect(end: &End) -> NTSTATUS {
     let t = d(end.conn);
     let st = if end.version() >= V21 {
         // SAFETY: live connector; valid callbacks and contexts.
-        unsafe { t.NdkCompleteConnectEx.unwrap()(end.conn, Some(on_disconnect_ex), end.events.ctx(), Some(on_request), s.ctx()) }
+        unsafe {
+            t.NdkCompleteConnectEx.unwrap()(
+                end.conn,
+                Some(on_disconnect_ex),
+                end.events.ctx(),
+                Some(on_request),
+                s.ctx(),
+            )
+        }
     } else {
         // SAFETY: as above.
-        unsafe { t.NdkCompleteConnect.unwrap()(end.conn, Some(on_disconnect), end.events.ctx(), Some(on_request), s.ctx()) }
+        unsafe {
+            t.NdkCompleteConnect.unwrap()(
+                end.conn,
+                Some(on_disconnect),
+                end.events.ctx(),
+                Some(on_request),
+                s.ctx(),
+            )
+        }
     };
     s.resolve(st)
 }
@@ -486,10 +620,36 @@ pub fn start_accept(end: &End, data: &[u8]) -> (Arc<Slot>, NTSTATUS) {
     let (p, n) = (data.as_ptr().cast::<c_void>(), data.len() as u32);
     let st = if end.version() >= V21 {
         // SAFETY: live connector and QP; data outlives the call; valid callbacks and contexts.
-        unsafe { t.NdkAcceptEx.unwrap()(end.conn, end.qp, 8, 8, p, n, Some(on_disconnect_ex), end.events.ctx(), Some(on_request), s.ctx()) }
+        unsafe {
+            t.NdkAcceptEx.unwrap()(
+                end.conn,
+                end.qp,
+                8,
+                8,
+                p,
+                n,
+                Some(on_disconnect_ex),
+                end.events.ctx(),
+                Some(on_request),
+                s.ctx(),
+            )
+        }
     } else {
         // SAFETY: as above.
-        unsafe { t.NdkAccept.unwrap()(end.conn, end.qp, 8, 8, p, n, Some(on_disconnect), end.events.ctx(), Some(on_request), s.ctx()) }
+        unsafe {
+            t.NdkAccept.unwrap()(
+                end.conn,
+                end.qp,
+                8,
+                8,
+                p,
+                n,
+                Some(on_disconnect),
+                end.events.ctx(),
+                Some(on_request),
+                s.ctx(),
+            )
+        }
     };
     s.mark_returned();
     (s, st)
@@ -498,11 +658,33 @@ pub fn start_accept(end: &End, data: &[u8]) -> (Arc<Slot>, NTSTATUS) {
 /// Start a connect; returns the slot and the inline status.
 pub fn start_connect(end: &End, dst: SocketAddr, data: &[u8]) -> (Arc<Slot>, NTSTATUS) {
     let s = Slot::new();
-    let src = Sock::new(SocketAddr::new(if dst.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) }, 0));
+    let src = Sock::new(SocketAddr::new(
+        if dst.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        },
+        0,
+    ));
     let dst = Sock::new(dst);
     let (p, n) = (data.as_ptr().cast::<c_void>(), data.len() as u32);
     // SAFETY: live connector and QP; the addresses and data outlive the call; valid callback.
-    let st = unsafe { d(end.conn).NdkConnect.unwrap()(end.conn, end.qp, src.ptr(), src.len, dst.ptr(), dst.len, 8, 8, p, n, Some(on_request), s.ctx()) };
+    let st = unsafe {
+        d(end.conn).NdkConnect.unwrap()(
+            end.conn,
+            end.qp,
+            src.ptr(),
+            src.len,
+            dst.ptr(),
+            dst.len,
+            8,
+            8,
+            p,
+            n,
+            Some(on_request),
+            s.ctx(),
+        )
+    };
     s.mark_returned();
     (s, st)
 }
@@ -533,7 +715,12 @@ impl Pair {
         assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "connect");
         assert_eq!(complete_connect(&a), STATUS_SUCCESS, "complete connect");
         assert_eq!(acc.resolve(ast), STATUS_SUCCESS, "accept");
-        Self { a, b, listener, incoming }
+        Self {
+            a,
+            b,
+            listener,
+            incoming,
+        }
     }
 
     pub fn teardown(self, net: &Net) {
@@ -578,21 +765,32 @@ impl Buf {
         let mdl = SoftMdl::new(data.as_mut_ptr(), len as u32);
         let f = d(pd).NdkCreateMr.unwrap();
         // SAFETY: live PD; valid callback, context and out-pointer.
-        let mr = created(|ctx, pp| unsafe { f(pd, FALSE, Some(on_create), ctx, pp) }).expect("create MR");
+        let mr = created(|ctx, pp| unsafe { f(pd, FALSE, Some(on_create), ctx, pp) })
+            .expect("create MR");
         let s = Slot::new();
         // SAFETY: live MR; the MDL describes `data`, which lives as long as the Buf.
-        let st = unsafe { d(mr).NdkRegisterMr.unwrap()(mr, mdl.as_mdl(), len, flags, Some(on_request), s.ctx()) };
+        let st = unsafe {
+            d(mr).NdkRegisterMr.unwrap()(mr, mdl.as_mdl(), len, flags, Some(on_request), s.ctx())
+        };
         assert_eq!(s.resolve(st), STATUS_SUCCESS, "register MR");
         // SAFETY: live, registered MR.
         let token = unsafe { d(mr).NdkGetLocalTokenFromMr.unwrap()(mr) };
         // SAFETY: as above.
         let remote_token = unsafe { d(mr).NdkGetRemoteTokenFromMr.unwrap()(mr) };
-        Self { data, mdl, mr, token, remote_token }
+        Self {
+            data,
+            mdl,
+            mr,
+            token,
+            remote_token,
+        }
     }
 
     pub fn sge(&mut self, offset: usize, len: u32) -> NDK_SGE {
         NDK_SGE {
-            Address: NDK_SGE_ADDRESS { VirtualAddress: self.data.as_mut_ptr().wrapping_add(offset).cast() },
+            Address: NDK_SGE_ADDRESS {
+                VirtualAddress: self.data.as_mut_ptr().wrapping_add(offset).cast(),
+            },
             Length: len,
             MemoryRegionToken: self.token,
         }
@@ -622,7 +820,15 @@ pub fn flush(qp: *mut NDK_QP) {
 pub fn poll(cq: *mut NDK_CQ) -> Vec<NDK_RESULT_EX> {
     let mut out = Vec::new();
     loop {
-        let mut buf = [NDK_RESULT_EX { Status: 0, BytesTransferred: 0, QPContext: std::ptr::null_mut(), RequestContext: std::ptr::null_mut(), Type: 0, ProviderErrorCode: 0, TypeSpecificCompletionOutput: 0 }; 8];
+        let mut buf = [NDK_RESULT_EX {
+            Status: 0,
+            BytesTransferred: 0,
+            QPContext: std::ptr::null_mut(),
+            RequestContext: std::ptr::null_mut(),
+            Type: 0,
+            ProviderErrorCode: 0,
+            TypeSpecificCompletionOutput: 0,
+        }; 8];
         // SAFETY: live CQ; the array holds 8 results.
         let n = unsafe { d(cq).NdkGetCqResultsEx.unwrap()(cq, buf.as_mut_ptr(), 8) };
         out.extend_from_slice(&buf[..n as usize]);
@@ -638,4 +844,9 @@ pub fn arm(cq: *mut NDK_CQ, kind: u32) {
 }
 
 /// Every completion mode a semantic test should hold in.
-pub const MODES: [Completion; 4] = [Completion::Synchronous, Completion::Inline, Completion::Thread, Completion::Random { seed: 7 }];
+pub const MODES: [Completion; 4] = [
+    Completion::Synchronous,
+    Completion::Inline,
+    Completion::Thread,
+    Completion::Random { seed: 7 },
+];
