@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-#[expect(
+#[allow(
     clippy::wildcard_imports,
     reason = "this module implements the whole ABI"
 )]
@@ -422,7 +422,7 @@ unsafe extern "system" fn query_adapter_info(
             std::ptr::from_ref(&value).cast::<u8>(),
             info.cast::<u8>(),
             n as usize,
-        )
+        );
     };
     // SAFETY: as above.
     unsafe { size.write(n) };
@@ -1631,7 +1631,7 @@ unsafe extern "system" fn wsk_close(client_ptr: PWSK_CLIENT, adapter: *mut NDK_A
         let mut world = t.shared.world();
         let live = world.live_children(t.id);
         if live == 0 {
-            world.begin_close(&mut out, t.id, None, Ctx(std::ptr::null_mut()));
+            // The adapter close is blocking and has no completion callback: it is closed now.
             world.force_closed(&mut out, t.id);
         }
         live

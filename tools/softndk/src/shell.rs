@@ -114,13 +114,6 @@ impl ShellPtr {
         // SAFETY: allocated by Box in `allocate`, freed once per the caller's contract.
         drop(unsafe { Box::from_raw(self.0.as_ptr()) });
     }
-
-    /// The object id recorded in the shell (for assertions in tests of this crate).
-    #[cfg(test)]
-    pub(crate) fn id(self) -> ObjId {
-        // SAFETY: live shell; `id` is written once before publication and never again.
-        unsafe { (*self.0.as_ptr()).id }
-    }
 }
 
 /// Which busy flag of a shell.
