@@ -9,7 +9,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::*;
+use common::{Buf, Net, Pair, V21, disconnect, flush, poll, post_receive};
 use ndkpi_sys::{
     NDK_MR_FLAG_ALLOW_LOCAL_WRITE, NdkOperationTypeReceive, STATUS_CANCELLED, STATUS_SUCCESS,
 };
@@ -58,8 +58,7 @@ fn main() {
     check(
         events == vec![Some(reason::GRACEFUL)],
         &format!(
-            "B got exactly one NdkDisconnectEventCallbackEx, reason {:?} (1 = graceful)",
-            events
+            "B got exactly one NdkDisconnectEventCallbackEx, reason {events:?} (1 = graceful)"
         ),
     );
     check(

@@ -38,8 +38,11 @@ pub enum Completion {
     /// Every request returns `STATUS_PENDING`; callbacks wait until [`Fabric::deliver`].
     Manual,
     /// A seeded mix: some requests finish synchronously, callbacks go inline or to the worker.
+    /// The same seed and the same sequence of consumer calls give the same
+    /// synchronous-or-pending choices, whatever the callback timing; which thread runs a
+    /// given callback may vary with timing.
     Random {
-        /// The seed; the same seed gives the same choices for the same call sequence.
+        /// The seed.
         seed: u64,
     },
 }

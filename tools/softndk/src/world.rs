@@ -228,7 +228,11 @@ pub struct Counters {
 pub(crate) struct World {
     pub(crate) fabric: Weak<Shared>,
     pub(crate) config: FabricConfig,
-    rng: SplitMix64,
+    /// Draws for "complete this request synchronously?", made only inside consumer calls.
+    sync_rng: SplitMix64,
+    /// Draws for inline-or-worker routing, also made on the worker thread; kept apart so that
+    /// callback timing cannot shift the synchronous/pending choices.
+    route_rng: SplitMix64,
     next_id: ObjId,
     next_token: u32,
     pub(crate) hosts: Vec<Host>,
@@ -254,7 +258,8 @@ impl World {
         Self {
             fabric: Weak::new(),
             config,
-            rng: SplitMix64::new(seed),
+            sync_rng: SplitMix64::new(seed),
+            route_rng: SplitMix64::new(seed ^ 0x5EED_0F00_D0D0),
             next_id: 1,
             next_token: 0x100,
             hosts: Vec::new(),
@@ -277,7 +282,7 @@ impl World {
             Completion::Thread => Route::Thread,
             Completion::Manual => Route::Manual,
             Completion::Random { .. } => {
-                if self.rng.one_in(2) {
+                if self.route_rng.one_in(2) {
                     Route::Inline
                 } else {
                     Route::Thread
@@ -291,7 +296,7 @@ impl World {
     pub(crate) fn complete_now(&mut self) -> bool {
         match self.config.completion {
             Completion::Synchronous => true,
-            Completion::Random { .. } => self.rng.one_in(3),
+            Completion::Random { .. } => self.sync_rng.one_in(3),
             _ => false,
         }
     }
@@ -400,6 +405,9 @@ impl World {
         } else {
             adapter
         };
+        if let Body::Pd { privileged_token } = &body {
+            self.tokens.insert(*privileged_token, id);
+        }
         self.insert(id, kind, adapter, host, version, shell, antecedents, body);
         (id, shell)
     }
@@ -583,18 +591,20 @@ impl World {
                 ctx,
                 issued: true,
             };
+            // The close is done as far as resources go: its address, port and tokens are free
+            // before the consumer's close completion runs (which may reuse them).
+            self.release_resources(id);
             self.emit(out, id, Call::Close { f, ctx });
             false
         }
     }
 
-    /// The object is closed: release its resources and its antecedents.
-    fn closed(&mut self, out: &mut Out, id: ObjId) {
+    /// Free what an object holds in the fabric's shared namespaces (tokens, ports, listener
+    /// addresses). Idempotent.
+    fn release_resources(&mut self, id: ObjId) {
         let Some(obj) = self.objects.get_mut(&id) else {
             return;
         };
-        obj.close = CloseState::Closed;
-        let antecedents = std::mem::take(&mut obj.antecedents);
         match &mut obj.body {
             Body::Mr(mr) => {
                 let (l, r) = (mr.local_token, mr.remote_token);
@@ -618,6 +628,16 @@ impl World {
             }
             _ => {}
         }
+    }
+
+    /// The object is closed: release its resources and its antecedents.
+    fn closed(&mut self, out: &mut Out, id: ObjId) {
+        self.release_resources(id);
+        let Some(obj) = self.objects.get_mut(&id) else {
+            return;
+        };
+        obj.close = CloseState::Closed;
+        let antecedents = std::mem::take(&mut obj.antecedents);
         for a in antecedents {
             if let Some(ante) = self.objects.get_mut(&a) {
                 ante.successors = ante.successors.saturating_sub(1);

@@ -1,0 +1,590 @@
+//! Close conformance: an antecedent's close pends until its successors closed (CQ vs QP, PD vs
+//! QP and MR, listener vs accepted connector), a closing listener refuses new connections, no
+//! callback follows a close completion, an unaccepted connector's close rejects, and
+//! `live_objects` sees leaks.
+mod common;
+use common::*;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+
+use ndkpi_sys::*;
+use softndk::{Completion, ObjectKind};
+
+// --- an ordered log of close completions ---------------------------------------------------------
+
+/// Close completions in the order they ran: `name` when one starts, `/name` when it returns.
+#[derive(Default)]
+struct Log {
+    events: Mutex<Vec<String>>,
+    cv: Condvar,
+}
+
+impl Log {
+    fn push(&self, event: String) {
+        self.events.lock().unwrap().push(event);
+        self.cv.notify_all();
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, event: &str) {
+        let mut v = self.events.lock().unwrap();
+        while !v.iter().any(|e| e == event) {
+            let (g, t) = self.cv.wait_timeout(v, WAIT).unwrap();
+            v = g;
+            assert!(
+                !t.timed_out() || v.iter().any(|e| e == event),
+                "close completion {event:?} never came; log {v:?}"
+            );
+        }
+    }
+}
+
+/// The context of one logged close.
+struct Tag {
+    log: Arc<Log>,
+    name: &'static str,
+}
+
+impl Tag {
+    fn new(log: &Arc<Log>, name: &'static str) -> Self {
+        Self {
+            log: Arc::clone(log),
+            name,
+        }
+    }
+
+    fn ctx(&self) -> PVOID {
+        std::ptr::from_ref(self).cast_mut().cast()
+    }
+}
+
+unsafe extern "system" fn on_close_logged(ctx: PVOID) {
+    // SAFETY: ctx is `Tag::ctx` of a Tag the test keeps alive until its close completed.
+    let tag = unsafe { &*ctx.cast::<Tag>() };
+    tag.log.push(tag.name.to_owned());
+    tag.log.push(format!("/{}", tag.name));
+}
+
+/// Start closing `obj`, its completion logged under `tag`.
+fn start_close<T>(obj: *mut T, close_fn: NDK_FN_CLOSE_OBJECT, tag: &Tag) -> NTSTATUS {
+    // SAFETY: live object; the tag outlives the close.
+    unsafe { close_fn.unwrap()(hdr(obj), Some(on_close_logged), tag.ctx()) }
+}
+
+/// The log expected when the successors named in `closed` were closed one after the other
+/// (each with the status its close returned) and then the antecedent `last` completed.
+fn expected(closed: &[(&str, NTSTATUS)], last: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for &(name, st) in closed {
+        if st == STATUS_PENDING {
+            v.extend([name.to_owned(), format!("/{name}")]);
+        } else {
+            assert_eq!(st, STATUS_SUCCESS, "close of {name}");
+        }
+    }
+    v.extend([last.to_owned(), format!("/{last}")]);
+    v
+}
+
+/// Close a successor and, if its close pended, wait for its completion.
+fn close_logged<T>(obj: *mut T, close_fn: NDK_FN_CLOSE_OBJECT, tag: &Tag) -> NTSTATUS {
+    let st = start_close(obj, close_fn, tag);
+    if st == STATUS_PENDING {
+        tag.log.wait_for(&format!("/{}", tag.name));
+    }
+    st
+}
+
+/// Adapter, PD, CQ and an unconnected QP on host 1.
+fn objects(
+    net: &Net,
+) -> (
+    *mut NDK_ADAPTER,
+    *mut NDK_PD,
+    *mut NDK_CQ,
+    *mut NDK_QP,
+    Arc<Notes>,
+) {
+    let adapter = net.open(1, V21);
+    let pd = create_pd(adapter);
+    let notes = Notes::new();
+    let cq = create_cq(adapter, 16, &notes);
+    let qp = create_qp(pd, cq, 0x51);
+    (adapter, pd, cq, qp, notes)
+}
+
+#[test]
+fn cq_close_pends_until_the_qp_using_it_has_closed() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let (adapter, pd, cq, qp, _notes) = objects(&net);
+        let log = Arc::new(Log::default());
+        let (tcq, tqp) = (Tag::new(&log, "cq"), Tag::new(&log, "qp"));
+
+        assert_eq!(
+            start_close(cq, d(cq).NdkCloseCq, &tcq),
+            STATUS_PENDING,
+            "{mode:?}: a CQ in use cannot close at once"
+        );
+        net.settle();
+        assert!(
+            log.events().is_empty(),
+            "{mode:?}: the CQ closed while its QP was open: {:?}",
+            log.events()
+        );
+
+        let st = close_logged(qp, d(qp).NdkCloseQp, &tqp);
+        log.wait_for("/cq");
+        net.settle();
+        assert_eq!(log.events(), expected(&[("qp", st)], "cq"), "{mode:?}");
+
+        close(pd, d(pd).NdkClosePd);
+        net.fabric.close_adapter(adapter);
+        assert_eq!(net.fabric.live_objects(), 0, "{mode:?}");
+    }
+}
+
+#[test]
+fn pd_close_pends_until_its_mr_and_qp_have_closed() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let (adapter, pd, cq, qp, _notes) = objects(&net);
+        let buf = Buf::new(pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+        let log = Arc::new(Log::default());
+        let (tpd, tmr, tqp) = (
+            Tag::new(&log, "pd"),
+            Tag::new(&log, "mr"),
+            Tag::new(&log, "qp"),
+        );
+
+        assert_eq!(
+            start_close(pd, d(pd).NdkClosePd, &tpd),
+            STATUS_PENDING,
+            "{mode:?}: a PD with an MR and a QP cannot close at once"
+        );
+        net.settle();
+        assert!(log.events().is_empty(), "{mode:?}: {:?}", log.events());
+
+        let st_mr = close_logged(buf.mr, d(buf.mr).NdkCloseMr, &tmr);
+        net.settle();
+        assert!(
+            !log.events().iter().any(|e| e == "pd"),
+            "{mode:?}: the PD closed while its QP was open: {:?}",
+            log.events()
+        );
+
+        let st_qp = close_logged(qp, d(qp).NdkCloseQp, &tqp);
+        log.wait_for("/pd");
+        net.settle();
+        assert_eq!(
+            log.events(),
+            expected(&[("mr", st_mr), ("qp", st_qp)], "pd"),
+            "{mode:?}"
+        );
+        drop(buf);
+
+        close(cq, d(cq).NdkCloseCq);
+        net.fabric.close_adapter(adapter);
+        assert_eq!(net.fabric.live_objects(), 0, "{mode:?}");
+    }
+}
+
+/// Tear down both ends of a pair whose listener and passive connector the test closed itself.
+fn teardown_ends(net: &Net, pair: Pair) {
+    let Pair { a, mut b, .. } = pair;
+    a.teardown(net);
+    b.conn = std::ptr::null_mut();
+    b.teardown(net);
+    net.settle();
+    assert_eq!(
+        net.fabric.live_objects(),
+        0,
+        "{:?}",
+        net.fabric.live_by_kind()
+    );
+}
+
+#[test]
+fn listener_close_pends_until_the_connector_it_delivered_has_closed() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let pair = Pair::connect(&net, V21, V21);
+        let log = Arc::new(Log::default());
+        let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
+
+        assert_eq!(
+            start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
+            STATUS_PENDING,
+            "{mode:?}: an accepted connector is still open"
+        );
+        net.settle();
+        assert!(log.events().is_empty(), "{mode:?}: {:?}", log.events());
+
+        let st = close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
+        log.wait_for("/listener");
+        net.settle();
+        assert_eq!(
+            log.events(),
+            expected(&[("conn", st)], "listener"),
+            "{mode:?}"
+        );
+        teardown_ends(&net, pair);
+    }
+}
+
+#[test]
+fn a_closing_listener_refuses_new_connections() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let pair = Pair::connect(&net, V21, V21);
+        let dst = SocketAddr::new(net.v4[1], 4791);
+        let log = Arc::new(Log::default());
+        let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
+        assert_eq!(
+            start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
+            STATUS_PENDING,
+            "{mode:?}"
+        );
+        let refused_before = net.fabric.stats().refused_connects;
+
+        // The listener still exists (its close pends) but must not take new connections.
+        let mut late = End::new(&net, 1, V21);
+        late.conn = create_connector(late.adapter);
+        let (slot, st) = start_connect(&late, dst, b"late");
+        assert_eq!(slot.resolve(st), STATUS_CONNECTION_REFUSED, "{mode:?}");
+        net.settle();
+        assert_eq!(
+            pair.incoming.len(),
+            0,
+            "{mode:?}: no connect event after the close started"
+        );
+        assert_eq!(
+            net.fabric.stats().refused_connects,
+            refused_before + 1,
+            "{mode:?}"
+        );
+        assert!(log.events().is_empty(), "{mode:?}");
+
+        close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
+        log.wait_for("/listener");
+        late.teardown(&net);
+        teardown_ends(&net, pair);
+    }
+}
+
+#[test]
+fn a_closing_listener_keeps_its_address_until_its_close_completes() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let pair = Pair::connect(&net, V21, V21);
+        let dst = SocketAddr::new(net.v4[1], 4791);
+        let log = Arc::new(Log::default());
+        let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
+        assert_eq!(
+            start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
+            STATUS_PENDING,
+            "{mode:?}"
+        );
+
+        let second = create_listener(pair.b.adapter, &Incoming::new());
+        assert_ne!(
+            listen(second, dst),
+            STATUS_SUCCESS,
+            "{mode:?}: the address is still in use"
+        );
+
+        close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
+        log.wait_for("/listener");
+        net.settle();
+        assert_eq!(
+            listen(second, dst),
+            STATUS_SUCCESS,
+            "{mode:?}: free once the close completed"
+        );
+        close(second, d(second).NdkCloseListener);
+        teardown_ends(&net, pair);
+    }
+}
+
+#[test]
+fn closing_an_unaccepted_incoming_connector_rejects_the_connect() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let dst = SocketAddr::new(net.v4[1], 4791);
+        let mut a = End::new(&net, 1, V21);
+        let b = End::new(&net, 2, V21);
+        let incoming = Incoming::new();
+        let listener = create_listener(b.adapter, &incoming);
+        assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+        a.conn = create_connector(a.adapter);
+        let refused_before = net.fabric.stats().refused_connects;
+
+        let (slot, st) = start_connect(&a, dst, b"knock");
+        let offered = incoming.next();
+        assert_eq!(
+            close(offered, d(offered).NdkCloseConnector),
+            STATUS_SUCCESS,
+            "{mode:?}"
+        );
+        assert_eq!(
+            slot.resolve(st),
+            STATUS_CONNECTION_REFUSED,
+            "{mode:?}: closing without accepting rejects"
+        );
+        assert_eq!(
+            slot.calls(),
+            u32::from(st == STATUS_PENDING),
+            "{mode:?}: exactly one completion"
+        );
+        assert_eq!(
+            net.fabric.stats().refused_connects,
+            refused_before + 1,
+            "{mode:?}"
+        );
+
+        a.teardown(&net);
+        close(listener, d(listener).NdkCloseListener);
+        b.teardown(&net);
+        net.settle();
+        assert_eq!(
+            net.fabric.live_objects(),
+            0,
+            "{mode:?}: {:?}",
+            net.fabric.live_by_kind()
+        );
+    }
+}
+
+// --- Completion::Manual: no callback after a close completion ------------------------------------
+
+/// A create under `Completion::Manual`: it pends; deliver, then take the object.
+fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> *mut T {
+    let s = Slot::new();
+    let mut obj: *mut T = std::ptr::null_mut();
+    assert_eq!(
+        call(s.ctx(), &raw mut obj),
+        STATUS_PENDING,
+        "Manual: every create pends"
+    );
+    assert!(net.fabric.deliver() >= 1);
+    assert_eq!(s.calls(), 1);
+    assert_eq!(s.state.lock().unwrap().status, Some(STATUS_SUCCESS));
+    std::ptr::with_exposed_provenance_mut(s.object())
+}
+
+#[test]
+fn no_callback_arrives_after_a_close_completion() {
+    let net = Net::new(Completion::Manual);
+    let adapter = net.open(1, V21);
+    let t = d(adapter);
+    // SAFETY: live adapter; valid callback, context and out-pointer.
+    let pd = manual_create(&net, |ctx, pp| unsafe {
+        t.NdkCreatePd.unwrap()(adapter, Some(on_create), ctx, pp)
+    });
+    let notes = Notes::new();
+    // SAFETY: as above; `notes` outlives the CQ.
+    let cq = manual_create(&net, |ctx, pp| unsafe {
+        t.NdkCreateCq.unwrap()(
+            adapter,
+            16,
+            Some(on_cq),
+            notes.ctx(),
+            std::ptr::null_mut(),
+            Some(on_create),
+            ctx,
+            pp,
+        )
+    });
+    let qp_ctx = std::ptr::without_provenance_mut(0x51);
+    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
+    let qp = manual_create(&net, |ctx, pp| unsafe {
+        d(pd).NdkCreateQp.unwrap()(pd, cq, cq, qp_ctx, 8, 8, 1, 1, 0, Some(on_create), ctx, pp)
+    });
+
+    // A completion arrives on an armed CQ: its notification is now owed.
+    arm(cq, NDK_CQ_NOTIFY_ANY);
+    let mut scratch = [0u8; 8];
+    let sge = NDK_SGE {
+        Address: NDK_SGE_ADDRESS {
+            VirtualAddress: scratch.as_mut_ptr().cast(),
+        },
+        Length: 8,
+        MemoryRegionToken: 0,
+    };
+    assert_eq!(post_receive(qp, &sge, 0x99), STATUS_SUCCESS);
+    flush(qp);
+    assert_eq!(
+        net.fabric.cq_len(cq),
+        Some(1),
+        "the flushed receive completed"
+    );
+    assert_eq!(net.fabric.queued(), 1, "the CQ notification is queued");
+    assert!(notes.all().is_empty());
+    let suppressed_before = net.fabric.stats().suppressed_events;
+
+    // Close the QP and the CQ before the notification is delivered.
+    let log = Arc::new(Log::default());
+    let (tqp, tcq) = (Tag::new(&log, "qp"), Tag::new(&log, "cq"));
+    assert_eq!(start_close(qp, d(qp).NdkCloseQp, &tqp), STATUS_PENDING);
+    assert_eq!(start_close(cq, d(cq).NdkCloseCq, &tcq), STATUS_PENDING);
+    net.fabric.deliver();
+    assert!(
+        notes.all().is_empty(),
+        "a CQ notification ran after the CQ's close had started"
+    );
+    assert_eq!(
+        log.events(),
+        ["qp", "/qp", "cq", "/cq"],
+        "the CQ's close completion comes after the QP's and last"
+    );
+    assert_eq!(net.fabric.stats().suppressed_events, suppressed_before + 1);
+    assert_eq!(net.fabric.deliver(), 0, "nothing left to deliver");
+    assert!(notes.all().is_empty());
+
+    let s = Slot::new();
+    // SAFETY: live PD; valid callback and context.
+    let st = unsafe { d(pd).NdkClosePd.unwrap()(hdr(pd), Some(on_close), s.ctx()) };
+    assert_eq!(st, STATUS_PENDING);
+    net.fabric.deliver();
+    assert_eq!(s.calls(), 1);
+    net.fabric.close_adapter(adapter);
+    assert_eq!(
+        net.fabric.live_objects(),
+        0,
+        "{:?}",
+        net.fabric.live_by_kind()
+    );
+}
+
+// --- leaks ------------------------------------------------------------------------------------------
+
+#[test]
+fn full_teardown_leaves_no_live_object_and_a_leaked_mr_is_visible() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let pair = Pair::connect(&net, V21, V21);
+        let before = net.fabric.live_objects();
+        let buf = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+        assert_eq!(
+            net.fabric.live_objects(),
+            before + 1,
+            "{mode:?}: one MR more"
+        );
+        assert_eq!(
+            net.fabric.live_by_kind().get(&Some(ObjectKind::Mr)),
+            Some(&1),
+            "{mode:?}"
+        );
+
+        // Tear down everything else; the PD's close pends on the MR.
+        let Pair { a, b, listener, .. } = pair;
+        close(b.conn, d(b.conn).NdkCloseConnector);
+        close(listener, d(listener).NdkCloseListener);
+        close(b.qp, d(b.qp).NdkCloseQp);
+        close(b.cq, d(b.cq).NdkCloseCq);
+        close(b.pd, d(b.pd).NdkClosePd);
+        net.settle();
+        net.fabric.close_adapter(b.adapter);
+        close(a.conn, d(a.conn).NdkCloseConnector);
+        close(a.qp, d(a.qp).NdkCloseQp);
+        close(a.cq, d(a.cq).NdkCloseCq);
+        let pd_close = Slot::new();
+        // SAFETY: live PD; valid callback and context.
+        let st = unsafe { d(a.pd).NdkClosePd.unwrap()(hdr(a.pd), Some(on_close), pd_close.ctx()) };
+        assert_eq!(st, STATUS_PENDING, "{mode:?}: the leaked MR holds its PD");
+        net.settle();
+        let live = net.fabric.live_by_kind();
+        assert_eq!(
+            live.get(&Some(ObjectKind::Mr)),
+            Some(&1),
+            "{mode:?}: {live:?}"
+        );
+        assert_eq!(
+            net.fabric.live_objects(),
+            3,
+            "{mode:?}: the MR, its closing PD and their adapter: {live:?}"
+        );
+
+        buf.close();
+        assert_eq!(pd_close.resolve(st), STATUS_SUCCESS, "{mode:?}");
+        net.settle();
+        assert_eq!(
+            net.fabric.live_objects(),
+            1,
+            "{mode:?}: only the adapter: {:?}",
+            net.fabric.live_by_kind()
+        );
+        net.fabric.close_adapter(a.adapter);
+        assert_eq!(
+            net.fabric.live_objects(),
+            0,
+            "{mode:?}: {:?}",
+            net.fabric.live_by_kind()
+        );
+    }
+}
+
+/// The context of a listener close completion that listens again on the same address.
+struct Relisten {
+    second: *mut NDK_LISTENER,
+    addr: Sock,
+    listened: Arc<Slot>,
+    status: Mutex<Option<NTSTATUS>>,
+}
+
+unsafe extern "system" fn relisten_on_close(ctx: PVOID) {
+    // SAFETY: ctx is the Relisten the test keeps alive until this completion ran.
+    let r = unsafe { &*ctx.cast::<Relisten>() };
+    let f = d(r.second).NdkListen.unwrap();
+    // SAFETY: live listener; the address outlives the call; valid callback and context.
+    // NdkListen is callable at DISPATCH_LEVEL, so calling it from a callback is legal.
+    let st = unsafe {
+        f(
+            r.second,
+            r.addr.ptr(),
+            r.addr.len,
+            Some(on_request),
+            r.listened.ctx(),
+        )
+    };
+    *r.status.lock().unwrap() = Some(st);
+}
+
+#[test]
+fn a_listeners_address_is_free_by_the_time_its_close_completes() {
+    let net = Net::new(Completion::Inline);
+    let pair = Pair::connect(&net, V21, V21);
+    let dst = SocketAddr::new(net.v4[1], 4791);
+    let second = create_listener(pair.b.adapter, &Incoming::new());
+    let relisten = Relisten {
+        second,
+        addr: Sock::new(dst),
+        listened: Slot::new(),
+        status: Mutex::new(None),
+    };
+    let ctx: PVOID = std::ptr::from_ref(&relisten).cast_mut().cast();
+    // SAFETY: live listener; valid callback; `relisten` outlives the close.
+    let st = unsafe {
+        d(pair.listener).NdkCloseListener.unwrap()(hdr(pair.listener), Some(relisten_on_close), ctx)
+    };
+    assert_eq!(st, STATUS_PENDING, "an accepted connector is still open");
+    // Closing the last connector delivered through the listener completes the listener's close.
+    close(pair.b.conn, d(pair.b.conn).NdkCloseConnector);
+    net.settle();
+    let inline = relisten
+        .status
+        .lock()
+        .unwrap()
+        .expect("the listener's close completed");
+    assert_eq!(
+        relisten.listened.resolve(inline),
+        STATUS_SUCCESS,
+        "every connector of the old listener is closed and so is the listener: its address is free"
+    );
+    close(second, d(second).NdkCloseListener);
+    teardown_ends(&net, pair);
+}

@@ -1,0 +1,454 @@
+//! Disconnect callback rules (fact sheet §8.4): at most once per connection, only for
+//! peer-initiated or abnormal termination, never for the local `NdkDisconnect` or close, the
+//! Ex form with a reason at 2.1 and the plain form below; `NdkDisconnect` statuses.
+mod common;
+use common::*;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ndkpi_sys::*;
+use softndk::{Completion, Misbehaviour, reason};
+
+// --- local helpers ------------------------------------------------------------------------------
+
+/// `NdkDisconnect`, resolved, and checked to have completed exactly once: inline (no callback)
+/// or through exactly one completion callback.
+fn disconnect_once(net: &Net, conn: *mut NDK_CONNECTOR) -> NTSTATUS {
+    let s = Slot::new();
+    // SAFETY: live connector; valid callback, and the slot outlives its completion.
+    let st = unsafe { d(conn).NdkDisconnect.unwrap()(conn, Some(on_request), s.ctx()) };
+    let status = s.resolve(st);
+    net.settle();
+    let expected = u32::from(st == STATUS_PENDING);
+    assert_eq!(
+        s.calls(),
+        expected,
+        "NdkDisconnect returned {st:#x}: it must complete inline or through exactly one callback"
+    );
+    status
+}
+
+/// Start a close and return its slot and inline status (for Manual mode, where it pends).
+fn start_close<T>(obj: *mut T, close_fn: NDK_FN_CLOSE_OBJECT) -> (std::sync::Arc<Slot>, NTSTATUS) {
+    let s = Slot::new();
+    // SAFETY: live object; valid callback, and the slot outlives its completion.
+    let st = unsafe { close_fn.unwrap()(hdr(obj), Some(on_close), s.ctx()) };
+    s.mark_returned();
+    (s, st)
+}
+
+/// Stops the pump thread when dropped, also on a panic (so the scope can join it).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Run `f` (harness calls that wait for their completions) while a helper thread delivers
+/// the callbacks a [`Completion::Manual`] fabric queues; afterwards drain the queue, so that
+/// from then on nothing is delivered except by the test's own `deliver` calls.
+fn pumped<R>(net: &Net, f: impl FnOnce() -> R) -> R {
+    let stop = AtomicBool::new(false);
+    let r = std::thread::scope(|s| {
+        let pump = s.spawn(|| {
+            while !stop.load(Ordering::Acquire) {
+                if net.fabric.deliver() == 0 {
+                    std::thread::yield_now();
+                }
+            }
+        });
+        let guard = StopOnDrop(&stop);
+        let r = f();
+        drop(guard);
+        pump.join().expect("pump thread");
+        r
+    });
+    net.fabric.deliver();
+    r
+}
+
+fn assert_no_leak(net: &Net, what: &str) {
+    net.settle();
+    assert_eq!(
+        net.fabric.live_objects(),
+        0,
+        "{what}: {:?}",
+        net.fabric.live_by_kind()
+    );
+}
+
+// --- tests --------------------------------------------------------------------------------------
+
+#[test]
+fn graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful() {
+    for mode in MODES {
+        // Either side may start the graceful disconnect: the active side (A) or the passive one (B).
+        for a_initiates in [true, false] {
+            let net = Net::new(mode);
+            let pair = Pair::connect(&net, V21, V21);
+            assert_eq!(header_version(pair.a.conn), V21);
+            assert_eq!(header_version(pair.b.conn), V21);
+            let (me, peer) = if a_initiates {
+                (&pair.a, &pair.b)
+            } else {
+                (&pair.b, &pair.a)
+            };
+            let what = format!(
+                "mode {mode:?}, initiator {}",
+                if a_initiates { "A" } else { "B" }
+            );
+
+            assert_eq!(disconnect_once(&net, me.conn), STATUS_SUCCESS, "{what}");
+            net.settle();
+            assert_eq!(
+                peer.events.all(),
+                vec![Some(reason::GRACEFUL)],
+                "{what}: the peer gets one Ex callback with GRACEFUL"
+            );
+            assert_eq!(
+                me.events.count(),
+                0,
+                "{what}: no callback for the local NdkDisconnect"
+            );
+            assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+            let info = net.fabric.connector(peer.conn).expect("peer connector");
+            assert_eq!(info.disconnect_callbacks, 1, "{what}");
+
+            // Closing both (already disconnected) connectors adds no callback.
+            let (a_events, b_events) = (pair.a.events.clone(), pair.b.events.clone());
+            pair.teardown(&net);
+            net.settle();
+            assert_eq!(
+                a_events.count() + b_events.count(),
+                1,
+                "{what}: teardown must not add callbacks"
+            );
+            assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+            assert_no_leak(&net, &what);
+        }
+    }
+}
+
+#[test]
+fn plain_disconnect_callback_is_used_at_1_2() {
+    for mode in MODES {
+        for a_initiates in [true, false] {
+            let net = Net::new(mode);
+            let pair = Pair::connect(&net, V12, V12);
+            assert_eq!(header_version(pair.a.conn), V12);
+            assert_eq!(header_version(pair.b.conn), V12);
+            let (me, peer) = if a_initiates {
+                (&pair.a, &pair.b)
+            } else {
+                (&pair.b, &pair.a)
+            };
+            let what = format!(
+                "mode {mode:?}, initiator {}",
+                if a_initiates { "A" } else { "B" }
+            );
+
+            assert_eq!(disconnect_once(&net, me.conn), STATUS_SUCCESS, "{what}");
+            net.settle();
+            assert_eq!(
+                peer.events.all(),
+                vec![None],
+                "{what}: one plain (non-Ex) callback at 1.2"
+            );
+            assert_eq!(me.events.count(), 0, "{what}");
+            assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+            pair.teardown(&net);
+            assert_no_leak(&net, &what);
+        }
+    }
+}
+
+#[test]
+fn closing_a_connected_connector_without_disconnect_resets_the_peer() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let mut pair = Pair::connect(&net, V21, V21);
+        let what = format!("mode {mode:?}");
+
+        close(pair.a.conn, d(pair.a.conn).NdkCloseConnector);
+        pair.a.conn = std::ptr::null_mut();
+        net.settle();
+        assert_eq!(
+            pair.b.events.all(),
+            vec![Some(reason::RESET)],
+            "{what}: the peer gets one RESET callback"
+        );
+        assert_eq!(
+            pair.a.events.count(),
+            0,
+            "{what}: no callback for the local close"
+        );
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+
+        // The survivor's NdkDisconnect after a reset completes with CONNECTION_ABORTED and
+        // calls nobody back.
+        assert_eq!(
+            disconnect_once(&net, pair.b.conn),
+            STATUS_CONNECTION_ABORTED,
+            "{what}"
+        );
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+        pair.teardown(&net);
+        assert_no_leak(&net, &what);
+    }
+}
+
+#[test]
+fn both_sides_disconnecting_gives_one_callback_in_total() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let pair = Pair::connect(&net, V21, V21);
+        let what = format!("mode {mode:?}");
+
+        assert_eq!(
+            disconnect_once(&net, pair.a.conn),
+            STATUS_SUCCESS,
+            "{what}: A"
+        );
+        assert_eq!(
+            disconnect_once(&net, pair.b.conn),
+            STATUS_SUCCESS,
+            "{what}: B after the peer's graceful disconnect"
+        );
+        net.settle();
+        assert_eq!(
+            pair.a.events.count(),
+            0,
+            "{what}: A disconnected first; B's disconnect must not call A back"
+        );
+        assert_eq!(pair.b.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+        pair.teardown(&net);
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+        assert_no_leak(&net, &what);
+    }
+}
+
+#[test]
+fn second_disconnect_on_the_same_connector_is_harmless() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let pair = Pair::connect(&net, V21, V21);
+        let what = format!("mode {mode:?}");
+
+        assert_eq!(
+            disconnect_once(&net, pair.a.conn),
+            STATUS_SUCCESS,
+            "{what}: first"
+        );
+        assert_eq!(
+            disconnect_once(&net, pair.a.conn),
+            STATUS_SUCCESS,
+            "{what}: second"
+        );
+        net.settle();
+        assert_eq!(
+            pair.b.events.count(),
+            1,
+            "{what}: one callback for the peer, however often A disconnects"
+        );
+        assert_eq!(pair.a.events.count(), 0, "{what}");
+
+        // The same on the side that was called back.
+        assert_eq!(
+            disconnect_once(&net, pair.b.conn),
+            STATUS_SUCCESS,
+            "{what}: B first"
+        );
+        assert_eq!(
+            disconnect_once(&net, pair.b.conn),
+            STATUS_SUCCESS,
+            "{what}: B second"
+        );
+        net.settle();
+        assert_eq!(pair.a.events.count(), 0, "{what}");
+        assert_eq!(pair.b.events.count(), 1, "{what}");
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+        assert!(
+            poll(pair.a.cq).is_empty() && poll(pair.b.cq).is_empty(),
+            "{what}: nothing was posted, nothing may complete"
+        );
+        pair.teardown(&net);
+        assert_no_leak(&net, &what);
+    }
+}
+
+#[test]
+fn disconnect_before_the_connection_is_established_is_connection_invalid() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let what = format!("mode {mode:?}");
+        let dst = SocketAddr::new(net.v4[1], 4791);
+        let mut a = End::new(&net, 1, V21);
+        let mut b = End::new(&net, 2, V21);
+        let incoming = Incoming::new();
+        let listener = create_listener(b.adapter, &incoming);
+        assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+        a.conn = create_connector(a.adapter);
+
+        // Idle: nothing called yet.
+        assert_eq!(
+            disconnect_once(&net, a.conn),
+            STATUS_CONNECTION_INVALID,
+            "{what}: idle"
+        );
+
+        // Connect pending (A) / request not yet accepted (B).
+        let (cs, cst) = start_connect(&a, dst, b"hello");
+        b.conn = incoming.next();
+        assert_eq!(
+            disconnect_once(&net, a.conn),
+            STATUS_CONNECTION_INVALID,
+            "{what}: connect pending"
+        );
+        assert_eq!(
+            disconnect_once(&net, b.conn),
+            STATUS_CONNECTION_INVALID,
+            "{what}: incoming request"
+        );
+
+        // Connect completed, complete-connect not yet called (A) / accept pending (B).
+        let (acc, ast) = start_accept(&b, b"welcome");
+        assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "{what}: connect");
+        assert_eq!(
+            disconnect_once(&net, a.conn),
+            STATUS_CONNECTION_INVALID,
+            "{what}: before complete-connect"
+        );
+        assert_eq!(
+            disconnect_once(&net, b.conn),
+            STATUS_CONNECTION_INVALID,
+            "{what}: accept pending"
+        );
+
+        // The failed disconnects did not disturb the handshake.
+        assert_eq!(
+            complete_connect(&a),
+            STATUS_SUCCESS,
+            "{what}: complete connect"
+        );
+        assert_eq!(acc.resolve(ast), STATUS_SUCCESS, "{what}: accept");
+        net.settle();
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 0, "{what}");
+        assert_eq!(
+            disconnect_once(&net, a.conn),
+            STATUS_SUCCESS,
+            "{what}: established"
+        );
+        assert_eq!(b.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
+        Pair {
+            a,
+            b,
+            listener,
+            incoming,
+        }
+        .teardown(&net);
+        assert_no_leak(&net, &what);
+    }
+}
+
+#[test]
+fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnect() {
+    for mode in MODES {
+        let net = Net::new(mode);
+        let what = format!("mode {mode:?}");
+        let bad = Misbehaviour {
+            duplicate_disconnect_callback: true,
+            ..Misbehaviour::default()
+        };
+        net.fabric.set_misbehaviour(net.hosts[1], bad);
+
+        // The misbehaving host (B) is the one called back: two callbacks.
+        let pair = Pair::connect(&net, V21, V21);
+        assert_eq!(disconnect_once(&net, pair.a.conn), STATUS_SUCCESS, "{what}");
+        net.settle();
+        assert_eq!(
+            pair.b.events.all(),
+            vec![Some(reason::GRACEFUL); 2],
+            "{what}: the injected duplicate"
+        );
+        assert_eq!(pair.a.events.count(), 0, "{what}");
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
+        pair.teardown(&net);
+
+        // The fault is per host: A (well-behaved) is called back once when B disconnects.
+        let pair = Pair::connect_to(&net, V21, V21, SocketAddr::new(net.v4[1], 4792));
+        assert_eq!(disconnect_once(&net, pair.b.conn), STATUS_SUCCESS, "{what}");
+        net.settle();
+        assert_eq!(
+            pair.a.events.all(),
+            vec![Some(reason::GRACEFUL)],
+            "{what}: well-behaved host"
+        );
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 3, "{what}");
+        pair.teardown(&net);
+        assert_no_leak(&net, &what);
+    }
+}
+
+#[test]
+fn no_disconnect_callback_after_the_connector_close_completed() {
+    let net = Net::new(Completion::Manual);
+    let mut pair = pumped(&net, || Pair::connect(&net, V21, V21));
+    assert_eq!(net.fabric.queued(), 0);
+    let before = net.fabric.stats();
+
+    // The peer (A) disconnects: B's disconnect callback is owed and queued, not yet run.
+    let ds = Slot::new();
+    // SAFETY: live connector; valid callback, and the slot outlives its completion.
+    let st =
+        unsafe { d(pair.a.conn).NdkDisconnect.unwrap()(pair.a.conn, Some(on_request), ds.ctx()) };
+    ds.mark_returned();
+    assert_eq!(st, STATUS_PENDING, "Manual mode: every request pends");
+    assert!(
+        net.fabric.queued() >= 2,
+        "B's disconnect callback and A's completion are queued"
+    );
+    assert_eq!(pair.b.events.count(), 0);
+
+    // B closes its connector before the callback is delivered.
+    let (cs, cst) = start_close(pair.b.conn, d(pair.b.conn).NdkCloseConnector);
+    pair.b.conn = std::ptr::null_mut();
+    assert_eq!(cst, STATUS_PENDING, "Manual mode: the close pends");
+    assert_eq!(cs.calls(), 0);
+
+    // Deliver everything: the close completes, and the disconnect callback is not made.
+    net.fabric.deliver();
+    assert_eq!(cs.calls(), 1, "the close completed");
+    assert_eq!(ds.calls(), 1, "A's NdkDisconnect completed");
+    assert_eq!(ds.state.lock().unwrap().status, Some(STATUS_SUCCESS));
+    assert_eq!(net.fabric.queued(), 0);
+    assert_eq!(
+        net.fabric.deliver(),
+        0,
+        "nothing is left to deliver after the close completion"
+    );
+    assert_eq!(
+        pair.b.events.count(),
+        0,
+        "no disconnect callback once the connector's close started"
+    );
+    assert_eq!(pair.a.events.count(), 0);
+    let after = net.fabric.stats();
+    assert_eq!(
+        after.suppressed_events,
+        before.suppressed_events + 1,
+        "the owed callback was suppressed"
+    );
+    assert_eq!(after.disconnect_callbacks, before.disconnect_callbacks);
+
+    pumped(&net, || pair.teardown(&net));
+    assert_eq!(
+        net.fabric.stats().disconnect_callbacks,
+        0,
+        "teardown adds no callback either"
+    );
+    assert_no_leak(&net, "manual");
+}
