@@ -373,7 +373,7 @@ fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS
     assert!(net.fabric.deliver() >= 1);
     assert_eq!(s.calls(), 1);
     assert_eq!(s.state.lock().unwrap().status, Some(STATUS_SUCCESS));
-    std::ptr::with_exposed_provenance_mut(s.object())
+    s.object_ptr()
 }
 
 #[test]

@@ -67,7 +67,7 @@ fn object_of<T>(s: &Slot, st: NTSTATUS, inline: *mut T) -> *mut T {
         STATUS_SUCCESS => inline,
         STATUS_PENDING => {
             assert_eq!(s.wait(), STATUS_SUCCESS, "create completion");
-            std::ptr::with_exposed_provenance_mut(s.object())
+            s.object_ptr()
         }
         other => panic!("create failed with {other:#x}"),
     }
@@ -125,9 +125,9 @@ fn raw_listen(listener: *mut NDK_LISTENER, addr: SocketAddr) -> (Arc<Slot>, NTST
 }
 
 /// A buffer and its MDL for registrations.
-fn buffer(len: usize) -> (Box<[u8]>, Box<SoftMdl>) {
-    let mut data = vec![0u8; len].into_boxed_slice();
-    let mdl = SoftMdl::new(data.as_mut_ptr(), u32::try_from(len).unwrap());
+fn buffer(len: usize) -> (Mem, Box<SoftMdl>) {
+    let data = Mem::zeroed(len);
+    let mdl = SoftMdl::new(data.root(), u32::try_from(len).unwrap());
     (data, mdl)
 }
 
@@ -165,17 +165,17 @@ fn inline_mode_completes_before_the_initiating_call_returns() {
 
     let (s, st, _) = raw_create_pd(adapter);
     assert_completed_inline(&s, st, "NdkCreatePd");
-    let pd: *mut NDK_PD = std::ptr::with_exposed_provenance_mut(s.object());
+    let pd: *mut NDK_PD = s.object_ptr();
     assert!(!pd.is_null(), "the create completion carries the PD");
 
     let (s, st, _) = raw_create_cq(adapter, &notes);
     assert_completed_inline(&s, st, "NdkCreateCq");
-    let cq: *mut NDK_CQ = std::ptr::with_exposed_provenance_mut(s.object());
+    let cq: *mut NDK_CQ = s.object_ptr();
     assert!(!cq.is_null(), "the create completion carries the CQ");
 
     let (s, st, _) = raw_create_mr(pd);
     assert_completed_inline(&s, st, "NdkCreateMr");
-    let mr: *mut NDK_MR = std::ptr::with_exposed_provenance_mut(s.object());
+    let mr: *mut NDK_MR = s.object_ptr();
     let (_data, mdl) = buffer(4096);
     let (s, st) = raw_register(mr, &mdl);
     assert_completed_inline(&s, st, "NdkRegisterMr");
@@ -238,13 +238,13 @@ fn thread_mode_completes_on_another_thread() {
 
     let (s, st, _) = raw_create_pd(adapter);
     assert_completed_elsewhere(&s, st, "NdkCreatePd");
-    let pd: *mut NDK_PD = std::ptr::with_exposed_provenance_mut(s.object());
+    let pd: *mut NDK_PD = s.object_ptr();
     let (s, st, _) = raw_create_cq(adapter, &notes);
     assert_completed_elsewhere(&s, st, "NdkCreateCq");
-    let cq: *mut NDK_CQ = std::ptr::with_exposed_provenance_mut(s.object());
+    let cq: *mut NDK_CQ = s.object_ptr();
     let (s, st, _) = raw_create_mr(pd);
     assert_completed_elsewhere(&s, st, "NdkCreateMr");
-    let mr: *mut NDK_MR = std::ptr::with_exposed_provenance_mut(s.object());
+    let mr: *mut NDK_MR = s.object_ptr();
     let (_data, mdl) = buffer(4096);
     let (s, st) = raw_register(mr, &mdl);
     assert_completed_elsewhere(&s, st, "NdkRegisterMr");

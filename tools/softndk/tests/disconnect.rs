@@ -14,21 +14,6 @@ use softndk::{Completion, Misbehaviour, reason};
 
 /// `NdkDisconnect`, resolved, and checked to have completed exactly once: inline (no callback)
 /// or through exactly one completion callback.
-fn disconnect_once(net: &Net, conn: *mut NDK_CONNECTOR) -> NTSTATUS {
-    let s = Slot::new();
-    // SAFETY: live connector; valid callback, and the slot outlives its completion.
-    let st = unsafe { d(conn).NdkDisconnect.unwrap()(conn, Some(on_request), s.ctx()) };
-    let status = s.resolve(st);
-    net.settle();
-    let expected = u32::from(st == STATUS_PENDING);
-    assert_eq!(
-        s.calls(),
-        expected,
-        "NdkDisconnect returned {st:#x}: it must complete inline or through exactly one callback"
-    );
-    status
-}
-
 /// Start a close and return its slot and inline status (for Manual mode, where it pends).
 fn start_close<T>(obj: *mut T, close_fn: NDK_FN_CLOSE_OBJECT) -> (std::sync::Arc<Slot>, NTSTATUS) {
     let s = Slot::new();
@@ -68,16 +53,6 @@ fn pumped<R>(net: &Net, f: impl FnOnce() -> R) -> R {
     });
     net.fabric.deliver();
     r
-}
-
-fn assert_no_leak(net: &Net, what: &str) {
-    net.settle();
-    assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "{what}: {:?}",
-        net.fabric.live_by_kind()
-    );
 }
 
 // --- tests --------------------------------------------------------------------------------------

@@ -43,23 +43,6 @@ fn resolved_once(net: &Net, slot: &Arc<Slot>, returned: NTSTATUS, what: &str) ->
 }
 
 /// `NdkDisconnect`, checked to complete exactly once.
-fn disconnect_once(net: &Net, conn: *mut NDK_CONNECTOR) -> NTSTATUS {
-    let s = Slot::new();
-    // SAFETY: live connector; valid callback, and the slot outlives its completion.
-    let st = unsafe { d(conn).NdkDisconnect.unwrap()(conn, Some(on_request), s.ctx()) };
-    resolved_once(net, &s, st, "NdkDisconnect")
-}
-
-fn assert_no_leak(net: &Net, what: &str) {
-    net.settle();
-    assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "{what}: {:?}",
-        net.fabric.live_by_kind()
-    );
-}
-
 // --- peer gone during the handshake -------------------------------------------------------------
 
 #[test]

@@ -66,16 +66,6 @@ fn assert_cancelled(
     );
 }
 
-fn assert_no_leak(net: &Net, what: &str) {
-    net.settle();
-    assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "{what}: {:?}",
-        net.fabric.live_by_kind()
-    );
-}
-
 const LOCAL_WRITE: u32 = NDK_MR_FLAG_ALLOW_LOCAL_WRITE;
 
 // --- tests --------------------------------------------------------------------------------------

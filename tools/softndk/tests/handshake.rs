@@ -534,7 +534,7 @@ fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS
     net.fabric.deliver();
     assert_eq!(s.calls(), 1);
     assert_eq!(s.wait(), STATUS_SUCCESS);
-    std::ptr::with_exposed_provenance_mut(s.object())
+    s.object_ptr()
 }
 
 /// A request in Manual mode: pending, then delivered; returns the completion status.

@@ -104,9 +104,19 @@ pub struct Slot {
     cv: Condvar,
 }
 
+/// Every slot ever made. A completion callback may still be inside `Slot::record` (on the
+/// worker thread) when the waiting test thread wakes up and drops its handle: NDK requires a
+/// context to outlive the callback's *return*, not just its signal, so slots are never freed.
+static KEEP_ALIVE: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
+
 impl Slot {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        let slot = Arc::new(Self::default());
+        KEEP_ALIVE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::clone(&slot));
+        slot
     }
 
     pub fn ctx(self: &Arc<Self>) -> PVOID {
@@ -740,6 +750,32 @@ impl Pair {
     }
 }
 
+/// Assert that every NDK object (and LAM) of the fabric has been closed.
+pub fn assert_no_leak(net: &Net, what: &str) {
+    net.settle();
+    assert_eq!(
+        net.fabric.live_objects(),
+        0,
+        "{what}: {:?}",
+        net.fabric.live_by_kind()
+    );
+}
+
+/// `NdkDisconnect`, resolved, asserting it completed inline or through exactly one callback.
+pub fn disconnect_once(net: &Net, conn: *mut NDK_CONNECTOR) -> NTSTATUS {
+    let s = Slot::new();
+    // SAFETY: live connector; valid callback, and the slot outlives its completion.
+    let st = unsafe { d(conn).NdkDisconnect.unwrap()(conn, Some(on_request), s.ctx()) };
+    let status = s.resolve(st);
+    net.settle();
+    assert_eq!(
+        s.calls(),
+        u32::from(st == STATUS_PENDING),
+        "NdkDisconnect returned {st:#x}: it must complete inline or through exactly one callback"
+    );
+    status
+}
+
 /// `NdkDisconnect`, resolved.
 pub fn disconnect(conn: *mut NDK_CONNECTOR) -> NTSTATUS {
     let s = Slot::new();
@@ -750,9 +786,54 @@ pub fn disconnect(conn: *mut NDK_CONNECTOR) -> NTSTATUS {
 
 // --- buffers ------------------------------------------------------------------------------------
 
+/// Test-owned memory that a provider may also read and write through the pointer registered
+/// in an MDL. Every view (`&[u8]`, `&mut [u8]`, SGE addresses, the MDL) is derived from one raw
+/// root pointer, so taking a view never invalidates the provider's pointer (as a `Box<[u8]>`,
+/// which asserts uniqueness when moved or mutably borrowed, would).
+pub struct Mem {
+    root: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl Mem {
+    pub fn zeroed(len: usize) -> Self {
+        let boxed: Box<[u8]> = vec![0u8; len].into_boxed_slice();
+        let root = std::ptr::NonNull::new(Box::into_raw(boxed).cast::<u8>()).expect("non-null box");
+        Self { root, len }
+    }
+
+    /// The root pointer; every access derives from it.
+    pub fn root(&self) -> *mut u8 {
+        self.root.as_ptr()
+    }
+}
+
+impl std::ops::Deref for Mem {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `root` owns `len` initialised bytes until drop; the view is derived from it.
+        unsafe { std::slice::from_raw_parts(self.root.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Mem {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above; `&mut self` excludes other views from safe code.
+        unsafe { std::slice::from_raw_parts_mut(self.root.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mem {
+    fn drop(&mut self) {
+        let slice = std::ptr::slice_from_raw_parts_mut(self.root.as_ptr(), self.len);
+        // SAFETY: allocated by `Box::into_raw` in `zeroed` with this length; dropped once.
+        drop(unsafe { Box::from_raw(slice) });
+    }
+}
+
 /// A buffer registered in an MR of `pd`.
 pub struct Buf {
-    pub data: Box<[u8]>,
+    pub data: Mem,
     pub mdl: Box<SoftMdl>,
     pub mr: *mut NDK_MR,
     pub token: u32,
@@ -761,8 +842,8 @@ pub struct Buf {
 
 impl Buf {
     pub fn new(pd: *mut NDK_PD, len: usize, flags: u32) -> Self {
-        let mut data = vec![0u8; len].into_boxed_slice();
-        let mdl = SoftMdl::new(data.as_mut_ptr(), len as u32);
+        let data = Mem::zeroed(len);
+        let mdl = SoftMdl::new(data.root(), len as u32);
         let f = d(pd).NdkCreateMr.unwrap();
         // SAFETY: live PD; valid callback, context and out-pointer.
         let mr = created(|ctx, pp| unsafe { f(pd, FALSE, Some(on_create), ctx, pp) })
@@ -789,7 +870,7 @@ impl Buf {
     pub fn sge(&mut self, offset: usize, len: u32) -> NDK_SGE {
         NDK_SGE {
             Address: NDK_SGE_ADDRESS {
-                VirtualAddress: self.data.as_mut_ptr().wrapping_add(offset).cast(),
+                VirtualAddress: self.data.root().wrapping_add(offset).cast(),
             },
             Length: len,
             MemoryRegionToken: self.token,
