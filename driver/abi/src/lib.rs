@@ -1,0 +1,60 @@
+//! # ndkdisc-abi — the IOCTL interface between `ndkctl` and `ndkdisc.sys`
+//!
+//! Control codes ([`Ioctl`]), versioned padding-free records, and validation that parses each
+//! input once into a typed [`Request`]. Shared by the driver core (which decodes requests and
+//! encodes replies and events) and the user-mode client (which does the reverse). `no_std`,
+//! no `unsafe`, no dependencies.
+//!
+//! Every control code is `CTL_CODE(0x8A4D, 0x800 + n, METHOD_BUFFERED, access)`: queries need
+//! `FILE_READ_ACCESS`, anything that changes state `FILE_WRITE_ACCESS`. Every input record
+//! starts with the 8-byte header (`version` 1, `size` = the record's size, reserved zero) and
+//! must be exactly its size. Records are little-endian; layouts are in [`records`] and
+//! [`replies`].
+//!
+//! ## Statuses common to every IOCTL
+//!
+//! - `STATUS_INVALID_DEVICE_REQUEST`: not an ndkdisc control code.
+//! - `STATUS_ACCESS_DENIED`: the handle lacks the access the code requires (checked by the I/O
+//!   manager from the code's access bits).
+//! - `STATUS_INVALID_PARAMETER`: input length not the record's size, header `size` wrong, a
+//!   reserved field non-zero, an undefined flag, an enumerated value out of range, a malformed
+//!   address, an id of 0 ([`AbiError`] says which).
+//! - `STATUS_REVISION_MISMATCH`: header `version` is not [`ABI_VERSION`].
+//! - `STATUS_BUFFER_TOO_SMALL`: the output buffer is smaller than the reply; checked before the
+//!   request has any effect.
+//! - `STATUS_NOT_FOUND`: the id does not name a live object of *this* handle (ids of other
+//!   handles are indistinguishable from ids that never existed). Ids are 64-bit, never reused
+//!   while the driver is loaded, and carry no kernel address.
+//!
+//! ## The operations
+//!
+//! | IOCTL | input → output | pends | effect, by state | its own statuses |
+//! |---|---|---|---|---|
+//! | `GET_INFO` | [`GetInfoRequest`] (8) → [`InfoReply`] (88) | no | versions, per-handle limits, driver counters | — |
+//! | `LIST_ADAPTERS` | [`ListAdaptersRequest`] (8) → batch of [`AdapterEntry`] (16 + 32 n) | no | one entry per NDK-capable interface address; `count` entries fit, `total` exist | — |
+//! | LISTEN | [`ListenRequest`] (48) → [`ListenReply`] (40) | no | creates a listener; each incoming connection is accepted (disconnect callback registered) and reported as an `Accepted` event on a new connection id; requests beyond the preallocated backlog are rejected and counted | `STATUS_NOT_FOUND` (no such interface), `STATUS_QUOTA_EXCEEDED` (listener quota, or backlog above the limit), NDK failures of `NdkListen` (e.g. `STATUS_SHARING_VIOLATION`, `STATUS_INVALID_ADDRESS`) |
+//! | CONNECT | [`ConnectRequest`] (72) → [`ConnectReply`] (72) | yes | creates a connection and connects it; completes with `STATUS_SUCCESS` and the reply once connected *or failed* (`reply.status`), queuing `Connected` or `ConnectFailed` | `STATUS_NOT_FOUND` (interface), `STATUS_QUOTA_EXCEEDED`, `STATUS_INSUFFICIENT_RESOURCES`, `STATUS_CANCELLED` (request cancelled: the attempt is abandoned and its `ConnectFailed` event says `STATUS_CANCELLED`) |
+//! | WAIT | [`WaitRequest`] (24) → batch of [`Event`] (16 + 48 n) | yes | returns up to as many queued events as fit (of one connection, or of any), in latch order; pends if none (unless non-blocking: then `count` 0) | `STATUS_BUFFER_TOO_SMALL` (room for fewer than one event), `STATUS_QUOTA_EXCEEDED` (pended-wait quota), `STATUS_INVALID_DEVICE_STATE` (waiting on one connection whose terminal and later events were all delivered: nothing more will come), `STATUS_CANCELLED` (`CancelIoEx`, handle close, ABORT of that connection); an event racing a cancel stays queued |
+//! | QUERY | [`QueryRequest`] (16) → [`QueryReply`] (88) | no | state, outstanding work, whether the NDK callback fired, provider reason, addresses | — |
+//! | POST | [`PostRequest`] (32) → nothing | no | posts `count` receives (any state but Closed; they stay posted across a peer disconnect) or sends (Connected only) | `STATUS_INVALID_DEVICE_STATE` (sends when not connected; anything after CLOSE), `STATUS_QUOTA_EXCEEDED` (queue depth), `STATUS_INSUFFICIENT_RESOURCES` |
+//! | DISCONNECT | [`DisconnectRequest`] (24) → nothing | no | graceful: `NdkDisconnect` (Connected → Disconnecting → `Disconnected`/`Local`); abortive: the connection is closed now (`Disconnected`/`LocalAbortive`, from any state but Closed; a pending CONNECT completes with `STATUS_CANCELLED`); on an already ended connection: success, no effect | `STATUS_INVALID_DEVICE_STATE` (graceful while connecting or after a failed connect) |
+//! | ABORT | [`AbortRequest`] (16) → nothing | no | completes every pended WAIT on the connection with `STATUS_CANCELLED`, marks it aborted, latches `Disconnected`/`Aborted` unless a terminal event exists, tears the connection down; cannot fail for lack of resources; idempotent | — |
+//! | FLUSH | [`FlushRequest`] (16) → nothing | no | `NdkFlush` on the connection's QP (the only flush ndkdisc ever makes); `Flushed` is queued when every request posted before it has completed | `STATUS_INVALID_DEVICE_STATE` (no QP: failed or closed) |
+//! | CLOSE | [`CloseRequest`] (16) → nothing | no | connection: latches `Disconnected`/`LocalAbortive` if it has no terminal event, releases every NDK object, queues `Closed`; the id is then gone (`STATUS_NOT_FOUND`). Listener: stops accepting and releases it | — |
+//!
+//! Exactly one terminal event (`ConnectFailed` or `Disconnected`) is queued per connection;
+//! facts learned later (say, a peer callback after our own disconnect) are visible through QUERY,
+//! not as a second terminal event.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod ioctl;
+pub mod records;
+pub mod replies;
+pub mod wire;
+
+pub use error::{AbiError, status};
+pub use ioctl::Ioctl;
+pub use records::*;
+pub use replies::*;

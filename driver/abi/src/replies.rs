@@ -1,0 +1,581 @@
+//! Replies and the event record. Fixed-size replies implement [`Record`]; the two batch
+//! replies (`LIST_ADAPTERS`, WAIT) are a 16-byte fixed part (header with `size` 16, `count: u32`
+//! @8, a `u32` @12) followed by `count` fixed-size entries.
+
+use core::net::SocketAddr;
+
+use crate::error::AbiError;
+use crate::records::{Record, read_address, write_address};
+use crate::wire::{Reader, Writer};
+
+/// Size of the fixed part of a batch reply.
+pub const BATCH_HEADER_SIZE: usize = 16;
+
+/// `GET_INFO` output (88 bytes): header; `abi_version: u32` @8; `driver_version: u32` @12
+/// (major << 16 | minor); per-handle limits `max_connections` @16, `max_listeners` @20,
+/// `max_waits` @24, `default_backlog` @28, `events_per_connection` @32 (all `u32`); `reserved:
+/// u32` @36; driver-wide counters (`u64`): `connections_opened` @40, `events_latched` @48,
+/// `disconnect_callbacks` @56, `backlog_rejects` @64, `duplicate_callbacks` @72; `reserved:
+/// u64` @80.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InfoReply {
+    /// [`crate::ABI_VERSION`] of the driver.
+    pub abi_version: u32,
+    /// Driver version, major << 16 | minor.
+    pub driver_version: u32,
+    /// Connections a handle may have open.
+    pub max_connections: u32,
+    /// Listeners a handle may have open.
+    pub max_listeners: u32,
+    /// WAIT requests a handle may have pended.
+    pub max_waits: u32,
+    /// Backlog of a LISTEN that asks for 0.
+    pub default_backlog: u32,
+    /// Event records preallocated per connection.
+    pub events_per_connection: u32,
+    /// Connections opened since load.
+    pub connections_opened: u64,
+    /// Events latched since load.
+    pub events_latched: u64,
+    /// NDK disconnect callbacks received since load.
+    pub disconnect_callbacks: u64,
+    /// Incoming connections rejected because a listener's backlog was full.
+    pub backlog_rejects: u64,
+    /// Disconnect callbacks received for a connection that had already had one.
+    pub duplicate_callbacks: u64,
+}
+
+impl Record for InfoReply {
+    const SIZE: usize = 88;
+    fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {
+        let v = Self {
+            abi_version: r.u32()?,
+            driver_version: r.u32()?,
+            max_connections: r.u32()?,
+            max_listeners: r.u32()?,
+            max_waits: r.u32()?,
+            default_backlog: r.u32()?,
+            events_per_connection: r.u32()?,
+            connections_opened: {
+                r.reserved32("reserved")?;
+                r.u64()?
+            },
+            events_latched: r.u64()?,
+            disconnect_callbacks: r.u64()?,
+            backlog_rejects: r.u64()?,
+            duplicate_callbacks: r.u64()?,
+        };
+        match r.u64()? {
+            0 => Ok(v),
+            _ => Err(AbiError::ReservedNotZero("reserved2")),
+        }
+    }
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
+        for v in [
+            self.abi_version,
+            self.driver_version,
+            self.max_connections,
+            self.max_listeners,
+            self.max_waits,
+            self.default_backlog,
+            self.events_per_connection,
+            0,
+        ] {
+            w.u32(v)?;
+        }
+        for v in [
+            self.connections_opened,
+            self.events_latched,
+            self.disconnect_callbacks,
+            self.backlog_rejects,
+            self.duplicate_callbacks,
+            0,
+        ] {
+            w.u64(v)?;
+        }
+        Ok(())
+    }
+}
+
+/// LISTEN output (40 bytes): header, `listener_id: u64` @8, `bound: Address` @16 (the address
+/// and port actually bound).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenReply {
+    /// The new listener's id.
+    pub listener_id: u64,
+    /// The bound address.
+    pub bound: SocketAddr,
+}
+
+impl Record for ListenReply {
+    const SIZE: usize = 40;
+    fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {
+        let listener_id = r.u64()?;
+        let bound = read_address(r)?.ok_or(AbiError::BadAddress("bound address missing"))?;
+        Ok(Self { listener_id, bound })
+    }
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
+        w.u64(self.listener_id)?;
+        write_address(w, Some(self.bound))
+    }
+}
+
+/// CONNECT output (72 bytes): header, `connection_id: u64` @8, `status: i32` @16 (the
+/// outcome: `STATUS_SUCCESS` when connected, else the NDK failure, e.g.
+/// `STATUS_CONNECTION_REFUSED`), `reserved: u32` @20, `local: Address` @24, `remote: Address`
+/// @48. The IOCTL itself completes with `STATUS_SUCCESS` whenever this reply is written, so
+/// the connection id reaches user mode for failures too (a `ConnectFailed` event is queued).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectReply {
+    /// The connection's id (valid until CLOSE).
+    pub connection_id: u64,
+    /// The connect outcome.
+    pub status: i32,
+    /// Local address, once bound.
+    pub local: Option<SocketAddr>,
+    /// Peer address.
+    pub remote: Option<SocketAddr>,
+}
+
+impl Record for ConnectReply {
+    const SIZE: usize = 72;
+    fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {
+        let connection_id = r.u64()?;
+        let status = r.i32()?;
+        r.reserved32("reserved")?;
+        Ok(Self {
+            connection_id,
+            status,
+            local: read_address(r)?,
+            remote: read_address(r)?,
+        })
+    }
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
+        w.u64(self.connection_id)?;
+        w.i32(self.status)?;
+        w.u32(0)?;
+        write_address(w, self.local)?;
+        write_address(w, self.remote)
+    }
+}
+
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident : $field:literal { $($(#[$vdoc:meta])* $variant:ident = $value:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant = $value,)*
+        }
+
+        impl $name {
+            /// The wire value.
+            pub const fn to_wire(self) -> u16 {
+                self as u16
+            }
+
+            /// Decode a wire value.
+            ///
+            /// # Errors
+            /// [`AbiError::BadEnum`] for a value outside the enumeration.
+            pub const fn from_wire(v: u16) -> Result<Self, AbiError> {
+                match v {
+                    $($value => Ok(Self::$variant),)*
+                    _ => Err(AbiError::BadEnum { field: $field, value: v as u32 }),
+                }
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// What happened to a connection.
+    EventKind: "kind" {
+        /// The active side is established (CONNECT succeeded).
+        Connected = 1,
+        /// A listener produced a connection (passive side established).
+        Accepted = 2,
+        /// CONNECT failed; `status` says why. Terminal.
+        ConnectFailed = 3,
+        /// The connection ended; `cause` says how. Terminal, exactly once per connection.
+        Disconnected = 4,
+        /// A FLUSH finished: the posted requests completed with `STATUS_CANCELLED`.
+        Flushed = 5,
+        /// CLOSE released the NDK objects.
+        Closed = 6,
+    }
+);
+
+wire_enum!(
+    /// How a connection ended (the `cause` of a `Disconnected` event).
+    Cause: "cause" {
+        /// Not a `Disconnected` event.
+        None = 0,
+        /// The peer disconnected or the provider saw the connection abort: the NDK disconnect
+        /// callback fired (the provider reason, if any, is in `provider_reason`).
+        Peer = 1,
+        /// Our graceful `NdkDisconnect` completed.
+        Local = 2,
+        /// DISCONNECT with the abortive flag: the connection was closed at once.
+        LocalAbortive = 3,
+        /// ABORT.
+        Aborted = 4,
+        /// The adapter went away.
+        AdapterRemoved = 5,
+        /// The owning handle was closed.
+        HandleClosed = 6,
+    }
+);
+
+/// Event flag: the NDK disconnect callback had fired when the event was latched.
+pub const EVENT_CALLBACK_FIRED: u32 = 0x1;
+/// Event flag: `provider_reason` came from the NDKPI 2.1 `Ex` callback.
+pub const EVENT_REASON_VALID: u32 = 0x2;
+const EVENT_FLAGS: u32 = EVENT_CALLBACK_FIRED | EVENT_REASON_VALID;
+
+/// One event (48 bytes): `seq: u64` @0 (strictly increasing per handle), `connection_id: u64`
+/// @8, `timestamp: u64` @16 (100 ns units of the driver's clock), `kind: u16` @24, `cause:
+/// u16` @26, `status: i32` @28, `provider_reason: u32` @32, `outstanding_receives: u32` @36,
+/// `outstanding_sends: u32` @40 (work requests still posted when the event was latched),
+/// `flags: u32` @44.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Sequence number.
+    pub seq: u64,
+    /// The connection.
+    pub connection_id: u64,
+    /// When it was latched.
+    pub timestamp: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// How it ended (for `Disconnected`).
+    pub cause: Cause,
+    /// An NTSTATUS (the connect failure, the disconnect completion status, ...).
+    pub status: i32,
+    /// The provider's disconnect reason (NDKPI 2.1 `Ex` callback), 0 when none.
+    pub provider_reason: u32,
+    /// Receives still posted.
+    pub outstanding_receives: u32,
+    /// Sends still posted.
+    pub outstanding_sends: u32,
+    /// `EVENT_*` flags.
+    pub flags: u32,
+}
+
+impl Event {
+    /// Size of one event record.
+    pub const SIZE: usize = 48;
+
+    /// Decode one event.
+    ///
+    /// # Errors
+    /// Truncation, an unknown kind or cause, undefined flags.
+    pub fn decode(bytes: &[u8]) -> Result<Self, AbiError> {
+        let mut r = Reader::new(bytes.get(..Self::SIZE).ok_or(AbiError::Truncated)?);
+        let seq = r.u64()?;
+        let connection_id = r.u64()?;
+        let timestamp = r.u64()?;
+        let kind = EventKind::from_wire(r.u16()?)?;
+        let cause = Cause::from_wire(r.u16()?)?;
+        let status = r.i32()?;
+        let provider_reason = r.u32()?;
+        let outstanding_receives = r.u32()?;
+        let outstanding_sends = r.u32()?;
+        let flags = r.u32()?;
+        if flags & !EVENT_FLAGS != 0 {
+            return Err(AbiError::UnknownFlags {
+                field: "flags",
+                bits: flags & !EVENT_FLAGS,
+            });
+        }
+        Ok(Self {
+            seq,
+            connection_id,
+            timestamp,
+            kind,
+            cause,
+            status,
+            provider_reason,
+            outstanding_receives,
+            outstanding_sends,
+            flags,
+        })
+    }
+
+    /// Encode one event into the first [`Event::SIZE`] bytes of `out`.
+    ///
+    /// # Errors
+    /// [`AbiError::OutputTooSmall`].
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, AbiError> {
+        let mut w = Writer::new(out.get_mut(..Self::SIZE).ok_or(AbiError::OutputTooSmall)?);
+        w.u64(self.seq)?;
+        w.u64(self.connection_id)?;
+        w.u64(self.timestamp)?;
+        w.u16(self.kind.to_wire())?;
+        w.u16(self.cause.to_wire())?;
+        w.i32(self.status)?;
+        w.u32(self.provider_reason)?;
+        w.u32(self.outstanding_receives)?;
+        w.u32(self.outstanding_sends)?;
+        w.u32(self.flags)?;
+        Ok(Self::SIZE)
+    }
+}
+
+/// How many entries of `entry_size` bytes fit after a batch header in `out_len` bytes; `None`
+/// when not even the header and one entry fit.
+pub const fn batch_capacity(out_len: usize, entry_size: usize) -> Option<usize> {
+    if out_len < BATCH_HEADER_SIZE + entry_size {
+        None
+    } else {
+        Some((out_len - BATCH_HEADER_SIZE) / entry_size)
+    }
+}
+
+fn write_batch_header(out: &mut [u8], count: usize, extra: u32) -> Result<(), AbiError> {
+    let mut w = Writer::new(
+        out.get_mut(..BATCH_HEADER_SIZE)
+            .ok_or(AbiError::OutputTooSmall)?,
+    );
+    w.u16(crate::ABI_VERSION)?;
+    w.u16(16)?;
+    w.u32(0)?;
+    w.u32(u32::try_from(count).map_err(|_| AbiError::OutOfRange("count"))?)?;
+    w.u32(extra)
+}
+
+fn read_batch_header(bytes: &[u8]) -> Result<(usize, u32), AbiError> {
+    let mut r = Reader::new(bytes);
+    let version = r.u16()?;
+    if version != crate::ABI_VERSION {
+        return Err(AbiError::UnsupportedVersion(version));
+    }
+    let size = r.u16()?;
+    if size != 16 {
+        return Err(AbiError::WrongSize {
+            expected: 16,
+            actual: size,
+        });
+    }
+    r.reserved32("header.reserved")?;
+    let count = r.u32()? as usize;
+    Ok((count, r.u32()?))
+}
+
+/// Encode a WAIT reply with `events` (all of which must fit); returns the bytes written.
+///
+/// # Errors
+/// [`AbiError::OutputTooSmall`] if they do not fit.
+pub fn encode_wait_reply(events: &[Event], out: &mut [u8]) -> Result<usize, AbiError> {
+    let total = BATCH_HEADER_SIZE + events.len() * Event::SIZE;
+    let out = out.get_mut(..total).ok_or(AbiError::OutputTooSmall)?;
+    write_batch_header(out, events.len(), 0)?;
+    for (i, e) in events.iter().enumerate() {
+        e.encode(&mut out[BATCH_HEADER_SIZE + i * Event::SIZE..])?;
+    }
+    Ok(total)
+}
+
+/// Decode a WAIT reply into `into`; returns the number of events.
+///
+/// # Errors
+/// Truncation, a bad header, a bad event.
+pub fn decode_wait_reply(bytes: &[u8], into: &mut [Option<Event>]) -> Result<usize, AbiError> {
+    let (count, reserved) = read_batch_header(bytes)?;
+    if reserved != 0 {
+        return Err(AbiError::ReservedNotZero("reserved"));
+    }
+    if count > into.len() {
+        return Err(AbiError::OutputTooSmall);
+    }
+    for (i, slot) in into.iter_mut().take(count).enumerate() {
+        let start = BATCH_HEADER_SIZE + i * Event::SIZE;
+        *slot = Some(Event::decode(
+            bytes.get(start..).ok_or(AbiError::Truncated)?,
+        )?);
+    }
+    Ok(count)
+}
+
+/// One `LIST_ADAPTERS` entry (32 bytes): `if_index: u32` @0, `ndk_major: u16` @4, `ndk_minor:
+/// u16` @6, `address: Address` @8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdapterEntry {
+    /// Interface index (`NET_IFINDEX`).
+    pub if_index: u32,
+    /// NDKPI major version the adapter speaks.
+    pub ndk_major: u16,
+    /// NDKPI minor version.
+    pub ndk_minor: u16,
+    /// One address of the interface (an interface with several appears once per address).
+    pub address: SocketAddr,
+}
+
+impl AdapterEntry {
+    /// Size of one entry.
+    pub const SIZE: usize = 32;
+
+    /// Decode one entry.
+    ///
+    /// # Errors
+    /// Truncation or a bad address.
+    pub fn decode(bytes: &[u8]) -> Result<Self, AbiError> {
+        let mut r = Reader::new(bytes.get(..Self::SIZE).ok_or(AbiError::Truncated)?);
+        let if_index = r.u32()?;
+        let ndk_major = r.u16()?;
+        let ndk_minor = r.u16()?;
+        let address =
+            read_address(&mut r)?.ok_or(AbiError::BadAddress("adapter address missing"))?;
+        Ok(Self {
+            if_index,
+            ndk_major,
+            ndk_minor,
+            address,
+        })
+    }
+
+    /// Encode one entry.
+    ///
+    /// # Errors
+    /// [`AbiError::OutputTooSmall`].
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, AbiError> {
+        let mut w = Writer::new(out.get_mut(..Self::SIZE).ok_or(AbiError::OutputTooSmall)?);
+        w.u32(self.if_index)?;
+        w.u16(self.ndk_major)?;
+        w.u16(self.ndk_minor)?;
+        write_address(&mut w, Some(self.address))?;
+        Ok(Self::SIZE)
+    }
+}
+
+/// Encode a `LIST_ADAPTERS` reply: as many of `entries` as fit in `out`, with `total` =
+/// `entries.len()` so the caller learns a bigger buffer is needed. Returns the bytes written.
+///
+/// # Errors
+/// [`AbiError::OutputTooSmall`] if not even the header fits.
+pub fn encode_adapters_reply(entries: &[AdapterEntry], out: &mut [u8]) -> Result<usize, AbiError> {
+    if out.len() < BATCH_HEADER_SIZE {
+        return Err(AbiError::OutputTooSmall);
+    }
+    let fit = (out.len() - BATCH_HEADER_SIZE) / AdapterEntry::SIZE;
+    let n = fit.min(entries.len());
+    let total = u32::try_from(entries.len()).map_err(|_| AbiError::OutOfRange("total"))?;
+    write_batch_header(out, n, total)?;
+    for (i, e) in entries.iter().take(n).enumerate() {
+        e.encode(&mut out[BATCH_HEADER_SIZE + i * AdapterEntry::SIZE..])?;
+    }
+    Ok(BATCH_HEADER_SIZE + n * AdapterEntry::SIZE)
+}
+
+/// Decode a `LIST_ADAPTERS` reply's header: `(count, total)`.
+///
+/// # Errors
+/// Truncation or a bad header.
+pub fn decode_adapters_header(bytes: &[u8]) -> Result<(usize, u32), AbiError> {
+    read_batch_header(bytes)
+}
+
+wire_enum!(
+    /// A connection's state as QUERY reports it.
+    ConnState: "state" {
+        /// CONNECT pending (or an accepted connection completing).
+        Connecting = 1,
+        /// Established.
+        Connected = 2,
+        /// Our graceful `NdkDisconnect` is in progress.
+        Disconnecting = 3,
+        /// Ended (terminal event latched); NDK objects still held until CLOSE.
+        Disconnected = 4,
+        /// CONNECT failed.
+        Failed = 5,
+        /// CLOSE released the NDK objects.
+        Closed = 6,
+    }
+);
+
+/// QUERY flag: the NDK disconnect callback has fired for this connection.
+pub const QUERY_CALLBACK_FIRED: u16 = 0x1;
+/// QUERY flag: `provider_reason` is valid (came from the 2.1 `Ex` callback).
+pub const QUERY_REASON_VALID: u16 = 0x2;
+/// QUERY flag: we called `NdkDisconnect`.
+pub const QUERY_LOCAL_DISCONNECT: u16 = 0x4;
+/// QUERY flag: the connection was aborted (ABORT or abortive DISCONNECT).
+pub const QUERY_ABORTED: u16 = 0x8;
+/// QUERY flag: a FLUSH was requested.
+pub const QUERY_FLUSHED: u16 = 0x10;
+const QUERY_FLAGS: u16 = QUERY_CALLBACK_FIRED
+    | QUERY_REASON_VALID
+    | QUERY_LOCAL_DISCONNECT
+    | QUERY_ABORTED
+    | QUERY_FLUSHED;
+
+/// QUERY output (88 bytes): header, `connection_id: u64` @8, `state: u16` @16, `flags: u16`
+/// @18, `provider_reason: u32` @20, `outstanding_receives: u32` @24, `outstanding_sends: u32`
+/// @28, `ndk_major: u16` @32, `ndk_minor: u16` @34, `terminal_status: i32` @36, `local:
+/// Address` @40, `remote: Address` @64.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryReply {
+    /// The connection.
+    pub connection_id: u64,
+    /// Its state.
+    pub state: ConnState,
+    /// `QUERY_*` flags.
+    pub flags: u16,
+    /// Provider disconnect reason (if `QUERY_REASON_VALID`).
+    pub provider_reason: u32,
+    /// Receives posted and not completed.
+    pub outstanding_receives: u32,
+    /// Sends posted and not completed.
+    pub outstanding_sends: u32,
+    /// NDKPI version of the connection's adapter.
+    pub ndk_major: u16,
+    /// NDKPI minor version.
+    pub ndk_minor: u16,
+    /// Status of the terminal event (0 while none).
+    pub terminal_status: i32,
+    /// Local address.
+    pub local: Option<SocketAddr>,
+    /// Peer address.
+    pub remote: Option<SocketAddr>,
+}
+
+impl Record for QueryReply {
+    const SIZE: usize = 88;
+    fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {
+        let connection_id = r.u64()?;
+        let state = ConnState::from_wire(r.u16()?)?;
+        let flags = r.u16()?;
+        if flags & !QUERY_FLAGS != 0 {
+            return Err(AbiError::UnknownFlags {
+                field: "flags",
+                bits: u32::from(flags & !QUERY_FLAGS),
+            });
+        }
+        Ok(Self {
+            connection_id,
+            state,
+            flags,
+            provider_reason: r.u32()?,
+            outstanding_receives: r.u32()?,
+            outstanding_sends: r.u32()?,
+            ndk_major: r.u16()?,
+            ndk_minor: r.u16()?,
+            terminal_status: r.i32()?,
+            local: read_address(r)?,
+            remote: read_address(r)?,
+        })
+    }
+    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
+        w.u64(self.connection_id)?;
+        w.u16(self.state.to_wire())?;
+        w.u16(self.flags)?;
+        w.u32(self.provider_reason)?;
+        w.u32(self.outstanding_receives)?;
+        w.u32(self.outstanding_sends)?;
+        w.u16(self.ndk_major)?;
+        w.u16(self.ndk_minor)?;
+        w.i32(self.terminal_status)?;
+        write_address(w, self.local)?;
+        write_address(w, self.remote)
+    }
+}
