@@ -176,8 +176,8 @@ pub struct WSK_PROVIDER_NPI {
 const _: () = assert!(size_of::<WSK_PROVIDER_NPI>() == 16);
 const _: () = assert!(offset_of!(WSK_PROVIDER_NPI, Dispatch) == 8);
 
-/// The WSK registration functions exported by `netio.sys` (import library `netio.lib`; the
-/// driver crate links it). Declared only for Windows targets.
+// The WSK registration functions exported by `netio.sys` (import library `netio.lib`; the
+// driver crate links it). Declared only for Windows targets.
 #[cfg(windows)]
 unsafe extern "system" {
     /// `WskRegister` (`nf-wsk-wskregister`), `PASSIVE_LEVEL`.

@@ -1,0 +1,697 @@
+//! Owned handles for NDK objects. A handle is the only way to reach its object; `close`
+//! consumes it, so an object is closed at most once. Dropping a handle without closing it leaks
+//! the provider object (never a use-after-free); softndk's live-object count exposes such leaks.
+
+use alloc::sync::Arc;
+use core::net::SocketAddr;
+use core::ptr::NonNull;
+
+use ndkpi_sys::{
+    FALSE, NDK_ADAPTER, NDK_ADAPTER_INFO, NDK_CONNECTOR, NDK_CQ, NDK_FN_CLOSE_OBJECT, NDK_LISTENER,
+    NDK_MR, NDK_OBJECT_HEADER, NDK_PD, NDK_QP, NDK_RESULT, NDK_RESULT_EX, NDK_VERSION, NTSTATUS,
+    STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, TRUE,
+};
+
+use crate::address::SockAddrBuf;
+use crate::sink::{
+    Op, Sink, close_done, connect_event, cq_notify, create_done, ctx_of, deliver_closed,
+    disconnect_event, disconnect_event_ex, ignore_close, request_done, wrap_created,
+};
+
+const V12: NDK_VERSION = NDK_VERSION { Major: 1, Minor: 2 };
+const V21: NDK_VERSION = NDK_VERSION { Major: 2, Minor: 1 };
+
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident, $raw:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        #[must_use = "an NDK object must be closed"]
+        pub struct $name {
+            raw: NonNull<$raw>,
+        }
+
+        // SAFETY: NDK objects may be used from any thread at <= DISPATCH_LEVEL; the handle is
+        // the unique owner of the pointer (it is not Clone).
+        unsafe impl Send for $name {}
+        // SAFETY: every method takes `&self` only for calls NDK allows concurrently (the
+        // per-queue serialisation rules are the caller's, as on Windows).
+        unsafe impl Sync for $name {}
+
+        impl $name {
+            pub(crate) fn from_raw(raw: NonNull<$raw>) -> Self {
+                Self { raw }
+            }
+
+            /// The provider object.
+            pub fn as_ptr(&self) -> *mut $raw {
+                self.raw.as_ptr()
+            }
+
+            fn header(&self) -> *mut NDK_OBJECT_HEADER {
+                self.raw.as_ptr().cast()
+            }
+
+            /// The NDKPI version in the object's header.
+            pub fn version(&self) -> NDK_VERSION {
+                // SAFETY: the handle owns a live provider object; its header is set before the
+                // object is returned and never changes.
+                unsafe { (*self.header()).Version }
+            }
+
+            fn table(&self) -> &'static <$raw as HasDispatch>::Table {
+                // SAFETY: live object; `Dispatch` is set before the object is returned.
+                let table = unsafe { (*self.raw.as_ptr()).Dispatch };
+                // SAFETY: provider dispatch tables live as long as the provider (static in
+                // every provider, and the object is live).
+                unsafe { &*table }
+            }
+        }
+    };
+}
+
+trait HasDispatch {
+    type Table: 'static;
+}
+impl HasDispatch for NDK_ADAPTER {
+    type Table = ndkpi_sys::NDK_ADAPTER_DISPATCH;
+}
+impl HasDispatch for NDK_PD {
+    type Table = ndkpi_sys::NDK_PD_DISPATCH;
+}
+impl HasDispatch for NDK_CQ {
+    type Table = ndkpi_sys::NDK_CQ_DISPATCH;
+}
+impl HasDispatch for NDK_QP {
+    type Table = ndkpi_sys::NDK_QP_DISPATCH;
+}
+impl HasDispatch for NDK_CONNECTOR {
+    type Table = ndkpi_sys::NDK_CONNECTOR_DISPATCH;
+}
+impl HasDispatch for NDK_LISTENER {
+    type Table = ndkpi_sys::NDK_LISTENER_DISPATCH;
+}
+impl HasDispatch for NDK_MR {
+    type Table = ndkpi_sys::NDK_MR_DISPATCH;
+}
+
+handle!(
+    /// An `NDK_ADAPTER`, opened and closed through [`crate::Wsk`].
+    Adapter, NDK_ADAPTER
+);
+handle!(
+    /// An `NDK_PD`.
+    Pd, NDK_PD
+);
+handle!(
+    /// An `NDK_CQ`.
+    Cq, NDK_CQ
+);
+handle!(
+    /// An `NDK_QP`.
+    Qp, NDK_QP
+);
+handle!(
+    /// An `NDK_CONNECTOR`.
+    Connector, NDK_CONNECTOR
+);
+handle!(
+    /// An `NDK_LISTENER`.
+    Listener, NDK_LISTENER
+);
+handle!(
+    /// An `NDK_MR`.
+    Mr, NDK_MR
+);
+
+/// Start a request; report inline unless it pended.
+fn request<T: Sink, const OP: u8>(
+    sink: &Arc<T>,
+    call: impl FnOnce(ndkpi_sys::NDK_FN_REQUEST_COMPLETION, ndkpi_sys::PVOID) -> NTSTATUS,
+) {
+    let ctx = ctx_of(sink);
+    let status = call(Some(request_done::<T, OP>), ctx);
+    if status != STATUS_PENDING {
+        sink.completed(Op::from_u8(OP), status, None);
+    }
+}
+
+/// Start a create; report inline (with the object) unless it pended.
+fn create<T: Sink, const OP: u8, R>(
+    sink: &Arc<T>,
+    call: impl FnOnce(ndkpi_sys::NDK_FN_CREATE_COMPLETION, ndkpi_sys::PVOID, *mut *mut R) -> NTSTATUS,
+) {
+    let ctx = ctx_of(sink);
+    let mut object: *mut R = core::ptr::null_mut();
+    let status = call(Some(create_done::<T, OP>), ctx, &raw mut object);
+    if status != STATUS_PENDING {
+        let op = Op::from_u8(OP);
+        let created = if status == STATUS_SUCCESS {
+            wrap_created(op, object.cast())
+        } else {
+            None
+        };
+        sink.completed(op, status, created);
+    }
+}
+
+/// Close an object; report inline unless it pended.
+fn close<T: Sink, const OP: u8>(
+    header: *mut NDK_OBJECT_HEADER,
+    f: NDK_FN_CLOSE_OBJECT,
+    sink: &Arc<T>,
+) {
+    let ctx = ctx_of(sink);
+    let status = match f {
+        // SAFETY: the caller consumed the object's only handle, so this is its one close; the
+        // completion routine and context stay valid (NDK's reference) until it runs.
+        Some(f) => unsafe { f(header, Some(close_done::<T, OP>), ctx) },
+        None => STATUS_NOT_SUPPORTED,
+    };
+    if status != STATUS_PENDING {
+        deliver_closed(sink, Op::from_u8(OP));
+    }
+}
+
+/// Close with nobody waiting (an unwanted incoming connector).
+fn close_detached_raw(header: *mut NDK_OBJECT_HEADER, f: NDK_FN_CLOSE_OBJECT) {
+    if let Some(f) = f {
+        // SAFETY: the object's only handle was consumed; the completion ignores its context.
+        let _ = unsafe { f(header, Some(ignore_close), core::ptr::null_mut()) };
+    }
+}
+
+impl Adapter {
+    /// `NdkQueryAdapterInfo`. `// IRQL: PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// The provider's status.
+    pub fn query_info(&self) -> Result<NDK_ADAPTER_INFO, NTSTATUS> {
+        let f = self
+            .table()
+            .NdkQueryAdapterInfo
+            .ok_or(STATUS_NOT_SUPPORTED)?;
+        let mut info = NDK_ADAPTER_INFO::default();
+        let mut size = u32::try_from(size_of::<NDK_ADAPTER_INFO>()).unwrap_or(0);
+        // SAFETY: live adapter; `info` and `size` are valid for the call.
+        let status = unsafe { f(self.as_ptr(), &raw mut info, &raw mut size) };
+        if status == STATUS_SUCCESS {
+            Ok(info)
+        } else {
+            Err(status)
+        }
+    }
+
+    /// `NdkCreatePd`; completes with [`Op::CreatePd`].
+    pub fn create_pd<T: Sink>(&self, sink: &Arc<T>) {
+        let f = self.table().NdkCreatePd;
+        create::<T, { Op::CreatePd as u8 }, NDK_PD>(sink, |cb, ctx, pp| match f {
+            // SAFETY: live adapter; callback/context per the NDK contract; valid out-pointer.
+            Some(f) => unsafe { f(self.as_ptr(), cb, ctx, pp) },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+
+    /// `NdkCreateCq` with notifications going to `sink`; completes with [`Op::CreateCq`].
+    pub fn create_cq<T: Sink>(&self, sink: &Arc<T>, depth: u32) {
+        let f = self.table().NdkCreateCq;
+        create::<T, { Op::CreateCq as u8 }, NDK_CQ>(sink, |cb, ctx, pp| match f {
+            // SAFETY: live adapter; both callbacks take the sink context, alive until the CQ's
+            // close completion (NDK's reference); valid out-pointer.
+            Some(f) => unsafe {
+                f(
+                    self.as_ptr(),
+                    depth,
+                    Some(cq_notify::<T>),
+                    ctx,
+                    core::ptr::null_mut(),
+                    cb,
+                    ctx,
+                    pp,
+                )
+            },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+
+    /// `NdkCreateConnector`; completes with [`Op::CreateConnector`].
+    pub fn create_connector<T: Sink>(&self, sink: &Arc<T>) {
+        let f = self.table().NdkCreateConnector;
+        create::<T, { Op::CreateConnector as u8 }, NDK_CONNECTOR>(sink, |cb, ctx, pp| match f {
+            // SAFETY: live adapter; callback/context per the NDK contract; valid out-pointer.
+            Some(f) => unsafe { f(self.as_ptr(), cb, ctx, pp) },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+
+    /// `NdkCreateListener` with connect events going to `sink`; completes with
+    /// [`Op::CreateListener`].
+    pub fn create_listener<T: Sink>(&self, sink: &Arc<T>) {
+        let f = self.table().NdkCreateListener;
+        create::<T, { Op::CreateListener as u8 }, NDK_LISTENER>(sink, |cb, ctx, pp| match f {
+            // SAFETY: live adapter; both callbacks take the sink context, alive until the
+            // listener's close completion; valid out-pointer.
+            Some(f) => unsafe { f(self.as_ptr(), Some(connect_event::<T>), ctx, cb, ctx, pp) },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+}
+
+impl Pd {
+    /// `NdkCreateQp` (one CQ for both queues); completes with [`Op::CreateQp`].
+    pub fn create_qp<T: Sink>(
+        &self,
+        sink: &Arc<T>,
+        cq: &Cq,
+        qp_context: usize,
+        receive_depth: u32,
+        send_depth: u32,
+    ) {
+        let f = self.table().NdkCreateQp;
+        let qctx = core::ptr::without_provenance_mut(qp_context);
+        create::<T, { Op::CreateQp as u8 }, NDK_QP>(sink, |cb, ctx, pp| match f {
+            // SAFETY: live PD and CQ; the QP context is an opaque value the provider only
+            // echoes; callback/context per the NDK contract; valid out-pointer.
+            Some(f) => unsafe {
+                f(
+                    self.as_ptr(),
+                    cq.as_ptr(),
+                    cq.as_ptr(),
+                    qctx,
+                    receive_depth,
+                    send_depth,
+                    1,
+                    1,
+                    0,
+                    cb,
+                    ctx,
+                    pp,
+                )
+            },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+
+    /// `NdkClosePd`; completes with [`Op::ClosePd`].
+    pub fn close<T: Sink>(self, sink: &Arc<T>) {
+        close::<T, { Op::ClosePd as u8 }>(self.header(), self.table().NdkClosePd, sink);
+    }
+}
+
+/// One completion read from a CQ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// The request's status (`STATUS_CANCELLED` when flushed).
+    pub status: NTSTATUS,
+    /// Bytes received (receives only).
+    pub bytes: u32,
+    /// The QP's context.
+    pub qp_context: usize,
+    /// The request's context.
+    pub request_context: usize,
+    /// `NdkOperationType*` (0 when the adapter is older than NDKPI 1.2).
+    pub kind: u32,
+}
+
+/// A scatter/gather element for posting (used with [`Qp::receive`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Sge {
+    /// Start of the buffer.
+    pub address: *mut u8,
+    /// Length.
+    pub length: u32,
+    /// Memory-region token.
+    pub token: u32,
+}
+
+impl Cq {
+    /// `NdkArmCq` (`NDK_CQ_NOTIFY_*`).
+    pub fn arm(&self, kind: u32) {
+        if let Some(f) = self.table().NdkArmCq {
+            // SAFETY: live CQ; the caller serialises arm/results per CQ as NDK requires.
+            unsafe { f(self.as_ptr(), kind) }
+        }
+    }
+
+    /// Dequeue up to `out.len()` completions (`NdkGetCqResultsEx` from NDKPI 1.2, else
+    /// `NdkGetCqResults`). Returns how many were written.
+    pub fn results(&self, out: &mut [Completion]) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            let want = (out.len() - n).min(16);
+            let got = self.results_chunk(&mut out[n..n + want]);
+            n += got;
+            if got < want {
+                break;
+            }
+        }
+        n
+    }
+
+    fn results_chunk(&self, out: &mut [Completion]) -> usize {
+        let want = u32::try_from(out.len()).unwrap_or(16);
+        let table = self.table();
+        if let (true, Some(f)) = (self.version() >= V12, table.NdkGetCqResultsEx) {
+            let mut buf = [NDK_RESULT_EX {
+                Status: 0,
+                BytesTransferred: 0,
+                QPContext: core::ptr::null_mut(),
+                RequestContext: core::ptr::null_mut(),
+                Type: 0,
+                ProviderErrorCode: 0,
+                TypeSpecificCompletionOutput: 0,
+            }; 16];
+            // SAFETY: live CQ; `buf` holds at least `want` (<= 16) results.
+            let got = unsafe { f(self.as_ptr(), buf.as_mut_ptr(), want) } as usize;
+            for (o, r) in out.iter_mut().zip(&buf[..got.min(16)]) {
+                *o = Completion {
+                    status: r.Status,
+                    bytes: r.BytesTransferred,
+                    qp_context: r.QPContext.addr(),
+                    request_context: r.RequestContext.addr(),
+                    kind: r.Type,
+                };
+            }
+            got.min(16)
+        } else if let Some(f) = table.NdkGetCqResults {
+            let mut buf = [NDK_RESULT {
+                Status: 0,
+                BytesTransferred: 0,
+                QPContext: core::ptr::null_mut(),
+                RequestContext: core::ptr::null_mut(),
+            }; 16];
+            // SAFETY: live CQ; `buf` holds at least `want` (<= 16) results.
+            let got = unsafe { f(self.as_ptr(), buf.as_mut_ptr(), want) } as usize;
+            for (o, r) in out.iter_mut().zip(&buf[..got.min(16)]) {
+                *o = Completion {
+                    status: r.Status,
+                    bytes: r.BytesTransferred,
+                    qp_context: r.QPContext.addr(),
+                    request_context: r.RequestContext.addr(),
+                    kind: 0,
+                };
+            }
+            got.min(16)
+        } else {
+            0
+        }
+    }
+
+    /// `NdkCloseCq`; completes with [`Op::CloseCq`].
+    pub fn close<T: Sink>(self, sink: &Arc<T>) {
+        close::<T, { Op::CloseCq as u8 }>(self.header(), self.table().NdkCloseCq, sink);
+    }
+}
+
+impl Qp {
+    /// `NdkFlush`: every outstanding request completes with `STATUS_CANCELLED`.
+    pub fn flush(&self) {
+        if let Some(f) = self.table().NdkFlush {
+            // SAFETY: live QP; NdkFlush may run concurrently with posts.
+            unsafe { f(self.as_ptr()) }
+        }
+    }
+
+    /// `NdkReceive` of one buffer.
+    ///
+    /// # Safety
+    /// `sge` describes memory registered (MR or LAM + privileged token) with this QP's PD,
+    /// which stays valid and unmoved until the receive completes (or the QP is closed); the
+    /// caller serialises posts to the receive queue.
+    pub unsafe fn receive(&self, request_context: usize, sge: Sge) -> NTSTATUS {
+        let Some(f) = self.table().NdkReceive else {
+            return STATUS_NOT_SUPPORTED;
+        };
+        let raw = ndkpi_sys::NDK_SGE {
+            Address: ndkpi_sys::NDK_SGE_ADDRESS {
+                VirtualAddress: sge.address.cast(),
+            },
+            Length: sge.length,
+            MemoryRegionToken: sge.token,
+        };
+        // SAFETY: live QP; one valid SGE whose memory the caller vouches for.
+        unsafe {
+            f(
+                self.as_ptr(),
+                core::ptr::without_provenance_mut(request_context),
+                &raw const raw,
+                1,
+            )
+        }
+    }
+
+    /// `NdkSend` of one buffer.
+    ///
+    /// # Safety
+    /// As [`Qp::receive`], for the initiator queue.
+    pub unsafe fn send(&self, request_context: usize, sge: Sge, flags: u32) -> NTSTATUS {
+        let Some(f) = self.table().NdkSend else {
+            return STATUS_NOT_SUPPORTED;
+        };
+        let raw = ndkpi_sys::NDK_SGE {
+            Address: ndkpi_sys::NDK_SGE_ADDRESS {
+                VirtualAddress: sge.address.cast(),
+            },
+            Length: sge.length,
+            MemoryRegionToken: sge.token,
+        };
+        // SAFETY: live QP; one valid SGE whose memory the caller vouches for.
+        unsafe {
+            f(
+                self.as_ptr(),
+                core::ptr::without_provenance_mut(request_context),
+                &raw const raw,
+                1,
+                flags,
+            )
+        }
+    }
+
+    /// `NdkCloseQp`; completes with [`Op::CloseQp`].
+    pub fn close<T: Sink>(self, sink: &Arc<T>) {
+        close::<T, { Op::CloseQp as u8 }>(self.header(), self.table().NdkCloseQp, sink);
+    }
+}
+
+impl Connector {
+    /// Whether the connector speaks NDKPI 2.1 (the `Ex` registration with a reason).
+    pub fn has_ex(&self) -> bool {
+        self.version() >= V21
+            && self.table().NdkCompleteConnectEx.is_some()
+            && self.table().NdkAcceptEx.is_some()
+    }
+
+    /// `NdkConnect`; completes with [`Op::Connect`] once the peer accepted (or failed).
+    pub fn connect<T: Sink>(
+        &self,
+        sink: &Arc<T>,
+        qp: &Qp,
+        local: Option<SocketAddr>,
+        remote: SocketAddr,
+        ird: u32,
+        ord: u32,
+    ) {
+        let src = local.map_or_else(|| SockAddrBuf::any_like(remote), SockAddrBuf::new);
+        let dst = SockAddrBuf::new(remote);
+        let f = self.table().NdkConnect;
+        request::<T, { Op::Connect as u8 }>(sink, |cb, ctx| match f {
+            // SAFETY: live connector and QP; address buffers live across the call (the
+            // provider copies them); callback/context per the NDK contract.
+            Some(f) => unsafe {
+                f(
+                    self.as_ptr(),
+                    qp.as_ptr(),
+                    src.as_ptr(),
+                    src.len(),
+                    dst.as_ptr(),
+                    dst.len(),
+                    ird,
+                    ord,
+                    core::ptr::null(),
+                    0,
+                    cb,
+                    ctx,
+                )
+            },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+
+    /// `NdkCompleteConnectEx` (2.1) or `NdkCompleteConnect`, registering `sink` for the
+    /// disconnect callback; completes with [`Op::CompleteConnect`].
+    pub fn complete_connect<T: Sink>(&self, sink: &Arc<T>) {
+        let table = self.table();
+        let ex = self.has_ex();
+        request::<T, { Op::CompleteConnect as u8 }>(sink, |cb, ctx| {
+            match (ex, table.NdkCompleteConnectEx, table.NdkCompleteConnect) {
+                // SAFETY: live connector; the disconnect context is the sink, alive until the
+                // connector's close completion (NDK's reference).
+                (true, Some(f), _) => unsafe {
+                    f(self.as_ptr(), Some(disconnect_event_ex::<T>), ctx, cb, ctx)
+                },
+                // SAFETY: as above, plain form.
+                (_, _, Some(f)) => unsafe {
+                    f(self.as_ptr(), Some(disconnect_event::<T>), ctx, cb, ctx)
+                },
+                _ => STATUS_NOT_SUPPORTED,
+            }
+        });
+    }
+
+    /// `NdkAcceptEx` (2.1) or `NdkAccept` with `qp`, registering `sink` for the disconnect
+    /// callback; completes with [`Op::Accept`] after the active side's complete-connect.
+    pub fn accept<T: Sink>(&self, sink: &Arc<T>, qp: &Qp, ird: u32, ord: u32) {
+        let table = self.table();
+        let ex = self.has_ex();
+        request::<T, { Op::Accept as u8 }>(sink, |cb, ctx| {
+            match (ex, table.NdkAcceptEx, table.NdkAccept) {
+                // SAFETY: live connector and QP; the disconnect context is the sink, alive until
+                // the connector's close completion.
+                (true, Some(f), _) => unsafe {
+                    f(
+                        self.as_ptr(),
+                        qp.as_ptr(),
+                        ird,
+                        ord,
+                        core::ptr::null(),
+                        0,
+                        Some(disconnect_event_ex::<T>),
+                        ctx,
+                        cb,
+                        ctx,
+                    )
+                },
+                // SAFETY: as above, plain form.
+                (_, _, Some(f)) => unsafe {
+                    f(
+                        self.as_ptr(),
+                        qp.as_ptr(),
+                        ird,
+                        ord,
+                        core::ptr::null(),
+                        0,
+                        Some(disconnect_event::<T>),
+                        ctx,
+                        cb,
+                        ctx,
+                    )
+                },
+                _ => STATUS_NOT_SUPPORTED,
+            }
+        });
+    }
+
+    /// `NdkReject` (synchronous).
+    pub fn reject(&self) -> NTSTATUS {
+        match self.table().NdkReject {
+            // SAFETY: live connector; no private data.
+            Some(f) => unsafe { f(self.as_ptr(), core::ptr::null(), 0) },
+            None => STATUS_NOT_SUPPORTED,
+        }
+    }
+
+    /// `NdkDisconnect` (graceful); completes with [`Op::Disconnect`].
+    pub fn disconnect<T: Sink>(&self, sink: &Arc<T>) {
+        let f = self.table().NdkDisconnect;
+        request::<T, { Op::Disconnect as u8 }>(sink, |cb, ctx| match f {
+            // SAFETY: live connector; callback/context per the NDK contract.
+            Some(f) => unsafe { f(self.as_ptr(), cb, ctx) },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+
+    /// `NdkGetLocalAddress`.
+    pub fn local_address(&self) -> Option<SocketAddr> {
+        let f = self.table().NdkGetLocalAddress?;
+        let mut buf = SockAddrBuf::empty();
+        let (p, len) = buf.as_out();
+        // SAFETY: live connector; the buffer holds 28 bytes and `len` says so.
+        let status = unsafe { f(self.as_ptr(), p, len) };
+        if status == STATUS_SUCCESS {
+            buf.decode()
+        } else {
+            None
+        }
+    }
+
+    /// `NdkGetPeerAddress`.
+    pub fn peer_address(&self) -> Option<SocketAddr> {
+        let f = self.table().NdkGetPeerAddress?;
+        let mut buf = SockAddrBuf::empty();
+        let (p, len) = buf.as_out();
+        // SAFETY: live connector; the buffer holds 28 bytes and `len` says so.
+        let status = unsafe { f(self.as_ptr(), p, len) };
+        if status == STATUS_SUCCESS {
+            buf.decode()
+        } else {
+            None
+        }
+    }
+
+    /// `NdkCloseConnector`; completes with [`Op::CloseConnector`].
+    pub fn close<T: Sink>(self, sink: &Arc<T>) {
+        close::<T, { Op::CloseConnector as u8 }>(
+            self.header(),
+            self.table().NdkCloseConnector,
+            sink,
+        );
+    }
+
+    /// Close with nobody waiting for the completion (an incoming request nobody will accept:
+    /// closing it rejects it).
+    pub fn close_detached(self) {
+        close_detached_raw(self.header(), self.table().NdkCloseConnector);
+    }
+}
+
+impl Listener {
+    /// `NdkListen`; completes with [`Op::Listen`].
+    pub fn listen<T: Sink>(&self, sink: &Arc<T>, address: SocketAddr) {
+        let addr = SockAddrBuf::new(address);
+        let f = self.table().NdkListen;
+        request::<T, { Op::Listen as u8 }>(sink, |cb, ctx| match f {
+            // SAFETY: live listener; the address buffer lives across the call.
+            Some(f) => unsafe { f(self.as_ptr(), addr.as_ptr(), addr.len(), cb, ctx) },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+
+    /// The bound address (`NdkGetLocalAddress`), e.g. to learn an ephemeral port.
+    pub fn local_address(&self) -> Option<SocketAddr> {
+        let f = self.table().NdkGetLocalAddress?;
+        let mut buf = SockAddrBuf::empty();
+        let (p, len) = buf.as_out();
+        // SAFETY: live listener; the buffer holds 28 bytes and `len` says so.
+        let status = unsafe { f(self.as_ptr(), p, len) };
+        if status == STATUS_SUCCESS {
+            buf.decode()
+        } else {
+            None
+        }
+    }
+
+    /// `NdkControlConnectEvents`: pause (requests are refused) or resume.
+    pub fn pause(&self, pause: bool) {
+        if let Some(f) = self.table().NdkControlConnectEvents {
+            // SAFETY: live listener.
+            unsafe { f(self.as_ptr(), if pause { TRUE } else { FALSE }) }
+        }
+    }
+
+    /// `NdkCloseListener`; completes with [`Op::CloseListener`].
+    pub fn close<T: Sink>(self, sink: &Arc<T>) {
+        close::<T, { Op::CloseListener as u8 }>(self.header(), self.table().NdkCloseListener, sink);
+    }
+}
+
+impl Mr {
+    /// `NdkCloseMr`; completes with [`Op::CloseMr`].
+    pub fn close<T: Sink>(self, sink: &Arc<T>) {
+        close::<T, { Op::CloseMr as u8 }>(self.header(), self.table().NdkCloseMr, sink);
+    }
+}
+
+impl Adapter {
+    pub(crate) fn into_raw(self) -> NonNull<NDK_ADAPTER> {
+        self.raw
+    }
+}

@@ -1,0 +1,44 @@
+//! # ndkpi — safe consumer-side wrappers over the NDKPI tables
+//!
+//! The kernel-consumer half of NDK as safe Rust: owned handles for each NDK object that close
+//! exactly once (`close(self)` consumes the handle), completion trampolines that route every
+//! provider callback to a [`Sink`], and version-aware registration of the disconnect callback
+//! (`NdkCompleteConnectEx` / `NdkAcceptEx` with the provider's reason when the adapter speaks
+//! NDKPI 2.1, the plain forms otherwise).
+//!
+//! ## The callback contract
+//!
+//! - Every asynchronous operation reports **exactly once** through its sink: inline (before the
+//!   method returns) when the provider finished synchronously or failed at once, otherwise from
+//!   the provider's completion callback — which may also run before the method returns, or on
+//!   another thread. A sink must tolerate all three.
+//! - NDK holds **one reference** to a sink from its first use in an operation until the sink
+//!   answers `true` from [`Sink::closed`] (its last callback, by the NDKPI rule that a close
+//!   completion is the last callback of its object). The reference is released by the
+//!   trampoline *after* that callback has returned, never while it runs, so a context always
+//!   outlives the provider's last use of it. A sink that was never handed to NDK holds nothing.
+//! - `// IRQL:` every method here may be called at <= `DISPATCH_LEVEL`, except
+//!   [`Wsk::open_adapter`], [`Adapter::query_info`] and [`Wsk::close_adapter`] (`PASSIVE_LEVEL`).
+//!   Sinks are called at <= `DISPATCH_LEVEL` and must not block.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+
+extern crate alloc;
+
+mod address;
+mod handles;
+mod sink;
+mod wsk;
+
+pub use address::SockAddrBuf;
+pub use handles::{Adapter, Completion, Connector, Cq, Listener, Mr, Pd, Qp, Sge};
+pub use ndkpi_sys as sys;
+pub use sink::{Created, NdkRef, Op, Sink};
+pub use wsk::Wsk;
+
+/// An NTSTATUS.
+pub type NtStatus = i32;
+
+/// `NT_SUCCESS`.
+pub const fn nt_success(status: NtStatus) -> bool {
+    status >= 0
+}

@@ -1,0 +1,84 @@
+//! Opening and closing adapters through the WSK NDK extension (`WskOpenNdkAdapter`).
+
+use core::ptr::NonNull;
+
+use ndkpi_sys::{
+    NDK_VERSION, NTSTATUS, PWSK_CLIENT, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+    WSK_PROVIDER_NDK_DISPATCH,
+};
+
+use crate::handles::Adapter;
+
+/// The WSK NDK extension of one WSK client registration.
+pub struct Wsk {
+    dispatch: WSK_PROVIDER_NDK_DISPATCH,
+    client: PWSK_CLIENT,
+    #[cfg(feature = "softndk")]
+    _fabric: Option<alloc::sync::Arc<softndk::Fabric>>,
+}
+
+impl core::fmt::Debug for Wsk {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Wsk").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: the WSK client handle and the NDK dispatch may be used from any thread.
+unsafe impl Send for Wsk {}
+// SAFETY: as above; `Wsk` has no interior mutability.
+unsafe impl Sync for Wsk {}
+
+impl Wsk {
+    /// Wrap a dispatch obtained with `WskControlClient(WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH)`.
+    ///
+    /// # Safety
+    /// `dispatch` and `client` come from a captured WSK provider NPI that stays captured (and
+    /// the registration alive) for as long as this `Wsk` and every adapter it opened exist.
+    pub unsafe fn new(dispatch: WSK_PROVIDER_NDK_DISPATCH, client: PWSK_CLIENT) -> Self {
+        Self {
+            dispatch,
+            client,
+            #[cfg(feature = "softndk")]
+            _fabric: None,
+        }
+    }
+
+    /// The WSK NDK extension of a softndk fabric, which this `Wsk` keeps alive.
+    #[cfg(feature = "softndk")]
+    pub fn from_fabric(fabric: alloc::sync::Arc<softndk::Fabric>) -> Self {
+        Self {
+            dispatch: *fabric.wsk_dispatch(),
+            client: fabric.wsk_client(),
+            _fabric: Some(fabric),
+        }
+    }
+
+    /// `WskOpenNdkAdapter`. `// IRQL: PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// The provider's status (e.g. `STATUS_NOT_FOUND`, a bad-version status).
+    pub fn open_adapter(&self, if_index: u32, version: NDK_VERSION) -> Result<Adapter, NTSTATUS> {
+        let open = self
+            .dispatch
+            .WskOpenNdkAdapter
+            .ok_or(STATUS_NOT_SUPPORTED)?;
+        let mut raw = core::ptr::null_mut();
+        // SAFETY: a captured provider NPI (constructor contract); valid out-pointer.
+        let status = unsafe { open(self.client, version, if_index, &raw mut raw) };
+        match (status, NonNull::new(raw)) {
+            (STATUS_SUCCESS, Some(raw)) => Ok(Adapter::from_raw(raw)),
+            (STATUS_SUCCESS, None) => Err(STATUS_NOT_SUPPORTED),
+            (status, _) => Err(status),
+        }
+    }
+
+    /// `WskCloseNdkAdapter` (blocking). Every object created from the adapter must be closed
+    /// first. `// IRQL: PASSIVE_LEVEL`, never from a callback.
+    pub fn close_adapter(&self, adapter: Adapter) {
+        if let Some(close) = self.dispatch.WskCloseNdkAdapter {
+            let raw = adapter.into_raw();
+            // SAFETY: the adapter's only handle was consumed; it came from this client.
+            unsafe { close(self.client, raw.as_ptr()) };
+        }
+    }
+}

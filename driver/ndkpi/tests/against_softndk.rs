@@ -1,0 +1,270 @@
+//! ndkpi driven against softndk through the real tables, in every completion mode.
+#![allow(clippy::pedantic, reason = "test scaffolding")]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use ndkpi::sys::{NDK_VERSION, STATUS_SUCCESS};
+use ndkpi::{Connector, Cq, Created, NdkRef, Op, Pd, Qp, Sink, Wsk};
+use softndk::{Completion, Fabric, FabricConfig, Fault, HostConfig, reason};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Rec {
+    ndk: NdkRef,
+    done: Mutex<Vec<(Op, i32)>>,
+    created: Mutex<Vec<Created>>,
+    disconnects: Mutex<Vec<Option<u32>>>,
+    incoming: Mutex<Vec<Connector>>,
+    closes_left: AtomicUsize,
+    closed_ops: Mutex<Vec<Op>>,
+    cv: Condvar,
+}
+
+impl Sink for Rec {
+    fn ndk_ref(&self) -> &NdkRef {
+        &self.ndk
+    }
+    fn completed(&self, op: Op, status: i32, created: Option<Created>) {
+        if let Some(c) = created {
+            self.created.lock().unwrap().push(c);
+        }
+        self.done.lock().unwrap().push((op, status));
+        self.cv.notify_all();
+    }
+    fn closed(&self, op: Op) -> bool {
+        self.closed_ops.lock().unwrap().push(op);
+        self.cv.notify_all();
+        self.closes_left.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+    fn disconnected(&self, reason: Option<u32>) {
+        self.disconnects.lock().unwrap().push(reason);
+        self.cv.notify_all();
+    }
+    fn connection_requested(&self, connector: Connector) {
+        self.incoming.lock().unwrap().push(connector);
+        self.cv.notify_all();
+    }
+}
+
+impl Rec {
+    fn new(closes: usize) -> Arc<Self> {
+        let r = Arc::new(Self::default());
+        r.closes_left.store(closes, Ordering::SeqCst);
+        r
+    }
+
+    /// Wait for `op` to complete; returns its status.
+    fn status_of(&self, op: Op) -> i32 {
+        let mut done = self.done.lock().unwrap();
+        loop {
+            if let Some(&(_, s)) = done.iter().find(|(o, _)| *o == op) {
+                return s;
+            }
+            let (g, t) = self.cv.wait_timeout(done, WAIT).unwrap();
+            done = g;
+            assert!(!t.timed_out(), "{op:?} never completed");
+        }
+    }
+
+    fn take_created(&self, op: Op) -> Created {
+        assert_eq!(self.status_of(op), STATUS_SUCCESS, "{op:?}");
+        self.created.lock().unwrap().remove(0)
+    }
+
+    fn wait_closed(&self, n: usize) {
+        let mut c = self.closed_ops.lock().unwrap();
+        while c.len() < n {
+            let (g, t) = self.cv.wait_timeout(c, WAIT).unwrap();
+            c = g;
+            assert!(!t.timed_out(), "closes never completed");
+        }
+    }
+
+    fn wait_until(&self, f: impl Fn(&Self) -> bool) {
+        for _ in 0..1000 {
+            if f(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        panic!("condition never held");
+    }
+}
+
+struct End {
+    pd: Pd,
+    cq: Cq,
+    qp: Qp,
+}
+
+fn resources(adapter: &ndkpi::Adapter, sink: &Arc<Rec>) -> End {
+    adapter.create_pd(sink);
+    let Created::Pd(pd) = sink.take_created(Op::CreatePd) else {
+        panic!("not a PD")
+    };
+    adapter.create_cq(sink, 64);
+    let Created::Cq(cq) = sink.take_created(Op::CreateCq) else {
+        panic!("not a CQ")
+    };
+    pd.create_qp(sink, &cq, 7, 16, 16);
+    let Created::Qp(qp) = sink.take_created(Op::CreateQp) else {
+        panic!("not a QP")
+    };
+    End { pd, cq, qp }
+}
+
+fn modes() -> Vec<Completion> {
+    if cfg!(miri) {
+        vec![Completion::Inline, Completion::Random { seed: 3 }]
+    } else {
+        vec![
+            Completion::Synchronous,
+            Completion::Inline,
+            Completion::Thread,
+            Completion::Random { seed: 3 },
+        ]
+    }
+}
+
+fn run_connection(mode: Completion, version: NDK_VERSION) {
+    let fabric = Arc::new(Fabric::new(FabricConfig {
+        completion: mode,
+        ..Default::default()
+    }));
+    let ip_a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    let ip_b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    fabric.add_host(HostConfig::new(1, [ip_a]));
+    fabric.add_host(HostConfig::new(2, [ip_b]));
+    let wsk = Wsk::from_fabric(Arc::clone(&fabric));
+    let aa = wsk.open_adapter(1, version).expect("open A");
+    let ab = wsk.open_adapter(2, version).expect("open B");
+    assert_eq!(aa.version(), version);
+
+    // Each side: PD, CQ, QP, connector (listener on B) => closes to count.
+    let a = Rec::new(4);
+    let b = Rec::new(4);
+    let l = Rec::new(1);
+    let ea = resources(&aa, &a);
+    let eb = resources(&ab, &b);
+    ab.create_listener(&l);
+    let Created::Listener(listener) = l.take_created(Op::CreateListener) else {
+        panic!()
+    };
+    let dst = SocketAddr::new(ip_b, 4791);
+    listener.listen(&l, dst);
+    assert_eq!(l.status_of(Op::Listen), STATUS_SUCCESS);
+    assert_eq!(listener.local_address(), Some(dst));
+
+    aa.create_connector(&a);
+    let Created::Connector(ca) = a.take_created(Op::CreateConnector) else {
+        panic!()
+    };
+    ca.connect(&a, &ea.qp, None, dst, 4, 4);
+    l.wait_until(|l| !l.incoming.lock().unwrap().is_empty());
+    let cb = l.incoming.lock().unwrap().remove(0);
+    assert_eq!(cb.has_ex(), version >= NDK_VERSION { Major: 2, Minor: 1 });
+    cb.accept(&b, &eb.qp, 4, 4);
+    assert_eq!(a.status_of(Op::Connect), STATUS_SUCCESS);
+    ca.complete_connect(&a);
+    assert_eq!(a.status_of(Op::CompleteConnect), STATUS_SUCCESS);
+    assert_eq!(b.status_of(Op::Accept), STATUS_SUCCESS);
+    assert_eq!(ca.peer_address(), Some(dst));
+    assert_eq!(cb.peer_address(), ca.local_address());
+    assert!(a.ndk_ref().is_held() && b.ndk_ref().is_held());
+
+    // The peer resets: B's sink hears it once, with the reason when the adapter speaks 2.1.
+    assert!(fabric.inject(cb.as_ptr(), Fault::PeerReset));
+    b.wait_until(|b| !b.disconnects.lock().unwrap().is_empty());
+    let expected = if version >= (NDK_VERSION { Major: 2, Minor: 1 }) {
+        Some(reason::RESET)
+    } else {
+        None
+    };
+    assert_eq!(*b.disconnects.lock().unwrap(), vec![expected]);
+    assert!(a.disconnects.lock().unwrap().is_empty());
+
+    // Close everything; NDK's references are released after each sink's last close.
+    for (sink, end, conn) in [(&a, ea, ca), (&b, eb, cb)] {
+        conn.close(sink);
+        end.qp.close(sink);
+        end.cq.close(sink);
+        end.pd.close(sink);
+        sink.wait_closed(4);
+    }
+    listener.close(&l);
+    l.wait_closed(1);
+    assert!(fabric.wait_idle(WAIT));
+    for s in [&a, &b, &l] {
+        assert!(!s.ndk_ref().is_held(), "NDK's reference released");
+        assert_eq!(Arc::strong_count(s), 1, "no reference leaked or lost");
+    }
+    wsk.close_adapter(aa);
+    wsk.close_adapter(ab);
+    assert_eq!(fabric.live_objects(), 0);
+    assert!(fabric.violations().is_empty());
+}
+
+#[test]
+fn connection_lifecycle_at_2_1_uses_the_ex_callback_with_the_reason() {
+    for mode in modes() {
+        run_connection(mode, NDK_VERSION { Major: 2, Minor: 1 });
+    }
+}
+
+#[test]
+fn connection_lifecycle_at_1_2_uses_the_plain_callback() {
+    for mode in modes() {
+        run_connection(mode, NDK_VERSION { Major: 1, Minor: 2 });
+    }
+}
+
+#[test]
+fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected() {
+    for mode in modes() {
+        let fabric = Arc::new(Fabric::new(FabricConfig {
+            completion: mode,
+            ..Default::default()
+        }));
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+        fabric.add_host(HostConfig::new(1, [ip]));
+        let wsk = Wsk::from_fabric(Arc::clone(&fabric));
+        let ad = wsk
+            .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
+            .unwrap();
+        let a = Rec::new(4);
+        let e = resources(&ad, &a);
+        ad.create_connector(&a);
+        let Created::Connector(c) = a.take_created(Op::CreateConnector) else {
+            panic!()
+        };
+        c.connect(&a, &e.qp, None, SocketAddr::new(ip, 9), 1, 1);
+        assert_eq!(
+            a.status_of(Op::Connect),
+            ndkpi::sys::STATUS_CONNECTION_REFUSED
+        );
+        assert!(fabric.wait_idle(WAIT));
+        assert_eq!(
+            a.done
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(o, _)| *o == Op::Connect)
+                .count(),
+            1,
+            "exactly once"
+        );
+        c.close(&a);
+        e.qp.close(&a);
+        e.cq.close(&a);
+        e.pd.close(&a);
+        a.wait_closed(4);
+        assert!(fabric.wait_idle(WAIT));
+        assert_eq!(Arc::strong_count(&a), 1);
+        wsk.close_adapter(ad);
+        assert_eq!(fabric.live_objects(), 0);
+    }
+}
