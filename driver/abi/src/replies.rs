@@ -332,7 +332,12 @@ pub const fn batch_capacity(out_len: usize, entry_size: usize) -> Option<usize> 
     }
 }
 
-fn write_batch_header(out: &mut [u8], count: usize, extra: u32) -> Result<(), AbiError> {
+/// Write a batch reply's 16-byte fixed part: `count` entries follow; `extra` is the `u32` at
+/// offset 12 (`total` for `LIST_ADAPTERS`, zero for WAIT).
+///
+/// # Errors
+/// [`AbiError::OutputTooSmall`], or a count beyond `u32`.
+pub fn encode_batch_header(out: &mut [u8], count: usize, extra: u32) -> Result<(), AbiError> {
     let mut w = Writer::new(
         out.get_mut(..BATCH_HEADER_SIZE)
             .ok_or(AbiError::OutputTooSmall)?,
@@ -369,7 +374,7 @@ fn read_batch_header(bytes: &[u8]) -> Result<(usize, u32), AbiError> {
 pub fn encode_wait_reply(events: &[Event], out: &mut [u8]) -> Result<usize, AbiError> {
     let total = BATCH_HEADER_SIZE + events.len() * Event::SIZE;
     let out = out.get_mut(..total).ok_or(AbiError::OutputTooSmall)?;
-    write_batch_header(out, events.len(), 0)?;
+    encode_batch_header(out, events.len(), 0)?;
     for (i, e) in events.iter().enumerate() {
         e.encode(&mut out[BATCH_HEADER_SIZE + i * Event::SIZE..])?;
     }
@@ -460,7 +465,7 @@ pub fn encode_adapters_reply(entries: &[AdapterEntry], out: &mut [u8]) -> Result
     let fit = (out.len() - BATCH_HEADER_SIZE) / AdapterEntry::SIZE;
     let n = fit.min(entries.len());
     let total = u32::try_from(entries.len()).map_err(|_| AbiError::OutOfRange("total"))?;
-    write_batch_header(out, n, total)?;
+    encode_batch_header(out, n, total)?;
     for (i, e) in entries.iter().take(n).enumerate() {
         e.encode(&mut out[BATCH_HEADER_SIZE + i * AdapterEntry::SIZE..])?;
     }

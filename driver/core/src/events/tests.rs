@@ -1,0 +1,423 @@
+//! The event path's guarantees, each with a test that fails if it were broken.
+
+use std::sync::{Arc, Mutex};
+
+use ndkdisc_abi::{Cause, Event, EventKind, decode_wait_reply, status};
+
+use super::*;
+
+/// What happened to a fake request: its completion, and whether cancellation began.
+#[derive(Default, Debug)]
+struct Fate {
+    completed: Option<(i32, usize, Vec<u8>)>,
+    cancel_requested: bool,
+    cancelable: bool,
+}
+
+/// A request with WDF's cancel semantics.
+struct Fake {
+    token: u64,
+    out: Vec<u8>,
+    fate: Arc<Mutex<Fate>>,
+}
+
+impl Fake {
+    fn new(token: u64, events: usize) -> (Self, Arc<Mutex<Fate>>) {
+        let fate = Arc::new(Mutex::new(Fate::default()));
+        (
+            Self {
+                token,
+                out: vec![0xEE; 16 + events * Event::SIZE],
+                fate: Arc::clone(&fate),
+            },
+            fate,
+        )
+    }
+}
+
+impl PendedRequest for Fake {
+    fn token(&self) -> u64 {
+        self.token
+    }
+    fn output(&mut self) -> &mut [u8] {
+        &mut self.out
+    }
+    fn mark_cancelable(&mut self) -> Result<(), crate::ports::Cancelled> {
+        let mut f = self.fate.lock().unwrap();
+        if f.cancel_requested {
+            return Err(crate::ports::Cancelled);
+        }
+        f.cancelable = true;
+        Ok(())
+    }
+    fn unmark_cancelable(&mut self) -> Result<(), crate::ports::Cancelled> {
+        let mut f = self.fate.lock().unwrap();
+        if f.cancel_requested {
+            return Err(crate::ports::Cancelled);
+        }
+        f.cancelable = false;
+        Ok(())
+    }
+    fn complete(self, status: i32, information: usize) {
+        let mut f = self.fate.lock().unwrap();
+        assert!(f.completed.is_none(), "completed twice");
+        f.completed = Some((status, information, self.out[..information].to_vec()));
+    }
+}
+
+/// `CancelIoEx`: mark cancellation begun; the cancel routine runs when the test says.
+fn begin_cancel(fate: &Arc<Mutex<Fate>>) {
+    fate.lock().unwrap().cancel_requested = true;
+}
+
+fn events_of(fate: &Arc<Mutex<Fate>>) -> (i32, Vec<Event>) {
+    let f = fate.lock().unwrap();
+    let (st, _, bytes) = f.completed.clone().expect("completed");
+    if st != status::SUCCESS {
+        return (st, Vec::new());
+    }
+    let mut slots = [None; 64];
+    let n = decode_wait_reply(&bytes, &mut slots).expect("valid reply");
+    (st, slots[..n].iter().map(|e| e.unwrap()).collect())
+}
+
+fn pending(fate: &Arc<Mutex<Fate>>) -> bool {
+    fate.lock().unwrap().completed.is_none()
+}
+
+fn complete_all(ready: Option<Ready<Fake>>) {
+    if let Some(r) = ready {
+        r.complete();
+    }
+}
+
+fn queue() -> EventQueue<Fake> {
+    EventQueue::new(Limits {
+        max_connections: 4,
+        max_waits: 3,
+    })
+    .unwrap()
+}
+
+fn disconnected(cause: Cause) -> Fact {
+    Fact {
+        cause,
+        ..Fact::new(EventKind::Disconnected, 100)
+    }
+}
+
+#[test]
+fn a_wait_pended_before_the_event_completes_with_it() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    let (req, fate) = Fake::new(1, 4);
+    assert!(matches!(q.wait(req, None, false), WaitOutcome::Pended));
+    assert!(pending(&fate));
+    let (latch, ready) = q.latch(c, disconnected(Cause::Peer));
+    assert_eq!(latch, Latch::Queued);
+    complete_all(ready);
+    let (st, evs) = events_of(&fate);
+    assert_eq!(st, status::SUCCESS);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(
+        (evs[0].connection_id, evs[0].kind, evs[0].cause),
+        (7, EventKind::Disconnected, Cause::Peer)
+    );
+    assert_eq!(q.queued(), 0);
+}
+
+#[test]
+fn a_wait_issued_after_the_event_completes_at_once() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    assert!(
+        q.latch(c, disconnected(Cause::Local)).1.is_none(),
+        "nobody waiting yet"
+    );
+    let (req, fate) = Fake::new(1, 4);
+    let WaitOutcome::Complete(r) = q.wait(req, Some(7), false) else {
+        panic!("must not pend")
+    };
+    r.complete();
+    let (_, evs) = events_of(&fate);
+    assert_eq!(evs.len(), 1, "level-triggered: the latched event is there");
+}
+
+#[test]
+fn exactly_one_terminal_event_however_many_terminal_facts_arrive() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    assert_eq!(q.latch(c, disconnected(Cause::Peer)).0, Latch::Queued);
+    assert_eq!(
+        q.latch(c, disconnected(Cause::Peer)).0,
+        Latch::Duplicate,
+        "a duplicated callback"
+    );
+    assert_eq!(
+        q.latch(c, disconnected(Cause::Local)).0,
+        Latch::Duplicate,
+        "a racing local disconnect"
+    );
+    let failed = Fact::new(EventKind::ConnectFailed, 1);
+    assert_eq!(
+        q.latch(c, failed).0,
+        Latch::Duplicate,
+        "ConnectFailed is terminal too"
+    );
+    assert_eq!(q.counters().duplicates, 3);
+    let (req, fate) = Fake::new(1, 8);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    let (_, evs) = events_of(&fate);
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].cause, Cause::Peer, "the first fact wins");
+    // Even after delivery a second terminal fact stays a duplicate.
+    assert_eq!(q.latch(c, disconnected(Cause::Aborted)).0, Latch::Duplicate);
+}
+
+#[test]
+fn batches_preserve_latch_order_and_sequence_numbers_increase() {
+    let mut q = queue();
+    let a = q.add_connection(1).unwrap();
+    let b = q.add_connection(2).unwrap();
+    q.latch(a, Fact::new(EventKind::Connected, 1));
+    q.latch(b, Fact::new(EventKind::Accepted, 2));
+    q.latch(a, disconnected(Cause::Peer));
+    q.latch(b, disconnected(Cause::Local));
+    q.latch(a, Fact::new(EventKind::Closed, 5));
+    let (req, fate) = Fake::new(1, 2);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    let (_, first) = events_of(&fate);
+    let (req, fate) = Fake::new(2, 8);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    let (_, rest) = events_of(&fate);
+    assert_eq!(first.len(), 2, "the batch is as big as the buffer");
+    assert_eq!(rest.len(), 3);
+    let all: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|e| (e.connection_id, e.kind))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            (1, EventKind::Connected),
+            (2, EventKind::Accepted),
+            (1, EventKind::Disconnected),
+            (2, EventKind::Disconnected),
+            (1, EventKind::Closed)
+        ]
+    );
+    let seqs: Vec<_> = first.iter().chain(&rest).map(|e| e.seq).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing: {seqs:?}"
+    );
+}
+
+#[test]
+fn a_wait_on_one_connection_takes_only_its_events() {
+    let mut q = queue();
+    let a = q.add_connection(1).unwrap();
+    let b = q.add_connection(2).unwrap();
+    let (req, fate) = Fake::new(1, 4);
+    assert!(matches!(q.wait(req, Some(2), false), WaitOutcome::Pended));
+    assert!(
+        q.latch(a, disconnected(Cause::Peer)).1.is_none(),
+        "not the waited-on connection"
+    );
+    assert!(pending(&fate));
+    complete_all(q.latch(b, disconnected(Cause::Peer)).1);
+    let (_, evs) = events_of(&fate);
+    assert_eq!(evs.iter().map(|e| e.connection_id).collect::<Vec<_>>(), [2]);
+    assert_eq!(q.queued(), 1, "connection 1's event is still queued");
+}
+
+#[test]
+fn an_event_racing_a_cancel_stays_queued_for_the_next_wait() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    let (req, fate) = Fake::new(1, 4);
+    assert!(matches!(q.wait(req, None, false), WaitOutcome::Pended));
+    // CancelIoEx begins; before the cancel routine runs, the event arrives.
+    begin_cancel(&fate);
+    let (_, ready) = q.latch(c, disconnected(Cause::Peer));
+    assert!(ready.is_none(), "a wait being cancelled is not used");
+    assert!(pending(&fate));
+    // The cancel routine runs and completes it with STATUS_CANCELLED.
+    q.cancel(1).expect("still in the queue").complete();
+    assert_eq!(events_of(&fate).0, status::CANCELLED);
+    // The event was not lost.
+    let (req, fate) = Fake::new(2, 4);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).1.len(), 1);
+}
+
+#[test]
+fn a_cancel_routine_after_the_event_took_the_wait_finds_nothing() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    let (req, fate) = Fake::new(1, 4);
+    assert!(matches!(q.wait(req, None, false), WaitOutcome::Pended));
+    let (_, ready) = q.latch(c, disconnected(Cause::Peer));
+    assert!(q.cancel(1).is_none(), "the event path owns it now");
+    complete_all(ready);
+    assert_eq!(
+        events_of(&fate).1.len(),
+        1,
+        "completed once, with the event"
+    );
+}
+
+#[test]
+fn a_wait_cancelled_before_it_could_pend_completes_cancelled_and_loses_nothing() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    let (req, fate) = Fake::new(1, 4);
+    begin_cancel(&fate);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).0, status::CANCELLED);
+    assert_eq!(q.pended_waits(), 0);
+    q.latch(c, disconnected(Cause::Peer));
+    assert_eq!(q.queued(), 1);
+}
+
+#[test]
+fn a_second_wait_is_served_when_the_first_is_being_cancelled() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    let (r1, f1) = Fake::new(1, 4);
+    let (r2, f2) = Fake::new(2, 4);
+    assert!(matches!(q.wait(r1, None, false), WaitOutcome::Pended));
+    assert!(matches!(q.wait(r2, None, false), WaitOutcome::Pended));
+    begin_cancel(&f1);
+    complete_all(q.latch(c, disconnected(Cause::Peer)).1);
+    assert!(pending(&f1));
+    assert_eq!(events_of(&f2).1.len(), 1);
+    q.cancel(1).unwrap().complete();
+    assert_eq!(events_of(&f1).0, status::CANCELLED);
+}
+
+#[test]
+fn nonblocking_wait_returns_an_empty_batch_and_small_buffers_are_refused() {
+    let mut q = queue();
+    q.add_connection(7).unwrap();
+    let (req, fate) = Fake::new(1, 4);
+    let WaitOutcome::Complete(r) = q.wait(req, None, true) else {
+        panic!()
+    };
+    r.complete();
+    let (st, evs) = events_of(&fate);
+    assert_eq!((st, evs.len()), (status::SUCCESS, 0));
+    let (mut req, fate) = Fake::new(2, 1);
+    req.out.truncate(16 + Event::SIZE - 1);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).0, status::BUFFER_TOO_SMALL);
+}
+
+#[test]
+fn unknown_connections_and_quotas_have_their_statuses() {
+    let mut q = queue();
+    let (req, fate) = Fake::new(1, 1);
+    let WaitOutcome::Complete(r) = q.wait(req, Some(99), false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).0, status::NOT_FOUND);
+    for id in 0..4 {
+        q.add_connection(id + 1).unwrap();
+    }
+    assert_eq!(q.add_connection(5), Err(QueueError::Quota));
+    for t in 0..3 {
+        assert!(matches!(
+            q.wait(Fake::new(t, 1).0, None, false),
+            WaitOutcome::Pended
+        ));
+    }
+    let (req, fate) = Fake::new(9, 1);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).0, status::QUOTA_EXCEEDED);
+}
+
+#[test]
+fn abort_and_cleanup_take_pended_waits_but_not_those_being_cancelled() {
+    let mut q = queue();
+    q.add_connection(1).unwrap();
+    q.add_connection(2).unwrap();
+    let (r1, f1) = Fake::new(1, 1);
+    let (r2, f2) = Fake::new(2, 1);
+    let (r3, f3) = Fake::new(3, 1);
+    for (r, filter) in [(r1, Some(1)), (r2, Some(2)), (r3, None)] {
+        assert!(matches!(q.wait(r, filter, false), WaitOutcome::Pended));
+    }
+    // ABORT of connection 1 takes only its wait.
+    while let Some(r) = q.take_wait_to_cancel(Some(1)) {
+        r.complete();
+    }
+    assert_eq!(events_of(&f1).0, status::CANCELLED);
+    assert!(pending(&f2) && pending(&f3));
+    // Handle cleanup takes the rest, except one whose cancel routine is about to run.
+    begin_cancel(&f2);
+    while let Some(r) = q.take_wait_to_cancel(None) {
+        r.complete();
+    }
+    assert_eq!(events_of(&f3).0, status::CANCELLED);
+    assert!(pending(&f2));
+    q.cancel(2).unwrap().complete();
+    assert_eq!(events_of(&f2).0, status::CANCELLED);
+}
+
+#[test]
+fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
+    let mut q = queue();
+    let cap = q.queue.capacity();
+    let conns: Vec<_> = (1..=4).map(|id| q.add_connection(id).unwrap()).collect();
+    for &c in &conns {
+        for fact in [
+            Fact::new(EventKind::Connected, 1),
+            disconnected(Cause::Peer),
+            Fact::new(EventKind::Flushed, 2),
+            Fact::new(EventKind::Closed, 3),
+        ] {
+            assert_eq!(q.latch(c, fact).0, Latch::Queued);
+        }
+        assert_eq!(
+            q.latch(c, Fact::new(EventKind::Flushed, 4)).0,
+            Latch::Merged,
+            "the queued Flushed absorbs another"
+        );
+    }
+    assert_eq!(q.queued(), 16);
+    assert_eq!(q.queue.capacity(), cap, "no reallocation on the latch path");
+    let (req, fate) = Fake::new(1, 64);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).1.len(), 16);
+    // Every Closed event was delivered: the connections' records are free for new ones.
+    assert!(q.find(1).is_none());
+    for id in 5..=8 {
+        q.add_connection(id).unwrap();
+    }
+}
