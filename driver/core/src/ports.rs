@@ -33,3 +33,56 @@ pub trait PendedRequest: Send + 'static {
     /// Complete the request with `status`, `information` bytes of output being valid.
     fn complete(self, status: i32, information: usize);
 }
+
+/// A lock the engine keeps its state in: a spin lock (raising IRQL to `DISPATCH_LEVEL`) on
+/// Windows, so the NDK callbacks can take it.
+pub trait Lock<T>: Send + Sync {
+    /// Run `f` with the lock held. `f` must not block, allocate, or call into NDK.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
+}
+
+/// A one-shot signal (a `KEVENT`): set from any IRQL, waited for at `PASSIVE_LEVEL` only.
+pub trait Signal: Send + Sync {
+    /// Set it.
+    fn set(&self);
+    /// Wait until it is set. `// IRQL: PASSIVE_LEVEL` (never from a callback).
+    fn wait(&self);
+}
+
+/// Work to run at `PASSIVE_LEVEL` (a WDF work item).
+pub trait Passive: Send + Sync {
+    /// Run it.
+    fn run(&self);
+}
+
+/// An NDK-capable interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdapterDesc {
+    /// Its interface index.
+    pub if_index: u32,
+    /// One of its addresses.
+    pub address: core::net::SocketAddr,
+}
+
+/// Everything the engine needs from its platform.
+pub trait Platform: Send + Sync + Sized + 'static {
+    /// The pended request type.
+    type Request: PendedRequest;
+    /// The lock type.
+    type Lock<T: Send + 'static>: Lock<T>;
+    /// The signal type.
+    type Signal: Signal;
+
+    /// A new lock. `// IRQL: PASSIVE_LEVEL`.
+    fn lock<T: Send + 'static>(&self, value: T) -> Self::Lock<T>;
+    /// A new, unset signal. `// IRQL: PASSIVE_LEVEL`.
+    fn signal(&self) -> Self::Signal;
+    /// The clock, in 100 ns units.
+    fn now(&self) -> u64;
+    /// Run `work` at `PASSIVE_LEVEL` soon. Callable at `DISPATCH_LEVEL`; never allocates.
+    fn defer(&self, work: alloc::sync::Arc<dyn Passive>);
+    /// The WSK NDK extension.
+    fn wsk(&self) -> &ndkpi::Wsk;
+    /// The NDK-capable interfaces and their addresses. `// IRQL: PASSIVE_LEVEL`.
+    fn adapters(&self) -> alloc::vec::Vec<AdapterDesc>;
+}

@@ -5,6 +5,7 @@
 use alloc::sync::Arc;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use ndkpi_sys::{
     FALSE, NDK_ADAPTER, NDK_ADAPTER_INFO, NDK_CONNECTOR, NDK_CQ, NDK_FN_CLOSE_OBJECT, NDK_LISTENER,
@@ -14,8 +15,8 @@ use ndkpi_sys::{
 
 use crate::address::SockAddrBuf;
 use crate::sink::{
-    Op, Sink, close_done, connect_event, cq_notify, create_done, ctx_of, deliver_closed,
-    disconnect_event, disconnect_event_ex, ignore_close, request_done, wrap_created,
+    Op, Sink, close_done, connect_event, cq_notify, create_done, ctx_of, disconnect_event,
+    disconnect_event_ex, ignore_close, release, request_done, take_ref, wrap_created,
 };
 
 const V12: NDK_VERSION = NDK_VERSION { Major: 1, Minor: 2 };
@@ -28,6 +29,10 @@ macro_rules! handle {
         #[must_use = "an NDK object must be closed"]
         pub struct $name {
             raw: NonNull<$raw>,
+            /// Whether NDK holds a reference to this object's sink (taken at its create, or at
+            /// its first registration with a sink).
+            #[allow(dead_code, reason = "the adapter is closed through WSK, not a sink")]
+            has_ref: AtomicBool,
         }
 
         // SAFETY: NDK objects may be used from any thread at <= DISPATCH_LEVEL; the handle is
@@ -38,8 +43,16 @@ macro_rules! handle {
         unsafe impl Sync for $name {}
 
         impl $name {
-            pub(crate) fn from_raw(raw: NonNull<$raw>) -> Self {
-                Self { raw }
+            pub(crate) fn from_raw(raw: NonNull<$raw>, has_ref: bool) -> Self {
+                Self { raw, has_ref: AtomicBool::new(has_ref) }
+            }
+
+            /// Make sure NDK holds a reference to `sink` for this object's callbacks.
+            #[allow(dead_code, reason = "only connectors are registered after creation")]
+            fn hold<T: Sink>(&self, sink: &Arc<T>) {
+                if !self.has_ref.swap(true, Ordering::AcqRel) {
+                    take_ref(sink);
+                }
             }
 
             /// The provider object.
@@ -141,6 +154,7 @@ fn create<T: Sink, const OP: u8, R>(
     call: impl FnOnce(ndkpi_sys::NDK_FN_CREATE_COMPLETION, ndkpi_sys::PVOID, *mut *mut R) -> NTSTATUS,
 ) {
     let ctx = ctx_of(sink);
+    take_ref(sink);
     let mut object: *mut R = core::ptr::null_mut();
     let status = call(Some(create_done::<T, OP>), ctx, &raw mut object);
     if status != STATUS_PENDING {
@@ -150,7 +164,13 @@ fn create<T: Sink, const OP: u8, R>(
         } else {
             None
         };
+        let failed = created.is_none();
         sink.completed(op, status, created);
+        if failed {
+            // SAFETY: no object was made and no callback will come, so the reference taken
+            // above is surrendered.
+            unsafe { release::<T>(ctx) };
+        }
     }
 }
 
@@ -159,16 +179,24 @@ fn close<T: Sink, const OP: u8>(
     header: *mut NDK_OBJECT_HEADER,
     f: NDK_FN_CLOSE_OBJECT,
     sink: &Arc<T>,
+    has_ref: bool,
 ) {
     let ctx = ctx_of(sink);
+    if !has_ref {
+        // The close completion releases one reference: make sure the object has one.
+        take_ref(sink);
+    }
     let status = match f {
         // SAFETY: the caller consumed the object's only handle, so this is its one close; the
-        // completion routine and context stay valid (NDK's reference) until it runs.
+        // completion routine and context stay valid (the object's reference) until it runs.
         Some(f) => unsafe { f(header, Some(close_done::<T, OP>), ctx) },
         None => STATUS_NOT_SUPPORTED,
     };
     if status != STATUS_PENDING {
-        deliver_closed(sink, Op::from_u8(OP));
+        sink.closed(Op::from_u8(OP));
+        // SAFETY: closed synchronously: no callback will come; the object's reference is
+        // surrendered after delivering the close above.
+        unsafe { release::<T>(ctx) };
     }
 }
 
@@ -293,7 +321,12 @@ impl Pd {
 
     /// `NdkClosePd`; completes with [`Op::ClosePd`].
     pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::ClosePd as u8 }>(self.header(), self.table().NdkClosePd, sink);
+        close::<T, { Op::ClosePd as u8 }>(
+            self.header(),
+            self.table().NdkClosePd,
+            sink,
+            self.has_ref.load(Ordering::Acquire),
+        );
     }
 }
 
@@ -398,7 +431,12 @@ impl Cq {
 
     /// `NdkCloseCq`; completes with [`Op::CloseCq`].
     pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::CloseCq as u8 }>(self.header(), self.table().NdkCloseCq, sink);
+        close::<T, { Op::CloseCq as u8 }>(
+            self.header(),
+            self.table().NdkCloseCq,
+            sink,
+            self.has_ref.load(Ordering::Acquire),
+        );
     }
 }
 
@@ -468,7 +506,12 @@ impl Qp {
 
     /// `NdkCloseQp`; completes with [`Op::CloseQp`].
     pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::CloseQp as u8 }>(self.header(), self.table().NdkCloseQp, sink);
+        close::<T, { Op::CloseQp as u8 }>(
+            self.header(),
+            self.table().NdkCloseQp,
+            sink,
+            self.has_ref.load(Ordering::Acquire),
+        );
     }
 }
 
@@ -519,6 +562,7 @@ impl Connector {
     /// `NdkCompleteConnectEx` (2.1) or `NdkCompleteConnect`, registering `sink` for the
     /// disconnect callback; completes with [`Op::CompleteConnect`].
     pub fn complete_connect<T: Sink>(&self, sink: &Arc<T>) {
+        self.hold(sink);
         let table = self.table();
         let ex = self.has_ex();
         request::<T, { Op::CompleteConnect as u8 }>(sink, |cb, ctx| {
@@ -540,6 +584,7 @@ impl Connector {
     /// `NdkAcceptEx` (2.1) or `NdkAccept` with `qp`, registering `sink` for the disconnect
     /// callback; completes with [`Op::Accept`] after the active side's complete-connect.
     pub fn accept<T: Sink>(&self, sink: &Arc<T>, qp: &Qp, ird: u32, ord: u32) {
+        self.hold(sink);
         let table = self.table();
         let ex = self.has_ex();
         request::<T, { Op::Accept as u8 }>(sink, |cb, ctx| {
@@ -633,6 +678,7 @@ impl Connector {
             self.header(),
             self.table().NdkCloseConnector,
             sink,
+            self.has_ref.load(Ordering::Acquire),
         );
     }
 
@@ -679,14 +725,24 @@ impl Listener {
 
     /// `NdkCloseListener`; completes with [`Op::CloseListener`].
     pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::CloseListener as u8 }>(self.header(), self.table().NdkCloseListener, sink);
+        close::<T, { Op::CloseListener as u8 }>(
+            self.header(),
+            self.table().NdkCloseListener,
+            sink,
+            self.has_ref.load(Ordering::Acquire),
+        );
     }
 }
 
 impl Mr {
     /// `NdkCloseMr`; completes with [`Op::CloseMr`].
     pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::CloseMr as u8 }>(self.header(), self.table().NdkCloseMr, sink);
+        close::<T, { Op::CloseMr as u8 }>(
+            self.header(),
+            self.table().NdkCloseMr,
+            sink,
+            self.has_ref.load(Ordering::Acquire),
+        );
     }
 }
 

@@ -12,11 +12,12 @@
 //!   method returns) when the provider finished synchronously or failed at once, otherwise from
 //!   the provider's completion callback — which may also run before the method returns, or on
 //!   another thread. A sink must tolerate all three.
-//! - NDK holds **one reference** to a sink from its first use in an operation until the sink
-//!   answers `true` from [`Sink::closed`] (its last callback, by the NDKPI rule that a close
-//!   completion is the last callback of its object). The reference is released by the
-//!   trampoline *after* that callback has returned, never while it runs, so a context always
-//!   outlives the provider's last use of it. A sink that was never handed to NDK holds nothing.
+//! - NDK holds **one reference to a sink per live object** whose callbacks go to it (taken when
+//!   the create starts, or when an incoming connector is first registered with a sink), and one
+//!   per create in flight. The trampoline releases it *after* the object's last callback — its
+//!   close completion, or a failed create's completion — has returned, never while it runs, so a
+//!   sink always outlives the provider's last use of it. Dropping a handle without closing it
+//!   leaks the object and its reference (never a use-after-free).
 //! - `// IRQL:` every method here may be called at <= `DISPATCH_LEVEL`, except
 //!   [`Wsk::open_adapter`], [`Adapter::query_info`] and [`Wsk::close_adapter`] (`PASSIVE_LEVEL`).
 //!   Sinks are called at <= `DISPATCH_LEVEL` and must not block.
@@ -32,7 +33,7 @@ mod wsk;
 pub use address::SockAddrBuf;
 pub use handles::{Adapter, Completion, Connector, Cq, Listener, Mr, Pd, Qp, Sge};
 pub use ndkpi_sys as sys;
-pub use sink::{Created, NdkRef, Op, Sink};
+pub use sink::{Created, Op, Sink};
 pub use wsk::Wsk;
 
 /// An NTSTATUS.

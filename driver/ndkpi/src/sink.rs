@@ -1,9 +1,14 @@
-//! Sinks, the NDK-held reference, and the trampolines the provider calls.
+//! Sinks, NDK's references to them, and the trampolines the provider calls.
+//!
+//! Reference rule: NDK holds one strong reference to a sink **per live object** whose callbacks
+//! go to it (taken when the create starts, or when an incoming connector is first registered
+//! with a sink), plus one per create in flight. It is released by the trampoline *after* the
+//! object's last callback — its close completion — has returned, or after a failed create's
+//! completion. A sink is therefore never freed while a callback to it runs or may still come.
 
 use alloc::sync::Arc;
 use core::ffi::c_void;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use ndkpi_sys::{NDK_CONNECTOR, NDK_OBJECT_HEADER, NTSTATUS, PVOID, STATUS_SUCCESS};
 
@@ -97,38 +102,14 @@ pub enum Created {
     Mr(Mr),
 }
 
-/// Tracks whether NDK holds a reference to a sink. Embed one in every sink type.
-#[derive(Debug, Default)]
-pub struct NdkRef {
-    held: AtomicBool,
-}
-
-impl NdkRef {
-    /// A sink NDK has not seen yet.
-    pub const fn new() -> Self {
-        Self {
-            held: AtomicBool::new(false),
-        }
-    }
-
-    /// Whether NDK currently holds a reference.
-    pub fn is_held(&self) -> bool {
-        self.held.load(Ordering::Acquire)
-    }
-}
-
 /// A consumer object that receives provider callbacks (at <= `DISPATCH_LEVEL`; never block,
 /// never call a `PASSIVE_LEVEL` function).
 pub trait Sink: Send + Sync + Sized + 'static {
-    /// The sink's [`NdkRef`].
-    fn ndk_ref(&self) -> &NdkRef;
-
     /// A request or create finished; creates carry the new object on success.
     fn completed(&self, op: Op, status: NTSTATUS, created: Option<Created>);
 
-    /// A close finished. Return `true` if this is the last callback NDK will ever make to
-    /// this sink: NDK's reference is released once this returns.
-    fn closed(&self, op: Op) -> bool;
+    /// A close finished: the object's last callback.
+    fn closed(&self, op: Op);
 
     /// The NDK disconnect callback fired; `reason` is `Some` for the NDKPI 2.1 `Ex` form.
     fn disconnected(&self, reason: Option<u32>) {
@@ -147,51 +128,45 @@ pub trait Sink: Send + Sync + Sized + 'static {
     }
 }
 
-/// The context pointer for `sink`, taking NDK's reference on first use.
+/// The context pointer for `sink` (no reference taken).
 pub(crate) fn ctx_of<T: Sink>(sink: &Arc<T>) -> PVOID {
-    if !sink.ndk_ref().held.swap(true, Ordering::AcqRel) {
-        // INVARIANT: NDK now owns one strong reference, released by `release` after the
-        // sink's last callback (`Sink::closed` returned true).
-        let _ = Arc::into_raw(Arc::clone(sink));
-    }
     Arc::as_ptr(sink).cast_mut().cast()
+}
+
+/// Give NDK one strong reference to `sink`, released by exactly one [`release`].
+pub(crate) fn take_ref<T: Sink>(sink: &Arc<T>) {
+    // INVARIANT: a matching `release` follows after the object's (or failed create's) last
+    // callback has returned.
+    let _ = Arc::into_raw(Arc::clone(sink));
 }
 
 /// Borrow the sink behind a context pointer.
 ///
 /// # Safety
-/// `ctx` came from [`ctx_of`] for a `T`, and NDK's reference has not been released.
+/// `ctx` came from [`ctx_of`] for a `T` that NDK holds a reference to.
 unsafe fn sink<'a, T: Sink>(ctx: PVOID) -> &'a T {
     // SAFETY: per the caller, `ctx` points to a live `T` kept alive by NDK's reference.
     unsafe { &*ctx.cast::<T>() }
 }
 
-/// Release NDK's reference after the last callback.
+/// Release one reference taken by [`take_ref`].
 ///
 /// # Safety
-/// `ctx` came from [`ctx_of`] for a `T`; NDK will make no further callback with it.
-unsafe fn release<T: Sink>(ctx: PVOID) {
+/// `ctx` came from [`ctx_of`] for a `T`; the caller owns one reference taken by `take_ref` and
+/// surrenders it; no borrow of the sink derived from `ctx` is used afterwards.
+pub(crate) unsafe fn release<T: Sink>(ctx: PVOID) {
     let ptr = ctx.cast::<T>().cast_const();
-    // SAFETY: the caller guarantees NDK's reference (taken in `ctx_of`) is still owned and is
-    // now surrendered; the pointer came from `Arc::as_ptr` of the same allocation.
+    // SAFETY: per the caller, one strong reference of this allocation is owned and
+    // surrendered; the pointer came from `Arc::as_ptr` of it.
     unsafe { Arc::decrement_strong_count(ptr) };
-}
-
-/// Deliver a close completion, releasing NDK's reference when it was the last callback.
-pub(crate) fn deliver_closed<T: Sink>(sink: &Arc<T>, op: Op) {
-    if sink.closed(op) && sink.ndk_ref().held.swap(false, Ordering::AcqRel) {
-        let ctx = Arc::as_ptr(sink).cast_mut().cast();
-        // SAFETY: `held` was true, so `ctx_of` gave NDK a reference for this allocation; the
-        // sink said no callback follows; `sink` (the caller's Arc) keeps it alive past this.
-        unsafe { release::<T>(ctx) };
-    }
 }
 
 pub(crate) unsafe extern "system" fn request_done<T: Sink, const OP: u8>(
     ctx: PVOID,
     status: NTSTATUS,
 ) {
-    // SAFETY: the provider passes back the context we gave it; NDK's reference is held.
+    // SAFETY: the provider passes back the context we gave it; the object it belongs to
+    // holds a reference until its close completion, which follows every request completion.
     unsafe { sink::<T>(ctx) }.completed(Op::from_u8(OP), status, None);
 }
 
@@ -206,42 +181,45 @@ pub(crate) unsafe extern "system" fn create_done<T: Sink, const OP: u8>(
     } else {
         None
     };
-    // SAFETY: the provider passes back the context we gave it; NDK's reference is held.
+    let failed = created.is_none();
+    // SAFETY: the provider passes back the context we gave it; the create holds a reference.
     unsafe { sink::<T>(ctx) }.completed(op, status, created);
-}
-
-/// Wrap a provider object into the handle its create operation makes.
-pub(crate) fn wrap_created(op: Op, object: *mut NDK_OBJECT_HEADER) -> Option<Created> {
-    let object = NonNull::new(object)?;
-    Some(match op {
-        Op::CreatePd => Created::Pd(Pd::from_raw(object.cast())),
-        Op::CreateCq => Created::Cq(Cq::from_raw(object.cast())),
-        Op::CreateQp => Created::Qp(Qp::from_raw(object.cast())),
-        Op::CreateConnector => Created::Connector(Connector::from_raw(object.cast())),
-        Op::CreateListener => Created::Listener(Listener::from_raw(object.cast())),
-        _ => Created::Mr(Mr::from_raw(object.cast())),
-    })
-}
-
-pub(crate) unsafe extern "system" fn close_done<T: Sink, const OP: u8>(ctx: PVOID) {
-    // SAFETY: the provider passes back the context we gave it; NDK's reference is held.
-    let sink_ref = unsafe { sink::<T>(ctx) };
-    let last = sink_ref.closed(Op::from_u8(OP));
-    let surrender = last && sink_ref.ndk_ref().held.swap(false, Ordering::AcqRel);
-    if surrender {
-        // SAFETY: the sink said this was its last callback and the reference is surrendered
-        // exactly once (the swap above); `sink_ref` is not used after this.
+    if failed {
+        // SAFETY: no object was made, so the create's reference is surrendered; the borrow
+        // above has ended.
         unsafe { release::<T>(ctx) };
     }
 }
 
+/// Wrap a provider object into the handle its create operation makes; the create's reference
+/// passes to the object.
+pub(crate) fn wrap_created(op: Op, object: *mut NDK_OBJECT_HEADER) -> Option<Created> {
+    let object = NonNull::new(object)?;
+    Some(match op {
+        Op::CreatePd => Created::Pd(Pd::from_raw(object.cast(), true)),
+        Op::CreateCq => Created::Cq(Cq::from_raw(object.cast(), true)),
+        Op::CreateQp => Created::Qp(Qp::from_raw(object.cast(), true)),
+        Op::CreateConnector => Created::Connector(Connector::from_raw(object.cast(), true)),
+        Op::CreateListener => Created::Listener(Listener::from_raw(object.cast(), true)),
+        _ => Created::Mr(Mr::from_raw(object.cast(), true)),
+    })
+}
+
+pub(crate) unsafe extern "system" fn close_done<T: Sink, const OP: u8>(ctx: PVOID) {
+    // SAFETY: the provider passes back the context we gave it; the object holds a reference.
+    unsafe { sink::<T>(ctx) }.closed(Op::from_u8(OP));
+    // SAFETY: a close completion is the object's last callback, so its reference is
+    // surrendered now that the callback above has returned.
+    unsafe { release::<T>(ctx) };
+}
+
 pub(crate) unsafe extern "system" fn disconnect_event<T: Sink>(ctx: PVOID) {
-    // SAFETY: registered with our context; NDK's reference lasts past the connector's close.
+    // SAFETY: registered with our context; the connector holds a reference until its close.
     unsafe { sink::<T>(ctx) }.disconnected(None);
 }
 
 pub(crate) unsafe extern "system" fn disconnect_event_ex<T: Sink>(ctx: PVOID, reason: u32) {
-    // SAFETY: registered with our context; NDK's reference lasts past the connector's close.
+    // SAFETY: registered with our context; the connector holds a reference until its close.
     unsafe { sink::<T>(ctx) }.disconnected(Some(reason));
 }
 
@@ -257,8 +235,9 @@ pub(crate) unsafe extern "system" fn connect_event<T: Sink>(
     let Some(connector) = NonNull::new(connector) else {
         return;
     };
-    // SAFETY: registered with our context at listener creation; held until its close.
-    unsafe { sink::<T>(ctx) }.connection_requested(Connector::from_raw(connector));
+    // SAFETY: registered with our context at listener creation; held until its close. The
+    // new connector holds no reference yet (it takes one when registered with a sink).
+    unsafe { sink::<T>(ctx) }.connection_requested(Connector::from_raw(connector, false));
 }
 
 /// A close completion for objects nobody waits for.

@@ -66,7 +66,7 @@ impl Wsk {
         // SAFETY: a captured provider NPI (constructor contract); valid out-pointer.
         let status = unsafe { open(self.client, version, if_index, &raw mut raw) };
         match (status, NonNull::new(raw)) {
-            (STATUS_SUCCESS, Some(raw)) => Ok(Adapter::from_raw(raw)),
+            (STATUS_SUCCESS, Some(raw)) => Ok(Adapter::from_raw(raw, false)),
             (STATUS_SUCCESS, None) => Err(STATUS_NOT_SUPPORTED),
             (status, _) => Err(status),
         }

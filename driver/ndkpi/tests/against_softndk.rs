@@ -2,32 +2,26 @@
 #![allow(clippy::pedantic, reason = "test scaffolding")]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use ndkpi::sys::{NDK_VERSION, STATUS_SUCCESS};
-use ndkpi::{Connector, Cq, Created, NdkRef, Op, Pd, Qp, Sink, Wsk};
+use ndkpi::{Connector, Cq, Created, Op, Pd, Qp, Sink, Wsk};
 use softndk::{Completion, Fabric, FabricConfig, Fault, HostConfig, reason};
 
 const WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Rec {
-    ndk: NdkRef,
     done: Mutex<Vec<(Op, i32)>>,
     created: Mutex<Vec<Created>>,
     disconnects: Mutex<Vec<Option<u32>>>,
     incoming: Mutex<Vec<Connector>>,
-    closes_left: AtomicUsize,
     closed_ops: Mutex<Vec<Op>>,
     cv: Condvar,
 }
 
 impl Sink for Rec {
-    fn ndk_ref(&self) -> &NdkRef {
-        &self.ndk
-    }
     fn completed(&self, op: Op, status: i32, created: Option<Created>) {
         if let Some(c) = created {
             self.created.lock().unwrap().push(c);
@@ -35,10 +29,9 @@ impl Sink for Rec {
         self.done.lock().unwrap().push((op, status));
         self.cv.notify_all();
     }
-    fn closed(&self, op: Op) -> bool {
+    fn closed(&self, op: Op) {
         self.closed_ops.lock().unwrap().push(op);
         self.cv.notify_all();
-        self.closes_left.fetch_sub(1, Ordering::AcqRel) == 1
     }
     fn disconnected(&self, reason: Option<u32>) {
         self.disconnects.lock().unwrap().push(reason);
@@ -51,10 +44,8 @@ impl Sink for Rec {
 }
 
 impl Rec {
-    fn new(closes: usize) -> Arc<Self> {
-        let r = Arc::new(Self::default());
-        r.closes_left.store(closes, Ordering::SeqCst);
-        r
+    fn new() -> Arc<Self> {
+        Arc::new(Self::default())
     }
 
     /// Wait for `op` to complete; returns its status.
@@ -145,9 +136,9 @@ fn run_connection(mode: Completion, version: NDK_VERSION) {
     assert_eq!(aa.version(), version);
 
     // Each side: PD, CQ, QP, connector (listener on B) => closes to count.
-    let a = Rec::new(4);
-    let b = Rec::new(4);
-    let l = Rec::new(1);
+    let a = Rec::new();
+    let b = Rec::new();
+    let l = Rec::new();
     let ea = resources(&aa, &a);
     let eb = resources(&ab, &b);
     ab.create_listener(&l);
@@ -174,7 +165,10 @@ fn run_connection(mode: Completion, version: NDK_VERSION) {
     assert_eq!(b.status_of(Op::Accept), STATUS_SUCCESS);
     assert_eq!(ca.peer_address(), Some(dst));
     assert_eq!(cb.peer_address(), ca.local_address());
-    assert!(a.ndk_ref().is_held() && b.ndk_ref().is_held());
+    assert!(
+        Arc::strong_count(&a) > 1 && Arc::strong_count(&b) > 1,
+        "live objects hold their sinks"
+    );
 
     // The peer resets: B's sink hears it once, with the reason when the adapter speaks 2.1.
     assert!(fabric.inject(cb.as_ptr(), Fault::PeerReset));
@@ -199,7 +193,6 @@ fn run_connection(mode: Completion, version: NDK_VERSION) {
     l.wait_closed(1);
     assert!(fabric.wait_idle(WAIT));
     for s in [&a, &b, &l] {
-        assert!(!s.ndk_ref().is_held(), "NDK's reference released");
         assert_eq!(Arc::strong_count(s), 1, "no reference leaked or lost");
     }
     wsk.close_adapter(aa);
@@ -235,7 +228,7 @@ fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected()
         let ad = wsk
             .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
             .unwrap();
-        let a = Rec::new(4);
+        let a = Rec::new();
         let e = resources(&ad, &a);
         ad.create_connector(&a);
         let Created::Connector(c) = a.take_created(Op::CreateConnector) else {
@@ -264,6 +257,53 @@ fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected()
         a.wait_closed(4);
         assert!(fabric.wait_idle(WAIT));
         assert_eq!(Arc::strong_count(&a), 1);
+        wsk.close_adapter(ad);
+        assert_eq!(fabric.live_objects(), 0);
+    }
+}
+
+#[test]
+fn a_failed_create_leaves_no_reference_behind() {
+    for mode in modes() {
+        let fabric = Arc::new(Fabric::new(FabricConfig {
+            completion: mode,
+            ..Default::default()
+        }));
+        let host = fabric.add_host(HostConfig::new(1, [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]));
+        let wsk = Wsk::from_fabric(Arc::clone(&fabric));
+        let ad = wsk
+            .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
+            .unwrap();
+        let a = Rec::new();
+        fabric.fail_creates(host, softndk::ObjectKind::Pd, 1);
+        ad.create_pd(&a);
+        assert_eq!(
+            a.status_of(Op::CreatePd),
+            ndkpi::sys::STATUS_INSUFFICIENT_RESOURCES,
+            "{mode:?}"
+        );
+        assert!(fabric.wait_idle(WAIT));
+        assert!(a.created.lock().unwrap().is_empty());
+        assert_eq!(
+            Arc::strong_count(&a),
+            1,
+            "{mode:?}: the failed create released its reference"
+        );
+        // A successful create holds one until the object is closed.
+        a.done.lock().unwrap().clear();
+        ad.create_pd(&a);
+        let Created::Pd(pd) = a.take_created(Op::CreatePd) else {
+            panic!()
+        };
+        assert_eq!(
+            Arc::strong_count(&a),
+            2,
+            "{mode:?}: the live PD holds its sink"
+        );
+        pd.close(&a);
+        a.wait_closed(1);
+        assert!(fabric.wait_idle(WAIT));
+        assert_eq!(Arc::strong_count(&a), 1, "{mode:?}");
         wsk.close_adapter(ad);
         assert_eq!(fabric.live_objects(), 0);
     }
