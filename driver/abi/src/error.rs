@@ -20,6 +20,8 @@ pub mod status {
     pub const INSUFFICIENT_RESOURCES: i32 = 0xC000_009A_u32.cast_signed();
     /// `STATUS_CANCELLED`: a pended request was cancelled (`CancelIoEx`, handle close, ABORT).
     pub const CANCELLED: i32 = 0xC000_0120_u32.cast_signed();
+    /// `STATUS_NOT_SUPPORTED`: the operation is not implemented by this driver version.
+    pub const NOT_SUPPORTED: i32 = 0xC000_00BB_u32.cast_signed();
     /// `STATUS_INVALID_DEVICE_STATE`: the object is in a state where the operation is invalid.
     pub const INVALID_DEVICE_STATE: i32 = 0xC000_0184_u32.cast_signed();
     /// `STATUS_NOT_FOUND`: no such id on this handle.

@@ -249,6 +249,15 @@ impl<R: PendedRequest> EventQueue<R> {
         Ok(ConnIndex(self.conns.len() - 1))
     }
 
+    /// Forget a connection that never became visible (nothing latched for it).
+    pub fn remove_connection(&mut self, conn: ConnIndex) {
+        if let Some(slot) = self.conns.get_mut(conn.0)
+            && slot.as_ref().is_some_and(|r| !r.queued.iter().any(|q| *q))
+        {
+            *slot = None;
+        }
+    }
+
     /// The index of connection `id`, if this handle holds it.
     pub fn find(&self, id: u64) -> Option<ConnIndex> {
         self.conns

@@ -21,10 +21,17 @@
 //!   `unmark_cancelable` succeeded, so an event racing a cancel stays queued for the next wait.
 //!
 //! The ports the engine needs from its platform are in [`ports`].
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+mod conn;
+mod engine;
 pub mod events;
+#[cfg(feature = "host")]
+pub mod host;
 pub mod ports;
+mod step;
+
+pub use engine::{Config, DRIVER_VERSION, Engine, Owner};

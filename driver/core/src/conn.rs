@@ -1,0 +1,514 @@
+//! One connection: its NDK objects, its facts, and the flows that drive it. The connection is
+//! the [`ndkpi::Sink`] of every NDK object it owns, so every provider callback for it lands
+//! here.
+//!
+//! Creates and closes are waited for synchronously at `PASSIVE_LEVEL` (the CONNECT and CLOSE
+//! IOCTLs and the accept work item run there); the establishment steps and the disconnect
+//! callback run from provider callbacks at <= `DISPATCH_LEVEL` and never wait, allocate or
+//! close anything.
+
+use alloc::sync::{Arc, Weak};
+use core::net::SocketAddr;
+
+use ndkdisc_abi::{
+    Cause, ConnState, ConnectReply, EVENT_CALLBACK_FIRED, EVENT_REASON_VALID, EventKind,
+    QUERY_ABORTED, QUERY_CALLBACK_FIRED, QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT, QUERY_REASON_VALID,
+    QueryReply, Record, status,
+};
+use ndkpi::{Connector, Cq, Created, Op, Pd, Qp, Sink};
+
+use crate::engine::OwnerInner;
+use crate::events::{ConnIndex, Fact};
+use crate::ports::{Lock, PendedRequest, Platform, Signal};
+use crate::step::Stepper;
+
+/// The NDK objects of a connection, each shared while in use and taken back for closing.
+#[derive(Default)]
+struct Objects {
+    adapter: Option<Arc<ndkpi::Adapter>>,
+    pd: Option<Arc<Pd>>,
+    cq: Option<Arc<Cq>>,
+    qp: Option<Arc<Qp>>,
+    connector: Option<Arc<Connector>>,
+}
+
+/// The connection's mutable facts (under its own lock; never held while calling NDK).
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts QUERY reports"
+)]
+struct Ctl<R> {
+    phase: ConnState,
+    objects: Objects,
+    /// Holders of object clones outside the lock; teardown waits for zero.
+    users: u32,
+    tearing_down: bool,
+    callback_fired: bool,
+    reason: Option<u32>,
+    local_disconnect: bool,
+    aborted: bool,
+    flushed: bool,
+    terminal_status: i32,
+    /// The CONNECT request, while it pends.
+    connect_request: Option<R>,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+    ndk_version: (u16, u16),
+}
+
+/// A connection.
+pub(crate) struct Conn<P: Platform> {
+    pub(crate) id: u64,
+    pub(crate) index: ConnIndex,
+    owner: Arc<OwnerInner<P>>,
+    me: Weak<Self>,
+    ctl: P::Lock<Ctl<P::Request>>,
+    stepper: Stepper<P>,
+    users_done: P::Signal,
+}
+
+impl<P: Platform> Conn<P> {
+    pub(crate) fn new(
+        owner: &Arc<OwnerInner<P>>,
+        id: u64,
+        index: ConnIndex,
+        adapter: Arc<ndkpi::Adapter>,
+    ) -> Arc<Self> {
+        let platform = owner.platform();
+        let v = adapter.version();
+        let ctl = Ctl {
+            phase: ConnState::Connecting,
+            objects: Objects {
+                adapter: Some(adapter),
+                ..Objects::default()
+            },
+            users: 0,
+            tearing_down: false,
+            callback_fired: false,
+            reason: None,
+            local_disconnect: false,
+            aborted: false,
+            flushed: false,
+            terminal_status: 0,
+            connect_request: None,
+            local: None,
+            remote: None,
+            ndk_version: (v.Major, v.Minor),
+        };
+        Arc::new_cyclic(|me| Self {
+            id,
+            index,
+            owner: Arc::clone(owner),
+            me: me.clone(),
+            ctl: platform.lock(ctl),
+            stepper: Stepper::new(platform),
+            users_done: platform.signal(),
+        })
+    }
+
+    fn arc(&self) -> Option<Arc<Self>> {
+        self.me.upgrade()
+    }
+
+    fn fact(&self, kind: EventKind) -> Fact {
+        Fact::new(kind, self.owner.platform().now())
+    }
+
+    fn step(&self, start: impl FnOnce()) -> (i32, Option<Created>) {
+        self.stepper.run(start)
+    }
+
+    /// Create PD, CQ and QP on the connection's adapter. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn create_queue_pair(
+        self: &Arc<Self>,
+        receive_depth: u32,
+        send_depth: u32,
+    ) -> Result<(), i32> {
+        let adapter = self
+            .ctl
+            .with(|c| c.objects.adapter.clone())
+            .ok_or(status::INVALID_DEVICE_STATE)?;
+        let (st, pd) = self.step(|| adapter.create_pd(self));
+        let Some(Created::Pd(pd)) = pd else {
+            return Err(failure(st));
+        };
+        let pd = Arc::new(pd);
+        self.ctl.with(|c| c.objects.pd = Some(Arc::clone(&pd)));
+        let depth = receive_depth.saturating_add(send_depth).max(1);
+        let (st, cq) = self.step(|| adapter.create_cq(self, depth));
+        let Some(Created::Cq(cq)) = cq else {
+            return Err(failure(st));
+        };
+        let cq = Arc::new(cq);
+        self.ctl.with(|c| c.objects.cq = Some(Arc::clone(&cq)));
+        let qp_context = usize::try_from(self.id).unwrap_or(0);
+        let (st, qp) = self.step(|| {
+            pd.create_qp(
+                self,
+                &cq,
+                qp_context,
+                receive_depth.max(1),
+                send_depth.max(1),
+            );
+        });
+        let Some(Created::Qp(qp)) = qp else {
+            return Err(failure(st));
+        };
+        self.ctl.with(|c| c.objects.qp = Some(Arc::new(qp)));
+        Ok(())
+    }
+
+    /// The active side: create the connector and connect; the CONNECT request pends until
+    /// established or failed. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn start_connect(
+        self: &Arc<Self>,
+        request: P::Request,
+        local: Option<SocketAddr>,
+        remote: SocketAddr,
+    ) {
+        let adapter = self.ctl.with(|c| c.objects.adapter.clone());
+        let Some(adapter) = adapter else {
+            return self.fail_connect(Some(request), status::INVALID_DEVICE_STATE);
+        };
+        let (st, connector) = self.step(|| adapter.create_connector(self));
+        let Some(Created::Connector(connector)) = connector else {
+            return self.fail_connect(Some(request), failure(st));
+        };
+        let connector = Arc::new(connector);
+        let qp = self.ctl.with(|c| {
+            c.objects.connector = Some(Arc::clone(&connector));
+            c.connect_request = Some(request);
+            c.remote = Some(remote);
+            c.objects.qp.clone()
+        });
+        match qp {
+            // Completes in `completed(Op::Connect)`, possibly before this returns.
+            Some(qp) => connector.connect(self, &qp, local, remote, 16, 16),
+            None => self.fail_connect(None, status::INVALID_DEVICE_STATE),
+        }
+    }
+
+    /// The passive side: accept the incoming connector with the connection's QP.
+    /// `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn start_accept(self: &Arc<Self>, connector: Connector) {
+        let connector = Arc::new(connector);
+        let qp = self.ctl.with(|c| {
+            c.remote = connector.peer_address();
+            c.local = connector.local_address();
+            c.objects.connector = Some(Arc::clone(&connector));
+            c.objects.qp.clone()
+        });
+        match qp {
+            Some(qp) => connector.accept(self, &qp, 16, 16),
+            None => self.fail_connect(None, status::INVALID_DEVICE_STATE),
+        }
+    }
+
+    /// Connection failed before it was established: `ConnectFailed` (once), and the CONNECT
+    /// request (if any) completes with the failure in its reply.
+    pub(crate) fn fail_connect(&self, request: Option<P::Request>, st: i32) {
+        let request = self.ctl.with(|c| {
+            if matches!(c.phase, ConnState::Connecting) {
+                c.phase = ConnState::Failed;
+                c.terminal_status = st;
+            }
+            request.or_else(|| c.connect_request.take())
+        });
+        let fact = Fact {
+            status: st,
+            ..self.fact(EventKind::ConnectFailed)
+        };
+        self.owner.latch(self.index, fact);
+        if let Some(request) = request {
+            self.reply_connect(request, st);
+        }
+    }
+
+    fn reply_connect(&self, mut request: P::Request, st: i32) {
+        let (local, remote) = self.ctl.with(|c| (c.local, c.remote));
+        let reply = ConnectReply {
+            connection_id: self.id,
+            status: st,
+            local,
+            remote,
+        };
+        match reply.encode(request.output()) {
+            Ok(n) => request.complete(status::SUCCESS, n),
+            Err(e) => request.complete(e.ntstatus(), 0),
+        }
+    }
+
+    fn established(&self, kind: EventKind) {
+        let (request, local) = self.ctl.with(|c| {
+            if matches!(c.phase, ConnState::Connecting) {
+                c.phase = ConnState::Connected;
+            }
+            (c.connect_request.take(), c.local)
+        });
+        if local.is_none() {
+            let l = self
+                .with_objects(|o| o.connector.as_ref().and_then(|c| c.local_address()))
+                .flatten();
+            self.ctl.with(|c| c.local = l);
+        }
+        self.owner.latch(self.index, self.fact(kind));
+        if let Some(request) = request {
+            self.reply_connect(request, status::SUCCESS);
+        }
+    }
+
+    /// Use the objects outside the lock, unless teardown has begun.
+    fn with_objects<R>(&self, f: impl FnOnce(&Objects) -> R) -> Option<R> {
+        let objects = self.ctl.with(|c| {
+            if c.tearing_down {
+                return None;
+            }
+            c.users += 1;
+            Some(Objects {
+                adapter: c.objects.adapter.clone(),
+                pd: c.objects.pd.clone(),
+                cq: c.objects.cq.clone(),
+                qp: c.objects.qp.clone(),
+                connector: c.objects.connector.clone(),
+            })
+        })?;
+        let result = f(&objects);
+        // The clones are dropped inside the lock, before `users` can reach zero.
+        let last = self.ctl.with(move |c| {
+            drop(objects);
+            c.users -= 1;
+            c.tearing_down && c.users == 0
+        });
+        if last {
+            self.users_done.set();
+        }
+        Some(result)
+    }
+
+    /// Latch the terminal `Disconnected` (a no-op if one was latched).
+    fn disconnected_event(&self, cause: Cause, st: i32) {
+        let (reason, fired) = self.ctl.with(|c| {
+            if !matches!(c.phase, ConnState::Closed | ConnState::Failed) {
+                c.phase = ConnState::Disconnected;
+            }
+            if c.terminal_status == 0 {
+                c.terminal_status = st;
+            }
+            (c.reason, c.callback_fired)
+        });
+        let mut fact = Fact {
+            cause,
+            status: st,
+            ..self.fact(EventKind::Disconnected)
+        };
+        if fired {
+            fact.flags |= EVENT_CALLBACK_FIRED;
+        }
+        if let Some(r) = reason {
+            fact.provider_reason = r;
+            fact.flags |= EVENT_REASON_VALID;
+        }
+        self.owner.latch(self.index, fact);
+    }
+
+    /// DISCONNECT, graceful: `NdkDisconnect`; `Disconnected`/`Local` when it completes.
+    pub(crate) fn disconnect(self: &Arc<Self>) -> i32 {
+        let phase = self.ctl.with(|c| {
+            let p = c.phase;
+            if matches!(p, ConnState::Connected) {
+                c.phase = ConnState::Disconnecting;
+                c.local_disconnect = true;
+            }
+            p
+        });
+        match phase {
+            ConnState::Connected => {
+                let started = self
+                    .with_objects(|o| o.connector.as_ref().map(|c| c.disconnect(self)))
+                    .flatten();
+                if started.is_none() {
+                    self.disconnected_event(Cause::Local, status::SUCCESS);
+                }
+                status::SUCCESS
+            }
+            ConnState::Connecting | ConnState::Failed => status::INVALID_DEVICE_STATE,
+            // Already ending or ended: harmless.
+            ConnState::Disconnecting | ConnState::Disconnected | ConnState::Closed => {
+                status::SUCCESS
+            }
+        }
+    }
+
+    /// DISCONNECT abortive, ABORT, CLOSE and handle cleanup: latch the terminal event (if none
+    /// yet) and release the NDK objects now. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn end(self: &Arc<Self>, cause: Cause) {
+        let pending = self.ctl.with(|c| {
+            if matches!(cause, Cause::Aborted) {
+                c.aborted = true;
+            }
+            c.connect_request.take()
+        });
+        let connecting = self.ctl.with(|c| matches!(c.phase, ConnState::Connecting));
+        if connecting {
+            self.fail_connect(pending, status::CANCELLED);
+        } else {
+            if let Some(r) = pending {
+                self.reply_connect(r, status::CANCELLED);
+            }
+            self.disconnected_event(cause, status::SUCCESS);
+        }
+        self.teardown();
+    }
+
+    /// Close every NDK object, connector first, adapter last, waiting for each close.
+    /// `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn teardown(self: &Arc<Self>) {
+        let busy = self.ctl.with(|c| {
+            let first = !c.tearing_down;
+            c.tearing_down = true;
+            (first, c.users > 0)
+        });
+        if !busy.0 {
+            return;
+        }
+        if busy.1 {
+            self.users_done.wait();
+        }
+        let objects = self.ctl.with(|c| core::mem::take(&mut c.objects));
+        // No user holds a clone (users == 0), so each `into_inner` yields the object.
+        if let Some(c) = objects.connector.and_then(Arc::into_inner) {
+            self.step(|| c.close(self));
+        }
+        if let Some(q) = objects.qp.and_then(Arc::into_inner) {
+            self.step(|| q.close(self));
+        }
+        if let Some(q) = objects.cq.and_then(Arc::into_inner) {
+            self.step(|| q.close(self));
+        }
+        if let Some(p) = objects.pd.and_then(Arc::into_inner) {
+            self.step(|| p.close(self));
+        }
+        if let Some(adapter) = objects.adapter.and_then(Arc::into_inner) {
+            self.owner.platform().wsk().close_adapter(adapter);
+        }
+    }
+
+    /// FLUSH: `NdkFlush` on the QP (the only flush ndkdisc makes), then `Flushed`. With nothing
+    /// posted (POST is not implemented yet) every request before it has completed at once.
+    pub(crate) fn flush(&self) -> i32 {
+        let flushed = self
+            .with_objects(|o| o.qp.as_ref().map(|qp| qp.flush()))
+            .flatten();
+        if flushed.is_none() {
+            return status::INVALID_DEVICE_STATE;
+        }
+        self.ctl.with(|c| c.flushed = true);
+        self.owner.latch(self.index, self.fact(EventKind::Flushed));
+        status::SUCCESS
+    }
+
+    /// Mark closed (after teardown) and latch `Closed`.
+    pub(crate) fn closed_event(&self) {
+        self.ctl.with(|c| c.phase = ConnState::Closed);
+        self.owner.latch(self.index, self.fact(EventKind::Closed));
+    }
+
+    /// QUERY.
+    pub(crate) fn query(&self) -> QueryReply {
+        self.ctl.with(|c| {
+            let mut flags = 0;
+            for (on, bit) in [
+                (c.callback_fired, QUERY_CALLBACK_FIRED),
+                (c.reason.is_some(), QUERY_REASON_VALID),
+                (c.local_disconnect, QUERY_LOCAL_DISCONNECT),
+                (c.aborted, QUERY_ABORTED),
+                (c.flushed, QUERY_FLUSHED),
+            ] {
+                if on {
+                    flags |= bit;
+                }
+            }
+            QueryReply {
+                connection_id: self.id,
+                state: c.phase,
+                flags,
+                provider_reason: c.reason.unwrap_or(0),
+                outstanding_receives: 0,
+                outstanding_sends: 0,
+                ndk_major: c.ndk_version.0,
+                ndk_minor: c.ndk_version.1,
+                terminal_status: c.terminal_status,
+                local: c.local,
+                remote: c.remote,
+            }
+        })
+    }
+}
+
+/// A create that failed without a status still failed.
+fn failure(st: i32) -> i32 {
+    if st >= 0 {
+        status::INSUFFICIENT_RESOURCES
+    } else {
+        st
+    }
+}
+
+impl<P: Platform> Sink for Conn<P> {
+    // IRQL: <= DISPATCH_LEVEL. Drives establishment; never waits or closes.
+    fn completed(&self, op: Op, st: i32, created: Option<Created>) {
+        match op {
+            Op::Connect => {
+                let Some(me) = self.arc() else { return };
+                if st != status::SUCCESS {
+                    return self.fail_connect(None, st);
+                }
+                let started = self
+                    .with_objects(|o| o.connector.as_ref().map(|c| c.complete_connect(&me)))
+                    .flatten();
+                if started.is_none() {
+                    self.fail_connect(None, status::CANCELLED);
+                }
+            }
+            Op::CompleteConnect => {
+                if st == status::SUCCESS {
+                    self.established(EventKind::Connected);
+                } else {
+                    self.fail_connect(None, st);
+                }
+            }
+            Op::Accept => {
+                if st == status::SUCCESS {
+                    self.established(EventKind::Accepted);
+                } else {
+                    self.fail_connect(None, st);
+                }
+            }
+            Op::Disconnect => {
+                self.disconnected_event(Cause::Local, st);
+            }
+            _ => self.stepper.finish(op, st, created),
+        }
+    }
+
+    fn closed(&self, op: Op) {
+        self.stepper.finish(op, status::SUCCESS, None);
+    }
+
+    // IRQL: <= DISPATCH_LEVEL. The event path: latch, complete a wait; nothing else.
+    fn disconnected(&self, reason: Option<u32>) {
+        let first = self.ctl.with(|c| {
+            let first = !c.callback_fired;
+            c.callback_fired = true;
+            if first {
+                c.reason = reason;
+            }
+            first
+        });
+        if !first {
+            self.owner.count_duplicate_callback();
+        }
+        self.owner.count_disconnect_callback();
+        self.disconnected_event(Cause::Peer, status::SUCCESS);
+    }
+}

@@ -1,0 +1,618 @@
+//! The engine, one owner per file handle, listeners, and IOCTL dispatch.
+
+use alloc::collections::VecDeque;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use ndkdisc_abi::{
+    AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, ListenReply, ListenRequest,
+    QueryReply, Record, Request, encode_adapters_reply, status,
+};
+use ndkpi::sys::NDK_VERSION;
+use ndkpi::{Connector, Created, Op, Sink};
+
+use crate::conn::Conn;
+use crate::events::{ConnIndex, EventQueue, Fact, Limits, WaitOutcome};
+use crate::ports::{Lock, Passive, PendedRequest, Platform};
+use crate::step::Stepper;
+
+/// Driver version reported by `GET_INFO` (major << 16 | minor).
+pub const DRIVER_VERSION: u32 = 0x0000_0001;
+
+/// Engine-wide settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Per-handle connection and wait limits.
+    pub limits: Limits,
+    /// Listeners per handle.
+    pub max_listeners: usize,
+    /// Backlog of a LISTEN that asks for 0.
+    pub default_backlog: u32,
+    /// Largest backlog a LISTEN may ask for.
+    pub max_backlog: u32,
+    /// Default QP receive depth.
+    pub receive_depth: u32,
+    /// Default QP send depth.
+    pub send_depth: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: Limits {
+                max_connections: 256,
+                max_waits: 16,
+            },
+            max_listeners: 8,
+            default_backlog: 16,
+            max_backlog: 128,
+            receive_depth: 64,
+            send_depth: 64,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    events: AtomicU64,
+    disconnect_callbacks: AtomicU64,
+    backlog_rejects: AtomicU64,
+    duplicate_callbacks: AtomicU64,
+}
+
+/// The engine: one per driver.
+pub struct Engine<P: Platform> {
+    platform: Arc<P>,
+    config: Config,
+    next_id: AtomicU64,
+    counters: Counters,
+}
+
+impl<P: Platform> Engine<P> {
+    /// A new engine over `platform`.
+    pub fn new(platform: Arc<P>, config: Config) -> Arc<Self> {
+        Arc::new(Self {
+            platform,
+            config,
+            next_id: AtomicU64::new(1),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &Arc<P> {
+        &self.platform
+    }
+
+    /// A new file handle's owner. `// IRQL: PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES` if its records cannot be reserved.
+    pub fn open(self: &Arc<Self>) -> Result<Owner<P>, i32> {
+        let queue =
+            EventQueue::new(self.config.limits).map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+        let mut table = Table {
+            conns: Vec::new(),
+            listeners: Vec::new(),
+        };
+        table
+            .conns
+            .try_reserve(self.config.limits.max_connections)
+            .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+        table
+            .listeners
+            .try_reserve(self.config.max_listeners)
+            .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+        let inner = Arc::new(OwnerInner {
+            engine: Arc::clone(self),
+            queue: self.platform.lock(queue),
+            table: self.platform.lock(table),
+        });
+        Ok(Owner { inner })
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Open the adapter of `if_index`, preferring NDKPI 2.1 (the disconnect reason).
+    fn open_adapter(&self, if_index: u32) -> Result<ndkpi::Adapter, i32> {
+        let wsk = self.platform.wsk();
+        wsk.open_adapter(if_index, NDK_VERSION { Major: 2, Minor: 1 })
+            .or_else(|_| wsk.open_adapter(if_index, NDK_VERSION { Major: 1, Minor: 1 }))
+    }
+}
+
+struct Table<P: Platform> {
+    conns: Vec<Arc<Conn<P>>>,
+    listeners: Vec<Arc<ListenerObj<P>>>,
+}
+
+/// A handle's state, shared with its connections and listeners.
+pub(crate) struct OwnerInner<P: Platform> {
+    engine: Arc<Engine<P>>,
+    queue: P::Lock<EventQueue<P::Request>>,
+    table: P::Lock<Table<P>>,
+}
+
+impl<P: Platform> OwnerInner<P> {
+    pub(crate) fn platform(&self) -> &P {
+        &self.engine.platform
+    }
+
+    /// Latch a fact and complete the wait it satisfies, if any. `// IRQL: <= DISPATCH_LEVEL`.
+    pub(crate) fn latch(&self, index: ConnIndex, fact: Fact) {
+        let (latch, ready) = self.queue.with(|q| q.latch(index, fact));
+        if latch == crate::events::Latch::Queued {
+            self.engine.counters.events.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(ready) = ready {
+            ready.complete();
+        }
+    }
+
+    pub(crate) fn count_disconnect_callback(&self) {
+        self.engine
+            .counters
+            .disconnect_callbacks
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_duplicate_callback(&self) {
+        self.engine
+            .counters
+            .duplicate_callbacks
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn conn(&self, id: u64) -> Option<Arc<Conn<P>>> {
+        self.table
+            .with(|t| t.conns.iter().find(|c| c.id == id).cloned())
+    }
+}
+
+/// One file handle: every connection and listener it creates belongs to it.
+pub struct Owner<P: Platform> {
+    inner: Arc<OwnerInner<P>>,
+}
+
+fn complete<R: PendedRequest>(request: R, st: i32) {
+    request.complete(st, 0);
+}
+
+fn reply<R: PendedRequest, T: Record>(mut request: R, value: &T) {
+    match value.encode(request.output()) {
+        Ok(n) => request.complete(status::SUCCESS, n),
+        Err(e) => request.complete(e.ntstatus(), 0),
+    }
+}
+
+impl<P: Platform> Owner<P> {
+    /// Handle one IOCTL: parse once, then complete the request or let it pend.
+    /// `// IRQL: PASSIVE_LEVEL`.
+    pub fn dispatch(&self, code: u32, input: &[u8], mut request: P::Request) {
+        let parsed = match Request::parse(code, input) {
+            Ok(r) => r,
+            Err(e) => return complete(request, e.ntstatus()),
+        };
+        let engine = &self.inner.engine;
+        match parsed {
+            Request::GetInfo(_) => {
+                let c = &engine.counters;
+                let info = InfoReply {
+                    abi_version: u32::from(ndkdisc_abi::ABI_VERSION),
+                    driver_version: DRIVER_VERSION,
+                    max_connections: saturate(engine.config.limits.max_connections),
+                    max_listeners: saturate(engine.config.max_listeners),
+                    max_waits: saturate(engine.config.limits.max_waits),
+                    default_backlog: engine.config.default_backlog,
+                    events_per_connection: saturate(crate::events::SLOTS),
+                    connections_opened: c.connections.load(Ordering::Relaxed),
+                    events_latched: c.events.load(Ordering::Relaxed),
+                    disconnect_callbacks: c.disconnect_callbacks.load(Ordering::Relaxed),
+                    backlog_rejects: c.backlog_rejects.load(Ordering::Relaxed),
+                    duplicate_callbacks: c.duplicate_callbacks.load(Ordering::Relaxed),
+                };
+                reply(request, &info);
+            }
+            Request::ListAdapters(_) => {
+                let entries: Vec<AdapterEntry> = engine
+                    .platform
+                    .adapters()
+                    .into_iter()
+                    .map(|a| AdapterEntry {
+                        if_index: a.if_index,
+                        ndk_major: 2,
+                        ndk_minor: 1,
+                        address: a.address,
+                    })
+                    .collect();
+                match encode_adapters_reply(&entries, request.output()) {
+                    Ok(n) => request.complete(status::SUCCESS, n),
+                    Err(e) => complete(request, e.ntstatus()),
+                }
+            }
+            Request::Listen(req) => self.listen(req, request),
+            Request::Connect(req) => self.connect(req, request),
+            Request::Wait(req) => {
+                let outcome = self
+                    .inner
+                    .queue
+                    .with(|q| q.wait(request, req.connection, req.nonblocking));
+                if let WaitOutcome::Complete(ready) = outcome {
+                    ready.complete();
+                }
+            }
+            Request::Query(req) => {
+                if request.output().len() < QueryReply::SIZE {
+                    return complete(request, status::BUFFER_TOO_SMALL);
+                }
+                match self.inner.conn(req.connection_id) {
+                    Some(c) => reply(request, &c.query()),
+                    None => complete(request, status::NOT_FOUND),
+                }
+            }
+            Request::Post(_) => complete(request, status::NOT_SUPPORTED),
+            Request::Disconnect(req) => match self.inner.conn(req.connection_id) {
+                None => complete(request, status::NOT_FOUND),
+                Some(c) if req.abortive => {
+                    c.end(Cause::LocalAbortive);
+                    complete(request, status::SUCCESS);
+                }
+                Some(c) => complete(request, c.disconnect()),
+            },
+            Request::Abort(req) => match self.inner.conn(req.connection_id) {
+                None => complete(request, status::NOT_FOUND),
+                Some(c) => {
+                    while let Some(w) = self.inner.queue.with(|q| q.take_wait_to_cancel(Some(c.id)))
+                    {
+                        w.complete();
+                    }
+                    c.end(Cause::Aborted);
+                    complete(request, status::SUCCESS);
+                }
+            },
+            Request::Flush(req) => match self.inner.conn(req.connection_id) {
+                None => complete(request, status::NOT_FOUND),
+                Some(c) => complete(request, c.flush()),
+            },
+            Request::Close(req) => self.close(req.id, request),
+        }
+    }
+
+    /// The cancel routine of a pended request ran. `// IRQL: <= DISPATCH_LEVEL`.
+    pub fn cancel(&self, token: u64) {
+        if let Some(ready) = self.inner.queue.with(|q| q.cancel(token)) {
+            ready.complete();
+        }
+    }
+
+    /// The handle is being closed (`EvtFileCleanup`): cancel its waits, end and release every
+    /// connection (`Disconnected`/`HandleClosed`), close its listeners. `// IRQL: PASSIVE_LEVEL`.
+    pub fn cleanup(&self) {
+        while let Some(w) = self.inner.queue.with(|q| q.take_wait_to_cancel(None)) {
+            w.complete();
+        }
+        let (conns, listeners) = self.inner.table.with(|t| {
+            (
+                core::mem::take(&mut t.conns),
+                core::mem::take(&mut t.listeners),
+            )
+        });
+        for c in conns {
+            c.end(Cause::HandleClosed);
+            c.closed_event();
+        }
+        for l in listeners {
+            l.close();
+        }
+    }
+
+    /// Events queued on this handle.
+    pub fn queued_events(&self) -> usize {
+        self.inner.queue.with(|q| q.queued())
+    }
+
+    fn connect(&self, req: ConnectRequest, mut request: P::Request) {
+        if request.output().len() < ConnectReply::SIZE {
+            return complete(request, status::BUFFER_TOO_SMALL);
+        }
+        let engine = &self.inner.engine;
+        let id = engine.next_id();
+        let Ok(index) = self.inner.queue.with(|q| q.add_connection(id)) else {
+            return complete(request, status::QUOTA_EXCEEDED);
+        };
+        let adapter = match engine.open_adapter(req.if_index) {
+            Ok(a) => Arc::new(a),
+            Err(st) => {
+                self.inner.queue.with(|q| q.remove_connection(index));
+                return complete(request, st);
+            }
+        };
+        engine.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let conn = Conn::new(&self.inner, id, index, adapter);
+        self.inner.table.with(|t| t.conns.push(Arc::clone(&conn)));
+        let receive = nonzero(req.receive_depth, engine.config.receive_depth);
+        let send = nonzero(req.send_depth, engine.config.send_depth);
+        match conn.create_queue_pair(receive, send) {
+            Ok(()) => conn.start_connect(request, req.local, req.remote),
+            Err(st) => {
+                conn.fail_connect(Some(request), st);
+                conn.teardown();
+            }
+        }
+    }
+
+    fn listen(&self, req: ListenRequest, mut request: P::Request) {
+        if request.output().len() < ListenReply::SIZE {
+            return complete(request, status::BUFFER_TOO_SMALL);
+        }
+        let engine = &self.inner.engine;
+        let backlog = if req.backlog == 0 {
+            engine.config.default_backlog
+        } else {
+            req.backlog
+        };
+        if backlog > engine.config.max_backlog {
+            return complete(request, status::QUOTA_EXCEEDED);
+        }
+        let full = self
+            .inner
+            .table
+            .with(|t| t.listeners.len() >= engine.config.max_listeners);
+        if full {
+            return complete(request, status::QUOTA_EXCEEDED);
+        }
+        let adapter = match engine.open_adapter(req.if_index) {
+            Ok(a) => Arc::new(a),
+            Err(st) => return complete(request, st),
+        };
+        let listener = match ListenerObj::start(
+            &self.inner,
+            engine.next_id(),
+            &adapter,
+            backlog as usize,
+            req.local,
+        ) {
+            Ok(l) => l,
+            Err(st) => return complete(request, st),
+        };
+        let bound = listener.bound();
+        self.inner
+            .table
+            .with(|t| t.listeners.push(Arc::clone(&listener)));
+        reply(
+            request,
+            &ListenReply {
+                listener_id: listener.id,
+                bound,
+            },
+        );
+    }
+
+    fn close(&self, id: u64, request: P::Request) {
+        let (conn, listener) = self.inner.table.with(|t| {
+            let c = t
+                .conns
+                .iter()
+                .position(|c| c.id == id)
+                .map(|i| t.conns.swap_remove(i));
+            let l = t
+                .listeners
+                .iter()
+                .position(|l| l.id == id)
+                .map(|i| t.listeners.swap_remove(i));
+            (c, l)
+        });
+        if let Some(c) = conn {
+            c.end(Cause::LocalAbortive);
+            c.closed_event();
+            complete(request, status::SUCCESS);
+        } else if let Some(l) = listener {
+            l.close();
+            complete(request, status::SUCCESS);
+        } else {
+            complete(request, status::NOT_FOUND);
+        }
+    }
+}
+
+fn saturate(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn nonzero(v: u32, default: u32) -> u32 {
+    if v == 0 { default } else { v }
+}
+
+// --- listeners ------------------------------------------------------------------------------
+
+/// A listener: incoming connect events go through a preallocated backlog to a work item at
+/// `PASSIVE_LEVEL`, which creates the connection and accepts it.
+pub(crate) struct ListenerObj<P: Platform> {
+    pub(crate) id: u64,
+    bound: P::Lock<SocketAddr>,
+    owner: Arc<OwnerInner<P>>,
+    adapter: P::Lock<Option<Arc<ndkpi::Adapter>>>,
+    listener: P::Lock<Option<ndkpi::Listener>>,
+    backlog: P::Lock<VecDeque<Connector>>,
+    capacity: usize,
+    closing: AtomicBool,
+    closed: AtomicBool,
+    stepper: Stepper<P>,
+    work: P::Lock<Option<Arc<dyn Passive>>>,
+}
+
+struct AcceptWork<P: Platform> {
+    listener: Weak<ListenerObj<P>>,
+}
+
+impl<P: Platform> Passive for AcceptWork<P> {
+    fn run(&self) {
+        if let Some(l) = self.listener.upgrade() {
+            l.drain();
+        }
+    }
+}
+
+impl<P: Platform> ListenerObj<P> {
+    /// Create the NDK listener and listen. `// IRQL: PASSIVE_LEVEL`.
+    fn start(
+        owner: &Arc<OwnerInner<P>>,
+        id: u64,
+        adapter: &Arc<ndkpi::Adapter>,
+        capacity: usize,
+        local: SocketAddr,
+    ) -> Result<Arc<Self>, i32> {
+        let platform = owner.platform();
+        let mut backlog = VecDeque::new();
+        backlog
+            .try_reserve_exact(capacity)
+            .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+        let me = Arc::new_cyclic(|weak: &Weak<Self>| Self {
+            id,
+            bound: platform.lock(local),
+            owner: Arc::clone(owner),
+            adapter: platform.lock(Some(Arc::clone(adapter))),
+            listener: platform.lock(None),
+            backlog: platform.lock(backlog),
+            capacity,
+            closing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            stepper: Stepper::new(platform),
+            work: platform.lock(Some(Arc::new(AcceptWork {
+                listener: weak.clone(),
+            }) as Arc<dyn Passive>)),
+        });
+        let (st, created) = me.stepper.run(|| adapter.create_listener(&me));
+        let Some(Created::Listener(listener)) = created else {
+            me.release_adapter();
+            return Err(if st >= 0 {
+                status::INSUFFICIENT_RESOURCES
+            } else {
+                st
+            });
+        };
+        let (st, _) = me.stepper.run(|| listener.listen(&me, local));
+        if st != status::SUCCESS {
+            me.closing.store(true, Ordering::Release);
+            me.stepper.run(|| listener.close(&me));
+            me.release_adapter();
+            return Err(st);
+        }
+        let bound = listener.local_address().unwrap_or(local);
+        me.bound.with(|b| *b = bound);
+        me.listener.with(|l| *l = Some(listener));
+        Ok(me)
+    }
+
+    pub(crate) fn bound(&self) -> SocketAddr {
+        self.bound.with(|b| *b)
+    }
+
+    fn release_adapter(&self) {
+        if let Some(adapter) = self.adapter.with(Option::take).and_then(Arc::into_inner) {
+            self.owner.platform().wsk().close_adapter(adapter);
+        }
+    }
+
+    /// Accept what the backlog holds. `// IRQL: PASSIVE_LEVEL`.
+    fn drain(self: &Arc<Self>) {
+        while let Some(connector) = self.backlog.with(VecDeque::pop_front) {
+            if self.closing.load(Ordering::Acquire) {
+                connector.close_detached();
+                continue;
+            }
+            self.accept_one(connector);
+        }
+    }
+
+    fn accept_one(self: &Arc<Self>, connector: Connector) {
+        let engine = &self.owner.engine;
+        let id = engine.next_id();
+        let Ok(index) = self.owner.queue.with(|q| q.add_connection(id)) else {
+            engine
+                .counters
+                .backlog_rejects
+                .fetch_add(1, Ordering::Relaxed);
+            connector.close_detached();
+            return;
+        };
+        let Some(adapter) = self.adapter.with(|a| a.clone()) else {
+            self.owner.queue.with(|q| q.remove_connection(index));
+            connector.close_detached();
+            return;
+        };
+        engine.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let conn = Conn::new(&self.owner, id, index, adapter);
+        self.owner.table.with(|t| t.conns.push(Arc::clone(&conn)));
+        match conn.create_queue_pair(engine.config.receive_depth, engine.config.send_depth) {
+            Ok(()) => conn.start_accept(connector),
+            Err(st) => {
+                connector.close_detached();
+                conn.fail_connect(None, st);
+                conn.teardown();
+            }
+        }
+    }
+
+    /// Stop accepting and close the NDK listener; its adapter is released when the last
+    /// connection accepted through it is gone. `// IRQL: PASSIVE_LEVEL`.
+    fn close(self: &Arc<Self>) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.drain();
+        if let Some(listener) = self.listener.with(Option::take) {
+            // NDK completes this close only after every connector accepted through the
+            // listener has closed; handle cleanup closes connections first.
+            self.stepper.run(|| listener.close(self));
+        }
+        self.closed.store(true, Ordering::Release);
+        self.release_adapter();
+    }
+}
+
+impl<P: Platform> Sink for ListenerObj<P> {
+    fn completed(&self, op: Op, st: i32, created: Option<Created>) {
+        self.stepper.finish(op, st, created);
+    }
+
+    fn closed(&self, op: Op) {
+        self.stepper.finish(op, status::SUCCESS, None);
+    }
+
+    // IRQL: <= DISPATCH_LEVEL: take a preallocated backlog slot and defer; never allocate.
+    fn connection_requested(&self, connector: Connector) {
+        if self.closing.load(Ordering::Acquire) {
+            return connector.close_detached();
+        }
+        let rejected = self.backlog.with(|b| {
+            if b.len() < self.capacity {
+                // INVARIANT: len < capacity = reserved: no allocation.
+                b.push_back(connector);
+                None
+            } else {
+                Some(connector)
+            }
+        });
+        match rejected {
+            Some(connector) => {
+                self.owner
+                    .engine
+                    .counters
+                    .backlog_rejects
+                    .fetch_add(1, Ordering::Relaxed);
+                connector.close_detached();
+            }
+            None => {
+                if let Some(work) = self.work.with(|w| w.clone()) {
+                    self.owner.platform().defer(work);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! The host platform: the engine's ports over std and a softndk fabric, for tests and the
+//! simulation backend. It checks the kernel's rules as it goes: waiting on a signal inside an
+//! NDK callback (`DISPATCH_LEVEL`) or while holding an engine lock panics, as would a bugcheck.
+
+extern crate std;
+
+use alloc::boxed::Box;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::time::Duration;
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::engine::{Engine, Owner};
+use crate::ports::{AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal};
+
+std::thread_local! {
+    static LOCKS_HELD: Cell<u32> = const { Cell::new(0) };
+}
+
+/// A spin lock stand-in that records that the thread is at raised IRQL while it is held.
+pub struct HostLock<T>(Mutex<T>);
+
+impl<T: Send> Lock<T> for HostLock<T> {
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        LOCKS_HELD.with(|n| n.set(n.get() + 1));
+        let result = f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        LOCKS_HELD.with(|n| n.set(n.get() - 1));
+        result
+    }
+}
+
+/// An auto-reset event.
+#[derive(Default)]
+pub struct HostSignal {
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Signal for HostSignal {
+    fn set(&self) {
+        *self.set.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) {
+        assert!(
+            !softndk::in_provider_callback(),
+            "IRQL violation: waiting at PASSIVE_LEVEL from inside an NDK callback (DISPATCH_LEVEL)"
+        );
+        assert!(
+            LOCKS_HELD.with(Cell::get) == 0,
+            "IRQL violation: waiting while holding a spin lock"
+        );
+        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*set {
+            set = self.cv.wait(set).unwrap_or_else(PoisonError::into_inner);
+        }
+        *set = false;
+    }
+}
+
+/// The host platform.
+pub struct HostPlatform {
+    fabric: Arc<softndk::Fabric>,
+    wsk: ndkpi::Wsk,
+    adapters: Vec<AdapterDesc>,
+    passive: Mutex<Option<Sender<Arc<dyn Passive>>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    start: Instant,
+}
+
+impl HostPlatform {
+    /// A platform over `fabric`, reporting `adapters`, with one passive-level worker thread.
+    ///
+    /// # Panics
+    /// If the worker thread cannot be spawned.
+    pub fn new(fabric: Arc<softndk::Fabric>, adapters: Vec<AdapterDesc>) -> Arc<Self> {
+        let (tx, rx) = channel::<Arc<dyn Passive>>();
+        let worker = std::thread::Builder::new()
+            .name("ndkdisc-passive".into())
+            .spawn(move || {
+                while let Ok(work) = rx.recv() {
+                    work.run();
+                }
+            })
+            .expect("spawn passive worker");
+        Arc::new(Self {
+            wsk: ndkpi::Wsk::from_fabric(Arc::clone(&fabric)),
+            fabric,
+            adapters,
+            passive: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(worker)),
+            start: Instant::now(),
+        })
+    }
+
+    /// The fabric underneath.
+    pub fn fabric(&self) -> &Arc<softndk::Fabric> {
+        &self.fabric
+    }
+}
+
+impl Drop for HostPlatform {
+    fn drop(&mut self) {
+        self.passive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(w) = self
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Platform for HostPlatform {
+    type Request = HostRequest;
+    type Lock<T: Send + 'static> = HostLock<T>;
+    type Signal = HostSignal;
+
+    fn lock<T: Send + 'static>(&self, value: T) -> HostLock<T> {
+        HostLock(Mutex::new(value))
+    }
+
+    fn signal(&self) -> HostSignal {
+        HostSignal::default()
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos() / 100).unwrap_or(u64::MAX)
+    }
+
+    fn defer(&self, work: Arc<dyn Passive>) {
+        let tx = self
+            .passive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(work);
+        }
+    }
+
+    fn wsk(&self) -> &ndkpi::Wsk {
+        &self.wsk
+    }
+
+    fn adapters(&self) -> Vec<AdapterDesc> {
+        self.adapters.clone()
+    }
+}
+
+type CancelRoutine = Box<dyn Fn(u64) + Send + Sync>;
+
+#[derive(Default)]
+struct ReqState {
+    cancelable: bool,
+    cancel_requested: bool,
+    done: Option<(i32, Vec<u8>)>,
+}
+
+struct ReqShared {
+    state: Mutex<ReqState>,
+    cv: Condvar,
+    cancel: CancelRoutine,
+}
+
+/// A pended request with WDF's cancel semantics.
+pub struct HostRequest {
+    token: u64,
+    output: Vec<u8>,
+    shared: Arc<ReqShared>,
+}
+
+/// The caller's side of a request: wait for it, or cancel it (`CancelIoEx`).
+#[derive(Clone)]
+pub struct Pending {
+    token: u64,
+    shared: Arc<ReqShared>,
+}
+
+impl HostRequest {
+    /// A request with `output_len` bytes of output whose cancel routine is `cancel`.
+    pub fn new(token: u64, output_len: usize, cancel: CancelRoutine) -> (Self, Pending) {
+        let shared = Arc::new(ReqShared {
+            state: Mutex::new(ReqState::default()),
+            cv: Condvar::new(),
+            cancel,
+        });
+        (
+            Self {
+                token,
+                output: alloc::vec![0; output_len],
+                shared: Arc::clone(&shared),
+            },
+            Pending { token, shared },
+        )
+    }
+}
+
+impl PendedRequest for HostRequest {
+    fn token(&self) -> u64 {
+        self.token
+    }
+
+    fn output(&mut self) -> &mut [u8] {
+        &mut self.output
+    }
+
+    fn mark_cancelable(&mut self) -> Result<(), Cancelled> {
+        let mut s = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if s.cancel_requested {
+            return Err(Cancelled);
+        }
+        s.cancelable = true;
+        Ok(())
+    }
+
+    fn unmark_cancelable(&mut self) -> Result<(), Cancelled> {
+        let mut s = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if s.cancel_requested && s.cancelable {
+            return Err(Cancelled);
+        }
+        s.cancelable = false;
+        Ok(())
+    }
+
+    fn complete(self, status: i32, information: usize) {
+        let mut s = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        assert!(s.done.is_none(), "request completed twice");
+        let n = information.min(self.output.len());
+        s.done = Some((status, self.output[..n].to_vec()));
+        self.shared.cv.notify_all();
+    }
+}
+
+impl Pending {
+    /// Wait up to `limit` for the completion: `(status, output)`.
+    pub fn wait(&self, limit: Duration) -> Option<(i32, Vec<u8>)> {
+        let deadline = Instant::now() + limit;
+        let mut s = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while s.done.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            s = self
+                .shared
+                .cv
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        s.done.clone()
+    }
+
+    /// Whether it has completed.
+    pub fn is_done(&self) -> bool {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .done
+            .is_some()
+    }
+
+    /// `CancelIoEx`: request cancellation; if the request is cancelable its cancel routine
+    /// runs now.
+    pub fn cancel(&self) {
+        let run = {
+            let mut s = self
+                .shared
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let first = !s.cancel_requested;
+            s.cancel_requested = true;
+            first && s.cancelable && s.done.is_none()
+        };
+        if run {
+            (self.shared.cancel)(self.token);
+        }
+    }
+
+    /// Begin cancellation without running the cancel routine yet (to stage a race); call
+    /// [`Pending::run_cancel_routine`] to finish it.
+    pub fn begin_cancel(&self) {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .cancel_requested = true;
+    }
+
+    /// Run the cancel routine of a cancellation begun with [`Pending::begin_cancel`].
+    pub fn run_cancel_routine(&self) {
+        (self.shared.cancel)(self.token);
+    }
+}
+
+/// A file handle on the simulated driver: an owner plus request plumbing.
+pub struct HostHandle {
+    owner: Arc<Owner<HostPlatform>>,
+    next_token: core::sync::atomic::AtomicU64,
+}
+
+impl HostHandle {
+    /// Open a handle (`CreateFile` on the device).
+    ///
+    /// # Errors
+    /// The engine's status.
+    pub fn open(engine: &Arc<Engine<HostPlatform>>) -> Result<Self, i32> {
+        Ok(Self {
+            owner: Arc::new(engine.open()?),
+            next_token: core::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// Issue an IOCTL with `output_len` bytes of output; returns its pending handle
+    /// (already completed unless it pends).
+    pub fn ioctl(&self, code: u32, input: &[u8], output_len: usize) -> Pending {
+        let token = self
+            .next_token
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let owner: Weak<Owner<HostPlatform>> = Arc::downgrade(&self.owner);
+        let (request, pending) = HostRequest::new(
+            token,
+            output_len,
+            Box::new(move |t| {
+                if let Some(o) = owner.upgrade() {
+                    o.cancel(t);
+                }
+            }),
+        );
+        self.owner.dispatch(code, input, request);
+        pending
+    }
+
+    /// Events queued on the handle.
+    pub fn queued_events(&self) -> usize {
+        self.owner.queued_events()
+    }
+
+    /// `CloseHandle`: cleanup.
+    pub fn close(self) {
+        self.owner.cleanup();
+    }
+}

@@ -1,0 +1,529 @@
+//! The engine end to end: IOCTLs in, NDK through softndk's real tables, events out.
+#![allow(clippy::pedantic, reason = "test scaffolding")]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ndkdisc_abi::*;
+use ndkdisc_core::host::{HostHandle, HostPlatform, Pending};
+use ndkdisc_core::ports::AdapterDesc;
+use ndkdisc_core::{Config, Engine};
+use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, Misbehaviour, reason};
+
+const WAIT: Duration = Duration::from_secs(10);
+const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+const CONNECTION_REFUSED: i32 = 0xC000_0236_u32 as i32;
+
+struct World {
+    fabric: Arc<Fabric>,
+    hosts: [HostId; 2],
+    engine: Arc<Engine<HostPlatform>>,
+}
+
+fn world(completion: Completion) -> World {
+    let fabric = Arc::new(Fabric::new(FabricConfig {
+        completion,
+        ..Default::default()
+    }));
+    let ha = fabric.add_host(HostConfig::new(1, [A]));
+    let hb = fabric.add_host(HostConfig::new(2, [B]));
+    let adapters = vec![
+        AdapterDesc {
+            if_index: 1,
+            address: SocketAddr::new(A, 0),
+        },
+        AdapterDesc {
+            if_index: 2,
+            address: SocketAddr::new(B, 0),
+        },
+    ];
+    let platform = HostPlatform::new(Arc::clone(&fabric), adapters);
+    let engine = Engine::new(platform, Config::default());
+    World {
+        fabric,
+        hosts: [ha, hb],
+        engine,
+    }
+}
+
+fn modes() -> Vec<Completion> {
+    vec![
+        Completion::Synchronous,
+        Completion::Inline,
+        Completion::Thread,
+        Completion::Random { seed: 11 },
+    ]
+}
+
+fn bytes<R: Record>(r: &R) -> Vec<u8> {
+    let mut v = vec![0; R::SIZE];
+    r.encode(&mut v).unwrap();
+    v
+}
+
+fn done(p: &Pending) -> (i32, Vec<u8>) {
+    p.wait(WAIT).expect("request completed")
+}
+
+fn listen(h: &HostHandle, port: u16) -> ListenReply {
+    let req = ListenRequest {
+        if_index: 2,
+        backlog: 0,
+        local: SocketAddr::new(B, port),
+    };
+    let (st, out) = done(&h.ioctl(Ioctl::Listen.code(), &bytes(&req), ListenReply::SIZE));
+    assert_eq!(st, status::SUCCESS, "listen");
+    ListenReply::parse(&out).unwrap()
+}
+
+fn connect(h: &HostHandle, port: u16) -> ConnectReply {
+    let req = ConnectRequest {
+        if_index: 1,
+        receive_depth: 0,
+        send_depth: 0,
+        local: None,
+        remote: SocketAddr::new(B, port),
+    };
+    let (st, out) = done(&h.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE));
+    assert_eq!(
+        st,
+        status::SUCCESS,
+        "CONNECT completes with SUCCESS and the outcome in its reply"
+    );
+    ConnectReply::parse(&out).unwrap()
+}
+
+fn wait_pending(h: &HostHandle, conn: Option<u64>, room: usize) -> Pending {
+    let req = WaitRequest {
+        connection: conn,
+        nonblocking: false,
+    };
+    h.ioctl(
+        Ioctl::Wait.code(),
+        &bytes(&req),
+        BATCH_HEADER_SIZE + room * Event::SIZE,
+    )
+}
+
+fn decode_events(out: &[u8]) -> Vec<Event> {
+    let mut slots = [None; 64];
+    let n = decode_wait_reply(out, &mut slots).unwrap();
+    slots[..n].iter().map(|e| e.unwrap()).collect()
+}
+
+/// Wait for the next batch of events (any connection).
+fn events(h: &HostHandle) -> Vec<Event> {
+    let (st, out) = done(&wait_pending(h, None, 16));
+    assert_eq!(st, status::SUCCESS);
+    decode_events(&out)
+}
+
+/// Drain without blocking.
+fn drain(h: &HostHandle) -> Vec<Event> {
+    let req = WaitRequest {
+        connection: None,
+        nonblocking: true,
+    };
+    let (st, out) = done(&h.ioctl(
+        Ioctl::Wait.code(),
+        &bytes(&req),
+        BATCH_HEADER_SIZE + 32 * Event::SIZE,
+    ));
+    assert_eq!(st, status::SUCCESS);
+    decode_events(&out)
+}
+
+fn next_event(h: &HostHandle, kind: EventKind) -> Event {
+    for _ in 0..20 {
+        for e in events(h) {
+            if e.kind == kind {
+                return e;
+            }
+        }
+    }
+    panic!("no {kind:?} event");
+}
+
+fn simple(h: &HostHandle, ioctl: Ioctl, input: Vec<u8>) -> i32 {
+    done(&h.ioctl(ioctl.code(), &input, 0)).0
+}
+
+fn close(h: &HostHandle, id: u64) {
+    assert_eq!(
+        simple(h, Ioctl::Close, bytes(&CloseRequest { id })),
+        status::SUCCESS
+    );
+}
+
+fn query(h: &HostHandle, id: u64) -> QueryReply {
+    let (st, out) = done(&h.ioctl(
+        Ioctl::Query.code(),
+        &bytes(&QueryRequest { connection_id: id }),
+        QueryReply::SIZE,
+    ));
+    assert_eq!(st, status::SUCCESS);
+    QueryReply::parse(&out).unwrap()
+}
+
+/// A connected pair: (active handle, its connection id, passive handle, its connection id).
+fn pair(w: &World) -> (HostHandle, u64, HostHandle, u64) {
+    let hb = HostHandle::open(&w.engine).unwrap();
+    let ha = HostHandle::open(&w.engine).unwrap();
+    listen(&hb, 4791);
+    let r = connect(&ha, 4791);
+    assert_eq!(r.status, status::SUCCESS, "connected");
+    let accepted = next_event(&hb, EventKind::Accepted);
+    let connected = next_event(&ha, EventKind::Connected);
+    assert_eq!(connected.connection_id, r.connection_id);
+    (ha, r.connection_id, hb, accepted.connection_id)
+}
+
+fn finish(w: &World, ha: HostHandle, hb: HostHandle) {
+    ha.close();
+    hb.close();
+    assert!(w.fabric.wait_idle(WAIT));
+    // The listener's adapter is released by the passive worker after its close.
+    for _ in 0..500 {
+        if w.fabric.live_objects() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        w.fabric.live_objects(),
+        0,
+        "every NDK object released: {:?}",
+        w.fabric.live_by_kind()
+    );
+    assert!(w.fabric.violations().is_empty());
+}
+
+fn terminal(evs: &[Event]) -> Vec<&Event> {
+    evs.iter()
+        .filter(|e| matches!(e.kind, EventKind::Disconnected | EventKind::ConnectFailed))
+        .collect()
+}
+
+#[test]
+fn graceful_disconnect_gives_each_side_exactly_one_terminal_event() {
+    for mode in modes() {
+        let w = world(mode);
+        let (ha, ca, hb, cb) = pair(&w);
+        assert_eq!(
+            simple(
+                &ha,
+                Ioctl::Disconnect,
+                bytes(&DisconnectRequest {
+                    connection_id: ca,
+                    abortive: false
+                })
+            ),
+            status::SUCCESS
+        );
+        let da = next_event(&ha, EventKind::Disconnected);
+        assert_eq!((da.connection_id, da.cause), (ca, Cause::Local), "{mode:?}");
+        assert_eq!(
+            da.flags & EVENT_CALLBACK_FIRED,
+            0,
+            "no NDK callback for our own disconnect"
+        );
+        let db = next_event(&hb, EventKind::Disconnected);
+        assert_eq!((db.connection_id, db.cause), (cb, Cause::Peer), "{mode:?}");
+        assert_eq!(
+            db.provider_reason,
+            reason::GRACEFUL,
+            "the NDKPI 2.1 reason reaches user mode"
+        );
+        assert_ne!(db.flags & EVENT_CALLBACK_FIRED, 0);
+        let q = query(&hb, cb);
+        assert_eq!(q.state, ConnState::Disconnected);
+        assert_ne!(q.flags & QUERY_CALLBACK_FIRED, 0);
+        // A second disconnect is harmless and adds no terminal event.
+        assert_eq!(
+            simple(
+                &hb,
+                Ioctl::Disconnect,
+                bytes(&DisconnectRequest {
+                    connection_id: cb,
+                    abortive: false
+                })
+            ),
+            status::SUCCESS
+        );
+        assert_eq!(
+            simple(
+                &ha,
+                Ioctl::Disconnect,
+                bytes(&DisconnectRequest {
+                    connection_id: ca,
+                    abortive: false
+                })
+            ),
+            status::SUCCESS
+        );
+        close(&ha, ca);
+        close(&hb, cb);
+        for h in [&ha, &hb] {
+            let rest = drain(h);
+            assert!(
+                terminal(&rest).is_empty(),
+                "{mode:?}: no second terminal event: {rest:?}"
+            );
+            assert!(rest.iter().any(|e| e.kind == EventKind::Closed));
+        }
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
+fn abortive_disconnect_and_abort_reach_the_peer_as_a_reset() {
+    for mode in modes() {
+        let w = world(mode);
+        let (ha, ca, hb, cb) = pair(&w);
+        // A wait pended on B's connection, then A resets the connection.
+        let pend = wait_pending(&hb, Some(cb), 4);
+        assert_eq!(
+            simple(
+                &ha,
+                Ioctl::Disconnect,
+                bytes(&DisconnectRequest {
+                    connection_id: ca,
+                    abortive: true
+                })
+            ),
+            status::SUCCESS
+        );
+        let (st, out) = done(&pend);
+        assert_eq!(st, status::SUCCESS);
+        let evs = decode_events(&out);
+        assert_eq!(
+            (evs[0].cause, evs[0].provider_reason),
+            (Cause::Peer, reason::RESET),
+            "{mode:?}"
+        );
+        let da = next_event(&ha, EventKind::Disconnected);
+        assert_eq!(da.cause, Cause::LocalAbortive);
+        // ABORT on B: its pended waits are cancelled; no second terminal event.
+        let pend = wait_pending(&hb, Some(cb), 4);
+        assert_eq!(
+            simple(
+                &hb,
+                Ioctl::Abort,
+                bytes(&AbortRequest { connection_id: cb })
+            ),
+            status::SUCCESS
+        );
+        assert_eq!(done(&pend).0, status::CANCELLED);
+        assert!(query(&hb, cb).flags & QUERY_ABORTED != 0);
+        assert!(terminal(&drain(&hb)).is_empty());
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
+fn refused_connect_reports_connect_failed_with_the_reason() {
+    for mode in modes() {
+        let w = world(mode);
+        let ha = HostHandle::open(&w.engine).unwrap();
+        let r = connect(&ha, 9);
+        assert_eq!(r.status, CONNECTION_REFUSED, "{mode:?}");
+        let e = next_event(&ha, EventKind::ConnectFailed);
+        assert_eq!(
+            (e.connection_id, e.status),
+            (r.connection_id, CONNECTION_REFUSED)
+        );
+        assert_eq!(query(&ha, r.connection_id).state, ConnState::Failed);
+        // A wrong interface fails the request itself.
+        let req = ConnectRequest {
+            if_index: 77,
+            receive_depth: 0,
+            send_depth: 0,
+            local: None,
+            remote: SocketAddr::new(B, 1),
+        };
+        assert_eq!(
+            done(&ha.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE)).0,
+            0xC000_0225_u32 as i32
+        );
+        close(&ha, r.connection_id);
+        let hb = HostHandle::open(&w.engine).unwrap();
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
+fn closing_a_handle_cancels_its_waits_and_resets_its_peers() {
+    for mode in modes() {
+        let w = world(mode);
+        let (ha, _ca, hb, cb) = pair(&w);
+        let pend = wait_pending(&ha, None, 4);
+        let peer_wait = wait_pending(&hb, Some(cb), 4);
+        ha.close();
+        assert_eq!(done(&pend).0, status::CANCELLED, "{mode:?}");
+        let (st, out) = done(&peer_wait);
+        assert_eq!(st, status::SUCCESS);
+        let evs = decode_events(&out);
+        assert_eq!(
+            (evs[0].cause, evs[0].provider_reason),
+            (Cause::Peer, reason::RESET)
+        );
+        hb.close();
+        assert!(w.fabric.wait_idle(WAIT));
+        for _ in 0..500 {
+            if w.fabric.live_objects() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(
+            w.fabric.live_objects(),
+            0,
+            "{mode:?}: {:?}",
+            w.fabric.live_by_kind()
+        );
+    }
+}
+
+#[test]
+fn a_provider_firing_the_callback_twice_still_yields_one_event() {
+    let w = world(Completion::Inline);
+    w.fabric.set_misbehaviour(
+        w.hosts[1],
+        Misbehaviour {
+            duplicate_disconnect_callback: true,
+            ..Default::default()
+        },
+    );
+    let (ha, ca, hb, cb) = pair(&w);
+    assert_eq!(
+        simple(
+            &ha,
+            Ioctl::Disconnect,
+            bytes(&DisconnectRequest {
+                connection_id: ca,
+                abortive: false
+            })
+        ),
+        status::SUCCESS
+    );
+    let evs = events(&hb);
+    assert_eq!(terminal(&evs).len(), 1);
+    assert!(
+        terminal(&drain(&hb)).is_empty(),
+        "the duplicate callback produced no second event"
+    );
+    assert_eq!(
+        w.fabric.stats().disconnect_callbacks,
+        2,
+        "the provider really did call twice"
+    );
+    let (_, out) = done(&hb.ioctl(
+        Ioctl::GetInfo.code(),
+        &bytes(&GetInfoRequest),
+        InfoReply::SIZE,
+    ));
+    assert_eq!(InfoReply::parse(&out).unwrap().duplicate_callbacks, 1);
+    close(&hb, cb);
+    finish(&w, ha, hb);
+}
+
+#[test]
+fn adapter_removal_is_a_peer_event_with_the_providers_reason() {
+    let w = world(Completion::Thread);
+    let (ha, ca, hb, cb) = pair(&w);
+    w.fabric.remove_adapters(w.hosts[1]);
+    let db = next_event(&hb, EventKind::Disconnected);
+    assert_eq!(
+        (db.connection_id, db.cause, db.provider_reason),
+        (cb, Cause::Peer, reason::ADAPTER_REMOVED)
+    );
+    let da = next_event(&ha, EventKind::Disconnected);
+    assert_eq!((da.connection_id, da.provider_reason), (ca, reason::RESET));
+    finish(&w, ha, hb);
+}
+
+#[test]
+fn an_event_racing_a_wait_cancellation_is_not_lost() {
+    let w = world(Completion::Inline);
+    let (ha, ca, hb, _cb) = pair(&w);
+    let pend = wait_pending(&hb, None, 4);
+    pend.begin_cancel();
+    assert_eq!(
+        simple(
+            &ha,
+            Ioctl::Disconnect,
+            bytes(&DisconnectRequest {
+                connection_id: ca,
+                abortive: false
+            })
+        ),
+        status::SUCCESS
+    );
+    assert!(
+        !pend.is_done(),
+        "the event did not use the wait being cancelled"
+    );
+    pend.run_cancel_routine();
+    assert_eq!(done(&pend).0, status::CANCELLED);
+    let e = next_event(&hb, EventKind::Disconnected);
+    assert_eq!(
+        e.cause,
+        Cause::Peer,
+        "the event stayed queued for the next wait"
+    );
+    finish(&w, ha, hb);
+}
+
+#[test]
+fn another_handles_ids_are_not_found_and_bad_input_has_its_status() {
+    let w = world(Completion::Inline);
+    let (ha, ca, hb, cb) = pair(&w);
+    for id in [ca, 12345] {
+        assert_eq!(
+            simple(
+                &hb,
+                Ioctl::Abort,
+                bytes(&AbortRequest { connection_id: id })
+            ),
+            status::NOT_FOUND
+        );
+        assert_eq!(
+            simple(&hb, Ioctl::Close, bytes(&CloseRequest { id })),
+            status::NOT_FOUND
+        );
+        let (st, _) = done(&hb.ioctl(
+            Ioctl::Query.code(),
+            &bytes(&QueryRequest { connection_id: id }),
+            QueryReply::SIZE,
+        ));
+        assert_eq!(st, status::NOT_FOUND);
+        assert_eq!(done(&wait_pending(&hb, Some(id), 1)).0, status::NOT_FOUND);
+    }
+    // Every IOCTL: truncated input, bad version, foreign code.
+    for &i in Ioctl::ALL {
+        assert_eq!(
+            done(&hb.ioctl(i.code(), &[1, 0], 256)).0,
+            status::INVALID_PARAMETER,
+            "{i:?} truncated"
+        );
+    }
+    let mut bad = bytes(&QueryRequest { connection_id: cb });
+    bad[0] = 9;
+    assert_eq!(
+        done(&hb.ioctl(Ioctl::Query.code(), &bad, QueryReply::SIZE)).0,
+        status::REVISION_MISMATCH
+    );
+    assert_eq!(
+        done(&hb.ioctl(0x0022_0000, &bad, 0)).0,
+        status::INVALID_DEVICE_REQUEST
+    );
+    let (st, _) = done(&hb.ioctl(
+        Ioctl::Query.code(),
+        &bytes(&QueryRequest { connection_id: cb }),
+        QueryReply::SIZE - 1,
+    ));
+    assert_eq!(st, status::BUFFER_TOO_SMALL);
+    finish(&w, ha, hb);
+}
