@@ -415,18 +415,113 @@ unsafe extern "system" fn query_adapter_info(
         return STATUS_BUFFER_TOO_SMALL;
     }
     let n = have.min(full);
-    // SAFETY: the consumer's buffer holds `have >= n` bytes; `value` is a local of `full >= n`
-    // bytes; they do not overlap.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            std::ptr::from_ref(&value).cast::<u8>(),
-            info.cast::<u8>(),
-            n as usize,
-        );
-    };
+    let bytes = adapter_info_bytes(&value);
+    // SAFETY: the consumer's buffer holds `have >= n` bytes; `bytes` is a local of `full >= n`
+    // fully initialised bytes (padding zeroed); they do not overlap.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), info.cast::<u8>(), n as usize) };
     // SAFETY: as above.
     unsafe { size.write(n) };
     STATUS_SUCCESS
+}
+
+/// `NDK_ADAPTER_INFO` as bytes, field by field: its padding (0x0C..0x10, 0x64..0x68) is
+/// zero, never uninitialised memory copied to the consumer.
+fn adapter_info_bytes(info: &NDK_ADAPTER_INFO) -> [u8; ADAPTER_INFO_LEN as usize] {
+    use std::mem::offset_of;
+    let mut b = [0u8; ADAPTER_INFO_LEN as usize];
+    let mut put = |at: usize, v: &[u8]| b[at..at + v.len()].copy_from_slice(v);
+    put(
+        offset_of!(NDK_ADAPTER_INFO, Version),
+        &info.Version.Major.to_ne_bytes(),
+    );
+    put(
+        offset_of!(NDK_ADAPTER_INFO, Version) + 2,
+        &info.Version.Minor.to_ne_bytes(),
+    );
+    put(
+        offset_of!(NDK_ADAPTER_INFO, VendorId),
+        &info.VendorId.to_ne_bytes(),
+    );
+    put(
+        offset_of!(NDK_ADAPTER_INFO, DeviceId),
+        &info.DeviceId.to_ne_bytes(),
+    );
+    put(
+        offset_of!(NDK_ADAPTER_INFO, MaxRegistrationSize),
+        &info.MaxRegistrationSize.to_ne_bytes(),
+    );
+    put(
+        offset_of!(NDK_ADAPTER_INFO, MaxWindowSize),
+        &info.MaxWindowSize.to_ne_bytes(),
+    );
+    let u32s = [
+        (
+            offset_of!(NDK_ADAPTER_INFO, FRMRPageCount),
+            info.FRMRPageCount,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxInitiatorRequestSge),
+            info.MaxInitiatorRequestSge,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxReceiveRequestSge),
+            info.MaxReceiveRequestSge,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxReadRequestSge),
+            info.MaxReadRequestSge,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxTransferLength),
+            info.MaxTransferLength,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxInlineDataSize),
+            info.MaxInlineDataSize,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxInboundReadLimit),
+            info.MaxInboundReadLimit,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxOutboundReadLimit),
+            info.MaxOutboundReadLimit,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxReceiveQueueDepth),
+            info.MaxReceiveQueueDepth,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxInitiatorQueueDepth),
+            info.MaxInitiatorQueueDepth,
+        ),
+        (offset_of!(NDK_ADAPTER_INFO, MaxSrqDepth), info.MaxSrqDepth),
+        (offset_of!(NDK_ADAPTER_INFO, MaxCqDepth), info.MaxCqDepth),
+        (
+            offset_of!(NDK_ADAPTER_INFO, LargeRequestThreshold),
+            info.LargeRequestThreshold,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxCallerData),
+            info.MaxCallerData,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, MaxCalleeData),
+            info.MaxCalleeData,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, AdapterFlags),
+            info.AdapterFlags,
+        ),
+        (
+            offset_of!(NDK_ADAPTER_INFO, RdmaTechnology),
+            info.RdmaTechnology,
+        ),
+    ];
+    for (at, v) in u32s {
+        put(at, &v.to_ne_bytes());
+    }
+    b
 }
 
 unsafe extern "system" fn create_cq(

@@ -42,6 +42,10 @@ fn query_info(adapter: *mut NDK_ADAPTER, size: u32, null: bool) -> (NTSTATUS, u3
 fn info_of(adapter: *mut NDK_ADAPTER) -> NDK_ADAPTER_INFO {
     let full = u32::try_from(size_of::<NDK_ADAPTER_INFO>()).unwrap();
     let (st, len, raw) = query_info(adapter, full, false);
+    // The struct's padding reaches the consumer as zeros, never as uninitialised memory
+    // (Miri found the provider copying it as raw bytes).
+    assert_eq!(&raw[0x0C..0x10], &[0; 4], "padding after DeviceId");
+    assert_eq!(&raw[0x64..0x68], &[0; 4], "tail padding");
     assert_eq!(
         (st, len),
         (STATUS_SUCCESS, full),
