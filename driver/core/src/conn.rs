@@ -10,12 +10,15 @@
 use alloc::sync::{Arc, Weak};
 use core::net::SocketAddr;
 
+use alloc::vec::Vec;
 use ndkdisc_abi::{
     Cause, ConnState, ConnectReply, EVENT_CALLBACK_FIRED, EVENT_REASON_VALID, EventKind,
     QUERY_ABORTED, QUERY_CALLBACK_FIRED, QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT, QUERY_REASON_VALID,
     QueryReply, Record, status,
 };
-use ndkpi::{Connector, Cq, Created, Op, Pd, Qp, Sink};
+
+use ndkdisc_abi::PostKind;
+use ndkpi::{Buffer, Connector, Cq, Created, Mr, Op, Pd, QueuePair, Sink};
 
 use crate::engine::OwnerInner;
 use crate::events::{ConnIndex, Fact};
@@ -28,7 +31,7 @@ struct Objects {
     adapter: Option<Arc<ndkpi::Adapter>>,
     pd: Option<Arc<Pd>>,
     cq: Option<Arc<Cq>>,
-    qp: Option<Arc<Qp>>,
+    qp: Option<Arc<QueuePair>>,
     connector: Option<Arc<Connector>>,
 }
 
@@ -49,6 +52,14 @@ struct Ctl<R> {
     aborted: bool,
     flushed: bool,
     terminal_status: i32,
+    /// Work requests posted and not yet completed.
+    outstanding_receives: u32,
+    outstanding_sends: u32,
+    /// A FLUSH waits for the outstanding requests to complete.
+    flush_pending: bool,
+    /// MRs of the posted buffers, and the buffers (kept until the MRs are closed).
+    mrs: Vec<Mr>,
+    buffers: Vec<Arc<Buffer>>,
     /// The CONNECT request, while it pends.
     connect_request: Option<R>,
     local: Option<SocketAddr>,
@@ -90,6 +101,11 @@ impl<P: Platform> Conn<P> {
             aborted: false,
             flushed: false,
             terminal_status: 0,
+            outstanding_receives: 0,
+            outstanding_sends: 0,
+            flush_pending: false,
+            mrs: Vec::new(),
+            buffers: Vec::new(),
             connect_request: None,
             local: None,
             remote: None,
@@ -154,7 +170,10 @@ impl<P: Platform> Conn<P> {
         let Some(Created::Qp(qp)) = qp else {
             return Err(failure(st));
         };
-        self.ctl.with(|c| c.objects.qp = Some(Arc::new(qp)));
+        self.ctl
+            .with(|c| c.objects.qp = Some(Arc::new(QueuePair::new(qp))));
+        // Completions are reaped from the CQ notification (the counts QUERY reports).
+        cq.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
         Ok(())
     }
 
@@ -183,7 +202,7 @@ impl<P: Platform> Conn<P> {
         });
         match qp {
             // Completes in `completed(Op::Connect)`, possibly before this returns.
-            Some(qp) => connector.connect(self, &qp, local, remote, 16, 16),
+            Some(qp) => connector.connect(self, qp.qp(), local, remote, 16, 16),
             None => self.fail_connect(None, status::INVALID_DEVICE_STATE),
         }
     }
@@ -199,7 +218,7 @@ impl<P: Platform> Conn<P> {
             c.objects.qp.clone()
         });
         match qp {
-            Some(qp) => connector.accept(self, &qp, 16, 16),
+            Some(qp) => connector.accept(self, qp.qp(), 16, 16),
             None => self.fail_connect(None, status::INVALID_DEVICE_STATE),
         }
     }
@@ -287,18 +306,26 @@ impl<P: Platform> Conn<P> {
 
     /// Latch the terminal `Disconnected` (a no-op if one was latched).
     fn disconnected_event(&self, cause: Cause, st: i32) {
-        let (reason, fired) = self.ctl.with(|c| {
+        let (reason, fired, receives, sends) = self.ctl.with(|c| {
             if !matches!(c.phase, ConnState::Closed | ConnState::Failed) {
                 c.phase = ConnState::Disconnected;
             }
             if c.terminal_status == 0 {
                 c.terminal_status = st;
             }
-            (c.reason, c.callback_fired)
+            (
+                c.reason,
+                c.callback_fired,
+                c.outstanding_receives,
+                c.outstanding_sends,
+            )
         });
+        // The work still posted when the connection ended: nothing was flushed for it.
         let mut fact = Fact {
             cause,
             status: st,
+            outstanding_receives: receives,
+            outstanding_sends: sends,
             ..self.fact(EventKind::Disconnected)
         };
         if fired {
@@ -382,6 +409,14 @@ impl<P: Platform> Conn<P> {
         if let Some(q) = objects.qp.and_then(Arc::into_inner) {
             self.step(|| q.close(self));
         }
+        // The QP is closed, so no request uses the buffers: close their MRs, then free them.
+        let (mrs, buffers) = self
+            .ctl
+            .with(|c| (core::mem::take(&mut c.mrs), core::mem::take(&mut c.buffers)));
+        for mr in mrs {
+            self.step(|| mr.close(self));
+        }
+        drop(buffers);
         if let Some(q) = objects.cq.and_then(Arc::into_inner) {
             self.step(|| q.close(self));
         }
@@ -393,18 +428,127 @@ impl<P: Platform> Conn<P> {
         }
     }
 
-    /// FLUSH: `NdkFlush` on the QP (the only flush ndkdisc makes), then `Flushed`. With nothing
-    /// posted (POST is not implemented yet) every request before it has completed at once.
+    /// FLUSH: `NdkFlush` on the QP (the only flush ndkdisc ever makes). `Flushed` is latched
+    /// when every request posted before it has completed (reaped from the CQ).
     pub(crate) fn flush(&self) -> i32 {
+        let nothing_outstanding = self.ctl.with(|c| {
+            c.flushed = true;
+            c.flush_pending = true;
+            c.outstanding_receives == 0 && c.outstanding_sends == 0
+        });
         let flushed = self
-            .with_objects(|o| o.qp.as_ref().map(|qp| qp.flush()))
+            .with_objects(|o| o.qp.as_ref().map(|qp| qp.qp().flush()))
             .flatten();
         if flushed.is_none() {
+            self.ctl.with(|c| c.flush_pending = false);
             return status::INVALID_DEVICE_STATE;
         }
-        self.ctl.with(|c| c.flushed = true);
-        self.owner.latch(self.index, self.fact(EventKind::Flushed));
+        if nothing_outstanding {
+            self.flush_done_if_drained();
+        }
         status::SUCCESS
+    }
+
+    fn flush_done_if_drained(&self) {
+        let fact = self.ctl.with(|c| {
+            let done = c.flush_pending && c.outstanding_receives == 0 && c.outstanding_sends == 0;
+            if done {
+                c.flush_pending = false;
+            }
+            done.then_some((c.outstanding_receives, c.outstanding_sends))
+        });
+        if fact.is_some() {
+            self.owner.latch(self.index, self.fact(EventKind::Flushed));
+        }
+    }
+
+    /// POST: `count` receives or sends of `length` bytes, each in its own registered buffer.
+    /// Receives may be posted in any state but after CLOSE (they stay posted across a peer
+    /// disconnect); sends only when connected. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn post(self: &Arc<Self>, kind: PostKind, count: u32, length: u32) -> i32 {
+        let (phase, pd) = self.ctl.with(|c| (c.phase, c.objects.pd.clone()));
+        let Some(pd) = pd else {
+            return status::INVALID_DEVICE_STATE;
+        };
+        if matches!(kind, PostKind::Send) && !matches!(phase, ConnState::Connected) {
+            return status::INVALID_DEVICE_STATE;
+        }
+        for _ in 0..count {
+            let Some(memory) = self.owner.platform().memory(length as usize) else {
+                return status::INSUFFICIENT_RESOURCES;
+            };
+            let (st, mr) = self.step(|| pd.create_mr(self));
+            let Some(Created::Mr(mr)) = mr else {
+                return failure(st);
+            };
+            let (st, _) = self.step(|| mr.register(self, memory.as_ref()));
+            if st != status::SUCCESS {
+                self.step(|| mr.close(self));
+                return st;
+            }
+            let buffer = Arc::new(Buffer::new(memory, mr.local_token()));
+            let ctx = match kind {
+                PostKind::Receive => CTX_RECEIVE,
+                PostKind::Send => CTX_SEND,
+            };
+            let posted = self.with_objects(|o| {
+                let qp = o.qp.as_ref()?;
+                let index = qp.attach(Arc::clone(&buffer));
+                self.ctl.with(|c| match kind {
+                    PostKind::Receive => c.outstanding_receives += 1,
+                    PostKind::Send => c.outstanding_sends += 1,
+                });
+                let st = match kind {
+                    PostKind::Receive => qp.post_receive(index, 0, length, ctx),
+                    PostKind::Send => qp.post_send(index, 0, length, ctx),
+                };
+                if st != status::SUCCESS {
+                    self.ctl.with(|c| match kind {
+                        PostKind::Receive => c.outstanding_receives -= 1,
+                        PostKind::Send => c.outstanding_sends -= 1,
+                    });
+                }
+                Some(st)
+            });
+            self.ctl.with(|c| {
+                c.mrs.push(mr);
+                c.buffers.push(buffer);
+            });
+            match posted.flatten() {
+                Some(status::SUCCESS) => {}
+                Some(st) => return st,
+                None => return status::INVALID_DEVICE_STATE,
+            }
+        }
+        status::SUCCESS
+    }
+
+    /// Reap completions and re-arm. `// IRQL: <= DISPATCH_LEVEL` (the CQ notification, which
+    /// the provider serialises per CQ).
+    fn reap(&self) {
+        let _ = self.with_objects(|o| {
+            let Some(cq) = o.cq.as_ref() else { return };
+            let mut buf = [ndkpi::Completion::default(); 16];
+            loop {
+                let n = cq.results(&mut buf);
+                self.ctl.with(|c| {
+                    for done in &buf[..n] {
+                        match done.request_context {
+                            CTX_RECEIVE => {
+                                c.outstanding_receives = c.outstanding_receives.saturating_sub(1);
+                            }
+                            CTX_SEND => c.outstanding_sends = c.outstanding_sends.saturating_sub(1),
+                            _ => {}
+                        }
+                    }
+                });
+                if n < buf.len() {
+                    break;
+                }
+            }
+            cq.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
+        });
+        self.flush_done_if_drained();
     }
 
     /// Mark closed (after teardown) and latch `Closed`.
@@ -433,8 +577,8 @@ impl<P: Platform> Conn<P> {
                 state: c.phase,
                 flags,
                 provider_reason: c.reason.unwrap_or(0),
-                outstanding_receives: 0,
-                outstanding_sends: 0,
+                outstanding_receives: c.outstanding_receives,
+                outstanding_sends: c.outstanding_sends,
                 ndk_major: c.ndk_version.0,
                 ndk_minor: c.ndk_version.1,
                 terminal_status: c.terminal_status,
@@ -444,6 +588,10 @@ impl<P: Platform> Conn<P> {
         })
     }
 }
+
+/// Request contexts of posted work (the QP context carries the connection).
+const CTX_RECEIVE: usize = 1;
+const CTX_SEND: usize = 2;
 
 /// A create that failed without a status still failed.
 fn failure(st: i32) -> i32 {
@@ -493,6 +641,10 @@ impl<P: Platform> Sink for Conn<P> {
 
     fn closed(&self, op: Op) {
         self.stepper.finish(op, status::SUCCESS, None);
+    }
+
+    fn cq_notified(&self, _status: i32) {
+        self.reap();
     }
 
     // IRQL: <= DISPATCH_LEVEL. The event path: latch, complete a wait; nothing else.

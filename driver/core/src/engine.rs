@@ -255,7 +255,10 @@ impl<P: Platform> Owner<P> {
                     None => complete(request, status::NOT_FOUND),
                 }
             }
-            Request::Post(_) => complete(request, status::NOT_SUPPORTED),
+            Request::Post(req) => match self.inner.conn(req.connection_id) {
+                None => complete(request, status::NOT_FOUND),
+                Some(c) => complete(request, c.post(req.kind, req.count, req.length)),
+            },
             Request::Disconnect(req) => match self.inner.conn(req.connection_id) {
                 None => complete(request, status::NOT_FOUND),
                 Some(c) if req.abortive => {

@@ -156,6 +156,10 @@ impl Platform for HostPlatform {
     fn adapters(&self) -> Vec<AdapterDesc> {
         self.adapters.clone()
     }
+
+    fn memory(&self, len: usize) -> Option<Box<dyn ndkpi::RegisteredMemory>> {
+        ndkpi::SoftMemory::new(len).map(|m| Box::new(m) as Box<dyn ndkpi::RegisteredMemory>)
+    }
 }
 
 type CancelRoutine = Box<dyn Fn(u64) + Send + Sync>;

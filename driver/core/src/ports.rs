@@ -85,4 +85,6 @@ pub trait Platform: Send + Sync + Sized + 'static {
     fn wsk(&self) -> &ndkpi::Wsk;
     /// The NDK-capable interfaces and their addresses. `// IRQL: PASSIVE_LEVEL`.
     fn adapters(&self) -> alloc::vec::Vec<AdapterDesc>;
+    /// `len` bytes of pinned memory with an MDL, for posted buffers. `// IRQL: PASSIVE_LEVEL`.
+    fn memory(&self, len: usize) -> Option<alloc::boxed::Box<dyn ndkpi::RegisteredMemory>>;
 }

@@ -527,3 +527,181 @@ fn another_handles_ids_are_not_found_and_bad_input_has_its_status() {
     assert_eq!(st, status::BUFFER_TOO_SMALL);
     finish(&w, ha, hb);
 }
+
+fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> i32 {
+    simple(
+        h,
+        Ioctl::Post,
+        bytes(&PostRequest {
+            connection_id: id,
+            kind,
+            count,
+            length: 256,
+        }),
+    )
+}
+
+#[test]
+fn a_peer_disconnect_leaves_posted_receives_outstanding_until_flush() {
+    for mode in modes() {
+        let w = world(mode);
+        let (ha, ca, hb, cb) = pair(&w);
+        assert_eq!(
+            post(&hb, cb, PostKind::Receive, 4),
+            status::SUCCESS,
+            "{mode:?}"
+        );
+        assert_eq!(query(&hb, cb).outstanding_receives, 4);
+        // The peer goes away.
+        assert_eq!(
+            simple(
+                &ha,
+                Ioctl::Disconnect,
+                bytes(&DisconnectRequest {
+                    connection_id: ca,
+                    abortive: false
+                })
+            ),
+            status::SUCCESS
+        );
+        let e = next_event(&hb, EventKind::Disconnected);
+        assert_eq!(e.cause, Cause::Peer);
+        assert_eq!(
+            e.outstanding_receives, 4,
+            "{mode:?}: the event says what is still posted"
+        );
+        assert!(w.fabric.wait_idle(WAIT));
+        assert_eq!(
+            query(&hb, cb).outstanding_receives,
+            4,
+            "{mode:?}: nothing was flushed"
+        );
+        assert_eq!(
+            w.fabric.stats().flush_calls,
+            0,
+            "{mode:?}: ndkdisc made no NdkFlush call"
+        );
+        // The user decides: FLUSH. Every receive completes (STATUS_CANCELLED), then Flushed.
+        assert_eq!(
+            simple(
+                &hb,
+                Ioctl::Flush,
+                bytes(&FlushRequest { connection_id: cb })
+            ),
+            status::SUCCESS
+        );
+        let f = next_event(&hb, EventKind::Flushed);
+        assert_eq!(f.connection_id, cb);
+        assert_eq!(query(&hb, cb).outstanding_receives, 0, "{mode:?}");
+        assert_eq!(w.fabric.stats().flush_calls, 1);
+        assert_ne!(query(&hb, cb).flags & QUERY_FLUSHED, 0);
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
+fn sends_complete_into_the_peers_posted_receives() {
+    for mode in modes() {
+        let w = world(mode);
+        let (ha, ca, hb, cb) = pair(&w);
+        assert_eq!(post(&hb, cb, PostKind::Receive, 3), status::SUCCESS);
+        assert_eq!(
+            post(&ha, ca, PostKind::Send, 2),
+            status::SUCCESS,
+            "{mode:?}"
+        );
+        assert!(w.fabric.wait_idle(WAIT));
+        for _ in 0..500 {
+            if query(&ha, ca).outstanding_sends == 0 && query(&hb, cb).outstanding_receives == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(
+            query(&ha, ca).outstanding_sends,
+            0,
+            "{mode:?}: both sends completed"
+        );
+        assert_eq!(
+            query(&hb, cb).outstanding_receives,
+            1,
+            "{mode:?}: two receives consumed"
+        );
+        // Sends need a connection.
+        assert_eq!(
+            simple(
+                &ha,
+                Ioctl::Disconnect,
+                bytes(&DisconnectRequest {
+                    connection_id: ca,
+                    abortive: false
+                })
+            ),
+            status::SUCCESS
+        );
+        let _ = next_event(&ha, EventKind::Disconnected);
+        assert_eq!(
+            post(&ha, ca, PostKind::Send, 1),
+            status::INVALID_DEVICE_STATE
+        );
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
+fn a_provider_that_flushes_on_its_own_is_tolerated() {
+    let w = world(Completion::Thread);
+    w.fabric.set_misbehaviour(
+        w.hosts[1],
+        Misbehaviour {
+            flush_on_peer_disconnect: true,
+            ..Default::default()
+        },
+    );
+    let (ha, ca, hb, cb) = pair(&w);
+    assert_eq!(post(&hb, cb, PostKind::Receive, 2), status::SUCCESS);
+    assert_eq!(
+        simple(
+            &ha,
+            Ioctl::Disconnect,
+            bytes(&DisconnectRequest {
+                connection_id: ca,
+                abortive: false
+            })
+        ),
+        status::SUCCESS
+    );
+    let e = next_event(&hb, EventKind::Disconnected);
+    assert_eq!(e.cause, Cause::Peer);
+    for _ in 0..500 {
+        if query(&hb, cb).outstanding_receives == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        query(&hb, cb).outstanding_receives,
+        0,
+        "the provider's flush completed them"
+    );
+    assert_eq!(
+        w.fabric.stats().flush_calls,
+        0,
+        "still no NdkFlush from ndkdisc"
+    );
+    assert!(
+        drain(&hb).iter().all(|e| e.kind != EventKind::Flushed),
+        "no Flushed: nobody asked for one"
+    );
+    // A FLUSH afterwards finds nothing outstanding and reports at once.
+    assert_eq!(
+        simple(
+            &hb,
+            Ioctl::Flush,
+            bytes(&FlushRequest { connection_id: cb })
+        ),
+        status::SUCCESS
+    );
+    assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
+    finish(&w, ha, hb);
+}

@@ -14,10 +14,12 @@ use ndkpi_sys::{
 };
 
 use crate::address::SockAddrBuf;
+use crate::memory::{Buffer, PassiveLock};
 use crate::sink::{
     Op, Sink, close_done, connect_event, cq_notify, create_done, ctx_of, disconnect_event,
     disconnect_event_ex, ignore_close, release, request_done, take_ref, wrap_created,
 };
+use alloc::vec::Vec;
 
 const V12: NDK_VERSION = NDK_VERSION { Major: 1, Minor: 2 };
 const V21: NDK_VERSION = NDK_VERSION { Major: 2, Minor: 1 };
@@ -120,7 +122,7 @@ handle!(
     Cq, NDK_CQ
 );
 handle!(
-    /// An `NDK_QP`.
+    /// An `NDK_QP` (its attached buffers live in [`QpBuffers`], kept with it).
     Qp, NDK_QP
 );
 handle!(
@@ -315,6 +317,16 @@ impl Pd {
                     pp,
                 )
             },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+
+    /// `NdkCreateMr` (not fast-register); completes with [`Op::CreateMr`].
+    pub fn create_mr<T: Sink>(&self, sink: &Arc<T>) {
+        let f = self.table().NdkCreateMr;
+        create::<T, { Op::CreateMr as u8 }, NDK_MR>(sink, |cb, ctx, pp| match f {
+            // SAFETY: live PD; callback/context per the NDK contract; valid out-pointer.
+            Some(f) => unsafe { f(self.as_ptr(), FALSE, cb, ctx, pp) },
             None => STATUS_NOT_SUPPORTED,
         });
     }
@@ -735,6 +747,37 @@ impl Listener {
 }
 
 impl Mr {
+    /// `NdkRegisterMr` of `memory` for local write; completes with [`Op::RegisterMr`]. The
+    /// memory must outlive the MR (close the MR before dropping it).
+    pub fn register<T: Sink>(&self, sink: &Arc<T>, memory: &dyn crate::RegisteredMemory) {
+        let f = self.table().NdkRegisterMr;
+        let (mdl, len) = (memory.mdl(), memory.len());
+        request::<T, { Op::RegisterMr as u8 }>(sink, |cb, ctx| match f {
+            // SAFETY: live MR; the MDL describes `len` pinned bytes (the `RegisteredMemory`
+            // contract) that the caller keeps alive until the MR is closed.
+            Some(f) => unsafe {
+                f(
+                    self.as_ptr(),
+                    mdl,
+                    len,
+                    ndkpi_sys::NDK_MR_FLAG_ALLOW_LOCAL_WRITE,
+                    cb,
+                    ctx,
+                )
+            },
+            None => STATUS_NOT_SUPPORTED,
+        });
+    }
+
+    /// The local token (valid after registration).
+    pub fn local_token(&self) -> u32 {
+        match self.table().NdkGetLocalTokenFromMr {
+            // SAFETY: live MR.
+            Some(f) => unsafe { f(self.as_ptr()) },
+            None => 0,
+        }
+    }
+
     /// `NdkCloseMr`; completes with [`Op::CloseMr`].
     pub fn close<T: Sink>(self, sink: &Arc<T>) {
         close::<T, { Op::CloseMr as u8 }>(
@@ -749,5 +792,128 @@ impl Mr {
 impl Adapter {
     pub(crate) fn into_raw(self) -> NonNull<NDK_ADAPTER> {
         self.raw
+    }
+}
+
+/// A QP with the buffers attached to it. Posts name a buffer by index, so they can only use
+/// memory that is registered and that lives at least until the QP's close completion: closing
+/// keeps the buffers alive until that (last) callback has returned.
+#[derive(Debug)]
+#[must_use = "an NDK object must be closed"]
+pub struct QueuePair {
+    qp: Qp,
+    buffers: PassiveLock<Vec<Arc<Buffer>>>,
+}
+
+impl core::fmt::Debug for PassiveLock<Vec<Arc<Buffer>>> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PassiveLock")
+    }
+}
+
+struct Keep<T> {
+    sink: Arc<T>,
+    _buffers: Vec<Arc<Buffer>>,
+}
+
+unsafe extern "system" fn close_keep_done<T: Sink, const OP: u8>(ctx: ndkpi_sys::PVOID) {
+    // SAFETY: `ctx` is the `Box<Keep<T>>` leaked by `QueuePair::close` for this close only.
+    let keep = unsafe { alloc::boxed::Box::from_raw(ctx.cast::<Keep<T>>()) };
+    keep.sink.closed(Op::from_u8(OP));
+    // SAFETY: the close completion is the QP's last callback: its reference to the sink
+    // (taken at its create, or by `close`) is surrendered after the callback above returned.
+    unsafe { release::<T>(Arc::as_ptr(&keep.sink).cast_mut().cast()) };
+    // The buffers are dropped here, after the provider's last use of the QP.
+}
+
+impl QueuePair {
+    /// Wrap a QP.
+    pub fn new(qp: Qp) -> Self {
+        Self {
+            qp,
+            buffers: PassiveLock::new(Vec::new()),
+        }
+    }
+
+    /// The QP (for connect, accept, flush).
+    pub fn qp(&self) -> &Qp {
+        &self.qp
+    }
+
+    /// Attach a buffer; returns its index. `// IRQL: PASSIVE_LEVEL`.
+    pub fn attach(&self, buffer: Arc<Buffer>) -> usize {
+        self.buffers.with(|b| {
+            b.push(buffer);
+            b.len() - 1
+        })
+    }
+
+    fn sge(&self, index: usize, offset: usize, len: u32) -> Option<Sge> {
+        self.buffers
+            .with(|b| b.get(index).and_then(|buf| buf.sge(offset, len)))
+    }
+
+    /// Post a receive into `len` bytes at `offset` of buffer `index`. `// IRQL: PASSIVE_LEVEL`
+    /// (the caller serialises posts to the receive queue).
+    pub fn post_receive(
+        &self,
+        index: usize,
+        offset: usize,
+        len: u32,
+        request_context: usize,
+    ) -> NTSTATUS {
+        let Some(sge) = self.sge(index, offset, len) else {
+            return ndkpi_sys::STATUS_INVALID_PARAMETER;
+        };
+        // SAFETY: the SGE lies inside an attached, registered buffer, which lives until the
+        // QP's close completion (after which no request can complete).
+        unsafe { self.qp.receive(request_context, sge) }
+    }
+
+    /// Post a send of `len` bytes at `offset` of buffer `index`. `// IRQL: PASSIVE_LEVEL`
+    /// (the caller serialises posts to the initiator queue).
+    pub fn post_send(
+        &self,
+        index: usize,
+        offset: usize,
+        len: u32,
+        request_context: usize,
+    ) -> NTSTATUS {
+        let Some(sge) = self.sge(index, offset, len) else {
+            return ndkpi_sys::STATUS_INVALID_PARAMETER;
+        };
+        // SAFETY: as `post_receive`.
+        unsafe { self.qp.send(request_context, sge, 0) }
+    }
+
+    /// `NdkCloseQp`; completes with [`Op::CloseQp`]; the buffers are released after it.
+    pub fn close<T: Sink>(self, sink: &Arc<T>) {
+        let QueuePair { qp, buffers } = self;
+        let buffers = buffers.into_inner();
+        if !qp.has_ref.load(Ordering::Acquire) {
+            take_ref(sink);
+        }
+        let keep = alloc::boxed::Box::new(Keep {
+            sink: Arc::clone(sink),
+            _buffers: buffers,
+        });
+        let ctx: ndkpi_sys::PVOID = alloc::boxed::Box::into_raw(keep).cast();
+        let status = match qp.table().NdkCloseQp {
+            // SAFETY: the QP's only handle was consumed, so this is its one close; `ctx` stays
+            // valid until `close_keep_done` reclaims it.
+            Some(f) => unsafe {
+                f(
+                    qp.header(),
+                    Some(close_keep_done::<T, { Op::CloseQp as u8 }>),
+                    ctx,
+                )
+            },
+            None => STATUS_NOT_SUPPORTED,
+        };
+        if status != STATUS_PENDING {
+            // SAFETY: closed synchronously: no callback will come, so the context is ours to
+            // reclaim exactly once here.
+            unsafe { close_keep_done::<T, { Op::CloseQp as u8 }>(ctx) };
+        }
     }
 }

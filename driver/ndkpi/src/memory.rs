@@ -1,0 +1,162 @@
+//! Registered memory for posting: a platform buffer described by an MDL, registered in an MR.
+
+use alloc::boxed::Box;
+
+use ndkpi_sys::MDL;
+
+/// Memory the provider may DMA into: pinned, described by a locked MDL.
+///
+/// # Safety
+/// Implementors promise that `mdl()` describes exactly `len()` bytes starting at `base()`,
+/// that the memory is valid for reads and writes, not moved, and not otherwise accessed while
+/// the value lives (the provider DMAs into it until every request using it completed, which
+/// ndkpi guarantees by keeping the value alive until the QP's close completion).
+pub unsafe trait RegisteredMemory: Send + Sync + 'static {
+    /// The MDL describing the memory.
+    fn mdl(&self) -> *mut MDL;
+    /// The first byte.
+    fn base(&self) -> *mut u8;
+    /// Length in bytes.
+    fn len(&self) -> usize;
+    /// Whether the length is zero.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Memory backed by a softndk soft MDL.
+#[cfg(feature = "softndk")]
+pub struct SoftMemory {
+    root: core::ptr::NonNull<u8>,
+    len: usize,
+    mdl: Box<softndk::SoftMdl>,
+}
+
+#[cfg(feature = "softndk")]
+impl SoftMemory {
+    /// `len` zeroed bytes (`len` > 0 and fits in `u32`), or `None`.
+    pub fn new(len: usize) -> Option<Self> {
+        let len32 = u32::try_from(len).ok().filter(|l| *l > 0)?;
+        let boxed: Box<[u8]> = alloc::vec![0u8; len].into_boxed_slice();
+        let root = core::ptr::NonNull::new(Box::into_raw(boxed).cast::<u8>())?;
+        let mdl = softndk::SoftMdl::new(root.as_ptr(), len32);
+        Some(Self { root, len, mdl })
+    }
+}
+
+#[cfg(feature = "softndk")]
+impl Drop for SoftMemory {
+    fn drop(&mut self) {
+        let slice = core::ptr::slice_from_raw_parts_mut(self.root.as_ptr(), self.len);
+        // SAFETY: allocated by `Box::into_raw` in `new` with this length; freed once, after
+        // the MDL (dropped with `self`) can no longer be registered anew.
+        drop(unsafe { Box::from_raw(slice) });
+    }
+}
+
+// SAFETY: the buffer is owned by this value and only reached through the raw root pointer
+// (by the provider); moving the value does not move the heap memory.
+#[cfg(feature = "softndk")]
+unsafe impl Send for SoftMemory {}
+// SAFETY: as above; `&SoftMemory` gives no access to the bytes.
+#[cfg(feature = "softndk")]
+unsafe impl Sync for SoftMemory {}
+
+// SAFETY: the soft MDL describes exactly the `len` bytes at `root`, which this value owns,
+// never moves and frees only on drop.
+#[cfg(feature = "softndk")]
+unsafe impl RegisteredMemory for SoftMemory {
+    fn mdl(&self) -> *mut MDL {
+        self.mdl.as_mdl()
+    }
+    fn base(&self) -> *mut u8 {
+        self.root.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Registered memory and the token of the MR it is registered in.
+pub struct Buffer {
+    memory: Box<dyn RegisteredMemory>,
+    token: u32,
+}
+
+impl core::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Buffer")
+            .field("len", &self.memory.len())
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl Buffer {
+    /// `memory`, registered in an MR whose local token is `token` (from
+    /// [`crate::Mr::local_token`] after a successful [`crate::Mr::register`]). A wrong token
+    /// only makes the provider fail the requests (the token is checked against the region).
+    pub fn new(memory: Box<dyn RegisteredMemory>, token: u32) -> Self {
+        Self { memory, token }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.memory.len()
+    }
+
+    /// Whether the length is zero.
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_empty()
+    }
+
+    /// The element for `offset..offset + len`, if inside the buffer.
+    pub(crate) fn sge(&self, offset: usize, len: u32) -> Option<crate::Sge> {
+        let end = offset.checked_add(len as usize)?;
+        (end <= self.memory.len() && len > 0).then(|| crate::Sge {
+            address: self.memory.base().wrapping_add(offset),
+            length: len,
+            token: self.token,
+        })
+    }
+}
+
+/// A tiny spin lock for lists touched only at `PASSIVE_LEVEL` (never from a callback), so it
+/// needs no IRQL raise.
+pub(crate) struct PassiveLock<T> {
+    busy: core::sync::atomic::AtomicBool,
+    value: core::cell::UnsafeCell<T>,
+}
+
+// SAFETY: access to `value` is serialised by `busy`.
+unsafe impl<T: Send> Sync for PassiveLock<T> {}
+// SAFETY: the lock owns its value.
+unsafe impl<T: Send> Send for PassiveLock<T> {}
+
+impl<T> PassiveLock<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self {
+            busy: core::sync::atomic::AtomicBool::new(false),
+            value: core::cell::UnsafeCell::new(value),
+        }
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        use core::sync::atomic::Ordering;
+        while self
+            .busy
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        // SAFETY: `busy` is held, so this is the only reference to the value until released.
+        let result = f(unsafe { &mut *self.value.get() });
+        self.busy.store(false, Ordering::Release);
+        result
+    }
+
+    pub(crate) fn into_inner(self) -> T {
+        self.value.into_inner()
+    }
+}
