@@ -39,7 +39,8 @@ pub struct InfoReply {
     pub events_latched: u64,
     /// NDK disconnect callbacks received since load.
     pub disconnect_callbacks: u64,
-    /// Incoming connections rejected because a listener's backlog was full.
+    /// Incoming connections rejected because a listener's backlog was full or its handle was
+    /// at its connection quota.
     pub backlog_rejects: u64,
     /// Disconnect callbacks received for a connection that had already had one.
     pub duplicate_callbacks: u64,

@@ -705,3 +705,216 @@ fn a_provider_that_flushes_on_its_own_is_tolerated() {
     assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
     finish(&w, ha, hb);
 }
+
+#[test]
+fn every_ioctl_rejects_every_truncated_input_through_the_engine() {
+    let w = world(Completion::Inline);
+    let h = HostHandle::open(&w.engine).unwrap();
+    let full: Vec<(Ioctl, Vec<u8>)> = vec![
+        (Ioctl::GetInfo, bytes(&GetInfoRequest)),
+        (Ioctl::ListAdapters, bytes(&ListAdaptersRequest)),
+        (
+            Ioctl::Listen,
+            bytes(&ListenRequest {
+                if_index: 2,
+                backlog: 0,
+                local: SocketAddr::new(B, 1),
+            }),
+        ),
+        (
+            Ioctl::Connect,
+            bytes(&ConnectRequest {
+                if_index: 1,
+                receive_depth: 0,
+                send_depth: 0,
+                local: None,
+                remote: SocketAddr::new(B, 1),
+            }),
+        ),
+        (
+            Ioctl::Wait,
+            bytes(&WaitRequest {
+                connection: None,
+                nonblocking: true,
+            }),
+        ),
+        (Ioctl::Query, bytes(&QueryRequest { connection_id: 1 })),
+        (
+            Ioctl::Post,
+            bytes(&PostRequest {
+                connection_id: 1,
+                kind: PostKind::Receive,
+                count: 1,
+                length: 1,
+            }),
+        ),
+        (
+            Ioctl::Disconnect,
+            bytes(&DisconnectRequest {
+                connection_id: 1,
+                abortive: false,
+            }),
+        ),
+        (Ioctl::Abort, bytes(&AbortRequest { connection_id: 1 })),
+        (Ioctl::Flush, bytes(&FlushRequest { connection_id: 1 })),
+        (Ioctl::Close, bytes(&CloseRequest { id: 1 })),
+    ];
+    for (ioctl, input) in &full {
+        for len in 0..input.len() {
+            let (st, _) = done(&h.ioctl(ioctl.code(), &input[..len], 512));
+            assert_eq!(
+                st,
+                status::INVALID_PARAMETER,
+                "{ioctl:?} truncated to {len}"
+            );
+        }
+        let mut bad = input.clone();
+        bad[0] = 2;
+        assert_eq!(
+            done(&h.ioctl(ioctl.code(), &bad, 512)).0,
+            status::REVISION_MISMATCH,
+            "{ioctl:?}"
+        );
+        let mut bad = input.clone();
+        bad[4] = 1;
+        assert_eq!(
+            done(&h.ioctl(ioctl.code(), &bad, 512)).0,
+            status::INVALID_PARAMETER,
+            "{ioctl:?} reserved"
+        );
+    }
+    let hb = HostHandle::open(&w.engine).unwrap();
+    finish(&w, h, hb);
+}
+
+#[test]
+fn quotas_hold_and_rejected_incoming_connections_are_counted() {
+    let fabric = Arc::new(Fabric::new(FabricConfig {
+        completion: Completion::Inline,
+        ..Default::default()
+    }));
+    fabric.add_host(HostConfig::new(1, [A]));
+    fabric.add_host(HostConfig::new(2, [B]));
+    let platform = HostPlatform::new(Arc::clone(&fabric), Vec::new());
+    let config = Config {
+        limits: ndkdisc_core::events::Limits {
+            max_connections: 2,
+            max_waits: 1,
+        },
+        max_listeners: 1,
+        ..Config::default()
+    };
+    let engine = Engine::new(platform, config);
+    let ha = HostHandle::open(&engine).unwrap();
+    let hb = HostHandle::open(&engine).unwrap();
+    listen(&hb, 4791);
+    // A second listener is over the quota.
+    let req = ListenRequest {
+        if_index: 2,
+        backlog: 0,
+        local: SocketAddr::new(B, 4792),
+    };
+    assert_eq!(
+        done(&hb.ioctl(Ioctl::Listen.code(), &bytes(&req), ListenReply::SIZE)).0,
+        status::QUOTA_EXCEEDED
+    );
+    // Two connections per handle: the third CONNECT is over the quota.
+    let c1 = connect(&ha, 4791);
+    let c2 = connect(&ha, 4791);
+    assert_eq!((c1.status, c2.status), (status::SUCCESS, status::SUCCESS));
+    let req = ConnectRequest {
+        if_index: 1,
+        receive_depth: 0,
+        send_depth: 0,
+        local: None,
+        remote: SocketAddr::new(B, 4791),
+    };
+    assert_eq!(
+        done(&ha.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE)).0,
+        status::QUOTA_EXCEEDED
+    );
+    // One pended wait per handle.
+    let first = wait_pending(&hb, Some(999_999), 1);
+    assert_eq!(done(&first).0, status::NOT_FOUND);
+    let w1 = {
+        let req = WaitRequest {
+            connection: None,
+            nonblocking: false,
+        };
+        // Drain B's two Accepted events first so the next wait pends.
+        let _ = drain(&hb);
+        hb.ioctl(
+            Ioctl::Wait.code(),
+            &bytes(&req),
+            BATCH_HEADER_SIZE + Event::SIZE,
+        )
+    };
+    assert!(!w1.is_done());
+    assert_eq!(done(&wait_pending(&hb, None, 1)).0, status::QUOTA_EXCEEDED);
+    // B's handle holds two connections; a third incoming one is rejected and counted.
+    let ha2 = HostHandle::open(&engine).unwrap();
+    let r = connect(&ha2, 4791);
+    assert_ne!(
+        r.status,
+        status::SUCCESS,
+        "no room on the listener's handle"
+    );
+    let (_, out) = done(&hb.ioctl(
+        Ioctl::GetInfo.code(),
+        &bytes(&GetInfoRequest),
+        InfoReply::SIZE,
+    ));
+    assert_eq!(InfoReply::parse(&out).unwrap().backlog_rejects, 1);
+    ha2.close();
+    ha.close();
+    hb.close();
+    assert!(fabric.wait_idle(WAIT));
+    for _ in 0..500 {
+        if fabric.live_objects() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(fabric.live_objects(), 0, "{:?}", fabric.live_by_kind());
+}
+
+#[test]
+fn both_sides_disconnecting_at_once_each_get_exactly_one_terminal_event() {
+    for _ in 0..10 {
+        let w = world(Completion::Thread);
+        let (ha, ca, hb, cb) = pair(&w);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                simple(
+                    &ha,
+                    Ioctl::Disconnect,
+                    bytes(&DisconnectRequest {
+                        connection_id: ca,
+                        abortive: false,
+                    }),
+                )
+            });
+            s.spawn(|| {
+                simple(
+                    &hb,
+                    Ioctl::Disconnect,
+                    bytes(&DisconnectRequest {
+                        connection_id: cb,
+                        abortive: false,
+                    }),
+                )
+            });
+        });
+        for (h, id) in [(&ha, ca), (&hb, cb)] {
+            let e = next_event(h, EventKind::Disconnected);
+            assert_eq!(e.connection_id, id);
+            assert!(matches!(e.cause, Cause::Local | Cause::Peer));
+            close(h, id);
+            assert!(
+                terminal(&drain(h)).is_empty(),
+                "one terminal event per side"
+            );
+        }
+        finish(&w, ha, hb);
+    }
+}
