@@ -3,7 +3,7 @@
 //! Everything ndkdisc decides, written once in host-testable Rust (`no_std` + `alloc`, no
 //! `unsafe`) and driven by the KMDF shell on Windows or by the host platform in tests.
 //!
-//! This first part is the **event path** ([`events`]): how a fact about a connection (connected,
+//! The **event path** ([`events`]) is how a fact about a connection (connected,
 //! disconnected by the peer, flushed, closed) becomes an event that user mode receives through a
 //! pended WAIT, under the guarantees of `DESIGN.md` §3–4:
 //!
@@ -20,7 +20,28 @@
 //!   cancel routine — completes it. The event path takes a wait only after
 //!   `unmark_cancelable` succeeded, so an event racing a cancel stays queued for the next wait.
 //!
-//! The ports the engine needs from its platform are in [`ports`].
+//! The **engine** ([`Engine`], one [`Owner`] per file handle) parses each IOCTL once
+//! (`ndkdisc-abi`), checks output sizes before any effect, and drives NDK through `ndkpi`:
+//!
+//! - CONNECT: adapter (NDKPI 2.1 preferred), PD, CQ, QP, connector, created and waited for at
+//!   `PASSIVE_LEVEL`; then `NdkConnect` -> `NdkCompleteConnect(Ex)` from the callbacks, with the
+//!   disconnect callback registered. LISTEN: incoming connect events go through a preallocated
+//!   backlog to a passive work item that creates the connection and calls `NdkAccept(Ex)` (again
+//!   with the callback); overflow and quota rejects are refused and counted.
+//! - The disconnect callback only latches `Disconnected`/`Peer` (with the provider reason and
+//!   the work still posted) and completes a wait. **Nothing is flushed on a peer disconnect**:
+//!   the only `NdkFlush` ndkdisc makes is FLUSH's.
+//! - DISCONNECT (graceful or abortive), ABORT, FLUSH, POST, QUERY, CLOSE and handle cleanup; each
+//!   connection releases every NDK object it created (softndk's live-object count returns to
+//!   zero), adapters last, at `PASSIVE_LEVEL`.
+//!
+//! Tests: `events` unit tests, end-to-end `tests/flows.rs` through softndk in every completion
+//! mode, and loom models of the lock protocol (`tests/loom_events.rs`, `--cfg loom`).
+//! Not yet: cancelling a pending CONNECT, fault tests during the handshake through the engine,
+//! benchmarks.
+//!
+//! The ports the engine needs from its platform are in [`ports`]; the host platform over std
+//! and softndk is the `host` module (feature `host`).
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
 
