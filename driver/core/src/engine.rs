@@ -219,17 +219,21 @@ impl<P: Platform> Owner<P> {
                 reply(request, &info);
             }
             Request::ListAdapters(_) => {
-                let entries: Vec<AdapterEntry> = engine
-                    .platform
-                    .adapters()
-                    .into_iter()
-                    .map(|a| AdapterEntry {
-                        if_index: a.if_index,
-                        ndk_major: 2,
-                        ndk_minor: 1,
-                        address: a.address,
-                    })
-                    .collect();
+                // The version each adapter really negotiates (2.1 preferred): open it once.
+                let mut entries: Vec<AdapterEntry> = Vec::new();
+                for desc in engine.platform.adapters() {
+                    let Ok(adapter) = engine.open_adapter(desc.if_index) else {
+                        continue;
+                    };
+                    let v = adapter.version();
+                    engine.platform.wsk().close_adapter(adapter);
+                    entries.push(AdapterEntry {
+                        if_index: desc.if_index,
+                        ndk_major: v.Major,
+                        ndk_minor: v.Minor,
+                        address: desc.address,
+                    });
+                }
                 match encode_adapters_reply(&entries, request.output()) {
                     Ok(n) => request.complete(status::SUCCESS, n),
                     Err(e) => complete(request, e.ntstatus()),

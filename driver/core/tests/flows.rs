@@ -918,3 +918,50 @@ fn both_sides_disconnecting_at_once_each_get_exactly_one_terminal_event() {
         finish(&w, ha, hb);
     }
 }
+
+#[test]
+fn list_adapters_reports_each_interfaces_negotiated_version() {
+    let fabric = Arc::new(Fabric::new(FabricConfig::default()));
+    fabric.add_host(HostConfig::new(1, [A]));
+    fabric.add_host(HostConfig::new(2, [B]).max_version(1, 2));
+    let adapters = vec![
+        AdapterDesc {
+            if_index: 1,
+            address: SocketAddr::new(A, 0),
+        },
+        AdapterDesc {
+            if_index: 2,
+            address: SocketAddr::new(B, 0),
+        },
+        AdapterDesc {
+            if_index: 9,
+            address: SocketAddr::new(B, 0),
+        },
+    ];
+    let engine = Engine::new(
+        HostPlatform::new(Arc::clone(&fabric), adapters),
+        Config::default(),
+    );
+    let h = HostHandle::open(&engine).unwrap();
+    let (st, out) = done(&h.ioctl(
+        Ioctl::ListAdapters.code(),
+        &bytes(&ListAdaptersRequest),
+        16 + 4 * AdapterEntry::SIZE,
+    ));
+    assert_eq!(st, status::SUCCESS);
+    assert_eq!(
+        decode_adapters_header(&out).unwrap(),
+        (2, 2),
+        "an interface without an NDK adapter is left out"
+    );
+    let e1 = AdapterEntry::decode(&out[16..]).unwrap();
+    let e2 = AdapterEntry::decode(&out[16 + AdapterEntry::SIZE..]).unwrap();
+    assert_eq!((e1.if_index, e1.ndk_major, e1.ndk_minor), (1, 2, 1));
+    assert_eq!(
+        (e2.if_index, e2.ndk_major, e2.ndk_minor),
+        (2, 1, 2),
+        "a 1.2 provider is reported as 1.2"
+    );
+    h.close();
+    assert_eq!(fabric.live_objects(), 0, "the probe adapters were closed");
+}
