@@ -26,7 +26,7 @@ use crate::ports::{Lock, PendedRequest, Platform, Signal};
 use crate::step::Stepper;
 
 /// The NDK objects of a connection, each shared while in use and taken back for closing.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Objects {
     adapter: Option<Arc<ndkpi::Adapter>>,
     pd: Option<Arc<Pd>>,
@@ -283,13 +283,7 @@ impl<P: Platform> Conn<P> {
                 return None;
             }
             c.users += 1;
-            Some(Objects {
-                adapter: c.objects.adapter.clone(),
-                pd: c.objects.pd.clone(),
-                cq: c.objects.cq.clone(),
-                qp: c.objects.qp.clone(),
-                connector: c.objects.connector.clone(),
-            })
+            Some(c.objects.clone())
         })?;
         let result = f(&objects);
         // The clones are dropped inside the lock, before `users` can reach zero.

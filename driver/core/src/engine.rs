@@ -448,9 +448,9 @@ pub(crate) struct ListenerObj<P: Platform> {
     backlog: P::Lock<VecDeque<Connector>>,
     capacity: usize,
     closing: AtomicBool,
-    closed: AtomicBool,
     stepper: Stepper<P>,
-    work: P::Lock<Option<Arc<dyn Passive>>>,
+    /// The accept work item, allocated with the listener so a connect event never allocates.
+    work: Arc<dyn Passive>,
 }
 
 struct AcceptWork<P: Platform> {
@@ -488,11 +488,10 @@ impl<P: Platform> ListenerObj<P> {
             backlog: platform.lock(backlog),
             capacity,
             closing: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
             stepper: Stepper::new(platform),
-            work: platform.lock(Some(Arc::new(AcceptWork {
+            work: Arc::new(AcceptWork {
                 listener: weak.clone(),
-            }) as Arc<dyn Passive>)),
+            }) as Arc<dyn Passive>,
         });
         let (st, created) = me.stepper.run(|| adapter.create_listener(&me));
         let Some(Created::Listener(listener)) = created else {
@@ -578,7 +577,6 @@ impl<P: Platform> ListenerObj<P> {
             // listener has closed; handle cleanup closes connections first.
             self.stepper.run(|| listener.close(self));
         }
-        self.closed.store(true, Ordering::Release);
         self.release_adapter();
     }
 }
@@ -616,9 +614,7 @@ impl<P: Platform> Sink for ListenerObj<P> {
                 connector.close_detached();
             }
             None => {
-                if let Some(work) = self.work.with(|w| w.clone()) {
-                    self.owner.platform().defer(work);
-                }
+                self.owner.platform().defer(Arc::clone(&self.work));
             }
         }
     }

@@ -368,6 +368,18 @@ pub struct Sge {
     pub token: u32,
 }
 
+impl Sge {
+    fn raw(self) -> ndkpi_sys::NDK_SGE {
+        ndkpi_sys::NDK_SGE {
+            Address: ndkpi_sys::NDK_SGE_ADDRESS {
+                VirtualAddress: self.address.cast(),
+            },
+            Length: self.length,
+            MemoryRegionToken: self.token,
+        }
+    }
+}
+
 impl Cq {
     /// `NdkArmCq` (`NDK_CQ_NOTIFY_*`).
     pub fn arm(&self, kind: u32) {
@@ -471,13 +483,7 @@ impl Qp {
         let Some(f) = self.table().NdkReceive else {
             return STATUS_NOT_SUPPORTED;
         };
-        let raw = ndkpi_sys::NDK_SGE {
-            Address: ndkpi_sys::NDK_SGE_ADDRESS {
-                VirtualAddress: sge.address.cast(),
-            },
-            Length: sge.length,
-            MemoryRegionToken: sge.token,
-        };
+        let raw = sge.raw();
         // SAFETY: live QP; one valid SGE whose memory the caller vouches for.
         unsafe {
             f(
@@ -497,13 +503,7 @@ impl Qp {
         let Some(f) = self.table().NdkSend else {
             return STATUS_NOT_SUPPORTED;
         };
-        let raw = ndkpi_sys::NDK_SGE {
-            Address: ndkpi_sys::NDK_SGE_ADDRESS {
-                VirtualAddress: sge.address.cast(),
-            },
-            Length: sge.length,
-            MemoryRegionToken: sge.token,
-        };
+        let raw = sge.raw();
         // SAFETY: live QP; one valid SGE whose memory the caller vouches for.
         unsafe {
             f(
