@@ -48,12 +48,14 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod device;
 pub mod error;
 pub mod ioctl;
 pub mod records;
 pub mod replies;
 pub mod wire;
 
+pub use device::{DEVICE_INTERFACE_GUID, DOS_DEVICE_PATH, Guid};
 pub use error::{AbiError, status};
 pub use ioctl::Ioctl;
 pub use records::*;
