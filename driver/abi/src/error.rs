@@ -30,6 +30,9 @@ pub mod status {
     pub const QUOTA_EXCEEDED: i32 = 0xC000_0044_u32.cast_signed();
     /// `STATUS_REVISION_MISMATCH`: the record's version is not one this driver speaks.
     pub const REVISION_MISMATCH: i32 = 0xC000_0059_u32.cast_signed();
+    /// `STATUS_CONNECTION_DISCONNECTED`: the peer ended the connection before it was
+    /// established (the NDK disconnect callback fired while connecting).
+    pub const CONNECTION_DISCONNECTED: i32 = 0xC000_020C_u32.cast_signed();
 }
 
 /// Why a record could not be decoded or encoded.

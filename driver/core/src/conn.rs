@@ -22,7 +22,7 @@ use ndkpi::{Buffer, Connector, Cq, Created, Mr, Op, Pd, QueuePair, Sink};
 
 use crate::engine::OwnerInner;
 use crate::events::{ConnIndex, Fact};
-use crate::ports::{Lock, PendedRequest, Platform, Signal};
+use crate::ports::{Lock, Passive, PendedRequest, Platform, Signal};
 use crate::step::Stepper;
 
 /// The NDK objects of a connection, each shared while in use and taken back for closing.
@@ -67,6 +67,19 @@ struct Ctl<R> {
     ndk_version: (u16, u16),
 }
 
+impl<R: PendedRequest> Ctl<R> {
+    /// Take the pended CONNECT to complete it, unless its cancel routine owns it (then the
+    /// cancel routine completes it: WDF's `WdfRequestUnmarkCancelable` rule).
+    /// The caller then calls [`Conn::completing`].
+    fn take_connect_request(&mut self) -> Option<R> {
+        let request = self.connect_request.as_mut()?;
+        if request.unmark_cancelable().is_err() {
+            return None;
+        }
+        self.connect_request.take()
+    }
+}
+
 /// A connection.
 pub(crate) struct Conn<P: Platform> {
     pub(crate) id: u64,
@@ -76,6 +89,26 @@ pub(crate) struct Conn<P: Platform> {
     ctl: P::Lock<Ctl<P::Request>>,
     stepper: Stepper<P>,
     users_done: P::Signal,
+    /// Abandons the connection at `PASSIVE_LEVEL` after its CONNECT was cancelled; allocated
+    /// with the connection so the cancel routine never allocates.
+    abandon: Arc<dyn Passive>,
+}
+
+/// The work item that releases a connection whose CONNECT was cancelled.
+struct Abandon<P: Platform> {
+    conn: Weak<Conn<P>>,
+}
+
+impl<P: Platform> Passive for Abandon<P> {
+    fn run(&self) {
+        if let Some(conn) = self.conn.upgrade() {
+            // Gone from the table already if CLOSE or handle cleanup took it first.
+            if conn.owner.forget(conn.id).is_some() {
+                conn.end(Cause::LocalAbortive);
+                conn.closed_event();
+            }
+        }
+    }
 }
 
 impl<P: Platform> Conn<P> {
@@ -119,6 +152,7 @@ impl<P: Platform> Conn<P> {
             ctl: platform.lock(ctl),
             stepper: Stepper::new(platform),
             users_done: platform.signal(),
+            abandon: Arc::new(Abandon { conn: me.clone() }),
         })
     }
 
@@ -128,10 +162,6 @@ impl<P: Platform> Conn<P> {
 
     fn fact(&self, kind: EventKind) -> Fact {
         Fact::new(kind, self.owner.platform().now())
-    }
-
-    fn step(&self, start: impl FnOnce()) -> (i32, Option<Created>) {
-        self.stepper.run(start)
     }
 
     /// Create PD, CQ and QP on the connection's adapter. `// IRQL: PASSIVE_LEVEL`.
@@ -144,21 +174,22 @@ impl<P: Platform> Conn<P> {
             .ctl
             .with(|c| c.objects.adapter.clone())
             .ok_or(status::INVALID_DEVICE_STATE)?;
-        let (st, pd) = self.step(|| adapter.create_pd(self));
+        let session = self.stepper.session();
+        let (st, pd) = session.run(|| adapter.create_pd(self));
         let Some(Created::Pd(pd)) = pd else {
             return Err(failure(st));
         };
         let pd = Arc::new(pd);
         self.ctl.with(|c| c.objects.pd = Some(Arc::clone(&pd)));
         let depth = receive_depth.saturating_add(send_depth).max(1);
-        let (st, cq) = self.step(|| adapter.create_cq(self, depth));
+        let (st, cq) = session.run(|| adapter.create_cq(self, depth));
         let Some(Created::Cq(cq)) = cq else {
             return Err(failure(st));
         };
         let cq = Arc::new(cq);
         self.ctl.with(|c| c.objects.cq = Some(Arc::clone(&cq)));
         let qp_context = usize::try_from(self.id).unwrap_or(0);
-        let (st, qp) = self.step(|| {
+        let (st, qp) = session.run(|| {
             pd.create_qp(
                 self,
                 &cq,
@@ -189,21 +220,36 @@ impl<P: Platform> Conn<P> {
         let Some(adapter) = adapter else {
             return self.fail_connect(Some(request), status::INVALID_DEVICE_STATE);
         };
-        let (st, connector) = self.step(|| adapter.create_connector(self));
+        let (st, connector) = self.stepper.run(|| adapter.create_connector(self));
         let Some(Created::Connector(connector)) = connector else {
             return self.fail_connect(Some(request), failure(st));
         };
         let connector = Arc::new(connector);
-        let qp = self.ctl.with(|c| {
+        let token = request.token();
+        if let Err(st) = self.owner.register_connect(token, self) {
+            return self.fail_connect(Some(request), st);
+        }
+        // Made cancelable where it is stored, under the lock its cancel routine takes.
+        let stored = self.ctl.with(|c| {
             c.objects.connector = Some(Arc::clone(&connector));
-            c.connect_request = Some(request);
             c.remote = Some(remote);
-            c.objects.qp.clone()
+            let mut request = request;
+            if request.mark_cancelable().is_err() {
+                return Err(request);
+            }
+            c.connect_request = Some(request);
+            Ok(c.objects.qp.clone())
         });
-        match qp {
+        match stored {
             // Completes in `completed(Op::Connect)`, possibly before this returns.
-            Some(qp) => connector.connect(self, qp.qp(), local, remote, 16, 16),
-            None => self.fail_connect(None, status::INVALID_DEVICE_STATE),
+            Ok(Some(qp)) => connector.connect(self, qp.qp(), local, remote, 16, 16),
+            Ok(None) => self.fail_connect(None, status::INVALID_DEVICE_STATE),
+            // Cancelled while the objects were being created.
+            Err(request) => {
+                self.owner.unregister_connect(token);
+                request.complete(status::CANCELLED, 0);
+                self.cancelled();
+            }
         }
     }
 
@@ -226,24 +272,55 @@ impl<P: Platform> Conn<P> {
     /// Connection failed before it was established: `ConnectFailed` (once), and the CONNECT
     /// request (if any) completes with the failure in its reply.
     pub(crate) fn fail_connect(&self, request: Option<P::Request>, st: i32) {
-        let request = self.ctl.with(|c| {
-            if matches!(c.phase, ConnState::Connecting) {
+        self.fail_if_connecting(request, st);
+    }
+
+    /// [`Conn::fail_connect`], returning whether this call made the connection fail (it was
+    /// still connecting).
+    fn fail_if_connecting(&self, request: Option<P::Request>, st: i32) -> bool {
+        let (request, failed, fired, reason) = self.ctl.with(|c| {
+            let failed = matches!(c.phase, ConnState::Connecting);
+            if failed {
                 c.phase = ConnState::Failed;
                 c.terminal_status = st;
             }
-            request.or_else(|| c.connect_request.take())
+            (
+                request.or_else(|| c.take_connect_request()),
+                failed,
+                c.callback_fired,
+                c.reason,
+            )
         });
-        let fact = Fact {
-            status: st,
-            ..self.fact(EventKind::ConnectFailed)
-        };
-        self.owner.latch(self.index, fact);
+        // Only the Connecting -> Failed transition is an event: a connection that was
+        // established ends with `Disconnected` instead.
+        if failed {
+            let mut fact = Fact {
+                status: st,
+                ..self.fact(EventKind::ConnectFailed)
+            };
+            if fired {
+                fact.flags |= EVENT_CALLBACK_FIRED;
+            }
+            if let Some(r) = reason {
+                fact.provider_reason = r;
+                fact.flags |= EVENT_REASON_VALID;
+            }
+            self.owner.latch(self.index, fact);
+        }
         if let Some(request) = request {
             self.reply_connect(request, st);
         }
+        failed
+    }
+
+    /// A pended CONNECT taken with `take_connect_request` is about to complete: it no longer
+    /// needs finding by its cancel routine.
+    fn completing(&self, request: &P::Request) {
+        self.owner.unregister_connect(request.token());
     }
 
     fn reply_connect(&self, mut request: P::Request, st: i32) {
+        self.completing(&request);
         let (local, remote) = self.ctl.with(|c| (c.local, c.remote));
         let reply = ConnectReply {
             connection_id: self.id,
@@ -258,12 +335,18 @@ impl<P: Platform> Conn<P> {
     }
 
     fn established(&self, kind: EventKind) {
-        let (request, local) = self.ctl.with(|c| {
-            if matches!(c.phase, ConnState::Connecting) {
-                c.phase = ConnState::Connected;
+        let transition = self.ctl.with(|c| {
+            if !matches!(c.phase, ConnState::Connecting) {
+                return None;
             }
-            (c.connect_request.take(), c.local)
+            c.phase = ConnState::Connected;
+            Some((c.take_connect_request(), c.local))
         });
+        // Failed or abandoned first (a cancelled CONNECT, an abortive disconnect): the terminal
+        // event is latched, and a late success is not an event.
+        let Some((request, local)) = transition else {
+            return;
+        };
         if local.is_none() {
             let l = self
                 .with_objects(|o| o.connector.as_ref().and_then(|c| c.local_address()))
@@ -367,7 +450,7 @@ impl<P: Platform> Conn<P> {
             if matches!(cause, Cause::Aborted) {
                 c.aborted = true;
             }
-            c.connect_request.take()
+            c.take_connect_request()
         });
         let connecting = self.ctl.with(|c| matches!(c.phase, ConnState::Connecting));
         if connecting {
@@ -381,41 +464,40 @@ impl<P: Platform> Conn<P> {
         self.teardown();
     }
 
-    /// Close every NDK object, connector first, adapter last, waiting for each close.
+    /// Close every NDK object, connector first, adapter last, waiting for each close. A second
+    /// caller (CLOSE racing ABORT) waits for the first to finish, then finds nothing to close:
+    /// when any teardown returns, every object of the connection is released.
     /// `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn teardown(self: &Arc<Self>) {
+        let session = self.stepper.session();
         let busy = self.ctl.with(|c| {
-            let first = !c.tearing_down;
             c.tearing_down = true;
-            (first, c.users > 0)
+            c.users > 0
         });
-        if !busy.0 {
-            return;
-        }
-        if busy.1 {
+        if busy {
             self.users_done.wait();
         }
         let objects = self.ctl.with(|c| core::mem::take(&mut c.objects));
         // No user holds a clone (users == 0), so each `into_inner` yields the object.
         if let Some(c) = objects.connector.and_then(Arc::into_inner) {
-            self.step(|| c.close(self));
+            session.run(|| c.close(self));
         }
         if let Some(q) = objects.qp.and_then(Arc::into_inner) {
-            self.step(|| q.close(self));
+            session.run(|| q.close(self));
         }
         // The QP is closed, so no request uses the buffers: close their MRs, then free them.
         let (mrs, buffers) = self
             .ctl
             .with(|c| (core::mem::take(&mut c.mrs), core::mem::take(&mut c.buffers)));
         for mr in mrs {
-            self.step(|| mr.close(self));
+            session.run(|| mr.close(self));
         }
         drop(buffers);
         if let Some(q) = objects.cq.and_then(Arc::into_inner) {
-            self.step(|| q.close(self));
+            session.run(|| q.close(self));
         }
         if let Some(p) = objects.pd.and_then(Arc::into_inner) {
-            self.step(|| p.close(self));
+            session.run(|| p.close(self));
         }
         if let Some(adapter) = objects.adapter.and_then(Arc::into_inner) {
             self.owner.platform().wsk().close_adapter(adapter);
@@ -460,6 +542,8 @@ impl<P: Platform> Conn<P> {
     /// Receives may be posted in any state but after CLOSE (they stay posted across a peer
     /// disconnect); sends only when connected. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn post(self: &Arc<Self>, kind: PostKind, count: u32, length: u32) -> i32 {
+        // Teardown cannot begin while the MRs are being registered: it waits for the session.
+        let session = self.stepper.session();
         let (phase, pd) = self.ctl.with(|c| (c.phase, c.objects.pd.clone()));
         let Some(pd) = pd else {
             return status::INVALID_DEVICE_STATE;
@@ -471,13 +555,13 @@ impl<P: Platform> Conn<P> {
             let Some(memory) = self.owner.platform().memory(length as usize) else {
                 return status::INSUFFICIENT_RESOURCES;
             };
-            let (st, mr) = self.step(|| pd.create_mr(self));
+            let (st, mr) = session.run(|| pd.create_mr(self));
             let Some(Created::Mr(mr)) = mr else {
                 return failure(st);
             };
-            let (st, _) = self.step(|| mr.register(self, memory.as_ref()));
+            let (st, _) = session.run(|| mr.register(self, memory.as_ref()));
             if st != status::SUCCESS {
-                self.step(|| mr.close(self));
+                session.run(|| mr.close(self));
                 return st;
             }
             let buffer = Arc::new(Buffer::new(memory, mr.local_token()));
@@ -504,9 +588,15 @@ impl<P: Platform> Conn<P> {
                 }
                 Some(st)
             });
+            // Grown outside the lock (the session keeps teardown away from them meanwhile).
+            let (mut mrs, mut buffers) = self
+                .ctl
+                .with(|c| (core::mem::take(&mut c.mrs), core::mem::take(&mut c.buffers)));
+            mrs.push(mr);
+            buffers.push(buffer);
             self.ctl.with(|c| {
-                c.mrs.push(mr);
-                c.buffers.push(buffer);
+                c.mrs = mrs;
+                c.buffers = buffers;
             });
             match posted.flatten() {
                 Some(status::SUCCESS) => {}
@@ -543,6 +633,26 @@ impl<P: Platform> Conn<P> {
             cq.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
         });
         self.flush_done_if_drained();
+    }
+
+    /// The cancel routine's half of CONNECT cancellation: take the pended CONNECT if it is the
+    /// request `token` (the request is completed by the caller). `// IRQL: <= DISPATCH_LEVEL`.
+    pub(crate) fn take_cancelled_connect(&self, token: u64) -> Option<P::Request> {
+        self.ctl.with(|c| {
+            if c.connect_request.as_ref()?.token() == token {
+                c.connect_request.take()
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The CONNECT was cancelled: latch `ConnectFailed`/`STATUS_CANCELLED` if it was still
+    /// connecting, and release the connection at `PASSIVE_LEVEL` (its id is gone once `Closed`
+    /// is queued). `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+    pub(crate) fn cancelled(&self) {
+        self.fail_connect(None, status::CANCELLED);
+        self.owner.platform().defer(Arc::clone(&self.abandon));
     }
 
     /// Mark closed (after teardown) and latch `Closed`.
@@ -605,6 +715,10 @@ impl<P: Platform> Sink for Conn<P> {
                 if st != status::SUCCESS {
                     return self.fail_connect(None, st);
                 }
+                // Abandoned meanwhile (cancelled, closed): teardown closes the connector.
+                if !self.ctl.with(|c| matches!(c.phase, ConnState::Connecting)) {
+                    return;
+                }
                 let started = self
                     .with_objects(|o| o.connector.as_ref().map(|c| c.complete_connect(&me)))
                     .flatten();
@@ -655,6 +769,10 @@ impl<P: Platform> Sink for Conn<P> {
             self.owner.count_duplicate_callback();
         }
         self.owner.count_disconnect_callback();
-        self.disconnected_event(Cause::Peer, status::SUCCESS);
+        // The peer ended it before our side saw it established (the callback raced the
+        // CompleteConnect or Accept completion): the attempt failed.
+        if !self.fail_if_connecting(None, status::CONNECTION_DISCONNECTED) {
+            self.disconnected_event(Cause::Peer, status::SUCCESS);
+        }
     }
 }

@@ -97,7 +97,12 @@ impl<P: Platform> Engine<P> {
         let mut table = Table {
             conns: Vec::new(),
             listeners: Vec::new(),
+            connecting: Vec::new(),
         };
+        table
+            .connecting
+            .try_reserve(2 * self.config.limits.max_connections)
+            .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
         table
             .conns
             .try_reserve(self.config.limits.max_connections)
@@ -129,6 +134,9 @@ impl<P: Platform> Engine<P> {
 struct Table<P: Platform> {
     conns: Vec<Arc<Conn<P>>>,
     listeners: Vec<Arc<ListenerObj<P>>>,
+    /// Pended CONNECTs by request token, so their cancel routine finds the connection even
+    /// after CLOSE or cleanup took it out of `conns`. Capacity reserved at open.
+    connecting: Vec<(u64, Arc<Conn<P>>)>,
 }
 
 /// A handle's state, shared with its connections and listeners.
@@ -166,6 +174,37 @@ impl<P: Platform> OwnerInner<P> {
             .counters
             .duplicate_callbacks
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Register a CONNECT about to pend (before it is made cancelable).
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the reserved room is used up.
+    pub(crate) fn register_connect(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), i32> {
+        self.table.with(|t| {
+            if t.connecting.len() == t.connecting.capacity() {
+                return Err(status::INSUFFICIENT_RESOURCES);
+            }
+            // INVARIANT: len < reserved capacity: no allocation under the lock.
+            t.connecting.push((token, Arc::clone(conn)));
+            Ok(())
+        })
+    }
+
+    /// The CONNECT `token` no longer pends (completed, or taken by its cancel routine).
+    pub(crate) fn unregister_connect(&self, token: u64) -> Option<Arc<Conn<P>>> {
+        self.table.with(|t| {
+            let i = t.connecting.iter().position(|(k, _)| *k == token)?;
+            Some(t.connecting.swap_remove(i).1)
+        })
+    }
+
+    /// Take connection `id` out of the table (it is being released).
+    pub(crate) fn forget(&self, id: u64) -> Option<Arc<Conn<P>>> {
+        self.table.with(|t| {
+            let i = t.conns.iter().position(|c| c.id == id)?;
+            Some(t.conns.swap_remove(i))
+        })
     }
 
     fn conn(&self, id: u64) -> Option<Arc<Conn<P>>> {
@@ -293,7 +332,14 @@ impl<P: Platform> Owner<P> {
     /// The cancel routine of a pended request ran. `// IRQL: <= DISPATCH_LEVEL`.
     pub fn cancel(&self, token: u64) {
         if let Some(ready) = self.inner.queue.with(|q| q.cancel(token)) {
-            ready.complete();
+            return ready.complete();
+        }
+        // A pended CONNECT: the attempt is abandoned.
+        if let Some(conn) = self.inner.unregister_connect(token)
+            && let Some(request) = conn.take_cancelled_connect(token)
+        {
+            request.complete(status::CANCELLED, 0);
+            conn.cancelled();
         }
     }
 

@@ -35,10 +35,17 @@
 //!   connection releases every NDK object it created (softndk's live-object count returns to
 //!   zero), adapters last, at `PASSIVE_LEVEL`.
 //!
-//! Tests: `events` unit tests, end-to-end `tests/flows.rs` through softndk in every completion
-//! mode, and loom models of the lock protocol (`tests/loom_events.rs`, `--cfg loom`).
-//! Not yet: cancelling a pending CONNECT, fault tests during the handshake through the engine,
-//! benchmarks.
+//! - A pended CONNECT is cancelable: the cancel routine (at <= `DISPATCH_LEVEL`) completes it
+//!   with `STATUS_CANCELLED`, latches `ConnectFailed` if still connecting, and defers the
+//!   release of the connection to a work item allocated with it.
+//! - Every passive-level sequence on an object (create, POST's registrations, teardown) holds
+//!   that object's step session, so CLOSE racing ABORT or cleanup returns only once every NDK
+//!   object of the connection is released.
+//!
+//! Tests: `events` unit tests; end-to-end `tests/flows.rs` and `tests/races.rs` (cancelled
+//! CONNECT, cancel racing establishment, CLOSE racing ABORT, peer disconnect before connect or
+//! accept completes, link loss) through softndk in every completion mode; loom models of the
+//! lock protocol (`tests/loom_events.rs`, `--cfg loom`).
 //!
 //! The ports the engine needs from its platform are in [`ports`]; the host platform over std
 //! and softndk is the `host` module (feature `host`).

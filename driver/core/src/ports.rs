@@ -41,7 +41,9 @@ pub trait Lock<T>: Send + Sync {
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
 }
 
-/// A one-shot signal (a `KEVENT`): set from any IRQL, waited for at `PASSIVE_LEVEL` only.
+/// An auto-reset signal (a `SynchronizationEvent` `KEVENT`): set from any IRQL, waited for at
+/// `PASSIVE_LEVEL` only. A wait consumes the set and releases one waiter; a set with nobody
+/// waiting stays until the next wait.
 pub trait Signal: Send + Sync {
     /// Set it.
     fn set(&self);

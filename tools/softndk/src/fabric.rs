@@ -574,6 +574,24 @@ impl Fabric {
         done
     }
 
+    /// The live (not closed) connectors of `host`, oldest first: how a test reaches the
+    /// connectors a consumer created, to [`Fabric::inject`] faults or inspect them.
+    pub fn connectors(&self, host: HostId) -> Vec<*mut NDK_CONNECTOR> {
+        let world = self.shared.world();
+        let mut found: Vec<_> = world
+            .objects
+            .iter()
+            .filter(|(_, o)| {
+                o.kind == ObjectKind::Connector
+                    && o.host == host.0
+                    && matches!(o.close, CloseState::Open)
+            })
+            .map(|(id, o)| (*id, o.shell.as_ndk()))
+            .collect();
+        found.sort_unstable_by_key(|(id, _)| *id);
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+
     /// Surprise-remove every adapter of `host`: its connections end, creates fail with
     /// `STATUS_DEVICE_REMOVED`, its listeners stop accepting.
     pub fn remove_adapters(&self, host: HostId) {

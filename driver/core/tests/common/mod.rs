@@ -1,0 +1,209 @@
+//! Shared scaffolding of the engine's end-to-end tests: a two-host softndk world, one engine,
+//! and helpers that speak the IOCTL ABI.
+#![allow(dead_code, unused_imports, reason = "each test binary uses a subset")]
+#![allow(clippy::pedantic, reason = "test scaffolding")]
+
+pub use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+pub use std::sync::Arc;
+pub use std::time::Duration;
+
+pub use ndkdisc_abi::*;
+pub use ndkdisc_core::host::{HostHandle, HostPlatform, Pending};
+pub use ndkdisc_core::ports::AdapterDesc;
+pub use ndkdisc_core::{Config, Engine};
+pub use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, Misbehaviour, reason};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+pub const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+pub const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+pub const CONNECTION_REFUSED: i32 = 0xC000_0236_u32 as i32;
+
+pub struct World {
+    pub fabric: Arc<Fabric>,
+    pub hosts: [HostId; 2],
+    pub engine: Arc<Engine<HostPlatform>>,
+}
+
+pub fn world(completion: Completion) -> World {
+    let fabric = Arc::new(Fabric::new(FabricConfig {
+        completion,
+        ..Default::default()
+    }));
+    let ha = fabric.add_host(HostConfig::new(1, [A]));
+    let hb = fabric.add_host(HostConfig::new(2, [B]));
+    let adapters = vec![
+        AdapterDesc {
+            if_index: 1,
+            address: SocketAddr::new(A, 0),
+        },
+        AdapterDesc {
+            if_index: 2,
+            address: SocketAddr::new(B, 0),
+        },
+    ];
+    let platform = HostPlatform::new(Arc::clone(&fabric), adapters);
+    let engine = Engine::new(platform, Config::default());
+    World {
+        fabric,
+        hosts: [ha, hb],
+        engine,
+    }
+}
+
+pub fn modes() -> Vec<Completion> {
+    vec![
+        Completion::Synchronous,
+        Completion::Inline,
+        Completion::Thread,
+        Completion::Random { seed: 11 },
+    ]
+}
+
+pub fn bytes<R: Record>(r: &R) -> Vec<u8> {
+    let mut v = vec![0; R::SIZE];
+    r.encode(&mut v).unwrap();
+    v
+}
+
+pub fn done(p: &Pending) -> (i32, Vec<u8>) {
+    p.wait(WAIT).expect("request completed")
+}
+
+pub fn listen(h: &HostHandle, port: u16) -> ListenReply {
+    let req = ListenRequest {
+        if_index: 2,
+        backlog: 0,
+        local: SocketAddr::new(B, port),
+    };
+    let (st, out) = done(&h.ioctl(Ioctl::Listen.code(), &bytes(&req), ListenReply::SIZE));
+    assert_eq!(st, status::SUCCESS, "listen");
+    ListenReply::parse(&out).unwrap()
+}
+
+pub fn connect(h: &HostHandle, port: u16) -> ConnectReply {
+    let req = ConnectRequest {
+        if_index: 1,
+        receive_depth: 0,
+        send_depth: 0,
+        local: None,
+        remote: SocketAddr::new(B, port),
+    };
+    let (st, out) = done(&h.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE));
+    assert_eq!(
+        st,
+        status::SUCCESS,
+        "CONNECT completes with SUCCESS and the outcome in its reply"
+    );
+    ConnectReply::parse(&out).unwrap()
+}
+
+pub fn wait_pending(h: &HostHandle, conn: Option<u64>, room: usize) -> Pending {
+    let req = WaitRequest {
+        connection: conn,
+        nonblocking: false,
+    };
+    h.ioctl(
+        Ioctl::Wait.code(),
+        &bytes(&req),
+        BATCH_HEADER_SIZE + room * Event::SIZE,
+    )
+}
+
+pub fn decode_events(out: &[u8]) -> Vec<Event> {
+    let mut slots = [None; 64];
+    let n = decode_wait_reply(out, &mut slots).unwrap();
+    slots[..n].iter().map(|e| e.unwrap()).collect()
+}
+
+/// Wait for the next batch of events (any connection).
+pub fn events(h: &HostHandle) -> Vec<Event> {
+    let (st, out) = done(&wait_pending(h, None, 16));
+    assert_eq!(st, status::SUCCESS);
+    decode_events(&out)
+}
+
+/// Drain without blocking.
+pub fn drain(h: &HostHandle) -> Vec<Event> {
+    let req = WaitRequest {
+        connection: None,
+        nonblocking: true,
+    };
+    let (st, out) = done(&h.ioctl(
+        Ioctl::Wait.code(),
+        &bytes(&req),
+        BATCH_HEADER_SIZE + 32 * Event::SIZE,
+    ));
+    assert_eq!(st, status::SUCCESS);
+    decode_events(&out)
+}
+
+pub fn next_event(h: &HostHandle, kind: EventKind) -> Event {
+    for _ in 0..20 {
+        for e in events(h) {
+            if e.kind == kind {
+                return e;
+            }
+        }
+    }
+    panic!("no {kind:?} event");
+}
+
+pub fn simple(h: &HostHandle, ioctl: Ioctl, input: Vec<u8>) -> i32 {
+    done(&h.ioctl(ioctl.code(), &input, 0)).0
+}
+
+pub fn close(h: &HostHandle, id: u64) {
+    assert_eq!(
+        simple(h, Ioctl::Close, bytes(&CloseRequest { id })),
+        status::SUCCESS
+    );
+}
+
+pub fn query(h: &HostHandle, id: u64) -> QueryReply {
+    let (st, out) = done(&h.ioctl(
+        Ioctl::Query.code(),
+        &bytes(&QueryRequest { connection_id: id }),
+        QueryReply::SIZE,
+    ));
+    assert_eq!(st, status::SUCCESS);
+    QueryReply::parse(&out).unwrap()
+}
+
+/// A connected pair: (active handle, its connection id, passive handle, its connection id).
+pub fn pair(w: &World) -> (HostHandle, u64, HostHandle, u64) {
+    let hb = HostHandle::open(&w.engine).unwrap();
+    let ha = HostHandle::open(&w.engine).unwrap();
+    listen(&hb, 4791);
+    let r = connect(&ha, 4791);
+    assert_eq!(r.status, status::SUCCESS, "connected");
+    let accepted = next_event(&hb, EventKind::Accepted);
+    let connected = next_event(&ha, EventKind::Connected);
+    assert_eq!(connected.connection_id, r.connection_id);
+    (ha, r.connection_id, hb, accepted.connection_id)
+}
+
+pub fn finish(w: &World, ha: HostHandle, hb: HostHandle) {
+    ha.close();
+    hb.close();
+    assert!(w.fabric.wait_idle(WAIT));
+    // The listener's adapter is released by the passive worker after its close.
+    for _ in 0..500 {
+        if w.fabric.live_objects() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        w.fabric.live_objects(),
+        0,
+        "every NDK object released: {:?}",
+        w.fabric.live_by_kind()
+    );
+    assert!(w.fabric.violations().is_empty());
+}
+
+pub fn terminal(evs: &[Event]) -> Vec<&Event> {
+    evs.iter()
+        .filter(|e| matches!(e.kind, EventKind::Disconnected | EventKind::ConnectFailed))
+        .collect()
+}

@@ -1,0 +1,472 @@
+//! The engine under races and faults: a cancelled CONNECT, CLOSE racing ABORT, a peer that
+//! disconnects before the connection is established, link loss.
+#![allow(clippy::pedantic, reason = "test scaffolding")]
+
+mod common;
+use common::*;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use ndkdisc_core::ports::{Passive, Platform};
+use softndk::Fault;
+
+/// Holds the engine's passive-level worker until released, so the listener's accept work (and
+/// so the active side's CONNECT) waits.
+struct Blocker(Mutex<Receiver<()>>);
+
+impl Passive for Blocker {
+    fn run(&self) {
+        let _ = self.0.lock().unwrap().recv_timeout(WAIT);
+    }
+}
+
+fn block_passive(w: &World) -> Sender<()> {
+    let (tx, rx) = channel();
+    w.engine.platform().defer(Arc::new(Blocker(Mutex::new(rx))));
+    tx
+}
+
+fn connect_request(port: u16) -> Vec<u8> {
+    bytes(&ConnectRequest {
+        if_index: 1,
+        receive_depth: 0,
+        send_depth: 0,
+        local: None,
+        remote: SocketAddr::new(B, port),
+    })
+}
+
+fn raw_query(h: &HostHandle, id: u64) -> i32 {
+    done(&h.ioctl(
+        Ioctl::Query.code(),
+        &bytes(&QueryRequest { connection_id: id }),
+        QueryReply::SIZE,
+    ))
+    .0
+}
+
+/// Every event of `h` until `Closed` of `id` arrives (or the limit).
+fn events_until_closed(h: &HostHandle, id: u64) -> Vec<Event> {
+    let mut all = Vec::new();
+    for _ in 0..50 {
+        let evs = events(h);
+        let closed = evs
+            .iter()
+            .any(|e| e.connection_id == id && e.kind == EventKind::Closed);
+        all.extend(evs);
+        if closed {
+            return all;
+        }
+    }
+    panic!("no Closed event for {id}: {all:?}");
+}
+
+fn of(evs: &[Event], id: u64) -> Vec<Event> {
+    evs.iter()
+        .filter(|e| e.connection_id == id)
+        .copied()
+        .collect()
+}
+
+fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..2000 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+#[test]
+fn a_cancelled_connect_completes_cancelled_and_releases_the_connection() {
+    for mode in modes() {
+        let w = world(mode);
+        let hb = HostHandle::open(&w.engine).unwrap();
+        let ha = HostHandle::open(&w.engine).unwrap();
+        listen(&hb, 4791);
+        let gate = block_passive(&w);
+        let p = ha.ioctl(
+            Ioctl::Connect.code(),
+            &connect_request(4791),
+            ConnectReply::SIZE,
+        );
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(
+            !p.is_done(),
+            "{mode:?}: CONNECT pends until the peer accepts"
+        );
+        p.cancel();
+        let (st, out) = done(&p);
+        assert_eq!(st, status::CANCELLED, "{mode:?}");
+        assert!(out.is_empty(), "a cancelled request carries no reply");
+        let failed = next_event(&ha, EventKind::ConnectFailed);
+        assert_eq!(failed.status, status::CANCELLED, "{mode:?}");
+        gate.send(()).unwrap();
+        let evs = of(
+            &events_until_closed(&ha, failed.connection_id),
+            failed.connection_id,
+        );
+        assert!(
+            evs.iter().all(|e| e.kind == EventKind::Closed),
+            "{mode:?}: nothing between ConnectFailed and Closed: {evs:?}"
+        );
+        assert_eq!(
+            raw_query(&ha, failed.connection_id),
+            status::NOT_FOUND,
+            "the abandoned connection's id is gone"
+        );
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
+fn a_cancel_racing_the_connect_completion_completes_it_exactly_once() {
+    for mode in modes() {
+        let w = world(mode);
+        let hb = HostHandle::open(&w.engine).unwrap();
+        let ha = HostHandle::open(&w.engine).unwrap();
+        listen(&hb, 4791);
+        let (mut won, mut cancelled) = (0, 0);
+        for i in 0..25 {
+            let p = ha.ioctl(
+                Ioctl::Connect.code(),
+                &connect_request(4791),
+                ConnectReply::SIZE,
+            );
+            if i % 5 != 0 {
+                std::thread::sleep(Duration::from_micros(50 * i));
+            }
+            p.cancel();
+            // `HostRequest::complete` panics on a second completion.
+            let (st, out) = done(&p);
+            match st {
+                status::SUCCESS => {
+                    let r = ConnectReply::parse(&out).unwrap();
+                    let mut evs = of(&drain_until(&ha, r.connection_id), r.connection_id);
+                    if r.status == status::SUCCESS {
+                        won += 1;
+                        assert_eq!(evs[0].kind, EventKind::Connected, "{mode:?}: {evs:?}");
+                    } else {
+                        assert_eq!(evs[0].kind, EventKind::ConnectFailed, "{mode:?}: {evs:?}");
+                    }
+                    close(&ha, r.connection_id);
+                    evs.extend(of(
+                        &events_until_closed(&ha, r.connection_id),
+                        r.connection_id,
+                    ));
+                    assert_eq!(terminal(&evs).len(), 1, "{mode:?}: {evs:?}");
+                }
+                status::CANCELLED => {
+                    cancelled += 1;
+                    // The abandoned connection: cancelled while connecting, or established
+                    // just before the cancel won (then released like an abortive disconnect).
+                    let evs = until_any_closed(&ha);
+                    let kinds: Vec<_> = evs.iter().map(|e| e.kind).collect();
+                    assert!(
+                        evs.iter().all(|e| e.connection_id == evs[0].connection_id),
+                        "{mode:?}: {evs:?}"
+                    );
+                    match kinds.as_slice() {
+                        [EventKind::ConnectFailed, EventKind::Closed] => {
+                            assert_eq!(evs[0].status, status::CANCELLED, "{mode:?}");
+                        }
+                        [
+                            EventKind::Connected,
+                            EventKind::Disconnected,
+                            EventKind::Closed,
+                        ] => {
+                            assert_eq!(evs[1].cause, Cause::LocalAbortive, "{mode:?}");
+                        }
+                        _ => panic!("{mode:?}: unexpected events {evs:?}"),
+                    }
+                }
+                other => panic!("{mode:?}: CONNECT completed with {other:#x}"),
+            }
+        }
+        assert!(won + cancelled == 25);
+        finish(&w, ha, hb);
+    }
+}
+
+/// Events of `h` until the first one of `id` (the connect outcome) has arrived.
+fn drain_until(h: &HostHandle, id: u64) -> Vec<Event> {
+    let mut all = Vec::new();
+    for _ in 0..50 {
+        all.extend(events(h));
+        if all.iter().any(|e| e.connection_id == id) {
+            return all;
+        }
+    }
+    panic!("no event for {id}");
+}
+
+/// Events of `h` until some connection's `Closed`.
+fn until_any_closed(h: &HostHandle) -> Vec<Event> {
+    let mut all = Vec::new();
+    for _ in 0..50 {
+        all.extend(events(h));
+        if all.iter().any(|e| e.kind == EventKind::Closed) {
+            return all;
+        }
+    }
+    panic!("no Closed event: {all:?}");
+}
+
+/// A pump that runs softndk's queued callbacks ([`Completion::Manual`]) while its gate is open.
+struct Pump {
+    open: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pump {
+    fn start(fabric: &Arc<Fabric>) -> Self {
+        let open = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (o, s, f) = (Arc::clone(&open), Arc::clone(&stop), Arc::clone(fabric));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Acquire) {
+                if o.load(Ordering::Acquire) {
+                    f.deliver();
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        Self {
+            open,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn close_racing_abort_returns_only_when_every_object_is_released() {
+    let w = world(Completion::Manual);
+    let pump = Pump::start(&w.fabric);
+    let (ha, ca, hb, _cb) = pair(&w);
+    let ha = Arc::new(ha);
+    assert!(w.fabric.wait_idle(WAIT));
+    let before = w.fabric.live_objects();
+    // Hold every provider completion: ABORT's teardown stops at its first close.
+    pump.open.store(false, Ordering::Release);
+    let abort = {
+        let ha = Arc::clone(&ha);
+        std::thread::spawn(move || {
+            simple(
+                &ha,
+                Ioctl::Abort,
+                bytes(&AbortRequest { connection_id: ca }),
+            )
+        })
+    };
+    assert!(
+        wait_for(|| w.fabric.queued() > 0),
+        "ABORT reached its first close"
+    );
+    let close = {
+        let ha = Arc::clone(&ha);
+        std::thread::spawn(move || simple(&ha, Ioctl::Close, bytes(&CloseRequest { id: ca })))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !close.is_finished(),
+        "CLOSE must not return while ABORT's teardown still holds NDK objects"
+    );
+    pump.open.store(true, Ordering::Release);
+    assert_eq!(close.join().unwrap(), status::SUCCESS);
+    // A's adapter, PD, CQ, QP and connector are gone by the time CLOSE returns (B's remain).
+    assert_eq!(
+        w.fabric.live_objects(),
+        before - 5,
+        "{:?}",
+        w.fabric.live_by_kind()
+    );
+    assert_eq!(abort.join().unwrap(), status::SUCCESS);
+    let evs = of(&events_until_closed(&ha, ca), ca);
+    assert_eq!(terminal(&evs).len(), 1, "{evs:?}");
+    let ha = Arc::into_inner(ha).unwrap();
+    finish(&w, ha, hb);
+    drop(pump);
+}
+
+#[test]
+fn a_peer_disconnect_during_connect_fails_the_attempt_once() {
+    for mode in modes() {
+        let w = world(mode);
+        let hb = HostHandle::open(&w.engine).unwrap();
+        let ha = HostHandle::open(&w.engine).unwrap();
+        listen(&hb, 4791);
+        let gate = block_passive(&w);
+        let p = ha.ioctl(
+            Ioctl::Connect.code(),
+            &connect_request(4791),
+            ConnectReply::SIZE,
+        );
+        let victim = w.fabric.connectors(w.hosts[0]);
+        assert_eq!(victim.len(), 1, "A's connector");
+        assert!(
+            w.fabric.inject(victim[0], Fault::PeerDisconnect),
+            "{mode:?}"
+        );
+        gate.send(()).unwrap();
+        let (st, out) = done(&p);
+        assert_eq!(st, status::SUCCESS, "{mode:?}");
+        let r = ConnectReply::parse(&out).unwrap();
+        assert!(
+            r.status < 0,
+            "{mode:?}: the attempt failed: {:#x}",
+            r.status
+        );
+        let failed = next_event(&ha, EventKind::ConnectFailed);
+        assert_eq!(
+            (failed.connection_id, failed.status),
+            (r.connection_id, r.status)
+        );
+        close(&ha, r.connection_id);
+        let evs = of(&events_until_closed(&ha, r.connection_id), r.connection_id);
+        assert!(
+            evs.iter().all(|e| e.kind == EventKind::Closed),
+            "{mode:?}: no Connected, no second terminal: {evs:?}"
+        );
+        // B never reports a connection without its terminal event.
+        let evs_b = drain(&hb);
+        for e in &evs_b {
+            if e.kind == EventKind::Accepted {
+                assert!(
+                    evs_b
+                        .iter()
+                        .any(|t| t.connection_id == e.connection_id
+                            && t.kind == EventKind::Disconnected),
+                    "{mode:?}: {evs_b:?}"
+                );
+            }
+        }
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
+fn a_peer_disconnect_before_accept_fails_the_accept_and_the_connect() {
+    for mode in modes() {
+        let w = world(mode);
+        let hb = HostHandle::open(&w.engine).unwrap();
+        let ha = HostHandle::open(&w.engine).unwrap();
+        listen(&hb, 4791);
+        let gate = block_passive(&w);
+        let p = ha.ioctl(
+            Ioctl::Connect.code(),
+            &connect_request(4791),
+            ConnectReply::SIZE,
+        );
+        // The incoming connector B holds in its backlog: its peer (A) goes away.
+        assert!(
+            wait_for(|| w.fabric.connectors(w.hosts[1]).len() == 1),
+            "{mode:?}"
+        );
+        let incoming = w.fabric.connectors(w.hosts[1])[0];
+        assert!(w.fabric.inject(incoming, Fault::PeerDisconnect), "{mode:?}");
+        gate.send(()).unwrap();
+        let r = ConnectReply::parse(&done(&p).1).unwrap();
+        assert!(
+            r.status < 0,
+            "{mode:?}: the connect failed: {:#x}",
+            r.status
+        );
+        // B: the accepted-then-lost connection (if the accept ran) ends with exactly one
+        // terminal event and no Accepted.
+        assert!(w.fabric.wait_idle(WAIT));
+        std::thread::sleep(Duration::from_millis(20));
+        let evs_b = drain(&hb);
+        assert!(
+            evs_b.iter().all(|e| e.kind != EventKind::Accepted),
+            "{mode:?}: an accept that failed is not reported as Accepted: {evs_b:?}"
+        );
+        for e in terminal(&evs_b) {
+            assert_eq!(e.kind, EventKind::ConnectFailed, "{mode:?}: {evs_b:?}");
+            assert_eq!(terminal(&of(&evs_b, e.connection_id)).len(), 1);
+        }
+        close(&ha, r.connection_id);
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
+fn link_loss_gives_both_sides_one_peer_event_with_the_link_reason() {
+    for mode in modes() {
+        let w = world(mode);
+        let (ha, ca, hb, cb) = pair(&w);
+        let victim = w.fabric.connectors(w.hosts[0]);
+        assert!(w.fabric.inject(victim[0], Fault::LinkLoss), "{mode:?}");
+        for (h, id) in [(&ha, ca), (&hb, cb)] {
+            let e = next_event(h, EventKind::Disconnected);
+            assert_eq!(
+                (e.connection_id, e.cause, e.provider_reason),
+                (id, Cause::Peer, reason::LINK_DOWN),
+                "{mode:?}"
+            );
+            assert_ne!(e.flags & EVENT_CALLBACK_FIRED, 0);
+        }
+        for (h, id) in [(&ha, ca), (&hb, cb)] {
+            close(h, id);
+            let evs = of(&events_until_closed(h, id), id);
+            assert!(terminal(&evs).is_empty(), "{mode:?}: {evs:?}");
+        }
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
+fn a_peer_disconnect_racing_establishment_yields_one_terminal_event() {
+    for seed in 0..8 {
+        let w = world(Completion::Random { seed });
+        let hb = HostHandle::open(&w.engine).unwrap();
+        let ha = HostHandle::open(&w.engine).unwrap();
+        listen(&hb, 4791);
+        for i in 0..10u64 {
+            let p = ha.ioctl(
+                Ioctl::Connect.code(),
+                &connect_request(4791),
+                ConnectReply::SIZE,
+            );
+            std::thread::sleep(Duration::from_micros(40 * i));
+            if let Some(&c) = w.fabric.connectors(w.hosts[0]).last() {
+                w.fabric.inject(c, Fault::PeerDisconnect);
+            }
+            let r = ConnectReply::parse(&done(&p).1).unwrap();
+            let evs = of(&drain_until(&ha, r.connection_id), r.connection_id);
+            let first = evs[0];
+            if r.status == status::SUCCESS {
+                assert_eq!(first.kind, EventKind::Connected, "seed {seed}: {evs:?}");
+            } else {
+                assert_eq!(
+                    (first.kind, first.status),
+                    (EventKind::ConnectFailed, r.status),
+                    "seed {seed}: {evs:?}"
+                );
+            }
+            close(&ha, r.connection_id);
+            let all = of(&events_until_closed(&ha, r.connection_id), r.connection_id);
+            let mut seen: Vec<Event> = evs.clone();
+            seen.extend(
+                all.iter()
+                    .copied()
+                    .filter(|e| !evs.iter().any(|x| x.seq == e.seq)),
+            );
+            assert_eq!(terminal(&seen).len(), 1, "seed {seed}: {seen:?}");
+        }
+        finish(&w, ha, hb);
+    }
+}
