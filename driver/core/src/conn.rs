@@ -201,8 +201,8 @@ impl<P: Platform> Conn<P> {
         let Some(Created::Qp(qp)) = qp else {
             return Err(failure(st));
         };
-        self.ctl
-            .with(|c| c.objects.qp = Some(Arc::new(QueuePair::new(qp))));
+        let qp = Arc::new(QueuePair::new(qp));
+        self.ctl.with(|c| c.objects.qp = Some(qp));
         // Completions are reaped from the CQ notification (the counts QUERY reports).
         cq.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
         Ok(())

@@ -1,6 +1,8 @@
 //! The host platform: the engine's ports over std and a softndk fabric, for tests and the
 //! simulation backend. It checks the kernel's rules as it goes: waiting on a signal inside an
-//! NDK callback (`DISPATCH_LEVEL`) or while holding an engine lock panics, as would a bugcheck.
+//! NDK callback (`DISPATCH_LEVEL`) or while holding an engine lock panics, as would a bugcheck;
+//! allocating while holding an engine lock, or inside the disconnect callback, is counted by
+//! [`softndk::alloc_check`] in test binaries that install its allocator.
 
 extern crate std;
 
@@ -27,7 +29,12 @@ pub struct HostLock<T>(Mutex<T>);
 impl<T: Send> Lock<T> for HostLock<T> {
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         LOCKS_HELD.with(|n| n.set(n.get() + 1));
-        let result = f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // A spin lock's body runs at DISPATCH_LEVEL: it must not allocate.
+        let scope = softndk::alloc_check::forbid();
+        let result = f(&mut guard);
+        drop(scope);
+        drop(guard);
         LOCKS_HELD.with(|n| n.set(n.get() - 1));
         result
     }
@@ -252,8 +259,10 @@ impl PendedRequest for HostRequest {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         assert!(s.done.is_none(), "request completed twice");
-        let n = information.min(self.output.len());
-        s.done = Some((status, self.output[..n].to_vec()));
+        // Completing never allocates (it may run in the event path): the output moves.
+        let mut output = self.output;
+        output.truncate(information);
+        s.done = Some((status, output));
         self.shared.cv.notify_all();
     }
 }

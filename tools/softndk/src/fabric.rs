@@ -377,12 +377,15 @@ fn invoke(call: &Call) {
             unsafe { f(ctx.0, shell.as_ndk::<NDK_CONNECTOR>()) }
         }
         Call::Disconnect { cb, reason } => match cb {
+            // The consumer's event path must not allocate (checked by `alloc_check`).
             crate::world::DisconnectCb::Plain(Some(f), ctx) => {
+                let _scope = crate::alloc_check::forbid();
                 // SAFETY: the disconnect routine and context registered by CompleteConnect or
                 // Accept for this connector.
                 unsafe { f(ctx.0) }
             }
             crate::world::DisconnectCb::Ex(Some(f), ctx) => {
+                let _scope = crate::alloc_check::forbid();
                 // SAFETY: the Ex disconnect routine and context registered by
                 // CompleteConnectEx or AcceptEx for this connector.
                 unsafe { f(ctx.0, reason) }

@@ -77,6 +77,7 @@
 //! recorded. A pointer that belongs to no live fabric always panics.
 
 mod abi;
+pub mod alloc_check;
 mod conn;
 mod fabric;
 mod mem;

@@ -13,6 +13,10 @@ pub use ndkdisc_core::ports::AdapterDesc;
 pub use ndkdisc_core::{Config, Engine};
 pub use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, Misbehaviour, reason};
 
+// The simulated IRQL's "no allocation" rule: counted in every engine test binary.
+#[global_allocator]
+static ALLOC: softndk::alloc_check::CheckingAllocator = softndk::alloc_check::CheckingAllocator;
+
 pub const WAIT: Duration = Duration::from_secs(10);
 pub const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
 pub const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
@@ -200,6 +204,12 @@ pub fn finish(w: &World, ha: HostHandle, hb: HostHandle) {
         w.fabric.live_by_kind()
     );
     assert!(w.fabric.violations().is_empty());
+    assert_eq!(
+        softndk::alloc_check::violations(),
+        0,
+        "allocated under an engine lock or in the disconnect callback: {}",
+        softndk::alloc_check::first_violation().unwrap_or_default()
+    );
 }
 
 pub fn terminal(evs: &[Event]) -> Vec<&Event> {

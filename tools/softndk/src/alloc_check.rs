@@ -1,0 +1,98 @@
+//! The "no allocation here" half of the simulated IRQL: a global allocator for test binaries
+//! that counts allocations made while the current thread is inside a no-allocation scope.
+//!
+//! softndk opens a scope around every disconnect callback it makes (the consumer's event path
+//! must not allocate); ndkdisc-core's host platform opens one while an engine lock is held.
+//! A test binary opts in with
+//! `#[global_allocator] static A: softndk::alloc_check::CheckingAllocator = CheckingAllocator;`
+//! and asserts [`violations`] is zero. Without the opt-in the scopes cost a thread-local
+//! increment and check nothing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+thread_local! {
+    static FORBIDDEN: Cell<u32> = const { Cell::new(0) };
+}
+
+static VIOLATIONS: AtomicU64 = AtomicU64::new(0);
+static FIRST: Mutex<Option<String>> = Mutex::new(None);
+
+/// While alive, allocations on this thread are violations.
+#[must_use = "the scope ends when the guard is dropped"]
+pub struct NoAllocScope(());
+
+/// Open a no-allocation scope on the current thread (scopes nest).
+pub fn forbid() -> NoAllocScope {
+    let _ = FORBIDDEN.try_with(|f| f.set(f.get() + 1));
+    NoAllocScope(())
+}
+
+impl Drop for NoAllocScope {
+    fn drop(&mut self) {
+        let _ = FORBIDDEN.try_with(|f| f.set(f.get().saturating_sub(1)));
+    }
+}
+
+/// Allocations made inside a no-allocation scope so far (process-wide).
+pub fn violations() -> u64 {
+    VIOLATIONS.load(Ordering::SeqCst)
+}
+
+/// The backtrace of the first violation, if any.
+pub fn first_violation() -> Option<String> {
+    FIRST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn check() {
+    let inside = FORBIDDEN.try_with(Cell::get).unwrap_or(0);
+    if inside == 0 {
+        return;
+    }
+    VIOLATIONS.fetch_add(1, Ordering::SeqCst);
+    // Record where, with the check off (capturing allocates).
+    let _ = FORBIDDEN.try_with(|f| f.set(0));
+    if let Ok(mut first) = FIRST.try_lock()
+        && first.is_none()
+    {
+        *first = Some(std::backtrace::Backtrace::force_capture().to_string());
+    }
+    let _ = FORBIDDEN.try_with(|f| f.set(inside));
+}
+
+/// [`System`], counting allocations made inside a no-allocation scope.
+pub struct CheckingAllocator;
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
+// `GlobalAlloc` contract holds as it does for `System`; `check` never allocates while the
+// scope is active (it clears the scope before capturing a backtrace).
+unsafe impl GlobalAlloc for CheckingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        check();
+        // SAFETY: the caller upholds `alloc`'s contract (non-zero size), passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        check();
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by this allocator (that is, by `System`) with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        check();
+        // SAFETY: `ptr`/`layout` came from this allocator (`System`); the caller upholds
+        // `realloc`'s contract for `new_size`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
