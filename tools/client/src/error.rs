@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// The device refused access (opening it, or an operation the handle's access does not
     /// allow).
-    #[error("{op}: access denied ({status}): {}", status.meaning())]
+    #[error("{op}: {status}: {}", status.meaning())]
     AccessDenied {
         /// The operation.
         op: Op,
