@@ -280,6 +280,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         }
         Command::Wait { id, max, timeout } => {
             let on = id.map_or(WaitOn::Any, WaitOn::Connection);
+            waiting_note(out);
             let events = client.wait(on, *max, timeout_arg(timeout.as_ref())?)?;
             out.note(output::EVENT_HEADER)?;
             for e in &events {
@@ -336,6 +337,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         }
         Command::Watch { id, count, for_ } => {
             let limit = for_.as_deref().map(parse_duration).transpose()?;
+            waiting_note(out);
             watch(
                 &client,
                 id.map_or(WaitOn::Any, WaitOn::Connection),
@@ -348,6 +350,14 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
     }
     client.close();
     Ok(())
+}
+
+/// Tell a person at the terminal (stderr, readable mode only) that a wait is under way and how
+/// to end it.
+fn waiting_note(out: &Out) {
+    if !out.is_json() {
+        eprintln!("ndkctl: waiting for events (Ctrl-C cancels)");
+    }
 }
 
 /// Stream events until interrupted, `count` events, or `limit` elapsed. Interruption is the
