@@ -235,7 +235,7 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
     d.check(stats.flush_calls == 0, "no NdkFlush call by ndkdisc")?;
     d.check(!q.flushed, "server: no flush requested")?;
 
-    d.step("explicit FLUSH on the server: the receives complete with STATUS_CANCELLED")?;
+    d.step("explicit FLUSH on the server: NdkFlush completes the posted receives (NDK completes flushed requests with STATUS_CANCELLED)")?;
     server.flush(cb)?;
     let f = next(
         &d,
