@@ -177,12 +177,17 @@ pub fn connect_params(
     })
 }
 
-/// Set once on Ctrl-C; blocked operations cancel their request when they see it.
+/// Set on Ctrl-C; blocked operations cancel their request (`CancelIoEx`) when they see it. A
+/// second Ctrl-C ends the process at once. Installed only for the commands that can block.
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = Arc::clone(&flag);
-    // Without a handler (it can be installed once), Ctrl-C ends the process as usual.
-    let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+    // If no handler can be installed, Ctrl-C simply ends the process as usual.
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(error::exit::CANCELLED));
+        }
+    });
     flag
 }
 
@@ -192,7 +197,18 @@ fn ok_json(op: &str, id: u64) -> serde_json::Value {
 
 #[expect(clippy::too_many_lines, reason = "one arm per subcommand, each short")]
 fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
-    let interrupt = interrupt_flag();
+    let blocks = matches!(
+        cli.command,
+        Command::Wait { .. }
+            | Command::Watch { .. }
+            | Command::Connect { .. }
+            | Command::Scenario { .. }
+    );
+    let interrupt = if blocks {
+        interrupt_flag()
+    } else {
+        Arc::new(AtomicBool::new(false))
+    };
     match &cli.command {
         Command::Demo => return demo::run(&cli.sim_fault, out),
         Command::Scenario { file, vars } => {
