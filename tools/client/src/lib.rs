@@ -30,11 +30,17 @@
 //! let events = client.wait(WaitOn::Any, 16, Timeout::After(Duration::from_millis(10)));
 //! ```
 
+#![deny(unsafe_code)]
+
 mod error;
 mod event;
 pub mod sim;
 mod status;
 #[cfg(windows)]
+#[expect(
+    unsafe_code,
+    reason = "the device backend calls Win32; every unsafe block there has its SAFETY comment"
+)]
 mod windows;
 
 use core::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! `ndkctl`: the ndkdisc test tool. Every operation of the driver's IOCTL interface as a
 //! subcommand, an event watcher, a self-contained simulated demo, and scripted scenarios that
 //! run on the simulator and on real hardware. Exit codes: see [`error::exit`].
+#![forbid(unsafe_code)]
 
 mod cli;
 mod demo;

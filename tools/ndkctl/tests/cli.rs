@@ -111,6 +111,23 @@ fn demo_fails_when_the_provider_flushes_on_peer_disconnect() {
 }
 
 #[test]
+fn demo_passes_when_the_provider_fires_the_callback_twice() {
+    // ndkdisc latches one terminal event per connection however often the provider calls back.
+    let r = run({
+        let mut c = ndkctl();
+        c.args(["demo", "--sim-fault", "duplicate-callback"]);
+        c
+    });
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("provider: 2 disconnect callback(s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("ok    no second terminal event"));
+}
+
+#[test]
 fn demo_json_reports_each_step_event_and_check() {
     let r = run({
         let mut c = ndkctl();
