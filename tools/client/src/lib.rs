@@ -1,0 +1,579 @@
+//! # ndkdisc-client — the user-mode API of ndkdisc
+//!
+//! Typed operations over the IOCTL ABI of `ndkdisc-abi`: the client encodes each request
+//! record, issues the control code, waits for the completion and decodes the reply — the reverse
+//! of what the driver core does. Errors carry the NTSTATUS and say what it means
+//! ([`Error`], [`NtStatus`]).
+//!
+//! Two backends behind one interface ([`Transport`]):
+//!
+//! - **device** ([`Client::open_device`], Windows only): the device is opened by its interface
+//!   GUID (or `\\.\NdkDisc`, or a path you give) for overlapped I/O; each operation is a
+//!   `DeviceIoControl` with an `OVERLAPPED`, waited for with `GetOverlappedResultEx` so that
+//!   timeouts hold, and cancelled with `CancelIoEx`. Elsewhere `open_device` fails with
+//!   [`Error::DeviceMissing`].
+//! - **simulation** ([`sim`]): the real engine (`ndkdisc-core` on its host platform) over an
+//!   in-process `softndk` fabric, one engine per simulated host, all hosts on one fabric. The
+//!   same request bytes go through the same dispatch code the driver runs.
+//!
+//! WAIT has no timeout in the ABI; the client implements it once for both backends: it waits
+//! for the completion up to the limit, then cancels the request and collects its completion. An
+//! event that races the cancel is not lost: the driver keeps it queued for the next WAIT, and a
+//! request that completed with events despite the cancel returns them.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ndkdisc_client::{sim, Timeout, WaitOn};
+//! let fabric = sim::SimFabric::new(sim::SimOptions::default());
+//! let host = fabric.add_host("a", 1, "10.0.0.1".parse().unwrap()).unwrap();
+//! let client = host.open(sim::OpenAs::default()).unwrap();
+//! let events = client.wait(WaitOn::Any, 16, Timeout::After(Duration::from_millis(10)));
+//! ```
+
+#![deny(unsafe_code)]
+
+mod error;
+mod event;
+pub mod sim;
+mod status;
+#[cfg(windows)]
+#[expect(
+    unsafe_code,
+    reason = "the device backend calls Win32; every unsafe block there has its SAFETY comment"
+)]
+mod windows;
+
+use core::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ndkdisc_abi::{
+    AbortRequest, AdapterEntry, BATCH_HEADER_SIZE, CloseRequest, ConnectReply, ConnectRequest,
+    DisconnectRequest, FlushRequest, GetInfoRequest, InfoReply, Ioctl, ListAdaptersRequest,
+    ListenReply, ListenRequest, PostKind, PostRequest, QueryReply, QueryRequest, Record,
+    WaitRequest, decode_adapters_header, decode_wait_reply,
+};
+
+pub use error::{Error, ErrorKind, Op};
+pub use event::{ConnectionInfo, Event};
+pub use ndkdisc_abi::{Cause, ConnState, EventKind};
+pub use status::NtStatus;
+
+/// A request's completion: its status and the output bytes the driver wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completed {
+    /// The completion status.
+    pub status: NtStatus,
+    /// The output (`Information` bytes).
+    pub output: Vec<u8>,
+}
+
+/// A request in flight.
+pub trait InFlight: Send {
+    /// Wait up to `limit` for the completion; `None` if it has not completed yet. Once it has
+    /// returned `Some`, it is not called again.
+    fn wait(&mut self, limit: Duration) -> Option<Completed>;
+    /// Ask for cancellation (`CancelIoEx`); the request still completes, promptly.
+    fn cancel(&mut self);
+}
+
+/// How requests reach a driver: the device or the simulator.
+pub trait Transport: Send + Sync {
+    /// Issue `ioctl` with `input` and room for `output_len` bytes of output.
+    ///
+    /// # Errors
+    /// A failure to issue it at all (a request the driver completes with an error status is a
+    /// [`Completed`], not an error).
+    fn start(
+        &self,
+        ioctl: Ioctl,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<Box<dyn InFlight>, Error>;
+
+    /// `CloseHandle`: the driver cancels this handle's waits and tears its objects down.
+    fn close(&self);
+}
+
+/// A request that completed when it was issued (e.g. refused by the I/O manager).
+pub struct Ready(pub Option<Completed>);
+
+impl InFlight for Ready {
+    fn wait(&mut self, _: Duration) -> Option<Completed> {
+        self.0.take()
+    }
+    fn cancel(&mut self) {}
+}
+
+/// How long a pending operation may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// Until it completes (or the client is interrupted).
+    Forever,
+    /// At most this long, then cancel.
+    After(Duration),
+}
+
+/// What a WAIT waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitOn {
+    /// Any connection of the handle (an event stream).
+    Any,
+    /// One connection.
+    Connection(u64),
+}
+
+/// How to end a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectMode {
+    /// `NdkDisconnect`: the peer's disconnect callback fires with a graceful reason.
+    Graceful,
+    /// Close the connection now (a reset).
+    Abortive,
+}
+
+/// What CONNECT needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectParams {
+    /// The interface whose adapter connects.
+    pub if_index: u32,
+    /// The peer.
+    pub remote: SocketAddr,
+    /// A local address, if one is required.
+    pub local: Option<SocketAddr>,
+    /// Receive-queue depth (0 = the driver's default).
+    pub receive_depth: u32,
+    /// Send-queue depth (0 = the driver's default).
+    pub send_depth: u32,
+}
+
+/// An established connection, as CONNECT reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Connection {
+    /// Its id.
+    pub id: u64,
+    /// Local address.
+    pub local: Option<SocketAddr>,
+    /// Peer address.
+    pub remote: Option<SocketAddr>,
+}
+
+/// How long a cancelled request may take to complete before the client calls it stuck.
+const CANCEL_GRACE: Duration = Duration::from_secs(30);
+/// How often a blocked call looks at the interrupt flag.
+const POLL_SLICE: Duration = Duration::from_millis(50);
+
+/// Parse `IP:PORT` (IPv6 in brackets) as the tools and scenarios write addresses.
+///
+/// # Errors
+/// [`Error::BadAddress`] naming what is wrong.
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, Error> {
+    text.trim()
+        .parse::<SocketAddr>()
+        .map_err(|_| Error::BadAddress {
+            text: text.to_owned(),
+            why: if text.contains(':') {
+                "expected IPv4:PORT or [IPv6]:PORT with a valid address and a port 0-65535".into()
+            } else {
+                "a port is missing: expected IP:PORT".into()
+            },
+        })
+}
+
+/// An open handle on ndkdisc (a device handle, or one on a simulated host).
+pub struct Client {
+    transport: Box<dyn Transport>,
+    interrupt: Option<Arc<AtomicBool>>,
+    closed: bool,
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+fn encode<R: Record>(op: Op, record: &R) -> Result<Vec<u8>, Error> {
+    let mut v = vec![0; R::SIZE];
+    record
+        .encode(&mut v)
+        .map_err(|why| Error::BadRequest { op, why })?;
+    Ok(v)
+}
+
+fn op_name(ioctl: Ioctl) -> Op {
+    match ioctl {
+        Ioctl::GetInfo => "info",
+        Ioctl::ListAdapters => "adapters",
+        Ioctl::Listen => "listen",
+        Ioctl::Connect => "connect",
+        Ioctl::Wait => "wait",
+        Ioctl::Query => "query",
+        Ioctl::Post => "post",
+        Ioctl::Disconnect => "disconnect",
+        Ioctl::Abort => "abort",
+        Ioctl::Flush => "flush",
+        Ioctl::Close => "close",
+    }
+}
+
+impl Client {
+    /// A client over any transport.
+    pub fn new(transport: Box<dyn Transport>) -> Self {
+        Self {
+            transport,
+            interrupt: None,
+            closed: false,
+        }
+    }
+
+    /// Open the ndkdisc device: `path` if given, else the first present interface of
+    /// [`ndkdisc_abi::DEVICE_INTERFACE_GUID`], else `\\.\NdkDisc`. `write` asks for
+    /// `GENERIC_WRITE` too (every operation that changes state needs it).
+    ///
+    /// # Errors
+    /// [`Error::DeviceMissing`] (always, off Windows), [`Error::AccessDenied`].
+    pub fn open_device(path: Option<&str>, write: bool) -> Result<Self, Error> {
+        #[cfg(windows)]
+        {
+            windows::Device::open(path, write).map(|d| Self::new(Box::new(d)))
+        }
+        #[cfg(not(windows))]
+        {
+            let _ = write;
+            Err(Error::DeviceMissing {
+                path: path.unwrap_or(ndkdisc_abi::DOS_DEVICE_PATH).to_owned(),
+                detail:
+                    "the device backend exists only on Windows; use the simulation backend here"
+                        .into(),
+            })
+        }
+    }
+
+    /// Blocked operations watch `flag`: once it is set they cancel their request and fail with
+    /// [`Error::Interrupted`] (a Ctrl-C handler sets it).
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    /// Issue one request and wait for its completion within `timeout`.
+    fn call(
+        &self,
+        ioctl: Ioctl,
+        input: &[u8],
+        output_len: usize,
+        timeout: Timeout,
+    ) -> Result<Completed, Error> {
+        let op = op_name(ioctl);
+        let mut req = self.transport.start(ioctl, input, output_len)?;
+        let start = Instant::now();
+        let why = loop {
+            let slice = match timeout {
+                Timeout::Forever => POLL_SLICE,
+                Timeout::After(limit) => {
+                    let left = limit.saturating_sub(start.elapsed());
+                    if left.is_zero() {
+                        break Error::Timeout { op, after: limit };
+                    }
+                    left.min(POLL_SLICE)
+                }
+            };
+            if let Some(done) = req.wait(slice) {
+                return Ok(done);
+            }
+            if self.interrupted() {
+                break Error::Interrupted { op };
+            }
+        };
+        req.cancel();
+        match req.wait(CANCEL_GRACE) {
+            // Cancelled as asked: report the timeout or the interruption.
+            Some(done) if done.status == NtStatus::CANCELLED => Err(why),
+            // It completed while we cancelled: keep the result (events are not lost).
+            Some(done) => Ok(done),
+            None => Err(Error::Stuck {
+                op,
+                after: CANCEL_GRACE,
+            }),
+        }
+    }
+
+    /// A request whose success has no output.
+    fn simple(&self, ioctl: Ioctl, input: &[u8]) -> Result<(), Error> {
+        let done = self.call(ioctl, input, 0, Timeout::Forever)?;
+        if done.status.is_success() {
+            Ok(())
+        } else {
+            Err(Error::from_status(op_name(ioctl), done.status))
+        }
+    }
+
+    /// A request with a fixed-size reply record.
+    fn fixed<R: Record>(&self, ioctl: Ioctl, input: &[u8], timeout: Timeout) -> Result<R, Error> {
+        let op = op_name(ioctl);
+        let done = self.call(ioctl, input, R::SIZE, timeout)?;
+        if !done.status.is_success() {
+            return Err(Error::from_status(op, done.status));
+        }
+        R::parse(&done.output).map_err(|why| Error::BadReply { op, why })
+    }
+
+    /// `GET_INFO`: versions, per-handle limits and driver counters.
+    ///
+    /// # Errors
+    /// The driver's status.
+    pub fn info(&self) -> Result<InfoReply, Error> {
+        let input = encode("info", &GetInfoRequest)?;
+        self.fixed(Ioctl::GetInfo, &input, Timeout::Forever)
+    }
+
+    /// `LIST_ADAPTERS`: every NDK-capable interface address.
+    ///
+    /// # Errors
+    /// The driver's status; a malformed reply.
+    pub fn adapters(&self) -> Result<Vec<AdapterEntry>, Error> {
+        let op = "adapters";
+        let input = encode(op, &ListAdaptersRequest)?;
+        let mut room = 16usize;
+        loop {
+            let len = BATCH_HEADER_SIZE + room * AdapterEntry::SIZE;
+            let done = self.call(Ioctl::ListAdapters, &input, len, Timeout::Forever)?;
+            if !done.status.is_success() {
+                return Err(Error::from_status(op, done.status));
+            }
+            let bad = |why| Error::BadReply { op, why };
+            let (count, total) = decode_adapters_header(&done.output).map_err(bad)?;
+            let total = total as usize;
+            if count < total && room < total {
+                room = total;
+                continue;
+            }
+            return (0..count)
+                .map(|i| {
+                    let at = BATCH_HEADER_SIZE + i * AdapterEntry::SIZE;
+                    done.output
+                        .get(at..)
+                        .ok_or(ndkdisc_abi::AbiError::Truncated)
+                        .and_then(AdapterEntry::decode)
+                        .map_err(bad)
+                })
+                .collect();
+        }
+    }
+
+    /// LISTEN on `local` through interface `if_index`; incoming connections arrive as
+    /// `Accepted` events.
+    ///
+    /// # Errors
+    /// `STATUS_NOT_FOUND` (no such interface), quota, NDK failures; a rejected address is
+    /// [`Error::BadAddress`].
+    pub fn listen(
+        &self,
+        if_index: u32,
+        local: SocketAddr,
+        backlog: u32,
+    ) -> Result<ListenReply, Error> {
+        let input = encode(
+            "listen",
+            &ListenRequest {
+                if_index,
+                backlog,
+                local,
+            },
+        )?;
+        self.fixed(Ioctl::Listen, &input, Timeout::Forever)
+            .map_err(|e| address_error(e, local))
+    }
+
+    /// CONNECT, waiting at most `timeout` (then the attempt is cancelled).
+    ///
+    /// # Errors
+    /// [`Error::ConnectFailed`] with the connection id and NDK status when the connection
+    /// could not be made; [`Error::Timeout`]; the driver's status.
+    pub fn connect(&self, params: &ConnectParams, timeout: Timeout) -> Result<Connection, Error> {
+        let input = encode(
+            "connect",
+            &ConnectRequest {
+                if_index: params.if_index,
+                receive_depth: params.receive_depth,
+                send_depth: params.send_depth,
+                local: params.local,
+                remote: params.remote,
+            },
+        )?;
+        let reply: ConnectReply = self
+            .fixed(Ioctl::Connect, &input, timeout)
+            .map_err(|e| address_error(e, params.remote))?;
+        let status = NtStatus(reply.status);
+        if status.is_success() {
+            Ok(Connection {
+                id: reply.connection_id,
+                local: reply.local,
+                remote: reply.remote,
+            })
+        } else {
+            Err(Error::ConnectFailed {
+                connection_id: reply.connection_id,
+                status,
+            })
+        }
+    }
+
+    /// WAIT for up to `max_events` events (at least 1) on `on`. [`Timeout::After`] with a zero
+    /// duration drains what is queued without pending (possibly nothing).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when nothing arrived in time, [`Error::Interrupted`],
+    /// `STATUS_CANCELLED` (ABORT of the connection, handle close), `STATUS_NOT_FOUND`.
+    pub fn wait(
+        &self,
+        on: WaitOn,
+        max_events: usize,
+        timeout: Timeout,
+    ) -> Result<Vec<Event>, Error> {
+        let op = "wait";
+        let nonblocking = timeout == Timeout::After(Duration::ZERO);
+        let input = encode(
+            op,
+            &WaitRequest {
+                connection: match on {
+                    WaitOn::Any => None,
+                    WaitOn::Connection(id) => Some(id),
+                },
+                nonblocking,
+            },
+        )?;
+        let room = max_events.clamp(1, 4096);
+        let timeout = if nonblocking {
+            Timeout::Forever
+        } else {
+            timeout
+        };
+        let done = self.call(
+            Ioctl::Wait,
+            &input,
+            BATCH_HEADER_SIZE + room * ndkdisc_abi::Event::SIZE,
+            timeout,
+        )?;
+        if !done.status.is_success() {
+            return Err(Error::from_status(op, done.status));
+        }
+        let mut slots = vec![None; room];
+        let n = decode_wait_reply(&done.output, &mut slots)
+            .map_err(|why| Error::BadReply { op, why })?;
+        Ok(slots
+            .into_iter()
+            .take(n)
+            .flatten()
+            .map(Event::from)
+            .collect())
+    }
+
+    /// QUERY a connection.
+    ///
+    /// # Errors
+    /// `STATUS_NOT_FOUND` for an id this handle does not own.
+    pub fn query(&self, connection_id: u64) -> Result<ConnectionInfo, Error> {
+        let input = encode("query", &QueryRequest { connection_id })?;
+        let reply: QueryReply = self.fixed(Ioctl::Query, &input, Timeout::Forever)?;
+        Ok(ConnectionInfo::from(reply))
+    }
+
+    /// POST `count` receives or sends of `length` bytes each.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_DEVICE_STATE`, quota, `STATUS_NOT_FOUND`.
+    pub fn post(
+        &self,
+        connection_id: u64,
+        kind: PostKind,
+        count: u32,
+        length: u32,
+    ) -> Result<(), Error> {
+        let input = encode(
+            "post",
+            &PostRequest {
+                connection_id,
+                kind,
+                count,
+                length,
+            },
+        )?;
+        self.simple(Ioctl::Post, &input)
+    }
+
+    /// DISCONNECT gracefully or abortively.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_DEVICE_STATE` (graceful while connecting), `STATUS_NOT_FOUND`.
+    pub fn disconnect(&self, connection_id: u64, mode: DisconnectMode) -> Result<(), Error> {
+        let input = encode(
+            "disconnect",
+            &DisconnectRequest {
+                connection_id,
+                abortive: mode == DisconnectMode::Abortive,
+            },
+        )?;
+        self.simple(Ioctl::Disconnect, &input)
+    }
+
+    /// ABORT: cancel the connection's pended waits and end it.
+    ///
+    /// # Errors
+    /// `STATUS_NOT_FOUND`.
+    pub fn abort(&self, connection_id: u64) -> Result<(), Error> {
+        let input = encode("abort", &AbortRequest { connection_id })?;
+        self.simple(Ioctl::Abort, &input)
+    }
+
+    /// FLUSH: `NdkFlush` the connection's QP; posted requests complete with
+    /// `STATUS_CANCELLED`, then a `Flushed` event arrives.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_DEVICE_STATE` (no QP), `STATUS_NOT_FOUND`.
+    pub fn flush(&self, connection_id: u64) -> Result<(), Error> {
+        let input = encode("flush", &FlushRequest { connection_id })?;
+        self.simple(Ioctl::Flush, &input)
+    }
+
+    /// CLOSE a connection or a listener: release its NDK objects.
+    ///
+    /// # Errors
+    /// `STATUS_NOT_FOUND`.
+    pub fn close_object(&self, id: u64) -> Result<(), Error> {
+        let input = encode("close", &CloseRequest { id })?;
+        self.simple(Ioctl::Close, &input)
+    }
+
+    /// Close the handle: the driver cancels its waits and tears down its objects.
+    pub fn close(mut self) {
+        self.closed = true;
+        self.transport.close();
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.transport.close();
+        }
+    }
+}
+
+/// The driver's verdict on an address is a bad-address error, naming the address.
+fn address_error(e: Error, addr: SocketAddr) -> Error {
+    match e {
+        Error::Failed { status, .. } if status == NtStatus::INVALID_ADDRESS => Error::BadAddress {
+            text: addr.to_string(),
+            why: format!("{status}: {}", status.meaning()),
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,339 @@
+//! The simulation backend: the real ndkdisc engine on its host platform, over one in-process
+//! softndk fabric shared by several simulated hosts.
+//!
+//! Each simulated host has its own engine (its own "driver") that lists only its own adapter;
+//! the hosts reach each other through the fabric, as machines do through an RDMA network. A
+//! [`Client`] opened on a host sends the same request bytes through the same dispatch code as
+//! the driver on Windows (`Owner::dispatch`), so what the simulator shows is what the engine
+//! does. The I/O manager's checks that happen before a driver sees a request are emulated: the
+//! device's security descriptor admits only administrators ([`OpenAs::standard_user`]), and a
+//! handle opened without write access gets `STATUS_ACCESS_DENIED` for every control code that
+//! needs `FILE_WRITE_ACCESS`.
+
+use core::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use ndkdisc_abi::Ioctl;
+use ndkdisc_abi::ioctl::FILE_WRITE_ACCESS;
+use ndkdisc_core::host::{HostHandle, HostPlatform, Pending};
+use ndkdisc_core::ports::AdapterDesc;
+use ndkdisc_core::{Config, Engine};
+use softndk::{Completion, Fabric, FabricConfig, HostConfig, Misbehaviour};
+
+use crate::{Client, Completed, Error, InFlight, NtStatus, Ready, Transport};
+
+/// Deliberate provider bugs a simulation can be run with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// The provider flushes a QP when it indicates a peer disconnect (NDK says it must not):
+    /// posted receives complete with `STATUS_CANCELLED` although nobody asked.
+    pub flush_on_peer_disconnect: bool,
+    /// The provider fires the disconnect callback twice for one connection.
+    pub duplicate_disconnect_callback: bool,
+}
+
+/// How a simulated fabric behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimOptions {
+    /// softndk's completion routing (default: callbacks on the fabric's worker thread, racing
+    /// the calls that caused them, as on hardware).
+    pub completion: Completion,
+    /// Provider bugs, applied to every host.
+    pub faults: Faults,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            completion: Completion::Thread,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Counters of the simulated provider, for checking what the consumer did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProviderStats {
+    /// Disconnect callbacks the provider made.
+    pub disconnect_callbacks: u64,
+    /// `NdkFlush` calls the consumer made, all QPs.
+    pub flush_calls: u64,
+    /// NDK objects alive.
+    pub live_objects: usize,
+}
+
+/// One fabric of simulated hosts.
+pub struct SimFabric {
+    fabric: Arc<Fabric>,
+    options: SimOptions,
+    hosts: Mutex<Vec<SimHost>>,
+}
+
+impl core::fmt::Debug for SimFabric {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SimFabric")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A simulated host: one interface with one address, and its own engine.
+#[derive(Clone)]
+pub struct SimHost {
+    name: String,
+    if_index: u32,
+    address: IpAddr,
+    engine: Arc<Engine<HostPlatform>>,
+}
+
+impl core::fmt::Debug for SimHost {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SimHost")
+            .field("name", &self.name)
+            .field("if_index", &self.if_index)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who opens a handle, with what access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenAs {
+    /// The caller is an administrator (the device admits only SYSTEM and Administrators).
+    pub administrator: bool,
+    /// `GENERIC_WRITE` too (needed by every operation that changes state).
+    pub write: bool,
+}
+
+impl Default for OpenAs {
+    fn default() -> Self {
+        Self {
+            administrator: true,
+            write: true,
+        }
+    }
+}
+
+impl OpenAs {
+    /// A user who is not an administrator: opening the device is denied.
+    pub fn standard_user() -> Self {
+        Self {
+            administrator: false,
+            write: true,
+        }
+    }
+
+    /// An administrator's handle opened for reading only: queries work, changes are denied.
+    pub fn read_only() -> Self {
+        Self {
+            administrator: true,
+            write: false,
+        }
+    }
+}
+
+impl SimFabric {
+    /// An empty fabric.
+    pub fn new(options: SimOptions) -> Arc<Self> {
+        Arc::new(Self {
+            fabric: Arc::new(Fabric::new(FabricConfig {
+                completion: options.completion,
+                ..Default::default()
+            })),
+            options,
+            hosts: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Add a host named `name` with interface `if_index` and `address`.
+    ///
+    /// # Errors
+    /// [`Error::BadAddress`] when the interface index or the address is already taken on this
+    /// fabric.
+    pub fn add_host(&self, name: &str, if_index: u32, address: IpAddr) -> Result<SimHost, Error> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = hosts
+            .iter()
+            .find(|h| h.if_index == if_index || h.address == address || h.name == name)
+        {
+            return Err(Error::BadAddress {
+                text: address.to_string(),
+                why: format!(
+                    "host `{}` already has interface {} / address {}",
+                    h.name, h.if_index, h.address
+                ),
+            });
+        }
+        let faults = self.options.faults;
+        self.fabric.add_host(
+            HostConfig::new(if_index, [address]).misbehaviour(Misbehaviour {
+                duplicate_disconnect_callback: faults.duplicate_disconnect_callback,
+                flush_on_peer_disconnect: faults.flush_on_peer_disconnect,
+            }),
+        );
+        let platform = HostPlatform::new(
+            Arc::clone(&self.fabric),
+            vec![AdapterDesc {
+                if_index,
+                address: SocketAddr::new(address, 0),
+            }],
+        );
+        let host = SimHost {
+            name: name.to_owned(),
+            if_index,
+            address,
+            engine: Engine::new(platform, Config::default()),
+        };
+        hosts.push(host.clone());
+        Ok(host)
+    }
+
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> Option<SimHost> {
+        self.hosts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|h| h.name == name)
+            .cloned()
+    }
+
+    /// The provider's counters now.
+    pub fn stats(&self) -> ProviderStats {
+        let c = self.fabric.stats();
+        ProviderStats {
+            disconnect_callbacks: c.disconnect_callbacks,
+            flush_calls: c.flush_calls,
+            live_objects: self.fabric.live_objects(),
+        }
+    }
+
+    /// Wait until the provider has no callback in flight (up to `limit`).
+    pub fn settle(&self, limit: Duration) -> bool {
+        self.fabric.wait_idle(limit)
+    }
+
+    /// Wait until every NDK object is released (up to `limit`); the count left.
+    pub fn wait_released(&self, limit: Duration) -> usize {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let live = self.fabric.live_objects();
+            if live == 0 || std::time::Instant::now() >= deadline {
+                return live;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl SimHost {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its interface index.
+    pub fn if_index(&self) -> u32 {
+        self.if_index
+    }
+
+    /// Its address.
+    pub fn address(&self) -> IpAddr {
+        self.address
+    }
+
+    /// Open a handle on this host's driver (`CreateFile`).
+    ///
+    /// # Errors
+    /// [`Error::AccessDenied`] for a user who is not an administrator; the engine's status.
+    pub fn open(&self, who: OpenAs) -> Result<Client, Error> {
+        if !who.administrator {
+            return Err(Error::AccessDenied {
+                op: "open",
+                status: NtStatus::ACCESS_DENIED,
+            });
+        }
+        let handle =
+            HostHandle::open(&self.engine).map_err(|s| Error::from_status("open", NtStatus(s)))?;
+        Ok(Client::new(Box::new(SimTransport {
+            handle: Mutex::new(Some(handle)),
+            write: who.write,
+        })))
+    }
+}
+
+struct SimTransport {
+    handle: Mutex<Option<HostHandle>>,
+    write: bool,
+}
+
+struct SimInFlight(Pending);
+
+impl InFlight for SimInFlight {
+    fn wait(&mut self, limit: Duration) -> Option<Completed> {
+        self.0.wait(limit).map(|(status, output)| Completed {
+            status: NtStatus(status),
+            output,
+        })
+    }
+    fn cancel(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl Transport for SimTransport {
+    fn start(
+        &self,
+        ioctl: Ioctl,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<Box<dyn InFlight>, Error> {
+        // The I/O manager checks the handle's access against the code's access bits before
+        // the driver sees the request.
+        if !self.write && ioctl.access() & FILE_WRITE_ACCESS != 0 {
+            return Ok(Box::new(Ready(Some(Completed {
+                status: NtStatus::ACCESS_DENIED,
+                output: Vec::new(),
+            }))));
+        }
+        let guard = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_ref() {
+            Some(h) => Ok(Box::new(SimInFlight(h.ioctl(
+                ioctl.code(),
+                input,
+                output_len,
+            )))),
+            // A closed handle: what Windows says for a request on a closed handle.
+            None => Ok(Box::new(Ready(Some(Completed {
+                status: NtStatus(0xC000_0008_u32.cast_signed()),
+                output: Vec::new(),
+            })))),
+        }
+    }
+
+    fn close(&self) {
+        let handle = self
+            .handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
+            h.close();
+        }
+    }
+}
+
+/// softndk's provider reasons by name (on hardware, reasons are provider-specific).
+pub fn reason_name(reason: u32) -> Option<&'static str> {
+    match reason {
+        softndk::reason::GRACEFUL => Some("graceful"),
+        softndk::reason::RESET => Some("reset"),
+        softndk::reason::LINK_DOWN => Some("link-down"),
+        softndk::reason::ADAPTER_REMOVED => Some("adapter-removed"),
+        _ => None,
+    }
+}
+
+/// softndk's graceful-disconnect reason value.
+pub const REASON_GRACEFUL: u32 = softndk::reason::GRACEFUL;

@@ -1,0 +1,209 @@
+//! The client API over the simulation backend: two hosts on one fabric, the real engine under
+//! each, typed events and errors, timeouts and interruption.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ndkdisc_abi::PostKind;
+use ndkdisc_client::sim::{OpenAs, REASON_GRACEFUL, SimFabric, SimOptions};
+use ndkdisc_client::{
+    Cause, Client, ConnState, ConnectParams, DisconnectMode, Error, ErrorKind, EventKind, NtStatus,
+    Timeout, WaitOn, parse_socket_addr,
+};
+
+const LIMIT: Timeout = Timeout::After(Duration::from_secs(10));
+const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+struct Pair {
+    fabric: Arc<SimFabric>,
+    a: Client,
+    b: Client,
+    ca: u64,
+    cb: u64,
+}
+
+fn params(port: u16) -> ConnectParams {
+    ConnectParams {
+        if_index: 1,
+        remote: SocketAddr::new(B, port),
+        local: None,
+        receive_depth: 0,
+        send_depth: 0,
+    }
+}
+
+fn pair(port: u16) -> Pair {
+    let fabric = SimFabric::new(SimOptions::default());
+    let a = fabric
+        .add_host("a", 1, A)
+        .unwrap()
+        .open(OpenAs::default())
+        .unwrap();
+    let b = fabric
+        .add_host("b", 2, B)
+        .unwrap()
+        .open(OpenAs::default())
+        .unwrap();
+    b.listen(2, SocketAddr::new(B, port), 0).unwrap();
+    let c = a.connect(&params(port), LIMIT).unwrap();
+    let accepted = b.wait(WaitOn::Any, 4, LIMIT).unwrap();
+    assert_eq!(accepted[0].kind, EventKind::Accepted);
+    let connected = a.wait(WaitOn::Any, 4, LIMIT).unwrap();
+    assert_eq!(connected[0].kind, EventKind::Connected);
+    assert_eq!(connected[0].connection_id, c.id);
+    Pair {
+        fabric,
+        a,
+        b,
+        ca: c.id,
+        cb: accepted[0].connection_id,
+    }
+}
+
+#[test]
+fn a_peer_disconnect_arrives_typed_and_leaves_receives_posted() {
+    let p = pair(4791);
+    p.b.post(p.cb, PostKind::Receive, 3, 1024).unwrap();
+    p.a.disconnect(p.ca, DisconnectMode::Graceful).unwrap();
+    let e = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
+    assert_eq!((e.kind, e.cause), (EventKind::Disconnected, Cause::Peer));
+    assert!(e.callback_fired);
+    assert_eq!(e.provider_reason, Some(REASON_GRACEFUL));
+    assert_eq!(e.outstanding_receives, 3);
+    assert_eq!(e.status, NtStatus::SUCCESS);
+    let q = p.b.query(p.cb).unwrap();
+    assert_eq!(q.state, ConnState::Disconnected);
+    assert!(q.callback_fired && !q.flushed && !q.local_disconnect);
+    assert_eq!(q.outstanding_receives, 3);
+    assert_eq!(q.remote.map(|r| r.ip()), Some(A));
+    assert_eq!(p.fabric.stats().flush_calls, 0);
+    p.b.flush(p.cb).unwrap();
+    let f = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
+    assert_eq!(f.kind, EventKind::Flushed);
+    assert_eq!(p.b.query(p.cb).unwrap().outstanding_receives, 0);
+    p.a.close();
+    p.b.close();
+    assert_eq!(p.fabric.wait_released(Duration::from_secs(5)), 0);
+}
+
+#[test]
+fn a_timed_out_wait_is_cancelled_and_a_later_event_is_not_lost() {
+    let p = pair(4792);
+    let start = Instant::now();
+    let e =
+        p.b.wait(
+            WaitOn::Connection(p.cb),
+            4,
+            Timeout::After(Duration::from_millis(100)),
+        )
+        .unwrap_err();
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    assert!(matches!(e, Error::Timeout { op: "wait", .. }), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert_eq!(e.status(), Some(NtStatus::CANCELLED));
+    p.a.disconnect(p.ca, DisconnectMode::Abortive).unwrap();
+    let e = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
+    assert_eq!(e.cause, Cause::Peer);
+}
+
+#[test]
+fn an_interrupt_cancels_a_blocked_wait() {
+    let mut p = pair(4793);
+    let flag = Arc::new(AtomicBool::new(false));
+    p.b.set_interrupt(Arc::clone(&flag));
+    let setter = {
+        let f = Arc::clone(&flag);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            f.store(true, Ordering::SeqCst);
+        })
+    };
+    let e = p.b.wait(WaitOn::Any, 4, Timeout::Forever).unwrap_err();
+    setter.join().unwrap();
+    assert!(matches!(e, Error::Interrupted { op: "wait" }), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Cancelled);
+}
+
+#[test]
+fn abort_cancels_a_pended_wait_with_status_cancelled() {
+    let p = pair(4794);
+    let b = Arc::new(p.b);
+    let waiter = {
+        let b = Arc::clone(&b);
+        let cb = p.cb;
+        std::thread::spawn(move || b.wait(WaitOn::Connection(cb), 4, LIMIT))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    b.abort(p.cb).unwrap();
+    let e = waiter.join().unwrap().unwrap_err();
+    assert_eq!(e.status(), Some(NtStatus::CANCELLED), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Cancelled);
+}
+
+#[test]
+fn errors_carry_the_status_and_its_meaning() {
+    let p = pair(4795);
+    let e = p.a.query(999).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnknownId);
+    assert_eq!(e.status(), Some(NtStatus::NOT_FOUND));
+    assert_eq!(
+        e.to_string(),
+        "query failed: STATUS_NOT_FOUND (0xC0000225): no such id on this handle (or no such interface)"
+    );
+    let e = p.a.connect(&params(9), LIMIT).unwrap_err();
+    let Error::ConnectFailed {
+        connection_id,
+        status,
+    } = e
+    else {
+        panic!("{e}")
+    };
+    assert_eq!(status, NtStatus::CONNECTION_REFUSED);
+    p.a.close_object(connection_id).unwrap();
+    let e = p.a.post(p.ca, PostKind::Receive, 0, 16).unwrap_err();
+    assert_eq!(
+        e.status(),
+        Some(NtStatus::INVALID_PARAMETER),
+        "count 0 is out of range"
+    );
+}
+
+#[test]
+fn access_is_checked_as_the_io_manager_would() {
+    let fabric = SimFabric::new(SimOptions::default());
+    let host = fabric.add_host("a", 1, A).unwrap();
+    let e = host.open(OpenAs::standard_user()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDenied);
+    let ro = host.open(OpenAs::read_only()).unwrap();
+    assert_eq!(ro.adapters().unwrap().len(), 1);
+    let e = ro.listen(1, SocketAddr::new(A, 1), 0).unwrap_err();
+    assert_eq!(e.status(), Some(NtStatus::ACCESS_DENIED));
+    assert_eq!(e.kind(), ErrorKind::AccessDenied);
+}
+
+#[test]
+fn hosts_addresses_and_the_missing_device() {
+    let fabric = SimFabric::new(SimOptions::default());
+    fabric.add_host("a", 1, A).unwrap();
+    assert_eq!(
+        fabric.add_host("b", 1, B).unwrap_err().kind(),
+        ErrorKind::BadAddress
+    );
+    assert_eq!(
+        fabric.add_host("c", 3, A).unwrap_err().kind(),
+        ErrorKind::BadAddress
+    );
+    assert_eq!(
+        parse_socket_addr("10.0.0.1").unwrap_err().kind(),
+        ErrorKind::BadAddress
+    );
+    assert_eq!(parse_socket_addr("[fe80::1]:4791").unwrap().port(), 4791);
+    #[cfg(not(windows))]
+    assert_eq!(
+        Client::open_device(None, true).unwrap_err().kind(),
+        ErrorKind::DeviceMissing
+    );
+}

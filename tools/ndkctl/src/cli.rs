@@ -1,0 +1,192 @@
+//! The command line.
+#![expect(
+    clippy::doc_markdown,
+    reason = "doc comments here are the --help text, read in a terminal without markdown"
+)]
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::EXIT_CODES_HELP;
+
+const BACKENDS_HELP: &str = "\
+Backends:
+  device  the ndkdisc driver on this machine (Windows; opened by its device interface GUID,
+          else \\\\.\\NdkDisc, or --device PATH). Elsewhere it reports 'device missing' (exit 3).
+  sim     the real ndkdisc engine over softndk, in-process: hosts `a` (interface 1, 10.0.0.1)
+          and `b` (interface 2, 10.0.0.2) on one simulated fabric; commands run on host `a`.
+          Each invocation starts a fresh simulator: use `scenario` for multi-step sessions.";
+
+/// ndkctl: drive the ndkdisc NDK disconnect driver — or its simulation — from the command line.
+#[derive(Debug, Parser)]
+#[command(name = "ndkctl", version, about, after_help = format!("{BACKENDS_HELP}\n\n{EXIT_CODES_HELP}"))]
+pub struct Cli {
+    /// Use the simulation backend (shorthand for `--backend sim`).
+    #[arg(long, global = true)]
+    pub sim: bool,
+    /// Which backend runs the operations.
+    #[arg(long, env = "NDKCTL_BACKEND", value_enum, default_value_t = BackendKind::Device, global = true)]
+    pub backend: BackendKind,
+    /// Device path to open instead of the device interface (device backend).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub device: Option<String>,
+    /// Open the handle for reading only: queries work, changes are denied (exit 4).
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// Make the simulated provider misbehave (sim backend and demo).
+    #[arg(long, value_enum, global = true, value_name = "FAULT")]
+    pub sim_fault: Vec<SimFault>,
+    /// Who opens the simulated device: `standard` is a user who is not an administrator.
+    #[arg(long, value_enum, default_value_t = SimUser::Admin, global = true)]
+    pub sim_user: SimUser,
+    /// Print results as JSON lines (errors too, on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// The driver on this machine.
+    Device,
+    /// The in-process simulator.
+    Sim,
+}
+
+/// Provider misbehaviours the simulator can be run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimFault {
+    /// The provider flushes outstanding work when it indicates a peer disconnect.
+    FlushOnPeerDisconnect,
+    /// The provider fires the disconnect callback twice.
+    DuplicateCallback,
+}
+
+/// Who opens the simulated device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimUser {
+    /// An administrator.
+    Admin,
+    /// A user who is not an administrator.
+    Standard,
+}
+
+/// Receives or sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PostWhat {
+    /// Receives.
+    Recv,
+    /// Sends.
+    Send,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Driver and ABI versions, per-handle limits, driver counters (GET_INFO).
+    Info,
+    /// NDK-capable adapters: interface index, NDKPI version, address (LIST_ADAPTERS).
+    Adapters,
+    /// Listen on IP:PORT; incoming connections become `accepted` events (LISTEN).
+    Listen {
+        /// Where to listen, IP:PORT (port 0 picks one).
+        addr: String,
+        /// Interface index (default: the adapter that has the address).
+        #[arg(long = "if", value_name = "IF_INDEX")]
+        if_index: Option<u32>,
+        /// Connect-event backlog (0 = the driver's default).
+        #[arg(long, default_value_t = 0)]
+        backlog: u32,
+    },
+    /// Connect to IP:PORT and wait until connected or failed (CONNECT).
+    Connect {
+        /// The peer, IP:PORT.
+        addr: String,
+        /// Interface index (default: the adapter of `--local`, else the first of the family).
+        #[arg(long = "if", value_name = "IF_INDEX")]
+        if_index: Option<u32>,
+        /// Local address IP:PORT.
+        #[arg(long)]
+        local: Option<String>,
+        /// Give up (and cancel) after this long, e.g. 500ms, 5s.
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+    },
+    /// Wait for the next batch of events on one connection or on any (WAIT).
+    Wait {
+        /// The connection (default: any connection of the handle).
+        id: Option<u64>,
+        /// Most events to return at once.
+        #[arg(long, default_value_t = 64)]
+        max: usize,
+        /// Give up (and cancel) after this long; `0` drains without waiting.
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+    },
+    /// A connection's state, outstanding work, callback and provider reason (QUERY).
+    Query {
+        /// The connection.
+        id: u64,
+    },
+    /// Post receives or sends on a connection (POST).
+    Post {
+        /// The connection.
+        id: u64,
+        /// `recv` or `send`.
+        #[arg(value_enum)]
+        what: PostWhat,
+        /// How many.
+        #[arg(default_value_t = 1)]
+        count: u32,
+        /// Bytes each.
+        #[arg(long, default_value_t = 4096)]
+        len: u32,
+    },
+    /// Disconnect gracefully (NdkDisconnect) or abortively (DISCONNECT).
+    Disconnect {
+        /// The connection.
+        id: u64,
+        /// Close at once (a reset) instead of NdkDisconnect.
+        #[arg(long)]
+        abortive: bool,
+    },
+    /// Cancel the connection's pended waits and end it (ABORT).
+    Abort {
+        /// The connection.
+        id: u64,
+    },
+    /// NdkFlush the connection's queue pair: posted requests complete with STATUS_CANCELLED (FLUSH).
+    Flush {
+        /// The connection.
+        id: u64,
+    },
+    /// Release a connection's or a listener's NDK objects (CLOSE).
+    Close {
+        /// The connection or listener.
+        id: u64,
+    },
+    /// Stream events until interrupted (Ctrl-C), as a table or --json lines.
+    Watch {
+        /// One connection (default: any).
+        id: Option<u64>,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this long, e.g. 10s.
+        #[arg(long = "for", value_name = "DURATION")]
+        for_: Option<String>,
+    },
+    /// The self-contained scenario on the simulator: a peer disconnect leaves posted receives
+    /// outstanding until an explicit flush. Exits 1 if any step deviates.
+    Demo,
+    /// Run a scenario file on the chosen backend (see the README for the format).
+    Scenario {
+        /// The scenario file.
+        file: std::path::PathBuf,
+        /// Set a variable: NAME=VALUE (overrides the file's `set` defaults).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
+}

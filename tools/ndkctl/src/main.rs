@@ -1,0 +1,458 @@
+//! `ndkctl`: the ndkdisc test tool. Every operation of the driver's IOCTL interface as a
+//! subcommand, an event watcher, a self-contained simulated demo, and scripted scenarios that
+//! run on the simulator and on real hardware. Exit codes: see [`error::exit`].
+#![forbid(unsafe_code)]
+
+mod cli;
+mod demo;
+mod error;
+mod output;
+mod scenario;
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use ndkdisc_abi::PostKind;
+use ndkdisc_client::sim::{Faults, OpenAs, SimFabric, SimOptions};
+use ndkdisc_client::{
+    Client, ConnectParams, DisconnectMode, Error, ErrorKind, Timeout, WaitOn, parse_socket_addr,
+};
+use serde_json::json;
+
+use crate::cli::{BackendKind, Cli, Command, PostWhat, SimFault, SimUser};
+use crate::error::CliError;
+use crate::output::Out;
+
+/// Where handles come from.
+pub enum Backend {
+    /// The driver on this machine.
+    Device {
+        /// A path to open instead of the device interface.
+        path: Option<String>,
+        /// Open for writing too.
+        write: bool,
+    },
+    /// A simulated fabric.
+    Sim {
+        /// The fabric.
+        fabric: Arc<SimFabric>,
+        /// Who opens handles.
+        who: OpenAs,
+    },
+}
+
+impl Backend {
+    fn from_cli(cli: &Cli) -> Self {
+        if cli.sim || cli.backend == BackendKind::Sim {
+            Self::Sim {
+                fabric: SimFabric::new(sim_options(&cli.sim_fault)),
+                who: OpenAs {
+                    administrator: cli.sim_user == SimUser::Admin,
+                    write: !cli.read_only,
+                },
+            }
+        } else {
+            Self::Device {
+                path: cli.device.clone(),
+                write: !cli.read_only,
+            }
+        }
+    }
+
+    /// The default simulated world of single commands: hosts `a` and `b`.
+    fn with_default_hosts(self) -> Result<Self, CliError> {
+        if let Self::Sim { fabric, .. } = &self {
+            fabric.add_host("a", 1, IpAddr::from([10, 0, 0, 1]))?;
+            fabric.add_host("b", 2, IpAddr::from([10, 0, 0, 2]))?;
+        }
+        Ok(self)
+    }
+
+    /// Open a handle: on the device, or on the simulated host `host`.
+    ///
+    /// # Errors
+    /// Device missing, access denied, an unknown simulated host.
+    pub fn open(&self, host: &str) -> Result<Client, CliError> {
+        match self {
+            Self::Device { path, write } => Ok(Client::open_device(path.as_deref(), *write)?),
+            Self::Sim { fabric, who } => {
+                let h = fabric
+                    .host(host)
+                    .ok_or_else(|| CliError::Usage(format!("no simulated host `{host}`")))?;
+                Ok(h.open(*who)?)
+            }
+        }
+    }
+}
+
+/// Simulator options from `--sim-fault`.
+pub fn sim_options(faults: &[SimFault]) -> SimOptions {
+    SimOptions {
+        faults: Faults {
+            flush_on_peer_disconnect: faults.contains(&SimFault::FlushOnPeerDisconnect),
+            duplicate_disconnect_callback: faults.contains(&SimFault::DuplicateCallback),
+        },
+        ..SimOptions::default()
+    }
+}
+
+/// Parse `500ms`, `2s`, `1m`, or a bare number of seconds.
+///
+/// # Errors
+/// [`CliError::Usage`].
+pub fn parse_duration(text: &str) -> Result<Duration, CliError> {
+    let t = text.trim();
+    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v * scale < 1.0e9)
+        .map(|v| Duration::from_secs_f64(v * scale))
+        .ok_or_else(|| CliError::Usage(format!("bad duration `{text}`: try 500ms, 2s or 1m")))
+}
+
+fn timeout_arg(t: Option<&String>) -> Result<Timeout, CliError> {
+    t.map(|s| parse_duration(s))
+        .transpose()
+        .map(|d| d.map_or(Timeout::Forever, Timeout::After))
+}
+
+/// The interface whose adapter has `ip` (or, for an unspecified address, the first of its
+/// family).
+///
+/// # Errors
+/// [`Error::BadAddress`] when no adapter fits.
+pub fn interface_for(client: &Client, ip: IpAddr, exact: bool) -> Result<u32, CliError> {
+    let adapters = client.adapters()?;
+    let same_family = |a: &&ndkdisc_abi::AdapterEntry| a.address.is_ipv4() == ip.is_ipv4();
+    let found = if exact && !ip.is_unspecified() {
+        adapters.iter().find(|a| a.address.ip() == ip)
+    } else {
+        adapters.iter().find(same_family)
+    };
+    found.map(|a| a.if_index).ok_or_else(|| {
+        CliError::Client(Error::BadAddress {
+            text: ip.to_string(),
+            why: if exact {
+                "no NDK adapter has this address (see `ndkctl adapters`)".into()
+            } else {
+                "no NDK adapter of this address family (see `ndkctl adapters`)".into()
+            },
+        })
+    })
+}
+
+/// The interface for a CONNECT to `remote` from `local`.
+///
+/// # Errors
+/// [`Error::BadAddress`].
+pub fn connect_params(
+    client: &Client,
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    if_index: Option<u32>,
+) -> Result<ConnectParams, CliError> {
+    let if_index = match (if_index, local) {
+        (Some(i), _) => i,
+        (None, Some(l)) => interface_for(client, l.ip(), true)?,
+        (None, None) => interface_for(client, remote.ip(), false)?,
+    };
+    Ok(ConnectParams {
+        if_index,
+        remote,
+        local,
+        receive_depth: 0,
+        send_depth: 0,
+    })
+}
+
+/// Set on Ctrl-C; blocked operations cancel their request (`CancelIoEx`) when they see it. A
+/// second Ctrl-C ends the process at once. Installed only for the commands that can block.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flag);
+    // If no handler can be installed, Ctrl-C simply ends the process as usual.
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(i32::from(error::exit::CANCELLED));
+        }
+    });
+    flag
+}
+
+fn ok_json(op: &str, id: u64) -> serde_json::Value {
+    json!({"type": "ok", "op": op, "id": id})
+}
+
+#[expect(clippy::too_many_lines, reason = "one arm per subcommand, each short")]
+fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
+    let blocks = matches!(
+        cli.command,
+        Command::Wait { .. }
+            | Command::Watch { .. }
+            | Command::Connect { .. }
+            | Command::Scenario { .. }
+    );
+    let interrupt = if blocks {
+        interrupt_flag()
+    } else {
+        Arc::new(AtomicBool::new(false))
+    };
+    match &cli.command {
+        Command::Demo => return demo::run(&cli.sim_fault, out),
+        Command::Scenario { file, vars } => {
+            let backend = Backend::from_cli(cli);
+            return scenario::run_file(file, vars, &backend, out, &interrupt);
+        }
+        _ => {}
+    }
+    let backend = Backend::from_cli(cli).with_default_hosts()?;
+    let mut client = backend.open("a")?;
+    client.set_interrupt(Arc::clone(&interrupt));
+    match &cli.command {
+        Command::Info => {
+            let i = client.info()?;
+            out.emit(
+                &format!(
+                    "abi {} driver {}.{}; per handle: {} connections, {} listeners, {} waits, backlog {}, {} events per connection; since load: {} connections, {} events, {} disconnect callbacks ({} duplicate), {} backlog rejects",
+                    i.abi_version,
+                    i.driver_version >> 16,
+                    i.driver_version & 0xffff,
+                    i.max_connections,
+                    i.max_listeners,
+                    i.max_waits,
+                    i.default_backlog,
+                    i.events_per_connection,
+                    i.connections_opened,
+                    i.events_latched,
+                    i.disconnect_callbacks,
+                    i.duplicate_callbacks,
+                    i.backlog_rejects
+                ),
+                &output::info_json(&i),
+            )?;
+        }
+        Command::Adapters => {
+            for a in client.adapters()? {
+                out.emit(
+                    &format!(
+                        "if {:<4} ndk {}.{}  {}",
+                        a.if_index,
+                        a.ndk_major,
+                        a.ndk_minor,
+                        a.address.ip()
+                    ),
+                    &output::adapter_json(&a),
+                )?;
+            }
+        }
+        Command::Listen {
+            addr,
+            if_index,
+            backlog,
+        } => {
+            let local = parse_socket_addr(addr)?;
+            let if_index = match if_index {
+                Some(i) => *i,
+                None => interface_for(&client, local.ip(), true)?,
+            };
+            let l = client.listen(if_index, local, *backlog)?;
+            out.emit(
+                &format!("listener {} on {} (interface {if_index})", l.listener_id, l.bound),
+                &json!({"type": "listener", "listener_id": l.listener_id, "bound": l.bound.to_string(), "if_index": if_index}),
+            )?;
+        }
+        Command::Connect {
+            addr,
+            if_index,
+            local,
+            timeout,
+        } => {
+            let remote = parse_socket_addr(addr)?;
+            let local = local.as_deref().map(parse_socket_addr).transpose()?;
+            let params = connect_params(&client, remote, local, *if_index)?;
+            let c = client.connect(&params, timeout_arg(timeout.as_ref())?)?;
+            let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".into(), |a| a.to_string());
+            out.emit(
+                &format!(
+                    "connection {} connected {} -> {}",
+                    c.id,
+                    show(c.local),
+                    show(c.remote)
+                ),
+                &json!({"type": "connection", "connection_id": c.id, "state": "connected", "local": c.local.map(|a| a.to_string()), "remote": c.remote.map(|a| a.to_string())}),
+            )?;
+        }
+        Command::Wait { id, max, timeout } => {
+            let on = id.map_or(WaitOn::Any, WaitOn::Connection);
+            waiting_note(out);
+            let events = client.wait(on, *max, timeout_arg(timeout.as_ref())?)?;
+            out.note(output::EVENT_HEADER)?;
+            for e in &events {
+                out.emit(&output::event_row(e), &output::event_json(e))?;
+            }
+        }
+        Command::Query { id } => {
+            let q = client.query(*id)?;
+            out.emit(&output::query_line(&q), &output::query_json(&q))?;
+        }
+        Command::Post {
+            id,
+            what,
+            count,
+            len,
+        } => {
+            let kind = match what {
+                PostWhat::Recv => PostKind::Receive,
+                PostWhat::Send => PostKind::Send,
+            };
+            client.post(*id, kind, *count, *len)?;
+            out.emit(
+                &format!("posted {count} {what:?} of {len} bytes on connection {id}")
+                    .to_lowercase(),
+                &ok_json("post", *id),
+            )?;
+        }
+        Command::Disconnect { id, abortive } => {
+            let mode = if *abortive {
+                DisconnectMode::Abortive
+            } else {
+                DisconnectMode::Graceful
+            };
+            client.disconnect(*id, mode)?;
+            out.emit(
+                &format!("disconnect ({mode:?}) requested on connection {id}").to_lowercase(),
+                &ok_json("disconnect", *id),
+            )?;
+        }
+        Command::Abort { id } => {
+            client.abort(*id)?;
+            out.emit(&format!("connection {id} aborted"), &ok_json("abort", *id))?;
+        }
+        Command::Flush { id } => {
+            client.flush(*id)?;
+            out.emit(
+                &format!("flush requested on connection {id}"),
+                &ok_json("flush", *id),
+            )?;
+        }
+        Command::Close { id } => {
+            client.close_object(*id)?;
+            out.emit(&format!("{id} closed"), &ok_json("close", *id))?;
+        }
+        Command::Watch { id, count, for_ } => {
+            let limit = for_.as_deref().map(parse_duration).transpose()?;
+            waiting_note(out);
+            watch(
+                &client,
+                id.map_or(WaitOn::Any, WaitOn::Connection),
+                *count,
+                limit,
+                out,
+            )?;
+        }
+        Command::Demo | Command::Scenario { .. } => {}
+    }
+    client.close();
+    Ok(())
+}
+
+/// Tell a person at the terminal (stderr, readable mode only) that a wait is under way and how
+/// to end it.
+fn waiting_note(out: &Out) {
+    if !out.is_json() {
+        eprintln!("ndkctl: waiting for events (Ctrl-C cancels)");
+    }
+}
+
+/// Stream events until interrupted, `count` events, or `limit` elapsed. Interruption is the
+/// normal end of a watch.
+///
+/// # Errors
+/// Failures of WAIT other than the timeout or interruption that end the watch.
+pub fn watch(
+    client: &Client,
+    on: WaitOn,
+    count: Option<usize>,
+    limit: Option<Duration>,
+    out: &Out,
+) -> Result<(), CliError> {
+    let start = Instant::now();
+    let mut seen = 0usize;
+    out.note(output::EVENT_HEADER)?;
+    loop {
+        if count.is_some_and(|c| seen >= c) {
+            return Ok(());
+        }
+        let timeout = match limit {
+            None => Timeout::Forever,
+            Some(l) => {
+                let left = l.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                Timeout::After(left)
+            }
+        };
+        let room = count.map_or(64, |c| c - seen);
+        match client.wait(on, room, timeout) {
+            Ok(events) => {
+                for e in &events {
+                    out.emit(&output::event_row(e), &output::event_json(e))?;
+                    seen += 1;
+                    if matches!(on, WaitOn::Connection(_))
+                        && e.kind == ndkdisc_client::EventKind::Closed
+                    {
+                        return Ok(()); // nothing follows a connection's Closed
+                    }
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::Timeout) => return Ok(()),
+            Err(Error::Interrupted { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn report(e: &CliError, json: bool) {
+    if json {
+        let status = e.status();
+        eprintln!(
+            "{}",
+            json!({
+                "type": "error",
+                "kind": e.kind_name(),
+                "exit_code": e.exit_code(),
+                "status": status.map(|s| format!("{:#010X}", s.code())),
+                "status_name": status.and_then(ndkdisc_client::NtStatus::name),
+                "message": e.to_string(),
+            })
+        );
+    } else {
+        eprintln!("ndkctl: error: {e}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Out::new(cli.json);
+    match run(&cli, &out) {
+        Ok(()) => ExitCode::from(error::exit::OK),
+        Err(e) => {
+            report(&e, cli.json);
+            e.exit()
+        }
+    }
+}

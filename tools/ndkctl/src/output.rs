@@ -1,0 +1,243 @@
+//! How results look: a readable form, and `--json` (one JSON object per line).
+
+use std::io::Write;
+
+use ndkdisc_abi::{AdapterEntry, InfoReply};
+use ndkdisc_client::{Cause, ConnState, ConnectionInfo, Event, EventKind, NtStatus, sim};
+use serde_json::{Value, json};
+
+use crate::error::CliError;
+
+/// An event kind's name.
+pub fn kind_name(k: EventKind) -> &'static str {
+    match k {
+        EventKind::Connected => "connected",
+        EventKind::Accepted => "accepted",
+        EventKind::ConnectFailed => "connect-failed",
+        EventKind::Disconnected => "disconnected",
+        EventKind::Flushed => "flushed",
+        EventKind::Closed => "closed",
+    }
+}
+
+/// A cause's name.
+pub fn cause_name(c: Cause) -> &'static str {
+    match c {
+        Cause::None => "none",
+        Cause::Peer => "peer",
+        Cause::Local => "local",
+        Cause::LocalAbortive => "local-abortive",
+        Cause::Aborted => "aborted",
+        Cause::AdapterRemoved => "adapter-removed",
+        Cause::HandleClosed => "handle-closed",
+    }
+}
+
+/// A state's name.
+pub fn state_name(s: ConnState) -> &'static str {
+    match s {
+        ConnState::Connecting => "connecting",
+        ConnState::Connected => "connected",
+        ConnState::Disconnecting => "disconnecting",
+        ConnState::Disconnected => "disconnected",
+        ConnState::Failed => "failed",
+        ConnState::Closed => "closed",
+    }
+}
+
+/// An NTSTATUS as JSON fields: hex code and name.
+fn status_json(s: NtStatus) -> (String, Value) {
+    (
+        format!("{:#010X}", s.code()),
+        s.name().map_or(Value::Null, |n| Value::String(n.into())),
+    )
+}
+
+/// A provider reason, with softndk's name for it when it has one.
+pub fn reason_text(r: Option<u32>) -> String {
+    match r {
+        None => "-".into(),
+        Some(r) => match sim::reason_name(r) {
+            Some(n) => format!("{r} ({n})"),
+            None => r.to_string(),
+        },
+    }
+}
+
+/// One event as a JSON object.
+pub fn event_json(e: &Event) -> Value {
+    let (code, name) = status_json(e.status);
+    json!({
+        "type": "event",
+        "seq": e.seq,
+        "connection_id": e.connection_id,
+        "timestamp": e.timestamp,
+        "kind": kind_name(e.kind),
+        "cause": cause_name(e.cause),
+        "status": code,
+        "status_name": name,
+        "callback_fired": e.callback_fired,
+        "provider_reason": e.provider_reason,
+        "outstanding_receives": e.outstanding_receives,
+        "outstanding_sends": e.outstanding_sends,
+    })
+}
+
+/// The header of the event table.
+pub const EVENT_HEADER: &str = "  SEQ      CONN  KIND            CAUSE           STATUS                     CALLBACK  REASON          RECV  SEND";
+
+/// One event as a table row.
+pub fn event_row(e: &Event) -> String {
+    format!(
+        "{:>5} {:>9}  {:<15} {:<15} {:<26} {:<9} {:<15} {:>4} {:>5}",
+        e.seq,
+        e.connection_id,
+        kind_name(e.kind),
+        if e.cause == Cause::None {
+            "-"
+        } else {
+            cause_name(e.cause)
+        },
+        e.status
+            .name()
+            .map_or_else(|| format!("{:#010X}", e.status.code()), str::to_owned),
+        if e.callback_fired { "fired" } else { "-" },
+        reason_text(e.provider_reason),
+        e.outstanding_receives,
+        e.outstanding_sends,
+    )
+}
+
+/// One event in a sentence (demo and scenario logs).
+pub fn event_line(e: &Event) -> String {
+    let cause = if e.cause == Cause::None {
+        String::new()
+    } else {
+        format!(" cause={}", cause_name(e.cause))
+    };
+    format!(
+        "#{} conn {} {}{cause} status={} callback={} reason={} recv={} send={}",
+        e.seq,
+        e.connection_id,
+        kind_name(e.kind),
+        e.status.name().unwrap_or("?"),
+        if e.callback_fired { "fired" } else { "no" },
+        reason_text(e.provider_reason),
+        e.outstanding_receives,
+        e.outstanding_sends
+    )
+}
+
+/// QUERY's answer as JSON.
+pub fn query_json(q: &ConnectionInfo) -> Value {
+    let (code, name) = status_json(q.terminal_status);
+    json!({
+        "type": "connection",
+        "connection_id": q.connection_id,
+        "state": state_name(q.state),
+        "callback_fired": q.callback_fired,
+        "provider_reason": q.provider_reason,
+        "local_disconnect": q.local_disconnect,
+        "aborted": q.aborted,
+        "flushed": q.flushed,
+        "outstanding_receives": q.outstanding_receives,
+        "outstanding_sends": q.outstanding_sends,
+        "ndk_version": format!("{}.{}", q.ndk_version.0, q.ndk_version.1),
+        "terminal_status": code,
+        "terminal_status_name": name,
+        "local": q.local.map(|a| a.to_string()),
+        "remote": q.remote.map(|a| a.to_string()),
+    })
+}
+
+/// QUERY's answer in a sentence.
+pub fn query_line(q: &ConnectionInfo) -> String {
+    format!(
+        "conn {} state={} callback={} reason={} recv={} send={} local-disconnect={} aborted={} flushed={} ndk={}.{} local={} remote={}",
+        q.connection_id,
+        state_name(q.state),
+        if q.callback_fired { "fired" } else { "no" },
+        reason_text(q.provider_reason),
+        q.outstanding_receives,
+        q.outstanding_sends,
+        yes(q.local_disconnect),
+        yes(q.aborted),
+        yes(q.flushed),
+        q.ndk_version.0,
+        q.ndk_version.1,
+        q.local.map_or_else(|| "-".into(), |a| a.to_string()),
+        q.remote.map_or_else(|| "-".into(), |a| a.to_string()),
+    )
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// `GET_INFO` as JSON.
+pub fn info_json(i: &InfoReply) -> Value {
+    json!({
+        "type": "info",
+        "abi_version": i.abi_version,
+        "driver_version": format!("{}.{}", i.driver_version >> 16, i.driver_version & 0xffff),
+        "max_connections": i.max_connections,
+        "max_listeners": i.max_listeners,
+        "max_waits": i.max_waits,
+        "default_backlog": i.default_backlog,
+        "events_per_connection": i.events_per_connection,
+        "connections_opened": i.connections_opened,
+        "events_latched": i.events_latched,
+        "disconnect_callbacks": i.disconnect_callbacks,
+        "backlog_rejects": i.backlog_rejects,
+        "duplicate_callbacks": i.duplicate_callbacks,
+    })
+}
+
+/// An adapter as JSON.
+pub fn adapter_json(a: &AdapterEntry) -> Value {
+    json!({
+        "type": "adapter",
+        "if_index": a.if_index,
+        "ndk_version": format!("{}.{}", a.ndk_major, a.ndk_minor),
+        "address": a.address.ip().to_string(),
+    })
+}
+
+/// Where results go, in the chosen format.
+pub struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// Results in JSON lines (`json`) or readable text.
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    /// Whether the output is JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Print `text` (readable mode) or `value` (JSON mode).
+    pub fn emit(&self, text: &str, value: &Value) -> Result<(), CliError> {
+        let mut o = std::io::stdout().lock();
+        if self.json {
+            writeln!(o, "{value}")?;
+        } else {
+            writeln!(o, "{text}")?;
+        }
+        o.flush()?;
+        Ok(())
+    }
+
+    /// Print a readable line only (progress, headers); nothing in JSON mode.
+    pub fn note(&self, text: &str) -> Result<(), CliError> {
+        if !self.json {
+            let mut o = std::io::stdout().lock();
+            writeln!(o, "{text}")?;
+            o.flush()?;
+        }
+        Ok(())
+    }
+}

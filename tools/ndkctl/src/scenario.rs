@@ -1,0 +1,798 @@
+//! Scenario files: scripted steps that run the same way on the simulator and on real hardware.
+//!
+//! One step per line; `#` starts a comment. A step is
+//!
+//! ```text
+//! [HOST:] COMMAND [ARG ...] [KEY=VALUE ...] [-> VAR]
+//! ```
+//!
+//! `$NAME` / `${NAME}` are replaced by variables: those set with `set NAME VALUE` (a default,
+//! overridden by `ndkctl scenario --set NAME=VALUE`), ids bound with `-> NAME`, and
+//! `${HOST.addr}` / `${HOST.if}` of each host. Commands:
+//!
+//! | step | what it does |
+//! |---|---|
+//! | `set NAME VALUE` | a default for `${NAME}` |
+//! | `host NAME if=N addr=IP` | sim: add a simulated host with its own engine on the fabric; device: open a handle on this machine's driver (`if`/`addr` name the local adapter to use) |
+//! | `H: info` / `H: adapters [count=N]` | `GET_INFO` / `LIST_ADAPTERS` |
+//! | `H: listen IP:PORT [if=N] [backlog=N] -> L` | LISTEN; binds the listener id |
+//! | `H: connect IP:PORT [if=N] [local=IP:PORT] [timeout=D] -> C` | CONNECT; binds the connection id (also when it fails, with `fails=`) |
+//! | `H: wait any\|ID [timeout=D] [EXPECT...] [async=W] -> V` | the next event (of any connection, or of one) must match the expectations; binds its connection id. `async=W` starts the wait in the background; `join W [EXPECT...]` collects it |
+//! | `H: query ID [EXPECT...]` | QUERY, checked |
+//! | `H: post ID recv\|send COUNT [len=N]` | POST |
+//! | `H: disconnect ID [abortive]`, `H: abort ID`, `H: flush ID`, `H: close ID` | the operations |
+//! | `H: watch [ID] [count=N] [for=D]` | print events as `ndkctl watch` does |
+//! | `H: close-handle` | close the host's handle (its waits are cancelled, its objects torn down) |
+//! | `provider [flush_calls=N] [disconnect_callbacks=N] [live_objects=N]` | sim only: the provider's counters (skipped on the device backend) |
+//! | `sleep D`, `print TEXT` | pause, say something |
+//!
+//! Event expectations: `kind=` (connected, accepted, connect-failed, disconnected, flushed,
+//! closed), `cause=` (peer, local, local-abortive, aborted, adapter-removed, handle-closed,
+//! none), `status=` (a name like `STATUS_CANCELLED` or hex), `callback=fired|no`,
+//! `reason=N|none`, `recv=N`, `send=N`, `conn=ID`. Query expectations: `state=`, `callback=`,
+//! `reason=`, `recv=`, `send=`, `flushed=yes|no`, `aborted=yes|no`. Any operation may say
+//! `fails=KIND` (device-missing, access-denied, bad-address, unknown-id, timeout, cancelled,
+//! driver) or `fails=STATUS_NAME`: it must fail that way. A mismatch is a deviation (exit 1);
+//! an unexpected failure exits with that failure's code.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ndkdisc_abi::PostKind;
+use ndkdisc_client::{
+    Client, ConnectionInfo, DisconnectMode, Error, Event, NtStatus, Timeout, WaitOn,
+    parse_socket_addr,
+};
+use serde_json::json;
+
+use crate::error::CliError;
+use crate::output::{self, Out};
+use crate::{Backend, parse_duration};
+
+const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
+/// One parsed line.
+#[derive(Debug)]
+struct Step {
+    line: usize,
+    text: String,
+    host: Option<String>,
+    command: String,
+    args: Vec<String>,
+    opts: Vec<(String, String)>,
+    bind: Option<String>,
+}
+
+const COMMANDS: &[(&str, bool)] = &[
+    // (command, needs a host)
+    ("set", false),
+    ("host", false),
+    ("provider", false),
+    ("sleep", false),
+    ("print", false),
+    ("join", false),
+    ("info", true),
+    ("adapters", true),
+    ("listen", true),
+    ("connect", true),
+    ("wait", true),
+    ("query", true),
+    ("post", true),
+    ("disconnect", true),
+    ("abort", true),
+    ("flush", true),
+    ("close", true),
+    ("watch", true),
+    ("close-handle", true),
+];
+
+fn parse(file: &str, text: &str) -> Result<Vec<Step>, CliError> {
+    let mut steps = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let body = raw.split('#').next().unwrap_or("").trim();
+        if body.is_empty() {
+            continue;
+        }
+        let bad = |msg: String| CliError::Script {
+            file: file.to_owned(),
+            line,
+            msg,
+        };
+        let (host, rest) = match body.split_once(':') {
+            Some((h, r))
+                if !h.contains(char::is_whitespace)
+                    && !h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '-') =>
+            {
+                (Some(h.to_owned()), r.trim())
+            }
+            _ => (None, body),
+        };
+        let (rest, bind) = match rest.split_once("->") {
+            Some((r, v)) => {
+                let v = v.trim();
+                if v.is_empty() || v.contains(char::is_whitespace) {
+                    return Err(bad(format!("`-> {v}`: one variable name expected")));
+                }
+                (r.trim(), Some(v.to_owned()))
+            }
+            None => (rest, None),
+        };
+        let mut words = rest.split_whitespace();
+        let command = words.next().unwrap_or_default().to_owned();
+        let Some(&(_, needs_host)) = COMMANDS.iter().find(|c| c.0 == command) else {
+            return Err(bad(format!("unknown step `{command}`")));
+        };
+        if !needs_host && host.is_some() {
+            return Err(bad(format!("`{command}` takes no host prefix")));
+        }
+        let mut args = Vec::new();
+        let mut opts = Vec::new();
+        for w in words {
+            match w.split_once('=') {
+                Some((k, v)) if command != "print" && command != "set" => {
+                    opts.push((k.to_owned(), v.to_owned()));
+                }
+                _ => args.push(w.to_owned()),
+            }
+        }
+        steps.push(Step {
+            line,
+            text: body.to_owned(),
+            host,
+            command,
+            args,
+            opts,
+            bind,
+        });
+    }
+    Ok(steps)
+}
+
+/// A host of the running scenario.
+struct Host {
+    client: Arc<Client>,
+    buffered: VecDeque<Event>,
+}
+
+/// A WAIT running in the background: its host and its thread.
+type Background = (String, JoinHandle<Result<Vec<Event>, Error>>);
+
+struct Runner<'a> {
+    backend: &'a Backend,
+    out: &'a Out,
+    interrupt: &'a Arc<AtomicBool>,
+    vars: HashMap<String, String>,
+    overrides: HashMap<String, String>,
+    hosts: HashMap<String, Host>,
+    order: Vec<String>,
+    pending: HashMap<String, Background>,
+}
+
+fn deviation(msg: impl Into<String>) -> CliError {
+    CliError::Deviation(msg.into())
+}
+
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}
+
+impl Runner<'_> {
+    fn substitute(&self, s: &str) -> Result<String, CliError> {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let (name, tail) = if let Some(inner) = after.strip_prefix('{') {
+                let end = inner
+                    .find('}')
+                    .ok_or_else(|| usage(format!("unclosed `${{` in `{s}`")))?;
+                (&inner[..end], &inner[end + 1..])
+            } else {
+                let end = after
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            };
+            let value = self
+                .overrides
+                .get(name)
+                .or_else(|| self.vars.get(name))
+                .ok_or_else(|| usage(format!("undefined variable `{name}`")))?;
+            out.push_str(value);
+            rest = tail;
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn host_name(&self, step: &Step) -> Result<String, CliError> {
+        match &step.host {
+            Some(h) if self.hosts.contains_key(h) => Ok(h.clone()),
+            Some(h) => Err(usage(format!(
+                "no host `{h}` (declare it with `host {h} ...`)"
+            ))),
+            None if self.order.len() == 1 => Ok(self.order[0].clone()),
+            None => Err(usage("which host? prefix the step with `HOST:`")),
+        }
+    }
+
+    fn id_arg(&self, step: &Step, i: usize) -> Result<u64, CliError> {
+        let raw = step
+            .args
+            .get(i)
+            .ok_or_else(|| usage(format!("`{}` needs an id", step.command)))?;
+        let v = self.substitute(raw)?;
+        v.parse().map_err(|_| usage(format!("`{v}` is not an id")))
+    }
+
+    fn bind(&mut self, step: &Step, value: u64) {
+        if let Some(v) = &step.bind {
+            self.vars.insert(v.clone(), value.to_string());
+        }
+    }
+
+    fn opts(&self, step: &Step) -> Result<Vec<(String, String)>, CliError> {
+        step.opts
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), self.substitute(v)?)))
+            .collect()
+    }
+
+    fn run(&mut self, step: &Step) -> Result<(), CliError> {
+        let opts = self.opts(step)?;
+        let opt = |k: &str| {
+            opts.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let fails = opt("fails").map(str::to_owned);
+        let result = self.run_inner(step, &opts);
+        match (result, fails) {
+            (Ok(()), None) => Ok(()),
+            (Ok(()), Some(f)) => Err(deviation(format!(
+                "expected it to fail with {f}, it succeeded"
+            ))),
+            (Err(CliError::Client(e)), Some(f)) => {
+                let c = CliError::Client(e);
+                let matches = c.kind_name() == f
+                    || c.status().and_then(NtStatus::name) == Some(f.as_str())
+                    || c.status()
+                        .is_some_and(|s| format!("{:#010X}", s.code()).eq_ignore_ascii_case(&f));
+                if matches {
+                    // Bind the failed connect's id too, so it can be closed.
+                    if let CliError::Client(Error::ConnectFailed { connection_id, .. }) = &c {
+                        self.bind(step, *connection_id);
+                    }
+                    self.out.emit(
+                        &format!("    failed as expected: {c}"),
+                        &json!({"type": "expected-failure", "line": step.line, "kind": c.kind_name(), "status_name": c.status().and_then(NtStatus::name)}),
+                    )
+                } else {
+                    Err(deviation(format!("expected failure {f}, got: {c}")))
+                }
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    #[expect(clippy::too_many_lines, reason = "one arm per step kind")]
+    fn run_inner(&mut self, step: &Step, opts: &[(String, String)]) -> Result<(), CliError> {
+        let opt = |k: &str| {
+            opts.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let timeout = opt("timeout")
+            .map(parse_duration)
+            .transpose()?
+            .unwrap_or(DEFAULT_WAIT);
+        match step.command.as_str() {
+            "set" => {
+                let [name, value] = step.args.as_slice() else {
+                    return Err(usage("`set NAME VALUE`"));
+                };
+                let value = self.substitute(value)?;
+                self.vars.insert(name.clone(), value);
+            }
+            "print" => {
+                let text = self.substitute(&step.args.join(" "))?;
+                self.out.emit(
+                    &format!("    {text}"),
+                    &json!({"type": "print", "line": step.line, "text": text}),
+                )?;
+            }
+            "sleep" => {
+                let d = parse_duration(
+                    &self.substitute(step.args.first().map_or("", String::as_str))?,
+                )?;
+                std::thread::sleep(d);
+            }
+            "host" => {
+                let name = step
+                    .args
+                    .first()
+                    .ok_or_else(|| usage("`host NAME if=N addr=IP`"))?;
+                if self.hosts.contains_key(name) {
+                    return Err(usage(format!("host `{name}` declared twice")));
+                }
+                let if_index: u32 = opt("if")
+                    .ok_or_else(|| usage("`host` needs if=N"))?
+                    .parse()
+                    .map_err(|_| usage("if= must be a number"))?;
+                let addr_text = opt("addr").ok_or_else(|| usage("`host` needs addr=IP"))?;
+                let addr: IpAddr = addr_text.parse().map_err(|_| {
+                    CliError::Client(Error::BadAddress {
+                        text: addr_text.to_owned(),
+                        why: "not an IP address".into(),
+                    })
+                })?;
+                if let Backend::Sim { fabric, .. } = self.backend {
+                    fabric.add_host(name, if_index, addr)?;
+                }
+                let mut client = self.backend.open(name)?;
+                client.set_interrupt(Arc::clone(self.interrupt));
+                self.vars.insert(format!("{name}.if"), if_index.to_string());
+                self.vars.insert(format!("{name}.addr"), addr.to_string());
+                self.hosts.insert(
+                    name.clone(),
+                    Host {
+                        client: Arc::new(client),
+                        buffered: VecDeque::new(),
+                    },
+                );
+                self.order.push(name.clone());
+            }
+            "provider" => {
+                let Backend::Sim { fabric, .. } = self.backend else {
+                    return self.out.emit(
+                        "    skipped: provider counters exist only on the simulator",
+                        &json!({"type": "skipped", "line": step.line}),
+                    );
+                };
+                fabric.settle(DEFAULT_WAIT);
+                let mut s = fabric.stats();
+                if opt("live_objects").is_some() {
+                    s.live_objects = fabric.wait_released(Duration::from_secs(2));
+                }
+                self.out.emit(
+                    &format!(
+                        "    provider: disconnect_callbacks={} flush_calls={} live_objects={}",
+                        s.disconnect_callbacks, s.flush_calls, s.live_objects
+                    ),
+                    &json!({"type": "provider", "line": step.line, "disconnect_callbacks": s.disconnect_callbacks, "flush_calls": s.flush_calls, "live_objects": s.live_objects}),
+                )?;
+                let values = [
+                    ("flush_calls", s.flush_calls),
+                    ("disconnect_callbacks", s.disconnect_callbacks),
+                    ("live_objects", s.live_objects as u64),
+                ];
+                check_all(opts, |k, v| {
+                    let Some(&(_, actual)) = values.iter().find(|(n, _)| *n == k) else {
+                        return Err(usage(format!("unknown provider counter `{k}`")));
+                    };
+                    Ok((v.parse::<u64>().ok() == Some(actual), actual.to_string()))
+                })?;
+            }
+            "join" => {
+                let name = step.args.first().ok_or_else(|| usage("`join W`"))?;
+                let (host, handle) = self
+                    .pending
+                    .remove(name)
+                    .ok_or_else(|| usage(format!("no background wait `{name}`")))?;
+                let events = handle
+                    .join()
+                    .map_err(|_| usage("the background wait panicked"))??;
+                let h = self
+                    .hosts
+                    .get_mut(&host)
+                    .ok_or_else(|| usage("host gone"))?;
+                h.buffered.extend(events);
+                let e = h
+                    .buffered
+                    .pop_front()
+                    .ok_or_else(|| deviation("the wait returned no event"))?;
+                self.show_event(step, &host, &e)?;
+                check_event(&e, opts)?;
+                self.bind(step, e.connection_id);
+            }
+            _ => return self.run_host_step(step, opts, timeout),
+        }
+        Ok(())
+    }
+
+    #[expect(clippy::too_many_lines, reason = "one arm per operation")]
+    fn run_host_step(
+        &mut self,
+        step: &Step,
+        opts: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<(), CliError> {
+        let opt = |k: &str| {
+            opts.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        let name = self.host_name(step)?;
+        let client = Arc::clone(&self.hosts[&name].client);
+        let ok = |out: &Out, what: String| {
+            out.emit(
+                &format!("    {what}"),
+                &json!({"type": "ok", "line": step.line, "what": what}),
+            )
+        };
+        match step.command.as_str() {
+            "info" => {
+                let i = client.info()?;
+                self.out.emit(
+                    &format!("    abi {} driver {:#x}", i.abi_version, i.driver_version),
+                    &output::info_json(&i),
+                )?;
+            }
+            "adapters" => {
+                let list = client.adapters()?;
+                for a in &list {
+                    self.out.emit(
+                        &format!(
+                            "    if {} ndk {}.{} {}",
+                            a.if_index,
+                            a.ndk_major,
+                            a.ndk_minor,
+                            a.address.ip()
+                        ),
+                        &output::adapter_json(a),
+                    )?;
+                }
+                if let Some(n) = opt("count")
+                    && n.parse::<usize>().ok() != Some(list.len())
+                {
+                    return Err(deviation(format!("expected count={n}, got {}", list.len())));
+                }
+            }
+            "listen" => {
+                let addr = parse_socket_addr(
+                    &self
+                        .substitute(step.args.first().ok_or_else(|| usage("`listen IP:PORT`"))?)?,
+                )?;
+                let if_index = match opt("if") {
+                    Some(i) => i.parse().map_err(|_| usage("if= must be a number"))?,
+                    None => crate::interface_for(&client, addr.ip(), true)?,
+                };
+                let backlog = opt("backlog")
+                    .map_or(Ok(0), str::parse)
+                    .map_err(|_| usage("backlog= must be a number"))?;
+                let l = client.listen(if_index, addr, backlog)?;
+                ok(
+                    self.out,
+                    format!("listener {} on {}", l.listener_id, l.bound),
+                )?;
+                self.bind(step, l.listener_id);
+            }
+            "connect" => {
+                let remote = parse_socket_addr(
+                    &self.substitute(
+                        step.args
+                            .first()
+                            .ok_or_else(|| usage("`connect IP:PORT`"))?,
+                    )?,
+                )?;
+                let local = opt("local").map(parse_socket_addr).transpose()?;
+                let if_index = opt("if")
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|_| usage("if= must be a number"))?;
+                let params = crate::connect_params(&client, remote, local, if_index)?;
+                let c = client.connect(&params, Timeout::After(timeout))?;
+                ok(
+                    self.out,
+                    format!("connection {} connected to {remote}", c.id),
+                )?;
+                self.bind(step, c.id);
+            }
+            "wait" => {
+                let on = match step.args.first().map(String::as_str) {
+                    None | Some("any") => WaitOn::Any,
+                    Some(_) => WaitOn::Connection(self.id_arg(step, 0)?),
+                };
+                if let Some(w) = opt("async") {
+                    let c = Arc::clone(&client);
+                    let handle = std::thread::spawn(move || c.wait(on, 1, Timeout::After(timeout)));
+                    self.pending.insert(w.to_owned(), (name.clone(), handle));
+                    return ok(self.out, format!("wait `{w}` started in the background"));
+                }
+                let host = self
+                    .hosts
+                    .get_mut(&name)
+                    .ok_or_else(|| usage("host gone"))?;
+                let found = match on {
+                    WaitOn::Any => host.buffered.pop_front(),
+                    WaitOn::Connection(id) => host
+                        .buffered
+                        .iter()
+                        .position(|e| e.connection_id == id)
+                        .and_then(|i| host.buffered.remove(i)),
+                };
+                let e = if let Some(e) = found {
+                    e
+                } else {
+                    let mut events: VecDeque<Event> =
+                        client.wait(on, 16, Timeout::After(timeout))?.into();
+                    let first = events
+                        .pop_front()
+                        .ok_or_else(|| deviation("WAIT returned no event"))?;
+                    host.buffered.extend(events);
+                    first
+                };
+                self.show_event(step, &name, &e)?;
+                check_event(&e, opts)?;
+                self.bind(step, e.connection_id);
+            }
+            "query" => {
+                let q = client.query(self.id_arg(step, 0)?)?;
+                let mut v = output::query_json(&q);
+                v["line"] = json!(step.line);
+                self.out
+                    .emit(&format!("    {}", output::query_line(&q)), &v)?;
+                check_query(&q, opts)?;
+            }
+            "post" => {
+                let id = self.id_arg(step, 0)?;
+                let kind = match step.args.get(1).map(String::as_str) {
+                    Some("recv") => PostKind::Receive,
+                    Some("send") => PostKind::Send,
+                    _ => return Err(usage("`post ID recv|send COUNT`")),
+                };
+                let count: u32 = step
+                    .args
+                    .get(2)
+                    .map_or(Ok(1), |c| c.parse())
+                    .map_err(|_| usage("COUNT must be a number"))?;
+                let len: u32 = opt("len")
+                    .map_or(Ok(4096), str::parse)
+                    .map_err(|_| usage("len= must be a number"))?;
+                client.post(id, kind, count, len)?;
+                ok(self.out, format!("posted {count} on connection {id}"))?;
+            }
+            "disconnect" => {
+                let id = self.id_arg(step, 0)?;
+                let mode = if step.args.get(1).map(String::as_str) == Some("abortive") {
+                    DisconnectMode::Abortive
+                } else {
+                    DisconnectMode::Graceful
+                };
+                client.disconnect(id, mode)?;
+                ok(
+                    self.out,
+                    format!("disconnect ({mode:?}) on connection {id}").to_lowercase(),
+                )?;
+            }
+            "abort" => {
+                let id = self.id_arg(step, 0)?;
+                client.abort(id)?;
+                ok(self.out, format!("connection {id} aborted"))?;
+            }
+            "flush" => {
+                let id = self.id_arg(step, 0)?;
+                client.flush(id)?;
+                ok(self.out, format!("flush on connection {id}"))?;
+            }
+            "close" => {
+                let id = self.id_arg(step, 0)?;
+                client.close_object(id)?;
+                ok(self.out, format!("{id} closed"))?;
+            }
+            "watch" => {
+                let on = match step.args.first() {
+                    None => WaitOn::Any,
+                    Some(_) => WaitOn::Connection(self.id_arg(step, 0)?),
+                };
+                let count = opt("count")
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|_| usage("count= must be a number"))?;
+                let limit = opt("for").map(parse_duration).transpose()?;
+                let host = self
+                    .hosts
+                    .get_mut(&name)
+                    .ok_or_else(|| usage("host gone"))?;
+                // Events already taken from the driver come first.
+                let mut seen = 0usize;
+                while count.is_none_or(|c| seen < c) {
+                    let Some(e) = host.buffered.pop_front() else {
+                        break;
+                    };
+                    self.out
+                        .emit(&output::event_row(&e), &output::event_json(&e))?;
+                    seen += 1;
+                }
+                let left = count.map(|c| c - seen);
+                if left != Some(0) {
+                    crate::watch(&client, on, left, limit.or(Some(timeout)), self.out)?;
+                }
+            }
+            "close-handle" => {
+                let host = self.hosts.remove(&name).ok_or_else(|| usage("host gone"))?;
+                self.order.retain(|h| *h != name);
+                if let Ok(c) = Arc::try_unwrap(host.client) {
+                    c.close();
+                }
+                ok(self.out, format!("handle of `{name}` closed"))?;
+            }
+            other => return Err(usage(format!("unknown step `{other}`"))),
+        }
+        Ok(())
+    }
+
+    fn show_event(&self, step: &Step, host: &str, e: &Event) -> Result<(), CliError> {
+        let mut v = output::event_json(e);
+        v["line"] = json!(step.line);
+        v["host"] = json!(host);
+        self.out
+            .emit(&format!("    {host}: {}", output::event_line(e)), &v)
+    }
+}
+
+/// Check every expectation `k=v` with `f(k, v) -> (matches, actual)`; skip `fails`, `timeout`,
+/// `async`, `len`, and the like (options, not expectations).
+fn check_all(
+    opts: &[(String, String)],
+    mut f: impl FnMut(&str, &str) -> Result<(bool, String), CliError>,
+) -> Result<(), CliError> {
+    let mut wrong = Vec::new();
+    for (k, v) in opts {
+        if matches!(
+            k.as_str(),
+            "fails" | "timeout" | "async" | "len" | "if" | "local" | "backlog" | "count" | "for"
+        ) {
+            continue;
+        }
+        let (good, actual) = f(k, v)?;
+        if !good {
+            wrong.push(format!("{k}={v} (got {actual})"));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(deviation(format!("expected {}", wrong.join(", "))))
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn fired(b: bool) -> &'static str {
+    if b { "fired" } else { "no" }
+}
+
+fn reason(r: Option<u32>) -> String {
+    r.map_or_else(|| "none".into(), |r| r.to_string())
+}
+
+fn status_matches(s: NtStatus, want: &str) -> bool {
+    s.name().is_some_and(|n| n.eq_ignore_ascii_case(want))
+        || format!("{:#010X}", s.code()).eq_ignore_ascii_case(want)
+}
+
+fn check_event(e: &Event, opts: &[(String, String)]) -> Result<(), CliError> {
+    check_all(opts, |k, v| {
+        Ok(match k {
+            "kind" => (
+                output::kind_name(e.kind) == v,
+                output::kind_name(e.kind).into(),
+            ),
+            "cause" => (
+                output::cause_name(e.cause) == v,
+                output::cause_name(e.cause).into(),
+            ),
+            "status" => (status_matches(e.status, v), e.status.to_string()),
+            "callback" => (fired(e.callback_fired) == v, fired(e.callback_fired).into()),
+            "reason" => (reason(e.provider_reason) == v, reason(e.provider_reason)),
+            "recv" => (
+                e.outstanding_receives.to_string() == v,
+                e.outstanding_receives.to_string(),
+            ),
+            "send" => (
+                e.outstanding_sends.to_string() == v,
+                e.outstanding_sends.to_string(),
+            ),
+            "conn" => (
+                e.connection_id.to_string() == v,
+                e.connection_id.to_string(),
+            ),
+            other => return Err(usage(format!("unknown event expectation `{other}`"))),
+        })
+    })
+}
+
+fn check_query(q: &ConnectionInfo, opts: &[(String, String)]) -> Result<(), CliError> {
+    check_all(opts, |k, v| {
+        Ok(match k {
+            "state" => (
+                output::state_name(q.state) == v,
+                output::state_name(q.state).into(),
+            ),
+            "callback" => (fired(q.callback_fired) == v, fired(q.callback_fired).into()),
+            "reason" => (reason(q.provider_reason) == v, reason(q.provider_reason)),
+            "recv" => (
+                q.outstanding_receives.to_string() == v,
+                q.outstanding_receives.to_string(),
+            ),
+            "send" => (
+                q.outstanding_sends.to_string() == v,
+                q.outstanding_sends.to_string(),
+            ),
+            "flushed" => (yes_no(q.flushed) == v, yes_no(q.flushed).into()),
+            "aborted" => (yes_no(q.aborted) == v, yes_no(q.aborted).into()),
+            other => return Err(usage(format!("unknown query expectation `{other}`"))),
+        })
+    })
+}
+
+/// Run the scenario in `file` on `backend`.
+///
+/// # Errors
+/// Usage (unreadable or malformed file), a deviation, or an operation's unexpected failure —
+/// each naming the line.
+pub fn run_file(
+    file: &Path,
+    vars: &[String],
+    backend: &Backend,
+    out: &Out,
+    interrupt: &Arc<AtomicBool>,
+) -> Result<(), CliError> {
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| usage(format!("cannot read scenario `{shown}`: {e}")))?;
+    let steps = parse(&shown, &text)?;
+    let mut overrides = HashMap::new();
+    for v in vars {
+        let (k, val) = v
+            .split_once('=')
+            .ok_or_else(|| usage(format!("--set `{v}`: expected NAME=VALUE")))?;
+        overrides.insert(k.to_owned(), val.to_owned());
+    }
+    let mut runner = Runner {
+        backend,
+        out,
+        interrupt,
+        vars: HashMap::new(),
+        overrides,
+        hosts: HashMap::new(),
+        order: Vec::new(),
+        pending: HashMap::new(),
+    };
+    for step in &steps {
+        out.emit(
+            &format!("{:>4}: {}", step.line, step.text),
+            &json!({"type": "step", "line": step.line, "text": step.text}),
+        )?;
+        runner.run(step).map_err(|e| CliError::Step {
+            file: shown.clone(),
+            line: step.line,
+            text: step.text.clone(),
+            source: Box::new(e),
+        })?;
+    }
+    for (_, (_, handle)) in runner.pending.drain() {
+        let _ = handle.join();
+    }
+    for (_, host) in runner.hosts.drain() {
+        if let Ok(c) = Arc::try_unwrap(host.client) {
+            c.close();
+        }
+    }
+    out.emit(
+        &format!("scenario {shown}: ok ({} steps)", steps.len()),
+        &json!({"type": "result", "ok": true, "steps": steps.len()}),
+    )
+}

@@ -1,0 +1,558 @@
+//! The command line end to end, on the simulation backend (the real engine over softndk): every
+//! subcommand, every documented error path with its exit code, the `--json` format field by
+//! field, scenarios, and `demo` failing when the provider misbehaves.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ndkctl");
+
+fn ndkctl() -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("NDKCTL_BACKEND")
+        .timeout(Duration::from_secs(120));
+    c
+}
+
+fn sim(args: &[&str]) -> Command {
+    let mut c = ndkctl();
+    c.arg("--sim").args(args);
+    c
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(mut c: Command) -> Run {
+    let o = c.output().expect("ndkctl runs");
+    Run {
+        code: o.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(o.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(o.stderr).expect("utf-8 stderr"),
+    }
+}
+
+fn json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+fn scenario_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ndkctl-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn shipped(name: &str) -> String {
+    format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The error JSON line on stderr of a `--json` run.
+fn json_error(r: &Run) -> Value {
+    let v = json_lines(&r.stderr);
+    assert_eq!(v.len(), 1, "one error line: {}", r.stderr);
+    assert_eq!(v[0]["type"], "error");
+    v[0].clone()
+}
+
+// --- demo -----------------------------------------------------------------------------------
+
+#[test]
+fn demo_runs_the_main_job() {
+    let r = run({
+        let mut c = ndkctl();
+        c.arg("demo");
+        c
+    });
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    for needle in [
+        "server event #2 conn 2 disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
+        "ok    server: all 4 posted receives still outstanding",
+        "ok    no NdkFlush call by ndkdisc",
+        "ok    server: no receive outstanding",
+        "demo: ok",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "missing {needle:?} in\n{}",
+            r.stdout
+        );
+    }
+    assert!(!r.stdout.contains("DEVIATION"));
+}
+
+#[test]
+fn demo_fails_when_the_provider_flushes_on_peer_disconnect() {
+    let r = run({
+        let mut c = ndkctl();
+        c.args(["demo", "--sim-fault", "flush-on-peer-disconnect"]);
+        c
+    });
+    assert_eq!(r.code, 1, "a deviation exits 1: {}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("DEVIATION: expected server: all 4 posted receives still outstanding"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("deviation: step 6"), "{}", r.stderr);
+    assert!(!r.stdout.contains("demo: ok"));
+}
+
+#[test]
+fn demo_passes_when_the_provider_fires_the_callback_twice() {
+    // ndkdisc latches one terminal event per connection however often the provider calls back.
+    let r = run({
+        let mut c = ndkctl();
+        c.args(["demo", "--sim-fault", "duplicate-callback"]);
+        c
+    });
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("provider: 2 disconnect callback(s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("ok    no second terminal event"));
+}
+
+#[test]
+fn demo_json_reports_each_step_event_and_check() {
+    let r = run({
+        let mut c = ndkctl();
+        c.args(["demo", "--json"]);
+        c
+    });
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines = json_lines(&r.stdout);
+    let peer = lines
+        .iter()
+        .find(|v| v["type"] == "event" && v["side"] == "server" && v["kind"] == "disconnected")
+        .expect("the server's disconnect event");
+    assert_eq!(peer["cause"], "peer");
+    assert_eq!(peer["callback_fired"], true);
+    assert_eq!(peer["provider_reason"], 1);
+    assert_eq!(peer["outstanding_receives"], 4);
+    assert_eq!(peer["outstanding_sends"], 0);
+    assert_eq!(peer["status"], "0x00000000");
+    assert_eq!(peer["status_name"], "STATUS_SUCCESS");
+    assert!(peer["seq"].as_u64().is_some() && peer["connection_id"].as_u64().is_some());
+    assert!(
+        lines
+            .iter()
+            .filter(|v| v["type"] == "check")
+            .all(|v| v["ok"] == true)
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "result");
+    assert_eq!(last["ok"], true);
+}
+
+#[test]
+fn demo_json_names_the_deviation() {
+    let r = run({
+        let mut c = ndkctl();
+        c.args(["demo", "--json", "--sim-fault", "flush-on-peer-disconnect"]);
+        c
+    });
+    assert_eq!(r.code, 1);
+    let lines = json_lines(&r.stdout);
+    let last = lines.last().unwrap();
+    assert_eq!(last["ok"], false);
+    assert!(
+        last["deviations"][0]
+            .as_str()
+            .unwrap()
+            .contains("still outstanding")
+    );
+    assert_eq!(json_error(&r)["kind"], "deviation");
+}
+
+// --- backends and the documented error paths ------------------------------------------------
+
+#[cfg(not(windows))]
+#[test]
+fn the_device_backend_reports_the_driver_missing() {
+    let r = run({
+        let mut c = ndkctl();
+        c.arg("info");
+        c
+    });
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("driver is not installed"), "{}", r.stderr);
+    let r = run({
+        let mut c = ndkctl();
+        c.args(["--json", "query", "1"]);
+        c
+    });
+    assert_eq!(r.code, 3);
+    let e = json_error(&r);
+    assert_eq!(e["kind"], "device-missing");
+    assert_eq!(e["exit_code"], 3);
+    assert_eq!(e["status"], Value::Null);
+}
+
+#[test]
+fn the_backend_can_be_chosen_by_environment() {
+    let mut c = ndkctl();
+    c.env("NDKCTL_BACKEND", "sim").arg("info");
+    let r = run(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("abi 1 driver 0.1"), "{}", r.stdout);
+    let mut c = ndkctl();
+    c.env("NDKCTL_BACKEND", "bogus").arg("info");
+    assert_eq!(run(c).code, 2, "an unknown backend is a usage error");
+}
+
+#[test]
+fn access_denied_for_a_standard_user_and_for_changes_on_a_read_only_handle() {
+    let r = run(sim(&["--sim-user", "standard", "info"]));
+    assert_eq!(r.code, 4);
+    assert!(
+        r.stderr.contains("STATUS_ACCESS_DENIED (0xC0000022)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("Administrators"), "{}", r.stderr);
+    // Queries need only read access; changes need write access.
+    assert_eq!(run(sim(&["--read-only", "adapters"])).code, 0);
+    let r = run(sim(&["--read-only", "--json", "listen", "10.0.0.1:4791"]));
+    assert_eq!(r.code, 4);
+    let e = json_error(&r);
+    assert_eq!(e["kind"], "access-denied");
+    assert_eq!(e["status_name"], "STATUS_ACCESS_DENIED");
+}
+
+#[test]
+fn bad_addresses() {
+    for args in [
+        ["connect", "10.0.0.999:1"],
+        ["connect", "10.0.0.2"],
+        ["listen", "not-an-address"],
+        ["listen", "10.0.0.9:4791"], // no adapter has it
+    ] {
+        let r = run(sim(&args));
+        assert_eq!(r.code, 5, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("bad address"), "{}", r.stderr);
+    }
+    let e = json_error(&run(sim(&["--json", "connect", "[::1]:x"])));
+    assert_eq!(e["kind"], "bad-address");
+    assert_eq!(e["exit_code"], 5);
+}
+
+#[test]
+fn unknown_ids_are_not_found_for_every_operation_on_an_id() {
+    for args in [
+        vec!["query", "5"],
+        vec!["post", "5", "recv", "2"],
+        vec!["disconnect", "5"],
+        vec!["disconnect", "5", "--abortive"],
+        vec!["abort", "5"],
+        vec!["flush", "5"],
+        vec!["close", "5"],
+        vec!["wait", "5", "--timeout", "5s"],
+    ] {
+        let r = run(sim(&args));
+        assert_eq!(r.code, 6, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("STATUS_NOT_FOUND (0xC0000225)"),
+            "{}",
+            r.stderr
+        );
+    }
+    let e = json_error(&run(sim(&["--json", "query", "7"])));
+    assert_eq!(e["kind"], "unknown-id");
+    assert_eq!(e["status"], "0xC0000225");
+    assert_eq!(e["status_name"], "STATUS_NOT_FOUND");
+    assert!(e["message"].as_str().unwrap().contains("no such id"));
+}
+
+#[test]
+fn a_wait_times_out_and_is_cancelled() {
+    let start = Instant::now();
+    let r = run(sim(&["wait", "--timeout", "300ms"]));
+    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert!(r.stderr.contains("timed out after 300ms"), "{}", r.stderr);
+    let e = json_error(&run(sim(&["--json", "wait", "--timeout", "100ms"])));
+    assert_eq!(e["kind"], "timeout");
+    assert_eq!(e["status_name"], "STATUS_CANCELLED");
+}
+
+#[test]
+fn a_refused_connect_is_a_driver_failure_with_the_ndk_status() {
+    let r = run(sim(&["connect", "10.0.0.2:4791"]));
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("STATUS_CONNECTION_REFUSED"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
+    assert_eq!(run(sim(&["frobnicate"])).code, 2);
+    assert_eq!(run(sim(&["wait", "--timeout", "soon"])).code, 2);
+    let r = run({
+        let mut c = ndkctl();
+        c.arg("--help");
+        c
+    });
+    assert_eq!(r.code, 0);
+    for needle in [
+        "Exit codes:",
+        "3  driver not installed / device missing",
+        "4  access denied",
+        "5  bad address",
+        "6  unknown id (STATUS_NOT_FOUND)",
+        "7  timeout",
+        "8  cancelled",
+    ] {
+        assert!(r.stdout.contains(needle), "--help lacks {needle:?}");
+    }
+}
+
+#[cfg(unix)]
+fn interrupt_after_waiting(args: &[&str]) -> (i32, String, String) {
+    let mut child = std::process::Command::new(BIN)
+        .env_remove("NDKCTL_BACKEND")
+        .arg("--sim")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(first.contains("waiting for events"), "{first}");
+    std::thread::sleep(Duration::from_millis(200));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().expect("exited, not killed by the signal"),
+        String::from_utf8(out.stdout).unwrap(),
+        rest,
+    )
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_cancels_a_wait() {
+    let (code, _, err) = interrupt_after_waiting(&["wait"]);
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("interrupted; the request was cancelled (STATUS_CANCELLED)"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_ends_a_watch_normally() {
+    let (code, out, err) = interrupt_after_waiting(&["watch"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("  SEQ      CONN  KIND"), "{out}");
+}
+
+// --- the other subcommands ------------------------------------------------------------------
+
+#[test]
+fn info_and_adapters_in_both_formats() {
+    let r = run(sim(&["--json", "info"]));
+    assert_eq!(r.code, 0);
+    let v = &json_lines(&r.stdout)[0];
+    assert_eq!(v["type"], "info");
+    assert_eq!(v["abi_version"], 1);
+    assert_eq!(v["driver_version"], "0.1");
+    assert!(v["max_connections"].as_u64().unwrap() > 0);
+    assert_eq!(v["disconnect_callbacks"], 0);
+
+    let r = run(sim(&["adapters"]));
+    assert_eq!(r.stdout.trim(), "if 1    ndk 2.1  10.0.0.1");
+    let v = json_lines(&run(sim(&["--json", "adapters"])).stdout);
+    assert_eq!(v.len(), 1, "host a's engine lists only its own adapter");
+    assert_eq!(v[0]["if_index"], 1);
+    assert_eq!(v[0]["ndk_version"], "2.1");
+    assert_eq!(v[0]["address"], "10.0.0.1");
+}
+
+#[test]
+fn listen_reports_the_listener() {
+    let r = run(sim(&["listen", "10.0.0.1:4791"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "listener 1 on 10.0.0.1:4791 (interface 1)");
+    let v = &json_lines(&run(sim(&["--json", "listen", "10.0.0.1:0", "--backlog", "4"])).stdout)[0];
+    assert_eq!(v["type"], "listener");
+    assert_eq!(v["listener_id"], 1);
+    assert_eq!(v["if_index"], 1);
+    let bound = v["bound"].as_str().unwrap();
+    assert!(
+        bound.starts_with("10.0.0.1:") && !bound.ends_with(":0"),
+        "port 0 picks one: {bound}"
+    );
+}
+
+#[test]
+fn wait_with_a_zero_timeout_drains_nothing_and_watch_for_ends_quietly() {
+    let r = run(sim(&["wait", "--timeout", "0"]));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), 1, "just the header: {}", r.stdout);
+    let r = run(sim(&["--json", "watch", "--for", "100ms"]));
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.is_empty(), "no header in JSON mode: {}", r.stdout);
+}
+
+// --- scenarios ----------------------------------------------------------------------------
+
+#[test]
+fn the_shipped_scenarios_pass_on_the_simulator() {
+    for f in ["peer-disconnect.ndk", "cancel-and-errors.ndk"] {
+        let r = run(sim(&["scenario", &shipped(f)]));
+        assert_eq!(r.code, 0, "{f}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains(": ok ("), "{}", r.stdout);
+    }
+}
+
+#[test]
+fn the_peer_disconnect_scenario_fails_on_a_flushing_provider() {
+    let r = run(sim(&[
+        "--sim-fault",
+        "flush-on-peer-disconnect",
+        "scenario",
+        &shipped("peer-disconnect.ndk"),
+    ]));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("peer-disconnect.ndk:29:"), "{}", r.stderr);
+    assert!(r.stderr.contains("recv=4 (got 0)"), "{}", r.stderr);
+}
+
+#[test]
+fn every_operation_through_a_scenario_with_json_events() {
+    let f = scenario_file(
+        "ops.ndk",
+        "host a if=1 addr=10.0.0.1\nhost b if=2 addr=10.0.0.2\n\
+         a: info\na: adapters count=1\n\
+         b: listen ${b.addr}:5000 backlog=2 -> L\n\
+         a: connect ${b.addr}:5000 timeout=5s -> C\n\
+         a: wait any kind=connected conn=$C\n\
+         b: wait any kind=accepted -> S\n\
+         b: post $S recv 3 len=512\n\
+         a: post $C send 2 len=256\n\
+         a: watch $C count=0\n\
+         b: disconnect $S abortive\n\
+         b: wait $S kind=disconnected cause=local-abortive\n\
+         a: wait $C kind=disconnected cause=peer callback=fired reason=2\n\
+         a: flush $C\n\
+         a: wait $C kind=flushed\n\
+         a: abort $C\n\
+         a: close $C\n\
+         a: watch $C count=1\n\
+         b: close $S\n\
+         b: close $L\n\
+         b: close-handle\n\
+         a: close-handle\n\
+         provider live_objects=0\n",
+    );
+    let r = run(sim(&["--json", "scenario", f.to_str().unwrap()]));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines = json_lines(&r.stdout);
+    let ev = lines
+        .iter()
+        .find(|v| v["type"] == "event" && v["cause"] == "peer")
+        .expect("the peer event");
+    assert_eq!(ev["host"], "a");
+    assert_eq!(ev["kind"], "disconnected");
+    assert_eq!(ev["callback_fired"], true);
+    assert_eq!(ev["provider_reason"], 2);
+    assert_eq!(ev["status_name"], "STATUS_SUCCESS");
+    assert!(ev["line"].as_u64().is_some());
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["type"] == "event" && v["kind"] == "closed"),
+        "watch printed the closed event"
+    );
+    let p = lines.iter().find(|v| v["type"] == "provider").unwrap();
+    assert_eq!(p["live_objects"], 0);
+    assert_eq!(lines.last().unwrap()["ok"], true);
+}
+
+#[test]
+fn a_scenario_deviation_names_the_line_and_exits_1() {
+    let f = scenario_file(
+        "deviates.ndk",
+        "host a if=1 addr=10.0.0.1\na: query 3 fails=timeout\n",
+    );
+    let r = run(sim(&["scenario", f.to_str().unwrap()]));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("deviates.ndk:2:"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("expected failure timeout"),
+        "{}",
+        r.stderr
+    );
+    // An unexpected failure keeps its own exit code.
+    let f = scenario_file("unexpected.ndk", "host a if=1 addr=10.0.0.1\na: abort 3\n");
+    assert_eq!(run(sim(&["scenario", f.to_str().unwrap()])).code, 6);
+}
+
+#[test]
+fn malformed_or_missing_scenarios_are_usage_errors() {
+    let f = scenario_file("bad.ndk", "host a if=1 addr=10.0.0.1\na: teleport 3\n");
+    let r = run(sim(&["scenario", f.to_str().unwrap()]));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("bad.ndk:2: unknown step `teleport`"),
+        "{}",
+        r.stderr
+    );
+    let f = scenario_file("undef.ndk", "host a if=1 addr=10.0.0.1\na: query $NOPE\n");
+    assert_eq!(run(sim(&["scenario", f.to_str().unwrap()])).code, 2);
+    assert_eq!(run(sim(&["scenario", "/nonexistent/x.ndk"])).code, 2);
+}
+
+#[test]
+fn scenario_variables_can_be_overridden() {
+    let f = scenario_file(
+        "vars.ndk",
+        "set ADDR 10.0.0.1\nhost a if=1 addr=${ADDR}\na: listen ${ADDR}:6000\n",
+    );
+    assert_eq!(run(sim(&["scenario", f.to_str().unwrap()])).code, 0);
+    let r = run(sim(&[
+        "scenario",
+        f.to_str().unwrap(),
+        "--set",
+        "ADDR=10.0.0.300",
+    ]));
+    assert_eq!(r.code, 5, "{}", r.stderr);
+}
+
+#[cfg(not(windows))]
+#[test]
+fn a_scenario_on_the_device_backend_reports_the_driver_missing() {
+    let r = run({
+        let mut c = ndkctl();
+        c.args(["scenario", &shipped("peer-disconnect.ndk")]);
+        c
+    });
+    assert_eq!(r.code, 3, "{}", r.stderr);
+}
