@@ -5,7 +5,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
-use core::ptr::null_mut;
+use core::ptr::{null, null_mut};
 
 use ndkdisc_abi::{DEVICE_INTERFACE_GUID, SYMBOLIC_LINK_KERNEL_NAME};
 use ndkdisc_core::{Config, Engine, Owner};
@@ -257,7 +257,7 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
             WdfDeviceCreateDeviceInterface,
             device,
             &raw const INTERFACE_GUID,
-            null_mut()
+            null()
         )
     }
 }
