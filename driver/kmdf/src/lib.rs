@@ -29,7 +29,7 @@
 //! | `WdfDriverCreate` | `DriverEntry` | PASSIVE | PASSIVE only |
 //! | `WskReleaseProviderNPI`, `WskDeregister` | `EvtDriverUnload`, or a failed `DriverEntry` | PASSIVE | release <= DISPATCH; deregister PASSIVE (blocks until WSK lets go) |
 //! | `WdfDeviceInitSetFileObjectConfig`, `WdfDeviceInitSetPnpPowerEventCallbacks`, `WdfDeviceInitAssignName`, `WdfDeviceInitAssignSDDLString`, `WdfDeviceCreate` | `EvtDriverDeviceAdd` | PASSIVE | PASSIVE only |
-//! | `WdfWorkItemCreate`, `WdfIoQueueCreate`, `WdfDeviceCreateSymbolicLink`, `WdfDeviceCreateDeviceInterface` | `EvtDriverDeviceAdd` | PASSIVE | <= DISPATCH for the first; PASSIVE for the others |
+//! | `WdfWorkItemCreate`, `WdfIoQueueCreate`, `WdfDeviceCreateSymbolicLink`, `WdfDeviceCreateDeviceInterface` | `EvtDriverDeviceAdd` | PASSIVE | work item and queue creation allow <= DISPATCH; the link and the interface need PASSIVE |
 //! | `WdfObjectGetTypedContextWorker` | every callback | <= DISPATCH | <= DISPATCH |
 //! | `WdfRequestComplete` | `EvtDeviceFileCreate`, `EvtIoDeviceControl` | PASSIVE | <= DISPATCH |
 //! | `WdfRequestGetFileObject` | `EvtIoDeviceControl`, `EvtRequestCancel` | PASSIVE, <= DISPATCH | <= DISPATCH |
