@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use core::ptr::{null, null_mut};
 
-use ndkdisc_abi::{DEVICE_INTERFACE_GUID, SYMBOLIC_LINK_KERNEL_NAME};
+use ndkdisc_abi::device::{DEVICE_INTERFACE_GUID, SYMBOLIC_LINK_KERNEL_NAME};
 use ndkdisc_core::{Config, Engine, Owner};
 use ndkpi_sys::{STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS};
 use wdk::nt_success;
@@ -358,7 +358,7 @@ unsafe extern "C" fn evt_io_device_control(
                 WdfRequestComplete,
                 request,
                 STATUS_INVALID_DEVICE_STATE
-            )
+            );
         };
         return;
     };

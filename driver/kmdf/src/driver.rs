@@ -118,7 +118,7 @@ unsafe extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
 /// The WSK NDK extension for a new device's platform.
 ///
 /// # Safety
-/// DriverEntry succeeded and unload has not begun (true inside any device callback).
+/// `DriverEntry` succeeded and unload has not begun (true inside any device callback).
 pub(crate) unsafe fn wsk() -> ndkpi::Wsk {
     // SAFETY: written by DriverEntry before the driver object existed; read-only now.
     let ndk = unsafe { *WSK.ndk.get() };
@@ -132,7 +132,7 @@ pub(crate) unsafe fn wsk() -> ndkpi::Wsk {
 /// Register, capture the provider, and fetch the NDK dispatch. `// IRQL: PASSIVE_LEVEL`.
 ///
 /// # Safety
-/// Called from DriverEntry only, before the WDF driver exists.
+/// Called from `DriverEntry` only, before the WDF driver exists.
 unsafe fn wsk_start() -> NTSTATUS {
     // SAFETY: static NPI and registration that stay put until WskDeregister; PASSIVE_LEVEL.
     let status = unsafe { WskRegister(WSK.client.get(), WSK.registration.get()) };

@@ -96,7 +96,7 @@ mod driver;
 mod platform;
 mod wdf;
 
-/// Every allocation of the driver comes from nonpaged pool, usable at <= DISPATCH_LEVEL.
+/// Every allocation of the driver comes from nonpaged pool, usable at <= `DISPATCH_LEVEL`.
 #[cfg(not(test))]
 #[global_allocator]
 static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;

@@ -27,7 +27,7 @@ use wdk_sys::{
 
 /// `KernelMode` (`_MODE::KernelMode` is an `int`; `KPROCESSOR_MODE` is a `CCHAR`).
 const KERNEL_MODE: KPROCESSOR_MODE = 0;
-/// Pool tag of posted buffers: "NdkB".
+/// Pool tag of posted buffers, `NdkB` in the debugger.
 const BUFFER_TAG: ULONG = u32::from_le_bytes(*b"NdkB");
 /// Deferred work that can be queued at once. Every listener queues at most one entry (a queued
 /// entry is not queued twice, as `WdfWorkItemEnqueue` does not enqueue twice), so this bounds

@@ -102,17 +102,9 @@ pub(crate) const fn utf16<const N: usize>(s: &str) -> [u16; N] {
 }
 
 /// A `UNICODE_STRING` over a static UTF-16 buffer (not NUL-terminated; WDF copies it).
-#[allow(
-    clippy::cast_possible_truncation,
-    reason = "the assert proves the byte length fits in a USHORT"
-)]
 pub(crate) fn unicode(text: &'static [u16]) -> UNICODE_STRING {
-    let bytes = text.len() * 2;
-    let length = if bytes <= u16::MAX as usize {
-        bytes as u16
-    } else {
-        0
-    };
+    // The names are short constants; an impossible overlong one becomes an empty string.
+    let length = u16::try_from(text.len() * 2).unwrap_or(0);
     UNICODE_STRING {
         Length: length,
         MaximumLength: length,
