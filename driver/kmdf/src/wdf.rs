@@ -77,7 +77,7 @@ macro_rules! context_type {
         pub(crate) static $name: $crate::wdf::ContextType =
             $crate::wdf::ContextType(wdk_sys::WDF_OBJECT_CONTEXT_TYPE_INFO {
                 Size: $crate::wdf::wdf_size::<wdk_sys::WDF_OBJECT_CONTEXT_TYPE_INFO>(),
-                ContextName: $cname.as_ptr(),
+                ContextName: $cname.as_ptr().cast(),
                 ContextSize: core::mem::size_of::<$ty>(),
                 UniqueType: (&raw const $name).cast(),
                 EvtDriverGetUniqueContextType: None,
