@@ -53,11 +53,9 @@ function Find-WdkTool {
     $onPath = Get-Command "$Name.exe" -ErrorAction SilentlyContinue
     if ($onPath) { return $onPath.Source }
     $arch = if ($env:PROCESSOR_ARCHITECTURE -eq 'ARM64') { 'arm64' } else { 'x64' }
-    $roots = @("${env:ProgramFiles(x86)}\Windows Kits\10\Tools", "${env:ProgramFiles(x86)}\Windows Kits\10\Tools\*")
-    foreach ($root in $roots) {
-        $found = Get-ChildItem -Path $root -Recurse -Filter "$Name.exe" -ErrorAction SilentlyContinue |
-            Where-Object { $_.DirectoryName -like "*\$arch" } | Select-Object -First 1
-        if ($found) { return $found.FullName }
-    }
+    $tools = "${env:ProgramFiles(x86)}\Windows Kits\10\Tools"
+    $found = Get-ChildItem -Path $tools -Recurse -Filter "$Name.exe" -ErrorAction SilentlyContinue |
+        Where-Object { $_.DirectoryName -like "*\$arch" } | Select-Object -First 1
+    if ($found) { return $found.FullName }
     return $null
 }

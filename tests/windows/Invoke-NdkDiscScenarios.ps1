@@ -43,7 +43,7 @@ param(
 . "$PSScriptRoot\Common.ps1"
 Assert-Administrator
 
-if ($Mode -in 'Loopback', 'Server' -and -not $LocalAddress) { throw "-LocalAddress is required for $Mode" }
+if (($Mode -in @('Loopback', 'Server')) -and -not $LocalAddress) { throw "-LocalAddress is required for $Mode" }
 if ($Mode -eq 'Client' -and -not $PeerAddress) { throw '-PeerAddress is required for Client' }
 if ($Mode -eq 'Loopback') { $PeerAddress = $LocalAddress }
 if (-not (Test-Path $NdkCtl)) { throw "ndkctl not found at $NdkCtl (pass -NdkCtl)" }
@@ -86,8 +86,10 @@ function Start-Scenario([string] $Name) {
     $out = Join-Path $ResultsPath "$Name.out.txt"
     $err = Join-Path $ResultsPath "$Name.err.txt"
     Write-Host "> ndkctl $($Scenarios[$Name] -join ' ')"
-    Start-Process -FilePath $NdkCtl -ArgumentList $Scenarios[$Name] -NoNewWindow -PassThru `
+    $process = Start-Process -FilePath $NdkCtl -ArgumentList $Scenarios[$Name] -NoNewWindow -PassThru `
         -RedirectStandardOutput $out -RedirectStandardError $err
+    $null = $process.Handle   # keeps ExitCode readable after exit (a Start-Process -PassThru quirk)
+    $process
 }
 function Wait-Scenario([string] $Name, $Process) {
     $finished = $Process.WaitForExit($TimeoutSeconds * 1000 + 10000)
