@@ -1,0 +1,107 @@
+//! # ndkdisc.sys — the KMDF shell over ndkdisc-core
+//!
+//! The driver binary: `DriverEntry`, a root-enumerated device (`Root\NdkDisc`), its default
+//! queue, file objects and work item, the WSK registration that yields the NDK extension, and
+//! the core's ports (`ndkdisc_core::ports`) implemented over WDM and WDF. Nothing here decides
+//! anything: every decision — IOCTL validation, the event path, cancellation races, ownership,
+//! the NDK flows — is in `ndkdisc-core`, tested on any host against softndk. The NDK callbacks
+//! reach the core through `ndkpi`'s trampolines (each provider callback is an
+//! `extern "system"` function there that forwards to the core's `Sink`), so the shell adds none.
+//!
+//! The crate builds only on Windows with the WDK (wdk-build cannot run elsewhere). On other
+//! hosts it is empty, so `cargo test --workspace` works everywhere.
+//!
+//! ## Layout
+//!
+//! - `driver`: `DriverEntry`, WSK registration (`WskRegister`, `WskCaptureProviderNPI`,
+//!   `WskControlClient(WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH)`), `EvtDriverUnload`.
+//! - `device`: `EvtDriverDeviceAdd` and every device, file, queue, request and work-item
+//!   callback.
+//! - `platform`: the ports — `KmLock` (`KSPIN_LOCK`), `KmSignal` (`KEVENT`), `KmRequest`
+//!   (`WDFREQUEST`), deferral over one `WDFWORKITEM`, pool + MDL memory, the address table.
+//! - `wdf`: structure sizes, context types, constant `UNICODE_STRING`s.
+//!
+//! ## Every KMDF, WDM and NDK call, its IRQL, and why it is allowed there
+//!
+//! | call | where | IRQL there | allowed because |
+//! |---|---|---|---|
+//! | `WskRegister`, `WskCaptureProviderNPI` (10 s wait), `WskControlClient` (no IRP) | `DriverEntry` | PASSIVE | all three allow PASSIVE; a bounded capture wait needs PASSIVE |
+//! | `WdfDriverCreate` | `DriverEntry` | PASSIVE | PASSIVE only |
+//! | `WskReleaseProviderNPI`, `WskDeregister` | `EvtDriverUnload`, or a failed `DriverEntry` | PASSIVE | release <= DISPATCH; deregister PASSIVE (blocks until WSK lets go) |
+//! | `WdfDeviceInitSetFileObjectConfig`, `WdfDeviceInitSetPnpPowerEventCallbacks`, `WdfDeviceInitAssignName`, `WdfDeviceInitAssignSDDLString`, `WdfDeviceCreate` | `EvtDriverDeviceAdd` | PASSIVE | PASSIVE only |
+//! | `WdfWorkItemCreate`, `WdfIoQueueCreate`, `WdfDeviceCreateSymbolicLink`, `WdfDeviceCreateDeviceInterface` | `EvtDriverDeviceAdd` | PASSIVE | work item and queue creation allow <= DISPATCH; the link and the interface need PASSIVE |
+//! | `WdfObjectGetTypedContextWorker` | every callback | <= DISPATCH | <= DISPATCH |
+//! | `WdfRequestComplete` | `EvtDeviceFileCreate`, `EvtIoDeviceControl` | PASSIVE | <= DISPATCH |
+//! | `WdfRequestGetFileObject` | `EvtIoDeviceControl`, `EvtRequestCancel` | PASSIVE, <= DISPATCH | <= DISPATCH |
+//! | `WdfRequestRetrieveInputBuffer`, `WdfRequestRetrieveOutputBuffer` | `EvtIoDeviceControl` | PASSIVE (queue execution level) | <= DISPATCH; `METHOD_BUFFERED` gives the nonpaged system buffer |
+//! | `WdfRequestMarkCancelableEx`, `WdfRequestUnmarkCancelable`, `WdfRequestCompleteWithInformation` | the core, through `KmRequest`, from dispatch or from an NDK callback | <= DISPATCH | <= DISPATCH; the output is nonpaged |
+//! | `KeAcquireSpinLockRaiseToDpc`, `KeReleaseSpinLock` | every `KmLock::with` | <= DISPATCH, raised to DISPATCH | <= DISPATCH; the lock word is in nonpaged memory |
+//! | `KeInitializeEvent`, `KeSetEvent` (Wait = FALSE) | `KmSignal` | <= DISPATCH | <= DISPATCH; the event is in nonpaged pool |
+//! | `KeWaitForSingleObject` (no timeout) | `KmSignal::wait`, called by the core at PASSIVE only | PASSIVE | a wait without a zero timeout requires < DISPATCH |
+//! | `KeQueryUnbiasedInterruptTime` | `Platform::now` | any | any |
+//! | `WdfWorkItemEnqueue` | `Platform::defer`, from NDK callbacks | <= DISPATCH | <= DISPATCH |
+//! | `WdfWorkItemGetParentObject` | `EvtWorkItem` | PASSIVE | <= DISPATCH |
+//! | `WdfWorkItemFlush` | `EvtDeviceSelfManagedIoCleanup` | PASSIVE | PASSIVE, not from the work item itself |
+//! | `ExAllocatePool2` (nonpaged), `IoAllocateMdl`, `MmBuildMdlForNonPagedPool` | `Platform::memory` (POST) | PASSIVE | <= DISPATCH each |
+//! | `IoFreeMdl`, `ExFreePool` | dropping posted memory, after the QP's close completed | <= DISPATCH | <= DISPATCH |
+//! | `GetUnicastIpAddressTable`, `FreeMibTable` | `Platform::adapters` (`LIST_ADAPTERS`) | PASSIVE | PASSIVE |
+//! | `WskOpenNdkAdapter`, `WskCloseNdkAdapter` | the core through `ndkpi::Wsk` (`CONNECT`, `LISTEN`, `LIST_ADAPTERS`, teardown) | PASSIVE | PASSIVE only; the core never calls them from a callback |
+//! | NDK dispatch calls (`NdkCreate*`, `NdkConnect`, `NdkAccept`, `NdkDisconnect`, `NdkFlush`, `NdkCloseObject`, …) | the core through `ndkpi` | PASSIVE for creates and closes it waits for; <= DISPATCH otherwise | per NDKPI; the core waits (`KmSignal`) only at PASSIVE |
+//!
+//! ## Lifetimes
+//!
+//! - A file handle's core `Owner` is written into the file object's context in
+//!   `EvtDeviceFileCreate` and dropped in `EvtFileClose`. `EvtFileCleanup` calls
+//!   `Owner::cleanup`, which cancels the handle's waits and closes its connections and
+//!   listeners, waiting for every NDK close. A cancel routine finds the owner through the
+//!   request's file object; no request is outstanding at close, so none can race the drop.
+//! - The engine and platform live in the device context, from `EvtDriverDeviceAdd` to the
+//!   device's `EvtDestroyCallback`, which WDF runs after every child (file objects, the queue,
+//!   the work item) is gone.
+//! - Deferral (`Platform::defer`) never allocates: a ring of `DEFER_SLOTS` (1024) entries is
+//!   reserved with the platform, and one `WDFWORKITEM` drains it. Work already queued is not
+//!   queued twice (as `WdfWorkItemEnqueue` does not enqueue twice), so each listener holds at
+//!   most one entry. `EvtDeviceSelfManagedIoCleanup` closes the ring and flushes the item.
+//! - The WSK registration is global (`driver`): made before `WdfDriverCreate` and released in
+//!   `EvtDriverUnload`, which WDF calls only when every device — so every handle, and every NDK
+//!   object the core opened for it — is gone. `WskDeregister` then waits for WSK itself.
+//!
+//! ## How the wdk-sys names were checked
+//!
+//! wdk-sys 0.5.2 generates its bindings at build time from the installed WDK, so there is no
+//! generated file to read off Windows. Each name was checked against: the wdk-sys 0.5.2 and
+//! wdk 0.5.0 sources from crates.io (`src/constants.rs` for `WDF_NO_HANDLE`,
+//! `WDF_NO_OBJECT_ATTRIBUTES`, `POOL_FLAG_NON_PAGED`; `src/lib.rs` for the `ntddk`/`wdf`
+//! modules; wdk-build 0.6.0 for the headers bound: `ntifs.h`, `ntddk.h`, `ntstrsafe.h`,
+//! `wdf.h`, no inline functions); the macro `call_unsafe_wdf_function_binding!`, which
+//! accepts exactly the `Wdf*` names of the WDF function table; and the
+//! microsoft/windows-drivers-rs and Windows-rust-driver-samples sources and other public
+//! wdk-sys drivers that use the same names. The list, with sources, is in the branch's report.
+//!
+//! ## Known gaps
+//!
+//! - Allocation failure of the engine's own `Arc`s and of `Box`es the ports must return aborts
+//!   (bugchecks): stable Rust has no fallible `Box::try_new`.
+//! - `Platform::adapters` reports every unicast address; the core keeps those whose interface
+//!   opens as an NDK adapter.
+#![cfg(windows)]
+#![no_std]
+
+extern crate alloc;
+#[cfg(not(test))]
+extern crate wdk_panic;
+
+mod device;
+mod driver;
+mod platform;
+mod wdf;
+
+/// Every allocation of the driver comes from nonpaged pool, usable at <= `DISPATCH_LEVEL`.
+#[cfg(not(test))]
+#[global_allocator]
+static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
+
+// WSK and the IP helper table functions are exported by netio.sys (import library netio.lib,
+// in the WDK's kernel library directory that wdk-build puts on the link path).
+#[link(name = "netio")]
+unsafe extern "system" {}

@@ -1,0 +1,491 @@
+//! The core's ports (`ndkdisc_core::ports`) over WDM and WDF. Each is a direct mapping to a
+//! kernel object; none decides anything. `driver/core/src/host.rs` is the same set of ports over
+//! std, and the model for what each must guarantee.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use core::ptr::{NonNull, null_mut};
+
+use ndkdisc_core::ports::{AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal};
+use ndkpi_sys::{
+    AF_INET, AF_INET6, AF_UNSPEC, FreeMibTable, GetUnicastIpAddressTable, MIB_UNICASTIPADDRESS_ROW,
+    MIB_UNICASTIPADDRESS_TABLE, SOCKADDR_INET, STATUS_CANCELLED, STATUS_SUCCESS,
+};
+use wdk_sys::ntddk::{
+    ExAllocatePool2, ExFreePool, IoAllocateMdl, IoFreeMdl, KeAcquireSpinLockRaiseToDpc,
+    KeInitializeEvent, KeQueryUnbiasedInterruptTime, KeReleaseSpinLock, KeSetEvent,
+    KeWaitForSingleObject, MmBuildMdlForNonPagedPool,
+};
+use wdk_sys::{
+    _EVENT_TYPE, _KWAIT_REASON, KEVENT, KPROCESSOR_MODE, KSPIN_LOCK, NTSTATUS, PMDL,
+    POOL_FLAG_NON_PAGED, SIZE_T, ULONG, ULONG_PTR, WDFREQUEST, WDFWORKITEM,
+    call_unsafe_wdf_function_binding,
+};
+
+/// `KernelMode` (`_MODE::KernelMode` is an `int`; `KPROCESSOR_MODE` is a `CCHAR`).
+const KERNEL_MODE: KPROCESSOR_MODE = 0;
+/// Pool tag of posted buffers, `NdkB` in the debugger.
+const BUFFER_TAG: ULONG = u32::from_le_bytes(*b"NdkB");
+/// Deferred work that can be queued at once. Every listener queues at most one entry (a queued
+/// entry is not queued twice, as `WdfWorkItemEnqueue` does not enqueue twice), so this bounds
+/// the listeners with connection requests waiting at one moment.
+pub(crate) const DEFER_SLOTS: usize = 1024;
+
+/// [`Lock`] over a `KSPIN_LOCK`: `with` raises to `DISPATCH_LEVEL` for the closure.
+pub struct KmLock<T> {
+    spin: UnsafeCell<KSPIN_LOCK>,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is reached only with the spin lock held, by one thread at a time.
+unsafe impl<T: Send> Send for KmLock<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for KmLock<T> {}
+
+impl<T> KmLock<T> {
+    fn new(value: T) -> Self {
+        // INVARIANT: 0 is an initialised, free spin lock: `KeInitializeSpinLock` is an inline
+        // function on x64 and ARM64 that stores 0 (bindgen binds no inline functions).
+        Self {
+            spin: UnsafeCell::new(0),
+            value: UnsafeCell::new(value),
+        }
+    }
+}
+
+impl<T: Send> Lock<T> for KmLock<T> {
+    // IRQL: <= DISPATCH_LEVEL on entry; DISPATCH_LEVEL inside `f`.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let old;
+        // SAFETY: an initialised spin lock (constructor) in nonpaged memory (every allocation
+        // of this driver is nonpaged pool; stacks are resident while running); the caller is
+        // at <= DISPATCH_LEVEL (the port's contract) and does not hold this lock (`f` must not
+        // re-enter it).
+        unsafe {
+            old = KeAcquireSpinLockRaiseToDpc(self.spin.get());
+        }
+        // SAFETY: the spin lock is held: this is the only reference to the value until the
+        // release below.
+        let result = f(unsafe { &mut *self.value.get() });
+        // SAFETY: held by this thread, acquired above, which returned `old`.
+        unsafe { KeReleaseSpinLock(self.spin.get(), old) };
+        result
+    }
+}
+
+/// [`Signal`] over a synchronization (auto-reset) `KEVENT`. The event is boxed: a dispatcher
+/// object must not move once initialised, and the core moves its values.
+pub struct KmSignal {
+    event: Box<UnsafeCell<KEVENT>>,
+}
+
+// SAFETY: KEVENTs are made to be set and waited for from any thread.
+unsafe impl Send for KmSignal {}
+// SAFETY: as above; every access goes through the kernel's dispatcher lock.
+unsafe impl Sync for KmSignal {}
+
+impl KmSignal {
+    // IRQL: <= DISPATCH_LEVEL (the port asks PASSIVE_LEVEL).
+    fn new() -> Self {
+        let event = Box::new(UnsafeCell::new(KEVENT::default()));
+        // SAFETY: the event is in nonpaged pool (the global allocator), never moves (boxed)
+        // and outlives every set and wait (owned by `self`). Any IRQL is allowed.
+        unsafe { KeInitializeEvent(event.get(), _EVENT_TYPE::SynchronizationEvent, 0) };
+        Self { event }
+    }
+}
+
+impl Signal for KmSignal {
+    // IRQL: <= DISPATCH_LEVEL, with Wait = FALSE.
+    fn set(&self) {
+        // SAFETY: an initialised event (constructor); increment 0 (IO_NO_INCREMENT), no wait.
+        let _previous = unsafe { KeSetEvent(self.event.get(), 0, 0) };
+    }
+
+    // IRQL: PASSIVE_LEVEL (the port's contract: never from a callback or under a lock).
+    fn wait(&self) {
+        // SAFETY: an initialised event in nonpaged memory; a kernel-mode, non-alertable wait
+        // with no timeout, at PASSIVE_LEVEL (port contract), which KeWaitForSingleObject
+        // allows. It returns STATUS_SUCCESS when the event is signalled, clearing it.
+        let _status: NTSTATUS = unsafe {
+            KeWaitForSingleObject(
+                self.event.get().cast(),
+                _KWAIT_REASON::Executive,
+                KERNEL_MODE,
+                0,
+                null_mut(),
+            )
+        };
+    }
+}
+
+/// A request's token: its handle, unique while the request exists. The cancel routine looks
+/// the request up with the same value.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "pointers are 64-bit on both supported targets"
+)]
+pub(crate) fn token_of(request: WDFREQUEST) -> u64 {
+    request.addr() as u64
+}
+
+/// [`PendedRequest`] over a `WDFREQUEST` of the default queue, `METHOD_BUFFERED`.
+pub struct KmRequest {
+    request: WDFREQUEST,
+    output: *mut u8,
+    output_len: usize,
+}
+
+// SAFETY: a WDFREQUEST may be completed, marked and unmarked from any thread; the output
+// buffer is the request's nonpaged system buffer, owned with the request.
+unsafe impl Send for KmRequest {}
+
+impl KmRequest {
+    /// # Safety
+    /// `request` was presented to this driver and not completed; `output` is its output buffer
+    /// (`WdfRequestRetrieveOutputBuffer`) of `output_len` bytes, or null with 0, and nothing
+    /// else (in particular no input slice) refers to that memory while this value lives.
+    pub(crate) unsafe fn new(request: WDFREQUEST, output: *mut u8, output_len: usize) -> Self {
+        Self {
+            request,
+            output,
+            output_len: if output.is_null() { 0 } else { output_len },
+        }
+    }
+}
+
+impl PendedRequest for KmRequest {
+    fn token(&self) -> u64 {
+        token_of(self.request)
+    }
+
+    fn output(&mut self) -> &mut [u8] {
+        if self.output.is_null() {
+            return &mut [];
+        }
+        // SAFETY: the request's system buffer of `output_len` bytes, valid until completion
+        // (which consumes `self`) and referred to by nothing else (constructor contract).
+        unsafe { core::slice::from_raw_parts_mut(self.output, self.output_len) }
+    }
+
+    // IRQL: <= DISPATCH_LEVEL.
+    fn mark_cancelable(&mut self) -> Result<(), Cancelled> {
+        let status: NTSTATUS;
+        // SAFETY: the request is owned by the driver and not completed (constructor); the
+        // cancel routine has the EVT_WDF_REQUEST_CANCEL signature. Allowed at <= DISPATCH.
+        unsafe {
+            status = call_unsafe_wdf_function_binding!(
+                WdfRequestMarkCancelableEx,
+                self.request,
+                Some(crate::device::evt_request_cancel)
+            );
+        }
+        // STATUS_CANCELLED: already cancelled, the routine will not run; the caller completes.
+        if status == STATUS_SUCCESS {
+            Ok(())
+        } else {
+            Err(Cancelled)
+        }
+    }
+
+    // IRQL: <= DISPATCH_LEVEL.
+    fn unmark_cancelable(&mut self) -> Result<(), Cancelled> {
+        let status: NTSTATUS;
+        // SAFETY: a driver-owned request that was marked cancelable (the core unmarks only
+        // what it marked). Allowed at <= DISPATCH_LEVEL.
+        unsafe {
+            status = call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, self.request);
+        }
+        // STATUS_CANCELLED: the cancel routine has run or will run and completes it.
+        if status == STATUS_CANCELLED {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    // IRQL: <= DISPATCH_LEVEL.
+    fn complete(self, status: i32, information: usize) {
+        // SAFETY: the request is owned by the driver and completed exactly once (this consumes
+        // the only value for it). Allowed at <= DISPATCH_LEVEL.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestCompleteWithInformation,
+                self.request,
+                status,
+                information as ULONG_PTR
+            );
+        }
+    }
+}
+
+/// Posted-buffer memory: nonpaged pool described by an MDL built for nonpaged pool.
+struct KmMemory {
+    base: NonNull<u8>,
+    len: usize,
+    mdl: NonNull<ndkpi_sys::MDL>,
+}
+
+// SAFETY: the buffer and MDL are owned by this value and only reached through raw pointers
+// (by the provider's DMA); nonpaged memory may be used from any thread.
+unsafe impl Send for KmMemory {}
+// SAFETY: as above; `&KmMemory` gives no access to the bytes.
+unsafe impl Sync for KmMemory {}
+
+impl KmMemory {
+    // IRQL: <= DISPATCH_LEVEL (the port asks PASSIVE_LEVEL).
+    fn new(len: usize) -> Option<Self> {
+        let len32 = u32::try_from(len).ok().filter(|l| *l > 0)?;
+        // SAFETY: nonpaged allocation of a non-zero size, allowed at <= DISPATCH_LEVEL.
+        // ExAllocatePool2 zeroes the memory.
+        let base = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, len as SIZE_T, BUFFER_TAG) };
+        let base = NonNull::new(base.cast::<u8>())?;
+        // SAFETY: describes `len` bytes of our own allocation; no IRP is associated.
+        let mdl: PMDL = unsafe { IoAllocateMdl(base.as_ptr().cast(), len32, 0, 0, null_mut()) };
+        let Some(mdl) = NonNull::new(mdl) else {
+            // SAFETY: allocated above with ExAllocatePool2, freed once.
+            unsafe { ExFreePool(base.as_ptr().cast()) };
+            return None;
+        };
+        // SAFETY: the MDL describes nonpaged pool, which is what this function requires.
+        unsafe { MmBuildMdlForNonPagedPool(mdl.as_ptr()) };
+        Some(Self {
+            base,
+            len,
+            mdl: mdl.cast(),
+        })
+    }
+}
+
+impl Drop for KmMemory {
+    // IRQL: <= DISPATCH_LEVEL. ndkpi drops registered memory only after the QP's close
+    // completed, so no DMA targets it any more.
+    fn drop(&mut self) {
+        // SAFETY: allocated by IoAllocateMdl in `new`, freed once.
+        unsafe { IoFreeMdl(self.mdl.as_ptr().cast()) };
+        // SAFETY: allocated by ExAllocatePool2 in `new`, freed once, after its MDL.
+        unsafe { ExFreePool(self.base.as_ptr().cast()) };
+    }
+}
+
+// SAFETY: the MDL describes exactly the `len` bytes at `base` (built by
+// MmBuildMdlForNonPagedPool over them), which this value owns, never moves and frees on drop.
+unsafe impl ndkpi::RegisteredMemory for KmMemory {
+    fn mdl(&self) -> *mut ndkpi_sys::MDL {
+        self.mdl.as_ptr()
+    }
+    fn base(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The queue behind [`Platform::defer`]: a ring with its capacity reserved up front, so
+/// queueing never allocates.
+struct DeferRing {
+    slots: Vec<Option<Arc<dyn Passive>>>,
+    head: usize,
+    len: usize,
+    closed: bool,
+}
+
+impl DeferRing {
+    /// Queue `work`, or hand it back (closed, already queued, or full) to be dropped outside
+    /// the lock.
+    fn push(&mut self, work: Arc<dyn Passive>) -> Result<(), Arc<dyn Passive>> {
+        let cap = self.slots.len();
+        if self.closed || self.len >= cap {
+            return Err(work);
+        }
+        let queued = (0..self.len).any(|i| {
+            (self.head + i)
+                .checked_rem(cap)
+                .and_then(|s| self.slots.get(s))
+                .and_then(Option::as_ref)
+                .is_some_and(|w| Arc::ptr_eq(w, &work))
+        });
+        if queued {
+            return Err(work);
+        }
+        match (self.head + self.len)
+            .checked_rem(cap)
+            .and_then(|s| self.slots.get_mut(s))
+        {
+            Some(slot) => {
+                *slot = Some(work);
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(work),
+        }
+    }
+
+    fn pop(&mut self) -> Option<Arc<dyn Passive>> {
+        if self.len == 0 {
+            return None;
+        }
+        let work = self.slots.get_mut(self.head).and_then(Option::take);
+        self.head = (self.head + 1).checked_rem(self.slots.len()).unwrap_or(0);
+        self.len -= 1;
+        work
+    }
+}
+
+/// The KMDF platform: one per device.
+pub struct KmPlatform {
+    wsk: ndkpi::Wsk,
+    work_item: WDFWORKITEM,
+    ring: KmLock<DeferRing>,
+}
+
+// SAFETY: WDF handles may be used from any thread; the work item outlives this value (the
+// device's self-managed-I/O cleanup flushes it, and the device context holding this platform
+// is destroyed after the work item, its child).
+unsafe impl Send for KmPlatform {}
+// SAFETY: as above; the mutable state is behind `ring`'s lock.
+unsafe impl Sync for KmPlatform {}
+
+impl KmPlatform {
+    /// A platform over the WSK NDK extension and the device's work item, or `None` if the
+    /// defer ring cannot be reserved. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn new(wsk: ndkpi::Wsk, work_item: WDFWORKITEM) -> Option<Self> {
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(DEFER_SLOTS).ok()?;
+        slots.resize_with(DEFER_SLOTS, || None);
+        Some(Self {
+            wsk,
+            work_item,
+            ring: KmLock::new(DeferRing {
+                slots,
+                head: 0,
+                len: 0,
+                closed: false,
+            }),
+        })
+    }
+
+    /// The work item ran: run everything queued, in order. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn run_deferred(&self) {
+        while let Some(work) = self.ring.with(DeferRing::pop) {
+            work.run();
+        }
+    }
+
+    /// Refuse further deferrals and wait for the work item to finish what is queued.
+    /// `// IRQL: PASSIVE_LEVEL`, not from the work item.
+    pub(crate) fn stop_deferring(&self) {
+        self.ring.with(|r| r.closed = true);
+        // SAFETY: a live work item (type invariant), flushed at PASSIVE_LEVEL from outside
+        // its own callback (self-managed-I/O cleanup).
+        unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemFlush, self.work_item) };
+        // Nothing can be queued any more; release what a racing push left.
+        while let Some(work) = self.ring.with(DeferRing::pop) {
+            drop(work);
+        }
+    }
+}
+
+impl Platform for KmPlatform {
+    type Request = KmRequest;
+    type Lock<T: Send + 'static> = KmLock<T>;
+    type Signal = KmSignal;
+
+    fn lock<T: Send + 'static>(&self, value: T) -> KmLock<T> {
+        KmLock::new(value)
+    }
+
+    fn signal(&self) -> KmSignal {
+        KmSignal::new()
+    }
+
+    // IRQL: any.
+    fn now(&self) -> u64 {
+        // SAFETY: no preconditions; callable at any IRQL. 100 ns units since boot, not
+        // counting sleep.
+        unsafe { KeQueryUnbiasedInterruptTime() }
+    }
+
+    // IRQL: <= DISPATCH_LEVEL. Never allocates: the ring's slots were reserved in `new`.
+    fn defer(&self, work: Arc<dyn Passive>) {
+        let (refused, closed) = self.ring.with(|r| (r.push(work).err(), r.closed));
+        // Dropping outside the lock: a refused entry is a second reference to queued work,
+        // or work refused after close or when full (see DEFER_SLOTS).
+        drop(refused);
+        if !closed {
+            // SAFETY: a live work item (type invariant); WdfWorkItemEnqueue may be called at
+            // <= DISPATCH_LEVEL and does nothing if the item is already queued.
+            unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, self.work_item) };
+        }
+    }
+
+    fn wsk(&self) -> &ndkpi::Wsk {
+        &self.wsk
+    }
+
+    // IRQL: PASSIVE_LEVEL (GetUnicastIpAddressTable).
+    fn adapters(&self) -> Vec<AdapterDesc> {
+        let mut out = Vec::new();
+        let mut table: *mut MIB_UNICASTIPADDRESS_TABLE = null_mut();
+        // SAFETY: PASSIVE_LEVEL (port contract); a valid out-pointer.
+        let status = unsafe { GetUnicastIpAddressTable(AF_UNSPEC, &raw mut table) };
+        if status != STATUS_SUCCESS || table.is_null() {
+            return out;
+        }
+        // SAFETY: on success `table` is a valid table until FreeMibTable.
+        let count = unsafe { (*table).NumEntries };
+        // SAFETY: as above; `Table` is the first of `NumEntries` contiguous rows.
+        let first = unsafe { (&raw const (*table).Table).cast::<MIB_UNICASTIPADDRESS_ROW>() };
+        let count = usize::try_from(count).unwrap_or(0);
+        // SAFETY: `count` initialised rows from `first`, valid until FreeMibTable below.
+        let rows = unsafe { core::slice::from_raw_parts(first, count) };
+        if out.try_reserve_exact(rows.len()).is_ok() {
+            out.extend(rows.iter().filter_map(|row| {
+                socket_addr(&row.Address).map(|address| AdapterDesc {
+                    if_index: row.InterfaceIndex,
+                    address,
+                })
+            }));
+        }
+        // SAFETY: returned by GetUnicastIpAddressTable, released once; `rows` is not used
+        // after this.
+        unsafe { FreeMibTable(table.cast()) };
+        out
+    }
+
+    fn memory(&self, len: usize) -> Option<Box<dyn ndkpi::RegisteredMemory>> {
+        KmMemory::new(len).map(|m| Box::new(m) as Box<dyn ndkpi::RegisteredMemory>)
+    }
+}
+
+/// A `SOCKADDR_INET` from the address table as a `SocketAddr`.
+fn socket_addr(inet: &SOCKADDR_INET) -> Option<SocketAddr> {
+    // SAFETY: both members start with the family at offset 0; any u16 is valid.
+    let family = unsafe { inet.si_family };
+    match family {
+        AF_INET => {
+            // SAFETY: the family says the IPv4 member is the one written; all bit patterns
+            // of its plain integer fields are valid.
+            let v4 = unsafe { inet.Ipv4 };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(v4.sin_addr.S_un),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        AF_INET6 => {
+            // SAFETY: as above, for the IPv6 member.
+            let v6 = unsafe { inet.Ipv6 };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(v6.sin6_addr.u),
+                u16::from_be(v6.sin6_port),
+                v6.sin6_flowinfo,
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,78 @@
+//! The part of `netioapi.h` (kernel mode, exported by `netio.sys`, import library `netio.lib`)
+//! the driver uses to list the machine's interfaces and addresses: the unicast address table.
+//! wdk-sys binds `ntifs.h`/`ntddk.h`/`wdf.h` only, so these are declared here beside WSK.
+//!
+//! Layout: field order from Microsoft's Win32 metadata (`windows-sys`
+//! `Win32::NetworkManagement::IpHelper::MIB_UNICASTIPADDRESS_ROW`), sizes and offsets from the
+//! x64/ARM64 C layout rules. The same asserts were checked against `windows-sys` 0.61.2's
+//! definition for both Windows targets; `cargo check --target x86_64-pc-windows-msvc` and
+//! `aarch64-pc-windows-msvc` prove them here. Pass `AF_UNSPEC` for both families.
+
+use core::mem::{align_of, offset_of, size_of};
+
+use crate::sockaddr::SOCKADDR_INET;
+use crate::types::{NET_IFINDEX, ULONG};
+
+/// `MIB_UNICASTIPADDRESS_ROW` (`nf-netioapi` docs: one unicast IP address of an interface).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MIB_UNICASTIPADDRESS_ROW {
+    /// The address (port 0).
+    pub Address: SOCKADDR_INET,
+    /// `NET_LUID` of the interface.
+    pub InterfaceLuid: u64,
+    /// Interface index (the `IfIndex` `WskOpenNdkAdapter` takes).
+    pub InterfaceIndex: NET_IFINDEX,
+    /// `NL_PREFIX_ORIGIN`.
+    pub PrefixOrigin: i32,
+    /// `NL_SUFFIX_ORIGIN`.
+    pub SuffixOrigin: i32,
+    /// Seconds.
+    pub ValidLifetime: ULONG,
+    /// Seconds.
+    pub PreferredLifetime: ULONG,
+    /// Prefix length.
+    pub OnLinkPrefixLength: u8,
+    /// `BOOLEAN`.
+    pub SkipAsSource: u8,
+    /// `NL_DAD_STATE`.
+    pub DadState: i32,
+    /// `SCOPE_ID`.
+    pub ScopeId: ULONG,
+    /// `LARGE_INTEGER`.
+    pub CreationTimeStamp: i64,
+}
+const _: () = assert!(size_of::<MIB_UNICASTIPADDRESS_ROW>() == 80);
+const _: () = assert!(align_of::<MIB_UNICASTIPADDRESS_ROW>() == 8);
+const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, InterfaceLuid) == 32);
+const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, InterfaceIndex) == 40);
+const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, PrefixOrigin) == 44);
+const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, OnLinkPrefixLength) == 60);
+const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, SkipAsSource) == 61);
+const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, DadState) == 64);
+const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, ScopeId) == 68);
+const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, CreationTimeStamp) == 72);
+
+/// `MIB_UNICASTIPADDRESS_TABLE`: `NumEntries` rows follow at `Table` (declared `[1]`).
+#[repr(C)]
+pub struct MIB_UNICASTIPADDRESS_TABLE {
+    /// Number of rows.
+    pub NumEntries: ULONG,
+    /// The first row; the others follow contiguously.
+    pub Table: [MIB_UNICASTIPADDRESS_ROW; 1],
+}
+const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_TABLE, Table) == 8);
+
+// Exported by `netio.sys`; the driver crate links `netio.lib`. Declared only for Windows
+// targets, like the WSK functions.
+#[cfg(windows)]
+unsafe extern "system" {
+    /// `GetUnicastIpAddressTable` (kernel mode: returns an NTSTATUS), `PASSIVE_LEVEL`. The
+    /// table is allocated by the callee and released with [`FreeMibTable`].
+    pub fn GetUnicastIpAddressTable(
+        Family: crate::sockaddr::ADDRESS_FAMILY,
+        Table: *mut *mut MIB_UNICASTIPADDRESS_TABLE,
+    ) -> crate::types::NTSTATUS;
+    /// `FreeMibTable`: release a table returned by a `Get*Table` function.
+    pub fn FreeMibTable(Memory: *mut core::ffi::c_void);
+}
