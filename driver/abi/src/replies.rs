@@ -515,10 +515,15 @@ const QUERY_FLAGS: u16 = QUERY_CALLBACK_FIRED
     | QUERY_ABORTED
     | QUERY_FLUSHED;
 
-/// QUERY output (88 bytes): header, `connection_id: u64` @8, `state: u16` @16, `flags: u16`
+/// QUERY output (104 bytes): header, `connection_id: u64` @8, `state: u16` @16, `flags: u16`
 /// @18, `provider_reason: u32` @20, `outstanding_receives: u32` @24, `outstanding_sends: u32`
 /// @28, `ndk_major: u16` @32, `ndk_minor: u16` @34, `terminal_status: i32` @36, `local:
-/// Address` @40, `remote: Address` @64.
+/// Address` @40, `remote: Address` @64, `receives_succeeded: u32` @88, `receives_cancelled:
+/// u32` @92, `sends_succeeded: u32` @96, `sends_cancelled: u32` @100.
+///
+/// The four counts are completions reaped from the connection's CQ by status: `STATUS_SUCCESS`,
+/// and `STATUS_CANCELLED` (flushed: by FLUSH, by our own `NdkDisconnect`, or by a provider that
+/// flushes on its own). Completions with any other status are in neither count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueryReply {
     /// The connection.
@@ -543,10 +548,18 @@ pub struct QueryReply {
     pub local: Option<SocketAddr>,
     /// Peer address.
     pub remote: Option<SocketAddr>,
+    /// Receive completions with `STATUS_SUCCESS`.
+    pub receives_succeeded: u32,
+    /// Receive completions with `STATUS_CANCELLED` (flushed).
+    pub receives_cancelled: u32,
+    /// Send completions with `STATUS_SUCCESS`.
+    pub sends_succeeded: u32,
+    /// Send completions with `STATUS_CANCELLED` (flushed).
+    pub sends_cancelled: u32,
 }
 
 impl Record for QueryReply {
-    const SIZE: usize = 88;
+    const SIZE: usize = 104;
     fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {
         let connection_id = r.u64()?;
         let state = ConnState::from_wire(r.u16()?)?;
@@ -569,6 +582,10 @@ impl Record for QueryReply {
             terminal_status: r.i32()?,
             local: read_address(r)?,
             remote: read_address(r)?,
+            receives_succeeded: r.u32()?,
+            receives_cancelled: r.u32()?,
+            sends_succeeded: r.u32()?,
+            sends_cancelled: r.u32()?,
         })
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
@@ -582,6 +599,10 @@ impl Record for QueryReply {
         w.u16(self.ndk_minor)?;
         w.i32(self.terminal_status)?;
         write_address(w, self.local)?;
-        write_address(w, self.remote)
+        write_address(w, self.remote)?;
+        w.u32(self.receives_succeeded)?;
+        w.u32(self.receives_cancelled)?;
+        w.u32(self.sends_succeeded)?;
+        w.u32(self.sends_cancelled)
     }
 }

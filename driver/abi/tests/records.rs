@@ -429,8 +429,12 @@ fn replies_round_trip_with_golden_layout() {
         terminal_status: 0,
         local: Some(v4([10, 0, 0, 2], 4791)),
         remote: Some(v4([10, 0, 0, 1], 49152)),
+        receives_succeeded: 5,
+        receives_cancelled: 6,
+        sends_succeeded: 7,
+        sends_cancelled: 8,
     };
-    let mut b = hdr(88);
+    let mut b = hdr(104);
     b.extend_from_slice(&le64(13));
     b.extend_from_slice(&4u16.to_le_bytes());
     b.extend_from_slice(&3u16.to_le_bytes());
@@ -442,6 +446,9 @@ fn replies_round_trip_with_golden_layout() {
     b.extend_from_slice(&le32(0));
     b.extend_from_slice(&addr(q.local));
     b.extend_from_slice(&addr(q.remote));
+    for v in [5u32, 6, 7, 8] {
+        b.extend_from_slice(&le32(v));
+    }
     golden(q, &b);
     let mut bad = b.clone();
     bad[16] = 9;

@@ -55,6 +55,8 @@ struct Ctl<R> {
     /// Work requests posted and not yet completed.
     outstanding_receives: u32,
     outstanding_sends: u32,
+    /// Completions reaped, by status: [receive, send] x [succeeded, cancelled].
+    reaped: [[u32; 2]; 2],
     /// A FLUSH waits for the outstanding requests to complete.
     flush_pending: bool,
     /// MRs of the posted buffers, and the buffers (kept until the MRs are closed).
@@ -136,6 +138,7 @@ impl<P: Platform> Conn<P> {
             terminal_status: 0,
             outstanding_receives: 0,
             outstanding_sends: 0,
+            reaped: [[0; 2]; 2],
             flush_pending: false,
             mrs: Vec::new(),
             buffers: Vec::new(),
@@ -170,11 +173,15 @@ impl<P: Platform> Conn<P> {
         receive_depth: u32,
         send_depth: u32,
     ) -> Result<(), i32> {
+        // First: every object clone below is dropped before the session ends (see teardown).
+        let session = self.stepper.session();
+        if self.torn_down() {
+            return Err(status::CANCELLED);
+        }
         let adapter = self
             .ctl
             .with(|c| c.objects.adapter.clone())
             .ok_or(status::INVALID_DEVICE_STATE)?;
-        let session = self.stepper.session();
         let (st, pd) = session.run(|| adapter.create_pd(self));
         let Some(Created::Pd(pd)) = pd else {
             return Err(failure(st));
@@ -216,11 +223,16 @@ impl<P: Platform> Conn<P> {
         local: Option<SocketAddr>,
         remote: SocketAddr,
     ) {
+        // First: the clones below are dropped before the session ends (see teardown).
+        let session = self.stepper.session();
+        if self.torn_down() {
+            return self.fail_connect(Some(request), status::CANCELLED);
+        }
         let adapter = self.ctl.with(|c| c.objects.adapter.clone());
         let Some(adapter) = adapter else {
             return self.fail_connect(Some(request), status::INVALID_DEVICE_STATE);
         };
-        let (st, connector) = self.stepper.run(|| adapter.create_connector(self));
+        let (st, connector) = session.run(|| adapter.create_connector(self));
         let Some(Created::Connector(connector)) = connector else {
             return self.fail_connect(Some(request), failure(st));
         };
@@ -256,6 +268,12 @@ impl<P: Platform> Conn<P> {
     /// The passive side: accept the incoming connector with the connection's QP.
     /// `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn start_accept(self: &Arc<Self>, connector: Connector) {
+        // First: the clones below are dropped before the session ends (see teardown).
+        let _session = self.stepper.session();
+        if self.torn_down() {
+            connector.close_detached();
+            return self.fail_connect(None, status::CANCELLED);
+        }
         let connector = Arc::new(connector);
         let qp = self.ctl.with(|c| {
             c.remote = connector.peer_address();
@@ -278,34 +296,31 @@ impl<P: Platform> Conn<P> {
     /// [`Conn::fail_connect`], returning whether this call made the connection fail (it was
     /// still connecting).
     fn fail_if_connecting(&self, request: Option<P::Request>, st: i32) -> bool {
-        let (request, failed, fired, reason) = self.ctl.with(|c| {
+        let (request, failed, ready) = self.ctl.with(|c| {
+            // Only the Connecting -> Failed transition is an event (an established connection
+            // ends with `Disconnected`), latched with the transition so events follow states.
             let failed = matches!(c.phase, ConnState::Connecting);
+            let mut ready = None;
             if failed {
                 c.phase = ConnState::Failed;
                 c.terminal_status = st;
+                let mut fact = Fact {
+                    status: st,
+                    ..self.fact(EventKind::ConnectFailed)
+                };
+                if c.callback_fired {
+                    fact.flags |= EVENT_CALLBACK_FIRED;
+                }
+                if let Some(r) = c.reason {
+                    fact.provider_reason = r;
+                    fact.flags |= EVENT_REASON_VALID;
+                }
+                ready = self.owner.latch_in(self.index, fact);
             }
-            (
-                request.or_else(|| c.take_connect_request()),
-                failed,
-                c.callback_fired,
-                c.reason,
-            )
+            (request.or_else(|| c.take_connect_request()), failed, ready)
         });
-        // Only the Connecting -> Failed transition is an event: a connection that was
-        // established ends with `Disconnected` instead.
-        if failed {
-            let mut fact = Fact {
-                status: st,
-                ..self.fact(EventKind::ConnectFailed)
-            };
-            if fired {
-                fact.flags |= EVENT_CALLBACK_FIRED;
-            }
-            if let Some(r) = reason {
-                fact.provider_reason = r;
-                fact.flags |= EVENT_REASON_VALID;
-            }
-            self.owner.latch(self.index, fact);
+        if let Some(ready) = ready {
+            ready.complete();
         }
         if let Some(request) = request {
             self.reply_connect(request, st);
@@ -340,23 +355,34 @@ impl<P: Platform> Conn<P> {
                 return None;
             }
             c.phase = ConnState::Connected;
-            Some((c.take_connect_request(), c.local))
+            // Latched with the transition: a disconnect racing it is latched after it.
+            let ready = self.owner.latch_in(self.index, self.fact(kind));
+            Some((c.take_connect_request(), c.local, ready))
         });
         // Failed or abandoned first (a cancelled CONNECT, an abortive disconnect): the terminal
         // event is latched, and a late success is not an event.
-        let Some((request, local)) = transition else {
+        let Some((request, local, ready)) = transition else {
             return;
         };
+        if let Some(ready) = ready {
+            ready.complete();
+        }
         if local.is_none() {
             let l = self
                 .with_objects(|o| o.connector.as_ref().and_then(|c| c.local_address()))
                 .flatten();
             self.ctl.with(|c| c.local = l);
         }
-        self.owner.latch(self.index, self.fact(kind));
         if let Some(request) = request {
             self.reply_connect(request, status::SUCCESS);
         }
+    }
+
+    /// Teardown has run or is running. Checked at the start of every session that creates or
+    /// stores objects: teardown needs the session too, so an object stored in a session that
+    /// began before teardown is closed by it, and none is stored after.
+    fn torn_down(&self) -> bool {
+        self.ctl.with(|c| c.tearing_down)
     }
 
     /// Use the objects outside the lock, unless teardown has begun.
@@ -383,36 +409,34 @@ impl<P: Platform> Conn<P> {
 
     /// Latch the terminal `Disconnected` (a no-op if one was latched).
     fn disconnected_event(&self, cause: Cause, st: i32) {
-        let (reason, fired, receives, sends) = self.ctl.with(|c| {
+        let ready = self.ctl.with(|c| {
             if !matches!(c.phase, ConnState::Closed | ConnState::Failed) {
                 c.phase = ConnState::Disconnected;
             }
             if c.terminal_status == 0 {
                 c.terminal_status = st;
             }
-            (
-                c.reason,
-                c.callback_fired,
-                c.outstanding_receives,
-                c.outstanding_sends,
-            )
+            // The work still posted when the connection ended: nothing was flushed for it.
+            let mut fact = Fact {
+                cause,
+                status: st,
+                outstanding_receives: c.outstanding_receives,
+                outstanding_sends: c.outstanding_sends,
+                ..self.fact(EventKind::Disconnected)
+            };
+            if c.callback_fired {
+                fact.flags |= EVENT_CALLBACK_FIRED;
+            }
+            if let Some(r) = c.reason {
+                fact.provider_reason = r;
+                fact.flags |= EVENT_REASON_VALID;
+            }
+            // Latched with the state change, so events follow the order of states.
+            self.owner.latch_in(self.index, fact)
         });
-        // The work still posted when the connection ended: nothing was flushed for it.
-        let mut fact = Fact {
-            cause,
-            status: st,
-            outstanding_receives: receives,
-            outstanding_sends: sends,
-            ..self.fact(EventKind::Disconnected)
-        };
-        if fired {
-            fact.flags |= EVENT_CALLBACK_FIRED;
+        if let Some(ready) = ready {
+            ready.complete();
         }
-        if let Some(r) = reason {
-            fact.provider_reason = r;
-            fact.flags |= EVENT_REASON_VALID;
-        }
-        self.owner.latch(self.index, fact);
     }
 
     /// DISCONNECT, graceful: `NdkDisconnect`; `Disconnected`/`Local` when it completes.
@@ -478,11 +502,13 @@ impl<P: Platform> Conn<P> {
             self.users_done.wait();
         }
         let objects = self.ctl.with(|c| core::mem::take(&mut c.objects));
-        // No user holds a clone (users == 0), so each `into_inner` yields the object.
-        if let Some(c) = objects.connector.and_then(Arc::into_inner) {
+        // INVARIANT: object clones live only inside `with_objects` (users == 0 now) or inside a
+        // session (we hold it), so each `into_inner` yields the object. A clone held elsewhere
+        // would leave its object unclosed and every close after it waiting.
+        if let Some(c) = sole(objects.connector) {
             session.run(|| c.close(self));
         }
-        if let Some(q) = objects.qp.and_then(Arc::into_inner) {
+        if let Some(q) = sole(objects.qp) {
             session.run(|| q.close(self));
         }
         // The QP is closed, so no request uses the buffers: close their MRs, then free them.
@@ -493,12 +519,14 @@ impl<P: Platform> Conn<P> {
             session.run(|| mr.close(self));
         }
         drop(buffers);
-        if let Some(q) = objects.cq.and_then(Arc::into_inner) {
+        if let Some(q) = sole(objects.cq) {
             session.run(|| q.close(self));
         }
-        if let Some(p) = objects.pd.and_then(Arc::into_inner) {
+        if let Some(p) = sole(objects.pd) {
             session.run(|| p.close(self));
         }
+        // The adapter alone may be shared: a listener and the connections it accepted hold it,
+        // and the last of them closes it.
         if let Some(adapter) = objects.adapter.and_then(Arc::into_inner) {
             self.owner.platform().wsk().close_adapter(adapter);
         }
@@ -617,13 +645,24 @@ impl<P: Platform> Conn<P> {
                 let n = cq.results(&mut buf);
                 self.ctl.with(|c| {
                     for done in &buf[..n] {
-                        match done.request_context {
+                        let queue = match done.request_context {
                             CTX_RECEIVE => {
                                 c.outstanding_receives = c.outstanding_receives.saturating_sub(1);
+                                0
                             }
-                            CTX_SEND => c.outstanding_sends = c.outstanding_sends.saturating_sub(1),
-                            _ => {}
-                        }
+                            CTX_SEND => {
+                                c.outstanding_sends = c.outstanding_sends.saturating_sub(1);
+                                1
+                            }
+                            _ => continue,
+                        };
+                        let outcome = match done.status {
+                            status::SUCCESS => 0,
+                            status::CANCELLED => 1,
+                            _ => continue,
+                        };
+                        let count = &mut c.reaped[queue][outcome];
+                        *count = count.saturating_add(1);
                     }
                 });
                 if n < buf.len() {
@@ -688,6 +727,10 @@ impl<P: Platform> Conn<P> {
                 terminal_status: c.terminal_status,
                 local: c.local,
                 remote: c.remote,
+                receives_succeeded: c.reaped[0][0],
+                receives_cancelled: c.reaped[0][1],
+                sends_succeeded: c.reaped[1][0],
+                sends_cancelled: c.reaped[1][1],
             }
         })
     }
@@ -696,6 +739,16 @@ impl<P: Platform> Conn<P> {
 /// Request contexts of posted work (the QP context carries the connection).
 const CTX_RECEIVE: usize = 1;
 const CTX_SEND: usize = 2;
+
+/// The object out of its last `Arc` (see the invariant in `Conn::teardown`).
+fn sole<T>(object: Option<Arc<T>>) -> Option<T> {
+    let object = Arc::into_inner(object?);
+    debug_assert!(
+        object.is_some(),
+        "an NDK object is still shared at teardown: it would never be closed"
+    );
+    object
+}
 
 /// A create that failed without a status still failed.
 fn failure(st: i32) -> i32 {

@@ -14,7 +14,7 @@ use ndkpi::sys::NDK_VERSION;
 use ndkpi::{Connector, Created, Op, Sink};
 
 use crate::conn::Conn;
-use crate::events::{ConnIndex, EventQueue, Fact, Limits, WaitOutcome};
+use crate::events::{ConnIndex, EventQueue, Fact, Limits, Ready, WaitOutcome};
 use crate::ports::{Lock, Passive, PendedRequest, Platform};
 use crate::step::Stepper;
 
@@ -98,6 +98,7 @@ impl<P: Platform> Engine<P> {
             conns: Vec::new(),
             listeners: Vec::new(),
             connecting: Vec::new(),
+            closed: false,
         };
         table
             .connecting
@@ -137,6 +138,9 @@ struct Table<P: Platform> {
     /// Pended CONNECTs by request token, so their cancel routine finds the connection even
     /// after CLOSE or cleanup took it out of `conns`. Capacity reserved at open.
     connecting: Vec<(u64, Arc<Conn<P>>)>,
+    /// Cleanup has run: nothing new joins the handle (a CONNECT or an accept still in flight
+    /// releases its connection instead).
+    closed: bool,
 }
 
 /// A handle's state, shared with its connections and listeners.
@@ -153,13 +157,19 @@ impl<P: Platform> OwnerInner<P> {
 
     /// Latch a fact and complete the wait it satisfies, if any. `// IRQL: <= DISPATCH_LEVEL`.
     pub(crate) fn latch(&self, index: ConnIndex, fact: Fact) {
+        if let Some(ready) = self.latch_in(index, fact) {
+            ready.complete();
+        }
+    }
+
+    /// Latch a fact, returning the wait it satisfies for the caller to complete once it holds
+    /// no lock: for latching inside a connection's lock, in step with its state change.
+    pub(crate) fn latch_in(&self, index: ConnIndex, fact: Fact) -> Option<Ready<P::Request>> {
         let (latch, ready) = self.queue.with(|q| q.latch(index, fact));
         if latch == crate::events::Latch::Queued {
             self.engine.counters.events.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(ready) = ready {
-            ready.complete();
-        }
+        ready
     }
 
     pub(crate) fn count_disconnect_callback(&self) {
@@ -174,6 +184,19 @@ impl<P: Platform> OwnerInner<P> {
             .counters
             .duplicate_callbacks
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Add a new connection to the handle's table, unless cleanup has run (or, defensively,
+    /// the reserved room is used up: growing it would allocate under the lock).
+    fn adopt(&self, conn: &Arc<Conn<P>>) -> bool {
+        self.table.with(|t| {
+            if t.closed || t.conns.len() == t.conns.capacity() {
+                return false;
+            }
+            // INVARIANT: len < reserved capacity: no allocation.
+            t.conns.push(Arc::clone(conn));
+            true
+        })
     }
 
     /// Register a CONNECT about to pend (before it is made cancelable).
@@ -350,6 +373,7 @@ impl<P: Platform> Owner<P> {
             w.complete();
         }
         let (conns, listeners) = self.inner.table.with(|t| {
+            t.closed = true;
             (
                 core::mem::take(&mut t.conns),
                 core::mem::take(&mut t.listeners),
@@ -387,7 +411,12 @@ impl<P: Platform> Owner<P> {
         };
         engine.counters.connections.fetch_add(1, Ordering::Relaxed);
         let conn = Conn::new(&self.inner, id, index, adapter);
-        self.inner.table.with(|t| t.conns.push(Arc::clone(&conn)));
+        if !self.inner.adopt(&conn) {
+            // The handle is being cleaned up under this CONNECT.
+            conn.teardown();
+            self.inner.queue.with(|q| q.remove_connection(index));
+            return complete(request, status::CANCELLED);
+        }
         let receive = nonzero(req.receive_depth, engine.config.receive_depth);
         let send = nonzero(req.send_depth, engine.config.send_depth);
         match conn.create_queue_pair(receive, send) {
@@ -434,9 +463,18 @@ impl<P: Platform> Owner<P> {
             Err(st) => return complete(request, st),
         };
         let bound = listener.bound();
-        self.inner
-            .table
-            .with(|t| t.listeners.push(Arc::clone(&listener)));
+        let adopted = self.inner.table.with(|t| {
+            if t.closed || t.listeners.len() == t.listeners.capacity() {
+                return false;
+            }
+            // INVARIANT: len < reserved capacity: no allocation.
+            t.listeners.push(Arc::clone(&listener));
+            true
+        });
+        if !adopted {
+            listener.close();
+            return complete(request, status::CANCELLED);
+        }
         reply(
             request,
             &ListenReply {
@@ -600,7 +638,13 @@ impl<P: Platform> ListenerObj<P> {
         };
         engine.counters.connections.fetch_add(1, Ordering::Relaxed);
         let conn = Conn::new(&self.owner, id, index, adapter);
-        self.owner.table.with(|t| t.conns.push(Arc::clone(&conn)));
+        if !self.owner.adopt(&conn) {
+            // The handle was cleaned up while this request waited in the backlog.
+            connector.close_detached();
+            conn.teardown();
+            self.owner.queue.with(|q| q.remove_connection(index));
+            return;
+        }
         match conn.create_queue_pair(engine.config.receive_depth, engine.config.send_depth) {
             Ok(()) => conn.start_accept(connector),
             Err(st) => {

@@ -63,8 +63,22 @@ impl Signal for HostSignal {
             "IRQL violation: waiting while holding a spin lock"
         );
         let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut reported = false;
         while !*set {
-            set = self.cv.wait(set).unwrap_or_else(PoisonError::into_inner);
+            let (guard, timeout) = self
+                .cv
+                .wait_timeout(set, Duration::from_secs(5))
+                .unwrap_or_else(PoisonError::into_inner);
+            set = guard;
+            // A step that takes seconds is stuck: say what the provider is waiting for.
+            if timeout.timed_out() && !*set && !reported {
+                reported = true;
+                std::eprintln!(
+                    "ndkdisc host: a passive-level wait on thread {:?} has lasted 5 s; provider state:\n{}",
+                    std::thread::current().name(),
+                    softndk::describe_stuck()
+                );
+            }
         }
         *set = false;
     }
@@ -123,7 +137,11 @@ impl Drop for HostPlatform {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
-            let _ = w.join();
+            // The worker itself may drop the last reference (a work item held the engine): it
+            // then ends on its own once this returns, as the channel is closed.
+            if w.thread().id() != std::thread::current().id() {
+                let _ = w.join();
+            }
         }
     }
 }

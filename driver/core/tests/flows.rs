@@ -369,10 +369,11 @@ fn a_peer_disconnect_leaves_posted_receives_outstanding_until_flush() {
             "{mode:?}: the event says what is still posted"
         );
         assert!(w.fabric.wait_idle(WAIT));
+        let q = query(&hb, cb);
+        assert_eq!(q.outstanding_receives, 4, "{mode:?}: nothing was flushed");
         assert_eq!(
-            query(&hb, cb).outstanding_receives,
-            4,
-            "{mode:?}: nothing was flushed"
+            q.receives_cancelled, 0,
+            "{mode:?}: no receive completed as flushed"
         );
         assert_eq!(
             w.fabric.stats().flush_calls,
@@ -390,7 +391,13 @@ fn a_peer_disconnect_leaves_posted_receives_outstanding_until_flush() {
         );
         let f = next_event(&hb, EventKind::Flushed);
         assert_eq!(f.connection_id, cb);
-        assert_eq!(query(&hb, cb).outstanding_receives, 0, "{mode:?}");
+        let q = query(&hb, cb);
+        assert_eq!(q.outstanding_receives, 0, "{mode:?}");
+        assert_eq!(
+            (q.receives_cancelled, q.receives_succeeded),
+            (4, 0),
+            "{mode:?}: every posted receive completed with STATUS_CANCELLED"
+        );
         assert_eq!(w.fabric.stats().flush_calls, 1);
         assert_ne!(query(&hb, cb).flags & QUERY_FLUSHED, 0);
         finish(&w, ha, hb);
@@ -425,6 +432,8 @@ fn sends_complete_into_the_peers_posted_receives() {
             1,
             "{mode:?}: two receives consumed"
         );
+        assert_eq!(query(&hb, cb).receives_succeeded, 2, "{mode:?}");
+        assert_eq!(query(&ha, ca).sends_succeeded, 2, "{mode:?}");
         // Sends need a connection.
         assert_eq!(
             simple(

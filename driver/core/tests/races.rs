@@ -216,21 +216,25 @@ fn until_any_closed(h: &HostHandle) -> Vec<Event> {
 }
 
 /// A pump that runs softndk's queued callbacks ([`Completion::Manual`]) while its gate is open.
+/// Closing the gate waits for a `deliver` in progress to finish, so nothing is delivered after.
 struct Pump {
-    open: Arc<AtomicBool>,
+    open: Arc<Mutex<bool>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Pump {
     fn start(fabric: &Arc<Fabric>) -> Self {
-        let open = Arc::new(AtomicBool::new(true));
+        let open = Arc::new(Mutex::new(true));
         let stop = Arc::new(AtomicBool::new(false));
         let (o, s, f) = (Arc::clone(&open), Arc::clone(&stop), Arc::clone(fabric));
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Acquire) {
-                if o.load(Ordering::Acquire) {
-                    f.deliver();
+                {
+                    let open = o.lock().unwrap();
+                    if *open {
+                        f.deliver();
+                    }
                 }
                 std::thread::sleep(Duration::from_micros(200));
             }
@@ -240,6 +244,10 @@ impl Pump {
             stop,
             thread: Some(thread),
         }
+    }
+
+    fn set(&self, open: bool) {
+        *self.open.lock().unwrap() = open;
     }
 }
 
@@ -261,7 +269,7 @@ fn close_racing_abort_returns_only_when_every_object_is_released() {
     assert!(w.fabric.wait_idle(WAIT));
     let before = w.fabric.live_objects();
     // Hold every provider completion: ABORT's teardown stops at its first close.
-    pump.open.store(false, Ordering::Release);
+    pump.set(false);
     let abort = {
         let ha = Arc::clone(&ha);
         std::thread::spawn(move || {
@@ -285,7 +293,7 @@ fn close_racing_abort_returns_only_when_every_object_is_released() {
         !close.is_finished(),
         "CLOSE must not return while ABORT's teardown still holds NDK objects"
     );
-    pump.open.store(true, Ordering::Release);
+    pump.set(true);
     assert_eq!(close.join().unwrap(), status::SUCCESS);
     // A's adapter, PD, CQ, QP and connector are gone by the time CLOSE returns (B's remain).
     assert_eq!(

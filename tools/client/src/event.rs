@@ -76,6 +76,14 @@ pub struct ConnectionInfo {
     pub outstanding_receives: u32,
     /// Sends posted and not completed.
     pub outstanding_sends: u32,
+    /// Receive completions with `STATUS_SUCCESS`.
+    pub receives_succeeded: u32,
+    /// Receive completions with `STATUS_CANCELLED` (flushed).
+    pub receives_cancelled: u32,
+    /// Send completions with `STATUS_SUCCESS`.
+    pub sends_succeeded: u32,
+    /// Send completions with `STATUS_CANCELLED` (flushed).
+    pub sends_cancelled: u32,
     /// The adapter's NDKPI version (major, minor).
     pub ndk_version: (u16, u16),
     /// Status of the terminal event (success while none).
@@ -98,6 +106,10 @@ impl From<QueryReply> for ConnectionInfo {
             flushed: q.flags & QUERY_FLUSHED != 0,
             outstanding_receives: q.outstanding_receives,
             outstanding_sends: q.outstanding_sends,
+            receives_succeeded: q.receives_succeeded,
+            receives_cancelled: q.receives_cancelled,
+            sends_succeeded: q.sends_succeeded,
+            sends_cancelled: q.sends_cancelled,
             ndk_version: (q.ndk_major, q.ndk_minor),
             terminal_status: NtStatus(q.terminal_status),
             local: q.local,

@@ -234,6 +234,10 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
     ))?;
     d.check(stats.flush_calls == 0, "no NdkFlush call by ndkdisc")?;
     d.check(!q.flushed, "server: no flush requested")?;
+    d.check(
+        q.receives_cancelled == 0,
+        "server: no receive completed as cancelled (flushed)",
+    )?;
 
     d.step("explicit FLUSH on the server: NdkFlush completes the posted receives (NDK completes flushed requests with STATUS_CANCELLED)")?;
     server.flush(cb)?;
@@ -253,6 +257,10 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
     d.check(
         q.outstanding_receives == 0,
         "server: no receive outstanding",
+    )?;
+    d.check(
+        q.receives_cancelled == RECEIVES,
+        &format!("server: all {RECEIVES} receives completed with STATUS_CANCELLED"),
     )?;
     d.check(q.flushed, "server: QUERY says flushed")?;
     d.check(

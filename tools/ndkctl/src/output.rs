@@ -142,6 +142,10 @@ pub fn query_json(q: &ConnectionInfo) -> Value {
         "flushed": q.flushed,
         "outstanding_receives": q.outstanding_receives,
         "outstanding_sends": q.outstanding_sends,
+        "receives_succeeded": q.receives_succeeded,
+        "receives_cancelled": q.receives_cancelled,
+        "sends_succeeded": q.sends_succeeded,
+        "sends_cancelled": q.sends_cancelled,
         "ndk_version": format!("{}.{}", q.ndk_version.0, q.ndk_version.1),
         "terminal_status": code,
         "terminal_status_name": name,
@@ -153,13 +157,15 @@ pub fn query_json(q: &ConnectionInfo) -> Value {
 /// QUERY's answer in a sentence.
 pub fn query_line(q: &ConnectionInfo) -> String {
     format!(
-        "conn {} state={} callback={} reason={} recv={} send={} local-disconnect={} aborted={} flushed={} ndk={}.{} local={} remote={}",
+        "conn {} state={} callback={} reason={} recv={} send={} recv-cancelled={} send-cancelled={} local-disconnect={} aborted={} flushed={} ndk={}.{} local={} remote={}",
         q.connection_id,
         state_name(q.state),
         if q.callback_fired { "fired" } else { "no" },
         reason_text(q.provider_reason),
         q.outstanding_receives,
         q.outstanding_sends,
+        q.receives_cancelled,
+        q.sends_cancelled,
         yes(q.local_disconnect),
         yes(q.aborted),
         yes(q.flushed),

@@ -30,7 +30,8 @@
 //! closed), `cause=` (peer, local, local-abortive, aborted, adapter-removed, handle-closed,
 //! none), `status=` (a name like `STATUS_CANCELLED` or hex), `callback=fired|no`,
 //! `reason=N|none`, `recv=N`, `send=N`, `conn=ID`. Query expectations: `state=`, `callback=`,
-//! `reason=`, `recv=`, `send=`, `flushed=yes|no`, `aborted=yes|no`. Any operation may say
+//! `reason=`, `recv=`, `send=` (outstanding), `recv_ok=`, `recv_cancelled=`, `send_ok=`,
+//! `send_cancelled=` (completions by status), `flushed=yes|no`, `aborted=yes|no`. Any operation may say
 //! `fails=KIND` (device-missing, access-denied, bad-address, unknown-id, timeout, cancelled,
 //! driver) or `fails=STATUS_NAME`: it must fail that way. A mismatch is a deviation (exit 1);
 //! an unexpected failure exits with that failure's code.
@@ -730,6 +731,22 @@ fn check_query(q: &ConnectionInfo, opts: &[(String, String)]) -> Result<(), CliE
             "send" => (
                 q.outstanding_sends.to_string() == v,
                 q.outstanding_sends.to_string(),
+            ),
+            "recv_ok" => (
+                q.receives_succeeded.to_string() == v,
+                q.receives_succeeded.to_string(),
+            ),
+            "recv_cancelled" => (
+                q.receives_cancelled.to_string() == v,
+                q.receives_cancelled.to_string(),
+            ),
+            "send_ok" => (
+                q.sends_succeeded.to_string() == v,
+                q.sends_succeeded.to_string(),
+            ),
+            "send_cancelled" => (
+                q.sends_cancelled.to_string() == v,
+                q.sends_cancelled.to_string(),
             ),
             "flushed" => (yes_no(q.flushed) == v, yes_no(q.flushed).into()),
             "aborted" => (yes_no(q.aborted) == v, yes_no(q.aborted).into()),

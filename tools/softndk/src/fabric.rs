@@ -179,6 +179,20 @@ thread_local! {
     static CALLBACK_DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
+/// A diagnostic for a consumer stuck waiting: every object of every live fabric that is being
+/// closed or still owed a callback, with what its close waits for.
+pub fn describe_stuck() -> String {
+    let mut text = String::new();
+    for shared in crate::shell::fabrics() {
+        let world = shared.world();
+        for line in world.stuck() {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
 /// True while the current thread is inside a softndk callback — the emulator's
 /// `KeGetCurrentIrql() == DISPATCH_LEVEL`.
 pub fn in_provider_callback() -> bool {

@@ -90,7 +90,7 @@ mod world;
 pub use conn::{ConnectorState, Ending};
 pub use fabric::{
     Completion, ConnectorInfo, Fabric, FabricConfig, Fault, HostConfig, HostId, Misbehaviour,
-    PostGate, default_info, in_provider_callback,
+    PostGate, default_info, describe_stuck, in_provider_callback,
 };
 pub use mem::SoftMdl;
 pub use misuse::{MisusePolicy, Queue, Violation};

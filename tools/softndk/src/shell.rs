@@ -160,6 +160,19 @@ pub(crate) fn unregister(addr: usize) {
     registry().remove(&addr);
 }
 
+/// Every live fabric (for diagnostics).
+pub(crate) fn fabrics() -> Vec<Arc<Shared>> {
+    let mut seen: Vec<Arc<Shared>> = Vec::new();
+    for entry in registry().values() {
+        if let Some(f) = entry.fabric.upgrade()
+            && !seen.iter().any(|s| Arc::ptr_eq(s, &f))
+        {
+            seen.push(f);
+        }
+    }
+    seen
+}
+
 /// Look up an address without dereferencing it.
 pub(crate) fn lookup(addr: usize) -> Option<(Arc<Shared>, Entry)> {
     let entry = registry().get(&addr)?.clone();

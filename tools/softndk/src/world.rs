@@ -522,6 +522,29 @@ impl World {
         })
     }
 
+    /// Objects being closed or owed callbacks, described (for [`crate::describe_stuck`]).
+    pub(crate) fn stuck(&self) -> Vec<String> {
+        let mut ids: Vec<_> = self.objects.keys().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .filter_map(|id| {
+                let o = &self.objects[&id];
+                let closing = matches!(o.close, CloseState::Closing { .. });
+                let open = matches!(o.close, CloseState::Open);
+                (closing || open || o.inflight > 0).then(|| {
+                    let state = match &o.body {
+                        Body::Connector(c) => format!(" connector state {:?}", c.state),
+                        _ => String::new(),
+                    };
+                    format!(
+                        "softndk object {id} {:?} host {}: open={open} closing={closing} successors={} inflight={} queued={}{state}",
+                        o.kind, o.host, o.successors, o.inflight, self.queued
+                    )
+                })
+            })
+            .collect()
+    }
+
     // --- close ----------------------------------------------------------------------------
 
     /// Start closing `id` on the consumer's request. Returns `STATUS_SUCCESS` when the close
