@@ -192,8 +192,8 @@ function Find-NdkAdapter([string] $Address, [switch] $SameFamily) {
         })
     foreach ($a in $list) {
         $have = [System.Net.IPAddress]::Parse($a.address)
-        if ($SameFamily) { if ($have.AddressFamily -eq $want.AddressFamily) { return $a } }
-        elseif ($have.Equals($want)) { return $a }
+        $fits = if ($SameFamily) { $have.AddressFamily -eq $want.AddressFamily } else { $have.Equals($want) }
+        if ($fits) { return $a }
     }
     $known = ($list | ForEach-Object { "if $($_.if_index) $($_.address)" }) -join '; '
     throw "no NDK adapter $(if ($SameFamily) { 'of the address family of' } else { 'has' }) $Address (ndkctl adapters: $known)"
