@@ -261,3 +261,46 @@ fn scripts_workflow_and_readme_agree_with_the_inf() {
         assert!(readme.contains(script), "README walks through {script}");
     }
 }
+
+/// The package the workflow uploads has what `Invoke-NdkDiscScenarios.ps1` looks for by
+/// default: `ndkctl.exe` in the package folder, the scenario files in `scenarios\`, the scripts in
+/// `scripts\`, and the README names the scenario files the script runs. That every ndkctl command
+/// line of the scripts is a real subcommand with real flags is checked against the built binary
+/// in `tools/ndkctl/tests/scripts.rs`.
+#[test]
+fn the_package_has_ndkctl_and_the_scenarios_where_the_script_looks() {
+    let workflow = read(".github/workflows/windows.yml");
+    for needle in [
+        "cargo build --locked --release -p ndkctl --target ${{ matrix.target.triple }}",
+        "Copy-Item \"target/${{ matrix.target.triple }}/release/ndkctl.exe\" $package",
+        "Copy-Item tools/ndkctl/scenarios/*.ndk \"$package/scenarios\"",
+        "Copy-Item -Recurse -Force tests/windows \"$package/scripts\"",
+    ] {
+        assert!(workflow.contains(needle), "workflow: `{needle}`");
+    }
+    let script = read("tests/windows/Invoke-NdkDiscScenarios.ps1");
+    for needle in [
+        "(Join-Path (Split-Path -Parent $PSScriptRoot) 'ndkctl.exe')",
+        "(Join-Path $packageRoot 'scenarios')",
+    ] {
+        assert!(
+            script.contains(needle),
+            "Invoke-NdkDiscScenarios.ps1: `{needle}`"
+        );
+    }
+    let readme = read("README.md");
+    let mut named = 0;
+    for piece in script.split('\'') {
+        if Path::new(piece).extension().is_some_and(|e| e == "ndk")
+            && !piece.contains(char::is_whitespace)
+        {
+            named += 1;
+            assert!(
+                repo().join("tools/ndkctl/scenarios").join(piece).is_file(),
+                "{piece} is shipped"
+            );
+            assert!(readme.contains(piece), "README names {piece}");
+        }
+    }
+    assert!(named >= 4, "the script names the scenario files it runs");
+}
