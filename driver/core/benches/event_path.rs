@@ -389,6 +389,32 @@ fn disconnect_callback(c: &mut Criterion) {
             BatchSize::PerIteration,
         );
     });
+    // HttpWaitForDisconnect style: every connection has its own WAIT pended (set up untimed);
+    // disconnects arrive in an unrelated order. The latch scans the pended waits for the
+    // connection's own, so this is the callback's cost with `CALLBACK_BATCH` waits pended.
+    let order = shuffled(CALLBACK_BATCH, 3);
+    g.bench_function(
+        format!("latch_and_complete_own_wait_of_{CALLBACK_BATCH}_pended"),
+        |b| {
+            b.iter_batched(
+                || {
+                    let (q, idx) = queue_with(&platform, CALLBACK_BATCH, CALLBACK_BATCH);
+                    for id in 1..=CALLBACK_BATCH as u64 {
+                        assert!(!wait(&q, BenchRequest::new(id, 1), Some(id), false));
+                    }
+                    reset_done(CALLBACK_BATCH);
+                    (q, idx)
+                },
+                |(q, idx)| {
+                    for (k, &i) in order.iter().enumerate() {
+                        black_box(callback(&q, idx[i], k as u64));
+                    }
+                    (q, idx)
+                },
+                BatchSize::PerIteration,
+            );
+        },
+    );
     g.throughput(Throughput::Elements(1));
     g.bench_function("duplicate_terminal_fact", |b| {
         let (q, idx) = queue_with(&platform, 1, 1);
