@@ -888,6 +888,25 @@ fn memory_per_connection(_c: &mut Criterion) {
         drop(q);
     }
 
+    // A handle's reservation at open (its queue and connection table), per connection it may
+    // hold: what the engine keeps per connection before any NDK object exists.
+    {
+        let (_fabric, platform) = fabric_and_platform(Completion::Inline);
+        let config = Config::default();
+        let engine = Engine::new(platform, config);
+        let before = usage();
+        let h = HostHandle::open(&engine).expect("open");
+        let (n, _, live) = usage().since(before);
+        println!(
+            "HostHandle::open, Config::default() (max_connections {}, max_waits {}): {n} allocations, \
+             {live} B live = {:.1} B per connection it may hold",
+            config.limits.max_connections,
+            config.limits.max_waits,
+            live as f64 / config.limits.max_connections as f64
+        );
+        h.close();
+    }
+
     // The whole engine over softndk: live bytes per established connection. Each CONNECT makes
     // two engine connections (a's active one, b's accepted one) and their softndk objects.
     let p = pair_world(256, 16);
