@@ -37,8 +37,9 @@
 //!
 //! Tests: `events` unit tests, end-to-end `tests/flows.rs` through softndk in every completion
 //! mode, and loom models of the lock protocol (`tests/loom_events.rs`, `--cfg loom`).
-//! Not yet: cancelling a pending CONNECT, fault tests during the handshake through the engine,
-//! benchmarks.
+//! Benchmarks of the event path against DESIGN.md §7's targets: `benches/event_path.rs`, results
+//! in `BENCHMARKS.md`.
+//! Not yet: cancelling a pending CONNECT, fault tests during the handshake through the engine.
 //!
 //! The ports the engine needs from its platform are in [`ports`]; the host platform over std
 //! and softndk is the `host` module (feature `host`).
