@@ -46,6 +46,8 @@
 //! CONNECT, cancel racing establishment, CLOSE racing ABORT, peer disconnect before connect or
 //! accept completes, link loss) through softndk in every completion mode; loom models of the
 //! lock protocol (`tests/loom_events.rs`, `--cfg loom`).
+//! Benchmarks of the event path against DESIGN.md §7's targets: `benches/event_path.rs`,
+//! results in `BENCHMARKS.md`.
 //!
 //! The ports the engine needs from its platform are in [`ports`]; the host platform over std
 //! and softndk is the `host` module (feature `host`).
