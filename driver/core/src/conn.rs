@@ -93,12 +93,14 @@ pub(crate) struct Conn<P: Platform> {
     users_done: P::Signal,
     /// Abandons the connection at `PASSIVE_LEVEL` after its CONNECT was cancelled; allocated
     /// with the connection so the cancel routine never allocates.
-    abandon: Arc<dyn Passive>,
+    abandon: Arc<crate::defer::WorkItem>,
 }
 
 /// The work item that releases a connection whose CONNECT was cancelled.
 struct Abandon<P: Platform> {
     conn: Weak<Conn<P>>,
+    /// While queued, the handle (and so its deferral slots) stays.
+    _owner: Arc<OwnerInner<P>>,
 }
 
 impl<P: Platform> Passive for Abandon<P> {
@@ -155,7 +157,10 @@ impl<P: Platform> Conn<P> {
             ctl: platform.lock(ctl),
             stepper: Stepper::new(platform),
             users_done: platform.signal(),
-            abandon: Arc::new(Abandon { conn: me.clone() }),
+            abandon: crate::defer::WorkItem::new(Arc::new(Abandon {
+                conn: me.clone(),
+                _owner: Arc::clone(owner),
+            })),
         })
     }
 
@@ -691,7 +696,7 @@ impl<P: Platform> Conn<P> {
     /// is queued). `// IRQL: <= DISPATCH_LEVEL`; never allocates.
     pub(crate) fn cancelled(&self) {
         self.fail_connect(None, status::CANCELLED);
-        self.owner.platform().defer(Arc::clone(&self.abandon));
+        self.owner.defer(&self.abandon);
     }
 
     /// Mark closed (after teardown) and latch `Closed`.

@@ -14,6 +14,7 @@ use ndkpi::sys::NDK_VERSION;
 use ndkpi::{Connector, Created, Op, Sink};
 
 use crate::conn::Conn;
+use crate::defer;
 use crate::events::{ConnIndex, EventQueue, Fact, Limits, Ready, WaitOutcome};
 use crate::ports::{Lock, Passive, PendedRequest, Platform};
 use crate::step::Stepper;
@@ -69,17 +70,50 @@ pub struct Engine<P: Platform> {
     config: Config,
     next_id: AtomicU64,
     counters: Counters,
+    /// Work deferred to `PASSIVE_LEVEL` ([`crate::defer`]).
+    deferred: P::Lock<defer::Queue>,
+    /// The one work the platform is asked to run: it drains `deferred`.
+    drainer: Arc<dyn Passive>,
+}
+
+/// The engine's drainer.
+struct Drainer<P: Platform> {
+    engine: Weak<Engine<P>>,
+}
+
+impl<P: Platform> Passive for Drainer<P> {
+    fn run(&self) {
+        if let Some(engine) = self.engine.upgrade() {
+            defer::drain(&engine.deferred);
+        }
+    }
 }
 
 impl<P: Platform> Engine<P> {
     /// A new engine over `platform`.
     pub fn new(platform: Arc<P>, config: Config) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|weak| Self {
+            deferred: platform.lock(defer::Queue::default()),
+            drainer: Arc::new(Drainer {
+                engine: weak.clone(),
+            }),
             platform,
             config,
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
         })
+    }
+
+    /// Deferral slots a handle reserves: one per listener and per connection it may hold.
+    fn deferrals_per_handle(&self) -> usize {
+        self.config.max_listeners + self.config.limits.max_connections
+    }
+
+    /// Queue `item` to run at `PASSIVE_LEVEL`. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+    pub(crate) fn defer(&self, item: &Arc<defer::WorkItem>) {
+        if defer::push(&self.deferred, item) {
+            self.platform.defer(Arc::clone(&self.drainer));
+        }
     }
 
     /// The platform.
@@ -112,6 +146,8 @@ impl<P: Platform> Engine<P> {
             .listeners
             .try_reserve(self.config.max_listeners)
             .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+        defer::reserve(&self.deferred, self.deferrals_per_handle())
+            .map_err(|()| status::INSUFFICIENT_RESOURCES)?;
         let inner = Arc::new(OwnerInner {
             engine: Arc::clone(self),
             queue: self.platform.lock(queue),
@@ -150,9 +186,22 @@ pub(crate) struct OwnerInner<P: Platform> {
     table: P::Lock<Table<P>>,
 }
 
+impl<P: Platform> Drop for OwnerInner<P> {
+    fn drop(&mut self) {
+        // Every listener and connection of the handle is gone (they hold the handle), so none
+        // of its work items can be queued any more.
+        defer::release(&self.engine.deferred, self.engine.deferrals_per_handle());
+    }
+}
+
 impl<P: Platform> OwnerInner<P> {
     pub(crate) fn platform(&self) -> &P {
         &self.engine.platform
+    }
+
+    /// Queue `item` to run at `PASSIVE_LEVEL`. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+    pub(crate) fn defer(&self, item: &Arc<defer::WorkItem>) {
+        self.engine.defer(item);
     }
 
     /// Latch a fact and complete the wait it satisfies, if any. `// IRQL: <= DISPATCH_LEVEL`.
@@ -534,11 +583,13 @@ pub(crate) struct ListenerObj<P: Platform> {
     closing: AtomicBool,
     stepper: Stepper<P>,
     /// The accept work item, allocated with the listener so a connect event never allocates.
-    work: Arc<dyn Passive>,
+    work: Arc<defer::WorkItem>,
 }
 
 struct AcceptWork<P: Platform> {
     listener: Weak<ListenerObj<P>>,
+    /// While queued, the handle (and so its deferral slots) stays.
+    _owner: Arc<OwnerInner<P>>,
 }
 
 impl<P: Platform> Passive for AcceptWork<P> {
@@ -573,9 +624,10 @@ impl<P: Platform> ListenerObj<P> {
             capacity,
             closing: AtomicBool::new(false),
             stepper: Stepper::new(platform),
-            work: Arc::new(AcceptWork {
+            work: defer::WorkItem::new(Arc::new(AcceptWork {
                 listener: weak.clone(),
-            }) as Arc<dyn Passive>,
+                _owner: Arc::clone(owner),
+            })),
         });
         let (st, created) = me.stepper.run(|| adapter.create_listener(&me));
         let Some(Created::Listener(listener)) = created else {
@@ -704,7 +756,7 @@ impl<P: Platform> Sink for ListenerObj<P> {
                 connector.close_detached();
             }
             None => {
-                self.owner.platform().defer(Arc::clone(&self.work));
+                self.owner.defer(&self.work);
             }
         }
     }

@@ -92,6 +92,8 @@ pub struct HostPlatform {
     passive: Mutex<Option<Sender<Arc<dyn Passive>>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
     start: Instant,
+    /// Every distinct work ever deferred (addresses), for tests of the deferral contract.
+    deferred: Mutex<Vec<usize>>,
 }
 
 impl HostPlatform {
@@ -116,7 +118,17 @@ impl HostPlatform {
             passive: Mutex::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
             start: Instant::now(),
+            deferred: Mutex::new(Vec::new()),
         })
+    }
+
+    /// How many distinct works were ever passed to `defer`: the engine passes only its drainer,
+    /// so a platform whose work item runs one routine (WDF) never needs more.
+    pub fn distinct_deferred(&self) -> usize {
+        self.deferred
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The fabric underneath.
@@ -164,6 +176,13 @@ impl Platform for HostPlatform {
     }
 
     fn defer(&self, work: Arc<dyn Passive>) {
+        {
+            let addr = Arc::as_ptr(&work).cast::<()>().addr();
+            let mut seen = self.deferred.lock().unwrap_or_else(PoisonError::into_inner);
+            if !seen.contains(&addr) {
+                seen.push(addr);
+            }
+        }
         let tx = self
             .passive
             .lock()

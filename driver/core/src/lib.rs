@@ -57,6 +57,7 @@
 extern crate alloc;
 
 mod conn;
+mod defer;
 mod engine;
 pub mod events;
 #[cfg(feature = "host")]

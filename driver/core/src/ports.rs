@@ -82,6 +82,11 @@ pub trait Platform: Send + Sync + Sized + 'static {
     /// The clock, in 100 ns units.
     fn now(&self) -> u64;
     /// Run `work` at `PASSIVE_LEVEL` soon. Callable at `DISPATCH_LEVEL`; never allocates.
+    ///
+    /// The engine keeps its own queue of deferred work (with room reserved per handle) and
+    /// always passes the same `work`, its drainer: asked again while it is still queued, the
+    /// platform may run it once (`WdfWorkItemEnqueue` semantics). A platform therefore needs
+    /// room for one pending work per engine, never more.
     fn defer(&self, work: alloc::sync::Arc<dyn Passive>);
     /// The WSK NDK extension.
     fn wsk(&self) -> &ndkpi::Wsk;

@@ -478,3 +478,42 @@ fn a_peer_disconnect_racing_establishment_yields_one_terminal_event() {
         finish(&w, ha, hb);
     }
 }
+
+#[test]
+fn many_cancelled_connects_and_accepts_share_one_platform_work_item() {
+    let w = world(Completion::Thread);
+    let hb = HostHandle::open(&w.engine).unwrap();
+    let ha = HostHandle::open(&w.engine).unwrap();
+    listen(&hb, 4791);
+    listen(&hb, 4792);
+    let gate = block_passive(&w);
+    // Twenty CONNECTs pend (the accepts wait behind the gate), then all are cancelled: twenty
+    // releases and two listeners' accept work are queued while the passive level is busy.
+    let pending: Vec<_> = (0..20)
+        .map(|i| {
+            ha.ioctl(
+                Ioctl::Connect.code(),
+                &connect_request(4791 + (i % 2)),
+                ConnectReply::SIZE,
+            )
+        })
+        .collect();
+    for p in &pending {
+        p.cancel();
+        assert_eq!(done(p).0, status::CANCELLED);
+    }
+    gate.send(()).unwrap();
+    let mut closed = 0;
+    while closed < 20 {
+        closed += events(&ha)
+            .iter()
+            .filter(|e| e.kind == EventKind::Closed)
+            .count();
+    }
+    assert_eq!(
+        w.engine.platform().distinct_deferred(),
+        2,
+        "the platform saw only the test's gate and the engine's drainer"
+    );
+    finish(&w, ha, hb);
+}

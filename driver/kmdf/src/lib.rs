@@ -60,8 +60,11 @@
 //!   the work item) is gone.
 //! - Deferral (`Platform::defer`) never allocates: a ring of `DEFER_SLOTS` (1024) entries is
 //!   reserved with the platform, and one `WDFWORKITEM` drains it. Work already queued is not
-//!   queued twice (as `WdfWorkItemEnqueue` does not enqueue twice), so each listener holds at
-//!   most one entry. `EvtDeviceSelfManagedIoCleanup` closes the ring and flushes the item.
+//!   queued twice (as `WdfWorkItemEnqueue` does not enqueue twice), and the core only ever
+//!   defers one work — its drainer, over the core's own queue with room reserved per handle
+//!   (`ndkdisc-core`'s `defer` module) — so the ring never holds more than one entry and
+//!   nothing is ever refused. `EvtDeviceSelfManagedIoCleanup` closes the ring and flushes the
+//!   item.
 //! - The WSK registration is global (`driver`): made before `WdfDriverCreate` and released in
 //!   `EvtDriverUnload`, which WDF calls only when every device — so every handle, and every NDK
 //!   object the core opened for it — is gone. `WskDeregister` then waits for WSK itself.

@@ -29,9 +29,9 @@ use wdk_sys::{
 const KERNEL_MODE: KPROCESSOR_MODE = 0;
 /// Pool tag of posted buffers, `NdkB` in the debugger.
 const BUFFER_TAG: ULONG = u32::from_le_bytes(*b"NdkB");
-/// Deferred work that can be queued at once. Every listener queues at most one entry (a queued
-/// entry is not queued twice, as `WdfWorkItemEnqueue` does not enqueue twice), so this bounds
-/// the listeners with connection requests waiting at one moment.
+/// Deferred work that can be queued at once. A queued entry is not queued twice (as
+/// `WdfWorkItemEnqueue` does not enqueue twice), and the core defers only its drainer
+/// (`Platform::defer`'s contract), so one entry is used; the rest is slack.
 pub(crate) const DEFER_SLOTS: usize = 1024;
 
 /// [`Lock`] over a `KSPIN_LOCK`: `with` raises to `DISPATCH_LEVEL` for the closure.

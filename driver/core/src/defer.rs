@@ -1,0 +1,103 @@
+//! Deferral to `PASSIVE_LEVEL` without allocating and without a platform-side bound.
+//!
+//! Every piece of work the engine defers (a listener's accept work, a cancelled CONNECT's
+//! release) is a [`WorkItem`] allocated with its owner. Queuing one takes a slot the engine
+//! reserved when the handle that owns it was opened, and hands the platform one and the same
+//! work — the engine's drainer — every time. So the platform's `defer` sees at most one distinct
+//! work item per engine (a WDF work item enqueued twice runs once), and nothing is ever dropped
+//! for lack of room.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::ports::{Lock, Passive};
+
+/// Work to run at `PASSIVE_LEVEL`, queued at most once at a time.
+pub(crate) struct WorkItem {
+    queued: AtomicBool,
+    work: Arc<dyn Passive>,
+}
+
+impl WorkItem {
+    pub(crate) fn new(work: Arc<dyn Passive>) -> Arc<Self> {
+        Arc::new(Self {
+            queued: AtomicBool::new(false),
+            work,
+        })
+    }
+}
+
+/// The engine's queue of work items.
+#[derive(Default)]
+pub(crate) struct Queue {
+    items: VecDeque<Arc<WorkItem>>,
+    /// Slots promised to open handles; `items` has at least this capacity.
+    reserved: usize,
+}
+
+/// Promise `n` more slots, growing the queue outside the lock. `// IRQL: PASSIVE_LEVEL`.
+///
+/// # Errors
+/// No memory for the larger queue (nothing is promised then).
+pub(crate) fn reserve<L: Lock<Queue>>(queue: &L, n: usize) -> Result<(), ()> {
+    let need = queue.with(|q| {
+        q.reserved += n;
+        q.reserved
+    });
+    loop {
+        if queue.with(|q| q.items.capacity() >= q.reserved) {
+            return Ok(());
+        }
+        let mut fresh = VecDeque::new();
+        if fresh
+            .try_reserve_exact(need.max(queue.with(|q| q.reserved)))
+            .is_err()
+        {
+            queue.with(|q| q.reserved -= n);
+            return Err(());
+        }
+        let old = queue.with(|q| {
+            if fresh.capacity() < q.reserved {
+                return None;
+            }
+            // INVARIANT: fresh.capacity() >= reserved >= len: moving the items allocates nothing.
+            fresh.extend(q.items.drain(..));
+            Some(core::mem::replace(&mut q.items, fresh))
+        });
+        // The old queue is freed here, outside the lock (or the loop retries with more room).
+        drop(old);
+    }
+}
+
+/// Give back `n` slots (the handle is gone).
+pub(crate) fn release<L: Lock<Queue>>(queue: &L, n: usize) {
+    queue.with(|q| q.reserved = q.reserved.saturating_sub(n));
+}
+
+/// Queue `item` unless it is queued already. Returns whether the drainer must be scheduled.
+/// `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+pub(crate) fn push<L: Lock<Queue>>(queue: &L, item: &Arc<WorkItem>) -> bool {
+    if item.queued.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    queue.with(|q| {
+        // INVARIANT: each queued item belongs to a live handle, which reserved a slot for each
+        // item it owns, and an item is queued at most once: len < capacity.
+        debug_assert!(
+            q.items.len() < q.items.capacity(),
+            "deferral slot not reserved"
+        );
+        q.items.push_back(Arc::clone(item));
+    });
+    true
+}
+
+/// Run every queued item. `// IRQL: PASSIVE_LEVEL` (the drainer).
+pub(crate) fn drain<L: Lock<Queue>>(queue: &L) {
+    while let Some(item) = queue.with(|q| q.items.pop_front()) {
+        // Cleared before running, so work queued while it runs is run again.
+        item.queued.store(false, Ordering::Release);
+        item.work.run();
+    }
+}
