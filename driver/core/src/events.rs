@@ -172,7 +172,10 @@ pub struct QueueCounters {
 pub struct EventQueue<R> {
     limits: Limits,
     conns: Vec<Option<Records>>,
-    queue: VecDeque<(usize, Slot)>,
+    /// Indexes of free records in `conns` (room reserved for all of them).
+    free: Vec<u32>,
+    /// Queued events in latch order: (index in `conns`, slot); 8 bytes each.
+    queue: VecDeque<(u32, Slot)>,
     waits: VecDeque<Wait<R>>,
     next_seq: u64,
     counters: QueueCounters,
@@ -184,9 +187,16 @@ impl<R: PendedRequest> EventQueue<R> {
     /// # Errors
     /// [`QueueError::NoMemory`] if the reservation fails (nothing is half-built).
     pub fn new(limits: Limits) -> Result<Self, QueueError> {
+        // Indexes are stored as u32 (the queue's entries stay 8 bytes).
+        if u32::try_from(limits.max_connections).is_err() {
+            return Err(QueueError::NoMemory);
+        }
         let mut conns = Vec::new();
         conns
             .try_reserve_exact(limits.max_connections)
+            .map_err(|_| QueueError::NoMemory)?;
+        let mut free = Vec::new();
+        free.try_reserve_exact(limits.max_connections)
             .map_err(|_| QueueError::NoMemory)?;
         let mut queue = VecDeque::new();
         let records = limits
@@ -203,6 +213,7 @@ impl<R: PendedRequest> EventQueue<R> {
         Ok(Self {
             limits,
             conns,
+            free,
             queue,
             waits,
             next_seq: 1,
@@ -237,7 +248,8 @@ impl<R: PendedRequest> EventQueue<R> {
             terminal_latched: false,
             closed_latched: false,
         };
-        if let Some(i) = self.conns.iter().position(Option::is_none) {
+        if let Some(i) = self.free.pop() {
+            let i = i as usize;
             self.conns[i] = Some(records);
             return Ok(ConnIndex(i));
         }
@@ -255,6 +267,7 @@ impl<R: PendedRequest> EventQueue<R> {
             && slot.as_ref().is_some_and(|r| !r.queued.iter().any(|q| *q))
         {
             *slot = None;
+            self.release_index(conn.0);
         }
     }
 
@@ -315,7 +328,7 @@ impl<R: PendedRequest> EventQueue<R> {
         // INVARIANT: each (connection, slot) is queued at most once and there are at most
         // max_connections connections, so len < max_connections * SLOTS = reserved capacity:
         // this push never allocates and never drops.
-        self.queue.push_back((conn.0, slot));
+        self.queue.push_back((index_u32(conn.0), slot));
         (
             Latch::Queued,
             self.serve(Some(records_id(&self.conns, conn.0))),
@@ -355,7 +368,7 @@ impl<R: PendedRequest> EventQueue<R> {
             Some(id) => self
                 .queue
                 .iter()
-                .any(|(c, _)| records_id(&self.conns, *c) == id),
+                .any(|(c, _)| records_id(&self.conns, *c as usize) == id),
         }
     }
 
@@ -368,6 +381,7 @@ impl<R: PendedRequest> EventQueue<R> {
         let mut i = 0;
         while n < room && i < self.queue.len() {
             let (c, slot) = self.queue[i];
+            let c = c as usize;
             if filter.is_some_and(|id| records_id(&self.conns, c) != id) {
                 i += 1;
                 continue;
@@ -386,6 +400,7 @@ impl<R: PendedRequest> EventQueue<R> {
             if slot == Slot::Closed {
                 // Its last event is delivered: the connection's records are free again.
                 self.conns[c] = None;
+                self.release_index(c);
             }
         }
         self.counters.delivered += n as u64;
@@ -466,6 +481,25 @@ impl<R: PendedRequest> EventQueue<R> {
         }
         None
     }
+}
+
+impl<R> EventQueue<R> {
+    /// A record became free.
+    fn release_index(&mut self, i: usize) {
+        // INVARIANT: at most max_connections indexes exist and each is free at most once, so
+        // the reserved room suffices; i < max_connections <= u32::MAX.
+        debug_assert!(self.free.len() < self.free.capacity());
+        self.free.push(index_u32(i));
+    }
+}
+
+/// A record index as stored in the queue.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "indexes are < max_connections, which `EventQueue::new` checked fits in u32"
+)]
+fn index_u32(i: usize) -> u32 {
+    i as u32
 }
 
 fn records_id(conns: &[Option<Records>], i: usize) -> u64 {

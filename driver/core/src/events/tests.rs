@@ -417,7 +417,27 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
     assert_eq!(events_of(&fate).1.len(), 16);
     // Every Closed event was delivered: the connections' records are free for new ones.
     assert!(q.find(1).is_none());
-    for id in 5..=8 {
-        q.add_connection(id).unwrap();
-    }
+    let free_cap = q.free.capacity();
+    let again: Vec<_> = (5..=8).map(|id| q.add_connection(id).unwrap()).collect();
+    assert_eq!(
+        q.add_connection(9),
+        Err(QueueError::Quota),
+        "reuse keeps the quota"
+    );
+    // A connection forgotten before anything was latched frees its record too.
+    q.remove_connection(again[0]);
+    let reused = q.add_connection(10).unwrap();
+    assert_eq!(reused, again[0], "the freed record is reused");
+    assert_eq!(
+        q.latch(reused, Fact::new(EventKind::Connected, 5)).0,
+        Latch::Queued
+    );
+    let (req, fate) = Fake::new(2, 4);
+    let WaitOutcome::Complete(r) = q.wait(req, Some(10), false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).1[0].connection_id, 10);
+    assert_eq!(q.free.capacity(), free_cap, "the free list never grows");
+    assert_eq!(q.queue.capacity(), cap);
 }
