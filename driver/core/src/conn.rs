@@ -99,8 +99,6 @@ pub(crate) struct Conn<P: Platform> {
 /// The work item that releases a connection whose CONNECT was cancelled.
 struct Abandon<P: Platform> {
     conn: Weak<Conn<P>>,
-    /// While queued, the handle (and so its deferral slots) stays.
-    _owner: Arc<OwnerInner<P>>,
 }
 
 impl<P: Platform> Passive for Abandon<P> {
@@ -121,7 +119,15 @@ impl<P: Platform> Conn<P> {
         id: u64,
         index: ConnIndex,
         adapter: Arc<ndkpi::Adapter>,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, i32> {
+        // The abandon work item's deferral slot. On failure the adapter is closed if this was
+        // its only reference (a listener's shared adapter stays with the listener).
+        if let Err(st) = owner.engine().reserve_work() {
+            if let Some(a) = Arc::into_inner(adapter) {
+                owner.platform().wsk().close_adapter(a);
+            }
+            return Err(st);
+        }
         let platform = owner.platform();
         let v = adapter.version();
         let ctl = Ctl {
@@ -149,7 +155,7 @@ impl<P: Platform> Conn<P> {
             remote: None,
             ndk_version: (v.Major, v.Minor),
         };
-        Arc::new_cyclic(|me| Self {
+        Ok(Arc::new_cyclic(|me| Self {
             id,
             index,
             owner: Arc::clone(owner),
@@ -157,11 +163,11 @@ impl<P: Platform> Conn<P> {
             ctl: platform.lock(ctl),
             stepper: Stepper::new(platform),
             users_done: platform.signal(),
-            abandon: crate::defer::WorkItem::new(Arc::new(Abandon {
-                conn: me.clone(),
-                _owner: Arc::clone(owner),
-            })),
-        })
+            abandon: crate::defer::WorkItem::new(
+                Arc::new(Abandon { conn: me.clone() }),
+                owner.engine().slots(),
+            ),
+        }))
     }
 
     fn arc(&self) -> Option<Arc<Self>> {
@@ -250,9 +256,14 @@ impl<P: Platform> Conn<P> {
         let stored = self.ctl.with(|c| {
             c.objects.connector = Some(Arc::clone(&connector));
             c.remote = Some(remote);
+            // Ended meanwhile (handle cleanup, CLOSE, ABORT found nothing to complete yet):
+            // the request is answered here and nothing is connected.
+            if !matches!(c.phase, ConnState::Connecting) {
+                return Err((request, false));
+            }
             let mut request = request;
             if request.mark_cancelable().is_err() {
-                return Err(request);
+                return Err((request, true));
             }
             c.connect_request = Some(request);
             Ok(c.objects.qp.clone())
@@ -261,8 +272,9 @@ impl<P: Platform> Conn<P> {
             // Completes in `completed(Op::Connect)`, possibly before this returns.
             Ok(Some(qp)) => connector.connect(self, qp.qp(), local, remote, 16, 16),
             Ok(None) => self.fail_connect(None, status::INVALID_DEVICE_STATE),
+            Err((request, false)) => self.reply_connect(request, status::CANCELLED),
             // Cancelled while the objects were being created.
-            Err(request) => {
+            Err((request, true)) => {
                 self.owner.unregister_connect(token);
                 request.complete(status::CANCELLED, 0);
                 self.cancelled();
@@ -367,7 +379,7 @@ impl<P: Platform> Conn<P> {
         // Failed or abandoned first (a cancelled CONNECT, an abortive disconnect): the terminal
         // event is latched, and a late success is not an event.
         let Some((request, local, ready)) = transition else {
-            return;
+            return self.answer_stray_connect();
         };
         if let Some(ready) = ready {
             ready.complete();
@@ -415,7 +427,11 @@ impl<P: Platform> Conn<P> {
     /// Latch the terminal `Disconnected` (a no-op if one was latched).
     fn disconnected_event(&self, cause: Cause, st: i32) {
         let ready = self.ctl.with(|c| {
-            if !matches!(c.phase, ConnState::Closed | ConnState::Failed) {
+            // After `Closed` nothing more is latched: the record may already serve another id.
+            if matches!(c.phase, ConnState::Closed) {
+                return None;
+            }
+            if !matches!(c.phase, ConnState::Failed) {
                 c.phase = ConnState::Disconnected;
             }
             if c.terminal_status == 0 {
@@ -481,13 +497,10 @@ impl<P: Platform> Conn<P> {
             }
             c.take_connect_request()
         });
-        let connecting = self.ctl.with(|c| matches!(c.phase, ConnState::Connecting));
-        if connecting {
-            self.fail_connect(pending, status::CANCELLED);
-        } else {
-            if let Some(r) = pending {
-                self.reply_connect(r, status::CANCELLED);
-            }
+        // Fail it if still connecting (checked and changed in one critical section); if it was
+        // established meanwhile, it ends with `Disconnected`. A pending CONNECT is answered
+        // with STATUS_CANCELLED either way.
+        if !self.fail_if_connecting(pending, status::CANCELLED) {
             self.disconnected_event(cause, status::SUCCESS);
         }
         self.teardown();
@@ -559,15 +572,18 @@ impl<P: Platform> Conn<P> {
     }
 
     fn flush_done_if_drained(&self) {
-        let fact = self.ctl.with(|c| {
+        let ready = self.ctl.with(|c| {
             let done = c.flush_pending && c.outstanding_receives == 0 && c.outstanding_sends == 0;
-            if done {
-                c.flush_pending = false;
+            if !done || matches!(c.phase, ConnState::Closed) {
+                return None;
             }
-            done.then_some((c.outstanding_receives, c.outstanding_sends))
+            c.flush_pending = false;
+            // Latched with the state it reports (and never after `Closed`).
+            self.owner
+                .latch_in(self.index, self.fact(EventKind::Flushed))
         });
-        if fact.is_some() {
-            self.owner.latch(self.index, self.fact(EventKind::Flushed));
+        if let Some(ready) = ready {
+            ready.complete();
         }
     }
 
@@ -701,8 +717,30 @@ impl<P: Platform> Conn<P> {
 
     /// Mark closed (after teardown) and latch `Closed`.
     pub(crate) fn closed_event(&self) {
-        self.ctl.with(|c| c.phase = ConnState::Closed);
-        self.owner.latch(self.index, self.fact(EventKind::Closed));
+        let ready = self.ctl.with(|c| {
+            c.phase = ConnState::Closed;
+            self.owner
+                .latch_in(self.index, self.fact(EventKind::Closed))
+        });
+        if let Some(ready) = ready {
+            ready.complete();
+        }
+    }
+
+    /// A CONNECT still stored on a connection that is no longer connecting (a backstop: the
+    /// paths that end a connection answer it) is answered now, so no request is ever left.
+    fn answer_stray_connect(&self) {
+        let stray = self.ctl.with(|c| {
+            let st = if c.terminal_status < 0 {
+                c.terminal_status
+            } else {
+                status::CANCELLED
+            };
+            c.take_connect_request().map(|r| (r, st))
+        });
+        if let Some((request, st)) = stray {
+            self.reply_connect(request, st);
+        }
     }
 
     /// QUERY.
@@ -775,7 +813,7 @@ impl<P: Platform> Sink for Conn<P> {
                 }
                 // Abandoned meanwhile (cancelled, closed): teardown closes the connector.
                 if !self.ctl.with(|c| matches!(c.phase, ConnState::Connecting)) {
-                    return;
+                    return self.answer_stray_connect();
                 }
                 let started = self
                     .with_objects(|o| o.connector.as_ref().map(|c| c.complete_connect(&me)))

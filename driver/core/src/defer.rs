@@ -1,30 +1,48 @@
 //! Deferral to `PASSIVE_LEVEL` without allocating and without a platform-side bound.
 //!
 //! Every piece of work the engine defers (a listener's accept work, a cancelled CONNECT's
-//! release) is a [`WorkItem`] allocated with its owner. Queuing one takes a slot the engine
-//! reserved when the handle that owns it was opened, and hands the platform one and the same
-//! work — the engine's drainer — every time. So the platform's `defer` sees at most one distinct
+//! release) is a [`WorkItem`] allocated with its owner, and each live item holds one slot of
+//! the engine's queue, reserved when it was created and given back when it is dropped (an item
+//! stays alive while queued), so the queue always has room for every item that can be queued.
+//! Queuing hands the platform one and the same work — the engine's drainer — every time. So the platform's `defer` sees at most one distinct
 //! work item per engine (a WDF work item enqueued twice runs once), and nothing is ever dropped
 //! for lack of room.
 
 use alloc::collections::VecDeque;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ports::{Lock, Passive};
+
+/// Where a work item's slot is given back.
+pub(crate) trait Slots: Send + Sync {
+    /// One slot is no longer needed.
+    fn release_one(&self);
+}
 
 /// Work to run at `PASSIVE_LEVEL`, queued at most once at a time.
 pub(crate) struct WorkItem {
     queued: AtomicBool,
     work: Arc<dyn Passive>,
+    slots: Weak<dyn Slots>,
 }
 
 impl WorkItem {
-    pub(crate) fn new(work: Arc<dyn Passive>) -> Arc<Self> {
+    /// An item for `work`, whose slot the caller reserved in `slots`' queue ([`reserve`]).
+    pub(crate) fn new(work: Arc<dyn Passive>, slots: Weak<dyn Slots>) -> Arc<Self> {
         Arc::new(Self {
             queued: AtomicBool::new(false),
             work,
+            slots,
         })
+    }
+}
+
+impl Drop for WorkItem {
+    fn drop(&mut self) {
+        if let Some(slots) = self.slots.upgrade() {
+            slots.release_one();
+        }
     }
 }
 
@@ -32,7 +50,7 @@ impl WorkItem {
 #[derive(Default)]
 pub(crate) struct Queue {
     items: VecDeque<Arc<WorkItem>>,
-    /// Slots promised to open handles; `items` has at least this capacity.
+    /// Slots promised to live work items; `items` has at least this capacity.
     reserved: usize,
 }
 
@@ -70,7 +88,7 @@ pub(crate) fn reserve<L: Lock<Queue>>(queue: &L, n: usize) -> Result<(), ()> {
     }
 }
 
-/// Give back `n` slots (the handle is gone).
+/// Give back `n` slots (their items are gone).
 pub(crate) fn release<L: Lock<Queue>>(queue: &L, n: usize) {
     queue.with(|q| q.reserved = q.reserved.saturating_sub(n));
 }
@@ -82,8 +100,8 @@ pub(crate) fn push<L: Lock<Queue>>(queue: &L, item: &Arc<WorkItem>) -> bool {
         return false;
     }
     queue.with(|q| {
-        // INVARIANT: each queued item belongs to a live handle, which reserved a slot for each
-        // item it owns, and an item is queued at most once: len < capacity.
+        // INVARIANT: every live item holds a reserved slot (a queued item is alive) and is
+        // queued at most once: len < capacity.
         debug_assert!(
             q.items.len() < q.items.capacity(),
             "deferral slot not reserved"

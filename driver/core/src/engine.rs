@@ -104,9 +104,19 @@ impl<P: Platform> Engine<P> {
         })
     }
 
-    /// Deferral slots a handle reserves: one per listener and per connection it may hold.
-    fn deferrals_per_handle(&self) -> usize {
-        self.config.max_listeners + self.config.limits.max_connections
+    /// Reserve the deferral slot of one work item about to be created with
+    /// [`defer::WorkItem::new`] and [`Engine::slots`]. `// IRQL: PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES`.
+    pub(crate) fn reserve_work(&self) -> Result<(), i32> {
+        defer::reserve(&self.deferred, 1).map_err(|()| status::INSUFFICIENT_RESOURCES)
+    }
+
+    /// Where work items give their slot back.
+    pub(crate) fn slots(self: &Arc<Self>) -> Weak<dyn defer::Slots> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        weak
     }
 
     /// Queue `item` to run at `PASSIVE_LEVEL`. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
@@ -146,8 +156,6 @@ impl<P: Platform> Engine<P> {
             .listeners
             .try_reserve(self.config.max_listeners)
             .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
-        defer::reserve(&self.deferred, self.deferrals_per_handle())
-            .map_err(|()| status::INSUFFICIENT_RESOURCES)?;
         let inner = Arc::new(OwnerInner {
             engine: Arc::clone(self),
             queue: self.platform.lock(queue),
@@ -186,11 +194,9 @@ pub(crate) struct OwnerInner<P: Platform> {
     table: P::Lock<Table<P>>,
 }
 
-impl<P: Platform> Drop for OwnerInner<P> {
-    fn drop(&mut self) {
-        // Every listener and connection of the handle is gone (they hold the handle), so none
-        // of its work items can be queued any more.
-        defer::release(&self.engine.deferred, self.engine.deferrals_per_handle());
+impl<P: Platform> defer::Slots for Engine<P> {
+    fn release_one(&self) {
+        defer::release(&self.deferred, 1);
     }
 }
 
@@ -199,16 +205,13 @@ impl<P: Platform> OwnerInner<P> {
         &self.engine.platform
     }
 
+    pub(crate) fn engine(&self) -> &Arc<Engine<P>> {
+        &self.engine
+    }
+
     /// Queue `item` to run at `PASSIVE_LEVEL`. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
     pub(crate) fn defer(&self, item: &Arc<defer::WorkItem>) {
         self.engine.defer(item);
-    }
-
-    /// Latch a fact and complete the wait it satisfies, if any. `// IRQL: <= DISPATCH_LEVEL`.
-    pub(crate) fn latch(&self, index: ConnIndex, fact: Fact) {
-        if let Some(ready) = self.latch_in(index, fact) {
-            ready.complete();
-        }
     }
 
     /// Latch a fact, returning the wait it satisfies for the caller to complete once it holds
@@ -459,7 +462,13 @@ impl<P: Platform> Owner<P> {
             }
         };
         engine.counters.connections.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn::new(&self.inner, id, index, adapter);
+        let conn = match Conn::new(&self.inner, id, index, adapter) {
+            Ok(conn) => conn,
+            Err(st) => {
+                self.inner.queue.with(|q| q.remove_connection(index));
+                return complete(request, st);
+            }
+        };
         if !self.inner.adopt(&conn) {
             // The handle is being cleaned up under this CONNECT.
             conn.teardown();
@@ -588,8 +597,6 @@ pub(crate) struct ListenerObj<P: Platform> {
 
 struct AcceptWork<P: Platform> {
     listener: Weak<ListenerObj<P>>,
-    /// While queued, the handle (and so its deferral slots) stays.
-    _owner: Arc<OwnerInner<P>>,
 }
 
 impl<P: Platform> Passive for AcceptWork<P> {
@@ -614,6 +621,8 @@ impl<P: Platform> ListenerObj<P> {
         backlog
             .try_reserve_exact(capacity)
             .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+        // The accept work item's slot (given back when the item is dropped).
+        owner.engine.reserve_work()?;
         let me = Arc::new_cyclic(|weak: &Weak<Self>| Self {
             id,
             bound: platform.lock(local),
@@ -624,10 +633,12 @@ impl<P: Platform> ListenerObj<P> {
             capacity,
             closing: AtomicBool::new(false),
             stepper: Stepper::new(platform),
-            work: defer::WorkItem::new(Arc::new(AcceptWork {
-                listener: weak.clone(),
-                _owner: Arc::clone(owner),
-            })),
+            work: defer::WorkItem::new(
+                Arc::new(AcceptWork {
+                    listener: weak.clone(),
+                }),
+                owner.engine.slots(),
+            ),
         });
         let (st, created) = me.stepper.run(|| adapter.create_listener(&me));
         let Some(Created::Listener(listener)) = created else {
@@ -689,7 +700,12 @@ impl<P: Platform> ListenerObj<P> {
             return;
         };
         engine.counters.connections.fetch_add(1, Ordering::Relaxed);
-        let conn = Conn::new(&self.owner, id, index, adapter);
+        let Ok(conn) = Conn::new(&self.owner, id, index, adapter) else {
+            // The listener's adapter is shared: dropping our reference is enough.
+            self.owner.queue.with(|q| q.remove_connection(index));
+            connector.close_detached();
+            return;
+        };
         if !self.owner.adopt(&conn) {
             // The handle was cleaned up while this request waited in the backlog.
             connector.close_detached();

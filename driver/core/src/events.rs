@@ -99,9 +99,10 @@ pub enum QueueError {
     NotFound,
 }
 
-/// A connection's index in its handle's table.
+/// A connection's place in its handle's table, with its id: a fact latched through a stale
+/// index (its record freed after `Closed` and reused) is refused, not charged to the new owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnIndex(usize);
+pub struct ConnIndex(usize, u64);
 
 #[derive(Debug)]
 struct Records {
@@ -251,20 +252,22 @@ impl<R: PendedRequest> EventQueue<R> {
         if let Some(i) = self.free.pop() {
             let i = i as usize;
             self.conns[i] = Some(records);
-            return Ok(ConnIndex(i));
+            return Ok(ConnIndex(i, id));
         }
         if self.conns.len() >= self.limits.max_connections {
             return Err(QueueError::Quota);
         }
         // INVARIANT: len < max_connections = reserved capacity, so this push does not allocate.
         self.conns.push(Some(records));
-        Ok(ConnIndex(self.conns.len() - 1))
+        Ok(ConnIndex(self.conns.len() - 1, id))
     }
 
     /// Forget a connection that never became visible (nothing latched for it).
     pub fn remove_connection(&mut self, conn: ConnIndex) {
         if let Some(slot) = self.conns.get_mut(conn.0)
-            && slot.as_ref().is_some_and(|r| !r.queued.iter().any(|q| *q))
+            && slot
+                .as_ref()
+                .is_some_and(|r| r.id == conn.1 && !r.queued.iter().any(|q| *q))
         {
             *slot = None;
             self.release_index(conn.0);
@@ -276,7 +279,7 @@ impl<R: PendedRequest> EventQueue<R> {
         self.conns
             .iter()
             .position(|c| c.as_ref().is_some_and(|r| r.id == id))
-            .map(ConnIndex)
+            .map(|i| ConnIndex(i, id))
     }
 
     /// Latch a fact about a connection, and hand the oldest matching pended WAIT (if any)
@@ -287,6 +290,9 @@ impl<R: PendedRequest> EventQueue<R> {
         let Some(Some(records)) = self.conns.get_mut(conn.0) else {
             return (Latch::Unknown, None);
         };
+        if records.id != conn.1 {
+            return (Latch::Unknown, None);
+        }
         let event = Event {
             seq,
             connection_id: records.id,

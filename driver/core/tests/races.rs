@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
+use ndkdisc_core::host::HostRequest;
 use ndkdisc_core::ports::{Passive, Platform};
 use softndk::Fault;
 
@@ -516,4 +517,145 @@ fn many_cancelled_connects_and_accepts_share_one_platform_work_item() {
         "the platform saw only the test's gate and the engine's drainer"
     );
     finish(&w, ha, hb);
+}
+
+// Found by review: cleanup racing a CONNECT that is still creating its objects, and the
+// deferral reservation of work items outliving their listeners.
+
+/// Handle cleanup runs while a CONNECT on the same handle is still creating its objects
+/// (CloseHandle on one thread, an overlapped DeviceIoControl in flight on another).
+#[test]
+fn cleanup_racing_connect_creation_completes_the_connect() {
+    let mut hung = 0;
+    for i in 0..6 {
+        if !cleanup_racing_connect_once(i) {
+            hung += 1;
+        }
+    }
+    assert_eq!(hung, 0, "CONNECTs left pending after cleanup");
+}
+
+fn cleanup_racing_connect_once(i: u32) -> bool {
+    let w = world(Completion::Manual);
+    let pump = Pump::start(&w.fabric);
+    let hb = HostHandle::open(&w.engine).unwrap();
+    listen(&hb, 4791);
+    assert!(w.fabric.wait_idle(WAIT));
+    let owner = Arc::new(w.engine.open().unwrap());
+    pump.set(false);
+    let (request, pending) = HostRequest::new(1, ConnectReply::SIZE, Box::new(|_| {}));
+    let t1 = {
+        let owner = Arc::clone(&owner);
+        std::thread::spawn(move || {
+            owner.dispatch(Ioctl::Connect.code(), &connect_request(4791), request)
+        })
+    };
+    // Step the CONNECT through PD, CQ and QP creation, one delivery each, and stop at the
+    // connector's create. (Under heavy load a delivery may run the next step too; the race
+    // below then starts later, and the CONNECT must complete all the same.)
+    for _step in 0..3 {
+        for _ in 0..2000 {
+            if w.fabric.queued() > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if w.fabric.queued() == 0 {
+            break;
+        }
+        w.fabric.deliver();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let t3 = {
+        let owner = Arc::clone(&owner);
+        std::thread::spawn(move || {
+            let (request, pending) = HostRequest::new(2, 0, Box::new(|_| {}));
+            let req = PostRequest {
+                connection_id: 2,
+                kind: PostKind::Receive,
+                count: 40,
+                length: 64,
+            };
+            owner.dispatch(Ioctl::Post.code(), &bytes(&req), request);
+            pending.wait(Duration::from_secs(5)).map(|r| r.0)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let t2 = {
+        let owner = Arc::clone(&owner);
+        std::thread::spawn(move || owner.cleanup())
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    pump.set(true);
+    t1.join().unwrap();
+    t2.join().unwrap();
+    let _ = t3.join().unwrap();
+    let r = pending.wait(Duration::from_secs(3));
+    let _ = i;
+    drop(pump);
+    r.is_some()
+}
+
+/// Listeners closed while their accept work is still queued (the passive level is busy) keep
+/// their work item alive: each item holds its own deferral slot, so new listeners never queue
+/// more work than was reserved (this overran a per-handle reservation).
+#[test]
+fn closed_listeners_with_queued_accept_work_never_overrun_the_deferral_queue() {
+    use ndkdisc_core::ports::Platform;
+    let fabric = Arc::new(Fabric::new(FabricConfig {
+        completion: Completion::Thread,
+        ..Default::default()
+    }));
+    fabric.add_host(HostConfig::new(1, [A]));
+    fabric.add_host(HostConfig::new(2, [B]));
+    let adapters = vec![
+        AdapterDesc {
+            if_index: 1,
+            address: SocketAddr::new(A, 0),
+        },
+        AdapterDesc {
+            if_index: 2,
+            address: SocketAddr::new(B, 0),
+        },
+    ];
+    let platform = HostPlatform::new(Arc::clone(&fabric), adapters);
+    let defaults = Config::default();
+    let config = Config {
+        max_listeners: 1,
+        limits: ndkdisc_core::events::Limits {
+            max_connections: 2,
+            ..defaults.limits
+        },
+        ..defaults
+    };
+    let engine = Engine::new(platform, config);
+    let hb = HostHandle::open(&engine).unwrap();
+    let ha = HostHandle::open(&engine).unwrap();
+    // The passive worker is busy (a slow drain).
+    let (tx, rx) = std::sync::mpsc::channel();
+    engine.platform().defer(Arc::new(Blocker(Mutex::new(rx))));
+    for i in 0..10u16 {
+        let l = listen(&hb, 5000 + i);
+        let p = ha.ioctl(
+            Ioctl::Connect.code(),
+            &connect_request(5000 + i),
+            ConnectReply::SIZE,
+        );
+        // The incoming request sits in the backlog; its accept work is queued behind the blocker.
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(
+            simple(
+                &hb,
+                Ioctl::Close,
+                bytes(&CloseRequest { id: l.listener_id })
+            ),
+            status::SUCCESS
+        );
+        let (st, out) = done(&p);
+        assert_eq!(st, status::SUCCESS);
+        let r = ConnectReply::parse(&out).unwrap();
+        close(&ha, r.connection_id);
+        let _ = drain(&ha);
+    }
+    tx.send(()).unwrap();
 }
