@@ -40,7 +40,15 @@
 //!   release of the connection to a work item allocated with it.
 //! - Every passive-level sequence on an object (create, POST's registrations, teardown) holds
 //!   that object's step session, so CLOSE racing ABORT or cleanup returns only once every NDK
-//!   object of the connection is released.
+//!   object of the connection is released. Object clones live only inside such a session or
+//!   inside `with_objects`, so teardown never misses one; a session that would create objects
+//!   after teardown does not.
+//! - Every state change latches its event in the connection's lock, so events follow states;
+//!   nothing is latched after `Closed`, and a fact through a reused record is refused.
+//! - Deferral to `PASSIVE_LEVEL` never refuses work: each work item holds a reserved slot of
+//!   the engine's own queue, and the platform is only ever handed the engine's drainer.
+//! - After handle cleanup nothing joins the handle: a CONNECT or an accept still in flight
+//!   releases its connection, and every pended request is answered.
 //!
 //! Tests: `events` unit tests; end-to-end `tests/flows.rs` and `tests/races.rs` (cancelled
 //! CONNECT, cancel racing establishment, CLOSE racing ABORT, peer disconnect before connect or
