@@ -307,24 +307,54 @@ impl<P: Platform> Conn<P> {
     /// Connection failed before it was established: `ConnectFailed` (once), and the CONNECT
     /// request (if any) completes with the failure in its reply.
     pub(crate) fn fail_connect(&self, request: Option<P::Request>, st: i32) {
-        self.fail_if_connecting(request, st);
+        self.conclude(request, st, None, |_| {});
     }
 
-    /// [`Conn::fail_connect`], returning whether this call made the connection fail (it was
-    /// still connecting).
-    fn fail_if_connecting(&self, request: Option<P::Request>, st: i32) -> bool {
+    /// How the connection ends, decided and latched in one critical section so events follow
+    /// states: still connecting -> `ConnectFailed` with `failure`; otherwise, when `otherwise`
+    /// is given and the connection is not closed -> `Disconnected` with that cause and status.
+    /// `first` runs in the same section (to record the NDK callback, or ABORT). A pended
+    /// CONNECT (`request`, or the one stored) is answered with `failure`. Returns whether the
+    /// connection failed here. `// IRQL: <= DISPATCH_LEVEL`; the lock is taken once.
+    fn conclude(
+        &self,
+        request: Option<P::Request>,
+        failure: i32,
+        otherwise: Option<(Cause, i32)>,
+        first: impl FnOnce(&mut Ctl<P::Request>),
+    ) -> bool {
         let (request, failed, ready) = self.ctl.with(|c| {
-            // Only the Connecting -> Failed transition is an event (an established connection
-            // ends with `Disconnected`), latched with the transition so events follow states.
+            first(c);
             let failed = matches!(c.phase, ConnState::Connecting);
-            let mut ready = None;
-            if failed {
+            let fact = if failed {
                 c.phase = ConnState::Failed;
-                c.terminal_status = st;
-                let mut fact = Fact {
-                    status: st,
+                c.terminal_status = failure;
+                Some(Fact {
+                    status: failure,
                     ..self.fact(EventKind::ConnectFailed)
-                };
+                })
+            } else if let Some((cause, st)) =
+                otherwise.filter(|_| !matches!(c.phase, ConnState::Closed))
+            {
+                // After `Closed` nothing more is latched: the record may serve another id.
+                if !matches!(c.phase, ConnState::Failed) {
+                    c.phase = ConnState::Disconnected;
+                }
+                if c.terminal_status == 0 {
+                    c.terminal_status = st;
+                }
+                // The work still posted when the connection ended: nothing was flushed for it.
+                Some(Fact {
+                    cause,
+                    status: st,
+                    outstanding_receives: c.outstanding_receives,
+                    outstanding_sends: c.outstanding_sends,
+                    ..self.fact(EventKind::Disconnected)
+                })
+            } else {
+                None
+            };
+            let ready = fact.and_then(|mut fact| {
                 if c.callback_fired {
                     fact.flags |= EVENT_CALLBACK_FIRED;
                 }
@@ -332,15 +362,15 @@ impl<P: Platform> Conn<P> {
                     fact.provider_reason = r;
                     fact.flags |= EVENT_REASON_VALID;
                 }
-                ready = self.owner.latch_in(self.index, fact);
-            }
+                self.owner.latch_in(self.index, fact)
+            });
             (request.or_else(|| c.take_connect_request()), failed, ready)
         });
         if let Some(ready) = ready {
             ready.complete();
         }
         if let Some(request) = request {
-            self.reply_connect(request, st);
+            self.reply_connect(request, failure);
         }
         failed
     }
@@ -426,38 +456,8 @@ impl<P: Platform> Conn<P> {
 
     /// Latch the terminal `Disconnected` (a no-op if one was latched).
     fn disconnected_event(&self, cause: Cause, st: i32) {
-        let ready = self.ctl.with(|c| {
-            // After `Closed` nothing more is latched: the record may already serve another id.
-            if matches!(c.phase, ConnState::Closed) {
-                return None;
-            }
-            if !matches!(c.phase, ConnState::Failed) {
-                c.phase = ConnState::Disconnected;
-            }
-            if c.terminal_status == 0 {
-                c.terminal_status = st;
-            }
-            // The work still posted when the connection ended: nothing was flushed for it.
-            let mut fact = Fact {
-                cause,
-                status: st,
-                outstanding_receives: c.outstanding_receives,
-                outstanding_sends: c.outstanding_sends,
-                ..self.fact(EventKind::Disconnected)
-            };
-            if c.callback_fired {
-                fact.flags |= EVENT_CALLBACK_FIRED;
-            }
-            if let Some(r) = c.reason {
-                fact.provider_reason = r;
-                fact.flags |= EVENT_REASON_VALID;
-            }
-            // Latched with the state change, so events follow the order of states.
-            self.owner.latch_in(self.index, fact)
-        });
-        if let Some(ready) = ready {
-            ready.complete();
-        }
+        // Only called once established (never connecting): `failure` is not used.
+        self.conclude(None, status::CANCELLED, Some((cause, st)), |_| {});
     }
 
     /// DISCONNECT, graceful: `NdkDisconnect`; `Disconnected`/`Local` when it completes.
@@ -491,18 +491,14 @@ impl<P: Platform> Conn<P> {
     /// DISCONNECT abortive, ABORT, CLOSE and handle cleanup: latch the terminal event (if none
     /// yet) and release the NDK objects now. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn end(self: &Arc<Self>, cause: Cause) {
-        let pending = self.ctl.with(|c| {
-            if matches!(cause, Cause::Aborted) {
-                c.aborted = true;
-            }
-            c.take_connect_request()
-        });
-        // Fail it if still connecting (checked and changed in one critical section); if it was
-        // established meanwhile, it ends with `Disconnected`. A pending CONNECT is answered
-        // with STATUS_CANCELLED either way.
-        if !self.fail_if_connecting(pending, status::CANCELLED) {
-            self.disconnected_event(cause, status::SUCCESS);
-        }
+        // Fails it if still connecting, else `Disconnected`; a pending CONNECT is answered with
+        // STATUS_CANCELLED either way.
+        self.conclude(
+            None,
+            status::CANCELLED,
+            Some((cause, status::SUCCESS)),
+            |c| c.aborted |= matches!(cause, Cause::Aborted),
+        );
         self.teardown();
     }
 
@@ -853,22 +849,24 @@ impl<P: Platform> Sink for Conn<P> {
 
     // IRQL: <= DISPATCH_LEVEL. The event path: latch, complete a wait; nothing else.
     fn disconnected(&self, reason: Option<u32>) {
-        let first = self.ctl.with(|c| {
-            let first = !c.callback_fired;
-            c.callback_fired = true;
-            if first {
-                c.reason = reason;
-            }
-            first
-        });
+        let mut first = false;
+        // One critical section: record the callback, and end the connection — failed if the
+        // callback raced the CompleteConnect or Accept completion, else `Disconnected`/`Peer`.
+        self.conclude(
+            None,
+            status::CONNECTION_DISCONNECTED,
+            Some((Cause::Peer, status::SUCCESS)),
+            |c| {
+                first = !c.callback_fired;
+                c.callback_fired = true;
+                if first {
+                    c.reason = reason;
+                }
+            },
+        );
         if !first {
             self.owner.count_duplicate_callback();
         }
         self.owner.count_disconnect_callback();
-        // The peer ended it before our side saw it established (the callback raced the
-        // CompleteConnect or Accept completion): the attempt failed.
-        if !self.fail_if_connecting(None, status::CONNECTION_DISCONNECTED) {
-            self.disconnected_event(Cause::Peer, status::SUCCESS);
-        }
     }
 }
