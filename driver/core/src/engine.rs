@@ -241,14 +241,8 @@ impl<P: Platform> OwnerInner<P> {
     /// Add a new connection to the handle's table, unless cleanup has run (or, defensively,
     /// the reserved room is used up: growing it would allocate under the lock).
     fn adopt(&self, conn: &Arc<Conn<P>>) -> bool {
-        self.table.with(|t| {
-            if t.closed || t.conns.len() == t.conns.capacity() {
-                return false;
-            }
-            // INVARIANT: len < reserved capacity: no allocation.
-            t.conns.push(Arc::clone(conn));
-            true
-        })
+        self.table
+            .with(|t| !t.closed && push_reserved(&mut t.conns, Arc::clone(conn)))
     }
 
     /// Register a CONNECT about to pend (before it is made cancelable).
@@ -256,14 +250,14 @@ impl<P: Platform> OwnerInner<P> {
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES` if the reserved room is used up.
     pub(crate) fn register_connect(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), i32> {
-        self.table.with(|t| {
-            if t.connecting.len() == t.connecting.capacity() {
-                return Err(status::INSUFFICIENT_RESOURCES);
-            }
-            // INVARIANT: len < reserved capacity: no allocation under the lock.
-            t.connecting.push((token, Arc::clone(conn)));
+        let pushed = self
+            .table
+            .with(|t| push_reserved(&mut t.connecting, (token, Arc::clone(conn))));
+        if pushed {
             Ok(())
-        })
+        } else {
+            Err(status::INSUFFICIENT_RESOURCES)
+        }
     }
 
     /// The CONNECT `token` no longer pends (completed, or taken by its cancel routine).
@@ -521,14 +515,10 @@ impl<P: Platform> Owner<P> {
             Err(st) => return complete(request, st),
         };
         let bound = listener.bound();
-        let adopted = self.inner.table.with(|t| {
-            if t.closed || t.listeners.len() == t.listeners.capacity() {
-                return false;
-            }
-            // INVARIANT: len < reserved capacity: no allocation.
-            t.listeners.push(Arc::clone(&listener));
-            true
-        });
+        let adopted = self
+            .inner
+            .table
+            .with(|t| !t.closed && push_reserved(&mut t.listeners, Arc::clone(&listener)));
         if !adopted {
             listener.close();
             return complete(request, status::CANCELLED);
@@ -567,6 +557,17 @@ impl<P: Platform> Owner<P> {
             complete(request, status::NOT_FOUND);
         }
     }
+}
+
+/// Push within the room reserved at open; `false` (and no push) when it is used up: growing
+/// would allocate under a spin lock.
+fn push_reserved<T>(v: &mut Vec<T>, item: T) -> bool {
+    if v.len() == v.capacity() {
+        return false;
+    }
+    // INVARIANT: len < capacity: no allocation.
+    v.push(item);
+    true
 }
 
 fn saturate(v: usize) -> u32 {
