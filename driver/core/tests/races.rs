@@ -29,16 +29,6 @@ fn block_passive(w: &World) -> Sender<()> {
     tx
 }
 
-fn connect_request(port: u16) -> Vec<u8> {
-    bytes(&ConnectRequest {
-        if_index: 1,
-        receive_depth: 0,
-        send_depth: 0,
-        local: None,
-        remote: SocketAddr::new(B, port),
-    })
-}
-
 fn raw_query(h: &HostHandle, id: u64) -> i32 {
     done(&h.ioctl(
         Ioctl::Query.code(),
@@ -89,11 +79,7 @@ fn a_cancelled_connect_completes_cancelled_and_releases_the_connection() {
         let ha = HostHandle::open(&w.engine).unwrap();
         listen(&hb, 4791);
         let gate = block_passive(&w);
-        let p = ha.ioctl(
-            Ioctl::Connect.code(),
-            &connect_request(4791),
-            ConnectReply::SIZE,
-        );
+        let p = connect_pending(&ha, 4791);
         std::thread::sleep(Duration::from_millis(30));
         assert!(
             !p.is_done(),
@@ -132,11 +118,7 @@ fn a_cancel_racing_the_connect_completion_completes_it_exactly_once() {
         listen(&hb, 4791);
         let (mut won, mut cancelled) = (0, 0);
         for i in 0..25 {
-            let p = ha.ioctl(
-                Ioctl::Connect.code(),
-                &connect_request(4791),
-                ConnectReply::SIZE,
-            );
+            let p = connect_pending(&ha, 4791);
             if i % 5 != 0 {
                 std::thread::sleep(Duration::from_micros(50 * i));
             }
@@ -319,11 +301,7 @@ fn a_peer_disconnect_during_connect_fails_the_attempt_once() {
         let ha = HostHandle::open(&w.engine).unwrap();
         listen(&hb, 4791);
         let gate = block_passive(&w);
-        let p = ha.ioctl(
-            Ioctl::Connect.code(),
-            &connect_request(4791),
-            ConnectReply::SIZE,
-        );
+        let p = connect_pending(&ha, 4791);
         let victim = w.fabric.connectors(w.hosts[0]);
         assert_eq!(victim.len(), 1, "A's connector");
         assert!(
@@ -375,11 +353,7 @@ fn a_peer_disconnect_before_accept_fails_the_accept_and_the_connect() {
         let ha = HostHandle::open(&w.engine).unwrap();
         listen(&hb, 4791);
         let gate = block_passive(&w);
-        let p = ha.ioctl(
-            Ioctl::Connect.code(),
-            &connect_request(4791),
-            ConnectReply::SIZE,
-        );
+        let p = connect_pending(&ha, 4791);
         // The incoming connector B holds in its backlog: its peer (A) goes away.
         assert!(
             wait_for(|| w.fabric.connectors(w.hosts[1]).len() == 1),
@@ -445,11 +419,7 @@ fn a_peer_disconnect_racing_establishment_yields_one_terminal_event() {
         let ha = HostHandle::open(&w.engine).unwrap();
         listen(&hb, 4791);
         for i in 0..10u64 {
-            let p = ha.ioctl(
-                Ioctl::Connect.code(),
-                &connect_request(4791),
-                ConnectReply::SIZE,
-            );
+            let p = connect_pending(&ha, 4791);
             std::thread::sleep(Duration::from_micros(40 * i));
             if let Some(&c) = w.fabric.connectors(w.hosts[0]).last() {
                 w.fabric.inject(c, Fault::PeerDisconnect);
@@ -491,13 +461,7 @@ fn many_cancelled_connects_and_accepts_share_one_platform_work_item() {
     // Twenty CONNECTs pend (the accepts wait behind the gate), then all are cancelled: twenty
     // releases and two listeners' accept work are queued while the passive level is busy.
     let pending: Vec<_> = (0..20)
-        .map(|i| {
-            ha.ioctl(
-                Ioctl::Connect.code(),
-                &connect_request(4791 + (i % 2)),
-                ConnectReply::SIZE,
-            )
-        })
+        .map(|i| connect_pending(&ha, 4791 + (i % 2)))
         .collect();
     for p in &pending {
         p.cancel();
@@ -601,24 +565,6 @@ fn cleanup_racing_connect_once(i: u32) -> bool {
 /// more work than was reserved (this overran a per-handle reservation).
 #[test]
 fn closed_listeners_with_queued_accept_work_never_overrun_the_deferral_queue() {
-    use ndkdisc_core::ports::Platform;
-    let fabric = Arc::new(Fabric::new(FabricConfig {
-        completion: Completion::Thread,
-        ..Default::default()
-    }));
-    fabric.add_host(HostConfig::new(1, [A]));
-    fabric.add_host(HostConfig::new(2, [B]));
-    let adapters = vec![
-        AdapterDesc {
-            if_index: 1,
-            address: SocketAddr::new(A, 0),
-        },
-        AdapterDesc {
-            if_index: 2,
-            address: SocketAddr::new(B, 0),
-        },
-    ];
-    let platform = HostPlatform::new(Arc::clone(&fabric), adapters);
     let defaults = Config::default();
     let config = Config {
         max_listeners: 1,
@@ -628,19 +574,14 @@ fn closed_listeners_with_queued_accept_work_never_overrun_the_deferral_queue() {
         },
         ..defaults
     };
-    let engine = Engine::new(platform, config);
-    let hb = HostHandle::open(&engine).unwrap();
-    let ha = HostHandle::open(&engine).unwrap();
+    let w = world_with(Completion::Thread, config);
+    let hb = HostHandle::open(&w.engine).unwrap();
+    let ha = HostHandle::open(&w.engine).unwrap();
     // The passive worker is busy (a slow drain).
-    let (tx, rx) = std::sync::mpsc::channel();
-    engine.platform().defer(Arc::new(Blocker(Mutex::new(rx))));
+    let tx = block_passive(&w);
     for i in 0..10u16 {
         let l = listen(&hb, 5000 + i);
-        let p = ha.ioctl(
-            Ioctl::Connect.code(),
-            &connect_request(5000 + i),
-            ConnectReply::SIZE,
-        );
+        let p = connect_pending(&ha, 5000 + i);
         // The incoming request sits in the backlog; its accept work is queued behind the blocker.
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(

@@ -29,6 +29,11 @@ pub struct World {
 }
 
 pub fn world(completion: Completion) -> World {
+    world_with(completion, Config::default())
+}
+
+/// [`world`] with engine settings of the test's own.
+pub fn world_with(completion: Completion, config: Config) -> World {
     let fabric = Arc::new(Fabric::new(FabricConfig {
         completion,
         ..Default::default()
@@ -46,7 +51,7 @@ pub fn world(completion: Completion) -> World {
         },
     ];
     let platform = HostPlatform::new(Arc::clone(&fabric), adapters);
-    let engine = Engine::new(platform, Config::default());
+    let engine = Engine::new(platform, config);
     World {
         fabric,
         hosts: [ha, hb],
@@ -84,15 +89,28 @@ pub fn listen(h: &HostHandle, port: u16) -> ListenReply {
     ListenReply::parse(&out).unwrap()
 }
 
-pub fn connect(h: &HostHandle, port: u16) -> ConnectReply {
-    let req = ConnectRequest {
+/// A CONNECT from A's interface to B's `port`, as bytes.
+pub fn connect_request(port: u16) -> Vec<u8> {
+    bytes(&ConnectRequest {
         if_index: 1,
         receive_depth: 0,
         send_depth: 0,
         local: None,
         remote: SocketAddr::new(B, port),
-    };
-    let (st, out) = done(&h.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE));
+    })
+}
+
+/// Issue a CONNECT to B's `port` (it pends until established or failed).
+pub fn connect_pending(h: &HostHandle, port: u16) -> Pending {
+    h.ioctl(
+        Ioctl::Connect.code(),
+        &connect_request(port),
+        ConnectReply::SIZE,
+    )
+}
+
+pub fn connect(h: &HostHandle, port: u16) -> ConnectReply {
+    let (st, out) = done(&connect_pending(h, port));
     assert_eq!(
         st,
         status::SUCCESS,
