@@ -528,16 +528,7 @@ fn every_ioctl_rejects_every_truncated_input_through_the_engine() {
                 local: SocketAddr::new(B, 1),
             }),
         ),
-        (
-            Ioctl::Connect,
-            bytes(&ConnectRequest {
-                if_index: 1,
-                receive_depth: 0,
-                send_depth: 0,
-                local: None,
-                remote: SocketAddr::new(B, 1),
-            }),
-        ),
+        (Ioctl::Connect, connect_request(1)),
         (
             Ioctl::Wait,
             bytes(&WaitRequest {
@@ -629,17 +620,7 @@ fn quotas_hold_and_rejected_incoming_connections_are_counted() {
     let c1 = connect(&ha, 4791);
     let c2 = connect(&ha, 4791);
     assert_eq!((c1.status, c2.status), (status::SUCCESS, status::SUCCESS));
-    let req = ConnectRequest {
-        if_index: 1,
-        receive_depth: 0,
-        send_depth: 0,
-        local: None,
-        remote: SocketAddr::new(B, 4791),
-    };
-    assert_eq!(
-        done(&ha.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE)).0,
-        status::QUOTA_EXCEEDED
-    );
+    assert_eq!(done(&connect_pending(&ha, 4791)).0, status::QUOTA_EXCEEDED);
     // One pended wait per handle.
     let first = wait_pending(&hb, Some(999_999), 1);
     assert_eq!(done(&first).0, status::NOT_FOUND);
