@@ -27,12 +27,10 @@
 //! are not modelled).
 #![allow(clippy::pedantic, reason = "benchmark scaffolding")]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -48,65 +46,11 @@ use softndk::{Completion, Fabric, FabricConfig, HostConfig};
 
 // --- a counting allocator -------------------------------------------------------------------
 
-/// Counts every allocation (all threads) and the bytes allocated and freed.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-static ALLOCATED: AtomicU64 = AtomicU64::new(0);
-static FREED: AtomicU64 = AtomicU64::new(0);
-
-std::thread_local! {
-    /// Allocations made by this thread: the zero-allocation checks look only at the thread
-    /// running the event path, so the host platform's passive worker finishing earlier work
-    /// cannot fail them.
-    static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_thread_allocation() {
-    // `try_with`: the slot may be gone while a thread is being torn down.
-    let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every method forwards to `System` with the arguments it was given, so `System`'s
-// guarantees are ours; the counters are atomics and never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        count_thread_allocation();
-        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        // SAFETY: our caller upholds `GlobalAlloc::alloc`'s contract (non-zero size), which
-        // is `System.alloc`'s.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        count_thread_allocation();
-        ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        // SAFETY: as for `alloc`: the caller's contract is `System.alloc_zeroed`'s.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        // SAFETY: `ptr` was allocated by this allocator (hence by `System`) with `layout`, as
-        // our caller guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        count_thread_allocation();
-        ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
-        FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System` with `layout` and `new_size` is valid, as our
-        // caller guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// softndk's allocator counts every allocation (all threads, and per thread: the zero-allocation
+// checks look only at the thread running the event path, so the host platform's passive worker
+// finishing earlier work cannot fail them) and the bytes allocated and freed.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: softndk::alloc_check::CheckingAllocator = softndk::alloc_check::CheckingAllocator;
 
 #[derive(Clone, Copy, Debug)]
 struct Usage {
@@ -116,10 +60,11 @@ struct Usage {
 }
 
 fn usage() -> Usage {
+    let (allocations, allocated, freed) = softndk::alloc_check::usage();
     Usage {
-        allocations: ALLOCATIONS.load(Ordering::SeqCst),
-        allocated: ALLOCATED.load(Ordering::SeqCst),
-        freed: FREED.load(Ordering::SeqCst),
+        allocations,
+        allocated,
+        freed,
     }
 }
 
@@ -138,9 +83,9 @@ impl Usage {
 
 /// Run `f`; panic if this thread allocated meanwhile.
 fn assert_no_allocation<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let before = THREAD_ALLOCATIONS.with(Cell::get);
+    let before = softndk::alloc_check::thread_allocations();
     let out = f();
-    let n = THREAD_ALLOCATIONS.with(Cell::get) - before;
+    let n = softndk::alloc_check::thread_allocations() - before;
     assert_eq!(
         n, 0,
         "{what}: the event path allocated {n} times; DESIGN.md §3 says never"
@@ -852,10 +797,10 @@ fn finish(p: Pair) {
 
 fn memory_per_connection(_c: &mut Criterion) {
     // The zero-allocation checks below cannot pass vacuously: the counter does count.
-    let before = THREAD_ALLOCATIONS.with(Cell::get);
+    let before = softndk::alloc_check::thread_allocations();
     black_box(Box::new(0u64));
     assert_eq!(
-        THREAD_ALLOCATIONS.with(Cell::get),
+        softndk::alloc_check::thread_allocations(),
         before + 1,
         "counting allocator"
     );
