@@ -409,7 +409,8 @@ impl<P: Platform> Conn<P> {
         // Failed or abandoned first (a cancelled CONNECT, an abortive disconnect): the terminal
         // event is latched, and a late success is not an event.
         let Some((request, local, ready)) = transition else {
-            return self.answer_stray_connect();
+            // Backstop: a CONNECT still stored on it is answered (no latch: not connecting).
+            return self.fail_connect(None, status::CANCELLED);
         };
         if let Some(ready) = ready {
             ready.complete();
@@ -723,22 +724,6 @@ impl<P: Platform> Conn<P> {
         }
     }
 
-    /// A CONNECT still stored on a connection that is no longer connecting (a backstop: the
-    /// paths that end a connection answer it) is answered now, so no request is ever left.
-    fn answer_stray_connect(&self) {
-        let stray = self.ctl.with(|c| {
-            let st = if c.terminal_status < 0 {
-                c.terminal_status
-            } else {
-                status::CANCELLED
-            };
-            c.take_connect_request().map(|r| (r, st))
-        });
-        if let Some((request, st)) = stray {
-            self.reply_connect(request, st);
-        }
-    }
-
     /// QUERY.
     pub(crate) fn query(&self) -> QueryReply {
         self.ctl.with(|c| {
@@ -809,7 +794,8 @@ impl<P: Platform> Sink for Conn<P> {
                 }
                 // Abandoned meanwhile (cancelled, closed): teardown closes the connector.
                 if !self.ctl.with(|c| matches!(c.phase, ConnState::Connecting)) {
-                    return self.answer_stray_connect();
+                    // Backstop: a CONNECT still stored on it is answered (no latch: not connecting).
+                    return self.fail_connect(None, status::CANCELLED);
                 }
                 let started = self
                     .with_objects(|o| o.connector.as_ref().map(|c| c.complete_connect(&me)))
