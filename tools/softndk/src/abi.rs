@@ -21,7 +21,7 @@ use crate::conn::{AcceptArgs, ConnectArgs, Listener};
 use crate::fabric::{Shared, in_provider_callback};
 use crate::mem::{BytePtr, resolve_mdl};
 use crate::misuse::{Queue, Violation};
-use crate::qp::{FlushKind, Qp, Sge};
+use crate::qp::{Qp, Sge};
 use crate::shell::{self, Busy, ObjId, ShellPtr};
 use crate::world::{Body, Call, CloseState, Ctx, DisconnectCb, Lam, Mr, Out, Region, World};
 use crate::{ObjectKind, negotiate};
@@ -906,6 +906,10 @@ unsafe extern "system" fn arm_cq(cq: *mut NDK_CQ, kind: u32) {
     });
 }
 
+/// What softndk writes into a result field NDKPI leaves undefined on error completions
+/// (`BytesTransferred`, `Type`): a value no consumer can mistake for a real one.
+const UNDEFINED_FIELD: u32 = 0xDEAD_BEEF;
+
 fn take_results(t: &Target, n: u32) -> Vec<crate::world::CqEntry> {
     let mut taken = Vec::new();
     t.with(|world, _| {
@@ -930,10 +934,12 @@ unsafe extern "system" fn get_cq_results(cq: *mut NDK_CQ, results: *mut NDK_RESU
         return 0;
     }
     let taken = take_results(&t, n);
+    let clean = t.shared.world().config.kindness.clean_error_completions;
     for (i, e) in taken.iter().enumerate() {
+        let failed = e.status != STATUS_SUCCESS && !clean;
         let r = NDK_RESULT {
             Status: e.status,
-            BytesTransferred: e.bytes,
+            BytesTransferred: if failed { UNDEFINED_FIELD } else { e.bytes },
             QPContext: e.qp_context.0,
             RequestContext: e.request_context.0,
         };
@@ -959,14 +965,25 @@ unsafe extern "system" fn get_cq_results_ex(
         return 0;
     }
     let taken = take_results(&t, n);
+    let (v21, clean) = {
+        let world = t.shared.world();
+        let v = world.objects.get(&t.id).map(|o| o.version);
+        (
+            v.is_some_and(|v| (v.Major, v.Minor) >= (2, 1)),
+            world.config.kindness.clean_error_completions,
+        )
+    };
     for (i, e) in taken.iter().enumerate() {
+        // NDK_RESULT_EX: on an error completion only Status and the contexts are defined;
+        // ProviderErrorCode (2.1) carries the provider's diagnostic, zero below 2.1.
+        let failed = e.status != STATUS_SUCCESS && !clean;
         let r = NDK_RESULT_EX {
             Status: e.status,
-            BytesTransferred: e.bytes,
+            BytesTransferred: if failed { UNDEFINED_FIELD } else { e.bytes },
             QPContext: e.qp_context.0,
             RequestContext: e.request_context.0,
-            Type: e.op,
-            ProviderErrorCode: 0,
+            Type: if failed { UNDEFINED_FIELD } else { e.op },
+            ProviderErrorCode: if v21 && !clean { e.provider_code } else { 0 },
             TypeSpecificCompletionOutput: 0,
         };
         // SAFETY: the consumer's array holds `n` results and `i < taken.len() <= n`.
@@ -994,7 +1011,7 @@ unsafe extern "system" fn flush(qp: *mut NDK_QP) {
         return;
     };
     t.with(|world, out| {
-        world.flush_qp(out, t.id, FlushKind::Consumer);
+        world.start_flush(out, t.id);
         Ok(STATUS_SUCCESS)
     });
 }

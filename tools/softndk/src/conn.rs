@@ -32,6 +32,8 @@ pub enum ConnectorState {
     Accepting,
     /// Established.
     Connected,
+    /// Our `NdkDisconnect` is waiting for the peer's answer (or the timeout).
+    Disconnecting,
     /// Was established and is no longer.
     Disconnected,
     /// Refused with `NdkReject`.
@@ -55,6 +57,9 @@ pub enum Ending {
     LinkLoss,
     /// This end's adapter was removed.
     AdapterRemoved,
+    /// A send was not acknowledged and the provider gave up (retry exceeded): the QP went to
+    /// the error state and the provider ended the connection.
+    TransportError,
 }
 
 impl Ending {
@@ -64,6 +69,7 @@ impl Ending {
             Self::PeerReset | Self::LocalClose | Self::LocalDisconnect => reason::RESET,
             Self::LinkLoss => reason::LINK_DOWN,
             Self::AdapterRemoved => reason::ADAPTER_REMOVED,
+            Self::TransportError => reason::RETRY_EXCEEDED,
         }
     }
 }
@@ -90,6 +96,8 @@ pub(crate) struct Conn {
     pub(crate) disconnect_callbacks: u32,
     pub(crate) ending: Option<Ending>,
     local_disconnect_called: bool,
+    /// The link under this connection is down: nothing reaches the peer.
+    pub(crate) link_down: bool,
 }
 
 impl Conn {
@@ -110,6 +118,7 @@ impl Conn {
             disconnect_callbacks: 0,
             ending: None,
             local_disconnect_called: false,
+            link_down: false,
         }
     }
 }
@@ -410,6 +419,11 @@ impl World {
                 shell,
             },
         );
+        World::arm(
+            out,
+            self.config.timing.handshake_timeout,
+            crate::world::Timer::Handshake(a),
+        );
         STATUS_PENDING
     }
 
@@ -424,15 +438,21 @@ impl World {
         if let Some(c) = self.conn_mut(a) {
             c.state = ConnectorState::Failed;
         }
-        self.mark_qp(a, QpState::Dead);
+        self.mark_qp(out, a, QpState::Dead);
         self.finish_request(out, a, f, ctx, status)
     }
 
-    fn mark_qp(&mut self, conn: ObjId, state: QpState) {
+    /// Set the data-path state of the connector's QP. Sends that can no longer be delivered
+    /// (on this QP, or on its peer's when this one stops taking them) start their retry timers.
+    fn mark_qp(&mut self, out: &mut Out, conn: ObjId, state: QpState) {
         if let Some(qp) = self.conn(conn).and_then(|c| c.qp)
             && let Some(q) = self.qp_mut(qp)
         {
             q.state = state;
+            if state != QpState::Connected {
+                self.arm_retry(out, qp);
+                self.peer_qp_lost(out, qp);
+            }
         }
     }
 
@@ -460,7 +480,7 @@ impl World {
             if let Some(c) = self.conn_mut(a) {
                 c.state = ConnectorState::Failed;
             }
-            self.mark_qp(a, QpState::Dead);
+            self.mark_qp(out, a, QpState::Dead);
             return self.finish_request(out, a, f, ctx, STATUS_CONNECTION_ABORTED);
         }
         let b = peer.unwrap_or_default();
@@ -471,7 +491,7 @@ impl World {
                     c.disc = cb;
                 }
             }
-            self.mark_qp(id, QpState::Connected);
+            self.mark_qp(out, id, QpState::Connected);
         }
         let (qa, qb) = (
             self.conn(a).and_then(|c| c.qp),
@@ -538,6 +558,11 @@ impl World {
             p.ord = p.ord.min(ird);
         }
         self.complete_pending(out, a, STATUS_SUCCESS);
+        World::arm(
+            out,
+            self.config.timing.handshake_timeout,
+            crate::world::Timer::Handshake(b),
+        );
         STATUS_PENDING
     }
 
@@ -561,7 +586,7 @@ impl World {
                     p.peer_data = private_data;
                     p.peer_data_known = true;
                 }
-                self.mark_qp(a, QpState::Dead);
+                self.mark_qp(out, a, QpState::Dead);
                 self.counters.refused_connects += 1;
                 self.complete_pending(out, a, STATUS_CONNECTION_REFUSED);
                 STATUS_SUCCESS
@@ -570,7 +595,7 @@ impl World {
                 if let Some(c) = self.conn_mut(x) {
                     c.state = ConnectorState::Rejected;
                 }
-                self.mark_qp(x, QpState::Dead);
+                self.mark_qp(out, x, QpState::Dead);
                 let b = peer.unwrap_or_default();
                 if !peer_open || self.conn(b).map(|p| p.state) != Some(ConnectorState::Accepting) {
                     return STATUS_CONNECTION_ABORTED;
@@ -589,7 +614,7 @@ impl World {
             c.state = ConnectorState::Failed;
             c.peer_data_known = true;
         }
-        self.mark_qp(id, QpState::Dead);
+        self.mark_qp(out, id, QpState::Dead);
         self.complete_pending(out, id, STATUS_CONNECTION_ABORTED);
     }
 
@@ -602,7 +627,7 @@ impl World {
             if let Some(c) = self.conn_mut(a) {
                 c.state = ConnectorState::Failed;
             }
-            self.mark_qp(a, QpState::Dead);
+            self.mark_qp(out, a, QpState::Dead);
             self.counters.refused_connects += 1;
             self.complete_pending(out, a, STATUS_CONNECTION_REFUSED);
         }
@@ -630,6 +655,14 @@ impl World {
 
     // --- disconnect -----------------------------------------------------------------------
 
+    /// `NdkDisconnect` (`NDK_FN_DISCONNECT`; NetworkDirect disconnect scheme). On an
+    /// established connection it starts the graceful disconnect: the peer is told (its
+    /// disconnect callback fires) and the request pends until the peer answers — by its own
+    /// `NdkDisconnect` or by closing its connector — and completes with `STATUS_SUCCESS`, or
+    /// with `STATUS_IO_TIMEOUT` when nobody answers within the disconnect timeout (a dead link,
+    /// a peer that never acts), or `STATUS_CONNECTION_ABORTED` when the connection aborts
+    /// meanwhile. Only then is the QP flushed (implicitly, by the provider). After the peer
+    /// ended the connection, `NdkDisconnect` is the answer: it completes at once and flushes.
     pub(crate) fn disconnect(
         &mut self,
         out: &mut Out,
@@ -640,15 +673,39 @@ impl World {
         let Some(c) = self.conn(x) else {
             return STATUS_INVALID_PARAMETER;
         };
-        let (state, ending, again) = (c.state, c.ending, c.local_disconnect_called);
+        let (state, ending, again, peer, link_down) = (
+            c.state,
+            c.ending,
+            c.local_disconnect_called,
+            c.peer,
+            c.link_down,
+        );
         match state {
-            ConnectorState::Connected => {
+            ConnectorState::Connected if self.config.kindness.instant_disconnect => {
                 if let Some(c) = self.conn_mut(x) {
                     c.local_disconnect_called = true;
                 }
                 self.end_local(out, x, Ending::LocalDisconnect);
                 self.flush_conn_qp(out, x, FlushKind::Implicit);
                 self.finish_request(out, x, f, ctx, STATUS_SUCCESS)
+            }
+            ConnectorState::Connected => {
+                if let Some(c) = self.conn_mut(x) {
+                    c.local_disconnect_called = true;
+                    c.state = ConnectorState::Disconnecting;
+                    c.ending.get_or_insert(Ending::LocalDisconnect);
+                    c.pending = Some(Pending { f, ctx });
+                }
+                self.mark_qp(out, x, QpState::Disconnecting);
+                if !link_down && let Some(y) = peer {
+                    self.end_remote(out, y, Ending::PeerGraceful);
+                }
+                World::arm(
+                    out,
+                    self.config.timing.disconnect_timeout,
+                    crate::world::Timer::Disconnect(x),
+                );
+                STATUS_PENDING
             }
             ConnectorState::Disconnected => {
                 if let Some(c) = self.conn_mut(x) {
@@ -657,26 +714,93 @@ impl World {
                 if !again {
                     self.flush_conn_qp(out, x, FlushKind::Implicit);
                 }
+                self.mark_qp(out, x, QpState::Dead);
                 let status = match ending {
                     Some(Ending::PeerGraceful | Ending::LocalDisconnect) | None => STATUS_SUCCESS,
                     Some(_) => STATUS_CONNECTION_ABORTED,
                 };
+                // The peer's own NdkDisconnect waits for this answer.
+                if ending == Some(Ending::PeerGraceful)
+                    && !link_down
+                    && let Some(y) = peer
+                {
+                    self.answer_disconnect(out, y, STATUS_SUCCESS);
+                }
                 self.finish_request(out, x, f, ctx, status)
             }
+            ConnectorState::Disconnecting => STATUS_INVALID_DEVICE_STATE,
             _ => STATUS_CONNECTION_INVALID,
         }
     }
 
+    /// The graceful disconnect `x` started is over with `status`: its request completes, and
+    /// the provider flushes its QP.
+    fn answer_disconnect(&mut self, out: &mut Out, x: ObjId, status: NTSTATUS) {
+        if self.conn(x).map(|c| c.state) != Some(ConnectorState::Disconnecting) {
+            return;
+        }
+        if let Some(c) = self.conn_mut(x) {
+            c.state = ConnectorState::Disconnected;
+        }
+        self.complete_pending(out, x, status);
+        self.flush_conn_qp(out, x, FlushKind::Implicit);
+        self.mark_qp(out, x, QpState::Dead);
+    }
+
+    /// The disconnect timeout of `x` ran out.
+    pub(crate) fn disconnect_timed_out(&mut self, out: &mut Out, x: ObjId) {
+        if self.conn(x).map(|c| c.state) == Some(ConnectorState::Disconnecting) {
+            self.counters.disconnect_timeouts += 1;
+            self.answer_disconnect(out, x, ndkpi_sys::STATUS_IO_TIMEOUT);
+        }
+    }
+
+    /// The handshake timeout of `x` ran out: a connect nobody accepted or rejected, or an
+    /// accept whose active side never completed, fails with `STATUS_IO_TIMEOUT`; the other
+    /// side's next handshake call fails with `STATUS_CONNECTION_ABORTED`.
+    pub(crate) fn handshake_timed_out(&mut self, out: &mut Out, x: ObjId) {
+        let Some(c) = self.conn(x) else { return };
+        let (state, peer) = (c.state, c.peer);
+        if !matches!(
+            state,
+            ConnectorState::Connecting | ConnectorState::Accepting
+        ) {
+            return;
+        }
+        self.counters.handshake_timeouts += 1;
+        if let Some(y) = peer
+            && self.conn(y).is_some_and(|p| {
+                matches!(
+                    p.state,
+                    ConnectorState::Incoming | ConnectorState::Replied | ConnectorState::Accepting
+                )
+            })
+        {
+            if let Some(p) = self.conn_mut(y) {
+                p.state = ConnectorState::Failed;
+                p.peer_data_known = true;
+            }
+            self.mark_qp(out, y, QpState::Dead);
+        }
+        if let Some(c) = self.conn_mut(x) {
+            c.state = ConnectorState::Failed;
+            c.peer_data_known = true;
+        }
+        self.mark_qp(out, x, QpState::Dead);
+        self.complete_pending(out, x, ndkpi_sys::STATUS_IO_TIMEOUT);
+    }
+
     /// `x` ends an established connection itself (`how` is `LocalDisconnect` or `LocalClose`);
-    /// the peer learns of it through its disconnect callback.
+    /// the peer learns of it through its disconnect callback, unless the link is down.
     fn end_local(&mut self, out: &mut Out, x: ObjId, how: Ending) {
+        let link_down = self.conn(x).is_some_and(|c| c.link_down);
         if let Some(c) = self.conn_mut(x) {
             c.state = ConnectorState::Disconnected;
             c.ending.get_or_insert(how);
         }
-        self.mark_qp(x, QpState::Dead);
+        self.mark_qp(out, x, QpState::Dead);
         let peer = self.conn(x).and_then(|c| c.peer);
-        if let Some(y) = peer {
+        if let Some(y) = peer.filter(|_| !link_down) {
             let peer_how = if how == Ending::LocalDisconnect {
                 Ending::PeerGraceful
             } else {
@@ -687,7 +811,9 @@ impl World {
     }
 
     /// `y`'s connection was ended by something other than `y`'s own consumer: the provider
-    /// indicates it through the disconnect callback (at most once) and does not flush.
+    /// indicates it through the disconnect callback (at most once) and does not flush. A
+    /// graceful disconnect `y` itself started is answered: by success when the peer's end
+    /// closed, by `STATUS_CONNECTION_ABORTED` when the connection aborted.
     fn end_remote(&mut self, out: &mut Out, y: ObjId, how: Ending) {
         if !self.is_open(y) {
             return;
@@ -695,6 +821,13 @@ impl World {
         let Some(c) = self.conn(y) else { return };
         match c.state {
             ConnectorState::Connected => {}
+            ConnectorState::Disconnecting => {
+                let status = match how {
+                    Ending::PeerGraceful | Ending::PeerReset => STATUS_SUCCESS,
+                    _ => STATUS_CONNECTION_ABORTED,
+                };
+                return self.answer_disconnect(out, y, status);
+            }
             ConnectorState::Connecting
             | ConnectorState::Replied
             | ConnectorState::Incoming
@@ -708,8 +841,31 @@ impl World {
             c.state = ConnectorState::Disconnected;
             c.ending = Some(how);
         }
-        self.mark_qp(y, QpState::PeerGone);
+        self.mark_qp(out, y, QpState::PeerGone);
         self.indicate_disconnect(out, y, how.reason());
+    }
+
+    /// The provider gave up on `x`'s connection (a send was never acknowledged). A connection
+    /// still established ends here with the disconnect callback; one already ending is left as
+    /// it is (its callback fired, or its own disconnect is waiting).
+    pub(crate) fn transport_failed(&mut self, out: &mut Out, x: ObjId) {
+        if !self.is_open(x) {
+            return;
+        }
+        let Some(c) = self.conn(x) else { return };
+        if c.state != ConnectorState::Connected {
+            return;
+        }
+        let how = if c.link_down {
+            Ending::LinkLoss
+        } else {
+            Ending::TransportError
+        };
+        if let Some(c) = self.conn_mut(x) {
+            c.state = ConnectorState::Disconnected;
+            c.ending = Some(how);
+        }
+        self.indicate_disconnect(out, x, how.reason());
     }
 
     /// Make the disconnect callback: at most once per connection (twice only for a host
@@ -754,6 +910,16 @@ impl World {
         let (state, peer) = (c.state, c.peer);
         match state {
             ConnectorState::Connected => self.end_local(out, x, Ending::LocalClose),
+            ConnectorState::Disconnected | ConnectorState::Disconnecting => {
+                // Closing is an answer too: a peer waiting in its own NdkDisconnect is done.
+                let link_down = self.conn(x).is_some_and(|c| c.link_down);
+                if let Some(y) = peer.filter(|_| !link_down) {
+                    self.answer_disconnect(out, y, STATUS_SUCCESS);
+                }
+                if let Some(c) = self.conn_mut(x) {
+                    c.state = ConnectorState::Disconnected;
+                }
+            }
             ConnectorState::Incoming => {
                 // Closing an unaccepted request rejects it.
                 if let Some(a) = peer
@@ -762,7 +928,7 @@ impl World {
                     if let Some(p) = self.conn_mut(a) {
                         p.state = ConnectorState::Failed;
                     }
-                    self.mark_qp(a, QpState::Dead);
+                    self.mark_qp(out, a, QpState::Dead);
                     self.counters.refused_connects += 1;
                     self.complete_pending(out, a, STATUS_CONNECTION_REFUSED);
                 }
@@ -779,7 +945,7 @@ impl World {
         {
             c.state = ConnectorState::Failed;
         }
-        self.mark_qp(x, QpState::Dead);
+        self.mark_qp(out, x, QpState::Dead);
     }
 
     // --- fault injection ----------------------------------------------------------------
@@ -794,6 +960,7 @@ impl World {
         let live = matches!(
             state,
             ConnectorState::Connected
+                | ConnectorState::Disconnecting
                 | ConnectorState::Connecting
                 | ConnectorState::Replied
                 | ConnectorState::Incoming
@@ -816,7 +983,25 @@ impl World {
                 }
                 self.end_remote(out, victim, how);
             }
-            Fault::LinkLoss => {
+            Fault::LinkLoss
+                if matches!(
+                    state,
+                    ConnectorState::Connected | ConnectorState::Disconnecting
+                ) =>
+            {
+                // Nobody is told: each end finds out when a send is not acknowledged.
+                for x in [Some(victim), peer].into_iter().flatten() {
+                    if let Some(c) = self.conn_mut(x) {
+                        c.link_down = true;
+                    }
+                    if let Some(qp) = self.conn(x).and_then(|c| c.qp) {
+                        self.arm_retry(out, qp);
+                    }
+                }
+            }
+            Fault::LinkLoss | Fault::LinkLossNoticedAtOnce => {
+                // During a handshake the connection manager's messages are lost: both ends'
+                // handshakes abort, as before.
                 self.end_remote(out, victim, Ending::LinkLoss);
                 if let Some(y) = peer {
                     self.end_remote(out, y, Ending::LinkLoss);
@@ -839,7 +1024,7 @@ impl World {
         c.disconnect_callbacks = c.disconnect_callbacks.max(1);
         self.complete_pending(out, y, STATUS_CONNECTION_ABORTED);
         self.flush_conn_qp(out, y, FlushKind::Implicit);
-        self.mark_qp(y, QpState::Dead);
+        self.mark_qp(out, y, QpState::Dead);
     }
 
     /// Surprise removal of every adapter of `host`: each connection through it ends; the

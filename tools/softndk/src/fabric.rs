@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ndkpi_sys::{
     NDK_ADAPTER, NDK_ADAPTER_FLAG_IN_ORDER_DMA_SUPPORTED,
@@ -20,7 +20,7 @@ use crate::conn::{ConnectorState, Ending};
 use crate::misuse::{MisusePolicy, Queue, Violation};
 use crate::qp::QpStats;
 use crate::shell::{self, Entry, ObjId, ShellPtr};
-use crate::world::{Body, Call, CloseState, Counters, Delivery, Host, Out, Route, World};
+use crate::world::{Body, Call, CloseState, Counters, Delivery, Host, Out, Route, Timer, World};
 use crate::{ObjectKind, abi};
 
 /// How completions and events reach the consumer.
@@ -45,22 +45,145 @@ pub enum Completion {
         /// The seed.
         seed: u64,
     },
+    /// What an RDMA adapter does, and the default: a seeded mix of synchronous completions
+    /// (`STATUS_SUCCESS`, no callback), callbacks made on the calling thread before the call
+    /// returns, and callbacks on `threads` provider threads at once — so callbacks for
+    /// different objects (and the disconnect callback racing a completion of the same
+    /// connection) truly run concurrently, as on a multi-core machine where every CPU
+    /// services its own interrupt queue (NDKPI object lifetime requirements, "Consumer-Provider
+    /// Interaction": a completion may run before the initiating call returns, on any thread).
+    /// The synchronous-or-pending choices follow the seed; which thread runs what does not.
+    Hardware {
+        /// The seed.
+        seed: u64,
+        /// Provider threads delivering callbacks (at least 1).
+        threads: usize,
+    },
 }
 
-/// Fabric-wide settings.
+impl Completion {
+    /// The hardware-like mode with as many provider threads as this machine has cores (at
+    /// least two, so concurrency exists even on one core).
+    pub fn hardware(seed: u64) -> Self {
+        Self::Hardware {
+            seed,
+            threads: default_threads(),
+        }
+    }
+
+    /// Provider threads this mode delivers on.
+    pub(crate) fn threads(self) -> usize {
+        match self {
+            Self::Hardware { threads, .. } => threads.max(1),
+            _ => 1,
+        }
+    }
+}
+
+/// Cores of this machine, at least two.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZeroUsize::get)
+        .max(2)
+}
+
+/// How long the provider waits before it gives up, as an adapter's firmware and connection
+/// manager do. Scaled down from hardware (seconds) so tests stay fast; each can be set per
+/// fabric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// `NdkDisconnect` completes with `STATUS_IO_TIMEOUT` when the peer does not answer the
+    /// disconnect (by its own `NdkDisconnect` or by closing its connector) within this time
+    /// (NetworkDirect disconnect scheme; `NDK_FN_DISCONNECT`: "STATUS_IO_TIMEOUT").
+    pub disconnect_timeout: Duration,
+    /// A send the peer does not take (the peer is gone, its QP is dead, or the link is down)
+    /// fails after this long with `STATUS_IO_TIMEOUT` and a provider error code; the QP goes to
+    /// the error state and the provider flushes every other request on it (transport retry
+    /// exceeded on RoCE/InfiniBand; a TCP retransmission timeout on iWARP).
+    pub retry_timeout: Duration,
+    /// `NdkConnect` / `NdkAccept` fail with `STATUS_IO_TIMEOUT` when the other side does not
+    /// accept, reject or complete within this long (`NDK_FN_CONNECT`, `NDK_FN_ACCEPT`:
+    /// "STATUS_IO_TIMEOUT").
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            disconnect_timeout: Duration::from_secs(2),
+            retry_timeout: Duration::from_millis(100),
+            handshake_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Behaviour kinder than an RDMA adapter's, each off by default. A test that turns one on
+/// must say why at the use: a result that holds only with one of these is not a result about
+/// hardware.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches, each documented"
+)]
+pub struct Kindness {
+    /// `NdkDisconnect` completes at once with success and flushes, without waiting for the
+    /// peer's answer.
+    pub instant_disconnect: bool,
+    /// `NdkFlush` completes every flushed request before it returns, and leaves the QP usable.
+    pub synchronous_flush: bool,
+    /// Event callbacks (disconnect, connect event, CQ notification) stop as soon as the
+    /// object's close starts, instead of at its close completion.
+    pub events_stop_at_close: bool,
+    /// Sends to a peer that went away wait for ever instead of failing after the retry
+    /// timeout.
+    pub sends_to_dead_peer_wait: bool,
+    /// Error completions carry clean fields (`Type` = the operation, `BytesTransferred` = 0,
+    /// no provider error code) instead of undefined ones.
+    pub clean_error_completions: bool,
+}
+
+impl Kindness {
+    /// Every kindness at once: softndk as it behaved before it followed hardware.
+    pub const ALL: Self = Self {
+        instant_disconnect: true,
+        synchronous_flush: true,
+        events_stop_at_close: true,
+        sends_to_dead_peer_wait: true,
+        clean_error_completions: true,
+    };
+}
+
+/// Fabric-wide settings. The default is hardware-like: [`Completion::hardware`], the default
+/// [`Timing`], no [`Kindness`].
 #[derive(Clone, Copy, Debug)]
 pub struct FabricConfig {
     /// Completion routing.
     pub completion: Completion,
     /// What a detected misuse does.
     pub misuse: MisusePolicy,
+    /// The provider's timeouts.
+    pub timing: Timing,
+    /// Kinder-than-hardware switches (all off by default).
+    pub kindness: Kindness,
 }
 
 impl Default for FabricConfig {
     fn default() -> Self {
         Self {
-            completion: Completion::Inline,
+            completion: Completion::hardware(0),
             misuse: MisusePolicy::Panic,
+            timing: Timing::default(),
+            kindness: Kindness::default(),
+        }
+    }
+}
+
+impl FabricConfig {
+    /// The default settings with another completion routing.
+    pub fn with_completion(completion: Completion) -> Self {
+        Self {
+            completion,
+            ..Self::default()
         }
     }
 }
@@ -160,8 +283,25 @@ pub enum Fault {
     PeerDisconnect,
     /// The peer resets the connection.
     PeerReset,
-    /// The link fails: both ends learn of it.
+    /// The link fails. As on hardware, neither end is told: an end notices only when a send
+    /// it posted (now or later) is not acknowledged within the retry timeout — the send
+    /// fails, the provider flushes the QP and makes the disconnect callback (reason
+    /// [`crate::reason::LINK_DOWN`]). An idle end never notices; its `NdkDisconnect` times out.
     LinkLoss,
+    /// The link fails and both ends are told at once through their disconnect callbacks —
+    /// kinder than hardware (a test using it must say why).
+    LinkLossNoticedAtOnce,
+}
+
+/// A CQ-level fault ([`Fabric::inject_cq_error`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CqError {
+    /// The CQ overran: the notification reports `STATUS_BUFFER_OVERFLOW`; the CQ and every QP
+    /// using it are dead and complete nothing more (`NDK_FN_CQ_NOTIFICATION_CALLBACK`).
+    Overrun,
+    /// A fatal adapter error: the notification reports `STATUS_INTERNAL_ERROR`; the CQ and
+    /// every QP using it are dead (`NDK_FN_CQ_NOTIFICATION_CALLBACK`).
+    Fatal,
 }
 
 /// What `Fabric::connector` reports.
@@ -225,7 +365,9 @@ pub(crate) struct Shared {
     world: Mutex<World>,
     idle: Condvar,
     manual: Mutex<VecDeque<Delivery>>,
-    worker: Mutex<Option<Sender<Delivery>>>,
+    workers: Mutex<Vec<Sender<Delivery>>>,
+    timers: Mutex<Timers>,
+    timers_cv: Condvar,
     violations: Mutex<Vec<Violation>>,
     policy: MisusePolicy,
     client: Box<u64>,
@@ -257,18 +399,18 @@ impl Shared {
 
     /// Run or queue the deliveries collected under the lock (which must be released).
     pub(crate) fn dispatch(self: &Arc<Self>, out: Out) {
+        self.arm(out.timers);
         for v in out.violations {
             self.report(v);
         }
         for (route, d) in out.list {
             match route {
                 Route::Inline => self.run(&d),
-                Route::Thread => {
-                    let sender = self
-                        .worker
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .clone();
+                Route::Thread(i) => {
+                    let sender = {
+                        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+                        workers.get(i % workers.len().max(1)).cloned()
+                    };
                     match sender {
                         Some(tx) => {
                             if let Err(e) = tx.send(d) {
@@ -289,12 +431,43 @@ impl Shared {
     }
 
     fn run(self: &Arc<Self>, d: &Delivery) {
-        let ran = self.world().begin_delivery(d);
-        if ran {
-            invoke(&d.call);
-        }
         let mut out = Out::default();
-        self.world().end_delivery(&mut out, d, ran);
+        if let Call::Provider(action) = d.call {
+            // The provider's own deferred work (an initiated flush): no consumer callback.
+            let mut world = self.world();
+            world.run_action(&mut out, d.target, action);
+            world.end_delivery(&mut out, d, true);
+        } else {
+            let ran = self.world().begin_delivery(d);
+            if ran {
+                invoke(&d.call);
+            }
+            self.world().end_delivery(&mut out, d, ran);
+        }
+        self.idle.notify_all();
+        self.dispatch(out);
+    }
+
+    /// Arm the timers collected in `out`.
+    fn arm(&self, timers: Vec<(Duration, Timer)>) {
+        if timers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut t = self.timers.lock().unwrap_or_else(PoisonError::into_inner);
+        for (after, timer) in timers {
+            t.seq += 1;
+            let seq = t.seq;
+            t.heap
+                .push(std::cmp::Reverse((now + after, seq, TimerSlot(timer))));
+        }
+        self.timers_cv.notify_all();
+    }
+
+    /// A timer expired: apply it.
+    fn fire(self: &Arc<Self>, timer: Timer) {
+        let mut out = Out::default();
+        self.world().fire(&mut out, timer);
         self.idle.notify_all();
         self.dispatch(out);
     }
@@ -424,7 +597,77 @@ fn invoke(call: &Call) {
 /// got from the fabric afterwards.
 pub struct Fabric {
     shared: Arc<Shared>,
-    worker: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Armed timers, soonest first.
+#[derive(Default)]
+struct Timers {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, u64, TimerSlot)>>,
+    seq: u64,
+    stop: bool,
+}
+
+/// A timer in the heap (ordered by deadline and arming order only).
+#[derive(Clone, Copy, Debug)]
+struct TimerSlot(Timer);
+
+impl PartialEq for TimerSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for TimerSlot {}
+impl PartialOrd for TimerSlot {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimerSlot {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// The provider's clock: fires each armed timer at its deadline, until the fabric is dropped.
+fn timer_thread(weak: &Weak<Shared>) {
+    loop {
+        let Some(shared) = weak.upgrade() else { return };
+        let due = {
+            let mut t = shared.timers.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if t.stop {
+                    return;
+                }
+                let now = Instant::now();
+                match t.heap.peek() {
+                    Some(std::cmp::Reverse((at, _, _))) if *at <= now => {
+                        break t.heap.pop().map(|std::cmp::Reverse((_, _, slot))| slot.0);
+                    }
+                    Some(std::cmp::Reverse((at, _, _))) => {
+                        let wait = *at - now;
+                        t = shared
+                            .timers_cv
+                            .wait_timeout(t, wait)
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                    }
+                    None => {
+                        // Wake now and then so a dropped fabric ends this thread.
+                        t = shared
+                            .timers_cv
+                            .wait_timeout(t, Duration::from_millis(200))
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0;
+                        break None;
+                    }
+                }
+            }
+        };
+        if let Some(timer) = due {
+            shared.fire(timer);
+        }
+    }
 }
 
 impl Fabric {
@@ -433,7 +676,13 @@ impl Fabric {
     /// # Panics
     /// If the worker thread cannot be spawned.
     pub fn new(config: FabricConfig) -> Self {
-        let (tx, rx) = channel::<Delivery>();
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..config.completion.threads() {
+            let (tx, rx) = channel::<Delivery>();
+            senders.push(tx);
+            receivers.push(rx);
+        }
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| {
             let mut world = World::new(config);
             world.fabric = weak.clone();
@@ -441,7 +690,9 @@ impl Fabric {
                 world: Mutex::new(world),
                 idle: Condvar::new(),
                 manual: Mutex::new(VecDeque::new()),
-                worker: Mutex::new(Some(tx)),
+                workers: Mutex::new(senders),
+                timers: Mutex::new(Timers::default()),
+                timers_cv: Condvar::new(),
                 violations: Mutex::new(Vec::new()),
                 policy: config.misuse,
                 client: Box::new(0),
@@ -450,20 +701,27 @@ impl Fabric {
             }
         });
         abi::register_client(shared.client_addr(), Arc::downgrade(&shared));
-        let weak = Arc::downgrade(&shared);
-        let worker = std::thread::Builder::new()
-            .name("softndk-worker".into())
-            .spawn(move || {
-                while let Ok(d) = rx.recv() {
-                    let Some(shared) = weak.upgrade() else { break };
-                    shared.run(&d);
-                }
-            })
-            .expect("spawn softndk worker thread");
-        Self {
-            shared,
-            worker: Some(worker),
+        let mut threads = Vec::new();
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let weak = Arc::downgrade(&shared);
+            let worker = std::thread::Builder::new()
+                .name(format!("softndk-worker-{i}"))
+                .spawn(move || {
+                    while let Ok(d) = rx.recv() {
+                        let Some(shared) = weak.upgrade() else { break };
+                        shared.run(&d);
+                    }
+                })
+                .expect("spawn softndk worker thread");
+            threads.push(worker);
         }
+        let weak = Arc::downgrade(&shared);
+        let timer = std::thread::Builder::new()
+            .name("softndk-timer".into())
+            .spawn(move || timer_thread(&weak))
+            .expect("spawn softndk timer thread");
+        threads.push(timer);
+        Self { shared, threads }
     }
 
     /// Add a host.
@@ -542,6 +800,24 @@ impl Fabric {
         }
     }
 
+    /// Run the oldest queued callback or provider work (for [`Completion::Manual`]); returns
+    /// whether there was one. What it queues in turn waits for the next call.
+    pub fn deliver_one(&self) -> bool {
+        let next = self
+            .shared
+            .manual
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        match next {
+            Some(d) => {
+                self.shared.run(&d);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Callbacks queued for [`Fabric::deliver`].
     pub fn queued(&self) -> usize {
         self.shared
@@ -602,6 +878,53 @@ impl Fabric {
                 o.kind == ObjectKind::Connector
                     && o.host == host.0
                     && matches!(o.close, CloseState::Open)
+            })
+            .map(|(id, o)| (*id, o.shell.as_ndk()))
+            .collect();
+        found.sort_unstable_by_key(|(id, _)| *id);
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Kill a CQ as an adapter does on overrun or a fatal error: its armed notification (or
+    /// the next arm) reports `STATUS_BUFFER_OVERFLOW` / `STATUS_INTERNAL_ERROR`, and it and every
+    /// QP using it complete nothing more. Returns false if `cq` is not a live CQ of this fabric.
+    pub fn inject_cq_error(&self, cq: *mut NDK_CQ, error: CqError) -> bool {
+        let Some(entry) = self.entry(cq, ObjectKind::Cq) else {
+            return false;
+        };
+        let status = match error {
+            CqError::Overrun => ndkpi_sys::STATUS_BUFFER_OVERFLOW,
+            CqError::Fatal => ndkpi_sys::STATUS_INTERNAL_ERROR,
+        };
+        let mut out = Out::default();
+        self.shared.world().cq_failed(&mut out, entry.id, status);
+        self.shared.dispatch(out);
+        true
+    }
+
+    /// The live (not closed) CQs of `host`, oldest first.
+    pub fn cqs(&self, host: HostId) -> Vec<*mut NDK_CQ> {
+        let world = self.shared.world();
+        let mut found: Vec<_> = world
+            .objects
+            .iter()
+            .filter(|(_, o)| {
+                o.kind == ObjectKind::Cq && o.host == host.0 && matches!(o.close, CloseState::Open)
+            })
+            .map(|(id, o)| (*id, o.shell.as_ndk()))
+            .collect();
+        found.sort_unstable_by_key(|(id, _)| *id);
+        found.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// The live (not closed) QPs of `host`, oldest first.
+    pub fn qps(&self, host: HostId) -> Vec<*mut NDK_QP> {
+        let world = self.shared.world();
+        let mut found: Vec<_> = world
+            .objects
+            .iter()
+            .filter(|(_, o)| {
+                o.kind == ObjectKind::Qp && o.host == host.0 && matches!(o.close, CloseState::Open)
             })
             .map(|(id, o)| (*id, o.shell.as_ndk()))
             .collect();
@@ -721,14 +1044,26 @@ impl Fabric {
 impl Drop for Fabric {
     fn drop(&mut self) {
         self.shared
-            .worker
+            .workers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(worker) = self.worker.take() {
-            // A consumer callback that panicked on the worker already aborted the process;
-            // nothing useful remains to report here.
-            let _ = worker.join();
+            .clear();
+        {
+            let mut t = self
+                .shared
+                .timers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            t.stop = true;
+            self.shared.timers_cv.notify_all();
+        }
+        for thread in self.threads.drain(..) {
+            // A consumer callback that panicked on a worker already aborted the process;
+            // nothing useful remains to report here. A thread dropping the last fabric
+            // reference (inside a callback) must not join itself.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }

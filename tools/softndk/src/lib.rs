@@ -89,12 +89,13 @@ mod world;
 
 pub use conn::{ConnectorState, Ending};
 pub use fabric::{
-    Completion, ConnectorInfo, Fabric, FabricConfig, Fault, HostConfig, HostId, Misbehaviour,
-    PostGate, default_info, describe_stuck, in_provider_callback,
+    Completion, ConnectorInfo, CqError, Fabric, FabricConfig, Fault, HostConfig, HostId, Kindness,
+    Misbehaviour, PostGate, Timing, default_info, default_threads, describe_stuck,
+    in_provider_callback,
 };
 pub use mem::SoftMdl;
 pub use misuse::{MisusePolicy, Queue, Violation};
-pub use qp::{QpState, QpStats};
+pub use qp::{QpState, QpStats, provider_error};
 pub use world::Counters;
 
 use ndkpi_sys::{NDK_OBJECT_TYPE, NDK_VERSION};
@@ -169,6 +170,8 @@ pub mod reason {
     pub const LINK_DOWN: u32 = 3;
     /// The local adapter was removed.
     pub const ADAPTER_REMOVED: u32 = 4;
+    /// The provider gave up on a send nobody acknowledged (the peer's QP is dead).
+    pub const RETRY_EXCEEDED: u32 = 5;
 }
 
 /// NDKPI version negotiation as softndk does it (NDKPI documents only the same-major rule):

@@ -29,8 +29,23 @@ pub enum QpState {
     /// The peer went away (disconnect, reset, link loss). Nothing was flushed: posted
     /// requests stay outstanding until the consumer flushes, disconnects or closes.
     PeerGone,
-    /// Torn down locally (disconnected, connector closed, handshake failed).
+    /// Our `NdkDisconnect` is waiting for the peer's answer: no new sends, nothing flows,
+    /// nothing is flushed yet (the flush follows the disconnect's completion).
+    Disconnecting,
+    /// Torn down locally (disconnected, connector closed, handshake failed, flushed), or in the
+    /// error state (a send failed, its CQ died): receives posted now complete at once with
+    /// `STATUS_CANCELLED`, initiator posts fail with `STATUS_CONNECTION_INVALID`.
     Dead,
+}
+
+/// Provider error codes softndk reports in `NDK_RESULT_EX.ProviderErrorCode` (NDKPI 2.1) on
+/// error completions. Provider-specific by definition; softndk borrows the verbs work
+/// completion numbers a consumer may recognise from RDMA adapters.
+pub mod provider_error {
+    /// A flushed request (`STATUS_CANCELLED`): IBV_WC_WR_FLUSH_ERR.
+    pub const FLUSHED: u32 = 5;
+    /// The transport gave up retrying a send nobody acknowledged: IBV_WC_RETRY_EXC_ERR.
+    pub const RETRY_EXCEEDED: u32 = 12;
 }
 
 /// One scatter/gather element as posted.
@@ -59,9 +74,12 @@ pub(crate) struct SendWr {
 pub struct QpStats {
     /// `NdkFlush` calls made by the consumer.
     pub flush_calls: u64,
-    /// Flushes the provider did itself: after `NdkDisconnect`, at QP close, or because
-    /// the host is configured to flush on peer disconnect.
+    /// Flushes the provider did itself: after `NdkDisconnect`, at QP close, after a send
+    /// failed (the QP's error state), or because the host is configured to flush on peer
+    /// disconnect.
     pub provider_flushes: u64,
+    /// Requests completed with an error other than `STATUS_CANCELLED`.
+    pub failed: u64,
     /// Receives posted.
     pub receives_posted: u64,
     /// Initiator requests posted (send, read, write).
@@ -83,7 +101,8 @@ pub(crate) enum FlushKind {
     Consumer,
     /// After `NdkDisconnect`, or at QP close.
     Implicit,
-    /// A host configured to flush on peer disconnect.
+    /// The provider's own: a host configured to flush on peer disconnect, or a QP in the
+    /// error state.
     Provider,
 }
 
@@ -102,6 +121,10 @@ pub(crate) struct Qp {
     pub(crate) state: QpState,
     receives: VecDeque<RecvWr>,
     sends: VecDeque<SendWr>,
+    /// Requests an `NdkFlush` cancelled, completed later by the provider (receives, sends).
+    flushing: Vec<(Ctx, bool)>,
+    /// A retry timer runs for the oldest send.
+    retry_armed: bool,
     pub(crate) stats: QpStats,
 }
 
@@ -136,14 +159,18 @@ impl Qp {
             state: QpState::Idle,
             receives: VecDeque::new(),
             sends: VecDeque::new(),
+            flushing: Vec::new(),
+            retry_armed: false,
             stats: QpStats::default(),
         }
     }
 
     pub(crate) fn snapshot(&self) -> QpStats {
         QpStats {
-            outstanding_receives: self.receives.len(),
-            outstanding_sends: self.sends.len(),
+            outstanding_receives: self.receives.len()
+                + self.flushing.iter().filter(|(_, recv)| *recv).count(),
+            outstanding_sends: self.sends.len()
+                + self.flushing.iter().filter(|(_, recv)| !*recv).count(),
             state: Some(self.state),
             ..self.stats
         }
@@ -279,6 +306,11 @@ impl World {
             return STATUS_INSUFFICIENT_RESOURCES;
         }
         q.stats.receives_posted += 1;
+        if q.state == QpState::Dead && !q.flushing.is_empty() {
+            // Behind the requests an `NdkFlush` is still completing: in queue order.
+            q.flushing.push((ctx, true));
+            return STATUS_SUCCESS;
+        }
         if q.state == QpState::Dead {
             // A torn-down QP completes new work at once as flushed.
             q.stats.cancelled += 1;
@@ -341,6 +373,7 @@ impl World {
             Ok(data) => {
                 q.sends.push_back(SendWr { ctx, data, flags });
                 self.pump(out, qp_id);
+                self.arm_retry(out, qp_id);
             }
             Err(status) => {
                 let snapshot = QpRef::of(q);
@@ -354,9 +387,23 @@ impl World {
                     0,
                     false,
                 );
+                self.qp_error(out, qp_id);
             }
         }
         STATUS_SUCCESS
+    }
+
+    /// A request failed on the QP (a protection or length error): like an RDMA adapter, the QP
+    /// enters the error state and the provider flushes every other request on it.
+    fn qp_error(&mut self, out: &mut Out, qp_id: ObjId) {
+        let Some(q) = self.qp_mut(qp_id) else { return };
+        q.stats.failed += 1;
+        if q.state == QpState::Dead {
+            return;
+        }
+        q.state = QpState::Dead;
+        self.flush_qp(out, qp_id, FlushKind::Provider);
+        self.peer_qp_lost(out, qp_id);
     }
 
     /// Move queued sends of `sender` into its peer's posted receives while both exist.
@@ -365,7 +412,9 @@ impl World {
             let Some(s) = self.qp(sender) else { return };
             let Some(receiver) = s.peer else { return };
             let Some(r) = self.qp(receiver) else { return };
-            let flowing = s.state == QpState::Connected && r.state == QpState::Connected;
+            let flowing = s.state == QpState::Connected
+                && r.state == QpState::Connected
+                && !self.link_down(sender);
             if !flowing || s.sends.is_empty() || r.receives.is_empty() {
                 return;
             }
@@ -398,6 +447,9 @@ impl World {
                 bytes,
                 solicited,
             );
+            if r_status != STATUS_SUCCESS {
+                self.qp_error(out, receiver);
+            }
             let silent = send.flags & NDK_OP_FLAG_SILENT_SUCCESS != 0;
             if !silent {
                 let (s_ref, s_cq) = match self.qp(sender) {
@@ -473,6 +525,9 @@ impl World {
         if status != STATUS_SUCCESS || flags & NDK_OP_FLAG_SILENT_SUCCESS == 0 {
             self.complete_ref(out, icq, snapshot, ctx, status, op, 0, false);
         }
+        if status != STATUS_SUCCESS {
+            self.qp_error(out, qp_id);
+        }
         STATUS_SUCCESS
     }
 
@@ -520,7 +575,7 @@ impl World {
         Ok(addr)
     }
 
-    /// Complete every outstanding request of the QP with `STATUS_CANCELLED`.
+    /// Complete every outstanding request of the QP with `STATUS_CANCELLED`, now.
     pub(crate) fn flush_qp(&mut self, out: &mut Out, qp_id: ObjId, kind: FlushKind) {
         let Some(q) = self.qp_mut(qp_id) else { return };
         match kind {
@@ -530,35 +585,157 @@ impl World {
         if kind == FlushKind::Consumer {
             self.counters.flush_calls += 1;
         }
+        if kind == FlushKind::Provider {
+            self.counters.provider_flushes += 1;
+        }
         let Some(q) = self.qp_mut(qp_id) else { return };
-        let receives: Vec<_> = q.receives.drain(..).collect();
-        let sends: Vec<_> = q.sends.drain(..).collect();
-        q.stats.cancelled += (receives.len() + sends.len()) as u64;
+        let mut cancelled: Vec<(Ctx, bool)> = q.receives.drain(..).map(|r| (r.ctx, true)).collect();
+        cancelled.extend(q.sends.drain(..).map(|s| (s.ctx, false)));
+        self.cancel_requests(out, qp_id, cancelled);
+    }
+
+    /// `NdkFlush`: it only initiates (`NDK_FN_FLUSH`; NDKPI completion handling
+    /// requirements: the consumer learns the flush is done by draining the CQ). The QP enters
+    /// the error state at once (later posts complete as flushed or fail), and the cancelled
+    /// requests complete later, on a provider thread.
+    pub(crate) fn start_flush(&mut self, out: &mut Out, qp_id: ObjId) {
+        if self.config.kindness.synchronous_flush {
+            return self.flush_qp(out, qp_id, FlushKind::Consumer);
+        }
+        self.counters.flush_calls += 1;
+        let Some(q) = self.qp_mut(qp_id) else { return };
+        q.stats.flush_calls += 1;
+        let first = q.flushing.is_empty();
+        let moved: Vec<(Ctx, bool)> = q
+            .receives
+            .drain(..)
+            .map(|r| (r.ctx, true))
+            .chain(q.sends.drain(..).map(|s| (s.ctx, false)))
+            .collect();
+        q.flushing.extend(moved);
+        q.state = QpState::Dead;
+        if first {
+            self.defer_action(out, qp_id, crate::world::Action::Flush);
+        }
+        self.peer_qp_lost(out, qp_id);
+    }
+
+    /// The provider completes what an `NdkFlush` cancelled.
+    pub(crate) fn finish_flush(&mut self, out: &mut Out, qp_id: ObjId) {
+        let Some(q) = self.qp_mut(qp_id) else { return };
+        let cancelled = std::mem::take(&mut q.flushing);
+        self.cancel_requests(out, qp_id, cancelled);
+    }
+
+    /// Complete requests with `STATUS_CANCELLED` (receives into the receive CQ, sends into
+    /// the initiator CQ), in order.
+    fn cancel_requests(&mut self, out: &mut Out, qp_id: ObjId, requests: Vec<(Ctx, bool)>) {
+        let Some(q) = self.qp_mut(qp_id) else { return };
+        q.stats.cancelled += requests.len() as u64;
         let (rcq, icq, snapshot) = (q.rcq, q.icq, QpRef::of(q));
-        for r in receives {
-            self.complete_ref(
-                out,
-                rcq,
-                snapshot,
-                r.ctx,
-                STATUS_CANCELLED,
-                NdkOperationTypeReceive,
-                0,
-                false,
-            );
+        for (ctx, receive) in requests {
+            let (cq, op) = if receive {
+                (rcq, NdkOperationTypeReceive)
+            } else {
+                (icq, NdkOperationTypeSend)
+            };
+            self.complete_ref(out, cq, snapshot, ctx, STATUS_CANCELLED, op, 0, false);
         }
-        for s in sends {
-            self.complete_ref(
-                out,
-                icq,
-                snapshot,
-                s.ctx,
-                STATUS_CANCELLED,
-                NdkOperationTypeSend,
-                0,
-                false,
-            );
+    }
+
+    /// The QP's connection no longer carries data on the link (its link is down).
+    fn link_down(&self, qp_id: ObjId) -> bool {
+        self.qp(qp_id)
+            .and_then(|q| q.connector)
+            .and_then(|c| self.conn(c))
+            .is_some_and(|c| c.link_down)
+    }
+
+    /// Could the QP's oldest send reach a receiver now (or wait for a receive to be posted,
+    /// which an RDMA adapter retries for ever: infinite RNR retry)?
+    fn peer_reachable(&self, qp_id: ObjId) -> bool {
+        let Some(q) = self.qp(qp_id) else {
+            return false;
+        };
+        q.state == QpState::Connected
+            && !self.link_down(qp_id)
+            && q.peer
+                .and_then(|p| self.qp(p))
+                .is_some_and(|p| p.state == QpState::Connected)
+    }
+
+    /// Start the retry timer of the QP's oldest send if nobody can take it: after
+    /// [`crate::Timing::retry_timeout`] the send fails and the QP enters the error state
+    /// ([`World::retry_expired`]).
+    pub(crate) fn arm_retry(&mut self, out: &mut Out, qp_id: ObjId) {
+        if self.config.kindness.sends_to_dead_peer_wait || self.peer_reachable(qp_id) {
+            return;
         }
+        let after = self.config.timing.retry_timeout;
+        let Some(q) = self.qp_mut(qp_id) else { return };
+        let live = matches!(
+            q.state,
+            QpState::Connected | QpState::PeerGone | QpState::Disconnecting
+        );
+        if q.retry_armed || q.sends.is_empty() || !live {
+            return;
+        }
+        q.retry_armed = true;
+        World::arm(out, after, crate::world::Timer::Retry(qp_id));
+    }
+
+    /// The QP's peer can no longer take sends: its sends start their retry timers.
+    pub(crate) fn peer_qp_lost(&mut self, out: &mut Out, qp_id: ObjId) {
+        if let Some(peer) = self.qp(qp_id).and_then(|q| q.peer) {
+            self.arm_retry(out, peer);
+        }
+    }
+
+    /// A send's retry timer ran out. If it still cannot be delivered, it fails with
+    /// `STATUS_IO_TIMEOUT` (provider code [`provider_error::RETRY_EXCEEDED`]), the QP enters
+    /// the error state and the provider flushes every other request on it, receives included
+    /// (NDKPI leaves the status of requests killed by a broken connection to the provider;
+    /// fact sheet §8.4 #14). A connection nobody had ended yet is now ended by the provider:
+    /// the disconnect callback fires (NetworkDirect disconnect scheme: the provider detected
+    /// that the connection was aborted).
+    pub(crate) fn retry_expired(&mut self, out: &mut Out, qp_id: ObjId) {
+        let reachable = self.peer_reachable(qp_id);
+        let Some(q) = self.qp_mut(qp_id) else { return };
+        q.retry_armed = false;
+        if reachable || q.state == QpState::Dead || q.sends.is_empty() {
+            return;
+        }
+        let Some(first) = q.sends.pop_front() else {
+            return;
+        };
+        q.state = QpState::Dead;
+        q.stats.failed += 1;
+        let (icq, snapshot, connector) = (q.icq, QpRef::of(q), q.connector);
+        self.counters.retry_failures += 1;
+        self.complete_error(
+            out,
+            icq,
+            snapshot,
+            first.ctx,
+            ndkpi_sys::STATUS_IO_TIMEOUT,
+            provider_error::RETRY_EXCEEDED,
+        );
+        self.flush_qp(out, qp_id, FlushKind::Provider);
+        self.peer_qp_lost(out, qp_id);
+        if let Some(x) = connector {
+            self.transport_failed(out, x);
+        }
+    }
+
+    /// The QP died with its CQ: it completes nothing more (its requests are lost with the
+    /// CQ), and its peer's sends can no longer be delivered.
+    pub(crate) fn qp_died(&mut self, out: &mut Out, qp_id: ObjId) {
+        let Some(q) = self.qp_mut(qp_id) else { return };
+        q.state = QpState::Dead;
+        q.receives.clear();
+        q.sends.clear();
+        q.flushing.clear();
+        self.peer_qp_lost(out, qp_id);
     }
 
     /// The consumer started closing the QP: cancel what is outstanding; it is dead.
@@ -567,6 +744,7 @@ impl World {
         if let Some(q) = self.qp_mut(qp_id) {
             q.state = QpState::Dead;
         }
+        self.peer_qp_lost(out, qp_id);
     }
 
     #[expect(
@@ -584,6 +762,11 @@ impl World {
         bytes: u32,
         solicited: bool,
     ) {
+        let provider_code = match status {
+            STATUS_SUCCESS => 0,
+            STATUS_CANCELLED => provider_error::FLUSHED,
+            _ => 0,
+        };
         let entry = CqEntry {
             status,
             bytes,
@@ -591,6 +774,29 @@ impl World {
             request_context: ctx,
             op,
             solicited,
+            provider_code,
+        };
+        self.push_cq(out, cq, entry);
+    }
+
+    /// An error completion with a provider code.
+    fn complete_error(
+        &mut self,
+        out: &mut Out,
+        cq: ObjId,
+        qp: QpRef,
+        ctx: Ctx,
+        status: NTSTATUS,
+        provider_code: u32,
+    ) {
+        let entry = CqEntry {
+            status,
+            bytes: 0,
+            qp_context: qp.context,
+            request_context: ctx,
+            op: NdkOperationTypeSend,
+            solicited: true,
+            provider_code,
         };
         self.push_cq(out, cq, entry);
     }

@@ -39,8 +39,8 @@ unsafe impl Send for Ctx {}
 pub(crate) enum Route {
     /// On the thread whose call caused it, before that call returns.
     Inline,
-    /// On the fabric's worker thread.
-    Thread,
+    /// On one of the fabric's provider threads.
+    Thread(usize),
     /// Queued until the test calls `Fabric::deliver`.
     Manual,
 }
@@ -85,6 +85,26 @@ pub(crate) enum Call {
         ctx: Ctx,
         status: NTSTATUS,
     },
+    /// Not a callback: the provider's own work, done later on a provider thread.
+    Provider(Action),
+}
+
+/// Work the provider starts in one call and finishes later, as an adapter does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Complete the requests an `NdkFlush` cancelled (the target is the QP).
+    Flush,
+}
+
+/// Something the provider does when a time limit runs out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// The connector's `NdkDisconnect` got no answer.
+    Disconnect(ObjId),
+    /// The connector's handshake step (connect or accept) got no answer.
+    Handshake(ObjId),
+    /// The QP's oldest send was not acknowledged.
+    Retry(ObjId),
 }
 
 impl Call {
@@ -110,6 +130,8 @@ pub(crate) struct Delivery {
 pub(crate) struct Out {
     pub(crate) list: Vec<(Route, Delivery)>,
     pub(crate) violations: Vec<Violation>,
+    /// Timers to arm: (after, what).
+    pub(crate) timers: Vec<(std::time::Duration, Timer)>,
 }
 
 /// An object's close progress.
@@ -134,6 +156,8 @@ pub(crate) struct CqEntry {
     pub(crate) request_context: Ctx,
     pub(crate) op: u32,
     pub(crate) solicited: bool,
+    /// `NDK_RESULT_EX.ProviderErrorCode` (reported from NDKPI 2.1; 0 on success).
+    pub(crate) provider_code: u32,
 }
 
 #[expect(
@@ -150,7 +174,9 @@ pub(crate) struct Cq {
     arrived_solicited: bool,
     notifying: bool,
     deferred: Option<NTSTATUS>,
-    pub(crate) overrun: bool,
+    /// Set once the CQ is dead (overrun or fatal error): the status its notification reports.
+    pub(crate) dead: Option<NTSTATUS>,
+    error_reported: bool,
 }
 
 pub(crate) struct Mr {
@@ -223,6 +249,15 @@ pub struct Counters {
     pub refused_connects: u64,
     /// Creates failed by fault injection.
     pub injected_create_failures: u64,
+    /// `NdkDisconnect` calls that timed out (no answer from the peer).
+    pub disconnect_timeouts: u64,
+    /// Connect / accept handshakes that timed out.
+    pub handshake_timeouts: u64,
+    /// Sends that failed because the peer did not acknowledge them (retry exceeded); each
+    /// put its QP in the error state.
+    pub retry_failures: u64,
+    /// Flushes the provider did on its own (a QP in the error state, a dead CQ's QPs).
+    pub provider_flushes: u64,
 }
 
 pub(crate) struct World {
@@ -252,7 +287,7 @@ pub(crate) const EPHEMERAL_FIRST: u16 = 49152;
 impl World {
     pub(crate) fn new(config: FabricConfig) -> Self {
         let seed = match config.completion {
-            Completion::Random { seed } => seed,
+            Completion::Random { seed } | Completion::Hardware { seed, .. } => seed,
             _ => 0,
         };
         Self {
@@ -279,15 +314,74 @@ impl World {
     fn route(&mut self) -> Route {
         match self.config.completion {
             Completion::Synchronous | Completion::Inline => Route::Inline,
-            Completion::Thread => Route::Thread,
+            Completion::Thread => Route::Thread(0),
             Completion::Manual => Route::Manual,
             Completion::Random { .. } => {
                 if self.route_rng.one_in(2) {
                     Route::Inline
                 } else {
-                    Route::Thread
+                    Route::Thread(0)
                 }
             }
+            Completion::Hardware { threads, .. } => {
+                if self.route_rng.one_in(4) {
+                    Route::Inline
+                } else {
+                    let n = threads.max(1) as u64;
+                    Route::Thread(usize::try_from(self.route_rng.next_u64() % n).unwrap_or(0))
+                }
+            }
+        }
+    }
+
+    /// Where the provider's own deferred work runs: never on the calling thread (it is what
+    /// the call only started), in `Manual` mode when the test delivers.
+    fn provider_route(&mut self) -> Route {
+        match self.config.completion {
+            Completion::Manual => Route::Manual,
+            Completion::Hardware { threads, .. } => {
+                let n = threads.max(1) as u64;
+                Route::Thread(usize::try_from(self.route_rng.next_u64() % n).unwrap_or(0))
+            }
+            _ => Route::Thread(0),
+        }
+    }
+
+    /// Queue provider work for `target` (counted like a callback owed on it, so its close
+    /// waits for the work).
+    pub(crate) fn defer_action(&mut self, out: &mut Out, target: ObjId, action: Action) {
+        if let Some(obj) = self.objects.get_mut(&target) {
+            obj.inflight += 1;
+        }
+        self.queued += 1;
+        let route = self.provider_route();
+        out.list.push((
+            route,
+            Delivery {
+                target,
+                call: Call::Provider(action),
+            },
+        ));
+    }
+
+    /// Arm a timer of the fabric's provider clock.
+    pub(crate) fn arm(out: &mut Out, after: std::time::Duration, timer: Timer) {
+        out.timers.push((after, timer));
+    }
+
+    /// Run provider work queued by [`World::defer_action`].
+    pub(crate) fn run_action(&mut self, out: &mut Out, target: ObjId, action: Action) {
+        match action {
+            Action::Flush => self.finish_flush(out, target),
+        }
+    }
+
+    /// A timer ran out.
+    pub(crate) fn fire(&mut self, out: &mut Out, timer: Timer) {
+        match timer {
+            Timer::Disconnect(x) => self.disconnect_timed_out(out, x),
+            Timer::Handshake(x) => self.handshake_timed_out(out, x),
+            Timer::Retry(qp) => self.retry_expired(out, qp),
         }
     }
 
@@ -296,7 +390,7 @@ impl World {
     pub(crate) fn complete_now(&mut self) -> bool {
         match self.config.completion {
             Completion::Synchronous => true,
-            Completion::Random { .. } => self.sync_rng.one_in(3),
+            Completion::Random { .. } | Completion::Hardware { .. } => self.sync_rng.one_in(3),
             _ => false,
         }
     }
@@ -683,7 +777,9 @@ impl World {
             .objects
             .get(&d.target)
             .is_some_and(|o| !matches!(o.close, CloseState::Open));
-        let run = !(d.call.is_event() && closing);
+        // NDKPI object lifetime requirements: no callback after the close completion — and
+        // until it, event callbacks may still come.
+        let run = !(d.call.is_event() && closing && self.config.kindness.events_stop_at_close);
         if run {
             self.counters.callbacks += 1;
             match d.call {
@@ -741,7 +837,8 @@ impl World {
             arrived_solicited: false,
             notifying: false,
             deferred: None,
-            overrun: false,
+            dead: None,
+            error_reported: false,
         }
     }
 
@@ -757,16 +854,12 @@ impl World {
     /// Add a completion to a CQ, firing its notification if armed for it.
     pub(crate) fn push_cq(&mut self, out: &mut Out, cq_id: ObjId, entry: CqEntry) {
         let Some(cq) = self.cq_mut(cq_id) else { return };
-        if cq.overrun {
+        if cq.dead.is_some() {
             return;
         }
         if cq.entries.len() >= cq.depth as usize {
             // Overrun: the CQ and every QP using it are dead; errors always notify.
-            cq.overrun = true;
-            let fire = cq.armed.take().is_some();
-            if fire {
-                self.fire_cq(out, cq_id, STATUS_BUFFER_OVERFLOW);
-            }
+            self.cq_failed(out, cq_id, STATUS_BUFFER_OVERFLOW);
             return;
         }
         let solicited = entry.solicited || entry.status != STATUS_SUCCESS;
@@ -784,10 +877,46 @@ impl World {
         }
     }
 
+    /// The CQ is dead (overrun or fatal error, `NDK_FN_CQ_NOTIFICATION_CALLBACK`): nothing more
+    /// is completed through it, every QP using it is dead, and the armed notification (any
+    /// type: errors always notify) reports `status`.
+    pub(crate) fn cq_failed(&mut self, out: &mut Out, cq_id: ObjId, status: NTSTATUS) {
+        let Some(cq) = self.cq_mut(cq_id) else { return };
+        if cq.dead.is_some() {
+            return;
+        }
+        cq.dead = Some(status);
+        let fire = cq.armed.take().is_some();
+        cq.error_reported = fire;
+        let qps: Vec<ObjId> = self
+            .objects
+            .iter()
+            .filter_map(|(id, o)| match &o.body {
+                Body::Qp(q) if q.rcq == cq_id || q.icq == cq_id => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for qp in qps {
+            self.qp_died(out, qp);
+        }
+        if fire {
+            self.fire_cq(out, cq_id, status);
+        }
+    }
+
     /// `NdkArmCq`: merge the request with any pending arm; fire at once if something
     /// qualifying arrived since the last notification.
     pub(crate) fn arm_cq(&mut self, out: &mut Out, cq_id: ObjId, kind: u32) {
         let Some(cq) = self.cq_mut(cq_id) else { return };
+        if let Some(status) = cq.dead {
+            // A dead CQ reports its error once: to the arm pending when it died, or else to the
+            // next arm (errors notify whatever the arm type). Later arms never fire.
+            if !cq.error_reported {
+                cq.error_reported = true;
+                self.fire_cq(out, cq_id, status);
+            }
+            return;
+        }
         let merged = match (cq.armed, kind) {
             (Some(NDK_CQ_NOTIFY_ANY), _) | (_, NDK_CQ_NOTIFY_ANY) => NDK_CQ_NOTIFY_ANY,
             (Some(NDK_CQ_NOTIFY_SOLICITED), _) | (_, NDK_CQ_NOTIFY_SOLICITED) => {

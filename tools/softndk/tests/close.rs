@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 
 use ndkpi_sys::*;
-use softndk::{Completion, ObjectKind};
+use softndk::{Completion, FabricConfig, Kindness, ObjectKind};
 
 // --- an ordered log of close completions ---------------------------------------------------------
 
@@ -376,9 +376,34 @@ fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS
     s.object_ptr()
 }
 
+/// NDKPI object lifetime requirements: callbacks may come until the close completion, and
+/// none after it. A CQ notification owed when the CQ's close starts is still delivered — before
+/// the close completion — and nothing follows the close completion.
 #[test]
 fn no_callback_arrives_after_a_close_completion() {
-    let net = Net::new(Completion::Manual);
+    owed_notification_and_close(false);
+}
+
+/// The same with `Kindness::events_stop_at_close` (kept for consumers that want to see the old,
+/// kinder provider): the owed notification is suppressed once the close starts.
+#[test]
+fn kind_provider_suppresses_events_once_the_close_starts() {
+    owed_notification_and_close(true);
+}
+
+fn owed_notification_and_close(kind: bool) {
+    let net = Net::with_config(
+        FabricConfig {
+            completion: Completion::Manual,
+            kindness: Kindness {
+                events_stop_at_close: kind,
+                ..Kindness::default()
+            },
+            ..FabricConfig::default()
+        },
+        V21,
+        V21,
+    );
     let adapter = net.open(1, V21);
     let t = d(adapter);
     // SAFETY: live adapter; valid callback, context and out-pointer.
@@ -419,6 +444,12 @@ fn no_callback_arrives_after_a_close_completion() {
     flush(qp);
     assert_eq!(
         net.fabric.cq_len(cq),
+        Some(0),
+        "NdkFlush only initiates: nothing completed yet"
+    );
+    assert!(net.fabric.deliver_one(), "the provider finishes the flush");
+    assert_eq!(
+        net.fabric.cq_len(cq),
         Some(1),
         "the flushed receive completed"
     );
@@ -432,18 +463,32 @@ fn no_callback_arrives_after_a_close_completion() {
     assert_eq!(start_close(qp, d(qp).NdkCloseQp, &tqp), STATUS_PENDING);
     assert_eq!(start_close(cq, d(cq).NdkCloseCq, &tcq), STATUS_PENDING);
     net.fabric.deliver();
-    assert!(
-        notes.all().is_empty(),
-        "a CQ notification ran after the CQ's close had started"
-    );
+    if kind {
+        assert!(
+            notes.all().is_empty(),
+            "kind provider: a CQ notification ran after the CQ's close had started"
+        );
+        assert_eq!(net.fabric.stats().suppressed_events, suppressed_before + 1);
+    } else {
+        assert_eq!(
+            notes.all(),
+            [STATUS_SUCCESS],
+            "the notification owed before the close is delivered before its completion"
+        );
+        assert_eq!(net.fabric.stats().suppressed_events, suppressed_before);
+    }
     assert_eq!(
         log.events(),
         ["qp", "/qp", "cq", "/cq"],
         "the CQ's close completion comes after the QP's and last"
     );
-    assert_eq!(net.fabric.stats().suppressed_events, suppressed_before + 1);
+    let seen = notes.all().len();
     assert_eq!(net.fabric.deliver(), 0, "nothing left to deliver");
-    assert!(notes.all().is_empty());
+    assert_eq!(
+        notes.all().len(),
+        seen,
+        "no callback after the close completion"
+    );
 
     let s = Slot::new();
     // SAFETY: live PD; valid callback and context.

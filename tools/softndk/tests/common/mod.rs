@@ -324,7 +324,20 @@ impl Net {
         max_a: NDK_VERSION,
         max_b: NDK_VERSION,
     ) -> Self {
-        let fabric = Fabric::new(FabricConfig { completion, misuse });
+        Self::with_config(
+            FabricConfig {
+                completion,
+                misuse,
+                ..FabricConfig::default()
+            },
+            max_a,
+            max_b,
+        )
+    }
+
+    /// A network with every fabric setting chosen by the test (timeouts, kindness).
+    pub fn with_config(config: FabricConfig, max_a: NDK_VERSION, max_b: NDK_VERSION) -> Self {
+        let fabric = Fabric::new(config);
         let v4 = [
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),

@@ -1,0 +1,420 @@
+//! softndk is no kinder than an RDMA adapter. Each test names the NDKPI page whose rule it
+//! checks; none of them turns a `Kindness` on.
+mod common;
+use common::*;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ndkpi_sys::*;
+use softndk::{Completion, CqError, FabricConfig, Fault, Timing, provider_error, reason};
+
+/// Short timeouts so the tests that wait for them stay fast.
+fn fast() -> Timing {
+    Timing {
+        disconnect_timeout: Duration::from_millis(150),
+        retry_timeout: Duration::from_millis(50),
+        handshake_timeout: Duration::from_millis(150),
+    }
+}
+
+fn net(completion: Completion) -> Net {
+    Net::with_config(
+        FabricConfig {
+            completion,
+            timing: fast(),
+            ..FabricConfig::default()
+        },
+        V21,
+        V21,
+    )
+}
+
+/// Start `NdkDisconnect` without waiting for it.
+fn start_disconnect(conn: *mut NDK_CONNECTOR) -> (std::sync::Arc<Slot>, NTSTATUS) {
+    let s = Slot::new();
+    // SAFETY: live connector; valid callback, and the slot outlives its completion.
+    let st = unsafe { d(conn).NdkDisconnect.unwrap()(conn, Some(on_request), s.ctx()) };
+    s.mark_returned();
+    (s, st)
+}
+
+/// Poll `cq` until `n` completions arrived (or the hang limit).
+fn poll_n(cq: *mut NDK_CQ, n: usize) -> Vec<NDK_RESULT_EX> {
+    let deadline = Instant::now() + WAIT;
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        got.extend(poll(cq));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    got
+}
+
+const MODES_HW: [Completion; 2] = [
+    Completion::Inline,
+    Completion::Hardware {
+        seed: 5,
+        threads: 4,
+    },
+];
+
+/// NetworkDirect disconnect scheme, `NDK_FN_DISCONNECT`: the initiator's `NdkDisconnect`
+/// completes only when the peer answers (here by its own `NdkDisconnect`), then its QP is
+/// flushed; the peer's callback fires once.
+#[test]
+fn ndk_disconnect_completes_only_when_the_peer_answers() {
+    for mode in MODES_HW {
+        let net = net(mode);
+        let pair = Pair::connect(&net, V21, V21);
+        let (slot, st) = start_disconnect(pair.a.conn);
+        assert_eq!(st, STATUS_PENDING, "{mode:?}: it waits for the peer");
+        pair.b.events.wait_count(1);
+        assert_eq!(pair.b.events.all(), [Some(reason::GRACEFUL)], "{mode:?}");
+        net.settle();
+        assert_eq!(slot.calls(), 0, "{mode:?}: no answer yet, no completion");
+        assert_eq!(
+            disconnect(pair.b.conn),
+            STATUS_SUCCESS,
+            "{mode:?}: B answers"
+        );
+        assert_eq!(
+            slot.wait(),
+            STATUS_SUCCESS,
+            "{mode:?}: A's disconnect completes"
+        );
+        net.settle();
+        assert!(
+            pair.a.qp_stats(&net).provider_flushes >= 1,
+            "{mode:?}: flushed implicitly after the disconnect completed"
+        );
+        assert_eq!(
+            pair.a.events.count(),
+            0,
+            "{mode:?}: no callback for our own"
+        );
+        pair.teardown(&net);
+        assert_no_leak(&net, "answered");
+    }
+}
+
+/// NetworkDirect disconnect scheme: closing the peer's connector answers too.
+#[test]
+fn closing_the_peer_connector_answers_a_disconnect() {
+    let net = net(Completion::Inline);
+    let mut pair = Pair::connect(&net, V21, V21);
+    let (slot, st) = start_disconnect(pair.a.conn);
+    assert_eq!(st, STATUS_PENDING);
+    assert_eq!(
+        close(pair.b.conn, d(pair.b.conn).NdkCloseConnector),
+        STATUS_SUCCESS
+    );
+    pair.b.conn = std::ptr::null_mut();
+    assert_eq!(slot.wait(), STATUS_SUCCESS);
+    pair.teardown(&net);
+    assert_no_leak(&net, "closed");
+}
+
+/// `NDK_FN_DISCONNECT`: STATUS_IO_TIMEOUT when the peer never answers.
+#[test]
+fn an_unanswered_disconnect_times_out() {
+    let net = net(Completion::hardware(3));
+    let pair = Pair::connect(&net, V21, V21);
+    let (slot, st) = start_disconnect(pair.a.conn);
+    assert_eq!(st, STATUS_PENDING);
+    assert_eq!(slot.wait(), STATUS_IO_TIMEOUT);
+    assert_eq!(net.fabric.stats().disconnect_timeouts, 1);
+    pair.teardown(&net);
+    assert_no_leak(&net, "timeout");
+}
+
+/// The disconnect callback does not flush (`NDK_FN_DISCONNECT_EVENT_CALLBACK`), but a send the
+/// dead peer never takes fails after the retry timeout, the QP enters the error state and the
+/// provider — not the consumer — flushes every remaining request, receives included. The error
+/// completion carries a provider code (`NDK_RESULT_EX`, 2.1); Type is undefined.
+#[test]
+fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp() {
+    for mode in MODES_HW {
+        let net = net(mode);
+        let pair = Pair::connect(&net, V21, V21);
+        let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+        let mut send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+        for ctx in [0x11, 0x12] {
+            assert_eq!(
+                post_receive(pair.b.qp, &recv.sge(0, 32), ctx),
+                STATUS_SUCCESS
+            );
+        }
+        // A has no receive posted: B's send waits (the adapter retries for a receive).
+        assert_eq!(
+            post_send(pair.b.qp, &send.sge(0, 16), 0x21, 0),
+            STATUS_SUCCESS
+        );
+        let (slot, st) = start_disconnect(pair.a.conn);
+        assert_eq!(st, STATUS_PENDING);
+        pair.b.events.wait_count(1);
+        let done = poll_n(pair.b.cq, 3);
+        assert_eq!(
+            done.len(),
+            3,
+            "{mode:?}: the send failed and both receives were flushed"
+        );
+        let send_done = done
+            .iter()
+            .find(|r| r.RequestContext.addr() == 0x21)
+            .unwrap();
+        assert_eq!(send_done.Status, STATUS_IO_TIMEOUT, "{mode:?}");
+        assert_eq!(send_done.ProviderErrorCode, provider_error::RETRY_EXCEEDED);
+        assert_ne!(
+            send_done.Type, NdkOperationTypeSend,
+            "{mode:?}: Type is undefined"
+        );
+        for ctx in [0x11, 0x12] {
+            let r = done
+                .iter()
+                .find(|r| r.RequestContext.addr() == ctx)
+                .unwrap();
+            assert_eq!(r.Status, STATUS_CANCELLED, "{mode:?}: flushed");
+            assert_eq!(r.ProviderErrorCode, provider_error::FLUSHED);
+        }
+        let stats = pair.b.qp_stats(&net);
+        assert_eq!(stats.flush_calls, 0, "{mode:?}: the consumer never flushed");
+        assert!(stats.provider_flushes >= 1, "{mode:?}: the provider did");
+        assert_eq!(net.fabric.stats().retry_failures, 1);
+        assert_eq!(pair.b.events.count(), 1, "{mode:?}: still one callback");
+        assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS);
+        assert_eq!(slot.wait(), STATUS_SUCCESS);
+        recv.close();
+        send.close();
+        pair.teardown(&net);
+        assert_no_leak(&net, "retry");
+    }
+}
+
+/// NetworkDirect disconnect scheme ("the provider detects that the connection was aborted"):
+/// a lost link is noticed only by an end whose send is not acknowledged — it gets the
+/// disconnect callback with LINK_DOWN; an idle end is never told, and its `NdkDisconnect`
+/// times out.
+#[test]
+fn link_loss_is_noticed_only_by_an_end_that_sends() {
+    let net = net(Completion::hardware(9));
+    let pair = Pair::connect(&net, V21, V21);
+    assert!(net.fabric.inject(pair.a.conn, Fault::LinkLoss));
+    let mut send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+    let mut recv = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    assert_eq!(
+        post_receive(pair.a.qp, &recv.sge(0, 16), 0x31),
+        STATUS_SUCCESS
+    );
+    assert_eq!(
+        post_send(pair.b.qp, &send.sge(0, 16), 0x32, 0),
+        STATUS_SUCCESS
+    );
+    pair.b.events.wait_count(1);
+    assert_eq!(pair.b.events.all(), [Some(reason::LINK_DOWN)]);
+    let done = poll_n(pair.b.cq, 1);
+    assert_eq!(done[0].Status, STATUS_IO_TIMEOUT);
+    std::thread::sleep(Duration::from_millis(120));
+    net.settle();
+    assert_eq!(pair.a.events.count(), 0, "the idle end never noticed");
+    assert_eq!(
+        pair.a.qp_stats(&net).outstanding_receives,
+        1,
+        "and its receive is still posted"
+    );
+    let (slot, st) = start_disconnect(pair.a.conn);
+    assert_eq!(st, STATUS_PENDING);
+    assert_eq!(
+        slot.wait(),
+        STATUS_IO_TIMEOUT,
+        "nobody can answer over a dead link"
+    );
+    send.close();
+    recv.close();
+    pair.teardown(&net);
+    assert_no_leak(&net, "link");
+}
+
+/// `NDK_FN_FLUSH`; NDKPI completion handling requirements: NdkFlush only initiates; the
+/// flushed requests complete later, and the QP does not carry data any more.
+#[test]
+fn ndk_flush_only_initiates() {
+    let net = net(Completion::Manual);
+    let (pair, mut recv, mut send) = {
+        // The handshake and the registrations need their callbacks delivered.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Acquire) {
+                    net.fabric.deliver();
+                    std::thread::yield_now();
+                }
+            });
+            let pair = Pair::connect(&net, V21, V21);
+            let recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+            let send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+            stop.store(true, Ordering::Release);
+            (pair, recv, send)
+        })
+    };
+    net.fabric.deliver();
+    assert_eq!(post_receive(pair.b.qp, &recv.sge(0, 16), 1), STATUS_SUCCESS);
+    flush(pair.b.qp);
+    assert_eq!(
+        net.fabric.cq_len(pair.b.cq),
+        Some(0),
+        "nothing completed inside NdkFlush"
+    );
+    assert_eq!(
+        post_receive(pair.b.qp, &recv.sge(16, 16), 2),
+        STATUS_SUCCESS
+    );
+    assert_eq!(
+        post_send(pair.b.qp, &send.sge(0, 16), 3, 0),
+        STATUS_CONNECTION_INVALID,
+        "a flushed QP carries no data"
+    );
+    net.fabric.deliver();
+    let done = poll(pair.b.cq);
+    let ctxs: Vec<_> = done
+        .iter()
+        .map(|r| (r.RequestContext.addr(), r.Status))
+        .collect();
+    assert_eq!(
+        ctxs,
+        [(1, STATUS_CANCELLED), (2, STATUS_CANCELLED)],
+        "in order"
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Acquire) {
+                net.fabric.deliver();
+                std::thread::yield_now();
+            }
+        });
+        recv.close();
+        send.close();
+        pair.teardown(&net);
+        stop.store(true, Ordering::Release);
+    });
+    net.fabric.deliver();
+    assert_eq!(net.fabric.live_objects(), 0);
+}
+
+/// `NDK_FN_CQ_NOTIFICATION_CALLBACK`: a fatal error or an overrun reports
+/// STATUS_INTERNAL_ERROR / STATUS_BUFFER_OVERFLOW; the CQ and its QPs complete nothing more, and
+/// the peer's sends to the dead QP fail after the retry timeout.
+#[test]
+fn a_dead_cq_reports_its_error_and_its_qps_are_dead() {
+    for (error, status) in [
+        (CqError::Fatal, STATUS_INTERNAL_ERROR),
+        (CqError::Overrun, STATUS_BUFFER_OVERFLOW),
+    ] {
+        let net = net(Completion::Inline);
+        let pair = Pair::connect(&net, V21, V21);
+        let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+        assert_eq!(post_receive(pair.b.qp, &recv.sge(0, 16), 1), STATUS_SUCCESS);
+        // SAFETY: live CQ.
+        unsafe { d(pair.b.cq).NdkArmCq.unwrap()(pair.b.cq, NDK_CQ_NOTIFY_ERRORS) };
+        assert!(net.fabric.inject_cq_error(pair.b.cq, error));
+        net.settle();
+        assert_eq!(pair.b.notes.all(), [status], "{error:?}");
+        // SAFETY: live CQ.
+        unsafe { d(pair.b.cq).NdkArmCq.unwrap()(pair.b.cq, NDK_CQ_NOTIFY_ANY) };
+        net.settle();
+        assert_eq!(pair.b.notes.all().len(), 1, "{error:?}: reported once");
+        let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+        assert_eq!(post_send(pair.a.qp, &send.sge(0, 16), 2, 0), STATUS_SUCCESS);
+        let done = poll_n(pair.a.cq, 1);
+        assert_eq!(
+            done[0].Status, STATUS_IO_TIMEOUT,
+            "{error:?}: the peer's send failed"
+        );
+        assert!(
+            poll(pair.b.cq).is_empty(),
+            "{error:?}: the dead CQ completes nothing"
+        );
+        recv.close();
+        send.close();
+        pair.teardown(&net);
+        assert_no_leak(&net, "cq");
+    }
+}
+
+/// `NDK_FN_CONNECT` / `NDK_FN_ACCEPT`: a connect nobody accepts fails with STATUS_IO_TIMEOUT;
+/// the connector the listener delivered can no longer be accepted.
+#[test]
+fn a_connect_nobody_accepts_times_out() {
+    let net = net(Completion::hardware(4));
+    let mut a = End::new(&net, 1, V21);
+    let mut b = End::new(&net, 2, V21);
+    let incoming = Incoming::new();
+    let listener = create_listener(b.adapter, &incoming);
+    let dst = std::net::SocketAddr::new(net.v4[1], 4800);
+    assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+    a.conn = create_connector(a.adapter);
+    let (slot, st) = start_connect(&a, dst, b"");
+    b.conn = incoming.next();
+    assert_eq!(slot.resolve(st), STATUS_IO_TIMEOUT);
+    assert_eq!(net.fabric.stats().handshake_timeouts, 1);
+    let (acc, ast) = start_accept(&b, b"");
+    assert_eq!(acc.resolve(ast), STATUS_CONNECTION_ABORTED);
+    a.teardown(&net);
+    close(b.conn, d(b.conn).NdkCloseConnector);
+    b.conn = std::ptr::null_mut();
+    close(listener, d(listener).NdkCloseListener);
+    b.teardown(&net);
+    assert_no_leak(&net, "handshake");
+}
+
+static INSIDE: AtomicUsize = AtomicUsize::new(0);
+static MOST: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "system" fn overlapping(ctx: PVOID, status: NTSTATUS, obj: *mut NDK_OBJECT_HEADER) {
+    let now = INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST.fetch_max(now, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(5));
+    INSIDE.fetch_sub(1, Ordering::SeqCst);
+    // SAFETY: forwarded unchanged to the recording callback of the same slot.
+    unsafe { on_create(ctx, status, obj) };
+}
+
+/// NDKPI object lifetime requirements ("Consumer-Provider Interaction"): completions may run
+/// on any thread; the hardware mode delivers on several provider threads at once.
+#[test]
+fn the_hardware_mode_runs_callbacks_concurrently() {
+    let net = net(Completion::Hardware {
+        seed: 1,
+        threads: 4,
+    });
+    let adapter = net.open(1, V21);
+    let mut slots = Vec::new();
+    for _ in 0..64 {
+        let s = Slot::new();
+        let mut pd: *mut NDK_PD = std::ptr::null_mut();
+        // SAFETY: live adapter; valid callback and context; the slot outlives the completion.
+        let st = unsafe {
+            d(adapter).NdkCreatePd.unwrap()(adapter, Some(overlapping), s.ctx(), &raw mut pd)
+        };
+        slots.push((s, st, pd));
+    }
+    let mut pds = Vec::new();
+    for (s, st, pd) in slots {
+        assert_eq!(s.resolve(st), STATUS_SUCCESS);
+        pds.push(if st == STATUS_SUCCESS {
+            pd
+        } else {
+            s.object_ptr()
+        });
+    }
+    assert!(
+        MOST.load(Ordering::SeqCst) > 1,
+        "callbacks of different objects overlapped on several threads"
+    );
+    for pd in pds {
+        close(pd, d(pd).NdkClosePd);
+    }
+    net.settle();
+    net.fabric.close_adapter(adapter);
+    assert_no_leak(&net, "threads");
+}
