@@ -35,7 +35,7 @@ fn ends(net: &Net, dst: SocketAddr) -> Pair {
 /// connection), where the initiator's `NdkDisconnect` must finish without scripting the peer's
 /// answer: `Kindness::instant_disconnect`. NdkDisconnect's real wait is tested in
 /// `tests/hardware.rs`.
-fn instant_disconnect_net(mode: Completion) -> Net {
+fn instant_disconnect_net(mode: softndk::Completion) -> Net {
     Net::with_config(
         softndk::FabricConfig {
             completion: mode,

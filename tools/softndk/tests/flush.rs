@@ -70,11 +70,37 @@ const LOCAL_WRITE: u32 = NDK_MR_FLAG_ALLOW_LOCAL_WRITE;
 
 // --- tests --------------------------------------------------------------------------------------
 
+
+/// These tests pin down *which* QP a flush touches (none on a peer disconnect, the local one
+/// after `NdkDisconnect`, the QP's at its close). They need `NdkDisconnect` to finish without
+/// scripting the peer's answer, `NdkFlush`'s completions inside the call, and a send to a
+/// dead peer to stay posted, so they use those `Kindness` switches; and they sort completions
+/// by `Type`, which NDKPI leaves undefined on error completions (`clean_error_completions`). What hardware does
+/// instead — `NdkDisconnect` waits for the peer, `NdkFlush` only initiates, the unacknowledged
+/// send fails and the provider flushes the QP — is tested in `tests/hardware.rs`.
+fn kind_net(mode: softndk::Completion) -> Net {
+    Net::with_config(
+        softndk::FabricConfig {
+            completion: mode,
+            kindness: softndk::Kindness {
+                instant_disconnect: true,
+                synchronous_flush: true,
+                sends_to_dead_peer_wait: true,
+                clean_error_completions: true,
+                ..softndk::Kindness::default()
+            },
+            ..softndk::FabricConfig::default()
+        },
+        V21,
+        V21,
+    )
+}
+
 #[test]
 fn peer_disconnect_does_not_flush_and_ndk_flush_cancels_every_receive() {
     const N: usize = 5;
     for mode in MODES {
-        let net = Net::new(mode);
+        let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let pair = Pair::connect(&net, V21, V21);
         let mut buf = Buf::new(pair.b.pd, 64 * N, LOCAL_WRITE);
@@ -128,7 +154,7 @@ fn ndk_disconnect_flushes_the_local_qp_implicitly_and_not_the_peers() {
     const N: usize = 3;
     const M: usize = 4;
     for mode in MODES {
-        let net = Net::new(mode);
+        let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let pair = Pair::connect(&net, V21, V21);
         let mut a_buf = Buf::new(pair.a.pd, 64 * N, LOCAL_WRITE);
@@ -190,7 +216,7 @@ fn sends_waiting_for_a_peer_receive_stay_outstanding_after_peer_disconnect_until
     const R: usize = 2;
     const S: usize = 3;
     for mode in MODES {
-        let net = Net::new(mode);
+        let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let pair = Pair::connect(&net, V21, V21);
         let mut rbuf = Buf::new(pair.a.pd, 64 * R, LOCAL_WRITE);
@@ -255,7 +281,7 @@ fn sends_waiting_for_a_peer_receive_stay_outstanding_after_peer_disconnect_until
 fn flush_on_peer_disconnect_misbehaviour_cancels_the_victims_receives() {
     const N: usize = 4;
     for mode in MODES {
-        let net = Net::new(mode);
+        let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let bad = Misbehaviour {
             flush_on_peer_disconnect: true,
@@ -292,7 +318,7 @@ fn receive_posted_after_the_local_side_disconnected_completes_cancelled_at_once(
     for mode in MODES {
         // Torn down by NdkDisconnect, or by closing the connector without disconnecting.
         for by_close in [false, true] {
-            let net = Net::new(mode);
+            let net = kind_net(mode);
             let what = format!(
                 "mode {mode:?}, {}",
                 if by_close {
@@ -344,7 +370,7 @@ fn receive_posted_after_the_local_side_disconnected_completes_cancelled_at_once(
 #[test]
 fn receive_posted_after_the_peer_disconnected_stays_outstanding_until_local_disconnect() {
     for mode in MODES {
-        let net = Net::new(mode);
+        let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let pair = Pair::connect(&net, V21, V21);
         assert_eq!(disconnect(pair.a.conn), STATUS_SUCCESS, "{what}");
@@ -390,7 +416,7 @@ fn receive_posted_after_the_peer_disconnected_stays_outstanding_until_local_disc
 #[test]
 fn send_after_the_peer_disconnected_is_connection_invalid() {
     for mode in MODES {
-        let net = Net::new(mode);
+        let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let pair = Pair::connect(&net, V21, V21);
         assert_eq!(disconnect(pair.a.conn), STATUS_SUCCESS, "{what}");
@@ -419,7 +445,7 @@ fn send_after_the_peer_disconnected_is_connection_invalid() {
 #[test]
 fn flush_with_nothing_outstanding_completes_nothing_and_calls_nobody_back() {
     for mode in MODES {
-        let net = Net::new(mode);
+        let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let pair = Pair::connect(&net, V21, V21);
         flush(pair.b.qp);
@@ -441,7 +467,7 @@ fn flush_with_nothing_outstanding_completes_nothing_and_calls_nobody_back() {
 fn closing_the_connector_does_not_flush_the_qp_but_closing_the_qp_does() {
     const N: usize = 3;
     for mode in MODES {
-        let net = Net::new(mode);
+        let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let mut pair = Pair::connect(&net, V21, V21);
         let mut buf = Buf::new(pair.a.pd, 64 * N, LOCAL_WRITE);
