@@ -225,6 +225,10 @@ wire_enum!(
         AdapterRemoved = 5,
         /// The owning handle was closed.
         HandleClosed = 6,
+        /// The provider made the connection unusable: a work request completed with an error
+        /// (other than a flush), or the CQ reported a fatal error or an overrun. `status` is
+        /// that error; the provider flushes what is still posted (`EVENT_PROVIDER_FLUSHES`).
+        TransportError = 7,
     }
 );
 
@@ -232,7 +236,11 @@ wire_enum!(
 pub const EVENT_CALLBACK_FIRED: u32 = 0x1;
 /// Event flag: `provider_reason` came from the NDKPI 2.1 `Ex` callback.
 pub const EVENT_REASON_VALID: u32 = 0x2;
-const EVENT_FLAGS: u32 = EVENT_CALLBACK_FIRED | EVENT_REASON_VALID;
+/// Event flag: the provider put the connection's QP (or its CQ) in the error state, so the
+/// provider — never ndkdisc — flushes the requests still posted (or, with a dead CQ, they will
+/// never complete). Set on `Disconnected` with cause `TransportError`.
+pub const EVENT_PROVIDER_FLUSHES: u32 = 0x8;
+const EVENT_FLAGS: u32 = EVENT_CALLBACK_FIRED | EVENT_REASON_VALID | EVENT_PROVIDER_FLUSHES;
 
 /// One event (48 bytes): `seq: u64` @0 (strictly increasing per handle), `connection_id: u64`
 /// @8, `timestamp: u64` @16 (100 ns units of the driver's clock), `kind: u16` @24, `cause:
@@ -509,21 +517,32 @@ pub const QUERY_LOCAL_DISCONNECT: u16 = 0x4;
 pub const QUERY_ABORTED: u16 = 0x8;
 /// QUERY flag: a FLUSH was requested.
 pub const QUERY_FLUSHED: u16 = 0x10;
+/// QUERY flag: requests completed as flushed (`STATUS_CANCELLED`) that ndkdisc never asked to
+/// flush (no FLUSH, no graceful DISCONNECT, no close): the provider flushed them.
+pub const QUERY_PROVIDER_FLUSHED: u16 = 0x20;
+/// QUERY flag: the connection's CQ reported a fatal error or an overrun: nothing posted will
+/// complete any more.
+pub const QUERY_CQ_FAILED: u16 = 0x40;
 const QUERY_FLAGS: u16 = QUERY_CALLBACK_FIRED
     | QUERY_REASON_VALID
     | QUERY_LOCAL_DISCONNECT
     | QUERY_ABORTED
-    | QUERY_FLUSHED;
+    | QUERY_FLUSHED
+    | QUERY_PROVIDER_FLUSHED
+    | QUERY_CQ_FAILED;
 
-/// QUERY output (104 bytes): header, `connection_id: u64` @8, `state: u16` @16, `flags: u16`
+/// QUERY output (120 bytes): header, `connection_id: u64` @8, `state: u16` @16, `flags: u16`
 /// @18, `provider_reason: u32` @20, `outstanding_receives: u32` @24, `outstanding_sends: u32`
 /// @28, `ndk_major: u16` @32, `ndk_minor: u16` @34, `terminal_status: i32` @36, `local:
 /// Address` @40, `remote: Address` @64, `receives_succeeded: u32` @88, `receives_cancelled:
-/// u32` @92, `sends_succeeded: u32` @96, `sends_cancelled: u32` @100.
+/// u32` @92, `sends_succeeded: u32` @96, `sends_cancelled: u32` @100, `receives_failed: u32`
+/// @104, `sends_failed: u32` @108, `last_error_status: i32` @112, `last_provider_error: u32`
+/// @116.
 ///
-/// The four counts are completions reaped from the connection's CQ by status: `STATUS_SUCCESS`,
-/// and `STATUS_CANCELLED` (flushed: by FLUSH, by our own `NdkDisconnect`, or by a provider that
-/// flushes on its own). Completions with any other status are in neither count.
+/// The counts are completions reaped from the connection's CQ by status: `STATUS_SUCCESS`,
+/// `STATUS_CANCELLED` (flushed: by FLUSH, by our own `NdkDisconnect`, or by the provider on its
+/// own — then `QUERY_PROVIDER_FLUSHED`), and any other status (failed: the last one and its
+/// NDKPI 2.1 provider error code are kept).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueryReply {
     /// The connection.
@@ -556,10 +575,18 @@ pub struct QueryReply {
     pub sends_succeeded: u32,
     /// Send completions with `STATUS_CANCELLED` (flushed).
     pub sends_cancelled: u32,
+    /// Receive completions with any other status.
+    pub receives_failed: u32,
+    /// Send completions with any other status.
+    pub sends_failed: u32,
+    /// Status of the last failed completion (0 while none).
+    pub last_error_status: i32,
+    /// Provider error code of the last failed completion (NDKPI 2.1; 0 when not provided).
+    pub last_provider_error: u32,
 }
 
 impl Record for QueryReply {
-    const SIZE: usize = 104;
+    const SIZE: usize = 120;
     fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {
         let connection_id = r.u64()?;
         let state = ConnState::from_wire(r.u16()?)?;
@@ -586,6 +613,10 @@ impl Record for QueryReply {
             receives_cancelled: r.u32()?,
             sends_succeeded: r.u32()?,
             sends_cancelled: r.u32()?,
+            receives_failed: r.u32()?,
+            sends_failed: r.u32()?,
+            last_error_status: r.i32()?,
+            last_provider_error: r.u32()?,
         })
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
@@ -603,6 +634,10 @@ impl Record for QueryReply {
         w.u32(self.receives_succeeded)?;
         w.u32(self.receives_cancelled)?;
         w.u32(self.sends_succeeded)?;
-        w.u32(self.sends_cancelled)
+        w.u32(self.sends_cancelled)?;
+        w.u32(self.receives_failed)?;
+        w.u32(self.sends_failed)?;
+        w.i32(self.last_error_status)?;
+        w.u32(self.last_provider_error)
     }
 }

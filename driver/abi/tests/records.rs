@@ -433,8 +433,12 @@ fn replies_round_trip_with_golden_layout() {
         receives_cancelled: 6,
         sends_succeeded: 7,
         sends_cancelled: 8,
+        receives_failed: 9,
+        sends_failed: 10,
+        last_error_status: 0xC000_00B5_u32 as i32,
+        last_provider_error: 12,
     };
-    let mut b = hdr(104);
+    let mut b = hdr(120);
     b.extend_from_slice(&le64(13));
     b.extend_from_slice(&4u16.to_le_bytes());
     b.extend_from_slice(&3u16.to_le_bytes());
@@ -446,7 +450,7 @@ fn replies_round_trip_with_golden_layout() {
     b.extend_from_slice(&le32(0));
     b.extend_from_slice(&addr(q.local));
     b.extend_from_slice(&addr(q.remote));
-    for v in [5u32, 6, 7, 8] {
+    for v in [5u32, 6, 7, 8, 9, 10, 0xC000_00B5, 12] {
         b.extend_from_slice(&le32(v));
     }
     golden(q, &b);

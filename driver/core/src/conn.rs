@@ -12,9 +12,10 @@ use core::net::SocketAddr;
 
 use alloc::vec::Vec;
 use ndkdisc_abi::{
-    Cause, ConnState, ConnectReply, EVENT_CALLBACK_FIRED, EVENT_REASON_VALID, EventKind,
-    QUERY_ABORTED, QUERY_CALLBACK_FIRED, QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT, QUERY_REASON_VALID,
-    QueryReply, Record, status,
+    Cause, ConnState, ConnectReply, EVENT_CALLBACK_FIRED, EVENT_PROVIDER_FLUSHES,
+    EVENT_REASON_VALID, EventKind, QUERY_ABORTED, QUERY_CALLBACK_FIRED, QUERY_CQ_FAILED,
+    QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT, QUERY_PROVIDER_FLUSHED, QUERY_REASON_VALID, QueryReply,
+    Record, status,
 };
 
 use ndkdisc_abi::PostKind;
@@ -55,8 +56,16 @@ struct Ctl<R> {
     /// Work requests posted and not yet completed.
     outstanding_receives: u32,
     outstanding_sends: u32,
-    /// Completions reaped, by status: [receive, send] x [succeeded, cancelled].
-    reaped: [[u32; 2]; 2],
+    /// Completions reaped, by status: [receive, send] x [succeeded, cancelled, failed].
+    reaped: [[u32; 3]; 2],
+    /// The last failed completion: (status, NDKPI 2.1 provider error code).
+    last_error: (i32, u32),
+    /// Requests completed as flushed that ndkdisc never asked to flush.
+    provider_flushed: bool,
+    /// The CQ reported a fatal error or an overrun: nothing posted will complete.
+    cq_failed: bool,
+    /// A graceful DISCONNECT waiting for `NdkDisconnect` to complete.
+    disconnect_request: Option<R>,
     /// A FLUSH waits for the outstanding requests to complete.
     flush_pending: bool,
     /// MRs of the posted buffers, and the buffers (kept until the MRs are closed).
@@ -146,7 +155,11 @@ impl<P: Platform> Conn<P> {
             terminal_status: 0,
             outstanding_receives: 0,
             outstanding_sends: 0,
-            reaped: [[0; 2]; 2],
+            reaped: [[0; 3]; 2],
+            last_error: (0, 0),
+            provider_flushed: false,
+            cq_failed: false,
+            disconnect_request: None,
             flush_pending: false,
             mrs: Vec::new(),
             buffers: Vec::new(),
@@ -358,6 +371,11 @@ impl<P: Platform> Conn<P> {
                 if c.callback_fired {
                     fact.flags |= EVENT_CALLBACK_FIRED;
                 }
+                if matches!(otherwise, Some((Cause::TransportError, _))) {
+                    // The provider put the QP (or CQ) in the error state: it flushes (or lost)
+                    // what is still posted; ndkdisc flushed nothing.
+                    fact.flags |= EVENT_PROVIDER_FLUSHES;
+                }
                 if let Some(r) = c.reason {
                     fact.provider_reason = r;
                     fact.flags |= EVENT_REASON_VALID;
@@ -461,32 +479,96 @@ impl<P: Platform> Conn<P> {
         self.conclude(None, status::CANCELLED, Some((cause, st)), |_| {});
     }
 
-    /// DISCONNECT, graceful: `NdkDisconnect`; `Disconnected`/`Local` when it completes.
-    pub(crate) fn disconnect(self: &Arc<Self>) -> i32 {
-        let phase = self.ctl.with(|c| {
-            let p = c.phase;
-            if matches!(p, ConnState::Connected) {
-                c.phase = ConnState::Disconnecting;
-                c.local_disconnect = true;
-            }
-            p
-        });
-        match phase {
-            ConnState::Connected => {
-                let started = self
-                    .with_objects(|o| o.connector.as_ref().map(|c| c.disconnect(self)))
-                    .flatten();
-                if started.is_none() {
-                    self.disconnected_event(Cause::Local, status::SUCCESS);
-                }
-                status::SUCCESS
-            }
-            ConnState::Connecting | ConnState::Failed => status::INVALID_DEVICE_STATE,
-            // Already ending or ended: harmless.
-            ConnState::Disconnecting | ConnState::Disconnected | ConnState::Closed => {
-                status::SUCCESS
-            }
+    /// DISCONNECT, graceful: `NdkDisconnect`. The request pends (cancelable) until the
+    /// provider completes it — when the peer answered, or with `STATUS_IO_TIMEOUT` or an abort
+    /// status — and completes with that status; on an established connection the terminal
+    /// `Disconnected`/`Local` event carries it too. After a peer disconnect (the callback fired)
+    /// the same call answers the peer's disconnect, completing the handshake the peer's
+    /// `NdkDisconnect` waits for; the terminal event was already the peer's. Otherwise
+    /// (connecting: `STATUS_INVALID_DEVICE_STATE`; already disconnecting or ended: success)
+    /// it completes at once. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn disconnect(self: &Arc<Self>, request: P::Request) {
+        let token = request.token();
+        if let Err(st) = self.owner.register_connect(token, self) {
+            return request.complete(st, 0);
         }
+        let stored = self.ctl.with(|c| {
+            let start = match c.phase {
+                ConnState::Connected => true,
+                ConnState::Disconnected => {
+                    c.callback_fired
+                        && !c.local_disconnect
+                        && !c.aborted
+                        && c.disconnect_request.is_none()
+                }
+                _ => false,
+            };
+            if !start {
+                let st = match c.phase {
+                    ConnState::Connecting | ConnState::Failed => status::INVALID_DEVICE_STATE,
+                    _ => status::SUCCESS,
+                };
+                return Err((request, st));
+            }
+            let mut request = request;
+            if request.mark_cancelable().is_err() {
+                return Err((request, status::CANCELLED));
+            }
+            if matches!(c.phase, ConnState::Connected) {
+                c.phase = ConnState::Disconnecting;
+            }
+            c.local_disconnect = true;
+            c.disconnect_request = Some(request);
+            Ok(())
+        });
+        if let Err((request, st)) = stored {
+            self.owner.unregister_connect(token);
+            return request.complete(st, 0);
+        }
+        let started = self
+            .with_objects(|o| o.connector.as_ref().map(|c| c.disconnect(self)))
+            .flatten();
+        if started.is_none() {
+            // Torn down meanwhile: nothing to disconnect.
+            self.disconnect_done(status::CANCELLED);
+        }
+    }
+
+    /// `NdkDisconnect` completed with `st`: latch `Disconnected`/`Local` (a no-op if the
+    /// connection already ended) and answer the pended DISCONNECT with `st`.
+    /// `// IRQL: <= DISPATCH_LEVEL`.
+    fn disconnect_done(&self, st: i32) {
+        self.disconnected_event(Cause::Local, st);
+        let request = self.ctl.with(|c| {
+            let request = c.disconnect_request.as_mut()?;
+            if request.unmark_cancelable().is_err() {
+                // Its cancel routine completes it.
+                return None;
+            }
+            c.disconnect_request.take()
+        });
+        if let Some(request) = request {
+            self.owner.unregister_connect(request.token());
+            request.complete(st, 0);
+        }
+    }
+
+    /// The cancel routine's half of DISCONNECT cancellation: take the pended DISCONNECT if it
+    /// is the request `token`. `NdkDisconnect` itself goes on. `// IRQL: <= DISPATCH_LEVEL`.
+    pub(crate) fn take_cancelled_disconnect(&self, token: u64) -> Option<P::Request> {
+        self.ctl.with(|c| {
+            if c.disconnect_request.as_ref()?.token() == token {
+                c.disconnect_request.take()
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The provider made the connection unusable (an error completion, a dead CQ): end it with
+    /// `TransportError` and that status, once. `// IRQL: <= DISPATCH_LEVEL`.
+    fn transport_error(&self, st: i32) {
+        self.conclude(None, st, Some((Cause::TransportError, st)), |_| {});
     }
 
     /// DISCONNECT abortive, ABORT, CLOSE and handle cleanup: latch the terminal event (if none
@@ -550,10 +632,9 @@ impl<P: Platform> Conn<P> {
     /// FLUSH: `NdkFlush` on the QP (the only flush ndkdisc ever makes). `Flushed` is latched
     /// when every request posted before it has completed (reaped from the CQ).
     pub(crate) fn flush(&self) -> i32 {
-        let nothing_outstanding = self.ctl.with(|c| {
+        self.ctl.with(|c| {
             c.flushed = true;
             c.flush_pending = true;
-            c.outstanding_receives == 0 && c.outstanding_sends == 0
         });
         let flushed = self
             .with_objects(|o| o.qp.as_ref().map(|qp| qp.qp().flush()))
@@ -562,15 +643,16 @@ impl<P: Platform> Conn<P> {
             self.ctl.with(|c| c.flush_pending = false);
             return status::INVALID_DEVICE_STATE;
         }
-        if nothing_outstanding {
-            self.flush_done_if_drained();
-        }
+        // Done now if nothing is outstanding, or if the CQ died (nothing will complete).
+        self.flush_done_if_drained();
         status::SUCCESS
     }
 
     fn flush_done_if_drained(&self) {
         let ready = self.ctl.with(|c| {
-            let done = c.flush_pending && c.outstanding_receives == 0 && c.outstanding_sends == 0;
+            // A dead CQ completes nothing more: what it held is lost, and waiting would hang.
+            let drained = c.cq_failed || (c.outstanding_receives == 0 && c.outstanding_sends == 0);
+            let done = c.flush_pending && drained;
             if !done || matches!(c.phase, ConnState::Closed) {
                 return None;
             }
@@ -654,15 +736,22 @@ impl<P: Platform> Conn<P> {
     }
 
     /// Reap completions and re-arm. `// IRQL: <= DISPATCH_LEVEL` (the CQ notification, which
-    /// the provider serialises per CQ).
+    /// the provider serialises per CQ). Counts completions by status; a flushed completion
+    /// nobody here asked for is the provider's flush; any other failure means the provider put
+    /// the QP in the error state, which ends the connection (`TransportError`).
     fn reap(&self) {
+        let mut failure = None;
         let _ = self.with_objects(|o| {
             let Some(cq) = o.cq.as_ref() else { return };
             let mut buf = [ndkpi::Completion::default(); 16];
             loop {
                 let n = cq.results(&mut buf);
                 self.ctl.with(|c| {
+                    // Flushes ndkdisc caused: FLUSH, its own NdkDisconnect, its own close.
+                    let ours = c.flush_pending || c.flushed || c.local_disconnect || c.tearing_down;
                     for done in &buf[..n] {
+                        // The request context, never `kind`: NDKPI leaves the operation type
+                        // undefined on error completions.
                         let queue = match done.request_context {
                             CTX_RECEIVE => {
                                 c.outstanding_receives = c.outstanding_receives.saturating_sub(1);
@@ -676,8 +765,15 @@ impl<P: Platform> Conn<P> {
                         };
                         let outcome = match done.status {
                             status::SUCCESS => 0,
-                            status::CANCELLED => 1,
-                            _ => continue,
+                            status::CANCELLED => {
+                                c.provider_flushed |= !ours;
+                                1
+                            }
+                            st => {
+                                c.last_error = (st, done.provider_error);
+                                failure.get_or_insert(st);
+                                2
+                            }
                         };
                         let count = &mut c.reaped[queue][outcome];
                         *count = count.saturating_add(1);
@@ -687,8 +783,13 @@ impl<P: Platform> Conn<P> {
                     break;
                 }
             }
-            cq.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
+            if !self.ctl.with(|c| c.cq_failed) {
+                cq.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
+            }
         });
+        if let Some(st) = failure {
+            self.transport_error(st);
+        }
         self.flush_done_if_drained();
     }
 
@@ -734,6 +835,8 @@ impl<P: Platform> Conn<P> {
                 (c.local_disconnect, QUERY_LOCAL_DISCONNECT),
                 (c.aborted, QUERY_ABORTED),
                 (c.flushed, QUERY_FLUSHED),
+                (c.provider_flushed, QUERY_PROVIDER_FLUSHED),
+                (c.cq_failed, QUERY_CQ_FAILED),
             ] {
                 if on {
                     flags |= bit;
@@ -755,6 +858,10 @@ impl<P: Platform> Conn<P> {
                 receives_cancelled: c.reaped[0][1],
                 sends_succeeded: c.reaped[1][0],
                 sends_cancelled: c.reaped[1][1],
+                receives_failed: c.reaped[0][2],
+                sends_failed: c.reaped[1][2],
+                last_error_status: c.last_error.0,
+                last_provider_error: c.last_error.1,
             }
         })
     }
@@ -818,9 +925,7 @@ impl<P: Platform> Sink for Conn<P> {
                     self.fail_connect(None, st);
                 }
             }
-            Op::Disconnect => {
-                self.disconnected_event(Cause::Local, st);
-            }
+            Op::Disconnect => self.disconnect_done(st),
             _ => self.stepper.finish(op, st, created),
         }
     }
@@ -829,7 +934,13 @@ impl<P: Platform> Sink for Conn<P> {
         self.stepper.finish(op, status::SUCCESS, None);
     }
 
-    fn cq_notified(&self, _status: i32) {
+    // IRQL: <= DISPATCH_LEVEL. STATUS_BUFFER_OVERFLOW (overrun) or STATUS_INTERNAL_ERROR
+    // (fatal): the CQ and its QP are dead (NDK_FN_CQ_NOTIFICATION_CALLBACK).
+    fn cq_notified(&self, st: i32) {
+        if st != status::SUCCESS {
+            self.ctl.with(|c| c.cq_failed = true);
+            self.transport_error(st);
+        }
         self.reap();
     }
 

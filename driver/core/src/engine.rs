@@ -377,7 +377,7 @@ impl<P: Platform> Owner<P> {
                     c.end(Cause::LocalAbortive);
                     complete(request, status::SUCCESS);
                 }
-                Some(c) => complete(request, c.disconnect()),
+                Some(c) => c.disconnect(request),
             },
             Request::Abort(req) => match self.inner.conn(req.connection_id) {
                 None => complete(request, status::NOT_FOUND),
@@ -403,12 +403,15 @@ impl<P: Platform> Owner<P> {
         if let Some(ready) = self.inner.queue.with(|q| q.cancel(token)) {
             return ready.complete();
         }
-        // A pended CONNECT: the attempt is abandoned.
-        if let Some(conn) = self.inner.unregister_connect(token)
-            && let Some(request) = conn.take_cancelled_connect(token)
-        {
-            request.complete(status::CANCELLED, 0);
-            conn.cancelled();
+        // A pended CONNECT (the attempt is abandoned) or graceful DISCONNECT (NdkDisconnect
+        // goes on; its outcome still reaches the Local event).
+        if let Some(conn) = self.inner.unregister_connect(token) {
+            if let Some(request) = conn.take_cancelled_connect(token) {
+                request.complete(status::CANCELLED, 0);
+                conn.cancelled();
+            } else if let Some(request) = conn.take_cancelled_disconnect(token) {
+                request.complete(status::CANCELLED, 0);
+            }
         }
     }
 

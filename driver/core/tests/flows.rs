@@ -9,24 +9,9 @@ fn graceful_disconnect_gives_each_side_exactly_one_terminal_event() {
     for mode in modes() {
         let w = world(mode);
         let (ha, ca, hb, cb) = pair(&w);
-        assert_eq!(
-            simple(
-                &ha,
-                Ioctl::Disconnect,
-                bytes(&DisconnectRequest {
-                    connection_id: ca,
-                    abortive: false
-                })
-            ),
-            status::SUCCESS
-        );
-        let da = next_event(&ha, EventKind::Disconnected);
-        assert_eq!((da.connection_id, da.cause), (ca, Cause::Local), "{mode:?}");
-        assert_eq!(
-            da.flags & EVENT_CALLBACK_FIRED,
-            0,
-            "no NDK callback for our own disconnect"
-        );
+        // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
+        // Graceful: A's DISCONNECT pends until B answers.
+        let a_disconnect = disconnect_pending(&ha, ca);
         let db = next_event(&hb, EventKind::Disconnected);
         assert_eq!((db.connection_id, db.cause), (cb, Cause::Peer), "{mode:?}");
         assert_eq!(
@@ -38,29 +23,30 @@ fn graceful_disconnect_gives_each_side_exactly_one_terminal_event() {
         let q = query(&hb, cb);
         assert_eq!(q.state, ConnState::Disconnected);
         assert_ne!(q.flags & QUERY_CALLBACK_FIRED, 0);
+        assert!(!a_disconnect.is_done(), "{mode:?}: B has not answered yet");
+        // B answers with its own graceful DISCONNECT (NdkDisconnect completes the handshake).
+        assert_eq!(graceful(&hb, cb), status::SUCCESS, "{mode:?}");
+        assert_eq!(
+            done(&a_disconnect).0,
+            status::SUCCESS,
+            "{mode:?}: A's DISCONNECT reports the real outcome once B answered"
+        );
+        let da = next_event(&ha, EventKind::Disconnected);
+        assert_eq!((da.connection_id, da.cause), (ca, Cause::Local), "{mode:?}");
+        assert_eq!(da.status, status::SUCCESS, "{mode:?}");
+        assert_eq!(
+            da.flags & EVENT_CALLBACK_FIRED,
+            0,
+            "no NDK callback for our own disconnect"
+        );
+        assert_eq!(
+            w.fabric.stats().disconnect_timeouts,
+            0,
+            "{mode:?}: answered, not timed out"
+        );
         // A second disconnect is harmless and adds no terminal event.
-        assert_eq!(
-            simple(
-                &hb,
-                Ioctl::Disconnect,
-                bytes(&DisconnectRequest {
-                    connection_id: cb,
-                    abortive: false
-                })
-            ),
-            status::SUCCESS
-        );
-        assert_eq!(
-            simple(
-                &ha,
-                Ioctl::Disconnect,
-                bytes(&DisconnectRequest {
-                    connection_id: ca,
-                    abortive: false
-                })
-            ),
-            status::SUCCESS
-        );
+        assert_eq!(graceful(&hb, cb), status::SUCCESS);
+        assert_eq!(graceful(&ha, ca), status::SUCCESS);
         close(&ha, ca);
         close(&hb, cb);
         for h in [&ha, &hb] {
@@ -195,17 +181,8 @@ fn a_provider_firing_the_callback_twice_still_yields_one_event() {
         },
     );
     let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(
-        simple(
-            &ha,
-            Ioctl::Disconnect,
-            bytes(&DisconnectRequest {
-                connection_id: ca,
-                abortive: false
-            })
-        ),
-        status::SUCCESS
-    );
+    // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
+    let _a_disconnect = disconnect_pending(&ha, ca);
     let evs = events(&hb);
     assert_eq!(terminal(&evs).len(), 1);
     assert!(
@@ -248,17 +225,8 @@ fn an_event_racing_a_wait_cancellation_is_not_lost() {
     let (ha, ca, hb, _cb) = pair(&w);
     let pend = wait_pending(&hb, None, 4);
     pend.begin_cancel();
-    assert_eq!(
-        simple(
-            &ha,
-            Ioctl::Disconnect,
-            bytes(&DisconnectRequest {
-                connection_id: ca,
-                abortive: false
-            })
-        ),
-        status::SUCCESS
-    );
+    // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
+    let _a_disconnect = disconnect_pending(&ha, ca);
     assert!(
         !pend.is_done(),
         "the event did not use the wait being cancelled"
@@ -351,17 +319,8 @@ fn a_peer_disconnect_leaves_posted_receives_outstanding_until_flush() {
         );
         assert_eq!(query(&hb, cb).outstanding_receives, 4);
         // The peer goes away.
-        assert_eq!(
-            simple(
-                &ha,
-                Ioctl::Disconnect,
-                bytes(&DisconnectRequest {
-                    connection_id: ca,
-                    abortive: false
-                })
-            ),
-            status::SUCCESS
-        );
+        // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
+        let _a_disconnect = disconnect_pending(&ha, ca);
         let e = next_event(&hb, EventKind::Disconnected);
         assert_eq!(e.cause, Cause::Peer);
         assert_eq!(
@@ -435,18 +394,8 @@ fn sends_complete_into_the_peers_posted_receives() {
         assert_eq!(query(&hb, cb).receives_succeeded, 2, "{mode:?}");
         assert_eq!(query(&ha, ca).sends_succeeded, 2, "{mode:?}");
         // Sends need a connection.
-        assert_eq!(
-            simple(
-                &ha,
-                Ioctl::Disconnect,
-                bytes(&DisconnectRequest {
-                    connection_id: ca,
-                    abortive: false
-                })
-            ),
-            status::SUCCESS
-        );
-        let _ = next_event(&ha, EventKind::Disconnected);
+        // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
+        let _a_disconnect = disconnect_pending(&ha, ca);
         assert_eq!(
             post(&ha, ca, PostKind::Send, 1),
             status::INVALID_DEVICE_STATE
@@ -467,17 +416,8 @@ fn a_provider_that_flushes_on_its_own_is_tolerated() {
     );
     let (ha, ca, hb, cb) = pair(&w);
     assert_eq!(post(&hb, cb, PostKind::Receive, 2), status::SUCCESS);
-    assert_eq!(
-        simple(
-            &ha,
-            Ioctl::Disconnect,
-            bytes(&DisconnectRequest {
-                connection_id: ca,
-                abortive: false
-            })
-        ),
-        status::SUCCESS
-    );
+    // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
+    let _a_disconnect = disconnect_pending(&ha, ca);
     let e = next_event(&hb, EventKind::Disconnected);
     assert_eq!(e.cause, Cause::Peer);
     for _ in 0..500 {

@@ -353,8 +353,12 @@ pub struct Completion {
     pub qp_context: usize,
     /// The request's context.
     pub request_context: usize,
-    /// `NdkOperationType*` (0 when the adapter is older than NDKPI 1.2).
+    /// `NdkOperationType*` (0 when the adapter is older than NDKPI 1.2). Undefined when
+    /// `status` is not `STATUS_SUCCESS` (NDKPI): never decide anything from it then.
     pub kind: u32,
+    /// `NDK_RESULT_EX.ProviderErrorCode` (NDKPI 2.1): the provider's diagnostic on an error
+    /// completion, 0 when not provided.
+    pub provider_error: u32,
 }
 
 /// A scatter/gather element for posting (used with [`Qp::receive`]).
@@ -426,6 +430,11 @@ impl Cq {
                     qp_context: r.QPContext.addr(),
                     request_context: r.RequestContext.addr(),
                     kind: r.Type,
+                    provider_error: if self.version() >= V21 {
+                        r.ProviderErrorCode
+                    } else {
+                        0
+                    },
                 };
             }
             got.min(16)
@@ -445,6 +454,7 @@ impl Cq {
                     qp_context: r.QPContext.addr(),
                     request_context: r.RequestContext.addr(),
                     kind: 0,
+                    provider_error: 0,
                 };
             }
             got.min(16)

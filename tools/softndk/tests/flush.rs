@@ -70,7 +70,6 @@ const LOCAL_WRITE: u32 = NDK_MR_FLAG_ALLOW_LOCAL_WRITE;
 
 // --- tests --------------------------------------------------------------------------------------
 
-
 /// These tests pin down *which* QP a flush touches (none on a peer disconnect, the local one
 /// after `NdkDisconnect`, the QP's at its close). They need `NdkDisconnect` to finish without
 /// scripting the peer's answer, `NdkFlush`'s completions inside the call, and a send to a

@@ -34,10 +34,18 @@ pub fn world(completion: Completion) -> World {
 
 /// [`world`] with engine settings of the test's own.
 pub fn world_with(completion: Completion, config: Config) -> World {
-    let fabric = Arc::new(Fabric::new(FabricConfig {
-        completion,
-        ..Default::default()
-    }));
+    world_on(
+        FabricConfig {
+            completion,
+            ..Default::default()
+        },
+        config,
+    )
+}
+
+/// A world on a fabric configured by the test (timeouts, kindness).
+pub fn world_on(fabric: FabricConfig, config: Config) -> World {
+    let fabric = Arc::new(Fabric::new(fabric));
     let ha = fabric.add_host(HostConfig::new(1, [A]));
     let hb = fabric.add_host(HostConfig::new(2, [B]));
     let adapters = vec![
@@ -65,6 +73,7 @@ pub fn modes() -> Vec<Completion> {
         Completion::Inline,
         Completion::Thread,
         Completion::Random { seed: 11 },
+        Completion::hardware(11),
     ]
 }
 
@@ -234,4 +243,22 @@ pub fn terminal(evs: &[Event]) -> Vec<&Event> {
     evs.iter()
         .filter(|e| matches!(e.kind, EventKind::Disconnected | EventKind::ConnectFailed))
         .collect()
+}
+
+/// Start a graceful DISCONNECT: it pends until the peer answers (its own DISCONNECT or its
+/// close), or the provider's disconnect timeout.
+pub fn disconnect_pending(h: &HostHandle, id: u64) -> Pending {
+    h.ioctl(
+        Ioctl::Disconnect.code(),
+        &bytes(&DisconnectRequest {
+            connection_id: id,
+            abortive: false,
+        }),
+        0,
+    )
+}
+
+/// A graceful DISCONNECT, waited for: its status.
+pub fn graceful(h: &HostHandle, id: u64) -> i32 {
+    done(&disconnect_pending(h, id)).0
 }

@@ -1,0 +1,182 @@
+//! The engine against what RDMA adapters do (softndk's defaults, no kindness): sends that fail
+//! after the peer went away, a dead CQ, an unanswered graceful disconnect, late link loss.
+#![allow(clippy::pedantic, reason = "test scaffolding")]
+
+mod common;
+use common::*;
+
+use softndk::{CqError, Fault, Timing};
+
+const IO_TIMEOUT: i32 = 0xC000_00B5_u32 as i32;
+const INTERNAL_ERROR: i32 = 0xC000_00E5_u32 as i32;
+
+fn fast_world(completion: Completion) -> World {
+    world_on(
+        FabricConfig {
+            completion,
+            timing: Timing {
+                disconnect_timeout: Duration::from_millis(150),
+                retry_timeout: Duration::from_millis(50),
+                handshake_timeout: Duration::from_millis(500),
+            },
+            ..Default::default()
+        },
+        Config::default(),
+    )
+}
+
+fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> i32 {
+    simple(
+        h,
+        Ioctl::Post,
+        bytes(&PostRequest {
+            connection_id: id,
+            kind,
+            count,
+            length: 64,
+        }),
+    )
+}
+
+/// Poll QUERY until `f` holds (or the hang limit).
+fn query_until(h: &HostHandle, id: u64, f: impl Fn(&QueryReply) -> bool) -> QueryReply {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let q = query(h, id);
+        if f(&q) || std::time::Instant::now() > deadline {
+            return q;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Sends outstanding when the peer disconnects fail after the retry timeout; the provider —
+/// not ndkdisc — flushes the receives; QUERY says so, and there is still one terminal event.
+#[test]
+fn sends_outstanding_at_a_peer_disconnect_fail_and_the_provider_flushes() {
+    for mode in [Completion::Inline, Completion::hardware(2)] {
+        let w = fast_world(mode);
+        let (ha, ca, hb, cb) = pair(&w);
+        assert_eq!(post(&hb, cb, PostKind::Receive, 3), status::SUCCESS);
+        // A posted no receive: B's send waits for one (the adapter retries).
+        assert_eq!(post(&hb, cb, PostKind::Send, 1), status::SUCCESS);
+        let a_disconnect = disconnect_pending(&ha, ca);
+        let e = next_event(&hb, EventKind::Disconnected);
+        assert_eq!(e.cause, Cause::Peer, "{mode:?}");
+        assert_eq!(
+            (e.outstanding_receives, e.outstanding_sends),
+            (3, 1),
+            "{mode:?}: nothing flushed at the peer disconnect"
+        );
+        let q = query_until(&hb, cb, |q| q.outstanding_receives == 0);
+        assert_eq!(q.sends_failed, 1, "{mode:?}: the send failed");
+        assert_eq!(q.last_error_status, IO_TIMEOUT, "{mode:?}");
+        assert_eq!(
+            q.last_provider_error,
+            softndk::provider_error::RETRY_EXCEEDED,
+            "{mode:?}: the NDKPI 2.1 provider code"
+        );
+        assert_eq!(q.receives_cancelled, 3, "{mode:?}");
+        assert_ne!(
+            q.flags & QUERY_PROVIDER_FLUSHED,
+            0,
+            "{mode:?}: the provider flushed them"
+        );
+        assert_eq!(q.flags & QUERY_FLUSHED, 0, "{mode:?}: ndkdisc did not");
+        assert_eq!(w.fabric.stats().flush_calls, 0, "{mode:?}");
+        assert!(
+            terminal(&drain(&hb)).is_empty(),
+            "{mode:?}: still exactly one terminal event"
+        );
+        // B answers A's disconnect.
+        assert_eq!(graceful(&hb, cb), status::SUCCESS, "{mode:?}");
+        assert_eq!(done(&a_disconnect).0, status::SUCCESS, "{mode:?}");
+        finish(&w, ha, hb);
+    }
+}
+
+/// A fatal CQ error ends the connection with one `TransportError` event that says the provider
+/// flushes; FLUSH afterwards reports Flushed instead of waiting for completions that never come.
+#[test]
+fn a_fatal_cq_error_ends_the_connection_once_with_transport_error() {
+    for mode in [Completion::Inline, Completion::hardware(3)] {
+        let w = fast_world(mode);
+        let (ha, ca, hb, cb) = pair(&w);
+        assert_eq!(post(&hb, cb, PostKind::Receive, 2), status::SUCCESS);
+        let cqs = w.fabric.cqs(w.hosts[1]);
+        assert_eq!(cqs.len(), 1);
+        assert!(w.fabric.inject_cq_error(cqs[0], CqError::Fatal));
+        let e = next_event(&hb, EventKind::Disconnected);
+        assert_eq!(
+            (e.connection_id, e.cause, e.status),
+            (cb, Cause::TransportError, INTERNAL_ERROR),
+            "{mode:?}"
+        );
+        assert_ne!(e.flags & EVENT_PROVIDER_FLUSHES, 0, "{mode:?}");
+        assert_eq!(e.flags & EVENT_CALLBACK_FIRED, 0, "{mode:?}");
+        let q = query(&hb, cb);
+        assert_ne!(q.flags & QUERY_CQ_FAILED, 0, "{mode:?}");
+        assert_eq!(
+            simple(
+                &hb,
+                Ioctl::Flush,
+                bytes(&FlushRequest { connection_id: cb })
+            ),
+            status::SUCCESS
+        );
+        assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
+        assert!(
+            terminal(&drain(&hb)).is_empty(),
+            "{mode:?}: one terminal event"
+        );
+        close(&hb, cb);
+        close(&ha, ca);
+        finish(&w, ha, hb);
+    }
+}
+
+/// A graceful DISCONNECT nobody answers reports the timeout in its reply and in the Local
+/// event.
+#[test]
+fn an_unanswered_graceful_disconnect_reports_the_timeout() {
+    let w = fast_world(Completion::hardware(4));
+    let (ha, ca, hb, cb) = pair(&w);
+    // B's provider saw the disconnect, but B's consumer never answers; A's link is lost first
+    // so that B's close does not answer either.
+    let victim = w.fabric.connectors(w.hosts[0]);
+    assert!(w.fabric.inject(victim[0], Fault::LinkLoss));
+    assert_eq!(graceful(&ha, ca), IO_TIMEOUT);
+    let e = next_event(&ha, EventKind::Disconnected);
+    assert_eq!((e.cause, e.status), (Cause::Local, IO_TIMEOUT));
+    assert_eq!(query(&ha, ca).terminal_status, IO_TIMEOUT);
+    close(&hb, cb);
+    close(&ha, ca);
+    finish(&w, ha, hb);
+}
+
+/// Link loss on an idle connection is never noticed (no event); an end that sends notices it
+/// after the retry timeout: one terminal event, and the send's failure in QUERY.
+#[test]
+fn link_loss_is_noticed_only_through_traffic() {
+    let w = fast_world(Completion::hardware(5));
+    let (ha, ca, hb, cb) = pair(&w);
+    let victim = w.fabric.connectors(w.hosts[0]);
+    assert!(w.fabric.inject(victim[0], Fault::LinkLoss));
+    assert_eq!(post(&ha, ca, PostKind::Send, 1), status::SUCCESS);
+    let e = next_event(&ha, EventKind::Disconnected);
+    assert!(
+        matches!(e.cause, Cause::Peer | Cause::TransportError),
+        "the provider's verdict: {e:?}"
+    );
+    let q = query_until(&ha, ca, |q| q.sends_failed == 1);
+    assert_eq!(q.sends_failed, 1);
+    std::thread::sleep(Duration::from_millis(120));
+    assert!(terminal(&drain(&ha)).is_empty(), "one terminal event on A");
+    assert!(
+        terminal(&drain(&hb)).is_empty(),
+        "the idle end never noticed"
+    );
+    close(&ha, ca);
+    close(&hb, cb);
+    finish(&w, ha, hb);
+}
