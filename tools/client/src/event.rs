@@ -3,8 +3,9 @@
 use core::net::SocketAddr;
 
 use ndkdisc_abi::{
-    Cause, ConnState, EVENT_CALLBACK_FIRED, EVENT_REASON_VALID, EventKind, QUERY_ABORTED,
-    QUERY_CALLBACK_FIRED, QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT, QUERY_REASON_VALID, QueryReply,
+    Cause, ConnState, EVENT_CALLBACK_FIRED, EVENT_PROVIDER_FLUSHES, EVENT_REASON_VALID, EventKind,
+    QUERY_ABORTED, QUERY_CALLBACK_FIRED, QUERY_CQ_FAILED, QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT,
+    QUERY_PROVIDER_FLUSHED, QUERY_REASON_VALID, QueryReply,
 };
 
 use crate::NtStatus;
@@ -32,6 +33,9 @@ pub struct Event {
     pub outstanding_receives: u32,
     /// Sends still posted.
     pub outstanding_sends: u32,
+    /// The provider put the QP (or CQ) in the error state: it flushes what is still posted
+    /// (or, with a dead CQ, it never completes). ndkdisc never flushes on its own.
+    pub provider_flushes: bool,
 }
 
 impl From<ndkdisc_abi::Event> for Event {
@@ -47,6 +51,7 @@ impl From<ndkdisc_abi::Event> for Event {
             provider_reason: (e.flags & EVENT_REASON_VALID != 0).then_some(e.provider_reason),
             outstanding_receives: e.outstanding_receives,
             outstanding_sends: e.outstanding_sends,
+            provider_flushes: e.flags & EVENT_PROVIDER_FLUSHES != 0,
         }
     }
 }
@@ -84,6 +89,19 @@ pub struct ConnectionInfo {
     pub sends_succeeded: u32,
     /// Send completions with `STATUS_CANCELLED` (flushed).
     pub sends_cancelled: u32,
+    /// Receive completions with any other status.
+    pub receives_failed: u32,
+    /// Send completions with any other status.
+    pub sends_failed: u32,
+    /// The last failed completion's status (success while none).
+    pub last_error_status: NtStatus,
+    /// The last failed completion's provider error code (NDKPI 2.1; provider-specific; 0 when
+    /// not provided).
+    pub last_provider_error: u32,
+    /// Requests completed as flushed that ndkdisc never asked to flush: the provider flushed.
+    pub provider_flushed: bool,
+    /// The CQ reported a fatal error or an overrun.
+    pub cq_failed: bool,
     /// The adapter's NDKPI version (major, minor).
     pub ndk_version: (u16, u16),
     /// Status of the terminal event (success while none).
@@ -110,6 +128,12 @@ impl From<QueryReply> for ConnectionInfo {
             receives_cancelled: q.receives_cancelled,
             sends_succeeded: q.sends_succeeded,
             sends_cancelled: q.sends_cancelled,
+            receives_failed: q.receives_failed,
+            sends_failed: q.sends_failed,
+            last_error_status: NtStatus(q.last_error_status),
+            last_provider_error: q.last_provider_error,
+            provider_flushed: q.flags & QUERY_PROVIDER_FLUSHED != 0,
+            cq_failed: q.flags & QUERY_CQ_FAILED != 0,
             ndk_version: (q.ndk_major, q.ndk_minor),
             terminal_status: NtStatus(q.terminal_status),
             local: q.local,

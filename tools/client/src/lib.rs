@@ -106,6 +106,17 @@ impl InFlight for Ready {
     fn cancel(&mut self) {}
 }
 
+/// A graceful DISCONNECT in flight ([`Client::start_disconnect`]).
+pub struct PendingDisconnect {
+    request: Box<dyn InFlight>,
+}
+
+impl core::fmt::Debug for PendingDisconnect {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PendingDisconnect").finish_non_exhaustive()
+    }
+}
+
 /// How long a pending operation may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timeout {
@@ -127,7 +138,10 @@ pub enum WaitOn {
 /// How to end a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DisconnectMode {
-    /// `NdkDisconnect`: the peer's disconnect callback fires with a graceful reason.
+    /// `NdkDisconnect`: the peer's disconnect callback fires with a graceful reason, and the
+    /// request completes when the peer answers (its own graceful disconnect, or closing the
+    /// connection) — with `STATUS_IO_TIMEOUT` when it never does. After a peer disconnect, it
+    /// is the answer the peer's `NdkDisconnect` waits for.
     Graceful,
     /// Close the connection now (a reset).
     Abortive,
@@ -271,8 +285,18 @@ impl Client {
         output_len: usize,
         timeout: Timeout,
     ) -> Result<Completed, Error> {
+        let req = self.transport.start(ioctl, input, output_len)?;
+        self.finish(ioctl, req, timeout)
+    }
+
+    /// Wait for a request in flight within `timeout` (then cancel it).
+    fn finish(
+        &self,
+        ioctl: Ioctl,
+        mut req: Box<dyn InFlight>,
+        timeout: Timeout,
+    ) -> Result<Completed, Error> {
         let op = op_name(ioctl);
-        let mut req = self.transport.start(ioctl, input, output_len)?;
         let start = Instant::now();
         let why = loop {
             let slice = match timeout {
@@ -509,10 +533,12 @@ impl Client {
         self.simple(Ioctl::Post, &input)
     }
 
-    /// DISCONNECT gracefully or abortively.
+    /// DISCONNECT gracefully or abortively. Graceful waits for the outcome: until the peer
+    /// answers (see [`DisconnectMode::Graceful`]; [`Client::start_disconnect`] does not wait).
     ///
     /// # Errors
-    /// `STATUS_INVALID_DEVICE_STATE` (graceful while connecting), `STATUS_NOT_FOUND`.
+    /// `STATUS_INVALID_DEVICE_STATE` (graceful while connecting), `STATUS_NOT_FOUND`,
+    /// `STATUS_IO_TIMEOUT` (the peer never answered), `STATUS_CONNECTION_ABORTED`.
     pub fn disconnect(&self, connection_id: u64, mode: DisconnectMode) -> Result<(), Error> {
         let input = encode(
             "disconnect",
@@ -522,6 +548,45 @@ impl Client {
             },
         )?;
         self.simple(Ioctl::Disconnect, &input)
+    }
+
+    /// Start a graceful DISCONNECT without waiting for it: `NdkDisconnect` completes only when
+    /// the peer answers (its own graceful DISCONNECT, or closing the connection), so a program
+    /// that drives both ends starts one side here and answers on the other, then calls
+    /// [`Client::finish_disconnect`].
+    ///
+    /// # Errors
+    /// A failure to issue the request.
+    pub fn start_disconnect(&self, connection_id: u64) -> Result<PendingDisconnect, Error> {
+        let input = encode(
+            "disconnect",
+            &DisconnectRequest {
+                connection_id,
+                abortive: false,
+            },
+        )?;
+        Ok(PendingDisconnect {
+            request: self.transport.start(Ioctl::Disconnect, &input, 0)?,
+        })
+    }
+
+    /// Wait for a DISCONNECT started with [`Client::start_disconnect`].
+    ///
+    /// # Errors
+    /// The disconnect's outcome when it failed (`STATUS_IO_TIMEOUT`: the peer never answered;
+    /// `STATUS_CONNECTION_ABORTED`); [`Error::Timeout`] (the request is then cancelled;
+    /// `NdkDisconnect` itself goes on and its outcome reaches the `Local` event).
+    pub fn finish_disconnect(
+        &self,
+        pending: PendingDisconnect,
+        timeout: Timeout,
+    ) -> Result<(), Error> {
+        let done = self.finish(Ioctl::Disconnect, pending.request, timeout)?;
+        if done.status.is_success() {
+            Ok(())
+        } else {
+            Err(Error::from_status("disconnect", done.status))
+        }
     }
 
     /// ABORT: cancel the connection's pended waits and end it.

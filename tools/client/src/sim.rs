@@ -331,6 +331,7 @@ pub fn reason_name(reason: u32) -> Option<&'static str> {
         softndk::reason::RESET => Some("reset"),
         softndk::reason::LINK_DOWN => Some("link-down"),
         softndk::reason::ADAPTER_REMOVED => Some("adapter-removed"),
+        softndk::reason::RETRY_EXCEEDED => Some("retry-exceeded"),
         _ => None,
     }
 }

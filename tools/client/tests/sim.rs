@@ -67,7 +67,8 @@ fn pair(port: u16) -> Pair {
 fn a_peer_disconnect_arrives_typed_and_leaves_receives_posted() {
     let p = pair(4791);
     p.b.post(p.cb, PostKind::Receive, 3, 1024).unwrap();
-    p.a.disconnect(p.ca, DisconnectMode::Graceful).unwrap();
+    // Graceful: A's DISCONNECT completes when B answers (here: when B closes).
+    let a_disconnect = p.a.start_disconnect(p.ca).unwrap();
     let e = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
     assert_eq!((e.kind, e.cause), (EventKind::Disconnected, Cause::Peer));
     assert!(e.callback_fired);
@@ -84,6 +85,9 @@ fn a_peer_disconnect_arrives_typed_and_leaves_receives_posted() {
     let f = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
     assert_eq!(f.kind, EventKind::Flushed);
     assert_eq!(p.b.query(p.cb).unwrap().outstanding_receives, 0);
+    p.b.close_object(p.cb).unwrap();
+    p.a.finish_disconnect(a_disconnect, LIMIT)
+        .expect("B's close answered A's graceful disconnect");
     p.a.close();
     p.b.close();
     assert_eq!(p.fabric.wait_released(Duration::from_secs(5)), 0);

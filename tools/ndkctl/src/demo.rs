@@ -2,8 +2,10 @@
 //! the client connects; both pre-post receives; the client (the server's peer) disconnects.
 //! The server's event shows the NDK disconnect callback fired with the provider's reason and
 //! that its receives are still posted; QUERY and the provider's counters confirm that nothing was
-//! flushed. Then an explicit FLUSH completes them and both sides close. Every expectation is
-//! checked; any deviation is reported and makes the exit code 1.
+//! flushed. An explicit FLUSH completes them; the server's own DISCONNECT answers the client's,
+//! whose DISCONNECT completes only then, as on hardware. A second connection shows a send
+//! outstanding at the peer disconnect failing and the provider, not ndkdisc, flushing the
+//! receives. Every expectation is checked; any deviation is reported and makes the exit code 1.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -65,6 +67,26 @@ impl Demo<'_> {
     }
 }
 
+/// The next event of `kind` for connection `id` from an any-connection WAIT (other events are
+/// shown and skipped).
+fn next_of(
+    d: &Demo<'_>,
+    side: &str,
+    c: &Client,
+    id: u64,
+    kind: EventKind,
+) -> Result<Option<Event>, CliError> {
+    for _ in 0..16 {
+        for e in c.wait(WaitOn::Any, 1, Timeout::After(STEP_LIMIT))? {
+            d.event(side, &e)?;
+            if e.kind == kind && e.connection_id == id {
+                return Ok(Some(e));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The next event of `kind` on `on` (earlier events of other kinds are shown and skipped).
 fn next(
     d: &Demo<'_>,
@@ -82,6 +104,103 @@ fn next(
         }
     }
     Ok(None)
+}
+
+/// The step with sends outstanding at a peer disconnect, on a second connection: the send fails
+/// after the provider's retry timeout and the provider — not ndkdisc — flushes the receives.
+fn sends_at_peer_disconnect(
+    d: &mut Demo<'_>,
+    fabric: &SimFabric,
+    server: &Client,
+    client: &Client,
+    server_ip: IpAddr,
+) -> Result<(), CliError> {
+    d.step("a second connection: the server posts receives and a send the client never takes, then the client disconnects")?;
+    let conn = client.connect(
+        &ndkdisc_client::ConnectParams {
+            if_index: 1,
+            remote: SocketAddr::new(server_ip, PORT),
+            local: None,
+            receive_depth: 0,
+            send_depth: 0,
+        },
+        Timeout::After(STEP_LIMIT),
+    )?;
+    let accepted = next(d, "server", server, WaitOn::Any, EventKind::Accepted)?;
+    let _ = next_of(d, "client", client, conn.id, EventKind::Connected)?;
+    let Some(cb) = accepted.map(|e| e.connection_id) else {
+        d.check(false, "server: `accepted` event")?;
+        return Ok(());
+    };
+    server.post(cb, PostKind::Receive, RECEIVES, 4096)?;
+    // The client posted no receive: the server's send waits for one (the adapter retries).
+    server.post(cb, PostKind::Send, 1, 512)?;
+    let flushes_before = fabric.stats().flush_calls;
+    let client_disconnect = client.start_disconnect(conn.id)?;
+    let sd = next(d, "server", server, WaitOn::Any, EventKind::Disconnected)?;
+    d.check(
+        sd.is_some_and(|e| e.cause == Cause::Peer && e.outstanding_sends == 1),
+        "server: `disconnected` (peer) with the send still outstanding",
+    )?;
+    let mut q = server.query(cb)?;
+    for _ in 0..200 {
+        if q.sends_failed > 0 && q.outstanding_receives == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        q = server.query(cb)?;
+    }
+    d.say(&format!("server: {}", output::query_line(&q)))?;
+    d.check(
+        q.sends_failed == 1,
+        "server: the send to the departed peer failed after the provider's retry timeout",
+    )?;
+    d.check(
+        !q.last_error_status.is_success(),
+        &format!(
+            "server: QUERY reports its status ({})",
+            q.last_error_status.name().unwrap_or("?")
+        ),
+    )?;
+    d.check(
+        q.receives_cancelled == RECEIVES && q.outstanding_receives == 0,
+        &format!("server: the QP went to the error state and its {RECEIVES} receives were flushed"),
+    )?;
+    d.check(
+        q.provider_flushed && !q.flushed,
+        "server: QUERY says the provider flushed them, not ndkdisc",
+    )?;
+    d.check(
+        fabric.stats().flush_calls == flushes_before,
+        "no NdkFlush call by ndkdisc",
+    )?;
+    server.disconnect(cb, DisconnectMode::Graceful)?;
+    let outcome = client.finish_disconnect(client_disconnect, Timeout::After(STEP_LIMIT));
+    d.check(
+        outcome.is_ok(),
+        "client: its DISCONNECT completed once the server answered",
+    )?;
+    let cd = next_of(d, "client", client, conn.id, EventKind::Disconnected)?;
+    d.check(
+        cd.is_some_and(|e| e.cause == Cause::Local && e.status.is_success()),
+        "client: `disconnected` (local) with STATUS_SUCCESS",
+    )?;
+    server.close_object(cb)?;
+    client.close_object(conn.id)?;
+    let sc = next_of(d, "server", server, cb, EventKind::Closed)?;
+    let _ = next_of(d, "client", client, conn.id, EventKind::Closed)?;
+    d.check(sc.is_some(), "server: `closed`")?;
+    let extra = server.wait(WaitOn::Any, 16, Timeout::After(Duration::ZERO))?;
+    for e in &extra {
+        d.event("server", e)?;
+    }
+    d.check(
+        extra
+            .iter()
+            .all(|e| !matches!(e.kind, EventKind::Disconnected | EventKind::ConnectFailed)),
+        "server: exactly one terminal event for the second connection",
+    )?;
+    Ok(())
 }
 
 /// Run the demo.
@@ -158,24 +277,11 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
         &format!("client: {RECEIVES} receives outstanding"),
     )?;
 
-    d.step("the peer disconnects: the client calls NdkDisconnect (graceful DISCONNECT)")?;
-    client.disconnect(ca, DisconnectMode::Graceful)?;
-    let sd = next(
-        &d,
-        "server",
-        &server,
-        WaitOn::Connection(cb),
-        EventKind::Disconnected,
-    )?;
-    let cd = next(
-        &d,
-        "client",
-        &client,
-        WaitOn::Connection(ca),
-        EventKind::Disconnected,
-    )?;
+    d.step("the peer disconnects: the client starts a graceful DISCONNECT (NdkDisconnect), which completes only when the server answers")?;
+    let client_disconnect = client.start_disconnect(ca)?;
+    let sd = next(&d, "server", &server, WaitOn::Any, EventKind::Disconnected)?;
     d.check(
-        sd.is_some_and(|e| e.cause == Cause::Peer),
+        sd.is_some_and(|e| e.connection_id == cb && e.cause == Cause::Peer),
         "server: `disconnected` with cause peer",
     )?;
     d.check(
@@ -190,15 +296,12 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
         sd.is_some_and(|e| e.outstanding_receives == RECEIVES),
         &format!("server: the event says {RECEIVES} receives are still posted"),
     )?;
+    let q = client.query(ca)?;
+    d.say(&format!("client: {}", output::query_line(&q)))?;
     d.check(
-        cd.is_some_and(|e| e.cause == Cause::Local),
-        "client: `disconnected` with cause local",
+        q.state == ConnState::Disconnecting,
+        "client: its DISCONNECT is still waiting for the server's answer",
     )?;
-    d.check(
-        cd.is_some_and(|e| !e.callback_fired),
-        "client: no disconnect callback for its own disconnect",
-    )?;
-    d.say("client: its own NdkDisconnect flushes its QP implicitly (NDK), so its receives completed there; the server's are the ones a peer disconnect must not touch")?;
 
     d.step("after the peer disconnect, nothing was flushed")?;
     fabric.settle(STEP_LIMIT);
@@ -239,17 +342,11 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
         "server: no receive completed as cancelled (flushed)",
     )?;
 
-    d.step("explicit FLUSH on the server: NdkFlush completes the posted receives (NDK completes flushed requests with STATUS_CANCELLED)")?;
+    d.step("explicit FLUSH on the server: NdkFlush only starts the flush; the posted receives complete later with STATUS_CANCELLED, then `flushed`")?;
     server.flush(cb)?;
-    let f = next(
-        &d,
-        "server",
-        &server,
-        WaitOn::Connection(cb),
-        EventKind::Flushed,
-    )?;
+    let f = next(&d, "server", &server, WaitOn::Any, EventKind::Flushed)?;
     d.check(
-        f.is_some(),
+        f.is_some_and(|e| e.connection_id == cb),
         "server: `flushed` event (every posted request completed)",
     )?;
     let q = server.query(cb)?;
@@ -268,23 +365,35 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
         "exactly one NdkFlush call: the one asked for",
     )?;
 
-    d.step("close both connections, the listener and the handles")?;
+    d.step("the server answers with its own graceful DISCONNECT: the client's DISCONNECT completes with the real outcome")?;
+    server.disconnect(cb, DisconnectMode::Graceful)?;
+    let outcome = client.finish_disconnect(client_disconnect, Timeout::After(STEP_LIMIT));
+    d.check(
+        outcome.is_ok(),
+        "client: DISCONNECT completed with STATUS_SUCCESS once the server answered",
+    )?;
+    let cd = next(&d, "client", &client, WaitOn::Any, EventKind::Disconnected)?;
+    d.check(
+        cd.is_some_and(|e| e.connection_id == ca && e.cause == Cause::Local),
+        "client: `disconnected` with cause local",
+    )?;
+    d.check(
+        cd.is_some_and(|e| e.status.is_success()),
+        "client: the event carries NdkDisconnect's outcome, STATUS_SUCCESS",
+    )?;
+    d.check(
+        cd.is_some_and(|e| !e.callback_fired),
+        "client: no disconnect callback for its own disconnect",
+    )?;
+    d.say("client: once NdkDisconnect completed, the provider flushed its QP implicitly (NDK), so its receives completed there; the server's are the ones a peer disconnect must not touch")?;
+
+    sends_at_peer_disconnect(&mut d, &fabric, &server, &client, server_ip)?;
+
+    d.step("close the connections, the listener and the handles")?;
     server.close_object(cb)?;
     client.close_object(ca)?;
-    let sc = next(
-        &d,
-        "server",
-        &server,
-        WaitOn::Connection(cb),
-        EventKind::Closed,
-    )?;
-    let cc = next(
-        &d,
-        "client",
-        &client,
-        WaitOn::Connection(ca),
-        EventKind::Closed,
-    )?;
+    let sc = next_of(&d, "server", &server, cb, EventKind::Closed)?;
+    let cc = next_of(&d, "client", &client, ca, EventKind::Closed)?;
     d.check(
         sc.is_some() && cc.is_some(),
         "`closed` events on both sides",

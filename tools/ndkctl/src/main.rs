@@ -48,6 +48,7 @@ pub enum Backend {
 impl Backend {
     fn from_cli(cli: &Cli) -> Self {
         if cli.sim || cli.backend == BackendKind::Sim {
+            output::set_simulated(true);
             Self::Sim {
                 fabric: SimFabric::new(sim_options(&cli.sim_fault)),
                 who: OpenAs {
@@ -211,7 +212,10 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         Arc::new(AtomicBool::new(false))
     };
     match &cli.command {
-        Command::Demo => return demo::run(&cli.sim_fault, out),
+        Command::Demo => {
+            output::set_simulated(true);
+            return demo::run(&cli.sim_fault, out);
+        }
         Command::Scenario { file, vars } => {
             let backend = Backend::from_cli(cli);
             return scenario::run_file(file, vars, &backend, out, &interrupt);

@@ -1,6 +1,7 @@
 //! How results look: a readable form, and `--json` (one JSON object per line).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndkdisc_abi::{AdapterEntry, InfoReply};
 use ndkdisc_client::{Cause, ConnState, ConnectionInfo, Event, EventKind, NtStatus, sim};
@@ -30,6 +31,7 @@ pub fn cause_name(c: Cause) -> &'static str {
         Cause::Aborted => "aborted",
         Cause::AdapterRemoved => "adapter-removed",
         Cause::HandleClosed => "handle-closed",
+        Cause::TransportError => "transport-error",
     }
 }
 
@@ -57,11 +59,21 @@ fn status_json(s: NtStatus) -> (String, Value) {
 pub fn reason_text(r: Option<u32>) -> String {
     match r {
         None => "-".into(),
-        Some(r) => match sim::reason_name(r) {
+        // softndk's own reason codes have names; a real provider's are provider-specific
+        // numbers, printed as such (a real provider's 1 is not "graceful").
+        Some(r) => match sim::reason_name(r).filter(|_| SIMULATED.load(Ordering::Relaxed)) {
             Some(n) => format!("{r} ({n})"),
-            None => r.to_string(),
+            None => format!("{r} (provider-specific)"),
         },
     }
+}
+
+/// Set when this process talks to the simulator (softndk), whose reason codes have names.
+static SIMULATED: AtomicBool = AtomicBool::new(false);
+
+/// Say whether the backend is the simulator (see [`reason_text`]).
+pub fn set_simulated(simulated: bool) {
+    SIMULATED.store(simulated, Ordering::Relaxed);
 }
 
 /// One event as a JSON object.
@@ -80,6 +92,7 @@ pub fn event_json(e: &Event) -> Value {
         "provider_reason": e.provider_reason,
         "outstanding_receives": e.outstanding_receives,
         "outstanding_sends": e.outstanding_sends,
+        "provider_flushes": e.provider_flushes,
     })
 }
 
@@ -146,6 +159,13 @@ pub fn query_json(q: &ConnectionInfo) -> Value {
         "receives_cancelled": q.receives_cancelled,
         "sends_succeeded": q.sends_succeeded,
         "sends_cancelled": q.sends_cancelled,
+        "receives_failed": q.receives_failed,
+        "sends_failed": q.sends_failed,
+        "last_error_status": status_json(q.last_error_status).0,
+        "last_error_status_name": status_json(q.last_error_status).1,
+        "last_provider_error": q.last_provider_error,
+        "provider_flushed": q.provider_flushed,
+        "cq_failed": q.cq_failed,
         "ndk_version": format!("{}.{}", q.ndk_version.0, q.ndk_version.1),
         "terminal_status": code,
         "terminal_status_name": name,
@@ -157,7 +177,7 @@ pub fn query_json(q: &ConnectionInfo) -> Value {
 /// QUERY's answer in a sentence.
 pub fn query_line(q: &ConnectionInfo) -> String {
     format!(
-        "conn {} state={} callback={} reason={} recv={} send={} recv-cancelled={} send-cancelled={} local-disconnect={} aborted={} flushed={} ndk={}.{} local={} remote={}",
+        "conn {} state={} callback={} reason={} recv={} send={} recv-cancelled={} send-cancelled={} recv-failed={} send-failed={}{} local-disconnect={} aborted={} flushed={} provider-flushed={}{} ndk={}.{} local={} remote={}",
         q.connection_id,
         state_name(q.state),
         if q.callback_fired { "fired" } else { "no" },
@@ -166,9 +186,22 @@ pub fn query_line(q: &ConnectionInfo) -> String {
         q.outstanding_sends,
         q.receives_cancelled,
         q.sends_cancelled,
+        q.receives_failed,
+        q.sends_failed,
+        if q.last_error_status.is_success() {
+            String::new()
+        } else {
+            format!(
+                " last-error={} provider-code={}",
+                q.last_error_status.name().unwrap_or("?"),
+                q.last_provider_error
+            )
+        },
         yes(q.local_disconnect),
         yes(q.aborted),
         yes(q.flushed),
+        yes(q.provider_flushed),
+        if q.cq_failed { " cq=failed" } else { "" },
         q.ndk_version.0,
         q.ndk_version.1,
         q.local.map_or_else(|| "-".into(), |a| a.to_string()),
