@@ -18,9 +18,9 @@
 //! | `H: listen IP:PORT [if=N] [backlog=N] -> L` | LISTEN; binds the listener id |
 //! | `H: connect IP:PORT [if=N] [local=IP:PORT] [timeout=D] -> C` | CONNECT; binds the connection id (also when it fails, with `fails=`) |
 //! | `H: wait any\|ID [timeout=D] [EXPECT...] [async=W] -> V` | the next event (of any connection, or of one) must match the expectations; binds its connection id. `async=W` starts the wait in the background; `join W [EXPECT...]` collects it |
-//! | `H: query ID [EXPECT...]` | QUERY, checked |
+//! | `H: query ID [within=D] [EXPECT...]` | QUERY, checked; with `within=D` asked again until the expectations hold or D has passed |
 //! | `H: post ID recv\|send COUNT [len=N]` | POST |
-//! | `H: disconnect ID [abortive]`, `H: abort ID`, `H: flush ID`, `H: close ID` | the operations |
+//! | `H: disconnect ID [abortive] [async=W]`, `H: abort ID`, `H: flush ID`, `H: close ID` | the operations; a graceful disconnect completes only when the peer answers (its own disconnect or close) or the provider times out, so `async=W` runs it in the background and `join W [status=...]` collects its outcome |
 //! | `H: watch [ID] [count=N] [for=D]` | print events as `ndkctl watch` does |
 //! | `H: close-handle` | close the host's handle (its waits are cancelled, its objects torn down) |
 //! | `provider [flush_calls=N] [disconnect_callbacks=N] [live_objects=N]` | sim only: the provider's counters (skipped on the device backend) |
@@ -28,10 +28,12 @@
 //!
 //! Event expectations: `kind=` (connected, accepted, connect-failed, disconnected, flushed,
 //! closed), `cause=` (peer, local, local-abortive, aborted, adapter-removed, handle-closed,
-//! none), `status=` (a name like `STATUS_CANCELLED` or hex), `callback=fired|no`,
+//! transport-error, none), `status=` (a name like `STATUS_CANCELLED` or hex), `callback=fired|no`,
 //! `reason=N|none`, `recv=N`, `send=N`, `conn=ID`. Query expectations: `state=`, `callback=`,
 //! `reason=`, `recv=`, `send=` (outstanding), `recv_ok=`, `recv_cancelled=`, `send_ok=`,
-//! `send_cancelled=` (completions by status), `flushed=yes|no`, `aborted=yes|no`. Any operation may say
+//! `send_cancelled=`, `recv_failed=`, `send_failed=` (completions by status), `last_error=`
+//! (status of the last failed completion), `flushed=yes|no` (FLUSH asked),
+//! `provider_flushed=yes|no` (the provider flushed on its own), `aborted=yes|no`. Any operation may say
 //! `fails=KIND` (device-missing, access-denied, bad-address, unknown-id, timeout, cancelled,
 //! driver) or `fails=STATUS_NAME`: it must fail that way. A mismatch is a deviation (exit 1);
 //! an unexpected failure exits with that failure's code.
@@ -166,6 +168,9 @@ struct Host {
 /// A WAIT running in the background: its host and its thread.
 type Background = (String, JoinHandle<Result<Vec<Event>, Error>>);
 
+/// A graceful DISCONNECT running in the background (it completes when the peer answers).
+type BackgroundOp = JoinHandle<Result<(), Error>>;
+
 struct Runner<'a> {
     backend: &'a Backend,
     out: &'a Out,
@@ -175,6 +180,7 @@ struct Runner<'a> {
     hosts: HashMap<String, Host>,
     order: Vec<String>,
     pending: HashMap<String, Background>,
+    ops: HashMap<String, BackgroundOp>,
 }
 
 fn deviation(msg: impl Into<String>) -> CliError {
@@ -383,6 +389,29 @@ impl Runner<'_> {
                     Ok((v.parse::<u64>().ok() == Some(actual), actual.to_string()))
                 })?;
             }
+            "join" if step.args.first().is_some_and(|w| self.ops.contains_key(w)) => {
+                let name = step.args.first().ok_or_else(|| usage("`join W`"))?;
+                let handle = self
+                    .ops
+                    .remove(name)
+                    .ok_or_else(|| usage(format!("no background operation `{name}`")))?;
+                let result = handle
+                    .join()
+                    .map_err(|_| usage("the background operation panicked"))?;
+                let st = match &result {
+                    Ok(()) => NtStatus::SUCCESS,
+                    Err(e) => e.status().unwrap_or(NtStatus(-1)),
+                };
+                let what = format!("`{name}` completed: {st}");
+                self.out.emit(
+                    &format!("    {what}"),
+                    &json!({"type": "ok", "line": step.line, "what": what}),
+                )?;
+                check_all(opts, |k, v| match k {
+                    "status" => Ok((status_matches(st, v), st.to_string())),
+                    other => Err(usage(format!("unknown join expectation `{other}`"))),
+                })?;
+            }
             "join" => {
                 let name = step.args.first().ok_or_else(|| usage("`join W`"))?;
                 let (host, handle) = self
@@ -537,7 +566,20 @@ impl Runner<'_> {
                 self.bind(step, e.connection_id);
             }
             "query" => {
-                let q = client.query(self.id_arg(step, 0)?)?;
+                let id = self.id_arg(step, 0)?;
+                // `within=D`: ask again until the expectations hold or D has passed (what the
+                // provider does on its own, like a retry timeout, takes its time).
+                let within = opt("within").map(parse_duration).transpose()?;
+                let deadline = within.map(|d| std::time::Instant::now() + d);
+                let q = loop {
+                    let q = client.query(id)?;
+                    let again = deadline.is_some_and(|d| std::time::Instant::now() < d)
+                        && check_query(&q, opts).is_err();
+                    if !again {
+                        break q;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
                 let mut v = output::query_json(&q);
                 v["line"] = json!(step.line);
                 self.out
@@ -569,6 +611,16 @@ impl Runner<'_> {
                 } else {
                     DisconnectMode::Graceful
                 };
+                if let Some(w) = opt("async") {
+                    // Graceful completes when the peer answers: run it in the background.
+                    let c = Arc::clone(&client);
+                    let handle = std::thread::spawn(move || c.disconnect(id, mode));
+                    self.ops.insert(w.to_owned(), handle);
+                    return ok(
+                        self.out,
+                        format!("disconnect `{w}` on connection {id} started in the background"),
+                    );
+                }
                 client.disconnect(id, mode)?;
                 ok(
                     self.out,
@@ -651,7 +703,16 @@ fn check_all(
     for (k, v) in opts {
         if matches!(
             k.as_str(),
-            "fails" | "timeout" | "async" | "len" | "if" | "local" | "backlog" | "count" | "for"
+            "fails"
+                | "timeout"
+                | "async"
+                | "len"
+                | "if"
+                | "local"
+                | "backlog"
+                | "count"
+                | "for"
+                | "within"
         ) {
             continue;
         }
@@ -748,7 +809,20 @@ fn check_query(q: &ConnectionInfo, opts: &[(String, String)]) -> Result<(), CliE
                 q.sends_cancelled.to_string() == v,
                 q.sends_cancelled.to_string(),
             ),
+            "recv_failed" => (
+                q.receives_failed.to_string() == v,
+                q.receives_failed.to_string(),
+            ),
+            "send_failed" => (q.sends_failed.to_string() == v, q.sends_failed.to_string()),
+            "last_error" => (
+                status_matches(q.last_error_status, v),
+                q.last_error_status.to_string(),
+            ),
             "flushed" => (yes_no(q.flushed) == v, yes_no(q.flushed).into()),
+            "provider_flushed" => (
+                yes_no(q.provider_flushed) == v,
+                yes_no(q.provider_flushed).into(),
+            ),
             "aborted" => (yes_no(q.aborted) == v, yes_no(q.aborted).into()),
             other => return Err(usage(format!("unknown query expectation `{other}`"))),
         })
@@ -787,6 +861,7 @@ pub fn run_file(
         hosts: HashMap::new(),
         order: Vec::new(),
         pending: HashMap::new(),
+        ops: HashMap::new(),
     };
     for step in &steps {
         out.emit(
@@ -801,6 +876,9 @@ pub fn run_file(
         })?;
     }
     for (_, (_, handle)) in runner.pending.drain() {
+        let _ = handle.join();
+    }
+    for (_, handle) in runner.ops.drain() {
         let _ = handle.join();
     }
     for (_, host) in runner.hosts.drain() {

@@ -555,7 +555,7 @@ fn the_peer_disconnect_scenario_fails_on_a_flushing_provider() {
         &shipped("peer-disconnect.ndk"),
     ]));
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("peer-disconnect.ndk:29:"), "{}", r.stderr);
+    assert!(r.stderr.contains("peer-disconnect.ndk:30:"), "{}", r.stderr);
     assert!(r.stderr.contains("recv=4 (got 0)"), "{}", r.stderr);
 }
 
