@@ -655,7 +655,7 @@ impl World {
 
     // --- disconnect -----------------------------------------------------------------------
 
-    /// `NdkDisconnect` (`NDK_FN_DISCONNECT`; NetworkDirect disconnect scheme). On an
+    /// `NdkDisconnect` (`NDK_FN_DISCONNECT`; `NetworkDirect` disconnect scheme). On an
     /// established connection it starts the graceful disconnect: the peer is told (its
     /// disconnect callback fires) and the request pends until the peer answers — by its own
     /// `NdkDisconnect` or by closing its connector — and completes with `STATUS_SUCCESS`, or

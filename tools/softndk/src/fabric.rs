@@ -94,7 +94,7 @@ pub fn default_threads() -> usize {
 pub struct Timing {
     /// `NdkDisconnect` completes with `STATUS_IO_TIMEOUT` when the peer does not answer the
     /// disconnect (by its own `NdkDisconnect` or by closing its connector) within this time
-    /// (NetworkDirect disconnect scheme; `NDK_FN_DISCONNECT`: "STATUS_IO_TIMEOUT").
+    /// (`NetworkDirect` disconnect scheme; `NDK_FN_DISCONNECT`: "`STATUS_IO_TIMEOUT`").
     pub disconnect_timeout: Duration,
     /// A send the peer does not take (the peer is gone, its QP is dead, or the link is down)
     /// fails after this long with `STATUS_IO_TIMEOUT` and a provider error code; the QP goes to
@@ -103,7 +103,7 @@ pub struct Timing {
     pub retry_timeout: Duration,
     /// `NdkConnect` / `NdkAccept` fail with `STATUS_IO_TIMEOUT` when the other side does not
     /// accept, reject or complete within this long (`NDK_FN_CONNECT`, `NDK_FN_ACCEPT`:
-    /// "STATUS_IO_TIMEOUT").
+    /// "`STATUS_IO_TIMEOUT`").
     pub handshake_timeout: Duration,
 }
 

@@ -42,9 +42,9 @@ pub enum QpState {
 /// error completions. Provider-specific by definition; softndk borrows the verbs work
 /// completion numbers a consumer may recognise from RDMA adapters.
 pub mod provider_error {
-    /// A flushed request (`STATUS_CANCELLED`): IBV_WC_WR_FLUSH_ERR.
+    /// A flushed request (`STATUS_CANCELLED`): `IBV_WC_WR_FLUSH_ERR`.
     pub const FLUSHED: u32 = 5;
-    /// The transport gave up retrying a send nobody acknowledged: IBV_WC_RETRY_EXC_ERR.
+    /// The transport gave up retrying a send nobody acknowledged: `IBV_WC_RETRY_EXC_ERR`.
     pub const RETRY_EXCEEDED: u32 = 12;
 }
 
@@ -696,7 +696,7 @@ impl World {
     /// the error state and the provider flushes every other request on it, receives included
     /// (NDKPI leaves the status of requests killed by a broken connection to the provider;
     /// fact sheet §8.4 #14). A connection nobody had ended yet is now ended by the provider:
-    /// the disconnect callback fires (NetworkDirect disconnect scheme: the provider detected
+    /// the disconnect callback fires (`NetworkDirect` disconnect scheme: the provider detected
     /// that the connection was aborted).
     pub(crate) fn retry_expired(&mut self, out: &mut Out, qp_id: ObjId) {
         let reachable = self.peer_reachable(qp_id);
@@ -762,10 +762,12 @@ impl World {
         bytes: u32,
         solicited: bool,
     ) {
-        let provider_code = match status {
-            STATUS_SUCCESS => 0,
-            STATUS_CANCELLED => provider_error::FLUSHED,
-            _ => 0,
+        // Flushed requests carry the provider's flush code; other codes come with
+        // `complete_error`.
+        let provider_code = if status == STATUS_CANCELLED {
+            provider_error::FLUSHED
+        } else {
+            0
         };
         let entry = CqEntry {
             status,

@@ -391,6 +391,10 @@ fn kind_provider_suppresses_events_once_the_close_starts() {
     owed_notification_and_close(true);
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: create, owe a notification, close, check the order"
+)]
 fn owed_notification_and_close(kind: bool) {
     let net = Net::with_config(
         FabricConfig {

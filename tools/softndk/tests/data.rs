@@ -809,7 +809,7 @@ fn rdma_to_an_mr_without_the_remote_access_fails_with_access_violation() {
         let pair = Pair::connect(&net, V21, V21);
         let msg = b"not allowed";
         let mut src = source(pair.a.pd, msg);
-        let mut sink = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+        let sink = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
         // Local write and remote read, but no remote write.
         let no_write = Buf::new(
             pair.b.pd,

@@ -33,7 +33,7 @@ fn ends(net: &Net, dst: SocketAddr) -> Pair {
 /// callback) once the fabric is idle.
 /// For tests of what follows a disconnect (callbacks, removal, injection outside a
 /// connection), where the initiator's `NdkDisconnect` must finish without scripting the peer's
-/// answer: `Kindness::instant_disconnect`. NdkDisconnect's real wait is tested in
+/// answer: `Kindness::instant_disconnect`. `NdkDisconnect`'s real wait is tested in
 /// `tests/hardware.rs`.
 fn instant_disconnect_net(mode: softndk::Completion) -> Net {
     Net::with_config(

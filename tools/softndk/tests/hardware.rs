@@ -58,7 +58,7 @@ const MODES_HW: [Completion; 2] = [
     },
 ];
 
-/// NetworkDirect disconnect scheme, `NDK_FN_DISCONNECT`: the initiator's `NdkDisconnect`
+/// `NetworkDirect` disconnect scheme, `NDK_FN_DISCONNECT`: the initiator's `NdkDisconnect`
 /// completes only when the peer answers (here by its own `NdkDisconnect`), then its QP is
 /// flushed; the peer's callback fires once.
 #[test]
@@ -97,7 +97,7 @@ fn ndk_disconnect_completes_only_when_the_peer_answers() {
     }
 }
 
-/// NetworkDirect disconnect scheme: closing the peer's connector answers too.
+/// `NetworkDirect` disconnect scheme: closing the peer's connector answers too.
 #[test]
 fn closing_the_peer_connector_answers_a_disconnect() {
     let net = net(Completion::Inline);
@@ -114,7 +114,7 @@ fn closing_the_peer_connector_answers_a_disconnect() {
     assert_no_leak(&net, "closed");
 }
 
-/// `NDK_FN_DISCONNECT`: STATUS_IO_TIMEOUT when the peer never answers.
+/// `NDK_FN_DISCONNECT`: `STATUS_IO_TIMEOUT` when the peer never answers.
 #[test]
 fn an_unanswered_disconnect_times_out() {
     let net = net(Completion::hardware(3));
@@ -190,9 +190,9 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp() {
     }
 }
 
-/// NetworkDirect disconnect scheme ("the provider detects that the connection was aborted"):
+/// `NetworkDirect` disconnect scheme ("the provider detects that the connection was aborted"):
 /// a lost link is noticed only by an end whose send is not acknowledged — it gets the
-/// disconnect callback with LINK_DOWN; an idle end is never told, and its `NdkDisconnect`
+/// disconnect callback with `LINK_DOWN`; an idle end is never told, and its `NdkDisconnect`
 /// times out.
 #[test]
 fn link_loss_is_noticed_only_by_an_end_that_sends() {
@@ -234,7 +234,7 @@ fn link_loss_is_noticed_only_by_an_end_that_sends() {
     assert_no_leak(&net, "link");
 }
 
-/// `NDK_FN_FLUSH`; NDKPI completion handling requirements: NdkFlush only initiates; the
+/// `NDK_FN_FLUSH`; NDKPI completion handling requirements: `NdkFlush` only initiates; the
 /// flushed requests complete later, and the QP does not carry data any more.
 #[test]
 fn ndk_flush_only_initiates() {
@@ -302,7 +302,7 @@ fn ndk_flush_only_initiates() {
 }
 
 /// `NDK_FN_CQ_NOTIFICATION_CALLBACK`: a fatal error or an overrun reports
-/// STATUS_INTERNAL_ERROR / STATUS_BUFFER_OVERFLOW; the CQ and its QPs complete nothing more, and
+/// `STATUS_INTERNAL_ERROR` / `STATUS_BUFFER_OVERFLOW`; the CQ and its QPs complete nothing more, and
 /// the peer's sends to the dead QP fail after the retry timeout.
 #[test]
 fn a_dead_cq_reports_its_error_and_its_qps_are_dead() {
@@ -341,7 +341,7 @@ fn a_dead_cq_reports_its_error_and_its_qps_are_dead() {
     }
 }
 
-/// `NDK_FN_CONNECT` / `NDK_FN_ACCEPT`: a connect nobody accepts fails with STATUS_IO_TIMEOUT;
+/// `NDK_FN_CONNECT` / `NDK_FN_ACCEPT`: a connect nobody accepts fails with `STATUS_IO_TIMEOUT`;
 /// the connector the listener delivered can no longer be accepted.
 #[test]
 fn a_connect_nobody_accepts_times_out() {
