@@ -30,18 +30,39 @@
 //! fast-register MRs and `NdkInvalidate`/`NdkSendAndInvalidate`, shared endpoints,
 //! `NdkResizeCq`, `NdkControlCqInterruptModeration`, extension interfaces.
 //!
-//! ## The NDKPI rules it keeps (each with its conformance test in `tests/`)
+//! ## No kinder than hardware
+//!
+//! By default softndk does what an RDMA adapter does, in every test, the demo and the
+//! simulation backend ([`FabricConfig::default`]); each behaviour names the NDKPI page it
+//! follows and has its conformance test:
+//!
+//! | behaviour | NDKPI page | test |
+//! |---|---|---|
+//! | Requests complete synchronously, on the calling thread before the call returns, or on one of several provider threads at once ([`Completion::Hardware`], as many threads as cores) | NDKPI object lifetime requirements ("Consumer-Provider Interaction") | `hardware::the_hardware_mode_runs_callbacks_concurrently`, `completion::*` |
+//! | `NdkDisconnect` completes only when the peer answers (its own `NdkDisconnect` or its connector's close), with `STATUS_IO_TIMEOUT` when it never does ([`Timing::disconnect_timeout`]), `STATUS_CONNECTION_ABORTED` when the connection aborts; only then is the QP flushed | `NDK_FN_DISCONNECT`; NetworkDirect disconnect scheme | `hardware::ndk_disconnect_completes_only_when_the_peer_answers`, `closing_the_peer_connector_answers_a_disconnect`, `an_unanswered_disconnect_times_out` |
+//! | The disconnect callback flushes nothing; a send the departed peer never takes fails after the retry timeout (`STATUS_IO_TIMEOUT`, provider code [`provider_error::RETRY_EXCEEDED`]), the QP enters the error state and the provider flushes every other request, receives included | `NDK_FN_DISCONNECT_EVENT_CALLBACK`; NDKPI completion handling requirements | `hardware::a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp` |
+//! | Any error completion puts the QP in the error state and flushes the rest; on error completions `Type` and `BytesTransferred` are undefined and `ProviderErrorCode` (2.1) is set | `NDK_RESULT_EX` | `data::*` (access violations, data overrun), `hardware::*` |
+//! | `NdkFlush` only initiates: the flushed requests complete later, on a provider thread, and the QP carries no more data | `NDK_FN_FLUSH`; NDKPI completion handling requirements | `hardware::ndk_flush_only_initiates` |
+//! | Event callbacks (disconnect, connect event, CQ notification) may come until the object's close completion, never after it | NDKPI object lifetime requirements | `close::no_callback_arrives_after_a_close_completion`, `disconnect::no_disconnect_callback_after_the_connector_close_completed` |
+//! | Link loss ([`Fault::LinkLoss`]) is noticed only by an end whose send is not acknowledged (its callback: [`reason::LINK_DOWN`]); an idle end never learns of it | NetworkDirect disconnect scheme ("the provider detects that the connection was aborted") | `hardware::link_loss_is_noticed_only_by_an_end_that_sends` |
+//! | A CQ overrun or fatal error ([`Fabric::inject_cq_error`]) notifies `STATUS_BUFFER_OVERFLOW` / `STATUS_INTERNAL_ERROR` once; the CQ and its QPs complete nothing more | `NDK_FN_CQ_NOTIFICATION_CALLBACK` | `hardware::a_dead_cq_reports_its_error_and_its_qps_are_dead`, `cq::*` |
+//! | A connect nobody accepts, or an accept the active side never completes, fails with `STATUS_IO_TIMEOUT` ([`Timing::handshake_timeout`]) | `NDK_FN_CONNECT`, `NDK_FN_ACCEPT` | `hardware::a_connect_nobody_accepts_times_out` |
+//! | NDKPI 1.1, 1.2, 2.0 and 2.1 providers (members of later versions are NULL below them; the plain disconnect callback and `NdkGetCqResults` below 2.1 / 1.2) | `NDK_VERSION`; `OPEN_NDK_ADAPTER_HANDLER` | `version::*` |
+//!
+//! Each kinder variant is an explicit switch of [`Kindness`] (or the fault
+//! [`Fault::LinkLossNoticedAtOnce`]), off by default; a test that turns one on says why.
+//!
+//! The other rules it keeps, each with its conformance test in `tests/`:
 //!
 //! | rule (fact sheet §8) | test |
 //! |---|---|
-//! | A request returns `STATUS_SUCCESS` (no callback) or `STATUS_PENDING` and then exactly one completion, which may run before the call returns or on another thread | `completion::*` |
+//! | A request returns `STATUS_SUCCESS` (no callback) or `STATUS_PENDING` and then exactly one completion | `completion::*` |
 //! | Creates return the object inline, or through the create completion; a failed create (fault injection: `STATUS_INSUFFICIENT_RESOURCES`) yields no object | `completion::create_*` |
 //! | Listener connect events; connect / accept / reject / complete-connect (plain and Ex); `STATUS_CONNECTION_REFUSED` when nobody listens; `NdkGetConnectionData` size protocol | `handshake::*` |
 //! | Disconnect callback at most once per connection, only for peer-initiated or abnormal termination, never for the local `NdkDisconnect` or close; the Ex form carries a provider reason at 2.1 | `disconnect::*` |
-//! | No flush of outstanding work on a peer disconnect; implicit flush after `NdkDisconnect`; `NdkFlush` completes every pending request with `STATUS_CANCELLED` | `flush::*` |
+//! | No flush of outstanding work on a peer disconnect; implicit flush after `NdkDisconnect`; flushed requests complete with `STATUS_CANCELLED` | `flush::*` |
 //! | Sends and receives move real bytes between registered buffers (MR or LAM + privileged token); CQ arm / notify rules; `NdkGetCqResults(Ex)` | `data::*`, `cq::*` |
-//! | Close ordering: an antecedent's close pends until its successors close; no callback after close completion; a closing listener refuses new connections | `close::*` |
-//! | NDKPI version negotiation for 1.1, 1.2, 2.1 (members of later versions are NULL below them) | `version::*` |
+//! | Close ordering: an antecedent's close pends until its successors close; a closing listener refuses new connections | `close::*` |
 //! | Fault injection: peer disconnect at any point (before connect completes, during accept), reset, link loss, adapter removal, duplicate callbacks, flush on peer disconnect, create failure | `faults::*` |
 //! | Misuse detection: PASSIVE-only call in a callback, double close, use after close, concurrent posts to one queue | `misuse::*` |
 //!
@@ -51,15 +72,21 @@
 //!   `STATUS_NDIS_BAD_VERSION`. See [`negotiate`].
 //! - Peer went away during the handshake: the owed connect / accept completes (and a later
 //!   complete-connect or accept returns) `STATUS_CONNECTION_ABORTED`.
-//! - `NdkDisconnect` after the peer ended the connection completes with `STATUS_SUCCESS` if the
-//!   peer disconnected gracefully and `STATUS_CONNECTION_ABORTED` if it reset or the link was lost;
-//!   a second `NdkDisconnect` is harmless and completes with the same status.
+//! - `NdkDisconnect` after the peer ended the connection completes at once with `STATUS_SUCCESS`
+//!   if the peer disconnected gracefully (it is the answer the peer waits for) and
+//!   `STATUS_CONNECTION_ABORTED` if it reset or the link was lost; a second `NdkDisconnect`
+//!   while the first waits fails with `STATUS_INVALID_DEVICE_STATE`.
 //! - Closing an established connector without disconnecting resets the connection: the peer's
 //!   callback carries [`reason::RESET`]. Closing it does not flush its QP; closing the QP does.
 //! - Receives may be pre-posted before connecting and after the peer disconnected; a receive
-//!   posted on a torn-down QP completes at once with `STATUS_CANCELLED`.
-//! - A send waits in the initiator queue until the peer posts a receive (infinite RNR retry);
-//!   a receive too small for the message completes with `STATUS_DATA_OVERRUN`.
+//!   posted on a torn-down or flushed QP completes at once with `STATUS_CANCELLED`; initiator
+//!   posts on a QP that is not connected fail with `STATUS_CONNECTION_INVALID`.
+//! - A send waits in the initiator queue while the peer is connected but has no receive posted
+//!   (infinite RNR retry, as RoCE adapters are usually configured); a receive too small for the
+//!   message completes with `STATUS_DATA_OVERRUN`.
+//! - The status of a send killed by a broken connection is `STATUS_IO_TIMEOUT` with provider
+//!   code [`provider_error::RETRY_EXCEEDED`] (NDKPI names none); flushed requests carry
+//!   [`provider_error::FLUSHED`] at 2.1.
 //! - Creates on a removed adapter, and `WskOpenNdkAdapter` on a removed host, return
 //!   `STATUS_DEVICE_REMOVED`; an unknown interface index returns `STATUS_NOT_FOUND`.
 //!
@@ -68,7 +95,8 @@
 //! [`Fabric::qp_stats`] (`NdkFlush` calls per QP, outstanding receives and sends),
 //! [`Fabric::stats`] (disconnect callbacks fired, connect events, ...),
 //! [`Fabric::live_objects`] (prove a consumer leaked nothing), [`Fabric::connector`],
-//! [`Fabric::inject`], [`Fabric::remove_adapters`], [`Fabric::fail_creates`],
+//! [`Fabric::inject`], [`Fabric::inject_cq_error`], [`Fabric::connectors`], [`Fabric::cqs`],
+//! [`Fabric::qps`], [`Fabric::deliver_one`], [`Fabric::remove_adapters`], [`Fabric::fail_creates`],
 //! [`HostConfig::misbehaviour`], [`Fabric::violations`] and [`Fabric::hold_next_post`].
 //!
 //! Misuse is reported per [`MisusePolicy`]: by default a panic whose message names the rule
