@@ -1471,6 +1471,7 @@ unsafe extern "system" fn reject(
     let Some(t) = enter(conn, ObjectKind::Connector, "NdkReject") else {
         return STATUS_INVALID_PARAMETER;
     };
+    let _held = t.shared.connection_lock();
     let private_data = match read_private_data(&t, data, data_len) {
         Ok(d) => d,
         Err(s) => return s,
@@ -1547,6 +1548,7 @@ fn address_of(
     let Some(t) = enter(conn, ObjectKind::Connector, name) else {
         return STATUS_INVALID_PARAMETER;
     };
+    let _held = t.shared.connection_lock();
     let mut found = None;
     let status = t.with(|world, _| {
         found = if peer {
@@ -1586,7 +1588,26 @@ unsafe extern "system" fn disconnect(
     let Some(t) = enter(conn, ObjectKind::Connector, "NdkDisconnect") else {
         return STATUS_INVALID_PARAMETER;
     };
-    t.with(|world, out| Ok(world.disconnect(out, t.id, f, Ctx(ctx))))
+    let status = {
+        let _held = t.shared.connection_lock();
+        let mut out = Out::default();
+        let result = {
+            let mut world = t.shared.world();
+            world
+                .open(t.id, t.function)
+                .map(|_| ())
+                .map(|()| world.disconnect(&mut out, t.id, f, Ctx(ctx)))
+        };
+        (result, out)
+    };
+    // Callbacks run after the provider's lock is released (the peer's disconnect callback
+    // takes it).
+    let (result, out) = status;
+    t.shared.dispatch(out);
+    result.unwrap_or_else(|v| {
+        t.shared.report(v);
+        STATUS_INVALID_PARAMETER
+    })
 }
 
 // --- listener ---------------------------------------------------------------------------------

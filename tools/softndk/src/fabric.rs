@@ -165,6 +165,12 @@ pub struct FabricConfig {
     pub timing: Timing,
     /// Kinder-than-hardware switches (all off by default).
     pub kindness: Kindness,
+    /// Hold the provider's connection lock while calling a disconnect callback, and take it
+    /// in the connector functions (`NdkGetLocalAddress`, `NdkGetPeerAddress`, `NdkDisconnect`,
+    /// `NdkReject`), as a provider may (NDKPI lets callbacks run at `DISPATCH_LEVEL` under the
+    /// provider's own locks). A consumer that calls one of those functions while holding the
+    /// spin lock its disconnect callback takes deadlocks against it. On by default.
+    pub provider_lock: bool,
 }
 
 impl Default for FabricConfig {
@@ -174,6 +180,7 @@ impl Default for FabricConfig {
             misuse: MisusePolicy::Panic,
             timing: Timing::default(),
             kindness: Kindness::default(),
+            provider_lock: true,
         }
     }
 }
@@ -373,9 +380,58 @@ pub(crate) struct Shared {
     client: Box<u64>,
     gate: Mutex<Gate>,
     gate_cv: Condvar,
+    /// The provider's connection lock ([`FabricConfig::provider_lock`]).
+    conn_lock: ProviderLock,
+    provider_lock: bool,
+}
+
+/// A lock the provider holds across a disconnect callback: re-entrant on its own thread (the
+/// callback may call the provider), exclusive across threads.
+#[derive(Default)]
+pub(crate) struct ProviderLock {
+    owner: Mutex<(Option<std::thread::ThreadId>, u32)>,
+    free: Condvar,
+}
+
+/// Holds the [`ProviderLock`] until dropped.
+pub(crate) struct ProviderGuard<'a>(Option<&'a ProviderLock>);
+
+impl ProviderLock {
+    fn enter(&self) -> ProviderGuard<'_> {
+        let me = std::thread::current().id();
+        let mut o = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
+        while o.0.is_some_and(|t| t != me) {
+            o = self.free.wait(o).unwrap_or_else(PoisonError::into_inner);
+        }
+        o.0 = Some(me);
+        o.1 += 1;
+        ProviderGuard(Some(self))
+    }
+}
+
+impl Drop for ProviderGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(lock) = self.0 {
+            let mut o = lock.owner.lock().unwrap_or_else(PoisonError::into_inner);
+            o.1 -= 1;
+            if o.1 == 0 {
+                o.0 = None;
+                lock.free.notify_all();
+            }
+        }
+    }
 }
 
 impl Shared {
+    /// Take the provider's connection lock, if this fabric uses one.
+    pub(crate) fn connection_lock(&self) -> ProviderGuard<'_> {
+        if self.provider_lock {
+            self.conn_lock.enter()
+        } else {
+            ProviderGuard(None)
+        }
+    }
+
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         self.world.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -440,6 +496,9 @@ impl Shared {
         } else {
             let ran = self.world().begin_delivery(d);
             if ran {
+                // A provider may hold its own lock while it indicates a disconnect.
+                let _held =
+                    matches!(d.call, Call::Disconnect { .. }).then(|| self.connection_lock());
                 invoke(&d.call);
             }
             self.world().end_delivery(&mut out, d, ran);
@@ -698,6 +757,8 @@ impl Fabric {
                 client: Box::new(0),
                 gate: Mutex::new(Gate::default()),
                 gate_cv: Condvar::new(),
+                conn_lock: ProviderLock::default(),
+                provider_lock: config.provider_lock,
             }
         });
         abi::register_client(shared.client_addr(), Arc::downgrade(&shared));

@@ -418,3 +418,54 @@ fn the_hardware_mode_runs_callbacks_concurrently() {
     net.fabric.close_adapter(adapter);
     assert_no_leak(&net, "threads");
 }
+
+/// A provider may hold its own lock while it calls the disconnect callback
+/// (`FabricConfig::provider_lock`, on by default): another thread's connector call waits until
+/// the callback returns — which is why a consumer must never call NDK while holding the lock its
+/// callback takes.
+#[test]
+fn the_provider_holds_its_lock_across_the_disconnect_callback() {
+    let net = net(Completion::Thread);
+    let pair = Pair::connect(&net, V21, V21);
+    let peer_conn = SendPtr(pair.b.conn.cast());
+    let observed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = std::sync::Arc::clone(&observed);
+    *pair.b.events.hook.lock().unwrap() = Some(Box::new(move || {
+        // The whole wrapper, not its raw field, moves into the closure.
+        let peer_conn = &peer_conn;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&done);
+        let conn = SendPtr(peer_conn.0);
+        let other = std::thread::spawn(move || {
+            let conn = &conn;
+            let mut sock = Sock::empty();
+            let mut len = u32::try_from(std::mem::size_of::<SOCKADDR_IN6>()).unwrap();
+            // SAFETY: live connector (closed only after this thread is joined); valid buffer.
+            let st = unsafe {
+                d(conn.0.cast::<NDK_CONNECTOR>()).NdkGetPeerAddress.unwrap()(
+                    conn.0.cast(),
+                    sock.ptr_mut(),
+                    &raw mut len,
+                )
+            };
+            flag.store(true, Ordering::SeqCst);
+            st
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let finished_inside = done.load(Ordering::SeqCst);
+        *seen.lock().unwrap() = Some((finished_inside, other));
+    }));
+    let (slot, st) = start_disconnect(pair.a.conn);
+    assert_eq!(st, STATUS_PENDING);
+    pair.b.events.wait_count(1);
+    let (finished_inside, other) = observed.lock().unwrap().take().expect("hook ran");
+    assert!(
+        !finished_inside,
+        "NdkGetPeerAddress on another thread waited for the callback to return"
+    );
+    assert_eq!(other.join().unwrap(), STATUS_SUCCESS, "then it ran");
+    assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS);
+    assert_eq!(slot.wait(), STATUS_SUCCESS);
+    pair.teardown(&net);
+    assert_no_leak(&net, "provider lock");
+}

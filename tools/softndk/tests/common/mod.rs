@@ -200,6 +200,8 @@ pub unsafe extern "system" fn on_close(ctx: PVOID) {
 pub struct Events {
     pub disconnects: Mutex<Vec<Option<u32>>>,
     cv: Condvar,
+    /// Run inside the disconnect callback, before it is recorded.
+    pub hook: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
 impl Events {
@@ -241,6 +243,9 @@ pub unsafe extern "system" fn on_disconnect(ctx: PVOID) {
 
 pub unsafe extern "system" fn on_disconnect_ex(ctx: PVOID, reason: u32) {
     let e = events(ctx);
+    if let Some(hook) = e.hook.lock().unwrap().as_ref() {
+        hook();
+    }
     e.disconnects.lock().unwrap().push(Some(reason));
     e.cv.notify_all();
 }
