@@ -750,6 +750,7 @@ fn e2e_peer_disconnect(_c: &mut Criterion) {
                 )
             })
             .collect();
+        let mut disconnects = Vec::with_capacity(pairs.len());
         for (&(a_id, _), waiting) in pairs.iter().zip(&waits) {
             assert!(!waiting.is_done(), "pends until the peer goes");
             let disconnect = bytes(&DisconnectRequest {
@@ -758,15 +759,18 @@ fn e2e_peer_disconnect(_c: &mut Criterion) {
             });
             let start = Instant::now();
             let st = p.a.ioctl(Ioctl::Disconnect.code(), &disconnect, 0);
-            // Completion::Inline: the peer's callback ran on this thread, inside the IOCTL.
+            // Completion::Inline: the peer's callback ran on this thread, inside the IOCTL
+            // (which itself pends until the peer answers, as on hardware).
             let delivered = waiting.is_done();
             samples.push(start.elapsed());
-            assert_eq!(done(&st).0, status::SUCCESS);
             assert!(delivered, "the peer's wait completed inside the DISCONNECT");
+            disconnects.push(st);
         }
-        for (a_id, b_id) in pairs {
-            close(&p.a, a_id);
+        for ((a_id, b_id), st) in pairs.into_iter().zip(disconnects) {
+            // B's close answers A's graceful disconnect, which then completes.
             close(&p.b, b_id);
+            assert_eq!(done(&st).0, status::SUCCESS);
+            close(&p.a, a_id);
         }
         // Deliver every `Closed`, which frees the connections' records for the next round.
         while !drain_events(&p.a).is_empty() {}
