@@ -944,11 +944,15 @@ pub fn arm(cq: *mut NDK_CQ, kind: u32) {
 
 /// Every completion mode a semantic test should hold in.
 #[cfg(not(miri))]
-pub const MODES: [Completion; 4] = [
+pub const MODES: [Completion; 5] = [
     Completion::Synchronous,
     Completion::Inline,
     Completion::Thread,
     Completion::Random { seed: 7 },
+    Completion::Hardware {
+        seed: 7,
+        threads: 2,
+    },
 ];
 
 /// Under Miri (about 100x slower) a smaller set: inline, and the seeded mix, which itself
