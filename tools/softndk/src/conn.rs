@@ -1027,23 +1027,33 @@ impl World {
         self.mark_qp(out, y, QpState::Dead);
     }
 
-    /// Surprise removal of every adapter of `host`: each connection through it ends; the
-    /// local end's callback carries `ADAPTER_REMOVED`, a remote peer's `RESET`.
+    /// The adapters of `host` are going away: opens and creates fail with
+    /// `STATUS_DEVICE_REMOVED` from now on. Returns the host's interface index.
+    pub(crate) fn mark_host_removed(&mut self, host: usize) -> Option<u32> {
+        let h = self.hosts.get_mut(host)?;
+        h.removed = true;
+        let if_index = h.config.if_index;
+        for obj in self.objects.values_mut() {
+            if obj.host == host
+                && let Body::Adapter { removed, .. } = &mut obj.body
+            {
+                *removed = true;
+            }
+        }
+        Some(if_index)
+    }
+
+    /// Surprise removal of every adapter of `host`: each connection through it that its
+    /// consumer did not close ends; the local end's callback carries `ADAPTER_REMOVED`, a remote
+    /// peer's `RESET`.
     pub(crate) fn remove_host(&mut self, out: &mut Out, host: usize) {
-        if let Some(h) = self.hosts.get_mut(host) {
-            h.removed = true;
-        }
-        let mut connectors = Vec::new();
-        for (id, obj) in &mut self.objects {
-            if obj.host != host {
-                continue;
-            }
-            match &mut obj.body {
-                Body::Adapter { removed, .. } => *removed = true,
-                Body::Connector(_) => connectors.push(*id),
-                _ => {}
-            }
-        }
+        self.mark_host_removed(host);
+        let mut connectors: Vec<ObjId> = self
+            .objects
+            .iter()
+            .filter(|(_, o)| o.host == host && matches!(o.body, Body::Connector(_)))
+            .map(|(id, _)| *id)
+            .collect();
         connectors.sort_unstable();
         for x in connectors {
             let peer = self.conn(x).and_then(|c| c.peer);

@@ -382,8 +382,13 @@ pub(crate) struct Shared {
     gate_cv: Condvar,
     /// The provider's connection lock ([`FabricConfig::provider_lock`]).
     conn_lock: ProviderLock,
+    /// Told of adapter removals ([`Fabric::on_adapter_removal`]).
+    removal_hooks: Mutex<Vec<RemovalHook>>,
     provider_lock: bool,
 }
+
+/// A consumer's notice of an adapter removal.
+type RemovalHook = Arc<dyn Fn(u32) + Send + Sync>;
 
 /// A lock the provider holds across a disconnect callback: re-entrant on its own thread (the
 /// callback may call the provider), exclusive across threads.
@@ -758,6 +763,7 @@ impl Fabric {
                 gate: Mutex::new(Gate::default()),
                 gate_cv: Condvar::new(),
                 conn_lock: ProviderLock::default(),
+                removal_hooks: Mutex::new(Vec::new()),
                 provider_lock: config.provider_lock,
             }
         });
@@ -993,12 +999,42 @@ impl Fabric {
         found.into_iter().map(|(_, p)| p).collect()
     }
 
-    /// Surprise-remove every adapter of `host`: its connections end, creates fail with
-    /// `STATUS_DEVICE_REMOVED`, its listeners stop accepting.
+    /// Remove every adapter of `host`, as when NDK is disabled on it or the NIC goes away
+    /// ("Enabling and Disabling NDK Functionality": the `NetEventNDKDisable` PnP event makes
+    /// NDIS and the upper layers close the NDK adapters opened over it). First opens and creates
+    /// fail with `STATUS_DEVICE_REMOVED`; then every hook registered with
+    /// [`Fabric::on_adapter_removal`] is called with the host's interface index (the consumer's
+    /// notice, on the calling thread, at `PASSIVE_LEVEL`), so a consumer can end and close what
+    /// it has there; then what is still connected through the host ends — the local end's
+    /// callback carries [`crate::reason::ADAPTER_REMOVED`], a remote peer's
+    /// [`crate::reason::RESET`] — and its listeners stop accepting.
     pub fn remove_adapters(&self, host: HostId) {
+        let if_index = self.shared.world().mark_host_removed(host.0);
+        if let Some(if_index) = if_index {
+            let hooks = self
+                .shared
+                .removal_hooks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            for hook in hooks {
+                hook(if_index);
+            }
+        }
         let mut out = Out::default();
         self.shared.world().remove_host(&mut out, host.0);
         self.shared.dispatch(out);
+    }
+
+    /// Be told when an adapter goes away ([`Fabric::remove_adapters`]): `hook` receives the
+    /// interface index. How an NDK consumer learns of it on Windows is the platform's business
+    /// (a PnP or IP-interface notification); this is that notice for a consumer on softndk.
+    pub fn on_adapter_removal(&self, hook: impl Fn(u32) + Send + Sync + 'static) {
+        self.shared
+            .removal_hooks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::new(hook));
     }
 
     /// Make the next `count` creates of `kind` on `host` fail with
