@@ -292,9 +292,12 @@ impl<P: Platform> Conn<P> {
             return self.fail_connect(None, status::CANCELLED);
         }
         let connector = Arc::new(connector);
+        // NDK is never called under the connection's lock: a provider may hold its own lock
+        // while it calls our disconnect callback, which takes ours.
+        let (remote, local) = (connector.peer_address(), connector.local_address());
         let qp = self.ctl.with(|c| {
-            c.remote = connector.peer_address();
-            c.local = connector.local_address();
+            c.remote = remote;
+            c.local = local;
             c.objects.connector = Some(Arc::clone(&connector));
             c.objects.qp.clone()
         });

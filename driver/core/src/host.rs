@@ -2,7 +2,8 @@
 //! simulation backend. It checks the kernel's rules as it goes: waiting on a signal inside an
 //! NDK callback (`DISPATCH_LEVEL`) or while holding an engine lock panics, as would a bugcheck;
 //! allocating while holding an engine lock, or inside the disconnect callback, is counted by
-//! [`softndk::alloc_check`] in test binaries that install its allocator.
+//! [`softndk::alloc_check`] in test binaries that install its allocator; calling NDK while
+//! holding an engine lock is a softndk misuse violation ([`softndk::consumer_lock`]).
 
 extern crate std;
 
@@ -30,9 +31,12 @@ impl<T: Send> Lock<T> for HostLock<T> {
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         LOCKS_HELD.with(|n| n.set(n.get() + 1));
         let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // A spin lock's body runs at DISPATCH_LEVEL: it must not allocate.
+        // A spin lock's body runs at DISPATCH_LEVEL: it must not allocate, and it must not call
+        // NDK (softndk reports a call made while the consumer holds its lock).
         let scope = softndk::alloc_check::forbid();
+        let held = softndk::consumer_lock::enter();
         let result = f(&mut guard);
+        drop(held);
         drop(scope);
         drop(guard);
         LOCKS_HELD.with(|n| n.set(n.get() - 1));
