@@ -168,10 +168,13 @@ impl<P: Platform> Engine<P> {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Open the adapter of `if_index`, preferring NDKPI 2.1 (the disconnect reason).
+    /// Open the adapter of `if_index` asking for the lowest version we support of each major:
+    /// in NDKPI the requested minor is the minimum acceptable and the provider answers with its
+    /// highest minor of that major, so a 2.1 provider gives 2.1 (the disconnect reason) and a
+    /// 2.0 provider 2.0 (asking for 2.1 would fail, and 1.x would then get it down-level).
     fn open_adapter(&self, if_index: u32) -> Result<ndkpi::Adapter, i32> {
         let wsk = self.platform.wsk();
-        wsk.open_adapter(if_index, NDK_VERSION { Major: 2, Minor: 1 })
+        wsk.open_adapter(if_index, NDK_VERSION { Major: 2, Minor: 0 })
             .or_else(|_| wsk.open_adapter(if_index, NDK_VERSION { Major: 1, Minor: 1 }))
     }
 }
@@ -327,7 +330,8 @@ impl<P: Platform> Owner<P> {
                 reply(request, &info);
             }
             Request::ListAdapters(_) => {
-                // The version each adapter really negotiates (2.1 preferred): open it once.
+                // The version each adapter really negotiates (its highest of 2.x, else 1.x): open
+                // it once.
                 let mut entries: Vec<AdapterEntry> = Vec::new();
                 for desc in engine.platform.adapters() {
                     let Ok(adapter) = engine.open_adapter(desc.if_index) else {
@@ -415,6 +419,8 @@ impl<P: Platform> Owner<P> {
     /// The handle is being closed (`EvtFileCleanup`): cancel its waits, end and release every
     /// connection (`Disconnected`/`HandleClosed`), close its listeners. `// IRQL: PASSIVE_LEVEL`.
     pub fn cleanup(&self) {
+        // First: a WAIT that raced CloseHandle and arrives from now on is cancelled, not pended.
+        self.inner.queue.with(EventQueue::begin_cleanup);
         while let Some(w) = self.inner.queue.with(|q| q.take_wait_to_cancel(None)) {
             w.complete();
         }

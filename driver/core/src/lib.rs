@@ -12,18 +12,26 @@
 //!   hold, reserved up front. Latching an event never allocates and can never overflow.
 //! - **Exactly one terminal event.** `ConnectFailed` or `Disconnected` is latched once per
 //!   connection; a late, duplicated or racing fact is counted and otherwise ignored.
-//! - **Level-triggered.** A WAIT that arrives after the event completes at once.
+//! - **Level-triggered.** A WAIT that arrives after the event completes at once; so does a WAIT
+//!   on one connection whose terminal event was already delivered (say, to an any-connection
+//!   WAIT) and that has nothing else queued: it gets a copy of the terminal record, still held
+//!   in the connection's slots, flagged `EVENT_ALREADY_DELIVERED`. Once its `Closed` event was
+//!   delivered the connection's id is gone (`STATUS_NOT_FOUND`).
 //! - **Ordered batches.** One WAIT returns up to as many events as its buffer holds, in latch
 //!   order (sequence numbers strictly increase per handle).
 //! - **Cancellation loses nothing.** A pended WAIT is cancelable; whoever takes it from the
 //!   queue first under the handle's lock — the event path, ABORT, handle cleanup, or the
 //!   cancel routine — completes it. The event path takes a wait only after
 //!   `unmark_cancelable` succeeded, so an event racing a cancel stays queued for the next wait.
+//!   Cleanup marks the queue first, under its lock: a WAIT that raced `CloseHandle` and arrives
+//!   afterwards completes with `STATUS_CANCELLED` instead of pending forever.
 //!
 //! The **engine** ([`Engine`], one [`Owner`] per file handle) parses each IOCTL once
 //! (`ndkdisc-abi`), checks output sizes before any effect, and drives NDK through `ndkpi`:
 //!
-//! - CONNECT: adapter (NDKPI 2.1 preferred), PD, CQ, QP, connector, created and waited for at
+//! - CONNECT: adapter (asking for NDKPI 2.0, then 1.1: the lowest minor of each major we
+//!   support, so the provider answers with its highest — 2.1 brings the disconnect reason),
+//!   PD, CQ, QP, connector, created and waited for at
 //!   `PASSIVE_LEVEL`; then `NdkConnect` -> `NdkCompleteConnect(Ex)` from the callbacks, with the
 //!   disconnect callback registered. LISTEN: incoming connect events go through a preallocated
 //!   backlog to a passive work item that creates the connection and calls `NdkAccept(Ex)` (again

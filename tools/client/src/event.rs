@@ -3,8 +3,9 @@
 use core::net::SocketAddr;
 
 use ndkdisc_abi::{
-    Cause, ConnState, EVENT_CALLBACK_FIRED, EVENT_REASON_VALID, EventKind, QUERY_ABORTED,
-    QUERY_CALLBACK_FIRED, QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT, QUERY_REASON_VALID, QueryReply,
+    Cause, ConnState, EVENT_ALREADY_DELIVERED, EVENT_CALLBACK_FIRED, EVENT_REASON_VALID, EventKind,
+    QUERY_ABORTED, QUERY_CALLBACK_FIRED, QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT, QUERY_REASON_VALID,
+    QueryReply,
 };
 
 use crate::NtStatus;
@@ -32,6 +33,11 @@ pub struct Event {
     pub outstanding_receives: u32,
     /// Sends still posted.
     pub outstanding_sends: u32,
+    /// A copy of the connection's terminal record that was already delivered (flag
+    /// `EVENT_ALREADY_DELIVERED`): a WAIT on one connection whose `Disconnected` or
+    /// `ConnectFailed` was delivered, with nothing else queued, returns it at once instead of
+    /// pending (level-triggered). It is not a new event; [`crate::Client::wait_new`] skips it.
+    pub already_delivered: bool,
 }
 
 impl From<ndkdisc_abi::Event> for Event {
@@ -47,6 +53,7 @@ impl From<ndkdisc_abi::Event> for Event {
             provider_reason: (e.flags & EVENT_REASON_VALID != 0).then_some(e.provider_reason),
             outstanding_receives: e.outstanding_receives,
             outstanding_sends: e.outstanding_sends,
+            already_delivered: e.flags & EVENT_ALREADY_DELIVERED != 0,
         }
     }
 }
