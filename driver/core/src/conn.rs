@@ -245,13 +245,23 @@ impl<P: Platform> Conn<P> {
         };
         let (st, connector) = session.run(|| adapter.create_connector(self));
         let Some(Created::Connector(connector)) = connector else {
-            return self.fail_connect(Some(request), failure(st));
+            // Release what the CONNECT opened now (teardown needs the session and the only
+            // reference to each object), as when the QP cannot be created.
+            drop(adapter);
+            drop(session);
+            self.fail_connect(Some(request), failure(st));
+            return self.teardown();
         };
-        let connector = Arc::new(connector);
         let token = request.token();
         if let Err(st) = self.owner.register_connect(token, self) {
-            return self.fail_connect(Some(request), st);
+            // The connector was never stored: closed here, the rest by teardown.
+            session.run(|| connector.close(self));
+            drop(adapter);
+            drop(session);
+            self.fail_connect(Some(request), st);
+            return self.teardown();
         }
+        let connector = Arc::new(connector);
         // Made cancelable where it is stored, under the lock its cancel routine takes.
         let stored = self.ctl.with(|c| {
             c.objects.connector = Some(Arc::clone(&connector));
