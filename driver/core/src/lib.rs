@@ -35,7 +35,20 @@
 //!   `PASSIVE_LEVEL`; then `NdkConnect` -> `NdkCompleteConnect(Ex)` from the callbacks, with the
 //!   disconnect callback registered. LISTEN: incoming connect events go through a preallocated
 //!   backlog to a passive work item that creates the connection and calls `NdkAccept(Ex)` (again
-//!   with the callback); overflow and quota rejects are refused and counted.
+//!   with the callback); requests beyond the backlog or the handle's connection quota, and
+//!   those reaching a closing listener, are refused with `NdkReject` and then closed (overflow
+//!   and quota refusals are counted). The backlog and the listener's closing flag share one
+//!   lock, so no request lands in the backlog after CLOSE emptied it (and a listener dropped
+//!   with requests queued refuses them).
+//! - CLOSE of a listener never waits: NDK completes a listener's close only once every
+//!   connection accepted through it is closed. Its close completion defers to the listener's
+//!   work item, which releases the adapter at `PASSIVE_LEVEL`; the adapter is shared with the
+//!   accepted connections, and whichever releases it last closes it. Handle cleanup, which
+//!   closes the connections first, waits for the listener's close.
+//! - No NDK call is made with an engine lock held (a provider may hold its own lock while it
+//!   calls our disconnect callback, which takes ours); the host platform's lock tells softndk,
+//!   which reports such a call as a misuse.
+//! - Every error path of LISTEN and CONNECT releases what it opened before the IOCTL completes.
 //! - The disconnect callback only latches `Disconnected`/`Peer` (with the provider reason and
 //!   the work still posted) and completes a wait. **Nothing is flushed on a peer disconnect**:
 //!   the only `NdkFlush` ndkdisc makes is FLUSH's.
@@ -58,7 +71,8 @@
 //! - After handle cleanup nothing joins the handle: a CONNECT or an accept still in flight
 //!   releases its connection, and every pended request is answered.
 //!
-//! Tests: `events` unit tests; end-to-end `tests/flows.rs` and `tests/races.rs` (cancelled
+//! Tests: `events` unit tests; end-to-end `tests/flows.rs`, `tests/contract.rs` (the
+//! guarantees above, each with a test that failed before it held) and `tests/races.rs` (cancelled
 //! CONNECT, cancel racing establishment, CLOSE racing ABORT, peer disconnect before connect or
 //! accept completes, link loss) through softndk in every completion mode; loom models of the
 //! lock protocol (`tests/loom_events.rs`, `--cfg loom`).
