@@ -381,6 +381,8 @@ impl<P: Platform> Conn<P> {
         });
         if let Some(ready) = ready {
             ready.complete();
+            // The terminal record may have gone to an older any-connection WAIT.
+            self.owner.complete_level_triggered(self.id);
         }
         if let Some(request) = request {
             self.reply_connect(request, failure);

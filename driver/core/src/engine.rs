@@ -227,6 +227,16 @@ impl<P: Platform> OwnerInner<P> {
         ready
     }
 
+    /// After latching connection `id`'s terminal event (and completing the wait it satisfied):
+    /// complete the WAITs pended on `id` that are left without it because it went to an older
+    /// any-connection WAIT, each with the flagged copy (level-triggered per connection).
+    /// `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+    pub(crate) fn complete_level_triggered(&self, id: u64) {
+        while let Some(ready) = self.queue.with(|q| q.take_level_triggered(id)) {
+            ready.complete();
+        }
+    }
+
     pub(crate) fn count_disconnect_callback(&self) {
         self.engine
             .counters

@@ -500,6 +500,37 @@ impl<R: PendedRequest> EventQueue<R> {
         WaitOutcome::Pended
     }
 
+    /// Level-triggered for WAITs that pended before the terminal event: take one WAIT pended on
+    /// connection `id` whose terminal record was meanwhile delivered to another WAIT (an older
+    /// any-connection one) while nothing else of `id` is queued, filled with the flagged copy.
+    /// The latcher of the terminal event calls this until it returns `None`, completing each
+    /// outside the lock. Never allocates; waits being cancelled are left to their cancel
+    /// routine.
+    pub fn take_level_triggered(&mut self, id: u64) -> Option<Ready<R>> {
+        let copy = self.delivered_terminal(id)?;
+        if self.has_events_for(Some(id)) {
+            return None;
+        }
+        let mut i = 0;
+        while i < self.waits.len() {
+            if self.waits[i].filter == Some(id) && self.waits[i].request.unmark_cancelable().is_ok()
+            {
+                let mut wait = self.waits.remove(i)?;
+                let out = wait.request.output();
+                // A pended wait's output holds the header and one event (checked in `wait`).
+                let _ = copy.encode(&mut out[BATCH_HEADER_SIZE..]);
+                let _ = encode_batch_header(out, 1, 0);
+                return Some(Ready {
+                    request: wait.request,
+                    status: status::SUCCESS,
+                    information: BATCH_HEADER_SIZE + Event::SIZE,
+                });
+            }
+            i += 1;
+        }
+        None
+    }
+
     /// The cancel routine of a pended WAIT ran: take it out (if the event path did not take it
     /// first) to complete with `STATUS_CANCELLED`.
     pub fn cancel(&mut self, token: u64) -> Option<Ready<R>> {

@@ -160,6 +160,40 @@ fn a_wait_on_a_connection_whose_terminal_event_was_delivered_returns_it_at_once(
 }
 
 #[test]
+fn a_wait_pended_on_a_connection_gets_the_copy_when_an_older_any_wait_takes_the_event() {
+    for mode in modes() {
+        let w = world(mode);
+        let (ha, ca, hb, cb) = pair(&w);
+        // Both pend; the any-connection wait is older, so the terminal event goes to it.
+        let any = wait_pending(&hb, None, 4);
+        let on_cb = wait_pending(&hb, Some(cb), 4);
+        assert!(!any.is_done() && !on_cb.is_done());
+        disconnect(&ha, ca);
+        let (st, out) = done(&any);
+        assert_eq!(st, status::SUCCESS);
+        let delivered = decode_events(&out)[0];
+        assert_eq!(
+            (delivered.connection_id, delivered.kind),
+            (cb, EventKind::Disconnected),
+            "{mode:?}"
+        );
+        let (st, out) = on_cb.wait(WAIT).unwrap_or_else(|| {
+            panic!("{mode:?}: a WAIT pended on the connection stays pended after its terminal event was delivered")
+        });
+        assert_eq!(st, status::SUCCESS);
+        assert_eq!(
+            decode_events(&out),
+            vec![Event {
+                flags: delivered.flags | EVENT_ALREADY_DELIVERED,
+                ..delivered
+            }],
+            "{mode:?}"
+        );
+        finish(&w, ha, hb);
+    }
+}
+
+#[test]
 fn a_failed_connects_terminal_record_is_level_triggered_too() {
     let w = world(Completion::Inline);
     let ha = HostHandle::open(&w.engine).unwrap();
