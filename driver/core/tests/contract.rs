@@ -430,13 +430,11 @@ fn world_on(fabric: Arc<Fabric>, hosts: [HostConfig; 2]) -> World {
 
 // --- 6. a connect event racing a listener CLOSE -------------------------------------------------
 
-/// A stress test, and a weak one: the race is between a provider thread delivering a connect
-/// event and the CLOSE, and its window (between the engine's `closing` check and its push into
-/// the backlog, when those were two steps) cannot be widened from outside the engine. With a
-/// check-then-push reintroduced this test did not fail in 5 runs: it guards the outcome (every
-/// CONNECT racing a CLOSE completes, nothing leaks, nothing is refused by closing it
-/// unaccepted), while the fix itself is by construction (one critical section). With the
-/// passive worker held, a connector stranded in the backlog would never be looked at again.
+/// A stress test beside the deterministic one below: connect events on the provider's thread
+/// racing CLOSE for real (it rarely hits the narrow window by itself; the deterministic test
+/// stages it). Every CONNECT completes, nothing leaks, nothing is refused by closing it
+/// unaccepted. With the passive worker held, a connector stranded in the backlog would never
+/// be looked at again.
 #[test]
 fn a_connect_event_racing_a_listener_close_never_strands_its_connector() {
     const ROUNDS: u16 = 150;
@@ -469,6 +467,128 @@ fn a_connect_event_racing_a_listener_close_never_strands_its_connector() {
     );
     let hb = HostHandle::open(&w.engine).unwrap();
     finish(&w, ha, hb);
+}
+
+/// Where a connect-event callback stands, for [`a_listener_close_landing_anywhere_in_a_connect_event_never_strands_it`].
+#[derive(Default)]
+struct Stop {
+    /// Lock acquisitions seen so far.
+    seen: usize,
+    /// The callback reached acquisition `at` and waits.
+    reached: bool,
+    released: bool,
+    /// The CONNECT returned without reaching it.
+    finished: bool,
+}
+
+struct Gate {
+    at: usize,
+    state: std::sync::Mutex<Stop>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    /// Called before each lock a callback takes: stop at the `at`-th.
+    fn hit(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.seen += 1;
+        if s.seen == self.at + 1 {
+            s.reached = true;
+            self.cv.notify_all();
+            while !s.released {
+                s = self.cv.wait(s).unwrap();
+            }
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Stop)) {
+        f(&mut self.state.lock().unwrap());
+        self.cv.notify_all();
+    }
+
+    /// Wait (hang detector only) until the callback stopped or the CONNECT returned; whether
+    /// it stopped.
+    fn stopped(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        let (s, timeout) = self
+            .cv
+            .wait_timeout_while(s, WAIT, |s| !s.reached && !s.finished)
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "the CONNECT neither stopped nor returned"
+        );
+        s.reached
+    }
+}
+
+/// Deterministic: the CONNECT's callbacks (Inline: they run on the connecting thread, the
+/// listener's connect event among them) are stopped before their 1st, 2nd, ... lock in turn,
+/// and the listener is closed right there. Wherever CLOSE lands — in particular between a
+/// `closing` check and the push into the backlog, if those were two steps — the CONNECT must
+/// complete (refused or accepted), and nothing may be left open.
+#[test]
+fn a_listener_close_landing_anywhere_in_a_connect_event_never_strands_it() {
+    let mut at = 0;
+    loop {
+        let w = world(Completion::Inline);
+        let hb = HostHandle::open(&w.engine).unwrap();
+        let ha = Arc::new(HostHandle::open(&w.engine).unwrap());
+        let l = listen(&hb, 4791);
+        let gate = Arc::new(Gate {
+            at,
+            state: std::sync::Mutex::new(Stop::default()),
+            cv: std::sync::Condvar::new(),
+        });
+        let connecting = {
+            let (ha, gate) = (Arc::clone(&ha), Arc::clone(&gate));
+            std::thread::spawn(move || {
+                let hook = Arc::clone(&gate);
+                ndkdisc_core::host::on_callback_lock(Some(Box::new(move || hook.hit())));
+                let p = connect_pending(&ha, 4791);
+                ndkdisc_core::host::on_callback_lock(None);
+                gate.update(|s| s.finished = true);
+                p
+            })
+        };
+        let stopped = gate.stopped();
+        // CLOSE lands exactly there; it must not wait for the callback (hang detector).
+        let hb = Arc::new(hb);
+        let (tx, rx) = channel();
+        {
+            let hb = Arc::clone(&hb);
+            std::thread::spawn(move || {
+                let st = simple(
+                    &hb,
+                    Ioctl::Close,
+                    bytes(&CloseRequest { id: l.listener_id }),
+                );
+                drop(hb);
+                let _ = tx.send(st);
+            });
+        }
+        let st = rx
+            .recv_timeout(WAIT)
+            .expect("CLOSE of the listener waited for its connect event");
+        assert_eq!(st, status::SUCCESS);
+        gate.update(|s| s.released = true);
+        let p = connecting.join().unwrap();
+        let (st, out) = p.wait(WAIT).unwrap_or_else(|| {
+            panic!("CLOSE before the connect callbacks' lock #{at}: the CONNECT never completed (its connector was stranded)")
+        });
+        assert_eq!(st, status::SUCCESS);
+        let r = ConnectReply::parse(&out).unwrap();
+        close(&ha, r.connection_id);
+        // The closer thread dropped its reference before it sent the status.
+        let hb = Arc::into_inner(hb).unwrap();
+        finish(&w, Arc::into_inner(ha).unwrap(), hb);
+        if !stopped {
+            // Every point of the CONNECT's callbacks was tried.
+            assert!(at > 3, "the CONNECT's callbacks took only {at} locks");
+            break;
+        }
+        at += 1;
+    }
 }
 
 // --- 7. the lowest NDK version we support -------------------------------------------------------
