@@ -236,11 +236,19 @@ wire_enum!(
 pub const EVENT_CALLBACK_FIRED: u32 = 0x1;
 /// Event flag: `provider_reason` came from the NDKPI 2.1 `Ex` callback.
 pub const EVENT_REASON_VALID: u32 = 0x2;
+/// Event flag: a copy of the connection's terminal record (`Disconnected` or `ConnectFailed`),
+/// which was already delivered (e.g. to an any-connection WAIT). A WAIT filtered on a
+/// connection whose terminal event was delivered and that has no other event queued completes
+/// at once with this copy instead of pending (level-triggered, like `HttpWaitForDisconnect` on
+/// a closed connection); its `seq` is the original's. Once the connection's `Closed` event is
+/// delivered its id is gone and such a WAIT fails with `STATUS_NOT_FOUND`.
+pub const EVENT_ALREADY_DELIVERED: u32 = 0x4;
 /// Event flag: the provider put the connection's QP (or its CQ) in the error state, so the
 /// provider — never ndkdisc — flushes the requests still posted (or, with a dead CQ, they will
 /// never complete). Set on `Disconnected` with cause `TransportError`.
 pub const EVENT_PROVIDER_FLUSHES: u32 = 0x8;
-const EVENT_FLAGS: u32 = EVENT_CALLBACK_FIRED | EVENT_REASON_VALID | EVENT_PROVIDER_FLUSHES;
+const EVENT_FLAGS: u32 =
+    EVENT_CALLBACK_FIRED | EVENT_REASON_VALID | EVENT_ALREADY_DELIVERED | EVENT_PROVIDER_FLUSHES;
 
 /// One event (48 bytes): `seq: u64` @0 (strictly increasing per handle), `connection_id: u64`
 /// @8, `timestamp: u64` @16 (100 ns units of the driver's clock), `kind: u16` @24, `cause:

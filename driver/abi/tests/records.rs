@@ -557,6 +557,40 @@ fn event_golden_bytes_and_batches() {
 }
 
 #[test]
+fn an_already_delivered_terminal_copy_has_its_flag_on_the_wire() {
+    let e = Event {
+        seq: 9,
+        connection_id: 5,
+        timestamp: 0,
+        kind: EventKind::Disconnected,
+        cause: Cause::Peer,
+        status: 0,
+        provider_reason: 0,
+        outstanding_receives: 0,
+        outstanding_sends: 0,
+        flags: EVENT_CALLBACK_FIRED | EVENT_ALREADY_DELIVERED,
+    };
+    assert_eq!(EVENT_ALREADY_DELIVERED, 0x4, "ABI value");
+    let mut out = [0u8; 48];
+    assert_eq!(e.encode(&mut out), Ok(48));
+    assert_eq!(
+        &out[44..48],
+        &[5, 0, 0, 0],
+        "flags @44: CALLBACK_FIRED | ALREADY_DELIVERED"
+    );
+    assert_eq!(Event::decode(&out), Ok(e), "the flag is accepted on decode");
+    // 0x8 is EVENT_PROVIDER_FLUSHES; the next bit up is still undefined.
+    out[44] = 0x8;
+    assert!(Event::decode(&out).is_ok());
+    assert_eq!(EVENT_PROVIDER_FLUSHES, 0x8, "ABI value");
+    out[44] = 0x10;
+    assert!(matches!(
+        Event::decode(&out),
+        Err(AbiError::UnknownFlags { .. })
+    ));
+}
+
+#[test]
 fn adapters_reply_reports_how_many_exist_when_the_buffer_is_short() {
     let entries = [
         AdapterEntry {

@@ -258,13 +258,23 @@ impl<P: Platform> Conn<P> {
         };
         let (st, connector) = session.run(|| adapter.create_connector(self));
         let Some(Created::Connector(connector)) = connector else {
-            return self.fail_connect(Some(request), failure(st));
+            // Release what the CONNECT opened now (teardown needs the session and the only
+            // reference to each object), as when the QP cannot be created.
+            drop(adapter);
+            drop(session);
+            self.fail_connect(Some(request), failure(st));
+            return self.teardown();
         };
-        let connector = Arc::new(connector);
         let token = request.token();
         if let Err(st) = self.owner.register_connect(token, self) {
-            return self.fail_connect(Some(request), st);
+            // The connector was never stored: closed here, the rest by teardown.
+            session.run(|| connector.close(self));
+            drop(adapter);
+            drop(session);
+            self.fail_connect(Some(request), st);
+            return self.teardown();
         }
+        let connector = Arc::new(connector);
         // Made cancelable where it is stored, under the lock its cancel routine takes.
         let stored = self.ctl.with(|c| {
             c.objects.connector = Some(Arc::clone(&connector));
@@ -305,9 +315,12 @@ impl<P: Platform> Conn<P> {
             return self.fail_connect(None, status::CANCELLED);
         }
         let connector = Arc::new(connector);
+        // NDK is never called under the connection's lock: a provider may hold its own lock
+        // while it calls our disconnect callback, which takes ours.
+        let (remote, local) = (connector.peer_address(), connector.local_address());
         let qp = self.ctl.with(|c| {
-            c.remote = connector.peer_address();
-            c.local = connector.local_address();
+            c.remote = remote;
+            c.local = local;
             c.objects.connector = Some(Arc::clone(&connector));
             c.objects.qp.clone()
         });
@@ -386,6 +399,8 @@ impl<P: Platform> Conn<P> {
         });
         if let Some(ready) = ready {
             ready.complete();
+            // The terminal record may have gone to an older any-connection WAIT.
+            self.owner.complete_level_triggered(self.id);
         }
         if let Some(request) = request {
             self.reply_connect(request, failure);

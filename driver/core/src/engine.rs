@@ -16,7 +16,7 @@ use ndkpi::{Connector, Created, Op, Sink};
 use crate::conn::Conn;
 use crate::defer;
 use crate::events::{ConnIndex, EventQueue, Fact, Limits, Ready, WaitOutcome};
-use crate::ports::{Lock, Passive, PendedRequest, Platform};
+use crate::ports::{Lock, Passive, PendedRequest, Platform, Signal};
 use crate::step::Stepper;
 
 /// Driver version reported by `GET_INFO` (major << 16 | minor).
@@ -168,10 +168,13 @@ impl<P: Platform> Engine<P> {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Open the adapter of `if_index`, preferring NDKPI 2.1 (the disconnect reason).
+    /// Open the adapter of `if_index` asking for the lowest version we support of each major:
+    /// in NDKPI the requested minor is the minimum acceptable and the provider answers with its
+    /// highest minor of that major, so a 2.1 provider gives 2.1 (the disconnect reason) and a
+    /// 2.0 provider 2.0 (asking for 2.1 would fail, and 1.x would then get it down-level).
     fn open_adapter(&self, if_index: u32) -> Result<ndkpi::Adapter, i32> {
         let wsk = self.platform.wsk();
-        wsk.open_adapter(if_index, NDK_VERSION { Major: 2, Minor: 1 })
+        wsk.open_adapter(if_index, NDK_VERSION { Major: 2, Minor: 0 })
             .or_else(|_| wsk.open_adapter(if_index, NDK_VERSION { Major: 1, Minor: 1 }))
     }
 }
@@ -222,6 +225,16 @@ impl<P: Platform> OwnerInner<P> {
             self.engine.counters.events.fetch_add(1, Ordering::Relaxed);
         }
         ready
+    }
+
+    /// After latching connection `id`'s terminal event (and completing the wait it satisfied):
+    /// complete the WAITs pended on `id` that are left without it because it went to an older
+    /// any-connection WAIT, each with the flagged copy (level-triggered per connection).
+    /// `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+    pub(crate) fn complete_level_triggered(&self, id: u64) {
+        while let Some(ready) = self.queue.with(|q| q.take_level_triggered(id)) {
+            ready.complete();
+        }
     }
 
     pub(crate) fn count_disconnect_callback(&self) {
@@ -327,7 +340,8 @@ impl<P: Platform> Owner<P> {
                 reply(request, &info);
             }
             Request::ListAdapters(_) => {
-                // The version each adapter really negotiates (2.1 preferred): open it once.
+                // The version each adapter really negotiates (its highest of 2.x, else 1.x): open
+                // it once.
                 let mut entries: Vec<AdapterEntry> = Vec::new();
                 for desc in engine.platform.adapters() {
                     let Ok(adapter) = engine.open_adapter(desc.if_index) else {
@@ -418,6 +432,8 @@ impl<P: Platform> Owner<P> {
     /// The handle is being closed (`EvtFileCleanup`): cancel its waits, end and release every
     /// connection (`Disconnected`/`HandleClosed`), close its listeners. `// IRQL: PASSIVE_LEVEL`.
     pub fn cleanup(&self) {
+        // First: a WAIT that raced CloseHandle and arrives from now on is cancelled, not pended.
+        self.inner.queue.with(EventQueue::begin_cleanup);
         while let Some(w) = self.inner.queue.with(|q| q.take_wait_to_cancel(None)) {
             w.complete();
         }
@@ -432,8 +448,12 @@ impl<P: Platform> Owner<P> {
             c.end(Cause::HandleClosed);
             c.closed_event();
         }
+        // Its connections are closed, so NDK completes each listener's close: wait for it here
+        // (only a CLOSE IOCTL must not wait), and release the adapter if nobody else holds it.
         for l in listeners {
-            l.close();
+            if l.close() {
+                l.wait_closed();
+            }
         }
     }
 
@@ -504,13 +524,14 @@ impl<P: Platform> Owner<P> {
             return complete(request, status::QUOTA_EXCEEDED);
         }
         let adapter = match engine.open_adapter(req.if_index) {
-            Ok(a) => Arc::new(a),
+            Ok(a) => a,
             Err(st) => return complete(request, st),
         };
+        // The listener owns the adapter from here: on failure it has closed it.
         let listener = match ListenerObj::start(
             &self.inner,
             engine.next_id(),
-            &adapter,
+            adapter,
             backlog as usize,
             req.local,
         ) {
@@ -583,19 +604,38 @@ fn nonzero(v: u32, default: u32) -> u32 {
 
 // --- listeners ------------------------------------------------------------------------------
 
+/// A listener's backlog and whether it is closing, under one lock: a connect event checks the
+/// flag and queues its connector in one critical section, and CLOSE sets the flag and takes
+/// what is queued in another, so no connector lands in the backlog after CLOSE emptied it.
+struct Backlog {
+    queue: VecDeque<Connector>,
+    closing: bool,
+}
+
 /// A listener: incoming connect events go through a preallocated backlog to a work item at
 /// `PASSIVE_LEVEL`, which creates the connection and accepts it.
+///
+/// CLOSE never waits for NDK: the NDK listener's close completes only once every connector
+/// accepted through it is closed. The listener keeps itself alive (`keep_alive`) until its
+/// close completion has been handled at `PASSIVE_LEVEL` by its work item, which then releases
+/// the adapter it shares with its connections; whichever of them releases it last closes it.
 pub(crate) struct ListenerObj<P: Platform> {
     pub(crate) id: u64,
     bound: P::Lock<SocketAddr>,
     owner: Arc<OwnerInner<P>>,
     adapter: P::Lock<Option<Arc<ndkpi::Adapter>>>,
     listener: P::Lock<Option<ndkpi::Listener>>,
-    backlog: P::Lock<VecDeque<Connector>>,
+    backlog: P::Lock<Backlog>,
     capacity: usize,
-    closing: AtomicBool,
+    /// NDK completed the listener's close (no callback comes after it).
+    ndk_closed: AtomicBool,
+    /// Set with `ndk_closed`, for handle cleanup to wait on.
+    closed_signal: P::Signal,
+    /// The listener itself, from CLOSE until its work item handled the close completion.
+    keep_alive: P::Lock<Option<Arc<Self>>>,
     stepper: Stepper<P>,
-    /// The accept work item, allocated with the listener so a connect event never allocates.
+    /// The accept work item, allocated with the listener so a connect event never allocates;
+    /// it also releases the adapter once the close completed.
     work: Arc<defer::WorkItem>,
 }
 
@@ -607,35 +647,58 @@ impl<P: Platform> Passive for AcceptWork<P> {
     fn run(&self) {
         if let Some(l) = self.listener.upgrade() {
             l.drain();
+            if l.ndk_closed.load(Ordering::Acquire) {
+                l.release_adapter();
+                // Dropped outside the lock (possibly not the last reference: `l` is another).
+                let me = l.keep_alive.with(Option::take);
+                drop(me);
+            }
         }
     }
 }
 
+/// Refuse an incoming connection request: `NdkReject` (synchronous, allowed at
+/// `DISPATCH_LEVEL`), then close the connector. `// IRQL: <= DISPATCH_LEVEL`; never under a lock.
+fn refuse(connector: Connector) {
+    let _ = connector.reject();
+    connector.close_detached();
+}
+
 impl<P: Platform> ListenerObj<P> {
-    /// Create the NDK listener and listen. `// IRQL: PASSIVE_LEVEL`.
+    /// Create the NDK listener and listen, owning `adapter`: on failure everything opened here
+    /// (the adapter too) is closed before this returns. `// IRQL: PASSIVE_LEVEL`.
     fn start(
         owner: &Arc<OwnerInner<P>>,
         id: u64,
-        adapter: &Arc<ndkpi::Adapter>,
+        adapter: ndkpi::Adapter,
         capacity: usize,
         local: SocketAddr,
     ) -> Result<Arc<Self>, i32> {
         let platform = owner.platform();
-        let mut backlog = VecDeque::new();
-        backlog
+        let mut queue = VecDeque::new();
+        let reserved = queue
             .try_reserve_exact(capacity)
-            .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
-        // The accept work item's slot (given back when the item is dropped).
-        owner.engine.reserve_work()?;
+            .map_err(|_| status::INSUFFICIENT_RESOURCES)
+            // The accept work item's slot (given back when the item is dropped).
+            .and_then(|()| owner.engine.reserve_work());
+        if let Err(st) = reserved {
+            platform.wsk().close_adapter(adapter);
+            return Err(st);
+        }
         let me = Arc::new_cyclic(|weak: &Weak<Self>| Self {
             id,
             bound: platform.lock(local),
             owner: Arc::clone(owner),
-            adapter: platform.lock(Some(Arc::clone(adapter))),
+            adapter: platform.lock(Some(Arc::new(adapter))),
             listener: platform.lock(None),
-            backlog: platform.lock(backlog),
+            backlog: platform.lock(Backlog {
+                queue,
+                closing: false,
+            }),
             capacity,
-            closing: AtomicBool::new(false),
+            ndk_closed: AtomicBool::new(false),
+            closed_signal: platform.signal(),
+            keep_alive: platform.lock(None),
             stepper: Stepper::new(platform),
             work: defer::WorkItem::new(
                 Arc::new(AcceptWork {
@@ -644,7 +707,14 @@ impl<P: Platform> ListenerObj<P> {
                 owner.engine.slots(),
             ),
         });
-        let (st, created) = me.stepper.run(|| adapter.create_listener(&me));
+        let created = {
+            // Dropped before any release: `release_adapter` closes only the last reference.
+            let Some(adapter) = me.adapter.with(|a| a.clone()) else {
+                return Err(status::INVALID_DEVICE_STATE);
+            };
+            me.stepper.run(|| adapter.create_listener(&me))
+        };
+        let (st, created) = created;
         let Some(Created::Listener(listener)) = created else {
             me.release_adapter();
             return Err(if st >= 0 {
@@ -655,7 +725,8 @@ impl<P: Platform> ListenerObj<P> {
         };
         let (st, _) = me.stepper.run(|| listener.listen(&me, local));
         if st != status::SUCCESS {
-            me.closing.store(true, Ordering::Release);
+            // Nothing was accepted through it: its close completes promptly, waited for here.
+            me.backlog.with(|b| b.closing = true);
             me.stepper.run(|| listener.close(&me));
             me.release_adapter();
             return Err(st);
@@ -670,19 +741,21 @@ impl<P: Platform> ListenerObj<P> {
         self.bound.with(|b| *b)
     }
 
+    /// Drop the listener's reference to its adapter, closing the adapter if it was the last
+    /// (connections accepted through the listener hold the others). `// IRQL: PASSIVE_LEVEL`.
     fn release_adapter(&self) {
         if let Some(adapter) = self.adapter.with(Option::take).and_then(Arc::into_inner) {
             self.owner.platform().wsk().close_adapter(adapter);
         }
     }
 
-    /// Accept what the backlog holds. `// IRQL: PASSIVE_LEVEL`.
+    /// Accept what the backlog holds (nothing once closing: CLOSE took it).
+    /// `// IRQL: PASSIVE_LEVEL`.
     fn drain(self: &Arc<Self>) {
-        while let Some(connector) = self.backlog.with(VecDeque::pop_front) {
-            if self.closing.load(Ordering::Acquire) {
-                connector.close_detached();
-                continue;
-            }
+        while let Some(connector) = self
+            .backlog
+            .with(|b| if b.closing { None } else { b.queue.pop_front() })
+        {
             self.accept_one(connector);
         }
     }
@@ -691,28 +764,26 @@ impl<P: Platform> ListenerObj<P> {
         let engine = &self.owner.engine;
         let id = engine.next_id();
         let Ok(index) = self.owner.queue.with(|q| q.add_connection(id)) else {
+            // The handle's connection quota.
             engine
                 .counters
                 .backlog_rejects
                 .fetch_add(1, Ordering::Relaxed);
-            connector.close_detached();
-            return;
+            return refuse(connector);
         };
         let Some(adapter) = self.adapter.with(|a| a.clone()) else {
             self.owner.queue.with(|q| q.remove_connection(index));
-            connector.close_detached();
-            return;
+            return refuse(connector);
         };
         engine.counters.connections.fetch_add(1, Ordering::Relaxed);
         let Ok(conn) = Conn::new(&self.owner, id, index, adapter) else {
             // The listener's adapter is shared: dropping our reference is enough.
             self.owner.queue.with(|q| q.remove_connection(index));
-            connector.close_detached();
-            return;
+            return refuse(connector);
         };
         if !self.owner.adopt(&conn) {
             // The handle was cleaned up while this request waited in the backlog.
-            connector.close_detached();
+            refuse(connector);
             conn.teardown();
             self.owner.queue.with(|q| q.remove_connection(index));
             return;
@@ -720,26 +791,66 @@ impl<P: Platform> ListenerObj<P> {
         match conn.create_queue_pair(engine.config.receive_depth, engine.config.send_depth) {
             Ok(()) => conn.start_accept(connector),
             Err(st) => {
-                connector.close_detached();
+                refuse(connector);
                 conn.fail_connect(None, st);
                 conn.teardown();
             }
         }
     }
 
-    /// Stop accepting and close the NDK listener; its adapter is released when the last
-    /// connection accepted through it is gone. `// IRQL: PASSIVE_LEVEL`.
-    fn close(self: &Arc<Self>) {
-        if self.closing.swap(true, Ordering::AcqRel) {
-            return;
+    /// Stop accepting (requests still in the backlog are refused) and start the NDK listener's
+    /// close; never waits for it. Returns whether this call started the close (it is the
+    /// first, and the listener was listening). `// IRQL: PASSIVE_LEVEL`.
+    fn close(self: &Arc<Self>) -> bool {
+        let queued = self.backlog.with(|b| {
+            if core::mem::replace(&mut b.closing, true) {
+                return None;
+            }
+            // Leaves an empty queue without allocating; the taken one is freed outside.
+            Some(core::mem::take(&mut b.queue))
+        });
+        let Some(queued) = queued else {
+            return false;
+        };
+        for connector in queued {
+            refuse(connector);
         }
-        self.drain();
-        if let Some(listener) = self.listener.with(Option::take) {
-            // NDK completes this close only after every connector accepted through the
-            // listener has closed; handle cleanup closes connections first.
-            self.stepper.run(|| listener.close(self));
+        let Some(listener) = self.listener.with(Option::take) else {
+            self.release_adapter();
+            return false;
+        };
+        // Alive until the close completion is handled (the work item drops this).
+        let me = Arc::clone(self);
+        self.keep_alive.with(|k| *k = Some(me));
+        // NDK completes this close only after every connector accepted through the listener
+        // has closed: `closed` then defers the adapter's release to the work item.
+        listener.close(self);
+        true
+    }
+
+    /// Wait until NDK completed the listener's close (which [`ListenerObj::close`] started),
+    /// then release the adapter if nothing else holds it. Handle cleanup only: it closed the
+    /// listener's connections first. `// IRQL: PASSIVE_LEVEL`.
+    fn wait_closed(&self) {
+        while !self.ndk_closed.load(Ordering::Acquire) {
+            self.closed_signal.wait();
         }
         self.release_adapter();
+    }
+}
+
+impl<P: Platform> Drop for ListenerObj<P> {
+    // Backstop: a connector still in the backlog is refused, never stranded. (CLOSE empties
+    // the backlog under the lock that also stops connect events from queuing, so this finds
+    // something only for a listener dropped without CLOSE.)
+    fn drop(&mut self) {
+        let queued = self.backlog.with(|b| {
+            b.closing = true;
+            core::mem::take(&mut b.queue)
+        });
+        for connector in queued {
+            refuse(connector);
+        }
     }
 }
 
@@ -748,36 +859,46 @@ impl<P: Platform> Sink for ListenerObj<P> {
         self.stepper.finish(op, st, created);
     }
 
+    // IRQL: <= DISPATCH_LEVEL: the adapter is closed at PASSIVE_LEVEL by the work item.
     fn closed(&self, op: Op) {
+        if op == Op::CloseListener {
+            self.ndk_closed.store(true, Ordering::Release);
+            self.closed_signal.set();
+            // Closed by CLOSE or cleanup (not by a failed LISTEN, which waits and releases the
+            // adapter itself): the work item finishes the close.
+            if self.keep_alive.with(|k| k.is_some()) {
+                self.owner.defer(&self.work);
+            }
+        }
         self.stepper.finish(op, status::SUCCESS, None);
     }
 
     // IRQL: <= DISPATCH_LEVEL: take a preallocated backlog slot and defer; never allocate.
     fn connection_requested(&self, connector: Connector) {
-        if self.closing.load(Ordering::Acquire) {
-            return connector.close_detached();
-        }
-        let rejected = self.backlog.with(|b| {
-            if b.len() < self.capacity {
+        // One critical section with CLOSE's: queued here means CLOSE (or the work) sees it.
+        let refused = self.backlog.with(|b| {
+            if b.closing {
+                Some((connector, false))
+            } else if b.queue.len() < self.capacity {
                 // INVARIANT: len < capacity = reserved: no allocation.
-                b.push_back(connector);
+                b.queue.push_back(connector);
                 None
             } else {
-                Some(connector)
+                Some((connector, true))
             }
         });
-        match rejected {
-            Some(connector) => {
-                self.owner
-                    .engine
-                    .counters
-                    .backlog_rejects
-                    .fetch_add(1, Ordering::Relaxed);
-                connector.close_detached();
+        match refused {
+            Some((connector, overflow)) => {
+                if overflow {
+                    self.owner
+                        .engine
+                        .counters
+                        .backlog_rejects
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                refuse(connector);
             }
-            None => {
-                self.owner.defer(&self.work);
-            }
+            None => self.owner.defer(&self.work),
         }
     }
 }

@@ -10,7 +10,8 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use ndkdisc_abi::{
-    BATCH_HEADER_SIZE, Cause, Event, EventKind, batch_capacity, encode_batch_header, status,
+    BATCH_HEADER_SIZE, Cause, EVENT_ALREADY_DELIVERED, Event, EventKind, batch_capacity,
+    encode_batch_header, status,
 };
 
 use crate::ports::PendedRequest;
@@ -180,6 +181,8 @@ pub struct EventQueue<R> {
     waits: VecDeque<Wait<R>>,
     next_seq: u64,
     counters: QueueCounters,
+    /// The handle's cleanup has begun: a WAIT is cancelled, never pended.
+    closing: bool,
 }
 
 impl<R: PendedRequest> EventQueue<R> {
@@ -219,6 +222,7 @@ impl<R: PendedRequest> EventQueue<R> {
             waits,
             next_seq: 1,
             counters: QueueCounters::default(),
+            closing: false,
         })
     }
 
@@ -415,7 +419,34 @@ impl<R: PendedRequest> EventQueue<R> {
         BATCH_HEADER_SIZE + n * Event::SIZE
     }
 
+    /// The handle's cleanup has begun: from now on every WAIT completes with
+    /// `STATUS_CANCELLED` (one that raced `CloseHandle` and arrives after cleanup took the
+    /// pended waits would otherwise pend forever).
+    pub fn begin_cleanup(&mut self) {
+        self.closing = true;
+    }
+
+    /// The connection's terminal record, if it was already delivered and is still held (the
+    /// connection's `Closed` event has not been delivered), flagged
+    /// [`EVENT_ALREADY_DELIVERED`]. Reads the record in place: no allocation.
+    fn delivered_terminal(&self, id: u64) -> Option<Event> {
+        let records = self.conns.iter().flatten().find(|r| r.id == id)?;
+        let i = Slot::Terminal as usize;
+        if !records.terminal_latched || records.queued[i] {
+            return None;
+        }
+        let event = records.slots[i]?;
+        Some(Event {
+            flags: event.flags | EVENT_ALREADY_DELIVERED,
+            ..event
+        })
+    }
+
     /// A WAIT request: complete now if events are queued (or it is non-blocking), else pend.
+    /// Level-triggered per connection: a WAIT on a connection whose terminal event was already
+    /// delivered and that has nothing else queued completes at once with a copy of the terminal
+    /// record ([`EVENT_ALREADY_DELIVERED`]). After [`EventQueue::begin_cleanup`] it completes
+    /// with `STATUS_CANCELLED`.
     pub fn wait(
         &mut self,
         mut request: R,
@@ -429,6 +460,9 @@ impl<R: PendedRequest> EventQueue<R> {
                 information,
             })
         };
+        if self.closing {
+            return ready(request, status::CANCELLED, 0);
+        }
         if batch_capacity(request.output().len(), Event::SIZE).is_none() {
             return ready(request, status::BUFFER_TOO_SMALL, 0);
         }
@@ -437,7 +471,18 @@ impl<R: PendedRequest> EventQueue<R> {
         {
             return ready(request, status::NOT_FOUND, 0);
         }
-        if nonblocking || self.has_events_for(connection) {
+        if self.has_events_for(connection) {
+            let information = self.fill(&mut request, connection);
+            return ready(request, status::SUCCESS, information);
+        }
+        if let Some(copy) = connection.and_then(|id| self.delivered_terminal(id)) {
+            let out = request.output();
+            // The output holds the header and one event (checked above): neither can fail.
+            let _ = copy.encode(&mut out[BATCH_HEADER_SIZE..]);
+            let _ = encode_batch_header(out, 1, 0);
+            return ready(request, status::SUCCESS, BATCH_HEADER_SIZE + Event::SIZE);
+        }
+        if nonblocking {
             let information = self.fill(&mut request, connection);
             return ready(request, status::SUCCESS, information);
         }
@@ -453,6 +498,37 @@ impl<R: PendedRequest> EventQueue<R> {
             filter: connection,
         });
         WaitOutcome::Pended
+    }
+
+    /// Level-triggered for WAITs that pended before the terminal event: take one WAIT pended on
+    /// connection `id` whose terminal record was meanwhile delivered to another WAIT (an older
+    /// any-connection one) while nothing else of `id` is queued, filled with the flagged copy.
+    /// The latcher of the terminal event calls this until it returns `None`, completing each
+    /// outside the lock. Never allocates; waits being cancelled are left to their cancel
+    /// routine.
+    pub fn take_level_triggered(&mut self, id: u64) -> Option<Ready<R>> {
+        let copy = self.delivered_terminal(id)?;
+        if self.has_events_for(Some(id)) {
+            return None;
+        }
+        let mut i = 0;
+        while i < self.waits.len() {
+            if self.waits[i].filter == Some(id) && self.waits[i].request.unmark_cancelable().is_ok()
+            {
+                let mut wait = self.waits.remove(i)?;
+                let out = wait.request.output();
+                // A pended wait's output holds the header and one event (checked in `wait`).
+                let _ = copy.encode(&mut out[BATCH_HEADER_SIZE..]);
+                let _ = encode_batch_header(out, 1, 0);
+                return Some(Ready {
+                    request: wait.request,
+                    status: status::SUCCESS,
+                    information: BATCH_HEADER_SIZE + Event::SIZE,
+                });
+            }
+            i += 1;
+        }
+        None
     }
 
     /// The cancel routine of a pended WAIT ran: take it out (if the event path did not take it

@@ -2,14 +2,15 @@
 //! simulation backend. It checks the kernel's rules as it goes: waiting on a signal inside an
 //! NDK callback (`DISPATCH_LEVEL`) or while holding an engine lock panics, as would a bugcheck;
 //! allocating while holding an engine lock, or inside the disconnect callback, is counted by
-//! [`softndk::alloc_check`] in test binaries that install its allocator.
+//! [`softndk::alloc_check`] in test binaries that install its allocator; calling NDK while
+//! holding an engine lock is a softndk misuse violation ([`softndk::consumer_lock`]).
 
 extern crate std;
 
 use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::time::Duration;
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -21,6 +22,32 @@ use crate::ports::{AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platfor
 
 std::thread_local! {
     static LOCKS_HELD: Cell<u32> = const { Cell::new(0) };
+    static CALLBACK_LOCK_HOOK: RefCell<Option<CallbackLockHook>> = const { RefCell::new(None) };
+}
+
+/// See [`on_callback_lock`].
+pub type CallbackLockHook = Box<dyn FnMut()>;
+
+/// Test hook: on the current thread, run `hook` just before each engine lock that an NDK
+/// callback takes when it holds no other (`None` removes it). A test can stop a callback at each
+/// point where it is about to take a lock and land another thread's action exactly there —
+/// a systematic, sleep-free way to stage a race between a callback and an IOCTL. The hook runs
+/// outside every engine lock; it must not take one itself.
+pub fn on_callback_lock(hook: Option<CallbackLockHook>) {
+    CALLBACK_LOCK_HOOK.with(|h| *h.borrow_mut() = hook);
+}
+
+fn run_callback_lock_hook() {
+    if LOCKS_HELD.with(Cell::get) != 0 || !softndk::in_provider_callback() {
+        return;
+    }
+    let _ = CALLBACK_LOCK_HOOK.try_with(|h| {
+        if let Ok(mut h) = h.try_borrow_mut()
+            && let Some(hook) = h.as_mut()
+        {
+            hook();
+        }
+    });
 }
 
 /// A spin lock stand-in that records that the thread is at raised IRQL while it is held.
@@ -28,11 +55,15 @@ pub struct HostLock<T>(Mutex<T>);
 
 impl<T: Send> Lock<T> for HostLock<T> {
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        run_callback_lock_hook();
         LOCKS_HELD.with(|n| n.set(n.get() + 1));
         let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // A spin lock's body runs at DISPATCH_LEVEL: it must not allocate.
+        // A spin lock's body runs at DISPATCH_LEVEL: it must not allocate, and it must not call
+        // NDK (softndk reports a call made while the consumer holds its lock).
         let scope = softndk::alloc_check::forbid();
+        let held = softndk::consumer_lock::enter();
         let result = f(&mut guard);
+        drop(held);
         drop(scope);
         drop(guard);
         LOCKS_HELD.with(|n| n.set(n.get() - 1));

@@ -12,22 +12,43 @@
 //!   hold, reserved up front. Latching an event never allocates and can never overflow.
 //! - **Exactly one terminal event.** `ConnectFailed` or `Disconnected` is latched once per
 //!   connection; a late, duplicated or racing fact is counted and otherwise ignored.
-//! - **Level-triggered.** A WAIT that arrives after the event completes at once.
+//! - **Level-triggered.** A WAIT that arrives after the event completes at once; so does a WAIT
+//!   on one connection whose terminal event was already delivered (say, to an any-connection
+//!   WAIT) and that has nothing else queued: it gets a copy of the terminal record, still held
+//!   in the connection's slots, flagged `EVENT_ALREADY_DELIVERED`. Once its `Closed` event was
+//!   delivered the connection's id is gone (`STATUS_NOT_FOUND`).
 //! - **Ordered batches.** One WAIT returns up to as many events as its buffer holds, in latch
 //!   order (sequence numbers strictly increase per handle).
 //! - **Cancellation loses nothing.** A pended WAIT is cancelable; whoever takes it from the
 //!   queue first under the handle's lock — the event path, ABORT, handle cleanup, or the
 //!   cancel routine — completes it. The event path takes a wait only after
 //!   `unmark_cancelable` succeeded, so an event racing a cancel stays queued for the next wait.
+//!   Cleanup marks the queue first, under its lock: a WAIT that raced `CloseHandle` and arrives
+//!   afterwards completes with `STATUS_CANCELLED` instead of pending forever.
 //!
 //! The **engine** ([`Engine`], one [`Owner`] per file handle) parses each IOCTL once
 //! (`ndkdisc-abi`), checks output sizes before any effect, and drives NDK through `ndkpi`:
 //!
-//! - CONNECT: adapter (NDKPI 2.1 preferred), PD, CQ, QP, connector, created and waited for at
+//! - CONNECT: adapter (asking for NDKPI 2.0, then 1.1: the lowest minor of each major we
+//!   support, so the provider answers with its highest — 2.1 brings the disconnect reason),
+//!   PD, CQ, QP, connector, created and waited for at
 //!   `PASSIVE_LEVEL`; then `NdkConnect` -> `NdkCompleteConnect(Ex)` from the callbacks, with the
 //!   disconnect callback registered. LISTEN: incoming connect events go through a preallocated
 //!   backlog to a passive work item that creates the connection and calls `NdkAccept(Ex)` (again
-//!   with the callback); overflow and quota rejects are refused and counted.
+//!   with the callback); requests beyond the backlog or the handle's connection quota, and
+//!   those reaching a closing listener, are refused with `NdkReject` and then closed (overflow
+//!   and quota refusals are counted). The backlog and the listener's closing flag share one
+//!   lock, so no request lands in the backlog after CLOSE emptied it (and a listener dropped
+//!   with requests queued refuses them).
+//! - CLOSE of a listener never waits: NDK completes a listener's close only once every
+//!   connection accepted through it is closed. Its close completion defers to the listener's
+//!   work item, which releases the adapter at `PASSIVE_LEVEL`; the adapter is shared with the
+//!   accepted connections, and whichever releases it last closes it. Handle cleanup, which
+//!   closes the connections first, waits for the listener's close.
+//! - No NDK call is made with an engine lock held (a provider may hold its own lock while it
+//!   calls our disconnect callback, which takes ours); the host platform's lock tells softndk,
+//!   which reports such a call as a misuse.
+//! - Every error path of LISTEN and CONNECT releases what it opened before the IOCTL completes.
 //! - The disconnect callback only latches `Disconnected`/`Peer` (with the provider reason and
 //!   the work still posted) and completes a wait. **Nothing is flushed on a peer disconnect**:
 //!   the only `NdkFlush` ndkdisc makes is FLUSH's.
@@ -50,7 +71,8 @@
 //! - After handle cleanup nothing joins the handle: a CONNECT or an accept still in flight
 //!   releases its connection, and every pended request is answered.
 //!
-//! Tests: `events` unit tests; end-to-end `tests/flows.rs` and `tests/races.rs` (cancelled
+//! Tests: `events` unit tests; end-to-end `tests/flows.rs`, `tests/contract.rs` (the
+//! guarantees above, each with a test that failed before it held) and `tests/races.rs` (cancelled
 //! CONNECT, cancel racing establishment, CLOSE racing ABORT, peer disconnect before connect or
 //! accept completes, link loss) through softndk in every completion mode; loom models of the
 //! lock protocol (`tests/loom_events.rs`, `--cfg loom`).

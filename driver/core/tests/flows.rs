@@ -89,8 +89,14 @@ fn abortive_disconnect_and_abort_reach_the_peer_as_a_reset() {
         );
         let da = next_event(&ha, EventKind::Disconnected);
         assert_eq!(da.cause, Cause::LocalAbortive);
-        // ABORT on B: its pended waits are cancelled; no second terminal event.
-        let pend = wait_pending(&hb, Some(cb), 4);
+        // B's terminal event was delivered: a wait on the connection no longer pends, it gets
+        // the record again, flagged (level-triggered per connection).
+        let (st, out) = done(&wait_pending(&hb, Some(cb), 4));
+        assert_eq!(st, status::SUCCESS);
+        let again = decode_events(&out);
+        assert_eq!(again[0].seq, evs[0].seq, "{mode:?}");
+        assert_ne!(again[0].flags & EVENT_ALREADY_DELIVERED, 0);
+        // ABORT on B: no second terminal event.
         assert_eq!(
             simple(
                 &hb,
@@ -99,9 +105,24 @@ fn abortive_disconnect_and_abort_reach_the_peer_as_a_reset() {
             ),
             status::SUCCESS
         );
-        assert_eq!(done(&pend).0, status::CANCELLED);
         assert!(query(&hb, cb).flags & QUERY_ABORTED != 0);
         assert!(terminal(&drain(&hb)).is_empty());
+        // ABORT cancels the waits pended on a connection (one still established: once its
+        // terminal event is delivered a wait on it no longer pends).
+        let r = connect(&ha, 4791);
+        assert_eq!(r.status, status::SUCCESS, "{mode:?}");
+        let cb2 = next_event(&hb, EventKind::Accepted).connection_id;
+        let pend = wait_pending(&hb, Some(cb2), 4);
+        assert_eq!(
+            simple(
+                &hb,
+                Ioctl::Abort,
+                bytes(&AbortRequest { connection_id: cb2 })
+            ),
+            status::SUCCESS
+        );
+        assert_eq!(done(&pend).0, status::CANCELLED);
+        assert!(query(&hb, cb2).flags & QUERY_ABORTED != 0);
         finish(&w, ha, hb);
     }
 }

@@ -210,3 +210,40 @@ fn callback_racing_handle_cleanup_completes_every_wait_once() {
         );
     });
 }
+
+/// A WAIT racing handle cleanup (an IOCTL that raced `CloseHandle`): cleanup marks the queue
+/// first, then takes the pended waits. Whichever comes first, the WAIT completes with
+/// `STATUS_CANCELLED` exactly once and is never left pended.
+#[test]
+fn a_wait_racing_handle_cleanup_is_cancelled_never_stranded() {
+    loom::model(|| {
+        let (q, _c) = setup();
+        let (r, f) = request(1);
+        let (q1, q2) = (q.clone(), q.clone());
+        let a = thread::spawn(move || {
+            let outcome = q1.lock().unwrap().wait(r, None, false);
+            if let WaitOutcome::Complete(ready) = outcome {
+                ready.complete();
+            }
+        });
+        let b = thread::spawn(move || {
+            q2.lock().unwrap().begin_cleanup();
+            loop {
+                let ready = q2.lock().unwrap().take_wait_to_cancel(None);
+                match ready {
+                    Some(r) => r.complete(),
+                    None => break,
+                }
+            }
+        });
+        a.join().unwrap();
+        b.join().unwrap();
+        let f = f.lock().unwrap();
+        assert_eq!(
+            (f.completions, f.status),
+            (1, status::CANCELLED),
+            "completed once, cancelled"
+        );
+        assert_eq!(q.lock().unwrap().pended_waits(), 0, "nothing left pended");
+    });
+}

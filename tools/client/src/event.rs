@@ -3,9 +3,9 @@
 use core::net::SocketAddr;
 
 use ndkdisc_abi::{
-    Cause, ConnState, EVENT_CALLBACK_FIRED, EVENT_PROVIDER_FLUSHES, EVENT_REASON_VALID, EventKind,
-    QUERY_ABORTED, QUERY_CALLBACK_FIRED, QUERY_CQ_FAILED, QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT,
-    QUERY_PROVIDER_FLUSHED, QUERY_REASON_VALID, QueryReply,
+    Cause, ConnState, EVENT_ALREADY_DELIVERED, EVENT_CALLBACK_FIRED, EVENT_PROVIDER_FLUSHES,
+    EVENT_REASON_VALID, EventKind, QUERY_ABORTED, QUERY_CALLBACK_FIRED, QUERY_CQ_FAILED,
+    QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT, QUERY_PROVIDER_FLUSHED, QUERY_REASON_VALID, QueryReply,
 };
 
 use crate::NtStatus;
@@ -36,6 +36,11 @@ pub struct Event {
     /// The provider put the QP (or CQ) in the error state: it flushes what is still posted
     /// (or, with a dead CQ, it never completes). ndkdisc never flushes on its own.
     pub provider_flushes: bool,
+    /// A copy of the connection's terminal record that was already delivered (flag
+    /// `EVENT_ALREADY_DELIVERED`): a WAIT on one connection whose `Disconnected` or
+    /// `ConnectFailed` was delivered, with nothing else queued, returns it at once instead of
+    /// pending (level-triggered). It is not a new event; [`crate::Client::wait_new`] skips it.
+    pub already_delivered: bool,
 }
 
 impl From<ndkdisc_abi::Event> for Event {
@@ -52,6 +57,7 @@ impl From<ndkdisc_abi::Event> for Event {
             outstanding_receives: e.outstanding_receives,
             outstanding_sends: e.outstanding_sends,
             provider_flushes: e.flags & EVENT_PROVIDER_FLUSHES != 0,
+            already_delivered: e.flags & EVENT_ALREADY_DELIVERED != 0,
         }
     }
 }

@@ -500,6 +500,47 @@ impl Client {
             .collect())
     }
 
+    /// WAIT for events not delivered before: like [`Client::wait`], but copies of a terminal
+    /// record already delivered ([`Event::already_delivered`]) are skipped, and the wait goes
+    /// on until a new event arrives or `timeout` passes. A WAIT on a connection whose terminal
+    /// event was delivered never pends (it returns the copy at once), so while that copy is all
+    /// there is this polls, 1 ms apart.
+    ///
+    /// # Errors
+    /// As [`Client::wait`]; [`Error::Timeout`] when no new event arrived in time.
+    pub fn wait_new(
+        &self,
+        on: WaitOn,
+        max_events: usize,
+        timeout: Timeout,
+    ) -> Result<Vec<Event>, Error> {
+        let deadline = match timeout {
+            Timeout::Forever => None,
+            Timeout::After(limit) => Some((Instant::now() + limit, limit)),
+        };
+        loop {
+            let left = match deadline {
+                None => Timeout::Forever,
+                Some((at, _)) => Timeout::After(at.saturating_duration_since(Instant::now())),
+            };
+            let nonblocking = left == Timeout::After(Duration::ZERO);
+            let mut events = self.wait(on, max_events, left)?;
+            events.retain(|e| !e.already_delivered);
+            if !events.is_empty() || (nonblocking && timeout == left) {
+                return Ok(events);
+            }
+            if let Some((at, limit)) = deadline
+                && Instant::now() >= at
+            {
+                return Err(Error::Timeout {
+                    op: "wait",
+                    after: limit,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// QUERY a connection.
     ///
     /// # Errors

@@ -96,7 +96,8 @@ fn next(
     kind: EventKind,
 ) -> Result<Option<Event>, CliError> {
     for _ in 0..16 {
-        for e in c.wait(on, 1, Timeout::After(STEP_LIMIT))? {
+        // Copies of a terminal record already delivered are not new events: skipped.
+        for e in c.wait_new(on, 1, Timeout::After(STEP_LIMIT))? {
             d.event(side, &e)?;
             if e.kind == kind {
                 return Ok(Some(e));

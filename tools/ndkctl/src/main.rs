@@ -411,7 +411,8 @@ pub fn watch(
             }
         };
         let room = count.map_or(64, |c| c - seen);
-        match client.wait(on, room, timeout) {
+        // New events only: a copy of a terminal record already delivered is not shown again.
+        match client.wait_new(on, room, timeout) {
             Ok(events) => {
                 for e in &events {
                     out.emit(&output::event_row(e), &output::event_json(e))?;

@@ -93,6 +93,7 @@ pub fn event_json(e: &Event) -> Value {
         "outstanding_receives": e.outstanding_receives,
         "outstanding_sends": e.outstanding_sends,
         "provider_flushes": e.provider_flushes,
+        "already_delivered": e.already_delivered,
     })
 }
 
@@ -129,7 +130,7 @@ pub fn event_line(e: &Event) -> String {
         format!(" cause={}", cause_name(e.cause))
     };
     format!(
-        "#{} conn {} {}{cause} status={} callback={} reason={} recv={} send={}",
+        "#{} conn {} {}{cause} status={} callback={} reason={} recv={} send={}{}",
         e.seq,
         e.connection_id,
         kind_name(e.kind),
@@ -137,7 +138,12 @@ pub fn event_line(e: &Event) -> String {
         if e.callback_fired { "fired" } else { "no" },
         reason_text(e.provider_reason),
         e.outstanding_receives,
-        e.outstanding_sends
+        e.outstanding_sends,
+        if e.already_delivered {
+            " (already delivered)"
+        } else {
+            ""
+        }
     )
 }
 

@@ -17,7 +17,7 @@
 //! | `H: info` / `H: adapters [count=N]` | `GET_INFO` / `LIST_ADAPTERS` |
 //! | `H: listen IP:PORT [if=N] [backlog=N] -> L` | LISTEN; binds the listener id |
 //! | `H: connect IP:PORT [if=N] [local=IP:PORT] [timeout=D] -> C` | CONNECT; binds the connection id (also when it fails, with `fails=`) |
-//! | `H: wait any\|ID [timeout=D] [EXPECT...] [async=W] -> V` | the next event (of any connection, or of one) must match the expectations; binds its connection id. `async=W` starts the wait in the background; `join W [EXPECT...]` collects it |
+//! | `H: wait any\|ID [timeout=D] [EXPECT...] [async=W] -> V` | the next new event (of any connection, or of one) must match the expectations; binds its connection id. A copy of a terminal event already delivered (the driver returns it at once to a WAIT on that connection) is not a new event: it is skipped and the wait goes on. `async=W` starts the wait in the background; `join W [EXPECT...]` collects it |
 //! | `H: query ID [within=D] [EXPECT...]` | QUERY, checked; with `within=D` asked again until the expectations hold or D has passed |
 //! | `H: post ID recv\|send COUNT [len=N]` | POST |
 //! | `H: disconnect ID [abortive] [async=W]`, `H: abort ID`, `H: flush ID`, `H: close ID` | the operations; a graceful disconnect completes only when the peer answers (its own disconnect or close) or the provider times out, so `async=W` runs it in the background and `join W [status=...]` collects its outcome |
@@ -534,7 +534,8 @@ impl Runner<'_> {
                 };
                 if let Some(w) = opt("async") {
                     let c = Arc::clone(&client);
-                    let handle = std::thread::spawn(move || c.wait(on, 1, Timeout::After(timeout)));
+                    let handle =
+                        std::thread::spawn(move || c.wait_new(on, 1, Timeout::After(timeout)));
                     self.pending.insert(w.to_owned(), (name.clone(), handle));
                     return ok(self.out, format!("wait `{w}` started in the background"));
                 }
@@ -554,7 +555,7 @@ impl Runner<'_> {
                     e
                 } else {
                     let mut events: VecDeque<Event> =
-                        client.wait(on, 16, Timeout::After(timeout))?.into();
+                        client.wait_new(on, 16, Timeout::After(timeout))?.into();
                     let first = events
                         .pop_front()
                         .ok_or_else(|| deviation("WAIT returned no event"))?;

@@ -51,6 +51,9 @@ fn enter<T>(ptr: *mut T, kind: ObjectKind, function: &'static str) -> Option<Tar
         });
         return None;
     }
+    if crate::consumer_lock::held() {
+        shared.report(Violation::CalledUnderConsumerLock { function });
+    }
     Some(Target {
         shared,
         id: entry.id,

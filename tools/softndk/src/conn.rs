@@ -567,6 +567,7 @@ impl World {
     }
 
     pub(crate) fn reject(&mut self, out: &mut Out, x: ObjId, private_data: Vec<u8>) -> NTSTATUS {
+        self.counters.rejects += 1;
         let Some(c) = self.conn(x) else {
             return STATUS_INVALID_PARAMETER;
         };
@@ -922,6 +923,7 @@ impl World {
             }
             ConnectorState::Incoming => {
                 // Closing an unaccepted request rejects it.
+                self.counters.closed_unaccepted += 1;
                 if let Some(a) = peer
                     .filter(|a| self.conn(*a).map(|c| c.state) == Some(ConnectorState::Connecting))
                 {

@@ -1000,7 +1000,7 @@ impl Fabric {
     }
 
     /// Remove every adapter of `host`, as when NDK is disabled on it or the NIC goes away
-    /// ("Enabling and Disabling NDK Functionality": the `NetEventNDKDisable` PnP event makes
+    /// ("Enabling and Disabling NDK Functionality": the `NetEventNDKDisable` plug-and-play event makes
     /// NDIS and the upper layers close the NDK adapters opened over it). First opens and creates
     /// fail with `STATUS_DEVICE_REMOVED`; then every hook registered with
     /// [`Fabric::on_adapter_removal`] is called with the host's interface index (the consumer's
@@ -1028,7 +1028,7 @@ impl Fabric {
 
     /// Be told when an adapter goes away ([`Fabric::remove_adapters`]): `hook` receives the
     /// interface index. How an NDK consumer learns of it on Windows is the platform's business
-    /// (a PnP or IP-interface notification); this is that notice for a consumer on softndk.
+    /// (a plug-and-play or IP-interface notification); this is that notice for a consumer on softndk.
     pub fn on_adapter_removal(&self, hook: impl Fn(u32) + Send + Sync + 'static) {
         self.shared
             .removal_hooks

@@ -64,7 +64,7 @@
 //! | Sends and receives move real bytes between registered buffers (MR or LAM + privileged token); CQ arm / notify rules; `NdkGetCqResults(Ex)` | `data::*`, `cq::*` |
 //! | Close ordering: an antecedent's close pends until its successors close; a closing listener refuses new connections | `close::*` |
 //! | Fault injection: peer disconnect at any point (before connect completes, during accept), reset, link loss, adapter removal, duplicate callbacks, flush on peer disconnect, create failure | `faults::*` |
-//! | Misuse detection: PASSIVE-only call in a callback, double close, use after close, concurrent posts to one queue | `misuse::*` |
+//! | Misuse detection: PASSIVE-only call in a callback, double close, use after close, concurrent posts to one queue, an NDK call while the consumer holds its spin lock ([`consumer_lock`]) | `misuse::*` |
 //!
 //! Choices where NDKPI is silent (fact sheet §13), made here and tested:
 //! - Version negotiation: a provider whose highest version is M.m accepts a request for major M
@@ -107,6 +107,7 @@
 mod abi;
 pub mod alloc_check;
 mod conn;
+pub mod consumer_lock;
 mod fabric;
 mod mem;
 mod misuse;

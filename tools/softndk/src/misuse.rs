@@ -70,6 +70,12 @@ pub enum Violation {
         /// Objects (and LAMs) still open.
         live: usize,
     },
+    /// An NDK function was called while the consumer held one of its spin locks
+    /// ([`crate::consumer_lock`]). Under [`MisusePolicy::Record`] the call still proceeds.
+    CalledUnderConsumerLock {
+        /// The function called.
+        function: &'static str,
+    },
     /// A required pointer argument was null, or an argument is otherwise unusable.
     BadArgument {
         /// The function called.
@@ -100,6 +106,11 @@ impl Violation {
                 "adapter closed while objects created from it are still open"
             }
             Self::BadArgument { .. } => "invalid argument",
+            Self::CalledUnderConsumerLock { .. } => {
+                "NDK called while the consumer holds its spin lock (a provider may hold its own \
+                 lock while it calls the disconnect callback, which takes the consumer's lock: \
+                 a consumer calling NDK under its lock can deadlock at DISPATCH_LEVEL)"
+            }
         }
     }
 }
@@ -108,7 +119,9 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "NDKPI rule violated: {}", self.rule())?;
         match self {
-            Self::PassiveOnlyInCallback { function } | Self::UnknownObject { function } => {
+            Self::PassiveOnlyInCallback { function }
+            | Self::UnknownObject { function }
+            | Self::CalledUnderConsumerLock { function } => {
                 write!(f, " (in {function})")
             }
             Self::DoubleClose { function, kind } | Self::UseAfterClose { function, kind } => {
@@ -139,6 +152,7 @@ pub enum MisusePolicy {
     #[default]
     Panic,
     /// Record the violation (see `Fabric::violations`) and fail the call: functions returning
-    /// NTSTATUS return `STATUS_INVALID_PARAMETER`, others return without effect.
+    /// NTSTATUS return `STATUS_INVALID_PARAMETER`, others return without effect (except
+    /// [`Violation::CalledUnderConsumerLock`], after which the call proceeds).
     Record,
 }

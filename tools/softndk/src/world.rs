@@ -247,6 +247,11 @@ pub struct Counters {
     pub suppressed_events: u64,
     /// Connection requests refused (no listener, paused, closing, rejected).
     pub refused_connects: u64,
+    /// `NdkReject` calls by a consumer.
+    pub rejects: u64,
+    /// Incoming connection requests refused by closing the passive connector unaccepted
+    /// (without `NdkReject`).
+    pub closed_unaccepted: u64,
     /// Creates failed by fault injection.
     pub injected_create_failures: u64,
     /// `NdkDisconnect` calls that timed out (no answer from the peer).

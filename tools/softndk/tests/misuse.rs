@@ -439,3 +439,41 @@ fn default_panic_policy_aborts_the_process_naming_the_rule() {
         );
     }
 }
+
+// --- NDK called under the consumer's spin lock ---------------------------------------------
+
+#[test]
+fn an_ndk_call_under_the_consumers_lock_records_called_under_consumer_lock() {
+    let net = recording();
+    let adapter = net.open(1, V21);
+    assert_eq!(query_info(adapter), STATUS_SUCCESS);
+    assert!(
+        net.fabric.violations().is_empty(),
+        "without the lock it is legal"
+    );
+    let guard = softndk::consumer_lock::enter();
+    // The call still proceeds (it is recorded, not failed): the deadlock is only a risk.
+    assert_eq!(query_info(adapter), STATUS_SUCCESS);
+    drop(guard);
+    assert_eq!(
+        net.fabric.violations(),
+        vec![Violation::CalledUnderConsumerLock {
+            function: "NdkQueryAdapterInfo"
+        }]
+    );
+    assert!(
+        Violation::CalledUnderConsumerLock { function: "x" }
+            .rule()
+            .contains("disconnect callback"),
+        "the rule says why"
+    );
+    // Released: legal again; nested guards count as one lock held until the outer is dropped.
+    assert_eq!(query_info(adapter), STATUS_SUCCESS);
+    let outer = softndk::consumer_lock::enter();
+    drop(softndk::consumer_lock::enter());
+    assert!(softndk::consumer_lock::held());
+    drop(outer);
+    assert!(!softndk::consumer_lock::held());
+    assert_eq!(net.fabric.violations().len(), 1);
+    net.fabric.close_adapter(adapter);
+}

@@ -446,3 +446,69 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
     assert_eq!(q.free.capacity(), free_cap, "the free list never grows");
     assert_eq!(q.queue.capacity(), cap);
 }
+
+#[test]
+fn a_wait_on_a_connection_whose_terminal_was_delivered_gets_a_flagged_copy() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    let (any, any_fate) = Fake::new(1, 4);
+    assert!(matches!(q.wait(any, None, false), WaitOutcome::Pended));
+    let (on7, on7_fate) = Fake::new(2, 4);
+    assert!(matches!(q.wait(on7, Some(7), false), WaitOutcome::Pended));
+    // The older any-connection wait takes the terminal event.
+    complete_all(q.latch(c, disconnected(Cause::Peer)).1);
+    let (_, original) = events_of(&any_fate);
+    assert!(pending(&on7_fate));
+    // The latcher then completes the wait pended on the connection with the copy.
+    complete_all(q.take_level_triggered(7));
+    let (st, copy) = events_of(&on7_fate);
+    assert_eq!(st, status::SUCCESS);
+    assert_eq!(
+        copy,
+        vec![Event {
+            flags: original[0].flags | ndkdisc_abi::EVENT_ALREADY_DELIVERED,
+            ..original[0]
+        }]
+    );
+    assert!(q.take_level_triggered(7).is_none());
+    // A later wait on it completes at once with the copy, blocking or not.
+    for nonblocking in [false, true] {
+        let (req, fate) = Fake::new(3, 1);
+        let WaitOutcome::Complete(r) = q.wait(req, Some(7), nonblocking) else {
+            panic!("must not pend")
+        };
+        r.complete();
+        assert_eq!(events_of(&fate).1, copy);
+    }
+    assert_eq!(q.counters().delivered, 1, "copies are not deliveries");
+    // Once `Closed` is queued it is returned instead, and after it the id is gone.
+    assert_eq!(q.latch(c, Fact::new(EventKind::Closed, 1)).0, Latch::Queued);
+    let (req, fate) = Fake::new(4, 4);
+    let WaitOutcome::Complete(r) = q.wait(req, Some(7), false) else {
+        panic!("must not pend")
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).1[0].kind, EventKind::Closed);
+    let (req, fate) = Fake::new(5, 4);
+    let WaitOutcome::Complete(r) = q.wait(req, Some(7), false) else {
+        panic!("must not pend")
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).0, status::NOT_FOUND);
+}
+
+#[test]
+fn after_cleanup_began_a_wait_is_cancelled_not_pended() {
+    let mut q = queue();
+    let _ = q.add_connection(7).unwrap();
+    q.begin_cleanup();
+    for filter in [None, Some(7)] {
+        let (req, fate) = Fake::new(1, 4);
+        let WaitOutcome::Complete(r) = q.wait(req, filter, false) else {
+            panic!("a WAIT after cleanup must not pend")
+        };
+        r.complete();
+        assert_eq!(events_of(&fate).0, status::CANCELLED);
+    }
+    assert_eq!(q.pended_waits(), 0);
+}
