@@ -33,6 +33,8 @@ pub mod status {
     /// `STATUS_CONNECTION_DISCONNECTED`: the peer ended the connection before it was
     /// established (the NDK disconnect callback fired while connecting).
     pub const CONNECTION_DISCONNECTED: i32 = 0xC000_020C_u32.cast_signed();
+    /// `STATUS_DEVICE_REMOVED`: the connection's adapter went away (cause `AdapterRemoved`).
+    pub const DEVICE_REMOVED: i32 = 0xC000_02B6_u32.cast_signed();
 }
 
 /// Why a record could not be decoded or encoded.

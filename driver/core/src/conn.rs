@@ -95,6 +95,10 @@ impl<R: PendedRequest> Ctl<R> {
 pub(crate) struct Conn<P: Platform> {
     pub(crate) id: u64,
     pub(crate) index: ConnIndex,
+    /// The interface of its adapter.
+    pub(crate) if_index: u32,
+    /// `Engine::adapter_removed` has handled it.
+    removal_seen: core::sync::atomic::AtomicBool,
     owner: Arc<OwnerInner<P>>,
     me: Weak<Self>,
     ctl: P::Lock<Ctl<P::Request>>,
@@ -128,6 +132,7 @@ impl<P: Platform> Conn<P> {
         id: u64,
         index: ConnIndex,
         adapter: Arc<ndkpi::Adapter>,
+        if_index: u32,
     ) -> Result<Arc<Self>, i32> {
         // The abandon work item's deferral slot. On failure the adapter is closed if this was
         // its only reference (a listener's shared adapter stays with the listener).
@@ -171,6 +176,8 @@ impl<P: Platform> Conn<P> {
         Ok(Arc::new_cyclic(|me| Self {
             id,
             index,
+            if_index,
+            removal_seen: core::sync::atomic::AtomicBool::new(false),
             owner: Arc::clone(owner),
             me: me.clone(),
             ctl: platform.lock(ctl),
@@ -584,6 +591,25 @@ impl<P: Platform> Conn<P> {
     /// `TransportError` and that status, once. `// IRQL: <= DISPATCH_LEVEL`.
     fn transport_error(&self, st: i32) {
         self.conclude(None, st, Some((Cause::TransportError, st)), |_| {});
+    }
+
+    /// Whether `Engine::adapter_removed` has handled it (and mark it handled).
+    pub(crate) fn removal_seen(&self) -> bool {
+        self.removal_seen
+            .swap(true, core::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Its adapter went away: end it (`AdapterRemoved`, `STATUS_DEVICE_REMOVED`; a pending
+    /// CONNECT fails with that status) and release its NDK objects so the adapter can close.
+    /// The id stays until CLOSE. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn adapter_removed(self: &Arc<Self>) {
+        self.conclude(
+            None,
+            status::DEVICE_REMOVED,
+            Some((Cause::AdapterRemoved, status::DEVICE_REMOVED)),
+            |_| {},
+        );
+        self.teardown();
     }
 
     /// DISCONNECT abortive, ABORT, CLOSE and handle cleanup: latch the terminal event (if none

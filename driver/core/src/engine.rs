@@ -74,6 +74,8 @@ pub struct Engine<P: Platform> {
     deferred: P::Lock<defer::Queue>,
     /// The one work the platform is asked to run: it drains `deferred`.
     drainer: Arc<dyn Passive>,
+    /// Every open handle, for [`Engine::adapter_removed`]. Grown only outside the lock.
+    owners: P::Lock<Vec<Weak<OwnerInner<P>>>>,
 }
 
 /// The engine's drainer.
@@ -94,6 +96,7 @@ impl<P: Platform> Engine<P> {
     pub fn new(platform: Arc<P>, config: Config) -> Arc<Self> {
         Arc::new_cyclic(|weak| Self {
             deferred: platform.lock(defer::Queue::default()),
+            owners: platform.lock(Vec::new()),
             drainer: Arc::new(Drainer {
                 engine: weak.clone(),
             }),
@@ -102,6 +105,57 @@ impl<P: Platform> Engine<P> {
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
         })
+    }
+
+    /// An adapter went away (NDK disabled on it, or the NIC removed — on Windows the platform
+    /// learns it from a plug-and-play or IP-interface notification; on softndk from
+    /// `Fabric::on_adapter_removal`). Every connection on interface `if_index` ends with
+    /// `Disconnected`/`AdapterRemoved` (`ConnectFailed` if still connecting), status
+    /// `STATUS_DEVICE_REMOVED`, and releases its NDK objects so the adapter can close; its id
+    /// stays valid until CLOSE. Listeners on it stop accepting and release their adapter.
+    /// `// IRQL: PASSIVE_LEVEL`.
+    pub fn adapter_removed(&self, if_index: u32) {
+        let mut i = 0;
+        // One owner at a time (no snapshot: that would allocate under the lock).
+        while let Some(next) = self.owners.with(|o| {
+            let found = o.get(i).cloned();
+            i += 1;
+            found
+        }) {
+            if let Some(owner) = next.upgrade() {
+                owner.adapter_removed(if_index);
+            }
+        }
+    }
+
+    /// Add a handle to the registry; the list grows outside the lock. `// IRQL: PASSIVE_LEVEL`.
+    fn register_owner(&self, owner: &Arc<OwnerInner<P>>) -> Result<(), i32> {
+        let weak = Arc::downgrade(owner);
+        loop {
+            let pushed = self.owners.with(|o| {
+                o.retain(|w| w.strong_count() > 0);
+                push_reserved(o, weak.clone())
+            });
+            if pushed {
+                return Ok(());
+            }
+            // Full: build a bigger list outside the lock, then swap it in if nobody else did.
+            let cap = self.owners.with(|o| o.capacity());
+            let mut bigger = Vec::new();
+            bigger
+                .try_reserve_exact(cap.max(4) * 2)
+                .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+            let old = self.owners.with(|o| {
+                if o.capacity() != cap {
+                    return None;
+                }
+                // INVARIANT: bigger.capacity() > o.len(): moving them in does not allocate.
+                bigger.append(o);
+                Some(core::mem::replace(o, core::mem::take(&mut bigger)))
+            });
+            // The old buffer (or the unused new one) is freed here, outside the lock.
+            drop((old, bigger));
+        }
     }
 
     /// Reserve the deferral slot of one work item about to be created with
@@ -161,6 +215,7 @@ impl<P: Platform> Engine<P> {
             queue: self.platform.lock(queue),
             table: self.platform.lock(table),
         });
+        self.register_owner(&inner)?;
         Ok(Owner { inner })
     }
 
@@ -292,6 +347,27 @@ impl<P: Platform> OwnerInner<P> {
     fn conn(&self, id: u64) -> Option<Arc<Conn<P>>> {
         self.table
             .with(|t| t.conns.iter().find(|c| c.id == id).cloned())
+    }
+
+    /// [`Engine::adapter_removed`] for this handle. `// IRQL: PASSIVE_LEVEL`.
+    fn adapter_removed(&self, if_index: u32) {
+        // One at a time, each marked so it is not found again (no allocation under the lock).
+        while let Some(c) = self.table.with(|t| {
+            t.conns
+                .iter()
+                .find(|c| c.if_index == if_index && !c.removal_seen())
+                .cloned()
+        }) {
+            c.adapter_removed();
+        }
+        while let Some(l) = self.table.with(|t| {
+            t.listeners
+                .iter()
+                .find(|l| l.if_index == if_index && !l.removal_seen.swap(true, Ordering::AcqRel))
+                .cloned()
+        }) {
+            l.close();
+        }
     }
 }
 
@@ -479,7 +555,7 @@ impl<P: Platform> Owner<P> {
             }
         };
         engine.counters.connections.fetch_add(1, Ordering::Relaxed);
-        let conn = match Conn::new(&self.inner, id, index, adapter) {
+        let conn = match Conn::new(&self.inner, id, index, adapter, req.if_index) {
             Ok(conn) => conn,
             Err(st) => {
                 self.inner.queue.with(|q| q.remove_connection(index));
@@ -532,6 +608,7 @@ impl<P: Platform> Owner<P> {
             &self.inner,
             engine.next_id(),
             adapter,
+            req.if_index,
             backlog as usize,
             req.local,
         ) {
@@ -621,6 +698,10 @@ struct Backlog {
 /// the adapter it shares with its connections; whichever of them releases it last closes it.
 pub(crate) struct ListenerObj<P: Platform> {
     pub(crate) id: u64,
+    /// The interface it listens on.
+    if_index: u32,
+    /// [`Engine::adapter_removed`] has handled it.
+    removal_seen: AtomicBool,
     bound: P::Lock<SocketAddr>,
     owner: Arc<OwnerInner<P>>,
     adapter: P::Lock<Option<Arc<ndkpi::Adapter>>>,
@@ -671,6 +752,7 @@ impl<P: Platform> ListenerObj<P> {
         owner: &Arc<OwnerInner<P>>,
         id: u64,
         adapter: ndkpi::Adapter,
+        if_index: u32,
         capacity: usize,
         local: SocketAddr,
     ) -> Result<Arc<Self>, i32> {
@@ -687,6 +769,8 @@ impl<P: Platform> ListenerObj<P> {
         }
         let me = Arc::new_cyclic(|weak: &Weak<Self>| Self {
             id,
+            if_index,
+            removal_seen: AtomicBool::new(false),
             bound: platform.lock(local),
             owner: Arc::clone(owner),
             adapter: platform.lock(Some(Arc::new(adapter))),
@@ -776,7 +860,7 @@ impl<P: Platform> ListenerObj<P> {
             return refuse(connector);
         };
         engine.counters.connections.fetch_add(1, Ordering::Relaxed);
-        let Ok(conn) = Conn::new(&self.owner, id, index, adapter) else {
+        let Ok(conn) = Conn::new(&self.owner, id, index, adapter, self.if_index) else {
             // The listener's adapter is shared: dropping our reference is enough.
             self.owner.queue.with(|q| q.remove_connection(index));
             return refuse(connector);

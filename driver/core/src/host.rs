@@ -115,6 +115,21 @@ impl Signal for HostSignal {
     }
 }
 
+/// Tell `engine` when softndk removes an adapter ([`softndk::Fabric::on_adapter_removal`]): the
+/// host platform's stand-in for the removal notification the KMDF shell gets on Windows. The
+/// engine ends and releases what it has on that interface before the provider ends what is left.
+pub fn watch_adapter_removal(engine: &Arc<crate::Engine<HostPlatform>>) {
+    let weak = Arc::downgrade(engine);
+    engine
+        .platform()
+        .fabric()
+        .on_adapter_removal(move |if_index| {
+            if let Some(engine) = weak.upgrade() {
+                engine.adapter_removed(if_index);
+            }
+        });
+}
+
 /// The host platform.
 pub struct HostPlatform {
     fabric: Arc<softndk::Fabric>,

@@ -68,6 +68,15 @@
 //!   nothing is latched after `Closed`, and a fact through a reused record is refused.
 //! - Deferral to `PASSIVE_LEVEL` never refuses work: each work item holds a reserved slot of
 //!   the engine's own queue, and the platform is only ever handed the engine's drainer.
+//! - What hardware does is handled (softndk does it by default): a graceful DISCONNECT pends
+//!   until `NdkDisconnect` completes — when the peer answered, or with the timeout or abort
+//!   status — and reports that outcome in its completion and in the `Local` event; after a peer
+//!   disconnect it answers the peer's `NdkDisconnect`. Error completions and dead CQs (overrun,
+//!   fatal) end the connection once with `TransportError`; QUERY counts failed completions, keeps
+//!   the last one's status and provider code, and says when the provider flushed on its own.
+//!   FLUSH reports `Flushed` when the (asynchronous) flush has drained, or at once if the CQ is
+//!   dead. An adapter removal the platform reports ([`Engine::adapter_removed`]) ends the
+//!   connections on it with `AdapterRemoved`.
 //! - After handle cleanup nothing joins the handle: a CONNECT or an accept still in flight
 //!   releases its connection, and every pended request is answered.
 //!

@@ -226,8 +226,39 @@ fn a_provider_firing_the_callback_twice_still_yields_one_event() {
 }
 
 #[test]
-fn adapter_removal_is_a_peer_event_with_the_providers_reason() {
-    let w = world(Completion::Thread);
+fn adapter_removal_ends_the_connection_with_cause_adapter_removed() {
+    for mode in modes() {
+        let w = world(mode);
+        let (ha, ca, hb, cb) = pair(&w);
+        assert_eq!(post(&hb, cb, PostKind::Receive, 2), status::SUCCESS);
+        w.fabric.remove_adapters(w.hosts[1]);
+        let db = next_event(&hb, EventKind::Disconnected);
+        assert_eq!(
+            (db.connection_id, db.cause, db.status),
+            (cb, Cause::AdapterRemoved, status::DEVICE_REMOVED),
+            "{mode:?}: DESIGN §4: the cause says the adapter went away, not the peer"
+        );
+        assert_eq!(db.flags & EVENT_CALLBACK_FIRED, 0, "{mode:?}");
+        // The peer's provider saw B's end close: a reset.
+        let da = next_event(&ha, EventKind::Disconnected);
+        assert_eq!(
+            (da.connection_id, da.cause, da.provider_reason),
+            (ca, Cause::Peer, reason::RESET),
+            "{mode:?}"
+        );
+        // B's connection released its NDK objects at once; its id stays until CLOSE.
+        assert_eq!(query(&hb, cb).state, ConnState::Disconnected, "{mode:?}");
+        close(&hb, cb);
+        close(&ha, ca);
+        finish(&w, ha, hb);
+    }
+}
+
+/// A platform that is not told of the removal still learns of it from the provider's
+/// disconnect callback: `Peer`, with the provider's reason.
+#[test]
+fn without_the_removal_notice_the_providers_callback_ends_the_connection() {
+    let w = world_without_removal_notice(Completion::Thread);
     let (ha, ca, hb, cb) = pair(&w);
     w.fabric.remove_adapters(w.hosts[1]);
     let db = next_event(&hb, EventKind::Disconnected);

@@ -179,11 +179,13 @@ impl SimFabric {
                 address: SocketAddr::new(address, 0),
             }],
         );
+        let engine = Engine::new(platform, Config::default());
+        ndkdisc_core::host::watch_adapter_removal(&engine);
         let host = SimHost {
             name: name.to_owned(),
             if_index,
             address,
-            engine: Engine::new(platform, Config::default()),
+            engine,
         };
         hosts.push(host.clone());
         Ok(host)

@@ -45,6 +45,23 @@ pub fn world_with(completion: Completion, config: Config) -> World {
 
 /// A world on a fabric configured by the test (timeouts, kindness).
 pub fn world_on(fabric: FabricConfig, config: Config) -> World {
+    let w = world_unwatched(fabric, config);
+    ndkdisc_core::host::watch_adapter_removal(&w.engine);
+    w
+}
+
+/// [`world`] whose engine is not told of adapter removals (only the provider's callbacks).
+pub fn world_without_removal_notice(completion: Completion) -> World {
+    world_unwatched(
+        FabricConfig {
+            completion,
+            ..Default::default()
+        },
+        Config::default(),
+    )
+}
+
+fn world_unwatched(fabric: FabricConfig, config: Config) -> World {
     let fabric = Arc::new(Fabric::new(fabric));
     let ha = fabric.add_host(HostConfig::new(1, [A]));
     let hb = fabric.add_host(HostConfig::new(2, [B]));
