@@ -403,6 +403,7 @@ fn owed_notification_and_close(kind: bool) {
                 events_stop_at_close: kind,
                 ..Kindness::default()
             },
+            timing: patient(),
             ..FabricConfig::default()
         },
         V21,

@@ -68,6 +68,7 @@ fn instant_disconnect_net(mode: Completion) -> Net {
                 instant_disconnect: true,
                 ..softndk::Kindness::default()
             },
+            timing: patient(),
             ..softndk::FabricConfig::default()
         },
         V21,

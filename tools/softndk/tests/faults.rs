@@ -43,6 +43,7 @@ fn instant_disconnect_net(mode: softndk::Completion) -> Net {
                 instant_disconnect: true,
                 ..softndk::Kindness::default()
             },
+            timing: patient(),
             ..softndk::FabricConfig::default()
         },
         V21,

@@ -88,6 +88,7 @@ fn kind_net(mode: softndk::Completion) -> Net {
                 clean_error_completions: true,
                 ..softndk::Kindness::default()
             },
+            timing: patient(),
             ..softndk::FabricConfig::default()
         },
         V21,

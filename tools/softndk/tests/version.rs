@@ -382,6 +382,7 @@ fn mixed_1_2_and_2_1_ends_connect_and_each_gets_its_own_disconnect_callback_form
                     instant_disconnect: true,
                     ..softndk::Kindness::default()
                 },
+                timing: patient(),
                 ..softndk::FabricConfig::default()
             },
             V12,

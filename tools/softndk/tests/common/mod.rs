@@ -311,6 +311,17 @@ pub unsafe extern "system" fn on_cq(ctx: PVOID, status: NTSTATUS) {
 
 // --- the network ------------------------------------------------------------------------------
 
+/// The provider's timeouts for tests that answer in time: long enough never to race a test on a
+/// loaded machine or under Miri (whose clock runs with the instructions it executes); the tests
+/// of the timeouts themselves set short ones.
+pub fn patient() -> softndk::Timing {
+    softndk::Timing {
+        disconnect_timeout: Duration::from_secs(60),
+        handshake_timeout: Duration::from_secs(60),
+        ..softndk::Timing::default()
+    }
+}
+
 pub struct Net {
     pub fabric: Fabric,
     pub hosts: [HostId; 2],
@@ -333,6 +344,7 @@ impl Net {
             FabricConfig {
                 completion,
                 misuse,
+                timing: patient(),
                 ..FabricConfig::default()
             },
             max_a,
