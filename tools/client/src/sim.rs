@@ -334,6 +334,7 @@ pub fn reason_name(reason: u32) -> Option<&'static str> {
         softndk::reason::LINK_DOWN => Some("link-down"),
         softndk::reason::ADAPTER_REMOVED => Some("adapter-removed"),
         softndk::reason::RETRY_EXCEEDED => Some("retry-exceeded"),
+        softndk::reason::TERMINATED => Some("terminated"),
         _ => None,
     }
 }

@@ -60,6 +60,8 @@ pub enum Ending {
     /// A send was not acknowledged and the provider gave up (retry exceeded): the QP went to
     /// the error state and the provider ended the connection.
     TransportError,
+    /// An iWARP peer terminated the connection (a send found no receive posted there).
+    Terminated,
 }
 
 impl Ending {
@@ -70,6 +72,7 @@ impl Ending {
             Self::LinkLoss => reason::LINK_DOWN,
             Self::AdapterRemoved => reason::ADAPTER_REMOVED,
             Self::TransportError => reason::RETRY_EXCEEDED,
+            Self::Terminated => reason::TERMINATED,
         }
     }
 }
@@ -867,6 +870,19 @@ impl World {
             c.ending = Some(how);
         }
         self.indicate_disconnect(out, x, how.reason());
+    }
+
+    /// An iWARP terminate ended `x`'s connection: a connection still established ends with the
+    /// disconnect callback ([`reason::TERMINATED`]).
+    pub(crate) fn terminated(&mut self, out: &mut Out, x: ObjId) {
+        if !self.is_open(x) || self.conn(x).map(|c| c.state) != Some(ConnectorState::Connected) {
+            return;
+        }
+        if let Some(c) = self.conn_mut(x) {
+            c.state = ConnectorState::Disconnected;
+            c.ending = Some(Ending::Terminated);
+        }
+        self.indicate_disconnect(out, x, reason::TERMINATED);
     }
 
     /// Make the disconnect callback: at most once per connection (twice only for a host

@@ -41,6 +41,7 @@
 //! | Requests complete synchronously, on the calling thread before the call returns, or on one of several provider threads at once ([`Completion::Hardware`], as many threads as cores) | NDKPI object lifetime requirements ("Consumer-Provider Interaction") | `hardware::the_hardware_mode_runs_callbacks_concurrently`, `completion::*` |
 //! | `NdkDisconnect` completes only when the peer answers (its own `NdkDisconnect` or its connector's close), with `STATUS_IO_TIMEOUT` when it never does ([`Timing::disconnect_timeout`]), `STATUS_CONNECTION_ABORTED` when the connection aborts; only then is the QP flushed | `NDK_FN_DISCONNECT`; `NetworkDirect` disconnect scheme | `hardware::ndk_disconnect_completes_only_when_the_peer_answers`, `closing_the_peer_connector_answers_a_disconnect`, `an_unanswered_disconnect_times_out` |
 //! | The disconnect callback flushes nothing; a send the departed peer never takes fails after the retry timeout (`STATUS_IO_TIMEOUT`, provider code [`provider_error::RETRY_EXCEEDED`]), the QP enters the error state and the provider flushes every other request, receives included | `NDK_FN_DISCONNECT_EVENT_CALLBACK`; NDKPI completion handling requirements | `hardware::a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp` |
+//! | iWARP adapters have no receiver-not-ready retry: a send that finds no receive posted makes the peer terminate the connection (both QPs flushed, both callbacks [`reason::TERMINATED`]) | iWARP RDMAP/DDP terminate; fact sheet §8.4 #14 | `hardware::on_iwarp_a_send_without_a_posted_receive_terminates_the_connection` |
 //! | Any error completion puts the QP in the error state and flushes the rest; on error completions `Type` and `BytesTransferred` are undefined and `ProviderErrorCode` (2.1) is set | `NDK_RESULT_EX` | `data::*` (access violations, data overrun), `hardware::*` |
 //! | `NdkFlush` only initiates: the flushed requests complete later, on a provider thread, and the QP carries no more data | `NDK_FN_FLUSH`; NDKPI completion handling requirements | `hardware::ndk_flush_only_initiates` |
 //! | Event callbacks (disconnect, connect event, CQ notification) may come until the object's close completion, never after it | NDKPI object lifetime requirements | `close::no_callback_arrives_after_a_close_completion`, `disconnect::no_disconnect_callback_after_the_connector_close_completed` |
@@ -82,8 +83,12 @@
 //!   posted on a torn-down or flushed QP completes at once with `STATUS_CANCELLED`; initiator
 //!   posts on a QP that is not connected fail with `STATUS_CONNECTION_INVALID`.
 //! - A send waits in the initiator queue while the peer is connected but has no receive posted
-//!   (infinite RNR retry, as RoCE adapters are usually configured); a receive too small for the
-//!   message completes with `STATUS_DATA_OVERRUN`.
+//!   (infinite RNR retry, as RoCE adapters are usually configured) — except on iWARP adapters
+//!   (`RdmaTechnology` = `NdkiWarp`), which have no such retry: the peer terminates the
+//!   connection, the send fails with `STATUS_CONNECTION_ABORTED` (provider code
+//!   [`provider_error::RNR_TERMINATED`]), both QPs are flushed and both ends get the disconnect
+//!   callback ([`reason::TERMINATED`]). A receive too small for the message completes with
+//!   `STATUS_DATA_OVERRUN`.
 //! - The status of a send killed by a broken connection is `STATUS_IO_TIMEOUT` with provider
 //!   code [`provider_error::RETRY_EXCEEDED`] (NDKPI names none); flushed requests carry
 //!   [`provider_error::FLUSHED`] at 2.1.
@@ -201,6 +206,8 @@ pub mod reason {
     pub const ADAPTER_REMOVED: u32 = 4;
     /// The provider gave up on a send nobody acknowledged (the peer's QP is dead).
     pub const RETRY_EXCEEDED: u32 = 5;
+    /// iWARP: a send found no receive posted at the peer, which terminated the connection.
+    pub const TERMINATED: u32 = 6;
 }
 
 /// NDKPI version negotiation as softndk does it (NDKPI documents only the same-major rule):

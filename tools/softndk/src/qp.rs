@@ -46,6 +46,9 @@ pub mod provider_error {
     pub const FLUSHED: u32 = 5;
     /// The transport gave up retrying a send nobody acknowledged: `IBV_WC_RETRY_EXC_ERR`.
     pub const RETRY_EXCEEDED: u32 = 12;
+    /// A send found no receive posted at an iWARP peer, which terminated the connection:
+    /// `IBV_WC_RNR_RETRY_EXC_ERR`.
+    pub const RNR_TERMINATED: u32 = 13;
 }
 
 /// One scatter/gather element as posted.
@@ -415,6 +418,11 @@ impl World {
             let flowing = s.state == QpState::Connected
                 && r.state == QpState::Connected
                 && !self.link_down(sender);
+            if flowing && !s.sends.is_empty() && r.receives.is_empty() && self.iwarp(receiver) {
+                // iWARP has no receiver-not-ready retry: the message finds no receive posted,
+                // the receiver terminates the connection.
+                return self.terminate(out, sender, receiver);
+            }
             if !flowing || s.sends.is_empty() || r.receives.is_empty() {
                 return;
             }
@@ -724,6 +732,44 @@ impl World {
         self.peer_qp_lost(out, qp_id);
         if let Some(x) = connector {
             self.transport_failed(out, x);
+        }
+    }
+
+    /// Is the QP's adapter an iWARP one (`NDK_ADAPTER_INFO.RdmaTechnology`)?
+    fn iwarp(&self, qp_id: ObjId) -> bool {
+        self.objects
+            .get(&qp_id)
+            .is_some_and(|o| self.adapter_info(o.adapter).RdmaTechnology == ndkpi_sys::NdkiWarp)
+    }
+
+    /// An iWARP receiver got a message with no receive posted: it terminates the connection
+    /// (iWARP DDP/RDMAP terminate). The sender's send fails with `STATUS_CONNECTION_ABORTED`
+    /// (provider code [`provider_error::RNR_TERMINATED`]); both QPs enter the error state and
+    /// the provider flushes them; both ends get the disconnect callback
+    /// ([`crate::reason::TERMINATED`]), since neither consumer ended the connection.
+    fn terminate(&mut self, out: &mut Out, sender: ObjId, receiver: ObjId) {
+        let Some(q) = self.qp_mut(sender) else { return };
+        let Some(first) = q.sends.pop_front() else {
+            return;
+        };
+        q.stats.failed += 1;
+        let (icq, snapshot) = (q.icq, QpRef::of(q));
+        self.complete_error(
+            out,
+            icq,
+            snapshot,
+            first.ctx,
+            ndkpi_sys::STATUS_CONNECTION_ABORTED,
+            provider_error::RNR_TERMINATED,
+        );
+        for qp in [sender, receiver] {
+            if let Some(q) = self.qp_mut(qp) {
+                q.state = QpState::Dead;
+            }
+            self.flush_qp(out, qp, FlushKind::Provider);
+            if let Some(x) = self.qp(qp).and_then(|q| q.connector) {
+                self.terminated(out, x);
+            }
         }
     }
 

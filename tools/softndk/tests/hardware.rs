@@ -488,3 +488,59 @@ fn the_provider_holds_its_lock_across_the_disconnect_callback() {
     pair.teardown(&net);
     assert_no_leak(&net, "provider lock");
 }
+
+/// iWARP (RDMAP/DDP) has no receiver-not-ready retry: a send that finds no receive posted at
+/// the peer makes the peer terminate the connection. The send fails, both QPs are flushed by
+/// the provider, and both ends are told through their disconnect callbacks.
+#[test]
+fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection() {
+    for mode in MODES_HW {
+        let net = Net::with_hosts(
+            FabricConfig {
+                completion: mode,
+                timing: fast(),
+                ..FabricConfig::default()
+            },
+            |mut h| {
+                h.info.RdmaTechnology = NdkiWarp;
+                h
+            },
+        );
+        let pair = Pair::connect(&net, V21, V21);
+        let mut a_recv = Buf::new(pair.a.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+        let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+        assert_eq!(
+            post_receive(pair.a.qp, &a_recv.sge(0, 16), 0x41),
+            STATUS_SUCCESS
+        );
+        // B posted no receive.
+        assert_eq!(
+            post_send(pair.a.qp, &send.sge(0, 16), 0x42, 0),
+            STATUS_SUCCESS
+        );
+        pair.a.events.wait_count(1);
+        pair.b.events.wait_count(1);
+        assert_eq!(pair.a.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
+        assert_eq!(pair.b.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
+        let done = poll_n(pair.a.cq, 2);
+        let failed = done
+            .iter()
+            .find(|r| r.RequestContext.addr() == 0x42)
+            .unwrap();
+        assert_eq!(failed.Status, STATUS_CONNECTION_ABORTED, "{mode:?}");
+        assert_eq!(failed.ProviderErrorCode, provider_error::RNR_TERMINATED);
+        let flushed = done
+            .iter()
+            .find(|r| r.RequestContext.addr() == 0x41)
+            .unwrap();
+        assert_eq!(
+            flushed.Status, STATUS_CANCELLED,
+            "{mode:?}: the provider flushed A's QP"
+        );
+        assert_eq!(pair.a.qp_stats(&net).flush_calls, 0);
+        a_recv.close();
+        send.close();
+        pair.teardown(&net);
+        assert_no_leak(&net, "iwarp");
+    }
+}

@@ -354,6 +354,14 @@ impl Net {
 
     /// A network with every fabric setting chosen by the test (timeouts, kindness).
     pub fn with_config(config: FabricConfig, max_a: NDK_VERSION, max_b: NDK_VERSION) -> Self {
+        Self::with_hosts(config, |h| {
+            let max = if h.if_index == 1 { max_a } else { max_b };
+            h.max_version(max.Major, max.Minor)
+        })
+    }
+
+    /// A network whose two hosts the test adjusts (`shape` gets each default host config).
+    pub fn with_hosts(config: FabricConfig, shape: impl Fn(HostConfig) -> HostConfig) -> Self {
         let fabric = Fabric::new(config);
         let v4 = [
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
@@ -363,10 +371,8 @@ impl Net {
             IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
             IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)),
         ];
-        let a = fabric
-            .add_host(HostConfig::new(1, [v4[0], v6[0]]).max_version(max_a.Major, max_a.Minor));
-        let b = fabric
-            .add_host(HostConfig::new(2, [v4[1], v6[1]]).max_version(max_b.Major, max_b.Minor));
+        let a = fabric.add_host(shape(HostConfig::new(1, [v4[0], v6[0]])));
+        let b = fabric.add_host(shape(HostConfig::new(2, [v4[1], v6[1]])));
         Self {
             fabric,
             hosts: [a, b],
