@@ -937,19 +937,7 @@ impl Fabric {
     /// The live (not closed) connectors of `host`, oldest first: how a test reaches the
     /// connectors a consumer created, to [`Fabric::inject`] faults or inspect them.
     pub fn connectors(&self, host: HostId) -> Vec<*mut NDK_CONNECTOR> {
-        let world = self.shared.world();
-        let mut found: Vec<_> = world
-            .objects
-            .iter()
-            .filter(|(_, o)| {
-                o.kind == ObjectKind::Connector
-                    && o.host == host.0
-                    && matches!(o.close, CloseState::Open)
-            })
-            .map(|(id, o)| (*id, o.shell.as_ndk()))
-            .collect();
-        found.sort_unstable_by_key(|(id, _)| *id);
-        found.into_iter().map(|(_, p)| p).collect()
+        self.live_of(host, ObjectKind::Connector)
     }
 
     /// Kill a CQ as an adapter does on overrun or a fatal error: its armed notification (or
@@ -971,27 +959,21 @@ impl Fabric {
 
     /// The live (not closed) CQs of `host`, oldest first.
     pub fn cqs(&self, host: HostId) -> Vec<*mut NDK_CQ> {
-        let world = self.shared.world();
-        let mut found: Vec<_> = world
-            .objects
-            .iter()
-            .filter(|(_, o)| {
-                o.kind == ObjectKind::Cq && o.host == host.0 && matches!(o.close, CloseState::Open)
-            })
-            .map(|(id, o)| (*id, o.shell.as_ndk()))
-            .collect();
-        found.sort_unstable_by_key(|(id, _)| *id);
-        found.into_iter().map(|(_, p)| p).collect()
+        self.live_of(host, ObjectKind::Cq)
     }
 
     /// The live (not closed) QPs of `host`, oldest first.
     pub fn qps(&self, host: HostId) -> Vec<*mut NDK_QP> {
+        self.live_of(host, ObjectKind::Qp)
+    }
+
+    fn live_of<T>(&self, host: HostId, kind: ObjectKind) -> Vec<*mut T> {
         let world = self.shared.world();
         let mut found: Vec<_> = world
             .objects
             .iter()
             .filter(|(_, o)| {
-                o.kind == ObjectKind::Qp && o.host == host.0 && matches!(o.close, CloseState::Open)
+                o.kind == kind && o.host == host.0 && matches!(o.close, CloseState::Open)
             })
             .map(|(id, o)| (*id, o.shell.as_ndk()))
             .collect();

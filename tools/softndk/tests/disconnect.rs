@@ -60,20 +60,8 @@ fn pumped<R>(net: &Net, f: impl FnOnce() -> R) -> R {
 /// to finish without scripting the peer's answer, so they use `Kindness::instant_disconnect`.
 /// The hardware behaviour — `NdkDisconnect` waits for the peer's answer, times out, or fails
 /// when the connection aborts — is tested in `tests/hardware.rs`.
-fn instant_disconnect_net(mode: Completion) -> Net {
-    Net::with_config(
-        softndk::FabricConfig {
-            completion: mode,
-            kindness: softndk::Kindness {
-                instant_disconnect: true,
-                ..softndk::Kindness::default()
-            },
-            timing: patient(),
-            ..softndk::FabricConfig::default()
-        },
-        V21,
-        V21,
-    )
+fn instant_disconnect_net(mode: softndk::Completion) -> Net {
+    Net::instant_disconnect(mode)
 }
 
 // --- tests --------------------------------------------------------------------------------------

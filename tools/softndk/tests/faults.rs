@@ -36,19 +36,7 @@ fn ends(net: &Net, dst: SocketAddr) -> Pair {
 /// answer: `Kindness::instant_disconnect`. `NdkDisconnect`'s real wait is tested in
 /// `tests/hardware.rs`.
 fn instant_disconnect_net(mode: softndk::Completion) -> Net {
-    Net::with_config(
-        softndk::FabricConfig {
-            completion: mode,
-            kindness: softndk::Kindness {
-                instant_disconnect: true,
-                ..softndk::Kindness::default()
-            },
-            timing: patient(),
-            ..softndk::FabricConfig::default()
-        },
-        V21,
-        V21,
-    )
+    Net::instant_disconnect(mode)
 }
 
 fn resolved_once(net: &Net, slot: &Arc<Slot>, returned: NTSTATUS, what: &str) -> NTSTATUS {

@@ -78,21 +78,15 @@ const LOCAL_WRITE: u32 = NDK_MR_FLAG_ALLOW_LOCAL_WRITE;
 /// instead — `NdkDisconnect` waits for the peer, `NdkFlush` only initiates, the unacknowledged
 /// send fails and the provider flushes the QP — is tested in `tests/hardware.rs`.
 fn kind_net(mode: softndk::Completion) -> Net {
-    Net::with_config(
-        softndk::FabricConfig {
-            completion: mode,
-            kindness: softndk::Kindness {
-                instant_disconnect: true,
-                synchronous_flush: true,
-                sends_to_dead_peer_wait: true,
-                clean_error_completions: true,
-                ..softndk::Kindness::default()
-            },
-            timing: patient(),
-            ..softndk::FabricConfig::default()
+    Net::kind(
+        mode,
+        softndk::Kindness {
+            instant_disconnect: true,
+            synchronous_flush: true,
+            sends_to_dead_peer_wait: true,
+            clean_error_completions: true,
+            ..softndk::Kindness::default()
         },
-        V21,
-        V21,
     )
 }
 

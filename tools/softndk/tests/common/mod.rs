@@ -352,6 +352,32 @@ impl Net {
         )
     }
 
+    /// A network in `mode` with kinder-than-hardware behaviour switched on: the caller says why.
+    pub fn kind(mode: Completion, kindness: softndk::Kindness) -> Self {
+        Self::with_config(
+            FabricConfig {
+                completion: mode,
+                kindness,
+                timing: patient(),
+                ..FabricConfig::default()
+            },
+            V21,
+            V21,
+        )
+    }
+
+    /// [`Net::kind`] with `Kindness::instant_disconnect`, for tests about what follows a
+    /// disconnect rather than when `NdkDisconnect` completes (each says so at its use).
+    pub fn instant_disconnect(mode: Completion) -> Self {
+        Self::kind(
+            mode,
+            softndk::Kindness {
+                instant_disconnect: true,
+                ..softndk::Kindness::default()
+            },
+        )
+    }
+
     /// A network with every fabric setting chosen by the test (timeouts, kindness).
     pub fn with_config(config: FabricConfig, max_a: NDK_VERSION, max_b: NDK_VERSION) -> Self {
         Self::with_hosts(config, |h| {
