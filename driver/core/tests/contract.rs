@@ -9,7 +9,7 @@ mod common;
 use common::*;
 
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Sender, channel};
 
 use ndkdisc_core::host::HostRequest;
 use ndkdisc_core::ports::{Passive, Platform};
@@ -42,21 +42,6 @@ fn settle(w: &World) {
     }
 }
 
-/// Holds the engine's passive-level worker until released (the accept work waits).
-struct Blocker(Mutex<Receiver<()>>);
-
-impl Passive for Blocker {
-    fn run(&self) {
-        let _ = self.0.lock().unwrap().recv_timeout(WAIT);
-    }
-}
-
-fn block_passive(w: &World) -> Sender<()> {
-    let (tx, rx) = channel();
-    w.engine.platform().defer(Arc::new(Blocker(Mutex::new(rx))));
-    tx
-}
-
 fn listen_at(h: &HostHandle, if_index: u32, local: SocketAddr, backlog: u32) -> (i32, Vec<u8>) {
     let req = ListenRequest {
         if_index,
@@ -70,19 +55,6 @@ fn listen_at(h: &HostHandle, if_index: u32, local: SocketAddr, backlog: u32) -> 
 /// completes when the peer answers (its close, at the latest), which these tests do not wait for.
 fn disconnect(h: &HostHandle, id: u64) {
     let _completes_when_the_peer_answers = disconnect_pending(h, id);
-}
-
-fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> i32 {
-    simple(
-        h,
-        Ioctl::Post,
-        bytes(&PostRequest {
-            connection_id: id,
-            kind,
-            count,
-            length: 64,
-        }),
-    )
 }
 
 fn info(h: &HostHandle) -> InfoReply {

@@ -346,19 +346,6 @@ fn another_handles_ids_are_not_found_and_bad_input_has_its_status() {
     finish(&w, ha, hb);
 }
 
-fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> i32 {
-    simple(
-        h,
-        Ioctl::Post,
-        bytes(&PostRequest {
-            connection_id: id,
-            kind,
-            count,
-            length: 256,
-        }),
-    )
-}
-
 #[test]
 fn a_peer_disconnect_leaves_posted_receives_outstanding_until_flush() {
     for mode in modes() {

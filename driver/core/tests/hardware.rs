@@ -31,19 +31,6 @@ fn timed_world(completion: Completion, disconnect_timeout: Duration) -> World {
     )
 }
 
-fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> i32 {
-    simple(
-        h,
-        Ioctl::Post,
-        bytes(&PostRequest {
-            connection_id: id,
-            kind,
-            count,
-            length: 64,
-        }),
-    )
-}
-
 /// Poll QUERY until `f` holds (or the hang limit).
 fn query_until(h: &HostHandle, id: u64, f: impl Fn(&QueryReply) -> bool) -> QueryReply {
     let deadline = std::time::Instant::now() + WAIT;

@@ -7,27 +7,9 @@ use common::*;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
 
 use ndkdisc_core::host::HostRequest;
-use ndkdisc_core::ports::{Passive, Platform};
 use softndk::Fault;
-
-/// Holds the engine's passive-level worker until released, so the listener's accept work (and
-/// so the active side's CONNECT) waits.
-struct Blocker(Mutex<Receiver<()>>);
-
-impl Passive for Blocker {
-    fn run(&self) {
-        let _ = self.0.lock().unwrap().recv_timeout(WAIT);
-    }
-}
-
-fn block_passive(w: &World) -> Sender<()> {
-    let (tx, rx) = channel();
-    w.engine.platform().defer(Arc::new(Blocker(Mutex::new(rx))));
-    tx
-}
 
 fn raw_query(h: &HostHandle, id: u64) -> i32 {
     done(&h.ioctl(

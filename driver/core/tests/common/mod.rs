@@ -279,3 +279,37 @@ pub fn disconnect_pending(h: &HostHandle, id: u64) -> Pending {
 pub fn graceful(h: &HostHandle, id: u64) -> i32 {
     done(&disconnect_pending(h, id)).0
 }
+
+/// POST `count` requests of 256 bytes.
+pub fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> i32 {
+    simple(
+        h,
+        Ioctl::Post,
+        bytes(&PostRequest {
+            connection_id: id,
+            kind,
+            count,
+            length: 256,
+        }),
+    )
+}
+
+/// Holds the engine's passive-level worker until released, so the listener's accept work (and
+/// so the active side's CONNECT) waits.
+struct Blocker(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl ndkdisc_core::ports::Passive for Blocker {
+    fn run(&self) {
+        let _ = self.0.lock().unwrap().recv_timeout(WAIT);
+    }
+}
+
+/// Block the passive worker until the returned sender sends (or is dropped).
+pub fn block_passive(w: &World) -> std::sync::mpsc::Sender<()> {
+    use ndkdisc_core::ports::Platform;
+    let (tx, rx) = std::sync::mpsc::channel();
+    w.engine
+        .platform()
+        .defer(Arc::new(Blocker(std::sync::Mutex::new(rx))));
+    tx
+}
