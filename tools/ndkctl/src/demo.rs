@@ -107,6 +107,20 @@ fn next(
     Ok(None)
 }
 
+/// The client's CONNECT to the server's listener.
+fn connect(client: &Client, server_ip: IpAddr) -> Result<ndkdisc_client::Connection, CliError> {
+    Ok(client.connect(
+        &ndkdisc_client::ConnectParams {
+            if_index: 1,
+            remote: SocketAddr::new(server_ip, PORT),
+            local: None,
+            receive_depth: 0,
+            send_depth: 0,
+        },
+        Timeout::After(STEP_LIMIT),
+    )?)
+}
+
 /// The step with sends outstanding at a peer disconnect, on a second connection: the send fails
 /// after the provider's retry timeout and the provider — not ndkdisc — flushes the receives.
 fn sends_at_peer_disconnect(
@@ -117,16 +131,7 @@ fn sends_at_peer_disconnect(
     server_ip: IpAddr,
 ) -> Result<(), CliError> {
     d.step("a second connection: the server posts receives and a send the client never takes, then the client disconnects")?;
-    let conn = client.connect(
-        &ndkdisc_client::ConnectParams {
-            if_index: 1,
-            remote: SocketAddr::new(server_ip, PORT),
-            local: None,
-            receive_depth: 0,
-            send_depth: 0,
-        },
-        Timeout::After(STEP_LIMIT),
-    )?;
+    let conn = connect(client, server_ip)?;
     let accepted = next(d, "server", server, WaitOn::Any, EventKind::Accepted)?;
     let _ = next_of(d, "client", client, conn.id, EventKind::Connected)?;
     let Some(cb) = accepted.map(|e| e.connection_id) else {
@@ -239,16 +244,7 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
     d.say(&format!("listener {} on {}", l.listener_id, l.bound))?;
 
     d.step("client connects (the disconnect callback is registered on connect and on accept)")?;
-    let conn = client.connect(
-        &ndkdisc_client::ConnectParams {
-            if_index: 1,
-            remote: SocketAddr::new(server_ip, PORT),
-            local: None,
-            receive_depth: 0,
-            send_depth: 0,
-        },
-        Timeout::After(STEP_LIMIT),
-    )?;
+    let conn = connect(&client, server_ip)?;
     let ca = conn.id;
     let connected = next(&d, "client", &client, WaitOn::Any, EventKind::Connected)?;
     d.check(
