@@ -273,7 +273,7 @@ impl<P: Platform> Conn<P> {
             return self.teardown();
         };
         let token = request.token();
-        if let Err(st) = self.owner.register_connect(token, self) {
+        if let Err(st) = self.owner.register_pended(token, self) {
             // The connector was never stored: closed here, the rest by teardown.
             session.run(|| connector.close(self));
             drop(adapter);
@@ -305,7 +305,7 @@ impl<P: Platform> Conn<P> {
             Err((request, false)) => self.reply_connect(request, status::CANCELLED),
             // Cancelled while the objects were being created.
             Err((request, true)) => {
-                self.owner.unregister_connect(token);
+                self.owner.unregister_pended(token);
                 request.complete(status::CANCELLED, 0);
                 self.cancelled();
             }
@@ -418,7 +418,7 @@ impl<P: Platform> Conn<P> {
     /// A pended CONNECT taken with `take_connect_request` is about to complete: it no longer
     /// needs finding by its cancel routine.
     fn completing(&self, request: &P::Request) {
-        self.owner.unregister_connect(request.token());
+        self.owner.unregister_pended(request.token());
     }
 
     fn reply_connect(&self, mut request: P::Request, st: i32) {
@@ -511,7 +511,7 @@ impl<P: Platform> Conn<P> {
     /// it completes at once. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn disconnect(self: &Arc<Self>, request: P::Request) {
         let token = request.token();
-        if let Err(st) = self.owner.register_connect(token, self) {
+        if let Err(st) = self.owner.register_pended(token, self) {
             return request.complete(st, 0);
         }
         let stored = self.ctl.with(|c| {
@@ -544,7 +544,7 @@ impl<P: Platform> Conn<P> {
             Ok(())
         });
         if let Err((request, st)) = stored {
-            self.owner.unregister_connect(token);
+            self.owner.unregister_pended(token);
             return request.complete(st, 0);
         }
         let started = self
@@ -570,7 +570,7 @@ impl<P: Platform> Conn<P> {
             c.disconnect_request.take()
         });
         if let Some(request) = request {
-            self.owner.unregister_connect(request.token());
+            self.owner.unregister_pended(request.token());
             request.complete(st, 0);
         }
     }
@@ -782,14 +782,15 @@ impl<P: Platform> Conn<P> {
     /// the QP in the error state, which ends the connection (`TransportError`).
     fn reap(&self) {
         let mut failure = None;
+        let mut cq_failed = false;
         let _ = self.with_objects(|o| {
             let Some(cq) = o.cq.as_ref() else { return };
             let mut buf = [ndkpi::Completion::default(); 16];
             loop {
                 let n = cq.results(&mut buf);
-                self.ctl.with(|c| {
+                cq_failed = self.ctl.with(|c| {
                     // Flushes ndkdisc caused: FLUSH, its own NdkDisconnect, its own close.
-                    let ours = c.flush_pending || c.flushed || c.local_disconnect || c.tearing_down;
+                    let ours = c.flushed || c.local_disconnect || c.tearing_down;
                     for done in &buf[..n] {
                         // The request context, never `kind`: NDKPI leaves the operation type
                         // undefined on error completions.
@@ -819,12 +820,14 @@ impl<P: Platform> Conn<P> {
                         let count = &mut c.reaped[queue][outcome];
                         *count = count.saturating_add(1);
                     }
+                    c.cq_failed
                 });
                 if n < buf.len() {
                     break;
                 }
             }
-            if !self.ctl.with(|c| c.cq_failed) {
+            // A dead CQ reports nothing more: arming it again is pointless.
+            if !cq_failed {
                 cq.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
             }
         });
@@ -979,8 +982,10 @@ impl<P: Platform> Sink for Conn<P> {
     // (fatal): the CQ and its QP are dead (NDK_FN_CQ_NOTIFICATION_CALLBACK).
     fn cq_notified(&self, st: i32) {
         if st != status::SUCCESS {
-            self.ctl.with(|c| c.cq_failed = true);
-            self.transport_error(st);
+            // Recorded in the same critical section that ends the connection.
+            self.conclude(None, st, Some((Cause::TransportError, st)), |c| {
+                c.cq_failed = true;
+            });
         }
         self.reap();
     }

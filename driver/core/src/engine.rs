@@ -195,11 +195,11 @@ impl<P: Platform> Engine<P> {
         let mut table = Table {
             conns: Vec::new(),
             listeners: Vec::new(),
-            connecting: Vec::new(),
+            pended: Vec::new(),
             closed: false,
         };
         table
-            .connecting
+            .pended
             .try_reserve(2 * self.config.limits.max_connections)
             .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
         table
@@ -237,9 +237,10 @@ impl<P: Platform> Engine<P> {
 struct Table<P: Platform> {
     conns: Vec<Arc<Conn<P>>>,
     listeners: Vec<Arc<ListenerObj<P>>>,
-    /// Pended CONNECTs by request token, so their cancel routine finds the connection even
-    /// after CLOSE or cleanup took it out of `conns`. Capacity reserved at open.
-    connecting: Vec<(u64, Arc<Conn<P>>)>,
+    /// Pended CONNECTs and graceful DISCONNECTs by request token, so their cancel routine finds
+    /// the connection even after CLOSE or cleanup took it out of `conns`. Capacity reserved at
+    /// open: two per connection (one of each).
+    pended: Vec<(u64, Arc<Conn<P>>)>,
     /// Cleanup has run: nothing new joins the handle (a CONNECT or an accept still in flight
     /// releases its connection instead).
     closed: bool,
@@ -313,14 +314,14 @@ impl<P: Platform> OwnerInner<P> {
             .with(|t| !t.closed && push_reserved(&mut t.conns, Arc::clone(conn)))
     }
 
-    /// Register a CONNECT about to pend (before it is made cancelable).
+    /// Register a CONNECT or graceful DISCONNECT about to pend (before it is made cancelable).
     ///
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES` if the reserved room is used up.
-    pub(crate) fn register_connect(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), i32> {
+    pub(crate) fn register_pended(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), i32> {
         let pushed = self
             .table
-            .with(|t| push_reserved(&mut t.connecting, (token, Arc::clone(conn))));
+            .with(|t| push_reserved(&mut t.pended, (token, Arc::clone(conn))));
         if pushed {
             Ok(())
         } else {
@@ -328,11 +329,12 @@ impl<P: Platform> OwnerInner<P> {
         }
     }
 
-    /// The CONNECT `token` no longer pends (completed, or taken by its cancel routine).
-    pub(crate) fn unregister_connect(&self, token: u64) -> Option<Arc<Conn<P>>> {
+    /// The CONNECT or DISCONNECT `token` no longer pends (completed, or taken by its cancel
+    /// routine).
+    pub(crate) fn unregister_pended(&self, token: u64) -> Option<Arc<Conn<P>>> {
         self.table.with(|t| {
-            let i = t.connecting.iter().position(|(k, _)| *k == token)?;
-            Some(t.connecting.swap_remove(i).1)
+            let i = t.pended.iter().position(|(k, _)| *k == token)?;
+            Some(t.pended.swap_remove(i).1)
         })
     }
 
@@ -495,7 +497,7 @@ impl<P: Platform> Owner<P> {
         }
         // A pended CONNECT (the attempt is abandoned) or graceful DISCONNECT (NdkDisconnect
         // goes on; its outcome still reaches the Local event).
-        if let Some(conn) = self.inner.unregister_connect(token) {
+        if let Some(conn) = self.inner.unregister_pended(token) {
             if let Some(request) = conn.take_cancelled_connect(token) {
                 request.complete(status::CANCELLED, 0);
                 conn.cancelled();

@@ -356,7 +356,11 @@ fn the_engine_never_calls_ndk_while_holding_its_lock() {
         misuse: MisusePolicy::Record,
         ..Default::default()
     }));
-    let w = world_of(fabric, [HostConfig::new(1, [A]), HostConfig::new(2, [B])]);
+    let w = world_of(
+        fabric,
+        [HostConfig::new(1, [A]), HostConfig::new(2, [B])],
+        Config::default(),
+    );
     let (ha, ca, hb, cb) = pair(&w);
     assert_eq!(query(&hb, cb).remote.map(|a| a.ip()), Some(A));
     disconnect(&ha, ca);
@@ -367,30 +371,6 @@ fn the_engine_never_calls_ndk_while_holding_its_lock() {
         w.fabric.violations()
     );
     finish(&w, ha, hb);
-}
-
-/// A world over `fabric` whose two hosts are configured by the test.
-fn world_of(fabric: Arc<Fabric>, hosts: [HostConfig; 2]) -> World {
-    let [a, b] = hosts;
-    let ha = fabric.add_host(a);
-    let hb = fabric.add_host(b);
-    let adapters = vec![
-        AdapterDesc {
-            if_index: 1,
-            address: SocketAddr::new(A, 0),
-        },
-        AdapterDesc {
-            if_index: 2,
-            address: SocketAddr::new(B, 0),
-        },
-    ];
-    let platform = HostPlatform::new(Arc::clone(&fabric), adapters);
-    let engine = Engine::new(platform, Config::default());
-    World {
-        fabric,
-        hosts: [ha, hb],
-        engine,
-    }
 }
 
 // --- 6. a connect event racing a listener CLOSE -------------------------------------------------
@@ -569,6 +549,7 @@ fn version_flow(mode: Completion, major: u16, minor: u16) {
             HostConfig::new(1, [A]).max_version(major, minor),
             HostConfig::new(2, [B]).max_version(major, minor),
         ],
+        Config::default(),
     );
     let (ha, ca, hb, cb) = pair(&w);
     let what = format!("{mode:?}, provider {major}.{minor}");

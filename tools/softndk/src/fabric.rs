@@ -854,17 +854,10 @@ impl Fabric {
     /// running; returns how many ran.
     pub fn deliver(&self) -> usize {
         let mut n = 0;
-        loop {
-            let next = self
-                .shared
-                .manual
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop_front();
-            let Some(d) = next else { return n };
-            self.shared.run(&d);
+        while self.deliver_one() {
             n += 1;
         }
+        n
     }
 
     /// Run the oldest queued callback or provider work (for [`Completion::Manual`]); returns

@@ -168,6 +168,15 @@ impl Qp {
         }
     }
 
+    /// Take every request still to complete, in order: those an `NdkFlush` is completing first,
+    /// then the receives, then the sends (`true` for a receive).
+    fn take_posted(&mut self) -> Vec<(Ctx, bool)> {
+        let mut all = std::mem::take(&mut self.flushing);
+        all.extend(self.receives.drain(..).map(|r| (r.ctx, true)));
+        all.extend(self.sends.drain(..).map(|s| (s.ctx, false)));
+        all
+    }
+
     pub(crate) fn snapshot(&self) -> QpStats {
         QpStats {
             outstanding_receives: self.receives.len()
@@ -597,8 +606,7 @@ impl World {
             self.counters.provider_flushes += 1;
         }
         let Some(q) = self.qp_mut(qp_id) else { return };
-        let mut cancelled: Vec<(Ctx, bool)> = q.receives.drain(..).map(|r| (r.ctx, true)).collect();
-        cancelled.extend(q.sends.drain(..).map(|s| (s.ctx, false)));
+        let cancelled = q.take_posted();
         self.cancel_requests(out, qp_id, cancelled);
     }
 
@@ -614,13 +622,7 @@ impl World {
         let Some(q) = self.qp_mut(qp_id) else { return };
         q.stats.flush_calls += 1;
         let first = q.flushing.is_empty();
-        let moved: Vec<(Ctx, bool)> = q
-            .receives
-            .drain(..)
-            .map(|r| (r.ctx, true))
-            .chain(q.sends.drain(..).map(|s| (s.ctx, false)))
-            .collect();
-        q.flushing.extend(moved);
+        q.flushing = q.take_posted();
         q.state = QpState::Dead;
         if first {
             self.defer_action(out, qp_id, crate::world::Action::Flush);

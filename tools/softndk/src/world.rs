@@ -332,11 +332,16 @@ impl World {
                 if self.route_rng.one_in(4) {
                     Route::Inline
                 } else {
-                    let n = threads.max(1) as u64;
-                    Route::Thread(usize::try_from(self.route_rng.next_u64() % n).unwrap_or(0))
+                    self.any_thread(threads)
                 }
             }
         }
+    }
+
+    /// One of `threads` provider threads, drawn from the routing generator.
+    fn any_thread(&mut self, threads: usize) -> Route {
+        let n = threads.max(1) as u64;
+        Route::Thread(usize::try_from(self.route_rng.next_u64() % n).unwrap_or(0))
     }
 
     /// Where the provider's own deferred work runs: never on the calling thread (it is what
@@ -344,10 +349,7 @@ impl World {
     fn provider_route(&mut self) -> Route {
         match self.config.completion {
             Completion::Manual => Route::Manual,
-            Completion::Hardware { threads, .. } => {
-                let n = threads.max(1) as u64;
-                Route::Thread(usize::try_from(self.route_rng.next_u64() % n).unwrap_or(0))
-            }
+            Completion::Hardware { threads, .. } => self.any_thread(threads),
             _ => Route::Thread(0),
         }
     }

@@ -62,9 +62,19 @@ pub fn world_without_removal_notice(completion: Completion) -> World {
 }
 
 fn world_unwatched(fabric: FabricConfig, config: Config) -> World {
-    let fabric = Arc::new(Fabric::new(fabric));
-    let ha = fabric.add_host(HostConfig::new(1, [A]));
-    let hb = fabric.add_host(HostConfig::new(2, [B]));
+    world_of(
+        Arc::new(Fabric::new(fabric)),
+        [HostConfig::new(1, [A]), HostConfig::new(2, [B])],
+        config,
+    )
+}
+
+/// A world over `fabric` whose two hosts (interface 1 at `A`, 2 at `B`) the test configures;
+/// its engine is not told of adapter removals.
+pub fn world_of(fabric: Arc<Fabric>, hosts: [HostConfig; 2], config: Config) -> World {
+    let [a, b] = hosts;
+    let ha = fabric.add_host(a);
+    let hb = fabric.add_host(b);
     let adapters = vec![
         AdapterDesc {
             if_index: 1,
