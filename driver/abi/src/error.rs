@@ -2,40 +2,7 @@
 
 use core::fmt;
 
-/// The NTSTATUS values the ABI documents (same values as `ntstatus.h`).
-pub mod status {
-    /// `STATUS_SUCCESS`.
-    pub const SUCCESS: i32 = 0;
-    /// `STATUS_PENDING`: the request was queued and completes later.
-    pub const PENDING: i32 = 0x103;
-    /// `STATUS_INVALID_PARAMETER`.
-    pub const INVALID_PARAMETER: i32 = 0xC000_000D_u32.cast_signed();
-    /// `STATUS_INVALID_DEVICE_REQUEST`: not an ndkdisc control code.
-    pub const INVALID_DEVICE_REQUEST: i32 = 0xC000_0010_u32.cast_signed();
-    /// `STATUS_ACCESS_DENIED`.
-    pub const ACCESS_DENIED: i32 = 0xC000_0022_u32.cast_signed();
-    /// `STATUS_BUFFER_TOO_SMALL`: the output buffer cannot hold the reply.
-    pub const BUFFER_TOO_SMALL: i32 = 0xC000_0023_u32.cast_signed();
-    /// `STATUS_INSUFFICIENT_RESOURCES`.
-    pub const INSUFFICIENT_RESOURCES: i32 = 0xC000_009A_u32.cast_signed();
-    /// `STATUS_CANCELLED`: a pended request was cancelled (`CancelIoEx`, handle close, ABORT).
-    pub const CANCELLED: i32 = 0xC000_0120_u32.cast_signed();
-    /// `STATUS_NOT_SUPPORTED`: the operation is not implemented by this driver version.
-    pub const NOT_SUPPORTED: i32 = 0xC000_00BB_u32.cast_signed();
-    /// `STATUS_INVALID_DEVICE_STATE`: the object is in a state where the operation is invalid.
-    pub const INVALID_DEVICE_STATE: i32 = 0xC000_0184_u32.cast_signed();
-    /// `STATUS_NOT_FOUND`: no such id on this handle.
-    pub const NOT_FOUND: i32 = 0xC000_0225_u32.cast_signed();
-    /// `STATUS_QUOTA_EXCEEDED`: a per-handle limit was reached.
-    pub const QUOTA_EXCEEDED: i32 = 0xC000_0044_u32.cast_signed();
-    /// `STATUS_REVISION_MISMATCH`: the record's version is not one this driver speaks.
-    pub const REVISION_MISMATCH: i32 = 0xC000_0059_u32.cast_signed();
-    /// `STATUS_CONNECTION_DISCONNECTED`: the peer ended the connection before it was
-    /// established (the NDK disconnect callback fired while connecting).
-    pub const CONNECTION_DISCONNECTED: i32 = 0xC000_020C_u32.cast_signed();
-    /// `STATUS_DEVICE_REMOVED`: the connection's adapter went away (cause `AdapterRemoved`).
-    pub const DEVICE_REMOVED: i32 = 0xC000_02B6_u32.cast_signed();
-}
+use ntstatus::NtStatus;
 
 /// Why a record could not be decoded or encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +53,7 @@ pub enum AbiError {
 
 impl AbiError {
     /// The NTSTATUS a request failing this way completes with.
-    pub fn ntstatus(self) -> i32 {
+    pub fn ntstatus(self) -> NtStatus {
         match self {
             Self::Truncated
             | Self::WrongLength { .. }
@@ -95,10 +62,10 @@ impl AbiError {
             | Self::UnknownFlags { .. }
             | Self::BadEnum { .. }
             | Self::BadAddress(_)
-            | Self::OutOfRange(_) => status::INVALID_PARAMETER,
-            Self::UnsupportedVersion(_) => status::REVISION_MISMATCH,
-            Self::OutputTooSmall => status::BUFFER_TOO_SMALL,
-            Self::UnknownIoctl(_) => status::INVALID_DEVICE_REQUEST,
+            | Self::OutOfRange(_) => NtStatus::INVALID_PARAMETER,
+            Self::UnsupportedVersion(_) => NtStatus::REVISION_MISMATCH,
+            Self::OutputTooSmall => NtStatus::BUFFER_TOO_SMALL,
+            Self::UnknownIoctl(_) => NtStatus::INVALID_DEVICE_REQUEST,
         }
     }
 }

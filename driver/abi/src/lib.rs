@@ -58,7 +58,8 @@ pub mod replies;
 pub mod wire;
 
 pub use device::{DEVICE_INTERFACE_GUID, DOS_DEVICE_PATH, Guid};
-pub use error::{AbiError, status};
+pub use error::AbiError;
 pub use ioctl::Ioctl;
+pub use ntstatus::NtStatus;
 pub use records::*;
 pub use replies::*;

@@ -4,6 +4,8 @@
 
 use core::net::SocketAddr;
 
+use ntstatus::NtStatus;
+
 use crate::error::AbiError;
 use crate::records::{Record, read_address, write_address};
 use crate::wire::{Reader, Writer};
@@ -131,7 +133,7 @@ pub struct ConnectReply {
     /// The connection's id (valid until CLOSE).
     pub connection_id: u64,
     /// The connect outcome.
-    pub status: i32,
+    pub status: NtStatus,
     /// Local address, once bound.
     pub local: Option<SocketAddr>,
     /// Peer address.
@@ -142,7 +144,7 @@ impl Record for ConnectReply {
     const SIZE: usize = 72;
     fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {
         let connection_id = r.u64()?;
-        let status = r.i32()?;
+        let status = r.status()?;
         r.reserved32("reserved")?;
         Ok(Self {
             connection_id,
@@ -153,36 +155,40 @@ impl Record for ConnectReply {
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
         w.u64(self.connection_id)?;
-        w.i32(self.status)?;
+        w.status(self.status)?;
         w.u32(0)?;
         write_address(w, self.local)?;
         write_address(w, self.remote)
     }
 }
 
+/// A reply enumeration that tolerates values it does not know: a newer driver may add kinds,
+/// causes or states, and an older tool must still read the rest of the record (and the other
+/// events of the batch). Such a value decodes to `Unknown` carrying the number.
 macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident : $field:literal { $($(#[$vdoc:meta])* $variant:ident = $value:literal,)* }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $value:literal,)* }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[repr(u16)]
         pub enum $name {
-            $($(#[$vdoc])* $variant = $value,)*
+            $($(#[$vdoc])* $variant,)*
+            /// A value this version of the ABI does not define (sent by a newer driver).
+            Unknown(u16),
         }
 
         impl $name {
             /// The wire value.
             pub const fn to_wire(self) -> u16 {
-                self as u16
+                match self {
+                    $(Self::$variant => $value,)*
+                    Self::Unknown(v) => v,
+                }
             }
 
-            /// Decode a wire value.
-            ///
-            /// # Errors
-            /// [`AbiError::BadEnum`] for a value outside the enumeration.
-            pub const fn from_wire(v: u16) -> Result<Self, AbiError> {
+            /// Decode a wire value; one this version does not define is [`Self::Unknown`].
+            pub const fn from_wire(v: u16) -> Self {
                 match v {
-                    $($value => Ok(Self::$variant),)*
-                    _ => Err(AbiError::BadEnum { field: $field, value: v as u32 }),
+                    $($value => Self::$variant,)*
+                    _ => Self::Unknown(v),
                 }
             }
         }
@@ -191,7 +197,7 @@ macro_rules! wire_enum {
 
 wire_enum!(
     /// What happened to a connection.
-    EventKind: "kind" {
+    EventKind {
         /// The active side is established (CONNECT succeeded).
         Connected = 1,
         /// A listener produced a connection (passive side established).
@@ -208,10 +214,9 @@ wire_enum!(
 );
 
 wire_enum!(
-    /// How a connection ended (the `cause` of a `Disconnected` event).
-    Cause: "cause" {
-        /// Not a `Disconnected` event.
-        None = 0,
+    /// How a connection ended (the `cause` of a `Disconnected` event; on the wire 0 means "no
+    /// cause", which decodes to `None` of an `Option<Cause>`).
+    Cause {
         /// The peer disconnected or the provider saw the connection abort: the NDK disconnect
         /// callback fired (the provider reason, if any, is in `provider_reason`).
         Peer = 1,
@@ -232,69 +237,100 @@ wire_enum!(
     }
 );
 
-/// Event flag: the NDK disconnect callback had fired when the event was latched.
+/// Event flag: the NDK disconnect callback had fired when the event was latched
+/// ([`Event::callback_fired`]).
 pub const EVENT_CALLBACK_FIRED: u32 = 0x1;
-/// Event flag: `provider_reason` came from the NDKPI 2.1 `Ex` callback.
+/// Event flag: `provider_reason` came from the NDKPI 2.1 `Ex` callback
+/// ([`Event::provider_reason`] is `Some`).
 pub const EVENT_REASON_VALID: u32 = 0x2;
-/// Event flag: a copy of the connection's terminal record (`Disconnected` or `ConnectFailed`),
-/// which was already delivered (e.g. to an any-connection WAIT). A WAIT filtered on a
-/// connection whose terminal event was delivered and that has no other event queued completes
-/// at once with this copy instead of pending (level-triggered, like `HttpWaitForDisconnect` on
-/// a closed connection); its `seq` is the original's. Once the connection's `Closed` event is
-/// delivered its id is gone and such a WAIT fails with `STATUS_NOT_FOUND`.
+/// Event flag: a copy of the connection's terminal record, already delivered
+/// ([`Event::already_delivered`]).
 pub const EVENT_ALREADY_DELIVERED: u32 = 0x4;
-/// Event flag: the provider put the connection's QP (or its CQ) in the error state, so the
-/// provider — never ndkdisc — flushes the requests still posted (or, with a dead CQ, they will
-/// never complete). Set on `Disconnected` with cause `TransportError`.
+/// Event flag: the provider flushes what is still posted ([`Event::provider_flushes`]).
 pub const EVENT_PROVIDER_FLUSHES: u32 = 0x8;
 const EVENT_FLAGS: u32 =
     EVENT_CALLBACK_FIRED | EVENT_REASON_VALID | EVENT_ALREADY_DELIVERED | EVENT_PROVIDER_FLUSHES;
 
-/// One event (48 bytes): `seq: u64` @0 (strictly increasing per handle), `connection_id: u64`
-/// @8, `timestamp: u64` @16 (100 ns units of the driver's clock), `kind: u16` @24, `cause:
-/// u16` @26, `status: i32` @28, `provider_reason: u32` @32, `outstanding_receives: u32` @36,
-/// `outstanding_sends: u32` @40 (work requests still posted when the event was latched),
-/// `flags: u32` @44.
+/// One event, decoded. On the wire (48 bytes): `seq: u64` @0 (strictly increasing per handle),
+/// `connection_id: u64` @8, `timestamp: u64` @16 (100 ns units of the driver's clock), `kind:
+/// u16` @24, `cause: u16` @26 (0: none), `status: i32` @28, `provider_reason: u32` @32,
+/// `outstanding_receives: u32` @36, `outstanding_sends: u32` @40 (work requests still posted
+/// when the event was latched), `flags: u32` @44 (`EVENT_*`).
+///
+/// The driver builds these and encodes them; the client decodes them; both use this one type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
-    /// Sequence number.
+    /// Sequence number (strictly increasing per handle).
     pub seq: u64,
     /// The connection.
     pub connection_id: u64,
-    /// When it was latched.
+    /// When the driver latched it (100 ns units of the driver's clock).
     pub timestamp: u64,
     /// What happened.
     pub kind: EventKind,
-    /// How it ended (for `Disconnected`).
-    pub cause: Cause,
-    /// An NTSTATUS (the connect failure, the disconnect completion status, ...).
-    pub status: i32,
-    /// The provider's disconnect reason (NDKPI 2.1 `Ex` callback), 0 when none.
-    pub provider_reason: u32,
-    /// Receives still posted.
+    /// How the connection ended (`Disconnected` only).
+    pub cause: Option<Cause>,
+    /// The status of the fact (connect failure, disconnect completion, transport error, ...).
+    pub status: NtStatus,
+    /// The provider's disconnect reason (NDKPI 2.1 `Ex` callback), when it gave one.
+    pub provider_reason: Option<u32>,
+    /// Receives still posted when the event was latched.
     pub outstanding_receives: u32,
     /// Sends still posted.
     pub outstanding_sends: u32,
-    /// `EVENT_*` flags.
-    pub flags: u32,
+    /// Whether the NDK disconnect callback had fired when the event was latched.
+    pub callback_fired: bool,
+    /// The provider put the connection's QP (or its CQ) in the error state, so the provider —
+    /// never ndkdisc — flushes the requests still posted (or, with a dead CQ, they never
+    /// complete). Set on `Disconnected` with cause `TransportError`.
+    pub provider_flushes: bool,
+    /// A copy of the connection's terminal record (`Disconnected` or `ConnectFailed`), which
+    /// was already delivered (e.g. to an any-connection WAIT). A WAIT filtered on a connection
+    /// whose terminal event was delivered and that has no other event queued completes at once
+    /// with this copy instead of pending (level-triggered, like `HttpWaitForDisconnect` on a
+    /// closed connection); its `seq` is the original's. Once the connection's `Closed` event is
+    /// delivered its id is gone and such a WAIT fails with `STATUS_NOT_FOUND`.
+    pub already_delivered: bool,
 }
 
 impl Event {
     /// Size of one event record.
     pub const SIZE: usize = 48;
 
+    /// An event of `kind` on `connection_id` at `timestamp`, every other field empty (the
+    /// event queue assigns `seq`).
+    pub const fn new(kind: EventKind, connection_id: u64, timestamp: u64) -> Self {
+        Self {
+            seq: 0,
+            connection_id,
+            timestamp,
+            kind,
+            cause: None,
+            status: NtStatus::SUCCESS,
+            provider_reason: None,
+            outstanding_receives: 0,
+            outstanding_sends: 0,
+            callback_fired: false,
+            provider_flushes: false,
+            already_delivered: false,
+        }
+    }
+
     /// Decode one event.
     ///
     /// # Errors
-    /// Truncation, an unknown kind or cause, undefined flags.
+    /// Truncation, undefined flags. An unknown kind or cause decodes to its `Unknown` value.
     pub fn decode(bytes: &[u8]) -> Result<Self, AbiError> {
         let mut r = Reader::new(bytes.get(..Self::SIZE).ok_or(AbiError::Truncated)?);
         let seq = r.u64()?;
         let connection_id = r.u64()?;
         let timestamp = r.u64()?;
-        let kind = EventKind::from_wire(r.u16()?)?;
-        let cause = Cause::from_wire(r.u16()?)?;
-        let status = r.i32()?;
+        let kind = EventKind::from_wire(r.u16()?);
+        let cause = match r.u16()? {
+            0 => None,
+            v => Some(Cause::from_wire(v)),
+        };
+        let status = r.status()?;
         let provider_reason = r.u32()?;
         let outstanding_receives = r.u32()?;
         let outstanding_sends = r.u32()?;
@@ -312,11 +348,31 @@ impl Event {
             kind,
             cause,
             status,
-            provider_reason,
+            provider_reason: (flags & EVENT_REASON_VALID != 0).then_some(provider_reason),
             outstanding_receives,
             outstanding_sends,
-            flags,
+            callback_fired: flags & EVENT_CALLBACK_FIRED != 0,
+            provider_flushes: flags & EVENT_PROVIDER_FLUSHES != 0,
+            already_delivered: flags & EVENT_ALREADY_DELIVERED != 0,
         })
+    }
+
+    /// The `EVENT_*` flags of the wire record.
+    pub const fn flags(&self) -> u32 {
+        let mut flags = 0;
+        if self.callback_fired {
+            flags |= EVENT_CALLBACK_FIRED;
+        }
+        if self.provider_reason.is_some() {
+            flags |= EVENT_REASON_VALID;
+        }
+        if self.already_delivered {
+            flags |= EVENT_ALREADY_DELIVERED;
+        }
+        if self.provider_flushes {
+            flags |= EVENT_PROVIDER_FLUSHES;
+        }
+        flags
     }
 
     /// Encode one event into the first [`Event::SIZE`] bytes of `out`.
@@ -329,12 +385,12 @@ impl Event {
         w.u64(self.connection_id)?;
         w.u64(self.timestamp)?;
         w.u16(self.kind.to_wire())?;
-        w.u16(self.cause.to_wire())?;
-        w.i32(self.status)?;
-        w.u32(self.provider_reason)?;
+        w.u16(self.cause.map_or(0, Cause::to_wire))?;
+        w.status(self.status)?;
+        w.u32(self.provider_reason.unwrap_or(0))?;
         w.u32(self.outstanding_receives)?;
         w.u32(self.outstanding_sends)?;
-        w.u32(self.flags)?;
+        w.u32(self.flags())?;
         Ok(Self::SIZE)
     }
 }
@@ -499,7 +555,7 @@ pub fn decode_adapters_header(bytes: &[u8]) -> Result<(usize, u32), AbiError> {
 
 wire_enum!(
     /// A connection's state as QUERY reports it.
-    ConnState: "state" {
+    ConnState {
         /// CONNECT pending (or an accepted connection completing).
         Connecting = 1,
         /// Established.
@@ -515,21 +571,19 @@ wire_enum!(
     }
 );
 
-/// QUERY flag: the NDK disconnect callback has fired for this connection.
+/// QUERY flag: the NDK disconnect callback has fired ([`QueryReply::callback_fired`]).
 pub const QUERY_CALLBACK_FIRED: u16 = 0x1;
-/// QUERY flag: `provider_reason` is valid (came from the 2.1 `Ex` callback).
+/// QUERY flag: `provider_reason` is valid ([`QueryReply::provider_reason`] is `Some`).
 pub const QUERY_REASON_VALID: u16 = 0x2;
-/// QUERY flag: we called `NdkDisconnect`.
+/// QUERY flag: we called `NdkDisconnect` ([`QueryReply::local_disconnect`]).
 pub const QUERY_LOCAL_DISCONNECT: u16 = 0x4;
-/// QUERY flag: the connection was aborted (ABORT or abortive DISCONNECT).
+/// QUERY flag: aborted ([`QueryReply::aborted`]).
 pub const QUERY_ABORTED: u16 = 0x8;
-/// QUERY flag: a FLUSH was requested.
+/// QUERY flag: a FLUSH was requested ([`QueryReply::flushed`]).
 pub const QUERY_FLUSHED: u16 = 0x10;
-/// QUERY flag: requests completed as flushed (`STATUS_CANCELLED`) that ndkdisc never asked to
-/// flush (no FLUSH, no graceful DISCONNECT, no close): the provider flushed them.
+/// QUERY flag: the provider flushed on its own ([`QueryReply::provider_flushed`]).
 pub const QUERY_PROVIDER_FLUSHED: u16 = 0x20;
-/// QUERY flag: the connection's CQ reported a fatal error or an overrun: nothing posted will
-/// complete any more.
+/// QUERY flag: the CQ failed ([`QueryReply::cq_failed`]).
 pub const QUERY_CQ_FAILED: u16 = 0x40;
 const QUERY_FLAGS: u16 = QUERY_CALLBACK_FIRED
     | QUERY_REASON_VALID
@@ -539,38 +593,52 @@ const QUERY_FLAGS: u16 = QUERY_CALLBACK_FIRED
     | QUERY_PROVIDER_FLUSHED
     | QUERY_CQ_FAILED;
 
-/// QUERY output (120 bytes): header, `connection_id: u64` @8, `state: u16` @16, `flags: u16`
-/// @18, `provider_reason: u32` @20, `outstanding_receives: u32` @24, `outstanding_sends: u32`
-/// @28, `ndk_major: u16` @32, `ndk_minor: u16` @34, `terminal_status: i32` @36, `local:
-/// Address` @40, `remote: Address` @64, `receives_succeeded: u32` @88, `receives_cancelled:
-/// u32` @92, `sends_succeeded: u32` @96, `sends_cancelled: u32` @100, `receives_failed: u32`
-/// @104, `sends_failed: u32` @108, `last_error_status: i32` @112, `last_provider_error: u32`
-/// @116.
+/// What QUERY reports about a connection, decoded. On the wire (120 bytes): header,
+/// `connection_id: u64` @8, `state: u16` @16, `flags: u16` @18 (`QUERY_*`), `provider_reason:
+/// u32` @20, `outstanding_receives: u32` @24, `outstanding_sends: u32` @28, `ndk_major: u16`
+/// @32, `ndk_minor: u16` @34, `terminal_status: i32` @36, `local: Address` @40, `remote:
+/// Address` @64, `receives_succeeded: u32` @88, `receives_cancelled: u32` @92,
+/// `sends_succeeded: u32` @96, `sends_cancelled: u32` @100, `receives_failed: u32` @104,
+/// `sends_failed: u32` @108, `last_error_status: i32` @112, `last_provider_error: u32` @116.
 ///
 /// The counts are completions reaped from the connection's CQ by status: `STATUS_SUCCESS`,
 /// `STATUS_CANCELLED` (flushed: by FLUSH, by our own `NdkDisconnect`, or by the provider on its
-/// own — then `QUERY_PROVIDER_FLUSHED`), and any other status (failed: the last one and its
-/// NDKPI 2.1 provider error code are kept).
+/// own — then `provider_flushed`), and any other status (failed: the last one and its NDKPI 2.1
+/// provider error code are kept).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is one QUERY_* flag of the ABI"
+)]
 pub struct QueryReply {
     /// The connection.
     pub connection_id: u64,
     /// Its state.
     pub state: ConnState,
-    /// `QUERY_*` flags.
-    pub flags: u16,
-    /// Provider disconnect reason (if `QUERY_REASON_VALID`).
-    pub provider_reason: u32,
+    /// The NDK disconnect callback has fired.
+    pub callback_fired: bool,
+    /// The provider's disconnect reason, when the NDKPI 2.1 callback gave one.
+    pub provider_reason: Option<u32>,
+    /// We called `NdkDisconnect`.
+    pub local_disconnect: bool,
+    /// ABORT or an abortive DISCONNECT happened.
+    pub aborted: bool,
+    /// A FLUSH was requested.
+    pub flushed: bool,
+    /// Requests completed as flushed (`STATUS_CANCELLED`) that ndkdisc never asked to flush
+    /// (no FLUSH, no graceful DISCONNECT, no close): the provider flushed them.
+    pub provider_flushed: bool,
+    /// The connection's CQ reported a fatal error or an overrun: nothing posted will complete
+    /// any more.
+    pub cq_failed: bool,
     /// Receives posted and not completed.
     pub outstanding_receives: u32,
     /// Sends posted and not completed.
     pub outstanding_sends: u32,
-    /// NDKPI version of the connection's adapter.
-    pub ndk_major: u16,
-    /// NDKPI minor version.
-    pub ndk_minor: u16,
-    /// Status of the terminal event (0 while none).
-    pub terminal_status: i32,
+    /// The NDKPI version (major, minor) of the connection's adapter.
+    pub ndk_version: (u16, u16),
+    /// Status of the terminal event (success while none).
+    pub terminal_status: NtStatus,
     /// Local address.
     pub local: Option<SocketAddr>,
     /// Peer address.
@@ -587,17 +655,42 @@ pub struct QueryReply {
     pub receives_failed: u32,
     /// Send completions with any other status.
     pub sends_failed: u32,
-    /// Status of the last failed completion (0 while none).
-    pub last_error_status: i32,
-    /// Provider error code of the last failed completion (NDKPI 2.1; 0 when not provided).
+    /// Status of the last failed completion (success while none).
+    pub last_error_status: NtStatus,
+    /// Provider error code of the last failed completion (NDKPI 2.1; provider-specific; 0
+    /// when not provided).
     pub last_provider_error: u32,
+}
+
+impl QueryReply {
+    /// The `QUERY_*` flags of the wire record.
+    pub const fn flags(&self) -> u16 {
+        let mut flags = 0;
+        let bits = [
+            (self.callback_fired, QUERY_CALLBACK_FIRED),
+            (self.provider_reason.is_some(), QUERY_REASON_VALID),
+            (self.local_disconnect, QUERY_LOCAL_DISCONNECT),
+            (self.aborted, QUERY_ABORTED),
+            (self.flushed, QUERY_FLUSHED),
+            (self.provider_flushed, QUERY_PROVIDER_FLUSHED),
+            (self.cq_failed, QUERY_CQ_FAILED),
+        ];
+        let mut i = 0;
+        while i < bits.len() {
+            if bits[i].0 {
+                flags |= bits[i].1;
+            }
+            i += 1;
+        }
+        flags
+    }
 }
 
 impl Record for QueryReply {
     const SIZE: usize = 120;
     fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {
         let connection_id = r.u64()?;
-        let state = ConnState::from_wire(r.u16()?)?;
+        let state = ConnState::from_wire(r.u16()?);
         let flags = r.u16()?;
         if flags & !QUERY_FLAGS != 0 {
             return Err(AbiError::UnknownFlags {
@@ -605,16 +698,22 @@ impl Record for QueryReply {
                 bits: u32::from(flags & !QUERY_FLAGS),
             });
         }
+        let has = |bit: u16| flags & bit != 0;
+        let provider_reason = r.u32()?;
         Ok(Self {
             connection_id,
             state,
-            flags,
-            provider_reason: r.u32()?,
+            callback_fired: has(QUERY_CALLBACK_FIRED),
+            provider_reason: has(QUERY_REASON_VALID).then_some(provider_reason),
+            local_disconnect: has(QUERY_LOCAL_DISCONNECT),
+            aborted: has(QUERY_ABORTED),
+            flushed: has(QUERY_FLUSHED),
+            provider_flushed: has(QUERY_PROVIDER_FLUSHED),
+            cq_failed: has(QUERY_CQ_FAILED),
             outstanding_receives: r.u32()?,
             outstanding_sends: r.u32()?,
-            ndk_major: r.u16()?,
-            ndk_minor: r.u16()?,
-            terminal_status: r.i32()?,
+            ndk_version: (r.u16()?, r.u16()?),
+            terminal_status: r.status()?,
             local: read_address(r)?,
             remote: read_address(r)?,
             receives_succeeded: r.u32()?,
@@ -623,20 +722,20 @@ impl Record for QueryReply {
             sends_cancelled: r.u32()?,
             receives_failed: r.u32()?,
             sends_failed: r.u32()?,
-            last_error_status: r.i32()?,
+            last_error_status: r.status()?,
             last_provider_error: r.u32()?,
         })
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
         w.u64(self.connection_id)?;
         w.u16(self.state.to_wire())?;
-        w.u16(self.flags)?;
-        w.u32(self.provider_reason)?;
+        w.u16(self.flags())?;
+        w.u32(self.provider_reason.unwrap_or(0))?;
         w.u32(self.outstanding_receives)?;
         w.u32(self.outstanding_sends)?;
-        w.u16(self.ndk_major)?;
-        w.u16(self.ndk_minor)?;
-        w.i32(self.terminal_status)?;
+        w.u16(self.ndk_version.0)?;
+        w.u16(self.ndk_version.1)?;
+        w.status(self.terminal_status)?;
         write_address(w, self.local)?;
         write_address(w, self.remote)?;
         w.u32(self.receives_succeeded)?;
@@ -645,7 +744,7 @@ impl Record for QueryReply {
         w.u32(self.sends_cancelled)?;
         w.u32(self.receives_failed)?;
         w.u32(self.sends_failed)?;
-        w.i32(self.last_error_status)?;
+        w.status(self.last_error_status)?;
         w.u32(self.last_provider_error)
     }
 }

@@ -2,6 +2,8 @@
 //! returns an error instead of panicking; a writer fills every byte it is given, so no
 //! uninitialised or stale byte can reach user mode.
 
+use ntstatus::NtStatus;
+
 use crate::error::AbiError;
 
 /// Reads fields in order from a byte slice.
@@ -42,12 +44,12 @@ impl<'a> Reader<'a> {
         self.take().map(u32::from_le_bytes)
     }
 
-    /// Read an `i32`.
+    /// Read an NTSTATUS (`i32`).
     ///
     /// # Errors
     /// [`AbiError::Truncated`] past the end.
-    pub fn i32(&mut self) -> Result<i32, AbiError> {
-        self.take().map(i32::from_le_bytes)
+    pub fn status(&mut self) -> Result<NtStatus, AbiError> {
+        self.take().map(|b| NtStatus(i32::from_le_bytes(b)))
     }
 
     /// Read a `u64`.
@@ -137,12 +139,12 @@ impl<'a> Writer<'a> {
         self.put(&v.to_le_bytes())
     }
 
-    /// Write an `i32`.
+    /// Write an NTSTATUS (`i32`).
     ///
     /// # Errors
     /// [`AbiError::OutputTooSmall`] past the end.
-    pub fn i32(&mut self, v: i32) -> Result<(), AbiError> {
-        self.put(&v.to_le_bytes())
+    pub fn status(&mut self, v: NtStatus) -> Result<(), AbiError> {
+        self.put(&v.0.to_le_bytes())
     }
 
     /// Write a `u64`.

@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ndkdisc_abi::{
     BATCH_HEADER_SIZE, Cause, ConnectReply, ConnectRequest, DisconnectRequest, Event, EventKind,
-    Ioctl, ListenReply, ListenRequest, Record, WaitRequest, decode_wait_reply, status,
+    Ioctl, ListenReply, ListenRequest, NtStatus, Record, WaitRequest, decode_wait_reply,
 };
-use ndkdisc_core::events::{ConnIndex, EventQueue, Fact, Latch, Limits, WaitOutcome};
+use ndkdisc_core::events::{ConnIndex, EventQueue, Latch, Limits, WaitOutcome};
 use ndkdisc_core::host::{HostHandle, HostLock, HostPlatform, Pending};
 use ndkdisc_core::ports::{AdapterDesc, Cancelled, Lock, PendedRequest, Platform};
 use ndkdisc_core::{Config, Engine};
@@ -97,7 +97,7 @@ fn assert_no_allocation<T>(what: &str, f: impl FnOnce() -> T) -> T {
 
 /// What became of a `BenchRequest`.
 struct Done {
-    status: i32,
+    status: NtStatus,
     information: usize,
     _out: Box<[u8]>,
 }
@@ -123,7 +123,7 @@ fn done_summary() -> (usize, usize) {
         let events = d
             .iter()
             .map(|c| {
-                assert_eq!(c.status, status::SUCCESS);
+                assert_eq!(c.status, NtStatus::SUCCESS);
                 (c.information - BATCH_HEADER_SIZE) / Event::SIZE
             })
             .sum();
@@ -165,7 +165,7 @@ impl PendedRequest for BenchRequest {
         Ok(())
     }
 
-    fn complete(self, status: i32, information: usize) {
+    fn complete(self, status: NtStatus, information: usize) {
         DONE.with(|d| {
             d.borrow_mut().push(Done {
                 status,
@@ -221,10 +221,10 @@ fn queue_with(
     (platform.lock(q), indices)
 }
 
-fn disconnected(ts: u64) -> Fact {
-    Fact {
-        cause: Cause::Peer,
-        ..Fact::new(EventKind::Disconnected, ts)
+fn disconnected(ts: u64) -> Event {
+    Event {
+        cause: Some(Cause::Peer),
+        ..Event::new(EventKind::Disconnected, 0, ts)
     }
 }
 
@@ -629,7 +629,7 @@ fn bytes<R: Record>(r: &R) -> Vec<u8> {
     v
 }
 
-fn done(p: &Pending) -> (i32, Vec<u8>) {
+fn done(p: &Pending) -> (NtStatus, Vec<u8>) {
     p.wait(Duration::from_secs(10)).expect("request completed")
 }
 
@@ -643,7 +643,7 @@ fn drain_events(h: &HostHandle) -> Vec<Event> {
         &bytes(&req),
         BATCH_HEADER_SIZE + 64 * Event::SIZE,
     ));
-    assert_eq!(st, status::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS);
     let mut slots = [None; 64];
     let n = decode_wait_reply(&out, &mut slots).expect("valid reply");
     slots[..n].iter().map(|e| e.expect("event")).collect()
@@ -677,7 +677,7 @@ fn pair_world(max_connections: usize, max_waits: usize) -> Pair {
         local: SocketAddr::new(B, 4791),
     };
     let (st, _) = done(&b.ioctl(Ioctl::Listen.code(), &bytes(&req), ListenReply::SIZE));
-    assert_eq!(st, status::SUCCESS, "listen");
+    assert_eq!(st, NtStatus::SUCCESS, "listen");
     Pair { fabric, a, b }
 }
 
@@ -691,9 +691,9 @@ fn connect(p: &Pair) -> (u64, u64) {
         remote: SocketAddr::new(B, 4791),
     };
     let (st, out) = done(&p.a.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE));
-    assert_eq!(st, status::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS);
     let reply = ConnectReply::parse(&out).expect("reply");
-    assert_eq!(reply.status, status::SUCCESS, "connected");
+    assert_eq!(reply.status, NtStatus::SUCCESS, "connected");
     // The accept runs on the passive worker: wait for b's Accepted.
     let deadline = Instant::now() + Duration::from_secs(10);
     let b_id = loop {
@@ -714,7 +714,7 @@ fn close(h: &HostHandle, id: u64) {
     let req = ndkdisc_abi::CloseRequest { id };
     assert_eq!(
         done(&h.ioctl(Ioctl::Close.code(), &bytes(&req), 0)).0,
-        status::SUCCESS
+        NtStatus::SUCCESS
     );
 }
 
@@ -769,7 +769,7 @@ fn e2e_peer_disconnect(_c: &mut Criterion) {
         for ((a_id, b_id), st) in pairs.into_iter().zip(disconnects) {
             // B's close answers A's graceful disconnect, which then completes.
             close(&p.b, b_id);
-            assert_eq!(done(&st).0, status::SUCCESS);
+            assert_eq!(done(&st).0, NtStatus::SUCCESS);
             close(&p.a, a_id);
         }
         // Deliver every `Closed`, which frees the connections' records for the next round.
@@ -810,10 +810,10 @@ fn memory_per_connection(_c: &mut Criterion) {
     );
     println!("\n== memory per connection ==");
     println!(
-        "size_of: Event {} B, Option<Event> {} B, Fact {} B, EventQueue<BenchRequest> (header) {} B",
+        "size_of: Event {} B, Option<Event> {} B, Event {} B, EventQueue<BenchRequest> (header) {} B",
         size_of::<Event>(),
         size_of::<Option<Event>>(),
-        size_of::<Fact>(),
+        size_of::<Event>(),
         size_of::<EventQueue<BenchRequest>>()
     );
     for (connections, waits) in [(1024usize, 0usize), (65_536, 0), (1024, 1024)] {

@@ -11,18 +11,13 @@ use alloc::sync::{Arc, Weak};
 use core::net::SocketAddr;
 
 use alloc::vec::Vec;
-use ndkdisc_abi::{
-    Cause, ConnState, ConnectReply, EVENT_CALLBACK_FIRED, EVENT_PROVIDER_FLUSHES,
-    EVENT_REASON_VALID, EventKind, QUERY_ABORTED, QUERY_CALLBACK_FIRED, QUERY_CQ_FAILED,
-    QUERY_FLUSHED, QUERY_LOCAL_DISCONNECT, QUERY_PROVIDER_FLUSHED, QUERY_REASON_VALID, QueryReply,
-    Record, status,
-};
+use ndkdisc_abi::{Cause, ConnState, ConnectReply, Event, EventKind, NtStatus, QueryReply, Record};
 
 use ndkdisc_abi::PostKind;
 use ndkpi::{Buffer, Connector, Cq, Created, Mr, Op, Pd, QueuePair, Sink};
 
 use crate::engine::OwnerInner;
-use crate::events::{ConnIndex, Fact};
+use crate::events::ConnIndex;
 use crate::ports::{Lock, Passive, PendedRequest, Platform, Signal};
 use crate::step::Stepper;
 
@@ -52,14 +47,14 @@ struct Ctl<R> {
     local_disconnect: bool,
     aborted: bool,
     flushed: bool,
-    terminal_status: i32,
+    terminal_status: NtStatus,
     /// Work requests posted and not yet completed.
     outstanding_receives: u32,
     outstanding_sends: u32,
     /// Completions reaped, by status: [receive, send] x [succeeded, cancelled, failed].
     reaped: [[u32; 3]; 2],
     /// The last failed completion: (status, NDKPI 2.1 provider error code).
-    last_error: (i32, u32),
+    last_error: (NtStatus, u32),
     /// Requests completed as flushed that ndkdisc never asked to flush.
     provider_flushed: bool,
     /// The CQ reported a fatal error or an overrun: nothing posted will complete.
@@ -133,7 +128,7 @@ impl<P: Platform> Conn<P> {
         index: ConnIndex,
         adapter: Arc<ndkpi::Adapter>,
         if_index: u32,
-    ) -> Result<Arc<Self>, i32> {
+    ) -> Result<Arc<Self>, NtStatus> {
         // The abandon work item's deferral slot. On failure the adapter is closed if this was
         // its only reference (a listener's shared adapter stays with the listener).
         if let Err(st) = owner.engine().reserve_work() {
@@ -157,11 +152,11 @@ impl<P: Platform> Conn<P> {
             local_disconnect: false,
             aborted: false,
             flushed: false,
-            terminal_status: 0,
+            terminal_status: NtStatus::SUCCESS,
             outstanding_receives: 0,
             outstanding_sends: 0,
             reaped: [[0; 3]; 2],
-            last_error: (0, 0),
+            last_error: (NtStatus::SUCCESS, 0),
             provider_flushed: false,
             cq_failed: false,
             disconnect_request: None,
@@ -194,8 +189,9 @@ impl<P: Platform> Conn<P> {
         self.me.upgrade()
     }
 
-    fn fact(&self, kind: EventKind) -> Fact {
-        Fact::new(kind, self.owner.platform().now())
+    /// An event of `kind` now (the queue fills in its sequence number and connection id).
+    fn fact(&self, kind: EventKind) -> Event {
+        Event::new(kind, self.id, self.owner.platform().now())
     }
 
     /// Create PD, CQ and QP on the connection's adapter. `// IRQL: PASSIVE_LEVEL`.
@@ -203,16 +199,16 @@ impl<P: Platform> Conn<P> {
         self: &Arc<Self>,
         receive_depth: u32,
         send_depth: u32,
-    ) -> Result<(), i32> {
+    ) -> Result<(), NtStatus> {
         // First: every object clone below is dropped before the session ends (see teardown).
         let session = self.stepper.session();
         if self.torn_down() {
-            return Err(status::CANCELLED);
+            return Err(NtStatus::CANCELLED);
         }
         let adapter = self
             .ctl
             .with(|c| c.objects.adapter.clone())
-            .ok_or(status::INVALID_DEVICE_STATE)?;
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
         let (st, pd) = session.run(|| adapter.create_pd(self));
         let Some(Created::Pd(pd)) = pd else {
             return Err(failure(st));
@@ -257,11 +253,11 @@ impl<P: Platform> Conn<P> {
         // First: the clones below are dropped before the session ends (see teardown).
         let session = self.stepper.session();
         if self.torn_down() {
-            return self.fail_connect(Some(request), status::CANCELLED);
+            return self.fail_connect(Some(request), NtStatus::CANCELLED);
         }
         let adapter = self.ctl.with(|c| c.objects.adapter.clone());
         let Some(adapter) = adapter else {
-            return self.fail_connect(Some(request), status::INVALID_DEVICE_STATE);
+            return self.fail_connect(Some(request), NtStatus::INVALID_DEVICE_STATE);
         };
         let (st, connector) = session.run(|| adapter.create_connector(self));
         let Some(Created::Connector(connector)) = connector else {
@@ -301,12 +297,12 @@ impl<P: Platform> Conn<P> {
         match stored {
             // Completes in `completed(Op::Connect)`, possibly before this returns.
             Ok(Some(qp)) => connector.connect(self, qp.qp(), local, remote, 16, 16),
-            Ok(None) => self.fail_connect(None, status::INVALID_DEVICE_STATE),
-            Err((request, false)) => self.reply_connect(request, status::CANCELLED),
+            Ok(None) => self.fail_connect(None, NtStatus::INVALID_DEVICE_STATE),
+            Err((request, false)) => self.reply_connect(request, NtStatus::CANCELLED),
             // Cancelled while the objects were being created.
             Err((request, true)) => {
                 self.owner.unregister_pended(token);
-                request.complete(status::CANCELLED, 0);
+                request.complete(NtStatus::CANCELLED, 0);
                 self.cancelled();
             }
         }
@@ -319,7 +315,7 @@ impl<P: Platform> Conn<P> {
         let _session = self.stepper.session();
         if self.torn_down() {
             connector.close_detached();
-            return self.fail_connect(None, status::CANCELLED);
+            return self.fail_connect(None, NtStatus::CANCELLED);
         }
         let connector = Arc::new(connector);
         // NDK is never called under the connection's lock: a provider may hold its own lock
@@ -333,13 +329,13 @@ impl<P: Platform> Conn<P> {
         });
         match qp {
             Some(qp) => connector.accept(self, qp.qp(), 16, 16),
-            None => self.fail_connect(None, status::INVALID_DEVICE_STATE),
+            None => self.fail_connect(None, NtStatus::INVALID_DEVICE_STATE),
         }
     }
 
     /// Connection failed before it was established: `ConnectFailed` (once), and the CONNECT
     /// request (if any) completes with the failure in its reply.
-    pub(crate) fn fail_connect(&self, request: Option<P::Request>, st: i32) {
+    pub(crate) fn fail_connect(&self, request: Option<P::Request>, st: NtStatus) {
         self.conclude(request, st, None, |_| {});
     }
 
@@ -352,8 +348,8 @@ impl<P: Platform> Conn<P> {
     fn conclude(
         &self,
         request: Option<P::Request>,
-        failure: i32,
-        otherwise: Option<(Cause, i32)>,
+        failure: NtStatus,
+        otherwise: Option<(Cause, NtStatus)>,
         first: impl FnOnce(&mut Ctl<P::Request>),
     ) -> bool {
         let (request, failed, ready) = self.ctl.with(|c| {
@@ -362,7 +358,7 @@ impl<P: Platform> Conn<P> {
             let fact = if failed {
                 c.phase = ConnState::Failed;
                 c.terminal_status = failure;
-                Some(Fact {
+                Some(Event {
                     status: failure,
                     ..self.fact(EventKind::ConnectFailed)
                 })
@@ -373,12 +369,12 @@ impl<P: Platform> Conn<P> {
                 if !matches!(c.phase, ConnState::Failed) {
                     c.phase = ConnState::Disconnected;
                 }
-                if c.terminal_status == 0 {
+                if c.terminal_status == NtStatus::SUCCESS {
                     c.terminal_status = st;
                 }
                 // The work still posted when the connection ended: nothing was flushed for it.
-                Some(Fact {
-                    cause,
+                Some(Event {
+                    cause: Some(cause),
                     status: st,
                     outstanding_receives: c.outstanding_receives,
                     outstanding_sends: c.outstanding_sends,
@@ -388,18 +384,11 @@ impl<P: Platform> Conn<P> {
                 None
             };
             let ready = fact.and_then(|mut fact| {
-                if c.callback_fired {
-                    fact.flags |= EVENT_CALLBACK_FIRED;
-                }
-                if matches!(otherwise, Some((Cause::TransportError, _))) {
-                    // The provider put the QP (or CQ) in the error state: it flushes (or lost)
-                    // what is still posted; ndkdisc flushed nothing.
-                    fact.flags |= EVENT_PROVIDER_FLUSHES;
-                }
-                if let Some(r) = c.reason {
-                    fact.provider_reason = r;
-                    fact.flags |= EVENT_REASON_VALID;
-                }
+                fact.callback_fired = c.callback_fired;
+                // The provider put the QP (or CQ) in the error state: it flushes (or lost)
+                // what is still posted; ndkdisc flushed nothing.
+                fact.provider_flushes = matches!(otherwise, Some((Cause::TransportError, _)));
+                fact.provider_reason = c.reason;
                 self.owner.latch_in(self.index, fact)
             });
             (request.or_else(|| c.take_connect_request()), failed, ready)
@@ -421,7 +410,7 @@ impl<P: Platform> Conn<P> {
         self.owner.unregister_pended(request.token());
     }
 
-    fn reply_connect(&self, mut request: P::Request, st: i32) {
+    fn reply_connect(&self, mut request: P::Request, st: NtStatus) {
         self.completing(&request);
         let (local, remote) = self.ctl.with(|c| (c.local, c.remote));
         let reply = ConnectReply {
@@ -431,7 +420,7 @@ impl<P: Platform> Conn<P> {
             remote,
         };
         match reply.encode(request.output()) {
-            Ok(n) => request.complete(status::SUCCESS, n),
+            Ok(n) => request.complete(NtStatus::SUCCESS, n),
             Err(e) => request.complete(e.ntstatus(), 0),
         }
     }
@@ -450,7 +439,7 @@ impl<P: Platform> Conn<P> {
         // event is latched, and a late success is not an event.
         let Some((request, local, ready)) = transition else {
             // Backstop: a CONNECT still stored on it is answered (no latch: not connecting).
-            return self.fail_connect(None, status::CANCELLED);
+            return self.fail_connect(None, NtStatus::CANCELLED);
         };
         if let Some(ready) = ready {
             ready.complete();
@@ -462,7 +451,7 @@ impl<P: Platform> Conn<P> {
             self.ctl.with(|c| c.local = l);
         }
         if let Some(request) = request {
-            self.reply_connect(request, status::SUCCESS);
+            self.reply_connect(request, NtStatus::SUCCESS);
         }
     }
 
@@ -496,9 +485,9 @@ impl<P: Platform> Conn<P> {
     }
 
     /// Latch the terminal `Disconnected` (a no-op if one was latched).
-    fn disconnected_event(&self, cause: Cause, st: i32) {
+    fn disconnected_event(&self, cause: Cause, st: NtStatus) {
         // Only called once established (never connecting): `failure` is not used.
-        self.conclude(None, status::CANCELLED, Some((cause, st)), |_| {});
+        self.conclude(None, NtStatus::CANCELLED, Some((cause, st)), |_| {});
     }
 
     /// DISCONNECT, graceful: `NdkDisconnect`. The request pends (cancelable) until the
@@ -527,14 +516,14 @@ impl<P: Platform> Conn<P> {
             };
             if !start {
                 let st = match c.phase {
-                    ConnState::Connecting | ConnState::Failed => status::INVALID_DEVICE_STATE,
-                    _ => status::SUCCESS,
+                    ConnState::Connecting | ConnState::Failed => NtStatus::INVALID_DEVICE_STATE,
+                    _ => NtStatus::SUCCESS,
                 };
                 return Err((request, st));
             }
             let mut request = request;
             if request.mark_cancelable().is_err() {
-                return Err((request, status::CANCELLED));
+                return Err((request, NtStatus::CANCELLED));
             }
             if matches!(c.phase, ConnState::Connected) {
                 c.phase = ConnState::Disconnecting;
@@ -552,14 +541,14 @@ impl<P: Platform> Conn<P> {
             .flatten();
         if started.is_none() {
             // Torn down meanwhile: nothing to disconnect.
-            self.disconnect_done(status::CANCELLED);
+            self.disconnect_done(NtStatus::CANCELLED);
         }
     }
 
     /// `NdkDisconnect` completed with `st`: latch `Disconnected`/`Local` (a no-op if the
     /// connection already ended) and answer the pended DISCONNECT with `st`.
     /// `// IRQL: <= DISPATCH_LEVEL`.
-    fn disconnect_done(&self, st: i32) {
+    fn disconnect_done(&self, st: NtStatus) {
         self.disconnected_event(Cause::Local, st);
         let request = self.ctl.with(|c| {
             let request = c.disconnect_request.as_mut()?;
@@ -589,7 +578,7 @@ impl<P: Platform> Conn<P> {
 
     /// The provider made the connection unusable (an error completion, a dead CQ): end it with
     /// `TransportError` and that status, once. `// IRQL: <= DISPATCH_LEVEL`.
-    fn transport_error(&self, st: i32) {
+    fn transport_error(&self, st: NtStatus) {
         self.conclude(None, st, Some((Cause::TransportError, st)), |_| {});
     }
 
@@ -605,8 +594,8 @@ impl<P: Platform> Conn<P> {
     pub(crate) fn adapter_removed(self: &Arc<Self>) {
         self.conclude(
             None,
-            status::DEVICE_REMOVED,
-            Some((Cause::AdapterRemoved, status::DEVICE_REMOVED)),
+            NtStatus::DEVICE_REMOVED,
+            Some((Cause::AdapterRemoved, NtStatus::DEVICE_REMOVED)),
             |_| {},
         );
         self.teardown();
@@ -619,8 +608,8 @@ impl<P: Platform> Conn<P> {
         // STATUS_CANCELLED either way.
         self.conclude(
             None,
-            status::CANCELLED,
-            Some((cause, status::SUCCESS)),
+            NtStatus::CANCELLED,
+            Some((cause, NtStatus::SUCCESS)),
             |c| c.aborted |= matches!(cause, Cause::Aborted),
         );
         self.teardown();
@@ -672,7 +661,7 @@ impl<P: Platform> Conn<P> {
 
     /// FLUSH: `NdkFlush` on the QP (the only flush ndkdisc ever makes). `Flushed` is latched
     /// when every request posted before it has completed (reaped from the CQ).
-    pub(crate) fn flush(&self) -> i32 {
+    pub(crate) fn flush(&self) -> NtStatus {
         self.ctl.with(|c| {
             c.flushed = true;
             c.flush_pending = true;
@@ -682,11 +671,11 @@ impl<P: Platform> Conn<P> {
             .flatten();
         if flushed.is_none() {
             self.ctl.with(|c| c.flush_pending = false);
-            return status::INVALID_DEVICE_STATE;
+            return NtStatus::INVALID_DEVICE_STATE;
         }
         // Done now if nothing is outstanding, or if the CQ died (nothing will complete).
         self.flush_done_if_drained();
-        status::SUCCESS
+        NtStatus::SUCCESS
     }
 
     fn flush_done_if_drained(&self) {
@@ -710,26 +699,26 @@ impl<P: Platform> Conn<P> {
     /// POST: `count` receives or sends of `length` bytes, each in its own registered buffer.
     /// Receives may be posted in any state but after CLOSE (they stay posted across a peer
     /// disconnect); sends only when connected. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn post(self: &Arc<Self>, kind: PostKind, count: u32, length: u32) -> i32 {
+    pub(crate) fn post(self: &Arc<Self>, kind: PostKind, count: u32, length: u32) -> NtStatus {
         // Teardown cannot begin while the MRs are being registered: it waits for the session.
         let session = self.stepper.session();
         let (phase, pd) = self.ctl.with(|c| (c.phase, c.objects.pd.clone()));
         let Some(pd) = pd else {
-            return status::INVALID_DEVICE_STATE;
+            return NtStatus::INVALID_DEVICE_STATE;
         };
         if matches!(kind, PostKind::Send) && !matches!(phase, ConnState::Connected) {
-            return status::INVALID_DEVICE_STATE;
+            return NtStatus::INVALID_DEVICE_STATE;
         }
         for _ in 0..count {
             let Some(memory) = self.owner.platform().memory(length as usize) else {
-                return status::INSUFFICIENT_RESOURCES;
+                return NtStatus::INSUFFICIENT_RESOURCES;
             };
             let (st, mr) = session.run(|| pd.create_mr(self));
             let Some(Created::Mr(mr)) = mr else {
                 return failure(st);
             };
             let (st, _) = session.run(|| mr.register(self, memory.as_ref()));
-            if st != status::SUCCESS {
+            if st != NtStatus::SUCCESS {
                 session.run(|| mr.close(self));
                 return st;
             }
@@ -749,7 +738,7 @@ impl<P: Platform> Conn<P> {
                     PostKind::Receive => qp.post_receive(index, 0, length, ctx),
                     PostKind::Send => qp.post_send(index, 0, length, ctx),
                 };
-                if st != status::SUCCESS {
+                if st != NtStatus::SUCCESS {
                     self.ctl.with(|c| match kind {
                         PostKind::Receive => c.outstanding_receives -= 1,
                         PostKind::Send => c.outstanding_sends -= 1,
@@ -768,12 +757,12 @@ impl<P: Platform> Conn<P> {
                 c.buffers = buffers;
             });
             match posted.flatten() {
-                Some(status::SUCCESS) => {}
+                Some(NtStatus::SUCCESS) => {}
                 Some(st) => return st,
-                None => return status::INVALID_DEVICE_STATE,
+                None => return NtStatus::INVALID_DEVICE_STATE,
             }
         }
-        status::SUCCESS
+        NtStatus::SUCCESS
     }
 
     /// Reap completions and re-arm. `// IRQL: <= DISPATCH_LEVEL` (the CQ notification, which
@@ -806,8 +795,8 @@ impl<P: Platform> Conn<P> {
                             _ => continue,
                         };
                         let outcome = match done.status {
-                            status::SUCCESS => 0,
-                            status::CANCELLED => {
+                            NtStatus::SUCCESS => 0,
+                            NtStatus::CANCELLED => {
                                 c.provider_flushed |= !ours;
                                 1
                             }
@@ -853,7 +842,7 @@ impl<P: Platform> Conn<P> {
     /// connecting, and release the connection at `PASSIVE_LEVEL` (its id is gone once `Closed`
     /// is queued). `// IRQL: <= DISPATCH_LEVEL`; never allocates.
     pub(crate) fn cancelled(&self) {
-        self.fail_connect(None, status::CANCELLED);
+        self.fail_connect(None, NtStatus::CANCELLED);
         self.owner.defer(&self.abandon);
     }
 
@@ -871,42 +860,30 @@ impl<P: Platform> Conn<P> {
 
     /// QUERY.
     pub(crate) fn query(&self) -> QueryReply {
-        self.ctl.with(|c| {
-            let mut flags = 0;
-            for (on, bit) in [
-                (c.callback_fired, QUERY_CALLBACK_FIRED),
-                (c.reason.is_some(), QUERY_REASON_VALID),
-                (c.local_disconnect, QUERY_LOCAL_DISCONNECT),
-                (c.aborted, QUERY_ABORTED),
-                (c.flushed, QUERY_FLUSHED),
-                (c.provider_flushed, QUERY_PROVIDER_FLUSHED),
-                (c.cq_failed, QUERY_CQ_FAILED),
-            ] {
-                if on {
-                    flags |= bit;
-                }
-            }
-            QueryReply {
-                connection_id: self.id,
-                state: c.phase,
-                flags,
-                provider_reason: c.reason.unwrap_or(0),
-                outstanding_receives: c.outstanding_receives,
-                outstanding_sends: c.outstanding_sends,
-                ndk_major: c.ndk_version.0,
-                ndk_minor: c.ndk_version.1,
-                terminal_status: c.terminal_status,
-                local: c.local,
-                remote: c.remote,
-                receives_succeeded: c.reaped[0][0],
-                receives_cancelled: c.reaped[0][1],
-                sends_succeeded: c.reaped[1][0],
-                sends_cancelled: c.reaped[1][1],
-                receives_failed: c.reaped[0][2],
-                sends_failed: c.reaped[1][2],
-                last_error_status: c.last_error.0,
-                last_provider_error: c.last_error.1,
-            }
+        self.ctl.with(|c| QueryReply {
+            connection_id: self.id,
+            state: c.phase,
+            callback_fired: c.callback_fired,
+            provider_reason: c.reason,
+            local_disconnect: c.local_disconnect,
+            aborted: c.aborted,
+            flushed: c.flushed,
+            provider_flushed: c.provider_flushed,
+            cq_failed: c.cq_failed,
+            outstanding_receives: c.outstanding_receives,
+            outstanding_sends: c.outstanding_sends,
+            ndk_version: c.ndk_version,
+            terminal_status: c.terminal_status,
+            local: c.local,
+            remote: c.remote,
+            receives_succeeded: c.reaped[0][0],
+            receives_cancelled: c.reaped[0][1],
+            sends_succeeded: c.reaped[1][0],
+            sends_cancelled: c.reaped[1][1],
+            receives_failed: c.reaped[0][2],
+            sends_failed: c.reaped[1][2],
+            last_error_status: c.last_error.0,
+            last_provider_error: c.last_error.1,
         })
     }
 }
@@ -926,9 +903,9 @@ fn sole<T>(object: Option<Arc<T>>) -> Option<T> {
 }
 
 /// A create that failed without a status still failed.
-fn failure(st: i32) -> i32 {
-    if st >= 0 {
-        status::INSUFFICIENT_RESOURCES
+fn failure(st: NtStatus) -> NtStatus {
+    if st.is_success() {
+        NtStatus::INSUFFICIENT_RESOURCES
     } else {
         st
     }
@@ -936,34 +913,34 @@ fn failure(st: i32) -> i32 {
 
 impl<P: Platform> Sink for Conn<P> {
     // IRQL: <= DISPATCH_LEVEL. Drives establishment; never waits or closes.
-    fn completed(&self, op: Op, st: i32, created: Option<Created>) {
+    fn completed(&self, op: Op, st: NtStatus, created: Option<Created>) {
         match op {
             Op::Connect => {
                 let Some(me) = self.arc() else { return };
-                if st != status::SUCCESS {
+                if st != NtStatus::SUCCESS {
                     return self.fail_connect(None, st);
                 }
                 // Abandoned meanwhile (cancelled, closed): teardown closes the connector.
                 if !self.ctl.with(|c| matches!(c.phase, ConnState::Connecting)) {
                     // Backstop: a CONNECT still stored on it is answered (no latch: not connecting).
-                    return self.fail_connect(None, status::CANCELLED);
+                    return self.fail_connect(None, NtStatus::CANCELLED);
                 }
                 let started = self
                     .with_objects(|o| o.connector.as_ref().map(|c| c.complete_connect(&me)))
                     .flatten();
                 if started.is_none() {
-                    self.fail_connect(None, status::CANCELLED);
+                    self.fail_connect(None, NtStatus::CANCELLED);
                 }
             }
             Op::CompleteConnect => {
-                if st == status::SUCCESS {
+                if st == NtStatus::SUCCESS {
                     self.established(EventKind::Connected);
                 } else {
                     self.fail_connect(None, st);
                 }
             }
             Op::Accept => {
-                if st == status::SUCCESS {
+                if st == NtStatus::SUCCESS {
                     self.established(EventKind::Accepted);
                 } else {
                     self.fail_connect(None, st);
@@ -975,13 +952,13 @@ impl<P: Platform> Sink for Conn<P> {
     }
 
     fn closed(&self, op: Op) {
-        self.stepper.finish(op, status::SUCCESS, None);
+        self.stepper.finish(op, NtStatus::SUCCESS, None);
     }
 
     // IRQL: <= DISPATCH_LEVEL. STATUS_BUFFER_OVERFLOW (overrun) or STATUS_INTERNAL_ERROR
     // (fatal): the CQ and its QP are dead (NDK_FN_CQ_NOTIFICATION_CALLBACK).
-    fn cq_notified(&self, st: i32) {
-        if st != status::SUCCESS {
+    fn cq_notified(&self, st: NtStatus) {
+        if st != NtStatus::SUCCESS {
             // Recorded in the same critical section that ends the connection.
             self.conclude(None, st, Some((Cause::TransportError, st)), |c| {
                 c.cq_failed = true;
@@ -997,8 +974,8 @@ impl<P: Platform> Sink for Conn<P> {
         // callback raced the CompleteConnect or Accept completion, else `Disconnected`/`Peer`.
         self.conclude(
             None,
-            status::CONNECTION_DISCONNECTED,
-            Some((Cause::Peer, status::SUCCESS)),
+            NtStatus::CONNECTION_DISCONNECTED,
+            Some((Cause::Peer, NtStatus::SUCCESS)),
             |c| {
                 first = !c.callback_fired;
                 c.callback_fired = true;

@@ -7,15 +7,15 @@ use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ndkdisc_abi::{
-    AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, ListenReply, ListenRequest,
-    QueryReply, Record, Request, encode_adapters_reply, status,
+    AdapterEntry, Cause, ConnectReply, ConnectRequest, Event, InfoReply, ListenReply,
+    ListenRequest, NtStatus, QueryReply, Record, Request, encode_adapters_reply,
 };
 use ndkpi::sys::NDK_VERSION;
 use ndkpi::{Connector, Created, Op, Sink};
 
 use crate::conn::Conn;
 use crate::defer;
-use crate::events::{ConnIndex, EventQueue, Fact, Limits, Ready, WaitOutcome};
+use crate::events::{ConnIndex, EventQueue, Limits, Ready, WaitOutcome};
 use crate::ports::{Lock, Passive, PendedRequest, Platform, Signal};
 use crate::step::Stepper;
 
@@ -129,7 +129,7 @@ impl<P: Platform> Engine<P> {
     }
 
     /// Add a handle to the registry; the list grows outside the lock. `// IRQL: PASSIVE_LEVEL`.
-    fn register_owner(&self, owner: &Arc<OwnerInner<P>>) -> Result<(), i32> {
+    fn register_owner(&self, owner: &Arc<OwnerInner<P>>) -> Result<(), NtStatus> {
         let weak = Arc::downgrade(owner);
         loop {
             let pushed = self.owners.with(|o| {
@@ -144,7 +144,7 @@ impl<P: Platform> Engine<P> {
             let mut bigger = Vec::new();
             bigger
                 .try_reserve_exact(cap.max(4) * 2)
-                .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
             let old = self.owners.with(|o| {
                 if o.capacity() != cap {
                     return None;
@@ -163,8 +163,8 @@ impl<P: Platform> Engine<P> {
     ///
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES`.
-    pub(crate) fn reserve_work(&self) -> Result<(), i32> {
-        defer::reserve(&self.deferred, 1).map_err(|()| status::INSUFFICIENT_RESOURCES)
+    pub(crate) fn reserve_work(&self) -> Result<(), NtStatus> {
+        defer::reserve(&self.deferred, 1).map_err(|()| NtStatus::INSUFFICIENT_RESOURCES)
     }
 
     /// Where work items give their slot back.
@@ -189,9 +189,9 @@ impl<P: Platform> Engine<P> {
     ///
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES` if its records cannot be reserved.
-    pub fn open(self: &Arc<Self>) -> Result<Owner<P>, i32> {
+    pub fn open(self: &Arc<Self>) -> Result<Owner<P>, NtStatus> {
         let queue =
-            EventQueue::new(self.config.limits).map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+            EventQueue::new(self.config.limits).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         let mut table = Table {
             conns: Vec::new(),
             listeners: Vec::new(),
@@ -201,15 +201,15 @@ impl<P: Platform> Engine<P> {
         table
             .pended
             .try_reserve(2 * self.config.limits.max_connections)
-            .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         table
             .conns
             .try_reserve(self.config.limits.max_connections)
-            .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         table
             .listeners
             .try_reserve(self.config.max_listeners)
-            .map_err(|_| status::INSUFFICIENT_RESOURCES)?;
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         let inner = Arc::new(OwnerInner {
             engine: Arc::clone(self),
             queue: self.platform.lock(queue),
@@ -227,7 +227,7 @@ impl<P: Platform> Engine<P> {
     /// in NDKPI the requested minor is the minimum acceptable and the provider answers with its
     /// highest minor of that major, so a 2.1 provider gives 2.1 (the disconnect reason) and a
     /// 2.0 provider 2.0 (asking for 2.1 would fail, and 1.x would then get it down-level).
-    fn open_adapter(&self, if_index: u32) -> Result<ndkpi::Adapter, i32> {
+    fn open_adapter(&self, if_index: u32) -> Result<ndkpi::Adapter, NtStatus> {
         let wsk = self.platform.wsk();
         wsk.open_adapter(if_index, NDK_VERSION { Major: 2, Minor: 0 })
             .or_else(|_| wsk.open_adapter(if_index, NDK_VERSION { Major: 1, Minor: 1 }))
@@ -275,7 +275,7 @@ impl<P: Platform> OwnerInner<P> {
 
     /// Latch a fact, returning the wait it satisfies for the caller to complete once it holds
     /// no lock: for latching inside a connection's lock, in step with its state change.
-    pub(crate) fn latch_in(&self, index: ConnIndex, fact: Fact) -> Option<Ready<P::Request>> {
+    pub(crate) fn latch_in(&self, index: ConnIndex, fact: Event) -> Option<Ready<P::Request>> {
         let (latch, ready) = self.queue.with(|q| q.latch(index, fact));
         if latch == crate::events::Latch::Queued {
             self.engine.counters.events.fetch_add(1, Ordering::Relaxed);
@@ -318,14 +318,14 @@ impl<P: Platform> OwnerInner<P> {
     ///
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES` if the reserved room is used up.
-    pub(crate) fn register_pended(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), i32> {
+    pub(crate) fn register_pended(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), NtStatus> {
         let pushed = self
             .table
             .with(|t| push_reserved(&mut t.pended, (token, Arc::clone(conn))));
         if pushed {
             Ok(())
         } else {
-            Err(status::INSUFFICIENT_RESOURCES)
+            Err(NtStatus::INSUFFICIENT_RESOURCES)
         }
     }
 
@@ -378,13 +378,13 @@ pub struct Owner<P: Platform> {
     inner: Arc<OwnerInner<P>>,
 }
 
-fn complete<R: PendedRequest>(request: R, st: i32) {
+fn complete<R: PendedRequest>(request: R, st: NtStatus) {
     request.complete(st, 0);
 }
 
 fn reply<R: PendedRequest, T: Record>(mut request: R, value: &T) {
     match value.encode(request.output()) {
-        Ok(n) => request.complete(status::SUCCESS, n),
+        Ok(n) => request.complete(NtStatus::SUCCESS, n),
         Err(e) => request.complete(e.ntstatus(), 0),
     }
 }
@@ -435,7 +435,7 @@ impl<P: Platform> Owner<P> {
                     });
                 }
                 match encode_adapters_reply(&entries, request.output()) {
-                    Ok(n) => request.complete(status::SUCCESS, n),
+                    Ok(n) => request.complete(NtStatus::SUCCESS, n),
                     Err(e) => complete(request, e.ntstatus()),
                 }
             }
@@ -452,38 +452,38 @@ impl<P: Platform> Owner<P> {
             }
             Request::Query(req) => {
                 if request.output().len() < QueryReply::SIZE {
-                    return complete(request, status::BUFFER_TOO_SMALL);
+                    return complete(request, NtStatus::BUFFER_TOO_SMALL);
                 }
                 match self.inner.conn(req.connection_id) {
                     Some(c) => reply(request, &c.query()),
-                    None => complete(request, status::NOT_FOUND),
+                    None => complete(request, NtStatus::NOT_FOUND),
                 }
             }
             Request::Post(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, status::NOT_FOUND),
+                None => complete(request, NtStatus::NOT_FOUND),
                 Some(c) => complete(request, c.post(req.kind, req.count, req.length)),
             },
             Request::Disconnect(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, status::NOT_FOUND),
+                None => complete(request, NtStatus::NOT_FOUND),
                 Some(c) if req.abortive => {
                     c.end(Cause::LocalAbortive);
-                    complete(request, status::SUCCESS);
+                    complete(request, NtStatus::SUCCESS);
                 }
                 Some(c) => c.disconnect(request),
             },
             Request::Abort(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, status::NOT_FOUND),
+                None => complete(request, NtStatus::NOT_FOUND),
                 Some(c) => {
                     while let Some(w) = self.inner.queue.with(|q| q.take_wait_to_cancel(Some(c.id)))
                     {
                         w.complete();
                     }
                     c.end(Cause::Aborted);
-                    complete(request, status::SUCCESS);
+                    complete(request, NtStatus::SUCCESS);
                 }
             },
             Request::Flush(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, status::NOT_FOUND),
+                None => complete(request, NtStatus::NOT_FOUND),
                 Some(c) => complete(request, c.flush()),
             },
             Request::Close(req) => self.close(req.id, request),
@@ -499,10 +499,10 @@ impl<P: Platform> Owner<P> {
         // goes on; its outcome still reaches the Local event).
         if let Some(conn) = self.inner.unregister_pended(token) {
             if let Some(request) = conn.take_cancelled_connect(token) {
-                request.complete(status::CANCELLED, 0);
+                request.complete(NtStatus::CANCELLED, 0);
                 conn.cancelled();
             } else if let Some(request) = conn.take_cancelled_disconnect(token) {
-                request.complete(status::CANCELLED, 0);
+                request.complete(NtStatus::CANCELLED, 0);
             }
         }
     }
@@ -542,12 +542,12 @@ impl<P: Platform> Owner<P> {
 
     fn connect(&self, req: ConnectRequest, mut request: P::Request) {
         if request.output().len() < ConnectReply::SIZE {
-            return complete(request, status::BUFFER_TOO_SMALL);
+            return complete(request, NtStatus::BUFFER_TOO_SMALL);
         }
         let engine = &self.inner.engine;
         let id = engine.next_id();
         let Ok(index) = self.inner.queue.with(|q| q.add_connection(id)) else {
-            return complete(request, status::QUOTA_EXCEEDED);
+            return complete(request, NtStatus::QUOTA_EXCEEDED);
         };
         let adapter = match engine.open_adapter(req.if_index) {
             Ok(a) => Arc::new(a),
@@ -568,7 +568,7 @@ impl<P: Platform> Owner<P> {
             // The handle is being cleaned up under this CONNECT.
             conn.teardown();
             self.inner.queue.with(|q| q.remove_connection(index));
-            return complete(request, status::CANCELLED);
+            return complete(request, NtStatus::CANCELLED);
         }
         let receive = nonzero(req.receive_depth, engine.config.receive_depth);
         let send = nonzero(req.send_depth, engine.config.send_depth);
@@ -583,7 +583,7 @@ impl<P: Platform> Owner<P> {
 
     fn listen(&self, req: ListenRequest, mut request: P::Request) {
         if request.output().len() < ListenReply::SIZE {
-            return complete(request, status::BUFFER_TOO_SMALL);
+            return complete(request, NtStatus::BUFFER_TOO_SMALL);
         }
         let engine = &self.inner.engine;
         let backlog = if req.backlog == 0 {
@@ -592,14 +592,14 @@ impl<P: Platform> Owner<P> {
             req.backlog
         };
         if backlog > engine.config.max_backlog {
-            return complete(request, status::QUOTA_EXCEEDED);
+            return complete(request, NtStatus::QUOTA_EXCEEDED);
         }
         let full = self
             .inner
             .table
             .with(|t| t.listeners.len() >= engine.config.max_listeners);
         if full {
-            return complete(request, status::QUOTA_EXCEEDED);
+            return complete(request, NtStatus::QUOTA_EXCEEDED);
         }
         let adapter = match engine.open_adapter(req.if_index) {
             Ok(a) => a,
@@ -624,7 +624,7 @@ impl<P: Platform> Owner<P> {
             .with(|t| !t.closed && push_reserved(&mut t.listeners, Arc::clone(&listener)));
         if !adopted {
             listener.close();
-            return complete(request, status::CANCELLED);
+            return complete(request, NtStatus::CANCELLED);
         }
         reply(
             request,
@@ -652,12 +652,12 @@ impl<P: Platform> Owner<P> {
         if let Some(c) = conn {
             c.end(Cause::LocalAbortive);
             c.closed_event();
-            complete(request, status::SUCCESS);
+            complete(request, NtStatus::SUCCESS);
         } else if let Some(l) = listener {
             l.close();
-            complete(request, status::SUCCESS);
+            complete(request, NtStatus::SUCCESS);
         } else {
-            complete(request, status::NOT_FOUND);
+            complete(request, NtStatus::NOT_FOUND);
         }
     }
 }
@@ -757,12 +757,12 @@ impl<P: Platform> ListenerObj<P> {
         if_index: u32,
         capacity: usize,
         local: SocketAddr,
-    ) -> Result<Arc<Self>, i32> {
+    ) -> Result<Arc<Self>, NtStatus> {
         let platform = owner.platform();
         let mut queue = VecDeque::new();
         let reserved = queue
             .try_reserve_exact(capacity)
-            .map_err(|_| status::INSUFFICIENT_RESOURCES)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)
             // The accept work item's slot (given back when the item is dropped).
             .and_then(|()| owner.engine.reserve_work());
         if let Err(st) = reserved {
@@ -796,21 +796,21 @@ impl<P: Platform> ListenerObj<P> {
         let created = {
             // Dropped before any release: `release_adapter` closes only the last reference.
             let Some(adapter) = me.adapter.with(|a| a.clone()) else {
-                return Err(status::INVALID_DEVICE_STATE);
+                return Err(NtStatus::INVALID_DEVICE_STATE);
             };
             me.stepper.run(|| adapter.create_listener(&me))
         };
         let (st, created) = created;
         let Some(Created::Listener(listener)) = created else {
             me.release_adapter();
-            return Err(if st >= 0 {
-                status::INSUFFICIENT_RESOURCES
+            return Err(if st.is_success() {
+                NtStatus::INSUFFICIENT_RESOURCES
             } else {
                 st
             });
         };
         let (st, _) = me.stepper.run(|| listener.listen(&me, local));
-        if st != status::SUCCESS {
+        if st != NtStatus::SUCCESS {
             // Nothing was accepted through it: its close completes promptly, waited for here.
             me.backlog.with(|b| b.closing = true);
             me.stepper.run(|| listener.close(&me));
@@ -941,7 +941,7 @@ impl<P: Platform> Drop for ListenerObj<P> {
 }
 
 impl<P: Platform> Sink for ListenerObj<P> {
-    fn completed(&self, op: Op, st: i32, created: Option<Created>) {
+    fn completed(&self, op: Op, st: NtStatus, created: Option<Created>) {
         self.stepper.finish(op, st, created);
     }
 
@@ -956,7 +956,7 @@ impl<P: Platform> Sink for ListenerObj<P> {
                 self.owner.defer(&self.work);
             }
         }
-        self.stepper.finish(op, status::SUCCESS, None);
+        self.stepper.finish(op, NtStatus::SUCCESS, None);
     }
 
     // IRQL: <= DISPATCH_LEVEL: take a preallocated backlog slot and defer; never allocate.

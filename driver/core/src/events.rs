@@ -10,8 +10,7 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use ndkdisc_abi::{
-    BATCH_HEADER_SIZE, Cause, EVENT_ALREADY_DELIVERED, Event, EventKind, batch_capacity,
-    encode_batch_header, status,
+    BATCH_HEADER_SIZE, Event, EventKind, NtStatus, batch_capacity, encode_batch_header,
 };
 
 use crate::ports::PendedRequest;
@@ -34,49 +33,15 @@ pub enum Slot {
 /// Event records per connection.
 pub const SLOTS: usize = 4;
 
-/// What happened, as the caller latches it (the queue assigns the sequence number).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fact {
-    /// The event kind; it decides the slot.
-    pub kind: EventKind,
-    /// For `Disconnected`.
-    pub cause: Cause,
-    /// An NTSTATUS.
-    pub status: i32,
-    /// Provider disconnect reason.
-    pub provider_reason: u32,
-    /// Receives posted when latched.
-    pub outstanding_receives: u32,
-    /// Sends posted when latched.
-    pub outstanding_sends: u32,
-    /// `EVENT_*` flags.
-    pub flags: u32,
-    /// The platform clock.
-    pub timestamp: u64,
-}
-
-impl Fact {
-    /// A fact of `kind` with every other field zero.
-    pub const fn new(kind: EventKind, timestamp: u64) -> Self {
-        Self {
-            kind,
-            cause: Cause::None,
-            status: 0,
-            provider_reason: 0,
-            outstanding_receives: 0,
-            outstanding_sends: 0,
-            flags: 0,
-            timestamp,
-        }
-    }
-
-    fn slot(&self) -> Slot {
-        match self.kind {
-            EventKind::Connected | EventKind::Accepted => Slot::Established,
-            EventKind::ConnectFailed | EventKind::Disconnected => Slot::Terminal,
-            EventKind::Flushed => Slot::Flushed,
-            EventKind::Closed => Slot::Closed,
-        }
+/// The slot an event of `kind` is latched in; `None` for a kind the ABI does not define
+/// (never latched: the engine only builds the kinds it knows).
+const fn slot_of(kind: EventKind) -> Option<Slot> {
+    match kind {
+        EventKind::Connected | EventKind::Accepted => Some(Slot::Established),
+        EventKind::ConnectFailed | EventKind::Disconnected => Some(Slot::Terminal),
+        EventKind::Flushed => Some(Slot::Flushed),
+        EventKind::Closed => Some(Slot::Closed),
+        EventKind::Unknown(_) => None,
     }
 }
 
@@ -138,7 +103,7 @@ pub struct Ready<R> {
     /// The request.
     pub request: R,
     /// Its completion status.
-    pub status: i32,
+    pub status: NtStatus,
     /// Valid output bytes.
     pub information: usize,
 }
@@ -286,12 +251,15 @@ impl<R: PendedRequest> EventQueue<R> {
             .map(|i| ConnIndex(i, id))
     }
 
-    /// Latch a fact about a connection, and hand the oldest matching pended WAIT (if any)
-    /// its batch. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
-    pub fn latch(&mut self, conn: ConnIndex, fact: Fact) -> (Latch, Option<Ready<R>>) {
-        let slot = fact.slot();
+    /// Latch an event about a connection (the queue fills in its `seq` and `connection_id`),
+    /// and hand the oldest matching pended WAIT (if any) its batch.
+    /// `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+    pub fn latch(&mut self, conn: ConnIndex, fact: Event) -> (Latch, Option<Ready<R>>) {
         let seq = self.next_seq;
         let Some(Some(records)) = self.conns.get_mut(conn.0) else {
+            return (Latch::Unknown, None);
+        };
+        let Some(slot) = slot_of(fact.kind) else {
             return (Latch::Unknown, None);
         };
         if records.id != conn.1 {
@@ -300,14 +268,7 @@ impl<R: PendedRequest> EventQueue<R> {
         let event = Event {
             seq,
             connection_id: records.id,
-            timestamp: fact.timestamp,
-            kind: fact.kind,
-            cause: fact.cause,
-            status: fact.status,
-            provider_reason: fact.provider_reason,
-            outstanding_receives: fact.outstanding_receives,
-            outstanding_sends: fact.outstanding_sends,
-            flags: fact.flags,
+            ..fact
         };
         let i = slot as usize;
         match slot {
@@ -363,7 +324,7 @@ impl<R: PendedRequest> EventQueue<R> {
                 let information = self.fill(&mut wait.request, wait.filter);
                 return Some(Ready {
                     request: wait.request,
-                    status: status::SUCCESS,
+                    status: NtStatus::SUCCESS,
                     information,
                 });
             }
@@ -428,7 +389,7 @@ impl<R: PendedRequest> EventQueue<R> {
 
     /// The connection's terminal record, if it was already delivered and is still held (the
     /// connection's `Closed` event has not been delivered), flagged
-    /// [`EVENT_ALREADY_DELIVERED`]. Reads the record in place: no allocation.
+    /// [`Event::already_delivered`]. Reads the record in place: no allocation.
     fn delivered_terminal(&self, id: u64) -> Option<Event> {
         let records = self.conns.iter().flatten().find(|r| r.id == id)?;
         let i = Slot::Terminal as usize;
@@ -437,7 +398,7 @@ impl<R: PendedRequest> EventQueue<R> {
         }
         let event = records.slots[i]?;
         Some(Event {
-            flags: event.flags | EVENT_ALREADY_DELIVERED,
+            already_delivered: true,
             ..event
         })
     }
@@ -445,7 +406,7 @@ impl<R: PendedRequest> EventQueue<R> {
     /// A WAIT request: complete now if events are queued (or it is non-blocking), else pend.
     /// Level-triggered per connection: a WAIT on a connection whose terminal event was already
     /// delivered and that has nothing else queued completes at once with a copy of the terminal
-    /// record ([`EVENT_ALREADY_DELIVERED`]). After [`EventQueue::begin_cleanup`] it completes
+    /// record ([`Event::already_delivered`]). After [`EventQueue::begin_cleanup`] it completes
     /// with `STATUS_CANCELLED`.
     pub fn wait(
         &mut self,
@@ -461,36 +422,36 @@ impl<R: PendedRequest> EventQueue<R> {
             })
         };
         if self.closing {
-            return ready(request, status::CANCELLED, 0);
+            return ready(request, NtStatus::CANCELLED, 0);
         }
         if batch_capacity(request.output().len(), Event::SIZE).is_none() {
-            return ready(request, status::BUFFER_TOO_SMALL, 0);
+            return ready(request, NtStatus::BUFFER_TOO_SMALL, 0);
         }
         if let Some(id) = connection
             && self.find(id).is_none()
         {
-            return ready(request, status::NOT_FOUND, 0);
+            return ready(request, NtStatus::NOT_FOUND, 0);
         }
         if self.has_events_for(connection) {
             let information = self.fill(&mut request, connection);
-            return ready(request, status::SUCCESS, information);
+            return ready(request, NtStatus::SUCCESS, information);
         }
         if let Some(copy) = connection.and_then(|id| self.delivered_terminal(id)) {
             let out = request.output();
             // The output holds the header and one event (checked above): neither can fail.
             let _ = copy.encode(&mut out[BATCH_HEADER_SIZE..]);
             let _ = encode_batch_header(out, 1, 0);
-            return ready(request, status::SUCCESS, BATCH_HEADER_SIZE + Event::SIZE);
+            return ready(request, NtStatus::SUCCESS, BATCH_HEADER_SIZE + Event::SIZE);
         }
         if nonblocking {
             let information = self.fill(&mut request, connection);
-            return ready(request, status::SUCCESS, information);
+            return ready(request, NtStatus::SUCCESS, information);
         }
         if self.waits.len() >= self.limits.max_waits {
-            return ready(request, status::QUOTA_EXCEEDED, 0);
+            return ready(request, NtStatus::QUOTA_EXCEEDED, 0);
         }
         if request.mark_cancelable().is_err() {
-            return ready(request, status::CANCELLED, 0);
+            return ready(request, NtStatus::CANCELLED, 0);
         }
         // INVARIANT: len < max_waits = reserved capacity: no allocation.
         self.waits.push_back(Wait {
@@ -522,7 +483,7 @@ impl<R: PendedRequest> EventQueue<R> {
                 let _ = encode_batch_header(out, 1, 0);
                 return Some(Ready {
                     request: wait.request,
-                    status: status::SUCCESS,
+                    status: NtStatus::SUCCESS,
                     information: BATCH_HEADER_SIZE + Event::SIZE,
                 });
             }
@@ -538,7 +499,7 @@ impl<R: PendedRequest> EventQueue<R> {
         let wait = self.waits.remove(i)?;
         Some(Ready {
             request: wait.request,
-            status: status::CANCELLED,
+            status: NtStatus::CANCELLED,
             information: 0,
         })
     }
@@ -555,7 +516,7 @@ impl<R: PendedRequest> EventQueue<R> {
                 let wait = self.waits.remove(i)?;
                 return Some(Ready {
                     request: wait.request,
-                    status: status::CANCELLED,
+                    status: NtStatus::CANCELLED,
                     information: 0,
                 });
             }

@@ -17,6 +17,8 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use ndkdisc_abi::NtStatus;
+
 use crate::engine::{Engine, Owner};
 use crate::ports::{AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal};
 
@@ -258,7 +260,7 @@ type CancelRoutine = Box<dyn Fn(u64) + Send + Sync>;
 struct ReqState {
     cancelable: bool,
     cancel_requested: bool,
-    done: Option<(i32, Vec<u8>)>,
+    done: Option<(NtStatus, Vec<u8>)>,
 }
 
 struct ReqShared {
@@ -335,7 +337,7 @@ impl PendedRequest for HostRequest {
         Ok(())
     }
 
-    fn complete(self, status: i32, information: usize) {
+    fn complete(self, status: NtStatus, information: usize) {
         let mut s = self
             .shared
             .state
@@ -352,7 +354,7 @@ impl PendedRequest for HostRequest {
 
 impl Pending {
     /// Wait up to `limit` for the completion: `(status, output)`.
-    pub fn wait(&self, limit: Duration) -> Option<(i32, Vec<u8>)> {
+    pub fn wait(&self, limit: Duration) -> Option<(NtStatus, Vec<u8>)> {
         let deadline = Instant::now() + limit;
         let mut s = self
             .shared
@@ -429,7 +431,7 @@ impl HostHandle {
     ///
     /// # Errors
     /// The engine's status.
-    pub fn open(engine: &Arc<Engine<HostPlatform>>) -> Result<Self, i32> {
+    pub fn open(engine: &Arc<Engine<HostPlatform>>) -> Result<Self, NtStatus> {
         Ok(Self {
             owner: Arc::new(engine.open()?),
             next_token: core::sync::atomic::AtomicU64::new(1),

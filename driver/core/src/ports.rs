@@ -1,5 +1,7 @@
 //! What the engine needs from its platform (the KMDF shell, or the host platform in tests).
 
+use ndkdisc_abi::NtStatus;
+
 /// The request's cancellation has begun (its cancel routine has run or will run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cancelled;
@@ -31,7 +33,7 @@ pub trait PendedRequest: Send + 'static {
     fn unmark_cancelable(&mut self) -> Result<(), Cancelled>;
 
     /// Complete the request with `status`, `information` bytes of output being valid.
-    fn complete(self, status: i32, information: usize);
+    fn complete(self, status: NtStatus, information: usize);
 }
 
 /// A lock the engine keeps its state in: a spin lock (raising IRQL to `DISPATCH_LEVEL`) on

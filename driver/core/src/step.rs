@@ -5,14 +5,14 @@
 //! racing ABORT, a POST racing handle cleanup — waits for the first sequence to finish instead
 //! of interleaving its steps with it or returning before it is done.
 
-use ndkpi::{Created, Op};
+use ndkpi::{Created, NtStatus, Op};
 
 use crate::ports::{Lock, Platform, Signal};
 
 #[derive(Default)]
 struct Slot {
     op: Option<Op>,
-    status: i32,
+    status: NtStatus,
     created: Option<Created>,
     /// A session is open.
     busy: bool,
@@ -51,12 +51,12 @@ impl<P: Platform> Stepper<P> {
     }
 
     /// One step in a session of its own.
-    pub(crate) fn run(&self, start: impl FnOnce()) -> (i32, Option<Created>) {
+    pub(crate) fn run(&self, start: impl FnOnce()) -> (NtStatus, Option<Created>) {
         self.session().run(start)
     }
 
     /// The step finished. `// IRQL: <= DISPATCH_LEVEL`.
-    pub(crate) fn finish(&self, op: Op, status: i32, created: Option<Created>) {
+    pub(crate) fn finish(&self, op: Op, status: NtStatus, created: Option<Created>) {
         self.slot.with(|s| {
             s.op = Some(op);
             s.status = status;
@@ -69,7 +69,7 @@ impl<P: Platform> Stepper<P> {
 impl<P: Platform> Session<'_, P> {
     /// Start the step and wait for its completion (which may come before `start` returns).
     /// `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn run(&self, start: impl FnOnce()) -> (i32, Option<Created>) {
+    pub(crate) fn run(&self, start: impl FnOnce()) -> (NtStatus, Option<Created>) {
         let stepper = self.stepper;
         stepper.slot.with(|s| {
             s.op = None;

@@ -15,9 +15,6 @@ use ndkdisc_core::host::HostRequest;
 use ndkdisc_core::ports::{Passive, Platform};
 use softndk::{Fault, MisusePolicy, ObjectKind};
 
-const SHARING_VIOLATION: i32 = 0xC000_0043_u32 as i32;
-const INVALID_ADDRESS: i32 = 0xC000_0141_u32 as i32;
-
 /// A marker work on the engine's passive worker (a FIFO): once it has run, every work deferred
 /// before it has run too.
 struct Marker(Mutex<Option<Sender<()>>>);
@@ -42,7 +39,12 @@ fn settle(w: &World) {
     }
 }
 
-fn listen_at(h: &HostHandle, if_index: u32, local: SocketAddr, backlog: u32) -> (i32, Vec<u8>) {
+fn listen_at(
+    h: &HostHandle,
+    if_index: u32,
+    local: SocketAddr,
+    backlog: u32,
+) -> (NtStatus, Vec<u8>) {
     let req = ListenRequest {
         if_index,
         backlog,
@@ -63,7 +65,7 @@ fn info(h: &HostHandle) -> InfoReply {
         &bytes(&GetInfoRequest),
         InfoReply::SIZE,
     ));
-    assert_eq!(st, status::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS);
     InfoReply::parse(&out).unwrap()
 }
 
@@ -78,17 +80,21 @@ fn a_wait_on_a_connection_whose_terminal_event_was_delivered_returns_it_at_once(
         // The terminal event goes to an any-connection wait.
         let delivered = next_event(&hb, EventKind::Disconnected);
         assert_eq!(delivered.connection_id, cb);
-        assert_eq!(delivered.flags & EVENT_ALREADY_DELIVERED, 0, "the original");
+        assert_eq!(
+            delivered.flags() & EVENT_ALREADY_DELIVERED,
+            0,
+            "the original"
+        );
         // A wait on the connection does not pend for a later event: it gets a flagged copy.
         let p = wait_pending(&hb, Some(cb), 4);
         let (st, out) = p.wait(WAIT).unwrap_or_else(|| {
             panic!("{mode:?}: a WAIT on a connection whose terminal event was delivered pends")
         });
-        assert_eq!(st, status::SUCCESS, "{mode:?}");
+        assert_eq!(st, NtStatus::SUCCESS, "{mode:?}");
         assert_eq!(
             decode_events(&out),
             vec![Event {
-                flags: delivered.flags | EVENT_ALREADY_DELIVERED,
+                already_delivered: true,
                 ..delivered
             }],
             "{mode:?}: a copy of the terminal record, flagged"
@@ -103,20 +109,20 @@ fn a_wait_on_a_connection_whose_terminal_event_was_delivered_returns_it_at_once(
             &bytes(&req),
             BATCH_HEADER_SIZE + 4 * Event::SIZE,
         ));
-        assert_eq!(st, status::SUCCESS);
+        assert_eq!(st, NtStatus::SUCCESS);
         assert_eq!(decode_events(&out)[0].seq, delivered.seq, "{mode:?}");
         // Another queued event of the connection is returned instead of the copy.
         close(&hb, cb);
         let (st, out) = done(&wait_pending(&hb, Some(cb), 4));
-        assert_eq!(st, status::SUCCESS);
+        assert_eq!(st, NtStatus::SUCCESS);
         let evs = decode_events(&out);
         assert_eq!(evs.len(), 1, "{mode:?}: {evs:?}");
         assert_eq!(evs[0].kind, EventKind::Closed);
-        assert_eq!(evs[0].flags & EVENT_ALREADY_DELIVERED, 0);
+        assert_eq!(evs[0].flags() & EVENT_ALREADY_DELIVERED, 0);
         // Once `Closed` is delivered the id is gone.
         assert_eq!(
             done(&wait_pending(&hb, Some(cb), 4)).0,
-            status::NOT_FOUND,
+            NtStatus::NOT_FOUND,
             "{mode:?}"
         );
         finish(&w, ha, hb);
@@ -134,7 +140,7 @@ fn a_wait_pended_on_a_connection_gets_the_copy_when_an_older_any_wait_takes_the_
         assert!(!any.is_done() && !on_cb.is_done());
         disconnect(&ha, ca);
         let (st, out) = done(&any);
-        assert_eq!(st, status::SUCCESS);
+        assert_eq!(st, NtStatus::SUCCESS);
         let delivered = decode_events(&out)[0];
         assert_eq!(
             (delivered.connection_id, delivered.kind),
@@ -144,11 +150,11 @@ fn a_wait_pended_on_a_connection_gets_the_copy_when_an_older_any_wait_takes_the_
         let (st, out) = on_cb.wait(WAIT).unwrap_or_else(|| {
             panic!("{mode:?}: a WAIT pended on the connection stays pended after its terminal event was delivered")
         });
-        assert_eq!(st, status::SUCCESS);
+        assert_eq!(st, NtStatus::SUCCESS);
         assert_eq!(
             decode_events(&out),
             vec![Event {
-                flags: delivered.flags | EVENT_ALREADY_DELIVERED,
+                already_delivered: true,
                 ..delivered
             }],
             "{mode:?}"
@@ -162,17 +168,17 @@ fn a_failed_connects_terminal_record_is_level_triggered_too() {
     let w = world(Completion::Inline);
     let ha = HostHandle::open(&w.engine).unwrap();
     let r = connect(&ha, 9);
-    assert_eq!(r.status, CONNECTION_REFUSED);
+    assert_eq!(r.status, NtStatus::CONNECTION_REFUSED);
     let failed = next_event(&ha, EventKind::ConnectFailed);
     let p = wait_pending(&ha, Some(r.connection_id), 1);
     let (st, out) = p
         .wait(WAIT)
         .expect("a WAIT on a failed connection whose ConnectFailed was delivered pends");
-    assert_eq!(st, status::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS);
     let evs = decode_events(&out);
     assert_eq!(evs[0].kind, EventKind::ConnectFailed);
     assert_eq!(evs[0].seq, failed.seq);
-    assert_ne!(evs[0].flags & EVENT_ALREADY_DELIVERED, 0);
+    assert_ne!(evs[0].flags() & EVENT_ALREADY_DELIVERED, 0);
     close(&ha, r.connection_id);
     let hb = HostHandle::open(&w.engine).unwrap();
     finish(&w, ha, hb);
@@ -198,7 +204,7 @@ fn a_wait_arriving_after_cleanup_began_completes_cancelled_without_pending() {
             pending.is_done(),
             "a WAIT after cleanup pended (filter {filter:?}): nobody would ever complete it"
         );
-        assert_eq!(done(&pending).0, status::CANCELLED);
+        assert_eq!(done(&pending).0, NtStatus::CANCELLED);
     }
 }
 
@@ -213,7 +219,7 @@ fn a_failed_listen_releases_its_adapter_at_once() {
         let before = w.fabric.live_by_kind();
         // The address is in use.
         let (st, _) = listen_at(&hb, 2, SocketAddr::new(B, 4791), 0);
-        assert_eq!(st, SHARING_VIOLATION, "{mode:?}");
+        assert_eq!(st, NtStatus::SHARING_VIOLATION, "{mode:?}");
         assert_eq!(
             w.fabric.live_by_kind(),
             before,
@@ -221,7 +227,7 @@ fn a_failed_listen_releases_its_adapter_at_once() {
         );
         // An address that is not on the interface.
         let (st, _) = listen_at(&hb, 2, SocketAddr::new(A, 4791), 0);
-        assert_eq!(st, INVALID_ADDRESS, "{mode:?}");
+        assert_eq!(st, NtStatus::INVALID_ADDRESS, "{mode:?}");
         assert_eq!(
             w.fabric.live_by_kind(),
             before,
@@ -230,7 +236,7 @@ fn a_failed_listen_releases_its_adapter_at_once() {
         // The listener cannot be created.
         w.fabric.fail_creates(w.hosts[1], ObjectKind::Listener, 1);
         let (st, _) = listen_at(&hb, 2, SocketAddr::new(B, 4792), 0);
-        assert_eq!(st, status::INSUFFICIENT_RESOURCES, "{mode:?}");
+        assert_eq!(st, NtStatus::INSUFFICIENT_RESOURCES, "{mode:?}");
         assert_eq!(w.fabric.live_by_kind(), before, "{mode:?}: failed create");
         let ha = HostHandle::open(&w.engine).unwrap();
         finish(&w, ha, hb);
@@ -255,7 +261,7 @@ fn a_failed_connect_releases_what_it_opened_at_once() {
             let r = connect(&ha, 4791);
             assert_eq!(
                 r.status,
-                status::INSUFFICIENT_RESOURCES,
+                NtStatus::INSUFFICIENT_RESOURCES,
                 "{mode:?}: {kind:?} create failed"
             );
             assert_eq!(
@@ -277,7 +283,7 @@ fn a_failed_connect_releases_what_it_opened_at_once() {
         };
         assert_eq!(
             done(&ha.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE)).0,
-            status::NOT_FOUND
+            NtStatus::NOT_FOUND
         );
         assert_eq!(w.fabric.live_by_kind(), before, "{mode:?}");
         finish(&w, ha, hb);
@@ -294,7 +300,7 @@ fn closing_a_listener_returns_while_its_accepted_connection_is_open() {
         let ha = HostHandle::open(&w.engine).unwrap();
         let l = listen(&hb, 4791);
         let r = connect(&ha, 4791);
-        assert_eq!(r.status, status::SUCCESS);
+        assert_eq!(r.status, NtStatus::SUCCESS);
         let accepted = next_event(&hb, EventKind::Accepted);
         // CLOSE(listener) from another thread: today it would never return.
         let (tx, rx) = channel();
@@ -313,7 +319,7 @@ fn closing_a_listener_returns_while_its_accepted_connection_is_open() {
             panic!("{mode:?}: CLOSE of a listener blocked while its accepted connection is open")
         });
         closer.join().unwrap();
-        assert_eq!(st, status::SUCCESS);
+        assert_eq!(st, NtStatus::SUCCESS);
         assert_eq!(
             query(&hb, accepted.connection_id).state,
             ConnState::Connected,
@@ -326,10 +332,10 @@ fn closing_a_listener_returns_while_its_accepted_connection_is_open() {
                 Ioctl::Close,
                 bytes(&CloseRequest { id: l.listener_id })
             ),
-            status::NOT_FOUND
+            NtStatus::NOT_FOUND
         );
         let refused = connect(&ha, 4791);
-        assert_eq!(refused.status, CONNECTION_REFUSED, "{mode:?}");
+        assert_eq!(refused.status, NtStatus::CONNECTION_REFUSED, "{mode:?}");
         close(&ha, refused.connection_id);
         // Closing the connection lets NDK complete the listener's close; its adapter (shared
         // with the connection) is closed by whoever releases it last.
@@ -398,7 +404,7 @@ fn a_connect_event_racing_a_listener_close_never_strands_its_connector() {
             let (st, out) = p.wait(WAIT).unwrap_or_else(|| {
                 panic!("round {round}: a CONNECT racing the listener's CLOSE never completed")
             });
-            assert_eq!(st, status::SUCCESS);
+            assert_eq!(st, NtStatus::SUCCESS);
             close(&ha, ConnectReply::parse(&out).unwrap().connection_id);
         }
         hb.close();
@@ -515,13 +521,13 @@ fn a_listener_close_landing_anywhere_in_a_connect_event_never_strands_it() {
         let st = rx
             .recv_timeout(WAIT)
             .expect("CLOSE of the listener waited for its connect event");
-        assert_eq!(st, status::SUCCESS);
+        assert_eq!(st, NtStatus::SUCCESS);
         gate.update(|s| s.released = true);
         let p = connecting.join().unwrap();
         let (st, out) = p.wait(WAIT).unwrap_or_else(|| {
             panic!("CLOSE before the connect callbacks' lock #{at}: the CONNECT never completed (its connector was stranded)")
         });
-        assert_eq!(st, status::SUCCESS);
+        assert_eq!(st, NtStatus::SUCCESS);
         let r = ConnectReply::parse(&out).unwrap();
         close(&ha, r.connection_id);
         // The closer thread dropped its reference before it sent the status.
@@ -556,13 +562,13 @@ fn version_flow(mode: Completion, major: u16, minor: u16) {
     for (h, id) in [(&ha, ca), (&hb, cb)] {
         let q = query(h, id);
         assert_eq!(
-            (q.ndk_major, q.ndk_minor),
+            q.ndk_version,
             (major, minor),
             "{what}: the adapter was opened at the provider's version"
         );
     }
-    assert_eq!(post(&hb, cb, PostKind::Receive, 4), status::SUCCESS);
-    assert_eq!(post(&ha, ca, PostKind::Send, 2), status::SUCCESS);
+    assert_eq!(post(&hb, cb, PostKind::Receive, 4), NtStatus::SUCCESS);
+    assert_eq!(post(&ha, ca, PostKind::Send, 2), NtStatus::SUCCESS);
     // Two receives complete through the CQ (hang detector only: the sends are asynchronous).
     let deadline = std::time::Instant::now() + WAIT;
     while query(&hb, cb).receives_succeeded < 2 {
@@ -578,28 +584,32 @@ fn version_flow(mode: Completion, major: u16, minor: u16) {
     assert_eq!(victims.len(), 1);
     assert!(w.fabric.inject(victims[0], Fault::PeerDisconnect));
     let d = next_event(&hb, EventKind::Disconnected);
-    assert_eq!((d.connection_id, d.cause), (cb, Cause::Peer), "{what}");
+    assert_eq!(
+        (d.connection_id, d.cause),
+        (cb, Some(Cause::Peer)),
+        "{what}"
+    );
     assert_ne!(
-        d.flags & EVENT_CALLBACK_FIRED,
+        d.flags() & EVENT_CALLBACK_FIRED,
         0,
         "{what}: the plain callback fired"
     );
     assert_eq!(
-        d.flags & EVENT_REASON_VALID,
+        d.flags() & EVENT_REASON_VALID,
         0,
         "{what}: no reason below 2.1"
     );
     assert_eq!(d.outstanding_receives, 2, "{what}: nothing flushed");
     let q = query(&hb, cb);
-    assert_ne!(q.flags & QUERY_CALLBACK_FIRED, 0);
-    assert_eq!(q.flags & QUERY_REASON_VALID, 0);
+    assert_ne!(q.flags() & QUERY_CALLBACK_FIRED, 0);
+    assert_eq!(q.flags() & QUERY_REASON_VALID, 0);
     assert_eq!(
         simple(
             &hb,
             Ioctl::Flush,
             bytes(&FlushRequest { connection_id: cb })
         ),
-        status::SUCCESS
+        NtStatus::SUCCESS
     );
     next_event(&hb, EventKind::Flushed);
     let q = query(&hb, cb);
@@ -640,16 +650,16 @@ fn connections_beyond_the_backlog_are_rejected_with_ndk_reject() {
         let hb = HostHandle::open(&w.engine).unwrap();
         let ha = HostHandle::open(&w.engine).unwrap();
         let (st, _) = listen_at(&hb, 2, SocketAddr::new(B, 4791), 1);
-        assert_eq!(st, status::SUCCESS);
+        assert_eq!(st, NtStatus::SUCCESS);
         // The accept work is held: the first request fills the backlog of one.
         let gate = block_passive(&w);
         let first = connect_pending(&ha, 4791);
         let refused: Vec<_> = (0..2).map(|_| connect_pending(&ha, 4791)).collect();
         for p in &refused {
             let (st, out) = done(p);
-            assert_eq!(st, status::SUCCESS);
+            assert_eq!(st, NtStatus::SUCCESS);
             let r = ConnectReply::parse(&out).unwrap();
-            assert_eq!(r.status, CONNECTION_REFUSED, "{mode:?}");
+            assert_eq!(r.status, NtStatus::CONNECTION_REFUSED, "{mode:?}");
             close(&ha, r.connection_id);
         }
         assert_eq!(
@@ -660,7 +670,7 @@ fn connections_beyond_the_backlog_are_rejected_with_ndk_reject() {
         assert_eq!(info(&hb).backlog_rejects, 2);
         gate.send(()).unwrap();
         let r = ConnectReply::parse(&done(&first).1).unwrap();
-        assert_eq!(r.status, status::SUCCESS, "{mode:?}");
+        assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
         close(&ha, r.connection_id);
         finish(&w, ha, hb);
     }
@@ -680,10 +690,11 @@ fn connections_beyond_the_handles_quota_are_rejected_with_ndk_reject() {
     let ha = HostHandle::open(&w.engine).unwrap();
     let ha2 = HostHandle::open(&w.engine).unwrap();
     listen(&hb, 4791);
-    assert_eq!(connect(&ha, 4791).status, status::SUCCESS);
+    assert_eq!(connect(&ha, 4791).status, NtStatus::SUCCESS);
     let r = connect(&ha2, 4791);
     assert_eq!(
-        r.status, CONNECTION_REFUSED,
+        r.status,
+        NtStatus::CONNECTION_REFUSED,
         "no room on the listener's handle"
     );
     assert_eq!(

@@ -10,14 +10,14 @@
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use ndkdisc_abi::{Cause, EventKind, status};
-use ndkdisc_core::events::{ConnIndex, EventQueue, Fact, Limits, Ready, WaitOutcome};
+use ndkdisc_abi::{Cause, EventKind, NtStatus};
+use ndkdisc_core::events::{ConnIndex, EventQueue, Limits, Ready, WaitOutcome};
 use ndkdisc_core::ports::{Cancelled, PendedRequest};
 
 #[derive(Default)]
 struct Fate {
     completions: u32,
-    status: i32,
+    status: NtStatus,
     events: usize,
     cancel_requested: bool,
     cancelable: bool,
@@ -54,7 +54,7 @@ impl PendedRequest for Req {
         f.cancelable = false;
         Ok(())
     }
-    fn complete(self, status: i32, information: usize) {
+    fn complete(self, status: NtStatus, information: usize) {
         let mut f = self.fate.lock().unwrap();
         // WDF: once cancellation began on a cancelable request, its cancel routine will be
         // called with it; completing it anywhere else is a use-after-free in the framework.
@@ -100,9 +100,9 @@ fn complete(ready: Option<Ready<Req>>) {
 
 /// The disconnect callback: latch under the lock, complete outside it.
 fn callback(q: &Queue, c: ConnIndex) {
-    let fact = Fact {
-        cause: Cause::Peer,
-        ..Fact::new(EventKind::Disconnected, 1)
+    let fact = Event {
+        cause: Some(Cause::Peer),
+        ..Event::new(EventKind::Disconnected, 0, 1)
     };
     let ready = q.lock().unwrap().latch(c, fact).1;
     complete(ready);
@@ -145,8 +145,8 @@ fn callback_racing_a_cancel_loses_nothing() {
         let queued = q.lock().unwrap().queued();
         assert_eq!(f.completions, 1, "completed exactly once");
         match f.status {
-            status::SUCCESS => assert_eq!((f.events, queued), (1, 0), "delivered once"),
-            status::CANCELLED => assert_eq!(queued, 1, "the event stayed queued"),
+            NtStatus::SUCCESS => assert_eq!((f.events, queued), (1, 0), "delivered once"),
+            NtStatus::CANCELLED => assert_eq!(queued, 1, "the event stayed queued"),
             s => panic!("unexpected status {s:#x}"),
         }
     });
@@ -169,7 +169,7 @@ fn callback_racing_an_arriving_wait_is_level_triggered() {
         b.join().unwrap();
         let f = fate.lock().unwrap();
         assert_eq!(f.completions, 1, "whichever came first, the wait completed");
-        assert_eq!((f.status, f.events), (status::SUCCESS, 1));
+        assert_eq!((f.status, f.events), (NtStatus::SUCCESS, 1));
         assert_eq!(q.lock().unwrap().queued(), 0);
     });
 }
@@ -241,7 +241,7 @@ fn a_wait_racing_handle_cleanup_is_cancelled_never_stranded() {
         let f = f.lock().unwrap();
         assert_eq!(
             (f.completions, f.status),
-            (1, status::CANCELLED),
+            (1, NtStatus::CANCELLED),
             "completed once, cancelled"
         );
         assert_eq!(q.lock().unwrap().pended_waits(), 0, "nothing left pended");

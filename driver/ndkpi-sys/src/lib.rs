@@ -19,7 +19,7 @@
 //!
 //! Modules: [`types`] (primitive types, versions, object headers and objects, SGE, results,
 //! adapter info, LAM), [`dispatch`] (every `NDK_FN_*` type and the ten dispatch tables),
-//! [`consts`] (enumerations and flags), [`status`] (NTSTATUS values), [`sockaddr`] (Winsock
+//! [`consts`] (enumerations and flags), [`sockaddr`] (Winsock
 //! address layouts with Windows values), [`wsk`] (the WSK NDK extension and the NDIS-side open),
 //! [`netioapi`] (the kernel unicast address table, for finding NDK-capable interfaces).
 //! Everything is re-exported at the crate root.
@@ -35,7 +35,6 @@ pub mod consts;
 pub mod dispatch;
 pub mod netioapi;
 pub mod sockaddr;
-pub mod status;
 pub mod types;
 pub mod wsk;
 
@@ -43,6 +42,5 @@ pub use consts::*;
 pub use dispatch::*;
 pub use netioapi::*;
 pub use sockaddr::*;
-pub use status::*;
 pub use types::*;
 pub use wsk::*;

@@ -10,9 +10,11 @@ use crate::dispatch::{
     NDK_SHARED_ENDPOINT_DISPATCH, NDK_SRQ_DISPATCH,
 };
 
-/// `NTSTATUS`: success if and only if the value is `>= 0`. `STATUS_PENDING` (0x103) is a
-/// success code, so test for it before [`NT_SUCCESS`].
-pub type NTSTATUS = i32;
+/// `NTSTATUS`: the one status newtype ([`NtStatus`], `#[repr(transparent)]` over `i32`), so
+/// every provider return and completion status is typed. `STATUS_PENDING` (0x103) is a
+/// success code, so test for it before [`NtStatus::is_success`].
+pub type NTSTATUS = NtStatus;
+pub use ntstatus::NtStatus;
 /// `ULONG` (4 bytes on LLP64 Windows).
 pub type ULONG = u32;
 /// `USHORT`.
@@ -37,13 +39,6 @@ pub type NDK_LOGICAL_ADDRESS = i64;
 pub const TRUE: BOOLEAN = 1;
 /// `FALSE` for [`BOOLEAN`].
 pub const FALSE: BOOLEAN = 0;
-
-/// `NT_SUCCESS(Status)`: true for success and informational codes (`>= 0`), which includes
-/// `STATUS_PENDING`.
-#[inline]
-pub const fn NT_SUCCESS(status: NTSTATUS) -> bool {
-    status >= 0
-}
 
 /// `MDL`: a kernel memory descriptor list. Opaque to NDKPI: consumers pass `MDL*` to
 /// `NdkRegisterMr` and `NdkBuildLAM` and the provider interprets it.

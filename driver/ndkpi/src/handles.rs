@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use ndkpi_sys::{
     FALSE, NDK_ADAPTER, NDK_ADAPTER_INFO, NDK_CONNECTOR, NDK_CQ, NDK_FN_CLOSE_OBJECT, NDK_LISTENER,
     NDK_MR, NDK_OBJECT_HEADER, NDK_PD, NDK_QP, NDK_RESULT, NDK_RESULT_EX, NDK_VERSION, NTSTATUS,
-    STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, TRUE,
+    NtStatus, TRUE,
 };
 
 use crate::address::SockAddrBuf;
@@ -145,7 +145,7 @@ fn request<T: Sink, const OP: u8>(
 ) {
     let ctx = ctx_of(sink);
     let status = call(Some(request_done::<T, OP>), ctx);
-    if status != STATUS_PENDING {
+    if status != NtStatus::PENDING {
         sink.completed(Op::from_u8(OP), status, None);
     }
 }
@@ -159,9 +159,9 @@ fn create<T: Sink, const OP: u8, R>(
     take_ref(sink);
     let mut object: *mut R = core::ptr::null_mut();
     let status = call(Some(create_done::<T, OP>), ctx, &raw mut object);
-    if status != STATUS_PENDING {
+    if status != NtStatus::PENDING {
         let op = Op::from_u8(OP);
-        let created = if status == STATUS_SUCCESS {
+        let created = if status == NtStatus::SUCCESS {
             wrap_created(op, object.cast())
         } else {
             None
@@ -192,9 +192,9 @@ fn close<T: Sink, const OP: u8>(
         // SAFETY: the caller consumed the object's only handle, so this is its one close; the
         // completion routine and context stay valid (the object's reference) until it runs.
         Some(f) => unsafe { f(header, Some(close_done::<T, OP>), ctx) },
-        None => STATUS_NOT_SUPPORTED,
+        None => NtStatus::NOT_SUPPORTED,
     };
-    if status != STATUS_PENDING {
+    if status != NtStatus::PENDING {
         sink.closed(Op::from_u8(OP));
         // SAFETY: closed synchronously: no callback will come; the object's reference is
         // surrendered after delivering the close above.
@@ -219,12 +219,12 @@ impl Adapter {
         let f = self
             .table()
             .NdkQueryAdapterInfo
-            .ok_or(STATUS_NOT_SUPPORTED)?;
+            .ok_or(NtStatus::NOT_SUPPORTED)?;
         let mut info = NDK_ADAPTER_INFO::default();
         let mut size = u32::try_from(size_of::<NDK_ADAPTER_INFO>()).unwrap_or(0);
         // SAFETY: live adapter; `info` and `size` are valid for the call.
         let status = unsafe { f(self.as_ptr(), &raw mut info, &raw mut size) };
-        if status == STATUS_SUCCESS {
+        if status == NtStatus::SUCCESS {
             Ok(info)
         } else {
             Err(status)
@@ -237,7 +237,7 @@ impl Adapter {
         create::<T, { Op::CreatePd as u8 }, NDK_PD>(sink, |cb, ctx, pp| match f {
             // SAFETY: live adapter; callback/context per the NDK contract; valid out-pointer.
             Some(f) => unsafe { f(self.as_ptr(), cb, ctx, pp) },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 
@@ -259,7 +259,7 @@ impl Adapter {
                     pp,
                 )
             },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 
@@ -269,7 +269,7 @@ impl Adapter {
         create::<T, { Op::CreateConnector as u8 }, NDK_CONNECTOR>(sink, |cb, ctx, pp| match f {
             // SAFETY: live adapter; callback/context per the NDK contract; valid out-pointer.
             Some(f) => unsafe { f(self.as_ptr(), cb, ctx, pp) },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 
@@ -281,7 +281,7 @@ impl Adapter {
             // SAFETY: live adapter; both callbacks take the sink context, alive until the
             // listener's close completion; valid out-pointer.
             Some(f) => unsafe { f(self.as_ptr(), Some(connect_event::<T>), ctx, cb, ctx, pp) },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 }
@@ -317,7 +317,7 @@ impl Pd {
                     pp,
                 )
             },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 
@@ -327,7 +327,7 @@ impl Pd {
         create::<T, { Op::CreateMr as u8 }, NDK_MR>(sink, |cb, ctx, pp| match f {
             // SAFETY: live PD; callback/context per the NDK contract; valid out-pointer.
             Some(f) => unsafe { f(self.as_ptr(), FALSE, cb, ctx, pp) },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 
@@ -413,7 +413,7 @@ impl Cq {
         let table = self.table();
         if let (true, Some(f)) = (self.version() >= V12, table.NdkGetCqResultsEx) {
             let mut buf = [NDK_RESULT_EX {
-                Status: 0,
+                Status: NtStatus::SUCCESS,
                 BytesTransferred: 0,
                 QPContext: core::ptr::null_mut(),
                 RequestContext: core::ptr::null_mut(),
@@ -440,7 +440,7 @@ impl Cq {
             got.min(16)
         } else if let Some(f) = table.NdkGetCqResults {
             let mut buf = [NDK_RESULT {
-                Status: 0,
+                Status: NtStatus::SUCCESS,
                 BytesTransferred: 0,
                 QPContext: core::ptr::null_mut(),
                 RequestContext: core::ptr::null_mut(),
@@ -491,7 +491,7 @@ impl Qp {
     /// caller serialises posts to the receive queue.
     pub unsafe fn receive(&self, request_context: usize, sge: Sge) -> NTSTATUS {
         let Some(f) = self.table().NdkReceive else {
-            return STATUS_NOT_SUPPORTED;
+            return NtStatus::NOT_SUPPORTED;
         };
         let raw = sge.raw();
         // SAFETY: live QP; one valid SGE whose memory the caller vouches for.
@@ -511,7 +511,7 @@ impl Qp {
     /// As [`Qp::receive`], for the initiator queue.
     pub unsafe fn send(&self, request_context: usize, sge: Sge, flags: u32) -> NTSTATUS {
         let Some(f) = self.table().NdkSend else {
-            return STATUS_NOT_SUPPORTED;
+            return NtStatus::NOT_SUPPORTED;
         };
         let raw = sge.raw();
         // SAFETY: live QP; one valid SGE whose memory the caller vouches for.
@@ -577,7 +577,7 @@ impl Connector {
                     ctx,
                 )
             },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 
@@ -598,7 +598,7 @@ impl Connector {
                 (_, _, Some(f)) => unsafe {
                     f(self.as_ptr(), Some(disconnect_event::<T>), ctx, cb, ctx)
                 },
-                _ => STATUS_NOT_SUPPORTED,
+                _ => NtStatus::NOT_SUPPORTED,
             }
         });
     }
@@ -642,7 +642,7 @@ impl Connector {
                         ctx,
                     )
                 },
-                _ => STATUS_NOT_SUPPORTED,
+                _ => NtStatus::NOT_SUPPORTED,
             }
         });
     }
@@ -652,7 +652,7 @@ impl Connector {
         match self.table().NdkReject {
             // SAFETY: live connector; no private data.
             Some(f) => unsafe { f(self.as_ptr(), core::ptr::null(), 0) },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         }
     }
 
@@ -662,7 +662,7 @@ impl Connector {
         request::<T, { Op::Disconnect as u8 }>(sink, |cb, ctx| match f {
             // SAFETY: live connector; callback/context per the NDK contract.
             Some(f) => unsafe { f(self.as_ptr(), cb, ctx) },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 
@@ -673,7 +673,7 @@ impl Connector {
         let (p, len) = buf.as_out();
         // SAFETY: live connector; the buffer holds 28 bytes and `len` says so.
         let status = unsafe { f(self.as_ptr(), p, len) };
-        if status == STATUS_SUCCESS {
+        if status == NtStatus::SUCCESS {
             buf.decode()
         } else {
             None
@@ -687,7 +687,7 @@ impl Connector {
         let (p, len) = buf.as_out();
         // SAFETY: live connector; the buffer holds 28 bytes and `len` says so.
         let status = unsafe { f(self.as_ptr(), p, len) };
-        if status == STATUS_SUCCESS {
+        if status == NtStatus::SUCCESS {
             buf.decode()
         } else {
             None
@@ -719,7 +719,7 @@ impl Listener {
         request::<T, { Op::Listen as u8 }>(sink, |cb, ctx| match f {
             // SAFETY: live listener; the address buffer lives across the call.
             Some(f) => unsafe { f(self.as_ptr(), addr.as_ptr(), addr.len(), cb, ctx) },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 
@@ -730,7 +730,7 @@ impl Listener {
         let (p, len) = buf.as_out();
         // SAFETY: live listener; the buffer holds 28 bytes and `len` says so.
         let status = unsafe { f(self.as_ptr(), p, len) };
-        if status == STATUS_SUCCESS {
+        if status == NtStatus::SUCCESS {
             buf.decode()
         } else {
             None
@@ -775,7 +775,7 @@ impl Mr {
                     ctx,
                 )
             },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         });
     }
 
@@ -873,7 +873,7 @@ impl QueuePair {
         request_context: usize,
     ) -> NTSTATUS {
         let Some(sge) = self.sge(index, offset, len) else {
-            return ndkpi_sys::STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         // SAFETY: the SGE lies inside an attached, registered buffer, which lives until the
         // QP's close completion (after which no request can complete).
@@ -890,7 +890,7 @@ impl QueuePair {
         request_context: usize,
     ) -> NTSTATUS {
         let Some(sge) = self.sge(index, offset, len) else {
-            return ndkpi_sys::STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         // SAFETY: as `post_receive`.
         unsafe { self.qp.send(request_context, sge, 0) }
@@ -918,9 +918,9 @@ impl QueuePair {
                     ctx,
                 )
             },
-            None => STATUS_NOT_SUPPORTED,
+            None => NtStatus::NOT_SUPPORTED,
         };
-        if status != STATUS_PENDING {
+        if status != NtStatus::PENDING {
             // SAFETY: closed synchronously: no callback will come, so the context is ours to
             // reclaim exactly once here.
             unsafe { close_keep_done::<T, { Op::CloseQp as u8 }>(ctx) };

@@ -40,10 +40,4 @@ pub use ndkpi_sys as sys;
 pub use sink::{Created, Op, Sink};
 pub use wsk::Wsk;
 
-/// An NTSTATUS.
-pub type NtStatus = i32;
-
-/// `NT_SUCCESS`.
-pub const fn nt_success(status: NtStatus) -> bool {
-    status >= 0
-}
+pub use ndkpi_sys::NtStatus;

@@ -10,7 +10,7 @@ use alloc::sync::Arc;
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
-use ndkpi_sys::{NDK_CONNECTOR, NDK_OBJECT_HEADER, NTSTATUS, PVOID, STATUS_SUCCESS};
+use ndkpi_sys::{NDK_CONNECTOR, NDK_OBJECT_HEADER, NTSTATUS, NtStatus, PVOID};
 
 use crate::handles::{Connector, Cq, Listener, Mr, Pd, Qp};
 
@@ -176,7 +176,7 @@ pub(crate) unsafe extern "system" fn create_done<T: Sink, const OP: u8>(
     object: *mut NDK_OBJECT_HEADER,
 ) {
     let op = Op::from_u8(OP);
-    let created = if status == STATUS_SUCCESS {
+    let created = if status == NtStatus::SUCCESS {
         wrap_created(op, object)
     } else {
         None

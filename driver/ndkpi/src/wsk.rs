@@ -2,10 +2,7 @@
 
 use core::ptr::NonNull;
 
-use ndkpi_sys::{
-    NDK_VERSION, NTSTATUS, PWSK_CLIENT, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
-    WSK_PROVIDER_NDK_DISPATCH,
-};
+use ndkpi_sys::{NDK_VERSION, NTSTATUS, NtStatus, PWSK_CLIENT, WSK_PROVIDER_NDK_DISPATCH};
 
 use crate::handles::Adapter;
 
@@ -61,13 +58,13 @@ impl Wsk {
         let open = self
             .dispatch
             .WskOpenNdkAdapter
-            .ok_or(STATUS_NOT_SUPPORTED)?;
+            .ok_or(NtStatus::NOT_SUPPORTED)?;
         let mut raw = core::ptr::null_mut();
         // SAFETY: a captured provider NPI (constructor contract); valid out-pointer.
         let status = unsafe { open(self.client, version, if_index, &raw mut raw) };
         match (status, NonNull::new(raw)) {
-            (STATUS_SUCCESS, Some(raw)) => Ok(Adapter::from_raw(raw, false)),
-            (STATUS_SUCCESS, None) => Err(STATUS_NOT_SUPPORTED),
+            (NtStatus::SUCCESS, Some(raw)) => Ok(Adapter::from_raw(raw, false)),
+            (NtStatus::SUCCESS, None) => Err(NtStatus::NOT_SUPPORTED),
             (status, _) => Err(status),
         }
     }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use ndkpi::sys::{NDK_VERSION, STATUS_SUCCESS};
+use ndkpi::sys::{NDK_VERSION, NtStatus};
 use ndkpi::{Connector, Cq, Created, Op, Pd, Qp, Sink, Wsk};
 use softndk::{Completion, Fabric, FabricConfig, Fault, HostConfig, reason};
 
@@ -13,7 +13,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Rec {
-    done: Mutex<Vec<(Op, i32)>>,
+    done: Mutex<Vec<(Op, NtStatus)>>,
     created: Mutex<Vec<Created>>,
     disconnects: Mutex<Vec<Option<u32>>>,
     incoming: Mutex<Vec<Connector>>,
@@ -22,7 +22,7 @@ struct Rec {
 }
 
 impl Sink for Rec {
-    fn completed(&self, op: Op, status: i32, created: Option<Created>) {
+    fn completed(&self, op: Op, status: NtStatus, created: Option<Created>) {
         if let Some(c) = created {
             self.created.lock().unwrap().push(c);
         }
@@ -49,7 +49,7 @@ impl Rec {
     }
 
     /// Wait for `op` to complete; returns its status.
-    fn status_of(&self, op: Op) -> i32 {
+    fn status_of(&self, op: Op) -> NtStatus {
         let mut done = self.done.lock().unwrap();
         loop {
             if let Some(&(_, s)) = done.iter().find(|(o, _)| *o == op) {
@@ -62,7 +62,7 @@ impl Rec {
     }
 
     fn take_created(&self, op: Op) -> Created {
-        assert_eq!(self.status_of(op), STATUS_SUCCESS, "{op:?}");
+        assert_eq!(self.status_of(op), NtStatus::SUCCESS, "{op:?}");
         self.created.lock().unwrap().remove(0)
     }
 
@@ -147,7 +147,7 @@ fn run_connection(mode: Completion, version: NDK_VERSION) {
     };
     let dst = SocketAddr::new(ip_b, 4791);
     listener.listen(&l, dst);
-    assert_eq!(l.status_of(Op::Listen), STATUS_SUCCESS);
+    assert_eq!(l.status_of(Op::Listen), NtStatus::SUCCESS);
     assert_eq!(listener.local_address(), Some(dst));
 
     aa.create_connector(&a);
@@ -159,10 +159,10 @@ fn run_connection(mode: Completion, version: NDK_VERSION) {
     let cb = l.incoming.lock().unwrap().remove(0);
     assert_eq!(cb.has_ex(), version >= NDK_VERSION { Major: 2, Minor: 1 });
     cb.accept(&b, &eb.qp, 4, 4);
-    assert_eq!(a.status_of(Op::Connect), STATUS_SUCCESS);
+    assert_eq!(a.status_of(Op::Connect), NtStatus::SUCCESS);
     ca.complete_connect(&a);
-    assert_eq!(a.status_of(Op::CompleteConnect), STATUS_SUCCESS);
-    assert_eq!(b.status_of(Op::Accept), STATUS_SUCCESS);
+    assert_eq!(a.status_of(Op::CompleteConnect), NtStatus::SUCCESS);
+    assert_eq!(b.status_of(Op::Accept), NtStatus::SUCCESS);
     assert_eq!(ca.peer_address(), Some(dst));
     assert_eq!(cb.peer_address(), ca.local_address());
     assert!(
@@ -235,10 +235,7 @@ fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected()
             panic!()
         };
         c.connect(&a, &e.qp, None, SocketAddr::new(ip, 9), 1, 1);
-        assert_eq!(
-            a.status_of(Op::Connect),
-            ndkpi::sys::STATUS_CONNECTION_REFUSED
-        );
+        assert_eq!(a.status_of(Op::Connect), NtStatus::CONNECTION_REFUSED);
         assert!(fabric.wait_idle(WAIT));
         assert_eq!(
             a.done
@@ -279,7 +276,7 @@ fn a_failed_create_leaves_no_reference_behind() {
         ad.create_pd(&a);
         assert_eq!(
             a.status_of(Op::CreatePd),
-            ndkpi::sys::STATUS_INSUFFICIENT_RESOURCES,
+            NtStatus::INSUFFICIENT_RESOURCES,
             "{mode:?}"
         );
         assert!(fabric.wait_idle(WAIT));

@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// The device refused access (opening it, or an operation the handle's access does not
     /// allow).
-    #[error("{op}: {status}: {}", status.meaning())]
+    #[error("{op}: {status}: {}", crate::status::meaning(*status))]
     AccessDenied {
         /// The operation.
         op: Op,
@@ -40,7 +40,7 @@ pub enum Error {
         why: String,
     },
     /// The driver completed the request with a failure status.
-    #[error("{op} failed: {status}: {}", status.meaning())]
+    #[error("{op} failed: {status}: {}", crate::status::meaning(*status))]
     Failed {
         /// The operation.
         op: Op,
@@ -48,7 +48,7 @@ pub enum Error {
         status: NtStatus,
     },
     /// CONNECT completed but the connection failed; the id still names it (close it).
-    #[error("connect failed on connection {connection_id}: {status}: {}", status.meaning())]
+    #[error("connect failed on connection {connection_id}: {status}: {}", crate::status::meaning(*status))]
     ConnectFailed {
         /// The connection's id.
         connection_id: u64,

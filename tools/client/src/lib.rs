@@ -33,7 +33,6 @@
 #![deny(unsafe_code)]
 
 mod error;
-mod event;
 pub mod sim;
 mod status;
 #[cfg(windows)]
@@ -56,9 +55,10 @@ use ndkdisc_abi::{
 };
 
 pub use error::{Error, ErrorKind, Op};
-pub use event::{ConnectionInfo, Event};
-pub use ndkdisc_abi::{Cause, ConnState, EventKind};
-pub use status::NtStatus;
+/// What QUERY reports about a connection (the ABI's decoded QUERY reply).
+pub use ndkdisc_abi::QueryReply as ConnectionInfo;
+/// The records are the ABI's own typed values: decoded once, in `ndkdisc-abi`.
+pub use ndkdisc_abi::{Cause, ConnState, Event, EventKind, NtStatus};
 
 /// A request's completion: its status and the output bytes the driver wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -435,7 +435,7 @@ impl Client {
         let reply: ConnectReply = self
             .fixed(Ioctl::Connect, &input, timeout)
             .map_err(|e| address_error(e, params.remote))?;
-        let status = NtStatus(reply.status);
+        let status = reply.status;
         if status.is_success() {
             Ok(Connection {
                 id: reply.connection_id,
@@ -492,12 +492,7 @@ impl Client {
         let mut slots = vec![None; room];
         let n = decode_wait_reply(&done.output, &mut slots)
             .map_err(|why| Error::BadReply { op, why })?;
-        Ok(slots
-            .into_iter()
-            .take(n)
-            .flatten()
-            .map(Event::from)
-            .collect())
+        Ok(slots.into_iter().take(n).flatten().collect())
     }
 
     /// WAIT for events not delivered before: like [`Client::wait`], but copies of a terminal
@@ -548,7 +543,7 @@ impl Client {
     pub fn query(&self, connection_id: u64) -> Result<ConnectionInfo, Error> {
         let input = encode("query", &QueryRequest { connection_id })?;
         let reply: QueryReply = self.fixed(Ioctl::Query, &input, Timeout::Forever)?;
-        Ok(ConnectionInfo::from(reply))
+        Ok(reply)
     }
 
     /// POST `count` receives or sends of `length` bytes each.
@@ -678,7 +673,7 @@ fn address_error(e: Error, addr: SocketAddr) -> Error {
     match e {
         Error::Failed { status, .. } if status == NtStatus::INVALID_ADDRESS => Error::BadAddress {
             text: addr.to_string(),
-            why: format!("{status}: {}", status.meaning()),
+            why: format!("{status}: {}", status::meaning(status)),
         },
         other => other,
     }

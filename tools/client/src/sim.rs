@@ -256,8 +256,7 @@ impl SimHost {
                 status: NtStatus::ACCESS_DENIED,
             });
         }
-        let handle =
-            HostHandle::open(&self.engine).map_err(|s| Error::from_status("open", NtStatus(s)))?;
+        let handle = HostHandle::open(&self.engine).map_err(|s| Error::from_status("open", s))?;
         Ok(Client::new(Box::new(SimTransport {
             handle: Mutex::new(Some(handle)),
             write: who.write,
@@ -275,7 +274,7 @@ struct SimInFlight(Pending);
 impl InFlight for SimInFlight {
     fn wait(&mut self, limit: Duration) -> Option<Completed> {
         self.0.wait(limit).map(|(status, output)| Completed {
-            status: NtStatus(status),
+            status,
             output,
         })
     }
@@ -308,7 +307,7 @@ impl Transport for SimTransport {
             )))),
             // A closed handle: what Windows says for a request on a closed handle.
             None => Ok(Box::new(Ready(Some(Completed {
-                status: NtStatus(0xC000_0008_u32.cast_signed()),
+                status: NtStatus::INVALID_HANDLE,
                 output: Vec::new(),
             })))),
         }

@@ -121,7 +121,7 @@ fn status_of_win32(code: u32) -> NtStatus {
         1816 => NtStatus::QUOTA_EXCEEDED,
         1306 => NtStatus::REVISION_MISMATCH,
         50 => NtStatus::NOT_SUPPORTED,
-        _ => NtStatus(0xC000_0001_u32.cast_signed()), // STATUS_UNSUCCESSFUL
+        _ => NtStatus::UNSUCCESSFUL,
     }
 }
 
@@ -269,7 +269,7 @@ impl Transport for Device {
             .clone()
         else {
             return Ok(Box::new(Ready(Some(Completed {
-                status: NtStatus(0xC000_0008_u32.cast_signed()), // STATUS_INVALID_HANDLE
+                status: NtStatus::INVALID_HANDLE,
                 output: Vec::new(),
             }))));
         };

@@ -145,7 +145,7 @@ fn sends_at_peer_disconnect(
     let client_disconnect = client.start_disconnect(conn.id)?;
     let sd = next(d, "server", server, WaitOn::Any, EventKind::Disconnected)?;
     d.check(
-        sd.is_some_and(|e| e.cause == Cause::Peer && e.outstanding_sends == 1),
+        sd.is_some_and(|e| e.cause == Some(Cause::Peer) && e.outstanding_sends == 1),
         "server: `disconnected` (peer) with the send still outstanding",
     )?;
     let mut q = server.query(cb)?;
@@ -188,7 +188,7 @@ fn sends_at_peer_disconnect(
     )?;
     let cd = next_of(d, "client", client, conn.id, EventKind::Disconnected)?;
     d.check(
-        cd.is_some_and(|e| e.cause == Cause::Local && e.status.is_success()),
+        cd.is_some_and(|e| e.cause == Some(Cause::Local) && e.status.is_success()),
         "client: `disconnected` (local) with STATUS_SUCCESS",
     )?;
     server.close_object(cb)?;
@@ -278,7 +278,7 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
     let client_disconnect = client.start_disconnect(ca)?;
     let sd = next(&d, "server", &server, WaitOn::Any, EventKind::Disconnected)?;
     d.check(
-        sd.is_some_and(|e| e.connection_id == cb && e.cause == Cause::Peer),
+        sd.is_some_and(|e| e.connection_id == cb && e.cause == Some(Cause::Peer)),
         "server: `disconnected` with cause peer",
     )?;
     d.check(
@@ -371,7 +371,7 @@ pub fn run(faults: &[SimFault], out: &Out) -> Result<(), CliError> {
     )?;
     let cd = next(&d, "client", &client, WaitOn::Any, EventKind::Disconnected)?;
     d.check(
-        cd.is_some_and(|e| e.connection_id == ca && e.cause == Cause::Local),
+        cd.is_some_and(|e| e.connection_id == ca && e.cause == Some(Cause::Local)),
         "client: `disconnected` with cause local",
     )?;
     d.check(

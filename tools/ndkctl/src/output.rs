@@ -1,5 +1,6 @@
 //! How results look: a readable form, and `--json` (one JSON object per line).
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,42 +10,45 @@ use serde_json::{Value, json};
 
 use crate::error::CliError;
 
-/// An event kind's name.
-pub fn kind_name(k: EventKind) -> &'static str {
-    match k {
+/// An event kind's name (a kind from a newer driver: `kind-N`).
+pub fn kind_name(k: EventKind) -> Cow<'static, str> {
+    Cow::Borrowed(match k {
         EventKind::Connected => "connected",
         EventKind::Accepted => "accepted",
         EventKind::ConnectFailed => "connect-failed",
         EventKind::Disconnected => "disconnected",
         EventKind::Flushed => "flushed",
         EventKind::Closed => "closed",
-    }
+        EventKind::Unknown(v) => return Cow::Owned(format!("kind-{v}")),
+    })
 }
 
-/// A cause's name.
-pub fn cause_name(c: Cause) -> &'static str {
-    match c {
-        Cause::None => "none",
-        Cause::Peer => "peer",
-        Cause::Local => "local",
-        Cause::LocalAbortive => "local-abortive",
-        Cause::Aborted => "aborted",
-        Cause::AdapterRemoved => "adapter-removed",
-        Cause::HandleClosed => "handle-closed",
-        Cause::TransportError => "transport-error",
-    }
+/// A cause's name (`none` for an event without one; a cause from a newer driver: `cause-N`).
+pub fn cause_name(c: Option<Cause>) -> Cow<'static, str> {
+    Cow::Borrowed(match c {
+        None => "none",
+        Some(Cause::Peer) => "peer",
+        Some(Cause::Local) => "local",
+        Some(Cause::LocalAbortive) => "local-abortive",
+        Some(Cause::Aborted) => "aborted",
+        Some(Cause::AdapterRemoved) => "adapter-removed",
+        Some(Cause::HandleClosed) => "handle-closed",
+        Some(Cause::TransportError) => "transport-error",
+        Some(Cause::Unknown(v)) => return Cow::Owned(format!("cause-{v}")),
+    })
 }
 
-/// A state's name.
-pub fn state_name(s: ConnState) -> &'static str {
-    match s {
+/// A state's name (a state from a newer driver: `state-N`).
+pub fn state_name(s: ConnState) -> Cow<'static, str> {
+    Cow::Borrowed(match s {
         ConnState::Connecting => "connecting",
         ConnState::Connected => "connected",
         ConnState::Disconnecting => "disconnecting",
         ConnState::Disconnected => "disconnected",
         ConnState::Failed => "failed",
         ConnState::Closed => "closed",
-    }
+        ConnState::Unknown(v) => return Cow::Owned(format!("state-{v}")),
+    })
 }
 
 /// An NTSTATUS as JSON fields: hex code and name.
@@ -107,8 +111,8 @@ pub fn event_row(e: &Event) -> String {
         e.seq,
         e.connection_id,
         kind_name(e.kind),
-        if e.cause == Cause::None {
-            "-"
+        if e.cause.is_none() {
+            "-".into()
         } else {
             cause_name(e.cause)
         },
@@ -124,7 +128,7 @@ pub fn event_row(e: &Event) -> String {
 
 /// One event in a sentence (demo and scenario logs).
 pub fn event_line(e: &Event) -> String {
-    let cause = if e.cause == Cause::None {
+    let cause = if e.cause.is_none() {
         String::new()
     } else {
         format!(" cause={}", cause_name(e.cause))

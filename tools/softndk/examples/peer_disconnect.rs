@@ -10,9 +10,7 @@
 mod common;
 
 use common::{Buf, Net, Pair, V21, disconnect, flush, poll, post_receive};
-use ndkpi_sys::{
-    NDK_MR_FLAG_ALLOW_LOCAL_WRITE, NdkOperationTypeReceive, STATUS_CANCELLED, STATUS_SUCCESS,
-};
+use ndkpi_sys::{NDK_MR_FLAG_ALLOW_LOCAL_WRITE, NdkOperationTypeReceive, NtStatus};
 use softndk::{Completion, reason};
 
 const RECEIVES: usize = 4;
@@ -41,14 +39,14 @@ fn main() {
         for i in 0..RECEIVES {
             let mut buf = Buf::new(end.pd, 256, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
             let status = post_receive(end.qp, &buf.sge(0, 256), 100 + i);
-            check(status == STATUS_SUCCESS, &format!("receive {i} posted"));
+            check(status == NtStatus::SUCCESS, &format!("receive {i} posted"));
             bufs.push(buf);
         }
     }
 
     println!("3. host A disconnects gracefully (NdkDisconnect)");
     check(
-        disconnect(pair.a.conn) == STATUS_SUCCESS,
+        disconnect(pair.a.conn) == NtStatus::SUCCESS,
         "A's NdkDisconnect completed",
     );
     net.settle();
@@ -83,7 +81,7 @@ fn main() {
     );
     let a_results = poll(pair.a.cq);
     check(
-        a_results.len() == RECEIVES && a_results.iter().all(|r| r.Status == STATUS_CANCELLED),
+        a_results.len() == RECEIVES && a_results.iter().all(|r| r.Status == NtStatus::CANCELLED),
         "A's receives completed with STATUS_CANCELLED",
     );
 
@@ -97,7 +95,7 @@ fn main() {
     check(
         b_results
             .iter()
-            .all(|r| r.Status == STATUS_CANCELLED && r.Type == NdkOperationTypeReceive),
+            .all(|r| r.Status == NtStatus::CANCELLED && r.Type == NdkOperationTypeReceive),
         "every one is a receive completed with STATUS_CANCELLED (0xC0000120)",
     );
     check(

@@ -80,7 +80,7 @@ impl Target {
         self.shared.dispatch(out);
         result.unwrap_or_else(|v| {
             self.shared.report(v);
-            STATUS_INVALID_PARAMETER
+            NtStatus::INVALID_PARAMETER
         })
     }
 
@@ -89,7 +89,7 @@ impl Target {
             function: self.function,
             what,
         });
-        STATUS_INVALID_PARAMETER
+        NtStatus::INVALID_PARAMETER
     }
 
     /// `NdkClose*`.
@@ -113,7 +113,7 @@ impl Target {
         self.shared.dispatch(out);
         result.unwrap_or_else(|v| {
             self.shared.report(v);
-            STATUS_INVALID_PARAMETER
+            NtStatus::INVALID_PARAMETER
         })
     }
 
@@ -151,7 +151,7 @@ impl Target {
         let mut created = None;
         let status = self.with(|world, out| {
             if world.adapter_removed(self.id) {
-                return Ok(STATUS_DEVICE_REMOVED);
+                return Ok(NtStatus::DEVICE_REMOVED);
             }
             let (host, adapter, version) = {
                 let parent = &world.objects[&self.id];
@@ -159,16 +159,16 @@ impl Target {
             };
             if world.take_create_failure(host, kind) {
                 if world.complete_now() {
-                    return Ok(STATUS_INSUFFICIENT_RESOURCES);
+                    return Ok(NtStatus::INSUFFICIENT_RESOURCES);
                 }
                 let call = Call::Create {
                     f: completion,
                     ctx: Ctx(ctx),
-                    status: STATUS_INSUFFICIENT_RESOURCES,
+                    status: NtStatus::INSUFFICIENT_RESOURCES,
                     object: None,
                 };
                 world.emit(out, self.id, call);
-                return Ok(STATUS_PENDING);
+                return Ok(NtStatus::PENDING);
             }
             let (antecedents, body) = match build(world) {
                 Ok(parts) => parts,
@@ -177,7 +177,7 @@ impl Target {
             let (id, shell) = world.create_object(kind, adapter, host, version, antecedents, body);
             if world.complete_now() {
                 created = Some(shell);
-                Ok(STATUS_SUCCESS)
+                Ok(NtStatus::SUCCESS)
             } else {
                 world.emit(
                     out,
@@ -185,11 +185,11 @@ impl Target {
                     Call::Create {
                         f: completion,
                         ctx: Ctx(ctx),
-                        status: STATUS_SUCCESS,
+                        status: NtStatus::SUCCESS,
                         object: Some(shell),
                     },
                 );
-                Ok(STATUS_PENDING)
+                Ok(NtStatus::PENDING)
             }
         });
         if let Some(shell) = created {
@@ -207,7 +207,7 @@ impl Target {
 /// other than `AF_INET`/`AF_INET6` -> `STATUS_INVALID_ADDRESS`.
 fn read_sockaddr(ptr: *const SOCKADDR, len: u32) -> Result<SocketAddr, NTSTATUS> {
     if ptr.is_null() || (len as usize) < size_of::<u16>() {
-        return Err(STATUS_INVALID_PARAMETER);
+        return Err(NtStatus::INVALID_PARAMETER);
     }
     // SAFETY: non-null, and the caller promises `len` readable bytes; we read two.
     let family = unsafe { ptr.cast::<u16>().read_unaligned() };
@@ -231,8 +231,8 @@ fn read_sockaddr(ptr: *const SOCKADDR, len: u32) -> Result<SocketAddr, NTSTATUS>
                 sin6.sin6_scope_id,
             )))
         }
-        AF_INET | AF_INET6 => Err(STATUS_INVALID_PARAMETER),
-        _ => Err(STATUS_INVALID_ADDRESS),
+        AF_INET | AF_INET6 => Err(NtStatus::INVALID_PARAMETER),
+        _ => Err(NtStatus::INVALID_ADDRESS),
     }
 }
 
@@ -248,7 +248,7 @@ fn write_sockaddr(
         return t.violation("null address-length pointer");
     }
     let Some(addr) = addr else {
-        return STATUS_INVALID_DEVICE_STATE;
+        return NtStatus::INVALID_DEVICE_STATE;
     };
     let required = match addr {
         SocketAddr::V4(_) => SOCKADDR_IN_LEN,
@@ -259,7 +259,7 @@ fn write_sockaddr(
     // SAFETY: as above.
     unsafe { len.write(required) };
     if ptr.is_null() || have < required {
-        return STATUS_BUFFER_TOO_SMALL;
+        return NtStatus::BUFFER_TOO_SMALL;
     }
     match addr {
         SocketAddr::V4(a) => {
@@ -286,7 +286,7 @@ fn write_sockaddr(
             unsafe { ptr.cast::<SOCKADDR_IN6>().write_unaligned(sin6) };
         }
     }
-    STATUS_SUCCESS
+    NtStatus::SUCCESS
 }
 
 /// Copy the consumer's scatter/gather list.
@@ -339,7 +339,7 @@ fn arg_object<T>(t: &Target, ptr: *mut T, kind: ObjectKind) -> Result<ObjId, NTS
                 expected: kind,
                 found: entry.kind,
             });
-            Err(STATUS_INVALID_PARAMETER)
+            Err(NtStatus::INVALID_PARAMETER)
         }
         _ => Err(t.violation("object argument is not a live object of this adapter's fabric")),
     }
@@ -358,7 +358,7 @@ unsafe extern "system" fn close_object(
 ) -> NTSTATUS {
     let kind = kind_of_header(obj).unwrap_or(ObjectKind::Pd);
     let Some(t) = enter(obj, kind, kind.close_name()) else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     if t.shared
         .world()
@@ -379,9 +379,9 @@ unsafe extern "system" fn query_extension(
 ) -> NTSTATUS {
     let kind = kind_of_header(obj).unwrap_or(ObjectKind::Pd);
     let Some(t) = enter(obj, kind, "NdkQueryExtension") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 // --- adapter ---------------------------------------------------------------------------------
@@ -392,13 +392,13 @@ unsafe extern "system" fn query_adapter_info(
     size: *mut u32,
 ) -> NTSTATUS {
     let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkQueryAdapterInfo") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     if in_provider_callback() {
         t.shared.report(Violation::PassiveOnlyInCallback {
             function: "NdkQueryAdapterInfo",
         });
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     }
     if size.is_null() {
         return t.violation("null pBufferSize");
@@ -406,7 +406,7 @@ unsafe extern "system" fn query_adapter_info(
     let mut value = None;
     let status = t.with(|world, _| {
         value = Some(world.adapter_info(t.id));
-        Ok(STATUS_SUCCESS)
+        Ok(NtStatus::SUCCESS)
     });
     let Some(value) = value else { return status };
     // SAFETY: non-null in/out size.
@@ -415,7 +415,7 @@ unsafe extern "system" fn query_adapter_info(
     if info.is_null() || have < NDK_ADAPTER_INFO_V1_SIZE {
         // SAFETY: as above.
         unsafe { size.write(full) };
-        return STATUS_BUFFER_TOO_SMALL;
+        return NtStatus::BUFFER_TOO_SMALL;
     }
     let n = have.min(full);
     let bytes = adapter_info_bytes(&value);
@@ -424,7 +424,7 @@ unsafe extern "system" fn query_adapter_info(
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), info.cast::<u8>(), n as usize) };
     // SAFETY: as above.
     unsafe { size.write(n) };
-    STATUS_SUCCESS
+    NtStatus::SUCCESS
 }
 
 /// `NDK_ADAPTER_INFO` as bytes, field by field: its padding (0x0C..0x10, 0x64..0x68) is
@@ -538,11 +538,11 @@ unsafe extern "system" fn create_cq(
     pp: *mut *mut NDK_CQ,
 ) -> NTSTATUS {
     let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateCq") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     t.create(ObjectKind::Cq, cc, ctx, pp, |world| {
         if depth == 0 || depth > world.adapter_info(t.id).MaxCqDepth {
-            return Err(STATUS_INVALID_PARAMETER);
+            return Err(NtStatus::INVALID_PARAMETER);
         }
         Ok((
             vec![t.id],
@@ -558,7 +558,7 @@ unsafe extern "system" fn create_pd(
     pp: *mut *mut NDK_PD,
 ) -> NTSTATUS {
     let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreatePd") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     t.create(ObjectKind::Pd, cc, ctx, pp, |world| {
         let token = world.next_token();
@@ -580,9 +580,9 @@ unsafe extern "system" fn create_shared_endpoint(
     _pp: *mut *mut NDK_SHARED_ENDPOINT,
 ) -> NTSTATUS {
     let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateSharedEndpoint") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 unsafe extern "system" fn create_connector(
@@ -592,7 +592,7 @@ unsafe extern "system" fn create_connector(
     pp: *mut *mut NDK_CONNECTOR,
 ) -> NTSTATUS {
     let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateConnector") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     t.create(ObjectKind::Connector, cc, ctx, pp, |_| {
         Ok((
@@ -611,7 +611,7 @@ unsafe extern "system" fn create_listener(
     pp: *mut *mut NDK_LISTENER,
 ) -> NTSTATUS {
     let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateListener") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     if event.is_none() {
         return t.violation("null ConnectEvent callback");
@@ -646,7 +646,7 @@ unsafe extern "system" fn build_lam(
     fbo: *mut u32,
 ) -> NTSTATUS {
     let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkBuildLAM") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     if lam_size.is_null() || fbo.is_null() {
         return t.violation("null pLAMSize or pFBO");
@@ -655,19 +655,19 @@ unsafe extern "system" fn build_lam(
         return t.violation("MDL not created by softndk::SoftMdl::new");
     };
     if length == 0 || length > count {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     }
     let offset = va.addr() % PAGE_SIZE;
     let pages = (offset + length).div_ceil(PAGE_SIZE);
     let Some(required) = u32::try_from(pages).ok().and_then(NDK_LAM_SIZE) else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     // SAFETY: non-null in/out size.
     let have = unsafe { lam_size.read() };
     // SAFETY: as above.
     unsafe { lam_size.write(required) };
     if lam.is_null() || have < required {
-        return STATUS_BUFFER_TOO_SMALL;
+        return NtStatus::BUFFER_TOO_SMALL;
     }
     let first_page = va.addr() - offset;
     // SAFETY: `lam` is non-null and points to `required` bytes the consumer provides for the
@@ -700,7 +700,7 @@ unsafe extern "system" fn build_lam(
                 },
             );
         }
-        Ok(world.finish_request(out, t.id, f, Ctx(ctx), STATUS_SUCCESS))
+        Ok(world.finish_request(out, t.id, f, Ctx(ctx), NtStatus::SUCCESS))
     })
 }
 
@@ -717,7 +717,7 @@ unsafe extern "system" fn release_lam(
             _ => false,
         };
         if removed {
-            Ok(STATUS_SUCCESS)
+            Ok(NtStatus::SUCCESS)
         } else {
             Err(Violation::BadArgument {
                 function: "NdkReleaseLAM",
@@ -737,10 +737,10 @@ unsafe extern "system" fn create_mr(
     pp: *mut *mut NDK_MR,
 ) -> NTSTATUS {
     let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateMr") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     if fast != FALSE {
-        return t.with(|_, _| Ok(STATUS_NOT_SUPPORTED));
+        return t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED));
     }
     t.create(ObjectKind::Mr, cc, ctx, pp, |world| {
         let (local_token, remote_token) = (world.next_token(), world.next_token());
@@ -763,9 +763,9 @@ unsafe extern "system" fn create_mw(
     _pp: *mut *mut NDK_MW,
 ) -> NTSTATUS {
     let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateMw") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 unsafe extern "system" fn create_srq(
@@ -781,9 +781,9 @@ unsafe extern "system" fn create_srq(
     _pp: *mut *mut NDK_SRQ,
 ) -> NTSTATUS {
     let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateSrq") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 unsafe extern "system" fn create_qp(
@@ -801,7 +801,7 @@ unsafe extern "system" fn create_qp(
     pp: *mut *mut NDK_QP,
 ) -> NTSTATUS {
     let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateQp") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let (rcq, icq) = match (
         arg_object(&t, rcq, ObjectKind::Cq),
@@ -822,7 +822,7 @@ unsafe extern "system" fn create_qp(
             && max_isge <= info.MaxInitiatorRequestSge
             && inline <= info.MaxInlineDataSize;
         if !cqs_ok || !limits_ok {
-            return Err(STATUS_INVALID_PARAMETER);
+            return Err(NtStatus::INVALID_PARAMETER);
         }
         let qp = Qp::new(
             t.id,
@@ -853,9 +853,9 @@ unsafe extern "system" fn create_qp_with_srq(
     _pp: *mut *mut NDK_QP,
 ) -> NTSTATUS {
     let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateQpWithSrq") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 unsafe extern "system" fn privileged_token(pd: *mut NDK_PD, token: *mut u32) {
@@ -871,7 +871,7 @@ unsafe extern "system" fn privileged_token(pd: *mut NDK_PD, token: *mut u32) {
         if let Some(Body::Pd { privileged_token }) = world.objects.get(&t.id).map(|o| &o.body) {
             value = *privileged_token;
         }
-        Ok(STATUS_SUCCESS)
+        Ok(NtStatus::SUCCESS)
     });
     // SAFETY: non-null out-pointer.
     unsafe { token.write(value) };
@@ -886,10 +886,10 @@ unsafe extern "system" fn resize_cq(
     _ctx: PVOID,
 ) -> NTSTATUS {
     let Some(t) = enter(cq, ObjectKind::Cq, "NdkResizeCq") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     // NDK_ADAPTER_FLAG_CQ_RESIZE_SUPPORTED is clear.
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 unsafe extern "system" fn arm_cq(cq: *mut NDK_CQ, kind: u32) {
@@ -905,7 +905,7 @@ unsafe extern "system" fn arm_cq(cq: *mut NDK_CQ, kind: u32) {
     }
     t.with(|world, out| {
         world.arm_cq(out, t.id, kind);
-        Ok(STATUS_SUCCESS)
+        Ok(NtStatus::SUCCESS)
     });
 }
 
@@ -920,7 +920,7 @@ fn take_results(t: &Target, n: u32) -> Vec<crate::world::CqEntry> {
             let k = (n as usize).min(cq.entries.len());
             taken.extend(cq.entries.drain(..k));
         }
-        Ok(STATUS_SUCCESS)
+        Ok(NtStatus::SUCCESS)
     });
     taken
 }
@@ -939,7 +939,7 @@ unsafe extern "system" fn get_cq_results(cq: *mut NDK_CQ, results: *mut NDK_RESU
     let taken = take_results(&t, n);
     let clean = t.shared.world().config.kindness.clean_error_completions;
     for (i, e) in taken.iter().enumerate() {
-        let failed = e.status != STATUS_SUCCESS && !clean;
+        let failed = e.status != NtStatus::SUCCESS && !clean;
         let r = NDK_RESULT {
             Status: e.status,
             BytesTransferred: if failed { UNDEFINED_FIELD } else { e.bytes },
@@ -979,7 +979,7 @@ unsafe extern "system" fn get_cq_results_ex(
     for (i, e) in taken.iter().enumerate() {
         // NDK_RESULT_EX: on an error completion only Status and the contexts are defined;
         // ProviderErrorCode (2.1) carries the provider's diagnostic, zero below 2.1.
-        let failed = e.status != STATUS_SUCCESS && !clean;
+        let failed = e.status != NtStatus::SUCCESS && !clean;
         let r = NDK_RESULT_EX {
             Status: e.status,
             BytesTransferred: if failed { UNDEFINED_FIELD } else { e.bytes },
@@ -1001,10 +1001,10 @@ unsafe extern "system" fn control_moderation(
     _count: u32,
 ) -> NTSTATUS {
     let Some(t) = enter(cq, ObjectKind::Cq, "NdkControlCqInterruptModeration") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     // NDK_ADAPTER_FLAG_CQ_INTERRUPT_MODERATION_SUPPORTED is clear, so NOT_SUPPORTED is required.
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 // --- QP ---------------------------------------------------------------------------------------
@@ -1015,13 +1015,13 @@ unsafe extern "system" fn flush(qp: *mut NDK_QP) {
     };
     t.with(|world, out| {
         world.start_flush(out, t.id);
-        Ok(STATUS_SUCCESS)
+        Ok(NtStatus::SUCCESS)
     });
 }
 
 fn post(t: &Target, queue: Queue, op: impl FnOnce(&mut World, &mut Out) -> NTSTATUS) -> NTSTATUS {
     let Some(_serial) = t.serialise(Busy::Queue(queue)) else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     t.shared.gate_point(t.shell.addr(), queue);
     t.with(|world, out| Ok(op(world, out)))
@@ -1035,7 +1035,7 @@ unsafe extern "system" fn send(
     flags: u32,
 ) -> NTSTATUS {
     let Some(t) = enter(qp, ObjectKind::Qp, "NdkSend") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let sges = match read_sges(&t, sgl, n) {
         Ok(s) => s,
@@ -1053,7 +1053,7 @@ unsafe extern "system" fn receive(
     n: u32,
 ) -> NTSTATUS {
     let Some(t) = enter(qp, ObjectKind::Qp, "NdkReceive") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let sges = match read_sges(&t, sgl, n) {
         Ok(s) => s,
@@ -1074,9 +1074,9 @@ unsafe extern "system" fn bind(
     _flags: u32,
 ) -> NTSTATUS {
     let Some(t) = enter(qp, ObjectKind::Qp, "NdkBind") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 unsafe extern "system" fn fast_register(
@@ -1091,9 +1091,9 @@ unsafe extern "system" fn fast_register(
     _flags: u32,
 ) -> NTSTATUS {
     let Some(t) = enter(qp, ObjectKind::Qp, "NdkFastRegister") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 unsafe extern "system" fn invalidate(
@@ -1103,9 +1103,9 @@ unsafe extern "system" fn invalidate(
     _flags: u32,
 ) -> NTSTATUS {
     let Some(t) = enter(qp, ObjectKind::Qp, "NdkInvalidate") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 #[expect(
@@ -1124,7 +1124,7 @@ fn rdma(
 ) -> NTSTATUS {
     let name = if write { "NdkWrite" } else { "NdkRead" };
     let Some(t) = enter(qp, ObjectKind::Qp, name) else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let sges = match read_sges(&t, sgl, n) {
         Ok(s) => s,
@@ -1168,9 +1168,9 @@ unsafe extern "system" fn send_and_invalidate(
     _token: u32,
 ) -> NTSTATUS {
     let Some(t) = enter(qp, ObjectKind::Qp, "NdkSendAndInvalidate") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 // --- MR ---------------------------------------------------------------------------------------
@@ -1184,20 +1184,20 @@ unsafe extern "system" fn register_mr(
     ctx: PVOID,
 ) -> NTSTATUS {
     let Some(t) = enter(mr, ObjectKind::Mr, "NdkRegisterMr") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let Some((base, count)) = resolve_mdl(mdl) else {
         return t.violation("MDL not created by softndk::SoftMdl::new");
     };
     t.with(|world, out| {
         let Some(Body::Mr(region_owner)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) else {
-            return Ok(STATUS_INVALID_PARAMETER);
+            return Ok(NtStatus::INVALID_PARAMETER);
         };
         if length == 0 || length > count || flags & !0xF != 0 {
-            return Ok(STATUS_INVALID_PARAMETER);
+            return Ok(NtStatus::INVALID_PARAMETER);
         }
         if region_owner.region.is_some() {
-            return Ok(STATUS_INVALID_DEVICE_STATE);
+            return Ok(NtStatus::INVALID_DEVICE_STATE);
         }
         region_owner.region = Some(Region {
             base,
@@ -1208,7 +1208,7 @@ unsafe extern "system" fn register_mr(
         for token in tokens {
             world.tokens.insert(token, t.id);
         }
-        Ok(world.finish_request(out, t.id, f, Ctx(ctx), STATUS_SUCCESS))
+        Ok(world.finish_request(out, t.id, f, Ctx(ctx), NtStatus::SUCCESS))
     })
 }
 
@@ -1218,16 +1218,16 @@ unsafe extern "system" fn deregister_mr(
     ctx: PVOID,
 ) -> NTSTATUS {
     let Some(t) = enter(mr, ObjectKind::Mr, "NdkDeregisterMr") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     t.with(|world, out| {
         let Some(Body::Mr(m)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) else {
-            return Ok(STATUS_INVALID_PARAMETER);
+            return Ok(NtStatus::INVALID_PARAMETER);
         };
         if m.region.take().is_none() {
-            return Ok(STATUS_INVALID_DEVICE_STATE);
+            return Ok(NtStatus::INVALID_DEVICE_STATE);
         }
-        Ok(world.finish_request(out, t.id, f, Ctx(ctx), STATUS_SUCCESS))
+        Ok(world.finish_request(out, t.id, f, Ctx(ctx), NtStatus::SUCCESS))
     })
 }
 
@@ -1239,9 +1239,9 @@ unsafe extern "system" fn init_fast_register(
     _ctx: PVOID,
 ) -> NTSTATUS {
     let Some(t) = enter(mr, ObjectKind::Mr, "NdkInitializeFastRegisterMr") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 fn mr_token(mr: *mut NDK_MR, remote: bool) -> u32 {
@@ -1262,7 +1262,7 @@ fn mr_token(mr: *mut NDK_MR, remote: bool) -> u32 {
                 m.local_token
             };
         }
-        Ok(STATUS_SUCCESS)
+        Ok(NtStatus::SUCCESS)
     });
     token
 }
@@ -1292,7 +1292,7 @@ unsafe extern "system" fn connect(
     ctx: PVOID,
 ) -> NTSTATUS {
     let Some(t) = enter(conn, ObjectKind::Connector, "NdkConnect") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let qp = match arg_object(&t, qp, ObjectKind::Qp) {
         Ok(qp) => qp,
@@ -1303,7 +1303,7 @@ unsafe extern "system" fn connect(
         (Err(s), _) | (_, Err(s)) => return s,
     };
     if src.is_ipv4() != dst.is_ipv4() {
-        return STATUS_INVALID_ADDRESS;
+        return NtStatus::INVALID_ADDRESS;
     }
     let private_data = match read_private_data(&t, data, data_len) {
         Ok(d) => d,
@@ -1336,9 +1336,9 @@ unsafe extern "system" fn connect_with_shared_endpoint(
     _ctx: PVOID,
 ) -> NTSTATUS {
     let Some(t) = enter(conn, ObjectKind::Connector, "NdkConnectWithSharedEndpoint") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
-    t.with(|_, _| Ok(STATUS_NOT_SUPPORTED))
+    t.with(|_, _| Ok(NtStatus::NOT_SUPPORTED))
 }
 
 fn complete_connect_common(
@@ -1349,7 +1349,7 @@ fn complete_connect_common(
     name: &'static str,
 ) -> NTSTATUS {
     let Some(t) = enter(conn, ObjectKind::Connector, name) else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     t.with(|world, out| Ok(world.complete_connect(out, t.id, disc, f, Ctx(ctx))))
 }
@@ -1390,7 +1390,7 @@ fn accept_common(
     name: &'static str,
 ) -> NTSTATUS {
     let Some(t) = enter(conn, ObjectKind::Connector, name) else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let qp = match arg_object(&t, qp, ObjectKind::Qp) {
         Ok(qp) => qp,
@@ -1472,7 +1472,7 @@ unsafe extern "system" fn reject(
     data_len: u32,
 ) -> NTSTATUS {
     let Some(t) = enter(conn, ObjectKind::Connector, "NdkReject") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let _held = t.shared.connection_lock();
     let private_data = match read_private_data(&t, data, data_len) {
@@ -1490,7 +1490,7 @@ unsafe extern "system" fn get_connection_data(
     len: *mut u32,
 ) -> NTSTATUS {
     let Some(t) = enter(conn, ObjectKind::Connector, "NdkGetConnectionData") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     if len.is_null() {
         return t.violation("null pPrivateDataLength");
@@ -1505,7 +1505,7 @@ unsafe extern "system" fn get_connection_data(
         Ok(match world.connection_data(t.id) {
             Ok((inbound, outbound, bytes)) => {
                 found = Some((inbound, outbound, bytes.to_vec()));
-                STATUS_SUCCESS
+                NtStatus::SUCCESS
             }
             Err(status) => status,
         })
@@ -1525,15 +1525,15 @@ unsafe extern "system" fn get_connection_data(
     // SAFETY: non-null in/out length.
     unsafe { len.write(rds) };
     if data.is_null() {
-        return STATUS_SUCCESS;
+        return NtStatus::SUCCESS;
     }
     let n = bytes.len().min(have as usize);
     // SAFETY: the consumer's buffer holds `have >= n` bytes; `bytes` is ours.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.cast::<u8>(), n) };
     if have >= rds {
-        STATUS_SUCCESS
+        NtStatus::SUCCESS
     } else {
-        STATUS_BUFFER_TOO_SMALL
+        NtStatus::BUFFER_TOO_SMALL
     }
 }
 
@@ -1549,7 +1549,7 @@ fn address_of(
         "NdkGetLocalAddress"
     };
     let Some(t) = enter(conn, ObjectKind::Connector, name) else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let _held = t.shared.connection_lock();
     let mut found = None;
@@ -1559,9 +1559,9 @@ fn address_of(
         } else {
             world.local_address(t.id)
         };
-        Ok(STATUS_SUCCESS)
+        Ok(NtStatus::SUCCESS)
     });
-    if status != STATUS_SUCCESS {
+    if status != NtStatus::SUCCESS {
         return status;
     }
     write_sockaddr(&t, found, addr, len)
@@ -1589,7 +1589,7 @@ unsafe extern "system" fn disconnect(
     ctx: PVOID,
 ) -> NTSTATUS {
     let Some(t) = enter(conn, ObjectKind::Connector, "NdkDisconnect") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let status = {
         let _held = t.shared.connection_lock();
@@ -1609,7 +1609,7 @@ unsafe extern "system" fn disconnect(
     t.shared.dispatch(out);
     result.unwrap_or_else(|v| {
         t.shared.report(v);
-        STATUS_INVALID_PARAMETER
+        NtStatus::INVALID_PARAMETER
     })
 }
 
@@ -1623,7 +1623,7 @@ unsafe extern "system" fn listen(
     ctx: PVOID,
 ) -> NTSTATUS {
     let Some(t) = enter(listener, ObjectKind::Listener, "NdkListen") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let addr = match read_sockaddr(addr, len) {
         Ok(a) => a,
@@ -1638,14 +1638,14 @@ unsafe extern "system" fn listener_local_address(
     len: *mut u32,
 ) -> NTSTATUS {
     let Some(t) = enter(listener, ObjectKind::Listener, "NdkGetLocalAddress") else {
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     };
     let mut found = None;
     let status = t.with(|world, _| {
         found = world.listener_address(t.id);
-        Ok(STATUS_SUCCESS)
+        Ok(NtStatus::SUCCESS)
     });
-    if status != STATUS_SUCCESS {
+    if status != NtStatus::SUCCESS {
         return status;
     }
     write_sockaddr(&t, found, addr, len)
@@ -1657,7 +1657,7 @@ unsafe extern "system" fn control_connect_events(listener: *mut NDK_LISTENER, pa
     };
     t.with(|world, _| {
         world.pause_listener(t.id, pause != FALSE);
-        Ok(STATUS_SUCCESS)
+        Ok(NtStatus::SUCCESS)
     });
 }
 
@@ -1704,14 +1704,14 @@ unsafe extern "system" fn wsk_open(
         shared.report(Violation::PassiveOnlyInCallback {
             function: "WskOpenNdkAdapter",
         });
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     }
     if pp.is_null() {
         shared.report(Violation::BadArgument {
             function: "WskOpenNdkAdapter",
             what: "null ppNdkAdapter",
         });
-        return STATUS_INVALID_PARAMETER;
+        return NtStatus::INVALID_PARAMETER;
     }
     let created = {
         let mut world = shared.world();
@@ -1720,13 +1720,13 @@ unsafe extern "system" fn wsk_open(
             .iter()
             .position(|h| h.config.if_index == if_index)
         else {
-            return STATUS_NOT_FOUND;
+            return NtStatus::NOT_FOUND;
         };
         if world.hosts[host].removed {
-            return STATUS_DEVICE_REMOVED;
+            return NtStatus::DEVICE_REMOVED;
         }
         let Some(negotiated) = negotiate(version, world.hosts[host].config.max_version) else {
-            return STATUS_NDIS_BAD_VERSION;
+            return NtStatus::NDIS_BAD_VERSION;
         };
         let body = Body::Adapter {
             removed: false,
@@ -1738,7 +1738,7 @@ unsafe extern "system" fn wsk_open(
     };
     // SAFETY: non-null out-pointer for the adapter.
     unsafe { pp.write(created.as_ndk()) };
-    STATUS_SUCCESS
+    NtStatus::SUCCESS
 }
 
 unsafe extern "system" fn wsk_close(client_ptr: PWSK_CLIENT, adapter: *mut NDK_ADAPTER) {

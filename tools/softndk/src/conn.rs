@@ -3,13 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ndkpi_sys::{
-    NDK_FN_CONNECT_EVENT_CALLBACK, NDK_FN_REQUEST_COMPLETION, NTSTATUS, STATUS_CANCELLED,
-    STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_INVALID, STATUS_CONNECTION_REFUSED,
-    STATUS_DEVICE_REMOVED, STATUS_HOST_UNREACHABLE, STATUS_INVALID_ADDRESS,
-    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_PENDING,
-    STATUS_SHARING_VIOLATION, STATUS_SUCCESS, STATUS_TOO_MANY_ADDRESSES,
-};
+use ndkpi_sys::{NDK_FN_CONNECT_EVENT_CALLBACK, NDK_FN_REQUEST_COMPLETION, NTSTATUS, NtStatus};
 
 use crate::qp::{FlushKind, QpState};
 use crate::shell::ObjId;
@@ -211,18 +205,18 @@ impl World {
             *addresses
                 .iter()
                 .find(|a| a.is_ipv4() == want.is_ipv4())
-                .ok_or(STATUS_INVALID_ADDRESS)?
+                .ok_or(NtStatus::INVALID_ADDRESS)?
         } else if addresses.contains(&want.ip()) {
             want.ip()
         } else {
-            return Err(STATUS_INVALID_ADDRESS);
+            return Err(NtStatus::INVALID_ADDRESS);
         };
         if want.port() == 0 {
-            self.ephemeral(ip).ok_or(STATUS_TOO_MANY_ADDRESSES)
+            self.ephemeral(ip).ok_or(NtStatus::TOO_MANY_ADDRESSES)
         } else {
             let addr = SocketAddr::new(ip, want.port());
             if self.ports.contains(&addr) {
-                Err(STATUS_SHARING_VIOLATION)
+                Err(NtStatus::SHARING_VIOLATION)
             } else {
                 Ok(addr)
             }
@@ -240,18 +234,19 @@ impl World {
         ctx: Ctx,
     ) -> NTSTATUS {
         if self.listener_mut(id).is_some_and(|l| l.addr.is_some()) {
-            return STATUS_INVALID_DEVICE_STATE;
+            return NtStatus::INVALID_DEVICE_STATE;
         }
         if self.adapter_removed(id) {
-            return STATUS_DEVICE_REMOVED;
+            return NtStatus::DEVICE_REMOVED;
         }
         let host = self.objects[&id].host;
         let bound = if addr.ip().is_unspecified() {
             // A wildcard listener takes the port on the unspecified address.
             if addr.port() == 0 {
-                self.ephemeral(addr.ip()).ok_or(STATUS_TOO_MANY_ADDRESSES)
+                self.ephemeral(addr.ip())
+                    .ok_or(NtStatus::TOO_MANY_ADDRESSES)
             } else if self.ports.contains(&addr) {
-                Err(STATUS_SHARING_VIOLATION)
+                Err(NtStatus::SHARING_VIOLATION)
             } else {
                 Ok(addr)
             }
@@ -265,7 +260,7 @@ impl World {
                 if let Some(l) = self.listener_mut(id) {
                     l.addr = Some(bound);
                 }
-                STATUS_SUCCESS
+                NtStatus::SUCCESS
             }
             Err(status) => status,
         };
@@ -320,12 +315,12 @@ impl World {
     fn bind_qp(&mut self, conn: ObjId, qp: ObjId) -> Result<(), NTSTATUS> {
         let same_adapter =
             self.objects.get(&conn).map(|o| o.adapter) == self.objects.get(&qp).map(|o| o.adapter);
-        let q = self.qp_mut(qp).ok_or(STATUS_INVALID_PARAMETER)?;
+        let q = self.qp_mut(qp).ok_or(NtStatus::INVALID_PARAMETER)?;
         if !same_adapter {
-            return Err(STATUS_INVALID_PARAMETER);
+            return Err(NtStatus::INVALID_PARAMETER);
         }
         if q.connector.is_some() || q.state != QpState::Idle {
-            return Err(STATUS_INVALID_DEVICE_STATE);
+            return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         q.connector = Some(conn);
         q.state = QpState::Connecting;
@@ -338,14 +333,14 @@ impl World {
 
     pub(crate) fn connect(&mut self, out: &mut Out, a: ObjId, args: ConnectArgs) -> NTSTATUS {
         if self.conn(a).map(|c| c.state) != Some(ConnectorState::Idle) {
-            return STATUS_INVALID_DEVICE_STATE;
+            return NtStatus::INVALID_DEVICE_STATE;
         }
         if self.adapter_removed(a) {
-            return STATUS_DEVICE_REMOVED;
+            return NtStatus::DEVICE_REMOVED;
         }
         let info = self.adapter_info(self.objects[&a].adapter);
         if args.private_data.len() > info.MaxCallerData as usize {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         }
         let host = self.objects[&a].host;
         let local = match self.bind_local(host, args.src) {
@@ -371,11 +366,11 @@ impl World {
             .host_by_ip(args.dst.ip())
             .filter(|h| !self.hosts[*h].removed);
         let Some(_) = dst_host else {
-            return self.fail_connect(out, a, args.f, args.ctx, STATUS_HOST_UNREACHABLE);
+            return self.fail_connect(out, a, args.f, args.ctx, NtStatus::HOST_UNREACHABLE);
         };
         let Some(listener) = self.find_listener(args.dst) else {
             self.counters.refused_connects += 1;
-            return self.fail_connect(out, a, args.f, args.ctx, STATUS_CONNECTION_REFUSED);
+            return self.fail_connect(out, a, args.f, args.ctx, NtStatus::CONNECTION_REFUSED);
         };
         // The passive connector, handed to the listener's owner by the connect event.
         let (l_adapter, l_host, l_version) = {
@@ -427,7 +422,7 @@ impl World {
             self.config.timing.handshake_timeout,
             crate::world::Timer::Handshake(a),
         );
-        STATUS_PENDING
+        NtStatus::PENDING
     }
 
     fn fail_connect(
@@ -468,12 +463,12 @@ impl World {
         ctx: Ctx,
     ) -> NTSTATUS {
         let Some(c) = self.conn(a) else {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         match c.state {
             ConnectorState::Replied => {}
-            ConnectorState::Failed if c.peer_data_known => return STATUS_CONNECTION_ABORTED,
-            _ => return STATUS_CONNECTION_INVALID,
+            ConnectorState::Failed if c.peer_data_known => return NtStatus::CONNECTION_ABORTED,
+            _ => return NtStatus::CONNECTION_INVALID,
         }
         let peer = c.peer;
         let peer_ready = peer.is_some_and(|b| {
@@ -484,7 +479,7 @@ impl World {
                 c.state = ConnectorState::Failed;
             }
             self.mark_qp(out, a, QpState::Dead);
-            return self.finish_request(out, a, f, ctx, STATUS_CONNECTION_ABORTED);
+            return self.finish_request(out, a, f, ctx, NtStatus::CONNECTION_ABORTED);
         }
         let b = peer.unwrap_or_default();
         for (id, cb) in [(a, disc), (b, None)] {
@@ -508,24 +503,24 @@ impl World {
                 q.peer = Some(qa);
             }
         }
-        self.complete_pending(out, b, STATUS_SUCCESS);
-        self.finish_request(out, a, f, ctx, STATUS_SUCCESS)
+        self.complete_pending(out, b, NtStatus::SUCCESS);
+        self.finish_request(out, a, f, ctx, NtStatus::SUCCESS)
     }
 
     // --- passive side ---------------------------------------------------------------------
 
     pub(crate) fn accept(&mut self, out: &mut Out, b: ObjId, args: AcceptArgs) -> NTSTATUS {
         let Some(c) = self.conn(b) else {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         match c.state {
             ConnectorState::Incoming => {}
-            ConnectorState::Failed => return STATUS_CONNECTION_ABORTED,
-            _ => return STATUS_INVALID_DEVICE_STATE,
+            ConnectorState::Failed => return NtStatus::CONNECTION_ABORTED,
+            _ => return NtStatus::INVALID_DEVICE_STATE,
         }
         let info = self.adapter_info(self.objects[&b].adapter);
         if args.private_data.len() > info.MaxCalleeData as usize {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         }
         let a = c.peer.unwrap_or_default();
         let peer_waiting =
@@ -534,7 +529,7 @@ impl World {
             if let Some(c) = self.conn_mut(b) {
                 c.state = ConnectorState::Failed;
             }
-            return STATUS_CONNECTION_ABORTED;
+            return NtStatus::CONNECTION_ABORTED;
         }
         if let Err(status) = self.bind_qp(b, args.qp) {
             return status;
@@ -560,19 +555,19 @@ impl World {
             p.ird = p.ird.min(ord);
             p.ord = p.ord.min(ird);
         }
-        self.complete_pending(out, a, STATUS_SUCCESS);
+        self.complete_pending(out, a, NtStatus::SUCCESS);
         World::arm(
             out,
             self.config.timing.handshake_timeout,
             crate::world::Timer::Handshake(b),
         );
-        STATUS_PENDING
+        NtStatus::PENDING
     }
 
     pub(crate) fn reject(&mut self, out: &mut Out, x: ObjId, private_data: Vec<u8>) -> NTSTATUS {
         self.counters.rejects += 1;
         let Some(c) = self.conn(x) else {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         let (state, peer) = (c.state, c.peer);
         let peer_open = peer.is_some_and(|p| self.is_open(p));
@@ -583,7 +578,7 @@ impl World {
                 }
                 let a = peer.unwrap_or_default();
                 if !peer_open || self.conn(a).map(|p| p.state) != Some(ConnectorState::Connecting) {
-                    return STATUS_CONNECTION_ABORTED;
+                    return NtStatus::CONNECTION_ABORTED;
                 }
                 if let Some(p) = self.conn_mut(a) {
                     p.state = ConnectorState::Failed;
@@ -592,8 +587,8 @@ impl World {
                 }
                 self.mark_qp(out, a, QpState::Dead);
                 self.counters.refused_connects += 1;
-                self.complete_pending(out, a, STATUS_CONNECTION_REFUSED);
-                STATUS_SUCCESS
+                self.complete_pending(out, a, NtStatus::CONNECTION_REFUSED);
+                NtStatus::SUCCESS
             }
             ConnectorState::Replied => {
                 if let Some(c) = self.conn_mut(x) {
@@ -602,12 +597,12 @@ impl World {
                 self.mark_qp(out, x, QpState::Dead);
                 let b = peer.unwrap_or_default();
                 if !peer_open || self.conn(b).map(|p| p.state) != Some(ConnectorState::Accepting) {
-                    return STATUS_CONNECTION_ABORTED;
+                    return NtStatus::CONNECTION_ABORTED;
                 }
                 self.abort_handshake(out, b);
-                STATUS_SUCCESS
+                NtStatus::SUCCESS
             }
-            _ => STATUS_INVALID_DEVICE_STATE,
+            _ => NtStatus::INVALID_DEVICE_STATE,
         }
     }
 
@@ -619,7 +614,7 @@ impl World {
             c.peer_data_known = true;
         }
         self.mark_qp(out, id, QpState::Dead);
-        self.complete_pending(out, id, STATUS_CONNECTION_ABORTED);
+        self.complete_pending(out, id, NtStatus::CONNECTION_ABORTED);
     }
 
     /// A connect request whose event was never delivered (listener closing): refuse it and
@@ -633,19 +628,19 @@ impl World {
             }
             self.mark_qp(out, a, QpState::Dead);
             self.counters.refused_connects += 1;
-            self.complete_pending(out, a, STATUS_CONNECTION_REFUSED);
+            self.complete_pending(out, a, NtStatus::CONNECTION_REFUSED);
         }
         self.discard(out, b);
     }
 
     pub(crate) fn connection_data(&self, x: ObjId) -> Result<(u32, u32, &[u8]), NTSTATUS> {
-        let c = self.conn(x).ok_or(STATUS_INVALID_PARAMETER)?;
+        let c = self.conn(x).ok_or(NtStatus::INVALID_PARAMETER)?;
         match c.state {
             ConnectorState::Incoming | ConnectorState::Replied => Ok((c.ird, c.ord, &c.peer_data)),
             ConnectorState::Failed | ConnectorState::Rejected if c.peer_data_known => {
                 Ok((c.ird, c.ord, &c.peer_data))
             }
-            _ => Err(STATUS_INVALID_DEVICE_STATE),
+            _ => Err(NtStatus::INVALID_DEVICE_STATE),
         }
     }
 
@@ -675,7 +670,7 @@ impl World {
         ctx: Ctx,
     ) -> NTSTATUS {
         let Some(c) = self.conn(x) else {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         let (state, ending, again, peer, link_down) = (
             c.state,
@@ -691,7 +686,7 @@ impl World {
                 }
                 self.end_local(out, x, Ending::LocalDisconnect);
                 self.flush_conn_qp(out, x, FlushKind::Implicit);
-                self.finish_request(out, x, f, ctx, STATUS_SUCCESS)
+                self.finish_request(out, x, f, ctx, NtStatus::SUCCESS)
             }
             ConnectorState::Connected => {
                 if let Some(c) = self.conn_mut(x) {
@@ -709,7 +704,7 @@ impl World {
                     self.config.timing.disconnect_timeout,
                     crate::world::Timer::Disconnect(x),
                 );
-                STATUS_PENDING
+                NtStatus::PENDING
             }
             ConnectorState::Disconnected => {
                 if let Some(c) = self.conn_mut(x) {
@@ -720,20 +715,22 @@ impl World {
                 }
                 self.mark_qp(out, x, QpState::Dead);
                 let status = match ending {
-                    Some(Ending::PeerGraceful | Ending::LocalDisconnect) | None => STATUS_SUCCESS,
-                    Some(_) => STATUS_CONNECTION_ABORTED,
+                    Some(Ending::PeerGraceful | Ending::LocalDisconnect) | None => {
+                        NtStatus::SUCCESS
+                    }
+                    Some(_) => NtStatus::CONNECTION_ABORTED,
                 };
                 // The peer's own NdkDisconnect waits for this answer.
                 if ending == Some(Ending::PeerGraceful)
                     && !link_down
                     && let Some(y) = peer
                 {
-                    self.answer_disconnect(out, y, STATUS_SUCCESS);
+                    self.answer_disconnect(out, y, NtStatus::SUCCESS);
                 }
                 self.finish_request(out, x, f, ctx, status)
             }
-            ConnectorState::Disconnecting => STATUS_INVALID_DEVICE_STATE,
-            _ => STATUS_CONNECTION_INVALID,
+            ConnectorState::Disconnecting => NtStatus::INVALID_DEVICE_STATE,
+            _ => NtStatus::CONNECTION_INVALID,
         }
     }
 
@@ -755,7 +752,7 @@ impl World {
     pub(crate) fn disconnect_timed_out(&mut self, out: &mut Out, x: ObjId) {
         if self.conn(x).map(|c| c.state) == Some(ConnectorState::Disconnecting) {
             self.counters.disconnect_timeouts += 1;
-            self.answer_disconnect(out, x, ndkpi_sys::STATUS_IO_TIMEOUT);
+            self.answer_disconnect(out, x, NtStatus::IO_TIMEOUT);
         }
     }
 
@@ -791,7 +788,7 @@ impl World {
             c.peer_data_known = true;
         }
         self.mark_qp(out, x, QpState::Dead);
-        self.complete_pending(out, x, ndkpi_sys::STATUS_IO_TIMEOUT);
+        self.complete_pending(out, x, NtStatus::IO_TIMEOUT);
     }
 
     /// `x` ends an established connection itself (`how` is `LocalDisconnect` or `LocalClose`);
@@ -827,8 +824,8 @@ impl World {
             ConnectorState::Connected => {}
             ConnectorState::Disconnecting => {
                 let status = match how {
-                    Ending::PeerGraceful | Ending::PeerReset => STATUS_SUCCESS,
-                    _ => STATUS_CONNECTION_ABORTED,
+                    Ending::PeerGraceful | Ending::PeerReset => NtStatus::SUCCESS,
+                    _ => NtStatus::CONNECTION_ABORTED,
                 };
                 return self.answer_disconnect(out, y, status);
             }
@@ -922,7 +919,7 @@ impl World {
     /// The consumer started closing connector `x`: cancel its owed request, and tear down
     /// whatever it was part of.
     pub(crate) fn connector_closing(&mut self, out: &mut Out, x: ObjId) {
-        self.complete_pending(out, x, STATUS_CANCELLED);
+        self.complete_pending(out, x, NtStatus::CANCELLED);
         let Some(c) = self.conn(x) else { return };
         let (state, peer) = (c.state, c.peer);
         match state {
@@ -931,7 +928,7 @@ impl World {
                 // Closing is an answer too: a peer waiting in its own NdkDisconnect is done.
                 let link_down = self.conn(x).is_some_and(|c| c.link_down);
                 if let Some(y) = peer.filter(|_| !link_down) {
-                    self.answer_disconnect(out, y, STATUS_SUCCESS);
+                    self.answer_disconnect(out, y, NtStatus::SUCCESS);
                 }
                 if let Some(c) = self.conn_mut(x) {
                     c.state = ConnectorState::Disconnected;
@@ -948,7 +945,7 @@ impl World {
                     }
                     self.mark_qp(out, a, QpState::Dead);
                     self.counters.refused_connects += 1;
-                    self.complete_pending(out, a, STATUS_CONNECTION_REFUSED);
+                    self.complete_pending(out, a, NtStatus::CONNECTION_REFUSED);
                 }
             }
             ConnectorState::Connecting | ConnectorState::Replied | ConnectorState::Accepting => {
@@ -1040,7 +1037,7 @@ impl World {
         };
         c.ending.get_or_insert(how);
         c.disconnect_callbacks = c.disconnect_callbacks.max(1);
-        self.complete_pending(out, y, STATUS_CONNECTION_ABORTED);
+        self.complete_pending(out, y, NtStatus::CONNECTION_ABORTED);
         self.flush_conn_qp(out, y, FlushKind::Implicit);
         self.mark_qp(out, y, QpState::Dead);
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ndkpi_sys::{
     NDK_ADAPTER, NDK_ADAPTER_FLAG_IN_ORDER_DMA_SUPPORTED,
     NDK_ADAPTER_FLAG_LOOPBACK_CONNECTIONS_SUPPORTED, NDK_ADAPTER_INFO, NDK_CONNECTOR, NDK_CQ,
-    NDK_OBJECT_HEADER, NDK_QP, NDK_VERSION, NTSTATUS, NdkRoCEv2, PWSK_CLIENT,
+    NDK_OBJECT_HEADER, NDK_QP, NDK_VERSION, NTSTATUS, NdkRoCEv2, NtStatus, PWSK_CLIENT,
     WSK_PROVIDER_NDK_DISPATCH,
 };
 
@@ -827,10 +827,10 @@ impl Fabric {
         let open = self
             .wsk_dispatch()
             .WskOpenNdkAdapter
-            .ok_or(ndkpi_sys::STATUS_NOT_SUPPORTED)?;
+            .ok_or(NtStatus::NOT_SUPPORTED)?;
         // SAFETY: our own WskOpenNdkAdapter, called with our client and a valid out-pointer.
         let status = unsafe { open(self.wsk_client(), version, if_index, &raw mut adapter) };
-        if status == ndkpi_sys::STATUS_SUCCESS {
+        if status == NtStatus::SUCCESS {
             Ok(adapter)
         } else {
             Err(status)
@@ -941,8 +941,8 @@ impl Fabric {
             return false;
         };
         let status = match error {
-            CqError::Overrun => ndkpi_sys::STATUS_BUFFER_OVERFLOW,
-            CqError::Fatal => ndkpi_sys::STATUS_INTERNAL_ERROR,
+            CqError::Overrun => NtStatus::BUFFER_OVERFLOW,
+            CqError::Fatal => NtStatus::INTERNAL_ERROR,
         };
         let mut out = Out::default();
         self.shared.world().cq_failed(&mut out, entry.id, status);

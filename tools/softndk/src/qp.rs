@@ -7,9 +7,7 @@ use ndkpi_sys::{
     NDK_MR_FLAG_ALLOW_LOCAL_WRITE, NDK_MR_FLAG_ALLOW_REMOTE_READ, NDK_MR_FLAG_ALLOW_REMOTE_WRITE,
     NDK_OP_FLAG_INLINE, NDK_OP_FLAG_SEND_AND_SOLICIT_EVENT, NDK_OP_FLAG_SILENT_SUCCESS, NTSTATUS,
     NdkOperationTypeRead, NdkOperationTypeReceive, NdkOperationTypeSend, NdkOperationTypeWrite,
-    STATUS_ACCESS_VIOLATION, STATUS_CANCELLED, STATUS_CONNECTION_INVALID, STATUS_DATA_OVERRUN,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_REMOTE_RESOURCES,
-    STATUS_SUCCESS,
+    NtStatus,
 };
 
 use crate::mem::{BytePtr, copy_in, copy_out};
@@ -220,14 +218,17 @@ impl World {
     /// the access it needs.
     fn resolve(&self, qp: ObjId, sge: Sge, access: Access) -> Result<BytePtr, NTSTATUS> {
         let (pd, adapter) = {
-            let obj = self.objects.get(&qp).ok_or(STATUS_INVALID_PARAMETER)?;
+            let obj = self.objects.get(&qp).ok_or(NtStatus::INVALID_PARAMETER)?;
             let Body::Qp(q) = &obj.body else {
-                return Err(STATUS_INVALID_PARAMETER);
+                return Err(NtStatus::INVALID_PARAMETER);
             };
             (q.pd, obj.adapter)
         };
         let len = sge.len as usize;
-        let owner = *self.tokens.get(&sge.token).ok_or(STATUS_ACCESS_VIOLATION)?;
+        let owner = *self
+            .tokens
+            .get(&sge.token)
+            .ok_or(NtStatus::ACCESS_VIOLATION)?;
         let (base, region_len) = match self.objects.get(&owner).map(|o| &o.body) {
             Some(Body::Pd { .. }) if owner == pd => {
                 let Some(Object {
@@ -235,26 +236,26 @@ impl World {
                     ..
                 }) = self.objects.get(&adapter)
                 else {
-                    return Err(STATUS_ACCESS_VIOLATION);
+                    return Err(NtStatus::ACCESS_VIOLATION);
                 };
                 let lam = lams
                     .values()
                     .find(|l| contains(l.base, l.len, sge.addr, len))
-                    .ok_or(STATUS_ACCESS_VIOLATION)?;
+                    .ok_or(NtStatus::ACCESS_VIOLATION)?;
                 (lam.base, lam.len)
             }
             Some(Body::Mr(mr)) if mr.pd == pd => {
-                let region = mr.region.ok_or(STATUS_ACCESS_VIOLATION)?;
+                let region = mr.region.ok_or(NtStatus::ACCESS_VIOLATION)?;
                 let write_ok = region.flags & NDK_MR_FLAG_ALLOW_LOCAL_WRITE != 0;
                 if access == Access::LocalWrite && !write_ok {
-                    return Err(STATUS_ACCESS_VIOLATION);
+                    return Err(NtStatus::ACCESS_VIOLATION);
                 }
                 (region.base, region.len)
             }
-            _ => return Err(STATUS_ACCESS_VIOLATION),
+            _ => return Err(NtStatus::ACCESS_VIOLATION),
         };
         if !contains(base, region_len, sge.addr, len) {
-            return Err(STATUS_ACCESS_VIOLATION);
+            return Err(NtStatus::ACCESS_VIOLATION);
         }
         Ok(base.offset(sge.addr.addr() - base.addr()))
     }
@@ -281,7 +282,7 @@ impl World {
     fn scatter(&self, qp: ObjId, sges: &[Sge], data: &[u8]) -> Result<(), NTSTATUS> {
         let capacity: usize = sges.iter().map(|s| s.len as usize).sum();
         if data.len() > capacity {
-            return Err(STATUS_DATA_OVERRUN);
+            return Err(NtStatus::DATA_OVERRUN);
         }
         let targets = sges
             .iter()
@@ -309,19 +310,19 @@ impl World {
         sges: Vec<Sge>,
     ) -> NTSTATUS {
         let Some(q) = self.qp_mut(qp_id) else {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         if sges.len() > q.max_rsge as usize {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         }
         if q.receives.len() >= q.rq_depth as usize {
-            return STATUS_INSUFFICIENT_RESOURCES;
+            return NtStatus::INSUFFICIENT_RESOURCES;
         }
         q.stats.receives_posted += 1;
         if q.state == QpState::Dead && !q.flushing.is_empty() {
             // Behind the requests an `NdkFlush` is still completing: in queue order.
             q.flushing.push((ctx, true));
-            return STATUS_SUCCESS;
+            return NtStatus::SUCCESS;
         }
         if q.state == QpState::Dead {
             // A torn-down QP completes new work at once as flushed.
@@ -332,18 +333,18 @@ impl World {
                 rcq,
                 snapshot,
                 ctx,
-                STATUS_CANCELLED,
+                NtStatus::CANCELLED,
                 NdkOperationTypeReceive,
                 0,
                 false,
             );
-            return STATUS_SUCCESS;
+            return NtStatus::SUCCESS;
         }
         q.receives.push_back(RecvWr { ctx, sges });
         if let Some(peer) = q.peer {
             self.pump(out, peer);
         }
-        STATUS_SUCCESS
+        NtStatus::SUCCESS
     }
 
     pub(crate) fn post_send(
@@ -359,10 +360,10 @@ impl World {
             .get(&qp_id)
             .map_or(0, |o| self.adapter_info(o.adapter).MaxTransferLength);
         let Some(q) = self.qp(qp_id) else {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         if q.state != QpState::Connected {
-            return STATUS_CONNECTION_INVALID;
+            return NtStatus::CONNECTION_INVALID;
         }
         let inline = flags & NDK_OP_FLAG_INLINE != 0;
         let total: u64 = sges.iter().map(|s| u64::from(s.len)).sum();
@@ -370,15 +371,15 @@ impl World {
             || (inline && total > u64::from(q.inline_size))
             || total > u64::from(max_transfer)
         {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         }
         if q.sends.len() >= q.iq_depth as usize {
-            return STATUS_INSUFFICIENT_RESOURCES;
+            return NtStatus::INSUFFICIENT_RESOURCES;
         }
         let icq = q.icq;
         let gathered = self.gather(qp_id, sges, inline);
         let Some(q) = self.qp_mut(qp_id) else {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         q.stats.initiator_posted += 1;
         match gathered {
@@ -402,7 +403,7 @@ impl World {
                 self.qp_error(out, qp_id);
             }
         }
-        STATUS_SUCCESS
+        NtStatus::SUCCESS
     }
 
     /// A request failed on the QP (a protection or length error): like an RDMA adapter, the QP
@@ -444,7 +445,7 @@ impl World {
             let result = self.scatter(receiver, &recv.sges, &send.data);
             let (r_status, bytes) = match result {
                 Ok(()) => (
-                    STATUS_SUCCESS,
+                    NtStatus::SUCCESS,
                     u32::try_from(send.data.len()).unwrap_or(u32::MAX),
                 ),
                 Err(status) => (status, 0),
@@ -464,7 +465,7 @@ impl World {
                 bytes,
                 solicited,
             );
-            if r_status != STATUS_SUCCESS {
+            if r_status != NtStatus::SUCCESS {
                 self.qp_error(out, receiver);
             }
             let silent = send.flags & NDK_OP_FLAG_SILENT_SUCCESS != 0;
@@ -478,7 +479,7 @@ impl World {
                     s_cq,
                     s_ref,
                     send.ctx,
-                    STATUS_SUCCESS,
+                    NtStatus::SUCCESS,
                     NdkOperationTypeSend,
                     0,
                     false,
@@ -502,18 +503,18 @@ impl World {
         write: bool,
     ) -> NTSTATUS {
         let Some(q) = self.qp(qp_id) else {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         if q.state != QpState::Connected {
-            return STATUS_CONNECTION_INVALID;
+            return NtStatus::CONNECTION_INVALID;
         }
         if sges.len() > q.max_isge as usize && flags & NDK_OP_FLAG_INLINE == 0 {
-            return STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         }
         let (icq, peer, snapshot) = (q.icq, q.peer, QpRef::of(q));
         let len: usize = sges.iter().map(|s| s.len as usize).sum();
         let remote = peer
-            .ok_or(STATUS_CONNECTION_INVALID)
+            .ok_or(NtStatus::CONNECTION_INVALID)
             .and_then(|p| self.remote_region(p, token, remote_address, len, write));
         let result = remote.and_then(|remote| {
             if write {
@@ -533,19 +534,19 @@ impl World {
         if let Some(q) = self.qp_mut(qp_id) {
             q.stats.initiator_posted += 1;
         }
-        let status = result.err().unwrap_or(STATUS_SUCCESS);
+        let status = result.err().unwrap_or(NtStatus::SUCCESS);
         let op = if write {
             NdkOperationTypeWrite
         } else {
             NdkOperationTypeRead
         };
-        if status != STATUS_SUCCESS || flags & NDK_OP_FLAG_SILENT_SUCCESS == 0 {
+        if status != NtStatus::SUCCESS || flags & NDK_OP_FLAG_SILENT_SUCCESS == 0 {
             self.complete_ref(out, icq, snapshot, ctx, status, op, 0, false);
         }
-        if status != STATUS_SUCCESS {
+        if status != NtStatus::SUCCESS {
             self.qp_error(out, qp_id);
         }
-        STATUS_SUCCESS
+        NtStatus::SUCCESS
     }
 
     fn remote_region(
@@ -559,27 +560,27 @@ impl World {
         let peer_pd = self
             .qp(peer_qp)
             .map(|q| q.pd)
-            .ok_or(STATUS_ACCESS_VIOLATION)?;
-        let owner = *self.tokens.get(&token).ok_or(STATUS_ACCESS_VIOLATION)?;
+            .ok_or(NtStatus::ACCESS_VIOLATION)?;
+        let owner = *self.tokens.get(&token).ok_or(NtStatus::ACCESS_VIOLATION)?;
         let Some(Object {
             body: Body::Mr(mr), ..
         }) = self.objects.get(&owner)
         else {
-            return Err(STATUS_ACCESS_VIOLATION);
+            return Err(NtStatus::ACCESS_VIOLATION);
         };
         let region = mr
             .region
             .filter(|_| mr.pd == peer_pd && mr.remote_token == token)
-            .ok_or(STATUS_ACCESS_VIOLATION)?;
+            .ok_or(NtStatus::ACCESS_VIOLATION)?;
         let needed = if write {
             NDK_MR_FLAG_ALLOW_REMOTE_WRITE
         } else {
             NDK_MR_FLAG_ALLOW_REMOTE_READ
         };
         if region.flags & needed != needed {
-            return Err(STATUS_ACCESS_VIOLATION);
+            return Err(NtStatus::ACCESS_VIOLATION);
         }
-        let start = usize::try_from(address).map_err(|_| STATUS_REMOTE_RESOURCES)?;
+        let start = usize::try_from(address).map_err(|_| NtStatus::REMOTE_RESOURCES)?;
         let addr = BytePtr(
             region
                 .base
@@ -587,7 +588,7 @@ impl World {
                 .wrapping_add(start.wrapping_sub(region.base.addr())),
         );
         if !contains(region.base, region.len, addr, len) {
-            return Err(STATUS_REMOTE_RESOURCES);
+            return Err(NtStatus::REMOTE_RESOURCES);
         }
         Ok(addr)
     }
@@ -649,7 +650,7 @@ impl World {
             } else {
                 (icq, NdkOperationTypeSend)
             };
-            self.complete_ref(out, cq, snapshot, ctx, STATUS_CANCELLED, op, 0, false);
+            self.complete_ref(out, cq, snapshot, ctx, NtStatus::CANCELLED, op, 0, false);
         }
     }
 
@@ -727,7 +728,7 @@ impl World {
             icq,
             snapshot,
             first.ctx,
-            ndkpi_sys::STATUS_IO_TIMEOUT,
+            NtStatus::IO_TIMEOUT,
             provider_error::RETRY_EXCEEDED,
         );
         self.flush_qp(out, qp_id, FlushKind::Provider);
@@ -761,7 +762,7 @@ impl World {
             icq,
             snapshot,
             first.ctx,
-            ndkpi_sys::STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             provider_error::RNR_TERMINATED,
         );
         for qp in [sender, receiver] {
@@ -812,7 +813,7 @@ impl World {
     ) {
         // Flushed requests carry the provider's flush code; other codes come with
         // `complete_error`.
-        let provider_code = if status == STATUS_CANCELLED {
+        let provider_code = if status == NtStatus::CANCELLED {
             provider_error::FLUSHED
         } else {
             0

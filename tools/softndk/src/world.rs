@@ -13,8 +13,8 @@ use ndkpi_sys::{
     NDK_ADAPTER_INFO, NDK_CQ_NOTIFY_ANY, NDK_CQ_NOTIFY_ERRORS, NDK_CQ_NOTIFY_SOLICITED,
     NDK_FN_CLOSE_COMPLETION, NDK_FN_CONNECT_EVENT_CALLBACK, NDK_FN_CQ_NOTIFICATION_CALLBACK,
     NDK_FN_CREATE_COMPLETION, NDK_FN_DISCONNECT_EVENT_CALLBACK,
-    NDK_FN_DISCONNECT_EVENT_CALLBACK_EX, NDK_FN_REQUEST_COMPLETION, NDK_VERSION, NTSTATUS, PVOID,
-    STATUS_BUFFER_OVERFLOW, STATUS_SUCCESS,
+    NDK_FN_DISCONNECT_EVENT_CALLBACK_EX, NDK_FN_REQUEST_COMPLETION, NDK_VERSION, NTSTATUS,
+    NtStatus, PVOID,
 };
 
 use crate::ObjectKind;
@@ -426,7 +426,7 @@ impl World {
             status
         } else {
             self.emit(out, target, Call::Request { f, ctx, status });
-            ndkpi_sys::STATUS_PENDING
+            NtStatus::PENDING
         }
     }
 
@@ -658,7 +658,7 @@ impl World {
         ctx: Ctx,
     ) -> NTSTATUS {
         let Some(obj) = self.objects.get_mut(&id) else {
-            return ndkpi_sys::STATUS_INVALID_PARAMETER;
+            return NtStatus::INVALID_PARAMETER;
         };
         obj.close = CloseState::Closing {
             f,
@@ -682,9 +682,9 @@ impl World {
         }
         let sync = self.complete_now();
         if self.try_finish_close(out, id, sync) {
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         } else {
-            ndkpi_sys::STATUS_PENDING
+            NtStatus::PENDING
         }
     }
 
@@ -866,10 +866,10 @@ impl World {
         }
         if cq.entries.len() >= cq.depth as usize {
             // Overrun: the CQ and every QP using it are dead; errors always notify.
-            self.cq_failed(out, cq_id, STATUS_BUFFER_OVERFLOW);
+            self.cq_failed(out, cq_id, NtStatus::BUFFER_OVERFLOW);
             return;
         }
-        let solicited = entry.solicited || entry.status != STATUS_SUCCESS;
+        let solicited = entry.solicited || entry.status != NtStatus::SUCCESS;
         cq.entries.push_back(entry);
         cq.arrived_any = true;
         cq.arrived_solicited |= solicited;
@@ -880,7 +880,7 @@ impl World {
         };
         if fire {
             cq.armed = None;
-            self.fire_cq(out, cq_id, STATUS_SUCCESS);
+            self.fire_cq(out, cq_id, NtStatus::SUCCESS);
         }
     }
 
@@ -939,7 +939,7 @@ impl World {
             };
         if fire_now {
             cq.armed = None;
-            self.fire_cq(out, cq_id, STATUS_SUCCESS);
+            self.fire_cq(out, cq_id, NtStatus::SUCCESS);
         } else {
             cq.armed = Some(merged);
         }

@@ -80,10 +80,10 @@ fn start_close<T>(obj: *mut T, close_fn: NDK_FN_CLOSE_OBJECT, tag: &Tag) -> NTST
 fn expected(closed: &[(&str, NTSTATUS)], last: &str) -> Vec<String> {
     let mut v = Vec::new();
     for &(name, st) in closed {
-        if st == STATUS_PENDING {
+        if st == NtStatus::PENDING {
             v.extend([name.to_owned(), format!("/{name}")]);
         } else {
-            assert_eq!(st, STATUS_SUCCESS, "close of {name}");
+            assert_eq!(st, NtStatus::SUCCESS, "close of {name}");
         }
     }
     v.extend([last.to_owned(), format!("/{last}")]);
@@ -93,7 +93,7 @@ fn expected(closed: &[(&str, NTSTATUS)], last: &str) -> Vec<String> {
 /// Close a successor and, if its close pended, wait for its completion.
 fn close_logged<T>(obj: *mut T, close_fn: NDK_FN_CLOSE_OBJECT, tag: &Tag) -> NTSTATUS {
     let st = start_close(obj, close_fn, tag);
-    if st == STATUS_PENDING {
+    if st == NtStatus::PENDING {
         tag.log.wait_for(&format!("/{}", tag.name));
     }
     st
@@ -127,7 +127,7 @@ fn cq_close_pends_until_the_qp_using_it_has_closed() {
 
         assert_eq!(
             start_close(cq, d(cq).NdkCloseCq, &tcq),
-            STATUS_PENDING,
+            NtStatus::PENDING,
             "{mode:?}: a CQ in use cannot close at once"
         );
         net.settle();
@@ -163,7 +163,7 @@ fn pd_close_pends_until_its_mr_and_qp_have_closed() {
 
         assert_eq!(
             start_close(pd, d(pd).NdkClosePd, &tpd),
-            STATUS_PENDING,
+            NtStatus::PENDING,
             "{mode:?}: a PD with an MR and a QP cannot close at once"
         );
         net.settle();
@@ -218,7 +218,7 @@ fn listener_close_pends_until_the_connector_it_delivered_has_closed() {
 
         assert_eq!(
             start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
-            STATUS_PENDING,
+            NtStatus::PENDING,
             "{mode:?}: an accepted connector is still open"
         );
         net.settle();
@@ -246,7 +246,7 @@ fn a_closing_listener_refuses_new_connections() {
         let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
         assert_eq!(
             start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
-            STATUS_PENDING,
+            NtStatus::PENDING,
             "{mode:?}"
         );
         let refused_before = net.fabric.stats().refused_connects;
@@ -255,7 +255,7 @@ fn a_closing_listener_refuses_new_connections() {
         let mut late = End::new(&net, 1, V21);
         late.conn = create_connector(late.adapter);
         let (slot, st) = start_connect(&late, dst, b"late");
-        assert_eq!(slot.resolve(st), STATUS_CONNECTION_REFUSED, "{mode:?}");
+        assert_eq!(slot.resolve(st), NtStatus::CONNECTION_REFUSED, "{mode:?}");
         net.settle();
         assert_eq!(
             pair.incoming.len(),
@@ -286,14 +286,14 @@ fn a_closing_listener_keeps_its_address_until_its_close_completes() {
         let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
         assert_eq!(
             start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
-            STATUS_PENDING,
+            NtStatus::PENDING,
             "{mode:?}"
         );
 
         let second = create_listener(pair.b.adapter, &Incoming::new());
         assert_ne!(
             listen(second, dst),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}: the address is still in use"
         );
 
@@ -302,7 +302,7 @@ fn a_closing_listener_keeps_its_address_until_its_close_completes() {
         net.settle();
         assert_eq!(
             listen(second, dst),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}: free once the close completed"
         );
         close(second, d(second).NdkCloseListener);
@@ -319,7 +319,7 @@ fn closing_an_unaccepted_incoming_connector_rejects_the_connect() {
         let b = End::new(&net, 2, V21);
         let incoming = Incoming::new();
         let listener = create_listener(b.adapter, &incoming);
-        assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+        assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
         a.conn = create_connector(a.adapter);
         let refused_before = net.fabric.stats().refused_connects;
 
@@ -327,17 +327,17 @@ fn closing_an_unaccepted_incoming_connector_rejects_the_connect() {
         let offered = incoming.next();
         assert_eq!(
             close(offered, d(offered).NdkCloseConnector),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}"
         );
         assert_eq!(
             slot.resolve(st),
-            STATUS_CONNECTION_REFUSED,
+            NtStatus::CONNECTION_REFUSED,
             "{mode:?}: closing without accepting rejects"
         );
         assert_eq!(
             slot.calls(),
-            u32::from(st == STATUS_PENDING),
+            u32::from(st == NtStatus::PENDING),
             "{mode:?}: exactly one completion"
         );
         assert_eq!(
@@ -367,12 +367,12 @@ fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS
     let mut obj: *mut T = std::ptr::null_mut();
     assert_eq!(
         call(s.ctx(), &raw mut obj),
-        STATUS_PENDING,
+        NtStatus::PENDING,
         "Manual: every create pends"
     );
     assert!(net.fabric.deliver() >= 1);
     assert_eq!(s.calls(), 1);
-    assert_eq!(s.state.lock().unwrap().status, Some(STATUS_SUCCESS));
+    assert_eq!(s.state.lock().unwrap().status, Some(NtStatus::SUCCESS));
     s.object_ptr()
 }
 
@@ -445,7 +445,7 @@ fn owed_notification_and_close(kind: bool) {
         Length: 8,
         MemoryRegionToken: 0,
     };
-    assert_eq!(post_receive(qp, &sge, 0x99), STATUS_SUCCESS);
+    assert_eq!(post_receive(qp, &sge, 0x99), NtStatus::SUCCESS);
     flush(qp);
     assert_eq!(
         net.fabric.cq_len(cq),
@@ -465,8 +465,8 @@ fn owed_notification_and_close(kind: bool) {
     // Close the QP and the CQ before the notification is delivered.
     let log = Arc::new(Log::default());
     let (tqp, tcq) = (Tag::new(&log, "qp"), Tag::new(&log, "cq"));
-    assert_eq!(start_close(qp, d(qp).NdkCloseQp, &tqp), STATUS_PENDING);
-    assert_eq!(start_close(cq, d(cq).NdkCloseCq, &tcq), STATUS_PENDING);
+    assert_eq!(start_close(qp, d(qp).NdkCloseQp, &tqp), NtStatus::PENDING);
+    assert_eq!(start_close(cq, d(cq).NdkCloseCq, &tcq), NtStatus::PENDING);
     net.fabric.deliver();
     if kind {
         assert!(
@@ -477,7 +477,7 @@ fn owed_notification_and_close(kind: bool) {
     } else {
         assert_eq!(
             notes.all(),
-            [STATUS_SUCCESS],
+            [NtStatus::SUCCESS],
             "the notification owed before the close is delivered before its completion"
         );
         assert_eq!(net.fabric.stats().suppressed_events, suppressed_before);
@@ -498,7 +498,7 @@ fn owed_notification_and_close(kind: bool) {
     let s = Slot::new();
     // SAFETY: live PD; valid callback and context.
     let st = unsafe { d(pd).NdkClosePd.unwrap()(hdr(pd), Some(on_close), s.ctx()) };
-    assert_eq!(st, STATUS_PENDING);
+    assert_eq!(st, NtStatus::PENDING);
     net.fabric.deliver();
     assert_eq!(s.calls(), 1);
     net.fabric.close_adapter(adapter);
@@ -545,7 +545,11 @@ fn full_teardown_leaves_no_live_object_and_a_leaked_mr_is_visible() {
         let pd_close = Slot::new();
         // SAFETY: live PD; valid callback and context.
         let st = unsafe { d(a.pd).NdkClosePd.unwrap()(hdr(a.pd), Some(on_close), pd_close.ctx()) };
-        assert_eq!(st, STATUS_PENDING, "{mode:?}: the leaked MR holds its PD");
+        assert_eq!(
+            st,
+            NtStatus::PENDING,
+            "{mode:?}: the leaked MR holds its PD"
+        );
         net.settle();
         let live = net.fabric.live_by_kind();
         assert_eq!(
@@ -560,7 +564,7 @@ fn full_teardown_leaves_no_live_object_and_a_leaked_mr_is_visible() {
         );
 
         buf.close();
-        assert_eq!(pd_close.resolve(st), STATUS_SUCCESS, "{mode:?}");
+        assert_eq!(pd_close.resolve(st), NtStatus::SUCCESS, "{mode:?}");
         net.settle();
         assert_eq!(
             net.fabric.live_objects(),
@@ -621,7 +625,7 @@ fn a_listeners_address_is_free_by_the_time_its_close_completes() {
     let st = unsafe {
         d(pair.listener).NdkCloseListener.unwrap()(hdr(pair.listener), Some(relisten_on_close), ctx)
     };
-    assert_eq!(st, STATUS_PENDING, "an accepted connector is still open");
+    assert_eq!(st, NtStatus::PENDING, "an accepted connector is still open");
     // Closing the last connector delivered through the listener completes the listener's close.
     close(pair.b.conn, d(pair.b.conn).NdkCloseConnector);
     net.settle();
@@ -632,7 +636,7 @@ fn a_listeners_address_is_free_by_the_time_its_close_completes() {
         .expect("the listener's close completed");
     assert_eq!(
         relisten.listened.resolve(inline),
-        STATUS_SUCCESS,
+        NtStatus::SUCCESS,
         "every connector of the old listener is closed and so is the listener: its address is free"
     );
     close(second, d(second).NdkCloseListener);

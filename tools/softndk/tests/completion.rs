@@ -64,9 +64,9 @@ fn raw_create_mr(pd: *mut NDK_PD) -> (Arc<Slot>, NTSTATUS, *mut NDK_MR) {
 /// object when it pended.
 fn object_of<T>(s: &Slot, st: NTSTATUS, inline: *mut T) -> *mut T {
     match st {
-        STATUS_SUCCESS => inline,
-        STATUS_PENDING => {
-            assert_eq!(s.wait(), STATUS_SUCCESS, "create completion");
+        NtStatus::SUCCESS => inline,
+        NtStatus::PENDING => {
+            assert_eq!(s.wait(), NtStatus::SUCCESS, "create completion");
             s.object_ptr()
         }
         other => panic!("create failed with {other:#x}"),
@@ -134,7 +134,8 @@ fn buffer(len: usize) -> (Mem, Box<SoftMdl>) {
 /// The completion ran exactly once, on the calling thread, before the call returned.
 fn assert_completed_inline(s: &Slot, st: NTSTATUS, what: &str) {
     assert_eq!(
-        st, STATUS_PENDING,
+        st,
+        NtStatus::PENDING,
         "{what}: a request whose callback is made returns STATUS_PENDING"
     );
     // No wait: the callback must already have run.
@@ -152,7 +153,7 @@ fn assert_completed_inline(s: &Slot, st: NTSTATUS, what: &str) {
         Some(std::thread::current().id()),
         "{what}: inline callback on another thread"
     );
-    assert_eq!(state.status, Some(STATUS_SUCCESS), "{what}: status");
+    assert_eq!(state.status, Some(NtStatus::SUCCESS), "{what}: status");
 }
 
 // --- Inline ------------------------------------------------------------------------------------
@@ -216,10 +217,11 @@ fn inline_mode_completes_before_the_initiating_call_returns() {
 /// The completion came, once, on a thread other than the caller's.
 fn assert_completed_elsewhere(s: &Slot, st: NTSTATUS, what: &str) {
     assert_eq!(
-        st, STATUS_PENDING,
+        st,
+        NtStatus::PENDING,
         "{what}: Thread mode pends every request"
     );
-    assert_eq!(s.wait(), STATUS_SUCCESS, "{what}: status");
+    assert_eq!(s.wait(), NtStatus::SUCCESS, "{what}: status");
     let state = s.state.lock().unwrap();
     assert_eq!(state.calls, 1, "{what}: completion count");
     let thread = state.thread.expect("callback thread recorded");
@@ -271,21 +273,21 @@ fn synchronous_mode_returns_success_and_never_calls_back() {
     let mut slots = Vec::new();
 
     let (s, st, pd) = raw_create_pd(adapter);
-    assert_eq!(st, STATUS_SUCCESS, "NdkCreatePd");
+    assert_eq!(st, NtStatus::SUCCESS, "NdkCreatePd");
     assert!(
         !pd.is_null(),
         "a create that succeeds inline writes the object to *ppPd"
     );
     slots.push(s);
     let (s, st, cq) = raw_create_cq(adapter, &notes);
-    assert_eq!(st, STATUS_SUCCESS, "NdkCreateCq");
+    assert_eq!(st, NtStatus::SUCCESS, "NdkCreateCq");
     assert!(
         !cq.is_null(),
         "a create that succeeds inline writes the object to *ppCq"
     );
     slots.push(s);
     let (s, st, mr) = raw_create_mr(pd);
-    assert_eq!(st, STATUS_SUCCESS, "NdkCreateMr");
+    assert_eq!(st, NtStatus::SUCCESS, "NdkCreateMr");
     assert!(
         !mr.is_null(),
         "a create that succeeds inline writes the object to *ppMr"
@@ -299,16 +301,16 @@ fn synchronous_mode_returns_success_and_never_calls_back() {
 
     let (_data, mdl) = buffer(4096);
     let (s, st) = raw_register(mr, &mdl);
-    assert_eq!(st, STATUS_SUCCESS, "NdkRegisterMr");
+    assert_eq!(st, NtStatus::SUCCESS, "NdkRegisterMr");
     slots.push(s);
     let (s, st) = raw_deregister(mr);
-    assert_eq!(st, STATUS_SUCCESS, "NdkDeregisterMr");
+    assert_eq!(st, NtStatus::SUCCESS, "NdkDeregisterMr");
     slots.push(s);
 
     let incoming = Incoming::new();
     let listener = create_listener(adapter, &incoming);
     let (s, st) = raw_listen(listener, SocketAddr::new(net.v4[0], 4791));
-    assert_eq!(st, STATUS_SUCCESS, "NdkListen");
+    assert_eq!(st, NtStatus::SUCCESS, "NdkListen");
     slots.push(s);
 
     for (obj_close, what) in [
@@ -321,7 +323,7 @@ fn synchronous_mode_returns_success_and_never_calls_back() {
         (raw_close(pd, d(pd).NdkClosePd), "NdkClosePd"),
     ] {
         let (s, st) = obj_close;
-        assert_eq!(st, STATUS_SUCCESS, "{what}");
+        assert_eq!(st, NtStatus::SUCCESS, "{what}");
         slots.push(s);
     }
     net.settle();
@@ -362,7 +364,7 @@ fn random_run_with(seed: u64, rounds: usize, settle_each: bool) -> Vec<bool> {
     for _ in 0..rounds {
         let (s, st, cq) = raw_create_cq(adapter, &notes);
         assert!(
-            st == STATUS_SUCCESS || st == STATUS_PENDING,
+            st == NtStatus::SUCCESS || st == NtStatus::PENDING,
             "NdkCreateCq returned {st:#x}"
         );
         let cq = object_of(&s, st, cq);
@@ -371,19 +373,19 @@ fn random_run_with(seed: u64, rounds: usize, settle_each: bool) -> Vec<bool> {
         }
         calls.push((s, st, "NdkCreateCq"));
         let (s, st) = raw_register(mr, &mdl);
-        assert_eq!(s.resolve(st), STATUS_SUCCESS, "NdkRegisterMr");
+        assert_eq!(s.resolve(st), NtStatus::SUCCESS, "NdkRegisterMr");
         if settle_each {
             net.settle();
         }
         calls.push((s, st, "NdkRegisterMr"));
         let (s, st) = raw_close(cq, d(cq).NdkCloseCq);
-        assert_eq!(s.resolve(st), STATUS_SUCCESS, "NdkCloseCq");
+        assert_eq!(s.resolve(st), NtStatus::SUCCESS, "NdkCloseCq");
         if settle_each {
             net.settle();
         }
         calls.push((s, st, "NdkCloseCq"));
         let (s, st) = raw_deregister(mr);
-        assert_eq!(s.resolve(st), STATUS_SUCCESS, "NdkDeregisterMr");
+        assert_eq!(s.resolve(st), NtStatus::SUCCESS, "NdkDeregisterMr");
         if settle_each {
             net.settle();
         }
@@ -391,7 +393,7 @@ fn random_run_with(seed: u64, rounds: usize, settle_each: bool) -> Vec<bool> {
     }
     net.settle();
     for (i, (s, st, what)) in calls.iter().enumerate() {
-        let expected = u32::from(*st == STATUS_PENDING);
+        let expected = u32::from(*st == NtStatus::PENDING);
         assert_eq!(
             s.calls(),
             expected,
@@ -405,7 +407,7 @@ fn random_run_with(seed: u64, rounds: usize, settle_each: bool) -> Vec<bool> {
     assert_eq!(net.fabric.live_objects(), 0);
     calls
         .iter()
-        .map(|(_, st, _)| *st == STATUS_PENDING)
+        .map(|(_, st, _)| *st == NtStatus::PENDING)
         .collect()
 }
 
@@ -451,7 +453,8 @@ fn injected_create_failure_is_returned_inline_in_synchronous_mode() {
 
     let (s, st, cq) = raw_create_cq(adapter, &notes);
     assert_eq!(
-        st, STATUS_INSUFFICIENT_RESOURCES,
+        st,
+        NtStatus::INSUFFICIENT_RESOURCES,
         "the injected failure is returned inline"
     );
     assert!(cq.is_null(), "a failed create yields no object");
@@ -465,7 +468,7 @@ fn injected_create_failure_is_returned_inline_in_synchronous_mode() {
     assert_eq!(net.fabric.stats().injected_create_failures, 1);
 
     let (s, st, cq) = raw_create_cq(adapter, &notes);
-    assert_eq!(st, STATUS_SUCCESS, "only one create was to fail");
+    assert_eq!(st, NtStatus::SUCCESS, "only one create was to fail");
     assert!(!cq.is_null());
     assert_eq!(s.calls(), 0);
     assert_eq!(net.fabric.live_objects(), live + 1);
@@ -489,7 +492,8 @@ fn injected_create_failure_completes_with_a_null_object_when_pended() {
 
         let (s, st, cq) = raw_create_cq(adapter, &notes);
         assert_eq!(
-            st, STATUS_PENDING,
+            st,
+            NtStatus::PENDING,
             "{mode:?}: the failure comes through the create completion"
         );
         if mode == Completion::Inline {
@@ -501,7 +505,7 @@ fn injected_create_failure_completes_with_a_null_object_when_pended() {
         }
         assert_eq!(
             s.wait(),
-            STATUS_INSUFFICIENT_RESOURCES,
+            NtStatus::INSUFFICIENT_RESOURCES,
             "{mode:?}: create completion status"
         );
         assert_eq!(
@@ -522,7 +526,7 @@ fn injected_create_failure_completes_with_a_null_object_when_pended() {
         );
 
         let (s, st, cq) = raw_create_cq(adapter, &notes);
-        assert_eq!(st, STATUS_PENDING);
+        assert_eq!(st, NtStatus::PENDING);
         let cq = object_of(&s, st, cq);
         assert!(!cq.is_null(), "{mode:?}: the next create succeeds");
         assert_eq!(header_version(cq), V21);
@@ -617,7 +621,7 @@ fn create_statuses(seed: u64, rounds: usize, hold: bool) -> Vec<NTSTATUS> {
         }
         let (c, cst) = raw_close(cq, d(cq).NdkCloseCq);
         held.release();
-        assert_eq!(c.resolve(cst), STATUS_SUCCESS, "NdkCloseCq");
+        assert_eq!(c.resolve(cst), NtStatus::SUCCESS, "NdkCloseCq");
         net.settle();
         statuses.push(st);
     }

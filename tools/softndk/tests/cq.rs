@@ -42,11 +42,11 @@ impl Rig {
     fn transfer(&mut self, ctx: usize, flags: u32) {
         assert_eq!(
             post_receive(self.pair.b.qp, &self.dst.sge(0, 64), ctx),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         assert_eq!(
             post_send(self.pair.a.qp, &self.src.sge(0, 4), ctx, flags),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
     }
 
@@ -54,10 +54,10 @@ impl Rig {
     fn failed_receive(&mut self, ctx: usize) {
         let mut bad = self.dst.sge(0, 64);
         bad.MemoryRegionToken = 0xDEAD_BEEF;
-        assert_eq!(post_receive(self.pair.b.qp, &bad, ctx), STATUS_SUCCESS);
+        assert_eq!(post_receive(self.pair.b.qp, &bad, ctx), NtStatus::SUCCESS);
         assert_eq!(
             post_send(self.pair.a.qp, &self.src.sge(0, 4), ctx, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
     }
 
@@ -124,14 +124,14 @@ fn arm_any_fires_once_on_the_next_completion_and_not_again_until_rearmed() {
         rig.transfer(1, 0);
         assert_eq!(
             rig.notes(),
-            [STATUS_SUCCESS],
+            [NtStatus::SUCCESS],
             "{mode:?}: the next completion fires the arm"
         );
         rig.transfer(2, 0);
         rig.transfer(3, NDK_OP_FLAG_SEND_AND_SOLICIT_EVENT);
         assert_eq!(
             rig.notes(),
-            [STATUS_SUCCESS],
+            [NtStatus::SUCCESS],
             "{mode:?}: one notification per arm"
         );
 
@@ -140,13 +140,13 @@ fn arm_any_fires_once_on_the_next_completion_and_not_again_until_rearmed() {
         arm(cq, NDK_CQ_NOTIFY_ANY);
         assert_eq!(
             rig.notes(),
-            [STATUS_SUCCESS],
+            [NtStatus::SUCCESS],
             "{mode:?}: nothing queued, no immediate fire"
         );
         rig.transfer(4, 0);
         assert_eq!(
             rig.notes(),
-            [STATUS_SUCCESS, STATUS_SUCCESS],
+            [NtStatus::SUCCESS, NtStatus::SUCCESS],
             "{mode:?}: the re-arm fired"
         );
         rig.transfer(5, 0);
@@ -167,7 +167,7 @@ fn arming_after_an_unnotified_completion_fires_at_once() {
         arm(cq, NDK_CQ_NOTIFY_ANY);
         assert_eq!(
             rig.notes(),
-            [STATUS_SUCCESS],
+            [NtStatus::SUCCESS],
             "{mode:?}: a completion arrived since the last notification"
         );
 
@@ -175,7 +175,11 @@ fn arming_after_an_unnotified_completion_fires_at_once() {
         rig.transfer(2, 0);
         assert_eq!(rig.notes().len(), 1, "{mode:?}: not armed");
         arm(cq, NDK_CQ_NOTIFY_ANY);
-        assert_eq!(rig.notes(), [STATUS_SUCCESS, STATUS_SUCCESS], "{mode:?}");
+        assert_eq!(
+            rig.notes(),
+            [NtStatus::SUCCESS, NtStatus::SUCCESS],
+            "{mode:?}"
+        );
         assert_eq!(poll(cq).len(), 2);
         poll(rig.pair.a.cq);
         rig.finish();
@@ -196,7 +200,7 @@ fn arm_solicited_fires_only_for_a_solicited_send_or_an_error() {
         rig.transfer(2, NDK_OP_FLAG_SEND_AND_SOLICIT_EVENT);
         assert_eq!(
             rig.notes(),
-            [STATUS_SUCCESS],
+            [NtStatus::SUCCESS],
             "{mode:?}: the solicited send fires"
         );
 
@@ -211,12 +215,12 @@ fn arm_solicited_fires_only_for_a_solicited_send_or_an_error() {
         rig.failed_receive(4);
         assert_eq!(
             rig.notes(),
-            [STATUS_SUCCESS, STATUS_SUCCESS],
+            [NtStatus::SUCCESS, NtStatus::SUCCESS],
             "{mode:?}: an error completion fires a solicited arm"
         );
         let results = poll(cq);
         assert_eq!(results.len(), 2);
-        assert_eq!(results[1].Status, STATUS_ACCESS_VIOLATION);
+        assert_eq!(results[1].Status, NtStatus::ACCESS_VIOLATION);
         poll(rig.pair.a.cq);
         rig.finish();
     }
@@ -242,14 +246,14 @@ fn pair_with_small_cq_on_b(net: &Net, depth: u32) -> Pair {
     let dst = std::net::SocketAddr::new(net.v4[1], 4791);
     let incoming = Incoming::new();
     let listener = create_listener(b.adapter, &incoming);
-    assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+    assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
     a.conn = create_connector(a.adapter);
     let (cs, cst) = start_connect(&a, dst, b"");
     b.conn = incoming.next();
     let (acc, ast) = start_accept(&b, b"");
-    assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "connect");
-    assert_eq!(complete_connect(&a), STATUS_SUCCESS, "complete connect");
-    assert_eq!(acc.resolve(ast), STATUS_SUCCESS, "accept");
+    assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "connect");
+    assert_eq!(complete_connect(&a), NtStatus::SUCCESS, "complete connect");
+    assert_eq!(acc.resolve(ast), NtStatus::SUCCESS, "accept");
     Pair {
         a,
         b,
@@ -276,7 +280,7 @@ fn overrunning_a_cq_notifies_an_armed_cq_with_buffer_overflow() {
             rig.transfer(3, 0);
             assert_eq!(
                 rig.notes(),
-                [STATUS_BUFFER_OVERFLOW],
+                [NtStatus::BUFFER_OVERFLOW],
                 "{mode:?}/{kind}: the third completion overruns"
             );
             assert_eq!(
@@ -293,7 +297,7 @@ fn overrunning_a_cq_notifies_an_armed_cq_with_buffer_overflow() {
 
 #[test]
 fn get_cq_results_returns_at_most_n_results_and_zero_when_empty() {
-    const SENTINEL: NTSTATUS = 0x1234_5678;
+    const SENTINEL: NTSTATUS = NtStatus(0x1234_5678);
     let blank = NDK_RESULT {
         Status: SENTINEL,
         BytesTransferred: 0xAAAA,
@@ -365,7 +369,7 @@ fn get_cq_results_returns_at_most_n_results_and_zero_when_empty() {
 
 fn blank_result_ex() -> [NDK_RESULT_EX; 1] {
     [NDK_RESULT_EX {
-        Status: 0,
+        Status: NtStatus::SUCCESS,
         BytesTransferred: 0,
         QPContext: null_mut(),
         RequestContext: null_mut(),
@@ -386,7 +390,7 @@ fn cq_interrupt_moderation_is_not_supported_and_never_pends() {
         let st = unsafe {
             d(end.adapter).NdkQueryAdapterInfo.unwrap()(end.adapter, &raw mut info, &raw mut size)
         };
-        assert_eq!(st, STATUS_SUCCESS);
+        assert_eq!(st, NtStatus::SUCCESS);
         assert_eq!(
             info.AdapterFlags & NDK_ADAPTER_FLAG_CQ_INTERRUPT_MODERATION_SUPPORTED,
             0,
@@ -398,10 +402,15 @@ fn cq_interrupt_moderation_is_not_supported_and_never_pends() {
             // SAFETY: live CQ.
             let st = unsafe { control(end.cq, interval, count) };
             assert_ne!(
-                st, STATUS_PENDING,
+                st,
+                NtStatus::PENDING,
                 "{mode:?}: ControlCqInterruptModeration never pends"
             );
-            assert_eq!(st, STATUS_NOT_SUPPORTED, "{mode:?}: moderation flag clear");
+            assert_eq!(
+                st,
+                NtStatus::NOT_SUPPORTED,
+                "{mode:?}: moderation flag clear"
+            );
         }
         net.settle();
         assert!(end.notes.all().is_empty(), "{mode:?}");

@@ -20,7 +20,7 @@ fn len32(bytes: &[u8]) -> u32 {
 /// Drain a CQ with the plain `NdkGetCqResults` (`NDK_RESULT`, no `Type`).
 fn poll_plain(cq: *mut NDK_CQ) -> Vec<NDK_RESULT> {
     let empty = NDK_RESULT {
-        Status: 0,
+        Status: NtStatus::SUCCESS,
         BytesTransferred: 0,
         QPContext: std::ptr::null_mut(),
         RequestContext: std::ptr::null_mut(),
@@ -103,17 +103,17 @@ fn send_moves_real_bytes_into_the_peers_posted_receive() {
         // The receive SGE starts 8 bytes into the buffer: the provider must honour the address.
         assert_eq!(
             post_receive(pair.b.qp, &rbuf.sge(8, 56), 0x77),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x55, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
 
         let recv = poll(pair.b.cq);
         assert_eq!(recv.len(), 1, "{mode:?}: one receive completion");
         let r = recv[0];
-        assert_eq!(r.Status, STATUS_SUCCESS, "{mode:?}");
+        assert_eq!(r.Status, NtStatus::SUCCESS, "{mode:?}");
         assert_eq!(r.BytesTransferred, len32(msg), "{mode:?}");
         assert_eq!(r.RequestContext.addr(), 0x77, "{mode:?}");
         assert_eq!(r.QPContext.addr(), QP_CTX_B, "{mode:?}");
@@ -126,7 +126,7 @@ fn send_moves_real_bytes_into_the_peers_posted_receive() {
         let sent = poll(pair.a.cq);
         assert_eq!(sent.len(), 1, "{mode:?}: one send completion");
         let s = sent[0];
-        assert_eq!(s.Status, STATUS_SUCCESS, "{mode:?}");
+        assert_eq!(s.Status, NtStatus::SUCCESS, "{mode:?}");
         assert_eq!(s.RequestContext.addr(), 0x55, "{mode:?}");
         assert_eq!(s.QPContext.addr(), QP_CTX_A, "{mode:?}");
         assert_eq!(s.Type, NdkOperationTypeSend, "{mode:?}");
@@ -161,22 +161,22 @@ fn get_cq_results_reports_plain_results_for_send_and_receive() {
         let (mut sbuf, mut rbuf) = buffers(&pair, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
         assert_eq!(
             post_receive(pair.b.qp, &rbuf.sge(0, 32), 0x31),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x32, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
 
         let recv = poll_plain(pair.b.cq);
         assert_eq!(recv.len(), 1, "{mode:?}");
-        assert_eq!(recv[0].Status, STATUS_SUCCESS, "{mode:?}");
+        assert_eq!(recv[0].Status, NtStatus::SUCCESS, "{mode:?}");
         assert_eq!(recv[0].BytesTransferred, len32(msg), "{mode:?}");
         assert_eq!(recv[0].RequestContext.addr(), 0x31, "{mode:?}");
         assert_eq!(recv[0].QPContext.addr(), QP_CTX_B, "{mode:?}");
         let sent = poll_plain(pair.a.cq);
         assert_eq!(sent.len(), 1, "{mode:?}");
-        assert_eq!(sent[0].Status, STATUS_SUCCESS, "{mode:?}");
+        assert_eq!(sent[0].Status, NtStatus::SUCCESS, "{mode:?}");
         assert_eq!(sent[0].RequestContext.addr(), 0x32, "{mode:?}");
         assert_eq!(sent[0].QPContext.addr(), QP_CTX_A, "{mode:?}");
         assert_eq!(&rbuf.data[..msg.len()], msg, "{mode:?}");
@@ -194,7 +194,7 @@ fn send_posted_before_the_receive_waits_and_completes_when_it_is_posted() {
 
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x10, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         net.settle();
         assert_eq!(
@@ -210,7 +210,7 @@ fn send_posted_before_the_receive_waits_and_completes_when_it_is_posted() {
 
         assert_eq!(
             post_receive(pair.b.qp, &rbuf.sge(0, 32), 0x20),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         assert_eq!(pair.a.qp_stats(&net).outstanding_sends, 0, "{mode:?}");
         assert_eq!(pair.b.qp_stats(&net).outstanding_receives, 0, "{mode:?}");
@@ -222,14 +222,14 @@ fn send_posted_before_the_receive_waits_and_completes_when_it_is_posted() {
                 recv[0].BytesTransferred,
                 recv[0].RequestContext.addr()
             ),
-            (STATUS_SUCCESS, len32(msg), 0x20),
+            (NtStatus::SUCCESS, len32(msg), 0x20),
             "{mode:?}"
         );
         let sent = poll(pair.a.cq);
         assert_eq!(sent.len(), 1, "{mode:?}");
         assert_eq!(
             (sent[0].Status, sent[0].RequestContext.addr(), sent[0].Type),
-            (STATUS_SUCCESS, 0x10, NdkOperationTypeSend),
+            (NtStatus::SUCCESS, 0x10, NdkOperationTypeSend),
             "{mode:?}"
         );
         assert_eq!(&rbuf.data[..msg.len()], msg, "{mode:?}");
@@ -280,7 +280,8 @@ impl KernelBuf {
             )
         };
         assert_eq!(
-            st, STATUS_BUFFER_TOO_SMALL,
+            st,
+            NtStatus::BUFFER_TOO_SMALL,
             "{mode:?}: a null LAM asks for the size"
         );
         assert_eq!(
@@ -312,7 +313,11 @@ impl KernelBuf {
                 &raw mut fbo,
             )
         };
-        assert_eq!(built.resolve(st), STATUS_SUCCESS, "{mode:?}: NdkBuildLAM");
+        assert_eq!(
+            built.resolve(st),
+            NtStatus::SUCCESS,
+            "{mode:?}: NdkBuildLAM"
+        );
         assert_eq!(
             usize::try_from(fbo).unwrap(),
             PAGE - 24,
@@ -400,10 +405,10 @@ fn lam_and_privileged_token_receive_real_bytes_until_the_lam_is_released() {
         let kbuf = KernelBuf::map(&net, pair.b.adapter, mode);
         let sge = kbuf.sge(pair.b.pd);
 
-        assert_eq!(post_receive(pair.b.qp, &sge, 0x4A), STATUS_SUCCESS);
+        assert_eq!(post_receive(pair.b.qp, &sge, 0x4A), NtStatus::SUCCESS);
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x4B, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let recv = poll(pair.b.cq);
         assert_eq!(recv.len(), 1, "{mode:?}");
@@ -413,7 +418,7 @@ fn lam_and_privileged_token_receive_real_bytes_until_the_lam_is_released() {
                 recv[0].BytesTransferred,
                 recv[0].RequestContext.addr()
             ),
-            (STATUS_SUCCESS, len32(msg), 0x4A),
+            (NtStatus::SUCCESS, len32(msg), 0x4A),
             "{mode:?}"
         );
         assert_eq!(
@@ -429,16 +434,16 @@ fn lam_and_privileged_token_receive_real_bytes_until_the_lam_is_released() {
 
         kbuf.release(pair.b.adapter);
         // The logical addresses are no longer mapped: the same SGE now fails.
-        assert_eq!(post_receive(pair.b.qp, &sge, 0x4C), STATUS_SUCCESS);
+        assert_eq!(post_receive(pair.b.qp, &sge, 0x4C), NtStatus::SUCCESS);
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x4D, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let recv = poll(pair.b.cq);
         assert_eq!(recv.len(), 1, "{mode:?}");
         assert_eq!(
             (recv[0].Status, recv[0].RequestContext.addr()),
-            (STATUS_ACCESS_VIOLATION, 0x4C),
+            (NtStatus::ACCESS_VIOLATION, 0x4C),
             "{mode:?}: a released LAM maps nothing"
         );
         poll(pair.a.cq);
@@ -455,15 +460,15 @@ fn receive_smaller_than_the_message_completes_with_data_overrun() {
         let (mut sbuf, mut rbuf) = buffers(&pair, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
         assert_eq!(
             post_receive(pair.b.qp, &rbuf.sge(0, 4), 0x61),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x62, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let recv = poll(pair.b.cq);
         assert_eq!(recv.len(), 1, "{mode:?}");
-        assert_eq!(recv[0].Status, STATUS_DATA_OVERRUN, "{mode:?}");
+        assert_eq!(recv[0].Status, NtStatus::DATA_OVERRUN, "{mode:?}");
         assert_eq!(recv[0].RequestContext.addr(), 0x61, "{mode:?}");
         assert_ne!(
             recv[0].Type, NdkOperationTypeReceive,
@@ -490,7 +495,7 @@ fn send_on_a_qp_that_is_not_connected_fails_inline_with_connection_invalid_and_n
         let mut buf = Buf::new(end.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
         assert_eq!(
             post_send(end.qp, &buf.sge(0, 16), 0x71, 0),
-            STATUS_CONNECTION_INVALID,
+            NtStatus::CONNECTION_INVALID,
             "{mode:?}"
         );
         net.settle();
@@ -518,20 +523,20 @@ fn sge_with_an_unknown_token_completes_with_access_violation() {
         // Sender side: the send is accepted and completes in error; nothing reaches the peer.
         assert_eq!(
             post_receive(pair.b.qp, &rbuf.sge(0, 16), 0x81),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let mut bad = sbuf.sge(0, len32(msg));
         bad.MemoryRegionToken = BOGUS;
         assert_eq!(
             post_send(pair.a.qp, &bad, 0x82, 0),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}"
         );
         let sent = poll(pair.a.cq);
         assert_eq!(sent.len(), 1, "{mode:?}");
         assert_eq!(
             (sent[0].Status, sent[0].RequestContext.addr()),
-            (STATUS_ACCESS_VIOLATION, 0x82),
+            (NtStatus::ACCESS_VIOLATION, 0x82),
             "{mode:?}"
         );
         assert_ne!(
@@ -556,16 +561,16 @@ fn sge_with_an_unknown_token_completes_with_access_violation() {
         // Receiver side: a receive naming an unknown token fails when a message arrives.
         let mut bad = rbuf.sge(0, 16);
         bad.MemoryRegionToken = BOGUS;
-        assert_eq!(post_receive(pair.b.qp, &bad, 0x83), STATUS_SUCCESS);
+        assert_eq!(post_receive(pair.b.qp, &bad, 0x83), NtStatus::SUCCESS);
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x84, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let recv = poll(pair.b.cq);
         assert_eq!(recv.len(), 1, "{mode:?}");
         assert_eq!(
             (recv[0].Status, recv[0].RequestContext.addr()),
-            (STATUS_ACCESS_VIOLATION, 0x83),
+            (NtStatus::ACCESS_VIOLATION, 0x83),
             "{mode:?}"
         );
         assert!(
@@ -587,17 +592,17 @@ fn sge_outside_its_registered_region_completes_with_access_violation() {
         // A valid token, but the SGE runs 8 bytes past the end of the 16-byte registration.
         assert_eq!(
             post_receive(pair.b.qp, &rbuf.sge(8, 16), 0x91),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x92, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let recv = poll(pair.b.cq);
         assert_eq!(recv.len(), 1, "{mode:?}");
         assert_eq!(
             (recv[0].Status, recv[0].RequestContext.addr()),
-            (STATUS_ACCESS_VIOLATION, 0x91),
+            (NtStatus::ACCESS_VIOLATION, 0x91),
             "{mode:?}"
         );
         assert!(
@@ -623,17 +628,17 @@ fn buffer_registered_without_local_write_cannot_receive() {
         );
         assert_eq!(
             post_receive(pair.b.qp, &rbuf.sge(0, 32), 0xA1),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0xA2, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let recv = poll(pair.b.cq);
         assert_eq!(recv.len(), 1, "{mode:?}");
         assert_eq!(
             (recv[0].Status, recv[0].RequestContext.addr()),
-            (STATUS_ACCESS_VIOLATION, 0xA1),
+            (NtStatus::ACCESS_VIOLATION, 0xA1),
             "{mode:?}"
         );
         assert!(
@@ -655,7 +660,7 @@ fn silent_success_suppresses_only_the_senders_successful_completion() {
 
         assert_eq!(
             post_receive(pair.b.qp, &rbuf.sge(0, 16), 0xB1),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         assert_eq!(
             post_send(
@@ -664,13 +669,13 @@ fn silent_success_suppresses_only_the_senders_successful_completion() {
                 0xB2,
                 NDK_OP_FLAG_SILENT_SUCCESS
             ),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let recv = poll(pair.b.cq);
         assert_eq!(recv.len(), 1, "{mode:?}: the receiver still completes");
         assert_eq!(
             (recv[0].Status, recv[0].BytesTransferred),
-            (STATUS_SUCCESS, len32(msg)),
+            (NtStatus::SUCCESS, len32(msg)),
             "{mode:?}"
         );
         assert_eq!(&rbuf.data[..msg.len()], msg, "{mode:?}");
@@ -682,11 +687,11 @@ fn silent_success_suppresses_only_the_senders_successful_completion() {
         // Control: the same send without the flag does complete.
         assert_eq!(
             post_receive(pair.b.qp, &rbuf.sge(0, 16), 0xB3),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         assert_eq!(
             post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0xB4, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let sent = poll(pair.a.cq);
         assert_eq!(sent.len(), 1, "{mode:?}");
@@ -698,7 +703,7 @@ fn silent_success_suppresses_only_the_senders_successful_completion() {
         bad.MemoryRegionToken = 0xDEAD_BEEF;
         assert_eq!(
             post_send(pair.a.qp, &bad, 0xB5, NDK_OP_FLAG_SILENT_SUCCESS),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let sent = poll(pair.a.cq);
         assert_eq!(
@@ -708,7 +713,7 @@ fn silent_success_suppresses_only_the_senders_successful_completion() {
         );
         assert_eq!(
             (sent[0].Status, sent[0].RequestContext.addr()),
-            (STATUS_ACCESS_VIOLATION, 0xB5),
+            (NtStatus::ACCESS_VIOLATION, 0xB5),
             "{mode:?}"
         );
         finish(&net, pair, [sbuf, rbuf]);
@@ -739,7 +744,7 @@ fn rdma_write_copies_into_a_remote_writable_mr_and_read_reads_it_back() {
                 remote,
                 target.remote_token
             ),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}"
         );
         let done = poll(pair.a.cq);
@@ -751,7 +756,7 @@ fn rdma_write_copies_into_a_remote_writable_mr_and_read_reads_it_back() {
                 done[0].Type,
                 done[0].QPContext.addr()
             ),
-            (STATUS_SUCCESS, 0xC1, NdkOperationTypeWrite, QP_CTX_A),
+            (NtStatus::SUCCESS, 0xC1, NdkOperationTypeWrite, QP_CTX_A),
             "{mode:?}"
         );
         assert_eq!(
@@ -777,14 +782,14 @@ fn rdma_write_copies_into_a_remote_writable_mr_and_read_reads_it_back() {
                 remote,
                 target.remote_token
             ),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}"
         );
         let done = poll(pair.a.cq);
         assert_eq!(done.len(), 1, "{mode:?}");
         assert_eq!(
             (done[0].Status, done[0].RequestContext.addr(), done[0].Type),
-            (STATUS_SUCCESS, 0xC2, NdkOperationTypeRead),
+            (NtStatus::SUCCESS, 0xC2, NdkOperationTypeRead),
             "{mode:?}"
         );
         assert_eq!(
@@ -829,13 +834,13 @@ fn rdma_to_an_mr_without_the_remote_access_fails_with_access_violation() {
                 addr(&no_write),
                 no_write.remote_token
             ),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let done = poll(pair.a.cq);
         assert_eq!(done.len(), 1, "{mode:?}");
         assert_eq!(
             (done[0].Status, done[0].RequestContext.addr()),
-            (STATUS_ACCESS_VIOLATION, 0xD1),
+            (NtStatus::ACCESS_VIOLATION, 0xD1),
             "{mode:?}"
         );
         assert_ne!(
@@ -865,13 +870,13 @@ fn rdma_to_an_mr_without_the_remote_access_fails_with_access_violation() {
                 addr(&no_read),
                 no_read.remote_token
             ),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let done = poll(pair.a.cq);
         assert_eq!(done.len(), 1, "{mode:?}");
         assert_eq!(
             (done[0].Status, done[0].RequestContext.addr()),
-            (STATUS_ACCESS_VIOLATION, 0xD2),
+            (NtStatus::ACCESS_VIOLATION, 0xD2),
             "{mode:?}"
         );
         assert_ne!(

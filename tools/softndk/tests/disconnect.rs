@@ -85,7 +85,7 @@ fn graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful() {
                 if a_initiates { "A" } else { "B" }
             );
 
-            assert_eq!(disconnect_once(&net, me.conn), STATUS_SUCCESS, "{what}");
+            assert_eq!(disconnect_once(&net, me.conn), NtStatus::SUCCESS, "{what}");
             net.settle();
             assert_eq!(
                 peer.events.all(),
@@ -134,7 +134,7 @@ fn plain_disconnect_callback_is_used_at_1_2() {
                 if a_initiates { "A" } else { "B" }
             );
 
-            assert_eq!(disconnect_once(&net, me.conn), STATUS_SUCCESS, "{what}");
+            assert_eq!(disconnect_once(&net, me.conn), NtStatus::SUCCESS, "{what}");
             net.settle();
             assert_eq!(
                 peer.events.all(),
@@ -175,7 +175,7 @@ fn closing_a_connected_connector_without_disconnect_resets_the_peer() {
         // calls nobody back.
         assert_eq!(
             disconnect_once(&net, pair.b.conn),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}"
         );
         assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
@@ -193,12 +193,12 @@ fn both_sides_disconnecting_gives_one_callback_in_total() {
 
         assert_eq!(
             disconnect_once(&net, pair.a.conn),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: A"
         );
         assert_eq!(
             disconnect_once(&net, pair.b.conn),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: B after the peer's graceful disconnect"
         );
         net.settle();
@@ -224,12 +224,12 @@ fn second_disconnect_on_the_same_connector_is_harmless() {
 
         assert_eq!(
             disconnect_once(&net, pair.a.conn),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: first"
         );
         assert_eq!(
             disconnect_once(&net, pair.a.conn),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: second"
         );
         net.settle();
@@ -243,12 +243,12 @@ fn second_disconnect_on_the_same_connector_is_harmless() {
         // The same on the side that was called back.
         assert_eq!(
             disconnect_once(&net, pair.b.conn),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: B first"
         );
         assert_eq!(
             disconnect_once(&net, pair.b.conn),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: B second"
         );
         net.settle();
@@ -274,13 +274,13 @@ fn disconnect_before_the_connection_is_established_is_connection_invalid() {
         let mut b = End::new(&net, 2, V21);
         let incoming = Incoming::new();
         let listener = create_listener(b.adapter, &incoming);
-        assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+        assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
         a.conn = create_connector(a.adapter);
 
         // Idle: nothing called yet.
         assert_eq!(
             disconnect_once(&net, a.conn),
-            STATUS_CONNECTION_INVALID,
+            NtStatus::CONNECTION_INVALID,
             "{what}: idle"
         );
 
@@ -289,41 +289,41 @@ fn disconnect_before_the_connection_is_established_is_connection_invalid() {
         b.conn = incoming.next();
         assert_eq!(
             disconnect_once(&net, a.conn),
-            STATUS_CONNECTION_INVALID,
+            NtStatus::CONNECTION_INVALID,
             "{what}: connect pending"
         );
         assert_eq!(
             disconnect_once(&net, b.conn),
-            STATUS_CONNECTION_INVALID,
+            NtStatus::CONNECTION_INVALID,
             "{what}: incoming request"
         );
 
         // Connect completed, complete-connect not yet called (A) / accept pending (B).
         let (acc, ast) = start_accept(&b, b"welcome");
-        assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "{what}: connect");
+        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{what}: connect");
         assert_eq!(
             disconnect_once(&net, a.conn),
-            STATUS_CONNECTION_INVALID,
+            NtStatus::CONNECTION_INVALID,
             "{what}: before complete-connect"
         );
         assert_eq!(
             disconnect_once(&net, b.conn),
-            STATUS_CONNECTION_INVALID,
+            NtStatus::CONNECTION_INVALID,
             "{what}: accept pending"
         );
 
         // The failed disconnects did not disturb the handshake.
         assert_eq!(
             complete_connect(&a),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: complete connect"
         );
-        assert_eq!(acc.resolve(ast), STATUS_SUCCESS, "{what}: accept");
+        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS, "{what}: accept");
         net.settle();
         assert_eq!(net.fabric.stats().disconnect_callbacks, 0, "{what}");
         assert_eq!(
             disconnect_once(&net, a.conn),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: established"
         );
         assert_eq!(b.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
@@ -351,7 +351,11 @@ fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnec
 
         // The misbehaving host (B) is the one called back: two callbacks.
         let pair = Pair::connect(&net, V21, V21);
-        assert_eq!(disconnect_once(&net, pair.a.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(
+            disconnect_once(&net, pair.a.conn),
+            NtStatus::SUCCESS,
+            "{what}"
+        );
         net.settle();
         assert_eq!(
             pair.b.events.all(),
@@ -364,7 +368,11 @@ fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnec
 
         // The fault is per host: A (well-behaved) is called back once when B disconnects.
         let pair = Pair::connect_to(&net, V21, V21, SocketAddr::new(net.v4[1], 4792));
-        assert_eq!(disconnect_once(&net, pair.b.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(
+            disconnect_once(&net, pair.b.conn),
+            NtStatus::SUCCESS,
+            "{what}"
+        );
         net.settle();
         assert_eq!(
             pair.a.events.all(),
@@ -393,7 +401,7 @@ fn no_disconnect_callback_after_the_connector_close_completed() {
     let st =
         unsafe { d(pair.a.conn).NdkDisconnect.unwrap()(pair.a.conn, Some(on_request), ds.ctx()) };
     ds.mark_returned();
-    assert_eq!(st, STATUS_PENDING, "Manual mode: every request pends");
+    assert_eq!(st, NtStatus::PENDING, "Manual mode: every request pends");
     assert!(
         net.fabric.queued() >= 1,
         "B's disconnect callback is queued (A's NdkDisconnect waits for B's answer)"
@@ -403,14 +411,14 @@ fn no_disconnect_callback_after_the_connector_close_completed() {
     // B closes its connector before the callback is delivered.
     let (cs, cst) = start_close(pair.b.conn, d(pair.b.conn).NdkCloseConnector);
     pair.b.conn = std::ptr::null_mut();
-    assert_eq!(cst, STATUS_PENDING, "Manual mode: the close pends");
+    assert_eq!(cst, NtStatus::PENDING, "Manual mode: the close pends");
     assert_eq!(cs.calls(), 0);
 
     // Deliver everything: the owed callback runs, then the close completes.
     net.fabric.deliver();
     assert_eq!(cs.calls(), 1, "the close completed");
     assert_eq!(ds.calls(), 1, "A's NdkDisconnect completed");
-    assert_eq!(ds.state.lock().unwrap().status, Some(STATUS_SUCCESS));
+    assert_eq!(ds.state.lock().unwrap().status, Some(NtStatus::SUCCESS));
     assert_eq!(net.fabric.queued(), 0);
     assert_eq!(
         net.fabric.deliver(),

@@ -19,7 +19,7 @@ fn ends(net: &Net, dst: SocketAddr) -> Pair {
     let b = End::new(net, 2, V21);
     let incoming = Incoming::new();
     let listener = create_listener(b.adapter, &incoming);
-    assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+    assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
     a.conn = create_connector(a.adapter);
     Pair {
         a,
@@ -44,7 +44,7 @@ fn resolved_once(net: &Net, slot: &Arc<Slot>, returned: NTSTATUS, what: &str) ->
     net.settle();
     assert_eq!(
         slot.calls(),
-        u32::from(returned == STATUS_PENDING),
+        u32::from(returned == NtStatus::PENDING),
         "{what}: returned {returned:#x}; one completion exactly"
     );
     status
@@ -64,7 +64,8 @@ fn peer_disconnect_while_connect_pending_aborts_the_connect() {
         let (cs, cst) = start_connect(&pair.a, dst, b"hello");
         pair.b.conn = pair.incoming.next();
         assert_eq!(
-            cst, STATUS_PENDING,
+            cst,
+            NtStatus::PENDING,
             "{what}: the connect waits for the peer"
         );
         assert_eq!(cs.calls(), 0, "{what}: not accepted yet");
@@ -76,20 +77,20 @@ fn peer_disconnect_while_connect_pending_aborts_the_connect() {
         );
         assert_eq!(
             resolved_once(&net, &cs, cst, &what),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: the owed connect"
         );
 
         // The later handshake calls fail the same way, on both ends.
         assert_eq!(
             complete_connect(&pair.a),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: complete-connect"
         );
         let (acc, ast) = start_accept(&pair.b, b"welcome");
         assert_eq!(
             resolved_once(&net, &acc, ast, &what),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: accept"
         );
         assert_eq!(
@@ -117,11 +118,12 @@ fn peer_disconnect_while_accept_pending_aborts_accept_and_complete_connect() {
         let (acc, ast) = start_accept(&pair.b, b"welcome");
         assert_eq!(
             resolved_once(&net, &cs, cst, &what),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: connect"
         );
         assert_eq!(
-            ast, STATUS_PENDING,
+            ast,
+            NtStatus::PENDING,
             "{what}: the accept waits for complete-connect"
         );
         assert_eq!(acc.calls(), 0, "{what}");
@@ -133,12 +135,12 @@ fn peer_disconnect_while_accept_pending_aborts_accept_and_complete_connect() {
         );
         assert_eq!(
             resolved_once(&net, &acc, ast, &what),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: the owed accept"
         );
         assert_eq!(
             complete_connect(&pair.a),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: A's later complete-connect"
         );
         net.settle();
@@ -172,7 +174,7 @@ fn peer_reset_calls_the_victim_back_once_with_reset_without_flush() {
         let mut buf = Buf::new(pair.b.pd, 64 * N, LOCAL_WRITE);
         for i in 0..N {
             let sge = buf.sge(i * 64, 64);
-            assert_eq!(post_receive(pair.b.qp, &sge, 0x300 + i), STATUS_SUCCESS);
+            assert_eq!(post_receive(pair.b.qp, &sge, 0x300 + i), NtStatus::SUCCESS);
         }
 
         assert!(net.fabric.inject(pair.b.conn, Fault::PeerReset), "{what}");
@@ -203,18 +205,18 @@ fn peer_reset_calls_the_victim_back_once_with_reset_without_flush() {
         // call), flushes the QP, and calls nobody back.
         assert_eq!(
             disconnect_once(&net, pair.b.conn),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}"
         );
         assert_eq!(
             disconnect_once(&net, pair.b.conn),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: second"
         );
         let results = poll(pair.b.cq);
         assert_eq!(results.len(), N, "{what}: {results:?}");
         assert!(
-            results.iter().all(|r| r.Status == STATUS_CANCELLED),
+            results.iter().all(|r| r.Status == NtStatus::CANCELLED),
             "{what}: {results:?}"
         );
         assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
@@ -241,7 +243,7 @@ fn injected_peer_disconnect_on_an_established_connection_is_graceful() {
         assert_eq!(pair.b.events.count(), 0, "{what}");
         assert_eq!(
             disconnect_once(&net, pair.a.conn),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}: after a graceful peer disconnect"
         );
         assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
@@ -278,12 +280,12 @@ fn link_loss_calls_both_ends_back_once_with_link_down() {
 
         assert_eq!(
             disconnect_once(&net, pair.a.conn),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: A after link loss"
         );
         assert_eq!(
             disconnect_once(&net, pair.b.conn),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: B after link loss"
         );
         assert!(
@@ -330,15 +332,19 @@ fn adapter_removal_ends_connections_and_fails_creates_with_device_removed() {
         let create_listener = t.NdkCreateListener.unwrap();
         // SAFETY: live (removed) adapter; valid callback, context and out-pointer.
         let r = created(|ctx, pp| unsafe { create_pd(adapter, Some(on_create), ctx, pp) });
-        assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreatePd");
+        assert_eq!(r, Err(NtStatus::DEVICE_REMOVED), "{what}: NdkCreatePd");
         assert_eq!(
             try_create_cq(adapter, 16, &notes),
-            Err(STATUS_DEVICE_REMOVED),
+            Err(NtStatus::DEVICE_REMOVED),
             "{what}: NdkCreateCq"
         );
         // SAFETY: as above.
         let r = created(|ctx, pp| unsafe { create_connector(adapter, Some(on_create), ctx, pp) });
-        assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreateConnector");
+        assert_eq!(
+            r,
+            Err(NtStatus::DEVICE_REMOVED),
+            "{what}: NdkCreateConnector"
+        );
         // SAFETY: as above; `incoming` outlives the (failed) listener.
         let r = created(|ctx, pp| unsafe {
             create_listener(
@@ -350,17 +356,21 @@ fn adapter_removal_ends_connections_and_fails_creates_with_device_removed() {
                 pp,
             )
         });
-        assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreateListener");
+        assert_eq!(
+            r,
+            Err(NtStatus::DEVICE_REMOVED),
+            "{what}: NdkCreateListener"
+        );
         let (create_mr, create_qp) = (d(pd).NdkCreateMr.unwrap(), d(pd).NdkCreateQp.unwrap());
         // SAFETY: live PD of the removed adapter; valid callback, context and out-pointer.
         let r = created(|ctx, pp| unsafe { create_mr(pd, FALSE, Some(on_create), ctx, pp) });
-        assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreateMr");
+        assert_eq!(r, Err(NtStatus::DEVICE_REMOVED), "{what}: NdkCreateMr");
         let qctx = std::ptr::without_provenance_mut(0x2001);
         // SAFETY: live PD and CQ of the removed adapter; valid callback, context and out-pointer.
         let r = created(|ctx, pp| unsafe {
             create_qp(pd, cq, cq, qctx, 16, 16, 1, 1, 0, Some(on_create), ctx, pp)
         });
-        assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreateQp");
+        assert_eq!(r, Err(NtStatus::DEVICE_REMOVED), "{what}: NdkCreateQp");
         net.settle();
         assert_eq!(
             net.fabric.live_objects(),
@@ -371,19 +381,19 @@ fn adapter_removal_ends_connections_and_fails_creates_with_device_removed() {
         // No new adapter on the removed host.
         assert_eq!(
             net.fabric.open_adapter(1, V21).err(),
-            Some(STATUS_DEVICE_REMOVED),
+            Some(NtStatus::DEVICE_REMOVED),
             "{what}: WskOpenNdkAdapter"
         );
 
         // Both survivors' NdkDisconnect report the abortive end.
         assert_eq!(
             disconnect_once(&net, pair.a.conn),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: A"
         );
         assert_eq!(
             disconnect_once(&net, pair.b.conn),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{what}: B"
         );
         assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
@@ -425,7 +435,7 @@ fn connecting_to_a_listener_on_a_removed_host_fails() {
         let (cs, cst) = start_connect(&end, SocketAddr::new(net.v4[1], 4791), b"again");
         let status = resolved_once(&net, &cs, cst, &what);
         assert!(
-            !NT_SUCCESS(status),
+            !status.is_success(),
             "{what}: the connect must fail, got {status:#x}"
         );
         assert_eq!(
@@ -440,7 +450,7 @@ fn connecting_to_a_listener_on_a_removed_host_fails() {
         );
         assert_eq!(
             complete_connect(&end),
-            STATUS_CONNECTION_INVALID,
+            NtStatus::CONNECTION_INVALID,
             "{what}: nothing to complete"
         );
 
@@ -459,7 +469,11 @@ fn adapter_removal_after_the_connection_ended_calls_nobody_back() {
             let net = instant_disconnect_net(mode);
             let what = format!("mode {mode:?}, host {removed} removed");
             let pair = Pair::connect(&net, V21, V21);
-            assert_eq!(disconnect_once(&net, pair.a.conn), STATUS_SUCCESS, "{what}");
+            assert_eq!(
+                disconnect_once(&net, pair.a.conn),
+                NtStatus::SUCCESS,
+                "{what}"
+            );
             assert_eq!(pair.b.events.count(), 1, "{what}");
 
             // The connection is over: at most one callback per connection, and none for the
@@ -506,8 +520,16 @@ fn inject_on_a_connector_outside_any_connection_returns_false() {
 
         // Disconnected on both ends: nothing left to break, and no further callback.
         let pair = Pair::connect(&net, V21, V21);
-        assert_eq!(disconnect_once(&net, pair.a.conn), STATUS_SUCCESS, "{what}");
-        assert_eq!(disconnect_once(&net, pair.b.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(
+            disconnect_once(&net, pair.a.conn),
+            NtStatus::SUCCESS,
+            "{what}"
+        );
+        assert_eq!(
+            disconnect_once(&net, pair.b.conn),
+            NtStatus::SUCCESS,
+            "{what}"
+        );
         for fault in FAULTS {
             assert!(
                 !net.fabric.inject(pair.a.conn, fault),

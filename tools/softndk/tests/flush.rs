@@ -20,7 +20,7 @@ fn post_receives(qp: *mut NDK_QP, buf: &mut Buf, n: usize, base: usize) -> Vec<u
             let sge = buf.sge(i * 64, 64);
             assert_eq!(
                 post_receive(qp, &sge, base + i),
-                STATUS_SUCCESS,
+                NtStatus::SUCCESS,
                 "NdkReceive"
             );
             base + i
@@ -33,7 +33,11 @@ fn post_sends(qp: *mut NDK_QP, buf: &mut Buf, n: usize, base: usize) -> Vec<usiz
     (0..n)
         .map(|i| {
             let sge = buf.sge(i * 16, 16);
-            assert_eq!(post_send(qp, &sge, base + i, 0), STATUS_SUCCESS, "NdkSend");
+            assert_eq!(
+                post_send(qp, &sge, base + i, 0),
+                NtStatus::SUCCESS,
+                "NdkSend"
+            );
             base + i
         })
         .collect()
@@ -51,7 +55,8 @@ fn assert_cancelled(
     let of_op: Vec<&NDK_RESULT_EX> = results.iter().filter(|r| r.Type == op).collect();
     for r in &of_op {
         assert_eq!(
-            r.Status, STATUS_CANCELLED,
+            r.Status,
+            NtStatus::CANCELLED,
             "{what}: flushed requests complete with STATUS_CANCELLED"
         );
         assert_eq!(r.QPContext.addr(), qp_ctx, "{what}: QPContext");
@@ -100,7 +105,7 @@ fn peer_disconnect_does_not_flush_and_ndk_flush_cancels_every_receive() {
         let mut buf = Buf::new(pair.b.pd, 64 * N, LOCAL_WRITE);
         let posted = post_receives(pair.b.qp, &mut buf, N, 0x500);
 
-        assert_eq!(disconnect(pair.a.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(disconnect(pair.a.conn), NtStatus::SUCCESS, "{what}");
         net.settle();
         assert_eq!(pair.b.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
 
@@ -156,7 +161,7 @@ fn ndk_disconnect_flushes_the_local_qp_implicitly_and_not_the_peers() {
         let a_posted = post_receives(pair.a.qp, &mut a_buf, N, 0xA00);
         let b_posted = post_receives(pair.b.qp, &mut b_buf, M, 0xB00);
 
-        assert_eq!(disconnect(pair.a.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(disconnect(pair.a.conn), NtStatus::SUCCESS, "{what}");
         net.settle();
 
         // A: flushed by its own NdkDisconnect, without any NdkFlush.
@@ -184,7 +189,7 @@ fn ndk_disconnect_flushes_the_local_qp_implicitly_and_not_the_peers() {
         assert!(poll(pair.b.cq).is_empty(), "{what}");
 
         // B's own NdkDisconnect (after the peer's) flushes B in turn.
-        assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(disconnect(pair.b.conn), NtStatus::SUCCESS, "{what}");
         net.settle();
         let results = poll(pair.b.cq);
         assert_eq!(results.len(), M, "{what}: {results:?}");
@@ -227,7 +232,7 @@ fn sends_waiting_for_a_peer_receive_stay_outstanding_after_peer_disconnect_until
         assert!(poll(pair.a.cq).is_empty(), "{what}");
 
         // B disconnects; A survives with everything still outstanding.
-        assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(disconnect(pair.b.conn), NtStatus::SUCCESS, "{what}");
         net.settle();
         assert_eq!(pair.a.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
         let stats = pair.a.qp_stats(&net);
@@ -286,7 +291,7 @@ fn flush_on_peer_disconnect_misbehaviour_cancels_the_victims_receives() {
         let mut buf = Buf::new(pair.b.pd, 64 * N, LOCAL_WRITE);
         let posted = post_receives(pair.b.qp, &mut buf, N, 0x900);
 
-        assert_eq!(disconnect(pair.a.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(disconnect(pair.a.conn), NtStatus::SUCCESS, "{what}");
         net.settle();
         assert_eq!(pair.b.events.count(), 1, "{what}");
         let results = poll(pair.b.cq);
@@ -326,7 +331,7 @@ fn receive_posted_after_the_local_side_disconnected_completes_cancelled_at_once(
                 close(pair.a.conn, d(pair.a.conn).NdkCloseConnector);
                 pair.a.conn = std::ptr::null_mut();
             } else {
-                assert_eq!(disconnect(pair.a.conn), STATUS_SUCCESS, "{what}");
+                assert_eq!(disconnect(pair.a.conn), NtStatus::SUCCESS, "{what}");
             }
             net.settle();
             assert!(
@@ -338,7 +343,7 @@ fn receive_posted_after_the_local_side_disconnected_completes_cancelled_at_once(
             let sge = buf.sge(0, 64);
             assert_eq!(
                 post_receive(pair.a.qp, &sge, 0x1234),
-                STATUS_SUCCESS,
+                NtStatus::SUCCESS,
                 "{what}"
             );
             // At once: the completion is in the CQ when NdkReceive returns.
@@ -367,7 +372,7 @@ fn receive_posted_after_the_peer_disconnected_stays_outstanding_until_local_disc
         let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let pair = Pair::connect(&net, V21, V21);
-        assert_eq!(disconnect(pair.a.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(disconnect(pair.a.conn), NtStatus::SUCCESS, "{what}");
         net.settle();
         assert_eq!(
             pair.b.qp_stats(&net).state,
@@ -379,7 +384,7 @@ fn receive_posted_after_the_peer_disconnected_stays_outstanding_until_local_disc
         let sge = buf.sge(0, 64);
         assert_eq!(
             post_receive(pair.b.qp, &sge, 0x4321),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{what}"
         );
         net.settle();
@@ -389,7 +394,7 @@ fn receive_posted_after_the_peer_disconnected_stays_outstanding_until_local_disc
         );
         assert_eq!(pair.b.qp_stats(&net).outstanding_receives, 1, "{what}");
 
-        assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(disconnect(pair.b.conn), NtStatus::SUCCESS, "{what}");
         net.settle();
         let results = poll(pair.b.cq);
         assert_eq!(results.len(), 1, "{what}: {results:?}");
@@ -413,14 +418,14 @@ fn send_after_the_peer_disconnected_is_connection_invalid() {
         let net = kind_net(mode);
         let what = format!("mode {mode:?}");
         let pair = Pair::connect(&net, V21, V21);
-        assert_eq!(disconnect(pair.a.conn), STATUS_SUCCESS, "{what}");
+        assert_eq!(disconnect(pair.a.conn), NtStatus::SUCCESS, "{what}");
         net.settle();
 
         let mut buf = Buf::new(pair.b.pd, 16, LOCAL_WRITE);
         let sge = buf.sge(0, 16);
         assert_eq!(
             post_send(pair.b.qp, &sge, 0x55, 0),
-            STATUS_CONNECTION_INVALID,
+            NtStatus::CONNECTION_INVALID,
             "{what}: the QP left the connected state"
         );
         net.settle();

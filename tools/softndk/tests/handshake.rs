@@ -22,7 +22,7 @@ fn ends(net: &Net, dst: SocketAddr) -> (End, End, *mut NDK_LISTENER, Arc<Incomin
     let b = End::new(net, 2, V21);
     let incoming = Incoming::new();
     let listener = create_listener(b.adapter, &incoming);
-    assert_eq!(listen(listener, dst), STATUS_SUCCESS, "listen on {dst}");
+    assert_eq!(listen(listener, dst), NtStatus::SUCCESS, "listen on {dst}");
     (a, b, listener, incoming)
 }
 
@@ -50,11 +50,12 @@ fn connection_data(conn: *mut NDK_CONNECTOR, buf: Option<&mut [u8]>, len: u32) -
 /// The peer's private data, read the documented way: ask the size, then fetch.
 fn private_data(conn: *mut NDK_CONNECTOR) -> Vec<u8> {
     let (st, need) = connection_data(conn, None, 0);
-    assert_eq!(st, STATUS_SUCCESS, "size query (NULL buffer, *len == 0)");
+    assert_eq!(st, NtStatus::SUCCESS, "size query (NULL buffer, *len == 0)");
     let mut v = vec![0u8; need as usize];
     let (st, got) = connection_data(conn, Some(&mut v), need);
     assert_eq!(
-        st, STATUS_SUCCESS,
+        st,
+        NtStatus::SUCCESS,
         "fetch with a buffer of the required size"
     );
     assert_eq!(got, need, "*len after a successful fetch");
@@ -122,7 +123,11 @@ fn read_addr(get: &Getter) -> SocketAddr {
     let mut sock = Sock::empty();
     let mut len = sock.len;
     let st = get(sock.ptr_mut(), &raw mut len);
-    assert_eq!(st, STATUS_SUCCESS, "address getter with a 128-byte buffer");
+    assert_eq!(
+        st,
+        NtStatus::SUCCESS,
+        "address getter with a 128-byte buffer"
+    );
     let addr = sock.decode();
     assert_eq!(
         len,
@@ -168,7 +173,7 @@ fn establish(mode: Completion, v4: bool) {
 
     let (cs, cst) = start_connect(&a, dst, b"hello");
     assert!(
-        cst == STATUS_PENDING,
+        cst == NtStatus::PENDING,
         "{mode:?}: a connect cannot finish before the peer answers, got {cst:#x}"
     );
     b.conn = incoming.next();
@@ -196,10 +201,11 @@ fn establish(mode: Completion, v4: bool) {
     assert_eq!(net.fabric.stats().connect_events, 1);
 
     let (acc, ast) = start_accept(&b, b"welcome");
-    assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "{mode:?}: connect");
+    assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{mode:?}: connect");
     net.settle();
     assert_eq!(
-        ast, STATUS_PENDING,
+        ast,
+        NtStatus::PENDING,
         "{mode:?}: accept cannot finish before the active side's complete-connect"
     );
     assert_eq!(
@@ -209,10 +215,10 @@ fn establish(mode: Completion, v4: bool) {
     );
     assert_eq!(
         complete_connect(&a),
-        STATUS_SUCCESS,
+        NtStatus::SUCCESS,
         "{mode:?}: complete-connect"
     );
-    assert_eq!(acc.resolve(ast), STATUS_SUCCESS, "{mode:?}: accept");
+    assert_eq!(acc.resolve(ast), NtStatus::SUCCESS, "{mode:?}: accept");
     net.settle();
     assert_eq!(cs.calls(), 1, "{mode:?}: connect completion count");
     assert_eq!(acc.calls(), 1, "{mode:?}: accept completion count");
@@ -275,15 +281,15 @@ fn private_data_reaches_passive_side_before_accept_and_active_side_after_connect
         );
 
         let (acc, ast) = start_accept(&b, b"callee answers");
-        assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "{mode:?}: connect");
+        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{mode:?}: connect");
         assert_carries(
             &private_data(a.conn),
             b"callee answers",
             "active side after connect",
         );
 
-        assert_eq!(complete_connect(&a), STATUS_SUCCESS);
-        assert_eq!(acc.resolve(ast), STATUS_SUCCESS);
+        assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
+        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
         Pair {
             a,
             b,
@@ -298,7 +304,7 @@ fn private_data_reaches_passive_side_before_accept_and_active_side_after_connect
 fn check_size_protocol(conn: *mut NDK_CONNECTOR, sent: &[u8], side: &str) {
     // NULL buffer, *len == 0: success and the required size.
     let (st, rds) = connection_data(conn, None, 0);
-    assert_eq!(st, STATUS_SUCCESS, "{side}: NULL buffer with *len == 0");
+    assert_eq!(st, NtStatus::SUCCESS, "{side}: NULL buffer with *len == 0");
     assert!(
         rds as usize >= sent.len(),
         "{side}: required size {rds} < {} bytes sent",
@@ -308,7 +314,7 @@ fn check_size_protocol(conn: *mut NDK_CONNECTOR, sent: &[u8], side: &str) {
     // Too small: BUFFER_TOO_SMALL, the required size in *len, and what fits copied.
     let mut small = [0xA5u8; 16];
     let (st, len) = connection_data(conn, Some(&mut small), 4);
-    assert_eq!(st, STATUS_BUFFER_TOO_SMALL, "{side}: 4-byte buffer");
+    assert_eq!(st, NtStatus::BUFFER_TOO_SMALL, "{side}: 4-byte buffer");
     assert_eq!(
         len, rds,
         "{side}: *len after BUFFER_TOO_SMALL is the required size"
@@ -327,7 +333,7 @@ fn check_size_protocol(conn: *mut NDK_CONNECTOR, sent: &[u8], side: &str) {
     let mut exact = vec![0u8; rds as usize];
     assert_eq!(
         connection_data(conn, Some(&mut exact), rds),
-        (STATUS_SUCCESS, rds),
+        (NtStatus::SUCCESS, rds),
         "{side}: exact buffer"
     );
     assert_eq!(&exact[..sent.len()], sent, "{side}: data");
@@ -335,7 +341,7 @@ fn check_size_protocol(conn: *mut NDK_CONNECTOR, sent: &[u8], side: &str) {
     let have = rds + 32;
     assert_eq!(
         connection_data(conn, Some(&mut big), have),
-        (STATUS_SUCCESS, rds),
+        (NtStatus::SUCCESS, rds),
         "{side}: larger buffer"
     );
     assert_eq!(&big[..sent.len()], sent, "{side}: data");
@@ -354,10 +360,10 @@ fn get_connection_data_follows_the_size_protocol() {
         b.conn = incoming.next();
         check_size_protocol(b.conn, caller, "passive");
         let (acc, ast) = start_accept(&b, callee);
-        assert_eq!(cs.resolve(cst), STATUS_SUCCESS);
+        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS);
         check_size_protocol(a.conn, callee, "active");
-        assert_eq!(complete_connect(&a), STATUS_SUCCESS);
-        assert_eq!(acc.resolve(ast), STATUS_SUCCESS);
+        assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
+        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
         Pair {
             a,
             b,
@@ -379,11 +385,11 @@ fn connect_without_a_listener_is_refused() {
         a.conn = create_connector(a.adapter);
         let refused_before = net.fabric.stats().refused_connects;
         let (cs, cst) = start_connect(&a, SocketAddr::new(net.v4[1], PORT + 1), b"anyone?");
-        assert_eq!(cs.resolve(cst), STATUS_CONNECTION_REFUSED, "{mode:?}");
+        assert_eq!(cs.resolve(cst), NtStatus::CONNECTION_REFUSED, "{mode:?}");
         net.settle();
         assert_eq!(
             cs.calls(),
-            u32::from(cst == STATUS_PENDING),
+            u32::from(cst == NtStatus::PENDING),
             "{mode:?}: one callback if pending, none if failed inline"
         );
         assert_eq!(
@@ -415,11 +421,15 @@ fn connect_to_an_address_no_host_has_is_host_unreachable() {
             SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 99)), PORT),
             b"",
         );
-        assert_eq!(cs.resolve(cst), STATUS_HOST_UNREACHABLE, "{mode:?}: IPv4");
+        assert_eq!(
+            cs.resolve(cst),
+            NtStatus::HOST_UNREACHABLE,
+            "{mode:?}: IPv4"
+        );
         net.settle();
         assert_eq!(
             cs.calls(),
-            u32::from(cst == STATUS_PENDING),
+            u32::from(cst == NtStatus::PENDING),
             "{mode:?}: completion count"
         );
         close(a.conn, d(a.conn).NdkCloseConnector);
@@ -429,11 +439,15 @@ fn connect_to_an_address_no_host_has_is_host_unreachable() {
         a.conn = create_connector(a.adapter);
         let nowhere6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99));
         let (cs, cst) = start_connect(&a, SocketAddr::new(nowhere6, PORT), b"");
-        assert_eq!(cs.resolve(cst), STATUS_HOST_UNREACHABLE, "{mode:?}: IPv6");
+        assert_eq!(
+            cs.resolve(cst),
+            NtStatus::HOST_UNREACHABLE,
+            "{mode:?}: IPv6"
+        );
         net.settle();
         assert_eq!(
             cs.calls(),
-            u32::from(cst == STATUS_PENDING),
+            u32::from(cst == NtStatus::PENDING),
             "{mode:?}: completion count"
         );
         assert_eq!(net.fabric.stats().connect_events, 0);
@@ -458,10 +472,10 @@ fn passive_reject_completes_the_connect_with_connection_refused() {
         );
         assert_eq!(
             reject(b.conn, b"go away"),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}: NdkReject is synchronous"
         );
-        assert_eq!(cs.resolve(cst), STATUS_CONNECTION_REFUSED, "{mode:?}");
+        assert_eq!(cs.resolve(cst), NtStatus::CONNECTION_REFUSED, "{mode:?}");
         net.settle();
         assert_eq!(cs.calls(), 1, "{mode:?}: one connect completion");
         assert_eq!(state(&net, a.conn), ConnectorState::Failed);
@@ -486,7 +500,7 @@ fn active_reject_after_connect_completes_the_accept_with_connection_aborted() {
         let (cs, cst) = start_connect(&a, dst, b"");
         b.conn = incoming.next();
         let (acc, ast) = start_accept(&b, b"");
-        assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "{mode:?}: connect");
+        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{mode:?}: connect");
         net.settle();
         assert_eq!(
             acc.calls(),
@@ -495,12 +509,12 @@ fn active_reject_after_connect_completes_the_accept_with_connection_aborted() {
         );
         assert_eq!(
             reject(a.conn, b"changed my mind"),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}: active NdkReject"
         );
         assert_eq!(
             acc.resolve(ast),
-            STATUS_CONNECTION_ABORTED,
+            NtStatus::CONNECTION_ABORTED,
             "{mode:?}: accept"
         );
         net.settle();
@@ -529,11 +543,11 @@ fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS
     let mut obj: *mut T = std::ptr::null_mut();
     let st = call(s.ctx(), &raw mut obj);
     s.mark_returned();
-    assert_eq!(st, STATUS_PENDING, "Manual mode: creates pend");
+    assert_eq!(st, NtStatus::PENDING, "Manual mode: creates pend");
     assert_eq!(s.calls(), 0, "Manual mode: no callback before deliver()");
     net.fabric.deliver();
     assert_eq!(s.calls(), 1);
-    assert_eq!(s.wait(), STATUS_SUCCESS);
+    assert_eq!(s.wait(), NtStatus::SUCCESS);
     s.object_ptr()
 }
 
@@ -542,7 +556,7 @@ fn manual_request(net: &Net, call: impl FnOnce(PVOID) -> NTSTATUS) -> NTSTATUS {
     let s = Slot::new();
     let st = call(s.ctx());
     s.mark_returned();
-    assert_eq!(st, STATUS_PENDING, "Manual mode: requests pend");
+    assert_eq!(st, NtStatus::PENDING, "Manual mode: requests pend");
     net.fabric.deliver();
     assert_eq!(s.calls(), 1);
     s.wait()
@@ -628,10 +642,10 @@ fn accept_completes_only_after_the_active_side_completes_the_connect() {
     let st = manual_request(&net, |ctx| unsafe {
         listen_fn(listener, sock.ptr(), sock.len, Some(on_request), ctx)
     });
-    assert_eq!(st, STATUS_SUCCESS, "listen");
+    assert_eq!(st, NtStatus::SUCCESS, "listen");
 
     let (cs, cst) = start_connect(&a, dst, b"");
-    assert_eq!(cst, STATUS_PENDING);
+    assert_eq!(cst, NtStatus::PENDING);
     assert_eq!(
         incoming.len(),
         0,
@@ -641,10 +655,10 @@ fn accept_completes_only_after_the_active_side_completes_the_connect() {
     b.conn = incoming.next();
 
     let (acc, ast) = start_accept(&b, b"");
-    assert_eq!(ast, STATUS_PENDING);
+    assert_eq!(ast, NtStatus::PENDING);
     net.fabric.deliver();
     assert_eq!(cs.calls(), 1, "the accept completes the connect");
-    assert_eq!(cs.wait(), STATUS_SUCCESS);
+    assert_eq!(cs.wait(), NtStatus::SUCCESS);
     assert_eq!(net.fabric.queued(), 0, "nothing else is owed yet");
     assert_eq!(
         acc.calls(),
@@ -665,7 +679,7 @@ fn accept_completes_only_after_the_active_side_completes_the_connect() {
         )
     };
     cc.mark_returned();
-    assert_eq!(st, STATUS_PENDING);
+    assert_eq!(st, NtStatus::PENDING);
     assert_eq!(
         acc.calls(),
         0,
@@ -673,9 +687,9 @@ fn accept_completes_only_after_the_active_side_completes_the_connect() {
     );
     net.fabric.deliver();
     assert_eq!(cc.calls(), 1);
-    assert_eq!(cc.wait(), STATUS_SUCCESS, "complete-connect");
+    assert_eq!(cc.wait(), NtStatus::SUCCESS, "complete-connect");
     assert_eq!(acc.calls(), 1, "complete-connect completes the accept");
-    assert_eq!(acc.wait(), STATUS_SUCCESS, "accept");
+    assert_eq!(acc.wait(), NtStatus::SUCCESS, "accept");
 
     for (conn, qp) in [(a.conn, a.qp), (b.conn, b.qp)] {
         manual_close(&net, conn, d(conn).NdkCloseConnector);
@@ -745,7 +759,8 @@ fn addresses_agree(mode: Completion, v4: bool) {
         for (have, null) in [(4, false), (need - 1, false), (0, true)] {
             let (st, len, untouched) = read_addr_short(get, have, null);
             assert_eq!(
-                st, STATUS_BUFFER_TOO_SMALL,
+                st,
+                NtStatus::BUFFER_TOO_SMALL,
                 "{mode:?} {what}: *len = {have}, null buffer: {null}"
             );
             assert_eq!(len, need, "{mode:?} {what}: required size in *len");
@@ -757,7 +772,7 @@ fn addresses_agree(mode: Completion, v4: bool) {
         let (st, len, _) = read_addr_short(get, need, false);
         assert_eq!(
             (st, len),
-            (STATUS_SUCCESS, need),
+            (NtStatus::SUCCESS, need),
             "{mode:?} {what}: exactly the required size"
         );
     }
@@ -798,7 +813,7 @@ fn listen_on_port_zero_picks_an_ephemeral_port() {
             // A second port-0 listener gets another port.
             let incoming2 = Incoming::new();
             let listener2 = create_listener(b.adapter, &incoming2);
-            assert_eq!(listen(listener2, SocketAddr::new(ip, 0)), STATUS_SUCCESS);
+            assert_eq!(listen(listener2, SocketAddr::new(ip, 0)), NtStatus::SUCCESS);
             let bound2 = read_addr(&listener_local_of(listener2));
             assert!(
                 (49152..=65535).contains(&bound2.port()),
@@ -817,11 +832,11 @@ fn listen_on_port_zero_picks_an_ephemeral_port() {
             let (acc, ast) = start_accept(&b, b"");
             assert_eq!(
                 cs.resolve(cst),
-                STATUS_SUCCESS,
+                NtStatus::SUCCESS,
                 "{mode:?}: connect to the ephemeral port"
             );
-            assert_eq!(complete_connect(&a), STATUS_SUCCESS);
-            assert_eq!(acc.resolve(ast), STATUS_SUCCESS);
+            assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
+            assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
             assert_eq!(incoming2.len(), 0);
             close(listener2, d(listener2).NdkCloseListener);
             Pair {
@@ -843,12 +858,16 @@ fn second_listen_on_the_same_address_is_a_sharing_violation() {
         let (mut a, mut b, listener, incoming) = ends(&net, dst);
         let incoming2 = Incoming::new();
         let listener2 = create_listener(b.adapter, &incoming2);
-        assert_eq!(listen(listener2, dst), STATUS_SHARING_VIOLATION, "{mode:?}");
+        assert_eq!(
+            listen(listener2, dst),
+            NtStatus::SHARING_VIOLATION,
+            "{mode:?}"
+        );
         // The failure is about the address: the same listener can listen elsewhere.
         let other = SocketAddr::new(net.v4[1], PORT + 1);
         assert_eq!(
             listen(listener2, other),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}: listen on a free port"
         );
         assert_eq!(read_addr(&listener_local_of(listener2)), other);
@@ -858,9 +877,9 @@ fn second_listen_on_the_same_address_is_a_sharing_violation() {
         let (cs, cst) = start_connect(&a, dst, b"");
         b.conn = incoming.next();
         let (acc, ast) = start_accept(&b, b"");
-        assert_eq!(cs.resolve(cst), STATUS_SUCCESS);
-        assert_eq!(complete_connect(&a), STATUS_SUCCESS);
-        assert_eq!(acc.resolve(ast), STATUS_SUCCESS);
+        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS);
+        assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
+        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
         assert_eq!(
             incoming2.len(),
             0,
@@ -889,7 +908,7 @@ fn paused_listener_refuses_connects_and_resumed_listener_accepts_them() {
         let (cs, cst) = start_connect(&a, dst, b"");
         assert_eq!(
             cs.resolve(cst),
-            STATUS_CONNECTION_REFUSED,
+            NtStatus::CONNECTION_REFUSED,
             "{mode:?}: paused listener"
         );
         net.settle();
@@ -908,11 +927,11 @@ fn paused_listener_refuses_connects_and_resumed_listener_accepts_them() {
         let (acc, ast) = start_accept(&b, b"");
         assert_eq!(
             cs.resolve(cst),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}: resumed listener"
         );
-        assert_eq!(complete_connect(&a), STATUS_SUCCESS);
-        assert_eq!(acc.resolve(ast), STATUS_SUCCESS);
+        assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
+        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
         assert_eq!(net.fabric.stats().connect_events, 1);
         Pair {
             a,

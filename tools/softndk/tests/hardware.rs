@@ -82,19 +82,19 @@ fn ndk_disconnect_completes_only_when_the_peer_answers() {
         let net = net(mode);
         let pair = Pair::connect(&net, V21, V21);
         let (slot, st) = start_disconnect(pair.a.conn);
-        assert_eq!(st, STATUS_PENDING, "{mode:?}: it waits for the peer");
+        assert_eq!(st, NtStatus::PENDING, "{mode:?}: it waits for the peer");
         pair.b.events.wait_count(1);
         assert_eq!(pair.b.events.all(), [Some(reason::GRACEFUL)], "{mode:?}");
         net.settle();
         assert_eq!(slot.calls(), 0, "{mode:?}: no answer yet, no completion");
         assert_eq!(
             disconnect(pair.b.conn),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}: B answers"
         );
         assert_eq!(
             slot.wait(),
-            STATUS_SUCCESS,
+            NtStatus::SUCCESS,
             "{mode:?}: A's disconnect completes"
         );
         net.settle();
@@ -118,13 +118,13 @@ fn closing_the_peer_connector_answers_a_disconnect() {
     let net = net(Completion::Inline);
     let mut pair = Pair::connect(&net, V21, V21);
     let (slot, st) = start_disconnect(pair.a.conn);
-    assert_eq!(st, STATUS_PENDING);
+    assert_eq!(st, NtStatus::PENDING);
     assert_eq!(
         close(pair.b.conn, d(pair.b.conn).NdkCloseConnector),
-        STATUS_SUCCESS
+        NtStatus::SUCCESS
     );
     pair.b.conn = std::ptr::null_mut();
-    assert_eq!(slot.wait(), STATUS_SUCCESS);
+    assert_eq!(slot.wait(), NtStatus::SUCCESS);
     pair.teardown(&net);
     assert_no_leak(&net, "closed");
 }
@@ -135,8 +135,8 @@ fn an_unanswered_disconnect_times_out() {
     let net = net_timed(Completion::hardware(3), short(fast()));
     let pair = Pair::connect(&net, V21, V21);
     let (slot, st) = start_disconnect(pair.a.conn);
-    assert_eq!(st, STATUS_PENDING);
-    assert_eq!(slot.wait(), STATUS_IO_TIMEOUT);
+    assert_eq!(st, NtStatus::PENDING);
+    assert_eq!(slot.wait(), NtStatus::IO_TIMEOUT);
     assert_eq!(net.fabric.stats().disconnect_timeouts, 1);
     pair.teardown(&net);
     assert_no_leak(&net, "timeout");
@@ -156,16 +156,16 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp() {
         for ctx in [0x11, 0x12] {
             assert_eq!(
                 post_receive(pair.b.qp, &recv.sge(0, 32), ctx),
-                STATUS_SUCCESS
+                NtStatus::SUCCESS
             );
         }
         // A has no receive posted: B's send waits (the adapter retries for a receive).
         assert_eq!(
             post_send(pair.b.qp, &send.sge(0, 16), 0x21, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         let (slot, st) = start_disconnect(pair.a.conn);
-        assert_eq!(st, STATUS_PENDING);
+        assert_eq!(st, NtStatus::PENDING);
         pair.b.events.wait_count(1);
         let done = poll_n(pair.b.cq, 3);
         assert_eq!(
@@ -177,7 +177,7 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp() {
             .iter()
             .find(|r| r.RequestContext.addr() == 0x21)
             .unwrap();
-        assert_eq!(send_done.Status, STATUS_IO_TIMEOUT, "{mode:?}");
+        assert_eq!(send_done.Status, NtStatus::IO_TIMEOUT, "{mode:?}");
         assert_eq!(send_done.ProviderErrorCode, provider_error::RETRY_EXCEEDED);
         assert_ne!(
             send_done.Type, NdkOperationTypeSend,
@@ -188,7 +188,7 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp() {
                 .iter()
                 .find(|r| r.RequestContext.addr() == ctx)
                 .unwrap();
-            assert_eq!(r.Status, STATUS_CANCELLED, "{mode:?}: flushed");
+            assert_eq!(r.Status, NtStatus::CANCELLED, "{mode:?}: flushed");
             assert_eq!(r.ProviderErrorCode, provider_error::FLUSHED);
         }
         let stats = pair.b.qp_stats(&net);
@@ -196,8 +196,8 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp() {
         assert!(stats.provider_flushes >= 1, "{mode:?}: the provider did");
         assert_eq!(net.fabric.stats().retry_failures, 1);
         assert_eq!(pair.b.events.count(), 1, "{mode:?}: still one callback");
-        assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS);
-        assert_eq!(slot.wait(), STATUS_SUCCESS);
+        assert_eq!(disconnect(pair.b.conn), NtStatus::SUCCESS);
+        assert_eq!(slot.wait(), NtStatus::SUCCESS);
         recv.close();
         send.close();
         pair.teardown(&net);
@@ -218,16 +218,16 @@ fn link_loss_is_noticed_only_by_an_end_that_sends() {
     let mut recv = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
     assert_eq!(
         post_receive(pair.a.qp, &recv.sge(0, 16), 0x31),
-        STATUS_SUCCESS
+        NtStatus::SUCCESS
     );
     assert_eq!(
         post_send(pair.b.qp, &send.sge(0, 16), 0x32, 0),
-        STATUS_SUCCESS
+        NtStatus::SUCCESS
     );
     pair.b.events.wait_count(1);
     assert_eq!(pair.b.events.all(), [Some(reason::LINK_DOWN)]);
     let done = poll_n(pair.b.cq, 1);
-    assert_eq!(done[0].Status, STATUS_IO_TIMEOUT);
+    assert_eq!(done[0].Status, NtStatus::IO_TIMEOUT);
     std::thread::sleep(Duration::from_millis(120));
     net.settle();
     assert_eq!(pair.a.events.count(), 0, "the idle end never noticed");
@@ -237,10 +237,10 @@ fn link_loss_is_noticed_only_by_an_end_that_sends() {
         "and its receive is still posted"
     );
     let (slot, st) = start_disconnect(pair.a.conn);
-    assert_eq!(st, STATUS_PENDING);
+    assert_eq!(st, NtStatus::PENDING);
     assert_eq!(
         slot.wait(),
-        STATUS_IO_TIMEOUT,
+        NtStatus::IO_TIMEOUT,
         "nobody can answer over a dead link"
     );
     send.close();
@@ -272,7 +272,10 @@ fn ndk_flush_only_initiates() {
         })
     };
     net.fabric.deliver();
-    assert_eq!(post_receive(pair.b.qp, &recv.sge(0, 16), 1), STATUS_SUCCESS);
+    assert_eq!(
+        post_receive(pair.b.qp, &recv.sge(0, 16), 1),
+        NtStatus::SUCCESS
+    );
     flush(pair.b.qp);
     assert_eq!(
         net.fabric.cq_len(pair.b.cq),
@@ -281,11 +284,11 @@ fn ndk_flush_only_initiates() {
     );
     assert_eq!(
         post_receive(pair.b.qp, &recv.sge(16, 16), 2),
-        STATUS_SUCCESS
+        NtStatus::SUCCESS
     );
     assert_eq!(
         post_send(pair.b.qp, &send.sge(0, 16), 3, 0),
-        STATUS_CONNECTION_INVALID,
+        NtStatus::CONNECTION_INVALID,
         "a flushed QP carries no data"
     );
     net.fabric.deliver();
@@ -296,7 +299,7 @@ fn ndk_flush_only_initiates() {
         .collect();
     assert_eq!(
         ctxs,
-        [(1, STATUS_CANCELLED), (2, STATUS_CANCELLED)],
+        [(1, NtStatus::CANCELLED), (2, NtStatus::CANCELLED)],
         "in order"
     );
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -322,13 +325,16 @@ fn ndk_flush_only_initiates() {
 #[test]
 fn a_dead_cq_reports_its_error_and_its_qps_are_dead() {
     for (error, status) in [
-        (CqError::Fatal, STATUS_INTERNAL_ERROR),
-        (CqError::Overrun, STATUS_BUFFER_OVERFLOW),
+        (CqError::Fatal, NtStatus::INTERNAL_ERROR),
+        (CqError::Overrun, NtStatus::BUFFER_OVERFLOW),
     ] {
         let net = net(Completion::Inline);
         let pair = Pair::connect(&net, V21, V21);
         let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-        assert_eq!(post_receive(pair.b.qp, &recv.sge(0, 16), 1), STATUS_SUCCESS);
+        assert_eq!(
+            post_receive(pair.b.qp, &recv.sge(0, 16), 1),
+            NtStatus::SUCCESS
+        );
         // SAFETY: live CQ.
         unsafe { d(pair.b.cq).NdkArmCq.unwrap()(pair.b.cq, NDK_CQ_NOTIFY_ERRORS) };
         assert!(net.fabric.inject_cq_error(pair.b.cq, error));
@@ -339,10 +345,14 @@ fn a_dead_cq_reports_its_error_and_its_qps_are_dead() {
         net.settle();
         assert_eq!(pair.b.notes.all().len(), 1, "{error:?}: reported once");
         let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-        assert_eq!(post_send(pair.a.qp, &send.sge(0, 16), 2, 0), STATUS_SUCCESS);
+        assert_eq!(
+            post_send(pair.a.qp, &send.sge(0, 16), 2, 0),
+            NtStatus::SUCCESS
+        );
         let done = poll_n(pair.a.cq, 1);
         assert_eq!(
-            done[0].Status, STATUS_IO_TIMEOUT,
+            done[0].Status,
+            NtStatus::IO_TIMEOUT,
             "{error:?}: the peer's send failed"
         );
         assert!(
@@ -366,14 +376,14 @@ fn a_connect_nobody_accepts_times_out() {
     let incoming = Incoming::new();
     let listener = create_listener(b.adapter, &incoming);
     let dst = std::net::SocketAddr::new(net.v4[1], 4800);
-    assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+    assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
     a.conn = create_connector(a.adapter);
     let (slot, st) = start_connect(&a, dst, b"");
     b.conn = incoming.next();
-    assert_eq!(slot.resolve(st), STATUS_IO_TIMEOUT);
+    assert_eq!(slot.resolve(st), NtStatus::IO_TIMEOUT);
     assert_eq!(net.fabric.stats().handshake_timeouts, 1);
     let (acc, ast) = start_accept(&b, b"");
-    assert_eq!(acc.resolve(ast), STATUS_CONNECTION_ABORTED);
+    assert_eq!(acc.resolve(ast), NtStatus::CONNECTION_ABORTED);
     a.teardown(&net);
     close(b.conn, d(b.conn).NdkCloseConnector);
     b.conn = std::ptr::null_mut();
@@ -419,8 +429,8 @@ fn the_hardware_mode_runs_callbacks_concurrently() {
     }
     let mut pds = Vec::new();
     for (s, st, pd) in slots {
-        assert_eq!(s.resolve(st), STATUS_SUCCESS);
-        pds.push(if st == STATUS_SUCCESS {
+        assert_eq!(s.resolve(st), NtStatus::SUCCESS);
+        pds.push(if st == NtStatus::SUCCESS {
             pd
         } else {
             s.object_ptr()
@@ -475,16 +485,16 @@ fn the_provider_holds_its_lock_across_the_disconnect_callback() {
         *seen.lock().unwrap() = Some((finished_inside, other));
     }));
     let (slot, st) = start_disconnect(pair.a.conn);
-    assert_eq!(st, STATUS_PENDING);
+    assert_eq!(st, NtStatus::PENDING);
     pair.b.events.wait_count(1);
     let (finished_inside, other) = observed.lock().unwrap().take().expect("hook ran");
     assert!(
         !finished_inside,
         "NdkGetPeerAddress on another thread waited for the callback to return"
     );
-    assert_eq!(other.join().unwrap(), STATUS_SUCCESS, "then it ran");
-    assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS);
-    assert_eq!(slot.wait(), STATUS_SUCCESS);
+    assert_eq!(other.join().unwrap(), NtStatus::SUCCESS, "then it ran");
+    assert_eq!(disconnect(pair.b.conn), NtStatus::SUCCESS);
+    assert_eq!(slot.wait(), NtStatus::SUCCESS);
     pair.teardown(&net);
     assert_no_leak(&net, "provider lock");
 }
@@ -511,12 +521,12 @@ fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection() {
         let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
         assert_eq!(
             post_receive(pair.a.qp, &a_recv.sge(0, 16), 0x41),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         // B posted no receive.
         assert_eq!(
             post_send(pair.a.qp, &send.sge(0, 16), 0x42, 0),
-            STATUS_SUCCESS
+            NtStatus::SUCCESS
         );
         pair.a.events.wait_count(1);
         pair.b.events.wait_count(1);
@@ -527,14 +537,15 @@ fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection() {
             .iter()
             .find(|r| r.RequestContext.addr() == 0x42)
             .unwrap();
-        assert_eq!(failed.Status, STATUS_CONNECTION_ABORTED, "{mode:?}");
+        assert_eq!(failed.Status, NtStatus::CONNECTION_ABORTED, "{mode:?}");
         assert_eq!(failed.ProviderErrorCode, provider_error::RNR_TERMINATED);
         let flushed = done
             .iter()
             .find(|r| r.RequestContext.addr() == 0x41)
             .unwrap();
         assert_eq!(
-            flushed.Status, STATUS_CANCELLED,
+            flushed.Status,
+            NtStatus::CANCELLED,
             "{mode:?}: the provider flushed A's QP"
         );
         assert_eq!(pair.a.qp_stats(&net).flush_calls, 0);

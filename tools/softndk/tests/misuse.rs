@@ -42,7 +42,7 @@ unsafe extern "system" fn query_info_from_create_completion(
 ) {
     // SAFETY: ctx is the Probe the test keeps alive until this completion ran.
     let probe = unsafe { &*ctx.cast::<Probe>() };
-    if status == STATUS_SUCCESS {
+    if status == NtStatus::SUCCESS {
         probe
             .object
             .store(obj.expose_provenance(), Ordering::SeqCst);
@@ -58,7 +58,7 @@ fn query_adapter_info_inside_a_callback_records_passive_only_in_callback() {
     let adapter = net.open(1, V21);
     assert_eq!(
         query_info(adapter),
-        STATUS_SUCCESS,
+        NtStatus::SUCCESS,
         "outside a callback it is legal"
     );
     assert!(net.fabric.violations().is_empty());
@@ -81,12 +81,13 @@ fn query_adapter_info_inside_a_callback_records_passive_only_in_callback() {
         )
     };
     assert_eq!(
-        st, STATUS_PENDING,
+        st,
+        NtStatus::PENDING,
         "Inline: the create completes through its callback"
     );
     assert_eq!(
         *probe.status.lock().unwrap(),
-        Some(STATUS_INVALID_PARAMETER),
+        Some(NtStatus::INVALID_PARAMETER),
         "the call made inside the callback fails"
     );
     assert_eq!(
@@ -115,12 +116,12 @@ fn closing_an_object_twice_records_double_close_and_the_first_close_still_comple
     // Closed and completed, then closed again.
     let notes = Notes::new();
     let cq = create_cq(adapter, 16, &notes);
-    assert_eq!(close(cq, d(cq).NdkCloseCq), STATUS_SUCCESS);
+    assert_eq!(close(cq, d(cq).NdkCloseCq), NtStatus::SUCCESS);
     let again = Slot::new();
     // SAFETY: the CQ is closed; softndk keeps its memory as a tombstone, and closing it again
     // is the misuse under test.
     let st = unsafe { d(cq).NdkCloseCq.unwrap()(hdr(cq), Some(on_close), again.ctx()) };
-    assert_eq!(st, STATUS_INVALID_PARAMETER, "the second close fails");
+    assert_eq!(st, NtStatus::INVALID_PARAMETER, "the second close fails");
     assert_eq!(
         net.fabric.violations(),
         [Violation::DoubleClose {
@@ -135,12 +136,12 @@ fn closing_an_object_twice_records_double_close_and_the_first_close_still_comple
     let first = Slot::new();
     // SAFETY: live PD; valid callback and context.
     let st1 = unsafe { d(pd).NdkClosePd.unwrap()(hdr(pd), Some(on_close), first.ctx()) };
-    assert_eq!(st1, STATUS_PENDING, "the PD's close waits for its MR");
+    assert_eq!(st1, NtStatus::PENDING, "the PD's close waits for its MR");
     first.mark_returned();
     let second = Slot::new();
     // SAFETY: the PD is closing; closing it again is the misuse under test.
     let st2 = unsafe { d(pd).NdkClosePd.unwrap()(hdr(pd), Some(on_close), second.ctx()) };
-    assert_eq!(st2, STATUS_INVALID_PARAMETER);
+    assert_eq!(st2, NtStatus::INVALID_PARAMETER);
     assert_eq!(
         net.fabric.violations().last(),
         Some(&Violation::DoubleClose {
@@ -153,7 +154,7 @@ fn closing_an_object_twice_records_double_close_and_the_first_close_still_comple
     buf.close();
     assert_eq!(
         first.wait(),
-        STATUS_SUCCESS,
+        NtStatus::SUCCESS,
         "the first close still completes"
     );
     net.settle();
@@ -174,7 +175,7 @@ fn flush_or_receive_on_a_closed_qp_records_use_after_close() {
     let net = recording();
     let end = End::new(&net, 1, V21);
     let mut buf = Buf::new(end.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-    assert_eq!(close(end.qp, d(end.qp).NdkCloseQp), STATUS_SUCCESS);
+    assert_eq!(close(end.qp, d(end.qp).NdkCloseQp), NtStatus::SUCCESS);
 
     flush(end.qp);
     assert_eq!(
@@ -186,7 +187,7 @@ fn flush_or_receive_on_a_closed_qp_records_use_after_close() {
     );
     assert_eq!(
         post_receive(end.qp, &buf.sge(0, 16), 1),
-        STATUS_INVALID_PARAMETER,
+        NtStatus::INVALID_PARAMETER,
         "the post fails"
     );
     assert_eq!(
@@ -262,7 +263,7 @@ fn two_concurrent_posts_to_one_receive_queue_record_concurrent_post() {
 
     assert_eq!(
         post_receive(end.qp, &buf.sge(32, 32), 2),
-        STATUS_INVALID_PARAMETER,
+        NtStatus::INVALID_PARAMETER,
         "the overlapping post fails"
     );
     assert_eq!(
@@ -276,7 +277,7 @@ fn two_concurrent_posts_to_one_receive_queue_record_concurrent_post() {
     gate.release();
     assert_eq!(
         held.join().unwrap(),
-        STATUS_SUCCESS,
+        NtStatus::SUCCESS,
         "the held post itself is fine"
     );
     assert_eq!(
@@ -286,7 +287,7 @@ fn two_concurrent_posts_to_one_receive_queue_record_concurrent_post() {
     );
 
     // Serialised again: a further post is legal.
-    assert_eq!(post_receive(end.qp, &buf.sge(32, 32), 3), STATUS_SUCCESS);
+    assert_eq!(post_receive(end.qp, &buf.sge(32, 32), 3), NtStatus::SUCCESS);
     assert_eq!(net.fabric.violations().len(), 1);
     buf.close();
     end.teardown(&net);
@@ -311,11 +312,11 @@ fn a_receive_and_a_send_at_the_same_time_on_one_qp_are_not_a_violation() {
     );
     assert_eq!(
         post_send(qp, &sbuf.sge(0, 8), 2, 0),
-        STATUS_SUCCESS,
+        NtStatus::SUCCESS,
         "the initiator queue is free"
     );
     gate.release();
-    assert_eq!(held.join().unwrap(), STATUS_SUCCESS);
+    assert_eq!(held.join().unwrap(), NtStatus::SUCCESS);
 
     // A send held inside the provider while the test thread posts a receive.
     let gate = net.fabric.hold_next_post(qp, Queue::Initiator);
@@ -326,11 +327,11 @@ fn a_receive_and_a_send_at_the_same_time_on_one_qp_are_not_a_violation() {
     );
     assert_eq!(
         post_receive(qp, &rbuf.sge(32, 32), 4),
-        STATUS_SUCCESS,
+        NtStatus::SUCCESS,
         "the receive queue is free"
     );
     gate.release();
-    assert_eq!(held.join().unwrap(), STATUS_SUCCESS);
+    assert_eq!(held.join().unwrap(), NtStatus::SUCCESS);
 
     assert!(
         net.fabric.violations().is_empty(),
@@ -446,14 +447,14 @@ fn default_panic_policy_aborts_the_process_naming_the_rule() {
 fn an_ndk_call_under_the_consumers_lock_records_called_under_consumer_lock() {
     let net = recording();
     let adapter = net.open(1, V21);
-    assert_eq!(query_info(adapter), STATUS_SUCCESS);
+    assert_eq!(query_info(adapter), NtStatus::SUCCESS);
     assert!(
         net.fabric.violations().is_empty(),
         "without the lock it is legal"
     );
     let guard = softndk::consumer_lock::enter();
     // The call still proceeds (it is recorded, not failed): the deadlock is only a risk.
-    assert_eq!(query_info(adapter), STATUS_SUCCESS);
+    assert_eq!(query_info(adapter), NtStatus::SUCCESS);
     drop(guard);
     assert_eq!(
         net.fabric.violations(),
@@ -468,7 +469,7 @@ fn an_ndk_call_under_the_consumers_lock_records_called_under_consumer_lock() {
         "the rule says why"
     );
     // Released: legal again; nested guards count as one lock held until the outer is dropped.
-    assert_eq!(query_info(adapter), STATUS_SUCCESS);
+    assert_eq!(query_info(adapter), NtStatus::SUCCESS);
     let outer = softndk::consumer_lock::enter();
     drop(softndk::consumer_lock::enter());
     assert!(softndk::consumer_lock::held());

@@ -48,7 +48,7 @@ fn info_of(adapter: *mut NDK_ADAPTER) -> NDK_ADAPTER_INFO {
     assert_eq!(&raw[0x64..0x68], &[0; 4], "tail padding");
     assert_eq!(
         (st, len),
-        (STATUS_SUCCESS, full),
+        (NtStatus::SUCCESS, full),
         "NdkQueryAdapterInfo with a full-size buffer"
     );
     // SAFETY: the provider wrote a whole NDK_ADAPTER_INFO (0x68 bytes) at the start of `raw`,
@@ -204,7 +204,7 @@ fn unsupported_versions_fail_with_ndis_bad_version() {
         let net = net_of(max);
         assert_eq!(
             net.fabric.open_adapter(1, requested).err(),
-            Some(STATUS_NDIS_BAD_VERSION),
+            Some(NtStatus::NDIS_BAD_VERSION),
             "provider {max:?}, asked {requested:?}"
         );
         assert_eq!(
@@ -220,11 +220,11 @@ fn unknown_interface_index_is_not_found() {
     let net = net_of(V21);
     assert_eq!(
         net.fabric.open_adapter(99, V21).err(),
-        Some(STATUS_NOT_FOUND)
+        Some(NtStatus::NOT_FOUND)
     );
     assert_eq!(
         net.fabric.open_adapter(0, V21).err(),
-        Some(STATUS_NOT_FOUND)
+        Some(NtStatus::NOT_FOUND)
     );
     assert_eq!(net.fabric.live_objects(), 0);
 }
@@ -316,7 +316,8 @@ fn query_adapter_info_reports_the_version_and_keeps_the_size_protocol() {
         ] {
             let (st, len, raw) = query_info(adapter, size, null);
             assert_eq!(
-                st, STATUS_BUFFER_TOO_SMALL,
+                st,
+                NtStatus::BUFFER_TOO_SMALL,
                 "{max:?}: *pBufferSize = {size:#x}, null: {null}"
             );
             assert_eq!(len, 0x68, "{max:?}: the full size in *pBufferSize");
@@ -329,7 +330,7 @@ fn query_adapter_info_reports_the_version_and_keeps_the_size_protocol() {
         let (st, len, _) = query_info(adapter, NDK_ADAPTER_INFO_V1_SIZE, false);
         assert_eq!(
             (st, len),
-            (STATUS_SUCCESS, NDK_ADAPTER_INFO_V1_SIZE),
+            (NtStatus::SUCCESS, NDK_ADAPTER_INFO_V1_SIZE),
             "{max:?}: V1-size buffer"
         );
         net.fabric.close_adapter(adapter);
@@ -389,7 +390,7 @@ fn mixed_1_2_and_2_1_ends_connect_and_each_gets_its_own_disconnect_callback_form
             V21,
         );
         let pair = Pair::connect(&net, V12, V21);
-        assert_eq!(disconnect(pair.a.conn), STATUS_SUCCESS);
+        assert_eq!(disconnect(pair.a.conn), NtStatus::SUCCESS);
         pair.b.events.wait_count(1);
         net.settle();
         assert_eq!(

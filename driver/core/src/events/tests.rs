@@ -2,14 +2,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use ndkdisc_abi::{Cause, Event, EventKind, decode_wait_reply, status};
+use ndkdisc_abi::{Cause, Event, EventKind, NtStatus, decode_wait_reply};
 
 use super::*;
 
 /// What happened to a fake request: its completion, and whether cancellation began.
 #[derive(Default, Debug)]
 struct Fate {
-    completed: Option<(i32, usize, Vec<u8>)>,
+    completed: Option<(NtStatus, usize, Vec<u8>)>,
     cancel_requested: bool,
     cancelable: bool,
 }
@@ -58,7 +58,7 @@ impl PendedRequest for Fake {
         f.cancelable = false;
         Ok(())
     }
-    fn complete(self, status: i32, information: usize) {
+    fn complete(self, status: NtStatus, information: usize) {
         let mut f = self.fate.lock().unwrap();
         assert!(f.completed.is_none(), "completed twice");
         f.completed = Some((status, information, self.out[..information].to_vec()));
@@ -70,10 +70,10 @@ fn begin_cancel(fate: &Arc<Mutex<Fate>>) {
     fate.lock().unwrap().cancel_requested = true;
 }
 
-fn events_of(fate: &Arc<Mutex<Fate>>) -> (i32, Vec<Event>) {
+fn events_of(fate: &Arc<Mutex<Fate>>) -> (NtStatus, Vec<Event>) {
     let f = fate.lock().unwrap();
     let (st, _, bytes) = f.completed.clone().expect("completed");
-    if st != status::SUCCESS {
+    if st != NtStatus::SUCCESS {
         return (st, Vec::new());
     }
     let mut slots = [None; 64];
@@ -99,10 +99,10 @@ fn queue() -> EventQueue<Fake> {
     .unwrap()
 }
 
-fn disconnected(cause: Cause) -> Fact {
-    Fact {
-        cause,
-        ..Fact::new(EventKind::Disconnected, 100)
+fn disconnected(cause: Cause) -> Event {
+    Event {
+        cause: Some(cause),
+        ..Event::new(EventKind::Disconnected, 0, 100)
     }
 }
 
@@ -117,11 +117,11 @@ fn a_wait_pended_before_the_event_completes_with_it() {
     assert_eq!(latch, Latch::Queued);
     complete_all(ready);
     let (st, evs) = events_of(&fate);
-    assert_eq!(st, status::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS);
     assert_eq!(evs.len(), 1);
     assert_eq!(
         (evs[0].connection_id, evs[0].kind, evs[0].cause),
-        (7, EventKind::Disconnected, Cause::Peer)
+        (7, EventKind::Disconnected, Some(Cause::Peer))
     );
     assert_eq!(q.queued(), 0);
 }
@@ -158,7 +158,7 @@ fn exactly_one_terminal_event_however_many_terminal_facts_arrive() {
         Latch::Duplicate,
         "a racing local disconnect"
     );
-    let failed = Fact::new(EventKind::ConnectFailed, 1);
+    let failed = Event::new(EventKind::ConnectFailed, 0, 1);
     assert_eq!(
         q.latch(c, failed).0,
         Latch::Duplicate,
@@ -172,7 +172,7 @@ fn exactly_one_terminal_event_however_many_terminal_facts_arrive() {
     r.complete();
     let (_, evs) = events_of(&fate);
     assert_eq!(evs.len(), 1);
-    assert_eq!(evs[0].cause, Cause::Peer, "the first fact wins");
+    assert_eq!(evs[0].cause, Some(Cause::Peer), "the first fact wins");
     // Even after delivery a second terminal fact stays a duplicate.
     assert_eq!(q.latch(c, disconnected(Cause::Aborted)).0, Latch::Duplicate);
 }
@@ -182,11 +182,11 @@ fn batches_preserve_latch_order_and_sequence_numbers_increase() {
     let mut q = queue();
     let a = q.add_connection(1).unwrap();
     let b = q.add_connection(2).unwrap();
-    q.latch(a, Fact::new(EventKind::Connected, 1));
-    q.latch(b, Fact::new(EventKind::Accepted, 2));
+    q.latch(a, Event::new(EventKind::Connected, 0, 1));
+    q.latch(b, Event::new(EventKind::Accepted, 0, 2));
     q.latch(a, disconnected(Cause::Peer));
     q.latch(b, disconnected(Cause::Local));
-    q.latch(a, Fact::new(EventKind::Closed, 5));
+    q.latch(a, Event::new(EventKind::Closed, 0, 5));
     let (req, fate) = Fake::new(1, 2);
     let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
         panic!()
@@ -254,7 +254,7 @@ fn an_event_racing_a_cancel_stays_queued_for_the_next_wait() {
     assert!(pending(&fate));
     // The cancel routine runs and completes it with STATUS_CANCELLED.
     q.cancel(1).expect("still in the queue").complete();
-    assert_eq!(events_of(&fate).0, status::CANCELLED);
+    assert_eq!(events_of(&fate).0, NtStatus::CANCELLED);
     // The event was not lost.
     let (req, fate) = Fake::new(2, 4);
     let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
@@ -290,7 +290,7 @@ fn a_wait_cancelled_before_it_could_pend_completes_cancelled_and_loses_nothing()
         panic!()
     };
     r.complete();
-    assert_eq!(events_of(&fate).0, status::CANCELLED);
+    assert_eq!(events_of(&fate).0, NtStatus::CANCELLED);
     assert_eq!(q.pended_waits(), 0);
     q.latch(c, disconnected(Cause::Peer));
     assert_eq!(q.queued(), 1);
@@ -309,7 +309,7 @@ fn a_second_wait_is_served_when_the_first_is_being_cancelled() {
     assert!(pending(&f1));
     assert_eq!(events_of(&f2).1.len(), 1);
     q.cancel(1).unwrap().complete();
-    assert_eq!(events_of(&f1).0, status::CANCELLED);
+    assert_eq!(events_of(&f1).0, NtStatus::CANCELLED);
 }
 
 #[test]
@@ -322,14 +322,14 @@ fn nonblocking_wait_returns_an_empty_batch_and_small_buffers_are_refused() {
     };
     r.complete();
     let (st, evs) = events_of(&fate);
-    assert_eq!((st, evs.len()), (status::SUCCESS, 0));
+    assert_eq!((st, evs.len()), (NtStatus::SUCCESS, 0));
     let (mut req, fate) = Fake::new(2, 1);
     req.out.truncate(16 + Event::SIZE - 1);
     let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
         panic!()
     };
     r.complete();
-    assert_eq!(events_of(&fate).0, status::BUFFER_TOO_SMALL);
+    assert_eq!(events_of(&fate).0, NtStatus::BUFFER_TOO_SMALL);
 }
 
 #[test]
@@ -340,7 +340,7 @@ fn unknown_connections_and_quotas_have_their_statuses() {
         panic!()
     };
     r.complete();
-    assert_eq!(events_of(&fate).0, status::NOT_FOUND);
+    assert_eq!(events_of(&fate).0, NtStatus::NOT_FOUND);
     for id in 0..4 {
         q.add_connection(id + 1).unwrap();
     }
@@ -356,7 +356,7 @@ fn unknown_connections_and_quotas_have_their_statuses() {
         panic!()
     };
     r.complete();
-    assert_eq!(events_of(&fate).0, status::QUOTA_EXCEEDED);
+    assert_eq!(events_of(&fate).0, NtStatus::QUOTA_EXCEEDED);
 }
 
 #[test]
@@ -374,17 +374,17 @@ fn abort_and_cleanup_take_pended_waits_but_not_those_being_cancelled() {
     while let Some(r) = q.take_wait_to_cancel(Some(1)) {
         r.complete();
     }
-    assert_eq!(events_of(&f1).0, status::CANCELLED);
+    assert_eq!(events_of(&f1).0, NtStatus::CANCELLED);
     assert!(pending(&f2) && pending(&f3));
     // Handle cleanup takes the rest, except one whose cancel routine is about to run.
     begin_cancel(&f2);
     while let Some(r) = q.take_wait_to_cancel(None) {
         r.complete();
     }
-    assert_eq!(events_of(&f3).0, status::CANCELLED);
+    assert_eq!(events_of(&f3).0, NtStatus::CANCELLED);
     assert!(pending(&f2));
     q.cancel(2).unwrap().complete();
-    assert_eq!(events_of(&f2).0, status::CANCELLED);
+    assert_eq!(events_of(&f2).0, NtStatus::CANCELLED);
 }
 
 #[test]
@@ -394,15 +394,15 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
     let conns: Vec<_> = (1..=4).map(|id| q.add_connection(id).unwrap()).collect();
     for &c in &conns {
         for fact in [
-            Fact::new(EventKind::Connected, 1),
+            Event::new(EventKind::Connected, 0, 1),
             disconnected(Cause::Peer),
-            Fact::new(EventKind::Flushed, 2),
-            Fact::new(EventKind::Closed, 3),
+            Event::new(EventKind::Flushed, 0, 2),
+            Event::new(EventKind::Closed, 0, 3),
         ] {
             assert_eq!(q.latch(c, fact).0, Latch::Queued);
         }
         assert_eq!(
-            q.latch(c, Fact::new(EventKind::Flushed, 4)).0,
+            q.latch(c, Event::new(EventKind::Flushed, 0, 4)).0,
             Latch::Merged,
             "the queued Flushed absorbs another"
         );
@@ -434,7 +434,7 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
         "a fact through the stale index is not charged to the record's new connection"
     );
     assert_eq!(
-        q.latch(reused, Fact::new(EventKind::Connected, 5)).0,
+        q.latch(reused, Event::new(EventKind::Connected, 0, 5)).0,
         Latch::Queued
     );
     let (req, fate) = Fake::new(2, 4);
@@ -462,11 +462,11 @@ fn a_wait_on_a_connection_whose_terminal_was_delivered_gets_a_flagged_copy() {
     // The latcher then completes the wait pended on the connection with the copy.
     complete_all(q.take_level_triggered(7));
     let (st, copy) = events_of(&on7_fate);
-    assert_eq!(st, status::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS);
     assert_eq!(
         copy,
         vec![Event {
-            flags: original[0].flags | ndkdisc_abi::EVENT_ALREADY_DELIVERED,
+            already_delivered: true,
             ..original[0]
         }]
     );
@@ -482,7 +482,10 @@ fn a_wait_on_a_connection_whose_terminal_was_delivered_gets_a_flagged_copy() {
     }
     assert_eq!(q.counters().delivered, 1, "copies are not deliveries");
     // Once `Closed` is queued it is returned instead, and after it the id is gone.
-    assert_eq!(q.latch(c, Fact::new(EventKind::Closed, 1)).0, Latch::Queued);
+    assert_eq!(
+        q.latch(c, Event::new(EventKind::Closed, 0, 1)).0,
+        Latch::Queued
+    );
     let (req, fate) = Fake::new(4, 4);
     let WaitOutcome::Complete(r) = q.wait(req, Some(7), false) else {
         panic!("must not pend")
@@ -494,7 +497,7 @@ fn a_wait_on_a_connection_whose_terminal_was_delivered_gets_a_flagged_copy() {
         panic!("must not pend")
     };
     r.complete();
-    assert_eq!(events_of(&fate).0, status::NOT_FOUND);
+    assert_eq!(events_of(&fate).0, NtStatus::NOT_FOUND);
 }
 
 #[test]
@@ -508,7 +511,7 @@ fn after_cleanup_began_a_wait_is_cancelled_not_pended() {
             panic!("a WAIT after cleanup must not pend")
         };
         r.complete();
-        assert_eq!(events_of(&fate).0, status::CANCELLED);
+        assert_eq!(events_of(&fate).0, NtStatus::CANCELLED);
     }
     assert_eq!(q.pended_waits(), 0);
 }

@@ -20,7 +20,6 @@ static ALLOC: softndk::alloc_check::CheckingAllocator = softndk::alloc_check::Ch
 pub const WAIT: Duration = Duration::from_secs(10);
 pub const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
 pub const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-pub const CONNECTION_REFUSED: i32 = 0xC000_0236_u32 as i32;
 
 pub struct World {
     pub fabric: Arc<Fabric>,
@@ -110,7 +109,7 @@ pub fn bytes<R: Record>(r: &R) -> Vec<u8> {
     v
 }
 
-pub fn done(p: &Pending) -> (i32, Vec<u8>) {
+pub fn done(p: &Pending) -> (NtStatus, Vec<u8>) {
     p.wait(WAIT).expect("request completed")
 }
 
@@ -121,7 +120,7 @@ pub fn listen(h: &HostHandle, port: u16) -> ListenReply {
         local: SocketAddr::new(B, port),
     };
     let (st, out) = done(&h.ioctl(Ioctl::Listen.code(), &bytes(&req), ListenReply::SIZE));
-    assert_eq!(st, status::SUCCESS, "listen");
+    assert_eq!(st, NtStatus::SUCCESS, "listen");
     ListenReply::parse(&out).unwrap()
 }
 
@@ -149,7 +148,7 @@ pub fn connect(h: &HostHandle, port: u16) -> ConnectReply {
     let (st, out) = done(&connect_pending(h, port));
     assert_eq!(
         st,
-        status::SUCCESS,
+        NtStatus::SUCCESS,
         "CONNECT completes with SUCCESS and the outcome in its reply"
     );
     ConnectReply::parse(&out).unwrap()
@@ -176,7 +175,7 @@ pub fn decode_events(out: &[u8]) -> Vec<Event> {
 /// Wait for the next batch of events (any connection).
 pub fn events(h: &HostHandle) -> Vec<Event> {
     let (st, out) = done(&wait_pending(h, None, 16));
-    assert_eq!(st, status::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS);
     decode_events(&out)
 }
 
@@ -191,7 +190,7 @@ pub fn drain(h: &HostHandle) -> Vec<Event> {
         &bytes(&req),
         BATCH_HEADER_SIZE + 32 * Event::SIZE,
     ));
-    assert_eq!(st, status::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS);
     decode_events(&out)
 }
 
@@ -206,14 +205,14 @@ pub fn next_event(h: &HostHandle, kind: EventKind) -> Event {
     panic!("no {kind:?} event");
 }
 
-pub fn simple(h: &HostHandle, ioctl: Ioctl, input: Vec<u8>) -> i32 {
+pub fn simple(h: &HostHandle, ioctl: Ioctl, input: Vec<u8>) -> NtStatus {
     done(&h.ioctl(ioctl.code(), &input, 0)).0
 }
 
 pub fn close(h: &HostHandle, id: u64) {
     assert_eq!(
         simple(h, Ioctl::Close, bytes(&CloseRequest { id })),
-        status::SUCCESS
+        NtStatus::SUCCESS
     );
 }
 
@@ -223,7 +222,7 @@ pub fn query(h: &HostHandle, id: u64) -> QueryReply {
         &bytes(&QueryRequest { connection_id: id }),
         QueryReply::SIZE,
     ));
-    assert_eq!(st, status::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS);
     QueryReply::parse(&out).unwrap()
 }
 
@@ -233,7 +232,7 @@ pub fn pair(w: &World) -> (HostHandle, u64, HostHandle, u64) {
     let ha = HostHandle::open(&w.engine).unwrap();
     listen(&hb, 4791);
     let r = connect(&ha, 4791);
-    assert_eq!(r.status, status::SUCCESS, "connected");
+    assert_eq!(r.status, NtStatus::SUCCESS, "connected");
     let accepted = next_event(&hb, EventKind::Accepted);
     let connected = next_event(&ha, EventKind::Connected);
     assert_eq!(connected.connection_id, r.connection_id);
@@ -286,12 +285,12 @@ pub fn disconnect_pending(h: &HostHandle, id: u64) -> Pending {
 }
 
 /// A graceful DISCONNECT, waited for: its status.
-pub fn graceful(h: &HostHandle, id: u64) -> i32 {
+pub fn graceful(h: &HostHandle, id: u64) -> NtStatus {
     done(&disconnect_pending(h, id)).0
 }
 
 /// POST `count` requests of 256 bytes.
-pub fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> i32 {
+pub fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> NtStatus {
     simple(
         h,
         Ioctl::Post,

@@ -167,7 +167,7 @@ impl Slot {
     /// The request's final status: the inline status, or the callback's if it pended.
     pub fn resolve(&self, returned: NTSTATUS) -> NTSTATUS {
         self.mark_returned();
-        if returned == STATUS_PENDING {
+        if returned == NtStatus::PENDING {
             self.wait()
         } else {
             returned
@@ -190,7 +190,7 @@ pub unsafe extern "system" fn on_create(ctx: PVOID, status: NTSTATUS, obj: *mut 
 }
 
 pub unsafe extern "system" fn on_close(ctx: PVOID) {
-    slot(ctx).record(STATUS_SUCCESS, std::ptr::null_mut());
+    slot(ctx).record(NtStatus::SUCCESS, std::ptr::null_mut());
 }
 
 // --- event recorders --------------------------------------------------------------------------
@@ -511,10 +511,10 @@ pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*
     let st = call(s.ctx(), &raw mut obj);
     s.mark_returned();
     match st {
-        STATUS_SUCCESS => Ok(obj),
-        STATUS_PENDING => {
+        NtStatus::SUCCESS => Ok(obj),
+        NtStatus::PENDING => {
             let status = s.wait();
-            if status == STATUS_SUCCESS {
+            if status == NtStatus::SUCCESS {
                 Ok(s.object_ptr())
             } else {
                 Err(status)
@@ -779,14 +779,14 @@ impl Pair {
         let mut b = End::new(net, 2, vb);
         let incoming = Incoming::new();
         let listener = create_listener(b.adapter, &incoming);
-        assert_eq!(listen(listener, dst), STATUS_SUCCESS);
+        assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
         a.conn = create_connector(a.adapter);
         let (cs, cst) = start_connect(&a, dst, b"hello");
         b.conn = incoming.next();
         let (acc, ast) = start_accept(&b, b"welcome");
-        assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "connect");
-        assert_eq!(complete_connect(&a), STATUS_SUCCESS, "complete connect");
-        assert_eq!(acc.resolve(ast), STATUS_SUCCESS, "accept");
+        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "connect");
+        assert_eq!(complete_connect(&a), NtStatus::SUCCESS, "complete connect");
+        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS, "accept");
         Self {
             a,
             b,
@@ -832,7 +832,7 @@ pub fn disconnect_once(net: &Net, conn: *mut NDK_CONNECTOR) -> NTSTATUS {
     net.settle();
     assert_eq!(
         s.calls(),
-        u32::from(st == STATUS_PENDING),
+        u32::from(st == NtStatus::PENDING),
         "NdkDisconnect returned {st:#x}: it must complete inline or through exactly one callback"
     );
     status
@@ -915,7 +915,7 @@ impl Buf {
         let st = unsafe {
             d(mr).NdkRegisterMr.unwrap()(mr, mdl.as_mdl(), len, flags, Some(on_request), s.ctx())
         };
-        assert_eq!(s.resolve(st), STATUS_SUCCESS, "register MR");
+        assert_eq!(s.resolve(st), NtStatus::SUCCESS, "register MR");
         // SAFETY: live, registered MR.
         let token = unsafe { d(mr).NdkGetLocalTokenFromMr.unwrap()(mr) };
         // SAFETY: as above.
@@ -964,7 +964,7 @@ pub fn poll(cq: *mut NDK_CQ) -> Vec<NDK_RESULT_EX> {
     let mut out = Vec::new();
     loop {
         let mut buf = [NDK_RESULT_EX {
-            Status: 0,
+            Status: NtStatus::SUCCESS,
             BytesTransferred: 0,
             QPContext: std::ptr::null_mut(),
             RequestContext: std::ptr::null_mut(),
