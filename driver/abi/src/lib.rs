@@ -3,7 +3,18 @@
 //! Control codes ([`Ioctl`]), versioned padding-free records, and validation that parses each
 //! input once into a typed [`Request`]. Shared by the driver core (which decodes requests and
 //! encodes replies and events) and the user-mode client (which does the reverse). `no_std`,
-//! no `unsafe`, no dependencies.
+//! no `unsafe`; its one dependency is `ntstatus` ([`NtStatus`]).
+//!
+//! In the event path this is the last step out of the kernel: the core latches an [`Event`]
+//! (this crate's typed value) when a connection's fact happens, encodes it into a pended WAIT's
+//! output, and the client decodes the bytes back into the same [`Event`]. Every record has one
+//! typed form, built by the driver and decoded by the client; nothing decodes the bytes a
+//! second time.
+//!
+//! Replies are forward compatible: a kind, cause or state that a newer driver adds decodes to
+//! `Unknown(n)` ([`EventKind::Unknown`], [`Cause::Unknown`], [`ConnState::Unknown`]) instead of
+//! failing the whole reply. Requests are strict: the driver rejects any value it does not
+//! define.
 //!
 //! Every control code is `CTL_CODE(0x8A4D, 0x800 + n, METHOD_BUFFERED, access)`: queries need
 //! `FILE_READ_ACCESS`, anything that changes state `FILE_WRITE_ACCESS`. Every input record

@@ -1,4 +1,4 @@
-//! Enumerations and flag constants of `ndkpi.h` / `ndkinfo.h` (fact sheet §3).
+//! Enumerations and flag constants of `ndkpi.h` / `ndkinfo.h`.
 
 use crate::types::{NDK_OBJECT_TYPE, NDK_OPERATION_TYPE, NDK_RDMA_TECHNOLOGY, ULONG};
 

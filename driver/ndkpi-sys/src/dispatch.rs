@@ -1,5 +1,5 @@
 //! Every `NDK_FN_*` function-pointer type and the ten dispatch tables, members in header order
-//! (fact sheet §5, §6). Each type names the documentation page it comes from
+//! Each type names the documentation page it comes from
 //! (`wdk-ddi-src/content/ndkpi/nc-ndkpi-ndk_fn_<name>.md`).
 //!
 //! IRQL: every function is callable at IRQL <= `DISPATCH_LEVEL` except `NdkQueryAdapterInfo`,
@@ -23,7 +23,7 @@ macro_rules! ndk_fn {
     };
 }
 
-// --- consumer-implemented callbacks (fact sheet §6.1) ---------------------------------------
+// --- consumer-implemented callbacks ---------------------------------------
 
 ndk_fn!(
     /// `NDK_FN_REQUEST_COMPLETION` (`nc-ndkpi-ndk_fn_request_completion`): completes a request
@@ -68,7 +68,7 @@ ndk_fn!(
     NDK_FN_DISCONNECT_EVENT_CALLBACK_EX = fn(DisconnectEventContext: PVOID, ProviderDisconnectReason: ULONG)
 );
 
-// --- generic object functions (§6.2) --------------------------------------------------------
+// --- generic object functions --------------------------------------------------------
 
 ndk_fn!(
     /// `NDK_FN_CLOSE_OBJECT` (`nc-ndkpi-ndk_fn_close_object`): every `NdkClose*` slot.
@@ -81,7 +81,7 @@ ndk_fn!(
     NDK_FN_QUERY_EXTENSION_INTERFACE = fn(pNdkObject: *mut NDK_OBJECT_HEADER, ExtensionInterfaceID: *const GUID, ExtensionInterfaceVersion: NDK_VERSION, pExtensionInterface: *mut NDK_EXTENSION_INTERFACE) -> NTSTATUS
 );
 
-// --- adapter functions (§6.3) ---------------------------------------------------------------
+// --- adapter functions ---------------------------------------------------------------
 
 ndk_fn!(
     /// `NDK_FN_QUERY_ADAPTER_INFO` (`nc-ndkpi-ndk_fn_query_adapter_info`). `PASSIVE_LEVEL` only;
@@ -119,7 +119,7 @@ ndk_fn!(
     NDK_FN_RELEASE_LAM = fn(pNdkAdapter: *mut NDK_ADAPTER, pNdkLAM: *mut NDK_LOGICAL_ADDRESS_MAPPING)
 );
 
-// --- PD functions (§6.4) --------------------------------------------------------------------
+// --- PD functions --------------------------------------------------------------------
 
 ndk_fn!(
     /// `NDK_FN_CREATE_MR` (`nc-ndkpi-ndk_fn_create_mr`).
@@ -148,7 +148,7 @@ ndk_fn!(
     NDK_FN_GET_PRIVILEGED_MEMORY_REGION_TOKEN = fn(pNdkPd: *mut NDK_PD, pToken: *mut u32)
 );
 
-// --- CQ functions (§6.5) --------------------------------------------------------------------
+// --- CQ functions --------------------------------------------------------------------
 
 ndk_fn!(
     /// `NDK_FN_RESIZE_CQ` (`nc-ndkpi-ndk_fn_resize_cq`); only with `CQ_RESIZE_SUPPORTED`.
@@ -173,7 +173,7 @@ ndk_fn!(
     NDK_FN_GET_CQ_RESULTS_EX = fn(pNdkCq: *mut NDK_CQ, Results: *mut NDK_RESULT_EX, nResults: ULONG) -> ULONG
 );
 
-// --- QP functions (§6.6): never STATUS_PENDING; results arrive as CQ entries ------------------
+// --- QP functions: never STATUS_PENDING; results arrive as CQ entries ------------------
 
 ndk_fn!(
     /// `NDK_FN_FLUSH` (`nc-ndkpi-ndk_fn_flush`): cancel everything pending on both queues; the
@@ -214,7 +214,7 @@ ndk_fn!(
     NDK_FN_SEND_AND_INVALIDATE = fn(pNdkQp: *mut NDK_QP, RequestContext: PVOID, pSgl: *const NDK_SGE, nSge: ULONG, Flags: ULONG, RemoteToken: u32) -> NTSTATUS
 );
 
-// --- SRQ, MR, MW and shared-endpoint functions (§6.7) ----------------------------------------
+// --- SRQ, MR, MW and shared-endpoint functions ----------------------------------------
 
 ndk_fn!(
     /// `NDK_FN_MODIFY_SRQ` (`nc-ndkpi-ndk_fn_modify_srq`): 0 keeps a value.
@@ -254,7 +254,7 @@ ndk_fn!(
     NDK_FN_GET_SHARED_ENDPOINT_LOCAL_ADDRESS = fn(pNdkSharedEndpoint: *mut NDK_SHARED_ENDPOINT, pAddress: *mut SOCKADDR, pAddressLength: *mut ULONG) -> NTSTATUS
 );
 
-// --- connector functions (§6.8) -------------------------------------------------------------
+// --- connector functions -------------------------------------------------------------
 
 ndk_fn!(
     /// `NDK_FN_CONNECT` (`nc-ndkpi-ndk_fn_connect`): completes when the peer accepted (or
@@ -305,7 +305,7 @@ ndk_fn!(
     NDK_FN_DISCONNECT = fn(pNdkConnector: *mut NDK_CONNECTOR, RequestCompletion: NDK_FN_REQUEST_COMPLETION, RequestContext: PVOID) -> NTSTATUS
 );
 
-// --- listener functions (§6.9) --------------------------------------------------------------
+// --- listener functions --------------------------------------------------------------
 
 ndk_fn!(
     /// `NDK_FN_LISTEN` (`nc-ndkpi-ndk_fn_listen`).
@@ -321,7 +321,7 @@ ndk_fn!(
     NDK_FN_CONTROL_CONNECT_EVENTS = fn(pNdkListener: *mut NDK_LISTENER, Pause: BOOLEAN)
 );
 
-// --- dispatch tables (§5) -------------------------------------------------------------------
+// --- dispatch tables -------------------------------------------------------------------
 
 macro_rules! dispatch_table {
     ($(#[$doc:meta])* $name:ident, size = $size:expr, { $($(#[$fdoc:meta])* $field:ident: $ty:ty = $off:expr),* $(,)? }) => {

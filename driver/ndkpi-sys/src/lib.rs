@@ -3,10 +3,14 @@
 //! This crate mirrors `ndkpi.h`, `ndkinfo.h` and `wskndk.h` item for item, keeping the C names
 //! so that every item maps 1:1 to its page in the Windows driver documentation
 //! (`MicrosoftDocs/windows-driver-docs-ddi`, folder `wdk-ddi-src/content/ndkpi/`). It has no
-//! dependencies and no logic: types, function-pointer types, dispatch tables, constants and the
-//! NTSTATUS values NDK uses.
+//! logic: types, function-pointer types, dispatch tables and constants. Its one dependency is
+//! the `ntstatus` crate, whose newtype is its `NTSTATUS`.
 //!
-//! Conventions (see `shared/reference/ndkpi-facts.md` §1):
+//! In the event path it is the bottom layer: the provider's function pointers and the
+//! consumer callbacks (`NDK_FN_DISCONNECT_EVENT_CALLBACK` and friends) that `ndkpi` wraps, that
+//! the driver core reaches through `ndkpi`, and that `softndk` implements on the host.
+//!
+//! Conventions:
 //! - `ULONG` is [`u32`], never `c_ulong` (which is 64-bit on Linux).
 //! - Every pointer-to-function is `Option<unsafe extern "system" fn(...)>`: the same size as a
 //!   raw pointer, NULL-able, and the Win64 convention on Windows / the C convention elsewhere,
@@ -14,7 +18,7 @@
 //! - Enumerations read from the other side of the ABI are plain integers with named constants:
 //!   a Rust `enum` holding an unknown value would be undefined behaviour.
 //! - Every `#[repr(C)]` struct carries compile-time `size_of`/`offset_of!` asserts taken from
-//!   the fact sheet (x64 layout, which ARM64 Windows shares), so `cargo check --target
+//!   the headers (x64 layout, which ARM64 Windows shares), so `cargo check --target
 //!   x86_64-pc-windows-msvc` and `--target aarch64-pc-windows-msvc` prove the layout.
 //!
 //! Modules: [`types`] (primitive types, versions, object headers and objects, SGE, results,

@@ -1,4 +1,4 @@
-//! Winsock address layouts as Windows defines them (`ws2def.h`, `ws2ipdef.h`; fact sheet §7).
+//! Winsock address layouts as Windows defines them (`ws2def.h`, `ws2ipdef.h`).
 //!
 //! NDK passes every address as a `SOCKADDR*` plus an explicit byte length. On Windows
 //! `AF_INET6` is 23 (Linux uses 10): these structs always carry the Windows values, on every

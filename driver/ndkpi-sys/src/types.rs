@@ -1,5 +1,5 @@
 //! Primitive types, versions, object headers, the ten object structs, and the plain data
-//! structures of `ndkpi.h` / `ndkinfo.h` (fact sheet §1, §2.1, §4).
+//! structures of `ndkpi.h` / `ndkinfo.h`.
 
 use core::ffi::c_void;
 use core::mem::{align_of, offset_of, size_of};

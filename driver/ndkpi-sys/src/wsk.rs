@@ -1,8 +1,8 @@
 //! How a kernel consumer obtains an [`NDK_ADAPTER`]: the WSK NDK extension (`wskndk.h`), the
-//! parts of `wsk.h` it needs, and the NDIS-side open (`ndisndk.h`). Fact sheet §10.
+//! parts of `wsk.h` it needs, and the NDIS-side open (`ndisndk.h`).
 //!
-//! `wskndk.h` is not documented on learn.microsoft.com; its layout comes from header copies
-//! (fact sheet evidence H). The sequence a consumer follows: `WskRegister` ->
+//! `wskndk.h` is not documented on learn.microsoft.com; its layout comes from copies of the header
+//! published with the WDK. The sequence a consumer follows: `WskRegister` ->
 //! `WskCaptureProviderNPI` -> `WskControlClient(WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH)` to fill a
 //! [`WSK_PROVIDER_NDK_DISPATCH`] -> `WskOpenNdkAdapter(client, version, ifindex, &adapter)`;
 //! teardown closes every NDK object, then `WskCloseNdkAdapter`, `WskReleaseProviderNPI`,
