@@ -5,6 +5,7 @@
 //! `NdkReject`.
 #![allow(clippy::pedantic, reason = "test scaffolding")]
 
+#[macro_use]
 mod common;
 use common::*;
 
@@ -71,96 +72,82 @@ fn info(h: &HostHandle) -> InfoReply {
 
 // --- 1. level-triggered per connection -------------------------------------------------------
 
-#[test]
-fn a_wait_on_a_connection_whose_terminal_event_was_delivered_returns_it_at_once() {
-    for mode in modes() {
-        let w = world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        disconnect(&ha, ca);
-        // The terminal event goes to an any-connection wait.
-        let delivered = next_event(&hb, EventKind::Disconnected);
-        assert_eq!(delivered.connection_id, cb);
-        assert_eq!(
-            delivered.flags() & EVENT_ALREADY_DELIVERED,
-            0,
-            "the original"
-        );
-        // A wait on the connection does not pend for a later event: it gets a flagged copy.
-        let p = wait_pending(&hb, Some(cb), 4);
-        let (st, out) = p.wait(WAIT).unwrap_or_else(|| {
-            panic!("{mode:?}: a WAIT on a connection whose terminal event was delivered pends")
-        });
-        assert_eq!(st, NtStatus::SUCCESS, "{mode:?}");
-        assert_eq!(
-            decode_events(&out),
-            vec![Event {
-                already_delivered: true,
-                ..delivered
-            }],
-            "{mode:?}: a copy of the terminal record, flagged"
-        );
-        // Non-blocking too, and again: it is level-triggered.
-        let req = WaitRequest {
-            connection: Some(cb),
-            nonblocking: true,
-        };
-        let (st, out) = done(&hb.ioctl(
-            Ioctl::Wait.code(),
-            &bytes(&req),
-            BATCH_HEADER_SIZE + 4 * Event::SIZE,
-        ));
-        assert_eq!(st, NtStatus::SUCCESS);
-        assert_eq!(decode_events(&out)[0].seq, delivered.seq, "{mode:?}");
-        // Another queued event of the connection is returned instead of the copy.
-        close(&hb, cb);
-        let (st, out) = done(&wait_pending(&hb, Some(cb), 4));
-        assert_eq!(st, NtStatus::SUCCESS);
-        let evs = decode_events(&out);
-        assert_eq!(evs.len(), 1, "{mode:?}: {evs:?}");
-        assert_eq!(evs[0].kind, EventKind::Closed);
-        assert_eq!(evs[0].flags() & EVENT_ALREADY_DELIVERED, 0);
-        // Once `Closed` is delivered the id is gone.
-        assert_eq!(
-            done(&wait_pending(&hb, Some(cb), 4)).0,
-            NtStatus::NOT_FOUND,
-            "{mode:?}"
-        );
-        finish(&w, ha, hb);
-    }
+fn a_wait_on_a_connection_whose_terminal_event_was_delivered_returns_it_at_once(mode: Completion) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    disconnect(&ha, ca);
+    // The terminal event goes to an any-connection wait.
+    let delivered = next_event(&hb, EventKind::Disconnected);
+    assert_eq!(delivered.connection_id, cb);
+    assert_eq!(
+        delivered.flags() & EVENT_ALREADY_DELIVERED,
+        0,
+        "the original"
+    );
+    // A wait on the connection does not pend for a later event: it gets a flagged copy.
+    let p = wait_pending(&hb, Some(cb), 4);
+    let (st, out) = p.wait(WAIT).unwrap_or_else(|| {
+        panic!("{mode:?}: a WAIT on a connection whose terminal event was delivered pends")
+    });
+    assert_eq!(st, NtStatus::SUCCESS, "{mode:?}");
+    assert_eq!(
+        decode_events(&out),
+        vec![Event {
+            already_delivered: true,
+            ..delivered
+        }],
+        "{mode:?}: a copy of the terminal record, flagged"
+    );
+    // Non-blocking too, and again: it is level-triggered.
+    assert_eq!(wait_now(&hb, Some(cb), 4)[0].seq, delivered.seq, "{mode:?}");
+    // Another queued event of the connection is returned instead of the copy.
+    close(&hb, cb);
+    let (st, out) = done(&wait_pending(&hb, Some(cb), 4));
+    assert_eq!(st, NtStatus::SUCCESS);
+    let evs = decode_events(&out);
+    assert_eq!(evs.len(), 1, "{mode:?}: {evs:?}");
+    assert_eq!(evs[0].kind, EventKind::Closed);
+    assert_eq!(evs[0].flags() & EVENT_ALREADY_DELIVERED, 0);
+    // Once `Closed` is delivered the id is gone.
+    assert_eq!(
+        done(&wait_pending(&hb, Some(cb), 4)).0,
+        NtStatus::NOT_FOUND,
+        "{mode:?}"
+    );
+    finish(&w, ha, hb);
 }
 
-#[test]
-fn a_wait_pended_on_a_connection_gets_the_copy_when_an_older_any_wait_takes_the_event() {
-    for mode in modes() {
-        let w = world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        // Both pend; the any-connection wait is older, so the terminal event goes to it.
-        let any = wait_pending(&hb, None, 4);
-        let on_cb = wait_pending(&hb, Some(cb), 4);
-        assert!(!any.is_done() && !on_cb.is_done());
-        disconnect(&ha, ca);
-        let (st, out) = done(&any);
-        assert_eq!(st, NtStatus::SUCCESS);
-        let delivered = decode_events(&out)[0];
-        assert_eq!(
-            (delivered.connection_id, delivered.kind),
-            (cb, EventKind::Disconnected),
-            "{mode:?}"
-        );
-        let (st, out) = on_cb.wait(WAIT).unwrap_or_else(|| {
-            panic!("{mode:?}: a WAIT pended on the connection stays pended after its terminal event was delivered")
-        });
-        assert_eq!(st, NtStatus::SUCCESS);
-        assert_eq!(
-            decode_events(&out),
-            vec![Event {
-                already_delivered: true,
-                ..delivered
-            }],
-            "{mode:?}"
-        );
-        finish(&w, ha, hb);
-    }
+fn a_wait_pended_on_a_connection_gets_the_copy_when_an_older_any_wait_takes_the_event(
+    mode: Completion,
+) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    // Both pend; the any-connection wait is older, so the terminal event goes to it.
+    let any = wait_pending(&hb, None, 4);
+    let on_cb = wait_pending(&hb, Some(cb), 4);
+    assert!(!any.is_done() && !on_cb.is_done());
+    disconnect(&ha, ca);
+    let (st, out) = done(&any);
+    assert_eq!(st, NtStatus::SUCCESS);
+    let delivered = decode_events(&out)[0];
+    assert_eq!(
+        (delivered.connection_id, delivered.kind),
+        (cb, EventKind::Disconnected),
+        "{mode:?}"
+    );
+    let (st, out) = on_cb.wait(WAIT).unwrap_or_else(|| {
+        panic!("{mode:?}: a WAIT pended on the connection stays pended after its terminal event was delivered")
+    });
+    assert_eq!(st, NtStatus::SUCCESS);
+    assert_eq!(
+        decode_events(&out),
+        vec![Event {
+            already_delivered: true,
+            ..delivered
+        }],
+        "{mode:?}"
+    );
+    finish(&w, ha, hb);
 }
 
 #[test]
@@ -210,147 +197,125 @@ fn a_wait_arriving_after_cleanup_began_completes_cancelled_without_pending() {
 
 // --- 3. error paths release what they opened -------------------------------------------------
 
-#[test]
-fn a_failed_listen_releases_its_adapter_at_once() {
-    for mode in modes() {
-        let w = world(mode);
-        let hb = HostHandle::open(&w.engine).unwrap();
-        listen(&hb, 4791);
-        let before = w.fabric.live_by_kind();
-        // The address is in use.
-        let (st, _) = listen_at(&hb, 2, SocketAddr::new(B, 4791), 0);
-        assert_eq!(st, NtStatus::SHARING_VIOLATION, "{mode:?}");
-        assert_eq!(
-            w.fabric.live_by_kind(),
-            before,
-            "{mode:?}: a LISTEN that failed with SHARING_VIOLATION left objects open"
-        );
-        // An address that is not on the interface.
-        let (st, _) = listen_at(&hb, 2, SocketAddr::new(A, 4791), 0);
-        assert_eq!(st, NtStatus::INVALID_ADDRESS, "{mode:?}");
-        assert_eq!(
-            w.fabric.live_by_kind(),
-            before,
-            "{mode:?}: a LISTEN that failed with INVALID_ADDRESS left objects open"
-        );
-        // The listener cannot be created.
-        w.fabric.fail_creates(w.hosts[1], ObjectKind::Listener, 1);
-        let (st, _) = listen_at(&hb, 2, SocketAddr::new(B, 4792), 0);
-        assert_eq!(st, NtStatus::INSUFFICIENT_RESOURCES, "{mode:?}");
-        assert_eq!(w.fabric.live_by_kind(), before, "{mode:?}: failed create");
-        let ha = HostHandle::open(&w.engine).unwrap();
-        finish(&w, ha, hb);
-    }
+fn a_failed_listen_releases_its_adapter_at_once(mode: Completion) {
+    let w = world(mode);
+    let hb = HostHandle::open(&w.engine).unwrap();
+    listen(&hb, 4791);
+    let before = w.fabric.live_by_kind();
+    // The address is in use.
+    let (st, _) = listen_at(&hb, 2, SocketAddr::new(B, 4791), 0);
+    assert_eq!(st, NtStatus::SHARING_VIOLATION, "{mode:?}");
+    assert_eq!(
+        w.fabric.live_by_kind(),
+        before,
+        "{mode:?}: a LISTEN that failed with SHARING_VIOLATION left objects open"
+    );
+    // An address that is not on the interface.
+    let (st, _) = listen_at(&hb, 2, SocketAddr::new(A, 4791), 0);
+    assert_eq!(st, NtStatus::INVALID_ADDRESS, "{mode:?}");
+    assert_eq!(
+        w.fabric.live_by_kind(),
+        before,
+        "{mode:?}: a LISTEN that failed with INVALID_ADDRESS left objects open"
+    );
+    // The listener cannot be created.
+    w.fabric.fail_creates(w.hosts[1], ObjectKind::Listener, 1);
+    let (st, _) = listen_at(&hb, 2, SocketAddr::new(B, 4792), 0);
+    assert_eq!(st, NtStatus::INSUFFICIENT_RESOURCES, "{mode:?}");
+    assert_eq!(w.fabric.live_by_kind(), before, "{mode:?}: failed create");
+    let ha = HostHandle::open(&w.engine).unwrap();
+    finish(&w, ha, hb);
 }
 
-#[test]
-fn a_failed_connect_releases_what_it_opened_at_once() {
-    for mode in modes() {
-        let w = world(mode);
-        let hb = HostHandle::open(&w.engine).unwrap();
-        let ha = HostHandle::open(&w.engine).unwrap();
-        listen(&hb, 4791);
-        let before = w.fabric.live_by_kind();
-        for kind in [
-            ObjectKind::Pd,
-            ObjectKind::Cq,
-            ObjectKind::Qp,
-            ObjectKind::Connector,
-        ] {
-            w.fabric.fail_creates(w.hosts[0], kind, 1);
-            let r = connect(&ha, 4791);
-            assert_eq!(
-                r.status,
-                NtStatus::INSUFFICIENT_RESOURCES,
-                "{mode:?}: {kind:?} create failed"
-            );
-            assert_eq!(
-                w.fabric.live_by_kind(),
-                before,
-                "{mode:?}: a CONNECT whose {kind:?} create failed left objects open"
-            );
-            let failed = next_event(&ha, EventKind::ConnectFailed);
-            assert_eq!(failed.connection_id, r.connection_id);
-            close(&ha, r.connection_id);
-        }
-        // A wrong interface opens nothing.
-        let req = ConnectRequest {
-            if_index: 77,
-            receive_depth: 0,
-            send_depth: 0,
-            local: None,
-            remote: SocketAddr::new(B, 4791),
-        };
+fn a_failed_connect_releases_what_it_opened_at_once(mode: Completion) {
+    let w = world(mode);
+    let (ha, hb) = listening(&w);
+    let before = w.fabric.live_by_kind();
+    for kind in [
+        ObjectKind::Pd,
+        ObjectKind::Cq,
+        ObjectKind::Qp,
+        ObjectKind::Connector,
+    ] {
+        w.fabric.fail_creates(w.hosts[0], kind, 1);
+        let r = connect(&ha, 4791);
         assert_eq!(
-            done(&ha.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE)).0,
-            NtStatus::NOT_FOUND
+            r.status,
+            NtStatus::INSUFFICIENT_RESOURCES,
+            "{mode:?}: {kind:?} create failed"
         );
-        assert_eq!(w.fabric.live_by_kind(), before, "{mode:?}");
-        finish(&w, ha, hb);
+        assert_eq!(
+            w.fabric.live_by_kind(),
+            before,
+            "{mode:?}: a CONNECT whose {kind:?} create failed left objects open"
+        );
+        let failed = next_event(&ha, EventKind::ConnectFailed);
+        assert_eq!(failed.connection_id, r.connection_id);
+        close(&ha, r.connection_id);
     }
+    // A wrong interface opens nothing.
+    let req = ConnectRequest {
+        if_index: 77,
+        receive_depth: 0,
+        send_depth: 0,
+        local: None,
+        remote: SocketAddr::new(B, 4791),
+    };
+    assert_eq!(
+        done(&ha.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE)).0,
+        NtStatus::NOT_FOUND
+    );
+    assert_eq!(w.fabric.live_by_kind(), before, "{mode:?}");
+    finish(&w, ha, hb);
 }
 
 // --- 4. CLOSE of a listener never blocks -------------------------------------------------------
 
-#[test]
-fn closing_a_listener_returns_while_its_accepted_connection_is_open() {
-    for mode in modes() {
-        let w = world(mode);
-        let hb = Arc::new(HostHandle::open(&w.engine).unwrap());
-        let ha = HostHandle::open(&w.engine).unwrap();
-        let l = listen(&hb, 4791);
-        let r = connect(&ha, 4791);
-        assert_eq!(r.status, NtStatus::SUCCESS);
-        let accepted = next_event(&hb, EventKind::Accepted);
-        // CLOSE(listener) from another thread: today it would never return.
-        let (tx, rx) = channel();
-        let closer = {
-            let hb = Arc::clone(&hb);
-            std::thread::spawn(move || {
-                let st = simple(
-                    &hb,
-                    Ioctl::Close,
-                    bytes(&CloseRequest { id: l.listener_id }),
-                );
-                let _ = tx.send(st);
-            })
-        };
-        let st = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            panic!("{mode:?}: CLOSE of a listener blocked while its accepted connection is open")
-        });
-        closer.join().unwrap();
-        assert_eq!(st, NtStatus::SUCCESS);
-        assert_eq!(
-            query(&hb, accepted.connection_id).state,
-            ConnState::Connected,
-            "{mode:?}: the accepted connection is untouched"
-        );
-        // The listener is gone: a second CLOSE does not find it, a new CONNECT is refused.
-        assert_eq!(
-            simple(
-                &hb,
-                Ioctl::Close,
-                bytes(&CloseRequest { id: l.listener_id })
-            ),
-            NtStatus::NOT_FOUND
-        );
-        let refused = connect(&ha, 4791);
-        assert_eq!(refused.status, NtStatus::CONNECTION_REFUSED, "{mode:?}");
-        close(&ha, refused.connection_id);
-        // Closing the connection lets NDK complete the listener's close; its adapter (shared
-        // with the connection) is closed by whoever releases it last.
-        close(&hb, accepted.connection_id);
-        close(&ha, r.connection_id);
-        settle(&w);
-        assert_eq!(
-            w.fabric.live_objects(),
-            0,
-            "{mode:?}: every NDK object is released with both handles still open: {:?}",
-            w.fabric.live_by_kind()
-        );
-        let hb = Arc::into_inner(hb).unwrap();
-        finish(&w, ha, hb);
-    }
+fn closing_a_listener_returns_while_its_accepted_connection_is_open(mode: Completion) {
+    let w = world(mode);
+    let hb = Arc::new(HostHandle::open(&w.engine).unwrap());
+    let ha = HostHandle::open(&w.engine).unwrap();
+    let l = listen(&hb, 4791);
+    let r = connect(&ha, 4791);
+    assert_eq!(r.status, NtStatus::SUCCESS);
+    let accepted = next_event(&hb, EventKind::Accepted);
+    // CLOSE(listener) from another thread: today it would never return.
+    let (tx, rx) = channel();
+    let closer = {
+        let hb = Arc::clone(&hb);
+        std::thread::spawn(move || {
+            let st = close_status(&hb, l.listener_id);
+            let _ = tx.send(st);
+        })
+    };
+    let st = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+        panic!("{mode:?}: CLOSE of a listener blocked while its accepted connection is open")
+    });
+    closer.join().unwrap();
+    assert_eq!(st, NtStatus::SUCCESS);
+    assert_eq!(
+        query(&hb, accepted.connection_id).state,
+        ConnState::Connected,
+        "{mode:?}: the accepted connection is untouched"
+    );
+    // The listener is gone: a second CLOSE does not find it, a new CONNECT is refused.
+    assert_eq!(close_status(&hb, l.listener_id), NtStatus::NOT_FOUND);
+    let refused = connect(&ha, 4791);
+    assert_eq!(refused.status, NtStatus::CONNECTION_REFUSED, "{mode:?}");
+    close(&ha, refused.connection_id);
+    // Closing the connection lets NDK complete the listener's close; its adapter (shared
+    // with the connection) is closed by whoever releases it last.
+    close(&hb, accepted.connection_id);
+    close(&ha, r.connection_id);
+    settle(&w);
+    assert_eq!(
+        w.fabric.live_objects(),
+        0,
+        "{mode:?}: every NDK object is released with both handles still open: {:?}",
+        w.fabric.live_by_kind()
+    );
+    let hb = Arc::into_inner(hb).unwrap();
+    finish(&w, ha, hb);
 }
 
 // --- 5. no NDK call under an engine lock ------------------------------------------------------
@@ -509,11 +474,7 @@ fn a_listener_close_landing_anywhere_in_a_connect_event_never_strands_it() {
         {
             let hb = Arc::clone(&hb);
             std::thread::spawn(move || {
-                let st = simple(
-                    &hb,
-                    Ioctl::Close,
-                    bytes(&CloseRequest { id: l.listener_id }),
-                );
+                let st = close_status(&hb, l.listener_id);
                 drop(hb);
                 let _ = tx.send(st);
             });
@@ -603,14 +564,7 @@ fn version_flow(mode: Completion, major: u16, minor: u16) {
     let q = query(&hb, cb);
     assert_ne!(q.flags() & QUERY_CALLBACK_FIRED, 0);
     assert_eq!(q.flags() & QUERY_REASON_VALID, 0);
-    assert_eq!(
-        simple(
-            &hb,
-            Ioctl::Flush,
-            bytes(&FlushRequest { connection_id: cb })
-        ),
-        NtStatus::SUCCESS
-    );
+    assert_eq!(flush(&hb, cb), NtStatus::SUCCESS);
     next_event(&hb, EventKind::Flushed);
     let q = query(&hb, cb);
     assert_eq!(
@@ -627,53 +581,44 @@ fn version_flow(mode: Completion, major: u16, minor: u16) {
     finish(&w, ha, hb);
 }
 
-#[test]
-fn a_2_0_provider_is_used_at_2_0() {
-    for mode in modes() {
-        version_flow(mode, 2, 0);
-    }
+fn a_2_0_provider_is_used_at_2_0(mode: Completion) {
+    version_flow(mode, 2, 0);
 }
 
-#[test]
-fn a_1_1_provider_is_used_at_1_1() {
-    for mode in modes() {
-        version_flow(mode, 1, 1);
-    }
+fn a_1_1_provider_is_used_at_1_1(mode: Completion) {
+    version_flow(mode, 1, 1);
 }
 
 // --- 8. refusals by NdkReject ---------------------------------------------------------------
 
-#[test]
-fn connections_beyond_the_backlog_are_rejected_with_ndk_reject() {
-    for mode in modes() {
-        let w = world(mode);
-        let hb = HostHandle::open(&w.engine).unwrap();
-        let ha = HostHandle::open(&w.engine).unwrap();
-        let (st, _) = listen_at(&hb, 2, SocketAddr::new(B, 4791), 1);
+fn connections_beyond_the_backlog_are_rejected_with_ndk_reject(mode: Completion) {
+    let w = world(mode);
+    let hb = HostHandle::open(&w.engine).unwrap();
+    let ha = HostHandle::open(&w.engine).unwrap();
+    let (st, _) = listen_at(&hb, 2, SocketAddr::new(B, 4791), 1);
+    assert_eq!(st, NtStatus::SUCCESS);
+    // The accept work is held: the first request fills the backlog of one.
+    let gate = block_passive(&w);
+    let first = connect_pending(&ha, 4791);
+    let refused: Vec<_> = (0..2).map(|_| connect_pending(&ha, 4791)).collect();
+    for p in &refused {
+        let (st, out) = done(p);
         assert_eq!(st, NtStatus::SUCCESS);
-        // The accept work is held: the first request fills the backlog of one.
-        let gate = block_passive(&w);
-        let first = connect_pending(&ha, 4791);
-        let refused: Vec<_> = (0..2).map(|_| connect_pending(&ha, 4791)).collect();
-        for p in &refused {
-            let (st, out) = done(p);
-            assert_eq!(st, NtStatus::SUCCESS);
-            let r = ConnectReply::parse(&out).unwrap();
-            assert_eq!(r.status, NtStatus::CONNECTION_REFUSED, "{mode:?}");
-            close(&ha, r.connection_id);
-        }
-        assert_eq!(
-            (w.fabric.stats().rejects, w.fabric.stats().closed_unaccepted),
-            (2, 0),
-            "{mode:?}: refused with NdkReject, not by closing unaccepted"
-        );
-        assert_eq!(info(&hb).backlog_rejects, 2);
-        gate.send(()).unwrap();
-        let r = ConnectReply::parse(&done(&first).1).unwrap();
-        assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
+        let r = ConnectReply::parse(&out).unwrap();
+        assert_eq!(r.status, NtStatus::CONNECTION_REFUSED, "{mode:?}");
         close(&ha, r.connection_id);
-        finish(&w, ha, hb);
     }
+    assert_eq!(
+        (w.fabric.stats().rejects, w.fabric.stats().closed_unaccepted),
+        (2, 0),
+        "{mode:?}: refused with NdkReject, not by closing unaccepted"
+    );
+    assert_eq!(info(&hb).backlog_rejects, 2);
+    gate.send(()).unwrap();
+    let r = ConnectReply::parse(&done(&first).1).unwrap();
+    assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
+    close(&ha, r.connection_id);
+    finish(&w, ha, hb);
 }
 
 #[test]
@@ -706,3 +651,14 @@ fn connections_beyond_the_handles_quota_are_rejected_with_ndk_reject() {
     ha2.close();
     finish(&w, ha, hb);
 }
+
+per_mode!(
+    a_wait_on_a_connection_whose_terminal_event_was_delivered_returns_it_at_once,
+    a_wait_pended_on_a_connection_gets_the_copy_when_an_older_any_wait_takes_the_event,
+    a_failed_listen_releases_its_adapter_at_once,
+    a_failed_connect_releases_what_it_opened_at_once,
+    closing_a_listener_returns_while_its_accepted_connection_is_open,
+    a_2_0_provider_is_used_at_2_0,
+    a_1_1_provider_is_used_at_1_1,
+    connections_beyond_the_backlog_are_rejected_with_ndk_reject,
+);

@@ -1,202 +1,155 @@
 //! The engine end to end: IOCTLs in, NDK through softndk's real tables, events out.
 #![allow(clippy::pedantic, reason = "test scaffolding")]
 
+#[macro_use]
 mod common;
 use common::*;
 
-#[test]
-fn graceful_disconnect_gives_each_side_exactly_one_terminal_event() {
-    for mode in modes() {
-        let w = world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
-        // Graceful: A's DISCONNECT pends until B answers.
-        let a_disconnect = disconnect_pending(&ha, ca);
-        let db = next_event(&hb, EventKind::Disconnected);
-        assert_eq!(
-            (db.connection_id, db.cause),
-            (cb, Some(Cause::Peer)),
-            "{mode:?}"
+fn graceful_disconnect_gives_each_side_exactly_one_terminal_event(mode: Completion) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
+    // Graceful: A's DISCONNECT pends until B answers.
+    let a_disconnect = disconnect_pending(&ha, ca);
+    let db = next_event(&hb, EventKind::Disconnected);
+    assert_eq!(
+        (db.connection_id, db.cause),
+        (cb, Some(Cause::Peer)),
+        "{mode:?}"
+    );
+    assert_eq!(
+        db.provider_reason,
+        Some(reason::GRACEFUL),
+        "the NDKPI 2.1 reason reaches user mode"
+    );
+    assert_ne!(db.flags() & EVENT_CALLBACK_FIRED, 0);
+    let q = query(&hb, cb);
+    assert_eq!(q.state, ConnState::Disconnected);
+    assert_ne!(q.flags() & QUERY_CALLBACK_FIRED, 0);
+    assert!(!a_disconnect.is_done(), "{mode:?}: B has not answered yet");
+    // B answers with its own graceful DISCONNECT (NdkDisconnect completes the handshake).
+    assert_eq!(graceful(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
+    assert_eq!(
+        done(&a_disconnect).0,
+        NtStatus::SUCCESS,
+        "{mode:?}: A's DISCONNECT reports the real outcome once B answered"
+    );
+    let da = next_event(&ha, EventKind::Disconnected);
+    assert_eq!(
+        (da.connection_id, da.cause),
+        (ca, Some(Cause::Local)),
+        "{mode:?}"
+    );
+    assert_eq!(da.status, NtStatus::SUCCESS, "{mode:?}");
+    assert_eq!(
+        da.flags() & EVENT_CALLBACK_FIRED,
+        0,
+        "no NDK callback for our own disconnect"
+    );
+    assert_eq!(
+        w.fabric.stats().disconnect_timeouts,
+        0,
+        "{mode:?}: answered, not timed out"
+    );
+    // A second disconnect is harmless and adds no terminal event.
+    assert_eq!(graceful(&hb, cb), NtStatus::SUCCESS);
+    assert_eq!(graceful(&ha, ca), NtStatus::SUCCESS);
+    close(&ha, ca);
+    close(&hb, cb);
+    for h in [&ha, &hb] {
+        let rest = drain(h);
+        assert!(
+            terminal(&rest).is_empty(),
+            "{mode:?}: no second terminal event: {rest:?}"
         );
-        assert_eq!(
-            db.provider_reason,
-            Some(reason::GRACEFUL),
-            "the NDKPI 2.1 reason reaches user mode"
-        );
-        assert_ne!(db.flags() & EVENT_CALLBACK_FIRED, 0);
-        let q = query(&hb, cb);
-        assert_eq!(q.state, ConnState::Disconnected);
-        assert_ne!(q.flags() & QUERY_CALLBACK_FIRED, 0);
-        assert!(!a_disconnect.is_done(), "{mode:?}: B has not answered yet");
-        // B answers with its own graceful DISCONNECT (NdkDisconnect completes the handshake).
-        assert_eq!(graceful(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
-        assert_eq!(
-            done(&a_disconnect).0,
-            NtStatus::SUCCESS,
-            "{mode:?}: A's DISCONNECT reports the real outcome once B answered"
-        );
-        let da = next_event(&ha, EventKind::Disconnected);
-        assert_eq!(
-            (da.connection_id, da.cause),
-            (ca, Some(Cause::Local)),
-            "{mode:?}"
-        );
-        assert_eq!(da.status, NtStatus::SUCCESS, "{mode:?}");
-        assert_eq!(
-            da.flags() & EVENT_CALLBACK_FIRED,
-            0,
-            "no NDK callback for our own disconnect"
-        );
-        assert_eq!(
-            w.fabric.stats().disconnect_timeouts,
-            0,
-            "{mode:?}: answered, not timed out"
-        );
-        // A second disconnect is harmless and adds no terminal event.
-        assert_eq!(graceful(&hb, cb), NtStatus::SUCCESS);
-        assert_eq!(graceful(&ha, ca), NtStatus::SUCCESS);
-        close(&ha, ca);
-        close(&hb, cb);
-        for h in [&ha, &hb] {
-            let rest = drain(h);
-            assert!(
-                terminal(&rest).is_empty(),
-                "{mode:?}: no second terminal event: {rest:?}"
-            );
-            assert!(rest.iter().any(|e| e.kind == EventKind::Closed));
-        }
-        finish(&w, ha, hb);
+        assert!(rest.iter().any(|e| e.kind == EventKind::Closed));
     }
+    finish(&w, ha, hb);
 }
 
-#[test]
-fn abortive_disconnect_and_abort_reach_the_peer_as_a_reset() {
-    for mode in modes() {
-        let w = world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        // A wait pended on B's connection, then A resets the connection.
-        let pend = wait_pending(&hb, Some(cb), 4);
-        assert_eq!(
-            simple(
-                &ha,
-                Ioctl::Disconnect,
-                bytes(&DisconnectRequest {
-                    connection_id: ca,
-                    abortive: true
-                })
-            ),
-            NtStatus::SUCCESS
-        );
-        let (st, out) = done(&pend);
-        assert_eq!(st, NtStatus::SUCCESS);
-        let evs = decode_events(&out);
-        assert_eq!(
-            (evs[0].cause, evs[0].provider_reason),
-            (Some(Cause::Peer), Some(reason::RESET)),
-            "{mode:?}"
-        );
-        let da = next_event(&ha, EventKind::Disconnected);
-        assert_eq!(da.cause, Some(Cause::LocalAbortive));
-        // B's terminal event was delivered: a wait on the connection no longer pends, it gets
-        // the record again, flagged (level-triggered per connection).
-        let (st, out) = done(&wait_pending(&hb, Some(cb), 4));
-        assert_eq!(st, NtStatus::SUCCESS);
-        let again = decode_events(&out);
-        assert_eq!(again[0].seq, evs[0].seq, "{mode:?}");
-        assert_ne!(again[0].flags() & EVENT_ALREADY_DELIVERED, 0);
-        // ABORT on B: no second terminal event.
-        assert_eq!(
-            simple(
-                &hb,
-                Ioctl::Abort,
-                bytes(&AbortRequest { connection_id: cb })
-            ),
-            NtStatus::SUCCESS
-        );
-        assert!(query(&hb, cb).flags() & QUERY_ABORTED != 0);
-        assert!(terminal(&drain(&hb)).is_empty());
-        // ABORT cancels the waits pended on a connection (one still established: once its
-        // terminal event is delivered a wait on it no longer pends).
-        let r = connect(&ha, 4791);
-        assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
-        let cb2 = next_event(&hb, EventKind::Accepted).connection_id;
-        let pend = wait_pending(&hb, Some(cb2), 4);
-        assert_eq!(
-            simple(
-                &hb,
-                Ioctl::Abort,
-                bytes(&AbortRequest { connection_id: cb2 })
-            ),
-            NtStatus::SUCCESS
-        );
-        assert_eq!(done(&pend).0, NtStatus::CANCELLED);
-        assert!(query(&hb, cb2).flags() & QUERY_ABORTED != 0);
-        finish(&w, ha, hb);
-    }
+fn abortive_disconnect_and_abort_reach_the_peer_as_a_reset(mode: Completion) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    // A wait pended on B's connection, then A resets the connection.
+    let pend = wait_pending(&hb, Some(cb), 4);
+    assert_eq!(abortive(&ha, ca), NtStatus::SUCCESS);
+    let (st, out) = done(&pend);
+    assert_eq!(st, NtStatus::SUCCESS);
+    let evs = decode_events(&out);
+    assert_eq!(
+        (evs[0].cause, evs[0].provider_reason),
+        (Some(Cause::Peer), Some(reason::RESET)),
+        "{mode:?}"
+    );
+    let da = next_event(&ha, EventKind::Disconnected);
+    assert_eq!(da.cause, Some(Cause::LocalAbortive));
+    // B's terminal event was delivered: a wait on the connection no longer pends, it gets
+    // the record again, flagged (level-triggered per connection).
+    let (st, out) = done(&wait_pending(&hb, Some(cb), 4));
+    assert_eq!(st, NtStatus::SUCCESS);
+    let again = decode_events(&out);
+    assert_eq!(again[0].seq, evs[0].seq, "{mode:?}");
+    assert_ne!(again[0].flags() & EVENT_ALREADY_DELIVERED, 0);
+    // ABORT on B: no second terminal event.
+    assert_eq!(abort(&hb, cb), NtStatus::SUCCESS);
+    assert!(query(&hb, cb).flags() & QUERY_ABORTED != 0);
+    assert!(terminal(&drain(&hb)).is_empty());
+    // ABORT cancels the waits pended on a connection (one still established: once its
+    // terminal event is delivered a wait on it no longer pends).
+    let r = connect(&ha, 4791);
+    assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
+    let cb2 = next_event(&hb, EventKind::Accepted).connection_id;
+    let pend = wait_pending(&hb, Some(cb2), 4);
+    assert_eq!(abort(&hb, cb2), NtStatus::SUCCESS);
+    assert_eq!(done(&pend).0, NtStatus::CANCELLED);
+    assert!(query(&hb, cb2).flags() & QUERY_ABORTED != 0);
+    finish(&w, ha, hb);
 }
 
-#[test]
-fn refused_connect_reports_connect_failed_with_the_reason() {
-    for mode in modes() {
-        let w = world(mode);
-        let ha = HostHandle::open(&w.engine).unwrap();
-        let r = connect(&ha, 9);
-        assert_eq!(r.status, NtStatus::CONNECTION_REFUSED, "{mode:?}");
-        let e = next_event(&ha, EventKind::ConnectFailed);
-        assert_eq!(
-            (e.connection_id, e.status),
-            (r.connection_id, NtStatus::CONNECTION_REFUSED)
-        );
-        assert_eq!(query(&ha, r.connection_id).state, ConnState::Failed);
-        // A wrong interface fails the request itself.
-        let req = ConnectRequest {
-            if_index: 77,
-            receive_depth: 0,
-            send_depth: 0,
-            local: None,
-            remote: SocketAddr::new(B, 1),
-        };
-        assert_eq!(
-            done(&ha.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE)).0,
-            NtStatus::NOT_FOUND
-        );
-        close(&ha, r.connection_id);
-        let hb = HostHandle::open(&w.engine).unwrap();
-        finish(&w, ha, hb);
-    }
+fn refused_connect_reports_connect_failed_with_the_reason(mode: Completion) {
+    let w = world(mode);
+    let ha = HostHandle::open(&w.engine).unwrap();
+    let r = connect(&ha, 9);
+    assert_eq!(r.status, NtStatus::CONNECTION_REFUSED, "{mode:?}");
+    let e = next_event(&ha, EventKind::ConnectFailed);
+    assert_eq!(
+        (e.connection_id, e.status),
+        (r.connection_id, NtStatus::CONNECTION_REFUSED)
+    );
+    assert_eq!(query(&ha, r.connection_id).state, ConnState::Failed);
+    // A wrong interface fails the request itself.
+    let req = ConnectRequest {
+        if_index: 77,
+        receive_depth: 0,
+        send_depth: 0,
+        local: None,
+        remote: SocketAddr::new(B, 1),
+    };
+    assert_eq!(
+        done(&ha.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE)).0,
+        NtStatus::NOT_FOUND
+    );
+    close(&ha, r.connection_id);
+    let hb = HostHandle::open(&w.engine).unwrap();
+    finish(&w, ha, hb);
 }
 
-#[test]
-fn closing_a_handle_cancels_its_waits_and_resets_its_peers() {
-    for mode in modes() {
-        let w = world(mode);
-        let (ha, _ca, hb, cb) = pair(&w);
-        let pend = wait_pending(&ha, None, 4);
-        let peer_wait = wait_pending(&hb, Some(cb), 4);
-        ha.close();
-        assert_eq!(done(&pend).0, NtStatus::CANCELLED, "{mode:?}");
-        let (st, out) = done(&peer_wait);
-        assert_eq!(st, NtStatus::SUCCESS);
-        let evs = decode_events(&out);
-        assert_eq!(
-            (evs[0].cause, evs[0].provider_reason),
-            (Some(Cause::Peer), Some(reason::RESET))
-        );
-        hb.close();
-        assert!(w.fabric.wait_idle(WAIT));
-        for _ in 0..500 {
-            if w.fabric.live_objects() == 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        assert_eq!(
-            w.fabric.live_objects(),
-            0,
-            "{mode:?}: {:?}",
-            w.fabric.live_by_kind()
-        );
-    }
+fn closing_a_handle_cancels_its_waits_and_resets_its_peers(mode: Completion) {
+    let w = world(mode);
+    let (ha, _ca, hb, cb) = pair(&w);
+    let pend = wait_pending(&ha, None, 4);
+    let peer_wait = wait_pending(&hb, Some(cb), 4);
+    ha.close();
+    assert_eq!(done(&pend).0, NtStatus::CANCELLED, "{mode:?}");
+    let (st, out) = done(&peer_wait);
+    assert_eq!(st, NtStatus::SUCCESS);
+    let evs = decode_events(&out);
+    assert_eq!(
+        (evs[0].cause, evs[0].provider_reason),
+        (Some(Cause::Peer), Some(reason::RESET))
+    );
+    hb.close();
+    assert_released(&w);
 }
 
 #[test]
@@ -233,33 +186,30 @@ fn a_provider_firing_the_callback_twice_still_yields_one_event() {
     finish(&w, ha, hb);
 }
 
-#[test]
-fn adapter_removal_ends_the_connection_with_cause_adapter_removed() {
-    for mode in modes() {
-        let w = world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        assert_eq!(post(&hb, cb, PostKind::Receive, 2), NtStatus::SUCCESS);
-        w.fabric.remove_adapters(w.hosts[1]);
-        let db = next_event(&hb, EventKind::Disconnected);
-        assert_eq!(
-            (db.connection_id, db.cause, db.status),
-            (cb, Some(Cause::AdapterRemoved), NtStatus::DEVICE_REMOVED),
-            "{mode:?}: DESIGN §4: the cause says the adapter went away, not the peer"
-        );
-        assert_eq!(db.flags() & EVENT_CALLBACK_FIRED, 0, "{mode:?}");
-        // The peer's provider saw B's end close: a reset.
-        let da = next_event(&ha, EventKind::Disconnected);
-        assert_eq!(
-            (da.connection_id, da.cause, da.provider_reason),
-            (ca, Some(Cause::Peer), Some(reason::RESET)),
-            "{mode:?}"
-        );
-        // B's connection released its NDK objects at once; its id stays until CLOSE.
-        assert_eq!(query(&hb, cb).state, ConnState::Disconnected, "{mode:?}");
-        close(&hb, cb);
-        close(&ha, ca);
-        finish(&w, ha, hb);
-    }
+fn adapter_removal_ends_the_connection_with_cause_adapter_removed(mode: Completion) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    assert_eq!(post(&hb, cb, PostKind::Receive, 2), NtStatus::SUCCESS);
+    w.fabric.remove_adapters(w.hosts[1]);
+    let db = next_event(&hb, EventKind::Disconnected);
+    assert_eq!(
+        (db.connection_id, db.cause, db.status),
+        (cb, Some(Cause::AdapterRemoved), NtStatus::DEVICE_REMOVED),
+        "{mode:?}: DESIGN §4: the cause says the adapter went away, not the peer"
+    );
+    assert_eq!(db.flags() & EVENT_CALLBACK_FIRED, 0, "{mode:?}");
+    // The peer's provider saw B's end close: a reset.
+    let da = next_event(&ha, EventKind::Disconnected);
+    assert_eq!(
+        (da.connection_id, da.cause, da.provider_reason),
+        (ca, Some(Cause::Peer), Some(reason::RESET)),
+        "{mode:?}"
+    );
+    // B's connection released its NDK objects at once; its id stays until CLOSE.
+    assert_eq!(query(&hb, cb).state, ConnState::Disconnected, "{mode:?}");
+    close(&hb, cb);
+    close(&ha, ca);
+    finish(&w, ha, hb);
 }
 
 /// A platform that is not told of the removal still learns of it from the provider's
@@ -310,18 +260,8 @@ fn another_handles_ids_are_not_found_and_bad_input_has_its_status() {
     let w = world(Completion::Inline);
     let (ha, ca, hb, cb) = pair(&w);
     for id in [ca, 12345] {
-        assert_eq!(
-            simple(
-                &hb,
-                Ioctl::Abort,
-                bytes(&AbortRequest { connection_id: id })
-            ),
-            NtStatus::NOT_FOUND
-        );
-        assert_eq!(
-            simple(&hb, Ioctl::Close, bytes(&CloseRequest { id })),
-            NtStatus::NOT_FOUND
-        );
+        assert_eq!(abort(&hb, id), NtStatus::NOT_FOUND);
+        assert_eq!(close_status(&hb, id), NtStatus::NOT_FOUND);
         let (st, _) = done(&hb.ioctl(
             Ioctl::Query.code(),
             &bytes(&QueryRequest { connection_id: id }),
@@ -357,101 +297,88 @@ fn another_handles_ids_are_not_found_and_bad_input_has_its_status() {
     finish(&w, ha, hb);
 }
 
-#[test]
-fn a_peer_disconnect_leaves_posted_receives_outstanding_until_flush() {
-    for mode in modes() {
-        let w = world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        assert_eq!(
-            post(&hb, cb, PostKind::Receive, 4),
-            NtStatus::SUCCESS,
-            "{mode:?}"
-        );
-        assert_eq!(query(&hb, cb).outstanding_receives, 4);
-        // The peer goes away.
-        // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
-        let _a_disconnect = disconnect_pending(&ha, ca);
-        let e = next_event(&hb, EventKind::Disconnected);
-        assert_eq!(e.cause, Some(Cause::Peer));
-        assert_eq!(
-            e.outstanding_receives, 4,
-            "{mode:?}: the event says what is still posted"
-        );
-        assert!(w.fabric.wait_idle(WAIT));
-        let q = query(&hb, cb);
-        assert_eq!(q.outstanding_receives, 4, "{mode:?}: nothing was flushed");
-        assert_eq!(
-            q.receives_cancelled, 0,
-            "{mode:?}: no receive completed as flushed"
-        );
-        assert_eq!(
-            w.fabric.stats().flush_calls,
-            0,
-            "{mode:?}: ndkdisc made no NdkFlush call"
-        );
-        // The user decides: FLUSH. Every receive completes (STATUS_CANCELLED), then Flushed.
-        assert_eq!(
-            simple(
-                &hb,
-                Ioctl::Flush,
-                bytes(&FlushRequest { connection_id: cb })
-            ),
-            NtStatus::SUCCESS
-        );
-        let f = next_event(&hb, EventKind::Flushed);
-        assert_eq!(f.connection_id, cb);
-        let q = query(&hb, cb);
-        assert_eq!(q.outstanding_receives, 0, "{mode:?}");
-        assert_eq!(
-            (q.receives_cancelled, q.receives_succeeded),
-            (4, 0),
-            "{mode:?}: every posted receive completed with STATUS_CANCELLED"
-        );
-        assert_eq!(w.fabric.stats().flush_calls, 1);
-        assert_ne!(query(&hb, cb).flags() & QUERY_FLUSHED, 0);
-        finish(&w, ha, hb);
-    }
+fn a_peer_disconnect_leaves_posted_receives_outstanding_until_flush(mode: Completion) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    assert_eq!(
+        post(&hb, cb, PostKind::Receive, 4),
+        NtStatus::SUCCESS,
+        "{mode:?}"
+    );
+    assert_eq!(query(&hb, cb).outstanding_receives, 4);
+    // The peer goes away.
+    // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
+    let _a_disconnect = disconnect_pending(&ha, ca);
+    let e = next_event(&hb, EventKind::Disconnected);
+    assert_eq!(e.cause, Some(Cause::Peer));
+    assert_eq!(
+        e.outstanding_receives, 4,
+        "{mode:?}: the event says what is still posted"
+    );
+    assert!(w.fabric.wait_idle(WAIT));
+    let q = query(&hb, cb);
+    assert_eq!(q.outstanding_receives, 4, "{mode:?}: nothing was flushed");
+    assert_eq!(
+        q.receives_cancelled, 0,
+        "{mode:?}: no receive completed as flushed"
+    );
+    assert_eq!(
+        w.fabric.stats().flush_calls,
+        0,
+        "{mode:?}: ndkdisc made no NdkFlush call"
+    );
+    // The user decides: FLUSH. Every receive completes (STATUS_CANCELLED), then Flushed.
+    assert_eq!(flush(&hb, cb), NtStatus::SUCCESS);
+    let f = next_event(&hb, EventKind::Flushed);
+    assert_eq!(f.connection_id, cb);
+    let q = query(&hb, cb);
+    assert_eq!(q.outstanding_receives, 0, "{mode:?}");
+    assert_eq!(
+        (q.receives_cancelled, q.receives_succeeded),
+        (4, 0),
+        "{mode:?}: every posted receive completed with STATUS_CANCELLED"
+    );
+    assert_eq!(w.fabric.stats().flush_calls, 1);
+    assert_ne!(query(&hb, cb).flags() & QUERY_FLUSHED, 0);
+    finish(&w, ha, hb);
 }
 
-#[test]
-fn sends_complete_into_the_peers_posted_receives() {
-    for mode in modes() {
-        let w = world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
-        assert_eq!(
-            post(&ha, ca, PostKind::Send, 2),
-            NtStatus::SUCCESS,
-            "{mode:?}"
-        );
-        assert!(w.fabric.wait_idle(WAIT));
-        for _ in 0..500 {
-            if query(&ha, ca).outstanding_sends == 0 && query(&hb, cb).outstanding_receives == 1 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+fn sends_complete_into_the_peers_posted_receives(mode: Completion) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
+    assert_eq!(
+        post(&ha, ca, PostKind::Send, 2),
+        NtStatus::SUCCESS,
+        "{mode:?}"
+    );
+    assert!(w.fabric.wait_idle(WAIT));
+    for _ in 0..500 {
+        if query(&ha, ca).outstanding_sends == 0 && query(&hb, cb).outstanding_receives == 1 {
+            break;
         }
-        assert_eq!(
-            query(&ha, ca).outstanding_sends,
-            0,
-            "{mode:?}: both sends completed"
-        );
-        assert_eq!(
-            query(&hb, cb).outstanding_receives,
-            1,
-            "{mode:?}: two receives consumed"
-        );
-        assert_eq!(query(&hb, cb).receives_succeeded, 2, "{mode:?}");
-        assert_eq!(query(&ha, ca).sends_succeeded, 2, "{mode:?}");
-        // Sends need a connection.
-        // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
-        let _a_disconnect = disconnect_pending(&ha, ca);
-        assert_eq!(
-            post(&ha, ca, PostKind::Send, 1),
-            NtStatus::INVALID_DEVICE_STATE
-        );
-        finish(&w, ha, hb);
+        std::thread::sleep(Duration::from_millis(2));
     }
+    assert_eq!(
+        query(&ha, ca).outstanding_sends,
+        0,
+        "{mode:?}: both sends completed"
+    );
+    assert_eq!(
+        query(&hb, cb).outstanding_receives,
+        1,
+        "{mode:?}: two receives consumed"
+    );
+    assert_eq!(query(&hb, cb).receives_succeeded, 2, "{mode:?}");
+    assert_eq!(query(&ha, ca).sends_succeeded, 2, "{mode:?}");
+    // Sends need a connection.
+    // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
+    let _a_disconnect = disconnect_pending(&ha, ca);
+    assert_eq!(
+        post(&ha, ca, PostKind::Send, 1),
+        NtStatus::INVALID_DEVICE_STATE
+    );
+    finish(&w, ha, hb);
 }
 
 #[test]
@@ -491,14 +418,7 @@ fn a_provider_that_flushes_on_its_own_is_tolerated() {
         "no Flushed: nobody asked for one"
     );
     // A FLUSH afterwards finds nothing outstanding and reports at once.
-    assert_eq!(
-        simple(
-            &hb,
-            Ioctl::Flush,
-            bytes(&FlushRequest { connection_id: cb })
-        ),
-        NtStatus::SUCCESS
-    );
+    assert_eq!(flush(&hb, cb), NtStatus::SUCCESS);
     assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
     finish(&w, ha, hb);
 }
@@ -671,26 +591,8 @@ fn both_sides_disconnecting_at_once_each_get_exactly_one_terminal_event() {
         let w = world(Completion::Thread);
         let (ha, ca, hb, cb) = pair(&w);
         std::thread::scope(|s| {
-            s.spawn(|| {
-                simple(
-                    &ha,
-                    Ioctl::Disconnect,
-                    bytes(&DisconnectRequest {
-                        connection_id: ca,
-                        abortive: false,
-                    }),
-                )
-            });
-            s.spawn(|| {
-                simple(
-                    &hb,
-                    Ioctl::Disconnect,
-                    bytes(&DisconnectRequest {
-                        connection_id: cb,
-                        abortive: false,
-                    }),
-                )
-            });
+            s.spawn(|| graceful(&ha, ca));
+            s.spawn(|| graceful(&hb, cb));
         });
         for (h, id) in [(&ha, ca), (&hb, cb)] {
             let e = next_event(h, EventKind::Disconnected);
@@ -711,20 +613,7 @@ fn list_adapters_reports_each_interfaces_negotiated_version() {
     let fabric = Arc::new(Fabric::new(FabricConfig::default()));
     fabric.add_host(HostConfig::new(1, [A]));
     fabric.add_host(HostConfig::new(2, [B]).max_version(1, 2));
-    let adapters = vec![
-        AdapterDesc {
-            if_index: 1,
-            address: SocketAddr::new(A, 0),
-        },
-        AdapterDesc {
-            if_index: 2,
-            address: SocketAddr::new(B, 0),
-        },
-        AdapterDesc {
-            if_index: 9,
-            address: SocketAddr::new(B, 0),
-        },
-    ];
+    let adapters = adapters(&[(1, A), (2, B), (9, B)]);
     let engine = Engine::new(
         HostPlatform::new(Arc::clone(&fabric), adapters),
         Config::default(),
@@ -752,3 +641,13 @@ fn list_adapters_reports_each_interfaces_negotiated_version() {
     h.close();
     assert_eq!(fabric.live_objects(), 0, "the probe adapters were closed");
 }
+
+per_mode!(
+    graceful_disconnect_gives_each_side_exactly_one_terminal_event,
+    abortive_disconnect_and_abort_reach_the_peer_as_a_reset,
+    refused_connect_reports_connect_failed_with_the_reason,
+    closing_a_handle_cancels_its_waits_and_resets_its_peers,
+    adapter_removal_ends_the_connection_with_cause_adapter_removed,
+    a_peer_disconnect_leaves_posted_receives_outstanding_until_flush,
+    sends_complete_into_the_peers_posted_receives,
+);

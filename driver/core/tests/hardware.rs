@@ -106,14 +106,7 @@ fn a_fatal_cq_error_ends_the_connection_once_with_transport_error() {
         assert_eq!(e.flags() & EVENT_CALLBACK_FIRED, 0, "{mode:?}");
         let q = query(&hb, cb);
         assert_ne!(q.flags() & QUERY_CQ_FAILED, 0, "{mode:?}");
-        assert_eq!(
-            simple(
-                &hb,
-                Ioctl::Flush,
-                bytes(&FlushRequest { connection_id: cb })
-            ),
-            NtStatus::SUCCESS
-        );
+        assert_eq!(flush(&hb, cb), NtStatus::SUCCESS);
         assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
         assert!(
             terminal(&drain(&hb)).is_empty(),

@@ -2,6 +2,7 @@
 //! disconnects before the connection is established, link loss.
 #![allow(clippy::pedantic, reason = "test scaffolding")]
 
+#[macro_use]
 mod common;
 use common::*;
 
@@ -53,107 +54,97 @@ fn wait_for(mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-#[test]
-fn a_cancelled_connect_completes_cancelled_and_releases_the_connection() {
-    for mode in modes() {
-        let w = world(mode);
-        let hb = HostHandle::open(&w.engine).unwrap();
-        let ha = HostHandle::open(&w.engine).unwrap();
-        listen(&hb, 4791);
-        let gate = block_passive(&w);
-        let p = connect_pending(&ha, 4791);
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(
-            !p.is_done(),
-            "{mode:?}: CONNECT pends until the peer accepts"
-        );
-        p.cancel();
-        let (st, out) = done(&p);
-        assert_eq!(st, NtStatus::CANCELLED, "{mode:?}");
-        assert!(out.is_empty(), "a cancelled request carries no reply");
-        let failed = next_event(&ha, EventKind::ConnectFailed);
-        assert_eq!(failed.status, NtStatus::CANCELLED, "{mode:?}");
-        gate.send(()).unwrap();
-        let evs = of(
-            &events_until_closed(&ha, failed.connection_id),
-            failed.connection_id,
-        );
-        assert!(
-            evs.iter().all(|e| e.kind == EventKind::Closed),
-            "{mode:?}: nothing between ConnectFailed and Closed: {evs:?}"
-        );
-        assert_eq!(
-            raw_query(&ha, failed.connection_id),
-            NtStatus::NOT_FOUND,
-            "the abandoned connection's id is gone"
-        );
-        finish(&w, ha, hb);
-    }
+fn a_cancelled_connect_completes_cancelled_and_releases_the_connection(mode: Completion) {
+    let w = world(mode);
+    let (ha, hb) = listening(&w);
+    let gate = block_passive(&w);
+    let p = connect_pending(&ha, 4791);
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(
+        !p.is_done(),
+        "{mode:?}: CONNECT pends until the peer accepts"
+    );
+    p.cancel();
+    let (st, out) = done(&p);
+    assert_eq!(st, NtStatus::CANCELLED, "{mode:?}");
+    assert!(out.is_empty(), "a cancelled request carries no reply");
+    let failed = next_event(&ha, EventKind::ConnectFailed);
+    assert_eq!(failed.status, NtStatus::CANCELLED, "{mode:?}");
+    gate.send(()).unwrap();
+    let evs = of(
+        &events_until_closed(&ha, failed.connection_id),
+        failed.connection_id,
+    );
+    assert!(
+        evs.iter().all(|e| e.kind == EventKind::Closed),
+        "{mode:?}: nothing between ConnectFailed and Closed: {evs:?}"
+    );
+    assert_eq!(
+        raw_query(&ha, failed.connection_id),
+        NtStatus::NOT_FOUND,
+        "the abandoned connection's id is gone"
+    );
+    finish(&w, ha, hb);
 }
 
-#[test]
-fn a_cancel_racing_the_connect_completion_completes_it_exactly_once() {
-    for mode in modes() {
-        let w = world(mode);
-        let hb = HostHandle::open(&w.engine).unwrap();
-        let ha = HostHandle::open(&w.engine).unwrap();
-        listen(&hb, 4791);
-        let (mut won, mut cancelled) = (0, 0);
-        for i in 0..25 {
-            let p = connect_pending(&ha, 4791);
-            if i % 5 != 0 {
-                std::thread::sleep(Duration::from_micros(50 * i));
-            }
-            p.cancel();
-            // `HostRequest::complete` panics on a second completion.
-            let (st, out) = done(&p);
-            match st {
-                NtStatus::SUCCESS => {
-                    let r = ConnectReply::parse(&out).unwrap();
-                    let mut evs = of(&drain_until(&ha, r.connection_id), r.connection_id);
-                    if r.status == NtStatus::SUCCESS {
-                        won += 1;
-                        assert_eq!(evs[0].kind, EventKind::Connected, "{mode:?}: {evs:?}");
-                    } else {
-                        assert_eq!(evs[0].kind, EventKind::ConnectFailed, "{mode:?}: {evs:?}");
-                    }
-                    close(&ha, r.connection_id);
-                    evs.extend(of(
-                        &events_until_closed(&ha, r.connection_id),
-                        r.connection_id,
-                    ));
-                    assert_eq!(terminal(&evs).len(), 1, "{mode:?}: {evs:?}");
-                }
-                NtStatus::CANCELLED => {
-                    cancelled += 1;
-                    // The abandoned connection: cancelled while connecting, or established
-                    // just before the cancel won (then released like an abortive disconnect).
-                    let evs = until_any_closed(&ha);
-                    let kinds: Vec<_> = evs.iter().map(|e| e.kind).collect();
-                    assert!(
-                        evs.iter().all(|e| e.connection_id == evs[0].connection_id),
-                        "{mode:?}: {evs:?}"
-                    );
-                    match kinds.as_slice() {
-                        [EventKind::ConnectFailed, EventKind::Closed] => {
-                            assert_eq!(evs[0].status, NtStatus::CANCELLED, "{mode:?}");
-                        }
-                        [
-                            EventKind::Connected,
-                            EventKind::Disconnected,
-                            EventKind::Closed,
-                        ] => {
-                            assert_eq!(evs[1].cause, Some(Cause::LocalAbortive), "{mode:?}");
-                        }
-                        _ => panic!("{mode:?}: unexpected events {evs:?}"),
-                    }
-                }
-                other => panic!("{mode:?}: CONNECT completed with {other:#x}"),
-            }
+fn a_cancel_racing_the_connect_completion_completes_it_exactly_once(mode: Completion) {
+    let w = world(mode);
+    let (ha, hb) = listening(&w);
+    let (mut won, mut cancelled) = (0, 0);
+    for i in 0..25 {
+        let p = connect_pending(&ha, 4791);
+        if i % 5 != 0 {
+            std::thread::sleep(Duration::from_micros(50 * i));
         }
-        assert!(won + cancelled == 25);
-        finish(&w, ha, hb);
+        p.cancel();
+        // `HostRequest::complete` panics on a second completion.
+        let (st, out) = done(&p);
+        match st {
+            NtStatus::SUCCESS => {
+                let r = ConnectReply::parse(&out).unwrap();
+                let mut evs = of(&drain_until(&ha, r.connection_id), r.connection_id);
+                if r.status == NtStatus::SUCCESS {
+                    won += 1;
+                    assert_eq!(evs[0].kind, EventKind::Connected, "{mode:?}: {evs:?}");
+                } else {
+                    assert_eq!(evs[0].kind, EventKind::ConnectFailed, "{mode:?}: {evs:?}");
+                }
+                close(&ha, r.connection_id);
+                evs.extend(of(
+                    &events_until_closed(&ha, r.connection_id),
+                    r.connection_id,
+                ));
+                assert_eq!(terminal(&evs).len(), 1, "{mode:?}: {evs:?}");
+            }
+            NtStatus::CANCELLED => {
+                cancelled += 1;
+                // The abandoned connection: cancelled while connecting, or established
+                // just before the cancel won (then released like an abortive disconnect).
+                let evs = until_any_closed(&ha);
+                let kinds: Vec<_> = evs.iter().map(|e| e.kind).collect();
+                assert!(
+                    evs.iter().all(|e| e.connection_id == evs[0].connection_id),
+                    "{mode:?}: {evs:?}"
+                );
+                match kinds.as_slice() {
+                    [EventKind::ConnectFailed, EventKind::Closed] => {
+                        assert_eq!(evs[0].status, NtStatus::CANCELLED, "{mode:?}");
+                    }
+                    [
+                        EventKind::Connected,
+                        EventKind::Disconnected,
+                        EventKind::Closed,
+                    ] => {
+                        assert_eq!(evs[1].cause, Some(Cause::LocalAbortive), "{mode:?}");
+                    }
+                    _ => panic!("{mode:?}: unexpected events {evs:?}"),
+                }
+            }
+            other => panic!("{mode:?}: CONNECT completed with {other:#x}"),
+        }
     }
+    assert!(won + cancelled == 25);
+    finish(&w, ha, hb);
 }
 
 /// Events of `h` until the first one of `id` (the connect outcome) has arrived.
@@ -237,13 +228,7 @@ fn close_racing_abort_returns_only_when_every_object_is_released() {
     pump.set(false);
     let abort = {
         let ha = Arc::clone(&ha);
-        std::thread::spawn(move || {
-            simple(
-                &ha,
-                Ioctl::Abort,
-                bytes(&AbortRequest { connection_id: ca }),
-            )
-        })
+        std::thread::spawn(move || abort(&ha, ca))
     };
     assert!(
         wait_for(|| w.fabric.queued() > 0),
@@ -251,7 +236,7 @@ fn close_racing_abort_returns_only_when_every_object_is_released() {
     );
     let close = {
         let ha = Arc::clone(&ha);
-        std::thread::spawn(move || simple(&ha, Ioctl::Close, bytes(&CloseRequest { id: ca })))
+        std::thread::spawn(move || close_status(&ha, ca))
     };
     std::thread::sleep(Duration::from_millis(100));
     assert!(
@@ -275,136 +260,120 @@ fn close_racing_abort_returns_only_when_every_object_is_released() {
     drop(pump);
 }
 
-#[test]
-fn a_peer_disconnect_during_connect_fails_the_attempt_once() {
-    for mode in modes() {
-        let w = world(mode);
-        let hb = HostHandle::open(&w.engine).unwrap();
-        let ha = HostHandle::open(&w.engine).unwrap();
-        listen(&hb, 4791);
-        let gate = block_passive(&w);
-        let p = connect_pending(&ha, 4791);
-        let victim = w.fabric.connectors(w.hosts[0]);
-        assert_eq!(victim.len(), 1, "A's connector");
-        assert!(
-            w.fabric.inject(victim[0], Fault::PeerDisconnect),
-            "{mode:?}"
-        );
-        gate.send(()).unwrap();
-        let (st, out) = done(&p);
-        assert_eq!(st, NtStatus::SUCCESS, "{mode:?}");
-        let r = ConnectReply::parse(&out).unwrap();
-        assert!(
-            !r.status.is_success(),
-            "{mode:?}: the attempt failed: {:#x}",
-            r.status
-        );
-        let failed = next_event(&ha, EventKind::ConnectFailed);
-        assert_eq!(
-            (failed.connection_id, failed.status),
-            (r.connection_id, r.status)
-        );
-        close(&ha, r.connection_id);
-        let evs = of(&events_until_closed(&ha, r.connection_id), r.connection_id);
-        assert!(
-            evs.iter().all(|e| e.kind == EventKind::Closed),
-            "{mode:?}: no Connected, no second terminal: {evs:?}"
-        );
-        // B never reports a connection without its terminal event.
-        let evs_b = drain(&hb);
-        for e in &evs_b {
-            if e.kind == EventKind::Accepted {
-                assert!(
-                    evs_b
-                        .iter()
-                        .any(|t| t.connection_id == e.connection_id
-                            && t.kind == EventKind::Disconnected),
-                    "{mode:?}: {evs_b:?}"
-                );
-            }
-        }
-        finish(&w, ha, hb);
-    }
-}
-
-#[test]
-fn a_peer_disconnect_before_accept_fails_the_accept_and_the_connect() {
-    for mode in modes() {
-        let w = world(mode);
-        let hb = HostHandle::open(&w.engine).unwrap();
-        let ha = HostHandle::open(&w.engine).unwrap();
-        listen(&hb, 4791);
-        let gate = block_passive(&w);
-        let p = connect_pending(&ha, 4791);
-        // The incoming connector B holds in its backlog: its peer (A) goes away.
-        assert!(
-            wait_for(|| w.fabric.connectors(w.hosts[1]).len() == 1),
-            "{mode:?}"
-        );
-        let incoming = w.fabric.connectors(w.hosts[1])[0];
-        assert!(w.fabric.inject(incoming, Fault::PeerDisconnect), "{mode:?}");
-        gate.send(()).unwrap();
-        let r = ConnectReply::parse(&done(&p).1).unwrap();
-        assert!(
-            !r.status.is_success(),
-            "{mode:?}: the connect failed: {:#x}",
-            r.status
-        );
-        // B: the accepted-then-lost connection (if the accept ran) ends with exactly one
-        // terminal event and no Accepted.
-        assert!(w.fabric.wait_idle(WAIT));
-        std::thread::sleep(Duration::from_millis(20));
-        let evs_b = drain(&hb);
-        assert!(
-            evs_b.iter().all(|e| e.kind != EventKind::Accepted),
-            "{mode:?}: an accept that failed is not reported as Accepted: {evs_b:?}"
-        );
-        for e in terminal(&evs_b) {
-            assert_eq!(e.kind, EventKind::ConnectFailed, "{mode:?}: {evs_b:?}");
-            assert_eq!(terminal(&of(&evs_b, e.connection_id)).len(), 1);
-        }
-        close(&ha, r.connection_id);
-        finish(&w, ha, hb);
-    }
-}
-
-#[test]
-fn link_loss_gives_both_sides_one_peer_event_with_the_link_reason() {
-    for mode in modes() {
-        let w = world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        let victim = w.fabric.connectors(w.hosts[0]);
-        // Both ends told at once (the kinder fault): this test is about one event per side
-        // racing the other; hardware's late detection is in tests/hardware.rs.
-        assert!(
-            w.fabric.inject(victim[0], Fault::LinkLossNoticedAtOnce),
-            "{mode:?}"
-        );
-        for (h, id) in [(&ha, ca), (&hb, cb)] {
-            let e = next_event(h, EventKind::Disconnected);
-            assert_eq!(
-                (e.connection_id, e.cause, e.provider_reason),
-                (id, Some(Cause::Peer), Some(reason::LINK_DOWN)),
-                "{mode:?}"
+fn a_peer_disconnect_during_connect_fails_the_attempt_once(mode: Completion) {
+    let w = world(mode);
+    let (ha, hb) = listening(&w);
+    let gate = block_passive(&w);
+    let p = connect_pending(&ha, 4791);
+    let victim = w.fabric.connectors(w.hosts[0]);
+    assert_eq!(victim.len(), 1, "A's connector");
+    assert!(
+        w.fabric.inject(victim[0], Fault::PeerDisconnect),
+        "{mode:?}"
+    );
+    gate.send(()).unwrap();
+    let (st, out) = done(&p);
+    assert_eq!(st, NtStatus::SUCCESS, "{mode:?}");
+    let r = ConnectReply::parse(&out).unwrap();
+    assert!(
+        !r.status.is_success(),
+        "{mode:?}: the attempt failed: {:#x}",
+        r.status
+    );
+    let failed = next_event(&ha, EventKind::ConnectFailed);
+    assert_eq!(
+        (failed.connection_id, failed.status),
+        (r.connection_id, r.status)
+    );
+    close(&ha, r.connection_id);
+    let evs = of(&events_until_closed(&ha, r.connection_id), r.connection_id);
+    assert!(
+        evs.iter().all(|e| e.kind == EventKind::Closed),
+        "{mode:?}: no Connected, no second terminal: {evs:?}"
+    );
+    // B never reports a connection without its terminal event.
+    let evs_b = drain(&hb);
+    for e in &evs_b {
+        if e.kind == EventKind::Accepted {
+            assert!(
+                evs_b.iter().any(
+                    |t| t.connection_id == e.connection_id && t.kind == EventKind::Disconnected
+                ),
+                "{mode:?}: {evs_b:?}"
             );
-            assert_ne!(e.flags() & EVENT_CALLBACK_FIRED, 0);
         }
-        for (h, id) in [(&ha, ca), (&hb, cb)] {
-            close(h, id);
-            let evs = of(&events_until_closed(h, id), id);
-            assert!(terminal(&evs).is_empty(), "{mode:?}: {evs:?}");
-        }
-        finish(&w, ha, hb);
     }
+    finish(&w, ha, hb);
+}
+
+fn a_peer_disconnect_before_accept_fails_the_accept_and_the_connect(mode: Completion) {
+    let w = world(mode);
+    let (ha, hb) = listening(&w);
+    let gate = block_passive(&w);
+    let p = connect_pending(&ha, 4791);
+    // The incoming connector B holds in its backlog: its peer (A) goes away.
+    assert!(
+        wait_for(|| w.fabric.connectors(w.hosts[1]).len() == 1),
+        "{mode:?}"
+    );
+    let incoming = w.fabric.connectors(w.hosts[1])[0];
+    assert!(w.fabric.inject(incoming, Fault::PeerDisconnect), "{mode:?}");
+    gate.send(()).unwrap();
+    let r = ConnectReply::parse(&done(&p).1).unwrap();
+    assert!(
+        !r.status.is_success(),
+        "{mode:?}: the connect failed: {:#x}",
+        r.status
+    );
+    // B: the accepted-then-lost connection (if the accept ran) ends with exactly one
+    // terminal event and no Accepted.
+    assert!(w.fabric.wait_idle(WAIT));
+    std::thread::sleep(Duration::from_millis(20));
+    let evs_b = drain(&hb);
+    assert!(
+        evs_b.iter().all(|e| e.kind != EventKind::Accepted),
+        "{mode:?}: an accept that failed is not reported as Accepted: {evs_b:?}"
+    );
+    for e in terminal(&evs_b) {
+        assert_eq!(e.kind, EventKind::ConnectFailed, "{mode:?}: {evs_b:?}");
+        assert_eq!(terminal(&of(&evs_b, e.connection_id)).len(), 1);
+    }
+    close(&ha, r.connection_id);
+    finish(&w, ha, hb);
+}
+
+fn link_loss_gives_both_sides_one_peer_event_with_the_link_reason(mode: Completion) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    let victim = w.fabric.connectors(w.hosts[0]);
+    // Both ends told at once (the kinder fault): this test is about one event per side
+    // racing the other; hardware's late detection is in tests/hardware.rs.
+    assert!(
+        w.fabric.inject(victim[0], Fault::LinkLossNoticedAtOnce),
+        "{mode:?}"
+    );
+    for (h, id) in [(&ha, ca), (&hb, cb)] {
+        let e = next_event(h, EventKind::Disconnected);
+        assert_eq!(
+            (e.connection_id, e.cause, e.provider_reason),
+            (id, Some(Cause::Peer), Some(reason::LINK_DOWN)),
+            "{mode:?}"
+        );
+        assert_ne!(e.flags() & EVENT_CALLBACK_FIRED, 0);
+    }
+    for (h, id) in [(&ha, ca), (&hb, cb)] {
+        close(h, id);
+        let evs = of(&events_until_closed(h, id), id);
+        assert!(terminal(&evs).is_empty(), "{mode:?}: {evs:?}");
+    }
+    finish(&w, ha, hb);
 }
 
 #[test]
 fn a_peer_disconnect_racing_establishment_yields_one_terminal_event() {
     for seed in 0..8 {
         let w = world(Completion::Random { seed });
-        let hb = HostHandle::open(&w.engine).unwrap();
-        let ha = HostHandle::open(&w.engine).unwrap();
-        listen(&hb, 4791);
+        let (ha, hb) = listening(&w);
         for i in 0..10u64 {
             let p = connect_pending(&ha, 4791);
             std::thread::sleep(Duration::from_micros(40 * i));
@@ -440,9 +409,7 @@ fn a_peer_disconnect_racing_establishment_yields_one_terminal_event() {
 #[test]
 fn many_cancelled_connects_and_accepts_share_one_platform_work_item() {
     let w = world(Completion::Thread);
-    let hb = HostHandle::open(&w.engine).unwrap();
-    let ha = HostHandle::open(&w.engine).unwrap();
-    listen(&hb, 4791);
+    let (ha, hb) = listening(&w);
     listen(&hb, 4792);
     let gate = block_passive(&w);
     // Twenty CONNECTs pend (the accepts wait behind the gate), then all are cancelled: twenty
@@ -571,14 +538,7 @@ fn closed_listeners_with_queued_accept_work_never_overrun_the_deferral_queue() {
         let p = connect_pending(&ha, 5000 + i);
         // The incoming request sits in the backlog; its accept work is queued behind the blocker.
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(
-            simple(
-                &hb,
-                Ioctl::Close,
-                bytes(&CloseRequest { id: l.listener_id })
-            ),
-            NtStatus::SUCCESS
-        );
+        assert_eq!(close_status(&hb, l.listener_id), NtStatus::SUCCESS);
         let (st, out) = done(&p);
         assert_eq!(st, NtStatus::SUCCESS);
         let r = ConnectReply::parse(&out).unwrap();
@@ -587,3 +547,11 @@ fn closed_listeners_with_queued_accept_work_never_overrun_the_deferral_queue() {
     }
     tx.send(()).unwrap();
 }
+
+per_mode!(
+    a_cancelled_connect_completes_cancelled_and_releases_the_connection,
+    a_cancel_racing_the_connect_completion_completes_it_exactly_once,
+    a_peer_disconnect_during_connect_fails_the_attempt_once,
+    a_peer_disconnect_before_accept_fails_the_accept_and_the_connect,
+    link_loss_gives_both_sides_one_peer_event_with_the_link_reason,
+);

@@ -273,10 +273,9 @@ struct SimInFlight(Pending);
 
 impl InFlight for SimInFlight {
     fn wait(&mut self, limit: Duration) -> Option<Completed> {
-        self.0.wait(limit).map(|(status, output)| Completed {
-            status,
-            output,
-        })
+        self.0
+            .wait(limit)
+            .map(|(status, output)| Completed { status, output })
     }
     fn cancel(&mut self) {
         self.0.cancel();

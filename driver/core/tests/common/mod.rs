@@ -1,6 +1,11 @@
 //! Shared scaffolding of the engine's end-to-end tests: a two-host softndk world, one engine,
 //! and helpers that speak the IOCTL ABI.
-#![allow(dead_code, unused_imports, reason = "each test binary uses a subset")]
+#![allow(
+    dead_code,
+    unused_imports,
+    unused_macros,
+    reason = "each test binary uses a subset"
+)]
 #![allow(clippy::pedantic, reason = "test scaffolding")]
 
 pub use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -74,23 +79,25 @@ pub fn world_of(fabric: Arc<Fabric>, hosts: [HostConfig; 2], config: Config) -> 
     let [a, b] = hosts;
     let ha = fabric.add_host(a);
     let hb = fabric.add_host(b);
-    let adapters = vec![
-        AdapterDesc {
-            if_index: 1,
-            address: SocketAddr::new(A, 0),
-        },
-        AdapterDesc {
-            if_index: 2,
-            address: SocketAddr::new(B, 0),
-        },
-    ];
-    let platform = HostPlatform::new(Arc::clone(&fabric), adapters);
+    let platform = HostPlatform::new(Arc::clone(&fabric), adapters(&[(1, A), (2, B)]));
     let engine = Engine::new(platform, config);
     World {
         fabric,
         hosts: [ha, hb],
         engine,
     }
+}
+
+/// Every way softndk completes requests, by name: inline in the call, before the call returns
+/// (`Synchronous`), on a thread, at random, and like hardware (several provider threads).
+/// The interfaces the platform reports to the engine: `(if_index, address)`.
+pub fn adapters(list: &[(u32, IpAddr)]) -> Vec<AdapterDesc> {
+    list.iter()
+        .map(|&(if_index, ip)| AdapterDesc {
+            if_index,
+            address: SocketAddr::new(ip, 0),
+        })
+        .collect()
 }
 
 pub fn modes() -> Vec<Completion> {
@@ -101,6 +108,42 @@ pub fn modes() -> Vec<Completion> {
         Completion::Random { seed: 11 },
         Completion::hardware(11),
     ]
+}
+
+/// One `#[test]` per completion mode of [`modes`], so a failure names its mode: for each `fn
+/// name(mode: Completion)` listed, `per_mode!(name)` makes the tests `name::synchronous`,
+/// `name::inline`, `name::thread`, `name::random` and `name::hardware`.
+macro_rules! per_mode {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use softndk::Completion;
+
+            #[test]
+            fn synchronous() {
+                super::$name(Completion::Synchronous);
+            }
+
+            #[test]
+            fn inline() {
+                super::$name(Completion::Inline);
+            }
+
+            #[test]
+            fn thread() {
+                super::$name(Completion::Thread);
+            }
+
+            #[test]
+            fn random() {
+                super::$name(Completion::Random { seed: 11 });
+            }
+
+            #[test]
+            fn hardware() {
+                super::$name(Completion::hardware(11));
+            }
+        }
+    )+};
 }
 
 pub fn bytes<R: Record>(r: &R) -> Vec<u8> {
@@ -179,19 +222,25 @@ pub fn events(h: &HostHandle) -> Vec<Event> {
     decode_events(&out)
 }
 
-/// Drain without blocking.
-pub fn drain(h: &HostHandle) -> Vec<Event> {
+/// A non-blocking WAIT (on one connection or any) with room for `room` events: what it
+/// returned.
+pub fn wait_now(h: &HostHandle, connection: Option<u64>, room: usize) -> Vec<Event> {
     let req = WaitRequest {
-        connection: None,
+        connection,
         nonblocking: true,
     };
     let (st, out) = done(&h.ioctl(
         Ioctl::Wait.code(),
         &bytes(&req),
-        BATCH_HEADER_SIZE + 32 * Event::SIZE,
+        BATCH_HEADER_SIZE + room * Event::SIZE,
     ));
-    assert_eq!(st, NtStatus::SUCCESS);
+    assert_eq!(st, NtStatus::SUCCESS, "non-blocking WAIT");
     decode_events(&out)
+}
+
+/// Drain without blocking.
+pub fn drain(h: &HostHandle) -> Vec<Event> {
+    wait_now(h, None, 32)
 }
 
 pub fn next_event(h: &HostHandle, kind: EventKind) -> Event {
@@ -209,11 +258,36 @@ pub fn simple(h: &HostHandle, ioctl: Ioctl, input: Vec<u8>) -> NtStatus {
     done(&h.ioctl(ioctl.code(), &input, 0)).0
 }
 
+/// CLOSE of a connection or listener: its status.
+pub fn close_status(h: &HostHandle, id: u64) -> NtStatus {
+    simple(h, Ioctl::Close, bytes(&CloseRequest { id }))
+}
+
+/// CLOSE, which must succeed.
 pub fn close(h: &HostHandle, id: u64) {
-    assert_eq!(
-        simple(h, Ioctl::Close, bytes(&CloseRequest { id })),
-        NtStatus::SUCCESS
-    );
+    assert_eq!(close_status(h, id), NtStatus::SUCCESS, "CLOSE of {id}");
+}
+
+/// ABORT of a connection: its status.
+pub fn abort(h: &HostHandle, id: u64) -> NtStatus {
+    simple(h, Ioctl::Abort, bytes(&AbortRequest { connection_id: id }))
+}
+
+/// FLUSH of a connection: its status.
+pub fn flush(h: &HostHandle, id: u64) -> NtStatus {
+    simple(h, Ioctl::Flush, bytes(&FlushRequest { connection_id: id }))
+}
+
+/// An abortive DISCONNECT: its status.
+pub fn abortive(h: &HostHandle, id: u64) -> NtStatus {
+    simple(
+        h,
+        Ioctl::Disconnect,
+        bytes(&DisconnectRequest {
+            connection_id: id,
+            abortive: true,
+        }),
+    )
 }
 
 pub fn query(h: &HostHandle, id: u64) -> QueryReply {
@@ -239,11 +313,33 @@ pub fn pair(w: &World) -> (HostHandle, u64, HostHandle, u64) {
     (ha, r.connection_id, hb, accepted.connection_id)
 }
 
+/// Two handles on the engine, the second listening on port 4791 of `B`: (A, B).
+pub fn listening(w: &World) -> (HostHandle, HostHandle) {
+    let hb = HostHandle::open(&w.engine).unwrap();
+    let ha = HostHandle::open(&w.engine).unwrap();
+    listen(&hb, 4791);
+    (ha, hb)
+}
+
+/// Close both handles; then every NDK object is released, no kernel rule was broken and
+/// nothing allocated where it must not.
 pub fn finish(w: &World, ha: HostHandle, hb: HostHandle) {
     ha.close();
     hb.close();
+    assert_released(w);
+    assert!(w.fabric.violations().is_empty());
+    assert_eq!(
+        softndk::alloc_check::violations(),
+        0,
+        "allocated under an engine lock or in the disconnect callback: {}",
+        softndk::alloc_check::first_violation().unwrap_or_default()
+    );
+}
+
+/// Once the fabric is idle, every NDK object is released (the listener's adapter by the
+/// passive worker after its close, so allow it a moment).
+pub fn assert_released(w: &World) {
     assert!(w.fabric.wait_idle(WAIT));
-    // The listener's adapter is released by the passive worker after its close.
     for _ in 0..500 {
         if w.fabric.live_objects() == 0 {
             break;
@@ -255,13 +351,6 @@ pub fn finish(w: &World, ha: HostHandle, hb: HostHandle) {
         0,
         "every NDK object released: {:?}",
         w.fabric.live_by_kind()
-    );
-    assert!(w.fabric.violations().is_empty());
-    assert_eq!(
-        softndk::alloc_check::violations(),
-        0,
-        "allocated under an engine lock or in the disconnect callback: {}",
-        softndk::alloc_check::first_violation().unwrap_or_default()
     );
 }
 
