@@ -2,7 +2,9 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use ndkpi_sys::{AF_INET, AF_INET6, IN_ADDR, IN6_ADDR, SOCKADDR, SOCKADDR_IN, SOCKADDR_IN6};
+use ndkpi_sys::{
+    AF_INET, AF_INET6, IN_ADDR, IN6_ADDR, NtStatus, SOCKADDR, SOCKADDR_IN, SOCKADDR_IN6,
+};
 
 /// An address in the form NDK takes it: a `SOCKADDR_IN` or `SOCKADDR_IN6` and its length.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +83,18 @@ impl SockAddrBuf {
     }
 
     /// Pointer and length for NDK output parameters.
+    /// Ask an address getter (`NdkGetLocalAddress`, `NdkGetPeerAddress`) for its address:
+    /// `get` calls it with this buffer's pointer and length; success decodes the answer.
+    pub(crate) fn ask(get: impl FnOnce(*mut SOCKADDR, *mut u32) -> NtStatus) -> Option<SocketAddr> {
+        let mut buf = Self::empty();
+        let (p, len) = buf.as_out();
+        if get(p, len) == NtStatus::SUCCESS {
+            buf.decode()
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn as_out(&mut self) -> (*mut SOCKADDR, *mut u32) {
         (
             core::ptr::from_mut(&mut self.storage).cast(),

@@ -669,29 +669,15 @@ impl Connector {
     /// `NdkGetLocalAddress`.
     pub fn local_address(&self) -> Option<SocketAddr> {
         let f = self.table().NdkGetLocalAddress?;
-        let mut buf = SockAddrBuf::empty();
-        let (p, len) = buf.as_out();
-        // SAFETY: live connector; the buffer holds 28 bytes and `len` says so.
-        let status = unsafe { f(self.as_ptr(), p, len) };
-        if status == NtStatus::SUCCESS {
-            buf.decode()
-        } else {
-            None
-        }
+        // SAFETY: live connector; the buffer `ask` passes holds 28 bytes and its length says so.
+        SockAddrBuf::ask(|p, len| unsafe { f(self.as_ptr(), p, len) })
     }
 
     /// `NdkGetPeerAddress`.
     pub fn peer_address(&self) -> Option<SocketAddr> {
         let f = self.table().NdkGetPeerAddress?;
-        let mut buf = SockAddrBuf::empty();
-        let (p, len) = buf.as_out();
-        // SAFETY: live connector; the buffer holds 28 bytes and `len` says so.
-        let status = unsafe { f(self.as_ptr(), p, len) };
-        if status == NtStatus::SUCCESS {
-            buf.decode()
-        } else {
-            None
-        }
+        // SAFETY: live connector; the buffer `ask` passes holds 28 bytes and its length says so.
+        SockAddrBuf::ask(|p, len| unsafe { f(self.as_ptr(), p, len) })
     }
 
     /// `NdkCloseConnector`; completes with [`Op::CloseConnector`].
@@ -726,15 +712,8 @@ impl Listener {
     /// The bound address (`NdkGetLocalAddress`), e.g. to learn an ephemeral port.
     pub fn local_address(&self) -> Option<SocketAddr> {
         let f = self.table().NdkGetLocalAddress?;
-        let mut buf = SockAddrBuf::empty();
-        let (p, len) = buf.as_out();
-        // SAFETY: live listener; the buffer holds 28 bytes and `len` says so.
-        let status = unsafe { f(self.as_ptr(), p, len) };
-        if status == NtStatus::SUCCESS {
-            buf.decode()
-        } else {
-            None
-        }
+        // SAFETY: live listener; the buffer `ask` passes holds 28 bytes and its length says so.
+        SockAddrBuf::ask(|p, len| unsafe { f(self.as_ptr(), p, len) })
     }
 
     /// `NdkControlConnectEvents`: pause (requests are refused) or resume.
