@@ -9,6 +9,7 @@
 
 use alloc::sync::{Arc, Weak};
 use core::net::SocketAddr;
+use core::sync::atomic::Ordering;
 
 use alloc::vec::Vec;
 use ndkdisc_abi::{Cause, ConnState, ConnectReply, Event, EventKind, NtStatus, QueryReply, Record};
@@ -16,10 +17,42 @@ use ndkdisc_abi::{Cause, ConnState, ConnectReply, Event, EventKind, NtStatus, Qu
 use ndkdisc_abi::PostKind;
 use ndkpi::{Buffer, Connector, Cq, Created, Mr, Op, Pd, QueuePair, Sink};
 
-use crate::engine::OwnerInner;
-use crate::events::ConnIndex;
+use crate::events::{ConnIndex, Ready};
 use crate::ports::{Lock, Passive, PendedRequest, Platform, Signal};
+use crate::runtime::Runtime;
 use crate::step::Stepper;
+
+/// What a connection reports to the handle that owns it: the facts it latches, the requests
+/// it pends (so their cancel routine finds it), and that it leaves. The handle implements it
+/// (in the `owner` module); a connection sees nothing else of the handle, neither its tables nor its
+/// other connections.
+pub(crate) trait ConnOwner<P: Platform>: Send + Sync {
+    /// The engine's shared services.
+    fn runtime(&self) -> &Arc<Runtime<P>>;
+
+    /// Latch a fact, returning the wait it satisfies for the caller to complete once it holds
+    /// no lock: for latching inside a connection's lock, in step with its state change.
+    fn latch_in(&self, index: ConnIndex, fact: Event) -> Option<Ready<P::Request>>;
+
+    /// After latching connection `id`'s terminal event (and completing the wait it satisfied):
+    /// complete the WAITs pended on `id` that are left without it because it went to an older
+    /// any-connection WAIT, each with the flagged copy (level-triggered per connection).
+    /// `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+    fn complete_level_triggered(&self, id: u64);
+
+    /// Register a CONNECT or graceful DISCONNECT about to pend (before it is made cancelable).
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES` if the reserved room is used up.
+    fn register_pended(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), NtStatus>;
+
+    /// The CONNECT or DISCONNECT `token` no longer pends (completed, or taken by its cancel
+    /// routine).
+    fn unregister_pended(&self, token: u64) -> Option<Arc<Conn<P>>>;
+
+    /// Take connection `id` out of the handle's table (it is being released).
+    fn forget(&self, id: u64) -> Option<Arc<Conn<P>>>;
+}
 
 /// The NDK objects of a connection, each shared while in use and taken back for closing.
 #[derive(Clone, Default)]
@@ -94,7 +127,7 @@ pub(crate) struct Conn<P: Platform> {
     pub(crate) if_index: u32,
     /// `Engine::adapter_removed` has handled it.
     removal_seen: core::sync::atomic::AtomicBool,
-    owner: Arc<OwnerInner<P>>,
+    owner: Arc<dyn ConnOwner<P>>,
     me: Weak<Self>,
     ctl: P::Lock<Ctl<P::Request>>,
     stepper: Stepper<P>,
@@ -123,7 +156,7 @@ impl<P: Platform> Passive for Abandon<P> {
 
 impl<P: Platform> Conn<P> {
     pub(crate) fn new(
-        owner: &Arc<OwnerInner<P>>,
+        owner: Arc<dyn ConnOwner<P>>,
         id: u64,
         index: ConnIndex,
         adapter: Arc<ndkpi::Adapter>,
@@ -131,13 +164,14 @@ impl<P: Platform> Conn<P> {
     ) -> Result<Arc<Self>, NtStatus> {
         // The abandon work item's deferral slot. On failure the adapter is closed if this was
         // its only reference (a listener's shared adapter stays with the listener).
-        if let Err(st) = owner.engine().reserve_work() {
+        let runtime = Arc::clone(owner.runtime());
+        if let Err(st) = runtime.reserve_work() {
             if let Some(a) = Arc::into_inner(adapter) {
-                owner.platform().wsk().close_adapter(a);
+                runtime.platform().wsk().close_adapter(a);
             }
             return Err(st);
         }
-        let platform = owner.platform();
+        let platform = runtime.platform();
         let v = adapter.version();
         let ctl = Ctl {
             phase: ConnState::Connecting,
@@ -173,14 +207,14 @@ impl<P: Platform> Conn<P> {
             index,
             if_index,
             removal_seen: core::sync::atomic::AtomicBool::new(false),
-            owner: Arc::clone(owner),
+            owner,
             me: me.clone(),
             ctl: platform.lock(ctl),
             stepper: Stepper::new(platform),
             users_done: platform.signal(),
             abandon: crate::defer::WorkItem::new(
                 Arc::new(Abandon { conn: me.clone() }),
-                owner.engine().slots(),
+                runtime.slots(),
             ),
         }))
     }
@@ -189,9 +223,13 @@ impl<P: Platform> Conn<P> {
         self.me.upgrade()
     }
 
-    /// An event of `kind` now (the queue fills in its sequence number and connection id).
+    fn runtime(&self) -> &Runtime<P> {
+        self.owner.runtime()
+    }
+
+    /// An event of `kind` now (the queue fills in its sequence number).
     fn fact(&self, kind: EventKind) -> Event {
-        Event::new(kind, self.id, self.owner.platform().now())
+        Event::new(kind, self.id, self.runtime().platform().now())
     }
 
     /// Create PD, CQ and QP on the connection's adapter. `// IRQL: PASSIVE_LEVEL`.
@@ -655,7 +693,7 @@ impl<P: Platform> Conn<P> {
         // The adapter alone may be shared: a listener and the connections it accepted hold it,
         // and the last of them closes it.
         if let Some(adapter) = objects.adapter.and_then(Arc::into_inner) {
-            self.owner.platform().wsk().close_adapter(adapter);
+            self.runtime().platform().wsk().close_adapter(adapter);
         }
     }
 
@@ -710,7 +748,7 @@ impl<P: Platform> Conn<P> {
             return NtStatus::INVALID_DEVICE_STATE;
         }
         for _ in 0..count {
-            let Some(memory) = self.owner.platform().memory(length as usize) else {
+            let Some(memory) = self.runtime().platform().memory(length as usize) else {
                 return NtStatus::INSUFFICIENT_RESOURCES;
             };
             let (st, mr) = session.run(|| pd.create_mr(self));
@@ -843,7 +881,7 @@ impl<P: Platform> Conn<P> {
     /// is queued). `// IRQL: <= DISPATCH_LEVEL`; never allocates.
     pub(crate) fn cancelled(&self) {
         self.fail_connect(None, NtStatus::CANCELLED);
-        self.owner.defer(&self.abandon);
+        self.runtime().defer(&self.abandon);
     }
 
     /// Mark closed (after teardown) and latch `Closed`.
@@ -984,9 +1022,12 @@ impl<P: Platform> Sink for Conn<P> {
                 }
             },
         );
+        let counters = &self.runtime().counters;
         if !first {
-            self.owner.count_duplicate_callback();
+            counters.duplicate_callbacks.fetch_add(1, Ordering::Relaxed);
         }
-        self.owner.count_disconnect_callback();
+        counters
+            .disconnect_callbacks
+            .fetch_add(1, Ordering::Relaxed);
     }
 }

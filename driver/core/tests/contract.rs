@@ -12,8 +12,8 @@ use common::*;
 use std::sync::Mutex;
 use std::sync::mpsc::{Sender, channel};
 
-use ndkdisc_core::host::HostRequest;
 use ndkdisc_core::ports::{Passive, Platform};
+use ndkdisc_host::HostRequest;
 use softndk::{Fault, MisusePolicy, ObjectKind};
 
 /// A marker work on the engine's passive worker (a FIFO): once it has run, every work deferred
@@ -460,9 +460,9 @@ fn a_listener_close_landing_anywhere_in_a_connect_event_never_strands_it() {
             let (ha, gate) = (Arc::clone(&ha), Arc::clone(&gate));
             std::thread::spawn(move || {
                 let hook = Arc::clone(&gate);
-                ndkdisc_core::host::on_callback_lock(Some(Box::new(move || hook.hit())));
+                ndkdisc_host::on_callback_lock(Some(Box::new(move || hook.hit())));
                 let p = connect_pending(&ha, 4791);
-                ndkdisc_core::host::on_callback_lock(None);
+                ndkdisc_host::on_callback_lock(None);
                 gate.update(|s| s.finished = true);
                 p
             })

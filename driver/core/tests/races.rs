@@ -9,7 +9,7 @@ use common::*;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ndkdisc_core::host::HostRequest;
+use ndkdisc_host::HostRequest;
 use softndk::Fault;
 
 fn raw_query(h: &HostHandle, id: u64) -> NtStatus {

@@ -33,8 +33,6 @@ mod wsk;
 
 pub use address::SockAddrBuf;
 pub use handles::{Adapter, Completion, Connector, Cq, Listener, Mr, Pd, Qp, QueuePair, Sge};
-#[cfg(feature = "softndk")]
-pub use memory::SoftMemory;
 pub use memory::{Buffer, RegisteredMemory};
 pub use ndkpi_sys as sys;
 pub use sink::{Created, Op, Sink};

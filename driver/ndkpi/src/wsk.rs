@@ -1,5 +1,7 @@
 //! Opening and closing adapters through the WSK NDK extension (`WskOpenNdkAdapter`).
 
+use alloc::sync::Arc;
+use core::any::Any;
 use core::ptr::NonNull;
 
 use ndkpi_sys::{NDK_VERSION, NTSTATUS, NtStatus, PWSK_CLIENT, WSK_PROVIDER_NDK_DISPATCH};
@@ -10,8 +12,9 @@ use crate::handles::Adapter;
 pub struct Wsk {
     dispatch: WSK_PROVIDER_NDK_DISPATCH,
     client: PWSK_CLIENT,
-    #[cfg(feature = "softndk")]
-    _fabric: Option<alloc::sync::Arc<softndk::Fabric>>,
+    /// What provides `dispatch` and `client`, kept alive with this `Wsk` (a software provider
+    /// in tests; `None` for the kernel's WSK registration, which the driver keeps itself).
+    _provider: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl core::fmt::Debug for Wsk {
@@ -35,18 +38,25 @@ impl Wsk {
         Self {
             dispatch,
             client,
-            #[cfg(feature = "softndk")]
-            _fabric: None,
+            _provider: None,
         }
     }
 
-    /// The WSK NDK extension of a softndk fabric, which this `Wsk` keeps alive.
-    #[cfg(feature = "softndk")]
-    pub fn from_fabric(fabric: alloc::sync::Arc<softndk::Fabric>) -> Self {
+    /// Wrap the dispatch and client of a provider that lives in this process (a software NDK
+    /// provider such as softndk), keeping `provider` alive as long as this `Wsk`.
+    ///
+    /// # Safety
+    /// `dispatch` and `client` stay valid for as long as `provider` lives and every adapter
+    /// opened through this `Wsk` exists.
+    pub unsafe fn with_provider(
+        dispatch: WSK_PROVIDER_NDK_DISPATCH,
+        client: PWSK_CLIENT,
+        provider: Arc<dyn Any + Send + Sync>,
+    ) -> Self {
         Self {
-            dispatch: *fabric.wsk_dispatch(),
-            client: fabric.wsk_client(),
-            _fabric: Some(fabric),
+            dispatch,
+            client,
+            _provider: Some(provider),
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use ndkpi::sys::{NDK_VERSION, NtStatus};
-use ndkpi::{Connector, Cq, Created, Op, Pd, Qp, Sink, Wsk};
+use ndkpi::{Connector, Cq, Created, Op, Pd, Qp, Sink};
 use softndk::{Completion, Fabric, FabricConfig, Fault, HostConfig, reason};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -130,7 +130,7 @@ fn run_connection(mode: Completion, version: NDK_VERSION) {
     let ip_b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
     fabric.add_host(HostConfig::new(1, [ip_a]));
     fabric.add_host(HostConfig::new(2, [ip_b]));
-    let wsk = Wsk::from_fabric(Arc::clone(&fabric));
+    let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
     let aa = wsk.open_adapter(1, version).expect("open A");
     let ab = wsk.open_adapter(2, version).expect("open B");
     assert_eq!(aa.version(), version);
@@ -224,7 +224,7 @@ fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected()
         }));
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         fabric.add_host(HostConfig::new(1, [ip]));
-        let wsk = Wsk::from_fabric(Arc::clone(&fabric));
+        let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
         let ad = wsk
             .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
             .unwrap();
@@ -267,7 +267,7 @@ fn a_failed_create_leaves_no_reference_behind() {
             ..Default::default()
         }));
         let host = fabric.add_host(HostConfig::new(1, [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]));
-        let wsk = Wsk::from_fabric(Arc::clone(&fabric));
+        let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
         let ad = wsk
             .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
             .unwrap();

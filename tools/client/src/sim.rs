@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use ndkdisc_abi::Ioctl;
 use ndkdisc_abi::ioctl::FILE_WRITE_ACCESS;
-use ndkdisc_core::host::{HostHandle, HostPlatform, Pending};
 use ndkdisc_core::ports::AdapterDesc;
 use ndkdisc_core::{Config, Engine};
+use ndkdisc_host::{HostHandle, HostPlatform, Pending};
 use softndk::{Completion, Fabric, FabricConfig, HostConfig, Misbehaviour};
 
 use crate::{Client, Completed, Error, InFlight, NtStatus, Ready, Transport};
@@ -180,7 +180,7 @@ impl SimFabric {
             }],
         );
         let engine = Engine::new(platform, Config::default());
-        ndkdisc_core::host::watch_adapter_removal(&engine);
+        ndkdisc_host::watch_adapter_removal(&engine);
         let host = SimHost {
             name: name.to_owned(),
             if_index,

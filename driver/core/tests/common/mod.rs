@@ -13,9 +13,9 @@ pub use std::sync::Arc;
 pub use std::time::Duration;
 
 pub use ndkdisc_abi::*;
-pub use ndkdisc_core::host::{HostHandle, HostPlatform, Pending};
 pub use ndkdisc_core::ports::AdapterDesc;
 pub use ndkdisc_core::{Config, Engine};
+pub use ndkdisc_host::{HostHandle, HostPlatform, Pending};
 pub use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, Misbehaviour, reason};
 
 // The simulated IRQL's "no allocation" rule: counted in every engine test binary.
@@ -50,7 +50,7 @@ pub fn world_with(completion: Completion, config: Config) -> World {
 /// A world on a fabric configured by the test (timeouts, kindness).
 pub fn world_on(fabric: FabricConfig, config: Config) -> World {
     let w = world_unwatched(fabric, config);
-    ndkdisc_core::host::watch_adapter_removal(&w.engine);
+    ndkdisc_host::watch_adapter_removal(&w.engine);
     w
 }
 

@@ -1,26 +1,19 @@
-//! The host platform: the engine's ports over std and a softndk fabric, for tests and the
-//! simulation backend. It checks the kernel's rules as it goes: waiting on a signal inside an
-//! NDK callback (`DISPATCH_LEVEL`) or while holding an engine lock panics, as would a bugcheck;
-//! allocating while holding an engine lock, or inside the disconnect callback, is counted by
-//! [`softndk::alloc_check`] in test binaries that install its allocator; calling NDK while
-//! holding an engine lock is a softndk misuse violation ([`softndk::consumer_lock`]).
+//! The engine's ports over std: locks that stand in for spin locks, auto-reset signals, a
+//! passive-level worker thread, pended requests with WDF's cancel semantics, and a file handle.
 
-extern crate std;
-
-use alloc::boxed::Box;
-use alloc::sync::{Arc, Weak};
-use alloc::vec::Vec;
-use core::cell::{Cell, RefCell};
-use core::time::Duration;
+use std::boxed::Box;
+use std::cell::{Cell, RefCell};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use std::vec::Vec;
 
 use ndkdisc_abi::NtStatus;
+use ndkdisc_core::ports::{AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal};
+use ndkdisc_core::{Engine, Owner};
 
-use crate::engine::{Engine, Owner};
-use crate::ports::{AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal};
+use crate::memory::SoftMemory;
 
 std::thread_local! {
     static LOCKS_HELD: Cell<u32> = const { Cell::new(0) };
@@ -106,7 +99,7 @@ impl Signal for HostSignal {
             // A step that takes seconds is stuck: say what the provider is waiting for.
             if timeout.timed_out() && !*set && !reported {
                 reported = true;
-                std::eprintln!(
+                eprintln!(
                     "ndkdisc host: a passive-level wait on thread {:?} has lasted 5 s; provider state:\n{}",
                     std::thread::current().name(),
                     softndk::describe_stuck()
@@ -120,7 +113,7 @@ impl Signal for HostSignal {
 /// Tell `engine` when softndk removes an adapter ([`softndk::Fabric::on_adapter_removal`]): the
 /// host platform's stand-in for the removal notification the KMDF shell gets on Windows. The
 /// engine ends and releases what it has on that interface before the provider ends what is left.
-pub fn watch_adapter_removal(engine: &Arc<crate::Engine<HostPlatform>>) {
+pub fn watch_adapter_removal(engine: &Arc<Engine<HostPlatform>>) {
     let weak = Arc::downgrade(engine);
     engine
         .platform()
@@ -160,7 +153,7 @@ impl HostPlatform {
             })
             .expect("spawn passive worker");
         Arc::new(Self {
-            wsk: ndkpi::Wsk::from_fabric(Arc::clone(&fabric)),
+            wsk: crate::fabric_wsk(Arc::clone(&fabric)),
             fabric,
             adapters,
             passive: Mutex::new(Some(tx)),
@@ -250,7 +243,7 @@ impl Platform for HostPlatform {
     }
 
     fn memory(&self, len: usize) -> Option<Box<dyn ndkpi::RegisteredMemory>> {
-        ndkpi::SoftMemory::new(len).map(|m| Box::new(m) as Box<dyn ndkpi::RegisteredMemory>)
+        SoftMemory::new(len).map(|m| Box::new(m) as Box<dyn ndkpi::RegisteredMemory>)
     }
 }
 
@@ -294,7 +287,7 @@ impl HostRequest {
         (
             Self {
                 token,
-                output: alloc::vec![0; output_len],
+                output: vec![0; output_len],
                 shared: Arc::clone(&shared),
             },
             Pending { token, shared },

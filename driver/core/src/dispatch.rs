@@ -1,0 +1,264 @@
+//! IOCTL dispatch: each request parsed once (`ndkdisc-abi`), its output size checked before
+//! any effect, then handed to the handle, its connections or its listeners, and completed or
+//! left to pend.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use ndkdisc_abi::{
+    AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, ListenReply, ListenRequest,
+    NtStatus, QueryReply, Record, Request, encode_adapters_reply,
+};
+
+use crate::conn::{Conn, ConnOwner};
+use crate::events::WaitOutcome;
+use crate::listener::{Listener, ListenerOwner};
+use crate::owner::{Owner, push_reserved};
+use crate::ports::{Lock, PendedRequest, Platform};
+
+/// Driver version reported by `GET_INFO` (major << 16 | minor).
+pub const DRIVER_VERSION: u32 = 0x0000_0001;
+
+fn complete<R: PendedRequest>(request: R, st: NtStatus) {
+    request.complete(st, 0);
+}
+
+fn reply<R: PendedRequest, T: Record>(mut request: R, value: &T) {
+    match value.encode(request.output()) {
+        Ok(n) => request.complete(NtStatus::SUCCESS, n),
+        Err(e) => request.complete(e.ntstatus(), 0),
+    }
+}
+
+impl<P: Platform> Owner<P> {
+    /// Handle one IOCTL: parse once, then complete the request or let it pend.
+    /// `// IRQL: PASSIVE_LEVEL`.
+    pub fn dispatch(&self, code: u32, input: &[u8], mut request: P::Request) {
+        let parsed = match Request::parse(code, input) {
+            Ok(r) => r,
+            Err(e) => return complete(request, e.ntstatus()),
+        };
+        let runtime = &self.inner.runtime;
+        match parsed {
+            Request::GetInfo(_) => {
+                let c = &runtime.counters;
+                let info = InfoReply {
+                    abi_version: u32::from(ndkdisc_abi::ABI_VERSION),
+                    driver_version: DRIVER_VERSION,
+                    max_connections: saturate(runtime.config.limits.max_connections),
+                    max_listeners: saturate(runtime.config.max_listeners),
+                    max_waits: saturate(runtime.config.limits.max_waits),
+                    default_backlog: runtime.config.default_backlog,
+                    events_per_connection: saturate(crate::events::SLOTS),
+                    connections_opened: c.connections.load(Ordering::Relaxed),
+                    events_latched: c.events.load(Ordering::Relaxed),
+                    disconnect_callbacks: c.disconnect_callbacks.load(Ordering::Relaxed),
+                    backlog_rejects: c.backlog_rejects.load(Ordering::Relaxed),
+                    duplicate_callbacks: c.duplicate_callbacks.load(Ordering::Relaxed),
+                };
+                reply(request, &info);
+            }
+            Request::ListAdapters(_) => {
+                // The version each adapter really negotiates (its highest of 2.x, else 1.x): open
+                // it once.
+                let mut entries: Vec<AdapterEntry> = Vec::new();
+                for desc in runtime.platform().adapters() {
+                    let Ok(adapter) = runtime.open_adapter(desc.if_index) else {
+                        continue;
+                    };
+                    let v = adapter.version();
+                    runtime.platform().wsk().close_adapter(adapter);
+                    entries.push(AdapterEntry {
+                        if_index: desc.if_index,
+                        ndk_major: v.Major,
+                        ndk_minor: v.Minor,
+                        address: desc.address,
+                    });
+                }
+                match encode_adapters_reply(&entries, request.output()) {
+                    Ok(n) => request.complete(NtStatus::SUCCESS, n),
+                    Err(e) => complete(request, e.ntstatus()),
+                }
+            }
+            Request::Listen(req) => self.listen(req, request),
+            Request::Connect(req) => self.connect(req, request),
+            Request::Wait(req) => {
+                let outcome = self
+                    .inner
+                    .queue
+                    .with(|q| q.wait(request, req.connection, req.nonblocking));
+                if let WaitOutcome::Complete(ready) = outcome {
+                    ready.complete();
+                }
+            }
+            Request::Query(req) => {
+                if request.output().len() < QueryReply::SIZE {
+                    return complete(request, NtStatus::BUFFER_TOO_SMALL);
+                }
+                match self.inner.conn(req.connection_id) {
+                    Some(c) => reply(request, &c.query()),
+                    None => complete(request, NtStatus::NOT_FOUND),
+                }
+            }
+            Request::Post(req) => match self.inner.conn(req.connection_id) {
+                None => complete(request, NtStatus::NOT_FOUND),
+                Some(c) => complete(request, c.post(req.kind, req.count, req.length)),
+            },
+            Request::Disconnect(req) => match self.inner.conn(req.connection_id) {
+                None => complete(request, NtStatus::NOT_FOUND),
+                Some(c) if req.abortive => {
+                    c.end(Cause::LocalAbortive);
+                    complete(request, NtStatus::SUCCESS);
+                }
+                Some(c) => c.disconnect(request),
+            },
+            Request::Abort(req) => match self.inner.conn(req.connection_id) {
+                None => complete(request, NtStatus::NOT_FOUND),
+                Some(c) => {
+                    while let Some(w) = self.inner.queue.with(|q| q.take_wait_to_cancel(Some(c.id)))
+                    {
+                        w.complete();
+                    }
+                    c.end(Cause::Aborted);
+                    complete(request, NtStatus::SUCCESS);
+                }
+            },
+            Request::Flush(req) => match self.inner.conn(req.connection_id) {
+                None => complete(request, NtStatus::NOT_FOUND),
+                Some(c) => complete(request, c.flush()),
+            },
+            Request::Close(req) => self.close(req.id, request),
+        }
+    }
+
+    fn connect(&self, req: ConnectRequest, mut request: P::Request) {
+        if request.output().len() < ConnectReply::SIZE {
+            return complete(request, NtStatus::BUFFER_TOO_SMALL);
+        }
+        let runtime = &self.inner.runtime;
+        let id = runtime.next_id();
+        let Ok(index) = self.inner.add_connection(id) else {
+            return complete(request, NtStatus::QUOTA_EXCEEDED);
+        };
+        let adapter = match runtime.open_adapter(req.if_index) {
+            Ok(a) => Arc::new(a),
+            Err(st) => {
+                self.inner.remove_connection(index);
+                return complete(request, st);
+            }
+        };
+        runtime.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let owner: Arc<dyn ConnOwner<P>> = self.inner.clone();
+        let conn = match Conn::new(owner, id, index, adapter, req.if_index) {
+            Ok(conn) => conn,
+            Err(st) => {
+                self.inner.remove_connection(index);
+                return complete(request, st);
+            }
+        };
+        if !self.inner.adopt(&conn) {
+            // The handle is being cleaned up under this CONNECT.
+            conn.teardown();
+            self.inner.remove_connection(index);
+            return complete(request, NtStatus::CANCELLED);
+        }
+        let receive = nonzero(req.receive_depth, runtime.config.receive_depth);
+        let send = nonzero(req.send_depth, runtime.config.send_depth);
+        match conn.create_queue_pair(receive, send) {
+            Ok(()) => conn.start_connect(request, req.local, req.remote),
+            Err(st) => {
+                conn.fail_connect(Some(request), st);
+                conn.teardown();
+            }
+        }
+    }
+
+    fn listen(&self, req: ListenRequest, mut request: P::Request) {
+        if request.output().len() < ListenReply::SIZE {
+            return complete(request, NtStatus::BUFFER_TOO_SMALL);
+        }
+        let runtime = &self.inner.runtime;
+        let backlog = if req.backlog == 0 {
+            runtime.config.default_backlog
+        } else {
+            req.backlog
+        };
+        if backlog > runtime.config.max_backlog {
+            return complete(request, NtStatus::QUOTA_EXCEEDED);
+        }
+        let full = self
+            .inner
+            .table
+            .with(|t| t.listeners.len() >= runtime.config.max_listeners);
+        if full {
+            return complete(request, NtStatus::QUOTA_EXCEEDED);
+        }
+        let adapter = match runtime.open_adapter(req.if_index) {
+            Ok(a) => a,
+            Err(st) => return complete(request, st),
+        };
+        // The listener owns the adapter from here: on failure it has closed it.
+        let listener = match Listener::start(
+            Arc::clone(&self.inner) as Arc<dyn ListenerOwner<P>>,
+            runtime.next_id(),
+            adapter,
+            req.if_index,
+            backlog as usize,
+            req.local,
+        ) {
+            Ok(l) => l,
+            Err(st) => return complete(request, st),
+        };
+        let bound = listener.bound();
+        let adopted = self
+            .inner
+            .table
+            .with(|t| !t.closed && push_reserved(&mut t.listeners, Arc::clone(&listener)));
+        if !adopted {
+            listener.close();
+            return complete(request, NtStatus::CANCELLED);
+        }
+        reply(
+            request,
+            &ListenReply {
+                listener_id: listener.id,
+                bound,
+            },
+        );
+    }
+
+    fn close(&self, id: u64, request: P::Request) {
+        let (conn, listener) = self.inner.table.with(|t| {
+            let c = t
+                .conns
+                .iter()
+                .position(|c| c.id == id)
+                .map(|i| t.conns.swap_remove(i));
+            let l = t
+                .listeners
+                .iter()
+                .position(|l| l.id == id)
+                .map(|i| t.listeners.swap_remove(i));
+            (c, l)
+        });
+        if let Some(c) = conn {
+            c.end(Cause::LocalAbortive);
+            c.closed_event();
+            complete(request, NtStatus::SUCCESS);
+        } else if let Some(l) = listener {
+            l.close();
+            complete(request, NtStatus::SUCCESS);
+        } else {
+            complete(request, NtStatus::NOT_FOUND);
+        }
+    }
+}
+
+fn saturate(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn nonzero(v: u32, default: u32) -> u32 {
+    if v == 0 { default } else { v }
+}

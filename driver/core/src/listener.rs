@@ -1,0 +1,348 @@
+//! Listeners: LISTEN's NDK listener, its backlog of incoming connection requests, and the
+//! work item that accepts them at `PASSIVE_LEVEL` as connections of the listener's handle.
+
+use alloc::collections::VecDeque;
+use alloc::sync::{Arc, Weak};
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use ndkdisc_abi::NtStatus;
+use ndkpi::{Connector, Created, Op, Sink};
+
+use crate::conn::{Conn, ConnOwner};
+use crate::defer;
+use crate::events::{ConnIndex, QueueError};
+use crate::ports::{Lock, Passive, Platform, Signal};
+use crate::step::Stepper;
+
+/// What a listener reports to the handle that owns it, beyond what its connections report: an
+/// accepted connection takes a place in the handle's queue and joins the handle's table. The
+/// handle implements it (in the `owner` module).
+pub(crate) trait ListenerOwner<P: Platform>: ConnOwner<P> {
+    /// Reserve connection `id`'s event records in the handle's queue; `Err` at the handle's
+    /// connection quota.
+    fn add_connection(&self, id: u64) -> Result<ConnIndex, QueueError>;
+
+    /// Give back what [`ListenerOwner::add_connection`] reserved (the connection never joined).
+    fn remove_connection(&self, index: ConnIndex);
+
+    /// Add a new connection to the handle's table, unless cleanup has run (or, defensively,
+    /// the reserved room is used up: growing it would allocate under the lock).
+    fn adopt(&self, conn: &Arc<Conn<P>>) -> bool;
+}
+
+/// A listener's backlog and whether it is closing, under one lock: a connect event checks the
+/// flag and queues its connector in one critical section, and CLOSE sets the flag and takes
+/// what is queued in another, so no connector lands in the backlog after CLOSE emptied it.
+struct Backlog {
+    queue: VecDeque<Connector>,
+    closing: bool,
+}
+
+/// A listener: incoming connect events go through a preallocated backlog to a work item at
+/// `PASSIVE_LEVEL`, which creates the connection and accepts it.
+///
+/// CLOSE never waits for NDK: the NDK listener's close completes only once every connector
+/// accepted through it is closed. The listener keeps itself alive (`keep_alive`) until its
+/// close completion has been handled at `PASSIVE_LEVEL` by its work item, which then releases
+/// the adapter it shares with its connections; whichever of them releases it last closes it.
+pub(crate) struct Listener<P: Platform> {
+    pub(crate) id: u64,
+    /// The interface it listens on.
+    pub(crate) if_index: u32,
+    /// `Engine::adapter_removed` has handled it.
+    removal_seen: AtomicBool,
+    bound: P::Lock<SocketAddr>,
+    owner: Arc<dyn ListenerOwner<P>>,
+    adapter: P::Lock<Option<Arc<ndkpi::Adapter>>>,
+    /// The NDK listener, once listening (taken by CLOSE).
+    ndk: P::Lock<Option<ndkpi::Listener>>,
+    backlog: P::Lock<Backlog>,
+    capacity: usize,
+    /// NDK completed the listener's close (no callback comes after it).
+    ndk_closed: AtomicBool,
+    /// Set with `ndk_closed`, for handle cleanup to wait on.
+    closed_signal: P::Signal,
+    /// The listener itself, from CLOSE until its work item handled the close completion.
+    keep_alive: P::Lock<Option<Arc<Self>>>,
+    stepper: Stepper<P>,
+    /// The accept work item, allocated with the listener so a connect event never allocates;
+    /// it also releases the adapter once the close completed.
+    work: Arc<defer::WorkItem>,
+}
+
+struct AcceptWork<P: Platform> {
+    listener: Weak<Listener<P>>,
+}
+
+impl<P: Platform> Passive for AcceptWork<P> {
+    fn run(&self) {
+        if let Some(l) = self.listener.upgrade() {
+            l.drain();
+            if l.ndk_closed.load(Ordering::Acquire) {
+                l.release_adapter();
+                // Dropped outside the lock (possibly not the last reference: `l` is another).
+                let me = l.keep_alive.with(Option::take);
+                drop(me);
+            }
+        }
+    }
+}
+
+/// Refuse an incoming connection request: `NdkReject` (synchronous, allowed at
+/// `DISPATCH_LEVEL`), then close the connector. `// IRQL: <= DISPATCH_LEVEL`; never under a lock.
+fn refuse(connector: Connector) {
+    let _ = connector.reject();
+    connector.close_detached();
+}
+
+impl<P: Platform> Listener<P> {
+    /// Create the NDK listener and listen, owning `adapter`: on failure everything opened here
+    /// (the adapter too) is closed before this returns. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn start(
+        owner: Arc<dyn ListenerOwner<P>>,
+        id: u64,
+        adapter: ndkpi::Adapter,
+        if_index: u32,
+        capacity: usize,
+        local: SocketAddr,
+    ) -> Result<Arc<Self>, NtStatus> {
+        let runtime = Arc::clone(owner.runtime());
+        let platform = runtime.platform();
+        let mut queue = VecDeque::new();
+        let reserved = queue
+            .try_reserve_exact(capacity)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)
+            // The accept work item's slot (given back when the item is dropped).
+            .and_then(|()| runtime.reserve_work());
+        if let Err(st) = reserved {
+            platform.wsk().close_adapter(adapter);
+            return Err(st);
+        }
+        let me = Arc::new_cyclic(|weak: &Weak<Self>| Self {
+            id,
+            if_index,
+            removal_seen: AtomicBool::new(false),
+            bound: platform.lock(local),
+            owner,
+            adapter: platform.lock(Some(Arc::new(adapter))),
+            ndk: platform.lock(None),
+            backlog: platform.lock(Backlog {
+                queue,
+                closing: false,
+            }),
+            capacity,
+            ndk_closed: AtomicBool::new(false),
+            closed_signal: platform.signal(),
+            keep_alive: platform.lock(None),
+            stepper: Stepper::new(platform),
+            work: defer::WorkItem::new(
+                Arc::new(AcceptWork {
+                    listener: weak.clone(),
+                }),
+                runtime.slots(),
+            ),
+        });
+        let created = {
+            // Dropped before any release: `release_adapter` closes only the last reference.
+            let Some(adapter) = me.adapter.with(|a| a.clone()) else {
+                return Err(NtStatus::INVALID_DEVICE_STATE);
+            };
+            me.stepper.run(|| adapter.create_listener(&me))
+        };
+        let (st, created) = created;
+        let Some(Created::Listener(listener)) = created else {
+            me.release_adapter();
+            return Err(if st.is_success() {
+                NtStatus::INSUFFICIENT_RESOURCES
+            } else {
+                st
+            });
+        };
+        let (st, _) = me.stepper.run(|| listener.listen(&me, local));
+        if st != NtStatus::SUCCESS {
+            // Nothing was accepted through it: its close completes promptly, waited for here.
+            me.backlog.with(|b| b.closing = true);
+            me.stepper.run(|| listener.close(&me));
+            me.release_adapter();
+            return Err(st);
+        }
+        let bound = listener.local_address().unwrap_or(local);
+        me.bound.with(|b| *b = bound);
+        me.ndk.with(|l| *l = Some(listener));
+        Ok(me)
+    }
+
+    pub(crate) fn bound(&self) -> SocketAddr {
+        self.bound.with(|b| *b)
+    }
+
+    /// Whether `Engine::adapter_removed` has handled it (and mark it handled).
+    pub(crate) fn removal_seen(&self) -> bool {
+        self.removal_seen.swap(true, Ordering::AcqRel)
+    }
+
+    /// Drop the listener's reference to its adapter, closing the adapter if it was the last
+    /// (connections accepted through the listener hold the others). `// IRQL: PASSIVE_LEVEL`.
+    fn release_adapter(&self) {
+        if let Some(adapter) = self.adapter.with(Option::take).and_then(Arc::into_inner) {
+            self.owner.runtime().platform().wsk().close_adapter(adapter);
+        }
+    }
+
+    /// Accept what the backlog holds (nothing once closing: CLOSE took it).
+    /// `// IRQL: PASSIVE_LEVEL`.
+    fn drain(self: &Arc<Self>) {
+        while let Some(connector) = self
+            .backlog
+            .with(|b| if b.closing { None } else { b.queue.pop_front() })
+        {
+            self.accept_one(connector);
+        }
+    }
+
+    fn accept_one(self: &Arc<Self>, connector: Connector) {
+        let runtime = self.owner.runtime();
+        let id = runtime.next_id();
+        let Ok(index) = self.owner.add_connection(id) else {
+            // The handle's connection quota.
+            runtime
+                .counters
+                .backlog_rejects
+                .fetch_add(1, Ordering::Relaxed);
+            return refuse(connector);
+        };
+        let Some(adapter) = self.adapter.with(|a| a.clone()) else {
+            self.owner.remove_connection(index);
+            return refuse(connector);
+        };
+        runtime.counters.connections.fetch_add(1, Ordering::Relaxed);
+        // The handle as the connection sees it (trait upcasting).
+        let conn_owner: Arc<dyn ConnOwner<P>> = self.owner.clone();
+        let Ok(conn) = Conn::new(conn_owner, id, index, adapter, self.if_index) else {
+            // The listener's adapter is shared: dropping our reference is enough.
+            self.owner.remove_connection(index);
+            return refuse(connector);
+        };
+        if !self.owner.adopt(&conn) {
+            // The handle was cleaned up while this request waited in the backlog.
+            refuse(connector);
+            conn.teardown();
+            self.owner.remove_connection(index);
+            return;
+        }
+        let config = &runtime.config;
+        match conn.create_queue_pair(config.receive_depth, config.send_depth) {
+            Ok(()) => conn.start_accept(connector),
+            Err(st) => {
+                refuse(connector);
+                conn.fail_connect(None, st);
+                conn.teardown();
+            }
+        }
+    }
+
+    /// Stop accepting (requests still in the backlog are refused) and start the NDK listener's
+    /// close; never waits for it. Returns whether this call started the close (it is the
+    /// first, and the listener was listening). `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn close(self: &Arc<Self>) -> bool {
+        let queued = self.backlog.with(|b| {
+            if core::mem::replace(&mut b.closing, true) {
+                return None;
+            }
+            // Leaves an empty queue without allocating; the taken one is freed outside.
+            Some(core::mem::take(&mut b.queue))
+        });
+        let Some(queued) = queued else {
+            return false;
+        };
+        for connector in queued {
+            refuse(connector);
+        }
+        let Some(listener) = self.ndk.with(Option::take) else {
+            self.release_adapter();
+            return false;
+        };
+        // Alive until the close completion is handled (the work item drops this).
+        let me = Arc::clone(self);
+        self.keep_alive.with(|k| *k = Some(me));
+        // NDK completes this close only after every connector accepted through the listener
+        // has closed: `closed` then defers the adapter's release to the work item.
+        listener.close(self);
+        true
+    }
+
+    /// Wait until NDK completed the listener's close (which [`Listener::close`] started),
+    /// then release the adapter if nothing else holds it. Handle cleanup only: it closed the
+    /// listener's connections first. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn wait_closed(&self) {
+        while !self.ndk_closed.load(Ordering::Acquire) {
+            self.closed_signal.wait();
+        }
+        self.release_adapter();
+    }
+}
+
+impl<P: Platform> Drop for Listener<P> {
+    // Backstop: a connector still in the backlog is refused, never stranded. (CLOSE empties
+    // the backlog under the lock that also stops connect events from queuing, so this finds
+    // something only for a listener dropped without CLOSE.)
+    fn drop(&mut self) {
+        let queued = self.backlog.with(|b| {
+            b.closing = true;
+            core::mem::take(&mut b.queue)
+        });
+        for connector in queued {
+            refuse(connector);
+        }
+    }
+}
+
+impl<P: Platform> Sink for Listener<P> {
+    fn completed(&self, op: Op, st: NtStatus, created: Option<Created>) {
+        self.stepper.finish(op, st, created);
+    }
+
+    // IRQL: <= DISPATCH_LEVEL: the adapter is closed at PASSIVE_LEVEL by the work item.
+    fn closed(&self, op: Op) {
+        if op == Op::CloseListener {
+            self.ndk_closed.store(true, Ordering::Release);
+            self.closed_signal.set();
+            // Closed by CLOSE or cleanup (not by a failed LISTEN, which waits and releases the
+            // adapter itself): the work item finishes the close.
+            if self.keep_alive.with(|k| k.is_some()) {
+                self.owner.runtime().defer(&self.work);
+            }
+        }
+        self.stepper.finish(op, NtStatus::SUCCESS, None);
+    }
+
+    // IRQL: <= DISPATCH_LEVEL: take a preallocated backlog slot and defer; never allocate.
+    fn connection_requested(&self, connector: Connector) {
+        // One critical section with CLOSE's: queued here means CLOSE (or the work) sees it.
+        let refused = self.backlog.with(|b| {
+            if b.closing {
+                Some((connector, false))
+            } else if b.queue.len() < self.capacity {
+                // INVARIANT: len < capacity = reserved: no allocation.
+                b.queue.push_back(connector);
+                None
+            } else {
+                Some((connector, true))
+            }
+        });
+        match refused {
+            Some((connector, overflow)) => {
+                if overflow {
+                    self.owner
+                        .runtime()
+                        .counters
+                        .backlog_rejects
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                refuse(connector);
+            }
+            None => self.owner.runtime().defer(&self.work),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! One file handle: its event queue, its table of connections and listeners, and what its
+//! connections and listeners report to it ([`ConnOwner`], [`ListenerOwner`]). The handle's
+//! lifecycle is here (open, cancel routine, cleanup); its IOCTLs are handled in the `dispatch` module.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use ndkdisc_abi::{Cause, Event, NtStatus};
+
+use crate::conn::{Conn, ConnOwner};
+use crate::events::{ConnIndex, EventQueue, Latch, QueueError, Ready};
+use crate::listener::{Listener, ListenerOwner};
+use crate::ports::{Lock, PendedRequest, Platform};
+use crate::runtime::Runtime;
+
+/// One file handle: every connection and listener it creates belongs to it.
+pub struct Owner<P: Platform> {
+    pub(crate) inner: Arc<HandleState<P>>,
+}
+
+pub(crate) struct Table<P: Platform> {
+    pub(crate) conns: Vec<Arc<Conn<P>>>,
+    pub(crate) listeners: Vec<Arc<Listener<P>>>,
+    /// Pended CONNECTs and graceful DISCONNECTs by request token, so their cancel routine finds
+    /// the connection even after CLOSE or cleanup took it out of `conns`. Capacity reserved at
+    /// open: two per connection (one of each).
+    pended: Vec<(u64, Arc<Conn<P>>)>,
+    /// Cleanup has run: nothing new joins the handle (a CONNECT or an accept still in flight
+    /// releases its connection instead).
+    pub(crate) closed: bool,
+}
+
+/// A handle's state, shared with its connections and listeners (which see it only as their
+/// [`ConnOwner`] or [`ListenerOwner`]).
+pub(crate) struct HandleState<P: Platform> {
+    pub(crate) runtime: Arc<Runtime<P>>,
+    pub(crate) queue: P::Lock<EventQueue<P::Request>>,
+    pub(crate) table: P::Lock<Table<P>>,
+}
+
+impl<P: Platform> Owner<P> {
+    /// A new handle's owner, its records and tables reserved up front. `// IRQL: PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES` if its records cannot be reserved.
+    pub(crate) fn new(runtime: &Arc<Runtime<P>>) -> Result<Self, NtStatus> {
+        let config = &runtime.config;
+        let queue = EventQueue::new(config.limits).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        let mut table = Table {
+            conns: Vec::new(),
+            listeners: Vec::new(),
+            pended: Vec::new(),
+            closed: false,
+        };
+        table
+            .pended
+            .try_reserve(2 * config.limits.max_connections)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        table
+            .conns
+            .try_reserve(config.limits.max_connections)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        table
+            .listeners
+            .try_reserve(config.max_listeners)
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        let platform = runtime.platform();
+        Ok(Self {
+            inner: Arc::new(HandleState {
+                runtime: Arc::clone(runtime),
+                queue: platform.lock(queue),
+                table: platform.lock(table),
+            }),
+        })
+    }
+
+    /// The cancel routine of a pended request ran. `// IRQL: <= DISPATCH_LEVEL`.
+    pub fn cancel(&self, token: u64) {
+        if let Some(ready) = self.inner.queue.with(|q| q.cancel(token)) {
+            return ready.complete();
+        }
+        // A pended CONNECT (the attempt is abandoned) or graceful DISCONNECT (NdkDisconnect
+        // goes on; its outcome still reaches the Local event).
+        if let Some(conn) = self.inner.unregister_pended(token) {
+            if let Some(request) = conn.take_cancelled_connect(token) {
+                request.complete(NtStatus::CANCELLED, 0);
+                conn.cancelled();
+            } else if let Some(request) = conn.take_cancelled_disconnect(token) {
+                request.complete(NtStatus::CANCELLED, 0);
+            }
+        }
+    }
+
+    /// The handle is being closed (`EvtFileCleanup`): cancel its waits, end and release every
+    /// connection (`Disconnected`/`HandleClosed`), close its listeners. `// IRQL: PASSIVE_LEVEL`.
+    pub fn cleanup(&self) {
+        // First: a WAIT that raced CloseHandle and arrives from now on is cancelled, not pended.
+        self.inner.queue.with(EventQueue::begin_cleanup);
+        while let Some(w) = self.inner.queue.with(|q| q.take_wait_to_cancel(None)) {
+            w.complete();
+        }
+        let (conns, listeners) = self.inner.table.with(|t| {
+            t.closed = true;
+            (
+                core::mem::take(&mut t.conns),
+                core::mem::take(&mut t.listeners),
+            )
+        });
+        for c in conns {
+            c.end(Cause::HandleClosed);
+            c.closed_event();
+        }
+        // Its connections are closed, so NDK completes each listener's close: wait for it here
+        // (only a CLOSE IOCTL must not wait), and release the adapter if nobody else holds it.
+        for l in listeners {
+            if l.close() {
+                l.wait_closed();
+            }
+        }
+    }
+
+    /// Events queued on this handle.
+    pub fn queued_events(&self) -> usize {
+        self.inner.queue.with(|q| q.queued())
+    }
+}
+
+impl<P: Platform> HandleState<P> {
+    /// Connection `id` of this handle.
+    pub(crate) fn conn(&self, id: u64) -> Option<Arc<Conn<P>>> {
+        self.table
+            .with(|t| t.conns.iter().find(|c| c.id == id).cloned())
+    }
+
+    /// `Engine::adapter_removed` for this handle. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn adapter_removed(&self, if_index: u32) {
+        // One at a time, each marked so it is not found again (no allocation under the lock).
+        while let Some(c) = self.table.with(|t| {
+            t.conns
+                .iter()
+                .find(|c| c.if_index == if_index && !c.removal_seen())
+                .cloned()
+        }) {
+            c.adapter_removed();
+        }
+        while let Some(l) = self.table.with(|t| {
+            t.listeners
+                .iter()
+                .find(|l| l.if_index == if_index && !l.removal_seen())
+                .cloned()
+        }) {
+            l.close();
+        }
+    }
+}
+
+impl<P: Platform> ConnOwner<P> for HandleState<P> {
+    fn runtime(&self) -> &Arc<Runtime<P>> {
+        &self.runtime
+    }
+
+    fn latch_in(&self, index: ConnIndex, fact: Event) -> Option<Ready<P::Request>> {
+        let (latch, ready) = self.queue.with(|q| q.latch(index, fact));
+        if latch == Latch::Queued {
+            self.runtime
+                .counters
+                .events
+                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
+        ready
+    }
+
+    fn complete_level_triggered(&self, id: u64) {
+        while let Some(ready) = self.queue.with(|q| q.take_level_triggered(id)) {
+            ready.complete();
+        }
+    }
+
+    fn register_pended(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), NtStatus> {
+        let pushed = self
+            .table
+            .with(|t| push_reserved(&mut t.pended, (token, Arc::clone(conn))));
+        if pushed {
+            Ok(())
+        } else {
+            Err(NtStatus::INSUFFICIENT_RESOURCES)
+        }
+    }
+
+    fn unregister_pended(&self, token: u64) -> Option<Arc<Conn<P>>> {
+        self.table.with(|t| {
+            let i = t.pended.iter().position(|(k, _)| *k == token)?;
+            Some(t.pended.swap_remove(i).1)
+        })
+    }
+
+    fn forget(&self, id: u64) -> Option<Arc<Conn<P>>> {
+        self.table.with(|t| {
+            let i = t.conns.iter().position(|c| c.id == id)?;
+            Some(t.conns.swap_remove(i))
+        })
+    }
+}
+
+impl<P: Platform> ListenerOwner<P> for HandleState<P> {
+    fn add_connection(&self, id: u64) -> Result<ConnIndex, QueueError> {
+        self.queue.with(|q| q.add_connection(id))
+    }
+
+    fn remove_connection(&self, index: ConnIndex) {
+        self.queue.with(|q| q.remove_connection(index));
+    }
+
+    fn adopt(&self, conn: &Arc<Conn<P>>) -> bool {
+        self.table
+            .with(|t| !t.closed && push_reserved(&mut t.conns, Arc::clone(conn)))
+    }
+}
+
+/// Push within the room reserved at open; `false` (and no push) when it is used up: growing
+/// would allocate under a spin lock.
+pub(crate) fn push_reserved<T>(v: &mut Vec<T>, item: T) -> bool {
+    if v.len() == v.capacity() {
+        return false;
+    }
+    // INVARIANT: len < capacity: no allocation.
+    v.push(item);
+    true
+}

@@ -1,0 +1,145 @@
+//! What every handle, connection and listener of one engine shares: the platform, the
+//! settings, the counters `GET_INFO` reports, connection ids, and deferral to `PASSIVE_LEVEL`.
+//! It knows nothing of handles: the engine keeps those (`Engine`).
+
+use alloc::sync::{Arc, Weak};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use ndkdisc_abi::NtStatus;
+use ndkpi::sys::NDK_VERSION;
+
+use crate::defer;
+use crate::events::Limits;
+use crate::ports::{Passive, Platform};
+
+/// Engine-wide settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Per-handle connection and wait limits.
+    pub limits: Limits,
+    /// Listeners per handle.
+    pub max_listeners: usize,
+    /// Backlog of a LISTEN that asks for 0.
+    pub default_backlog: u32,
+    /// Largest backlog a LISTEN may ask for.
+    pub max_backlog: u32,
+    /// Default QP receive depth.
+    pub receive_depth: u32,
+    /// Default QP send depth.
+    pub send_depth: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: Limits {
+                max_connections: 256,
+                max_waits: 16,
+            },
+            max_listeners: 8,
+            default_backlog: 16,
+            max_backlog: 128,
+            receive_depth: 64,
+            send_depth: 64,
+        }
+    }
+}
+
+/// The engine-wide counters `GET_INFO` reports.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) connections: AtomicU64,
+    pub(crate) events: AtomicU64,
+    pub(crate) disconnect_callbacks: AtomicU64,
+    pub(crate) backlog_rejects: AtomicU64,
+    pub(crate) duplicate_callbacks: AtomicU64,
+}
+
+/// The engine's shared services: one per engine, held by each of its handles, connections and
+/// listeners.
+pub(crate) struct Runtime<P: Platform> {
+    platform: Arc<P>,
+    pub(crate) config: Config,
+    next_id: AtomicU64,
+    pub(crate) counters: Counters,
+    /// Work deferred to `PASSIVE_LEVEL` (the `defer` module).
+    deferred: P::Lock<defer::Queue>,
+    /// The one work the platform is asked to run: it drains `deferred`.
+    drainer: Arc<dyn Passive>,
+}
+
+/// The runtime's drainer.
+struct Drainer<P: Platform> {
+    runtime: Weak<Runtime<P>>,
+}
+
+impl<P: Platform> Passive for Drainer<P> {
+    fn run(&self) {
+        if let Some(runtime) = self.runtime.upgrade() {
+            defer::drain(&runtime.deferred);
+        }
+    }
+}
+
+impl<P: Platform> defer::Slots for Runtime<P> {
+    fn release_one(&self) {
+        defer::release(&self.deferred, 1);
+    }
+}
+
+impl<P: Platform> Runtime<P> {
+    pub(crate) fn new(platform: Arc<P>, config: Config) -> Arc<Self> {
+        Arc::new_cyclic(|weak| Self {
+            deferred: platform.lock(defer::Queue::default()),
+            drainer: Arc::new(Drainer {
+                runtime: weak.clone(),
+            }),
+            platform,
+            config,
+            next_id: AtomicU64::new(1),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The platform.
+    pub(crate) fn platform(&self) -> &Arc<P> {
+        &self.platform
+    }
+
+    /// A new connection or listener id.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Reserve the deferral slot of one work item about to be created with
+    /// [`defer::WorkItem::new`] and [`Runtime::slots`]. `// IRQL: PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES`.
+    pub(crate) fn reserve_work(&self) -> Result<(), NtStatus> {
+        defer::reserve(&self.deferred, 1).map_err(|()| NtStatus::INSUFFICIENT_RESOURCES)
+    }
+
+    /// Where work items give their slot back.
+    pub(crate) fn slots(self: &Arc<Self>) -> Weak<dyn defer::Slots> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        weak
+    }
+
+    /// Queue `item` to run at `PASSIVE_LEVEL`. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+    pub(crate) fn defer(&self, item: &Arc<defer::WorkItem>) {
+        if defer::push(&self.deferred, item) {
+            self.platform.defer(Arc::clone(&self.drainer));
+        }
+    }
+
+    /// Open the adapter of `if_index` asking for the lowest version we support of each major:
+    /// in NDKPI the requested minor is the minimum acceptable and the provider answers with its
+    /// highest minor of that major, so a 2.1 provider gives 2.1 (the disconnect reason) and a
+    /// 2.0 provider 2.0 (asking for 2.1 would fail, and 1.x would then get it down-level).
+    pub(crate) fn open_adapter(&self, if_index: u32) -> Result<ndkpi::Adapter, NtStatus> {
+        let wsk = self.platform.wsk();
+        wsk.open_adapter(if_index, NDK_VERSION { Major: 2, Minor: 0 })
+            .or_else(|_| wsk.open_adapter(if_index, NDK_VERSION { Major: 1, Minor: 1 }))
+    }
+}
