@@ -524,7 +524,15 @@ impl Client {
                 Some((at, _)) => Timeout::After(at.saturating_duration_since(Instant::now())),
             };
             let nonblocking = left == Timeout::After(Duration::ZERO);
-            let mut events = self.wait(on, max_events, left)?;
+            // A timeout is reported with the limit the caller gave, not the time left of it.
+            let mut events = self
+                .wait(on, max_events, left)
+                .map_err(|e| match (e, deadline) {
+                    (Error::Timeout { op, .. }, Some((_, limit))) => {
+                        Error::Timeout { op, after: limit }
+                    }
+                    (e, _) => e,
+                })?;
             events.retain(|e| !e.already_delivered);
             if !events.is_empty() || (nonblocking && timeout == left) {
                 return Ok(events);

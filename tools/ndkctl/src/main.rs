@@ -214,7 +214,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
     match &cli.command {
         Command::Demo => {
             output::set_simulated(true);
-            return demo::run(&cli.sim_fault, out);
+            return demo::run(&cli.sim_fault, out, &interrupt);
         }
         Command::Scenario { file, vars } => {
             let backend = Backend::from_cli(cli);

@@ -25,6 +25,7 @@
 //! | `H: close-handle` | close the host's handle (its waits are cancelled, its objects torn down) |
 //! | `provider [flush_calls=N] [disconnect_callbacks=N] [live_objects=N]` | sim only: the provider's counters (skipped on the device backend) |
 //! | `sleep D`, `print TEXT` | pause, say something |
+//! | `say TEXT` | narrate: a heading that tells what the next steps show (not echoed as a step) |
 //!
 //! Event expectations: `kind=` (connected, accepted, connect-failed, disconnected, flushed,
 //! closed), `cause=` (peer, local, local-abortive, aborted, adapter-removed, handle-closed,
@@ -35,8 +36,9 @@
 //! (status of the last failed completion), `flushed=yes|no` (FLUSH asked),
 //! `provider_flushed=yes|no` (the provider flushed on its own), `aborted=yes|no`. Any operation may say
 //! `fails=KIND` (device-missing, access-denied, bad-address, unknown-id, timeout, cancelled,
-//! driver) or `fails=STATUS_NAME`: it must fail that way. A mismatch is a deviation (exit 1);
-//! an unexpected failure exits with that failure's code.
+//! driver) or `fails=STATUS_NAME`: it must fail that way. An expectation `KEY=any` checks
+//! nothing (the default of a variable whose value is provider-specific, like a reason). A
+//! mismatch is a deviation (exit 1); an unexpected failure exits with that failure's code.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -78,6 +80,7 @@ const COMMANDS: &[(&str, bool)] = &[
     ("provider", false),
     ("sleep", false),
     ("print", false),
+    ("say", false),
     ("join", false),
     ("info", true),
     ("adapters", true),
@@ -140,7 +143,7 @@ fn parse(file: &str, text: &str) -> Result<Vec<Step>, CliError> {
         let mut opts = Vec::new();
         for w in words {
             match w.split_once('=') {
-                Some((k, v)) if command != "print" && command != "set" => {
+                Some((k, v)) if !matches!(command.as_str(), "print" | "say" | "set") => {
                     opts.push((k.to_owned(), v.to_owned()));
                 }
                 _ => args.push(w.to_owned()),
@@ -315,6 +318,13 @@ impl Runner<'_> {
                 self.out.emit(
                     &format!("    {text}"),
                     &json!({"type": "print", "line": step.line, "text": text}),
+                )?;
+            }
+            "say" => {
+                let text = self.substitute(&step.args.join(" "))?;
+                self.out.emit(
+                    &format!("\n== {text}"),
+                    &json!({"type": "say", "line": step.line, "text": text}),
                 )?;
             }
             "sleep" => {
@@ -714,7 +724,8 @@ fn check_all(
                 | "count"
                 | "for"
                 | "within"
-        ) {
+        ) || v == "any"
+        {
             continue;
         }
         let (good, actual) = f(k, v)?;
@@ -845,7 +856,22 @@ pub fn run_file(
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(file)
         .map_err(|e| usage(format!("cannot read scenario `{shown}`: {e}")))?;
-    let steps = parse(&shown, &text)?;
+    run_text(&shown, &text, vars, backend, out, interrupt)
+}
+
+/// Run the scenario `text`, named `shown` in what it prints, on `backend`.
+///
+/// # Errors
+/// As [`run_file`].
+pub fn run_text(
+    shown: &str,
+    text: &str,
+    vars: &[String],
+    backend: &Backend,
+    out: &Out,
+    interrupt: &Arc<AtomicBool>,
+) -> Result<(), CliError> {
+    let steps = parse(shown, text)?;
     let mut overrides = HashMap::new();
     for v in vars {
         let (k, val) = v
@@ -865,12 +891,15 @@ pub fn run_file(
         ops: HashMap::new(),
     };
     for step in &steps {
-        out.emit(
-            &format!("{:>4}: {}", step.line, step.text),
-            &json!({"type": "step", "line": step.line, "text": step.text}),
-        )?;
+        // A narration prints itself.
+        if step.command != "say" {
+            out.emit(
+                &format!("{:>4}: {}", step.line, step.text),
+                &json!({"type": "step", "line": step.line, "text": step.text}),
+            )?;
+        }
         runner.run(step).map_err(|e| CliError::Step {
-            file: shown.clone(),
+            file: shown.to_owned(),
             line: step.line,
             text: step.text.clone(),
             source: Box::new(e),

@@ -68,19 +68,30 @@ fn json_error(r: &Run) -> Value {
 
 // --- demo -----------------------------------------------------------------------------------
 
+/// `ndkctl demo ARGS...` (always on the simulator).
+fn demo(args: &[&str]) -> Run {
+    let mut c = ndkctl();
+    c.arg("demo").args(args);
+    run(c)
+}
+
+/// The step of peer-disconnect.ndk that sees whether a peer disconnect flushed anything.
+const NOTHING_FLUSHED_LINE: &str = "peer-disconnect.ndk:37:";
+
 #[test]
-fn demo_runs_the_main_job() {
-    let r = run({
-        let mut c = ndkctl();
-        c.arg("demo");
-        c
-    });
+fn demo_runs_the_shipped_scenarios() {
+    let r = demo(&[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     for needle in [
-        "server event #2 conn 2 disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
-        "ok    server: all 4 posted receives still outstanding",
-        "ok    no NdkFlush call by ndkdisc",
-        "ok    server: no receive outstanding",
+        "=== peer-disconnect.ndk --set PEER_REASON=1",
+        "server: #2 conn 2 disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
+        "nothing was flushed: all 4 receives are still posted",
+        "provider: disconnect_callbacks=1 flush_calls=0",
+        "recv=0 send=0 recv-cancelled=4 send-cancelled=0 recv-failed=0 send-failed=0 local-disconnect=no aborted=no flushed=yes",
+        "scenario peer-disconnect.ndk: ok",
+        "=== sends-at-peer-disconnect.ndk",
+        "send-failed=1 last-error=STATUS_IO_TIMEOUT",
+        "scenario sends-at-peer-disconnect.ndk: ok",
         "demo: ok",
     ] {
         assert!(
@@ -94,51 +105,48 @@ fn demo_runs_the_main_job() {
 
 #[test]
 fn demo_fails_when_the_provider_flushes_on_peer_disconnect() {
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["demo", "--sim-fault", "flush-on-peer-disconnect"]);
-        c
-    });
+    let r = demo(&["--sim-fault", "flush-on-peer-disconnect"]);
     assert_eq!(r.code, 1, "a deviation exits 1: {}{}", r.stdout, r.stderr);
+    let deviation = format!("DEVIATION: {NOTHING_FLUSHED_LINE}");
+    assert!(r.stdout.contains(&deviation), "{}", r.stdout);
+    assert!(r.stdout.contains("expected recv=4 (got 0)"), "{}", r.stdout);
     assert!(
-        r.stdout
-            .contains("DEVIATION: expected server: all 4 posted receives still outstanding"),
+        r.stderr.contains(NOTHING_FLUSHED_LINE)
+            && r.stderr.contains("deviation: expected recv=4 (got 0)"),
         "{}",
-        r.stdout
+        r.stderr
     );
-    assert!(r.stderr.contains("deviation: step 6"), "{}", r.stderr);
     assert!(!r.stdout.contains("demo: ok"));
 }
 
 #[test]
 fn demo_passes_when_the_provider_fires_the_callback_twice() {
     // ndkdisc latches one terminal event per connection however often the provider calls back.
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["demo", "--sim-fault", "duplicate-callback"]);
-        c
-    });
+    let r = demo(&["--sim-fault", "duplicate-callback"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stdout.contains("provider: 2 disconnect callback(s)"),
+        r.stdout.contains("provider: disconnect_callbacks=2"),
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("ok    no second terminal event"));
+    // No second terminal event: after `closed`, the server waits for another event in vain.
+    assert!(
+        r.stdout.contains(
+            "server: wait any timeout=100ms fails=timeout\n    failed as expected: wait timed out"
+        ),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
-fn demo_json_reports_each_step_event_and_check() {
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["demo", "--json"]);
-        c
-    });
+fn demo_json_reports_each_step_event_and_result() {
+    let r = demo(&["--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let lines = json_lines(&r.stdout);
     let peer = lines
         .iter()
-        .find(|v| v["type"] == "event" && v["side"] == "server" && v["kind"] == "disconnected")
+        .find(|v| v["type"] == "event" && v["host"] == "server" && v["kind"] == "disconnected")
         .expect("the server's disconnect event");
     assert_eq!(peer["cause"], "peer");
     assert_eq!(peer["callback_fired"], true);
@@ -148,12 +156,10 @@ fn demo_json_reports_each_step_event_and_check() {
     assert_eq!(peer["status"], "0x00000000");
     assert_eq!(peer["status_name"], "STATUS_SUCCESS");
     assert!(peer["seq"].as_u64().is_some() && peer["connection_id"].as_u64().is_some());
-    assert!(
-        lines
-            .iter()
-            .filter(|v| v["type"] == "check")
-            .all(|v| v["ok"] == true)
-    );
+    assert!(lines.iter().any(|v| v["type"] == "say"));
+    let results: Vec<&Value> = lines.iter().filter(|v| v["type"] == "result").collect();
+    assert_eq!(results.len(), 3, "two scenarios, then the demo");
+    assert!(results.iter().all(|v| v["ok"] == true));
     let last = lines.last().unwrap();
     assert_eq!(last["type"], "result");
     assert_eq!(last["ok"], true);
@@ -161,21 +167,13 @@ fn demo_json_reports_each_step_event_and_check() {
 
 #[test]
 fn demo_json_names_the_deviation() {
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["demo", "--json", "--sim-fault", "flush-on-peer-disconnect"]);
-        c
-    });
+    let r = demo(&["--json", "--sim-fault", "flush-on-peer-disconnect"]);
     assert_eq!(r.code, 1);
     let lines = json_lines(&r.stdout);
     let last = lines.last().unwrap();
     assert_eq!(last["ok"], false);
-    assert!(
-        last["deviations"][0]
-            .as_str()
-            .unwrap()
-            .contains("still outstanding")
-    );
+    let deviation = last["deviations"][0].as_str().unwrap();
+    assert!(deviation.contains(NOTHING_FLUSHED_LINE) && deviation.contains("recv=4 (got 0)"));
     assert_eq!(json_error(&r)["kind"], "deviation");
 }
 
@@ -555,8 +553,52 @@ fn the_peer_disconnect_scenario_fails_on_a_flushing_provider() {
         &shipped("peer-disconnect.ndk"),
     ]));
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("peer-disconnect.ndk:30:"), "{}", r.stderr);
+    assert!(r.stderr.contains(NOTHING_FLUSHED_LINE), "{}", r.stderr);
     assert!(r.stderr.contains("recv=4 (got 0)"), "{}", r.stderr);
+}
+
+#[test]
+fn a_scenario_narrates_with_say_and_an_any_expectation_checks_nothing() {
+    let f = scenario_file(
+        "say.ndk",
+        "set REASON any\n\
+         host a if=1 addr=10.0.0.1\nhost b if=2 addr=10.0.0.2\n\
+         say b listens on ${b.addr}, a connects: k=v stays text\n\
+         b: listen ${b.addr}:5000 -> L\n\
+         a: connect ${b.addr}:5000 -> C\n\
+         a: wait $C kind=connected reason=${REASON}\n\
+         a: wait $C timeout=100ms fails=timeout\n",
+    );
+    let path = f.to_str().unwrap();
+    let r = run(sim(&["scenario", path]));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("\n== b listens on 10.0.0.2, a connects: k=v stays text\n"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("say b listens"), "not echoed as a step");
+    assert!(
+        r.stdout.contains("wait timed out after 100ms"),
+        "the limit as given: {}",
+        r.stdout
+    );
+
+    let r = run(sim(&["--json", "scenario", path]));
+    let say = json_lines(&r.stdout)
+        .into_iter()
+        .find(|v| v["type"] == "say")
+        .expect("a say line");
+    assert_eq!(say["line"], 4);
+    assert_eq!(
+        say["text"],
+        "b listens on 10.0.0.2, a connects: k=v stays text"
+    );
+
+    let r = run(sim(&["scenario", path, "--set", "REASON=7"]));
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("reason=7 (got none)"), "{}", r.stderr);
 }
 
 #[test]
