@@ -186,6 +186,19 @@ struct Runner<'a> {
     ops: HashMap<String, BackgroundOp>,
 }
 
+/// The value of option `key` of a step.
+fn option<'a>(opts: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    opts.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// A declared host that the step runs on (`close-handle` removes it).
+fn host_mut<'a>(
+    hosts: &'a mut HashMap<String, Host>,
+    name: &str,
+) -> Result<&'a mut Host, CliError> {
+    hosts.get_mut(name).ok_or_else(|| usage("host gone"))
+}
+
 fn deviation(msg: impl Into<String>) -> CliError {
     CliError::Deviation(msg.into())
 }
@@ -259,12 +272,7 @@ impl Runner<'_> {
 
     fn run(&mut self, step: &Step) -> Result<(), CliError> {
         let opts = self.opts(step)?;
-        let opt = |k: &str| {
-            opts.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        let fails = opt("fails").map(str::to_owned);
+        let fails = option(&opts, "fails").map(str::to_owned);
         let result = self.run_inner(step, &opts);
         match (result, fails) {
             (Ok(()), None) => Ok(()),
@@ -296,11 +304,7 @@ impl Runner<'_> {
 
     #[expect(clippy::too_many_lines, reason = "one arm per step kind")]
     fn run_inner(&mut self, step: &Step, opts: &[(String, String)]) -> Result<(), CliError> {
-        let opt = |k: &str| {
-            opts.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let opt = |k: &str| option(opts, k);
         let timeout = opt("timeout")
             .map(parse_duration)
             .transpose()?
@@ -417,10 +421,7 @@ impl Runner<'_> {
                     &format!("    {what}"),
                     &json!({"type": "ok", "line": step.line, "what": what}),
                 )?;
-                check_all(opts, |k, v| match k {
-                    "status" => Ok((status_matches(st, v), st.to_string())),
-                    other => Err(usage(format!("unknown join expectation `{other}`"))),
-                })?;
+                check_fields(opts, "join", &[("status", Actual::Status(st))])?;
             }
             "join" => {
                 let name = step.args.first().ok_or_else(|| usage("`join W`"))?;
@@ -431,10 +432,7 @@ impl Runner<'_> {
                 let events = handle
                     .join()
                     .map_err(|_| usage("the background wait panicked"))??;
-                let h = self
-                    .hosts
-                    .get_mut(&host)
-                    .ok_or_else(|| usage("host gone"))?;
+                let h = host_mut(&mut self.hosts, &host)?;
                 h.buffered.extend(events);
                 let e = h
                     .buffered
@@ -456,11 +454,7 @@ impl Runner<'_> {
         opts: &[(String, String)],
         timeout: Duration,
     ) -> Result<(), CliError> {
-        let opt = |k: &str| {
-            opts.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let opt = |k: &str| option(opts, k);
         let name = self.host_name(step)?;
         let client = Arc::clone(&self.hosts[&name].client);
         let ok = |out: &Out, what: String| {
@@ -549,10 +543,7 @@ impl Runner<'_> {
                     self.pending.insert(w.to_owned(), (name.clone(), handle));
                     return ok(self.out, format!("wait `{w}` started in the background"));
                 }
-                let host = self
-                    .hosts
-                    .get_mut(&name)
-                    .ok_or_else(|| usage("host gone"))?;
+                let host = host_mut(&mut self.hosts, &name)?;
                 let found = match on {
                     WaitOn::Any => host.buffered.pop_front(),
                     WaitOn::Connection(id) => host
@@ -663,10 +654,7 @@ impl Runner<'_> {
                     .transpose()
                     .map_err(|_| usage("count= must be a number"))?;
                 let limit = opt("for").map(parse_duration).transpose()?;
-                let host = self
-                    .hosts
-                    .get_mut(&name)
-                    .ok_or_else(|| usage("host gone"))?;
+                let host = host_mut(&mut self.hosts, &name)?;
                 // Events already taken from the driver come first.
                 let mut seen = 0usize;
                 while count.is_none_or(|c| seen < c) {
@@ -705,7 +693,8 @@ impl Runner<'_> {
 }
 
 /// Check every expectation `k=v` with `f(k, v) -> (matches, actual)`; skip `fails`, `timeout`,
-/// `async`, `len`, and the like (options, not expectations).
+/// `async`, `len`, and the like (options, not expectations). `k=any` names a known `k` and
+/// checks nothing.
 fn check_all(
     opts: &[(String, String)],
     mut f: impl FnMut(&str, &str) -> Result<(bool, String), CliError>,
@@ -724,12 +713,11 @@ fn check_all(
                 | "count"
                 | "for"
                 | "within"
-        ) || v == "any"
-        {
+        ) {
             continue;
         }
         let (good, actual) = f(k, v)?;
-        if !good {
+        if !good && v != "any" {
             wrong.push(format!("{k}={v} (got {actual})"));
         }
     }
@@ -738,6 +726,50 @@ fn check_all(
     } else {
         Err(deviation(format!("expected {}", wrong.join(", "))))
     }
+}
+
+/// What an expectation compares with.
+enum Actual {
+    /// Written as the scenario writes it (`fired`, `yes`, `4`, `peer`).
+    Text(String),
+    /// A status: by name or hex.
+    Status(NtStatus),
+}
+
+impl From<&str> for Actual {
+    fn from(s: &str) -> Self {
+        Self::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Actual {
+    fn from(s: String) -> Self {
+        Self::Text(s)
+    }
+}
+
+impl From<u32> for Actual {
+    fn from(n: u32) -> Self {
+        Self::Text(n.to_string())
+    }
+}
+
+/// Check the expectations against `fields`, the actual value of each key a `what` knows.
+fn check_fields(
+    opts: &[(String, String)],
+    what: &str,
+    fields: &[(&str, Actual)],
+) -> Result<(), CliError> {
+    check_all(opts, |k, v| {
+        let (_, actual) = fields
+            .iter()
+            .find(|(name, _)| *name == k)
+            .ok_or_else(|| usage(format!("unknown {what} expectation `{k}`")))?;
+        Ok(match actual {
+            Actual::Text(t) => (t == v, t.clone()),
+            Actual::Status(s) => (status_matches(*s, v), s.to_string()),
+        })
+    })
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -758,87 +790,44 @@ fn status_matches(s: NtStatus, want: &str) -> bool {
 }
 
 fn check_event(e: &Event, opts: &[(String, String)]) -> Result<(), CliError> {
-    check_all(opts, |k, v| {
-        Ok(match k {
-            "kind" => (
-                output::kind_name(e.kind) == v,
-                output::kind_name(e.kind).into(),
-            ),
-            "cause" => (
-                output::cause_name(e.cause) == v,
-                output::cause_name(e.cause).into(),
-            ),
-            "status" => (status_matches(e.status, v), e.status.to_string()),
-            "callback" => (fired(e.callback_fired) == v, fired(e.callback_fired).into()),
-            "reason" => (reason(e.provider_reason) == v, reason(e.provider_reason)),
-            "recv" => (
-                e.outstanding_receives.to_string() == v,
-                e.outstanding_receives.to_string(),
-            ),
-            "send" => (
-                e.outstanding_sends.to_string() == v,
-                e.outstanding_sends.to_string(),
-            ),
-            "conn" => (
-                e.connection_id.to_string() == v,
-                e.connection_id.to_string(),
-            ),
-            other => return Err(usage(format!("unknown event expectation `{other}`"))),
-        })
-    })
+    check_fields(
+        opts,
+        "event",
+        &[
+            ("kind", output::kind_name(e.kind).into()),
+            ("cause", output::cause_name(e.cause).into()),
+            ("status", Actual::Status(e.status)),
+            ("callback", fired(e.callback_fired).into()),
+            ("reason", reason(e.provider_reason).into()),
+            ("recv", e.outstanding_receives.into()),
+            ("send", e.outstanding_sends.into()),
+            ("conn", e.connection_id.to_string().into()),
+        ],
+    )
 }
 
 fn check_query(q: &ConnectionInfo, opts: &[(String, String)]) -> Result<(), CliError> {
-    check_all(opts, |k, v| {
-        Ok(match k {
-            "state" => (
-                output::state_name(q.state) == v,
-                output::state_name(q.state).into(),
-            ),
-            "callback" => (fired(q.callback_fired) == v, fired(q.callback_fired).into()),
-            "reason" => (reason(q.provider_reason) == v, reason(q.provider_reason)),
-            "recv" => (
-                q.outstanding_receives.to_string() == v,
-                q.outstanding_receives.to_string(),
-            ),
-            "send" => (
-                q.outstanding_sends.to_string() == v,
-                q.outstanding_sends.to_string(),
-            ),
-            "recv_ok" => (
-                q.receives_succeeded.to_string() == v,
-                q.receives_succeeded.to_string(),
-            ),
-            "recv_cancelled" => (
-                q.receives_cancelled.to_string() == v,
-                q.receives_cancelled.to_string(),
-            ),
-            "send_ok" => (
-                q.sends_succeeded.to_string() == v,
-                q.sends_succeeded.to_string(),
-            ),
-            "send_cancelled" => (
-                q.sends_cancelled.to_string() == v,
-                q.sends_cancelled.to_string(),
-            ),
-            "recv_failed" => (
-                q.receives_failed.to_string() == v,
-                q.receives_failed.to_string(),
-            ),
-            "send_failed" => (q.sends_failed.to_string() == v, q.sends_failed.to_string()),
-            "last_error" => (
-                status_matches(q.last_error_status, v),
-                q.last_error_status.to_string(),
-            ),
-            "flushed" => (yes_no(q.flushed) == v, yes_no(q.flushed).into()),
-            "provider_flushed" => (
-                yes_no(q.provider_flushed) == v,
-                yes_no(q.provider_flushed).into(),
-            ),
-            "aborted" => (yes_no(q.aborted) == v, yes_no(q.aborted).into()),
-            other => return Err(usage(format!("unknown query expectation `{other}`"))),
-        })
-    })
+    check_fields(
+        opts,
+        "query",
+        &[
+            ("state", output::state_name(q.state).into()),
+            ("callback", fired(q.callback_fired).into()),
+            ("reason", reason(q.provider_reason).into()),
+            ("recv", q.outstanding_receives.into()),
+            ("send", q.outstanding_sends.into()),
+            ("recv_ok", q.receives_succeeded.into()),
+            ("recv_cancelled", q.receives_cancelled.into()),
+            ("send_ok", q.sends_succeeded.into()),
+            ("send_cancelled", q.sends_cancelled.into()),
+            ("recv_failed", q.receives_failed.into()),
+            ("send_failed", q.sends_failed.into()),
+            ("last_error", Actual::Status(q.last_error_status)),
+            ("flushed", yes_no(q.flushed).into()),
+            ("provider_flushed", yes_no(q.provider_flushed).into()),
+            ("aborted", yes_no(q.aborted).into()),
+        ],
+    )
 }
 
 /// Run the scenario in `file` on `backend`.
