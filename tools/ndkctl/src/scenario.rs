@@ -317,18 +317,17 @@ impl Runner<'_> {
                 let value = self.substitute(value)?;
                 self.vars.insert(name.clone(), value);
             }
-            "print" => {
+            "print" | "say" => {
                 let text = self.substitute(&step.args.join(" "))?;
+                // A narration is a heading; a print, a line of the step's output.
+                let shown = if step.command == "say" {
+                    format!("\n== {text}")
+                } else {
+                    format!("    {text}")
+                };
                 self.out.emit(
-                    &format!("    {text}"),
-                    &json!({"type": "print", "line": step.line, "text": text}),
-                )?;
-            }
-            "say" => {
-                let text = self.substitute(&step.args.join(" "))?;
-                self.out.emit(
-                    &format!("\n== {text}"),
-                    &json!({"type": "say", "line": step.line, "text": text}),
+                    &shown,
+                    &json!({"type": step.command, "line": step.line, "text": text}),
                 )?;
             }
             "sleep" => {

@@ -2,9 +2,7 @@
 //! subcommand, every documented error path with its exit code, the `--json` format field by
 //! field, scenarios, and `demo` failing when the provider misbehaves.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -25,10 +23,35 @@ fn sim(args: &[&str]) -> Command {
     c
 }
 
+/// `ndkctl ARGS` on the default backend, the device (on the simulator: `demo`).
+fn device(args: &[&str]) -> Run {
+    let mut c = ndkctl();
+    c.args(args);
+    run(c)
+}
+
 struct Run {
     code: i32,
     stdout: String,
     stderr: String,
+}
+
+impl Run {
+    /// The exit code must be `code` (the output is shown otherwise).
+    #[track_caller]
+    fn exits(&self, code: i32) {
+        assert_eq!(
+            self.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+    }
+}
+
+/// `text` must contain `needle` (it is shown whole otherwise).
+#[track_caller]
+fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "missing {needle:?} in\n{text}");
 }
 
 fn run(mut c: Command) -> Run {
@@ -54,6 +77,14 @@ fn scenario_file(name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// `ndkctl --sim scenario FILE ARGS...` of a scenario written to a file named `name`.
+fn scenario(name: &str, text: &str, args: &[&str]) -> Run {
+    let f = scenario_file(name, text);
+    let mut all = vec!["scenario", f.to_str().unwrap()];
+    all.extend(args);
+    run(sim(&all))
+}
+
 fn shipped(name: &str) -> String {
     format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -70,9 +101,9 @@ fn json_error(r: &Run) -> Value {
 
 /// `ndkctl demo ARGS...` (always on the simulator).
 fn demo(args: &[&str]) -> Run {
-    let mut c = ndkctl();
-    c.arg("demo").args(args);
-    run(c)
+    let mut all = vec!["demo"];
+    all.extend(args);
+    device(&all)
 }
 
 /// The step of peer-disconnect.ndk that sees whether a peer disconnect flushed anything.
@@ -81,7 +112,7 @@ const NOTHING_FLUSHED_LINE: &str = "peer-disconnect.ndk:37:";
 #[test]
 fn demo_runs_the_shipped_scenarios() {
     let r = demo(&[]);
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    r.exits(0);
     for needle in [
         "=== peer-disconnect.ndk --set PEER_REASON=1",
         "server: #2 conn 2 disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
@@ -94,11 +125,7 @@ fn demo_runs_the_shipped_scenarios() {
         "scenario sends-at-peer-disconnect.ndk: ok",
         "demo: ok",
     ] {
-        assert!(
-            r.stdout.contains(needle),
-            "missing {needle:?} in\n{}",
-            r.stdout
-        );
+        assert_contains(&r.stdout, needle);
     }
     assert!(!r.stdout.contains("DEVIATION"));
 }
@@ -108,14 +135,10 @@ fn demo_fails_when_the_provider_flushes_on_peer_disconnect() {
     let r = demo(&["--sim-fault", "flush-on-peer-disconnect"]);
     assert_eq!(r.code, 1, "a deviation exits 1: {}{}", r.stdout, r.stderr);
     let deviation = format!("DEVIATION: {NOTHING_FLUSHED_LINE}");
-    assert!(r.stdout.contains(&deviation), "{}", r.stdout);
-    assert!(r.stdout.contains("expected recv=4 (got 0)"), "{}", r.stdout);
-    assert!(
-        r.stderr.contains(NOTHING_FLUSHED_LINE)
-            && r.stderr.contains("deviation: expected recv=4 (got 0)"),
-        "{}",
-        r.stderr
-    );
+    assert_contains(&r.stdout, &deviation);
+    assert_contains(&r.stdout, "expected recv=4 (got 0)");
+    assert_contains(&r.stderr, NOTHING_FLUSHED_LINE);
+    assert_contains(&r.stderr, "deviation: expected recv=4 (got 0)");
     assert!(!r.stdout.contains("demo: ok"));
 }
 
@@ -123,26 +146,19 @@ fn demo_fails_when_the_provider_flushes_on_peer_disconnect() {
 fn demo_passes_when_the_provider_fires_the_callback_twice() {
     // ndkdisc latches one terminal event per connection however often the provider calls back.
     let r = demo(&["--sim-fault", "duplicate-callback"]);
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains("provider: disconnect_callbacks=2"),
-        "{}",
-        r.stdout
-    );
+    r.exits(0);
+    assert_contains(&r.stdout, "provider: disconnect_callbacks=2");
     // No second terminal event: after `closed`, the server waits for another event in vain.
-    assert!(
-        r.stdout.contains(
-            "server: wait any timeout=100ms fails=timeout\n    failed as expected: wait timed out"
-        ),
-        "{}",
-        r.stdout
+    assert_contains(
+        &r.stdout,
+        "server: wait any timeout=100ms fails=timeout\n    failed as expected: wait timed out",
     );
 }
 
 #[test]
 fn demo_json_reports_each_step_event_and_result() {
     let r = demo(&["--json"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.exits(0);
     let lines = json_lines(&r.stdout);
     let peer = lines
         .iter()
@@ -168,7 +184,7 @@ fn demo_json_reports_each_step_event_and_result() {
 #[test]
 fn demo_json_names_the_deviation() {
     let r = demo(&["--json", "--sim-fault", "flush-on-peer-disconnect"]);
-    assert_eq!(r.code, 1);
+    r.exits(1);
     let lines = json_lines(&r.stdout);
     let last = lines.last().unwrap();
     assert_eq!(last["ok"], false);
@@ -182,19 +198,11 @@ fn demo_json_names_the_deviation() {
 #[cfg(not(windows))]
 #[test]
 fn the_device_backend_reports_the_driver_missing() {
-    let r = run({
-        let mut c = ndkctl();
-        c.arg("info");
-        c
-    });
-    assert_eq!(r.code, 3);
-    assert!(r.stderr.contains("driver is not installed"), "{}", r.stderr);
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["--json", "query", "1"]);
-        c
-    });
-    assert_eq!(r.code, 3);
+    let r = device(&["info"]);
+    r.exits(3);
+    assert_contains(&r.stderr, "driver is not installed");
+    let r = device(&["--json", "query", "1"]);
+    r.exits(3);
     let e = json_error(&r);
     assert_eq!(e["kind"], "device-missing");
     assert_eq!(e["exit_code"], 3);
@@ -206,7 +214,7 @@ fn the_backend_can_be_chosen_by_environment() {
     let mut c = ndkctl();
     c.env("NDKCTL_BACKEND", "sim").arg("info");
     let r = run(c);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.exits(0);
     assert!(r.stdout.starts_with("abi 1 driver 0.1"), "{}", r.stdout);
     let mut c = ndkctl();
     c.env("NDKCTL_BACKEND", "bogus").arg("info");
@@ -216,17 +224,13 @@ fn the_backend_can_be_chosen_by_environment() {
 #[test]
 fn access_denied_for_a_standard_user_and_for_changes_on_a_read_only_handle() {
     let r = run(sim(&["--sim-user", "standard", "info"]));
-    assert_eq!(r.code, 4);
-    assert!(
-        r.stderr.contains("STATUS_ACCESS_DENIED (0xC0000022)"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("Administrators"), "{}", r.stderr);
+    r.exits(4);
+    assert_contains(&r.stderr, "STATUS_ACCESS_DENIED (0xC0000022)");
+    assert_contains(&r.stderr, "Administrators");
     // Queries need only read access; changes need write access.
     assert_eq!(run(sim(&["--read-only", "adapters"])).code, 0);
     let r = run(sim(&["--read-only", "--json", "listen", "10.0.0.1:4791"]));
-    assert_eq!(r.code, 4);
+    r.exits(4);
     let e = json_error(&r);
     assert_eq!(e["kind"], "access-denied");
     assert_eq!(e["status_name"], "STATUS_ACCESS_DENIED");
@@ -242,7 +246,7 @@ fn bad_addresses() {
     ] {
         let r = run(sim(&args));
         assert_eq!(r.code, 5, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains("bad address"), "{}", r.stderr);
+        assert_contains(&r.stderr, "bad address");
     }
     let e = json_error(&run(sim(&["--json", "connect", "[::1]:x"])));
     assert_eq!(e["kind"], "bad-address");
@@ -263,11 +267,7 @@ fn unknown_ids_are_not_found_for_every_operation_on_an_id() {
     ] {
         let r = run(sim(&args));
         assert_eq!(r.code, 6, "{args:?}: {}", r.stderr);
-        assert!(
-            r.stderr.contains("STATUS_NOT_FOUND (0xC0000225)"),
-            "{}",
-            r.stderr
-        );
+        assert_contains(&r.stderr, "STATUS_NOT_FOUND (0xC0000225)");
     }
     let e = json_error(&run(sim(&["--json", "query", "7"])));
     assert_eq!(e["kind"], "unknown-id");
@@ -280,9 +280,9 @@ fn unknown_ids_are_not_found_for_every_operation_on_an_id() {
 fn a_wait_times_out_and_is_cancelled() {
     let start = Instant::now();
     let r = run(sim(&["wait", "--timeout", "300ms"]));
-    assert_eq!(r.code, 7, "{}", r.stderr);
+    r.exits(7);
     assert!(start.elapsed() >= Duration::from_millis(300));
-    assert!(r.stderr.contains("timed out after 300ms"), "{}", r.stderr);
+    assert_contains(&r.stderr, "timed out after 300ms");
     let e = json_error(&run(sim(&["--json", "wait", "--timeout", "100ms"])));
     assert_eq!(e["kind"], "timeout");
     assert_eq!(e["status_name"], "STATUS_CANCELLED");
@@ -291,24 +291,16 @@ fn a_wait_times_out_and_is_cancelled() {
 #[test]
 fn a_refused_connect_is_a_driver_failure_with_the_ndk_status() {
     let r = run(sim(&["connect", "10.0.0.2:4791"]));
-    assert_eq!(r.code, 9, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("STATUS_CONNECTION_REFUSED"),
-        "{}",
-        r.stderr
-    );
+    r.exits(9);
+    assert_contains(&r.stderr, "STATUS_CONNECTION_REFUSED");
 }
 
 #[test]
 fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
     assert_eq!(run(sim(&["frobnicate"])).code, 2);
     assert_eq!(run(sim(&["wait", "--timeout", "soon"])).code, 2);
-    let r = run({
-        let mut c = ndkctl();
-        c.arg("--help");
-        c
-    });
-    assert_eq!(r.code, 0);
+    let r = device(&["--help"]);
+    r.exits(0);
     for needle in [
         "Exit codes:",
         "3  driver not installed / device missing",
@@ -324,6 +316,9 @@ fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
 
 #[cfg(unix)]
 fn interrupt_after_waiting(args: &[&str]) -> (i32, String, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
     let mut child = std::process::Command::new(BIN)
         .env_remove("NDKCTL_BACKEND")
         .arg("--sim")
@@ -376,7 +371,7 @@ fn ctrl_c_ends_a_watch_normally() {
 #[test]
 fn info_and_adapters_in_both_formats() {
     let r = run(sim(&["--json", "info"]));
-    assert_eq!(r.code, 0);
+    r.exits(0);
     let v = &json_lines(&r.stdout)[0];
     assert_eq!(v["type"], "info");
     assert_eq!(v["abi_version"], 1);
@@ -396,7 +391,7 @@ fn info_and_adapters_in_both_formats() {
 #[test]
 fn listen_reports_the_listener() {
     let r = run(sim(&["listen", "10.0.0.1:4791"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.exits(0);
     assert_eq!(r.stdout.trim(), "listener 1 on 10.0.0.1:4791 (interface 1)");
     let v = &json_lines(&run(sim(&["--json", "listen", "10.0.0.1:0", "--backlog", "4"])).stdout)[0];
     assert_eq!(v["type"], "listener");
@@ -412,10 +407,10 @@ fn listen_reports_the_listener() {
 #[test]
 fn wait_with_a_zero_timeout_drains_nothing_and_watch_for_ends_quietly() {
     let r = run(sim(&["wait", "--timeout", "0"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.exits(0);
     assert_eq!(r.stdout.lines().count(), 1, "just the header: {}", r.stdout);
     let r = run(sim(&["--json", "watch", "--for", "100ms"]));
-    assert_eq!(r.code, 0);
+    r.exits(0);
     assert!(r.stdout.is_empty(), "no header in JSON mode: {}", r.stdout);
 }
 
@@ -528,17 +523,13 @@ fn the_two_host_halves_interleaved_pass_on_the_simulator() {
         .zip(&client)
         .flat_map(|(s, c)| [s.as_str(), c.as_str()])
         .collect();
-    let f = scenario_file("two-host-interleaved.ndk", &merged);
-    let r = run(sim(&[
-        "scenario",
-        f.to_str().unwrap(),
-        "--set",
-        "HOLD=100ms",
-        "--set",
-        "ACCEPT_TIMEOUT=10s",
-    ]));
+    let r = scenario(
+        "two-host-interleaved.ndk",
+        &merged,
+        &["--set", "HOLD=100ms", "--set", "ACCEPT_TIMEOUT=10s"],
+    );
     assert_eq!(r.code, 0, "{merged}\n{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains(": ok ("), "{}", r.stdout);
+    assert_contains(&r.stdout, ": ok (");
     // (Not repeated with --sim-fault flush-on-peer-disconnect: in this interleaving the
     // provider's own flush races the server's checks, so the fault is caught only usually;
     // peer-disconnect.ndk catches it deterministically, see the next test.)
@@ -552,9 +543,9 @@ fn the_peer_disconnect_scenario_fails_on_a_flushing_provider() {
         "scenario",
         &shipped("peer-disconnect.ndk"),
     ]));
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains(NOTHING_FLUSHED_LINE), "{}", r.stderr);
-    assert!(r.stderr.contains("recv=4 (got 0)"), "{}", r.stderr);
+    r.exits(1);
+    assert_contains(&r.stderr, NOTHING_FLUSHED_LINE);
+    assert_contains(&r.stderr, "recv=4 (got 0)");
 }
 
 #[test]
@@ -571,19 +562,13 @@ fn a_scenario_narrates_with_say_and_an_any_expectation_checks_nothing() {
     );
     let path = f.to_str().unwrap();
     let r = run(sim(&["scenario", path]));
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout
-            .contains("\n== b listens on 10.0.0.2, a connects: k=v stays text\n"),
-        "{}",
-        r.stdout
+    r.exits(0);
+    assert_contains(
+        &r.stdout,
+        "\n== b listens on 10.0.0.2, a connects: k=v stays text\n",
     );
     assert!(!r.stdout.contains("say b listens"), "not echoed as a step");
-    assert!(
-        r.stdout.contains("wait timed out after 100ms"),
-        "the limit as given: {}",
-        r.stdout
-    );
+    assert_contains(&r.stdout, "wait timed out after 100ms"); // the limit as given
 
     let r = run(sim(&["--json", "scenario", path]));
     let say = json_lines(&r.stdout)
@@ -597,13 +582,13 @@ fn a_scenario_narrates_with_say_and_an_any_expectation_checks_nothing() {
     );
 
     let r = run(sim(&["scenario", path, "--set", "REASON=7"]));
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("reason=7 (got none)"), "{}", r.stderr);
+    r.exits(1);
+    assert_contains(&r.stderr, "reason=7 (got none)");
 }
 
 #[test]
 fn every_operation_through_a_scenario_with_json_events() {
-    let f = scenario_file(
+    let r = scenario(
         "ops.ndk",
         "host a if=1 addr=10.0.0.1\nhost b if=2 addr=10.0.0.2\n\
          a: info\na: adapters count=1\n\
@@ -627,9 +612,9 @@ fn every_operation_through_a_scenario_with_json_events() {
          b: close-handle\n\
          a: close-handle\n\
          provider live_objects=0\n",
+        &["--json"],
     );
-    let r = run(sim(&["--json", "scenario", f.to_str().unwrap()]));
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    r.exits(0);
     let lines = json_lines(&r.stdout);
     let ev = lines
         .iter()
@@ -654,61 +639,46 @@ fn every_operation_through_a_scenario_with_json_events() {
 
 #[test]
 fn a_scenario_deviation_names_the_line_and_exits_1() {
-    let f = scenario_file(
+    let r = scenario(
         "deviates.ndk",
         "host a if=1 addr=10.0.0.1\na: query 3 fails=timeout\n",
+        &[],
     );
-    let r = run(sim(&["scenario", f.to_str().unwrap()]));
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("deviates.ndk:2:"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("expected failure timeout"),
-        "{}",
-        r.stderr
-    );
+    r.exits(1);
+    assert_contains(&r.stderr, "deviates.ndk:2:");
+    assert_contains(&r.stderr, "expected failure timeout");
     // An unexpected failure keeps its own exit code.
-    let f = scenario_file("unexpected.ndk", "host a if=1 addr=10.0.0.1\na: abort 3\n");
-    assert_eq!(run(sim(&["scenario", f.to_str().unwrap()])).code, 6);
+    scenario(
+        "unexpected.ndk",
+        "host a if=1 addr=10.0.0.1\na: abort 3\n",
+        &[],
+    )
+    .exits(6);
 }
 
 #[test]
 fn malformed_or_missing_scenarios_are_usage_errors() {
-    let f = scenario_file("bad.ndk", "host a if=1 addr=10.0.0.1\na: teleport 3\n");
-    let r = run(sim(&["scenario", f.to_str().unwrap()]));
-    assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("bad.ndk:2: unknown step `teleport`"),
-        "{}",
-        r.stderr
-    );
-    let f = scenario_file("undef.ndk", "host a if=1 addr=10.0.0.1\na: query $NOPE\n");
-    assert_eq!(run(sim(&["scenario", f.to_str().unwrap()])).code, 2);
+    let r = scenario("bad.ndk", "host a if=1 addr=10.0.0.1\na: teleport 3\n", &[]);
+    r.exits(2);
+    assert_contains(&r.stderr, "bad.ndk:2: unknown step `teleport`");
+    scenario(
+        "undef.ndk",
+        "host a if=1 addr=10.0.0.1\na: query $NOPE\n",
+        &[],
+    )
+    .exits(2);
     assert_eq!(run(sim(&["scenario", "/nonexistent/x.ndk"])).code, 2);
 }
 
 #[test]
 fn scenario_variables_can_be_overridden() {
-    let f = scenario_file(
-        "vars.ndk",
-        "set ADDR 10.0.0.1\nhost a if=1 addr=${ADDR}\na: listen ${ADDR}:6000\n",
-    );
-    assert_eq!(run(sim(&["scenario", f.to_str().unwrap()])).code, 0);
-    let r = run(sim(&[
-        "scenario",
-        f.to_str().unwrap(),
-        "--set",
-        "ADDR=10.0.0.300",
-    ]));
-    assert_eq!(r.code, 5, "{}", r.stderr);
+    let vars = "set ADDR 10.0.0.1\nhost a if=1 addr=${ADDR}\na: listen ${ADDR}:6000\n";
+    scenario("vars.ndk", vars, &[]).exits(0);
+    scenario("vars.ndk", vars, &["--set", "ADDR=10.0.0.300"]).exits(5);
 }
 
 #[cfg(not(windows))]
 #[test]
 fn a_scenario_on_the_device_backend_reports_the_driver_missing() {
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["scenario", &shipped("peer-disconnect.ndk")]);
-        c
-    });
-    assert_eq!(r.code, 3, "{}", r.stderr);
+    device(&["scenario", &shipped("peer-disconnect.ndk")]).exits(3);
 }
