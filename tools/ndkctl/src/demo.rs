@@ -56,7 +56,7 @@ pub fn run(faults: &[SimFault], out: &Out, interrupt: &Arc<AtomicBool>) -> Resul
             fabric: SimFabric::new(sim_options(faults)),
             who: OpenAs::default(),
         };
-        if let Err(e) = scenario::run_text(name, text, &vars, &backend, out, interrupt) {
+        if let Err(e) = scenario::run(name, text, &vars, &backend, out, interrupt) {
             let deviation = e.exit_code() == exit::DEVIATION;
             let what = if deviation { "DEVIATION" } else { "failed" };
             out.emit(

@@ -218,7 +218,8 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         }
         Command::Scenario { file, vars } => {
             let backend = Backend::from_cli(cli);
-            return scenario::run_file(file, vars, &backend, out, &interrupt);
+            let (shown, text) = scenario::read_file(file)?;
+            return scenario::run(&shown, &text, vars, &backend, out, &interrupt);
         }
         _ => {}
     }

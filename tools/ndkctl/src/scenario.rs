@@ -829,29 +829,24 @@ fn check_query(q: &ConnectionInfo, opts: &[(String, String)]) -> Result<(), CliE
     )
 }
 
-/// Run the scenario in `file` on `backend`.
+/// The scenario in `file`: the name it is shown by, and its text.
 ///
 /// # Errors
-/// Usage (unreadable or malformed file), a deviation, or an operation's unexpected failure —
-/// each naming the line.
-pub fn run_file(
-    file: &Path,
-    vars: &[String],
-    backend: &Backend,
-    out: &Out,
-    interrupt: &Arc<AtomicBool>,
-) -> Result<(), CliError> {
+/// Usage: the file cannot be read.
+pub fn read_file(file: &Path) -> Result<(String, String), CliError> {
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(file)
         .map_err(|e| usage(format!("cannot read scenario `{shown}`: {e}")))?;
-    run_text(&shown, &text, vars, backend, out, interrupt)
+    Ok((shown, text))
 }
 
-/// Run the scenario `text`, named `shown` in what it prints, on `backend`.
+/// Run the scenario `text`, named `shown` in what it prints, on `backend`, with the `NAME=VALUE`
+/// overrides `vars`.
 ///
 /// # Errors
-/// As [`run_file`].
-pub fn run_text(
+/// Usage (a malformed file), a deviation, or an operation's unexpected failure — each naming
+/// the line.
+pub fn run(
     shown: &str,
     text: &str,
     vars: &[String],
