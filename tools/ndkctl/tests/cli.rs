@@ -107,7 +107,7 @@ fn demo(args: &[&str]) -> Run {
 }
 
 /// The step of peer-disconnect.ndk that sees whether a peer disconnect flushed anything.
-const NOTHING_FLUSHED_LINE: &str = "peer-disconnect.ndk:37:";
+const NOTHING_FLUSHED_LINE: &str = "peer-disconnect.ndk:39:";
 
 #[test]
 fn demo_runs_the_shipped_scenarios() {
