@@ -40,7 +40,7 @@ const SCENARIOS: [(&str, &str); 2] = [
 /// # Errors
 /// The first step that deviates ([`CliError::Step`] around a [`CliError::Deviation`]) or fails.
 pub fn run(faults: &[SimFault], out: &Out, interrupt: &Arc<AtomicBool>) -> Result<(), CliError> {
-    let intro = "two simulated hosts on one softndk fabric, each with its own ndkdisc engine, run the shipped scenarios (tools/ndkctl/scenarios/)";
+    let intro = "the shipped scenarios (tools/ndkctl/scenarios/), each on two simulated hosts on a fresh softndk fabric, each host with its own ndkdisc engine";
     out.emit(intro, &json!({"type": "info", "text": intro}))?;
     if !faults.is_empty() {
         let text = format!("the provider misbehaves: {faults:?}");
