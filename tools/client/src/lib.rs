@@ -99,11 +99,63 @@ pub trait Transport: Send + Sync {
 /// A request that completed when it was issued (e.g. refused by the I/O manager).
 pub struct Ready(pub Option<Completed>);
 
+impl Ready {
+    /// A request completed at once with `status` and no output.
+    fn with_status(status: NtStatus) -> Box<dyn InFlight> {
+        Box::new(Self(Some(Completed {
+            status,
+            output: Vec::new(),
+        })))
+    }
+
+    /// What Windows says for a request on a closed handle (`STATUS_INVALID_HANDLE`).
+    fn closed_handle() -> Box<dyn InFlight> {
+        Self::with_status(NtStatus::INVALID_HANDLE)
+    }
+}
+
 impl InFlight for Ready {
     fn wait(&mut self, _: Duration) -> Option<Completed> {
         self.0.take()
     }
     fn cancel(&mut self) {}
+}
+
+/// A transport's handle: open until the first `close` takes it.
+struct OpenHandle<T>(std::sync::Mutex<Option<T>>);
+
+impl<T> OpenHandle<T> {
+    fn new(handle: T) -> Self {
+        Self(std::sync::Mutex::new(Some(handle)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<T>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `f` of the handle, `None` once closed (the handle stays locked meanwhile).
+    fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        f(self.lock().as_ref())
+    }
+
+    /// A copy of the handle (a reference to share), `None` once closed.
+    #[cfg_attr(
+        not(windows),
+        expect(dead_code, reason = "the device backend shares its handle")
+    )]
+    fn cloned(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        self.lock().clone()
+    }
+
+    /// The handle, taken: the first call gets it, later ones `None`.
+    fn take(&self) -> Option<T> {
+        self.lock().take()
+    }
 }
 
 /// A graceful DISCONNECT in flight ([`Client::start_disconnect`]).
@@ -519,7 +571,15 @@ impl Client {
                 Some((at, _)) => Timeout::After(at.saturating_duration_since(Instant::now())),
             };
             let nonblocking = left == Timeout::After(Duration::ZERO);
-            let mut events = self.wait(on, max_events, left)?;
+            // A timeout is reported with the limit the caller gave, not the time left of it.
+            let mut events = self
+                .wait(on, max_events, left)
+                .map_err(|e| match (e, deadline) {
+                    (Error::Timeout { op, .. }, Some((_, limit))) => {
+                        Error::Timeout { op, after: limit }
+                    }
+                    (e, _) => e,
+                })?;
             events.retain(|e| !e.already_delivered);
             if !events.is_empty() || (nonblocking && timeout == left) {
                 return Ok(events);

@@ -21,7 +21,7 @@ use ndkdisc_core::{Config, Engine};
 use ndkdisc_host::{HostHandle, HostPlatform, Pending};
 use softndk::{Completion, Fabric, FabricConfig, HostConfig, Misbehaviour};
 
-use crate::{Client, Completed, Error, InFlight, NtStatus, Ready, Transport};
+use crate::{Client, Completed, Error, InFlight, NtStatus, OpenHandle, Ready, Transport};
 
 /// Deliberate provider bugs a simulation can be run with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,13 +70,20 @@ pub struct SimFabric {
     hosts: Mutex<Vec<SimHost>>,
 }
 
-impl core::fmt::Debug for SimFabric {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SimFabric")
-            .field("options", &self.options)
-            .finish_non_exhaustive()
-    }
+/// `Debug` showing the listed fields only (the engine and the fabric have none).
+macro_rules! debug_fields {
+    ($ty:ident { $($field:ident),* }) => {
+        impl core::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
 }
+
+debug_fields!(SimFabric { options });
 
 /// A simulated host: one interface with one address, and its own engine.
 #[derive(Clone)]
@@ -87,15 +94,11 @@ pub struct SimHost {
     engine: Arc<Engine<HostPlatform>>,
 }
 
-impl core::fmt::Debug for SimHost {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SimHost")
-            .field("name", &self.name)
-            .field("if_index", &self.if_index)
-            .field("address", &self.address)
-            .finish_non_exhaustive()
-    }
-}
+debug_fields!(SimHost {
+    name,
+    if_index,
+    address
+});
 
 /// Who opens a handle, with what access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,14 +261,14 @@ impl SimHost {
         }
         let handle = HostHandle::open(&self.engine).map_err(|s| Error::from_status("open", s))?;
         Ok(Client::new(Box::new(SimTransport {
-            handle: Mutex::new(Some(handle)),
+            handle: OpenHandle::new(handle),
             write: who.write,
         })))
     }
 }
 
 struct SimTransport {
-    handle: Mutex<Option<HostHandle>>,
+    handle: OpenHandle<HostHandle>,
     write: bool,
 }
 
@@ -292,33 +295,18 @@ impl Transport for SimTransport {
         // The I/O manager checks the handle's access against the code's access bits before
         // the driver sees the request.
         if !self.write && ioctl.access() & FILE_WRITE_ACCESS != 0 {
-            return Ok(Box::new(Ready(Some(Completed {
-                status: NtStatus::ACCESS_DENIED,
-                output: Vec::new(),
-            }))));
+            return Ok(Ready::with_status(NtStatus::ACCESS_DENIED));
         }
-        let guard = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
-        match guard.as_ref() {
-            Some(h) => Ok(Box::new(SimInFlight(h.ioctl(
-                ioctl.code(),
-                input,
-                output_len,
-            )))),
-            // A closed handle: what Windows says for a request on a closed handle.
-            None => Ok(Box::new(Ready(Some(Completed {
-                status: NtStatus::INVALID_HANDLE,
-                output: Vec::new(),
-            })))),
-        }
+        Ok(self.handle.with(|h| -> Box<dyn InFlight> {
+            match h {
+                Some(h) => Box::new(SimInFlight(h.ioctl(ioctl.code(), input, output_len))),
+                None => Ready::closed_handle(),
+            }
+        }))
     }
 
     fn close(&self) {
-        let handle = self
-            .handle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(h) = handle {
+        if let Some(h) = self.handle.take() {
             h.close();
         }
     }

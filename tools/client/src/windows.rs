@@ -4,7 +4,7 @@
 //! Win32 call whose pointer arguments point into memory this module owns and keeps alive for as
 //! long as the call (or, for an overlapped request, the I/O) can use it.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ndkdisc_abi::{DEVICE_INTERFACE_GUID, DOS_DEVICE_PATH, Ioctl};
@@ -26,7 +26,7 @@ use windows_sys::Win32::System::IO::{
 use windows_sys::Win32::System::Threading::CreateEventW;
 use windows_sys::core::GUID;
 
-use crate::{Completed, Error, InFlight, NtStatus, Ready, Transport};
+use crate::{Completed, Error, InFlight, NtStatus, OpenHandle, Ready, Transport};
 
 /// A kernel handle this process owns, closed once on drop.
 struct OwnedHandle(HANDLE);
@@ -46,7 +46,7 @@ impl Drop for OwnedHandle {
 
 /// An open ndkdisc device.
 pub(crate) struct Device {
-    handle: Mutex<Option<Arc<OwnedHandle>>>,
+    handle: OpenHandle<Arc<OwnedHandle>>,
 }
 
 fn wide(s: &str) -> Vec<u16> {
@@ -168,7 +168,7 @@ impl Device {
             open_path(&wide(DOS_DEVICE_PATH), DOS_DEVICE_PATH, write)?
         };
         Ok(Self {
-            handle: Mutex::new(Some(Arc::new(handle))),
+            handle: OpenHandle::new(Arc::new(handle)),
         })
     }
 }
@@ -262,16 +262,8 @@ impl Transport for Device {
         output_len: usize,
     ) -> Result<Box<dyn InFlight>, Error> {
         let op = "ioctl";
-        let Some(device) = self
-            .handle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        else {
-            return Ok(Box::new(Ready(Some(Completed {
-                status: NtStatus::INVALID_HANDLE,
-                output: Vec::new(),
-            }))));
+        let Some(device) = self.handle.cloned() else {
+            return Ok(Ready::closed_handle());
         };
         let in_len = u32::try_from(input.len()).map_err(|_| Error::System { op, code: 87 })?;
         let out_len = u32::try_from(output_len).map_err(|_| Error::System { op, code: 87 })?;
@@ -343,9 +335,6 @@ impl Transport for Device {
 
     fn close(&self) {
         // Requests still in flight hold their own reference; the handle closes with the last.
-        self.handle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.handle.take();
     }
 }

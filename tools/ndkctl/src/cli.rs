@@ -178,7 +178,8 @@ pub enum Command {
         #[arg(long = "for", value_name = "DURATION")]
         for_: Option<String>,
     },
-    /// The self-contained scenario on the simulator: a peer disconnect leaves posted receives
+    /// The main job on the simulator: the shipped scenarios peer-disconnect.ndk and
+    /// sends-at-peer-disconnect.ndk (built in) show that a peer disconnect leaves posted receives
     /// outstanding until an explicit flush. Exits 1 if any step deviates.
     Demo,
     /// Run a scenario file on the chosen backend (see the README for the format).

@@ -214,11 +214,12 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
     match &cli.command {
         Command::Demo => {
             output::set_simulated(true);
-            return demo::run(&cli.sim_fault, out);
+            return demo::run(&cli.sim_fault, out, &interrupt);
         }
         Command::Scenario { file, vars } => {
             let backend = Backend::from_cli(cli);
-            return scenario::run_file(file, vars, &backend, out, &interrupt);
+            let (shown, text) = scenario::read_file(file)?;
+            return scenario::run(&shown, &text, vars, &backend, out, &interrupt);
         }
         _ => {}
     }

@@ -25,6 +25,7 @@
 //! | `H: close-handle` | close the host's handle (its waits are cancelled, its objects torn down) |
 //! | `provider [flush_calls=N] [disconnect_callbacks=N] [live_objects=N]` | sim only: the provider's counters (skipped on the device backend) |
 //! | `sleep D`, `print TEXT` | pause, say something |
+//! | `say TEXT` | narrate: a heading that tells what the next steps show (not echoed as a step) |
 //!
 //! Event expectations: `kind=` (connected, accepted, connect-failed, disconnected, flushed,
 //! closed), `cause=` (peer, local, local-abortive, aborted, adapter-removed, handle-closed,
@@ -35,8 +36,9 @@
 //! (status of the last failed completion), `flushed=yes|no` (FLUSH asked),
 //! `provider_flushed=yes|no` (the provider flushed on its own), `aborted=yes|no`. Any operation may say
 //! `fails=KIND` (device-missing, access-denied, bad-address, unknown-id, timeout, cancelled,
-//! driver) or `fails=STATUS_NAME`: it must fail that way. A mismatch is a deviation (exit 1);
-//! an unexpected failure exits with that failure's code.
+//! driver) or `fails=STATUS_NAME`: it must fail that way. An expectation `KEY=any` checks
+//! nothing (the default of a variable whose value is provider-specific, like a reason). A
+//! mismatch is a deviation (exit 1); an unexpected failure exits with that failure's code.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -78,6 +80,7 @@ const COMMANDS: &[(&str, bool)] = &[
     ("provider", false),
     ("sleep", false),
     ("print", false),
+    ("say", false),
     ("join", false),
     ("info", true),
     ("adapters", true),
@@ -140,7 +143,7 @@ fn parse(file: &str, text: &str) -> Result<Vec<Step>, CliError> {
         let mut opts = Vec::new();
         for w in words {
             match w.split_once('=') {
-                Some((k, v)) if command != "print" && command != "set" => {
+                Some((k, v)) if !matches!(command.as_str(), "print" | "say" | "set") => {
                     opts.push((k.to_owned(), v.to_owned()));
                 }
                 _ => args.push(w.to_owned()),
@@ -181,6 +184,19 @@ struct Runner<'a> {
     order: Vec<String>,
     pending: HashMap<String, Background>,
     ops: HashMap<String, BackgroundOp>,
+}
+
+/// The value of option `key` of a step.
+fn option<'a>(opts: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    opts.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// A declared host that the step runs on (`close-handle` removes it).
+fn host_mut<'a>(
+    hosts: &'a mut HashMap<String, Host>,
+    name: &str,
+) -> Result<&'a mut Host, CliError> {
+    hosts.get_mut(name).ok_or_else(|| usage("host gone"))
 }
 
 fn deviation(msg: impl Into<String>) -> CliError {
@@ -256,12 +272,7 @@ impl Runner<'_> {
 
     fn run(&mut self, step: &Step) -> Result<(), CliError> {
         let opts = self.opts(step)?;
-        let opt = |k: &str| {
-            opts.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
-        let fails = opt("fails").map(str::to_owned);
+        let fails = option(&opts, "fails").map(str::to_owned);
         let result = self.run_inner(step, &opts);
         match (result, fails) {
             (Ok(()), None) => Ok(()),
@@ -293,11 +304,7 @@ impl Runner<'_> {
 
     #[expect(clippy::too_many_lines, reason = "one arm per step kind")]
     fn run_inner(&mut self, step: &Step, opts: &[(String, String)]) -> Result<(), CliError> {
-        let opt = |k: &str| {
-            opts.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let opt = |k: &str| option(opts, k);
         let timeout = opt("timeout")
             .map(parse_duration)
             .transpose()?
@@ -310,11 +317,17 @@ impl Runner<'_> {
                 let value = self.substitute(value)?;
                 self.vars.insert(name.clone(), value);
             }
-            "print" => {
+            "print" | "say" => {
                 let text = self.substitute(&step.args.join(" "))?;
+                // A narration is a heading; a print, a line of the step's output.
+                let shown = if step.command == "say" {
+                    format!("\n== {text}")
+                } else {
+                    format!("    {text}")
+                };
                 self.out.emit(
-                    &format!("    {text}"),
-                    &json!({"type": "print", "line": step.line, "text": text}),
+                    &shown,
+                    &json!({"type": step.command, "line": step.line, "text": text}),
                 )?;
             }
             "sleep" => {
@@ -407,10 +420,7 @@ impl Runner<'_> {
                     &format!("    {what}"),
                     &json!({"type": "ok", "line": step.line, "what": what}),
                 )?;
-                check_all(opts, |k, v| match k {
-                    "status" => Ok((status_matches(st, v), st.to_string())),
-                    other => Err(usage(format!("unknown join expectation `{other}`"))),
-                })?;
+                check_fields(opts, "join", &[("status", Actual::Status(st))])?;
             }
             "join" => {
                 let name = step.args.first().ok_or_else(|| usage("`join W`"))?;
@@ -421,10 +431,7 @@ impl Runner<'_> {
                 let events = handle
                     .join()
                     .map_err(|_| usage("the background wait panicked"))??;
-                let h = self
-                    .hosts
-                    .get_mut(&host)
-                    .ok_or_else(|| usage("host gone"))?;
+                let h = host_mut(&mut self.hosts, &host)?;
                 h.buffered.extend(events);
                 let e = h
                     .buffered
@@ -446,11 +453,7 @@ impl Runner<'_> {
         opts: &[(String, String)],
         timeout: Duration,
     ) -> Result<(), CliError> {
-        let opt = |k: &str| {
-            opts.iter()
-                .find(|(key, _)| key == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let opt = |k: &str| option(opts, k);
         let name = self.host_name(step)?;
         let client = Arc::clone(&self.hosts[&name].client);
         let ok = |out: &Out, what: String| {
@@ -539,10 +542,7 @@ impl Runner<'_> {
                     self.pending.insert(w.to_owned(), (name.clone(), handle));
                     return ok(self.out, format!("wait `{w}` started in the background"));
                 }
-                let host = self
-                    .hosts
-                    .get_mut(&name)
-                    .ok_or_else(|| usage("host gone"))?;
+                let host = host_mut(&mut self.hosts, &name)?;
                 let found = match on {
                     WaitOn::Any => host.buffered.pop_front(),
                     WaitOn::Connection(id) => host
@@ -653,10 +653,7 @@ impl Runner<'_> {
                     .transpose()
                     .map_err(|_| usage("count= must be a number"))?;
                 let limit = opt("for").map(parse_duration).transpose()?;
-                let host = self
-                    .hosts
-                    .get_mut(&name)
-                    .ok_or_else(|| usage("host gone"))?;
+                let host = host_mut(&mut self.hosts, &name)?;
                 // Events already taken from the driver come first.
                 let mut seen = 0usize;
                 while count.is_none_or(|c| seen < c) {
@@ -695,7 +692,8 @@ impl Runner<'_> {
 }
 
 /// Check every expectation `k=v` with `f(k, v) -> (matches, actual)`; skip `fails`, `timeout`,
-/// `async`, `len`, and the like (options, not expectations).
+/// `async`, `len`, and the like (options, not expectations). `k=any` names a known `k` and
+/// checks nothing.
 fn check_all(
     opts: &[(String, String)],
     mut f: impl FnMut(&str, &str) -> Result<(bool, String), CliError>,
@@ -718,7 +716,7 @@ fn check_all(
             continue;
         }
         let (good, actual) = f(k, v)?;
-        if !good {
+        if !good && v != "any" {
             wrong.push(format!("{k}={v} (got {actual})"));
         }
     }
@@ -727,6 +725,56 @@ fn check_all(
     } else {
         Err(deviation(format!("expected {}", wrong.join(", "))))
     }
+}
+
+/// What an expectation compares with.
+enum Actual {
+    /// Written as the scenario writes it (`fired`, `yes`, `4`, `peer`).
+    Text(String),
+    /// A status: by name or hex.
+    Status(NtStatus),
+}
+
+impl From<&str> for Actual {
+    fn from(s: &str) -> Self {
+        Self::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Actual {
+    fn from(s: String) -> Self {
+        Self::Text(s)
+    }
+}
+
+impl From<std::borrow::Cow<'_, str>> for Actual {
+    fn from(s: std::borrow::Cow<'_, str>) -> Self {
+        Self::Text(s.into_owned())
+    }
+}
+
+impl From<u32> for Actual {
+    fn from(n: u32) -> Self {
+        Self::Text(n.to_string())
+    }
+}
+
+/// Check the expectations against `fields`, the actual value of each key a `what` knows.
+fn check_fields(
+    opts: &[(String, String)],
+    what: &str,
+    fields: &[(&str, Actual)],
+) -> Result<(), CliError> {
+    check_all(opts, |k, v| {
+        let (_, actual) = fields
+            .iter()
+            .find(|(name, _)| *name == k)
+            .ok_or_else(|| usage(format!("unknown {what} expectation `{k}`")))?;
+        Ok(match actual {
+            Actual::Text(t) => (t == v, t.clone()),
+            Actual::Status(s) => (status_matches(*s, v), s.to_string()),
+        })
+    })
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -747,105 +795,72 @@ fn status_matches(s: NtStatus, want: &str) -> bool {
 }
 
 fn check_event(e: &Event, opts: &[(String, String)]) -> Result<(), CliError> {
-    check_all(opts, |k, v| {
-        Ok(match k {
-            "kind" => (
-                output::kind_name(e.kind) == v,
-                output::kind_name(e.kind).into(),
-            ),
-            "cause" => (
-                output::cause_name(e.cause) == v,
-                output::cause_name(e.cause).into(),
-            ),
-            "status" => (status_matches(e.status, v), e.status.to_string()),
-            "callback" => (fired(e.callback_fired) == v, fired(e.callback_fired).into()),
-            "reason" => (reason(e.provider_reason) == v, reason(e.provider_reason)),
-            "recv" => (
-                e.outstanding_receives.to_string() == v,
-                e.outstanding_receives.to_string(),
-            ),
-            "send" => (
-                e.outstanding_sends.to_string() == v,
-                e.outstanding_sends.to_string(),
-            ),
-            "conn" => (
-                e.connection_id.to_string() == v,
-                e.connection_id.to_string(),
-            ),
-            other => return Err(usage(format!("unknown event expectation `{other}`"))),
-        })
-    })
+    check_fields(
+        opts,
+        "event",
+        &[
+            ("kind", output::kind_name(e.kind).into()),
+            ("cause", output::cause_name(e.cause).into()),
+            ("status", Actual::Status(e.status)),
+            ("callback", fired(e.callback_fired).into()),
+            ("reason", reason(e.provider_reason).into()),
+            ("recv", e.outstanding_receives.into()),
+            ("send", e.outstanding_sends.into()),
+            ("conn", e.connection_id.to_string().into()),
+        ],
+    )
 }
 
 fn check_query(q: &ConnectionInfo, opts: &[(String, String)]) -> Result<(), CliError> {
-    check_all(opts, |k, v| {
-        Ok(match k {
-            "state" => (
-                output::state_name(q.state) == v,
-                output::state_name(q.state).into(),
-            ),
-            "callback" => (fired(q.callback_fired) == v, fired(q.callback_fired).into()),
-            "reason" => (reason(q.provider_reason) == v, reason(q.provider_reason)),
-            "recv" => (
-                q.outstanding_receives.to_string() == v,
-                q.outstanding_receives.to_string(),
-            ),
-            "send" => (
-                q.outstanding_sends.to_string() == v,
-                q.outstanding_sends.to_string(),
-            ),
-            "recv_ok" => (
-                q.receives_succeeded.to_string() == v,
-                q.receives_succeeded.to_string(),
-            ),
-            "recv_cancelled" => (
-                q.receives_cancelled.to_string() == v,
-                q.receives_cancelled.to_string(),
-            ),
-            "send_ok" => (
-                q.sends_succeeded.to_string() == v,
-                q.sends_succeeded.to_string(),
-            ),
-            "send_cancelled" => (
-                q.sends_cancelled.to_string() == v,
-                q.sends_cancelled.to_string(),
-            ),
-            "recv_failed" => (
-                q.receives_failed.to_string() == v,
-                q.receives_failed.to_string(),
-            ),
-            "send_failed" => (q.sends_failed.to_string() == v, q.sends_failed.to_string()),
-            "last_error" => (
-                status_matches(q.last_error_status, v),
-                q.last_error_status.to_string(),
-            ),
-            "flushed" => (yes_no(q.flushed) == v, yes_no(q.flushed).into()),
-            "provider_flushed" => (
-                yes_no(q.provider_flushed) == v,
-                yes_no(q.provider_flushed).into(),
-            ),
-            "aborted" => (yes_no(q.aborted) == v, yes_no(q.aborted).into()),
-            other => return Err(usage(format!("unknown query expectation `{other}`"))),
-        })
-    })
+    check_fields(
+        opts,
+        "query",
+        &[
+            ("state", output::state_name(q.state).into()),
+            ("callback", fired(q.callback_fired).into()),
+            ("reason", reason(q.provider_reason).into()),
+            ("recv", q.outstanding_receives.into()),
+            ("send", q.outstanding_sends.into()),
+            ("recv_ok", q.receives_succeeded.into()),
+            ("recv_cancelled", q.receives_cancelled.into()),
+            ("send_ok", q.sends_succeeded.into()),
+            ("send_cancelled", q.sends_cancelled.into()),
+            ("recv_failed", q.receives_failed.into()),
+            ("send_failed", q.sends_failed.into()),
+            ("last_error", Actual::Status(q.last_error_status)),
+            ("flushed", yes_no(q.flushed).into()),
+            ("provider_flushed", yes_no(q.provider_flushed).into()),
+            ("aborted", yes_no(q.aborted).into()),
+        ],
+    )
 }
 
-/// Run the scenario in `file` on `backend`.
+/// The scenario in `file`: the name it is shown by, and its text.
 ///
 /// # Errors
-/// Usage (unreadable or malformed file), a deviation, or an operation's unexpected failure —
-/// each naming the line.
-pub fn run_file(
-    file: &Path,
+/// Usage: the file cannot be read.
+pub fn read_file(file: &Path) -> Result<(String, String), CliError> {
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| usage(format!("cannot read scenario `{shown}`: {e}")))?;
+    Ok((shown, text))
+}
+
+/// Run the scenario `text`, named `shown` in what it prints, on `backend`, with the `NAME=VALUE`
+/// overrides `vars`.
+///
+/// # Errors
+/// Usage (a malformed file), a deviation, or an operation's unexpected failure — each naming
+/// the line.
+pub fn run(
+    shown: &str,
+    text: &str,
     vars: &[String],
     backend: &Backend,
     out: &Out,
     interrupt: &Arc<AtomicBool>,
 ) -> Result<(), CliError> {
-    let shown = file.display().to_string();
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| usage(format!("cannot read scenario `{shown}`: {e}")))?;
-    let steps = parse(&shown, &text)?;
+    let steps = parse(shown, text)?;
     let mut overrides = HashMap::new();
     for v in vars {
         let (k, val) = v
@@ -865,12 +880,15 @@ pub fn run_file(
         ops: HashMap::new(),
     };
     for step in &steps {
-        out.emit(
-            &format!("{:>4}: {}", step.line, step.text),
-            &json!({"type": "step", "line": step.line, "text": step.text}),
-        )?;
+        // A narration prints itself.
+        if step.command != "say" {
+            out.emit(
+                &format!("{:>4}: {}", step.line, step.text),
+                &json!({"type": "step", "line": step.line, "text": step.text}),
+            )?;
+        }
         runner.run(step).map_err(|e| CliError::Step {
-            file: shown.clone(),
+            file: shown.to_owned(),
             line: step.line,
             text: step.text.clone(),
             source: Box::new(e),

@@ -2,9 +2,7 @@
 //! subcommand, every documented error path with its exit code, the `--json` format field by
 //! field, scenarios, and `demo` failing when the provider misbehaves.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -25,10 +23,35 @@ fn sim(args: &[&str]) -> Command {
     c
 }
 
+/// `ndkctl ARGS` on the default backend, the device (on the simulator: `demo`).
+fn device(args: &[&str]) -> Run {
+    let mut c = ndkctl();
+    c.args(args);
+    run(c)
+}
+
 struct Run {
     code: i32,
     stdout: String,
     stderr: String,
+}
+
+impl Run {
+    /// The exit code must be `code` (the output is shown otherwise).
+    #[track_caller]
+    fn exits(&self, code: i32) {
+        assert_eq!(
+            self.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+    }
+}
+
+/// `text` must contain `needle` (it is shown whole otherwise).
+#[track_caller]
+fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "missing {needle:?} in\n{text}");
 }
 
 fn run(mut c: Command) -> Run {
@@ -54,6 +77,14 @@ fn scenario_file(name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// `ndkctl --sim scenario FILE ARGS...` of a scenario written to a file named `name`.
+fn scenario(name: &str, text: &str, args: &[&str]) -> Run {
+    let f = scenario_file(name, text);
+    let mut all = vec!["scenario", f.to_str().unwrap()];
+    all.extend(args);
+    run(sim(&all))
+}
+
 fn shipped(name: &str) -> String {
     format!("{}/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -68,77 +99,70 @@ fn json_error(r: &Run) -> Value {
 
 // --- demo -----------------------------------------------------------------------------------
 
+/// `ndkctl demo ARGS...` (always on the simulator).
+fn demo(args: &[&str]) -> Run {
+    let mut all = vec!["demo"];
+    all.extend(args);
+    device(&all)
+}
+
+/// The step of peer-disconnect.ndk that sees whether a peer disconnect flushed anything.
+const NOTHING_FLUSHED_LINE: &str = "peer-disconnect.ndk:39:";
+
 #[test]
-fn demo_runs_the_main_job() {
-    let r = run({
-        let mut c = ndkctl();
-        c.arg("demo");
-        c
-    });
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+fn demo_runs_the_shipped_scenarios() {
+    let r = demo(&[]);
+    r.exits(0);
     for needle in [
-        "server event #2 conn 2 disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
-        "ok    server: all 4 posted receives still outstanding",
-        "ok    no NdkFlush call by ndkdisc",
-        "ok    server: no receive outstanding",
+        "=== peer-disconnect.ndk --set PEER_REASON=1",
+        "server: #2 conn 2 disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
+        "nothing was flushed: all 4 receives are still posted",
+        "provider: disconnect_callbacks=1 flush_calls=0",
+        "recv=0 send=0 recv-cancelled=4 send-cancelled=0 recv-failed=0 send-failed=0 local-disconnect=no aborted=no flushed=yes",
+        "scenario peer-disconnect.ndk: ok",
+        "=== sends-at-peer-disconnect.ndk",
+        "send-failed=1 last-error=STATUS_IO_TIMEOUT",
+        "scenario sends-at-peer-disconnect.ndk: ok",
         "demo: ok",
     ] {
-        assert!(
-            r.stdout.contains(needle),
-            "missing {needle:?} in\n{}",
-            r.stdout
-        );
+        assert_contains(&r.stdout, needle);
     }
     assert!(!r.stdout.contains("DEVIATION"));
 }
 
 #[test]
 fn demo_fails_when_the_provider_flushes_on_peer_disconnect() {
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["demo", "--sim-fault", "flush-on-peer-disconnect"]);
-        c
-    });
+    let r = demo(&["--sim-fault", "flush-on-peer-disconnect"]);
     assert_eq!(r.code, 1, "a deviation exits 1: {}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout
-            .contains("DEVIATION: expected server: all 4 posted receives still outstanding"),
-        "{}",
-        r.stdout
-    );
-    assert!(r.stderr.contains("deviation: step 6"), "{}", r.stderr);
+    let deviation = format!("DEVIATION: {NOTHING_FLUSHED_LINE}");
+    assert_contains(&r.stdout, &deviation);
+    assert_contains(&r.stdout, "expected recv=4 (got 0)");
+    assert_contains(&r.stderr, NOTHING_FLUSHED_LINE);
+    assert_contains(&r.stderr, "deviation: expected recv=4 (got 0)");
     assert!(!r.stdout.contains("demo: ok"));
 }
 
 #[test]
 fn demo_passes_when_the_provider_fires_the_callback_twice() {
     // ndkdisc latches one terminal event per connection however often the provider calls back.
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["demo", "--sim-fault", "duplicate-callback"]);
-        c
-    });
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains("provider: 2 disconnect callback(s)"),
-        "{}",
-        r.stdout
+    let r = demo(&["--sim-fault", "duplicate-callback"]);
+    r.exits(0);
+    assert_contains(&r.stdout, "provider: disconnect_callbacks=2");
+    // No second terminal event: after `closed`, the server waits for another event in vain.
+    assert_contains(
+        &r.stdout,
+        "server: wait any timeout=100ms fails=timeout\n    failed as expected: wait timed out",
     );
-    assert!(r.stdout.contains("ok    no second terminal event"));
 }
 
 #[test]
-fn demo_json_reports_each_step_event_and_check() {
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["demo", "--json"]);
-        c
-    });
-    assert_eq!(r.code, 0, "{}", r.stderr);
+fn demo_json_reports_each_step_event_and_result() {
+    let r = demo(&["--json"]);
+    r.exits(0);
     let lines = json_lines(&r.stdout);
     let peer = lines
         .iter()
-        .find(|v| v["type"] == "event" && v["side"] == "server" && v["kind"] == "disconnected")
+        .find(|v| v["type"] == "event" && v["host"] == "server" && v["kind"] == "disconnected")
         .expect("the server's disconnect event");
     assert_eq!(peer["cause"], "peer");
     assert_eq!(peer["callback_fired"], true);
@@ -148,12 +172,10 @@ fn demo_json_reports_each_step_event_and_check() {
     assert_eq!(peer["status"], "0x00000000");
     assert_eq!(peer["status_name"], "STATUS_SUCCESS");
     assert!(peer["seq"].as_u64().is_some() && peer["connection_id"].as_u64().is_some());
-    assert!(
-        lines
-            .iter()
-            .filter(|v| v["type"] == "check")
-            .all(|v| v["ok"] == true)
-    );
+    assert!(lines.iter().any(|v| v["type"] == "say"));
+    let results: Vec<&Value> = lines.iter().filter(|v| v["type"] == "result").collect();
+    assert_eq!(results.len(), 3, "two scenarios, then the demo");
+    assert!(results.iter().all(|v| v["ok"] == true));
     let last = lines.last().unwrap();
     assert_eq!(last["type"], "result");
     assert_eq!(last["ok"], true);
@@ -161,21 +183,13 @@ fn demo_json_reports_each_step_event_and_check() {
 
 #[test]
 fn demo_json_names_the_deviation() {
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["demo", "--json", "--sim-fault", "flush-on-peer-disconnect"]);
-        c
-    });
-    assert_eq!(r.code, 1);
+    let r = demo(&["--json", "--sim-fault", "flush-on-peer-disconnect"]);
+    r.exits(1);
     let lines = json_lines(&r.stdout);
     let last = lines.last().unwrap();
     assert_eq!(last["ok"], false);
-    assert!(
-        last["deviations"][0]
-            .as_str()
-            .unwrap()
-            .contains("still outstanding")
-    );
+    let deviation = last["deviations"][0].as_str().unwrap();
+    assert!(deviation.contains(NOTHING_FLUSHED_LINE) && deviation.contains("recv=4 (got 0)"));
     assert_eq!(json_error(&r)["kind"], "deviation");
 }
 
@@ -184,19 +198,11 @@ fn demo_json_names_the_deviation() {
 #[cfg(not(windows))]
 #[test]
 fn the_device_backend_reports_the_driver_missing() {
-    let r = run({
-        let mut c = ndkctl();
-        c.arg("info");
-        c
-    });
-    assert_eq!(r.code, 3);
-    assert!(r.stderr.contains("driver is not installed"), "{}", r.stderr);
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["--json", "query", "1"]);
-        c
-    });
-    assert_eq!(r.code, 3);
+    let r = device(&["info"]);
+    r.exits(3);
+    assert_contains(&r.stderr, "driver is not installed");
+    let r = device(&["--json", "query", "1"]);
+    r.exits(3);
     let e = json_error(&r);
     assert_eq!(e["kind"], "device-missing");
     assert_eq!(e["exit_code"], 3);
@@ -208,7 +214,7 @@ fn the_backend_can_be_chosen_by_environment() {
     let mut c = ndkctl();
     c.env("NDKCTL_BACKEND", "sim").arg("info");
     let r = run(c);
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.exits(0);
     assert!(r.stdout.starts_with("abi 1 driver 0.1"), "{}", r.stdout);
     let mut c = ndkctl();
     c.env("NDKCTL_BACKEND", "bogus").arg("info");
@@ -218,17 +224,13 @@ fn the_backend_can_be_chosen_by_environment() {
 #[test]
 fn access_denied_for_a_standard_user_and_for_changes_on_a_read_only_handle() {
     let r = run(sim(&["--sim-user", "standard", "info"]));
-    assert_eq!(r.code, 4);
-    assert!(
-        r.stderr.contains("STATUS_ACCESS_DENIED (0xC0000022)"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("Administrators"), "{}", r.stderr);
+    r.exits(4);
+    assert_contains(&r.stderr, "STATUS_ACCESS_DENIED (0xC0000022)");
+    assert_contains(&r.stderr, "Administrators");
     // Queries need only read access; changes need write access.
     assert_eq!(run(sim(&["--read-only", "adapters"])).code, 0);
     let r = run(sim(&["--read-only", "--json", "listen", "10.0.0.1:4791"]));
-    assert_eq!(r.code, 4);
+    r.exits(4);
     let e = json_error(&r);
     assert_eq!(e["kind"], "access-denied");
     assert_eq!(e["status_name"], "STATUS_ACCESS_DENIED");
@@ -244,7 +246,7 @@ fn bad_addresses() {
     ] {
         let r = run(sim(&args));
         assert_eq!(r.code, 5, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains("bad address"), "{}", r.stderr);
+        assert_contains(&r.stderr, "bad address");
     }
     let e = json_error(&run(sim(&["--json", "connect", "[::1]:x"])));
     assert_eq!(e["kind"], "bad-address");
@@ -265,11 +267,7 @@ fn unknown_ids_are_not_found_for_every_operation_on_an_id() {
     ] {
         let r = run(sim(&args));
         assert_eq!(r.code, 6, "{args:?}: {}", r.stderr);
-        assert!(
-            r.stderr.contains("STATUS_NOT_FOUND (0xC0000225)"),
-            "{}",
-            r.stderr
-        );
+        assert_contains(&r.stderr, "STATUS_NOT_FOUND (0xC0000225)");
     }
     let e = json_error(&run(sim(&["--json", "query", "7"])));
     assert_eq!(e["kind"], "unknown-id");
@@ -282,9 +280,9 @@ fn unknown_ids_are_not_found_for_every_operation_on_an_id() {
 fn a_wait_times_out_and_is_cancelled() {
     let start = Instant::now();
     let r = run(sim(&["wait", "--timeout", "300ms"]));
-    assert_eq!(r.code, 7, "{}", r.stderr);
+    r.exits(7);
     assert!(start.elapsed() >= Duration::from_millis(300));
-    assert!(r.stderr.contains("timed out after 300ms"), "{}", r.stderr);
+    assert_contains(&r.stderr, "timed out after 300ms");
     let e = json_error(&run(sim(&["--json", "wait", "--timeout", "100ms"])));
     assert_eq!(e["kind"], "timeout");
     assert_eq!(e["status_name"], "STATUS_CANCELLED");
@@ -293,24 +291,16 @@ fn a_wait_times_out_and_is_cancelled() {
 #[test]
 fn a_refused_connect_is_a_driver_failure_with_the_ndk_status() {
     let r = run(sim(&["connect", "10.0.0.2:4791"]));
-    assert_eq!(r.code, 9, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("STATUS_CONNECTION_REFUSED"),
-        "{}",
-        r.stderr
-    );
+    r.exits(9);
+    assert_contains(&r.stderr, "STATUS_CONNECTION_REFUSED");
 }
 
 #[test]
 fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
     assert_eq!(run(sim(&["frobnicate"])).code, 2);
     assert_eq!(run(sim(&["wait", "--timeout", "soon"])).code, 2);
-    let r = run({
-        let mut c = ndkctl();
-        c.arg("--help");
-        c
-    });
-    assert_eq!(r.code, 0);
+    let r = device(&["--help"]);
+    r.exits(0);
     for needle in [
         "Exit codes:",
         "3  driver not installed / device missing",
@@ -326,6 +316,9 @@ fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
 
 #[cfg(unix)]
 fn interrupt_after_waiting(args: &[&str]) -> (i32, String, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
     let mut child = std::process::Command::new(BIN)
         .env_remove("NDKCTL_BACKEND")
         .arg("--sim")
@@ -378,7 +371,7 @@ fn ctrl_c_ends_a_watch_normally() {
 #[test]
 fn info_and_adapters_in_both_formats() {
     let r = run(sim(&["--json", "info"]));
-    assert_eq!(r.code, 0);
+    r.exits(0);
     let v = &json_lines(&r.stdout)[0];
     assert_eq!(v["type"], "info");
     assert_eq!(v["abi_version"], 1);
@@ -398,7 +391,7 @@ fn info_and_adapters_in_both_formats() {
 #[test]
 fn listen_reports_the_listener() {
     let r = run(sim(&["listen", "10.0.0.1:4791"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.exits(0);
     assert_eq!(r.stdout.trim(), "listener 1 on 10.0.0.1:4791 (interface 1)");
     let v = &json_lines(&run(sim(&["--json", "listen", "10.0.0.1:0", "--backlog", "4"])).stdout)[0];
     assert_eq!(v["type"], "listener");
@@ -414,10 +407,10 @@ fn listen_reports_the_listener() {
 #[test]
 fn wait_with_a_zero_timeout_drains_nothing_and_watch_for_ends_quietly() {
     let r = run(sim(&["wait", "--timeout", "0"]));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.exits(0);
     assert_eq!(r.stdout.lines().count(), 1, "just the header: {}", r.stdout);
     let r = run(sim(&["--json", "watch", "--for", "100ms"]));
-    assert_eq!(r.code, 0);
+    r.exits(0);
     assert!(r.stdout.is_empty(), "no header in JSON mode: {}", r.stdout);
 }
 
@@ -530,17 +523,13 @@ fn the_two_host_halves_interleaved_pass_on_the_simulator() {
         .zip(&client)
         .flat_map(|(s, c)| [s.as_str(), c.as_str()])
         .collect();
-    let f = scenario_file("two-host-interleaved.ndk", &merged);
-    let r = run(sim(&[
-        "scenario",
-        f.to_str().unwrap(),
-        "--set",
-        "HOLD=100ms",
-        "--set",
-        "ACCEPT_TIMEOUT=10s",
-    ]));
+    let r = scenario(
+        "two-host-interleaved.ndk",
+        &merged,
+        &["--set", "HOLD=100ms", "--set", "ACCEPT_TIMEOUT=10s"],
+    );
     assert_eq!(r.code, 0, "{merged}\n{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains(": ok ("), "{}", r.stdout);
+    assert_contains(&r.stdout, ": ok (");
     // (Not repeated with --sim-fault flush-on-peer-disconnect: in this interleaving the
     // provider's own flush races the server's checks, so the fault is caught only usually;
     // peer-disconnect.ndk catches it deterministically, see the next test.)
@@ -554,14 +543,52 @@ fn the_peer_disconnect_scenario_fails_on_a_flushing_provider() {
         "scenario",
         &shipped("peer-disconnect.ndk"),
     ]));
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("peer-disconnect.ndk:30:"), "{}", r.stderr);
-    assert!(r.stderr.contains("recv=4 (got 0)"), "{}", r.stderr);
+    r.exits(1);
+    assert_contains(&r.stderr, NOTHING_FLUSHED_LINE);
+    assert_contains(&r.stderr, "recv=4 (got 0)");
+}
+
+#[test]
+fn a_scenario_narrates_with_say_and_an_any_expectation_checks_nothing() {
+    let f = scenario_file(
+        "say.ndk",
+        "set REASON any\n\
+         host a if=1 addr=10.0.0.1\nhost b if=2 addr=10.0.0.2\n\
+         say b listens on ${b.addr}, a connects: k=v stays text\n\
+         b: listen ${b.addr}:5000 -> L\n\
+         a: connect ${b.addr}:5000 -> C\n\
+         a: wait $C kind=connected reason=${REASON}\n\
+         a: wait $C timeout=100ms fails=timeout\n",
+    );
+    let path = f.to_str().unwrap();
+    let r = run(sim(&["scenario", path]));
+    r.exits(0);
+    assert_contains(
+        &r.stdout,
+        "\n== b listens on 10.0.0.2, a connects: k=v stays text\n",
+    );
+    assert!(!r.stdout.contains("say b listens"), "not echoed as a step");
+    assert_contains(&r.stdout, "wait timed out after 100ms"); // the limit as given
+
+    let r = run(sim(&["--json", "scenario", path]));
+    let say = json_lines(&r.stdout)
+        .into_iter()
+        .find(|v| v["type"] == "say")
+        .expect("a say line");
+    assert_eq!(say["line"], 4);
+    assert_eq!(
+        say["text"],
+        "b listens on 10.0.0.2, a connects: k=v stays text"
+    );
+
+    let r = run(sim(&["scenario", path, "--set", "REASON=7"]));
+    r.exits(1);
+    assert_contains(&r.stderr, "reason=7 (got none)");
 }
 
 #[test]
 fn every_operation_through_a_scenario_with_json_events() {
-    let f = scenario_file(
+    let r = scenario(
         "ops.ndk",
         "host a if=1 addr=10.0.0.1\nhost b if=2 addr=10.0.0.2\n\
          a: info\na: adapters count=1\n\
@@ -585,9 +612,9 @@ fn every_operation_through_a_scenario_with_json_events() {
          b: close-handle\n\
          a: close-handle\n\
          provider live_objects=0\n",
+        &["--json"],
     );
-    let r = run(sim(&["--json", "scenario", f.to_str().unwrap()]));
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    r.exits(0);
     let lines = json_lines(&r.stdout);
     let ev = lines
         .iter()
@@ -612,61 +639,46 @@ fn every_operation_through_a_scenario_with_json_events() {
 
 #[test]
 fn a_scenario_deviation_names_the_line_and_exits_1() {
-    let f = scenario_file(
+    let r = scenario(
         "deviates.ndk",
         "host a if=1 addr=10.0.0.1\na: query 3 fails=timeout\n",
+        &[],
     );
-    let r = run(sim(&["scenario", f.to_str().unwrap()]));
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("deviates.ndk:2:"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("expected failure timeout"),
-        "{}",
-        r.stderr
-    );
+    r.exits(1);
+    assert_contains(&r.stderr, "deviates.ndk:2:");
+    assert_contains(&r.stderr, "expected failure timeout");
     // An unexpected failure keeps its own exit code.
-    let f = scenario_file("unexpected.ndk", "host a if=1 addr=10.0.0.1\na: abort 3\n");
-    assert_eq!(run(sim(&["scenario", f.to_str().unwrap()])).code, 6);
+    scenario(
+        "unexpected.ndk",
+        "host a if=1 addr=10.0.0.1\na: abort 3\n",
+        &[],
+    )
+    .exits(6);
 }
 
 #[test]
 fn malformed_or_missing_scenarios_are_usage_errors() {
-    let f = scenario_file("bad.ndk", "host a if=1 addr=10.0.0.1\na: teleport 3\n");
-    let r = run(sim(&["scenario", f.to_str().unwrap()]));
-    assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("bad.ndk:2: unknown step `teleport`"),
-        "{}",
-        r.stderr
-    );
-    let f = scenario_file("undef.ndk", "host a if=1 addr=10.0.0.1\na: query $NOPE\n");
-    assert_eq!(run(sim(&["scenario", f.to_str().unwrap()])).code, 2);
+    let r = scenario("bad.ndk", "host a if=1 addr=10.0.0.1\na: teleport 3\n", &[]);
+    r.exits(2);
+    assert_contains(&r.stderr, "bad.ndk:2: unknown step `teleport`");
+    scenario(
+        "undef.ndk",
+        "host a if=1 addr=10.0.0.1\na: query $NOPE\n",
+        &[],
+    )
+    .exits(2);
     assert_eq!(run(sim(&["scenario", "/nonexistent/x.ndk"])).code, 2);
 }
 
 #[test]
 fn scenario_variables_can_be_overridden() {
-    let f = scenario_file(
-        "vars.ndk",
-        "set ADDR 10.0.0.1\nhost a if=1 addr=${ADDR}\na: listen ${ADDR}:6000\n",
-    );
-    assert_eq!(run(sim(&["scenario", f.to_str().unwrap()])).code, 0);
-    let r = run(sim(&[
-        "scenario",
-        f.to_str().unwrap(),
-        "--set",
-        "ADDR=10.0.0.300",
-    ]));
-    assert_eq!(r.code, 5, "{}", r.stderr);
+    let vars = "set ADDR 10.0.0.1\nhost a if=1 addr=${ADDR}\na: listen ${ADDR}:6000\n";
+    scenario("vars.ndk", vars, &[]).exits(0);
+    scenario("vars.ndk", vars, &["--set", "ADDR=10.0.0.300"]).exits(5);
 }
 
 #[cfg(not(windows))]
 #[test]
 fn a_scenario_on_the_device_backend_reports_the_driver_missing() {
-    let r = run({
-        let mut c = ndkctl();
-        c.args(["scenario", &shipped("peer-disconnect.ndk")]);
-        c
-    });
-    assert_eq!(r.code, 3, "{}", r.stderr);
+    device(&["scenario", &shipped("peer-disconnect.ndk")]).exits(3);
 }
