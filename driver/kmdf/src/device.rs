@@ -21,6 +21,7 @@ use wdk_sys::{
 
 use crate::platform::{KmPlatform, KmRequest, token_of};
 use crate::wdf::{context_type, plain_attributes, unicode, utf16, wdf_size};
+use crate::wsk;
 
 /// Device security: generic-all for SYSTEM and built-in Administrators, nobody else
 /// (`SDDL_DEVOBJ_SYS_ALL_ADM_ALL`). The INF sets the same on the device stack.
@@ -194,7 +195,7 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
     }
     // SAFETY: DriverEntry registered with WSK and captured the provider before creating the
     // driver object, and releases it only in unload, after every device is gone.
-    let wsk = unsafe { crate::driver::wsk() };
+    let wsk = unsafe { wsk::ndk_extension() };
     let Some(platform) = KmPlatform::new(wsk, work_item) else {
         return STATUS_INSUFFICIENT_RESOURCES;
     };

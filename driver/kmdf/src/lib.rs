@@ -98,6 +98,7 @@ mod device;
 mod driver;
 mod platform;
 mod wdf;
+mod wsk;
 
 /// Every allocation of the driver comes from nonpaged pool, usable at <= `DISPATCH_LEVEL`.
 #[cfg(not(test))]
