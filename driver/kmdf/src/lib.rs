@@ -97,6 +97,7 @@ extern crate wdk_panic;
 mod device;
 mod driver;
 mod platform;
+mod request;
 mod wdf;
 mod wsk;
 
