@@ -1,6 +1,8 @@
 //! The root-enumerated device: its creation (name, SDDL, symbolic link, interface, default
-//! queue, work item, engine) and every callback WDF makes on it. Each callback recovers its
-//! context and hands the event to ndkdisc-core.
+//! queue, work item, engine) and every callback WDF makes on it. Each callback is a short
+//! trampoline: it recovers its context (the device's engine and platform, the file object's
+//! core `Owner`), hands the event to ndkdisc-core, and completes or hands on its request
+//! through the request wrapper (`crate::request`).
 
 use alloc::sync::Arc;
 use core::mem::MaybeUninit;
