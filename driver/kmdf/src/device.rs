@@ -1,9 +1,10 @@
 //! The root-enumerated device: its creation (name, SDDL, symbolic link, interface, default
-//! queue, work item, engine) and every callback WDF makes on it. Each callback recovers its
-//! context and hands the event to ndkdisc-core.
+//! queue, work item, engine) and every callback WDF makes on it. Each callback is a short
+//! trampoline: it recovers its context (the device's engine and platform, the file object's
+//! core `Owner`), hands the event to ndkdisc-core, and completes or hands on its request
+//! through the request wrapper (`crate::request`).
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use core::ptr::{null, null_mut};
 
@@ -13,14 +14,16 @@ use ndkpi_sys::{STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_STATE, STAT
 use wdk::nt_success;
 use wdk_sys::{
     _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
-    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID, NTSTATUS, PVOID, PWDFDEVICE_INIT, ULONG,
+    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID, NTSTATUS, PWDFDEVICE_INIT, ULONG,
     WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_PNPPOWER_EVENT_CALLBACKS, WDF_WORKITEM_CONFIG,
     WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE, WDFREQUEST, WDFWORKITEM,
     call_unsafe_wdf_function_binding,
 };
 
-use crate::platform::{KmPlatform, KmRequest, token_of};
+use crate::platform::KmPlatform;
+use crate::request::{Request, RequestRef};
 use crate::wdf::{context_type, plain_attributes, unicode, utf16, wdf_size};
+use crate::wsk;
 
 /// Device security: generic-all for SYSTEM and built-in Administrators, nobody else
 /// (`SDDL_DEVOBJ_SYS_ALL_ADM_ALL`). The INF sets the same on the device stack.
@@ -194,7 +197,7 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
     }
     // SAFETY: DriverEntry registered with WSK and captured the provider before creating the
     // driver object, and releases it only in unload, after every device is gone.
-    let wsk = unsafe { crate::driver::wsk() };
+    let wsk = unsafe { wsk::ndk_extension() };
     let Some(platform) = KmPlatform::new(wsk, work_item) else {
         return STATUS_INSUFFICIENT_RESOURCES;
     };
@@ -289,29 +292,35 @@ unsafe extern "C" fn evt_device_destroy(device: WDFOBJECT) {
 
 /// `EvtDeviceFileCreate`: a handle opens; give it an owner. `// IRQL: PASSIVE_LEVEL`.
 unsafe extern "C" fn evt_file_create(device: WDFDEVICE, request: WDFREQUEST, file: WDFFILEOBJECT) {
-    // SAFETY: WDF passes a live device of this driver.
-    let status = match unsafe { shell(device.cast()) } {
-        None => STATUS_INVALID_DEVICE_STATE,
-        Some(shell) => match shell.engine.open() {
-            Err(status) => status,
-            Ok(owner) => {
-                // SAFETY: a live file object with FILE_CONTEXT; no other callback runs on it
-                // before its create request completes.
-                let ctx = unsafe { FILE_CONTEXT.get::<FileContext>(file.cast()) };
-                // SAFETY: as above.
-                match unsafe { ctx.as_mut() } {
-                    None => STATUS_INVALID_DEVICE_STATE,
-                    Some(ctx) => {
-                        ctx.owner.write(owner);
-                        ctx.live = true;
-                        STATUS_SUCCESS
-                    }
-                }
-            }
-        },
+    // SAFETY: WDF presents the create request to this callback, which completes it below.
+    let request = unsafe { Request::presented(request) };
+    // SAFETY: WDF passes a live device of this driver and the new file object, on which no
+    // other callback runs before its create request completes.
+    let status = match unsafe { open_handle(device, file) } {
+        Ok(()) => STATUS_SUCCESS,
+        Err(status) => status,
     };
-    // SAFETY: the create request is this callback's to complete, once. PASSIVE_LEVEL.
-    unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, request, status) };
+    request.complete(status);
+}
+
+/// Open a core owner for a new handle and keep it in the file object's context.
+/// `// IRQL: PASSIVE_LEVEL`.
+///
+/// # Safety
+/// `device` is a live device of this driver; `file` is a new file object of it, with
+/// `FILE_CONTEXT`, on which no other callback runs yet.
+unsafe fn open_handle(device: WDFDEVICE, file: WDFFILEOBJECT) -> Result<(), NTSTATUS> {
+    // SAFETY: a live device of this driver (caller).
+    let shell = unsafe { shell(device.cast()) }.ok_or(STATUS_INVALID_DEVICE_STATE)?;
+    let owner = shell.engine.open()?;
+    // SAFETY: a live file object with FILE_CONTEXT (caller).
+    let ctx = unsafe { FILE_CONTEXT.get::<FileContext>(file.cast()) };
+    // SAFETY: no other callback runs on the file object before its create request completes
+    // (caller), so this is the only reference to its context.
+    let ctx = unsafe { ctx.as_mut() }.ok_or(STATUS_INVALID_DEVICE_STATE)?;
+    ctx.owner.write(owner);
+    ctx.live = true;
+    Ok(())
 }
 
 /// `EvtFileCleanup`: the last handle closed. The core cancels the handle's waits and tears
@@ -347,92 +356,32 @@ unsafe extern "C" fn evt_io_device_control(
     input_length: usize,
     code: ULONG,
 ) {
-    let file: WDFFILEOBJECT;
-    // SAFETY: a request presented to this driver. Any IRQL <= DISPATCH_LEVEL.
-    unsafe { file = call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+    // SAFETY: WDF presents the request to this callback, which completes it or hands it on.
+    let request = unsafe { Request::presented(request) };
     // SAFETY: the request's file object is live while the request is.
-    let Some(owner) = (unsafe { owner(file) }) else {
-        // SAFETY: ours to complete, once.
-        unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfRequestComplete,
-                request,
-                STATUS_INVALID_DEVICE_STATE
-            );
-        };
-        return;
+    let Some(owner) = (unsafe { owner(request.file_object()) }) else {
+        return request.complete(STATUS_INVALID_DEVICE_STATE);
     };
-    // METHOD_BUFFERED: input and output share one system buffer, so the input is copied out
-    // before the output is handed to the core as `&mut [u8]`.
-    let mut input = Vec::new();
-    if input_length > 0 {
-        let mut buffer: PVOID = null_mut();
-        let mut length = 0usize;
-        let status: NTSTATUS;
-        // SAFETY: a request presented to this driver; valid out-pointers.
-        unsafe {
-            status = call_unsafe_wdf_function_binding!(
-                WdfRequestRetrieveInputBuffer,
-                request,
-                0,
-                &raw mut buffer,
-                &raw mut length
-            );
-        }
-        if nt_success(status) && !buffer.is_null() {
-            if input.try_reserve_exact(length).is_err() {
-                // SAFETY: ours to complete, once.
-                unsafe {
-                    call_unsafe_wdf_function_binding!(
-                        WdfRequestComplete,
-                        request,
-                        STATUS_INSUFFICIENT_RESOURCES
-                    );
-                }
-                return;
-            }
-            // SAFETY: WDF returned `length` readable bytes of the system buffer, not otherwise
-            // referenced while this slice lives (the output is taken after the copy).
-            input.extend_from_slice(unsafe {
-                core::slice::from_raw_parts(buffer.cast::<u8>(), length)
-            });
-        }
-    }
-    let mut output: PVOID = null_mut();
-    let mut output_len = 0usize;
-    if output_length > 0 {
-        let status: NTSTATUS;
-        // SAFETY: a request presented to this driver; valid out-pointers.
-        unsafe {
-            status = call_unsafe_wdf_function_binding!(
-                WdfRequestRetrieveOutputBuffer,
-                request,
-                0,
-                &raw mut output,
-                &raw mut output_len
-            );
-        }
-        if !nt_success(status) {
-            output = null_mut();
-            output_len = 0;
-        }
-    }
-    // SAFETY: a presented, uncompleted request; `output` is its output buffer of `output_len`
-    // bytes (or null), and the input was copied out above.
-    let request = unsafe { KmRequest::new(request, output.cast(), output_len) };
-    owner.dispatch(code, &input, request);
+    let input = match request.copy_input(input_length) {
+        Ok(input) => input,
+        Err(status) => return request.complete(status),
+    };
+    owner.dispatch(
+        code,
+        &input,
+        request.into_pended(output_length, evt_request_cancel),
+    );
 }
 
 /// `EvtRequestCancel` of a pended request: the core finds it by its token and completes it,
 /// unless its normal completion already took it. `// IRQL: <= DISPATCH_LEVEL`.
-pub(crate) unsafe extern "C" fn evt_request_cancel(request: WDFREQUEST) {
-    let file: WDFFILEOBJECT;
-    // SAFETY: WDF passes a request this driver marked cancelable. Any IRQL <= DISPATCH_LEVEL.
-    unsafe { file = call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+unsafe extern "C" fn evt_request_cancel(request: WDFREQUEST) {
+    // SAFETY: WDF passes a request this driver marked cancelable, live during this routine.
+    let request = unsafe { RequestRef::passed(request) };
     // SAFETY: the request holds its file object alive, and close (which drops the owner)
     // cannot come while a request is outstanding.
-    if let Some(owner) = unsafe { owner(file) } {
-        owner.cancel(token_of(request));
+    if let Some(owner) = unsafe { owner(request.file_object()) } {
+        owner.cancel(request.token());
     }
 }
 

@@ -4,21 +4,46 @@
 //! queue, file objects and work item, the WSK registration that yields the NDK extension, and
 //! the core's ports (`ndkdisc_core::ports`) implemented over WDM and WDF. Nothing here decides
 //! anything: every decision — IOCTL validation, the event path, cancellation races, ownership,
-//! the NDK flows — is in `ndkdisc-core`, tested on any host against softndk. The NDK callbacks
-//! reach the core through `ndkpi`'s trampolines (each provider callback is an
-//! `extern "system"` function there that forwards to the core's `Sink`), so the shell adds none.
+//! the NDK flows — is in `ndkdisc-core`, tested on any host against softndk.
 //!
 //! The crate builds only on Windows with the WDK (wdk-build cannot run elsewhere). On other
 //! hosts it is empty, so `cargo test --workspace` works everywhere.
 //!
+//! ## Its place in the event path
+//!
+//! The path runs provider → `ndkpi` → `ndkdisc-core` → request completion → the client →
+//! `ndkctl`. This crate is the two ends of it that touch the kernel:
+//!
+//! - **In:** an IOCTL from `ndkdisc-client` reaches the default queue's `EvtIoDeviceControl`,
+//!   which wraps the `WDFREQUEST` (`request::Request`), copies its input, and hands the core's
+//!   `Owner` of the file handle the code, the input and the request as a `KmRequest`. The core
+//!   completes it at once or pends it (a WAIT, a CONNECT), marking it cancelable with this
+//!   crate's cancel routine, which hands the cancel back to the same owner.
+//! - **Middle:** the NDK provider's completions reach the core through `ndkpi`'s trampolines
+//!   (each provider callback is an `extern "system"` function there that forwards to the
+//!   core's `Sink`), so the shell adds no callback of its own; what the core must do at
+//!   `PASSIVE_LEVEL` it defers to the device's work item (`platform`).
+//! - **Out:** the core completes a pended request through `KmRequest::complete`
+//!   (`WdfRequestCompleteWithInformation`), and the client's `DeviceIoControl` returns with its
+//!   output (for a WAIT, the event records).
+//!
 //! ## Layout
 //!
-//! - `driver`: `DriverEntry`, WSK registration (`WskRegister`, `WskCaptureProviderNPI`,
-//!   `WskControlClient(WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH)`), `EvtDriverUnload`.
-//! - `device`: `EvtDriverDeviceAdd` and every device, file, queue, request and work-item
-//!   callback.
-//! - `platform`: the ports — `KmLock` (`KSPIN_LOCK`), `KmSignal` (`KEVENT`), `KmRequest`
-//!   (`WDFREQUEST`), deferral over one `WDFWORKITEM`, pool + MDL memory, the address table.
+//! The modules' imports run one way: `driver` → `device` → `platform` → `request`, with `wsk`
+//! and `wdf` below them. Callbacks a lower module needs (the cancel routine) are passed down
+//! as values.
+//!
+//! - `driver`: `DriverEntry` and `EvtDriverUnload`, around the WSK registration.
+//! - `wsk`: the driver's WSK client (`WskRegister`, `WskCaptureProviderNPI`,
+//!   `WskControlClient(WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH)`, release and deregistration)
+//!   and the NDK extension it yields to each device.
+//! - `device`: `EvtDriverDeviceAdd` and every device, file, queue, cancel and work-item
+//!   callback, each a short trampoline: recover the context, call the core, complete.
+//! - `platform`: the ports — `KmLock` (`KSPIN_LOCK`), `KmSignal` (`KEVENT`), deferral over
+//!   one `WDFWORKITEM`, pool + MDL memory, the address table.
+//! - `request`: every `WDFREQUEST` call — `Request` (a presented request: file object, input
+//!   copy, completion), `KmRequest` (the pended-request port: output, cancelability,
+//!   completion with information) and `RequestRef` (the cancel routine's view).
 //! - `wdf`: structure sizes, context types, constant `UNICODE_STRING`s.
 //!
 //! ## Every KMDF, WDM and NDK call, its IRQL, and why it is allowed there
@@ -79,7 +104,8 @@
 //! `wdf.h`, no inline functions); the macro `call_unsafe_wdf_function_binding!`, which
 //! accepts exactly the `Wdf*` names of the WDF function table; and the
 //! microsoft/windows-drivers-rs and Windows-rust-driver-samples sources and other public
-//! wdk-sys drivers that use the same names. The list, with sources, is in the branch's report.
+//! wdk-sys drivers that use the same names. `PFN_WDF_REQUEST_CANCEL` (the cancel routine a
+//! `KmRequest` carries) is `wdfrequest.h`'s typedef, which bindgen binds under its C name.
 //!
 //! ## Known gaps
 //!
@@ -97,7 +123,9 @@ extern crate wdk_panic;
 mod device;
 mod driver;
 mod platform;
+mod request;
 mod wdf;
+mod wsk;
 
 /// Every allocation of the driver comes from nonpaged pool, usable at <= `DISPATCH_LEVEL`.
 #[cfg(not(test))]

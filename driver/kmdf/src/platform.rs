@@ -1,5 +1,6 @@
 //! The core's ports (`ndkdisc_core::ports`) over WDM and WDF. Each is a direct mapping to a
-//! kernel object; none decides anything. `driver/core/src/host.rs` is the same set of ports over
+//! kernel object; none decides anything. The pended-request port, [`KmRequest`], is the
+//! request wrapper's (`request`). `driver/core/src/host.rs` is the same set of ports over
 //! std, and the model for what each must guarantee.
 
 use alloc::boxed::Box;
@@ -9,10 +10,10 @@ use core::cell::UnsafeCell;
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use core::ptr::{NonNull, null_mut};
 
-use ndkdisc_core::ports::{AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal};
+use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal};
 use ndkpi_sys::{
     AF_INET, AF_INET6, AF_UNSPEC, FreeMibTable, GetUnicastIpAddressTable, MIB_UNICASTIPADDRESS_ROW,
-    MIB_UNICASTIPADDRESS_TABLE, SOCKADDR_INET, STATUS_CANCELLED, STATUS_SUCCESS,
+    MIB_UNICASTIPADDRESS_TABLE, SOCKADDR_INET, STATUS_SUCCESS,
 };
 use wdk_sys::ntddk::{
     ExAllocatePool2, ExFreePool, IoAllocateMdl, IoFreeMdl, KeAcquireSpinLockRaiseToDpc,
@@ -21,9 +22,10 @@ use wdk_sys::ntddk::{
 };
 use wdk_sys::{
     _EVENT_TYPE, _KWAIT_REASON, KEVENT, KPROCESSOR_MODE, KSPIN_LOCK, NTSTATUS, PMDL,
-    POOL_FLAG_NON_PAGED, SIZE_T, ULONG, ULONG_PTR, WDFREQUEST, WDFWORKITEM,
-    call_unsafe_wdf_function_binding,
+    POOL_FLAG_NON_PAGED, SIZE_T, ULONG, WDFWORKITEM, call_unsafe_wdf_function_binding,
 };
+
+use crate::request::KmRequest;
 
 /// `KernelMode` (`_MODE::KernelMode` is an `int`; `KPROCESSOR_MODE` is a `CCHAR`).
 const KERNEL_MODE: KPROCESSOR_MODE = 0;
@@ -119,106 +121,6 @@ impl Signal for KmSignal {
                 null_mut(),
             )
         };
-    }
-}
-
-/// A request's token: its handle, unique while the request exists. The cancel routine looks
-/// the request up with the same value.
-#[allow(
-    clippy::cast_possible_truncation,
-    reason = "pointers are 64-bit on both supported targets"
-)]
-pub(crate) fn token_of(request: WDFREQUEST) -> u64 {
-    request.addr() as u64
-}
-
-/// [`PendedRequest`] over a `WDFREQUEST` of the default queue, `METHOD_BUFFERED`.
-pub struct KmRequest {
-    request: WDFREQUEST,
-    output: *mut u8,
-    output_len: usize,
-}
-
-// SAFETY: a WDFREQUEST may be completed, marked and unmarked from any thread; the output
-// buffer is the request's nonpaged system buffer, owned with the request.
-unsafe impl Send for KmRequest {}
-
-impl KmRequest {
-    /// # Safety
-    /// `request` was presented to this driver and not completed; `output` is its output buffer
-    /// (`WdfRequestRetrieveOutputBuffer`) of `output_len` bytes, or null with 0, and nothing
-    /// else (in particular no input slice) refers to that memory while this value lives.
-    pub(crate) unsafe fn new(request: WDFREQUEST, output: *mut u8, output_len: usize) -> Self {
-        Self {
-            request,
-            output,
-            output_len: if output.is_null() { 0 } else { output_len },
-        }
-    }
-}
-
-impl PendedRequest for KmRequest {
-    fn token(&self) -> u64 {
-        token_of(self.request)
-    }
-
-    fn output(&mut self) -> &mut [u8] {
-        if self.output.is_null() {
-            return &mut [];
-        }
-        // SAFETY: the request's system buffer of `output_len` bytes, valid until completion
-        // (which consumes `self`) and referred to by nothing else (constructor contract).
-        unsafe { core::slice::from_raw_parts_mut(self.output, self.output_len) }
-    }
-
-    // IRQL: <= DISPATCH_LEVEL.
-    fn mark_cancelable(&mut self) -> Result<(), Cancelled> {
-        let status: NTSTATUS;
-        // SAFETY: the request is owned by the driver and not completed (constructor); the
-        // cancel routine has the EVT_WDF_REQUEST_CANCEL signature. Allowed at <= DISPATCH.
-        unsafe {
-            status = call_unsafe_wdf_function_binding!(
-                WdfRequestMarkCancelableEx,
-                self.request,
-                Some(crate::device::evt_request_cancel)
-            );
-        }
-        // STATUS_CANCELLED: already cancelled, the routine will not run; the caller completes.
-        if status == STATUS_SUCCESS {
-            Ok(())
-        } else {
-            Err(Cancelled)
-        }
-    }
-
-    // IRQL: <= DISPATCH_LEVEL.
-    fn unmark_cancelable(&mut self) -> Result<(), Cancelled> {
-        let status: NTSTATUS;
-        // SAFETY: a driver-owned request that was marked cancelable (the core unmarks only
-        // what it marked). Allowed at <= DISPATCH_LEVEL.
-        unsafe {
-            status = call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, self.request);
-        }
-        // STATUS_CANCELLED: the cancel routine has run or will run and completes it.
-        if status == STATUS_CANCELLED {
-            Err(Cancelled)
-        } else {
-            Ok(())
-        }
-    }
-
-    // IRQL: <= DISPATCH_LEVEL.
-    fn complete(self, status: i32, information: usize) {
-        // SAFETY: the request is owned by the driver and completed exactly once (this consumes
-        // the only value for it). Allowed at <= DISPATCH_LEVEL.
-        unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfRequestCompleteWithInformation,
-                self.request,
-                status,
-                information as ULONG_PTR
-            );
-        }
     }
 }
 
