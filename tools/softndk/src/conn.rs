@@ -11,8 +11,8 @@ use ndkpi_sys::{
     STATUS_SHARING_VIOLATION, STATUS_SUCCESS, STATUS_TOO_MANY_ADDRESSES,
 };
 
+use crate::object::ObjId;
 use crate::qp::{FlushKind, QpState};
-use crate::shell::ObjId;
 use crate::world::{Body, Call, Ctx, DisconnectCb, Object, Out, World};
 use crate::{Fault, ObjectKind, reason};
 
@@ -392,7 +392,7 @@ impl World {
         passive.peer_data_known = true;
         passive.ird = ord;
         passive.ord = ird;
-        let (b, shell) = self.create_object(
+        let (b, block) = self.create_object(
             ObjectKind::Connector,
             l_adapter,
             l_host,
@@ -419,7 +419,7 @@ impl World {
                 f,
                 ctx,
                 connector: b,
-                shell,
+                block,
             },
         );
         World::arm(

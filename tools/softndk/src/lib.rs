@@ -116,9 +116,9 @@ pub mod consumer_lock;
 mod fabric;
 mod mem;
 mod misuse;
+mod object;
 mod qp;
 mod rng;
-mod shell;
 mod world;
 
 pub use conn::{ConnectorState, Ending};

@@ -13,7 +13,7 @@ use ndkpi_sys::{
 };
 
 use crate::mem::{BytePtr, copy_in, copy_out};
-use crate::shell::ObjId;
+use crate::object::ObjId;
 use crate::world::{Body, CqEntry, Ctx, Object, Out, World};
 
 /// A QP's connection state as the data path sees it.

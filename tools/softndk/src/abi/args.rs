@@ -11,8 +11,8 @@ use super::Target;
 use crate::ObjectKind;
 use crate::mem::BytePtr;
 use crate::misuse::Violation;
+use crate::object::{self, ObjId};
 use crate::qp::Sge;
-use crate::shell::{self, ObjId};
 
 /// Read an address argument. Errors: null or too short -> `STATUS_INVALID_PARAMETER`; a family
 /// other than `AF_INET`/`AF_INET6` -> `STATUS_INVALID_ADDRESS`.
@@ -144,7 +144,7 @@ pub(super) fn read_private_data(
 
 /// Resolve another object argument (a QP or CQ passed to a connector or PD function).
 pub(super) fn arg_object<T>(t: &Target, ptr: *mut T, kind: ObjectKind) -> Result<ObjId, NTSTATUS> {
-    match shell::lookup(ptr.addr()) {
+    match object::lookup(ptr.addr()) {
         Some((shared, entry)) if Arc::ptr_eq(&shared, &t.shared) && entry.kind == kind => {
             Ok(entry.id)
         }

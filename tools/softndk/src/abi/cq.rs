@@ -4,7 +4,7 @@ use ndkpi_sys::*;
 
 use super::{Target, close_object, enter, not_supported, query_extension};
 use crate::ObjectKind;
-use crate::shell::{Busy, BusyGuard};
+use crate::object::{Busy, BusyGuard};
 use crate::world::{Body, CqEntry};
 
 unsafe extern "system" fn resize_cq(

@@ -31,7 +31,7 @@ use ndkpi_sys::*;
 use crate::ObjectKind;
 use crate::fabric::Shared;
 use crate::misuse::Violation;
-use crate::shell::{self, Busy, ObjId, ShellPtr};
+use crate::object::{self, Busy, ObjId, ObjectPtr};
 use crate::world::{Body, Call, CloseState, Ctx, Out, World};
 
 pub(crate) use wsk::{WSK_NDK_DISPATCH, register_client, unregister_client};
@@ -42,7 +42,7 @@ pub(crate) use wsk::{WSK_NDK_DISPATCH, register_client, unregister_client};
 struct Target {
     shared: Arc<Shared>,
     id: ObjId,
-    shell: ShellPtr,
+    block: ObjectPtr,
     function: &'static str,
 }
 
@@ -50,7 +50,7 @@ struct Target {
 /// returned. A pointer that belongs to no fabric cannot be recorded anywhere, so it always
 /// panics.
 fn enter<T>(ptr: *mut T, kind: ObjectKind, function: &'static str) -> Option<Target> {
-    let Some((shared, entry)) = shell::lookup(ptr.addr()) else {
+    let Some((shared, entry)) = object::lookup(ptr.addr()) else {
         panic!("softndk: {}", Violation::UnknownObject { function });
     };
     if entry.kind != kind {
@@ -67,7 +67,7 @@ fn enter<T>(ptr: *mut T, kind: ObjectKind, function: &'static str) -> Option<Tar
     Some(Target {
         shared,
         id: entry.id,
-        shell: entry.shell,
+        block: entry.block,
         function,
     })
 }
@@ -166,8 +166,8 @@ impl Target {
     }
 
     /// Enter one of the object's serialised paths (a QP queue, a CQ).
-    fn serialise(&self, which: Busy) -> Option<shell::BusyGuard> {
-        let guard = self.shell.enter(which);
+    fn serialise(&self, which: Busy) -> Option<object::BusyGuard> {
+        let guard = self.block.enter(which);
         if guard.is_none() {
             let v = match which {
                 Busy::Queue(queue) => Violation::ConcurrentPost {
@@ -222,9 +222,9 @@ impl Target {
                 Ok(parts) => parts,
                 Err(status) => return Ok(status),
             };
-            let (id, shell) = world.create_object(kind, adapter, host, version, antecedents, body);
+            let (id, block) = world.create_object(kind, adapter, host, version, antecedents, body);
             if world.complete_now() {
-                created = Some(shell);
+                created = Some(block);
                 Ok(STATUS_SUCCESS)
             } else {
                 world.emit(
@@ -234,16 +234,16 @@ impl Target {
                         f: completion,
                         ctx: Ctx(ctx),
                         status: STATUS_SUCCESS,
-                        object: Some(shell),
+                        object: Some(block),
                     },
                 );
                 Ok(STATUS_PENDING)
             }
         });
-        if let Some(shell) = created {
+        if let Some(block) = created {
             // SAFETY: `out_object` is non-null and, per the NDK contract, points to writable
             // storage for one object pointer.
-            unsafe { out_object.write(shell.as_ndk::<T>()) };
+            unsafe { out_object.write(block.as_ndk::<T>()) };
         }
         status
     }
@@ -252,7 +252,7 @@ impl Target {
 // --- generic ----------------------------------------------------------------------------------
 
 fn kind_of_header(ptr: *mut NDK_OBJECT_HEADER) -> Option<ObjectKind> {
-    shell::lookup(ptr.addr()).map(|(_, e)| e.kind)
+    object::lookup(ptr.addr()).map(|(_, e)| e.kind)
 }
 
 unsafe extern "system" fn close_object(

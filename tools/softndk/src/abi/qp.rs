@@ -7,8 +7,8 @@ use super::args::read_sges;
 use super::{close_object, enter, entered, not_supported, query_extension, status_of};
 use crate::ObjectKind;
 use crate::misuse::Queue;
+use crate::object::{Busy, ObjId};
 use crate::qp::Sge;
-use crate::shell::{Busy, ObjId};
 use crate::world::{Ctx, Out, World};
 
 unsafe extern "system" fn flush(qp: *mut NDK_QP) {
@@ -38,7 +38,7 @@ fn post(
         let Some(_serial) = t.serialise(Busy::Queue(queue)) else {
             return Err(STATUS_INVALID_PARAMETER);
         };
-        t.shared.gate_point(t.shell.addr(), queue);
+        t.shared.gate_point(t.block.addr(), queue);
         Ok(t.with(|world, out| Ok(op(world, out, t.id, sges))))
     })
 }
