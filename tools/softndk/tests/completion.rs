@@ -1,4 +1,4 @@
-//! The asynchronous completion model (fact sheet §8.1) in each completion mode: inline
+//! The asynchronous completion model in each completion mode: inline
 //! completion before the call returns, completion on another thread, synchronous success
 //! without callbacks, a seeded mix that still completes every request exactly once, and
 //! create failures injected with `Fabric::fail_creates`.

@@ -1,4 +1,4 @@
-//! Disconnect callback rules (fact sheet §8.4): at most once per connection, only for
+//! Disconnect callback rules: at most once per connection, only for
 //! peer-initiated or abnormal termination, never for the local `NdkDisconnect` or close, the
 //! Ex form with a reason at 2.1 and the plain form below; `NdkDisconnect` statuses.
 mod common;

@@ -1,4 +1,4 @@
-//! Flush rules (fact sheet §8.4 #6, #8, #12): no flush of outstanding work on a peer
+//! Flush rules: no flush of outstanding work on a peer
 //! disconnect, an implicit flush after the local `NdkDisconnect`, and `NdkFlush` completing
 //! every pending request with `STATUS_CANCELLED`.
 mod common;

@@ -1,4 +1,4 @@
-//! Connection establishment (fact sheet §8.3): connect / connect event / accept /
+//! Connection establishment: connect / connect event / accept /
 //! complete-connect over IPv4 and IPv6, private data and the `NdkGetConnectionData` size
 //! protocol, refusal, rejection from either side, addresses, ephemeral ports, sharing
 //! violations and paused listeners.
