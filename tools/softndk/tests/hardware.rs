@@ -65,52 +65,66 @@ fn poll_n(cq: *mut NDK_CQ, n: usize) -> Vec<NDK_RESULT_EX> {
     got
 }
 
-const MODES_HW: [Completion; 2] = [
-    Completion::Inline,
-    Completion::Hardware {
-        seed: 5,
-        threads: 4,
-    },
-];
+/// One `#[test]` per mode these tests hold in, for each named `fn(Completion)`: inline, and
+/// the hardware mode with four provider threads (`name::inline`, `name::hardware`).
+macro_rules! per_hardware_mode {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use softndk::Completion;
+
+            #[test]
+            fn inline() {
+                super::$name(Completion::Inline);
+            }
+
+            #[test]
+            fn hardware() {
+                super::$name(Completion::Hardware {
+                    seed: 5,
+                    threads: 4,
+                });
+            }
+        }
+    )+};
+}
 
 /// `NetworkDirect` disconnect scheme, `NDK_FN_DISCONNECT`: the initiator's `NdkDisconnect`
 /// completes only when the peer answers (here by its own `NdkDisconnect`), then its QP is
 /// flushed; the peer's callback fires once.
-#[test]
-fn ndk_disconnect_completes_only_when_the_peer_answers() {
-    for mode in MODES_HW {
-        let net = net(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        let (slot, st) = start_disconnect(pair.a.conn);
-        assert_eq!(st, STATUS_PENDING, "{mode:?}: it waits for the peer");
-        pair.b.events.wait_count(1);
-        assert_eq!(pair.b.events.all(), [Some(reason::GRACEFUL)], "{mode:?}");
-        net.settle();
-        assert_eq!(slot.calls(), 0, "{mode:?}: no answer yet, no completion");
-        assert_eq!(
-            disconnect(pair.b.conn),
-            STATUS_SUCCESS,
-            "{mode:?}: B answers"
-        );
-        assert_eq!(
-            slot.wait(),
-            STATUS_SUCCESS,
-            "{mode:?}: A's disconnect completes"
-        );
-        net.settle();
-        assert!(
-            pair.a.qp_stats(&net).provider_flushes >= 1,
-            "{mode:?}: flushed implicitly after the disconnect completed"
-        );
-        assert_eq!(
-            pair.a.events.count(),
-            0,
-            "{mode:?}: no callback for our own"
-        );
-        pair.teardown(&net);
-        assert_no_leak(&net, "answered");
-    }
+fn ndk_disconnect_completes_only_when_the_peer_answers(mode: Completion) {
+    let net = net(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let (slot, st) = start_disconnect(pair.a.conn);
+    assert_eq!(st, STATUS_PENDING, "{mode:?}: it waits for the peer");
+    pair.b.events.wait_count(1);
+    assert_eq!(pair.b.events.all(), [Some(reason::GRACEFUL)], "{mode:?}");
+    net.settle();
+    assert_eq!(slot.calls(), 0, "{mode:?}: no answer yet, no completion");
+    assert_eq!(
+        disconnect(pair.b.conn),
+        STATUS_SUCCESS,
+        "{mode:?}: B answers"
+    );
+    assert_eq!(
+        slot.wait(),
+        STATUS_SUCCESS,
+        "{mode:?}: A's disconnect completes"
+    );
+    net.settle();
+    assert!(
+        pair.a.qp_stats(&net).provider_flushes >= 1,
+        "{mode:?}: flushed implicitly after the disconnect completed"
+    );
+    assert_eq!(
+        pair.a.events.count(),
+        0,
+        "{mode:?}: no callback for our own"
+    );
+    pair.teardown(&net);
+    assert_no_leak(&net, "answered");
 }
+
+per_hardware_mode!(ndk_disconnect_completes_only_when_the_peer_answers);
 
 /// `NetworkDirect` disconnect scheme: closing the peer's connector answers too.
 #[test]
@@ -146,64 +160,63 @@ fn an_unanswered_disconnect_times_out() {
 /// dead peer never takes fails after the retry timeout, the QP enters the error state and the
 /// provider — not the consumer — flushes every remaining request, receives included. The error
 /// completion carries a provider code (`NDK_RESULT_EX`, 2.1); Type is undefined.
-#[test]
-fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp() {
-    for mode in MODES_HW {
-        let net = net(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-        let mut send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-        for ctx in [0x11, 0x12] {
-            assert_eq!(
-                post_receive(pair.b.qp, &recv.sge(0, 32), ctx),
-                STATUS_SUCCESS
-            );
-        }
-        // A has no receive posted: B's send waits (the adapter retries for a receive).
+fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp(mode: Completion) {
+    let net = net(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let mut send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+    for ctx in [0x11, 0x12] {
         assert_eq!(
-            post_send(pair.b.qp, &send.sge(0, 16), 0x21, 0),
+            post_receive(pair.b.qp, &recv.sge(0, 32), ctx),
             STATUS_SUCCESS
         );
-        let (slot, st) = start_disconnect(pair.a.conn);
-        assert_eq!(st, STATUS_PENDING);
-        pair.b.events.wait_count(1);
-        let done = poll_n(pair.b.cq, 3);
-        assert_eq!(
-            done.len(),
-            3,
-            "{mode:?}: the send failed and both receives were flushed"
-        );
-        let send_done = done
-            .iter()
-            .find(|r| r.RequestContext.addr() == 0x21)
-            .unwrap();
-        assert_eq!(send_done.Status, STATUS_IO_TIMEOUT, "{mode:?}");
-        assert_eq!(send_done.ProviderErrorCode, provider_error::RETRY_EXCEEDED);
-        assert_ne!(
-            send_done.Type, NdkOperationTypeSend,
-            "{mode:?}: Type is undefined"
-        );
-        for ctx in [0x11, 0x12] {
-            let r = done
-                .iter()
-                .find(|r| r.RequestContext.addr() == ctx)
-                .unwrap();
-            assert_eq!(r.Status, STATUS_CANCELLED, "{mode:?}: flushed");
-            assert_eq!(r.ProviderErrorCode, provider_error::FLUSHED);
-        }
-        let stats = pair.b.qp_stats(&net);
-        assert_eq!(stats.flush_calls, 0, "{mode:?}: the consumer never flushed");
-        assert!(stats.provider_flushes >= 1, "{mode:?}: the provider did");
-        assert_eq!(net.fabric.stats().retry_failures, 1);
-        assert_eq!(pair.b.events.count(), 1, "{mode:?}: still one callback");
-        assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS);
-        assert_eq!(slot.wait(), STATUS_SUCCESS);
-        recv.close();
-        send.close();
-        pair.teardown(&net);
-        assert_no_leak(&net, "retry");
     }
+    // A has no receive posted: B's send waits (the adapter retries for a receive).
+    assert_eq!(
+        post_send(pair.b.qp, &send.sge(0, 16), 0x21, 0),
+        STATUS_SUCCESS
+    );
+    let (slot, st) = start_disconnect(pair.a.conn);
+    assert_eq!(st, STATUS_PENDING);
+    pair.b.events.wait_count(1);
+    let done = poll_n(pair.b.cq, 3);
+    assert_eq!(
+        done.len(),
+        3,
+        "{mode:?}: the send failed and both receives were flushed"
+    );
+    let send_done = done
+        .iter()
+        .find(|r| r.RequestContext.addr() == 0x21)
+        .unwrap();
+    assert_eq!(send_done.Status, STATUS_IO_TIMEOUT, "{mode:?}");
+    assert_eq!(send_done.ProviderErrorCode, provider_error::RETRY_EXCEEDED);
+    assert_ne!(
+        send_done.Type, NdkOperationTypeSend,
+        "{mode:?}: Type is undefined"
+    );
+    for ctx in [0x11, 0x12] {
+        let r = done
+            .iter()
+            .find(|r| r.RequestContext.addr() == ctx)
+            .unwrap();
+        assert_eq!(r.Status, STATUS_CANCELLED, "{mode:?}: flushed");
+        assert_eq!(r.ProviderErrorCode, provider_error::FLUSHED);
+    }
+    let stats = pair.b.qp_stats(&net);
+    assert_eq!(stats.flush_calls, 0, "{mode:?}: the consumer never flushed");
+    assert!(stats.provider_flushes >= 1, "{mode:?}: the provider did");
+    assert_eq!(net.fabric.stats().retry_failures, 1);
+    assert_eq!(pair.b.events.count(), 1, "{mode:?}: still one callback");
+    assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS);
+    assert_eq!(slot.wait(), STATUS_SUCCESS);
+    recv.close();
+    send.close();
+    pair.teardown(&net);
+    assert_no_leak(&net, "retry");
 }
+
+per_hardware_mode!(a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp);
 
 /// `NetworkDirect` disconnect scheme ("the provider detects that the connection was aborted"):
 /// a lost link is noticed only by an end whose send is not acknowledged — it gets the
@@ -492,55 +505,54 @@ fn the_provider_holds_its_lock_across_the_disconnect_callback() {
 /// iWARP (RDMAP/DDP) has no receiver-not-ready retry: a send that finds no receive posted at
 /// the peer makes the peer terminate the connection. The send fails, both QPs are flushed by
 /// the provider, and both ends are told through their disconnect callbacks.
-#[test]
-fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection() {
-    for mode in MODES_HW {
-        let net = Net::with_hosts(
-            FabricConfig {
-                completion: mode,
-                timing: fast(),
-                ..FabricConfig::default()
-            },
-            |mut h| {
-                h.info.RdmaTechnology = NdkiWarp;
-                h
-            },
-        );
-        let pair = Pair::connect(&net, V21, V21);
-        let mut a_recv = Buf::new(pair.a.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-        let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-        assert_eq!(
-            post_receive(pair.a.qp, &a_recv.sge(0, 16), 0x41),
-            STATUS_SUCCESS
-        );
-        // B posted no receive.
-        assert_eq!(
-            post_send(pair.a.qp, &send.sge(0, 16), 0x42, 0),
-            STATUS_SUCCESS
-        );
-        pair.a.events.wait_count(1);
-        pair.b.events.wait_count(1);
-        assert_eq!(pair.a.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
-        assert_eq!(pair.b.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
-        let done = poll_n(pair.a.cq, 2);
-        let failed = done
-            .iter()
-            .find(|r| r.RequestContext.addr() == 0x42)
-            .unwrap();
-        assert_eq!(failed.Status, STATUS_CONNECTION_ABORTED, "{mode:?}");
-        assert_eq!(failed.ProviderErrorCode, provider_error::RNR_TERMINATED);
-        let flushed = done
-            .iter()
-            .find(|r| r.RequestContext.addr() == 0x41)
-            .unwrap();
-        assert_eq!(
-            flushed.Status, STATUS_CANCELLED,
-            "{mode:?}: the provider flushed A's QP"
-        );
-        assert_eq!(pair.a.qp_stats(&net).flush_calls, 0);
-        a_recv.close();
-        send.close();
-        pair.teardown(&net);
-        assert_no_leak(&net, "iwarp");
-    }
+fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection(mode: Completion) {
+    let net = Net::with_hosts(
+        FabricConfig {
+            completion: mode,
+            timing: fast(),
+            ..FabricConfig::default()
+        },
+        |mut h| {
+            h.info.RdmaTechnology = NdkiWarp;
+            h
+        },
+    );
+    let pair = Pair::connect(&net, V21, V21);
+    let mut a_recv = Buf::new(pair.a.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+    assert_eq!(
+        post_receive(pair.a.qp, &a_recv.sge(0, 16), 0x41),
+        STATUS_SUCCESS
+    );
+    // B posted no receive.
+    assert_eq!(
+        post_send(pair.a.qp, &send.sge(0, 16), 0x42, 0),
+        STATUS_SUCCESS
+    );
+    pair.a.events.wait_count(1);
+    pair.b.events.wait_count(1);
+    assert_eq!(pair.a.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
+    assert_eq!(pair.b.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
+    let done = poll_n(pair.a.cq, 2);
+    let failed = done
+        .iter()
+        .find(|r| r.RequestContext.addr() == 0x42)
+        .unwrap();
+    assert_eq!(failed.Status, STATUS_CONNECTION_ABORTED, "{mode:?}");
+    assert_eq!(failed.ProviderErrorCode, provider_error::RNR_TERMINATED);
+    let flushed = done
+        .iter()
+        .find(|r| r.RequestContext.addr() == 0x41)
+        .unwrap();
+    assert_eq!(
+        flushed.Status, STATUS_CANCELLED,
+        "{mode:?}: the provider flushed A's QP"
+    );
+    assert_eq!(pair.a.qp_stats(&net).flush_calls, 0);
+    a_recv.close();
+    send.close();
+    pair.teardown(&net);
+    assert_no_leak(&net, "iwarp");
 }
+
+per_hardware_mode!(on_iwarp_a_send_without_a_posted_receive_terminates_the_connection);

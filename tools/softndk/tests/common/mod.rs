@@ -17,7 +17,8 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use ndkpi_sys::*;
-use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, MisusePolicy, SoftMdl};
+pub use softndk::Completion;
+use softndk::{Fabric, FabricConfig, HostConfig, HostId, MisusePolicy, SoftMdl};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 pub const V11: NDK_VERSION = NDK_VERSION { Major: 1, Minor: 1 };
@@ -986,20 +987,68 @@ pub fn arm(cq: *mut NDK_CQ, kind: u32) {
     unsafe { d(cq).NdkArmCq.unwrap()(cq, kind) }
 }
 
+/// The seeded mix of completion modes the tests use.
+pub const RANDOM: Completion = Completion::Random { seed: 7 };
+
+/// The hardware-like mode the tests use: callbacks on several provider threads at once.
+pub const HARDWARE: Completion = Completion::Hardware {
+    seed: 7,
+    threads: 2,
+};
+
 /// Every completion mode a semantic test should hold in.
 #[cfg(not(miri))]
 pub const MODES: [Completion; 5] = [
     Completion::Synchronous,
     Completion::Inline,
     Completion::Thread,
-    Completion::Random { seed: 7 },
-    Completion::Hardware {
-        seed: 7,
-        threads: 2,
-    },
+    RANDOM,
+    HARDWARE,
 ];
 
 /// Under Miri (about 100x slower) a smaller set: inline, and the seeded mix, which itself
 /// completes synchronously, inline and on the worker thread.
 #[cfg(miri)]
-pub const MODES: [Completion; 2] = [Completion::Inline, Completion::Random { seed: 7 }];
+pub const MODES: [Completion; 2] = [Completion::Inline, RANDOM];
+
+/// One `#[test]` per completion mode of [`MODES`] for each named `fn(Completion)`: the test
+/// `name::thread` runs `name(Completion::Thread)`, so a failure names its mode. Under Miri
+/// only the modes of its smaller [`MODES`] run; the others are ignored.
+#[allow(unused_macros, reason = "some test binaries run in one mode only")]
+macro_rules! per_mode {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use softndk::Completion;
+
+            #[test]
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            fn synchronous() {
+                super::$name(Completion::Synchronous);
+            }
+
+            #[test]
+            fn inline() {
+                super::$name(Completion::Inline);
+            }
+
+            #[test]
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            fn thread() {
+                super::$name(Completion::Thread);
+            }
+
+            #[test]
+            fn random() {
+                super::$name($crate::common::RANDOM);
+            }
+
+            #[test]
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            fn hardware() {
+                super::$name($crate::common::HARDWARE);
+            }
+        }
+    )+};
+}
+#[allow(unused_imports, reason = "some test binaries run in one mode only")]
+pub(crate) use per_mode;
