@@ -92,6 +92,48 @@ fn finish(net: &Net, pair: Pair, bufs: impl IntoIterator<Item = Buf>) {
     );
 }
 
+/// Every byte of `bytes` is still zero (the provider wrote nothing there).
+fn untouched(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
+}
+
+/// Post the receive `rsge` on B and send `msg` from `sbuf` on A (request contexts
+/// `recv_ctx`, `send_ctx`): the receive fails with `STATUS_ACCESS_VIOLATION` and `rbuf` stays
+/// untouched (`untouched_what` says why it must), then A's send completion is drained.
+fn assert_receive_violates(
+    pair: &Pair,
+    (sbuf, rbuf): (&mut Buf, &Buf),
+    rsge: &NDK_SGE,
+    msg: &[u8],
+    (recv_ctx, send_ctx): (usize, usize),
+    untouched_what: &str,
+) {
+    receive_ok(pair.b.qp, rsge, recv_ctx);
+    send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), send_ctx, 0);
+    let recv = poll_one(pair.b.cq, "the receive");
+    assert_completion(&recv, STATUS_ACCESS_VIOLATION, recv_ctx, "the receive");
+    assert!(untouched(&rbuf.data), "{untouched_what}");
+    poll(pair.a.cq);
+}
+
+/// `NdkWrite` (`write`) or `NdkRead` of one SGE, which the provider must accept.
+#[track_caller]
+fn rdma_ok(
+    qp: *mut NDK_QP,
+    write: bool,
+    sge: &NDK_SGE,
+    ctx: usize,
+    remote_address: u64,
+    remote_token: u32,
+) {
+    assert_eq!(
+        rdma(qp, write, sge, ctx, remote_address, remote_token),
+        STATUS_SUCCESS,
+        "{} {ctx:#x}",
+        if write { "NdkWrite" } else { "NdkRead" }
+    );
+}
+
 fn send_moves_real_bytes_into_the_peers_posted_receive(mode: Completion) {
     let net = Net::new(mode);
     let pair = Pair::connect(&net, V21, V21);
@@ -99,18 +141,10 @@ fn send_moves_real_bytes_into_the_peers_posted_receive(mode: Completion) {
     let (mut sbuf, mut rbuf) = buffers(&pair, msg, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
 
     // The receive SGE starts 8 bytes into the buffer: the provider must honour the address.
-    assert_eq!(
-        post_receive(pair.b.qp, &rbuf.sge(8, 56), 0x77),
-        STATUS_SUCCESS
-    );
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x55, 0),
-        STATUS_SUCCESS
-    );
+    receive_ok(pair.b.qp, &rbuf.sge(8, 56), 0x77);
+    send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x55, 0);
 
-    let recv = poll(pair.b.cq);
-    assert_eq!(recv.len(), 1, "{mode:?}: one receive completion");
-    let r = recv[0];
+    let r = poll_one(pair.b.cq, "one receive completion");
     assert_eq!(r.Status, STATUS_SUCCESS, "{mode:?}");
     assert_eq!(r.BytesTransferred, len32(msg), "{mode:?}");
     assert_eq!(r.RequestContext.addr(), 0x77, "{mode:?}");
@@ -121,9 +155,7 @@ fn send_moves_real_bytes_into_the_peers_posted_receive(mode: Completion) {
         "{mode:?}: ProviderErrorCode is zero on success"
     );
 
-    let sent = poll(pair.a.cq);
-    assert_eq!(sent.len(), 1, "{mode:?}: one send completion");
-    let s = sent[0];
+    let s = poll_one(pair.a.cq, "one send completion");
     assert_eq!(s.Status, STATUS_SUCCESS, "{mode:?}");
     assert_eq!(s.RequestContext.addr(), 0x55, "{mode:?}");
     assert_eq!(s.QPContext.addr(), QP_CTX_A, "{mode:?}");
@@ -135,11 +167,11 @@ fn send_moves_real_bytes_into_the_peers_posted_receive(mode: Completion) {
         "{mode:?}: the receiver's bytes"
     );
     assert!(
-        rbuf.data[..8].iter().all(|&b| b == 0),
+        untouched(&rbuf.data[..8]),
         "{mode:?}: bytes before the SGE untouched"
     );
     assert!(
-        rbuf.data[8 + msg.len()..].iter().all(|&b| b == 0),
+        untouched(&rbuf.data[8 + msg.len()..]),
         "{mode:?}: bytes past the message untouched"
     );
     assert!(
@@ -156,14 +188,8 @@ fn get_cq_results_reports_plain_results_for_send_and_receive(mode: Completion) {
     let pair = Pair::connect(&net, V21, V21);
     let msg = b"plain NDK_RESULT";
     let (mut sbuf, mut rbuf) = buffers(&pair, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-    assert_eq!(
-        post_receive(pair.b.qp, &rbuf.sge(0, 32), 0x31),
-        STATUS_SUCCESS
-    );
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x32, 0),
-        STATUS_SUCCESS
-    );
+    receive_ok(pair.b.qp, &rbuf.sge(0, 32), 0x31);
+    send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x32, 0);
 
     let recv = poll_plain(pair.b.cq);
     assert_eq!(recv.len(), 1, "{mode:?}");
@@ -188,10 +214,7 @@ fn send_posted_before_the_receive_waits_and_completes_when_it_is_posted(mode: Co
     let msg = b"early bird";
     let (mut sbuf, mut rbuf) = buffers(&pair, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
 
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x10, 0),
-        STATUS_SUCCESS
-    );
+    send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x10, 0);
     net.settle();
     assert_eq!(
         pair.a.qp_stats(&net).outstanding_sends,
@@ -204,27 +227,22 @@ fn send_posted_before_the_receive_waits_and_completes_when_it_is_posted(mode: Co
     );
     assert!(poll(pair.b.cq).is_empty(), "{mode:?}");
 
-    assert_eq!(
-        post_receive(pair.b.qp, &rbuf.sge(0, 32), 0x20),
-        STATUS_SUCCESS
-    );
+    receive_ok(pair.b.qp, &rbuf.sge(0, 32), 0x20);
     assert_eq!(pair.a.qp_stats(&net).outstanding_sends, 0, "{mode:?}");
     assert_eq!(pair.b.qp_stats(&net).outstanding_receives, 0, "{mode:?}");
-    let recv = poll(pair.b.cq);
-    assert_eq!(recv.len(), 1, "{mode:?}");
+    let recv = poll_one(pair.b.cq, "the receive");
     assert_eq!(
         (
-            recv[0].Status,
-            recv[0].BytesTransferred,
-            recv[0].RequestContext.addr()
+            recv.Status,
+            recv.BytesTransferred,
+            recv.RequestContext.addr()
         ),
         (STATUS_SUCCESS, len32(msg), 0x20),
         "{mode:?}"
     );
-    let sent = poll(pair.a.cq);
-    assert_eq!(sent.len(), 1, "{mode:?}");
+    let sent = poll_one(pair.a.cq, "the send");
     assert_eq!(
-        (sent[0].Status, sent[0].RequestContext.addr(), sent[0].Type),
+        (sent.Status, sent.RequestContext.addr(), sent.Type),
         (STATUS_SUCCESS, 0x10, NdkOperationTypeSend),
         "{mode:?}"
     );
@@ -394,18 +412,14 @@ fn lam_and_privileged_token_receive_real_bytes_until_the_lam_is_released(mode: C
     let kbuf = KernelBuf::map(&net, pair.b.adapter, mode);
     let sge = kbuf.sge(pair.b.pd);
 
-    assert_eq!(post_receive(pair.b.qp, &sge, 0x4A), STATUS_SUCCESS);
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x4B, 0),
-        STATUS_SUCCESS
-    );
-    let recv = poll(pair.b.cq);
-    assert_eq!(recv.len(), 1, "{mode:?}");
+    receive_ok(pair.b.qp, &sge, 0x4A);
+    send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x4B, 0);
+    let recv = poll_one(pair.b.cq, "the receive");
     assert_eq!(
         (
-            recv[0].Status,
-            recv[0].BytesTransferred,
-            recv[0].RequestContext.addr()
+            recv.Status,
+            recv.BytesTransferred,
+            recv.RequestContext.addr()
         ),
         (STATUS_SUCCESS, len32(msg), 0x4A),
         "{mode:?}"
@@ -415,25 +429,19 @@ fn lam_and_privileged_token_receive_real_bytes_until_the_lam_is_released(mode: C
         msg,
         "{mode:?}: the bytes landed in the LAM's buffer, across the page boundary"
     );
-    assert!(
-        kbuf.bytes()[msg.len()..].iter().all(|&b| b == 0),
-        "{mode:?}"
-    );
+    assert!(untouched(&kbuf.bytes()[msg.len()..]), "{mode:?}");
     assert_eq!(poll(pair.a.cq).len(), 1, "{mode:?}");
 
     kbuf.release(pair.b.adapter);
     // The logical addresses are no longer mapped: the same SGE now fails.
-    assert_eq!(post_receive(pair.b.qp, &sge, 0x4C), STATUS_SUCCESS);
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x4D, 0),
-        STATUS_SUCCESS
-    );
-    let recv = poll(pair.b.cq);
-    assert_eq!(recv.len(), 1, "{mode:?}");
-    assert_eq!(
-        (recv[0].Status, recv[0].RequestContext.addr()),
-        (STATUS_ACCESS_VIOLATION, 0x4C),
-        "{mode:?}: a released LAM maps nothing"
+    receive_ok(pair.b.qp, &sge, 0x4C);
+    send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x4D, 0);
+    let recv = poll_one(pair.b.cq, "the receive");
+    assert_completion(
+        &recv,
+        STATUS_ACCESS_VIOLATION,
+        0x4C,
+        "a released LAM maps nothing",
     );
     poll(pair.a.cq);
     finish(&net, pair, [sbuf]);
@@ -446,24 +454,17 @@ fn receive_smaller_than_the_message_completes_with_data_overrun(mode: Completion
     let pair = Pair::connect(&net, V21, V21);
     let msg = b"sixteen bytes!!!";
     let (mut sbuf, mut rbuf) = buffers(&pair, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-    assert_eq!(
-        post_receive(pair.b.qp, &rbuf.sge(0, 4), 0x61),
-        STATUS_SUCCESS
-    );
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x62, 0),
-        STATUS_SUCCESS
-    );
-    let recv = poll(pair.b.cq);
-    assert_eq!(recv.len(), 1, "{mode:?}");
-    assert_eq!(recv[0].Status, STATUS_DATA_OVERRUN, "{mode:?}");
-    assert_eq!(recv[0].RequestContext.addr(), 0x61, "{mode:?}");
+    receive_ok(pair.b.qp, &rbuf.sge(0, 4), 0x61);
+    send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x62, 0);
+    let recv = poll_one(pair.b.cq, "the receive");
+    assert_eq!(recv.Status, STATUS_DATA_OVERRUN, "{mode:?}");
+    assert_eq!(recv.RequestContext.addr(), 0x61, "{mode:?}");
     assert_ne!(
-        recv[0].Type, NdkOperationTypeReceive,
+        recv.Type, NdkOperationTypeReceive,
         "{mode:?}: NDK_RESULT_EX.Type is undefined on an error completion (no kinder than hardware)"
     );
     assert!(
-        rbuf.data[4..].iter().all(|&b| b == 0),
+        untouched(&rbuf.data[4..]),
         "{mode:?}: nothing written past the receive SGE"
     );
     assert_eq!(
@@ -509,26 +510,14 @@ fn sge_with_an_unknown_token_completes_with_access_violation(mode: Completion) {
     assert!(![sbuf.token, sbuf.remote_token, rbuf.token, rbuf.remote_token].contains(&BOGUS));
 
     // Sender side: the send is accepted and completes in error; nothing reaches the peer.
-    assert_eq!(
-        post_receive(pair.b.qp, &rbuf.sge(0, 16), 0x81),
-        STATUS_SUCCESS
-    );
+    receive_ok(pair.b.qp, &rbuf.sge(0, 16), 0x81);
     let mut bad = sbuf.sge(0, len32(msg));
     bad.MemoryRegionToken = BOGUS;
-    assert_eq!(
-        post_send(pair.a.qp, &bad, 0x82, 0),
-        STATUS_SUCCESS,
-        "{mode:?}"
-    );
-    let sent = poll(pair.a.cq);
-    assert_eq!(sent.len(), 1, "{mode:?}");
-    assert_eq!(
-        (sent[0].Status, sent[0].RequestContext.addr()),
-        (STATUS_ACCESS_VIOLATION, 0x82),
-        "{mode:?}"
-    );
+    send_ok(pair.a.qp, &bad, 0x82, 0);
+    let sent = poll_one(pair.a.cq, "the send");
+    assert_completion(&sent, STATUS_ACCESS_VIOLATION, 0x82, "the send");
     assert_ne!(
-        sent[0].Type, NdkOperationTypeSend,
+        sent.Type, NdkOperationTypeSend,
         "{mode:?}: Type is undefined on errors"
     );
     assert!(
@@ -549,23 +538,14 @@ fn sge_with_an_unknown_token_completes_with_access_violation(mode: Completion) {
     // Receiver side: a receive naming an unknown token fails when a message arrives.
     let mut bad = rbuf.sge(0, 16);
     bad.MemoryRegionToken = BOGUS;
-    assert_eq!(post_receive(pair.b.qp, &bad, 0x83), STATUS_SUCCESS);
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x84, 0),
-        STATUS_SUCCESS
+    assert_receive_violates(
+        &pair,
+        (&mut sbuf, &rbuf),
+        &bad,
+        msg,
+        (0x83, 0x84),
+        "nothing written",
     );
-    let recv = poll(pair.b.cq);
-    assert_eq!(recv.len(), 1, "{mode:?}");
-    assert_eq!(
-        (recv[0].Status, recv[0].RequestContext.addr()),
-        (STATUS_ACCESS_VIOLATION, 0x83),
-        "{mode:?}"
-    );
-    assert!(
-        rbuf.data.iter().all(|&b| b == 0),
-        "{mode:?}: nothing written"
-    );
-    poll(pair.a.cq);
     finish(&net, pair, [sbuf, rbuf]);
 }
 
@@ -577,26 +557,15 @@ fn sge_outside_its_registered_region_completes_with_access_violation(mode: Compl
     let msg = b"0123456789abcdef";
     let (mut sbuf, mut rbuf) = buffers(&pair, msg, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
     // A valid token, but the SGE runs 8 bytes past the end of the 16-byte registration.
-    assert_eq!(
-        post_receive(pair.b.qp, &rbuf.sge(8, 16), 0x91),
-        STATUS_SUCCESS
+    let past_the_end = rbuf.sge(8, 16);
+    assert_receive_violates(
+        &pair,
+        (&mut sbuf, &rbuf),
+        &past_the_end,
+        msg,
+        (0x91, 0x92),
+        "nothing written",
     );
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x92, 0),
-        STATUS_SUCCESS
-    );
-    let recv = poll(pair.b.cq);
-    assert_eq!(recv.len(), 1, "{mode:?}");
-    assert_eq!(
-        (recv[0].Status, recv[0].RequestContext.addr()),
-        (STATUS_ACCESS_VIOLATION, 0x91),
-        "{mode:?}"
-    );
-    assert!(
-        rbuf.data.iter().all(|&b| b == 0),
-        "{mode:?}: nothing written"
-    );
-    poll(pair.a.cq);
     finish(&net, pair, [sbuf, rbuf]);
 }
 
@@ -612,26 +581,15 @@ fn buffer_registered_without_local_write_cannot_receive(mode: Completion) {
         32,
         NDK_MR_FLAG_ALLOW_LOCAL_READ | NDK_MR_FLAG_ALLOW_REMOTE_READ,
     );
-    assert_eq!(
-        post_receive(pair.b.qp, &rbuf.sge(0, 32), 0xA1),
-        STATUS_SUCCESS
+    let read_only = rbuf.sge(0, 32);
+    assert_receive_violates(
+        &pair,
+        (&mut sbuf, &rbuf),
+        &read_only,
+        msg,
+        (0xA1, 0xA2),
+        "the provider wrote into memory it may not write",
     );
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0xA2, 0),
-        STATUS_SUCCESS
-    );
-    let recv = poll(pair.b.cq);
-    assert_eq!(recv.len(), 1, "{mode:?}");
-    assert_eq!(
-        (recv[0].Status, recv[0].RequestContext.addr()),
-        (STATUS_ACCESS_VIOLATION, 0xA1),
-        "{mode:?}"
-    );
-    assert!(
-        rbuf.data.iter().all(|&b| b == 0),
-        "{mode:?}: the provider wrote into memory it may not write"
-    );
-    poll(pair.a.cq);
     finish(&net, pair, [sbuf, rbuf]);
 }
 
@@ -643,23 +601,16 @@ fn silent_success_suppresses_only_the_senders_successful_completion(mode: Comple
     let msg = b"shh";
     let (mut sbuf, mut rbuf) = buffers(&pair, msg, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
 
-    assert_eq!(
-        post_receive(pair.b.qp, &rbuf.sge(0, 16), 0xB1),
-        STATUS_SUCCESS
+    receive_ok(pair.b.qp, &rbuf.sge(0, 16), 0xB1);
+    send_ok(
+        pair.a.qp,
+        &sbuf.sge(0, len32(msg)),
+        0xB2,
+        NDK_OP_FLAG_SILENT_SUCCESS,
     );
+    let recv = poll_one(pair.b.cq, "the receiver still completes");
     assert_eq!(
-        post_send(
-            pair.a.qp,
-            &sbuf.sge(0, len32(msg)),
-            0xB2,
-            NDK_OP_FLAG_SILENT_SUCCESS
-        ),
-        STATUS_SUCCESS
-    );
-    let recv = poll(pair.b.cq);
-    assert_eq!(recv.len(), 1, "{mode:?}: the receiver still completes");
-    assert_eq!(
-        (recv[0].Status, recv[0].BytesTransferred),
+        (recv.Status, recv.BytesTransferred),
         (STATUS_SUCCESS, len32(msg)),
         "{mode:?}"
     );
@@ -670,26 +621,16 @@ fn silent_success_suppresses_only_the_senders_successful_completion(mode: Comple
     );
 
     // Control: the same send without the flag does complete.
-    assert_eq!(
-        post_receive(pair.b.qp, &rbuf.sge(0, 16), 0xB3),
-        STATUS_SUCCESS
-    );
-    assert_eq!(
-        post_send(pair.a.qp, &sbuf.sge(0, len32(msg)), 0xB4, 0),
-        STATUS_SUCCESS
-    );
-    let sent = poll(pair.a.cq);
-    assert_eq!(sent.len(), 1, "{mode:?}");
-    assert_eq!(sent[0].RequestContext.addr(), 0xB4, "{mode:?}");
+    receive_ok(pair.b.qp, &rbuf.sge(0, 16), 0xB3);
+    send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0xB4, 0);
+    let sent = poll_one(pair.a.cq, "the send");
+    assert_eq!(sent.RequestContext.addr(), 0xB4, "{mode:?}");
     assert_eq!(poll(pair.b.cq).len(), 1, "{mode:?}");
 
     // A silent send that fails is still reported.
     let mut bad = sbuf.sge(0, len32(msg));
     bad.MemoryRegionToken = 0xDEAD_BEEF;
-    assert_eq!(
-        post_send(pair.a.qp, &bad, 0xB5, NDK_OP_FLAG_SILENT_SUCCESS),
-        STATUS_SUCCESS
-    );
+    send_ok(pair.a.qp, &bad, 0xB5, NDK_OP_FLAG_SILENT_SUCCESS);
     let sent = poll(pair.a.cq);
     assert_eq!(
         sent.len(),
@@ -719,26 +660,21 @@ fn rdma_write_copies_into_a_remote_writable_mr_and_read_reads_it_back(mode: Comp
     );
     let remote = u64::try_from(target.data.as_ptr().addr()).unwrap() + 16;
 
-    assert_eq!(
-        rdma(
-            pair.a.qp,
-            true,
-            &src.sge(0, len32(msg)),
-            0xC1,
-            remote,
-            target.remote_token
-        ),
-        STATUS_SUCCESS,
-        "{mode:?}"
+    rdma_ok(
+        pair.a.qp,
+        true,
+        &src.sge(0, len32(msg)),
+        0xC1,
+        remote,
+        target.remote_token,
     );
-    let done = poll(pair.a.cq);
-    assert_eq!(done.len(), 1, "{mode:?}");
+    let done = poll_one(pair.a.cq, "the request");
     assert_eq!(
         (
-            done[0].Status,
-            done[0].RequestContext.addr(),
-            done[0].Type,
-            done[0].QPContext.addr()
+            done.Status,
+            done.RequestContext.addr(),
+            done.Type,
+            done.QPContext.addr()
         ),
         (STATUS_SUCCESS, 0xC1, NdkOperationTypeWrite, QP_CTX_A),
         "{mode:?}"
@@ -749,7 +685,7 @@ fn rdma_write_copies_into_a_remote_writable_mr_and_read_reads_it_back(mode: Comp
         "{mode:?}: the write landed at the remote address"
     );
     assert!(
-        target.data[..16].iter().all(|&b| b == 0),
+        untouched(&target.data[..16]),
         "{mode:?}: bytes before the remote address untouched"
     );
     assert!(
@@ -757,22 +693,17 @@ fn rdma_write_copies_into_a_remote_writable_mr_and_read_reads_it_back(mode: Comp
         "{mode:?}: a write does not complete on the target"
     );
 
-    assert_eq!(
-        rdma(
-            pair.a.qp,
-            false,
-            &sink.sge(0, len32(msg)),
-            0xC2,
-            remote,
-            target.remote_token
-        ),
-        STATUS_SUCCESS,
-        "{mode:?}"
+    rdma_ok(
+        pair.a.qp,
+        false,
+        &sink.sge(0, len32(msg)),
+        0xC2,
+        remote,
+        target.remote_token,
     );
-    let done = poll(pair.a.cq);
-    assert_eq!(done.len(), 1, "{mode:?}");
+    let done = poll_one(pair.a.cq, "the request");
     assert_eq!(
-        (done[0].Status, done[0].RequestContext.addr(), done[0].Type),
+        (done.Status, done.RequestContext.addr(), done.Type),
         (STATUS_SUCCESS, 0xC2, NdkOperationTypeRead),
         "{mode:?}"
     );
@@ -808,30 +739,22 @@ fn rdma_to_an_mr_without_the_remote_access_fails_with_access_violation(mode: Com
     let no_read = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
     let addr = |b: &Buf| u64::try_from(b.data.as_ptr().addr()).unwrap();
 
-    assert_eq!(
-        rdma(
-            pair.a.qp,
-            true,
-            &src.sge(0, len32(msg)),
-            0xD1,
-            addr(&no_write),
-            no_write.remote_token
-        ),
-        STATUS_SUCCESS
+    rdma_ok(
+        pair.a.qp,
+        true,
+        &src.sge(0, len32(msg)),
+        0xD1,
+        addr(&no_write),
+        no_write.remote_token,
     );
-    let done = poll(pair.a.cq);
-    assert_eq!(done.len(), 1, "{mode:?}");
-    assert_eq!(
-        (done[0].Status, done[0].RequestContext.addr()),
-        (STATUS_ACCESS_VIOLATION, 0xD1),
-        "{mode:?}"
-    );
+    let done = poll_one(pair.a.cq, "the request");
+    assert_completion(&done, STATUS_ACCESS_VIOLATION, 0xD1, "the request");
     assert_ne!(
-        done[0].Type, NdkOperationTypeWrite,
+        done.Type, NdkOperationTypeWrite,
         "{mode:?}: Type is undefined on errors"
     );
     assert!(
-        no_write.data.iter().all(|&b| b == 0),
+        untouched(&no_write.data),
         "{mode:?}: the write must not land"
     );
     src.close();
@@ -844,26 +767,18 @@ fn rdma_to_an_mr_without_the_remote_access_fails_with_access_violation(mode: Com
     let src = source(pair.a.pd, msg);
     let no_read = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
 
-    assert_eq!(
-        rdma(
-            pair.a.qp,
-            false,
-            &sink.sge(0, 16),
-            0xD2,
-            addr(&no_read),
-            no_read.remote_token
-        ),
-        STATUS_SUCCESS
+    rdma_ok(
+        pair.a.qp,
+        false,
+        &sink.sge(0, 16),
+        0xD2,
+        addr(&no_read),
+        no_read.remote_token,
     );
-    let done = poll(pair.a.cq);
-    assert_eq!(done.len(), 1, "{mode:?}");
-    assert_eq!(
-        (done[0].Status, done[0].RequestContext.addr()),
-        (STATUS_ACCESS_VIOLATION, 0xD2),
-        "{mode:?}"
-    );
+    let done = poll_one(pair.a.cq, "the request");
+    assert_completion(&done, STATUS_ACCESS_VIOLATION, 0xD2, "the request");
     assert_ne!(
-        done[0].Type, NdkOperationTypeRead,
+        done.Type, NdkOperationTypeRead,
         "{mode:?}: Type is undefined on errors"
     );
     src.close();

@@ -955,6 +955,44 @@ pub fn post_send(qp: *mut NDK_QP, sge: &NDK_SGE, ctx: usize, flags: u32) -> NTST
     unsafe { d(qp).NdkSend.unwrap()(qp, std::ptr::without_provenance_mut(ctx), sge, 1, flags) }
 }
 
+/// `NdkReceive` of one SGE, which the provider must accept.
+#[track_caller]
+pub fn receive_ok(qp: *mut NDK_QP, sge: &NDK_SGE, ctx: usize) {
+    assert_eq!(
+        post_receive(qp, sge, ctx),
+        STATUS_SUCCESS,
+        "NdkReceive {ctx:#x}"
+    );
+}
+
+/// `NdkSend` of one SGE, which the provider must accept.
+#[track_caller]
+pub fn send_ok(qp: *mut NDK_QP, sge: &NDK_SGE, ctx: usize, flags: u32) {
+    assert_eq!(
+        post_send(qp, sge, ctx, flags),
+        STATUS_SUCCESS,
+        "NdkSend {ctx:#x}"
+    );
+}
+
+/// Drain `cq`, which must hold exactly one completion, and return it.
+#[track_caller]
+pub fn poll_one(cq: *mut NDK_CQ, what: &str) -> NDK_RESULT_EX {
+    let got = poll(cq);
+    assert_eq!(got.len(), 1, "{what}: exactly one completion, got {got:?}");
+    got[0]
+}
+
+/// Assert a completion's status and request context.
+#[track_caller]
+pub fn assert_completion(r: &NDK_RESULT_EX, status: NTSTATUS, ctx: usize, what: &str) {
+    assert_eq!(
+        (r.Status, r.RequestContext.addr()),
+        (status, ctx),
+        "{what}: (status, request context)"
+    );
+}
+
 pub fn flush(qp: *mut NDK_QP) {
     // SAFETY: live QP.
     unsafe { d(qp).NdkFlush.unwrap()(qp) }
