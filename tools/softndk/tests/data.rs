@@ -77,6 +77,15 @@ fn buffers(pair: &Pair, msg: &[u8], len: usize, recv_flags: u32) -> (Buf, Buf) {
     (source(pair.a.pd, msg), Buf::new(pair.b.pd, len, recv_flags))
 }
 
+/// A connected pair in `mode` with a send buffer on A holding `msg` and a receive buffer of
+/// `len` bytes on B registered with `recv_flags`.
+fn connected(mode: Completion, msg: &[u8], len: usize, recv_flags: u32) -> (Net, Pair, Buf, Buf) {
+    let net = Net::new(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let (sbuf, rbuf) = buffers(&pair, msg, len, recv_flags);
+    (net, pair, sbuf, rbuf)
+}
+
 /// Close the buffers, tear the pair down and prove nothing is left.
 fn finish(net: &Net, pair: Pair, bufs: impl IntoIterator<Item = Buf>) {
     for b in bufs {
@@ -135,10 +144,8 @@ fn rdma_ok(
 }
 
 fn send_moves_real_bytes_into_the_peers_posted_receive(mode: Completion) {
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
     let msg = b"bytes over the soft fabric";
-    let (mut sbuf, mut rbuf) = buffers(&pair, msg, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let (net, pair, mut sbuf, mut rbuf) = connected(mode, msg, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
 
     // The receive SGE starts 8 bytes into the buffer: the provider must honour the address.
     receive_ok(pair.b.qp, &rbuf.sge(8, 56), 0x77);
@@ -184,10 +191,8 @@ fn send_moves_real_bytes_into_the_peers_posted_receive(mode: Completion) {
 per_mode!(send_moves_real_bytes_into_the_peers_posted_receive);
 
 fn get_cq_results_reports_plain_results_for_send_and_receive(mode: Completion) {
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
     let msg = b"plain NDK_RESULT";
-    let (mut sbuf, mut rbuf) = buffers(&pair, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let (net, pair, mut sbuf, mut rbuf) = connected(mode, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
     receive_ok(pair.b.qp, &rbuf.sge(0, 32), 0x31);
     send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x32, 0);
 
@@ -209,10 +214,8 @@ fn get_cq_results_reports_plain_results_for_send_and_receive(mode: Completion) {
 per_mode!(get_cq_results_reports_plain_results_for_send_and_receive);
 
 fn send_posted_before_the_receive_waits_and_completes_when_it_is_posted(mode: Completion) {
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
     let msg = b"early bird";
-    let (mut sbuf, mut rbuf) = buffers(&pair, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let (net, pair, mut sbuf, mut rbuf) = connected(mode, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
 
     send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x10, 0);
     net.settle();
@@ -450,10 +453,8 @@ fn lam_and_privileged_token_receive_real_bytes_until_the_lam_is_released(mode: C
 per_mode!(lam_and_privileged_token_receive_real_bytes_until_the_lam_is_released);
 
 fn receive_smaller_than_the_message_completes_with_data_overrun(mode: Completion) {
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
     let msg = b"sixteen bytes!!!";
-    let (mut sbuf, mut rbuf) = buffers(&pair, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let (net, pair, mut sbuf, mut rbuf) = connected(mode, msg, 32, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
     receive_ok(pair.b.qp, &rbuf.sge(0, 4), 0x61);
     send_ok(pair.a.qp, &sbuf.sge(0, len32(msg)), 0x62, 0);
     let recv = poll_one(pair.b.cq, "the receive");
@@ -503,10 +504,8 @@ per_mode!(send_on_a_qp_that_is_not_connected_fails_inline_with_connection_invali
 
 fn sge_with_an_unknown_token_completes_with_access_violation(mode: Completion) {
     const BOGUS: u32 = 0xDEAD_BEEF;
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
     let msg = b"token?";
-    let (mut sbuf, mut rbuf) = buffers(&pair, msg, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let (net, pair, mut sbuf, mut rbuf) = connected(mode, msg, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
     assert!(![sbuf.token, sbuf.remote_token, rbuf.token, rbuf.remote_token].contains(&BOGUS));
 
     // Sender side: the send is accepted and completes in error; nothing reaches the peer.
@@ -552,10 +551,8 @@ fn sge_with_an_unknown_token_completes_with_access_violation(mode: Completion) {
 per_mode!(sge_with_an_unknown_token_completes_with_access_violation);
 
 fn sge_outside_its_registered_region_completes_with_access_violation(mode: Completion) {
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
     let msg = b"0123456789abcdef";
-    let (mut sbuf, mut rbuf) = buffers(&pair, msg, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let (net, pair, mut sbuf, mut rbuf) = connected(mode, msg, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
     // A valid token, but the SGE runs 8 bytes past the end of the 16-byte registration.
     let past_the_end = rbuf.sge(8, 16);
     assert_receive_violates(
@@ -572,11 +569,9 @@ fn sge_outside_its_registered_region_completes_with_access_violation(mode: Compl
 per_mode!(sge_outside_its_registered_region_completes_with_access_violation);
 
 fn buffer_registered_without_local_write_cannot_receive(mode: Completion) {
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
     let msg = b"read-only target";
-    let (mut sbuf, mut rbuf) = buffers(
-        &pair,
+    let (net, pair, mut sbuf, mut rbuf) = connected(
+        mode,
         msg,
         32,
         NDK_MR_FLAG_ALLOW_LOCAL_READ | NDK_MR_FLAG_ALLOW_REMOTE_READ,
@@ -596,10 +591,8 @@ fn buffer_registered_without_local_write_cannot_receive(mode: Completion) {
 per_mode!(buffer_registered_without_local_write_cannot_receive);
 
 fn silent_success_suppresses_only_the_senders_successful_completion(mode: Completion) {
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
     let msg = b"shh";
-    let (mut sbuf, mut rbuf) = buffers(&pair, msg, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let (net, pair, mut sbuf, mut rbuf) = connected(mode, msg, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
 
     receive_ok(pair.b.qp, &rbuf.sge(0, 16), 0xB1);
     send_ok(
