@@ -355,21 +355,6 @@ per_mode!(closing_an_unaccepted_incoming_connector_rejects_the_connect);
 
 // --- Completion::Manual: no callback after a close completion ------------------------------------
 
-/// A create under `Completion::Manual`: it pends; deliver, then take the object.
-fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> *mut T {
-    let s = Slot::new();
-    let mut obj: *mut T = std::ptr::null_mut();
-    assert_eq!(
-        call(s.ctx(), &raw mut obj),
-        STATUS_PENDING,
-        "Manual: every create pends"
-    );
-    assert!(net.fabric.deliver() >= 1);
-    assert_eq!(s.calls(), 1);
-    assert_eq!(s.state.lock().unwrap().status, Some(STATUS_SUCCESS));
-    s.object_ptr()
-}
-
 /// NDKPI object lifetime requirements: callbacks may come until the close completion, and
 /// none after it. A CQ notification owed when the CQ's close starts is still delivered — before
 /// the close completion — and nothing follows the close completion.
@@ -385,10 +370,6 @@ fn kind_provider_suppresses_events_once_the_close_starts() {
     owed_notification_and_close(true);
 }
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "one scenario: create, owe a notification, close, check the order"
-)]
 fn owed_notification_and_close(kind: bool) {
     let net = Net::with_config(
         FabricConfig {
@@ -404,30 +385,10 @@ fn owed_notification_and_close(kind: bool) {
         V21,
     );
     let adapter = net.open(1, V21);
-    let t = d(adapter);
-    // SAFETY: live adapter; valid callback, context and out-pointer.
-    let pd = manual_create(&net, |ctx, pp| unsafe {
-        t.NdkCreatePd.unwrap()(adapter, Some(on_create), ctx, pp)
-    });
+    let pd = manual_create(&net, pd_create(adapter));
     let notes = Notes::new();
-    // SAFETY: as above; `notes` outlives the CQ.
-    let cq = manual_create(&net, |ctx, pp| unsafe {
-        t.NdkCreateCq.unwrap()(
-            adapter,
-            16,
-            Some(on_cq),
-            notes.ctx(),
-            std::ptr::null_mut(),
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    });
-    let qp_ctx = std::ptr::without_provenance_mut(0x51);
-    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
-    let qp = manual_create(&net, |ctx, pp| unsafe {
-        d(pd).NdkCreateQp.unwrap()(pd, cq, cq, qp_ctx, 8, 8, 1, 1, 0, Some(on_create), ctx, pp)
-    });
+    let cq = manual_create(&net, cq_create(adapter, 16, &notes));
+    let qp = manual_create(&net, qp_create(pd, cq, 0x51, (8, 1, 0)));
 
     // A completion arrives on an armed CQ: its notification is now owed.
     arm(cq, NDK_CQ_NOTIFY_ANY);
@@ -524,13 +485,7 @@ fn full_teardown_leaves_no_live_object_and_a_leaked_mr_is_visible(mode: Completi
 
     // Tear down everything else; the PD's close pends on the MR.
     let Pair { a, b, listener, .. } = pair;
-    close(b.conn, d(b.conn).NdkCloseConnector);
-    close(listener, d(listener).NdkCloseListener);
-    close(b.qp, d(b.qp).NdkCloseQp);
-    close(b.cq, d(b.cq).NdkCloseCq);
-    close(b.pd, d(b.pd).NdkClosePd);
-    net.settle();
-    net.fabric.close_adapter(b.adapter);
+    b.teardown_with_listener(&net, Some(listener));
     close(a.conn, d(a.conn).NdkCloseConnector);
     close(a.qp, d(a.qp).NdkCloseQp);
     close(a.cq, d(a.cq).NdkCloseCq);

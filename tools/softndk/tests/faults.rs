@@ -317,41 +317,20 @@ fn adapter_removal_ends_connections_and_fails_creates_with_device_removed(mode: 
     let live = net.fabric.live_objects();
     let notes = Notes::new();
     let incoming = Incoming::new();
-    let t = d(adapter);
-    let (create_pd, create_connector) = (t.NdkCreatePd.unwrap(), t.NdkCreateConnector.unwrap());
-    let create_listener = t.NdkCreateListener.unwrap();
-    // SAFETY: live (removed) adapter; valid callback, context and out-pointer.
-    let r = created(|ctx, pp| unsafe { create_pd(adapter, Some(on_create), ctx, pp) });
+    let r = created(pd_create(adapter));
     assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreatePd");
     assert_eq!(
         try_create_cq(adapter, 16, &notes),
         Err(STATUS_DEVICE_REMOVED),
         "{what}: NdkCreateCq"
     );
-    // SAFETY: as above.
-    let r = created(|ctx, pp| unsafe { create_connector(adapter, Some(on_create), ctx, pp) });
+    let r = created(connector_create(adapter));
     assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreateConnector");
-    // SAFETY: as above; `incoming` outlives the (failed) listener.
-    let r = created(|ctx, pp| unsafe {
-        create_listener(
-            adapter,
-            Some(on_connect_event),
-            incoming.ctx(),
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    });
+    let r = created(listener_create(adapter, &incoming));
     assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreateListener");
-    let (create_mr, create_qp) = (d(pd).NdkCreateMr.unwrap(), d(pd).NdkCreateQp.unwrap());
-    // SAFETY: live PD of the removed adapter; valid callback, context and out-pointer.
-    let r = created(|ctx, pp| unsafe { create_mr(pd, FALSE, Some(on_create), ctx, pp) });
+    let r = created(mr_create(pd));
     assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreateMr");
-    let qctx = std::ptr::without_provenance_mut(0x2001);
-    // SAFETY: live PD and CQ of the removed adapter; valid callback, context and out-pointer.
-    let r = created(|ctx, pp| unsafe {
-        create_qp(pd, cq, cq, qctx, 16, 16, 1, 1, 0, Some(on_create), ctx, pp)
-    });
+    let r = created(qp_create(pd, cq, 0x2001, (16, 1, 0)));
     assert_eq!(r, Err(STATUS_DEVICE_REMOVED), "{what}: NdkCreateQp");
     net.settle();
     assert_eq!(

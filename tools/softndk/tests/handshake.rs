@@ -515,20 +515,6 @@ per_mode!(active_reject_after_connect_completes_the_accept_with_connection_abort
 
 // --- ordering (Manual mode) ---------------------------------------------------------------------
 
-/// A create in Manual mode: pending, no callback until delivered, then the object.
-fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> *mut T {
-    let s = Slot::new();
-    let mut obj: *mut T = std::ptr::null_mut();
-    let st = call(s.ctx(), &raw mut obj);
-    s.mark_returned();
-    assert_eq!(st, STATUS_PENDING, "Manual mode: creates pend");
-    assert_eq!(s.calls(), 0, "Manual mode: no callback before deliver()");
-    net.fabric.deliver();
-    assert_eq!(s.calls(), 1);
-    assert_eq!(s.wait(), STATUS_SUCCESS);
-    s.object_ptr()
-}
-
 /// A request in Manual mode: pending, then delivered; returns the completion status.
 fn manual_request(net: &Net, call: impl FnOnce(PVOID) -> NTSTATUS) -> NTSTATUS {
     let s = Slot::new();
@@ -548,34 +534,10 @@ fn manual_close<T>(net: &Net, obj: *mut T, close_fn: NDK_FN_CLOSE_OBJECT) {
 
 fn manual_end(net: &Net, if_index: u32) -> End {
     let adapter = net.open(if_index, V21);
-    let t = d(adapter);
-    let (create_pd_fn, create_cq_fn) = (t.NdkCreatePd.unwrap(), t.NdkCreateCq.unwrap());
-    // SAFETY: live adapter; valid callback, context and out-pointer.
-    let pd = manual_create(net, |ctx, pp| unsafe {
-        create_pd_fn(adapter, Some(on_create), ctx, pp)
-    });
+    let pd = manual_create(net, pd_create(adapter));
     let notes = Notes::new();
-    let nctx = notes.ctx();
-    let null_affinity = std::ptr::null_mut();
-    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    let cq = manual_create(net, |ctx, pp| unsafe {
-        create_cq_fn(
-            adapter,
-            64,
-            Some(on_cq),
-            nctx,
-            null_affinity,
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    });
-    let create_qp_fn = d(pd).NdkCreateQp.unwrap();
-    let qctx = std::ptr::without_provenance_mut(0x2000);
-    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
-    let qp = manual_create(net, |ctx, pp| unsafe {
-        create_qp_fn(pd, cq, cq, qctx, 16, 16, 1, 1, 0, Some(on_create), ctx, pp)
-    });
+    let cq = manual_create(net, cq_create(adapter, 64, &notes));
+    let qp = manual_create(net, qp_create(pd, cq, 0x2000, (16, 1, 0)));
     End {
         adapter,
         pd,
@@ -592,27 +554,9 @@ fn accept_completes_only_after_the_active_side_completes_the_connect() {
     let net = Net::new(Completion::Manual);
     let mut a = manual_end(&net, 1);
     let mut b = manual_end(&net, 2);
-    let create_connector_fn = d(a.adapter).NdkCreateConnector.unwrap();
-    let a_adapter = a.adapter;
-    // SAFETY: live adapter; valid callback, context and out-pointer.
-    a.conn = manual_create(&net, |ctx, pp| unsafe {
-        create_connector_fn(a_adapter, Some(on_create), ctx, pp)
-    });
+    a.conn = manual_create(&net, connector_create(a.adapter));
     let incoming = Incoming::new();
-    let ictx = incoming.ctx();
-    let create_listener_fn = d(b.adapter).NdkCreateListener.unwrap();
-    let b_adapter = b.adapter;
-    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    let listener = manual_create(&net, |ctx, pp| unsafe {
-        create_listener_fn(
-            b_adapter,
-            Some(on_connect_event),
-            ictx,
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    });
+    let listener = manual_create(&net, listener_create(b.adapter, &incoming));
     let dst = SocketAddr::new(net.v4[1], PORT);
     let sock = Sock::new(dst);
     let listen_fn = d(listener).NdkListen.unwrap();

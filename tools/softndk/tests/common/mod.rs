@@ -505,12 +505,21 @@ impl Sock {
 
 // --- creates ----------------------------------------------------------------------------------
 
-/// Run a create call and return the object, whichever way it completes.
-pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*mut T, NTSTATUS> {
+/// Start a create call (given the completion context and the out-pointer, it returns the inline
+/// status): the slot its completion goes to, the inline status, and `*ppObject`.
+pub fn start_create<T>(
+    call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS,
+) -> (Arc<Slot>, NTSTATUS, *mut T) {
     let s = Slot::new();
     let mut obj: *mut T = std::ptr::null_mut();
     let st = call(s.ctx(), &raw mut obj);
     s.mark_returned();
+    (s, st, obj)
+}
+
+/// Run a create call and return the object, whichever way it completes.
+pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*mut T, NTSTATUS> {
+    let (s, st, obj) = start_create(call);
     match st {
         STATUS_SUCCESS => Ok(obj),
         STATUS_PENDING => {
@@ -525,10 +534,123 @@ pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*
     }
 }
 
-pub fn create_pd(adapter: *mut NDK_ADAPTER) -> *mut NDK_PD {
+// The create calls, for `created`, `start_create` and the tests' own ways of running them. Each
+// completes to `on_create` with the context it is given; the caller keeps the objects it passes
+// (and any context, such as `notes` or `incoming`) alive as long as the new object.
+
+/// `NdkCreatePd` on `adapter`.
+pub fn pd_create(adapter: *mut NDK_ADAPTER) -> impl FnOnce(PVOID, *mut *mut NDK_PD) -> NTSTATUS {
     let f = d(adapter).NdkCreatePd.unwrap();
     // SAFETY: live adapter; valid callback, context and out-pointer.
-    created(|ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }).expect("create PD")
+    move |ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }
+}
+
+/// `NdkCreateCq` of `depth` entries on `adapter`, notifying `notes`.
+pub fn cq_create(
+    adapter: *mut NDK_ADAPTER,
+    depth: u32,
+    notes: &Arc<Notes>,
+) -> impl FnOnce(PVOID, *mut *mut NDK_CQ) -> NTSTATUS + use<> {
+    let f = d(adapter).NdkCreateCq.unwrap();
+    let notes_ctx = notes.ctx();
+    // SAFETY: live adapter; valid callbacks, contexts (`notes` outlives the CQ) and out-pointer.
+    move |ctx, pp| unsafe {
+        f(
+            adapter,
+            depth,
+            Some(on_cq),
+            notes_ctx,
+            std::ptr::null_mut(),
+            Some(on_create),
+            ctx,
+            pp,
+        )
+    }
+}
+
+/// `NdkCreateQp` on `pd` with `cq` for both queues, `QPContext` `qp_ctx`, queues `depth` deep,
+/// `sge` SGEs per request on each and `inline` bytes of inline data.
+pub fn qp_create(
+    pd: *mut NDK_PD,
+    cq: *mut NDK_CQ,
+    qp_ctx: usize,
+    (depth, sge, inline): (u32, u32, u32),
+) -> impl FnOnce(PVOID, *mut *mut NDK_QP) -> NTSTATUS {
+    let f = d(pd).NdkCreateQp.unwrap();
+    let qctx = std::ptr::without_provenance_mut(qp_ctx);
+    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
+    move |ctx, pp| unsafe {
+        f(
+            pd,
+            cq,
+            cq,
+            qctx,
+            depth,
+            depth,
+            sge,
+            sge,
+            inline,
+            Some(on_create),
+            ctx,
+            pp,
+        )
+    }
+}
+
+/// `NdkCreateConnector` on `adapter`.
+pub fn connector_create(
+    adapter: *mut NDK_ADAPTER,
+) -> impl FnOnce(PVOID, *mut *mut NDK_CONNECTOR) -> NTSTATUS {
+    let f = d(adapter).NdkCreateConnector.unwrap();
+    // SAFETY: live adapter; valid callback, context and out-pointer.
+    move |ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }
+}
+
+/// `NdkCreateListener` on `adapter`, its connect events going to `incoming`.
+pub fn listener_create(
+    adapter: *mut NDK_ADAPTER,
+    incoming: &Arc<Incoming>,
+) -> impl FnOnce(PVOID, *mut *mut NDK_LISTENER) -> NTSTATUS + use<> {
+    let f = d(adapter).NdkCreateListener.unwrap();
+    let incoming_ctx = incoming.ctx();
+    // SAFETY: live adapter; valid callbacks, contexts (`incoming` outlives the listener) and
+    // out-pointer.
+    move |ctx, pp| unsafe {
+        f(
+            adapter,
+            Some(on_connect_event),
+            incoming_ctx,
+            Some(on_create),
+            ctx,
+            pp,
+        )
+    }
+}
+
+/// `NdkCreateMr` (not fast-register) on `pd`.
+pub fn mr_create(pd: *mut NDK_PD) -> impl FnOnce(PVOID, *mut *mut NDK_MR) -> NTSTATUS {
+    let f = d(pd).NdkCreateMr.unwrap();
+    // SAFETY: live PD; valid callback, context and out-pointer.
+    move |ctx, pp| unsafe { f(pd, FALSE, Some(on_create), ctx, pp) }
+}
+
+/// Run a create call in `Completion::Manual`: it pends, nothing is called back before
+/// `deliver()`, and then exactly one successful completion brings the object.
+pub fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> *mut T {
+    let (s, st, _) = start_create(call);
+    assert_eq!(st, STATUS_PENDING, "Manual mode: every create pends");
+    assert_eq!(s.calls(), 0, "Manual mode: no callback before deliver()");
+    assert!(
+        net.fabric.deliver() >= 1,
+        "deliver() ran the create completion"
+    );
+    assert_eq!(s.calls(), 1);
+    assert_eq!(s.wait(), STATUS_SUCCESS);
+    s.object_ptr()
+}
+
+pub fn create_pd(adapter: *mut NDK_ADAPTER) -> *mut NDK_PD {
+    created(pd_create(adapter)).expect("create PD")
 }
 
 pub fn try_create_cq(
@@ -536,20 +658,7 @@ pub fn try_create_cq(
     depth: u32,
     notes: &Arc<Notes>,
 ) -> Result<*mut NDK_CQ, NTSTATUS> {
-    let f = d(adapter).NdkCreateCq.unwrap();
-    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    created(|ctx, pp| unsafe {
-        f(
-            adapter,
-            depth,
-            Some(on_cq),
-            notes.ctx(),
-            std::ptr::null_mut(),
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    })
+    created(cq_create(adapter, depth, notes))
 }
 
 pub fn create_cq(adapter: *mut NDK_ADAPTER, depth: u32, notes: &Arc<Notes>) -> *mut NDK_CQ {
@@ -557,33 +666,15 @@ pub fn create_cq(adapter: *mut NDK_ADAPTER, depth: u32, notes: &Arc<Notes>) -> *
 }
 
 pub fn create_qp(pd: *mut NDK_PD, cq: *mut NDK_CQ, qp_ctx: usize) -> *mut NDK_QP {
-    let f = d(pd).NdkCreateQp.unwrap();
-    let qctx = std::ptr::without_provenance_mut(qp_ctx);
-    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
-    created(|ctx, pp| unsafe { f(pd, cq, cq, qctx, 64, 64, 4, 4, 64, Some(on_create), ctx, pp) })
-        .expect("create QP")
+    created(qp_create(pd, cq, qp_ctx, (64, 4, 64))).expect("create QP")
 }
 
 pub fn create_connector(adapter: *mut NDK_ADAPTER) -> *mut NDK_CONNECTOR {
-    let f = d(adapter).NdkCreateConnector.unwrap();
-    // SAFETY: live adapter; valid callback, context and out-pointer.
-    created(|ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }).expect("create connector")
+    created(connector_create(adapter)).expect("create connector")
 }
 
 pub fn create_listener(adapter: *mut NDK_ADAPTER, incoming: &Arc<Incoming>) -> *mut NDK_LISTENER {
-    let f = d(adapter).NdkCreateListener.unwrap();
-    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    created(|ctx, pp| unsafe {
-        f(
-            adapter,
-            Some(on_connect_event),
-            incoming.ctx(),
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    })
-    .expect("create listener")
+    created(listener_create(adapter, incoming)).expect("create listener")
 }
 
 pub fn listen(listener: *mut NDK_LISTENER, addr: SocketAddr) -> NTSTATUS {
@@ -638,12 +729,23 @@ impl End {
         header_version(self.adapter)
     }
 
-    /// Close everything, connector first, adapter last, waiting for each close.
+    /// Close everything, connector first, adapter last, waiting for each close. A null
+    /// connector or QP (never made, or already closed by the test) is skipped.
     pub fn teardown(self, net: &Net) {
+        self.teardown_with_listener(net, None);
+    }
+
+    /// [`End::teardown`], closing `listener` (if any) right after the connector.
+    pub fn teardown_with_listener(self, net: &Net, listener: Option<*mut NDK_LISTENER>) {
         if !self.conn.is_null() {
             close(self.conn, d(self.conn).NdkCloseConnector);
         }
-        close(self.qp, d(self.qp).NdkCloseQp);
+        if let Some(listener) = listener {
+            close(listener, d(listener).NdkCloseListener);
+        }
+        if !self.qp.is_null() {
+            close(self.qp, d(self.qp).NdkCloseQp);
+        }
         close(self.cq, d(self.cq).NdkCloseCq);
         close(self.pd, d(self.pd).NdkClosePd);
         net.settle();
@@ -796,20 +898,11 @@ impl Pair {
         }
     }
 
+    /// Tear down A, then B with the listener.
     pub fn teardown(self, net: &Net) {
         let Pair { a, b, listener, .. } = self;
         a.teardown(net);
-        let adapter = b.adapter;
-        let bl = listener;
-        if !b.conn.is_null() {
-            close(b.conn, d(b.conn).NdkCloseConnector);
-        }
-        close(bl, d(bl).NdkCloseListener);
-        close(b.qp, d(b.qp).NdkCloseQp);
-        close(b.cq, d(b.cq).NdkCloseCq);
-        close(b.pd, d(b.pd).NdkClosePd);
-        net.settle();
-        net.fabric.close_adapter(adapter);
+        b.teardown_with_listener(net, Some(listener));
     }
 }
 
@@ -907,10 +1000,7 @@ impl Buf {
     pub fn new(pd: *mut NDK_PD, len: usize, flags: u32) -> Self {
         let data = Mem::zeroed(len);
         let mdl = SoftMdl::new(data.root(), len as u32);
-        let f = d(pd).NdkCreateMr.unwrap();
-        // SAFETY: live PD; valid callback, context and out-pointer.
-        let mr = created(|ctx, pp| unsafe { f(pd, FALSE, Some(on_create), ctx, pp) })
-            .expect("create MR");
+        let mr = created(mr_create(pd)).expect("create MR");
         let s = Slot::new();
         // SAFETY: live MR; the MDL describes `data`, which lives as long as the Buf.
         let st = unsafe {
