@@ -197,13 +197,7 @@ fn teardown_ends(net: &Net, pair: Pair) {
     a.teardown(net);
     b.conn = std::ptr::null_mut();
     b.teardown(net);
-    net.settle();
-    assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "{:?}",
-        net.fabric.live_by_kind()
-    );
+    assert_no_leak(net, "teardown");
 }
 
 fn listener_close_pends_until_the_connector_it_delivered_has_closed(mode: Completion) {
@@ -342,13 +336,7 @@ fn closing_an_unaccepted_incoming_connector_rejects_the_connect(mode: Completion
     a.teardown(&net);
     close(listener, d(listener).NdkCloseListener);
     b.teardown(&net);
-    net.settle();
-    assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "{mode:?}: {:?}",
-        net.fabric.live_by_kind()
-    );
+    assert_no_leak(&net, &format!("{mode:?}"));
 }
 
 per_mode!(closing_an_unaccepted_incoming_connector_rejects_the_connect);

@@ -77,13 +77,7 @@ impl Rig {
         src.close();
         dst.close();
         pair.teardown(&net);
-        net.settle();
-        assert_eq!(
-            net.fabric.live_objects(),
-            0,
-            "{:?}",
-            net.fabric.live_by_kind()
-        );
+        assert_no_leak(&net, "teardown");
     }
 }
 
@@ -220,38 +214,15 @@ per_mode!(arm_solicited_fires_only_for_a_solicited_send_or_an_error);
 
 /// A pair whose passive side's QP uses a CQ of `depth` entries.
 fn pair_with_small_cq_on_b(net: &Net, depth: u32) -> Pair {
-    let mut a = End::new(net, 1, V21);
+    let a = End::new(net, 1, V21);
     let adapter = net.open(2, V21);
     let pd = create_pd(adapter);
     let notes = Notes::new();
     let cq = create_cq(adapter, depth, &notes);
     let qp = create_qp(pd, cq, 0x1002);
-    let mut b = End {
-        adapter,
-        pd,
-        cq,
-        qp,
-        conn: null_mut(),
-        events: Events::new(),
-        notes,
-    };
+    let b = End::of(adapter, pd, (cq, notes), qp);
     let dst = std::net::SocketAddr::new(net.v4[1], 4791);
-    let incoming = Incoming::new();
-    let listener = create_listener(b.adapter, &incoming);
-    assert_eq!(listen(listener, dst), STATUS_SUCCESS);
-    a.conn = create_connector(a.adapter);
-    let (cs, cst) = start_connect(&a, dst, b"");
-    b.conn = incoming.next();
-    let (acc, ast) = start_accept(&b, b"");
-    assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "connect");
-    assert_eq!(complete_connect(&a), STATUS_SUCCESS, "complete connect");
-    assert_eq!(acc.resolve(ast), STATUS_SUCCESS, "accept");
-    Pair {
-        a,
-        b,
-        listener,
-        incoming,
-    }
+    Pair::establish(a, b, dst, (b"", b""))
 }
 
 fn overrunning_a_cq_notifies_an_armed_cq_with_buffer_overflow(mode: Completion) {

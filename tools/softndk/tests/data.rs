@@ -92,13 +92,7 @@ fn finish(net: &Net, pair: Pair, bufs: impl IntoIterator<Item = Buf>) {
         b.close();
     }
     pair.teardown(net);
-    net.settle();
-    assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "{:?}",
-        net.fabric.live_by_kind()
-    );
+    assert_no_leak(net, "teardown");
 }
 
 /// Every byte of `bytes` is still zero (the provider wrote nothing there).

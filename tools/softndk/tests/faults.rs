@@ -39,17 +39,6 @@ fn instant_disconnect_net(mode: softndk::Completion) -> Net {
     Net::instant_disconnect(mode)
 }
 
-fn resolved_once(net: &Net, slot: &Arc<Slot>, returned: NTSTATUS, what: &str) -> NTSTATUS {
-    let status = slot.resolve(returned);
-    net.settle();
-    assert_eq!(
-        slot.calls(),
-        u32::from(returned == STATUS_PENDING),
-        "{what}: returned {returned:#x}; one completion exactly"
-    );
-    status
-}
-
 // --- peer gone during the handshake -------------------------------------------------------------
 
 fn peer_disconnect_while_connect_pending_aborts_the_connect(mode: Completion) {

@@ -234,13 +234,7 @@ fn establish(mode: Completion, v4: bool) {
         incoming,
     }
     .teardown(&net);
-    net.settle();
-    assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "{mode:?}: {:?}",
-        net.fabric.live_by_kind()
-    );
+    assert_no_leak(&net, &format!("{mode:?}"));
 }
 
 fn connect_accept_complete_connect_establishes_over_ipv4(mode: Completion) {
@@ -538,15 +532,7 @@ fn manual_end(net: &Net, if_index: u32) -> End {
     let notes = Notes::new();
     let cq = manual_create(net, cq_create(adapter, 64, &notes));
     let qp = manual_create(net, qp_create(pd, cq, 0x2000, (16, 1, 0)));
-    End {
-        adapter,
-        pd,
-        cq,
-        qp,
-        conn: std::ptr::null_mut(),
-        events: Events::new(),
-        notes,
-    }
+    End::of(adapter, pd, (cq, notes), qp)
 }
 
 #[test]

@@ -7,13 +7,7 @@ fn connect_and_teardown_in_every_mode_leaves_no_live_object(mode: Completion) {
     let pair = Pair::connect(&net, V21, V21);
     assert!(net.fabric.live_objects() > 0);
     pair.teardown(&net);
-    net.settle();
-    assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "mode {mode:?}: {:?}",
-        net.fabric.live_by_kind()
-    );
+    assert_no_leak(&net, &format!("mode {mode:?}"));
 }
 
 per_mode!(connect_and_teardown_in_every_mode_leaves_no_live_object);

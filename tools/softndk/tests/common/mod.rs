@@ -714,6 +714,17 @@ impl End {
         let notes = Notes::new();
         let cq = create_cq(adapter, 256, &notes);
         let qp = create_qp(pd, cq, 0x1000 + if_index as usize);
+        Self::of(adapter, pd, (cq, notes), qp)
+    }
+
+    /// An end of objects the test made itself (the CQ with the notes it notifies); the
+    /// connector comes later.
+    pub fn of(
+        adapter: *mut NDK_ADAPTER,
+        pd: *mut NDK_PD,
+        (cq, notes): (*mut NDK_CQ, Arc<Notes>),
+        qp: *mut NDK_QP,
+    ) -> Self {
         Self {
             adapter,
             pd,
@@ -878,15 +889,21 @@ impl Pair {
     }
 
     pub fn connect_to(net: &Net, va: NDK_VERSION, vb: NDK_VERSION, dst: SocketAddr) -> Self {
-        let mut a = End::new(net, 1, va);
-        let mut b = End::new(net, 2, vb);
+        let a = End::new(net, 1, va);
+        let b = End::new(net, 2, vb);
+        Self::establish(a, b, dst, (b"hello", b"welcome"))
+    }
+
+    /// Connect `a` to a listener of `b` on `dst`, with the private data `(connect, accept)`:
+    /// listen, connect, accept, complete-connect, each of which must succeed.
+    pub fn establish(mut a: End, mut b: End, dst: SocketAddr, data: (&[u8], &[u8])) -> Self {
         let incoming = Incoming::new();
         let listener = create_listener(b.adapter, &incoming);
         assert_eq!(listen(listener, dst), STATUS_SUCCESS);
         a.conn = create_connector(a.adapter);
-        let (cs, cst) = start_connect(&a, dst, b"hello");
+        let (cs, cst) = start_connect(&a, dst, data.0);
         b.conn = incoming.next();
-        let (acc, ast) = start_accept(&b, b"welcome");
+        let (acc, ast) = start_accept(&b, data.1);
         assert_eq!(cs.resolve(cst), STATUS_SUCCESS, "connect");
         assert_eq!(complete_connect(&a), STATUS_SUCCESS, "complete connect");
         assert_eq!(acc.resolve(ast), STATUS_SUCCESS, "accept");
@@ -917,19 +934,26 @@ pub fn assert_no_leak(net: &Net, what: &str) {
     );
 }
 
+/// The final status of a request that returned `returned`, asserting it completed inline (no
+/// callback) or through exactly one callback.
+#[track_caller]
+pub fn resolved_once(net: &Net, slot: &Slot, returned: NTSTATUS, what: &str) -> NTSTATUS {
+    let status = slot.resolve(returned);
+    net.settle();
+    assert_eq!(
+        slot.calls(),
+        u32::from(returned == STATUS_PENDING),
+        "{what}: returned {returned:#x}; it must complete inline or through exactly one callback"
+    );
+    status
+}
+
 /// `NdkDisconnect`, resolved, asserting it completed inline or through exactly one callback.
 pub fn disconnect_once(net: &Net, conn: *mut NDK_CONNECTOR) -> NTSTATUS {
     let s = Slot::new();
     // SAFETY: live connector; valid callback, and the slot outlives its completion.
     let st = unsafe { d(conn).NdkDisconnect.unwrap()(conn, Some(on_request), s.ctx()) };
-    let status = s.resolve(st);
-    net.settle();
-    assert_eq!(
-        s.calls(),
-        u32::from(st == STATUS_PENDING),
-        "NdkDisconnect returned {st:#x}: it must complete inline or through exactly one callback"
-    );
-    status
+    resolved_once(net, &s, st, "NdkDisconnect")
 }
 
 /// `NdkDisconnect`, resolved.
