@@ -85,15 +85,13 @@ fn graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful(mode: 
 
         assert_eq!(disconnect_once(&net, me.conn), STATUS_SUCCESS, "{what}");
         net.settle();
-        assert_eq!(
-            peer.events.all(),
-            vec![Some(reason::GRACEFUL)],
-            "{what}: the peer gets one Ex callback with GRACEFUL"
-        );
-        assert_eq!(
-            me.events.count(),
-            0,
-            "{what}: no callback for the local NdkDisconnect"
+        assert_only_told(
+            &peer.events,
+            &[Some(reason::GRACEFUL)],
+            &me.events,
+            &format!(
+                "{what}: the peer gets one Ex callback with GRACEFUL; no callback for the local NdkDisconnect"
+            ),
         );
         assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
         let info = net.fabric.connector(peer.conn).expect("peer connector");
@@ -133,12 +131,12 @@ fn plain_disconnect_callback_is_used_at_1_2(mode: Completion) {
 
         assert_eq!(disconnect_once(&net, me.conn), STATUS_SUCCESS, "{what}");
         net.settle();
-        assert_eq!(
-            peer.events.all(),
-            vec![None],
-            "{what}: one plain (non-Ex) callback at 1.2"
+        assert_only_told(
+            &peer.events,
+            &[None],
+            &me.events,
+            &format!("{what}: one plain (non-Ex) callback at 1.2"),
         );
-        assert_eq!(me.events.count(), 0, "{what}");
         assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
         pair.teardown(&net);
         assert_no_leak(&net, &what);
@@ -155,15 +153,11 @@ fn closing_a_connected_connector_without_disconnect_resets_the_peer(mode: Comple
     close(pair.a.conn, d(pair.a.conn).NdkCloseConnector);
     pair.a.conn = std::ptr::null_mut();
     net.settle();
-    assert_eq!(
-        pair.b.events.all(),
-        vec![Some(reason::RESET)],
-        "{what}: the peer gets one RESET callback"
-    );
-    assert_eq!(
-        pair.a.events.count(),
-        0,
-        "{what}: no callback for the local close"
+    assert_only_told(
+        &pair.b.events,
+        &[Some(reason::RESET)],
+        &pair.a.events,
+        &format!("{what}: the peer gets one RESET callback; no callback for the local close"),
     );
     assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
 
@@ -347,12 +341,12 @@ fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnec
     let pair = Pair::connect(&net, V21, V21);
     assert_eq!(disconnect_once(&net, pair.a.conn), STATUS_SUCCESS, "{what}");
     net.settle();
-    assert_eq!(
-        pair.b.events.all(),
-        vec![Some(reason::GRACEFUL); 2],
-        "{what}: the injected duplicate"
+    assert_only_told(
+        &pair.b.events,
+        &[Some(reason::GRACEFUL); 2],
+        &pair.a.events,
+        &format!("{what}: the injected duplicate"),
     );
-    assert_eq!(pair.a.events.count(), 0, "{what}");
     assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
     pair.teardown(&net);
 

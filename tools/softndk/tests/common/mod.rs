@@ -251,6 +251,14 @@ pub unsafe extern "system" fn on_disconnect_ex(ctx: PVOID, reason: u32) {
     e.cv.notify_all();
 }
 
+/// Only `told` got disconnect callbacks, exactly `reasons` (`None` for the plain form,
+/// `Some(reason)` for the Ex form); `quiet` got none.
+#[track_caller]
+pub fn assert_only_told(told: &Events, reasons: &[Option<u32>], quiet: &Events, what: &str) {
+    assert_eq!(told.all(), reasons, "{what}: the callbacks of the end told");
+    assert_eq!(quiet.count(), 0, "{what}: the end not called back");
+}
+
 /// Records connect events (the new connectors).
 #[derive(Default)]
 pub struct Incoming {
