@@ -138,8 +138,7 @@ fn plain_disconnect_callback_is_used_at_1_2(mode: Completion) {
             &format!("{what}: one plain (non-Ex) callback at 1.2"),
         );
         assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
+        pair.finish(&net, &what);
     }
 }
 
@@ -169,8 +168,7 @@ fn closing_a_connected_connector_without_disconnect_resets_the_peer(mode: Comple
         "{what}"
     );
     assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(closing_a_connected_connector_without_disconnect_resets_the_peer);
@@ -247,8 +245,7 @@ fn second_disconnect_on_the_same_connector_is_harmless(mode: Completion) {
         poll(pair.a.cq).is_empty() && poll(pair.b.cq).is_empty(),
         "{what}: nothing was posted, nothing may complete"
     );
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(second_disconnect_on_the_same_connector_is_harmless);
@@ -360,8 +357,7 @@ fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnec
         "{what}: well-behaved host"
     );
     assert_eq!(net.fabric.stats().disconnect_callbacks, 3, "{what}");
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnect);

@@ -29,8 +29,6 @@ fn ends(net: &Net, dst: SocketAddr) -> Pair {
     }
 }
 
-/// A request's final status, checked to have completed exactly once (inline, or by exactly one
-/// callback) once the fabric is idle.
 /// For tests of what follows a disconnect (callbacks, removal, injection outside a
 /// connection), where the initiator's `NdkDisconnect` must finish without scripting the peer's
 /// answer: `Kindness::instant_disconnect`. `NdkDisconnect`'s real wait is tested in
@@ -78,15 +76,12 @@ fn peer_disconnect_while_connect_pending_aborts_the_connect(mode: Completion) {
         STATUS_CONNECTION_ABORTED,
         "{what}: accept"
     );
-    assert_eq!(
-        net.fabric.stats().disconnect_callbacks,
-        0,
-        "{what}: never connected, no disconnect callback"
+    pair.assert_nobody_told(
+        &net,
+        &format!("{what}: never connected, no disconnect callback"),
     );
-    assert_eq!(pair.a.events.count() + pair.b.events.count(), 0, "{what}");
 
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(peer_disconnect_while_connect_pending_aborts_the_connect);
@@ -127,8 +122,7 @@ fn peer_disconnect_while_accept_pending_aborts_accept_and_complete_connect(mode:
         "{what}: A's later complete-connect"
     );
     net.settle();
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 0, "{what}");
-    assert_eq!(pair.a.events.count() + pair.b.events.count(), 0, "{what}");
+    pair.assert_nobody_told(&net, &what);
     assert_ne!(
         pair.a.qp_stats(&net).state,
         Some(QpState::Connected),
@@ -140,8 +134,7 @@ fn peer_disconnect_while_accept_pending_aborts_accept_and_complete_connect(mode:
         "{what}"
     );
 
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(peer_disconnect_while_accept_pending_aborts_accept_and_complete_connect);
@@ -201,8 +194,7 @@ fn peer_reset_calls_the_victim_back_once_with_reset_without_flush(mode: Completi
     assert_eq!(pair.b.events.count(), 1, "{what}");
 
     buf.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(peer_reset_calls_the_victim_back_once_with_reset_without_flush);
@@ -228,8 +220,7 @@ fn injected_peer_disconnect_on_an_established_connection_is_graceful(mode: Compl
         "{what}: after a graceful peer disconnect"
     );
     assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(injected_peer_disconnect_on_an_established_connection_is_graceful);
@@ -274,8 +265,7 @@ fn link_loss_calls_both_ends_back_once_with_link_down(mode: Completion) {
     );
     net.settle();
     assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(link_loss_calls_both_ends_back_once_with_link_down);
@@ -348,8 +338,7 @@ fn adapter_removal_ends_connections_and_fails_creates_with_device_removed(mode: 
     );
     assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
 
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(adapter_removal_ends_connections_and_fails_creates_with_device_removed);
@@ -405,8 +394,7 @@ fn connecting_to_a_listener_on_a_removed_host_fails(mode: Completion) {
 
     close(conn, d(conn).NdkCloseConnector);
     close(qp, d(qp).NdkCloseQp);
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(connecting_to_a_listener_on_a_removed_host_fails);
@@ -435,8 +423,7 @@ fn adapter_removal_after_the_connection_ended_calls_nobody_back(mode: Completion
             "{what}: B was already called back"
         );
         assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
+        pair.finish(&net, &what);
     }
 }
 
@@ -479,8 +466,7 @@ fn inject_on_a_connector_outside_any_connection_returns_false(mode: Completion) 
     assert_eq!(pair.a.events.count(), 0, "{what}");
     assert_eq!(pair.b.events.count(), 1, "{what}");
     assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(inject_on_a_connector_outside_any_connection_returns_false);

@@ -136,8 +136,7 @@ fn peer_disconnect_does_not_flush_and_ndk_flush_cancels_every_receive(mode: Comp
     assert_eq!(net.fabric.stats().flush_calls, 1, "{what}");
 
     buf.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(peer_disconnect_does_not_flush_and_ndk_flush_cancels_every_receive);
@@ -197,8 +196,7 @@ fn ndk_disconnect_flushes_the_local_qp_implicitly_and_not_the_peers(mode: Comple
 
     a_buf.close();
     b_buf.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(ndk_disconnect_flushes_the_local_qp_implicitly_and_not_the_peers);
@@ -264,8 +262,7 @@ fn sends_waiting_for_a_peer_receive_stay_outstanding_after_peer_disconnect_until
 
     rbuf.close();
     sbuf.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(sends_waiting_for_a_peer_receive_stay_outstanding_after_peer_disconnect_until_flush);
@@ -299,8 +296,7 @@ fn flush_on_peer_disconnect_misbehaviour_cancels_the_victims_receives(mode: Comp
     assert_eq!(stats.outstanding_receives, 0, "{what}");
 
     buf.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(flush_on_peer_disconnect_misbehaviour_cancels_the_victims_receives);
@@ -351,8 +347,7 @@ fn receive_posted_after_the_local_side_disconnected_completes_cancelled_at_once(
 
         net.settle();
         buf.close();
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
+        pair.finish(&net, &what);
     }
 }
 
@@ -399,8 +394,7 @@ fn receive_posted_after_the_peer_disconnected_stays_outstanding_until_local_disc
     );
 
     buf.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(receive_posted_after_the_peer_disconnected_stays_outstanding_until_local_disconnect);
@@ -427,8 +421,7 @@ fn send_after_the_peer_disconnected_is_connection_invalid(mode: Completion) {
     assert_eq!(pair.b.qp_stats(&net).outstanding_sends, 0, "{what}");
 
     buf.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(send_after_the_peer_disconnected_is_connection_invalid);
@@ -441,14 +434,8 @@ fn flush_with_nothing_outstanding_completes_nothing_and_calls_nobody_back(mode: 
     net.settle();
     assert!(poll(pair.b.cq).is_empty(), "{what}");
     assert_eq!(pair.b.qp_stats(&net).flush_calls, 1, "{what}");
-    assert_eq!(
-        net.fabric.stats().disconnect_callbacks,
-        0,
-        "{what}: a flush is not a disconnect"
-    );
-    assert_eq!(pair.a.events.count() + pair.b.events.count(), 0, "{what}");
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.assert_nobody_told(&net, &format!("{what}: a flush is not a disconnect"));
+    pair.finish(&net, &what);
 }
 
 per_mode!(flush_with_nothing_outstanding_completes_nothing_and_calls_nobody_back);
@@ -482,8 +469,7 @@ fn closing_the_connector_does_not_flush_the_qp_but_closing_the_qp_does(mode: Com
 
     // A's connector and QP are already closed: the teardown skips them.
     buf.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, &what);
+    pair.finish(&net, &what);
 }
 
 per_mode!(closing_the_connector_does_not_flush_the_qp_but_closing_the_qp_does);

@@ -120,8 +120,7 @@ fn ndk_disconnect_completes_only_when_the_peer_answers(mode: Completion) {
         0,
         "{mode:?}: no callback for our own"
     );
-    pair.teardown(&net);
-    assert_no_leak(&net, "answered");
+    pair.finish(&net, "answered");
 }
 
 per_hardware_mode!(ndk_disconnect_completes_only_when_the_peer_answers);
@@ -139,8 +138,7 @@ fn closing_the_peer_connector_answers_a_disconnect() {
     );
     pair.b.conn = std::ptr::null_mut();
     assert_eq!(slot.wait(), STATUS_SUCCESS);
-    pair.teardown(&net);
-    assert_no_leak(&net, "closed");
+    pair.finish(&net, "closed");
 }
 
 /// `NDK_FN_DISCONNECT`: `STATUS_IO_TIMEOUT` when the peer never answers.
@@ -152,8 +150,7 @@ fn an_unanswered_disconnect_times_out() {
     assert_eq!(st, STATUS_PENDING);
     assert_eq!(slot.wait(), STATUS_IO_TIMEOUT);
     assert_eq!(net.fabric.stats().disconnect_timeouts, 1);
-    pair.teardown(&net);
-    assert_no_leak(&net, "timeout");
+    pair.finish(&net, "timeout");
 }
 
 /// The disconnect callback does not flush (`NDK_FN_DISCONNECT_EVENT_CALLBACK`), but a send the
@@ -212,8 +209,7 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp(mode: C
     assert_eq!(slot.wait(), STATUS_SUCCESS);
     recv.close();
     send.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, "retry");
+    pair.finish(&net, "retry");
 }
 
 per_hardware_mode!(a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp);
@@ -258,8 +254,7 @@ fn link_loss_is_noticed_only_by_an_end_that_sends() {
     );
     send.close();
     recv.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, "link");
+    pair.finish(&net, "link");
 }
 
 /// `NDK_FN_FLUSH`; NDKPI completion handling requirements: `NdkFlush` only initiates; the
@@ -364,8 +359,7 @@ fn a_dead_cq_reports_its_error_and_its_qps_are_dead() {
         );
         recv.close();
         send.close();
-        pair.teardown(&net);
-        assert_no_leak(&net, "cq");
+        pair.finish(&net, "cq");
     }
 }
 
@@ -498,8 +492,7 @@ fn the_provider_holds_its_lock_across_the_disconnect_callback() {
     assert_eq!(other.join().unwrap(), STATUS_SUCCESS, "then it ran");
     assert_eq!(disconnect(pair.b.conn), STATUS_SUCCESS);
     assert_eq!(slot.wait(), STATUS_SUCCESS);
-    pair.teardown(&net);
-    assert_no_leak(&net, "provider lock");
+    pair.finish(&net, "provider lock");
 }
 
 /// iWARP (RDMAP/DDP) has no receiver-not-ready retry: a send that finds no receive posted at
@@ -551,8 +544,7 @@ fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection(mode: Comp
     assert_eq!(pair.a.qp_stats(&net).flush_calls, 0);
     a_recv.close();
     send.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, "iwarp");
+    pair.finish(&net, "iwarp");
 }
 
 per_hardware_mode!(on_iwarp_a_send_without_a_posted_receive_terminates_the_connection);

@@ -923,6 +923,28 @@ impl Pair {
         }
     }
 
+    /// Tear down and prove nothing is left ([`assert_no_leak`]).
+    pub fn finish(self, net: &Net, what: &str) {
+        self.teardown(net);
+        assert_no_leak(net, what);
+    }
+
+    /// Nobody was called back: no disconnect callback on the fabric, none recorded by either
+    /// end.
+    #[track_caller]
+    pub fn assert_nobody_told(&self, net: &Net, what: &str) {
+        assert_eq!(
+            net.fabric.stats().disconnect_callbacks,
+            0,
+            "{what}: no disconnect callback"
+        );
+        assert_eq!(
+            self.a.events.count() + self.b.events.count(),
+            0,
+            "{what}: neither end called back"
+        );
+    }
+
     /// Tear down A, then B with the listener.
     pub fn teardown(self, net: &Net) {
         let Pair { a, b, listener, .. } = self;
