@@ -237,17 +237,9 @@ fn establish(mode: Completion, v4: bool) {
     assert_no_leak(&net, &format!("{mode:?}"));
 }
 
-fn connect_accept_complete_connect_establishes_over_ipv4(mode: Completion) {
-    establish(mode, true);
-}
+per_mode!(connect_accept_complete_connect_establishes_over_ipv4 = establish(true));
 
-per_mode!(connect_accept_complete_connect_establishes_over_ipv4);
-
-fn connect_accept_complete_connect_establishes_over_ipv6(mode: Completion) {
-    establish(mode, false);
-}
-
-per_mode!(connect_accept_complete_connect_establishes_over_ipv6);
+per_mode!(connect_accept_complete_connect_establishes_over_ipv6 = establish(false));
 
 // --- private data -------------------------------------------------------------------------------
 
@@ -686,17 +678,9 @@ fn addresses_agree(mode: Completion, v4: bool) {
     pair.teardown(&net);
 }
 
-fn local_and_peer_addresses_of_both_ends_agree_over_ipv4(mode: Completion) {
-    addresses_agree(mode, true);
-}
+per_mode!(local_and_peer_addresses_of_both_ends_agree_over_ipv4 = addresses_agree(true));
 
-per_mode!(local_and_peer_addresses_of_both_ends_agree_over_ipv4);
-
-fn local_and_peer_addresses_of_both_ends_agree_over_ipv6(mode: Completion) {
-    addresses_agree(mode, false);
-}
-
-per_mode!(local_and_peer_addresses_of_both_ends_agree_over_ipv6);
+per_mode!(local_and_peer_addresses_of_both_ends_agree_over_ipv6 = addresses_agree(false));
 
 // --- listeners ----------------------------------------------------------------------------------
 

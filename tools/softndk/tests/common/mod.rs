@@ -1194,42 +1194,46 @@ pub const MODES: [Completion; 5] = [
 pub const MODES: [Completion; 2] = [Completion::Inline, RANDOM];
 
 /// One `#[test]` per completion mode of [`MODES`] for each named `fn(Completion)`: the test
-/// `name::thread` runs `name(Completion::Thread)`, so a failure names its mode. Under Miri
-/// only the modes of its smaller [`MODES`] run; the others are ignored.
+/// `name::thread` runs `name(Completion::Thread)`, so a failure names its mode. The form
+/// `per_mode!(name = body(args))` names the tests `name::*` and runs `body(mode, args)`. Under
+/// Miri only the modes of its smaller [`MODES`] run; the others are ignored.
 #[allow(unused_macros, reason = "some test binaries run in one mode only")]
 macro_rules! per_mode {
-    ($($name:ident),+ $(,)?) => {$(
+    ($name:ident = $body:ident($($arg:expr),*)) => {
         mod $name {
             use softndk::Completion;
 
             #[test]
             #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
             fn synchronous() {
-                super::$name(Completion::Synchronous);
+                super::$body(Completion::Synchronous $(, $arg)*);
             }
 
             #[test]
             fn inline() {
-                super::$name(Completion::Inline);
+                super::$body(Completion::Inline $(, $arg)*);
             }
 
             #[test]
             #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
             fn thread() {
-                super::$name(Completion::Thread);
+                super::$body(Completion::Thread $(, $arg)*);
             }
 
             #[test]
             fn random() {
-                super::$name($crate::common::RANDOM);
+                super::$body($crate::common::RANDOM $(, $arg)*);
             }
 
             #[test]
             #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
             fn hardware() {
-                super::$name($crate::common::HARDWARE);
+                super::$body($crate::common::HARDWARE $(, $arg)*);
             }
         }
+    };
+    ($($name:ident),+ $(,)?) => {$(
+        per_mode!($name = $name());
     )+};
 }
 #[allow(unused_imports, reason = "some test binaries run in one mode only")]
