@@ -388,7 +388,7 @@ fn owed_notification_and_close(kind: bool) {
         Length: 8,
         MemoryRegionToken: 0,
     };
-    assert_eq!(post_receive(qp, &sge, 0x99), STATUS_SUCCESS);
+    receive_ok(qp, &sge, 0x99);
     flush(qp);
     assert_eq!(
         net.fabric.cq_len(cq),

@@ -149,7 +149,7 @@ fn peer_reset_calls_the_victim_back_once_with_reset_without_flush(mode: Completi
     let mut buf = Buf::new(pair.b.pd, 64 * N, LOCAL_WRITE);
     for i in 0..N {
         let sge = buf.sge(i * 64, 64);
-        assert_eq!(post_receive(pair.b.qp, &sge, 0x300 + i), STATUS_SUCCESS);
+        receive_ok(pair.b.qp, &sge, 0x300 + i);
     }
 
     assert!(net.fabric.inject(pair.b.conn, Fault::PeerReset), "{what}");

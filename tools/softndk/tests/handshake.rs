@@ -132,21 +132,13 @@ fn read_addr(get: &Getter) -> SocketAddr {
     addr
 }
 
-#[repr(C, align(8))]
-struct RawAddr([u8; 128]);
-
 /// Call a getter with `*len = have` (and no buffer when `null`): the status, `*len` after the
 /// call, and whether the buffer was left untouched.
 fn read_addr_short(get: &Getter, have: u32, null: bool) -> (NTSTATUS, u32, bool) {
-    let mut raw = RawAddr([0xA5; 128]);
-    let p = if null {
-        std::ptr::null_mut()
-    } else {
-        std::ptr::from_mut(&mut raw).cast::<SOCKADDR>()
-    };
+    let mut raw = Scribble::new();
     let mut len = have;
-    let st = get(p, &raw mut len);
-    (st, len, raw.0.iter().all(|b| *b == 0xA5))
+    let st = get(raw.ptr(null), &raw mut len);
+    (st, len, raw.untouched())
 }
 
 fn state(net: &Net, conn: *mut NDK_CONNECTOR) -> ConnectorState {

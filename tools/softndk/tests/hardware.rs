@@ -163,16 +163,10 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp(mode: C
     let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
     let mut send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
     for ctx in [0x11, 0x12] {
-        assert_eq!(
-            post_receive(pair.b.qp, &recv.sge(0, 32), ctx),
-            STATUS_SUCCESS
-        );
+        receive_ok(pair.b.qp, &recv.sge(0, 32), ctx);
     }
     // A has no receive posted: B's send waits (the adapter retries for a receive).
-    assert_eq!(
-        post_send(pair.b.qp, &send.sge(0, 16), 0x21, 0),
-        STATUS_SUCCESS
-    );
+    send_ok(pair.b.qp, &send.sge(0, 16), 0x21, 0);
     let (slot, st) = start_disconnect(pair.a.conn);
     assert_eq!(st, STATUS_PENDING);
     pair.b.events.wait_count(1);
@@ -225,14 +219,8 @@ fn link_loss_is_noticed_only_by_an_end_that_sends() {
     assert!(net.fabric.inject(pair.a.conn, Fault::LinkLoss));
     let mut send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
     let mut recv = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-    assert_eq!(
-        post_receive(pair.a.qp, &recv.sge(0, 16), 0x31),
-        STATUS_SUCCESS
-    );
-    assert_eq!(
-        post_send(pair.b.qp, &send.sge(0, 16), 0x32, 0),
-        STATUS_SUCCESS
-    );
+    receive_ok(pair.a.qp, &recv.sge(0, 16), 0x31);
+    send_ok(pair.b.qp, &send.sge(0, 16), 0x32, 0);
     pair.b.events.wait_count(1);
     assert_eq!(pair.b.events.all(), [Some(reason::LINK_DOWN)]);
     let done = poll_n(pair.b.cq, 1);
@@ -280,17 +268,14 @@ fn ndk_flush_only_initiates() {
         })
     };
     net.fabric.deliver();
-    assert_eq!(post_receive(pair.b.qp, &recv.sge(0, 16), 1), STATUS_SUCCESS);
+    receive_ok(pair.b.qp, &recv.sge(0, 16), 1);
     flush(pair.b.qp);
     assert_eq!(
         net.fabric.cq_len(pair.b.cq),
         Some(0),
         "nothing completed inside NdkFlush"
     );
-    assert_eq!(
-        post_receive(pair.b.qp, &recv.sge(16, 16), 2),
-        STATUS_SUCCESS
-    );
+    receive_ok(pair.b.qp, &recv.sge(16, 16), 2);
     assert_eq!(
         post_send(pair.b.qp, &send.sge(0, 16), 3, 0),
         STATUS_CONNECTION_INVALID,
@@ -336,18 +321,16 @@ fn a_dead_cq_reports_its_error_and_its_qps_are_dead() {
         let net = net(Completion::Inline);
         let pair = Pair::connect(&net, V21, V21);
         let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-        assert_eq!(post_receive(pair.b.qp, &recv.sge(0, 16), 1), STATUS_SUCCESS);
-        // SAFETY: live CQ.
-        unsafe { d(pair.b.cq).NdkArmCq.unwrap()(pair.b.cq, NDK_CQ_NOTIFY_ERRORS) };
+        receive_ok(pair.b.qp, &recv.sge(0, 16), 1);
+        arm(pair.b.cq, NDK_CQ_NOTIFY_ERRORS);
         assert!(net.fabric.inject_cq_error(pair.b.cq, error));
         net.settle();
         assert_eq!(pair.b.notes.all(), [status], "{error:?}");
-        // SAFETY: live CQ.
-        unsafe { d(pair.b.cq).NdkArmCq.unwrap()(pair.b.cq, NDK_CQ_NOTIFY_ANY) };
+        arm(pair.b.cq, NDK_CQ_NOTIFY_ANY);
         net.settle();
         assert_eq!(pair.b.notes.all().len(), 1, "{error:?}: reported once");
         let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-        assert_eq!(post_send(pair.a.qp, &send.sge(0, 16), 2, 0), STATUS_SUCCESS);
+        send_ok(pair.a.qp, &send.sge(0, 16), 2, 0);
         let done = poll_n(pair.a.cq, 1);
         assert_eq!(
             done[0].Status, STATUS_IO_TIMEOUT,
@@ -513,15 +496,9 @@ fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection(mode: Comp
     let pair = Pair::connect(&net, V21, V21);
     let mut a_recv = Buf::new(pair.a.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
     let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-    assert_eq!(
-        post_receive(pair.a.qp, &a_recv.sge(0, 16), 0x41),
-        STATUS_SUCCESS
-    );
+    receive_ok(pair.a.qp, &a_recv.sge(0, 16), 0x41);
     // B posted no receive.
-    assert_eq!(
-        post_send(pair.a.qp, &send.sge(0, 16), 0x42, 0),
-        STATUS_SUCCESS
-    );
+    send_ok(pair.a.qp, &send.sge(0, 16), 0x42, 0);
     pair.a.events.wait_count(1);
     pair.b.events.wait_count(1);
     assert_eq!(pair.a.events.all(), [Some(reason::TERMINATED)], "{mode:?}");

@@ -23,14 +23,8 @@ fn net_of(max: NDK_VERSION) -> Net {
 /// `NdkQueryAdapterInfo` with `*pBufferSize = size` into a buffer filled with 0xA5 (or none):
 /// status, `*pBufferSize` after the call, the buffer.
 fn query_info(adapter: *mut NDK_ADAPTER, size: u32, null: bool) -> (NTSTATUS, u32, [u8; 0x80]) {
-    #[repr(C, align(8))]
-    struct Raw([u8; 0x80]);
-    let mut raw = Raw([0xA5; 0x80]);
-    let p = if null {
-        std::ptr::null_mut()
-    } else {
-        std::ptr::from_mut(&mut raw).cast::<NDK_ADAPTER_INFO>()
-    };
+    let mut raw = Scribble::new();
+    let p = raw.ptr::<NDK_ADAPTER_INFO>(null);
     let mut len = size;
     let f = d(adapter).NdkQueryAdapterInfo.unwrap();
     // SAFETY: live adapter, called at "PASSIVE" (not from a callback); `p` is null or 0x80

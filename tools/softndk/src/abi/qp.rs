@@ -187,7 +187,7 @@ const fn table(v12: bool) -> NDK_QP_DISPATCH {
 static DISPATCH_V11: NDK_QP_DISPATCH = table(false);
 static DISPATCH_V12: NDK_QP_DISPATCH = table(true);
 
-/// The table for the negotiated version: `v12` when it is at least V.12.
+/// The table for the negotiated version: `v12` when it is at least 1.2.
 pub(super) fn dispatch(v12: bool) -> &'static NDK_QP_DISPATCH {
     if v12 { &DISPATCH_V12 } else { &DISPATCH_V11 }
 }

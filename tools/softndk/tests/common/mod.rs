@@ -511,6 +511,30 @@ impl Sock {
     }
 }
 
+/// A 128-byte, 8-aligned out-buffer filled with 0xA5, to see what a provider wrote into it.
+#[repr(C, align(8))]
+pub struct Scribble(pub [u8; 128]);
+
+impl Scribble {
+    pub fn new() -> Self {
+        Self([0xA5; 128])
+    }
+
+    /// The buffer as the out-pointer a call takes, or null when `null`.
+    pub fn ptr<T>(&mut self, null: bool) -> *mut T {
+        if null {
+            std::ptr::null_mut()
+        } else {
+            std::ptr::from_mut(self).cast()
+        }
+    }
+
+    /// Nothing was written.
+    pub fn untouched(&self) -> bool {
+        self.0.iter().all(|b| *b == 0xA5)
+    }
+}
+
 // --- creates ----------------------------------------------------------------------------------
 
 /// Start a create call (given the completion context and the out-pointer, it returns the inline
