@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use ndkpi_sys::{NDK_FN_CONNECT_EVENT_CALLBACK, NDK_FN_REQUEST_COMPLETION, NTSTATUS, NtStatus};
 
+use crate::object::ObjId;
 use crate::qp::{FlushKind, QpState};
-use crate::shell::ObjId;
 use crate::world::{Body, Call, Ctx, DisconnectCb, Object, Out, World};
 use crate::{Fault, ObjectKind, reason};
 
@@ -387,7 +387,7 @@ impl World {
         passive.peer_data_known = true;
         passive.ird = ord;
         passive.ord = ird;
-        let (b, shell) = self.create_object(
+        let (b, block) = self.create_object(
             ObjectKind::Connector,
             l_adapter,
             l_host,
@@ -414,7 +414,7 @@ impl World {
                 f,
                 ctx,
                 connector: b,
-                shell,
+                block,
             },
         );
         World::arm(

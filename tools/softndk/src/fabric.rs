@@ -18,8 +18,8 @@ use ndkpi_sys::{
 
 use crate::conn::{ConnectorState, Ending};
 use crate::misuse::{MisusePolicy, Queue, Violation};
+use crate::object::{self, Entry, ObjId, ObjectPtr};
 use crate::qp::QpStats;
-use crate::shell::{self, Entry, ObjId, ShellPtr};
 use crate::world::{Body, Call, CloseState, Counters, Delivery, Host, Out, Route, Timer, World};
 use crate::{ObjectKind, abi};
 
@@ -330,7 +330,7 @@ thread_local! {
 /// closed or still owed a callback, with what its close waits for.
 pub fn describe_stuck() -> String {
     let mut text = String::new();
-    for shared in crate::shell::fabrics() {
+    for shared in crate::object::fabrics() {
         let world = shared.world();
         for line in world.stuck() {
             text.push_str(&line);
@@ -577,13 +577,13 @@ impl Drop for Shared {
         abi::unregister_client(self.client_addr());
         let world = self.world.get_mut().unwrap_or_else(PoisonError::into_inner);
         for obj in world.objects.values() {
-            shell::unregister(obj.shell.addr());
+            object::unregister(obj.block.addr());
         }
         for obj in world.objects.values() {
             // SAFETY: the registry entries are gone and the fabric (the only owner of the
-            // shells) is being dropped, so nothing can reach them any more; each shell is in
-            // exactly one object.
-            unsafe { obj.shell.free() };
+            // object blocks) is being dropped, so nothing can reach them any more; each block
+            // belongs to exactly one object.
+            unsafe { obj.block.free() };
         }
     }
 }
@@ -607,9 +607,9 @@ fn invoke(call: &Call) {
             status,
             object,
         } => {
-            let ptr = object.map_or(std::ptr::null_mut(), ShellPtr::as_ndk::<NDK_OBJECT_HEADER>);
+            let ptr = object.map_or(std::ptr::null_mut(), ObjectPtr::as_ndk::<NDK_OBJECT_HEADER>);
             // SAFETY: the consumer supplied this create-completion routine and context; the
-            // object (or null on failure) is a live shell.
+            // object (or null on failure) is a live object block.
             unsafe { f(ctx.0, status, ptr) }
         }
         Call::Close { f: Some(f), ctx } => {
@@ -620,12 +620,12 @@ fn invoke(call: &Call) {
         Call::ConnectEvent {
             f: Some(f),
             ctx,
-            shell,
+            block,
             ..
         } => {
             // SAFETY: the listener's connect-event routine and context, with a new live
             // connector now owned by the consumer.
-            unsafe { f(ctx.0, shell.as_ndk::<NDK_CONNECTOR>()) }
+            unsafe { f(ctx.0, block.as_ndk::<NDK_CONNECTOR>()) }
         }
         Call::Disconnect { cb, reason } => match cb {
             // The consumer's event path must not allocate (checked by `alloc_check`).
@@ -911,7 +911,7 @@ impl Fabric {
     }
 
     fn entry<T>(&self, ptr: *mut T, kind: ObjectKind) -> Option<Entry> {
-        let (shared, entry) = shell::lookup(ptr.addr())?;
+        let (shared, entry) = object::lookup(ptr.addr())?;
         (Arc::ptr_eq(&shared, &self.shared) && entry.kind == kind).then_some(entry)
     }
 
@@ -968,7 +968,7 @@ impl Fabric {
             .filter(|(_, o)| {
                 o.kind == kind && o.host == host.0 && matches!(o.close, CloseState::Open)
             })
-            .map(|(id, o)| (*id, o.shell.as_ndk()))
+            .map(|(id, o)| (*id, o.block.as_ndk()))
             .collect();
         found.sort_unstable_by_key(|(id, _)| *id);
         found.into_iter().map(|(_, p)| p).collect()

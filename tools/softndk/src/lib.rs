@@ -7,6 +7,24 @@
 //! tables, as a kernel consumer does on Windows. It exists so that NDK consumers — ndkdisc
 //! first — can be tested without RDMA hardware and without Windows.
 //!
+//! ## Where it sits in the event path
+//!
+//! On Windows, ndkdisc's event path runs from the NDK provider (the RDMA adapter's driver) up:
+//! the provider calls the callbacks `ndkpi` registered (connect completions, disconnect, CQ
+//! notifications), the engine in `ndkdisc-core` turns them into facts about a connection and
+//! latches events, and user mode takes them with a pended WAIT. softndk stands in for the
+//! bottom of that path, the provider, everywhere the driver is not on Windows with an
+//! adapter:
+//!
+//! - **`ndkpi`'s tests** drive the consumer-side wrappers against softndk's dispatch tables;
+//! - **the host platform** of `ndkdisc-core` (its `host` feature) runs the real engine over a
+//!   softndk fabric, which is what the engine's tests and the client's **simulation backend**
+//!   use (one engine per simulated host, all hosts on one fabric);
+//! - **the demo** (`ndkctl demo`) runs on that simulation backend.
+//!
+//! softndk itself depends only on `ndkpi-sys` (the NDKPI types and tables); nothing in it
+//! knows about ndkdisc.
+//!
 //! ```no_run
 //! use std::net::{IpAddr, Ipv4Addr};
 //! use softndk::{Fabric, FabricConfig, HostConfig};
@@ -41,7 +59,7 @@
 //! | Requests complete synchronously, on the calling thread before the call returns, or on one of several provider threads at once ([`Completion::Hardware`], as many threads as cores) | NDKPI object lifetime requirements ("Consumer-Provider Interaction") | `hardware::the_hardware_mode_runs_callbacks_concurrently`, `completion::*` |
 //! | `NdkDisconnect` completes only when the peer answers (its own `NdkDisconnect` or its connector's close), with `STATUS_IO_TIMEOUT` when it never does ([`Timing::disconnect_timeout`]), `STATUS_CONNECTION_ABORTED` when the connection aborts; only then is the QP flushed | `NDK_FN_DISCONNECT`; `NetworkDirect` disconnect scheme | `hardware::ndk_disconnect_completes_only_when_the_peer_answers`, `closing_the_peer_connector_answers_a_disconnect`, `an_unanswered_disconnect_times_out` |
 //! | The disconnect callback flushes nothing; a send the departed peer never takes fails after the retry timeout (`STATUS_IO_TIMEOUT`, provider code [`provider_error::RETRY_EXCEEDED`]), the QP enters the error state and the provider flushes every other request, receives included | `NDK_FN_DISCONNECT_EVENT_CALLBACK`; NDKPI completion handling requirements | `hardware::a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp` |
-//! | iWARP adapters have no receiver-not-ready retry: a send that finds no receive posted makes the peer terminate the connection (both QPs flushed, both callbacks [`reason::TERMINATED`]) | iWARP RDMAP/DDP terminate; fact sheet §8.4 #14 | `hardware::on_iwarp_a_send_without_a_posted_receive_terminates_the_connection` |
+//! | iWARP adapters have no receiver-not-ready retry: a send that finds no receive posted makes the peer terminate the connection (both QPs flushed, both callbacks [`reason::TERMINATED`]) | iWARP RDMAP/DDP terminate | `hardware::on_iwarp_a_send_without_a_posted_receive_terminates_the_connection` |
 //! | Any error completion puts the QP in the error state and flushes the rest; on error completions `Type` and `BytesTransferred` are undefined and `ProviderErrorCode` (2.1) is set | `NDK_RESULT_EX` | `data::*` (access violations, data overrun), `hardware::*` |
 //! | `NdkFlush` only initiates: the flushed requests complete later, on a provider thread, and the QP carries no more data | `NDK_FN_FLUSH`; NDKPI completion handling requirements | `hardware::ndk_flush_only_initiates` |
 //! | Event callbacks (disconnect, connect event, CQ notification) may come until the object's close completion, never after it | NDKPI object lifetime requirements | `close::no_callback_arrives_after_a_close_completion`, `disconnect::no_disconnect_callback_after_the_connector_close_completed` |
@@ -55,7 +73,7 @@
 //!
 //! The other rules it keeps, each with its conformance test in `tests/`:
 //!
-//! | rule (fact sheet §8) | test |
+//! | rule | test |
 //! |---|---|
 //! | A request returns `STATUS_SUCCESS` (no callback) or `STATUS_PENDING` and then exactly one completion | `completion::*` |
 //! | Creates return the object inline, or through the create completion; a failed create (fault injection: `STATUS_INSUFFICIENT_RESOURCES`) yields no object | `completion::create_*` |
@@ -67,7 +85,7 @@
 //! | Fault injection: peer disconnect at any point (before connect completes, during accept), reset, link loss, adapter removal, duplicate callbacks, flush on peer disconnect, create failure | `faults::*` |
 //! | Misuse detection: PASSIVE-only call in a callback, double close, use after close, concurrent posts to one queue, an NDK call while the consumer holds its spin lock ([`consumer_lock`]) | `misuse::*` |
 //!
-//! Choices where NDKPI is silent (fact sheet §13), made here and tested:
+//! Choices where NDKPI is silent, made here and tested:
 //! - Version negotiation: a provider whose highest version is M.m accepts a request for major M
 //!   with minor <= m (and gets M.m), or major 1 when M = 2 (and gets 1.2); anything else fails with
 //!   `STATUS_NDIS_BAD_VERSION`. See [`negotiate`].
@@ -116,9 +134,9 @@ pub mod consumer_lock;
 mod fabric;
 mod mem;
 mod misuse;
+mod object;
 mod qp;
 mod rng;
-mod shell;
 mod world;
 
 pub use conn::{ConnectorState, Ending};

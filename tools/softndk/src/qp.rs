@@ -11,7 +11,7 @@ use ndkpi_sys::{
 };
 
 use crate::mem::{BytePtr, copy_in, copy_out};
-use crate::shell::ObjId;
+use crate::object::ObjId;
 use crate::world::{Body, CqEntry, Ctx, Object, Out, World};
 
 /// A QP's connection state as the data path sees it.
@@ -705,8 +705,8 @@ impl World {
     /// A send's retry timer ran out. If it still cannot be delivered, it fails with
     /// `STATUS_IO_TIMEOUT` (provider code [`provider_error::RETRY_EXCEEDED`]), the QP enters
     /// the error state and the provider flushes every other request on it, receives included
-    /// (NDKPI leaves the status of requests killed by a broken connection to the provider;
-    /// fact sheet §8.4 #14). A connection nobody had ended yet is now ended by the provider:
+    /// (NDKPI leaves the status of requests killed by a broken connection to the provider).
+    /// A connection nobody had ended yet is now ended by the provider:
     /// the disconnect callback fires (`NetworkDirect` disconnect scheme: the provider detected
     /// that the connection was aborted).
     pub(crate) fn retry_expired(&mut self, out: &mut Out, qp_id: ObjId) {

@@ -22,9 +22,9 @@ use crate::conn::{Conn, Listener};
 use crate::fabric::{Completion, FabricConfig, HostConfig, Misbehaviour, Shared};
 use crate::mem::BytePtr;
 use crate::misuse::Violation;
+use crate::object::{self, Entry, ObjId, ObjectPtr};
 use crate::qp::Qp;
 use crate::rng::SplitMix64;
-use crate::shell::{self, Entry, ObjId, ShellPtr};
 
 /// A consumer context pointer, passed back unchanged and never dereferenced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub(crate) enum Call {
         f: NDK_FN_CREATE_COMPLETION,
         ctx: Ctx,
         status: NTSTATUS,
-        object: Option<ShellPtr>,
+        object: Option<ObjectPtr>,
     },
     Close {
         f: NDK_FN_CLOSE_COMPLETION,
@@ -74,7 +74,7 @@ pub(crate) enum Call {
         f: NDK_FN_CONNECT_EVENT_CALLBACK,
         ctx: Ctx,
         connector: ObjId,
-        shell: ShellPtr,
+        block: ObjectPtr,
     },
     Disconnect {
         cb: DisconnectCb,
@@ -219,7 +219,7 @@ pub(crate) struct Object {
     pub(crate) adapter: ObjId,
     pub(crate) host: usize,
     pub(crate) version: NDK_VERSION,
-    pub(crate) shell: ShellPtr,
+    pub(crate) block: ObjectPtr,
     antecedents: Vec<ObjId>,
     successors: u32,
     pub(crate) close: CloseState,
@@ -443,7 +443,7 @@ impl World {
         self.next_token
     }
 
-    /// Insert a new object whose shell is already allocated, counting it as a successor of
+    /// Insert a new object whose block is already allocated, counting it as a successor of
     /// each antecedent.
     #[expect(
         clippy::too_many_arguments,
@@ -456,7 +456,7 @@ impl World {
         adapter: ObjId,
         host: usize,
         version: NDK_VERSION,
-        shell: ShellPtr,
+        block: ObjectPtr,
         antecedents: Vec<ObjId>,
         body: Body,
     ) {
@@ -472,7 +472,7 @@ impl World {
                 adapter,
                 host,
                 version,
-                shell,
+                block,
                 antecedents,
                 successors: 0,
                 close: CloseState::Open,
@@ -482,7 +482,7 @@ impl World {
         );
     }
 
-    /// Allocate, register and insert a new object; returns its id and shell.
+    /// Allocate, register and insert a new object; returns its id and block.
     pub(crate) fn create_object(
         &mut self,
         kind: ObjectKind,
@@ -491,15 +491,15 @@ impl World {
         version: NDK_VERSION,
         antecedents: Vec<ObjId>,
         body: Body,
-    ) -> (ObjId, ShellPtr) {
+    ) -> (ObjId, ObjectPtr) {
         let id = self.next_id();
-        let shell =
-            ShellPtr::allocate(id, kind, version, crate::abi::dispatch_table(kind, version));
-        shell::register(Entry {
+        let block =
+            ObjectPtr::allocate(id, kind, version, crate::abi::dispatch_table(kind, version));
+        object::register(Entry {
             fabric: self.fabric.clone(),
             id,
             kind,
-            shell,
+            block,
         });
         let adapter = if kind == ObjectKind::Adapter {
             id
@@ -509,8 +509,8 @@ impl World {
         if let Body::Pd { privileged_token } = &body {
             self.tokens.insert(*privileged_token, id);
         }
-        self.insert(id, kind, adapter, host, version, shell, antecedents, body);
-        (id, shell)
+        self.insert(id, kind, adapter, host, version, block, antecedents, body);
+        (id, block)
     }
 
     /// Close now, whatever is owed (the adapter, whose close is blocking and was waited for).

@@ -117,81 +117,79 @@ fn objects(
     (adapter, pd, cq, qp, notes)
 }
 
-#[test]
-fn cq_close_pends_until_the_qp_using_it_has_closed() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let (adapter, pd, cq, qp, _notes) = objects(&net);
-        let log = Arc::new(Log::default());
-        let (tcq, tqp) = (Tag::new(&log, "cq"), Tag::new(&log, "qp"));
+fn cq_close_pends_until_the_qp_using_it_has_closed(mode: Completion) {
+    let net = Net::new(mode);
+    let (adapter, pd, cq, qp, _notes) = objects(&net);
+    let log = Arc::new(Log::default());
+    let (tcq, tqp) = (Tag::new(&log, "cq"), Tag::new(&log, "qp"));
 
-        assert_eq!(
-            start_close(cq, d(cq).NdkCloseCq, &tcq),
-            NtStatus::PENDING,
-            "{mode:?}: a CQ in use cannot close at once"
-        );
-        net.settle();
-        assert!(
-            log.events().is_empty(),
-            "{mode:?}: the CQ closed while its QP was open: {:?}",
-            log.events()
-        );
+    assert_eq!(
+        start_close(cq, d(cq).NdkCloseCq, &tcq),
+        NtStatus::PENDING,
+        "{mode:?}: a CQ in use cannot close at once"
+    );
+    net.settle();
+    assert!(
+        log.events().is_empty(),
+        "{mode:?}: the CQ closed while its QP was open: {:?}",
+        log.events()
+    );
 
-        let st = close_logged(qp, d(qp).NdkCloseQp, &tqp);
-        log.wait_for("/cq");
-        net.settle();
-        assert_eq!(log.events(), expected(&[("qp", st)], "cq"), "{mode:?}");
+    let st = close_logged(qp, d(qp).NdkCloseQp, &tqp);
+    log.wait_for("/cq");
+    net.settle();
+    assert_eq!(log.events(), expected(&[("qp", st)], "cq"), "{mode:?}");
 
-        close(pd, d(pd).NdkClosePd);
-        net.fabric.close_adapter(adapter);
-        assert_eq!(net.fabric.live_objects(), 0, "{mode:?}");
-    }
+    close(pd, d(pd).NdkClosePd);
+    net.fabric.close_adapter(adapter);
+    assert_eq!(net.fabric.live_objects(), 0, "{mode:?}");
 }
 
-#[test]
-fn pd_close_pends_until_its_mr_and_qp_have_closed() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let (adapter, pd, cq, qp, _notes) = objects(&net);
-        let buf = Buf::new(pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-        let log = Arc::new(Log::default());
-        let (tpd, tmr, tqp) = (
-            Tag::new(&log, "pd"),
-            Tag::new(&log, "mr"),
-            Tag::new(&log, "qp"),
-        );
+per_mode!(cq_close_pends_until_the_qp_using_it_has_closed);
 
-        assert_eq!(
-            start_close(pd, d(pd).NdkClosePd, &tpd),
-            NtStatus::PENDING,
-            "{mode:?}: a PD with an MR and a QP cannot close at once"
-        );
-        net.settle();
-        assert!(log.events().is_empty(), "{mode:?}: {:?}", log.events());
+fn pd_close_pends_until_its_mr_and_qp_have_closed(mode: Completion) {
+    let net = Net::new(mode);
+    let (adapter, pd, cq, qp, _notes) = objects(&net);
+    let buf = Buf::new(pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let log = Arc::new(Log::default());
+    let (tpd, tmr, tqp) = (
+        Tag::new(&log, "pd"),
+        Tag::new(&log, "mr"),
+        Tag::new(&log, "qp"),
+    );
 
-        let st_mr = close_logged(buf.mr, d(buf.mr).NdkCloseMr, &tmr);
-        net.settle();
-        assert!(
-            !log.events().iter().any(|e| e == "pd"),
-            "{mode:?}: the PD closed while its QP was open: {:?}",
-            log.events()
-        );
+    assert_eq!(
+        start_close(pd, d(pd).NdkClosePd, &tpd),
+        NtStatus::PENDING,
+        "{mode:?}: a PD with an MR and a QP cannot close at once"
+    );
+    net.settle();
+    assert!(log.events().is_empty(), "{mode:?}: {:?}", log.events());
 
-        let st_qp = close_logged(qp, d(qp).NdkCloseQp, &tqp);
-        log.wait_for("/pd");
-        net.settle();
-        assert_eq!(
-            log.events(),
-            expected(&[("mr", st_mr), ("qp", st_qp)], "pd"),
-            "{mode:?}"
-        );
-        drop(buf);
+    let st_mr = close_logged(buf.mr, d(buf.mr).NdkCloseMr, &tmr);
+    net.settle();
+    assert!(
+        !log.events().iter().any(|e| e == "pd"),
+        "{mode:?}: the PD closed while its QP was open: {:?}",
+        log.events()
+    );
 
-        close(cq, d(cq).NdkCloseCq);
-        net.fabric.close_adapter(adapter);
-        assert_eq!(net.fabric.live_objects(), 0, "{mode:?}");
-    }
+    let st_qp = close_logged(qp, d(qp).NdkCloseQp, &tqp);
+    log.wait_for("/pd");
+    net.settle();
+    assert_eq!(
+        log.events(),
+        expected(&[("mr", st_mr), ("qp", st_qp)], "pd"),
+        "{mode:?}"
+    );
+    drop(buf);
+
+    close(cq, d(cq).NdkCloseCq);
+    net.fabric.close_adapter(adapter);
+    assert_eq!(net.fabric.live_objects(), 0, "{mode:?}");
 }
+
+per_mode!(pd_close_pends_until_its_mr_and_qp_have_closed);
 
 /// Tear down both ends of a pair whose listener and passive connector the test closed itself.
 fn teardown_ends(net: &Net, pair: Pair) {
@@ -199,182 +197,151 @@ fn teardown_ends(net: &Net, pair: Pair) {
     a.teardown(net);
     b.conn = std::ptr::null_mut();
     b.teardown(net);
+    assert_no_leak(net, "teardown");
+}
+
+fn listener_close_pends_until_the_connector_it_delivered_has_closed(mode: Completion) {
+    let net = Net::new(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let log = Arc::new(Log::default());
+    let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
+
+    assert_eq!(
+        start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
+        NtStatus::PENDING,
+        "{mode:?}: an accepted connector is still open"
+    );
+    net.settle();
+    assert!(log.events().is_empty(), "{mode:?}: {:?}", log.events());
+
+    let st = close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
+    log.wait_for("/listener");
     net.settle();
     assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "{:?}",
-        net.fabric.live_by_kind()
+        log.events(),
+        expected(&[("conn", st)], "listener"),
+        "{mode:?}"
     );
+    teardown_ends(&net, pair);
 }
 
-#[test]
-fn listener_close_pends_until_the_connector_it_delivered_has_closed() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        let log = Arc::new(Log::default());
-        let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
+per_mode!(listener_close_pends_until_the_connector_it_delivered_has_closed);
 
-        assert_eq!(
-            start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
-            NtStatus::PENDING,
-            "{mode:?}: an accepted connector is still open"
-        );
-        net.settle();
-        assert!(log.events().is_empty(), "{mode:?}: {:?}", log.events());
+fn a_closing_listener_refuses_new_connections(mode: Completion) {
+    let net = Net::new(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let dst = SocketAddr::new(net.v4[1], 4791);
+    let log = Arc::new(Log::default());
+    let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
+    assert_eq!(
+        start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
+        NtStatus::PENDING,
+        "{mode:?}"
+    );
+    let refused_before = net.fabric.stats().refused_connects;
 
-        let st = close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
-        log.wait_for("/listener");
-        net.settle();
-        assert_eq!(
-            log.events(),
-            expected(&[("conn", st)], "listener"),
-            "{mode:?}"
-        );
-        teardown_ends(&net, pair);
-    }
+    // The listener still exists (its close pends) but must not take new connections.
+    let mut late = End::new(&net, 1, V21);
+    late.conn = create_connector(late.adapter);
+    let (slot, st) = start_connect(&late, dst, b"late");
+    assert_eq!(slot.resolve(st), NtStatus::CONNECTION_REFUSED, "{mode:?}");
+    net.settle();
+    assert_eq!(
+        pair.incoming.len(),
+        0,
+        "{mode:?}: no connect event after the close started"
+    );
+    assert_eq!(
+        net.fabric.stats().refused_connects,
+        refused_before + 1,
+        "{mode:?}"
+    );
+    assert!(log.events().is_empty(), "{mode:?}");
+
+    close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
+    log.wait_for("/listener");
+    late.teardown(&net);
+    teardown_ends(&net, pair);
 }
 
-#[test]
-fn a_closing_listener_refuses_new_connections() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        let dst = SocketAddr::new(net.v4[1], 4791);
-        let log = Arc::new(Log::default());
-        let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
-        assert_eq!(
-            start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
-            NtStatus::PENDING,
-            "{mode:?}"
-        );
-        let refused_before = net.fabric.stats().refused_connects;
+per_mode!(a_closing_listener_refuses_new_connections);
 
-        // The listener still exists (its close pends) but must not take new connections.
-        let mut late = End::new(&net, 1, V21);
-        late.conn = create_connector(late.adapter);
-        let (slot, st) = start_connect(&late, dst, b"late");
-        assert_eq!(slot.resolve(st), NtStatus::CONNECTION_REFUSED, "{mode:?}");
-        net.settle();
-        assert_eq!(
-            pair.incoming.len(),
-            0,
-            "{mode:?}: no connect event after the close started"
-        );
-        assert_eq!(
-            net.fabric.stats().refused_connects,
-            refused_before + 1,
-            "{mode:?}"
-        );
-        assert!(log.events().is_empty(), "{mode:?}");
+fn a_closing_listener_keeps_its_address_until_its_close_completes(mode: Completion) {
+    let net = Net::new(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let dst = SocketAddr::new(net.v4[1], 4791);
+    let log = Arc::new(Log::default());
+    let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
+    assert_eq!(
+        start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
+        NtStatus::PENDING,
+        "{mode:?}"
+    );
 
-        close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
-        log.wait_for("/listener");
-        late.teardown(&net);
-        teardown_ends(&net, pair);
-    }
+    let second = create_listener(pair.b.adapter, &Incoming::new());
+    assert_ne!(
+        listen(second, dst),
+        NtStatus::SUCCESS,
+        "{mode:?}: the address is still in use"
+    );
+
+    close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
+    log.wait_for("/listener");
+    net.settle();
+    assert_eq!(
+        listen(second, dst),
+        NtStatus::SUCCESS,
+        "{mode:?}: free once the close completed"
+    );
+    close(second, d(second).NdkCloseListener);
+    teardown_ends(&net, pair);
 }
 
-#[test]
-fn a_closing_listener_keeps_its_address_until_its_close_completes() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        let dst = SocketAddr::new(net.v4[1], 4791);
-        let log = Arc::new(Log::default());
-        let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
-        assert_eq!(
-            start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
-            NtStatus::PENDING,
-            "{mode:?}"
-        );
+per_mode!(a_closing_listener_keeps_its_address_until_its_close_completes);
 
-        let second = create_listener(pair.b.adapter, &Incoming::new());
-        assert_ne!(
-            listen(second, dst),
-            NtStatus::SUCCESS,
-            "{mode:?}: the address is still in use"
-        );
+fn closing_an_unaccepted_incoming_connector_rejects_the_connect(mode: Completion) {
+    let net = Net::new(mode);
+    let dst = SocketAddr::new(net.v4[1], 4791);
+    let mut a = End::new(&net, 1, V21);
+    let b = End::new(&net, 2, V21);
+    let incoming = Incoming::new();
+    let listener = create_listener(b.adapter, &incoming);
+    assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
+    a.conn = create_connector(a.adapter);
+    let refused_before = net.fabric.stats().refused_connects;
 
-        close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
-        log.wait_for("/listener");
-        net.settle();
-        assert_eq!(
-            listen(second, dst),
-            NtStatus::SUCCESS,
-            "{mode:?}: free once the close completed"
-        );
-        close(second, d(second).NdkCloseListener);
-        teardown_ends(&net, pair);
-    }
+    let (slot, st) = start_connect(&a, dst, b"knock");
+    let offered = incoming.next();
+    assert_eq!(
+        close(offered, d(offered).NdkCloseConnector),
+        NtStatus::SUCCESS,
+        "{mode:?}"
+    );
+    assert_eq!(
+        slot.resolve(st),
+        NtStatus::CONNECTION_REFUSED,
+        "{mode:?}: closing without accepting rejects"
+    );
+    assert_eq!(
+        slot.calls(),
+        u32::from(st == NtStatus::PENDING),
+        "{mode:?}: exactly one completion"
+    );
+    assert_eq!(
+        net.fabric.stats().refused_connects,
+        refused_before + 1,
+        "{mode:?}"
+    );
+
+    a.teardown(&net);
+    close(listener, d(listener).NdkCloseListener);
+    b.teardown(&net);
+    assert_no_leak(&net, &format!("{mode:?}"));
 }
 
-#[test]
-fn closing_an_unaccepted_incoming_connector_rejects_the_connect() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let dst = SocketAddr::new(net.v4[1], 4791);
-        let mut a = End::new(&net, 1, V21);
-        let b = End::new(&net, 2, V21);
-        let incoming = Incoming::new();
-        let listener = create_listener(b.adapter, &incoming);
-        assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
-        a.conn = create_connector(a.adapter);
-        let refused_before = net.fabric.stats().refused_connects;
-
-        let (slot, st) = start_connect(&a, dst, b"knock");
-        let offered = incoming.next();
-        assert_eq!(
-            close(offered, d(offered).NdkCloseConnector),
-            NtStatus::SUCCESS,
-            "{mode:?}"
-        );
-        assert_eq!(
-            slot.resolve(st),
-            NtStatus::CONNECTION_REFUSED,
-            "{mode:?}: closing without accepting rejects"
-        );
-        assert_eq!(
-            slot.calls(),
-            u32::from(st == NtStatus::PENDING),
-            "{mode:?}: exactly one completion"
-        );
-        assert_eq!(
-            net.fabric.stats().refused_connects,
-            refused_before + 1,
-            "{mode:?}"
-        );
-
-        a.teardown(&net);
-        close(listener, d(listener).NdkCloseListener);
-        b.teardown(&net);
-        net.settle();
-        assert_eq!(
-            net.fabric.live_objects(),
-            0,
-            "{mode:?}: {:?}",
-            net.fabric.live_by_kind()
-        );
-    }
-}
+per_mode!(closing_an_unaccepted_incoming_connector_rejects_the_connect);
 
 // --- Completion::Manual: no callback after a close completion ------------------------------------
-
-/// A create under `Completion::Manual`: it pends; deliver, then take the object.
-fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> *mut T {
-    let s = Slot::new();
-    let mut obj: *mut T = std::ptr::null_mut();
-    assert_eq!(
-        call(s.ctx(), &raw mut obj),
-        NtStatus::PENDING,
-        "Manual: every create pends"
-    );
-    assert!(net.fabric.deliver() >= 1);
-    assert_eq!(s.calls(), 1);
-    assert_eq!(s.state.lock().unwrap().status, Some(NtStatus::SUCCESS));
-    s.object_ptr()
-}
 
 /// NDKPI object lifetime requirements: callbacks may come until the close completion, and
 /// none after it. A CQ notification owed when the CQ's close starts is still delivered — before
@@ -391,10 +358,6 @@ fn kind_provider_suppresses_events_once_the_close_starts() {
     owed_notification_and_close(true);
 }
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "one scenario: create, owe a notification, close, check the order"
-)]
 fn owed_notification_and_close(kind: bool) {
     let net = Net::with_config(
         FabricConfig {
@@ -410,30 +373,10 @@ fn owed_notification_and_close(kind: bool) {
         V21,
     );
     let adapter = net.open(1, V21);
-    let t = d(adapter);
-    // SAFETY: live adapter; valid callback, context and out-pointer.
-    let pd = manual_create(&net, |ctx, pp| unsafe {
-        t.NdkCreatePd.unwrap()(adapter, Some(on_create), ctx, pp)
-    });
+    let pd = manual_create(&net, pd_create(adapter));
     let notes = Notes::new();
-    // SAFETY: as above; `notes` outlives the CQ.
-    let cq = manual_create(&net, |ctx, pp| unsafe {
-        t.NdkCreateCq.unwrap()(
-            adapter,
-            16,
-            Some(on_cq),
-            notes.ctx(),
-            std::ptr::null_mut(),
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    });
-    let qp_ctx = std::ptr::without_provenance_mut(0x51);
-    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
-    let qp = manual_create(&net, |ctx, pp| unsafe {
-        d(pd).NdkCreateQp.unwrap()(pd, cq, cq, qp_ctx, 8, 8, 1, 1, 0, Some(on_create), ctx, pp)
-    });
+    let cq = manual_create(&net, cq_create(adapter, 16, &notes));
+    let qp = manual_create(&net, qp_create(pd, cq, 0x51, (8, 1, 0)));
 
     // A completion arrives on an armed CQ: its notification is now owed.
     arm(cq, NDK_CQ_NOTIFY_ANY);
@@ -445,7 +388,7 @@ fn owed_notification_and_close(kind: bool) {
         Length: 8,
         MemoryRegionToken: 0,
     };
-    assert_eq!(post_receive(qp, &sge, 0x99), NtStatus::SUCCESS);
+    receive_ok(qp, &sge, 0x99);
     flush(qp);
     assert_eq!(
         net.fabric.cq_len(cq),
@@ -512,75 +455,68 @@ fn owed_notification_and_close(kind: bool) {
 
 // --- leaks ------------------------------------------------------------------------------------------
 
-#[test]
-fn full_teardown_leaves_no_live_object_and_a_leaked_mr_is_visible() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        let before = net.fabric.live_objects();
-        let buf = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-        assert_eq!(
-            net.fabric.live_objects(),
-            before + 1,
-            "{mode:?}: one MR more"
-        );
-        assert_eq!(
-            net.fabric.live_by_kind().get(&Some(ObjectKind::Mr)),
-            Some(&1),
-            "{mode:?}"
-        );
+fn full_teardown_leaves_no_live_object_and_a_leaked_mr_is_visible(mode: Completion) {
+    let net = Net::new(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let before = net.fabric.live_objects();
+    let buf = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    assert_eq!(
+        net.fabric.live_objects(),
+        before + 1,
+        "{mode:?}: one MR more"
+    );
+    assert_eq!(
+        net.fabric.live_by_kind().get(&Some(ObjectKind::Mr)),
+        Some(&1),
+        "{mode:?}"
+    );
 
-        // Tear down everything else; the PD's close pends on the MR.
-        let Pair { a, b, listener, .. } = pair;
-        close(b.conn, d(b.conn).NdkCloseConnector);
-        close(listener, d(listener).NdkCloseListener);
-        close(b.qp, d(b.qp).NdkCloseQp);
-        close(b.cq, d(b.cq).NdkCloseCq);
-        close(b.pd, d(b.pd).NdkClosePd);
-        net.settle();
-        net.fabric.close_adapter(b.adapter);
-        close(a.conn, d(a.conn).NdkCloseConnector);
-        close(a.qp, d(a.qp).NdkCloseQp);
-        close(a.cq, d(a.cq).NdkCloseCq);
-        let pd_close = Slot::new();
-        // SAFETY: live PD; valid callback and context.
-        let st = unsafe { d(a.pd).NdkClosePd.unwrap()(hdr(a.pd), Some(on_close), pd_close.ctx()) };
-        assert_eq!(
-            st,
-            NtStatus::PENDING,
-            "{mode:?}: the leaked MR holds its PD"
-        );
-        net.settle();
-        let live = net.fabric.live_by_kind();
-        assert_eq!(
-            live.get(&Some(ObjectKind::Mr)),
-            Some(&1),
-            "{mode:?}: {live:?}"
-        );
-        assert_eq!(
-            net.fabric.live_objects(),
-            3,
-            "{mode:?}: the MR, its closing PD and their adapter: {live:?}"
-        );
+    // Tear down everything else; the PD's close pends on the MR.
+    let Pair { a, b, listener, .. } = pair;
+    b.teardown_with_listener(&net, Some(listener));
+    close(a.conn, d(a.conn).NdkCloseConnector);
+    close(a.qp, d(a.qp).NdkCloseQp);
+    close(a.cq, d(a.cq).NdkCloseCq);
+    let pd_close = Slot::new();
+    // SAFETY: live PD; valid callback and context.
+    let st = unsafe { d(a.pd).NdkClosePd.unwrap()(hdr(a.pd), Some(on_close), pd_close.ctx()) };
+    assert_eq!(
+        st,
+        NtStatus::PENDING,
+        "{mode:?}: the leaked MR holds its PD"
+    );
+    net.settle();
+    let live = net.fabric.live_by_kind();
+    assert_eq!(
+        live.get(&Some(ObjectKind::Mr)),
+        Some(&1),
+        "{mode:?}: {live:?}"
+    );
+    assert_eq!(
+        net.fabric.live_objects(),
+        3,
+        "{mode:?}: the MR, its closing PD and their adapter: {live:?}"
+    );
 
-        buf.close();
-        assert_eq!(pd_close.resolve(st), NtStatus::SUCCESS, "{mode:?}");
-        net.settle();
-        assert_eq!(
-            net.fabric.live_objects(),
-            1,
-            "{mode:?}: only the adapter: {:?}",
-            net.fabric.live_by_kind()
-        );
-        net.fabric.close_adapter(a.adapter);
-        assert_eq!(
-            net.fabric.live_objects(),
-            0,
-            "{mode:?}: {:?}",
-            net.fabric.live_by_kind()
-        );
-    }
+    buf.close();
+    assert_eq!(pd_close.resolve(st), NtStatus::SUCCESS, "{mode:?}");
+    net.settle();
+    assert_eq!(
+        net.fabric.live_objects(),
+        1,
+        "{mode:?}: only the adapter: {:?}",
+        net.fabric.live_by_kind()
+    );
+    net.fabric.close_adapter(a.adapter);
+    assert_eq!(
+        net.fabric.live_objects(),
+        0,
+        "{mode:?}: {:?}",
+        net.fabric.live_by_kind()
+    );
 }
+
+per_mode!(full_teardown_leaves_no_live_object_and_a_leaked_mr_is_visible);
 
 /// The context of a listener close completion that listens again on the same address.
 struct Relisten {

@@ -1,4 +1,4 @@
-//! The asynchronous completion model (fact sheet §8.1) in each completion mode: inline
+//! The asynchronous completion model in each completion mode: inline
 //! completion before the call returns, completion on another thread, synchronous success
 //! without callbacks, a seeded mix that still completes every request exactly once, and
 //! create failures injected with `Fabric::fail_creates`.
@@ -12,52 +12,13 @@ use std::thread::ThreadId;
 use ndkpi_sys::*;
 use softndk::{Completion, ObjectKind, SoftMdl};
 
-/// A raw `NdkCreateCq` with its own slot; returns the slot, the inline status and `*ppCq`.
+/// A raw `NdkCreateCq` (16 entries) with its own slot; returns the slot, the inline status and
+/// `*ppCq`.
 fn raw_create_cq(
     adapter: *mut NDK_ADAPTER,
     notes: &Arc<Notes>,
 ) -> (Arc<Slot>, NTSTATUS, *mut NDK_CQ) {
-    let s = Slot::new();
-    let mut cq: *mut NDK_CQ = std::ptr::null_mut();
-    let f = d(adapter).NdkCreateCq.unwrap();
-    // SAFETY: live adapter; valid callbacks and contexts (kept alive by the caller until any
-    // completion came); valid out-pointer.
-    let st = unsafe {
-        f(
-            adapter,
-            16,
-            Some(on_cq),
-            notes.ctx(),
-            std::ptr::null_mut(),
-            Some(on_create),
-            s.ctx(),
-            &raw mut cq,
-        )
-    };
-    s.mark_returned();
-    (s, st, cq)
-}
-
-/// A raw `NdkCreatePd`.
-fn raw_create_pd(adapter: *mut NDK_ADAPTER) -> (Arc<Slot>, NTSTATUS, *mut NDK_PD) {
-    let s = Slot::new();
-    let mut pd: *mut NDK_PD = std::ptr::null_mut();
-    let f = d(adapter).NdkCreatePd.unwrap();
-    // SAFETY: live adapter; valid callback, context and out-pointer.
-    let st = unsafe { f(adapter, Some(on_create), s.ctx(), &raw mut pd) };
-    s.mark_returned();
-    (s, st, pd)
-}
-
-/// A raw `NdkCreateMr` (not fast-register).
-fn raw_create_mr(pd: *mut NDK_PD) -> (Arc<Slot>, NTSTATUS, *mut NDK_MR) {
-    let s = Slot::new();
-    let mut mr: *mut NDK_MR = std::ptr::null_mut();
-    let f = d(pd).NdkCreateMr.unwrap();
-    // SAFETY: live PD; valid callback, context and out-pointer.
-    let st = unsafe { f(pd, FALSE, Some(on_create), s.ctx(), &raw mut mr) };
-    s.mark_returned();
-    (s, st, mr)
+    start_create(cq_create(adapter, 16, notes))
 }
 
 /// The object of a create that returned `st`: `*pp` when it succeeded inline, the completion's
@@ -164,7 +125,7 @@ fn inline_mode_completes_before_the_initiating_call_returns() {
     let adapter = net.open(1, V21);
     let notes = Notes::new();
 
-    let (s, st, _) = raw_create_pd(adapter);
+    let (s, st, _) = start_create(pd_create(adapter));
     assert_completed_inline(&s, st, "NdkCreatePd");
     let pd: *mut NDK_PD = s.object_ptr();
     assert!(!pd.is_null(), "the create completion carries the PD");
@@ -174,7 +135,7 @@ fn inline_mode_completes_before_the_initiating_call_returns() {
     let cq: *mut NDK_CQ = s.object_ptr();
     assert!(!cq.is_null(), "the create completion carries the CQ");
 
-    let (s, st, _) = raw_create_mr(pd);
+    let (s, st, _) = start_create(mr_create(pd));
     assert_completed_inline(&s, st, "NdkCreateMr");
     let mr: *mut NDK_MR = s.object_ptr();
     let (_data, mdl) = buffer(4096);
@@ -238,13 +199,13 @@ fn thread_mode_completes_on_another_thread() {
     let adapter = net.open(1, V21);
     let notes = Notes::new();
 
-    let (s, st, _) = raw_create_pd(adapter);
+    let (s, st, _) = start_create(pd_create(adapter));
     assert_completed_elsewhere(&s, st, "NdkCreatePd");
     let pd: *mut NDK_PD = s.object_ptr();
     let (s, st, _) = raw_create_cq(adapter, &notes);
     assert_completed_elsewhere(&s, st, "NdkCreateCq");
     let cq: *mut NDK_CQ = s.object_ptr();
-    let (s, st, _) = raw_create_mr(pd);
+    let (s, st, _) = start_create(mr_create(pd));
     assert_completed_elsewhere(&s, st, "NdkCreateMr");
     let mr: *mut NDK_MR = s.object_ptr();
     let (_data, mdl) = buffer(4096);
@@ -272,7 +233,7 @@ fn synchronous_mode_returns_success_and_never_calls_back() {
     let notes = Notes::new();
     let mut slots = Vec::new();
 
-    let (s, st, pd) = raw_create_pd(adapter);
+    let (s, st, pd) = start_create(pd_create(adapter));
     assert_eq!(st, NtStatus::SUCCESS, "NdkCreatePd");
     assert!(
         !pd.is_null(),
@@ -286,7 +247,7 @@ fn synchronous_mode_returns_success_and_never_calls_back() {
         "a create that succeeds inline writes the object to *ppCq"
     );
     slots.push(s);
-    let (s, st, mr) = raw_create_mr(pd);
+    let (s, st, mr) = start_create(mr_create(pd));
     assert_eq!(st, NtStatus::SUCCESS, "NdkCreateMr");
     assert!(
         !mr.is_null(),
@@ -355,7 +316,7 @@ fn random_run_with(seed: u64, rounds: usize, settle_each: bool) -> Vec<bool> {
     let net = Net::new(Completion::Random { seed });
     let adapter = net.open(1, V21);
     let pd = create_pd(adapter);
-    let (s, st, mr) = raw_create_mr(pd);
+    let (s, st, mr) = start_create(mr_create(pd));
     let mr = object_of(&s, st, mr);
     let (_data, mdl) = buffer(4096);
     let notes = Notes::new();

@@ -1,4 +1,4 @@
-//! Disconnect callback rules (fact sheet §8.4): at most once per connection, only for
+//! Disconnect callback rules: at most once per connection, only for
 //! peer-initiated or abnormal termination, never for the local `NdkDisconnect` or close, the
 //! Ex form with a reason at 2.1 and the plain form below; `NdkDisconnect` statuses.
 mod common;
@@ -66,324 +66,309 @@ fn instant_disconnect_net(mode: softndk::Completion) -> Net {
 
 // --- tests --------------------------------------------------------------------------------------
 
-#[test]
-fn graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful() {
-    for mode in MODES {
-        // Either side may start the graceful disconnect: the active side (A) or the passive one (B).
-        for a_initiates in [true, false] {
-            let net = instant_disconnect_net(mode);
-            let pair = Pair::connect(&net, V21, V21);
-            assert_eq!(header_version(pair.a.conn), V21);
-            assert_eq!(header_version(pair.b.conn), V21);
-            let (me, peer) = if a_initiates {
-                (&pair.a, &pair.b)
-            } else {
-                (&pair.b, &pair.a)
-            };
-            let what = format!(
-                "mode {mode:?}, initiator {}",
-                if a_initiates { "A" } else { "B" }
-            );
-
-            assert_eq!(disconnect_once(&net, me.conn), NtStatus::SUCCESS, "{what}");
-            net.settle();
-            assert_eq!(
-                peer.events.all(),
-                vec![Some(reason::GRACEFUL)],
-                "{what}: the peer gets one Ex callback with GRACEFUL"
-            );
-            assert_eq!(
-                me.events.count(),
-                0,
-                "{what}: no callback for the local NdkDisconnect"
-            );
-            assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-            let info = net.fabric.connector(peer.conn).expect("peer connector");
-            assert_eq!(info.disconnect_callbacks, 1, "{what}");
-
-            // Closing both (already disconnected) connectors adds no callback.
-            let (a_events, b_events) = (pair.a.events.clone(), pair.b.events.clone());
-            pair.teardown(&net);
-            net.settle();
-            assert_eq!(
-                a_events.count() + b_events.count(),
-                1,
-                "{what}: teardown must not add callbacks"
-            );
-            assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-            assert_no_leak(&net, &what);
-        }
-    }
-}
-
-#[test]
-fn plain_disconnect_callback_is_used_at_1_2() {
-    for mode in MODES {
-        for a_initiates in [true, false] {
-            let net = instant_disconnect_net(mode);
-            let pair = Pair::connect(&net, V12, V12);
-            assert_eq!(header_version(pair.a.conn), V12);
-            assert_eq!(header_version(pair.b.conn), V12);
-            let (me, peer) = if a_initiates {
-                (&pair.a, &pair.b)
-            } else {
-                (&pair.b, &pair.a)
-            };
-            let what = format!(
-                "mode {mode:?}, initiator {}",
-                if a_initiates { "A" } else { "B" }
-            );
-
-            assert_eq!(disconnect_once(&net, me.conn), NtStatus::SUCCESS, "{what}");
-            net.settle();
-            assert_eq!(
-                peer.events.all(),
-                vec![None],
-                "{what}: one plain (non-Ex) callback at 1.2"
-            );
-            assert_eq!(me.events.count(), 0, "{what}");
-            assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-            pair.teardown(&net);
-            assert_no_leak(&net, &what);
-        }
-    }
-}
-
-#[test]
-fn closing_a_connected_connector_without_disconnect_resets_the_peer() {
-    for mode in MODES {
-        let net = instant_disconnect_net(mode);
-        let mut pair = Pair::connect(&net, V21, V21);
-        let what = format!("mode {mode:?}");
-
-        close(pair.a.conn, d(pair.a.conn).NdkCloseConnector);
-        pair.a.conn = std::ptr::null_mut();
-        net.settle();
-        assert_eq!(
-            pair.b.events.all(),
-            vec![Some(reason::RESET)],
-            "{what}: the peer gets one RESET callback"
-        );
-        assert_eq!(
-            pair.a.events.count(),
-            0,
-            "{what}: no callback for the local close"
-        );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-
-        // The survivor's NdkDisconnect after a reset completes with CONNECTION_ABORTED and
-        // calls nobody back.
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}"
-        );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
-    }
-}
-
-#[test]
-fn both_sides_disconnecting_gives_one_callback_in_total() {
-    for mode in MODES {
+fn graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful(mode: Completion) {
+    // Either side may start the graceful disconnect: the active side (A) or the passive one (B).
+    for a_initiates in [true, false] {
         let net = instant_disconnect_net(mode);
         let pair = Pair::connect(&net, V21, V21);
-        let what = format!("mode {mode:?}");
-
-        assert_eq!(
-            disconnect_once(&net, pair.a.conn),
-            NtStatus::SUCCESS,
-            "{what}: A"
-        );
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::SUCCESS,
-            "{what}: B after the peer's graceful disconnect"
-        );
-        net.settle();
-        assert_eq!(
-            pair.a.events.count(),
-            0,
-            "{what}: A disconnected first; B's disconnect must not call A back"
-        );
-        assert_eq!(pair.b.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        pair.teardown(&net);
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        assert_no_leak(&net, &what);
-    }
-}
-
-#[test]
-fn second_disconnect_on_the_same_connector_is_harmless() {
-    for mode in MODES {
-        let net = instant_disconnect_net(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        let what = format!("mode {mode:?}");
-
-        assert_eq!(
-            disconnect_once(&net, pair.a.conn),
-            NtStatus::SUCCESS,
-            "{what}: first"
-        );
-        assert_eq!(
-            disconnect_once(&net, pair.a.conn),
-            NtStatus::SUCCESS,
-            "{what}: second"
-        );
-        net.settle();
-        assert_eq!(
-            pair.b.events.count(),
-            1,
-            "{what}: one callback for the peer, however often A disconnects"
-        );
-        assert_eq!(pair.a.events.count(), 0, "{what}");
-
-        // The same on the side that was called back.
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::SUCCESS,
-            "{what}: B first"
-        );
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::SUCCESS,
-            "{what}: B second"
-        );
-        net.settle();
-        assert_eq!(pair.a.events.count(), 0, "{what}");
-        assert_eq!(pair.b.events.count(), 1, "{what}");
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        assert!(
-            poll(pair.a.cq).is_empty() && poll(pair.b.cq).is_empty(),
-            "{what}: nothing was posted, nothing may complete"
-        );
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
-    }
-}
-
-#[test]
-fn disconnect_before_the_connection_is_established_is_connection_invalid() {
-    for mode in MODES {
-        let net = instant_disconnect_net(mode);
-        let what = format!("mode {mode:?}");
-        let dst = SocketAddr::new(net.v4[1], 4791);
-        let mut a = End::new(&net, 1, V21);
-        let mut b = End::new(&net, 2, V21);
-        let incoming = Incoming::new();
-        let listener = create_listener(b.adapter, &incoming);
-        assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
-        a.conn = create_connector(a.adapter);
-
-        // Idle: nothing called yet.
-        assert_eq!(
-            disconnect_once(&net, a.conn),
-            NtStatus::CONNECTION_INVALID,
-            "{what}: idle"
-        );
-
-        // Connect pending (A) / request not yet accepted (B).
-        let (cs, cst) = start_connect(&a, dst, b"hello");
-        b.conn = incoming.next();
-        assert_eq!(
-            disconnect_once(&net, a.conn),
-            NtStatus::CONNECTION_INVALID,
-            "{what}: connect pending"
-        );
-        assert_eq!(
-            disconnect_once(&net, b.conn),
-            NtStatus::CONNECTION_INVALID,
-            "{what}: incoming request"
-        );
-
-        // Connect completed, complete-connect not yet called (A) / accept pending (B).
-        let (acc, ast) = start_accept(&b, b"welcome");
-        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{what}: connect");
-        assert_eq!(
-            disconnect_once(&net, a.conn),
-            NtStatus::CONNECTION_INVALID,
-            "{what}: before complete-connect"
-        );
-        assert_eq!(
-            disconnect_once(&net, b.conn),
-            NtStatus::CONNECTION_INVALID,
-            "{what}: accept pending"
-        );
-
-        // The failed disconnects did not disturb the handshake.
-        assert_eq!(
-            complete_connect(&a),
-            NtStatus::SUCCESS,
-            "{what}: complete connect"
-        );
-        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS, "{what}: accept");
-        net.settle();
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 0, "{what}");
-        assert_eq!(
-            disconnect_once(&net, a.conn),
-            NtStatus::SUCCESS,
-            "{what}: established"
-        );
-        assert_eq!(b.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
-        Pair {
-            a,
-            b,
-            listener,
-            incoming,
-        }
-        .teardown(&net);
-        assert_no_leak(&net, &what);
-    }
-}
-
-#[test]
-fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnect() {
-    for mode in MODES {
-        let net = instant_disconnect_net(mode);
-        let what = format!("mode {mode:?}");
-        let bad = Misbehaviour {
-            duplicate_disconnect_callback: true,
-            ..Misbehaviour::default()
+        assert_eq!(header_version(pair.a.conn), V21);
+        assert_eq!(header_version(pair.b.conn), V21);
+        let (me, peer) = if a_initiates {
+            (&pair.a, &pair.b)
+        } else {
+            (&pair.b, &pair.a)
         };
-        net.fabric.set_misbehaviour(net.hosts[1], bad);
-
-        // The misbehaving host (B) is the one called back: two callbacks.
-        let pair = Pair::connect(&net, V21, V21);
-        assert_eq!(
-            disconnect_once(&net, pair.a.conn),
-            NtStatus::SUCCESS,
-            "{what}"
+        let what = format!(
+            "mode {mode:?}, initiator {}",
+            if a_initiates { "A" } else { "B" }
         );
+
+        assert_eq!(disconnect_once(&net, me.conn), NtStatus::SUCCESS, "{what}");
+        net.settle();
+        assert_only_told(
+            &peer.events,
+            &[Some(reason::GRACEFUL)],
+            &me.events,
+            &format!(
+                "{what}: the peer gets one Ex callback with GRACEFUL; no callback for the local NdkDisconnect"
+            ),
+        );
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+        let info = net.fabric.connector(peer.conn).expect("peer connector");
+        assert_eq!(info.disconnect_callbacks, 1, "{what}");
+
+        // Closing both (already disconnected) connectors adds no callback.
+        let (a_events, b_events) = (pair.a.events.clone(), pair.b.events.clone());
+        pair.teardown(&net);
         net.settle();
         assert_eq!(
-            pair.b.events.all(),
-            vec![Some(reason::GRACEFUL); 2],
-            "{what}: the injected duplicate"
+            a_events.count() + b_events.count(),
+            1,
+            "{what}: teardown must not add callbacks"
         );
-        assert_eq!(pair.a.events.count(), 0, "{what}");
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
-        pair.teardown(&net);
-
-        // The fault is per host: A (well-behaved) is called back once when B disconnects.
-        let pair = Pair::connect_to(&net, V21, V21, SocketAddr::new(net.v4[1], 4792));
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::SUCCESS,
-            "{what}"
-        );
-        net.settle();
-        assert_eq!(
-            pair.a.events.all(),
-            vec![Some(reason::GRACEFUL)],
-            "{what}: well-behaved host"
-        );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 3, "{what}");
-        pair.teardown(&net);
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
         assert_no_leak(&net, &what);
     }
 }
+
+per_mode!(graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful);
+
+fn plain_disconnect_callback_is_used_at_1_2(mode: Completion) {
+    for a_initiates in [true, false] {
+        let net = instant_disconnect_net(mode);
+        let pair = Pair::connect(&net, V12, V12);
+        assert_eq!(header_version(pair.a.conn), V12);
+        assert_eq!(header_version(pair.b.conn), V12);
+        let (me, peer) = if a_initiates {
+            (&pair.a, &pair.b)
+        } else {
+            (&pair.b, &pair.a)
+        };
+        let what = format!(
+            "mode {mode:?}, initiator {}",
+            if a_initiates { "A" } else { "B" }
+        );
+
+        assert_eq!(disconnect_once(&net, me.conn), NtStatus::SUCCESS, "{what}");
+        net.settle();
+        assert_only_told(
+            &peer.events,
+            &[None],
+            &me.events,
+            &format!("{what}: one plain (non-Ex) callback at 1.2"),
+        );
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+        pair.finish(&net, &what);
+    }
+}
+
+per_mode!(plain_disconnect_callback_is_used_at_1_2);
+
+fn closing_a_connected_connector_without_disconnect_resets_the_peer(mode: Completion) {
+    let net = instant_disconnect_net(mode);
+    let mut pair = Pair::connect(&net, V21, V21);
+    let what = format!("mode {mode:?}");
+
+    close(pair.a.conn, d(pair.a.conn).NdkCloseConnector);
+    pair.a.conn = std::ptr::null_mut();
+    net.settle();
+    assert_only_told(
+        &pair.b.events,
+        &[Some(reason::RESET)],
+        &pair.a.events,
+        &format!("{what}: the peer gets one RESET callback; no callback for the local close"),
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+
+    // The survivor's NdkDisconnect after a reset completes with CONNECTION_ABORTED and
+    // calls nobody back.
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}"
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+    pair.finish(&net, &what);
+}
+
+per_mode!(closing_a_connected_connector_without_disconnect_resets_the_peer);
+
+fn both_sides_disconnecting_gives_one_callback_in_total(mode: Completion) {
+    let net = instant_disconnect_net(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let what = format!("mode {mode:?}");
+
+    assert_eq!(
+        disconnect_once(&net, pair.a.conn),
+        NtStatus::SUCCESS,
+        "{what}: A"
+    );
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::SUCCESS,
+        "{what}: B after the peer's graceful disconnect"
+    );
+    net.settle();
+    assert_eq!(
+        pair.a.events.count(),
+        0,
+        "{what}: A disconnected first; B's disconnect must not call A back"
+    );
+    assert_eq!(pair.b.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+    pair.teardown(&net);
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+    assert_no_leak(&net, &what);
+}
+
+per_mode!(both_sides_disconnecting_gives_one_callback_in_total);
+
+fn second_disconnect_on_the_same_connector_is_harmless(mode: Completion) {
+    let net = instant_disconnect_net(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let what = format!("mode {mode:?}");
+
+    assert_eq!(
+        disconnect_once(&net, pair.a.conn),
+        NtStatus::SUCCESS,
+        "{what}: first"
+    );
+    assert_eq!(
+        disconnect_once(&net, pair.a.conn),
+        NtStatus::SUCCESS,
+        "{what}: second"
+    );
+    net.settle();
+    assert_eq!(
+        pair.b.events.count(),
+        1,
+        "{what}: one callback for the peer, however often A disconnects"
+    );
+    assert_eq!(pair.a.events.count(), 0, "{what}");
+
+    // The same on the side that was called back.
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::SUCCESS,
+        "{what}: B first"
+    );
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::SUCCESS,
+        "{what}: B second"
+    );
+    net.settle();
+    assert_eq!(pair.a.events.count(), 0, "{what}");
+    assert_eq!(pair.b.events.count(), 1, "{what}");
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+    assert!(
+        poll(pair.a.cq).is_empty() && poll(pair.b.cq).is_empty(),
+        "{what}: nothing was posted, nothing may complete"
+    );
+    pair.finish(&net, &what);
+}
+
+per_mode!(second_disconnect_on_the_same_connector_is_harmless);
+
+fn disconnect_before_the_connection_is_established_is_connection_invalid(mode: Completion) {
+    let net = instant_disconnect_net(mode);
+    let what = format!("mode {mode:?}");
+    let dst = SocketAddr::new(net.v4[1], 4791);
+    let mut a = End::new(&net, 1, V21);
+    let mut b = End::new(&net, 2, V21);
+    let incoming = Incoming::new();
+    let listener = create_listener(b.adapter, &incoming);
+    assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
+    a.conn = create_connector(a.adapter);
+
+    // Idle: nothing called yet.
+    assert_eq!(
+        disconnect_once(&net, a.conn),
+        NtStatus::CONNECTION_INVALID,
+        "{what}: idle"
+    );
+
+    // Connect pending (A) / request not yet accepted (B).
+    let (cs, cst) = start_connect(&a, dst, b"hello");
+    b.conn = incoming.next();
+    assert_eq!(
+        disconnect_once(&net, a.conn),
+        NtStatus::CONNECTION_INVALID,
+        "{what}: connect pending"
+    );
+    assert_eq!(
+        disconnect_once(&net, b.conn),
+        NtStatus::CONNECTION_INVALID,
+        "{what}: incoming request"
+    );
+
+    // Connect completed, complete-connect not yet called (A) / accept pending (B).
+    let (acc, ast) = start_accept(&b, b"welcome");
+    assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{what}: connect");
+    assert_eq!(
+        disconnect_once(&net, a.conn),
+        NtStatus::CONNECTION_INVALID,
+        "{what}: before complete-connect"
+    );
+    assert_eq!(
+        disconnect_once(&net, b.conn),
+        NtStatus::CONNECTION_INVALID,
+        "{what}: accept pending"
+    );
+
+    // The failed disconnects did not disturb the handshake.
+    assert_eq!(
+        complete_connect(&a),
+        NtStatus::SUCCESS,
+        "{what}: complete connect"
+    );
+    assert_eq!(acc.resolve(ast), NtStatus::SUCCESS, "{what}: accept");
+    net.settle();
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 0, "{what}");
+    assert_eq!(
+        disconnect_once(&net, a.conn),
+        NtStatus::SUCCESS,
+        "{what}: established"
+    );
+    assert_eq!(b.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
+    Pair {
+        a,
+        b,
+        listener,
+        incoming,
+    }
+    .teardown(&net);
+    assert_no_leak(&net, &what);
+}
+
+per_mode!(disconnect_before_the_connection_is_established_is_connection_invalid);
+
+fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnect(
+    mode: Completion,
+) {
+    let net = instant_disconnect_net(mode);
+    let what = format!("mode {mode:?}");
+    let bad = Misbehaviour {
+        duplicate_disconnect_callback: true,
+        ..Misbehaviour::default()
+    };
+    net.fabric.set_misbehaviour(net.hosts[1], bad);
+
+    // The misbehaving host (B) is the one called back: two callbacks.
+    let pair = Pair::connect(&net, V21, V21);
+    assert_eq!(
+        disconnect_once(&net, pair.a.conn),
+        NtStatus::SUCCESS,
+        "{what}"
+    );
+    net.settle();
+    assert_only_told(
+        &pair.b.events,
+        &[Some(reason::GRACEFUL); 2],
+        &pair.a.events,
+        &format!("{what}: the injected duplicate"),
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
+    pair.teardown(&net);
+
+    // The fault is per host: A (well-behaved) is called back once when B disconnects.
+    let pair = Pair::connect_to(&net, V21, V21, SocketAddr::new(net.v4[1], 4792));
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::SUCCESS,
+        "{what}"
+    );
+    net.settle();
+    assert_eq!(
+        pair.a.events.all(),
+        vec![Some(reason::GRACEFUL)],
+        "{what}: well-behaved host"
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 3, "{what}");
+    pair.finish(&net, &what);
+}
+
+per_mode!(duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnect);
 
 /// NDKPI object lifetime requirements: event callbacks may come until the close completion
 /// (not after it). A disconnect callback owed when B's close starts is delivered — and B's close

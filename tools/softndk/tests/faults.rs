@@ -29,8 +29,6 @@ fn ends(net: &Net, dst: SocketAddr) -> Pair {
     }
 }
 
-/// A request's final status, checked to have completed exactly once (inline, or by exactly one
-/// callback) once the fabric is idle.
 /// For tests of what follows a disconnect (callbacks, removal, injection outside a
 /// connection), where the initiator's `NdkDisconnect` must finish without scripting the peer's
 /// answer: `Kindness::instant_disconnect`. `NdkDisconnect`'s real wait is tested in
@@ -39,512 +37,458 @@ fn instant_disconnect_net(mode: softndk::Completion) -> Net {
     Net::instant_disconnect(mode)
 }
 
-fn resolved_once(net: &Net, slot: &Arc<Slot>, returned: NTSTATUS, what: &str) -> NTSTATUS {
-    let status = slot.resolve(returned);
-    net.settle();
-    assert_eq!(
-        slot.calls(),
-        u32::from(returned == NtStatus::PENDING),
-        "{what}: returned {returned:#x}; one completion exactly"
-    );
-    status
-}
-
-/// `NdkDisconnect`, checked to complete exactly once.
 // --- peer gone during the handshake -------------------------------------------------------------
 
-#[test]
-fn peer_disconnect_while_connect_pending_aborts_the_connect() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let what = format!("mode {mode:?}");
-        let dst = SocketAddr::new(net.v4[1], 4791);
-        let mut pair = ends(&net, dst);
+fn peer_disconnect_while_connect_pending_aborts_the_connect(mode: Completion) {
+    let net = Net::new(mode);
+    let what = format!("mode {mode:?}");
+    let dst = SocketAddr::new(net.v4[1], 4791);
+    let mut pair = ends(&net, dst);
 
-        let (cs, cst) = start_connect(&pair.a, dst, b"hello");
-        pair.b.conn = pair.incoming.next();
-        assert_eq!(
-            cst,
-            NtStatus::PENDING,
-            "{what}: the connect waits for the peer"
-        );
-        assert_eq!(cs.calls(), 0, "{what}: not accepted yet");
+    let (cs, cst) = start_connect(&pair.a, dst, b"hello");
+    pair.b.conn = pair.incoming.next();
+    assert_eq!(
+        cst,
+        NtStatus::PENDING,
+        "{what}: the connect waits for the peer"
+    );
+    assert_eq!(cs.calls(), 0, "{what}: not accepted yet");
 
-        // B's side goes away before accepting.
-        assert!(
-            net.fabric.inject(pair.a.conn, Fault::PeerDisconnect),
-            "{what}: inject on a pending connect"
-        );
-        assert_eq!(
-            resolved_once(&net, &cs, cst, &what),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: the owed connect"
-        );
+    // B's side goes away before accepting.
+    assert!(
+        net.fabric.inject(pair.a.conn, Fault::PeerDisconnect),
+        "{what}: inject on a pending connect"
+    );
+    assert_eq!(
+        resolved_once(&net, &cs, cst, &what),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: the owed connect"
+    );
 
-        // The later handshake calls fail the same way, on both ends.
-        assert_eq!(
-            complete_connect(&pair.a),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: complete-connect"
-        );
-        let (acc, ast) = start_accept(&pair.b, b"welcome");
-        assert_eq!(
-            resolved_once(&net, &acc, ast, &what),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: accept"
-        );
-        assert_eq!(
-            net.fabric.stats().disconnect_callbacks,
-            0,
-            "{what}: never connected, no disconnect callback"
-        );
-        assert_eq!(pair.a.events.count() + pair.b.events.count(), 0, "{what}");
+    // The later handshake calls fail the same way, on both ends.
+    assert_eq!(
+        complete_connect(&pair.a),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: complete-connect"
+    );
+    let (acc, ast) = start_accept(&pair.b, b"welcome");
+    assert_eq!(
+        resolved_once(&net, &acc, ast, &what),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: accept"
+    );
+    pair.assert_nobody_told(
+        &net,
+        &format!("{what}: never connected, no disconnect callback"),
+    );
 
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
-    }
+    pair.finish(&net, &what);
 }
 
-#[test]
-fn peer_disconnect_while_accept_pending_aborts_accept_and_complete_connect() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let what = format!("mode {mode:?}");
-        let dst = SocketAddr::new(net.v4[1], 4791);
-        let mut pair = ends(&net, dst);
+per_mode!(peer_disconnect_while_connect_pending_aborts_the_connect);
 
-        let (cs, cst) = start_connect(&pair.a, dst, b"hello");
-        pair.b.conn = pair.incoming.next();
-        let (acc, ast) = start_accept(&pair.b, b"welcome");
-        assert_eq!(
-            resolved_once(&net, &cs, cst, &what),
-            NtStatus::SUCCESS,
-            "{what}: connect"
-        );
-        assert_eq!(
-            ast,
-            NtStatus::PENDING,
-            "{what}: the accept waits for complete-connect"
-        );
-        assert_eq!(acc.calls(), 0, "{what}");
+fn peer_disconnect_while_accept_pending_aborts_accept_and_complete_connect(mode: Completion) {
+    let net = Net::new(mode);
+    let what = format!("mode {mode:?}");
+    let dst = SocketAddr::new(net.v4[1], 4791);
+    let mut pair = ends(&net, dst);
 
-        // A's side goes away before complete-connect.
-        assert!(
-            net.fabric.inject(pair.b.conn, Fault::PeerDisconnect),
-            "{what}: inject on a pending accept"
-        );
-        assert_eq!(
-            resolved_once(&net, &acc, ast, &what),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: the owed accept"
-        );
-        assert_eq!(
-            complete_connect(&pair.a),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: A's later complete-connect"
-        );
-        net.settle();
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 0, "{what}");
-        assert_eq!(pair.a.events.count() + pair.b.events.count(), 0, "{what}");
-        assert_ne!(
-            pair.a.qp_stats(&net).state,
-            Some(QpState::Connected),
-            "{what}"
-        );
-        assert_ne!(
-            pair.b.qp_stats(&net).state,
-            Some(QpState::Connected),
-            "{what}"
-        );
+    let (cs, cst) = start_connect(&pair.a, dst, b"hello");
+    pair.b.conn = pair.incoming.next();
+    let (acc, ast) = start_accept(&pair.b, b"welcome");
+    assert_eq!(
+        resolved_once(&net, &cs, cst, &what),
+        NtStatus::SUCCESS,
+        "{what}: connect"
+    );
+    assert_eq!(
+        ast,
+        NtStatus::PENDING,
+        "{what}: the accept waits for complete-connect"
+    );
+    assert_eq!(acc.calls(), 0, "{what}");
 
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
-    }
+    // A's side goes away before complete-connect.
+    assert!(
+        net.fabric.inject(pair.b.conn, Fault::PeerDisconnect),
+        "{what}: inject on a pending accept"
+    );
+    assert_eq!(
+        resolved_once(&net, &acc, ast, &what),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: the owed accept"
+    );
+    assert_eq!(
+        complete_connect(&pair.a),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: A's later complete-connect"
+    );
+    net.settle();
+    pair.assert_nobody_told(&net, &what);
+    assert_ne!(
+        pair.a.qp_stats(&net).state,
+        Some(QpState::Connected),
+        "{what}"
+    );
+    assert_ne!(
+        pair.b.qp_stats(&net).state,
+        Some(QpState::Connected),
+        "{what}"
+    );
+
+    pair.finish(&net, &what);
 }
+
+per_mode!(peer_disconnect_while_accept_pending_aborts_accept_and_complete_connect);
 
 // --- established connections --------------------------------------------------------------------
 
-#[test]
-fn peer_reset_calls_the_victim_back_once_with_reset_without_flush() {
+fn peer_reset_calls_the_victim_back_once_with_reset_without_flush(mode: Completion) {
     const N: usize = 3;
-    for mode in MODES {
-        let net = Net::new(mode);
-        let what = format!("mode {mode:?}");
-        let pair = Pair::connect(&net, V21, V21);
-        let mut buf = Buf::new(pair.b.pd, 64 * N, LOCAL_WRITE);
-        for i in 0..N {
-            let sge = buf.sge(i * 64, 64);
-            assert_eq!(post_receive(pair.b.qp, &sge, 0x300 + i), NtStatus::SUCCESS);
-        }
-
-        assert!(net.fabric.inject(pair.b.conn, Fault::PeerReset), "{what}");
-        net.settle();
-        assert_eq!(
-            pair.b.events.all(),
-            vec![Some(reason::RESET)],
-            "{what}: one RESET callback for the victim"
-        );
-        assert_eq!(
-            pair.a.events.count(),
-            0,
-            "{what}: the resetting end is not called back"
-        );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-
-        // Not flushed by the reset.
-        let stats = pair.b.qp_stats(&net);
-        assert_eq!(stats.outstanding_receives, N, "{what}");
-        assert_eq!(
-            (stats.flush_calls, stats.provider_flushes),
-            (0, 0),
-            "{what}"
-        );
-        assert!(poll(pair.b.cq).is_empty(), "{what}");
-
-        // NdkDisconnect after a reset completes with CONNECTION_ABORTED (again on a second
-        // call), flushes the QP, and calls nobody back.
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}"
-        );
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: second"
-        );
-        let results = poll(pair.b.cq);
-        assert_eq!(results.len(), N, "{what}: {results:?}");
-        assert!(
-            results.iter().all(|r| r.Status == NtStatus::CANCELLED),
-            "{what}: {results:?}"
-        );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        assert_eq!(pair.b.events.count(), 1, "{what}");
-
-        buf.close();
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
+    let net = Net::new(mode);
+    let what = format!("mode {mode:?}");
+    let pair = Pair::connect(&net, V21, V21);
+    let mut buf = Buf::new(pair.b.pd, 64 * N, LOCAL_WRITE);
+    for i in 0..N {
+        let sge = buf.sge(i * 64, 64);
+        receive_ok(pair.b.qp, &sge, 0x300 + i);
     }
+
+    assert!(net.fabric.inject(pair.b.conn, Fault::PeerReset), "{what}");
+    net.settle();
+    assert_only_told(
+        &pair.b.events,
+        &[Some(reason::RESET)],
+        &pair.a.events,
+        &format!("{what}: one RESET callback for the victim; the resetting end is not called back"),
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+
+    // Not flushed by the reset.
+    let stats = pair.b.qp_stats(&net);
+    assert_eq!(stats.outstanding_receives, N, "{what}");
+    assert_eq!(
+        (stats.flush_calls, stats.provider_flushes),
+        (0, 0),
+        "{what}"
+    );
+    assert!(poll(pair.b.cq).is_empty(), "{what}");
+
+    // NdkDisconnect after a reset completes with CONNECTION_ABORTED (again on a second
+    // call), flushes the QP, and calls nobody back.
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}"
+    );
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: second"
+    );
+    let results = poll(pair.b.cq);
+    assert_eq!(results.len(), N, "{what}: {results:?}");
+    assert!(
+        results.iter().all(|r| r.Status == NtStatus::CANCELLED),
+        "{what}: {results:?}"
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+    assert_eq!(pair.b.events.count(), 1, "{what}");
+
+    buf.close();
+    pair.finish(&net, &what);
 }
 
-#[test]
-fn injected_peer_disconnect_on_an_established_connection_is_graceful() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let what = format!("mode {mode:?}");
-        let pair = Pair::connect(&net, V21, V21);
-        assert!(
-            net.fabric.inject(pair.a.conn, Fault::PeerDisconnect),
-            "{what}"
-        );
-        net.settle();
-        assert_eq!(pair.a.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
-        assert_eq!(pair.b.events.count(), 0, "{what}");
-        assert_eq!(
-            disconnect_once(&net, pair.a.conn),
-            NtStatus::SUCCESS,
-            "{what}: after a graceful peer disconnect"
-        );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
-    }
+per_mode!(peer_reset_calls_the_victim_back_once_with_reset_without_flush);
+
+fn injected_peer_disconnect_on_an_established_connection_is_graceful(mode: Completion) {
+    let net = Net::new(mode);
+    let what = format!("mode {mode:?}");
+    let pair = Pair::connect(&net, V21, V21);
+    assert!(
+        net.fabric.inject(pair.a.conn, Fault::PeerDisconnect),
+        "{what}"
+    );
+    net.settle();
+    assert_only_told(
+        &pair.a.events,
+        &[Some(reason::GRACEFUL)],
+        &pair.b.events,
+        &what,
+    );
+    assert_eq!(
+        disconnect_once(&net, pair.a.conn),
+        NtStatus::SUCCESS,
+        "{what}: after a graceful peer disconnect"
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+    pair.finish(&net, &what);
 }
 
-#[test]
+per_mode!(injected_peer_disconnect_on_an_established_connection_is_graceful);
+
 /// `Fault::LinkLossNoticedAtOnce` (kinder than hardware: both ends told at once) keeps the
 /// callback rules checkable; hardware link loss, noticed only on traffic, is in
 /// `tests/hardware.rs`.
-fn link_loss_calls_both_ends_back_once_with_link_down() {
-    for mode in MODES {
-        let net = instant_disconnect_net(mode);
-        let what = format!("mode {mode:?}");
-        let pair = Pair::connect(&net, V21, V21);
-        assert!(
-            net.fabric.inject(pair.a.conn, Fault::LinkLossNoticedAtOnce),
-            "{what}"
-        );
-        net.settle();
-        assert_eq!(
-            pair.a.events.all(),
-            vec![Some(reason::LINK_DOWN)],
-            "{what}: A"
-        );
-        assert_eq!(
-            pair.b.events.all(),
-            vec![Some(reason::LINK_DOWN)],
-            "{what}: B"
-        );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
+fn link_loss_calls_both_ends_back_once_with_link_down(mode: Completion) {
+    let net = instant_disconnect_net(mode);
+    let what = format!("mode {mode:?}");
+    let pair = Pair::connect(&net, V21, V21);
+    assert!(
+        net.fabric.inject(pair.a.conn, Fault::LinkLossNoticedAtOnce),
+        "{what}"
+    );
+    net.settle();
+    assert_eq!(
+        pair.a.events.all(),
+        vec![Some(reason::LINK_DOWN)],
+        "{what}: A"
+    );
+    assert_eq!(
+        pair.b.events.all(),
+        vec![Some(reason::LINK_DOWN)],
+        "{what}: B"
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
 
-        assert_eq!(
-            disconnect_once(&net, pair.a.conn),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: A after link loss"
-        );
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: B after link loss"
-        );
-        assert!(
-            !net.fabric.inject(pair.b.conn, Fault::LinkLoss),
-            "{what}: nothing left to break"
-        );
-        net.settle();
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
-    }
+    assert_eq!(
+        disconnect_once(&net, pair.a.conn),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: A after link loss"
+    );
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: B after link loss"
+    );
+    assert!(
+        !net.fabric.inject(pair.b.conn, Fault::LinkLoss),
+        "{what}: nothing left to break"
+    );
+    net.settle();
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
+    pair.finish(&net, &what);
 }
+
+per_mode!(link_loss_calls_both_ends_back_once_with_link_down);
 
 // --- adapter removal ----------------------------------------------------------------------------
 
-#[test]
-fn adapter_removal_ends_connections_and_fails_creates_with_device_removed() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let what = format!("mode {mode:?}");
+fn adapter_removal_ends_connections_and_fails_creates_with_device_removed(mode: Completion) {
+    let net = Net::new(mode);
+    let what = format!("mode {mode:?}");
+    let pair = Pair::connect(&net, V21, V21);
+    let (adapter, pd, cq) = (pair.a.adapter, pair.a.pd, pair.a.cq);
+
+    net.fabric.remove_adapters(net.hosts[0]);
+    net.settle();
+    assert_eq!(
+        pair.a.events.all(),
+        vec![Some(reason::ADAPTER_REMOVED)],
+        "{what}: A's own adapter went"
+    );
+    assert_eq!(
+        pair.b.events.all(),
+        vec![Some(reason::RESET)],
+        "{what}: the remote peer sees a reset"
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
+
+    // Creates on the removed adapter (and its PD) fail and create nothing.
+    let live = net.fabric.live_objects();
+    let notes = Notes::new();
+    let incoming = Incoming::new();
+    let r = created(pd_create(adapter));
+    assert_eq!(r, Err(NtStatus::DEVICE_REMOVED), "{what}: NdkCreatePd");
+    assert_eq!(
+        try_create_cq(adapter, 16, &notes),
+        Err(NtStatus::DEVICE_REMOVED),
+        "{what}: NdkCreateCq"
+    );
+    let r = created(connector_create(adapter));
+    assert_eq!(
+        r,
+        Err(NtStatus::DEVICE_REMOVED),
+        "{what}: NdkCreateConnector"
+    );
+    let r = created(listener_create(adapter, &incoming));
+    assert_eq!(
+        r,
+        Err(NtStatus::DEVICE_REMOVED),
+        "{what}: NdkCreateListener"
+    );
+    let r = created(mr_create(pd));
+    assert_eq!(r, Err(NtStatus::DEVICE_REMOVED), "{what}: NdkCreateMr");
+    let r = created(qp_create(pd, cq, 0x2001, (16, 1, 0)));
+    assert_eq!(r, Err(NtStatus::DEVICE_REMOVED), "{what}: NdkCreateQp");
+    net.settle();
+    assert_eq!(
+        net.fabric.live_objects(),
+        live,
+        "{what}: a failed create yields no object"
+    );
+
+    // No new adapter on the removed host.
+    assert_eq!(
+        net.fabric.open_adapter(1, V21).err(),
+        Some(NtStatus::DEVICE_REMOVED),
+        "{what}: WskOpenNdkAdapter"
+    );
+
+    // Both survivors' NdkDisconnect report the abortive end.
+    assert_eq!(
+        disconnect_once(&net, pair.a.conn),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: A"
+    );
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::CONNECTION_ABORTED,
+        "{what}: B"
+    );
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
+
+    pair.finish(&net, &what);
+}
+
+per_mode!(adapter_removal_ends_connections_and_fails_creates_with_device_removed);
+
+fn connecting_to_a_listener_on_a_removed_host_fails(mode: Completion) {
+    let net = Net::new(mode);
+    let what = format!("mode {mode:?}");
+    let pair = Pair::connect(&net, V21, V21);
+    net.fabric.remove_adapters(net.hosts[1]);
+    net.settle();
+    assert_eq!(
+        pair.b.events.all(),
+        vec![Some(reason::ADAPTER_REMOVED)],
+        "{what}: B"
+    );
+    assert_eq!(pair.a.events.all(), vec![Some(reason::RESET)], "{what}: A");
+
+    // A (alive) dials B's listener again, with a fresh connector and QP.
+    let before = net.fabric.stats();
+    let qp = create_qp(pair.a.pd, pair.a.cq, 0x2001);
+    let conn = create_connector(pair.a.adapter);
+    // A second view of A's adapter, PD and CQ (pointers copied, nothing owned).
+    let end = End {
+        adapter: pair.a.adapter,
+        pd: pair.a.pd,
+        cq: pair.a.cq,
+        qp,
+        conn,
+        events: Events::new(),
+        notes: Arc::clone(&pair.a.notes),
+    };
+    let (cs, cst) = start_connect(&end, SocketAddr::new(net.v4[1], 4791), b"again");
+    let status = resolved_once(&net, &cs, cst, &what);
+    assert!(
+        !status.is_success(),
+        "{what}: the connect must fail, got {status:#x}"
+    );
+    assert_eq!(
+        pair.incoming.len(),
+        0,
+        "{what}: the removed listener delivered a connect event"
+    );
+    assert_eq!(
+        net.fabric.stats().connect_events,
+        before.connect_events,
+        "{what}"
+    );
+    assert_eq!(
+        complete_connect(&end),
+        NtStatus::CONNECTION_INVALID,
+        "{what}: nothing to complete"
+    );
+
+    close(conn, d(conn).NdkCloseConnector);
+    close(qp, d(qp).NdkCloseQp);
+    pair.finish(&net, &what);
+}
+
+per_mode!(connecting_to_a_listener_on_a_removed_host_fails);
+
+fn adapter_removal_after_the_connection_ended_calls_nobody_back(mode: Completion) {
+    // Remove the host of the end that disconnected first (A), or of the end it called back (B).
+    for removed in [0, 1] {
+        let net = instant_disconnect_net(mode);
+        let what = format!("mode {mode:?}, host {removed} removed");
         let pair = Pair::connect(&net, V21, V21);
-        let (adapter, pd, cq) = (pair.a.adapter, pair.a.pd, pair.a.cq);
-
-        net.fabric.remove_adapters(net.hosts[0]);
-        net.settle();
-        assert_eq!(
-            pair.a.events.all(),
-            vec![Some(reason::ADAPTER_REMOVED)],
-            "{what}: A's own adapter went"
-        );
-        assert_eq!(
-            pair.b.events.all(),
-            vec![Some(reason::RESET)],
-            "{what}: the remote peer sees a reset"
-        );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
-
-        // Creates on the removed adapter (and its PD) fail and create nothing.
-        let live = net.fabric.live_objects();
-        let notes = Notes::new();
-        let incoming = Incoming::new();
-        let t = d(adapter);
-        let (create_pd, create_connector) = (t.NdkCreatePd.unwrap(), t.NdkCreateConnector.unwrap());
-        let create_listener = t.NdkCreateListener.unwrap();
-        // SAFETY: live (removed) adapter; valid callback, context and out-pointer.
-        let r = created(|ctx, pp| unsafe { create_pd(adapter, Some(on_create), ctx, pp) });
-        assert_eq!(r, Err(NtStatus::DEVICE_REMOVED), "{what}: NdkCreatePd");
-        assert_eq!(
-            try_create_cq(adapter, 16, &notes),
-            Err(NtStatus::DEVICE_REMOVED),
-            "{what}: NdkCreateCq"
-        );
-        // SAFETY: as above.
-        let r = created(|ctx, pp| unsafe { create_connector(adapter, Some(on_create), ctx, pp) });
-        assert_eq!(
-            r,
-            Err(NtStatus::DEVICE_REMOVED),
-            "{what}: NdkCreateConnector"
-        );
-        // SAFETY: as above; `incoming` outlives the (failed) listener.
-        let r = created(|ctx, pp| unsafe {
-            create_listener(
-                adapter,
-                Some(on_connect_event),
-                incoming.ctx(),
-                Some(on_create),
-                ctx,
-                pp,
-            )
-        });
-        assert_eq!(
-            r,
-            Err(NtStatus::DEVICE_REMOVED),
-            "{what}: NdkCreateListener"
-        );
-        let (create_mr, create_qp) = (d(pd).NdkCreateMr.unwrap(), d(pd).NdkCreateQp.unwrap());
-        // SAFETY: live PD of the removed adapter; valid callback, context and out-pointer.
-        let r = created(|ctx, pp| unsafe { create_mr(pd, FALSE, Some(on_create), ctx, pp) });
-        assert_eq!(r, Err(NtStatus::DEVICE_REMOVED), "{what}: NdkCreateMr");
-        let qctx = std::ptr::without_provenance_mut(0x2001);
-        // SAFETY: live PD and CQ of the removed adapter; valid callback, context and out-pointer.
-        let r = created(|ctx, pp| unsafe {
-            create_qp(pd, cq, cq, qctx, 16, 16, 1, 1, 0, Some(on_create), ctx, pp)
-        });
-        assert_eq!(r, Err(NtStatus::DEVICE_REMOVED), "{what}: NdkCreateQp");
-        net.settle();
-        assert_eq!(
-            net.fabric.live_objects(),
-            live,
-            "{what}: a failed create yields no object"
-        );
-
-        // No new adapter on the removed host.
-        assert_eq!(
-            net.fabric.open_adapter(1, V21).err(),
-            Some(NtStatus::DEVICE_REMOVED),
-            "{what}: WskOpenNdkAdapter"
-        );
-
-        // Both survivors' NdkDisconnect report the abortive end.
         assert_eq!(
             disconnect_once(&net, pair.a.conn),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: A"
-        );
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::CONNECTION_ABORTED,
-            "{what}: B"
-        );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
-
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
-    }
-}
-
-#[test]
-fn connecting_to_a_listener_on_a_removed_host_fails() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let what = format!("mode {mode:?}");
-        let pair = Pair::connect(&net, V21, V21);
-        net.fabric.remove_adapters(net.hosts[1]);
-        net.settle();
-        assert_eq!(
-            pair.b.events.all(),
-            vec![Some(reason::ADAPTER_REMOVED)],
-            "{what}: B"
-        );
-        assert_eq!(pair.a.events.all(), vec![Some(reason::RESET)], "{what}: A");
-
-        // A (alive) dials B's listener again, with a fresh connector and QP.
-        let before = net.fabric.stats();
-        let qp = create_qp(pair.a.pd, pair.a.cq, 0x2001);
-        let conn = create_connector(pair.a.adapter);
-        // A second view of A's adapter, PD and CQ (pointers copied, nothing owned).
-        let end = End {
-            adapter: pair.a.adapter,
-            pd: pair.a.pd,
-            cq: pair.a.cq,
-            qp,
-            conn,
-            events: Events::new(),
-            notes: Arc::clone(&pair.a.notes),
-        };
-        let (cs, cst) = start_connect(&end, SocketAddr::new(net.v4[1], 4791), b"again");
-        let status = resolved_once(&net, &cs, cst, &what);
-        assert!(
-            !status.is_success(),
-            "{what}: the connect must fail, got {status:#x}"
-        );
-        assert_eq!(
-            pair.incoming.len(),
-            0,
-            "{what}: the removed listener delivered a connect event"
-        );
-        assert_eq!(
-            net.fabric.stats().connect_events,
-            before.connect_events,
+            NtStatus::SUCCESS,
             "{what}"
         );
+        assert_eq!(pair.b.events.count(), 1, "{what}");
+
+        // The connection is over: at most one callback per connection, and none for the
+        // side that ended it.
+        net.fabric.remove_adapters(net.hosts[removed]);
+        net.settle();
         assert_eq!(
-            complete_connect(&end),
-            NtStatus::CONNECTION_INVALID,
-            "{what}: nothing to complete"
+            pair.a.events.count(),
+            0,
+            "{what}: A ended the connection itself"
         );
-
-        close(conn, d(conn).NdkCloseConnector);
-        close(qp, d(qp).NdkCloseQp);
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
+        assert_eq!(
+            pair.b.events.all(),
+            vec![Some(reason::GRACEFUL)],
+            "{what}: B was already called back"
+        );
+        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+        pair.finish(&net, &what);
     }
 }
 
-#[test]
-fn adapter_removal_after_the_connection_ended_calls_nobody_back() {
-    for mode in MODES {
-        // Remove the host of the end that disconnected first (A), or of the end it called back (B).
-        for removed in [0, 1] {
-            let net = instant_disconnect_net(mode);
-            let what = format!("mode {mode:?}, host {removed} removed");
-            let pair = Pair::connect(&net, V21, V21);
-            assert_eq!(
-                disconnect_once(&net, pair.a.conn),
-                NtStatus::SUCCESS,
-                "{what}"
-            );
-            assert_eq!(pair.b.events.count(), 1, "{what}");
-
-            // The connection is over: at most one callback per connection, and none for the
-            // side that ended it.
-            net.fabric.remove_adapters(net.hosts[removed]);
-            net.settle();
-            assert_eq!(
-                pair.a.events.count(),
-                0,
-                "{what}: A ended the connection itself"
-            );
-            assert_eq!(
-                pair.b.events.all(),
-                vec![Some(reason::GRACEFUL)],
-                "{what}: B was already called back"
-            );
-            assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-            pair.teardown(&net);
-            assert_no_leak(&net, &what);
-        }
-    }
-}
+per_mode!(adapter_removal_after_the_connection_ended_calls_nobody_back);
 
 // --- nothing to inject on -----------------------------------------------------------------------
 
-#[test]
-fn inject_on_a_connector_outside_any_connection_returns_false() {
+fn inject_on_a_connector_outside_any_connection_returns_false(mode: Completion) {
     const FAULTS: [Fault; 3] = [Fault::PeerDisconnect, Fault::PeerReset, Fault::LinkLoss];
-    for mode in MODES {
-        let net = instant_disconnect_net(mode);
-        let what = format!("mode {mode:?}");
+    let net = instant_disconnect_net(mode);
+    let what = format!("mode {mode:?}");
 
-        // Idle: created, never connected.
-        let end = End::new(&net, 1, V21);
-        let idle = create_connector(end.adapter);
-        for fault in FAULTS {
-            assert!(
-                !net.fabric.inject(idle, fault),
-                "{what}: {fault:?} on an idle connector"
-            );
-        }
-        close(idle, d(idle).NdkCloseConnector);
-        end.teardown(&net);
-
-        // Disconnected on both ends: nothing left to break, and no further callback.
-        let pair = Pair::connect(&net, V21, V21);
-        assert_eq!(
-            disconnect_once(&net, pair.a.conn),
-            NtStatus::SUCCESS,
-            "{what}"
+    // Idle: created, never connected.
+    let end = End::new(&net, 1, V21);
+    let idle = create_connector(end.adapter);
+    for fault in FAULTS {
+        assert!(
+            !net.fabric.inject(idle, fault),
+            "{what}: {fault:?} on an idle connector"
         );
-        assert_eq!(
-            disconnect_once(&net, pair.b.conn),
-            NtStatus::SUCCESS,
-            "{what}"
-        );
-        for fault in FAULTS {
-            assert!(
-                !net.fabric.inject(pair.a.conn, fault),
-                "{what}: {fault:?} on a disconnected connector (A)"
-            );
-            assert!(
-                !net.fabric.inject(pair.b.conn, fault),
-                "{what}: {fault:?} on a disconnected connector (B)"
-            );
-        }
-        net.settle();
-        assert_eq!(pair.a.events.count(), 0, "{what}");
-        assert_eq!(pair.b.events.count(), 1, "{what}");
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        pair.teardown(&net);
-        assert_no_leak(&net, &what);
     }
+    close(idle, d(idle).NdkCloseConnector);
+    end.teardown(&net);
+
+    // Disconnected on both ends: nothing left to break, and no further callback.
+    let pair = Pair::connect(&net, V21, V21);
+    assert_eq!(
+        disconnect_once(&net, pair.a.conn),
+        NtStatus::SUCCESS,
+        "{what}"
+    );
+    assert_eq!(
+        disconnect_once(&net, pair.b.conn),
+        NtStatus::SUCCESS,
+        "{what}"
+    );
+    for fault in FAULTS {
+        assert!(
+            !net.fabric.inject(pair.a.conn, fault),
+            "{what}: {fault:?} on a disconnected connector (A)"
+        );
+        assert!(
+            !net.fabric.inject(pair.b.conn, fault),
+            "{what}: {fault:?} on a disconnected connector (B)"
+        );
+    }
+    net.settle();
+    assert_eq!(pair.a.events.count(), 0, "{what}");
+    assert_eq!(pair.b.events.count(), 1, "{what}");
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
+    pair.finish(&net, &what);
 }
+
+per_mode!(inject_on_a_connector_outside_any_connection_returns_false);

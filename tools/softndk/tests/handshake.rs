@@ -1,4 +1,4 @@
-//! Connection establishment (fact sheet §8.3): connect / connect event / accept /
+//! Connection establishment: connect / connect event / accept /
 //! complete-connect over IPv4 and IPv6, private data and the `NdkGetConnectionData` size
 //! protocol, refusal, rejection from either side, addresses, ephemeral ports, sharing
 //! violations and paused listeners.
@@ -137,21 +137,13 @@ fn read_addr(get: &Getter) -> SocketAddr {
     addr
 }
 
-#[repr(C, align(8))]
-struct RawAddr([u8; 128]);
-
 /// Call a getter with `*len = have` (and no buffer when `null`): the status, `*len` after the
 /// call, and whether the buffer was left untouched.
 fn read_addr_short(get: &Getter, have: u32, null: bool) -> (NTSTATUS, u32, bool) {
-    let mut raw = RawAddr([0xA5; 128]);
-    let p = if null {
-        std::ptr::null_mut()
-    } else {
-        std::ptr::from_mut(&mut raw).cast::<SOCKADDR>()
-    };
+    let mut raw = Scribble::new();
     let mut len = have;
-    let st = get(p, &raw mut len);
-    (st, len, raw.0.iter().all(|b| *b == 0xA5))
+    let st = get(raw.ptr(null), &raw mut len);
+    (st, len, raw.untouched())
 }
 
 fn state(net: &Net, conn: *mut NDK_CONNECTOR) -> ConnectorState {
@@ -240,65 +232,48 @@ fn establish(mode: Completion, v4: bool) {
         incoming,
     }
     .teardown(&net);
-    net.settle();
-    assert_eq!(
-        net.fabric.live_objects(),
-        0,
-        "{mode:?}: {:?}",
-        net.fabric.live_by_kind()
-    );
+    assert_no_leak(&net, &format!("{mode:?}"));
 }
 
-#[test]
-fn connect_accept_complete_connect_establishes_over_ipv4() {
-    for mode in MODES {
-        establish(mode, true);
-    }
-}
+per_mode!(connect_accept_complete_connect_establishes_over_ipv4 = establish(true));
 
-#[test]
-fn connect_accept_complete_connect_establishes_over_ipv6() {
-    for mode in MODES {
-        establish(mode, false);
-    }
-}
+per_mode!(connect_accept_complete_connect_establishes_over_ipv6 = establish(false));
 
 // --- private data -------------------------------------------------------------------------------
 
-#[test]
-fn private_data_reaches_passive_side_before_accept_and_active_side_after_connect() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let dst = SocketAddr::new(net.v4[1], PORT);
-        let (mut a, mut b, listener, incoming) = ends(&net, dst);
-        a.conn = create_connector(a.adapter);
-        let (cs, cst) = start_connect(&a, dst, b"caller says hi");
-        b.conn = incoming.next();
-        assert_carries(
-            &private_data(b.conn),
-            b"caller says hi",
-            "passive side before accept",
-        );
+fn private_data_reaches_passive_side_before_accept_and_active_side_after_connect(mode: Completion) {
+    let net = Net::new(mode);
+    let dst = SocketAddr::new(net.v4[1], PORT);
+    let (mut a, mut b, listener, incoming) = ends(&net, dst);
+    a.conn = create_connector(a.adapter);
+    let (cs, cst) = start_connect(&a, dst, b"caller says hi");
+    b.conn = incoming.next();
+    assert_carries(
+        &private_data(b.conn),
+        b"caller says hi",
+        "passive side before accept",
+    );
 
-        let (acc, ast) = start_accept(&b, b"callee answers");
-        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{mode:?}: connect");
-        assert_carries(
-            &private_data(a.conn),
-            b"callee answers",
-            "active side after connect",
-        );
+    let (acc, ast) = start_accept(&b, b"callee answers");
+    assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{mode:?}: connect");
+    assert_carries(
+        &private_data(a.conn),
+        b"callee answers",
+        "active side after connect",
+    );
 
-        assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
-        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
-        Pair {
-            a,
-            b,
-            listener,
-            incoming,
-        }
-        .teardown(&net);
+    assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
+    assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
+    Pair {
+        a,
+        b,
+        listener,
+        incoming,
     }
+    .teardown(&net);
 }
+
+per_mode!(private_data_reaches_passive_side_before_accept_and_active_side_after_connect);
 
 /// The size protocol on one connector whose peer sent `sent`.
 fn check_size_protocol(conn: *mut NDK_CONNECTOR, sent: &[u8], side: &str) {
@@ -347,209 +322,190 @@ fn check_size_protocol(conn: *mut NDK_CONNECTOR, sent: &[u8], side: &str) {
     assert_eq!(&big[..sent.len()], sent, "{side}: data");
 }
 
-#[test]
-fn get_connection_data_follows_the_size_protocol() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let dst = SocketAddr::new(net.v4[1], PORT);
-        let (mut a, mut b, listener, incoming) = ends(&net, dst);
-        a.conn = create_connector(a.adapter);
-        let caller = b"a caller's private data, 36 bytes..";
-        let callee = b"the callee's reply of 28 b..";
-        let (cs, cst) = start_connect(&a, dst, caller);
-        b.conn = incoming.next();
-        check_size_protocol(b.conn, caller, "passive");
-        let (acc, ast) = start_accept(&b, callee);
-        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS);
-        check_size_protocol(a.conn, callee, "active");
-        assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
-        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
-        Pair {
-            a,
-            b,
-            listener,
-            incoming,
-        }
-        .teardown(&net);
+fn get_connection_data_follows_the_size_protocol(mode: Completion) {
+    let net = Net::new(mode);
+    let dst = SocketAddr::new(net.v4[1], PORT);
+    let (mut a, mut b, listener, incoming) = ends(&net, dst);
+    a.conn = create_connector(a.adapter);
+    let caller = b"a caller's private data, 36 bytes..";
+    let callee = b"the callee's reply of 28 b..";
+    let (cs, cst) = start_connect(&a, dst, caller);
+    b.conn = incoming.next();
+    check_size_protocol(b.conn, caller, "passive");
+    let (acc, ast) = start_accept(&b, callee);
+    assert_eq!(cs.resolve(cst), NtStatus::SUCCESS);
+    check_size_protocol(a.conn, callee, "active");
+    assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
+    assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
+    Pair {
+        a,
+        b,
+        listener,
+        incoming,
     }
+    .teardown(&net);
 }
+
+per_mode!(get_connection_data_follows_the_size_protocol);
 
 // --- failures -----------------------------------------------------------------------------------
 
-#[test]
-fn connect_without_a_listener_is_refused() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        // Somebody listens on B, but on another port.
-        let (mut a, b, listener, incoming) = ends(&net, SocketAddr::new(net.v4[1], PORT));
-        a.conn = create_connector(a.adapter);
-        let refused_before = net.fabric.stats().refused_connects;
-        let (cs, cst) = start_connect(&a, SocketAddr::new(net.v4[1], PORT + 1), b"anyone?");
-        assert_eq!(cs.resolve(cst), NtStatus::CONNECTION_REFUSED, "{mode:?}");
-        net.settle();
-        assert_eq!(
-            cs.calls(),
-            u32::from(cst == NtStatus::PENDING),
-            "{mode:?}: one callback if pending, none if failed inline"
-        );
-        assert_eq!(
-            incoming.len(),
-            0,
-            "{mode:?}: no connect event for another port"
-        );
-        assert_eq!(net.fabric.stats().connect_events, 0);
-        assert_eq!(net.fabric.stats().refused_connects, refused_before + 1);
-        assert_eq!(state(&net, a.conn), ConnectorState::Failed);
-        Pair {
-            a,
-            b,
-            listener,
-            incoming,
-        }
-        .teardown(&net);
+fn connect_without_a_listener_is_refused(mode: Completion) {
+    let net = Net::new(mode);
+    // Somebody listens on B, but on another port.
+    let (mut a, b, listener, incoming) = ends(&net, SocketAddr::new(net.v4[1], PORT));
+    a.conn = create_connector(a.adapter);
+    let refused_before = net.fabric.stats().refused_connects;
+    let (cs, cst) = start_connect(&a, SocketAddr::new(net.v4[1], PORT + 1), b"anyone?");
+    assert_eq!(cs.resolve(cst), NtStatus::CONNECTION_REFUSED, "{mode:?}");
+    net.settle();
+    assert_eq!(
+        cs.calls(),
+        u32::from(cst == NtStatus::PENDING),
+        "{mode:?}: one callback if pending, none if failed inline"
+    );
+    assert_eq!(
+        incoming.len(),
+        0,
+        "{mode:?}: no connect event for another port"
+    );
+    assert_eq!(net.fabric.stats().connect_events, 0);
+    assert_eq!(net.fabric.stats().refused_connects, refused_before + 1);
+    assert_eq!(state(&net, a.conn), ConnectorState::Failed);
+    Pair {
+        a,
+        b,
+        listener,
+        incoming,
     }
+    .teardown(&net);
 }
 
-#[test]
-fn connect_to_an_address_no_host_has_is_host_unreachable() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let mut a = End::new(&net, 1, V21);
-        a.conn = create_connector(a.adapter);
-        let (cs, cst) = start_connect(
-            &a,
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 99)), PORT),
-            b"",
-        );
-        assert_eq!(
-            cs.resolve(cst),
-            NtStatus::HOST_UNREACHABLE,
-            "{mode:?}: IPv4"
-        );
-        net.settle();
-        assert_eq!(
-            cs.calls(),
-            u32::from(cst == NtStatus::PENDING),
-            "{mode:?}: completion count"
-        );
-        close(a.conn, d(a.conn).NdkCloseConnector);
-        // A QP is bound to a connector for life: use a fresh one for the IPv6 attempt.
-        close(a.qp, d(a.qp).NdkCloseQp);
-        a.qp = create_qp(a.pd, a.cq, 0x99);
-        a.conn = create_connector(a.adapter);
-        let nowhere6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99));
-        let (cs, cst) = start_connect(&a, SocketAddr::new(nowhere6, PORT), b"");
-        assert_eq!(
-            cs.resolve(cst),
-            NtStatus::HOST_UNREACHABLE,
-            "{mode:?}: IPv6"
-        );
-        net.settle();
-        assert_eq!(
-            cs.calls(),
-            u32::from(cst == NtStatus::PENDING),
-            "{mode:?}: completion count"
-        );
-        assert_eq!(net.fabric.stats().connect_events, 0);
-        a.teardown(&net);
-    }
+per_mode!(connect_without_a_listener_is_refused);
+
+fn connect_to_an_address_no_host_has_is_host_unreachable(mode: Completion) {
+    let net = Net::new(mode);
+    let mut a = End::new(&net, 1, V21);
+    a.conn = create_connector(a.adapter);
+    let (cs, cst) = start_connect(
+        &a,
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 99)), PORT),
+        b"",
+    );
+    assert_eq!(
+        cs.resolve(cst),
+        NtStatus::HOST_UNREACHABLE,
+        "{mode:?}: IPv4"
+    );
+    net.settle();
+    assert_eq!(
+        cs.calls(),
+        u32::from(cst == NtStatus::PENDING),
+        "{mode:?}: completion count"
+    );
+    close(a.conn, d(a.conn).NdkCloseConnector);
+    // A QP is bound to a connector for life: use a fresh one for the IPv6 attempt.
+    close(a.qp, d(a.qp).NdkCloseQp);
+    a.qp = create_qp(a.pd, a.cq, 0x99);
+    a.conn = create_connector(a.adapter);
+    let nowhere6 = IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99));
+    let (cs, cst) = start_connect(&a, SocketAddr::new(nowhere6, PORT), b"");
+    assert_eq!(
+        cs.resolve(cst),
+        NtStatus::HOST_UNREACHABLE,
+        "{mode:?}: IPv6"
+    );
+    net.settle();
+    assert_eq!(
+        cs.calls(),
+        u32::from(cst == NtStatus::PENDING),
+        "{mode:?}: completion count"
+    );
+    assert_eq!(net.fabric.stats().connect_events, 0);
+    a.teardown(&net);
 }
 
-#[test]
-fn passive_reject_completes_the_connect_with_connection_refused() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let dst = SocketAddr::new(net.v4[1], PORT);
-        let (mut a, mut b, listener, incoming) = ends(&net, dst);
-        a.conn = create_connector(a.adapter);
-        let (cs, cst) = start_connect(&a, dst, b"let me in");
-        b.conn = incoming.next();
-        net.settle();
-        assert_eq!(
-            cs.calls(),
-            0,
-            "{mode:?}: connect completed before the passive side answered"
-        );
-        assert_eq!(
-            reject(b.conn, b"go away"),
-            NtStatus::SUCCESS,
-            "{mode:?}: NdkReject is synchronous"
-        );
-        assert_eq!(cs.resolve(cst), NtStatus::CONNECTION_REFUSED, "{mode:?}");
-        net.settle();
-        assert_eq!(cs.calls(), 1, "{mode:?}: one connect completion");
-        assert_eq!(state(&net, a.conn), ConnectorState::Failed);
-        assert_eq!(state(&net, b.conn), ConnectorState::Rejected);
-        Pair {
-            a,
-            b,
-            listener,
-            incoming,
-        }
-        .teardown(&net);
+per_mode!(connect_to_an_address_no_host_has_is_host_unreachable);
+
+fn passive_reject_completes_the_connect_with_connection_refused(mode: Completion) {
+    let net = Net::new(mode);
+    let dst = SocketAddr::new(net.v4[1], PORT);
+    let (mut a, mut b, listener, incoming) = ends(&net, dst);
+    a.conn = create_connector(a.adapter);
+    let (cs, cst) = start_connect(&a, dst, b"let me in");
+    b.conn = incoming.next();
+    net.settle();
+    assert_eq!(
+        cs.calls(),
+        0,
+        "{mode:?}: connect completed before the passive side answered"
+    );
+    assert_eq!(
+        reject(b.conn, b"go away"),
+        NtStatus::SUCCESS,
+        "{mode:?}: NdkReject is synchronous"
+    );
+    assert_eq!(cs.resolve(cst), NtStatus::CONNECTION_REFUSED, "{mode:?}");
+    net.settle();
+    assert_eq!(cs.calls(), 1, "{mode:?}: one connect completion");
+    assert_eq!(state(&net, a.conn), ConnectorState::Failed);
+    assert_eq!(state(&net, b.conn), ConnectorState::Rejected);
+    Pair {
+        a,
+        b,
+        listener,
+        incoming,
     }
+    .teardown(&net);
 }
 
-#[test]
-fn active_reject_after_connect_completes_the_accept_with_connection_aborted() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let dst = SocketAddr::new(net.v4[1], PORT);
-        let (mut a, mut b, listener, incoming) = ends(&net, dst);
-        a.conn = create_connector(a.adapter);
-        let (cs, cst) = start_connect(&a, dst, b"");
-        b.conn = incoming.next();
-        let (acc, ast) = start_accept(&b, b"");
-        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{mode:?}: connect");
-        net.settle();
-        assert_eq!(
-            acc.calls(),
-            0,
-            "{mode:?}: accept completed before the active side answered"
-        );
-        assert_eq!(
-            reject(a.conn, b"changed my mind"),
-            NtStatus::SUCCESS,
-            "{mode:?}: active NdkReject"
-        );
-        assert_eq!(
-            acc.resolve(ast),
-            NtStatus::CONNECTION_ABORTED,
-            "{mode:?}: accept"
-        );
-        net.settle();
-        assert_eq!(acc.calls(), 1, "{mode:?}: one accept completion");
-        assert_eq!(
-            b.events.count(),
-            0,
-            "{mode:?}: a connection never established has no disconnect callback"
-        );
-        assert_ne!(state(&net, b.conn), ConnectorState::Connected);
-        Pair {
-            a,
-            b,
-            listener,
-            incoming,
-        }
-        .teardown(&net);
+per_mode!(passive_reject_completes_the_connect_with_connection_refused);
+
+fn active_reject_after_connect_completes_the_accept_with_connection_aborted(mode: Completion) {
+    let net = Net::new(mode);
+    let dst = SocketAddr::new(net.v4[1], PORT);
+    let (mut a, mut b, listener, incoming) = ends(&net, dst);
+    a.conn = create_connector(a.adapter);
+    let (cs, cst) = start_connect(&a, dst, b"");
+    b.conn = incoming.next();
+    let (acc, ast) = start_accept(&b, b"");
+    assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{mode:?}: connect");
+    net.settle();
+    assert_eq!(
+        acc.calls(),
+        0,
+        "{mode:?}: accept completed before the active side answered"
+    );
+    assert_eq!(
+        reject(a.conn, b"changed my mind"),
+        NtStatus::SUCCESS,
+        "{mode:?}: active NdkReject"
+    );
+    assert_eq!(
+        acc.resolve(ast),
+        NtStatus::CONNECTION_ABORTED,
+        "{mode:?}: accept"
+    );
+    net.settle();
+    assert_eq!(acc.calls(), 1, "{mode:?}: one accept completion");
+    assert_eq!(
+        b.events.count(),
+        0,
+        "{mode:?}: a connection never established has no disconnect callback"
+    );
+    assert_ne!(state(&net, b.conn), ConnectorState::Connected);
+    Pair {
+        a,
+        b,
+        listener,
+        incoming,
     }
+    .teardown(&net);
 }
+
+per_mode!(active_reject_after_connect_completes_the_accept_with_connection_aborted);
 
 // --- ordering (Manual mode) ---------------------------------------------------------------------
-
-/// A create in Manual mode: pending, no callback until delivered, then the object.
-fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> *mut T {
-    let s = Slot::new();
-    let mut obj: *mut T = std::ptr::null_mut();
-    let st = call(s.ctx(), &raw mut obj);
-    s.mark_returned();
-    assert_eq!(st, NtStatus::PENDING, "Manual mode: creates pend");
-    assert_eq!(s.calls(), 0, "Manual mode: no callback before deliver()");
-    net.fabric.deliver();
-    assert_eq!(s.calls(), 1);
-    assert_eq!(s.wait(), NtStatus::SUCCESS);
-    s.object_ptr()
-}
 
 /// A request in Manual mode: pending, then delivered; returns the completion status.
 fn manual_request(net: &Net, call: impl FnOnce(PVOID) -> NTSTATUS) -> NTSTATUS {
@@ -570,43 +526,11 @@ fn manual_close<T>(net: &Net, obj: *mut T, close_fn: NDK_FN_CLOSE_OBJECT) {
 
 fn manual_end(net: &Net, if_index: u32) -> End {
     let adapter = net.open(if_index, V21);
-    let t = d(adapter);
-    let (create_pd_fn, create_cq_fn) = (t.NdkCreatePd.unwrap(), t.NdkCreateCq.unwrap());
-    // SAFETY: live adapter; valid callback, context and out-pointer.
-    let pd = manual_create(net, |ctx, pp| unsafe {
-        create_pd_fn(adapter, Some(on_create), ctx, pp)
-    });
+    let pd = manual_create(net, pd_create(adapter));
     let notes = Notes::new();
-    let nctx = notes.ctx();
-    let null_affinity = std::ptr::null_mut();
-    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    let cq = manual_create(net, |ctx, pp| unsafe {
-        create_cq_fn(
-            adapter,
-            64,
-            Some(on_cq),
-            nctx,
-            null_affinity,
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    });
-    let create_qp_fn = d(pd).NdkCreateQp.unwrap();
-    let qctx = std::ptr::without_provenance_mut(0x2000);
-    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
-    let qp = manual_create(net, |ctx, pp| unsafe {
-        create_qp_fn(pd, cq, cq, qctx, 16, 16, 1, 1, 0, Some(on_create), ctx, pp)
-    });
-    End {
-        adapter,
-        pd,
-        cq,
-        qp,
-        conn: std::ptr::null_mut(),
-        events: Events::new(),
-        notes,
-    }
+    let cq = manual_create(net, cq_create(adapter, 64, &notes));
+    let qp = manual_create(net, qp_create(pd, cq, 0x2000, (16, 1, 0)));
+    End::of(adapter, pd, (cq, notes), qp)
 }
 
 #[test]
@@ -614,27 +538,9 @@ fn accept_completes_only_after_the_active_side_completes_the_connect() {
     let net = Net::new(Completion::Manual);
     let mut a = manual_end(&net, 1);
     let mut b = manual_end(&net, 2);
-    let create_connector_fn = d(a.adapter).NdkCreateConnector.unwrap();
-    let a_adapter = a.adapter;
-    // SAFETY: live adapter; valid callback, context and out-pointer.
-    a.conn = manual_create(&net, |ctx, pp| unsafe {
-        create_connector_fn(a_adapter, Some(on_create), ctx, pp)
-    });
+    a.conn = manual_create(&net, connector_create(a.adapter));
     let incoming = Incoming::new();
-    let ictx = incoming.ctx();
-    let create_listener_fn = d(b.adapter).NdkCreateListener.unwrap();
-    let b_adapter = b.adapter;
-    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    let listener = manual_create(&net, |ctx, pp| unsafe {
-        create_listener_fn(
-            b_adapter,
-            Some(on_connect_event),
-            ictx,
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    });
+    let listener = manual_create(&net, listener_create(b.adapter, &incoming));
     let dst = SocketAddr::new(net.v4[1], PORT);
     let sock = Sock::new(dst);
     let listen_fn = d(listener).NdkListen.unwrap();
@@ -779,112 +685,53 @@ fn addresses_agree(mode: Completion, v4: bool) {
     pair.teardown(&net);
 }
 
-#[test]
-fn local_and_peer_addresses_of_both_ends_agree_over_ipv4() {
-    for mode in MODES {
-        addresses_agree(mode, true);
-    }
-}
+per_mode!(local_and_peer_addresses_of_both_ends_agree_over_ipv4 = addresses_agree(true));
 
-#[test]
-fn local_and_peer_addresses_of_both_ends_agree_over_ipv6() {
-    for mode in MODES {
-        addresses_agree(mode, false);
-    }
-}
+per_mode!(local_and_peer_addresses_of_both_ends_agree_over_ipv6 = addresses_agree(false));
 
 // --- listeners ----------------------------------------------------------------------------------
 
-#[test]
-fn listen_on_port_zero_picks_an_ephemeral_port() {
-    for mode in MODES {
-        for v4 in [true, false] {
-            let net = Net::new(mode);
-            let ip = if v4 { net.v4[1] } else { net.v6[1] };
-            let (mut a, mut b, listener, incoming) = ends(&net, SocketAddr::new(ip, 0));
-            let bound = read_addr(&listener_local_of(listener));
-            assert_eq!(bound.ip(), ip, "{mode:?}");
-            assert!(
-                (49152..=65535).contains(&bound.port()),
-                "{mode:?}: ephemeral port {}",
-                bound.port()
-            );
-
-            // A second port-0 listener gets another port.
-            let incoming2 = Incoming::new();
-            let listener2 = create_listener(b.adapter, &incoming2);
-            assert_eq!(listen(listener2, SocketAddr::new(ip, 0)), NtStatus::SUCCESS);
-            let bound2 = read_addr(&listener_local_of(listener2));
-            assert!(
-                (49152..=65535).contains(&bound2.port()),
-                "{mode:?}: ephemeral port {}",
-                bound2.port()
-            );
-            assert_ne!(
-                bound2, bound,
-                "{mode:?}: two listeners on one ephemeral port"
-            );
-
-            // The port read back is the one really listened on.
-            a.conn = create_connector(a.adapter);
-            let (cs, cst) = start_connect(&a, bound, b"");
-            b.conn = incoming.next();
-            let (acc, ast) = start_accept(&b, b"");
-            assert_eq!(
-                cs.resolve(cst),
-                NtStatus::SUCCESS,
-                "{mode:?}: connect to the ephemeral port"
-            );
-            assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
-            assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
-            assert_eq!(incoming2.len(), 0);
-            close(listener2, d(listener2).NdkCloseListener);
-            Pair {
-                a,
-                b,
-                listener,
-                incoming,
-            }
-            .teardown(&net);
-        }
-    }
-}
-
-#[test]
-fn second_listen_on_the_same_address_is_a_sharing_violation() {
-    for mode in MODES {
+fn listen_on_port_zero_picks_an_ephemeral_port(mode: Completion) {
+    for v4 in [true, false] {
         let net = Net::new(mode);
-        let dst = SocketAddr::new(net.v4[1], PORT);
-        let (mut a, mut b, listener, incoming) = ends(&net, dst);
+        let ip = if v4 { net.v4[1] } else { net.v6[1] };
+        let (mut a, mut b, listener, incoming) = ends(&net, SocketAddr::new(ip, 0));
+        let bound = read_addr(&listener_local_of(listener));
+        assert_eq!(bound.ip(), ip, "{mode:?}");
+        assert!(
+            (49152..=65535).contains(&bound.port()),
+            "{mode:?}: ephemeral port {}",
+            bound.port()
+        );
+
+        // A second port-0 listener gets another port.
         let incoming2 = Incoming::new();
         let listener2 = create_listener(b.adapter, &incoming2);
-        assert_eq!(
-            listen(listener2, dst),
-            NtStatus::SHARING_VIOLATION,
-            "{mode:?}"
+        assert_eq!(listen(listener2, SocketAddr::new(ip, 0)), NtStatus::SUCCESS);
+        let bound2 = read_addr(&listener_local_of(listener2));
+        assert!(
+            (49152..=65535).contains(&bound2.port()),
+            "{mode:?}: ephemeral port {}",
+            bound2.port()
         );
-        // The failure is about the address: the same listener can listen elsewhere.
-        let other = SocketAddr::new(net.v4[1], PORT + 1);
-        assert_eq!(
-            listen(listener2, other),
-            NtStatus::SUCCESS,
-            "{mode:?}: listen on a free port"
+        assert_ne!(
+            bound2, bound,
+            "{mode:?}: two listeners on one ephemeral port"
         );
-        assert_eq!(read_addr(&listener_local_of(listener2)), other);
 
-        // The first listener still owns the address.
+        // The port read back is the one really listened on.
         a.conn = create_connector(a.adapter);
-        let (cs, cst) = start_connect(&a, dst, b"");
+        let (cs, cst) = start_connect(&a, bound, b"");
         b.conn = incoming.next();
         let (acc, ast) = start_accept(&b, b"");
-        assert_eq!(cs.resolve(cst), NtStatus::SUCCESS);
+        assert_eq!(
+            cs.resolve(cst),
+            NtStatus::SUCCESS,
+            "{mode:?}: connect to the ephemeral port"
+        );
         assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
         assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
-        assert_eq!(
-            incoming2.len(),
-            0,
-            "{mode:?}: the failed listen must not steal the address"
-        );
+        assert_eq!(incoming2.len(), 0);
         close(listener2, d(listener2).NdkCloseListener);
         Pair {
             a,
@@ -896,49 +743,95 @@ fn second_listen_on_the_same_address_is_a_sharing_violation() {
     }
 }
 
-#[test]
-fn paused_listener_refuses_connects_and_resumed_listener_accepts_them() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let dst = SocketAddr::new(net.v4[1], PORT);
-        let (mut a, mut b, listener, incoming) = ends(&net, dst);
+per_mode!(listen_on_port_zero_picks_an_ephemeral_port);
 
-        control_connect_events(listener, true);
-        a.conn = create_connector(a.adapter);
-        let (cs, cst) = start_connect(&a, dst, b"");
-        assert_eq!(
-            cs.resolve(cst),
-            NtStatus::CONNECTION_REFUSED,
-            "{mode:?}: paused listener"
-        );
-        net.settle();
-        assert_eq!(incoming.len(), 0, "{mode:?}: connect event while paused");
-        assert_eq!(net.fabric.stats().connect_events, 0);
+fn second_listen_on_the_same_address_is_a_sharing_violation(mode: Completion) {
+    let net = Net::new(mode);
+    let dst = SocketAddr::new(net.v4[1], PORT);
+    let (mut a, mut b, listener, incoming) = ends(&net, dst);
+    let incoming2 = Incoming::new();
+    let listener2 = create_listener(b.adapter, &incoming2);
+    assert_eq!(
+        listen(listener2, dst),
+        NtStatus::SHARING_VIOLATION,
+        "{mode:?}"
+    );
+    // The failure is about the address: the same listener can listen elsewhere.
+    let other = SocketAddr::new(net.v4[1], PORT + 1);
+    assert_eq!(
+        listen(listener2, other),
+        NtStatus::SUCCESS,
+        "{mode:?}: listen on a free port"
+    );
+    assert_eq!(read_addr(&listener_local_of(listener2)), other);
 
-        // A refused connector and its QP are not reused.
-        close(a.conn, d(a.conn).NdkCloseConnector);
-        close(a.qp, d(a.qp).NdkCloseQp);
-        a.qp = create_qp(a.pd, a.cq, 0x1001);
-        a.conn = create_connector(a.adapter);
-
-        control_connect_events(listener, false);
-        let (cs, cst) = start_connect(&a, dst, b"");
-        b.conn = incoming.next();
-        let (acc, ast) = start_accept(&b, b"");
-        assert_eq!(
-            cs.resolve(cst),
-            NtStatus::SUCCESS,
-            "{mode:?}: resumed listener"
-        );
-        assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
-        assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
-        assert_eq!(net.fabric.stats().connect_events, 1);
-        Pair {
-            a,
-            b,
-            listener,
-            incoming,
-        }
-        .teardown(&net);
+    // The first listener still owns the address.
+    a.conn = create_connector(a.adapter);
+    let (cs, cst) = start_connect(&a, dst, b"");
+    b.conn = incoming.next();
+    let (acc, ast) = start_accept(&b, b"");
+    assert_eq!(cs.resolve(cst), NtStatus::SUCCESS);
+    assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
+    assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
+    assert_eq!(
+        incoming2.len(),
+        0,
+        "{mode:?}: the failed listen must not steal the address"
+    );
+    close(listener2, d(listener2).NdkCloseListener);
+    Pair {
+        a,
+        b,
+        listener,
+        incoming,
     }
+    .teardown(&net);
 }
+
+per_mode!(second_listen_on_the_same_address_is_a_sharing_violation);
+
+fn paused_listener_refuses_connects_and_resumed_listener_accepts_them(mode: Completion) {
+    let net = Net::new(mode);
+    let dst = SocketAddr::new(net.v4[1], PORT);
+    let (mut a, mut b, listener, incoming) = ends(&net, dst);
+
+    control_connect_events(listener, true);
+    a.conn = create_connector(a.adapter);
+    let (cs, cst) = start_connect(&a, dst, b"");
+    assert_eq!(
+        cs.resolve(cst),
+        NtStatus::CONNECTION_REFUSED,
+        "{mode:?}: paused listener"
+    );
+    net.settle();
+    assert_eq!(incoming.len(), 0, "{mode:?}: connect event while paused");
+    assert_eq!(net.fabric.stats().connect_events, 0);
+
+    // A refused connector and its QP are not reused.
+    close(a.conn, d(a.conn).NdkCloseConnector);
+    close(a.qp, d(a.qp).NdkCloseQp);
+    a.qp = create_qp(a.pd, a.cq, 0x1001);
+    a.conn = create_connector(a.adapter);
+
+    control_connect_events(listener, false);
+    let (cs, cst) = start_connect(&a, dst, b"");
+    b.conn = incoming.next();
+    let (acc, ast) = start_accept(&b, b"");
+    assert_eq!(
+        cs.resolve(cst),
+        NtStatus::SUCCESS,
+        "{mode:?}: resumed listener"
+    );
+    assert_eq!(complete_connect(&a), NtStatus::SUCCESS);
+    assert_eq!(acc.resolve(ast), NtStatus::SUCCESS);
+    assert_eq!(net.fabric.stats().connect_events, 1);
+    Pair {
+        a,
+        b,
+        listener,
+        incoming,
+    }
+    .teardown(&net);
+}
+
+per_mode!(paused_listener_refuses_connects_and_resumed_listener_accepts_them);

@@ -65,52 +65,65 @@ fn poll_n(cq: *mut NDK_CQ, n: usize) -> Vec<NDK_RESULT_EX> {
     got
 }
 
-const MODES_HW: [Completion; 2] = [
-    Completion::Inline,
-    Completion::Hardware {
-        seed: 5,
-        threads: 4,
-    },
-];
+/// One `#[test]` per mode these tests hold in, for each named `fn(Completion)`: inline, and
+/// the hardware mode with four provider threads (`name::inline`, `name::hardware`).
+macro_rules! per_hardware_mode {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use softndk::Completion;
+
+            #[test]
+            fn inline() {
+                super::$name(Completion::Inline);
+            }
+
+            #[test]
+            fn hardware() {
+                super::$name(Completion::Hardware {
+                    seed: 5,
+                    threads: 4,
+                });
+            }
+        }
+    )+};
+}
 
 /// `NetworkDirect` disconnect scheme, `NDK_FN_DISCONNECT`: the initiator's `NdkDisconnect`
 /// completes only when the peer answers (here by its own `NdkDisconnect`), then its QP is
 /// flushed; the peer's callback fires once.
-#[test]
-fn ndk_disconnect_completes_only_when_the_peer_answers() {
-    for mode in MODES_HW {
-        let net = net(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        let (slot, st) = start_disconnect(pair.a.conn);
-        assert_eq!(st, NtStatus::PENDING, "{mode:?}: it waits for the peer");
-        pair.b.events.wait_count(1);
-        assert_eq!(pair.b.events.all(), [Some(reason::GRACEFUL)], "{mode:?}");
-        net.settle();
-        assert_eq!(slot.calls(), 0, "{mode:?}: no answer yet, no completion");
-        assert_eq!(
-            disconnect(pair.b.conn),
-            NtStatus::SUCCESS,
-            "{mode:?}: B answers"
-        );
-        assert_eq!(
-            slot.wait(),
-            NtStatus::SUCCESS,
-            "{mode:?}: A's disconnect completes"
-        );
-        net.settle();
-        assert!(
-            pair.a.qp_stats(&net).provider_flushes >= 1,
-            "{mode:?}: flushed implicitly after the disconnect completed"
-        );
-        assert_eq!(
-            pair.a.events.count(),
-            0,
-            "{mode:?}: no callback for our own"
-        );
-        pair.teardown(&net);
-        assert_no_leak(&net, "answered");
-    }
+fn ndk_disconnect_completes_only_when_the_peer_answers(mode: Completion) {
+    let net = net(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let (slot, st) = start_disconnect(pair.a.conn);
+    assert_eq!(st, NtStatus::PENDING, "{mode:?}: it waits for the peer");
+    pair.b.events.wait_count(1);
+    assert_eq!(pair.b.events.all(), [Some(reason::GRACEFUL)], "{mode:?}");
+    net.settle();
+    assert_eq!(slot.calls(), 0, "{mode:?}: no answer yet, no completion");
+    assert_eq!(
+        disconnect(pair.b.conn),
+        NtStatus::SUCCESS,
+        "{mode:?}: B answers"
+    );
+    assert_eq!(
+        slot.wait(),
+        NtStatus::SUCCESS,
+        "{mode:?}: A's disconnect completes"
+    );
+    net.settle();
+    assert!(
+        pair.a.qp_stats(&net).provider_flushes >= 1,
+        "{mode:?}: flushed implicitly after the disconnect completed"
+    );
+    assert_eq!(
+        pair.a.events.count(),
+        0,
+        "{mode:?}: no callback for our own"
+    );
+    pair.finish(&net, "answered");
 }
+
+per_hardware_mode!(ndk_disconnect_completes_only_when_the_peer_answers);
 
 /// `NetworkDirect` disconnect scheme: closing the peer's connector answers too.
 #[test]
@@ -125,8 +138,7 @@ fn closing_the_peer_connector_answers_a_disconnect() {
     );
     pair.b.conn = std::ptr::null_mut();
     assert_eq!(slot.wait(), NtStatus::SUCCESS);
-    pair.teardown(&net);
-    assert_no_leak(&net, "closed");
+    pair.finish(&net, "closed");
 }
 
 /// `NDK_FN_DISCONNECT`: `STATUS_IO_TIMEOUT` when the peer never answers.
@@ -138,72 +150,63 @@ fn an_unanswered_disconnect_times_out() {
     assert_eq!(st, NtStatus::PENDING);
     assert_eq!(slot.wait(), NtStatus::IO_TIMEOUT);
     assert_eq!(net.fabric.stats().disconnect_timeouts, 1);
-    pair.teardown(&net);
-    assert_no_leak(&net, "timeout");
+    pair.finish(&net, "timeout");
 }
 
 /// The disconnect callback does not flush (`NDK_FN_DISCONNECT_EVENT_CALLBACK`), but a send the
 /// dead peer never takes fails after the retry timeout, the QP enters the error state and the
 /// provider — not the consumer — flushes every remaining request, receives included. The error
 /// completion carries a provider code (`NDK_RESULT_EX`, 2.1); Type is undefined.
-#[test]
-fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp() {
-    for mode in MODES_HW {
-        let net = net(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-        let mut send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-        for ctx in [0x11, 0x12] {
-            assert_eq!(
-                post_receive(pair.b.qp, &recv.sge(0, 32), ctx),
-                NtStatus::SUCCESS
-            );
-        }
-        // A has no receive posted: B's send waits (the adapter retries for a receive).
-        assert_eq!(
-            post_send(pair.b.qp, &send.sge(0, 16), 0x21, 0),
-            NtStatus::SUCCESS
-        );
-        let (slot, st) = start_disconnect(pair.a.conn);
-        assert_eq!(st, NtStatus::PENDING);
-        pair.b.events.wait_count(1);
-        let done = poll_n(pair.b.cq, 3);
-        assert_eq!(
-            done.len(),
-            3,
-            "{mode:?}: the send failed and both receives were flushed"
-        );
-        let send_done = done
-            .iter()
-            .find(|r| r.RequestContext.addr() == 0x21)
-            .unwrap();
-        assert_eq!(send_done.Status, NtStatus::IO_TIMEOUT, "{mode:?}");
-        assert_eq!(send_done.ProviderErrorCode, provider_error::RETRY_EXCEEDED);
-        assert_ne!(
-            send_done.Type, NdkOperationTypeSend,
-            "{mode:?}: Type is undefined"
-        );
-        for ctx in [0x11, 0x12] {
-            let r = done
-                .iter()
-                .find(|r| r.RequestContext.addr() == ctx)
-                .unwrap();
-            assert_eq!(r.Status, NtStatus::CANCELLED, "{mode:?}: flushed");
-            assert_eq!(r.ProviderErrorCode, provider_error::FLUSHED);
-        }
-        let stats = pair.b.qp_stats(&net);
-        assert_eq!(stats.flush_calls, 0, "{mode:?}: the consumer never flushed");
-        assert!(stats.provider_flushes >= 1, "{mode:?}: the provider did");
-        assert_eq!(net.fabric.stats().retry_failures, 1);
-        assert_eq!(pair.b.events.count(), 1, "{mode:?}: still one callback");
-        assert_eq!(disconnect(pair.b.conn), NtStatus::SUCCESS);
-        assert_eq!(slot.wait(), NtStatus::SUCCESS);
-        recv.close();
-        send.close();
-        pair.teardown(&net);
-        assert_no_leak(&net, "retry");
+fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp(mode: Completion) {
+    let net = net(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let mut send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+    for ctx in [0x11, 0x12] {
+        receive_ok(pair.b.qp, &recv.sge(0, 32), ctx);
     }
+    // A has no receive posted: B's send waits (the adapter retries for a receive).
+    send_ok(pair.b.qp, &send.sge(0, 16), 0x21, 0);
+    let (slot, st) = start_disconnect(pair.a.conn);
+    assert_eq!(st, NtStatus::PENDING);
+    pair.b.events.wait_count(1);
+    let done = poll_n(pair.b.cq, 3);
+    assert_eq!(
+        done.len(),
+        3,
+        "{mode:?}: the send failed and both receives were flushed"
+    );
+    let send_done = done
+        .iter()
+        .find(|r| r.RequestContext.addr() == 0x21)
+        .unwrap();
+    assert_eq!(send_done.Status, NtStatus::IO_TIMEOUT, "{mode:?}");
+    assert_eq!(send_done.ProviderErrorCode, provider_error::RETRY_EXCEEDED);
+    assert_ne!(
+        send_done.Type, NdkOperationTypeSend,
+        "{mode:?}: Type is undefined"
+    );
+    for ctx in [0x11, 0x12] {
+        let r = done
+            .iter()
+            .find(|r| r.RequestContext.addr() == ctx)
+            .unwrap();
+        assert_eq!(r.Status, NtStatus::CANCELLED, "{mode:?}: flushed");
+        assert_eq!(r.ProviderErrorCode, provider_error::FLUSHED);
+    }
+    let stats = pair.b.qp_stats(&net);
+    assert_eq!(stats.flush_calls, 0, "{mode:?}: the consumer never flushed");
+    assert!(stats.provider_flushes >= 1, "{mode:?}: the provider did");
+    assert_eq!(net.fabric.stats().retry_failures, 1);
+    assert_eq!(pair.b.events.count(), 1, "{mode:?}: still one callback");
+    assert_eq!(disconnect(pair.b.conn), NtStatus::SUCCESS);
+    assert_eq!(slot.wait(), NtStatus::SUCCESS);
+    recv.close();
+    send.close();
+    pair.finish(&net, "retry");
 }
+
+per_hardware_mode!(a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp);
 
 /// `NetworkDirect` disconnect scheme ("the provider detects that the connection was aborted"):
 /// a lost link is noticed only by an end whose send is not acknowledged — it gets the
@@ -216,14 +219,8 @@ fn link_loss_is_noticed_only_by_an_end_that_sends() {
     assert!(net.fabric.inject(pair.a.conn, Fault::LinkLoss));
     let mut send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
     let mut recv = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-    assert_eq!(
-        post_receive(pair.a.qp, &recv.sge(0, 16), 0x31),
-        NtStatus::SUCCESS
-    );
-    assert_eq!(
-        post_send(pair.b.qp, &send.sge(0, 16), 0x32, 0),
-        NtStatus::SUCCESS
-    );
+    receive_ok(pair.a.qp, &recv.sge(0, 16), 0x31);
+    send_ok(pair.b.qp, &send.sge(0, 16), 0x32, 0);
     pair.b.events.wait_count(1);
     assert_eq!(pair.b.events.all(), [Some(reason::LINK_DOWN)]);
     let done = poll_n(pair.b.cq, 1);
@@ -245,8 +242,7 @@ fn link_loss_is_noticed_only_by_an_end_that_sends() {
     );
     send.close();
     recv.close();
-    pair.teardown(&net);
-    assert_no_leak(&net, "link");
+    pair.finish(&net, "link");
 }
 
 /// `NDK_FN_FLUSH`; NDKPI completion handling requirements: `NdkFlush` only initiates; the
@@ -272,20 +268,14 @@ fn ndk_flush_only_initiates() {
         })
     };
     net.fabric.deliver();
-    assert_eq!(
-        post_receive(pair.b.qp, &recv.sge(0, 16), 1),
-        NtStatus::SUCCESS
-    );
+    receive_ok(pair.b.qp, &recv.sge(0, 16), 1);
     flush(pair.b.qp);
     assert_eq!(
         net.fabric.cq_len(pair.b.cq),
         Some(0),
         "nothing completed inside NdkFlush"
     );
-    assert_eq!(
-        post_receive(pair.b.qp, &recv.sge(16, 16), 2),
-        NtStatus::SUCCESS
-    );
+    receive_ok(pair.b.qp, &recv.sge(16, 16), 2);
     assert_eq!(
         post_send(pair.b.qp, &send.sge(0, 16), 3, 0),
         NtStatus::CONNECTION_INVALID,
@@ -331,24 +321,16 @@ fn a_dead_cq_reports_its_error_and_its_qps_are_dead() {
         let net = net(Completion::Inline);
         let pair = Pair::connect(&net, V21, V21);
         let mut recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-        assert_eq!(
-            post_receive(pair.b.qp, &recv.sge(0, 16), 1),
-            NtStatus::SUCCESS
-        );
-        // SAFETY: live CQ.
-        unsafe { d(pair.b.cq).NdkArmCq.unwrap()(pair.b.cq, NDK_CQ_NOTIFY_ERRORS) };
+        receive_ok(pair.b.qp, &recv.sge(0, 16), 1);
+        arm(pair.b.cq, NDK_CQ_NOTIFY_ERRORS);
         assert!(net.fabric.inject_cq_error(pair.b.cq, error));
         net.settle();
         assert_eq!(pair.b.notes.all(), [status], "{error:?}");
-        // SAFETY: live CQ.
-        unsafe { d(pair.b.cq).NdkArmCq.unwrap()(pair.b.cq, NDK_CQ_NOTIFY_ANY) };
+        arm(pair.b.cq, NDK_CQ_NOTIFY_ANY);
         net.settle();
         assert_eq!(pair.b.notes.all().len(), 1, "{error:?}: reported once");
         let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-        assert_eq!(
-            post_send(pair.a.qp, &send.sge(0, 16), 2, 0),
-            NtStatus::SUCCESS
-        );
+        send_ok(pair.a.qp, &send.sge(0, 16), 2, 0);
         let done = poll_n(pair.a.cq, 1);
         assert_eq!(
             done[0].Status,
@@ -361,8 +343,7 @@ fn a_dead_cq_reports_its_error_and_its_qps_are_dead() {
         );
         recv.close();
         send.close();
-        pair.teardown(&net);
-        assert_no_leak(&net, "cq");
+        pair.finish(&net, "cq");
     }
 }
 
@@ -495,63 +476,54 @@ fn the_provider_holds_its_lock_across_the_disconnect_callback() {
     assert_eq!(other.join().unwrap(), NtStatus::SUCCESS, "then it ran");
     assert_eq!(disconnect(pair.b.conn), NtStatus::SUCCESS);
     assert_eq!(slot.wait(), NtStatus::SUCCESS);
-    pair.teardown(&net);
-    assert_no_leak(&net, "provider lock");
+    pair.finish(&net, "provider lock");
 }
 
 /// iWARP (RDMAP/DDP) has no receiver-not-ready retry: a send that finds no receive posted at
 /// the peer makes the peer terminate the connection. The send fails, both QPs are flushed by
 /// the provider, and both ends are told through their disconnect callbacks.
-#[test]
-fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection() {
-    for mode in MODES_HW {
-        let net = Net::with_hosts(
-            FabricConfig {
-                completion: mode,
-                timing: fast(),
-                ..FabricConfig::default()
-            },
-            |mut h| {
-                h.info.RdmaTechnology = NdkiWarp;
-                h
-            },
-        );
-        let pair = Pair::connect(&net, V21, V21);
-        let mut a_recv = Buf::new(pair.a.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-        let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-        assert_eq!(
-            post_receive(pair.a.qp, &a_recv.sge(0, 16), 0x41),
-            NtStatus::SUCCESS
-        );
-        // B posted no receive.
-        assert_eq!(
-            post_send(pair.a.qp, &send.sge(0, 16), 0x42, 0),
-            NtStatus::SUCCESS
-        );
-        pair.a.events.wait_count(1);
-        pair.b.events.wait_count(1);
-        assert_eq!(pair.a.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
-        assert_eq!(pair.b.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
-        let done = poll_n(pair.a.cq, 2);
-        let failed = done
-            .iter()
-            .find(|r| r.RequestContext.addr() == 0x42)
-            .unwrap();
-        assert_eq!(failed.Status, NtStatus::CONNECTION_ABORTED, "{mode:?}");
-        assert_eq!(failed.ProviderErrorCode, provider_error::RNR_TERMINATED);
-        let flushed = done
-            .iter()
-            .find(|r| r.RequestContext.addr() == 0x41)
-            .unwrap();
-        assert_eq!(
-            flushed.Status,
-            NtStatus::CANCELLED,
-            "{mode:?}: the provider flushed A's QP"
-        );
-        assert_eq!(pair.a.qp_stats(&net).flush_calls, 0);
-        a_recv.close();
-        send.close();
-        pair.teardown(&net);
-        assert_no_leak(&net, "iwarp");
-    }
+fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection(mode: Completion) {
+    let net = Net::with_hosts(
+        FabricConfig {
+            completion: mode,
+            timing: fast(),
+            ..FabricConfig::default()
+        },
+        |mut h| {
+            h.info.RdmaTechnology = NdkiWarp;
+            h
+        },
+    );
+    let pair = Pair::connect(&net, V21, V21);
+    let mut a_recv = Buf::new(pair.a.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+    let mut send = Buf::new(pair.a.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+    receive_ok(pair.a.qp, &a_recv.sge(0, 16), 0x41);
+    // B posted no receive.
+    send_ok(pair.a.qp, &send.sge(0, 16), 0x42, 0);
+    pair.a.events.wait_count(1);
+    pair.b.events.wait_count(1);
+    assert_eq!(pair.a.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
+    assert_eq!(pair.b.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
+    let done = poll_n(pair.a.cq, 2);
+    let failed = done
+        .iter()
+        .find(|r| r.RequestContext.addr() == 0x42)
+        .unwrap();
+    assert_eq!(failed.Status, NtStatus::CONNECTION_ABORTED, "{mode:?}");
+    assert_eq!(failed.ProviderErrorCode, provider_error::RNR_TERMINATED);
+    let flushed = done
+        .iter()
+        .find(|r| r.RequestContext.addr() == 0x41)
+        .unwrap();
+    assert_eq!(
+        flushed.Status,
+        NtStatus::CANCELLED,
+        "{mode:?}: the provider flushed A's QP"
+    );
+    assert_eq!(pair.a.qp_stats(&net).flush_calls, 0);
+    a_recv.close();
+    send.close();
+    pair.finish(&net, "iwarp");
 }
+
+per_hardware_mode!(on_iwarp_a_send_without_a_posted_receive_terminates_the_connection);

@@ -2,19 +2,11 @@
 mod common;
 use common::*;
 
-#[test]
-fn connect_and_teardown_in_every_mode_leaves_no_live_object() {
-    for mode in MODES {
-        let net = Net::new(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        assert!(net.fabric.live_objects() > 0);
-        pair.teardown(&net);
-        net.settle();
-        assert_eq!(
-            net.fabric.live_objects(),
-            0,
-            "mode {mode:?}: {:?}",
-            net.fabric.live_by_kind()
-        );
-    }
+fn connect_and_teardown_in_every_mode_leaves_no_live_object(mode: Completion) {
+    let net = Net::new(mode);
+    let pair = Pair::connect(&net, V21, V21);
+    assert!(net.fabric.live_objects() > 0);
+    pair.finish(&net, &format!("mode {mode:?}"));
 }
+
+per_mode!(connect_and_teardown_in_every_mode_leaves_no_live_object);

@@ -17,7 +17,8 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use ndkpi_sys::*;
-use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, MisusePolicy, SoftMdl};
+pub use softndk::Completion;
+use softndk::{Fabric, FabricConfig, HostConfig, HostId, MisusePolicy, SoftMdl};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 pub const V11: NDK_VERSION = NDK_VERSION { Major: 1, Minor: 1 };
@@ -248,6 +249,14 @@ pub unsafe extern "system" fn on_disconnect_ex(ctx: PVOID, reason: u32) {
     }
     e.disconnects.lock().unwrap().push(Some(reason));
     e.cv.notify_all();
+}
+
+/// Only `told` got disconnect callbacks, exactly `reasons` (`None` for the plain form,
+/// `Some(reason)` for the Ex form); `quiet` got none.
+#[track_caller]
+pub fn assert_only_told(told: &Events, reasons: &[Option<u32>], quiet: &Events, what: &str) {
+    assert_eq!(told.all(), reasons, "{what}: the callbacks of the end told");
+    assert_eq!(quiet.count(), 0, "{what}: the end not called back");
 }
 
 /// Records connect events (the new connectors).
@@ -502,14 +511,47 @@ impl Sock {
     }
 }
 
+/// A 128-byte, 8-aligned out-buffer filled with 0xA5, to see what a provider wrote into it.
+#[repr(C, align(8))]
+pub struct Scribble(pub [u8; 128]);
+
+impl Scribble {
+    pub fn new() -> Self {
+        Self([0xA5; 128])
+    }
+
+    /// The buffer as the out-pointer a call takes, or null when `null`.
+    pub fn ptr<T>(&mut self, null: bool) -> *mut T {
+        if null {
+            std::ptr::null_mut()
+        } else {
+            std::ptr::from_mut(self).cast()
+        }
+    }
+
+    /// Nothing was written.
+    pub fn untouched(&self) -> bool {
+        self.0.iter().all(|b| *b == 0xA5)
+    }
+}
+
 // --- creates ----------------------------------------------------------------------------------
 
-/// Run a create call and return the object, whichever way it completes.
-pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*mut T, NTSTATUS> {
+/// Start a create call (given the completion context and the out-pointer, it returns the inline
+/// status): the slot its completion goes to, the inline status, and `*ppObject`.
+pub fn start_create<T>(
+    call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS,
+) -> (Arc<Slot>, NTSTATUS, *mut T) {
     let s = Slot::new();
     let mut obj: *mut T = std::ptr::null_mut();
     let st = call(s.ctx(), &raw mut obj);
     s.mark_returned();
+    (s, st, obj)
+}
+
+/// Run a create call and return the object, whichever way it completes.
+pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*mut T, NTSTATUS> {
+    let (s, st, obj) = start_create(call);
     match st {
         NtStatus::SUCCESS => Ok(obj),
         NtStatus::PENDING => {
@@ -524,10 +566,123 @@ pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*
     }
 }
 
-pub fn create_pd(adapter: *mut NDK_ADAPTER) -> *mut NDK_PD {
+// The create calls, for `created`, `start_create` and the tests' own ways of running them. Each
+// completes to `on_create` with the context it is given; the caller keeps the objects it passes
+// (and any context, such as `notes` or `incoming`) alive as long as the new object.
+
+/// `NdkCreatePd` on `adapter`.
+pub fn pd_create(adapter: *mut NDK_ADAPTER) -> impl FnOnce(PVOID, *mut *mut NDK_PD) -> NTSTATUS {
     let f = d(adapter).NdkCreatePd.unwrap();
     // SAFETY: live adapter; valid callback, context and out-pointer.
-    created(|ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }).expect("create PD")
+    move |ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }
+}
+
+/// `NdkCreateCq` of `depth` entries on `adapter`, notifying `notes`.
+pub fn cq_create(
+    adapter: *mut NDK_ADAPTER,
+    depth: u32,
+    notes: &Arc<Notes>,
+) -> impl FnOnce(PVOID, *mut *mut NDK_CQ) -> NTSTATUS + use<> {
+    let f = d(adapter).NdkCreateCq.unwrap();
+    let notes_ctx = notes.ctx();
+    // SAFETY: live adapter; valid callbacks, contexts (`notes` outlives the CQ) and out-pointer.
+    move |ctx, pp| unsafe {
+        f(
+            adapter,
+            depth,
+            Some(on_cq),
+            notes_ctx,
+            std::ptr::null_mut(),
+            Some(on_create),
+            ctx,
+            pp,
+        )
+    }
+}
+
+/// `NdkCreateQp` on `pd` with `cq` for both queues, `QPContext` `qp_ctx`, queues `depth` deep,
+/// `sge` SGEs per request on each and `inline` bytes of inline data.
+pub fn qp_create(
+    pd: *mut NDK_PD,
+    cq: *mut NDK_CQ,
+    qp_ctx: usize,
+    (depth, sge, inline): (u32, u32, u32),
+) -> impl FnOnce(PVOID, *mut *mut NDK_QP) -> NTSTATUS {
+    let f = d(pd).NdkCreateQp.unwrap();
+    let qctx = std::ptr::without_provenance_mut(qp_ctx);
+    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
+    move |ctx, pp| unsafe {
+        f(
+            pd,
+            cq,
+            cq,
+            qctx,
+            depth,
+            depth,
+            sge,
+            sge,
+            inline,
+            Some(on_create),
+            ctx,
+            pp,
+        )
+    }
+}
+
+/// `NdkCreateConnector` on `adapter`.
+pub fn connector_create(
+    adapter: *mut NDK_ADAPTER,
+) -> impl FnOnce(PVOID, *mut *mut NDK_CONNECTOR) -> NTSTATUS {
+    let f = d(adapter).NdkCreateConnector.unwrap();
+    // SAFETY: live adapter; valid callback, context and out-pointer.
+    move |ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }
+}
+
+/// `NdkCreateListener` on `adapter`, its connect events going to `incoming`.
+pub fn listener_create(
+    adapter: *mut NDK_ADAPTER,
+    incoming: &Arc<Incoming>,
+) -> impl FnOnce(PVOID, *mut *mut NDK_LISTENER) -> NTSTATUS + use<> {
+    let f = d(adapter).NdkCreateListener.unwrap();
+    let incoming_ctx = incoming.ctx();
+    // SAFETY: live adapter; valid callbacks, contexts (`incoming` outlives the listener) and
+    // out-pointer.
+    move |ctx, pp| unsafe {
+        f(
+            adapter,
+            Some(on_connect_event),
+            incoming_ctx,
+            Some(on_create),
+            ctx,
+            pp,
+        )
+    }
+}
+
+/// `NdkCreateMr` (not fast-register) on `pd`.
+pub fn mr_create(pd: *mut NDK_PD) -> impl FnOnce(PVOID, *mut *mut NDK_MR) -> NTSTATUS {
+    let f = d(pd).NdkCreateMr.unwrap();
+    // SAFETY: live PD; valid callback, context and out-pointer.
+    move |ctx, pp| unsafe { f(pd, FALSE, Some(on_create), ctx, pp) }
+}
+
+/// Run a create call in `Completion::Manual`: it pends, nothing is called back before
+/// `deliver()`, and then exactly one successful completion brings the object.
+pub fn manual_create<T>(net: &Net, call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> *mut T {
+    let (s, st, _) = start_create(call);
+    assert_eq!(st, NtStatus::PENDING, "Manual mode: every create pends");
+    assert_eq!(s.calls(), 0, "Manual mode: no callback before deliver()");
+    assert!(
+        net.fabric.deliver() >= 1,
+        "deliver() ran the create completion"
+    );
+    assert_eq!(s.calls(), 1);
+    assert_eq!(s.wait(), NtStatus::SUCCESS);
+    s.object_ptr()
+}
+
+pub fn create_pd(adapter: *mut NDK_ADAPTER) -> *mut NDK_PD {
+    created(pd_create(adapter)).expect("create PD")
 }
 
 pub fn try_create_cq(
@@ -535,20 +690,7 @@ pub fn try_create_cq(
     depth: u32,
     notes: &Arc<Notes>,
 ) -> Result<*mut NDK_CQ, NTSTATUS> {
-    let f = d(adapter).NdkCreateCq.unwrap();
-    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    created(|ctx, pp| unsafe {
-        f(
-            adapter,
-            depth,
-            Some(on_cq),
-            notes.ctx(),
-            std::ptr::null_mut(),
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    })
+    created(cq_create(adapter, depth, notes))
 }
 
 pub fn create_cq(adapter: *mut NDK_ADAPTER, depth: u32, notes: &Arc<Notes>) -> *mut NDK_CQ {
@@ -556,33 +698,15 @@ pub fn create_cq(adapter: *mut NDK_ADAPTER, depth: u32, notes: &Arc<Notes>) -> *
 }
 
 pub fn create_qp(pd: *mut NDK_PD, cq: *mut NDK_CQ, qp_ctx: usize) -> *mut NDK_QP {
-    let f = d(pd).NdkCreateQp.unwrap();
-    let qctx = std::ptr::without_provenance_mut(qp_ctx);
-    // SAFETY: live PD and CQ; valid callback, context and out-pointer.
-    created(|ctx, pp| unsafe { f(pd, cq, cq, qctx, 64, 64, 4, 4, 64, Some(on_create), ctx, pp) })
-        .expect("create QP")
+    created(qp_create(pd, cq, qp_ctx, (64, 4, 64))).expect("create QP")
 }
 
 pub fn create_connector(adapter: *mut NDK_ADAPTER) -> *mut NDK_CONNECTOR {
-    let f = d(adapter).NdkCreateConnector.unwrap();
-    // SAFETY: live adapter; valid callback, context and out-pointer.
-    created(|ctx, pp| unsafe { f(adapter, Some(on_create), ctx, pp) }).expect("create connector")
+    created(connector_create(adapter)).expect("create connector")
 }
 
 pub fn create_listener(adapter: *mut NDK_ADAPTER, incoming: &Arc<Incoming>) -> *mut NDK_LISTENER {
-    let f = d(adapter).NdkCreateListener.unwrap();
-    // SAFETY: live adapter; valid callbacks, contexts and out-pointer.
-    created(|ctx, pp| unsafe {
-        f(
-            adapter,
-            Some(on_connect_event),
-            incoming.ctx(),
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    })
-    .expect("create listener")
+    created(listener_create(adapter, incoming)).expect("create listener")
 }
 
 pub fn listen(listener: *mut NDK_LISTENER, addr: SocketAddr) -> NTSTATUS {
@@ -622,6 +746,17 @@ impl End {
         let notes = Notes::new();
         let cq = create_cq(adapter, 256, &notes);
         let qp = create_qp(pd, cq, 0x1000 + if_index as usize);
+        Self::of(adapter, pd, (cq, notes), qp)
+    }
+
+    /// An end of objects the test made itself (the CQ with the notes it notifies); the
+    /// connector comes later.
+    pub fn of(
+        adapter: *mut NDK_ADAPTER,
+        pd: *mut NDK_PD,
+        (cq, notes): (*mut NDK_CQ, Arc<Notes>),
+        qp: *mut NDK_QP,
+    ) -> Self {
         Self {
             adapter,
             pd,
@@ -637,12 +772,23 @@ impl End {
         header_version(self.adapter)
     }
 
-    /// Close everything, connector first, adapter last, waiting for each close.
+    /// Close everything, connector first, adapter last, waiting for each close. A null
+    /// connector or QP (never made, or already closed by the test) is skipped.
     pub fn teardown(self, net: &Net) {
+        self.teardown_with_listener(net, None);
+    }
+
+    /// [`End::teardown`], closing `listener` (if any) right after the connector.
+    pub fn teardown_with_listener(self, net: &Net, listener: Option<*mut NDK_LISTENER>) {
         if !self.conn.is_null() {
             close(self.conn, d(self.conn).NdkCloseConnector);
         }
-        close(self.qp, d(self.qp).NdkCloseQp);
+        if let Some(listener) = listener {
+            close(listener, d(listener).NdkCloseListener);
+        }
+        if !self.qp.is_null() {
+            close(self.qp, d(self.qp).NdkCloseQp);
+        }
         close(self.cq, d(self.cq).NdkCloseCq);
         close(self.pd, d(self.pd).NdkClosePd);
         net.settle();
@@ -775,15 +921,21 @@ impl Pair {
     }
 
     pub fn connect_to(net: &Net, va: NDK_VERSION, vb: NDK_VERSION, dst: SocketAddr) -> Self {
-        let mut a = End::new(net, 1, va);
-        let mut b = End::new(net, 2, vb);
+        let a = End::new(net, 1, va);
+        let b = End::new(net, 2, vb);
+        Self::establish(a, b, dst, (b"hello", b"welcome"))
+    }
+
+    /// Connect `a` to a listener of `b` on `dst`, with the private data `(connect, accept)`:
+    /// listen, connect, accept, complete-connect, each of which must succeed.
+    pub fn establish(mut a: End, mut b: End, dst: SocketAddr, data: (&[u8], &[u8])) -> Self {
         let incoming = Incoming::new();
         let listener = create_listener(b.adapter, &incoming);
         assert_eq!(listen(listener, dst), NtStatus::SUCCESS);
         a.conn = create_connector(a.adapter);
-        let (cs, cst) = start_connect(&a, dst, b"hello");
+        let (cs, cst) = start_connect(&a, dst, data.0);
         b.conn = incoming.next();
-        let (acc, ast) = start_accept(&b, b"welcome");
+        let (acc, ast) = start_accept(&b, data.1);
         assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "connect");
         assert_eq!(complete_connect(&a), NtStatus::SUCCESS, "complete connect");
         assert_eq!(acc.resolve(ast), NtStatus::SUCCESS, "accept");
@@ -795,20 +947,33 @@ impl Pair {
         }
     }
 
+    /// Tear down and prove nothing is left ([`assert_no_leak`]).
+    pub fn finish(self, net: &Net, what: &str) {
+        self.teardown(net);
+        assert_no_leak(net, what);
+    }
+
+    /// Nobody was called back: no disconnect callback on the fabric, none recorded by either
+    /// end.
+    #[track_caller]
+    pub fn assert_nobody_told(&self, net: &Net, what: &str) {
+        assert_eq!(
+            net.fabric.stats().disconnect_callbacks,
+            0,
+            "{what}: no disconnect callback"
+        );
+        assert_eq!(
+            self.a.events.count() + self.b.events.count(),
+            0,
+            "{what}: neither end called back"
+        );
+    }
+
+    /// Tear down A, then B with the listener.
     pub fn teardown(self, net: &Net) {
         let Pair { a, b, listener, .. } = self;
         a.teardown(net);
-        let adapter = b.adapter;
-        let bl = listener;
-        if !b.conn.is_null() {
-            close(b.conn, d(b.conn).NdkCloseConnector);
-        }
-        close(bl, d(bl).NdkCloseListener);
-        close(b.qp, d(b.qp).NdkCloseQp);
-        close(b.cq, d(b.cq).NdkCloseCq);
-        close(b.pd, d(b.pd).NdkClosePd);
-        net.settle();
-        net.fabric.close_adapter(adapter);
+        b.teardown_with_listener(net, Some(listener));
     }
 }
 
@@ -823,19 +988,26 @@ pub fn assert_no_leak(net: &Net, what: &str) {
     );
 }
 
+/// The final status of a request that returned `returned`, asserting it completed inline (no
+/// callback) or through exactly one callback.
+#[track_caller]
+pub fn resolved_once(net: &Net, slot: &Slot, returned: NTSTATUS, what: &str) -> NTSTATUS {
+    let status = slot.resolve(returned);
+    net.settle();
+    assert_eq!(
+        slot.calls(),
+        u32::from(returned == NtStatus::PENDING),
+        "{what}: returned {returned:#x}; it must complete inline or through exactly one callback"
+    );
+    status
+}
+
 /// `NdkDisconnect`, resolved, asserting it completed inline or through exactly one callback.
 pub fn disconnect_once(net: &Net, conn: *mut NDK_CONNECTOR) -> NTSTATUS {
     let s = Slot::new();
     // SAFETY: live connector; valid callback, and the slot outlives its completion.
     let st = unsafe { d(conn).NdkDisconnect.unwrap()(conn, Some(on_request), s.ctx()) };
-    let status = s.resolve(st);
-    net.settle();
-    assert_eq!(
-        s.calls(),
-        u32::from(st == NtStatus::PENDING),
-        "NdkDisconnect returned {st:#x}: it must complete inline or through exactly one callback"
-    );
-    status
+    resolved_once(net, &s, st, "NdkDisconnect")
 }
 
 /// `NdkDisconnect`, resolved.
@@ -906,10 +1078,7 @@ impl Buf {
     pub fn new(pd: *mut NDK_PD, len: usize, flags: u32) -> Self {
         let data = Mem::zeroed(len);
         let mdl = SoftMdl::new(data.root(), len as u32);
-        let f = d(pd).NdkCreateMr.unwrap();
-        // SAFETY: live PD; valid callback, context and out-pointer.
-        let mr = created(|ctx, pp| unsafe { f(pd, FALSE, Some(on_create), ctx, pp) })
-            .expect("create MR");
+        let mr = created(mr_create(pd)).expect("create MR");
         let s = Slot::new();
         // SAFETY: live MR; the MDL describes `data`, which lives as long as the Buf.
         let st = unsafe {
@@ -954,6 +1123,44 @@ pub fn post_send(qp: *mut NDK_QP, sge: &NDK_SGE, ctx: usize, flags: u32) -> NTST
     unsafe { d(qp).NdkSend.unwrap()(qp, std::ptr::without_provenance_mut(ctx), sge, 1, flags) }
 }
 
+/// `NdkReceive` of one SGE, which the provider must accept.
+#[track_caller]
+pub fn receive_ok(qp: *mut NDK_QP, sge: &NDK_SGE, ctx: usize) {
+    assert_eq!(
+        post_receive(qp, sge, ctx),
+        NtStatus::SUCCESS,
+        "NdkReceive {ctx:#x}"
+    );
+}
+
+/// `NdkSend` of one SGE, which the provider must accept.
+#[track_caller]
+pub fn send_ok(qp: *mut NDK_QP, sge: &NDK_SGE, ctx: usize, flags: u32) {
+    assert_eq!(
+        post_send(qp, sge, ctx, flags),
+        NtStatus::SUCCESS,
+        "NdkSend {ctx:#x}"
+    );
+}
+
+/// Drain `cq`, which must hold exactly one completion, and return it.
+#[track_caller]
+pub fn poll_one(cq: *mut NDK_CQ, what: &str) -> NDK_RESULT_EX {
+    let got = poll(cq);
+    assert_eq!(got.len(), 1, "{what}: exactly one completion, got {got:?}");
+    got[0]
+}
+
+/// Assert a completion's status and request context.
+#[track_caller]
+pub fn assert_completion(r: &NDK_RESULT_EX, status: NTSTATUS, ctx: usize, what: &str) {
+    assert_eq!(
+        (r.Status, r.RequestContext.addr()),
+        (status, ctx),
+        "{what}: (status, request context)"
+    );
+}
+
 pub fn flush(qp: *mut NDK_QP) {
     // SAFETY: live QP.
     unsafe { d(qp).NdkFlush.unwrap()(qp) }
@@ -986,20 +1193,72 @@ pub fn arm(cq: *mut NDK_CQ, kind: u32) {
     unsafe { d(cq).NdkArmCq.unwrap()(cq, kind) }
 }
 
+/// The seeded mix of completion modes the tests use.
+pub const RANDOM: Completion = Completion::Random { seed: 7 };
+
+/// The hardware-like mode the tests use: callbacks on several provider threads at once.
+pub const HARDWARE: Completion = Completion::Hardware {
+    seed: 7,
+    threads: 2,
+};
+
 /// Every completion mode a semantic test should hold in.
 #[cfg(not(miri))]
 pub const MODES: [Completion; 5] = [
     Completion::Synchronous,
     Completion::Inline,
     Completion::Thread,
-    Completion::Random { seed: 7 },
-    Completion::Hardware {
-        seed: 7,
-        threads: 2,
-    },
+    RANDOM,
+    HARDWARE,
 ];
 
 /// Under Miri (about 100x slower) a smaller set: inline, and the seeded mix, which itself
 /// completes synchronously, inline and on the worker thread.
 #[cfg(miri)]
-pub const MODES: [Completion; 2] = [Completion::Inline, Completion::Random { seed: 7 }];
+pub const MODES: [Completion; 2] = [Completion::Inline, RANDOM];
+
+/// One `#[test]` per completion mode of [`MODES`] for each named `fn(Completion)`: the test
+/// `name::thread` runs `name(Completion::Thread)`, so a failure names its mode. The form
+/// `per_mode!(name = body(args))` names the tests `name::*` and runs `body(mode, args)`. Under
+/// Miri only the modes of its smaller [`MODES`] run; the others are ignored.
+#[allow(unused_macros, reason = "some test binaries run in one mode only")]
+macro_rules! per_mode {
+    ($name:ident = $body:ident($($arg:expr),*)) => {
+        mod $name {
+            use softndk::Completion;
+
+            #[test]
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            fn synchronous() {
+                super::$body(Completion::Synchronous $(, $arg)*);
+            }
+
+            #[test]
+            fn inline() {
+                super::$body(Completion::Inline $(, $arg)*);
+            }
+
+            #[test]
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            fn thread() {
+                super::$body(Completion::Thread $(, $arg)*);
+            }
+
+            #[test]
+            fn random() {
+                super::$body($crate::common::RANDOM $(, $arg)*);
+            }
+
+            #[test]
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            fn hardware() {
+                super::$body($crate::common::HARDWARE $(, $arg)*);
+            }
+        }
+    };
+    ($($name:ident),+ $(,)?) => {$(
+        per_mode!($name = $name());
+    )+};
+}
+#[allow(unused_imports, reason = "some test binaries run in one mode only")]
+pub(crate) use per_mode;

@@ -1,11 +1,13 @@
-//! The memory a consumer sees: one [`Shell`] per NDK object, and the process-wide registry
-//! that validates every object pointer before softndk touches it.
+//! The NDK objects as the consumer sees them in memory: one [`ObjectBlock`] per object handed
+//! out (what a consumer holds as `*mut NDK_QP`, `*mut NDK_CQ`, ...), and the process-wide
+//! registry that validates every object pointer before softndk touches it.
 //!
-//! A shell starts with the 0x30-byte NDK object layout (header + dispatch pointer), which is
-//! identical for all ten object types, so a `*mut Shell` is handed out as `*mut NDK_QP`,
-//! `*mut NDK_CQ`, and so on. Shells are never freed while their fabric lives: a closed
-//! object's shell stays as a tombstone, so a stale pointer is recognised (use after close)
-//! instead of aliasing a newer object.
+//! An object block starts with the 0x30-byte NDK object layout (header + dispatch pointer),
+//! which is identical for all ten object types, so a `*mut ObjectBlock` is handed out as
+//! `*mut NDK_QP`, `*mut NDK_CQ`, and so on; the provider-private fields (id, busy flags)
+//! follow. Blocks are never freed while their fabric lives: a closed object's block stays as a
+//! tombstone, so a stale pointer is recognised (use after close) instead of aliasing a newer
+//! object.
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;
@@ -24,7 +26,7 @@ pub(crate) type ObjId = u64;
 
 /// The consumer-visible object: NDK layout first, then provider-private fields.
 #[repr(C)]
-pub(crate) struct Shell {
+pub(crate) struct ObjectBlock {
     header: NDK_OBJECT_HEADER,
     dispatch: *const c_void,
     id: ObjId,
@@ -33,17 +35,17 @@ pub(crate) struct Shell {
     cq_busy: AtomicBool,
 }
 
-/// An owned pointer to a shell. Shells are allocated by [`ShellPtr::allocate`] and freed only
-/// by [`ShellPtr::free`] when the fabric is dropped.
+/// An owned pointer to an object block. Blocks are allocated by [`ObjectPtr::allocate`] and freed only
+/// by [`ObjectPtr::free`] when the fabric is dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ShellPtr(NonNull<Shell>);
+pub(crate) struct ObjectPtr(NonNull<ObjectBlock>);
 
-// SAFETY: a ShellPtr is an address plus ownership bookkeeping; the fields it is used to reach
+// SAFETY: a ObjectPtr is an address plus ownership bookkeeping; the fields it is used to reach
 // are atomics (safe to share) or written only before the pointer is published.
-unsafe impl Send for ShellPtr {}
+unsafe impl Send for ObjectPtr {}
 
-impl ShellPtr {
-    /// Allocate a shell for a new object with a zeroed reserved block, its header and its
+impl ObjectPtr {
+    /// Allocate the block for a new object with a zeroed reserved block, its header and its
     /// dispatch table set before the pointer is ever published.
     pub(crate) fn allocate(
         id: ObjId,
@@ -51,7 +53,7 @@ impl ShellPtr {
         version: NDK_VERSION,
         dispatch: *const c_void,
     ) -> Self {
-        let shell = Box::new(Shell {
+        let block = Box::new(ObjectBlock {
             header: NDK_OBJECT_HEADER {
                 Version: version,
                 ObjectType: kind.object_type(),
@@ -65,7 +67,7 @@ impl ShellPtr {
             initiator_busy: AtomicBool::new(false),
             cq_busy: AtomicBool::new(false),
         });
-        Self(NonNull::from(Box::leak(shell)))
+        Self(NonNull::from(Box::leak(block)))
     }
 
     /// The pointer handed to the consumer, cast to the NDK object type it expects.
@@ -79,9 +81,9 @@ impl ShellPtr {
 
     fn busy_flag(&self, which: Busy) -> &AtomicBool {
         let offset = match which {
-            Busy::Queue(Queue::Receive) => std::mem::offset_of!(Shell, receive_busy),
-            Busy::Queue(Queue::Initiator) => std::mem::offset_of!(Shell, initiator_busy),
-            Busy::Cq => std::mem::offset_of!(Shell, cq_busy),
+            Busy::Queue(Queue::Receive) => std::mem::offset_of!(ObjectBlock, receive_busy),
+            Busy::Queue(Queue::Initiator) => std::mem::offset_of!(ObjectBlock, initiator_busy),
+            Busy::Cq => std::mem::offset_of!(ObjectBlock, cq_busy),
         };
         let flag = self
             .0
@@ -89,7 +91,7 @@ impl ShellPtr {
             .cast::<u8>()
             .wrapping_add(offset)
             .cast::<AtomicBool>();
-        // SAFETY: the shell is live (shells are freed only when the fabric drops, and the
+        // SAFETY: the block is live (object blocks are freed only when the fabric drops, and the
         // caller holds the fabric) and `flag` points at one of its AtomicBool fields; a shared
         // reference to that field does not alias the fields the consumer may write (Header,
         // Dispatch).
@@ -101,14 +103,14 @@ impl ShellPtr {
         if self.busy_flag(which).swap(true, Ordering::Acquire) {
             None
         } else {
-            Some(BusyGuard { shell: self, which })
+            Some(BusyGuard { block: self, which })
         }
     }
 
-    /// Free the shell.
+    /// Free the object block.
     ///
     /// # Safety
-    /// Called once, when no consumer or provider code can reach the shell any more (the
+    /// Called once, when no consumer or provider code can reach the block any more (the
     /// fabric is being dropped and its registry entries are gone).
     pub(crate) unsafe fn free(self) {
         // SAFETY: allocated by Box in `allocate`, freed once per the caller's contract.
@@ -116,7 +118,7 @@ impl ShellPtr {
     }
 }
 
-/// Which busy flag of a shell.
+/// Which busy flag of an object block.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Busy {
     Queue(Queue),
@@ -125,13 +127,13 @@ pub(crate) enum Busy {
 
 /// Clears a busy flag when dropped.
 pub(crate) struct BusyGuard {
-    shell: ShellPtr,
+    block: ObjectPtr,
     which: Busy,
 }
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        self.shell
+        self.block
             .busy_flag(self.which)
             .store(false, Ordering::Release);
     }
@@ -143,7 +145,7 @@ pub(crate) struct Entry {
     pub(crate) fabric: Weak<Shared>,
     pub(crate) id: ObjId,
     pub(crate) kind: ObjectKind,
-    pub(crate) shell: ShellPtr,
+    pub(crate) block: ObjectPtr,
 }
 
 static REGISTRY: Mutex<BTreeMap<usize, Entry>> = Mutex::new(BTreeMap::new());
@@ -153,7 +155,7 @@ fn registry() -> std::sync::MutexGuard<'static, BTreeMap<usize, Entry>> {
 }
 
 pub(crate) fn register(entry: Entry) {
-    registry().insert(entry.shell.addr(), entry);
+    registry().insert(entry.block.addr(), entry);
 }
 
 pub(crate) fn unregister(addr: usize) {
