@@ -10,7 +10,7 @@ use core::ptr::{null, null_mut};
 
 use ndkdisc_abi::device::{DEVICE_INTERFACE_GUID, SYMBOLIC_LINK_KERNEL_NAME};
 use ndkdisc_core::{Config, Engine, Owner};
-use ndkpi_sys::{STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS};
+use ndkpi_sys::NtStatus;
 use wdk::nt_success;
 use wdk_sys::{
     _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
@@ -42,14 +42,14 @@ static INTERFACE_GUID: GUID = GUID {
 };
 
 /// What a device holds: the engine and its platform.
-struct Shell {
+struct DeviceState {
     engine: Arc<Engine<KmPlatform>>,
     platform: Arc<KmPlatform>,
 }
 
-/// The device's context. WDF zeroes it: `live == false` means `shell` is not written yet.
+/// The device's context. WDF zeroes it: `live == false` means `state` is not written yet.
 struct DeviceContext {
-    shell: MaybeUninit<Shell>,
+    state: MaybeUninit<DeviceState>,
     live: bool,
 }
 context_type!(DEVICE_CONTEXT, DeviceContext, c"NdkDiscDevice");
@@ -61,18 +61,18 @@ struct FileContext {
 }
 context_type!(FILE_CONTEXT, FileContext, c"NdkDiscFile");
 
-/// The shell of a device whose context was written by [`evt_device_add`].
+/// The state of a device whose context was written by [`evt_device_add`].
 ///
 /// # Safety
 /// `device` is a live device of this driver.
-unsafe fn shell<'a>(device: WDFOBJECT) -> Option<&'a Shell> {
+unsafe fn device_state<'a>(device: WDFOBJECT) -> Option<&'a DeviceState> {
     // SAFETY: a live device created with DEVICE_CONTEXT (caller).
     let ctx = unsafe { DEVICE_CONTEXT.get::<DeviceContext>(device) };
     // SAFETY: the context lives as long as the device; `live` is written once, before any
     // callback that reads it can run, and cleared only in the destroy callback.
     let ctx = unsafe { ctx.as_ref() }?;
-    // SAFETY: `live` means `shell` was written (device add) and not yet dropped (destroy).
-    ctx.live.then(|| unsafe { ctx.shell.assume_init_ref() })
+    // SAFETY: `live` means `state` was written (device add) and not yet dropped (destroy).
+    ctx.live.then(|| unsafe { ctx.state.assume_init_ref() })
 }
 
 /// The owner of a file object between create and close.
@@ -199,7 +199,7 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
     // driver object, and releases it only in unload, after every device is gone.
     let wsk = unsafe { wsk::ndk_extension() };
     let Some(platform) = KmPlatform::new(wsk, work_item) else {
-        return STATUS_INSUFFICIENT_RESOURCES;
+        return NtStatus::INSUFFICIENT_RESOURCES.0;
     };
     let platform = Arc::new(platform);
     let engine = Engine::new(Arc::clone(&platform), Config::default());
@@ -208,9 +208,9 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
     // SAFETY: WDF allocated the context with the device; nothing else runs on this device yet
     // (no queue, no link, no interface), so this write is unobserved.
     let Some(ctx) = (unsafe { ctx.as_mut() }) else {
-        return STATUS_INVALID_DEVICE_STATE;
+        return NtStatus::INVALID_DEVICE_STATE.0;
     };
-    ctx.shell.write(Shell { engine, platform });
+    ctx.state.write(DeviceState { engine, platform });
     ctx.live = true;
 
     let mut queue_config = WDF_IO_QUEUE_CONFIG {
@@ -269,8 +269,8 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
 /// the work item, while it still exists. `// IRQL: PASSIVE_LEVEL`.
 unsafe extern "C" fn evt_self_managed_io_cleanup(device: WDFDEVICE) {
     // SAFETY: WDF passes a live device of this driver.
-    if let Some(shell) = unsafe { shell(device.cast()) } {
-        shell.platform.stop_deferring();
+    if let Some(state) = unsafe { device_state(device.cast()) } {
+        state.platform.stop_deferring();
     }
 }
 
@@ -286,7 +286,7 @@ unsafe extern "C" fn evt_device_destroy(device: WDFOBJECT) {
     {
         ctx.live = false;
         // SAFETY: `live` said it was written, and it is dropped once.
-        unsafe { ctx.shell.assume_init_drop() };
+        unsafe { ctx.state.assume_init_drop() };
     }
 }
 
@@ -297,7 +297,7 @@ unsafe extern "C" fn evt_file_create(device: WDFDEVICE, request: WDFREQUEST, fil
     // SAFETY: WDF passes a live device of this driver and the new file object, on which no
     // other callback runs before its create request completes.
     let status = match unsafe { open_handle(device, file) } {
-        Ok(()) => STATUS_SUCCESS,
+        Ok(()) => NtStatus::SUCCESS,
         Err(status) => status,
     };
     request.complete(status);
@@ -309,15 +309,15 @@ unsafe extern "C" fn evt_file_create(device: WDFDEVICE, request: WDFREQUEST, fil
 /// # Safety
 /// `device` is a live device of this driver; `file` is a new file object of it, with
 /// `FILE_CONTEXT`, on which no other callback runs yet.
-unsafe fn open_handle(device: WDFDEVICE, file: WDFFILEOBJECT) -> Result<(), NTSTATUS> {
+unsafe fn open_handle(device: WDFDEVICE, file: WDFFILEOBJECT) -> Result<(), NtStatus> {
     // SAFETY: a live device of this driver (caller).
-    let shell = unsafe { shell(device.cast()) }.ok_or(STATUS_INVALID_DEVICE_STATE)?;
-    let owner = shell.engine.open()?;
+    let state = unsafe { device_state(device.cast()) }.ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+    let owner = state.engine.open()?;
     // SAFETY: a live file object with FILE_CONTEXT (caller).
     let ctx = unsafe { FILE_CONTEXT.get::<FileContext>(file.cast()) };
     // SAFETY: no other callback runs on the file object before its create request completes
     // (caller), so this is the only reference to its context.
-    let ctx = unsafe { ctx.as_mut() }.ok_or(STATUS_INVALID_DEVICE_STATE)?;
+    let ctx = unsafe { ctx.as_mut() }.ok_or(NtStatus::INVALID_DEVICE_STATE)?;
     ctx.owner.write(owner);
     ctx.live = true;
     Ok(())
@@ -360,7 +360,7 @@ unsafe extern "C" fn evt_io_device_control(
     let request = unsafe { Request::presented(request) };
     // SAFETY: the request's file object is live while the request is.
     let Some(owner) = (unsafe { owner(request.file_object()) }) else {
-        return request.complete(STATUS_INVALID_DEVICE_STATE);
+        return request.complete(NtStatus::INVALID_DEVICE_STATE);
     };
     let input = match request.copy_input(input_length) {
         Ok(input) => input,
@@ -391,7 +391,7 @@ unsafe extern "C" fn evt_deferred_work(work_item: WDFWORKITEM) {
     // SAFETY: WDF passes the live work item; its parent is the device.
     unsafe { device = call_unsafe_wdf_function_binding!(WdfWorkItemGetParentObject, work_item) };
     // SAFETY: the parent of a live work item is a live device of this driver.
-    if let Some(shell) = unsafe { shell(device) } {
-        shell.platform.run_deferred();
+    if let Some(state) = unsafe { device_state(device) } {
+        state.platform.run_deferred();
     }
 }

@@ -28,8 +28,8 @@ pub unsafe extern "system" fn driver_entry(
 ) -> NTSTATUS {
     // SAFETY: PASSIVE_LEVEL, before any other code of this driver runs.
     let status = unsafe { wsk::register() };
-    if !nt_success(status) {
-        return status;
+    if !status.is_success() {
+        return status.0;
     }
     let mut config = WDF_DRIVER_CONFIG {
         Size: wdf_size::<WDF_DRIVER_CONFIG>(),

@@ -1,7 +1,7 @@
 //! The core's ports (`ndkdisc_core::ports`) over WDM and WDF. Each is a direct mapping to a
 //! kernel object; none decides anything. The pended-request port, [`KmRequest`], is the
-//! request wrapper's (`request`). `driver/core/src/host.rs` is the same set of ports over
-//! std, and the model for what each must guarantee.
+//! request wrapper's (`request`). `tools/host/src/platform.rs` (the `ndkdisc-host`
+//! crate) is the same set of ports over std, and the model for what each must guarantee.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -13,7 +13,7 @@ use core::ptr::{NonNull, null_mut};
 use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal};
 use ndkpi_sys::{
     AF_INET, AF_INET6, AF_UNSPEC, FreeMibTable, GetUnicastIpAddressTable, MIB_UNICASTIPADDRESS_ROW,
-    MIB_UNICASTIPADDRESS_TABLE, SOCKADDR_INET, STATUS_SUCCESS,
+    MIB_UNICASTIPADDRESS_TABLE, NtStatus, SOCKADDR_INET,
 };
 use wdk_sys::ntddk::{
     ExAllocatePool2, ExFreePool, IoAllocateMdl, IoFreeMdl, KeAcquireSpinLockRaiseToDpc,
@@ -335,7 +335,7 @@ impl Platform for KmPlatform {
         let mut table: *mut MIB_UNICASTIPADDRESS_TABLE = null_mut();
         // SAFETY: PASSIVE_LEVEL (port contract); a valid out-pointer.
         let status = unsafe { GetUnicastIpAddressTable(AF_UNSPEC, &raw mut table) };
-        if status != STATUS_SUCCESS || table.is_null() {
+        if status != NtStatus::SUCCESS || table.is_null() {
             return out;
         }
         // SAFETY: on success `table` is a valid table until FreeMibTable.

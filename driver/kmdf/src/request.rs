@@ -16,7 +16,7 @@ use core::marker::PhantomData;
 use core::ptr::null_mut;
 
 use ndkdisc_core::ports::{Cancelled, PendedRequest};
-use ndkpi_sys::{STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS};
+use ndkpi_sys::NtStatus;
 use wdk::nt_success;
 use wdk_sys::{
     NTSTATUS, PFN_WDF_REQUEST_CANCEL, PVOID, ULONG_PTR, WDFFILEOBJECT, WDFREQUEST,
@@ -78,7 +78,7 @@ impl Request {
     ///
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES` when the copy cannot be allocated.
-    pub(crate) fn copy_input(&self, input_length: usize) -> Result<Vec<u8>, NTSTATUS> {
+    pub(crate) fn copy_input(&self, input_length: usize) -> Result<Vec<u8>, NtStatus> {
         let mut input = Vec::new();
         if input_length > 0 {
             let mut buffer: PVOID = null_mut();
@@ -96,7 +96,7 @@ impl Request {
             }
             if nt_success(status) && !buffer.is_null() {
                 if input.try_reserve_exact(length).is_err() {
-                    return Err(STATUS_INSUFFICIENT_RESOURCES);
+                    return Err(NtStatus::INSUFFICIENT_RESOURCES);
                 }
                 // SAFETY: WDF returned `length` readable bytes of the system buffer, not
                 // otherwise referenced while this slice lives (the output is only handed out
@@ -110,10 +110,10 @@ impl Request {
     }
 
     /// Complete the request with `status` (no information). `// IRQL: <= DISPATCH_LEVEL`.
-    pub(crate) fn complete(self, status: NTSTATUS) {
+    pub(crate) fn complete(self, status: NtStatus) {
         // SAFETY: the request is this value's to complete (type invariant), once: `self` is
         // consumed. Allowed at <= DISPATCH_LEVEL.
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, self.request, status) };
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, self.request, status.0) };
     }
 
     /// Hand the request to the core: its output buffer (when it has `output_length > 0` bytes
@@ -191,7 +191,7 @@ impl PendedRequest for KmRequest {
             );
         }
         // STATUS_CANCELLED: already cancelled, the routine will not run; the caller completes.
-        if status == STATUS_SUCCESS {
+        if NtStatus(status) == NtStatus::SUCCESS {
             Ok(())
         } else {
             Err(Cancelled)
@@ -207,7 +207,7 @@ impl PendedRequest for KmRequest {
             status = call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, self.request);
         }
         // STATUS_CANCELLED: the cancel routine has run or will run and completes it.
-        if status == STATUS_CANCELLED {
+        if NtStatus(status) == NtStatus::CANCELLED {
             Err(Cancelled)
         } else {
             Ok(())
@@ -215,14 +215,14 @@ impl PendedRequest for KmRequest {
     }
 
     // IRQL: <= DISPATCH_LEVEL.
-    fn complete(self, status: i32, information: usize) {
+    fn complete(self, status: NtStatus, information: usize) {
         // SAFETY: the request is owned by the driver and completed exactly once (this consumes
         // the only value for it). Allowed at <= DISPATCH_LEVEL.
         unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfRequestCompleteWithInformation,
                 self.request,
-                status,
+                status.0,
                 information as ULONG_PTR
             );
         }

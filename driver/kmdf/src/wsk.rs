@@ -10,12 +10,10 @@ use core::mem::size_of;
 use core::ptr::{null, null_mut};
 
 use ndkpi_sys::{
-    MAKE_WSK_VERSION, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI,
-    WSK_PROVIDER_NDK_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
-    WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH, WskCaptureProviderNPI, WskDeregister, WskRegister,
-    WskReleaseProviderNPI,
+    MAKE_WSK_VERSION, NtStatus, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_NDK_DISPATCH,
+    WSK_PROVIDER_NPI, WSK_REGISTRATION, WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH,
+    WskCaptureProviderNPI, WskDeregister, WskRegister, WskReleaseProviderNPI,
 };
-use wdk_sys::NTSTATUS;
 
 /// How long `DriverEntry` waits for the WSK subsystem (milliseconds). The driver is
 /// demand-start, so the network stack is normally up already.
@@ -80,10 +78,10 @@ pub(crate) unsafe fn ndk_extension() -> ndkpi::Wsk {
 ///
 /// # Safety
 /// Called from `DriverEntry` only, before the WDF driver exists.
-pub(crate) unsafe fn register() -> NTSTATUS {
+pub(crate) unsafe fn register() -> NtStatus {
     // SAFETY: static NPI and registration that stay put until WskDeregister; PASSIVE_LEVEL.
     let status = unsafe { WskRegister(WSK.client.get(), WSK.registration.get()) };
-    if status != STATUS_SUCCESS {
+    if status != NtStatus::SUCCESS {
         return status;
     }
     // SAFETY: a registration made above; a bounded wait at PASSIVE_LEVEL; static out-NPI.
@@ -94,7 +92,7 @@ pub(crate) unsafe fn register() -> NTSTATUS {
             WSK.provider.get(),
         )
     };
-    if status != STATUS_SUCCESS {
+    if status != NtStatus::SUCCESS {
         // SAFETY: registered above, nothing captured.
         unsafe { WskDeregister(WSK.registration.get()) };
         return status;
@@ -104,7 +102,7 @@ pub(crate) unsafe fn register() -> NTSTATUS {
     // SAFETY: a captured provider's dispatch table is valid until it is released.
     let control = unsafe { provider.Dispatch.as_ref() }.and_then(|d| d.WskControlClient);
     let status = match control {
-        None => STATUS_NOT_SUPPORTED,
+        None => NtStatus::NOT_SUPPORTED,
         // SAFETY: the captured client; a synchronous control (no IRP) whose output is the
         // static NDK dispatch, of exactly the size that WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH
         // writes (a WSK_PROVIDER_NDK_DISPATCH).
@@ -121,7 +119,7 @@ pub(crate) unsafe fn register() -> NTSTATUS {
             )
         },
     };
-    if status != STATUS_SUCCESS {
+    if status != NtStatus::SUCCESS {
         // SAFETY: captured and registered above; nothing else uses them.
         unsafe { release() };
     }
