@@ -53,7 +53,7 @@ pub enum AbiError {
 
 impl AbiError {
     /// The NTSTATUS a request failing this way completes with.
-    pub fn ntstatus(self) -> NtStatus {
+    pub const fn ntstatus(self) -> NtStatus {
         match self {
             Self::Truncated
             | Self::WrongLength { .. }

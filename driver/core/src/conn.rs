@@ -17,6 +17,7 @@ use ndkdisc_abi::{Cause, ConnState, ConnectReply, Event, EventKind, NtStatus, Qu
 use ndkdisc_abi::PostKind;
 use ndkpi::{Buffer, Connector, Cq, Created, Mr, Op, Pd, QueuePair, Sink};
 
+use crate::error::Error;
 use crate::events::{ConnIndex, Ready};
 use crate::ports::{Lock, Passive, PendedRequest, Platform, Signal};
 use crate::runtime::Runtime;
@@ -44,7 +45,7 @@ pub(crate) trait ConnOwner<P: Platform>: Send + Sync {
     ///
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES` if the reserved room is used up.
-    fn register_pended(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), NtStatus>;
+    fn register_pended(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), Error>;
 
     /// The CONNECT or DISCONNECT `token` no longer pends (completed, or taken by its cancel
     /// routine).
@@ -161,15 +162,15 @@ impl<P: Platform> Conn<P> {
         index: ConnIndex,
         adapter: Arc<ndkpi::Adapter>,
         if_index: u32,
-    ) -> Result<Arc<Self>, NtStatus> {
+    ) -> Result<Arc<Self>, Error> {
         // The abandon work item's deferral slot. On failure the adapter is closed if this was
         // its only reference (a listener's shared adapter stays with the listener).
         let runtime = Arc::clone(owner.runtime());
-        if let Err(st) = runtime.reserve_work() {
+        if let Err(e) = runtime.reserve_work() {
             if let Some(a) = Arc::into_inner(adapter) {
                 runtime.platform().wsk().close_adapter(a);
             }
-            return Err(st);
+            return Err(e);
         }
         let platform = runtime.platform();
         let v = adapter.version();
@@ -237,26 +238,26 @@ impl<P: Platform> Conn<P> {
         self: &Arc<Self>,
         receive_depth: u32,
         send_depth: u32,
-    ) -> Result<(), NtStatus> {
+    ) -> Result<(), Error> {
         // First: every object clone below is dropped before the session ends (see teardown).
         let session = self.stepper.session();
         if self.torn_down() {
-            return Err(NtStatus::CANCELLED);
+            return Err(Error::Cancelled);
         }
         let adapter = self
             .ctl
             .with(|c| c.objects.adapter.clone())
-            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+            .ok_or(Error::InvalidState)?;
         let (st, pd) = session.run(|| adapter.create_pd(self));
         let Some(Created::Pd(pd)) = pd else {
-            return Err(failure(st));
+            return Err(Error::provider(st));
         };
         let pd = Arc::new(pd);
         self.ctl.with(|c| c.objects.pd = Some(Arc::clone(&pd)));
         let depth = receive_depth.saturating_add(send_depth).max(1);
         let (st, cq) = session.run(|| adapter.create_cq(self, depth));
         let Some(Created::Cq(cq)) = cq else {
-            return Err(failure(st));
+            return Err(Error::provider(st));
         };
         let cq = Arc::new(cq);
         self.ctl.with(|c| c.objects.cq = Some(Arc::clone(&cq)));
@@ -271,7 +272,7 @@ impl<P: Platform> Conn<P> {
             );
         });
         let Some(Created::Qp(qp)) = qp else {
-            return Err(failure(st));
+            return Err(Error::provider(st));
         };
         let qp = Arc::new(QueuePair::new(qp));
         self.ctl.with(|c| c.objects.qp = Some(qp));
@@ -303,16 +304,16 @@ impl<P: Platform> Conn<P> {
             // reference to each object), as when the QP cannot be created.
             drop(adapter);
             drop(session);
-            self.fail_connect(Some(request), failure(st));
+            self.fail_connect(Some(request), Error::provider(st).ntstatus());
             return self.teardown();
         };
         let token = request.token();
-        if let Err(st) = self.owner.register_pended(token, self) {
+        if let Err(e) = self.owner.register_pended(token, self) {
             // The connector was never stored: closed here, the rest by teardown.
             session.run(|| connector.close(self));
             drop(adapter);
             drop(session);
-            self.fail_connect(Some(request), st);
+            self.fail_connect(Some(request), e.ntstatus());
             return self.teardown();
         }
         let connector = Arc::new(connector);
@@ -538,8 +539,8 @@ impl<P: Platform> Conn<P> {
     /// it completes at once. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn disconnect(self: &Arc<Self>, request: P::Request) {
         let token = request.token();
-        if let Err(st) = self.owner.register_pended(token, self) {
-            return request.complete(st, 0);
+        if let Err(e) = self.owner.register_pended(token, self) {
+            return request.complete(e.ntstatus(), 0);
         }
         let stored = self.ctl.with(|c| {
             let start = match c.phase {
@@ -699,7 +700,10 @@ impl<P: Platform> Conn<P> {
 
     /// FLUSH: `NdkFlush` on the QP (the only flush ndkdisc ever makes). `Flushed` is latched
     /// when every request posted before it has completed (reaped from the CQ).
-    pub(crate) fn flush(&self) -> NtStatus {
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] without a QP (failed or closed).
+    pub(crate) fn flush(&self) -> Result<(), Error> {
         self.ctl.with(|c| {
             c.flushed = true;
             c.flush_pending = true;
@@ -709,11 +713,11 @@ impl<P: Platform> Conn<P> {
             .flatten();
         if flushed.is_none() {
             self.ctl.with(|c| c.flush_pending = false);
-            return NtStatus::INVALID_DEVICE_STATE;
+            return Err(Error::InvalidState);
         }
         // Done now if nothing is outstanding, or if the CQ died (nothing will complete).
         self.flush_done_if_drained();
-        NtStatus::SUCCESS
+        Ok(())
     }
 
     fn flush_done_if_drained(&self) {
@@ -737,28 +741,37 @@ impl<P: Platform> Conn<P> {
     /// POST: `count` receives or sends of `length` bytes, each in its own registered buffer.
     /// Receives may be posted in any state but after CLOSE (they stay posted across a peer
     /// disconnect); sends only when connected. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn post(self: &Arc<Self>, kind: PostKind, count: u32, length: u32) -> NtStatus {
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] (sends when not connected; anything after CLOSE),
+    /// [`Error::NoResources`], or the provider's failure to register or post.
+    pub(crate) fn post(
+        self: &Arc<Self>,
+        kind: PostKind,
+        count: u32,
+        length: u32,
+    ) -> Result<(), Error> {
         // Teardown cannot begin while the MRs are being registered: it waits for the session.
         let session = self.stepper.session();
         let (phase, pd) = self.ctl.with(|c| (c.phase, c.objects.pd.clone()));
         let Some(pd) = pd else {
-            return NtStatus::INVALID_DEVICE_STATE;
+            return Err(Error::InvalidState);
         };
         if matches!(kind, PostKind::Send) && !matches!(phase, ConnState::Connected) {
-            return NtStatus::INVALID_DEVICE_STATE;
+            return Err(Error::InvalidState);
         }
         for _ in 0..count {
             let Some(memory) = self.runtime().platform().memory(length as usize) else {
-                return NtStatus::INSUFFICIENT_RESOURCES;
+                return Err(Error::NoResources);
             };
             let (st, mr) = session.run(|| pd.create_mr(self));
             let Some(Created::Mr(mr)) = mr else {
-                return failure(st);
+                return Err(Error::provider(st));
             };
             let (st, _) = session.run(|| mr.register(self, memory.as_ref()));
             if st != NtStatus::SUCCESS {
                 session.run(|| mr.close(self));
-                return st;
+                return Err(Error::Provider(st));
             }
             let buffer = Arc::new(Buffer::new(memory, mr.local_token()));
             let ctx = match kind {
@@ -796,11 +809,11 @@ impl<P: Platform> Conn<P> {
             });
             match posted.flatten() {
                 Some(NtStatus::SUCCESS) => {}
-                Some(st) => return st,
-                None => return NtStatus::INVALID_DEVICE_STATE,
+                Some(st) => return Err(Error::Provider(st)),
+                None => return Err(Error::InvalidState),
             }
         }
-        NtStatus::SUCCESS
+        Ok(())
     }
 
     /// Reap completions and re-arm. `// IRQL: <= DISPATCH_LEVEL` (the CQ notification, which
@@ -938,15 +951,6 @@ fn sole<T>(object: Option<Arc<T>>) -> Option<T> {
         "an NDK object is still shared at teardown: it would never be closed"
     );
     object
-}
-
-/// A create that failed without a status still failed.
-fn failure(st: NtStatus) -> NtStatus {
-    if st.is_success() {
-        NtStatus::INSUFFICIENT_RESOURCES
-    } else {
-        st
-    }
 }
 
 impl<P: Platform> Sink for Conn<P> {

@@ -12,6 +12,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use crate::error::Error;
 use crate::ports::{Lock, Passive};
 
 /// Where a work item's slot is given back.
@@ -57,8 +58,8 @@ pub(crate) struct Queue {
 /// Promise `n` more slots, growing the queue outside the lock. `// IRQL: PASSIVE_LEVEL`.
 ///
 /// # Errors
-/// No memory for the larger queue (nothing is promised then).
-pub(crate) fn reserve<L: Lock<Queue>>(queue: &L, n: usize) -> Result<(), ()> {
+/// [`Error::NoResources`]: no memory for the larger queue (nothing is promised then).
+pub(crate) fn reserve<L: Lock<Queue>>(queue: &L, n: usize) -> Result<(), Error> {
     let need = queue.with(|q| {
         q.reserved += n;
         q.reserved
@@ -73,7 +74,7 @@ pub(crate) fn reserve<L: Lock<Queue>>(queue: &L, n: usize) -> Result<(), ()> {
             .is_err()
         {
             queue.with(|q| q.reserved -= n);
-            return Err(());
+            return Err(Error::NoResources);
         }
         let old = queue.with(|q| {
             if fresh.capacity() < q.reserved {

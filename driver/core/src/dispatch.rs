@@ -7,11 +7,12 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
 use ndkdisc_abi::{
-    AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, ListenReply, ListenRequest,
-    NtStatus, QueryReply, Record, Request, encode_adapters_reply,
+    AbiError, AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, ListenReply,
+    ListenRequest, NtStatus, QueryReply, Record, Request, encode_adapters_reply,
 };
 
 use crate::conn::{Conn, ConnOwner};
+use crate::error::Error;
 use crate::events::WaitOutcome;
 use crate::listener::{Listener, ListenerOwner};
 use crate::owner::{Owner, push_reserved};
@@ -20,14 +21,20 @@ use crate::ports::{Lock, PendedRequest, Platform};
 /// Driver version reported by `GET_INFO` (major << 16 | minor).
 pub const DRIVER_VERSION: u32 = 0x0000_0001;
 
-fn complete<R: PendedRequest>(request: R, st: NtStatus) {
-    request.complete(st, 0);
+/// Complete `request`, which has no output, with the outcome of its operation: where the
+/// engine's [`Error`] becomes an NTSTATUS ([`Error::ntstatus`]).
+fn complete<R: PendedRequest>(request: R, outcome: Result<(), Error>) {
+    request.complete(
+        outcome.map_or_else(Error::ntstatus, |()| NtStatus::SUCCESS),
+        0,
+    );
 }
 
+/// Complete `request` with `value` as its output.
 fn reply<R: PendedRequest, T: Record>(mut request: R, value: &T) {
     match value.encode(request.output()) {
         Ok(n) => request.complete(NtStatus::SUCCESS, n),
-        Err(e) => request.complete(e.ntstatus(), 0),
+        Err(e) => complete(request, Err(e.into())),
     }
 }
 
@@ -37,7 +44,7 @@ impl<P: Platform> Owner<P> {
     pub fn dispatch(&self, code: u32, input: &[u8], mut request: P::Request) {
         let parsed = match Request::parse(code, input) {
             Ok(r) => r,
-            Err(e) => return complete(request, e.ntstatus()),
+            Err(e) => return complete(request, Err(e.into())),
         };
         let runtime = &self.inner.runtime;
         match parsed {
@@ -78,7 +85,7 @@ impl<P: Platform> Owner<P> {
                 }
                 match encode_adapters_reply(&entries, request.output()) {
                     Ok(n) => request.complete(NtStatus::SUCCESS, n),
-                    Err(e) => complete(request, e.ntstatus()),
+                    Err(e) => complete(request, Err(e.into())),
                 }
             }
             Request::Listen(req) => self.listen(req, request),
@@ -94,38 +101,38 @@ impl<P: Platform> Owner<P> {
             }
             Request::Query(req) => {
                 if request.output().len() < QueryReply::SIZE {
-                    return complete(request, NtStatus::BUFFER_TOO_SMALL);
+                    return complete(request, Err(Error::Abi(AbiError::OutputTooSmall)));
                 }
                 match self.inner.conn(req.connection_id) {
                     Some(c) => reply(request, &c.query()),
-                    None => complete(request, NtStatus::NOT_FOUND),
+                    None => complete(request, Err(Error::NotFound)),
                 }
             }
             Request::Post(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, NtStatus::NOT_FOUND),
+                None => complete(request, Err(Error::NotFound)),
                 Some(c) => complete(request, c.post(req.kind, req.count, req.length)),
             },
             Request::Disconnect(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, NtStatus::NOT_FOUND),
+                None => complete(request, Err(Error::NotFound)),
                 Some(c) if req.abortive => {
                     c.end(Cause::LocalAbortive);
-                    complete(request, NtStatus::SUCCESS);
+                    complete(request, Ok(()));
                 }
                 Some(c) => c.disconnect(request),
             },
             Request::Abort(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, NtStatus::NOT_FOUND),
+                None => complete(request, Err(Error::NotFound)),
                 Some(c) => {
                     while let Some(w) = self.inner.queue.with(|q| q.take_wait_to_cancel(Some(c.id)))
                     {
                         w.complete();
                     }
                     c.end(Cause::Aborted);
-                    complete(request, NtStatus::SUCCESS);
+                    complete(request, Ok(()));
                 }
             },
             Request::Flush(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, NtStatus::NOT_FOUND),
+                None => complete(request, Err(Error::NotFound)),
                 Some(c) => complete(request, c.flush()),
             },
             Request::Close(req) => self.close(req.id, request),
@@ -134,41 +141,42 @@ impl<P: Platform> Owner<P> {
 
     fn connect(&self, req: ConnectRequest, mut request: P::Request) {
         if request.output().len() < ConnectReply::SIZE {
-            return complete(request, NtStatus::BUFFER_TOO_SMALL);
+            return complete(request, Err(Error::Abi(AbiError::OutputTooSmall)));
         }
         let runtime = &self.inner.runtime;
         let id = runtime.next_id();
-        let Ok(index) = self.inner.add_connection(id) else {
-            return complete(request, NtStatus::QUOTA_EXCEEDED);
+        let index = match self.inner.add_connection(id) {
+            Ok(index) => index,
+            Err(e) => return complete(request, Err(e.into())),
         };
         let adapter = match runtime.open_adapter(req.if_index) {
             Ok(a) => Arc::new(a),
-            Err(st) => {
+            Err(e) => {
                 self.inner.remove_connection(index);
-                return complete(request, st);
+                return complete(request, Err(e));
             }
         };
         runtime.counters.connections.fetch_add(1, Ordering::Relaxed);
         let owner: Arc<dyn ConnOwner<P>> = self.inner.clone();
         let conn = match Conn::new(owner, id, index, adapter, req.if_index) {
             Ok(conn) => conn,
-            Err(st) => {
+            Err(e) => {
                 self.inner.remove_connection(index);
-                return complete(request, st);
+                return complete(request, Err(e));
             }
         };
         if !self.inner.adopt(&conn) {
             // The handle is being cleaned up under this CONNECT.
             conn.teardown();
             self.inner.remove_connection(index);
-            return complete(request, NtStatus::CANCELLED);
+            return complete(request, Err(Error::Cancelled));
         }
         let receive = nonzero(req.receive_depth, runtime.config.receive_depth);
         let send = nonzero(req.send_depth, runtime.config.send_depth);
         match conn.create_queue_pair(receive, send) {
             Ok(()) => conn.start_connect(request, req.local, req.remote),
-            Err(st) => {
-                conn.fail_connect(Some(request), st);
+            Err(e) => {
+                conn.fail_connect(Some(request), e.ntstatus());
                 conn.teardown();
             }
         }
@@ -176,7 +184,7 @@ impl<P: Platform> Owner<P> {
 
     fn listen(&self, req: ListenRequest, mut request: P::Request) {
         if request.output().len() < ListenReply::SIZE {
-            return complete(request, NtStatus::BUFFER_TOO_SMALL);
+            return complete(request, Err(Error::Abi(AbiError::OutputTooSmall)));
         }
         let runtime = &self.inner.runtime;
         let backlog = if req.backlog == 0 {
@@ -185,18 +193,18 @@ impl<P: Platform> Owner<P> {
             req.backlog
         };
         if backlog > runtime.config.max_backlog {
-            return complete(request, NtStatus::QUOTA_EXCEEDED);
+            return complete(request, Err(Error::Quota));
         }
         let full = self
             .inner
             .table
             .with(|t| t.listeners.len() >= runtime.config.max_listeners);
         if full {
-            return complete(request, NtStatus::QUOTA_EXCEEDED);
+            return complete(request, Err(Error::Quota));
         }
         let adapter = match runtime.open_adapter(req.if_index) {
             Ok(a) => a,
-            Err(st) => return complete(request, st),
+            Err(e) => return complete(request, Err(e)),
         };
         // The listener owns the adapter from here: on failure it has closed it.
         let listener = match Listener::start(
@@ -208,7 +216,7 @@ impl<P: Platform> Owner<P> {
             req.local,
         ) {
             Ok(l) => l,
-            Err(st) => return complete(request, st),
+            Err(e) => return complete(request, Err(e)),
         };
         let bound = listener.bound();
         let adopted = self
@@ -217,7 +225,7 @@ impl<P: Platform> Owner<P> {
             .with(|t| !t.closed && push_reserved(&mut t.listeners, Arc::clone(&listener)));
         if !adopted {
             listener.close();
-            return complete(request, NtStatus::CANCELLED);
+            return complete(request, Err(Error::Cancelled));
         }
         reply(
             request,
@@ -245,12 +253,12 @@ impl<P: Platform> Owner<P> {
         if let Some(c) = conn {
             c.end(Cause::LocalAbortive);
             c.closed_event();
-            complete(request, NtStatus::SUCCESS);
+            complete(request, Ok(()));
         } else if let Some(l) = listener {
             l.close();
-            complete(request, NtStatus::SUCCESS);
+            complete(request, Ok(()));
         } else {
-            complete(request, NtStatus::NOT_FOUND);
+            complete(request, Err(Error::NotFound));
         }
     }
 }

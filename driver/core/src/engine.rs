@@ -7,6 +7,8 @@ use alloc::vec::Vec;
 
 use ndkdisc_abi::NtStatus;
 
+use crate::error::Error;
+
 use crate::owner::{HandleState, Owner, push_reserved};
 use crate::ports::{Lock, Platform};
 use crate::runtime::{Config, Runtime};
@@ -49,7 +51,7 @@ impl<P: Platform> Engine<P> {
     }
 
     /// Add a handle to the registry; the list grows outside the lock. `// IRQL: PASSIVE_LEVEL`.
-    fn register_owner(&self, owner: &Arc<HandleState<P>>) -> Result<(), NtStatus> {
+    fn register_owner(&self, owner: &Arc<HandleState<P>>) -> Result<(), Error> {
         let weak = Arc::downgrade(owner);
         loop {
             let pushed = self.owners.with(|o| {
@@ -64,7 +66,7 @@ impl<P: Platform> Engine<P> {
             let mut bigger = Vec::new();
             bigger
                 .try_reserve_exact(cap.max(4) * 2)
-                .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+                .map_err(|_| Error::NoResources)?;
             let old = self.owners.with(|o| {
                 if o.capacity() != cap {
                     return None;
@@ -88,8 +90,8 @@ impl<P: Platform> Engine<P> {
     /// # Errors
     /// `STATUS_INSUFFICIENT_RESOURCES` if its records cannot be reserved.
     pub fn open(self: &Arc<Self>) -> Result<Owner<P>, NtStatus> {
-        let owner = Owner::new(&self.runtime)?;
-        self.register_owner(&owner.inner)?;
+        let owner = Owner::new(&self.runtime).map_err(Error::ntstatus)?;
+        self.register_owner(&owner.inner).map_err(Error::ntstatus)?;
         Ok(owner)
     }
 }

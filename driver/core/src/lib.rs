@@ -107,6 +107,10 @@
 //! platform's [`ports`]. Imports run one way: dispatch and engine -> owner -> listener -> conn
 //! -> runtime -> events -> ports, step, defer.
 //!
+//! Every fallible step returns an [`Error`]; it becomes an NTSTATUS in one place,
+//! [`Error::ntstatus`], when dispatch completes the request (or a failed CONNECT reports its
+//! outcome).
+//!
 //! ## Its place among the crates
 //!
 //! This crate depends only on `ndkpi` (the NDK calls) and `ndkdisc-abi` (the IOCTL records).
@@ -123,6 +127,7 @@ mod conn;
 mod defer;
 mod dispatch;
 mod engine;
+mod error;
 pub mod events;
 mod listener;
 mod owner;
@@ -132,5 +137,6 @@ mod step;
 
 pub use dispatch::DRIVER_VERSION;
 pub use engine::Engine;
+pub use error::Error;
 pub use owner::Owner;
 pub use runtime::Config;

@@ -11,6 +11,7 @@ use ndkpi::{Connector, Created, Op, Sink};
 
 use crate::conn::{Conn, ConnOwner};
 use crate::defer;
+use crate::error::Error;
 use crate::events::{ConnIndex, QueueError};
 use crate::ports::{Lock, Passive, Platform, Signal};
 use crate::step::Stepper;
@@ -106,18 +107,18 @@ impl<P: Platform> Listener<P> {
         if_index: u32,
         capacity: usize,
         local: SocketAddr,
-    ) -> Result<Arc<Self>, NtStatus> {
+    ) -> Result<Arc<Self>, Error> {
         let runtime = Arc::clone(owner.runtime());
         let platform = runtime.platform();
         let mut queue = VecDeque::new();
         let reserved = queue
             .try_reserve_exact(capacity)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)
+            .map_err(|_| Error::NoResources)
             // The accept work item's slot (given back when the item is dropped).
             .and_then(|()| runtime.reserve_work());
-        if let Err(st) = reserved {
+        if let Err(e) = reserved {
             platform.wsk().close_adapter(adapter);
-            return Err(st);
+            return Err(e);
         }
         let me = Arc::new_cyclic(|weak: &Weak<Self>| Self {
             id,
@@ -146,18 +147,14 @@ impl<P: Platform> Listener<P> {
         let created = {
             // Dropped before any release: `release_adapter` closes only the last reference.
             let Some(adapter) = me.adapter.with(|a| a.clone()) else {
-                return Err(NtStatus::INVALID_DEVICE_STATE);
+                return Err(Error::InvalidState);
             };
             me.stepper.run(|| adapter.create_listener(&me))
         };
         let (st, created) = created;
         let Some(Created::Listener(listener)) = created else {
             me.release_adapter();
-            return Err(if st.is_success() {
-                NtStatus::INSUFFICIENT_RESOURCES
-            } else {
-                st
-            });
+            return Err(Error::provider(st));
         };
         let (st, _) = me.stepper.run(|| listener.listen(&me, local));
         if st != NtStatus::SUCCESS {
@@ -165,7 +162,7 @@ impl<P: Platform> Listener<P> {
             me.backlog.with(|b| b.closing = true);
             me.stepper.run(|| listener.close(&me));
             me.release_adapter();
-            return Err(st);
+            return Err(Error::Provider(st));
         }
         let bound = listener.local_address().unwrap_or(local);
         me.bound.with(|b| *b = bound);
@@ -234,9 +231,9 @@ impl<P: Platform> Listener<P> {
         let config = &runtime.config;
         match conn.create_queue_pair(config.receive_depth, config.send_depth) {
             Ok(()) => conn.start_accept(connector),
-            Err(st) => {
+            Err(e) => {
                 refuse(connector);
-                conn.fail_connect(None, st);
+                conn.fail_connect(None, e.ntstatus());
                 conn.teardown();
             }
         }

@@ -5,9 +5,10 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use ndkdisc_abi::{Cause, Event, NtStatus};
+use ndkdisc_abi::{Cause, Event};
 
 use crate::conn::{Conn, ConnOwner};
+use crate::error::Error;
 use crate::events::{ConnIndex, EventQueue, Latch, QueueError, Ready};
 use crate::listener::{Listener, ListenerOwner};
 use crate::ports::{Lock, PendedRequest, Platform};
@@ -42,10 +43,10 @@ impl<P: Platform> Owner<P> {
     /// A new handle's owner, its records and tables reserved up front. `// IRQL: PASSIVE_LEVEL`.
     ///
     /// # Errors
-    /// `STATUS_INSUFFICIENT_RESOURCES` if its records cannot be reserved.
-    pub(crate) fn new(runtime: &Arc<Runtime<P>>) -> Result<Self, NtStatus> {
+    /// [`Error::NoResources`] if its records cannot be reserved.
+    pub(crate) fn new(runtime: &Arc<Runtime<P>>) -> Result<Self, Error> {
         let config = &runtime.config;
-        let queue = EventQueue::new(config.limits).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        let queue = EventQueue::new(config.limits)?;
         let mut table = Table {
             conns: Vec::new(),
             listeners: Vec::new(),
@@ -55,15 +56,15 @@ impl<P: Platform> Owner<P> {
         table
             .pended
             .try_reserve(2 * config.limits.max_connections)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+            .map_err(|_| Error::NoResources)?;
         table
             .conns
             .try_reserve(config.limits.max_connections)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+            .map_err(|_| Error::NoResources)?;
         table
             .listeners
             .try_reserve(config.max_listeners)
-            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+            .map_err(|_| Error::NoResources)?;
         let platform = runtime.platform();
         Ok(Self {
             inner: Arc::new(HandleState {
@@ -83,10 +84,10 @@ impl<P: Platform> Owner<P> {
         // goes on; its outcome still reaches the Local event).
         if let Some(conn) = self.inner.unregister_pended(token) {
             if let Some(request) = conn.take_cancelled_connect(token) {
-                request.complete(NtStatus::CANCELLED, 0);
+                request.complete(Error::Cancelled.ntstatus(), 0);
                 conn.cancelled();
             } else if let Some(request) = conn.take_cancelled_disconnect(token) {
-                request.complete(NtStatus::CANCELLED, 0);
+                request.complete(Error::Cancelled.ntstatus(), 0);
             }
         }
     }
@@ -176,14 +177,14 @@ impl<P: Platform> ConnOwner<P> for HandleState<P> {
         }
     }
 
-    fn register_pended(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), NtStatus> {
+    fn register_pended(&self, token: u64, conn: &Arc<Conn<P>>) -> Result<(), Error> {
         let pushed = self
             .table
             .with(|t| push_reserved(&mut t.pended, (token, Arc::clone(conn))));
         if pushed {
             Ok(())
         } else {
-            Err(NtStatus::INSUFFICIENT_RESOURCES)
+            Err(Error::NoResources)
         }
     }
 

@@ -5,10 +5,10 @@
 use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use ndkdisc_abi::NtStatus;
 use ndkpi::sys::NDK_VERSION;
 
 use crate::defer;
+use crate::error::Error;
 use crate::events::Limits;
 use crate::ports::{Passive, Platform};
 
@@ -115,9 +115,9 @@ impl<P: Platform> Runtime<P> {
     /// [`defer::WorkItem::new`] and [`Runtime::slots`]. `// IRQL: PASSIVE_LEVEL`.
     ///
     /// # Errors
-    /// `STATUS_INSUFFICIENT_RESOURCES`.
-    pub(crate) fn reserve_work(&self) -> Result<(), NtStatus> {
-        defer::reserve(&self.deferred, 1).map_err(|()| NtStatus::INSUFFICIENT_RESOURCES)
+    /// [`Error::NoResources`].
+    pub(crate) fn reserve_work(&self) -> Result<(), Error> {
+        defer::reserve(&self.deferred, 1)
     }
 
     /// Where work items give their slot back.
@@ -137,9 +137,13 @@ impl<P: Platform> Runtime<P> {
     /// in NDKPI the requested minor is the minimum acceptable and the provider answers with its
     /// highest minor of that major, so a 2.1 provider gives 2.1 (the disconnect reason) and a
     /// 2.0 provider 2.0 (asking for 2.1 would fail, and 1.x would then get it down-level).
-    pub(crate) fn open_adapter(&self, if_index: u32) -> Result<ndkpi::Adapter, NtStatus> {
+    ///
+    /// # Errors
+    /// The provider's failure to open it (at 1.1, the last tried).
+    pub(crate) fn open_adapter(&self, if_index: u32) -> Result<ndkpi::Adapter, Error> {
         let wsk = self.platform.wsk();
         wsk.open_adapter(if_index, NDK_VERSION { Major: 2, Minor: 0 })
             .or_else(|_| wsk.open_adapter(if_index, NDK_VERSION { Major: 1, Minor: 1 }))
+            .map_err(Error::Provider)
     }
 }
