@@ -195,7 +195,7 @@ fn adapter_removal_ends_the_connection_with_cause_adapter_removed(mode: Completi
     assert_eq!(
         (db.connection_id, db.cause, db.status),
         (cb, Some(Cause::AdapterRemoved), NtStatus::DEVICE_REMOVED),
-        "{mode:?}: DESIGN §4: the cause says the adapter went away, not the peer"
+        "{mode:?}: the cause says the adapter went away, not the peer"
     );
     assert_eq!(db.flags() & EVENT_CALLBACK_FIRED, 0, "{mode:?}");
     // The peer's provider saw B's end close: a reset.
