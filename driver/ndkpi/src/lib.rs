@@ -6,6 +6,12 @@
 //! (`NdkCompleteConnectEx` / `NdkAcceptEx` with the provider's reason when the adapter speaks
 //! NDKPI 2.1, the plain forms otherwise).
 //!
+//! In the event path it sits between the provider and the driver core: the provider's
+//! disconnect, connect-event, CQ and completion callbacks enter through its trampolines and
+//! reach the core's connection or listener as [`Sink`] calls; the core's requests leave through
+//! its handles as calls into the provider's dispatch tables (`ndkpi-sys`). On the host the
+//! provider is `softndk`, reached through the same tables.
+//!
 //! ## The callback contract
 //!
 //! - Every asynchronous operation reports **exactly once** through its sink: inline (before the

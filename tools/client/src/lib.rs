@@ -5,6 +5,11 @@
 //! of what the driver core does. Errors carry the NTSTATUS and say what it means
 //! ([`Error`], [`NtStatus`]).
 //!
+//! In the event path this is the far end: a fact the driver latched as an event reaches user
+//! mode as the bytes of a completed WAIT, which the client decodes into the ABI's own typed
+//! [`Event`] (re-exported here, with [`ConnectionInfo`], the decoded QUERY reply); there is no
+//! second decoder. `ndkctl` is built on this crate.
+//!
 //! Two backends behind one interface ([`Transport`]):
 //!
 //! - **device** ([`Client::open_device`], Windows only): the device is opened by its interface

@@ -1,6 +1,10 @@
 //! `ndkctl`: the ndkdisc test tool. Every operation of the driver's IOCTL interface as a
 //! subcommand, an event watcher, a self-contained simulated demo, and scripted scenarios that
 //! run on the simulator and on real hardware. Exit codes: see [`error::exit`].
+//!
+//! In the event path it is the user at the end: it issues IOCTLs and prints the events the
+//! driver delivers, through `ndkdisc-client` (the device on Windows, or the simulation backend:
+//! the real engine over `softndk`).
 #![forbid(unsafe_code)]
 
 mod cli;
