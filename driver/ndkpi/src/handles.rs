@@ -122,7 +122,7 @@ handle!(
     Cq, NDK_CQ
 );
 handle!(
-    /// An `NDK_QP` (its attached buffers live in [`QpBuffers`], kept with it).
+    /// An `NDK_QP` (its attached buffers live in the [`QueuePair`] that holds it).
     Qp, NDK_QP
 );
 handle!(
