@@ -68,7 +68,8 @@
 //! - Every state change latches its event in the connection's lock, so events follow states;
 //!   nothing is latched after `Closed`, and a fact through a reused record is refused.
 //! - Deferral to `PASSIVE_LEVEL` never refuses work: each work item holds a reserved slot of
-//!   the engine's own queue, and the platform is only ever handed the engine's drainer.
+//!   the engine's own queue; the platform holds only the engine's drainer, given once, and is
+//!   only ever kicked to run it.
 //! - What hardware does is handled (softndk does it by default): a graceful DISCONNECT pends
 //!   until `NdkDisconnect` completes — when the peer answered, or with the timeout or abort
 //!   status — and reports that outcome in its completion and in the `Local` event; after a peer

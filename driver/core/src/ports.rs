@@ -53,7 +53,8 @@ pub trait Signal: Send + Sync {
     fn wait(&self);
 }
 
-/// Work to run at `PASSIVE_LEVEL` (a WDF work item).
+/// Work to run at `PASSIVE_LEVEL`: the engine's drainer, which a kick runs (a WDF work item's
+/// routine).
 pub trait Passive: Send + Sync {
     /// Run it.
     fn run(&self);
@@ -83,13 +84,18 @@ pub trait Platform: Send + Sync + Sized + 'static {
     fn signal(&self) -> Self::Signal;
     /// The clock, in 100 ns units.
     fn now(&self) -> u64;
-    /// Run `work` at `PASSIVE_LEVEL` soon. Callable at `DISPATCH_LEVEL`; never allocates.
+    /// Take the engine's drainer: the one work [`Platform::kick`] runs. Called once, by
+    /// [`Engine::new`](crate::Engine::new), before any kick; a platform serves one engine.
+    /// `// IRQL: PASSIVE_LEVEL`.
     ///
-    /// The engine keeps its own queue of deferred work (with room reserved per handle) and
-    /// always passes the same `work`, its drainer: asked again while it is still queued, the
-    /// platform may run it once (`WdfWorkItemEnqueue` semantics). A platform therefore needs
-    /// room for one pending work per engine, never more.
-    fn defer(&self, work: alloc::sync::Arc<dyn Passive>);
+    /// The engine keeps its own queue of deferred work (a listener's accept work, a cancelled
+    /// CONNECT's release), with room reserved per handle; the drainer runs that queue. So the
+    /// platform holds one work per engine, never more, and never queues anything itself.
+    fn set_drainer(&self, drainer: alloc::sync::Arc<dyn Passive>);
+    /// Run the drainer at `PASSIVE_LEVEL` soon. Callable at `DISPATCH_LEVEL`; never allocates.
+    /// A kick while one is pending may coalesce with it (`WdfWorkItemEnqueue` semantics): the
+    /// drainer runs at least once after every kick, and it runs whatever is queued by then.
+    fn kick(&self);
     /// The WSK NDK extension.
     fn wsk(&self) -> &ndkpi::Wsk;
     /// The NDK-capable interfaces and their addresses. `// IRQL: PASSIVE_LEVEL`.

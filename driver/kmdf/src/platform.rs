@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use core::ptr::{NonNull, null_mut};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal};
 use ndkpi_sys::{
@@ -31,11 +32,6 @@ use crate::request::KmRequest;
 const KERNEL_MODE: KPROCESSOR_MODE = 0;
 /// Pool tag of posted buffers, `NdkB` in the debugger.
 const BUFFER_TAG: ULONG = u32::from_le_bytes(*b"NdkB");
-/// Deferred work that can be queued at once. A queued entry is not queued twice (as
-/// `WdfWorkItemEnqueue` does not enqueue twice), and the core defers only its drainer
-/// (`Platform::defer`'s contract), so one entry is used; the rest is slack.
-pub(crate) const DEFER_SLOTS: usize = 1024;
-
 /// [`Lock`] over a `KSPIN_LOCK`: `with` raises to `DISPATCH_LEVEL` for the closure.
 pub struct KmLock<T> {
     spin: UnsafeCell<KSPIN_LOCK>,
@@ -187,108 +183,56 @@ unsafe impl ndkpi::RegisteredMemory for KmMemory {
     }
 }
 
-/// The queue behind [`Platform::defer`]: a ring with its capacity reserved up front, so
-/// queueing never allocates.
-struct DeferRing {
-    slots: Vec<Option<Arc<dyn Passive>>>,
-    head: usize,
-    len: usize,
-    closed: bool,
-}
-
-impl DeferRing {
-    /// Queue `work`, or hand it back (closed, already queued, or full) to be dropped outside
-    /// the lock.
-    fn push(&mut self, work: Arc<dyn Passive>) -> Result<(), Arc<dyn Passive>> {
-        let cap = self.slots.len();
-        if self.closed || self.len >= cap {
-            return Err(work);
-        }
-        let queued = (0..self.len).any(|i| {
-            (self.head + i)
-                .checked_rem(cap)
-                .and_then(|s| self.slots.get(s))
-                .and_then(Option::as_ref)
-                .is_some_and(|w| Arc::ptr_eq(w, &work))
-        });
-        if queued {
-            return Err(work);
-        }
-        match (self.head + self.len)
-            .checked_rem(cap)
-            .and_then(|s| self.slots.get_mut(s))
-        {
-            Some(slot) => {
-                *slot = Some(work);
-                self.len += 1;
-                Ok(())
-            }
-            None => Err(work),
-        }
-    }
-
-    fn pop(&mut self) -> Option<Arc<dyn Passive>> {
-        if self.len == 0 {
-            return None;
-        }
-        let work = self.slots.get_mut(self.head).and_then(Option::take);
-        self.head = (self.head + 1).checked_rem(self.slots.len()).unwrap_or(0);
-        self.len -= 1;
-        work
-    }
-}
-
 /// The KMDF platform: one per device.
 pub struct KmPlatform {
     wsk: ndkpi::Wsk,
+    /// The device's work item: a kick enqueues it, and its routine runs `drainer`.
     work_item: WDFWORKITEM,
-    ring: KmLock<DeferRing>,
+    /// The engine's drainer (`Platform::set_drainer`).
+    drainer: KmLock<Option<Arc<dyn Passive>>>,
+    /// `stop_deferring` ran: kicks no longer enqueue the work item.
+    stopped: AtomicBool,
 }
 
 // SAFETY: WDF handles may be used from any thread; the work item outlives this value (the
 // device's self-managed-I/O cleanup flushes it, and the device context holding this platform
 // is destroyed after the work item, its child).
 unsafe impl Send for KmPlatform {}
-// SAFETY: as above; the mutable state is behind `ring`'s lock.
+// SAFETY: as above; the mutable state is behind `drainer`'s lock and an atomic.
 unsafe impl Sync for KmPlatform {}
 
 impl KmPlatform {
-    /// A platform over the WSK NDK extension and the device's work item, or `None` if the
-    /// defer ring cannot be reserved. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn new(wsk: ndkpi::Wsk, work_item: WDFWORKITEM) -> Option<Self> {
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(DEFER_SLOTS).ok()?;
-        slots.resize_with(DEFER_SLOTS, || None);
-        Some(Self {
+    /// A platform over the WSK NDK extension and the device's work item.
+    /// `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn new(wsk: ndkpi::Wsk, work_item: WDFWORKITEM) -> Self {
+        Self {
             wsk,
             work_item,
-            ring: KmLock::new(DeferRing {
-                slots,
-                head: 0,
-                len: 0,
-                closed: false,
-            }),
-        })
-    }
-
-    /// The work item ran: run everything queued, in order. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn run_deferred(&self) {
-        while let Some(work) = self.ring.with(DeferRing::pop) {
-            work.run();
+            drainer: KmLock::new(None),
+            stopped: AtomicBool::new(false),
         }
     }
 
-    /// Refuse further deferrals and wait for the work item to finish what is queued.
-    /// `// IRQL: PASSIVE_LEVEL`, not from the work item.
+    /// The work item ran: run the engine's drainer. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn run_deferred(&self) {
+        // Cloned under the lock, run and dropped outside it.
+        if let Some(drainer) = self.drainer.with(|d| d.clone()) {
+            drainer.run();
+        }
+    }
+
+    /// Ignore further kicks and wait for the work item to finish a run already enqueued, which
+    /// drains everything the engine queued before it. `// IRQL: PASSIVE_LEVEL`, not from the
+    /// work item.
+    ///
+    /// A kick that read `stopped` before it was set may enqueue the work item after the flush:
+    /// that run still drains the engine's queue (nothing kicked is dropped), but it may come
+    /// after this returns, while the device is being removed.
     pub(crate) fn stop_deferring(&self) {
-        self.ring.with(|r| r.closed = true);
+        self.stopped.store(true, Ordering::Release);
         // SAFETY: a live work item (type invariant), flushed at PASSIVE_LEVEL from outside
         // its own callback (self-managed-I/O cleanup).
         unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemFlush, self.work_item) };
-        // Nothing can be queued any more; release what a racing push left.
-        while let Some(work) = self.ring.with(DeferRing::pop) {
-            drop(work);
-        }
     }
 }
 
@@ -312,13 +256,16 @@ impl Platform for KmPlatform {
         unsafe { KeQueryUnbiasedInterruptTime() }
     }
 
-    // IRQL: <= DISPATCH_LEVEL. Never allocates: the ring's slots were reserved in `new`.
-    fn defer(&self, work: Arc<dyn Passive>) {
-        let (refused, closed) = self.ring.with(|r| (r.push(work).err(), r.closed));
-        // Dropping outside the lock: a refused entry is a second reference to queued work,
-        // or work refused after close or when full (see DEFER_SLOTS).
-        drop(refused);
-        if !closed {
+    // IRQL: PASSIVE_LEVEL (engine creation).
+    fn set_drainer(&self, drainer: Arc<dyn Passive>) {
+        let old = self.drainer.with(|d| d.replace(drainer));
+        // A platform serves one engine; a replaced drainer is dropped outside the lock.
+        drop(old);
+    }
+
+    // IRQL: <= DISPATCH_LEVEL. Never allocates.
+    fn kick(&self) {
+        if !self.stopped.load(Ordering::Acquire) {
             // SAFETY: a live work item (type invariant); WdfWorkItemEnqueue may be called at
             // <= DISPATCH_LEVEL and does nothing if the item is already queued.
             unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, self.work_item) };

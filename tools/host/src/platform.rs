@@ -3,6 +3,7 @@
 
 use std::boxed::Box;
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -125,16 +126,27 @@ pub fn watch_adapter_removal(engine: &Arc<Engine<HostPlatform>>) {
         });
 }
 
+/// What the passive-level worker is asked to do, in order.
+enum PassiveJob {
+    /// Run the engine's drainer (a kick).
+    Drain,
+    /// A test's own work ([`HostPlatform::on_passive_worker`]).
+    Test(Box<dyn FnOnce() + Send>),
+}
+
 /// The host platform.
 pub struct HostPlatform {
     fabric: Arc<softndk::Fabric>,
     wsk: ndkpi::Wsk,
     adapters: Vec<AdapterDesc>,
-    passive: Mutex<Option<Sender<Arc<dyn Passive>>>>,
+    passive: Mutex<Option<Sender<PassiveJob>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The engine's drainer, run by the worker once per kick (kicks do not coalesce here,
+    /// which the port allows: a drainer run finding nothing to do is harmless).
+    drainer: Arc<Mutex<Option<Arc<dyn Passive>>>>,
+    /// How many drainers the platform was given, for tests of the deferral contract.
+    drainers: AtomicUsize,
     start: Instant,
-    /// Every distinct work ever deferred (addresses), for tests of the deferral contract.
-    deferred: Mutex<Vec<usize>>,
 }
 
 impl HostPlatform {
@@ -143,33 +155,65 @@ impl HostPlatform {
     /// # Panics
     /// If the worker thread cannot be spawned.
     pub fn new(fabric: Arc<softndk::Fabric>, adapters: Vec<AdapterDesc>) -> Arc<Self> {
-        let (tx, rx) = channel::<Arc<dyn Passive>>();
-        let worker = std::thread::Builder::new()
-            .name("ndkdisc-passive".into())
-            .spawn(move || {
-                while let Ok(work) = rx.recv() {
-                    work.run();
-                }
-            })
-            .expect("spawn passive worker");
+        let (tx, rx) = channel::<PassiveJob>();
+        let drainer: Arc<Mutex<Option<Arc<dyn Passive>>>> = Arc::default();
+        let worker = {
+            let drainer = Arc::clone(&drainer);
+            std::thread::Builder::new()
+                .name("ndkdisc-passive".into())
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        match job {
+                            PassiveJob::Drain => {
+                                let work = drainer
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .clone();
+                                if let Some(work) = work {
+                                    work.run();
+                                }
+                            }
+                            PassiveJob::Test(f) => f(),
+                        }
+                    }
+                })
+                .expect("spawn passive worker")
+        };
         Arc::new(Self {
             wsk: crate::fabric_wsk(Arc::clone(&fabric)),
             fabric,
             adapters,
             passive: Mutex::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
+            drainer,
+            drainers: AtomicUsize::new(0),
             start: Instant::now(),
-            deferred: Mutex::new(Vec::new()),
         })
     }
 
-    /// How many distinct works were ever passed to `defer`: the engine passes only its drainer,
-    /// so a platform whose work item runs one routine (WDF) never needs more.
-    pub fn distinct_deferred(&self) -> usize {
-        self.deferred
+    /// How many drainers the platform was given: the engine gives one, at its creation, and
+    /// every deferral after that is a kick of it.
+    pub fn drainers(&self) -> usize {
+        self.drainers.load(Ordering::Relaxed)
+    }
+
+    /// Test hook: run `f` on the passive-level worker after everything already asked of it
+    /// (the worker is a FIFO, as a single WDF work item is). A test blocks the worker with it
+    /// (so deferred work waits), or waits for `f` to know that every run of the drainer kicked
+    /// before it has happened.
+    pub fn on_passive_worker(&self, f: impl FnOnce() + Send + 'static) {
+        self.send(PassiveJob::Test(Box::new(f)));
+    }
+
+    fn send(&self, job: PassiveJob) {
+        let tx = self
+            .passive
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(job);
+        }
     }
 
     /// The fabric underneath.
@@ -216,22 +260,18 @@ impl Platform for HostPlatform {
         u64::try_from(self.start.elapsed().as_nanos() / 100).unwrap_or(u64::MAX)
     }
 
-    fn defer(&self, work: Arc<dyn Passive>) {
-        {
-            let addr = Arc::as_ptr(&work).cast::<()>().addr();
-            let mut seen = self.deferred.lock().unwrap_or_else(PoisonError::into_inner);
-            if !seen.contains(&addr) {
-                seen.push(addr);
-            }
-        }
-        let tx = self
-            .passive
+    fn set_drainer(&self, drainer: Arc<dyn Passive>) {
+        self.drainers.fetch_add(1, Ordering::Relaxed);
+        let old = self
+            .drainer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(tx) = tx {
-            let _ = tx.send(work);
-        }
+            .replace(drainer);
+        drop(old);
+    }
+
+    fn kick(&self) {
+        self.send(PassiveJob::Drain);
     }
 
     fn wsk(&self) -> &ndkpi::Wsk {
