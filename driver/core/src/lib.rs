@@ -61,7 +61,8 @@
 //!   with `STATUS_CANCELLED`, latches `ConnectFailed` if still connecting, and defers the
 //!   release of the connection to a work item allocated with it.
 //! - Every passive-level sequence on an object (create, POST's registrations, teardown) holds
-//!   that object's step session, so CLOSE racing ABORT or cleanup returns only once every NDK
+//!   that object's step session (its platform wait lock, `ports::WaitLock`: a WDF wait lock on
+//!   Windows), so CLOSE racing ABORT or cleanup returns only once every NDK
 //!   object of the connection is released. Object clones live only inside such a session or
 //!   inside `with_objects`, so teardown never misses one; a session that would create objects
 //!   after teardown does not.

@@ -11,11 +11,12 @@ use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal};
+use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal, WaitLock};
 use ndkpi_sys::{
     AF_INET, AF_INET6, AF_UNSPEC, FreeMibTable, GetUnicastIpAddressTable, MIB_UNICASTIPADDRESS_ROW,
     MIB_UNICASTIPADDRESS_TABLE, NtStatus, SOCKADDR_INET,
 };
+use wdk::nt_success;
 use wdk_sys::ntddk::{
     ExAllocatePool2, ExFreePool, IoAllocateMdl, IoFreeMdl, KeAcquireSpinLockRaiseToDpc,
     KeInitializeEvent, KeQueryUnbiasedInterruptTime, KeReleaseSpinLock, KeSetEvent,
@@ -23,7 +24,7 @@ use wdk_sys::ntddk::{
 };
 use wdk_sys::{
     _EVENT_TYPE, _KWAIT_REASON, KEVENT, KPROCESSOR_MODE, KSPIN_LOCK, NTSTATUS, PMDL,
-    POOL_FLAG_NON_PAGED, SIZE_T, ULONG, WDFWORKITEM, call_unsafe_wdf_function_binding,
+    POOL_FLAG_NON_PAGED, SIZE_T, ULONG, WDFWAITLOCK, WDFWORKITEM, call_unsafe_wdf_function_binding,
 };
 
 use crate::request::KmRequest;
@@ -117,6 +118,75 @@ impl Signal for KmSignal {
                 null_mut(),
             )
         };
+    }
+}
+
+/// [`WaitLock`] over a `WDFWAITLOCK`: acquiring waits at `PASSIVE_LEVEL` inside a critical
+/// region (normal kernel APCs off, IRQL unchanged), so the holder may call NDK and wait on a
+/// [`KmSignal`]. Its parent is the driver object (WDF's default), which outlives every device
+/// and so every engine object; the lock is deleted when this value drops.
+pub struct KmWaitLock {
+    lock: WDFWAITLOCK,
+}
+
+// SAFETY: a WDF wait lock may be acquired and released from any thread; the handle is owned by
+// this value and deleted once, in drop.
+unsafe impl Send for KmWaitLock {}
+// SAFETY: as above; every access goes through WDF's own synchronisation.
+unsafe impl Sync for KmWaitLock {}
+
+impl KmWaitLock {
+    /// A new, free wait lock, or `None` if WDF cannot allocate it. `// IRQL: <= DISPATCH_LEVEL`
+    /// (the port asks `PASSIVE_LEVEL`).
+    fn new() -> Option<Self> {
+        let mut lock: WDFWAITLOCK = null_mut();
+        let status: NTSTATUS;
+        // SAFETY: no attributes (WDF_NO_OBJECT_ATTRIBUTES: the driver object is the parent) and a
+        // valid out-pointer; WdfWaitLockCreate may be called at <= DISPATCH_LEVEL.
+        unsafe {
+            status =
+                call_unsafe_wdf_function_binding!(WdfWaitLockCreate, null_mut(), &raw mut lock);
+        }
+        (nt_success(status) && !lock.is_null()).then_some(Self { lock })
+    }
+}
+
+impl Drop for KmWaitLock {
+    // IRQL: <= DISPATCH_LEVEL. Not held: every guard borrows the lock, so none outlives it.
+    fn drop(&mut self) {
+        // SAFETY: a wait lock created in `new` with the driver as its parent, which has not
+        // been deleted (the driver outlives its devices and their engines), deleted once;
+        // WdfObjectDelete may be called at <= DISPATCH_LEVEL.
+        unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, self.lock.cast()) };
+    }
+}
+
+/// Holds a [`KmWaitLock`] until dropped.
+pub struct KmWaitGuard<'a> {
+    lock: &'a KmWaitLock,
+}
+
+impl WaitLock for KmWaitLock {
+    type Guard<'a> = KmWaitGuard<'a>;
+
+    // IRQL: PASSIVE_LEVEL (the port's contract: never from a callback or under a lock).
+    fn acquire(&self) -> KmWaitGuard<'_> {
+        // SAFETY: a live wait lock (owned by `self`), not held by this thread (the port's
+        // locks are not re-entrant and the core opens one session at a time per object); no
+        // timeout (NULL), which requires PASSIVE_LEVEL (port contract). It then returns
+        // STATUS_SUCCESS, holding the lock.
+        let _status: NTSTATUS =
+            unsafe { call_unsafe_wdf_function_binding!(WdfWaitLockAcquire, self.lock, null_mut()) };
+        KmWaitGuard { lock: self }
+    }
+}
+
+impl Drop for KmWaitGuard<'_> {
+    // IRQL: <= DISPATCH_LEVEL.
+    fn drop(&mut self) {
+        // SAFETY: held by this thread (acquired when this guard was made); a live wait lock
+        // (the guard borrows its owner). WdfWaitLockRelease may be called at <= DISPATCH_LEVEL.
+        unsafe { call_unsafe_wdf_function_binding!(WdfWaitLockRelease, self.lock.lock) };
     }
 }
 
@@ -240,6 +310,7 @@ impl Platform for KmPlatform {
     type Request = KmRequest;
     type Lock<T: Send + 'static> = KmLock<T>;
     type Signal = KmSignal;
+    type WaitLock = KmWaitLock;
 
     fn lock<T: Send + 'static>(&self, value: T) -> KmLock<T> {
         KmLock::new(value)
@@ -247,6 +318,10 @@ impl Platform for KmPlatform {
 
     fn signal(&self) -> KmSignal {
         KmSignal::new()
+    }
+
+    fn wait_lock(&self) -> Option<KmWaitLock> {
+        KmWaitLock::new()
     }
 
     // IRQL: any.

@@ -1,17 +1,20 @@
-//! The engine's ports over std: locks that stand in for spin locks, auto-reset signals, a
-//! passive-level worker thread, pended requests with WDF's cancel semantics, and a file handle.
+//! The engine's ports over std: locks that stand in for spin locks, auto-reset signals, wait
+//! locks, a passive-level worker thread that runs the engine's drainer, pended requests with
+//! WDF's cancel semantics, and a file handle.
 
 use std::boxed::Box;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use ndkdisc_abi::NtStatus;
-use ndkdisc_core::ports::{AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal};
+use ndkdisc_core::ports::{
+    AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal, WaitLock,
+};
 use ndkdisc_core::{Engine, Owner};
 
 use crate::memory::SoftMemory;
@@ -81,33 +84,73 @@ impl Signal for HostSignal {
     }
 
     fn wait(&self) {
-        assert!(
-            !softndk::in_provider_callback(),
-            "IRQL violation: waiting at PASSIVE_LEVEL from inside an NDK callback (DISPATCH_LEVEL)"
-        );
-        assert!(
-            LOCKS_HELD.with(Cell::get) == 0,
-            "IRQL violation: waiting while holding a spin lock"
-        );
-        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut reported = false;
-        while !*set {
-            let (guard, timeout) = self
-                .cv
-                .wait_timeout(set, Duration::from_secs(5))
-                .unwrap_or_else(PoisonError::into_inner);
-            set = guard;
-            // A step that takes seconds is stuck: say what the provider is waiting for.
-            if timeout.timed_out() && !*set && !reported {
-                reported = true;
-                eprintln!(
-                    "ndkdisc host: a passive-level wait on thread {:?} has lasted 5 s; provider state:\n{}",
-                    std::thread::current().name(),
-                    softndk::describe_stuck()
-                );
-            }
-        }
+        assert_passive("waiting");
+        let mut set = wait_until(&self.set, &self.cv, true);
         *set = false;
+    }
+}
+
+/// Panic, as a bugcheck would, unless the thread may block (`PASSIVE_LEVEL`): not inside an NDK
+/// callback (`DISPATCH_LEVEL`), not holding an engine lock (a spin lock).
+fn assert_passive(what: &str) {
+    assert!(
+        !softndk::in_provider_callback(),
+        "IRQL violation: {what} at PASSIVE_LEVEL from inside an NDK callback (DISPATCH_LEVEL)"
+    );
+    assert!(
+        LOCKS_HELD.with(Cell::get) == 0,
+        "IRQL violation: {what} while holding a spin lock"
+    );
+}
+
+/// Block until `*flag == value`, returning with `flag` locked. A wait that lasts 5 s is
+/// reported (once) with what the provider is waiting for: a step that takes seconds is stuck.
+fn wait_until<'a>(flag: &'a Mutex<bool>, cv: &Condvar, value: bool) -> MutexGuard<'a, bool> {
+    let mut guard = flag.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut reported = false;
+    while *guard != value {
+        let (next, timeout) = cv
+            .wait_timeout(guard, Duration::from_secs(5))
+            .unwrap_or_else(PoisonError::into_inner);
+        guard = next;
+        if timeout.timed_out() && *guard != value && !reported {
+            reported = true;
+            eprintln!(
+                "ndkdisc host: a passive-level wait on thread {:?} has lasted 5 s; provider state:\n{}",
+                std::thread::current().name(),
+                softndk::describe_stuck()
+            );
+        }
+    }
+    guard
+}
+
+/// A WDF wait lock stand-in over a std mutex: acquiring blocks, so it asserts `PASSIVE_LEVEL`
+/// as [`HostSignal::wait`] does; holding it does not raise the (simulated) IRQL.
+#[derive(Default)]
+pub struct HostWaitLock {
+    held: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// Holds a [`HostWaitLock`] until dropped.
+pub struct HostWaitGuard<'a>(&'a HostWaitLock);
+
+impl WaitLock for HostWaitLock {
+    type Guard<'a> = HostWaitGuard<'a>;
+
+    fn acquire(&self) -> HostWaitGuard<'_> {
+        assert_passive("acquiring a wait lock");
+        let mut held = wait_until(&self.held, &self.cv, false);
+        *held = true;
+        HostWaitGuard(self)
+    }
+}
+
+impl Drop for HostWaitGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.held.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.0.cv.notify_one();
     }
 }
 
@@ -247,6 +290,7 @@ impl Platform for HostPlatform {
     type Request = HostRequest;
     type Lock<T: Send + 'static> = HostLock<T>;
     type Signal = HostSignal;
+    type WaitLock = HostWaitLock;
 
     fn lock<T: Send + 'static>(&self, value: T) -> HostLock<T> {
         HostLock(Mutex::new(value))
@@ -254,6 +298,10 @@ impl Platform for HostPlatform {
 
     fn signal(&self) -> HostSignal {
         HostSignal::default()
+    }
+
+    fn wait_lock(&self) -> Option<HostWaitLock> {
+        Some(HostWaitLock::default())
     }
 
     fn now(&self) -> u64 {
