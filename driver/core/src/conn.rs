@@ -163,16 +163,21 @@ impl<P: Platform> Conn<P> {
         adapter: Arc<ndkpi::Adapter>,
         if_index: u32,
     ) -> Result<Arc<Self>, Error> {
-        // The abandon work item's deferral slot. On failure the adapter is closed if this was
-        // its only reference (a listener's shared adapter stays with the listener).
+        // The step session's wait lock, then the abandon work item's deferral slot. On failure
+        // the adapter is closed if this was its only reference (a listener's shared adapter
+        // stays with the listener).
         let runtime = Arc::clone(owner.runtime());
-        if let Err(e) = runtime.reserve_work() {
-            if let Some(a) = Arc::into_inner(adapter) {
-                runtime.platform().wsk().close_adapter(a);
-            }
-            return Err(e);
-        }
         let platform = runtime.platform();
+        let stepper = Stepper::<P>::new(platform).ok_or(Error::NoResources);
+        let stepper = match stepper.and_then(|s| runtime.reserve_work().map(|()| s)) {
+            Ok(stepper) => stepper,
+            Err(e) => {
+                if let Some(a) = Arc::into_inner(adapter) {
+                    platform.wsk().close_adapter(a);
+                }
+                return Err(e);
+            }
+        };
         let v = adapter.version();
         let ctl = Ctl {
             phase: ConnState::Connecting,
@@ -211,7 +216,7 @@ impl<P: Platform> Conn<P> {
             owner,
             me: me.clone(),
             ctl: platform.lock(ctl),
-            stepper: Stepper::new(platform),
+            stepper,
             users_done: platform.signal(),
             abandon: crate::defer::WorkItem::new(
                 Arc::new(Abandon { conn: me.clone() }),

@@ -4,9 +4,10 @@
 //! release) is a [`WorkItem`] allocated with its owner, and each live item holds one slot of
 //! the engine's queue, reserved when it was created and given back when it is dropped (an item
 //! stays alive while queued), so the queue always has room for every item that can be queued.
-//! Queuing hands the platform one and the same work — the engine's drainer — every time. So the platform's `defer` sees at most one distinct
-//! work item per engine (a WDF work item enqueued twice runs once), and nothing is ever dropped
-//! for lack of room.
+//! Queuing a work item that was not queued kicks the platform (`Platform::kick`), which runs
+//! the engine's drainer — the one work the platform was given — at `PASSIVE_LEVEL`. So the
+//! platform holds no queue of its own and needs no room per work (a WDF work item enqueued
+//! twice runs once), and nothing is ever dropped for lack of room.
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};

@@ -61,14 +61,16 @@
 //!   with `STATUS_CANCELLED`, latches `ConnectFailed` if still connecting, and defers the
 //!   release of the connection to a work item allocated with it.
 //! - Every passive-level sequence on an object (create, POST's registrations, teardown) holds
-//!   that object's step session, so CLOSE racing ABORT or cleanup returns only once every NDK
+//!   that object's step session (its platform wait lock, `ports::WaitLock`: a WDF wait lock on
+//!   Windows), so CLOSE racing ABORT or cleanup returns only once every NDK
 //!   object of the connection is released. Object clones live only inside such a session or
 //!   inside `with_objects`, so teardown never misses one; a session that would create objects
 //!   after teardown does not.
 //! - Every state change latches its event in the connection's lock, so events follow states;
 //!   nothing is latched after `Closed`, and a fact through a reused record is refused.
 //! - Deferral to `PASSIVE_LEVEL` never refuses work: each work item holds a reserved slot of
-//!   the engine's own queue, and the platform is only ever handed the engine's drainer.
+//!   the engine's own queue; the platform holds only the engine's drainer, given once, and is
+//!   only ever kicked to run it.
 //! - What hardware does is handled (softndk does it by default): a graceful DISCONNECT pends
 //!   until `NdkDisconnect` completes — when the peer answered, or with the timeout or abort
 //!   status — and reports that outcome in its completion and in the `Local` event; after a peer

@@ -113,13 +113,18 @@ impl<P: Platform> Listener<P> {
         let mut queue = VecDeque::new();
         let reserved = queue
             .try_reserve_exact(capacity)
-            .map_err(|_| Error::NoResources)
+            .ok()
+            .and_then(|()| Stepper::<P>::new(platform))
+            .ok_or(Error::NoResources)
             // The accept work item's slot (given back when the item is dropped).
-            .and_then(|()| runtime.reserve_work());
-        if let Err(e) = reserved {
-            platform.wsk().close_adapter(adapter);
-            return Err(e);
-        }
+            .and_then(|stepper| runtime.reserve_work().map(|()| stepper));
+        let stepper = match reserved {
+            Ok(stepper) => stepper,
+            Err(e) => {
+                platform.wsk().close_adapter(adapter);
+                return Err(e);
+            }
+        };
         let me = Arc::new_cyclic(|weak: &Weak<Self>| Self {
             id,
             if_index,
@@ -136,7 +141,7 @@ impl<P: Platform> Listener<P> {
             ndk_closed: AtomicBool::new(false),
             closed_signal: platform.signal(),
             keep_alive: platform.lock(None),
-            stepper: Stepper::new(platform),
+            stepper,
             work: defer::WorkItem::new(
                 Arc::new(AcceptWork {
                     listener: weak.clone(),

@@ -53,7 +53,22 @@ pub trait Signal: Send + Sync {
     fn wait(&self);
 }
 
-/// Work to run at `PASSIVE_LEVEL` (a WDF work item).
+/// A passive-level mutex (a WDF wait lock): held across a sequence of NDK calls and the waits
+/// for their completions, so a second caller waits until the first sequence has ended instead
+/// of interleaving with it. Acquired at `PASSIVE_LEVEL` only (never in a callback, never under
+/// a [`Lock`]); the holder stays at `PASSIVE_LEVEL` and may wait on a [`Signal`].
+pub trait WaitLock: Send + Sync {
+    /// Proof of holding it; dropping it releases the lock (at <= `DISPATCH_LEVEL`).
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    /// Wait until nobody holds it, then hold it. Not re-entrant. `// IRQL: PASSIVE_LEVEL`.
+    fn acquire(&self) -> Self::Guard<'_>;
+}
+
+/// Work to run at `PASSIVE_LEVEL`: the engine's drainer, which a kick runs (a WDF work item's
+/// routine).
 pub trait Passive: Send + Sync {
     /// Run it.
     fn run(&self);
@@ -76,20 +91,31 @@ pub trait Platform: Send + Sync + Sized + 'static {
     type Lock<T: Send + 'static>: Lock<T>;
     /// The signal type.
     type Signal: Signal;
+    /// The passive-level mutex type.
+    type WaitLock: WaitLock;
 
     /// A new lock. `// IRQL: PASSIVE_LEVEL`.
     fn lock<T: Send + 'static>(&self, value: T) -> Self::Lock<T>;
     /// A new, unset signal. `// IRQL: PASSIVE_LEVEL`.
     fn signal(&self) -> Self::Signal;
+    /// A new, free wait lock, or `None` if it cannot be created (no memory: a WDF wait lock is
+    /// a framework object). `// IRQL: PASSIVE_LEVEL`.
+    fn wait_lock(&self) -> Option<Self::WaitLock>;
     /// The clock, in 100 ns units.
     fn now(&self) -> u64;
-    /// Run `work` at `PASSIVE_LEVEL` soon. Callable at `DISPATCH_LEVEL`; never allocates.
+    /// Take the engine's drainer: the one work [`Platform::kick`] runs. Called once, by
+    /// [`Engine::new`](crate::Engine::new), before any kick; a platform serves one engine.
+    /// `// IRQL: PASSIVE_LEVEL`.
     ///
-    /// The engine keeps its own queue of deferred work (with room reserved per handle) and
-    /// always passes the same `work`, its drainer: asked again while it is still queued, the
-    /// platform may run it once (`WdfWorkItemEnqueue` semantics). A platform therefore needs
-    /// room for one pending work per engine, never more.
-    fn defer(&self, work: alloc::sync::Arc<dyn Passive>);
+    /// The engine keeps its own queue of deferred work (a listener's accept work, a cancelled
+    /// CONNECT's release), with room reserved per handle; the drainer runs that queue. So the
+    /// platform holds one work per engine, never more, and never queues anything itself.
+    fn set_drainer(&self, drainer: alloc::sync::Arc<dyn Passive>);
+    /// Run the drainer at `PASSIVE_LEVEL` soon. Callable at `DISPATCH_LEVEL`; never allocates.
+    /// A kick while one is pending may coalesce with it (`WdfWorkItemEnqueue` semantics), but
+    /// every kick is followed by a run of the drainer that starts after it. After the platform
+    /// stops deferring (its device is going away) kicks may be ignored.
+    fn kick(&self);
     /// The WSK NDK extension.
     fn wsk(&self) -> &ndkpi::Wsk;
     /// The NDK-capable interfaces and their addresses. `// IRQL: PASSIVE_LEVEL`.

@@ -64,11 +64,9 @@ pub(crate) struct Runtime<P: Platform> {
     pub(crate) counters: Counters,
     /// Work deferred to `PASSIVE_LEVEL` (the `defer` module).
     deferred: P::Lock<defer::Queue>,
-    /// The one work the platform is asked to run: it drains `deferred`.
-    drainer: Arc<dyn Passive>,
 }
 
-/// The runtime's drainer.
+/// The runtime's drainer: the one work the platform runs when kicked. It drains `deferred`.
 struct Drainer<P: Platform> {
     runtime: Weak<Runtime<P>>,
 }
@@ -88,17 +86,21 @@ impl<P: Platform> defer::Slots for Runtime<P> {
 }
 
 impl<P: Platform> Runtime<P> {
+    /// A runtime over `platform`, which it gives its drainer. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn new(platform: Arc<P>, config: Config) -> Arc<Self> {
-        Arc::new_cyclic(|weak| Self {
+        let runtime = Arc::new(Self {
             deferred: platform.lock(defer::Queue::default()),
-            drainer: Arc::new(Drainer {
-                runtime: weak.clone(),
-            }),
             platform,
             config,
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
-        })
+        });
+        // Weak: the platform outlives the runtime's last user, and must not keep it alive.
+        let drainer: Arc<dyn Passive> = Arc::new(Drainer {
+            runtime: Arc::downgrade(&runtime),
+        });
+        runtime.platform.set_drainer(drainer);
+        runtime
     }
 
     /// The platform.
@@ -129,7 +131,7 @@ impl<P: Platform> Runtime<P> {
     /// Queue `item` to run at `PASSIVE_LEVEL`. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
     pub(crate) fn defer(&self, item: &Arc<defer::WorkItem>) {
         if defer::push(&self.deferred, item) {
-            self.platform.defer(Arc::clone(&self.drainer));
+            self.platform.kick();
         }
     }
 

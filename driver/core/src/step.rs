@@ -1,53 +1,57 @@
 //! Waiting for NDK creates and closes at `PASSIVE_LEVEL`, one caller at a time.
 //!
-//! An object's [`Stepper`] is also its passive-level mutex: a [`Session`] is held across a
-//! whole sequence of steps (a teardown, a POST's MR registrations), so a second caller — CLOSE
-//! racing ABORT, a POST racing handle cleanup — waits for the first sequence to finish instead
-//! of interleaving its steps with it or returning before it is done.
+//! An object's [`Stepper`] holds its passive-level mutex (the platform's [`WaitLock`]): a
+//! [`Session`] holds it across a whole sequence of steps (a teardown, a POST's MR
+//! registrations), so a second caller — CLOSE racing ABORT, a POST racing handle cleanup —
+//! waits for the first sequence to finish instead of interleaving its steps with it or
+//! returning before it is done. Within a session, each step is started and its completion
+//! waited for: the completion (an NDK callback, at <= `DISPATCH_LEVEL`) records its result in
+//! the step slot and sets the `done` signal, and may come before the start returns.
 
 use ndkpi::{Created, NtStatus, Op};
 
-use crate::ports::{Lock, Platform, Signal};
+use crate::ports::{Lock, Platform, Signal, WaitLock};
 
+/// The result of the current step, written by its completion.
 #[derive(Default)]
 struct Slot {
     op: Option<Op>,
     status: NtStatus,
     created: Option<Created>,
-    /// A session is open.
-    busy: bool,
 }
 
-/// The step slot of one object.
+/// The step slot of one object, and its session lock.
 pub(crate) struct Stepper<P: Platform> {
     slot: P::Lock<Slot>,
     /// The current step finished.
     done: P::Signal,
-    /// A session ended.
-    free: P::Signal,
+    /// Held by the open session.
+    sessions: P::WaitLock,
 }
 
-/// Exclusive use of a [`Stepper`] until dropped.
-pub(crate) struct Session<'a, P: Platform> {
+/// Exclusive use of a [`Stepper`] until dropped (which releases its wait lock).
+pub(crate) struct Session<'a, P: Platform + 'a> {
     stepper: &'a Stepper<P>,
+    _held: <P::WaitLock as WaitLock>::Guard<'a>,
 }
 
 impl<P: Platform> Stepper<P> {
-    pub(crate) fn new(platform: &P) -> Self {
-        Self {
+    /// A stepper, or `None` if the platform cannot create its wait lock.
+    /// `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn new(platform: &P) -> Option<Self> {
+        Some(Self {
+            sessions: platform.wait_lock()?,
             slot: platform.lock(Slot::default()),
             done: platform.signal(),
-            free: platform.signal(),
-        }
+        })
     }
 
     /// Wait until no other session is open, then open one. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn session(&self) -> Session<'_, P> {
-        // A set of `free` left over from a session nobody waited for only causes one more look.
-        while self.slot.with(|s| core::mem::replace(&mut s.busy, true)) {
-            self.free.wait();
+        Session {
+            _held: self.sessions.acquire(),
+            stepper: self,
         }
-        Session { stepper: self }
     }
 
     /// One step in a session of its own.
@@ -86,14 +90,5 @@ impl<P: Platform> Session<'_, P> {
             // A set left over from an earlier step only causes one more look at the slot.
             stepper.done.wait();
         }
-    }
-}
-
-impl<P: Platform> Drop for Session<'_, P> {
-    fn drop(&mut self) {
-        self.stepper.slot.with(|s| s.busy = false);
-        // Wakes one waiter (the signal is auto-reset); it takes the next session, and its own
-        // session's end wakes the next.
-        self.stepper.free.set();
     }
 }

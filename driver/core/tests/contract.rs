@@ -9,33 +9,21 @@
 mod common;
 use common::*;
 
-use std::sync::Mutex;
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::channel;
 
-use ndkdisc_core::ports::{Passive, Platform};
 use ndkdisc_host::HostRequest;
 use softndk::{Fault, MisusePolicy, ObjectKind};
 
-/// A marker work on the engine's passive worker (a FIFO): once it has run, every work deferred
-/// before it has run too.
-struct Marker(Mutex<Option<Sender<()>>>);
-
-impl Passive for Marker {
-    fn run(&self) {
-        if let Some(tx) = self.0.lock().unwrap().take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Let the provider's threads and then the engine's passive worker finish what they were given.
+/// Let the provider's threads and then the engine's passive worker finish what they were given:
+/// the worker is a FIFO, so once a marker sent now has run, every drainer run kicked before it
+/// has run too.
 fn settle(w: &World) {
     for _ in 0..3 {
         assert!(w.fabric.wait_idle(WAIT), "the provider settles");
-        let (tx, rx) = channel();
-        w.engine
-            .platform()
-            .defer(Arc::new(Marker(Mutex::new(Some(tx)))));
+        let (tx, rx) = channel::<()>();
+        w.engine.platform().on_passive_worker(move || {
+            let _ = tx.send(());
+        });
         rx.recv_timeout(WAIT).expect("the passive worker runs");
     }
 }

@@ -1,16 +1,20 @@
 //! loom models of the event path's lock protocol: the NDK disconnect callback latching an
 //! event, racing a WAIT that arrives, a cancellation (`CancelIoEx` and the cancel routine) and
-//! handle cleanup. Run with `RUSTFLAGS="--cfg loom" cargo test -p ndkdisc-core --test
-//! loom_events --release`.
+//! handle cleanup; and of an object's passive-level serialisation (the `step` module, compiled
+//! here over loom implementations of the ports it uses). Run with `RUSTFLAGS="--cfg loom"
+//! cargo test -p ndkdisc-core --test loom_events --release`.
 //!
 //! Invariants checked over every interleaving: each request completes exactly once; an event
 //! is either delivered (to exactly one wait) or still queued — never lost, never duplicated.
+//! Two step sessions are never open at once, and the second opens only after the first has
+//! closed; a step's completion is never lost, whether it comes before its start returns or
+//! while it waits, and a completion of one step never ends the next.
 #![cfg(loom)]
 #![allow(clippy::pedantic, reason = "model scaffolding")]
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use ndkdisc_abi::{Cause, EventKind, NtStatus};
+use ndkdisc_abi::{Cause, Event, EventKind, NtStatus};
 use ndkdisc_core::events::{ConnIndex, EventQueue, Limits, Ready, WaitOutcome};
 use ndkdisc_core::ports::{Cancelled, PendedRequest};
 
@@ -245,5 +249,190 @@ fn a_wait_racing_handle_cleanup_is_cancelled_never_stranded() {
             "completed once, cancelled"
         );
         assert_eq!(q.lock().unwrap().pended_waits(), 0, "nothing left pended");
+    });
+}
+
+// The passive-level serialisation: the engine's own `step` module, whose `crate::ports` is the
+// shim below, over loom implementations of the ports.
+
+#[path = "../src/step.rs"]
+mod step;
+
+/// What `step` uses of the ports, as it names them (`crate::ports`): the core's `Lock`,
+/// `Signal` and `WaitLock`, and the engine's `Platform` reduced to their constructors.
+mod ports {
+    pub(crate) use ndkdisc_core::ports::{Lock, Signal, WaitLock};
+
+    pub(crate) trait Platform {
+        type Lock<T: Send + 'static>: Lock<T>;
+        type Signal: Signal;
+        type WaitLock: WaitLock;
+        fn lock<T: Send + 'static>(&self, value: T) -> Self::Lock<T>;
+        fn signal(&self) -> Self::Signal;
+        fn wait_lock(&self) -> Option<Self::WaitLock>;
+    }
+}
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::{Condvar, MutexGuard};
+use ndkdisc_core::ports::{Lock, Signal, WaitLock};
+use ndkpi::Op;
+
+/// The spin lock port: a loom mutex.
+struct LoomLock<T>(Mutex<T>);
+
+impl<T: Send> Lock<T> for LoomLock<T> {
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+}
+
+/// The signal port: an auto-reset event (a wait consumes the set; a set with nobody waiting
+/// stays for the next wait).
+#[derive(Default)]
+struct LoomSignal {
+    set: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Signal for LoomSignal {
+    fn set(&self) {
+        *self.set.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+    fn wait(&self) {
+        let mut set = self.set.lock().unwrap();
+        while !*set {
+            set = self.cv.wait(set).unwrap();
+        }
+        *set = false;
+    }
+}
+
+/// The wait lock port: a loom mutex, held by its guard.
+struct LoomWaitLock(Mutex<()>);
+
+impl WaitLock for LoomWaitLock {
+    type Guard<'a> = MutexGuard<'a, ()>;
+    fn acquire(&self) -> MutexGuard<'_, ()> {
+        self.0.lock().unwrap()
+    }
+}
+
+struct LoomPlatform;
+
+impl ports::Platform for LoomPlatform {
+    type Lock<T: Send + 'static> = LoomLock<T>;
+    type Signal = LoomSignal;
+    type WaitLock = LoomWaitLock;
+    fn lock<T: Send + 'static>(&self, value: T) -> LoomLock<T> {
+        LoomLock(Mutex::new(value))
+    }
+    fn signal(&self) -> LoomSignal {
+        LoomSignal::default()
+    }
+    fn wait_lock(&self) -> Option<LoomWaitLock> {
+        Some(LoomWaitLock(Mutex::new(())))
+    }
+}
+
+type Stepper = step::Stepper<LoomPlatform>;
+
+fn stepper() -> Arc<Stepper> {
+    Arc::new(Stepper::new(&LoomPlatform).expect("a loom wait lock"))
+}
+
+/// The provider completing a step on a thread of its own (as an NDK callback would), racing
+/// the session that started it.
+fn complete_on_a_thread(
+    s: &Arc<Stepper>,
+    op: Op,
+    status: NtStatus,
+) -> loom::thread::JoinHandle<()> {
+    let s = Arc::clone(s);
+    thread::spawn(move || s.finish(op, status, None))
+}
+
+/// Two sessions race (CLOSE racing ABORT): the first's step completes on a provider thread,
+/// the second's before its start returns. They are never both open, the second opens only once
+/// the first has closed, and each gets its own step's result.
+#[test]
+fn two_sessions_never_overlap_and_the_second_opens_after_the_first_closes() {
+    loom::model(|| {
+        let s = stepper();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(AtomicUsize::new(0));
+        let session = |who: u8, status: NtStatus, on_a_thread: bool| {
+            let (s, log, open) = (Arc::clone(&s), Arc::clone(&log), Arc::clone(&open));
+            thread::spawn(move || {
+                let session = s.session();
+                assert_eq!(open.fetch_add(1, Ordering::SeqCst), 0, "never both open");
+                log.lock().unwrap().push(who);
+                let mut provider = None;
+                let (st, created) = session.run(|| {
+                    if on_a_thread {
+                        provider = Some(complete_on_a_thread(&s, Op::CreatePd, status));
+                    } else {
+                        s.finish(Op::CreateCq, status, None);
+                    }
+                });
+                assert_eq!(st, status, "session {who} got its own step's result");
+                assert!(created.is_none());
+                log.lock().unwrap().push(who);
+                open.fetch_sub(1, Ordering::SeqCst);
+                drop(session);
+                if let Some(p) = provider {
+                    p.join().unwrap();
+                }
+            })
+        };
+        let a = session(1, NtStatus::SUCCESS, true);
+        let b = session(2, NtStatus::CANCELLED, false);
+        a.join().unwrap();
+        b.join().unwrap();
+        let log = log.lock().unwrap();
+        assert!(
+            *log == [1, 1, 2, 2] || *log == [2, 2, 1, 1],
+            "one session opened after the other closed: {log:?}"
+        );
+    });
+}
+
+/// A step whose completion races its start and its wait (before `start` returns, between the
+/// start and the wait, or during the wait) always returns that completion.
+#[test]
+fn a_completion_racing_its_start_is_not_lost() {
+    loom::model(|| {
+        let s = stepper();
+        let mut provider = None;
+        let (st, created) = s.run(|| {
+            provider = Some(complete_on_a_thread(&s, Op::CreateQp, NtStatus::CANCELLED));
+        });
+        assert_eq!(st, NtStatus::CANCELLED, "the completion was seen");
+        assert!(created.is_none());
+        provider.unwrap().join().unwrap();
+    });
+}
+
+/// Two steps in one session, each completed on a provider thread: the first's signal may still
+/// be set when the second starts (its result was read before its set). The second step still
+/// waits for its own completion and returns it.
+#[test]
+fn a_late_set_from_one_step_never_ends_the_next() {
+    loom::model(|| {
+        let s = stepper();
+        let session = s.session();
+        let mut providers = Vec::new();
+        for (op, status) in [
+            (Op::CreatePd, NtStatus::SUCCESS),
+            (Op::CreateCq, NtStatus::CANCELLED),
+        ] {
+            let (st, _) = session.run(|| providers.push(complete_on_a_thread(&s, op, status)));
+            assert_eq!(st, status, "{op:?} returned its own completion");
+        }
+        drop(session);
+        for p in providers {
+            p.join().unwrap();
+        }
     });
 }

@@ -198,10 +198,7 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
     // SAFETY: DriverEntry registered with WSK and captured the provider before creating the
     // driver object, and releases it only in unload, after every device is gone.
     let wsk = unsafe { wsk::ndk_extension() };
-    let Some(platform) = KmPlatform::new(wsk, work_item) else {
-        return NtStatus::INSUFFICIENT_RESOURCES.0;
-    };
-    let platform = Arc::new(platform);
+    let platform = Arc::new(KmPlatform::new(wsk, work_item));
     let engine = Engine::new(Arc::clone(&platform), Config::default());
     // SAFETY: a live device with DEVICE_CONTEXT.
     let ctx = unsafe { DEVICE_CONTEXT.get::<DeviceContext>(device.cast()) };

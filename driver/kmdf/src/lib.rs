@@ -39,8 +39,8 @@
 //!   and the NDK extension it yields to each device.
 //! - `device`: `EvtDriverDeviceAdd` and every device, file, queue, cancel and work-item
 //!   callback, each a short trampoline: recover the context, call the core, complete.
-//! - `platform`: the ports — `KmLock` (`KSPIN_LOCK`), `KmSignal` (`KEVENT`), deferral over
-//!   one `WDFWORKITEM`, pool + MDL memory, the address table.
+//! - `platform`: the ports — `KmLock` (`KSPIN_LOCK`), `KmSignal` (`KEVENT`), `KmWaitLock`
+//!   (`WDFWAITLOCK`), the drainer's kick over one `WDFWORKITEM`, pool + MDL memory, the address table.
 //! - `request`: every `WDFREQUEST` call — `Request` (a presented request: file object, input
 //!   copy, completion), `KmRequest` (the pended-request port: output, cancelability,
 //!   completion with information) and `RequestRef` (the cancel routine's view).
@@ -63,8 +63,12 @@
 //! | `KeAcquireSpinLockRaiseToDpc`, `KeReleaseSpinLock` | every `KmLock::with` | <= DISPATCH, raised to DISPATCH | <= DISPATCH; the lock word is in nonpaged memory |
 //! | `KeInitializeEvent`, `KeSetEvent` (Wait = FALSE) | `KmSignal` | <= DISPATCH | <= DISPATCH; the event is in nonpaged pool |
 //! | `KeWaitForSingleObject` (no timeout) | `KmSignal::wait`, called by the core at PASSIVE only | PASSIVE | a wait without a zero timeout requires < DISPATCH |
+//! | `WdfWaitLockCreate` (no attributes: the driver is the parent) | `Platform::wait_lock` (a connection's or listener's creation) | PASSIVE | <= DISPATCH |
+//! | `WdfWaitLockAcquire` (Timeout = NULL) | `KmWaitLock::acquire`, called by the core at PASSIVE only (a step session) | PASSIVE | NULL timeout requires PASSIVE; the holder stays at PASSIVE in a critical region, so it may call NDK and wait |
+//! | `WdfWaitLockRelease` | dropping the session's guard | PASSIVE | <= DISPATCH |
+//! | `WdfObjectDelete` (the wait lock) | dropping a connection or listener | <= DISPATCH | <= DISPATCH; the lock is not held (its guards borrow it) |
 //! | `KeQueryUnbiasedInterruptTime` | `Platform::now` | any | any |
-//! | `WdfWorkItemEnqueue` | `Platform::defer`, from NDK callbacks | <= DISPATCH | <= DISPATCH |
+//! | `WdfWorkItemEnqueue` | `Platform::kick`, from NDK callbacks and cancel routines | <= DISPATCH | <= DISPATCH |
 //! | `WdfWorkItemGetParentObject` | `EvtWorkItem` | PASSIVE | <= DISPATCH |
 //! | `WdfWorkItemFlush` | `EvtDeviceSelfManagedIoCleanup` | PASSIVE | PASSIVE, not from the work item itself |
 //! | `ExAllocatePool2` (nonpaged), `IoAllocateMdl`, `MmBuildMdlForNonPagedPool` | `Platform::memory` (POST) | PASSIVE | <= DISPATCH each |
@@ -83,13 +87,19 @@
 //! - The engine and platform live in the device context, from `EvtDriverDeviceAdd` to the
 //!   device's `EvtDestroyCallback`, which WDF runs after every child (file objects, the queue,
 //!   the work item) is gone.
-//! - Deferral (`Platform::defer`) never allocates: a ring of `DEFER_SLOTS` (1024) entries is
-//!   reserved with the platform, and one `WDFWORKITEM` drains it. Work already queued is not
-//!   queued twice (as `WdfWorkItemEnqueue` does not enqueue twice), and the core only ever
-//!   defers one work — its drainer, over the core's own queue with room reserved per handle
-//!   (`ndkdisc-core`'s `defer` module) — so the ring never holds more than one entry and
-//!   nothing is ever refused. `EvtDeviceSelfManagedIoCleanup` closes the ring and flushes the
-//!   item.
+//! - Deferral never allocates and holds no queue: the engine gives the platform its drainer
+//!   once (`Platform::set_drainer`, at engine creation) and afterwards only kicks it
+//!   (`Platform::kick`), which enqueues the device's one `WDFWORKITEM`; the item's routine
+//!   runs the drainer, which runs the core's own queue of deferred work (room reserved per
+//!   handle, `ndkdisc-core`'s `defer` module). A kick while the item is queued adds nothing
+//!   (`WdfWorkItemEnqueue` does not enqueue twice) and the drainer's run covers it.
+//!   `EvtDeviceSelfManagedIoCleanup` stops the kicks and flushes the item, so a run already
+//!   enqueued finishes first. A kick that checked before the stop may still enqueue the item
+//!   after the flush; that run drains the engine's queue too, but it may come once the
+//!   cleanup has returned.
+//! - A `KmWaitLock` (a connection's or listener's step session) is a `WDFWAITLOCK` whose parent
+//!   is the driver object, which outlives every device and so every object of an engine; it
+//!   is deleted when the connection or listener drops, never while held.
 //! - The WSK registration is global (`driver`): made before `WdfDriverCreate` and released in
 //!   `EvtDriverUnload`, which WDF calls only when every device — so every handle, and every NDK
 //!   object the core opened for it — is gone. `WskDeregister` then waits for WSK itself.

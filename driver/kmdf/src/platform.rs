@@ -9,12 +9,14 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use core::ptr::{NonNull, null_mut};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal};
+use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal, WaitLock};
 use ndkpi_sys::{
     AF_INET, AF_INET6, AF_UNSPEC, FreeMibTable, GetUnicastIpAddressTable, MIB_UNICASTIPADDRESS_ROW,
     MIB_UNICASTIPADDRESS_TABLE, NtStatus, SOCKADDR_INET,
 };
+use wdk::nt_success;
 use wdk_sys::ntddk::{
     ExAllocatePool2, ExFreePool, IoAllocateMdl, IoFreeMdl, KeAcquireSpinLockRaiseToDpc,
     KeInitializeEvent, KeQueryUnbiasedInterruptTime, KeReleaseSpinLock, KeSetEvent,
@@ -22,7 +24,7 @@ use wdk_sys::ntddk::{
 };
 use wdk_sys::{
     _EVENT_TYPE, _KWAIT_REASON, KEVENT, KPROCESSOR_MODE, KSPIN_LOCK, NTSTATUS, PMDL,
-    POOL_FLAG_NON_PAGED, SIZE_T, ULONG, WDFWORKITEM, call_unsafe_wdf_function_binding,
+    POOL_FLAG_NON_PAGED, SIZE_T, ULONG, WDFWAITLOCK, WDFWORKITEM, call_unsafe_wdf_function_binding,
 };
 
 use crate::request::KmRequest;
@@ -31,11 +33,6 @@ use crate::request::KmRequest;
 const KERNEL_MODE: KPROCESSOR_MODE = 0;
 /// Pool tag of posted buffers, `NdkB` in the debugger.
 const BUFFER_TAG: ULONG = u32::from_le_bytes(*b"NdkB");
-/// Deferred work that can be queued at once. A queued entry is not queued twice (as
-/// `WdfWorkItemEnqueue` does not enqueue twice), and the core defers only its drainer
-/// (`Platform::defer`'s contract), so one entry is used; the rest is slack.
-pub(crate) const DEFER_SLOTS: usize = 1024;
-
 /// [`Lock`] over a `KSPIN_LOCK`: `with` raises to `DISPATCH_LEVEL` for the closure.
 pub struct KmLock<T> {
     spin: UnsafeCell<KSPIN_LOCK>,
@@ -124,6 +121,75 @@ impl Signal for KmSignal {
     }
 }
 
+/// [`WaitLock`] over a `WDFWAITLOCK`: acquiring waits at `PASSIVE_LEVEL` inside a critical
+/// region (normal kernel APCs off, IRQL unchanged), so the holder may call NDK and wait on a
+/// [`KmSignal`]. Its parent is the driver object (WDF's default), which outlives every device
+/// and so every engine object; the lock is deleted when this value drops.
+pub struct KmWaitLock {
+    lock: WDFWAITLOCK,
+}
+
+// SAFETY: a WDF wait lock may be acquired and released from any thread; the handle is owned by
+// this value and deleted once, in drop.
+unsafe impl Send for KmWaitLock {}
+// SAFETY: as above; every access goes through WDF's own synchronisation.
+unsafe impl Sync for KmWaitLock {}
+
+impl KmWaitLock {
+    /// A new, free wait lock, or `None` if WDF cannot allocate it. `// IRQL: <= DISPATCH_LEVEL`
+    /// (the port asks `PASSIVE_LEVEL`).
+    fn new() -> Option<Self> {
+        let mut lock: WDFWAITLOCK = null_mut();
+        let status: NTSTATUS;
+        // SAFETY: no attributes (WDF_NO_OBJECT_ATTRIBUTES: the driver object is the parent) and a
+        // valid out-pointer; WdfWaitLockCreate may be called at <= DISPATCH_LEVEL.
+        unsafe {
+            status =
+                call_unsafe_wdf_function_binding!(WdfWaitLockCreate, null_mut(), &raw mut lock);
+        }
+        (nt_success(status) && !lock.is_null()).then_some(Self { lock })
+    }
+}
+
+impl Drop for KmWaitLock {
+    // IRQL: <= DISPATCH_LEVEL. Not held: every guard borrows the lock, so none outlives it.
+    fn drop(&mut self) {
+        // SAFETY: a wait lock created in `new` with the driver as its parent, which has not
+        // been deleted (the driver outlives its devices and their engines), deleted once;
+        // WdfObjectDelete may be called at <= DISPATCH_LEVEL.
+        unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, self.lock.cast()) };
+    }
+}
+
+/// Holds a [`KmWaitLock`] until dropped.
+pub struct KmWaitGuard<'a> {
+    lock: &'a KmWaitLock,
+}
+
+impl WaitLock for KmWaitLock {
+    type Guard<'a> = KmWaitGuard<'a>;
+
+    // IRQL: PASSIVE_LEVEL (the port's contract: never from a callback or under a lock).
+    fn acquire(&self) -> KmWaitGuard<'_> {
+        // SAFETY: a live wait lock (owned by `self`), not held by this thread (the port's
+        // locks are not re-entrant and the core opens one session at a time per object); no
+        // timeout (NULL), which requires PASSIVE_LEVEL (port contract). It then returns
+        // STATUS_SUCCESS, holding the lock.
+        let _status: NTSTATUS =
+            unsafe { call_unsafe_wdf_function_binding!(WdfWaitLockAcquire, self.lock, null_mut()) };
+        KmWaitGuard { lock: self }
+    }
+}
+
+impl Drop for KmWaitGuard<'_> {
+    // IRQL: <= DISPATCH_LEVEL.
+    fn drop(&mut self) {
+        // SAFETY: held by this thread (acquired when this guard was made); a live wait lock
+        // (the guard borrows its owner). WdfWaitLockRelease may be called at <= DISPATCH_LEVEL.
+        unsafe { call_unsafe_wdf_function_binding!(WdfWaitLockRelease, self.lock.lock) };
+    }
+}
+
 /// Posted-buffer memory: nonpaged pool described by an MDL built for nonpaged pool.
 struct KmMemory {
     base: NonNull<u8>,
@@ -187,108 +253,56 @@ unsafe impl ndkpi::RegisteredMemory for KmMemory {
     }
 }
 
-/// The queue behind [`Platform::defer`]: a ring with its capacity reserved up front, so
-/// queueing never allocates.
-struct DeferRing {
-    slots: Vec<Option<Arc<dyn Passive>>>,
-    head: usize,
-    len: usize,
-    closed: bool,
-}
-
-impl DeferRing {
-    /// Queue `work`, or hand it back (closed, already queued, or full) to be dropped outside
-    /// the lock.
-    fn push(&mut self, work: Arc<dyn Passive>) -> Result<(), Arc<dyn Passive>> {
-        let cap = self.slots.len();
-        if self.closed || self.len >= cap {
-            return Err(work);
-        }
-        let queued = (0..self.len).any(|i| {
-            (self.head + i)
-                .checked_rem(cap)
-                .and_then(|s| self.slots.get(s))
-                .and_then(Option::as_ref)
-                .is_some_and(|w| Arc::ptr_eq(w, &work))
-        });
-        if queued {
-            return Err(work);
-        }
-        match (self.head + self.len)
-            .checked_rem(cap)
-            .and_then(|s| self.slots.get_mut(s))
-        {
-            Some(slot) => {
-                *slot = Some(work);
-                self.len += 1;
-                Ok(())
-            }
-            None => Err(work),
-        }
-    }
-
-    fn pop(&mut self) -> Option<Arc<dyn Passive>> {
-        if self.len == 0 {
-            return None;
-        }
-        let work = self.slots.get_mut(self.head).and_then(Option::take);
-        self.head = (self.head + 1).checked_rem(self.slots.len()).unwrap_or(0);
-        self.len -= 1;
-        work
-    }
-}
-
 /// The KMDF platform: one per device.
 pub struct KmPlatform {
     wsk: ndkpi::Wsk,
+    /// The device's work item: a kick enqueues it, and its routine runs `drainer`.
     work_item: WDFWORKITEM,
-    ring: KmLock<DeferRing>,
+    /// The engine's drainer (`Platform::set_drainer`).
+    drainer: KmLock<Option<Arc<dyn Passive>>>,
+    /// `stop_deferring` ran: kicks no longer enqueue the work item.
+    stopped: AtomicBool,
 }
 
 // SAFETY: WDF handles may be used from any thread; the work item outlives this value (the
 // device's self-managed-I/O cleanup flushes it, and the device context holding this platform
 // is destroyed after the work item, its child).
 unsafe impl Send for KmPlatform {}
-// SAFETY: as above; the mutable state is behind `ring`'s lock.
+// SAFETY: as above; the mutable state is behind `drainer`'s lock and an atomic.
 unsafe impl Sync for KmPlatform {}
 
 impl KmPlatform {
-    /// A platform over the WSK NDK extension and the device's work item, or `None` if the
-    /// defer ring cannot be reserved. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn new(wsk: ndkpi::Wsk, work_item: WDFWORKITEM) -> Option<Self> {
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(DEFER_SLOTS).ok()?;
-        slots.resize_with(DEFER_SLOTS, || None);
-        Some(Self {
+    /// A platform over the WSK NDK extension and the device's work item.
+    /// `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn new(wsk: ndkpi::Wsk, work_item: WDFWORKITEM) -> Self {
+        Self {
             wsk,
             work_item,
-            ring: KmLock::new(DeferRing {
-                slots,
-                head: 0,
-                len: 0,
-                closed: false,
-            }),
-        })
-    }
-
-    /// The work item ran: run everything queued, in order. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn run_deferred(&self) {
-        while let Some(work) = self.ring.with(DeferRing::pop) {
-            work.run();
+            drainer: KmLock::new(None),
+            stopped: AtomicBool::new(false),
         }
     }
 
-    /// Refuse further deferrals and wait for the work item to finish what is queued.
-    /// `// IRQL: PASSIVE_LEVEL`, not from the work item.
+    /// The work item ran: run the engine's drainer. `// IRQL: PASSIVE_LEVEL`.
+    pub(crate) fn run_deferred(&self) {
+        // Cloned under the lock, run and dropped outside it.
+        if let Some(drainer) = self.drainer.with(|d| d.clone()) {
+            drainer.run();
+        }
+    }
+
+    /// Ignore further kicks and wait for the work item to finish a run already enqueued, which
+    /// drains everything the engine queued before it. `// IRQL: PASSIVE_LEVEL`, not from the
+    /// work item.
+    ///
+    /// A kick that read `stopped` before it was set may enqueue the work item after the flush:
+    /// that run still drains the engine's queue (nothing kicked is dropped), but it may come
+    /// after this returns, while the device is being removed.
     pub(crate) fn stop_deferring(&self) {
-        self.ring.with(|r| r.closed = true);
+        self.stopped.store(true, Ordering::Release);
         // SAFETY: a live work item (type invariant), flushed at PASSIVE_LEVEL from outside
         // its own callback (self-managed-I/O cleanup).
         unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemFlush, self.work_item) };
-        // Nothing can be queued any more; release what a racing push left.
-        while let Some(work) = self.ring.with(DeferRing::pop) {
-            drop(work);
-        }
     }
 }
 
@@ -296,6 +310,7 @@ impl Platform for KmPlatform {
     type Request = KmRequest;
     type Lock<T: Send + 'static> = KmLock<T>;
     type Signal = KmSignal;
+    type WaitLock = KmWaitLock;
 
     fn lock<T: Send + 'static>(&self, value: T) -> KmLock<T> {
         KmLock::new(value)
@@ -305,6 +320,10 @@ impl Platform for KmPlatform {
         KmSignal::new()
     }
 
+    fn wait_lock(&self) -> Option<KmWaitLock> {
+        KmWaitLock::new()
+    }
+
     // IRQL: any.
     fn now(&self) -> u64 {
         // SAFETY: no preconditions; callable at any IRQL. 100 ns units since boot, not
@@ -312,13 +331,16 @@ impl Platform for KmPlatform {
         unsafe { KeQueryUnbiasedInterruptTime() }
     }
 
-    // IRQL: <= DISPATCH_LEVEL. Never allocates: the ring's slots were reserved in `new`.
-    fn defer(&self, work: Arc<dyn Passive>) {
-        let (refused, closed) = self.ring.with(|r| (r.push(work).err(), r.closed));
-        // Dropping outside the lock: a refused entry is a second reference to queued work,
-        // or work refused after close or when full (see DEFER_SLOTS).
-        drop(refused);
-        if !closed {
+    // IRQL: PASSIVE_LEVEL (engine creation).
+    fn set_drainer(&self, drainer: Arc<dyn Passive>) {
+        let old = self.drainer.with(|d| d.replace(drainer));
+        // A platform serves one engine; a replaced drainer is dropped outside the lock.
+        drop(old);
+    }
+
+    // IRQL: <= DISPATCH_LEVEL. Never allocates.
+    fn kick(&self) {
+        if !self.stopped.load(Ordering::Acquire) {
             // SAFETY: a live work item (type invariant); WdfWorkItemEnqueue may be called at
             // <= DISPATCH_LEVEL and does nothing if the item is already queued.
             unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, self.work_item) };

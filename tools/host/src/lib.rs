@@ -6,9 +6,11 @@
 //! benchmarks, ndkpi's tests and the client's simulation backend:
 //!
 //! - [`HostPlatform`]: spin locks as mutexes ([`HostLock`]), `KEVENT`s as condition variables
-//!   ([`HostSignal`]), one worker thread standing in for the WDF work item, the WSK NDK
-//!   extension of a softndk fabric ([`fabric_wsk`]), and registered memory described by a soft
-//!   MDL ([`SoftMemory`]).
+//!   ([`HostSignal`]), WDF wait locks as a std mutex-guarded flag ([`HostWaitLock`]), one
+//!   worker thread standing in for the WDF work item (each kick runs the engine's drainer
+//!   there; tests queue their own work behind it with [`HostPlatform::on_passive_worker`]), the
+//!   WSK NDK extension of a softndk fabric ([`fabric_wsk`]), and registered memory described
+//!   by a soft MDL ([`SoftMemory`]).
 //! - [`HostRequest`] and [`Pending`]: a pended request with WDF's cancel rules, and the caller's
 //!   side of it (wait, `CancelIoEx`); [`HostHandle`]: a file handle that issues IOCTLs to the
 //!   engine's [`ndkdisc_core::Owner`].
@@ -19,11 +21,11 @@
 //! callback, on softndk's threads), reaches the engine through ndkpi's trampolines, is latched
 //! under a [`HostLock`] and completes a [`HostRequest`] that a [`Pending`] waits on.
 //!
-//! It checks the kernel's rules as it goes: waiting on a signal inside an NDK callback
-//! (`DISPATCH_LEVEL`) or while holding an engine lock panics, as would a bugcheck; allocating
-//! while holding an engine lock, or inside the disconnect callback, is counted by
-//! [`softndk::alloc_check`] in test binaries that install its allocator; calling NDK while
-//! holding an engine lock is a softndk misuse violation ([`softndk::consumer_lock`]).
+//! It checks the kernel's rules as it goes: waiting on a signal or acquiring a wait lock inside
+//! an NDK callback (`DISPATCH_LEVEL`) or while holding an engine lock panics, as would a
+//! bugcheck; allocating while holding an engine lock, or inside the disconnect callback, is
+//! counted by [`softndk::alloc_check`] in test binaries that install its allocator; calling NDK
+//! while holding an engine lock is a softndk misuse violation ([`softndk::consumer_lock`]).
 
 use std::sync::Arc;
 
@@ -32,8 +34,8 @@ mod platform;
 
 pub use memory::SoftMemory;
 pub use platform::{
-    CallbackLockHook, HostHandle, HostLock, HostPlatform, HostRequest, HostSignal, Pending,
-    on_callback_lock, watch_adapter_removal,
+    CallbackLockHook, HostHandle, HostLock, HostPlatform, HostRequest, HostSignal, HostWaitGuard,
+    HostWaitLock, Pending, on_callback_lock, watch_adapter_removal,
 };
 
 /// The WSK NDK extension of a softndk fabric, as `WskControlClient` gives it on Windows; the

@@ -1,16 +1,20 @@
-//! The engine's ports over std: locks that stand in for spin locks, auto-reset signals, a
-//! passive-level worker thread, pended requests with WDF's cancel semantics, and a file handle.
+//! The engine's ports over std: locks that stand in for spin locks, auto-reset signals, wait
+//! locks, a passive-level worker thread that runs the engine's drainer, pended requests with
+//! WDF's cancel semantics, and a file handle.
 
 use std::boxed::Box;
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use ndkdisc_abi::NtStatus;
-use ndkdisc_core::ports::{AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal};
+use ndkdisc_core::ports::{
+    AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal, WaitLock,
+};
 use ndkdisc_core::{Engine, Owner};
 
 use crate::memory::SoftMemory;
@@ -80,33 +84,73 @@ impl Signal for HostSignal {
     }
 
     fn wait(&self) {
-        assert!(
-            !softndk::in_provider_callback(),
-            "IRQL violation: waiting at PASSIVE_LEVEL from inside an NDK callback (DISPATCH_LEVEL)"
-        );
-        assert!(
-            LOCKS_HELD.with(Cell::get) == 0,
-            "IRQL violation: waiting while holding a spin lock"
-        );
-        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut reported = false;
-        while !*set {
-            let (guard, timeout) = self
-                .cv
-                .wait_timeout(set, Duration::from_secs(5))
-                .unwrap_or_else(PoisonError::into_inner);
-            set = guard;
-            // A step that takes seconds is stuck: say what the provider is waiting for.
-            if timeout.timed_out() && !*set && !reported {
-                reported = true;
-                eprintln!(
-                    "ndkdisc host: a passive-level wait on thread {:?} has lasted 5 s; provider state:\n{}",
-                    std::thread::current().name(),
-                    softndk::describe_stuck()
-                );
-            }
-        }
+        assert_passive("waiting");
+        let mut set = wait_until(&self.set, &self.cv, true);
         *set = false;
+    }
+}
+
+/// Panic, as a bugcheck would, unless the thread may block (`PASSIVE_LEVEL`): not inside an NDK
+/// callback (`DISPATCH_LEVEL`), not holding an engine lock (a spin lock).
+fn assert_passive(what: &str) {
+    assert!(
+        !softndk::in_provider_callback(),
+        "IRQL violation: {what} at PASSIVE_LEVEL from inside an NDK callback (DISPATCH_LEVEL)"
+    );
+    assert!(
+        LOCKS_HELD.with(Cell::get) == 0,
+        "IRQL violation: {what} while holding a spin lock"
+    );
+}
+
+/// Block until `*flag == value`, returning with `flag` locked. A wait that lasts 5 s is
+/// reported (once) with what the provider is waiting for: a step that takes seconds is stuck.
+fn wait_until<'a>(flag: &'a Mutex<bool>, cv: &Condvar, value: bool) -> MutexGuard<'a, bool> {
+    let mut guard = flag.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut reported = false;
+    while *guard != value {
+        let (next, timeout) = cv
+            .wait_timeout(guard, Duration::from_secs(5))
+            .unwrap_or_else(PoisonError::into_inner);
+        guard = next;
+        if timeout.timed_out() && *guard != value && !reported {
+            reported = true;
+            eprintln!(
+                "ndkdisc host: a passive-level wait on thread {:?} has lasted 5 s; provider state:\n{}",
+                std::thread::current().name(),
+                softndk::describe_stuck()
+            );
+        }
+    }
+    guard
+}
+
+/// A WDF wait lock stand-in over a std mutex: acquiring blocks, so it asserts `PASSIVE_LEVEL`
+/// as [`HostSignal::wait`] does; holding it does not raise the (simulated) IRQL.
+#[derive(Default)]
+pub struct HostWaitLock {
+    held: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// Holds a [`HostWaitLock`] until dropped.
+pub struct HostWaitGuard<'a>(&'a HostWaitLock);
+
+impl WaitLock for HostWaitLock {
+    type Guard<'a> = HostWaitGuard<'a>;
+
+    fn acquire(&self) -> HostWaitGuard<'_> {
+        assert_passive("acquiring a wait lock");
+        let mut held = wait_until(&self.held, &self.cv, false);
+        *held = true;
+        HostWaitGuard(self)
+    }
+}
+
+impl Drop for HostWaitGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.held.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.0.cv.notify_one();
     }
 }
 
@@ -125,16 +169,27 @@ pub fn watch_adapter_removal(engine: &Arc<Engine<HostPlatform>>) {
         });
 }
 
+/// What the passive-level worker is asked to do, in order.
+enum PassiveJob {
+    /// Run the engine's drainer (a kick).
+    Drain,
+    /// A test's own work ([`HostPlatform::on_passive_worker`]).
+    Test(Box<dyn FnOnce() + Send>),
+}
+
 /// The host platform.
 pub struct HostPlatform {
     fabric: Arc<softndk::Fabric>,
     wsk: ndkpi::Wsk,
     adapters: Vec<AdapterDesc>,
-    passive: Mutex<Option<Sender<Arc<dyn Passive>>>>,
+    passive: Mutex<Option<Sender<PassiveJob>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The engine's drainer, run by the worker once per kick (kicks do not coalesce here,
+    /// which the port allows: a drainer run finding nothing to do is harmless).
+    drainer: Arc<Mutex<Option<Arc<dyn Passive>>>>,
+    /// How many drainers the platform was given, for tests of the deferral contract.
+    drainers: AtomicUsize,
     start: Instant,
-    /// Every distinct work ever deferred (addresses), for tests of the deferral contract.
-    deferred: Mutex<Vec<usize>>,
 }
 
 impl HostPlatform {
@@ -143,33 +198,65 @@ impl HostPlatform {
     /// # Panics
     /// If the worker thread cannot be spawned.
     pub fn new(fabric: Arc<softndk::Fabric>, adapters: Vec<AdapterDesc>) -> Arc<Self> {
-        let (tx, rx) = channel::<Arc<dyn Passive>>();
-        let worker = std::thread::Builder::new()
-            .name("ndkdisc-passive".into())
-            .spawn(move || {
-                while let Ok(work) = rx.recv() {
-                    work.run();
-                }
-            })
-            .expect("spawn passive worker");
+        let (tx, rx) = channel::<PassiveJob>();
+        let drainer: Arc<Mutex<Option<Arc<dyn Passive>>>> = Arc::default();
+        let worker = {
+            let drainer = Arc::clone(&drainer);
+            std::thread::Builder::new()
+                .name("ndkdisc-passive".into())
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        match job {
+                            PassiveJob::Drain => {
+                                let work = drainer
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .clone();
+                                if let Some(work) = work {
+                                    work.run();
+                                }
+                            }
+                            PassiveJob::Test(f) => f(),
+                        }
+                    }
+                })
+                .expect("spawn passive worker")
+        };
         Arc::new(Self {
             wsk: crate::fabric_wsk(Arc::clone(&fabric)),
             fabric,
             adapters,
             passive: Mutex::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
+            drainer,
+            drainers: AtomicUsize::new(0),
             start: Instant::now(),
-            deferred: Mutex::new(Vec::new()),
         })
     }
 
-    /// How many distinct works were ever passed to `defer`: the engine passes only its drainer,
-    /// so a platform whose work item runs one routine (WDF) never needs more.
-    pub fn distinct_deferred(&self) -> usize {
-        self.deferred
+    /// How many drainers the platform was given: the engine gives one, at its creation, and
+    /// every deferral after that is a kick of it.
+    pub fn drainers(&self) -> usize {
+        self.drainers.load(Ordering::Relaxed)
+    }
+
+    /// Test hook: run `f` on the passive-level worker after everything already asked of it
+    /// (the worker is a FIFO, as a single WDF work item is). A test blocks the worker with it
+    /// (so deferred work waits), or waits for `f` to know that every run of the drainer kicked
+    /// before it has happened.
+    pub fn on_passive_worker(&self, f: impl FnOnce() + Send + 'static) {
+        self.send(PassiveJob::Test(Box::new(f)));
+    }
+
+    fn send(&self, job: PassiveJob) {
+        let tx = self
+            .passive
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .len()
+            .clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(job);
+        }
     }
 
     /// The fabric underneath.
@@ -203,6 +290,7 @@ impl Platform for HostPlatform {
     type Request = HostRequest;
     type Lock<T: Send + 'static> = HostLock<T>;
     type Signal = HostSignal;
+    type WaitLock = HostWaitLock;
 
     fn lock<T: Send + 'static>(&self, value: T) -> HostLock<T> {
         HostLock(Mutex::new(value))
@@ -212,26 +300,26 @@ impl Platform for HostPlatform {
         HostSignal::default()
     }
 
+    fn wait_lock(&self) -> Option<HostWaitLock> {
+        Some(HostWaitLock::default())
+    }
+
     fn now(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos() / 100).unwrap_or(u64::MAX)
     }
 
-    fn defer(&self, work: Arc<dyn Passive>) {
-        {
-            let addr = Arc::as_ptr(&work).cast::<()>().addr();
-            let mut seen = self.deferred.lock().unwrap_or_else(PoisonError::into_inner);
-            if !seen.contains(&addr) {
-                seen.push(addr);
-            }
-        }
-        let tx = self
-            .passive
+    fn set_drainer(&self, drainer: Arc<dyn Passive>) {
+        self.drainers.fetch_add(1, Ordering::Relaxed);
+        let old = self
+            .drainer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(tx) = tx {
-            let _ = tx.send(work);
-        }
+            .replace(drainer);
+        drop(old);
+    }
+
+    fn kick(&self) {
+        self.send(PassiveJob::Drain);
     }
 
     fn wsk(&self) -> &ndkpi::Wsk {

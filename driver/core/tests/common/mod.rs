@@ -392,22 +392,12 @@ pub fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> NtStatus {
     )
 }
 
-/// Holds the engine's passive-level worker until released, so the listener's accept work (and
-/// so the active side's CONNECT) waits.
-struct Blocker(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
-
-impl ndkdisc_core::ports::Passive for Blocker {
-    fn run(&self) {
-        let _ = self.0.lock().unwrap().recv_timeout(WAIT);
-    }
-}
-
-/// Block the passive worker until the returned sender sends (or is dropped).
+/// Block the engine's passive-level worker until the returned sender sends (or is dropped), so
+/// the listener's accept work (and so the active side's CONNECT) waits.
 pub fn block_passive(w: &World) -> std::sync::mpsc::Sender<()> {
-    use ndkdisc_core::ports::Platform;
-    let (tx, rx) = std::sync::mpsc::channel();
-    w.engine
-        .platform()
-        .defer(Arc::new(Blocker(std::sync::Mutex::new(rx))));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    w.engine.platform().on_passive_worker(move || {
+        let _ = rx.recv_timeout(WAIT);
+    });
     tx
 }
