@@ -555,21 +555,34 @@ impl Shared {
     /// Wait until no delivery for `adapter`'s objects is owed and no close is in progress,
     /// at most `limit`. Returns whether it got there.
     pub(crate) fn wait_adapter_quiet(&self, adapter: ObjId, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        let mut world = self.world();
-        while world.adapter_busy(adapter) {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            world = self
-                .idle
-                .wait_timeout(world, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        let deadline = Instant::now() + limit;
+        wait_until(deadline, &self.idle, self.world(), Duration::MAX, |world| {
+            !world.adapter_busy(adapter)
+        })
     }
+}
+
+/// Wait on `cv` until `ready` holds for the value `guard` guards, at most until `deadline`,
+/// waking at least every `slice` to look again (for state `cv` is not signalled for). Returns
+/// whether `ready` held.
+fn wait_until<T>(
+    deadline: Instant,
+    cv: &Condvar,
+    mut guard: MutexGuard<'_, T>,
+    slice: Duration,
+    mut ready: impl FnMut(&mut T) -> bool,
+) -> bool {
+    while !ready(&mut guard) {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        guard = cv
+            .wait_timeout(guard, (deadline - now).min(slice))
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    true
 }
 
 impl Drop for Shared {
@@ -890,24 +903,15 @@ impl Fabric {
     /// Wait (up to `limit`) until no callback is owed anywhere except in the manual queue.
     /// Returns whether the fabric became idle.
     pub fn wait_idle(&self, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        let mut world = self.shared.world();
-        loop {
-            let manual = self.queued();
-            if world.queued <= manual {
-                return true;
-            }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            world = self
-                .shared
-                .idle
-                .wait_timeout(world, (deadline - now).min(Duration::from_millis(10)))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let deadline = Instant::now() + limit;
+        let slice = Duration::from_millis(10);
+        wait_until(
+            deadline,
+            &self.shared.idle,
+            self.shared.world(),
+            slice,
+            |world| world.queued <= self.queued(),
+        )
     }
 
     fn entry<T>(&self, ptr: *mut T, kind: ObjectKind) -> Option<Entry> {
@@ -1148,25 +1152,19 @@ pub struct PostGate {
 impl PostGate {
     /// Wait (up to `limit`) until the held post is inside the provider.
     pub fn wait_entered(&self, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        let mut gate = self
+        let deadline = Instant::now() + limit;
+        let gate = self
             .shared
             .gate
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        while !gate.entered {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            gate = self
-                .shared
-                .gate_cv
-                .wait_timeout(gate, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        wait_until(
+            deadline,
+            &self.shared.gate_cv,
+            gate,
+            Duration::MAX,
+            |gate| gate.entered,
+        )
     }
 
     /// Let the held post finish.
