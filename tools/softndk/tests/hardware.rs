@@ -69,22 +69,10 @@ fn poll_n(cq: *mut NDK_CQ, n: usize) -> Vec<NDK_RESULT_EX> {
 /// the hardware mode with four provider threads (`name::inline`, `name::hardware`).
 macro_rules! per_hardware_mode {
     ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            use softndk::Completion;
-
-            #[test]
-            fn inline() {
-                super::$name(Completion::Inline);
-            }
-
-            #[test]
-            fn hardware() {
-                super::$name(Completion::Hardware {
-                    seed: 5,
-                    threads: 4,
-                });
-            }
-        }
+        per_mode!($name in {
+            inline: Completion::Inline,
+            hardware: Completion::Hardware { seed: 5, threads: 4 },
+        });
     )+};
 }
 

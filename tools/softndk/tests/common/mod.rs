@@ -1219,42 +1219,43 @@ pub const MODES: [Completion; 2] = [Completion::Inline, RANDOM];
 
 /// One `#[test]` per completion mode of [`MODES`] for each named `fn(Completion)`: the test
 /// `name::thread` runs `name(Completion::Thread)`, so a failure names its mode. The form
-/// `per_mode!(name = body(args))` names the tests `name::*` and runs `body(mode, args)`. Under
-/// Miri only the modes of its smaller [`MODES`] run; the others are ignored.
+/// `per_mode!(name = body(args))` names the tests `name::*` and runs `body(mode, args)`; the
+/// form `per_mode!(name in { test: mode, .. })` runs `name` in the modes listed, one test
+/// each. Under Miri only the modes of its smaller [`MODES`] run; the others are ignored.
 #[allow(unused_macros, reason = "some test binaries run in one mode only")]
 macro_rules! per_mode {
     ($name:ident = $body:ident($($arg:expr),*)) => {
+        per_mode!(@tests $name = $body ($($arg),*) {
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            synchronous: Completion::Synchronous,
+            inline: Completion::Inline,
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            thread: Completion::Thread,
+            random: $crate::common::RANDOM,
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            hardware: $crate::common::HARDWARE,
+        });
+    };
+    ($name:ident in { $($modes:tt)* }) => {
+        per_mode!(@tests $name = $name () { $($modes)* });
+    };
+    (@tests $name:ident = $body:ident $args:tt {
+        $($(#[$attr:meta])* $test:ident: $mode:expr),+ $(,)?
+    }) => {
         mod $name {
+            #[allow(unused_imports, reason = "not every list of modes names one")]
             use softndk::Completion;
-
-            #[test]
-            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
-            fn synchronous() {
-                super::$body(Completion::Synchronous $(, $arg)*);
-            }
-
-            #[test]
-            fn inline() {
-                super::$body(Completion::Inline $(, $arg)*);
-            }
-
-            #[test]
-            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
-            fn thread() {
-                super::$body(Completion::Thread $(, $arg)*);
-            }
-
-            #[test]
-            fn random() {
-                super::$body($crate::common::RANDOM $(, $arg)*);
-            }
-
-            #[test]
-            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
-            fn hardware() {
-                super::$body($crate::common::HARDWARE $(, $arg)*);
-            }
+            $(
+                #[test]
+                $(#[$attr])*
+                fn $test() {
+                    $crate::common::per_mode!(@call super::$body, $mode, $args);
+                }
+            )+
         }
+    };
+    (@call $body:path, $mode:expr, ($($arg:expr),*)) => {
+        $body($mode $(, $arg)*)
     };
     ($($name:ident),+ $(,)?) => {$(
         per_mode!($name = $name());
