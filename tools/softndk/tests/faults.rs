@@ -176,15 +176,12 @@ fn peer_reset_calls_the_victim_back_once_with_reset_without_flush(mode: Completi
 
     // NdkDisconnect after a reset completes with CONNECTION_ABORTED (again on a second
     // call), flushes the QP, and calls nobody back.
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
+    assert_disconnect(&net, pair.b.conn, NtStatus::CONNECTION_ABORTED, &what);
+    assert_disconnect(
+        &net,
+        pair.b.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}"
-    );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
-        NtStatus::CONNECTION_ABORTED,
-        "{what}: second"
+        &format!("{what}: second"),
     );
     let results = poll(pair.b.cq);
     assert_eq!(results.len(), N, "{what}: {results:?}");
@@ -216,10 +213,11 @@ fn injected_peer_disconnect_on_an_established_connection_is_graceful(mode: Compl
         &pair.b.events,
         &what,
     );
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
+    assert_disconnect(
+        &net,
+        pair.a.conn,
         NtStatus::SUCCESS,
-        "{what}: after a graceful peer disconnect"
+        &format!("{what}: after a graceful peer disconnect"),
     );
     assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
     pair.finish(&net, &what);
@@ -251,15 +249,17 @@ fn link_loss_calls_both_ends_back_once_with_link_down(mode: Completion) {
     );
     assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
 
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
+    assert_disconnect(
+        &net,
+        pair.a.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}: A after link loss"
+        &format!("{what}: A after link loss"),
     );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
+    assert_disconnect(
+        &net,
+        pair.b.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}: B after link loss"
+        &format!("{what}: B after link loss"),
     );
     assert!(
         !net.fabric.inject(pair.b.conn, Fault::LinkLoss),
@@ -336,15 +336,17 @@ fn adapter_removal_ends_connections_and_fails_creates_with_device_removed(mode: 
     );
 
     // Both survivors' NdkDisconnect report the abortive end.
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
+    assert_disconnect(
+        &net,
+        pair.a.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}: A"
+        &format!("{what}: A"),
     );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
+    assert_disconnect(
+        &net,
+        pair.b.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}: B"
+        &format!("{what}: B"),
     );
     assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
 
@@ -415,11 +417,7 @@ fn adapter_removal_after_the_connection_ended_calls_nobody_back(mode: Completion
         let net = instant_disconnect_net(mode);
         let what = format!("mode {mode:?}, host {removed} removed");
         let pair = Pair::connect(&net, V21, V21);
-        assert_eq!(
-            disconnect_once(&net, pair.a.conn),
-            NtStatus::SUCCESS,
-            "{what}"
-        );
+        assert_disconnect(&net, pair.a.conn, NtStatus::SUCCESS, &what);
         assert_eq!(pair.b.events.count(), 1, "{what}");
 
         // The connection is over: at most one callback per connection, and none for the
@@ -464,16 +462,8 @@ fn inject_on_a_connector_outside_any_connection_returns_false(mode: Completion) 
 
     // Disconnected on both ends: nothing left to break, and no further callback.
     let pair = Pair::connect(&net, V21, V21);
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
-        NtStatus::SUCCESS,
-        "{what}"
-    );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
-        NtStatus::SUCCESS,
-        "{what}"
-    );
+    assert_disconnect(&net, pair.a.conn, NtStatus::SUCCESS, &what);
+    assert_disconnect(&net, pair.b.conn, NtStatus::SUCCESS, &what);
     for fault in FAULTS {
         assert!(
             !net.fabric.inject(pair.a.conn, fault),

@@ -65,6 +65,13 @@ fn poll_n(cq: *mut NDK_CQ, n: usize) -> Vec<NDK_RESULT_EX> {
     got
 }
 
+/// The completion of the request with context `ctx` among `done`.
+fn result_for(done: &[NDK_RESULT_EX], ctx: usize) -> &NDK_RESULT_EX {
+    done.iter()
+        .find(|r| r.RequestContext.addr() == ctx)
+        .unwrap_or_else(|| panic!("no completion for request {ctx:#x} in {done:?}"))
+}
+
 /// One `#[test]` per mode these tests hold in, for each named `fn(Completion)`: inline, and
 /// the hardware mode with four provider threads (`name::inline`, `name::hardware`).
 macro_rules! per_hardware_mode {
@@ -164,10 +171,7 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp(mode: C
         3,
         "{mode:?}: the send failed and both receives were flushed"
     );
-    let send_done = done
-        .iter()
-        .find(|r| r.RequestContext.addr() == 0x21)
-        .unwrap();
+    let send_done = result_for(&done, 0x21);
     assert_eq!(send_done.Status, NtStatus::IO_TIMEOUT, "{mode:?}");
     assert_eq!(send_done.ProviderErrorCode, provider_error::RETRY_EXCEEDED);
     assert_ne!(
@@ -175,10 +179,7 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp(mode: C
         "{mode:?}: Type is undefined"
     );
     for ctx in [0x11, 0x12] {
-        let r = done
-            .iter()
-            .find(|r| r.RequestContext.addr() == ctx)
-            .unwrap();
+        let r = result_for(&done, ctx);
         assert_eq!(r.Status, NtStatus::CANCELLED, "{mode:?}: flushed");
         assert_eq!(r.ProviderErrorCode, provider_error::FLUSHED);
     }
@@ -493,16 +494,10 @@ fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection(mode: Comp
     assert_eq!(pair.a.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
     assert_eq!(pair.b.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
     let done = poll_n(pair.a.cq, 2);
-    let failed = done
-        .iter()
-        .find(|r| r.RequestContext.addr() == 0x42)
-        .unwrap();
+    let failed = result_for(&done, 0x42);
     assert_eq!(failed.Status, NtStatus::CONNECTION_ABORTED, "{mode:?}");
     assert_eq!(failed.ProviderErrorCode, provider_error::RNR_TERMINATED);
-    let flushed = done
-        .iter()
-        .find(|r| r.RequestContext.addr() == 0x41)
-        .unwrap();
+    let flushed = result_for(&done, 0x41);
     assert_eq!(
         flushed.Status,
         NtStatus::CANCELLED,

@@ -1010,6 +1010,12 @@ pub fn disconnect_once(net: &Net, conn: *mut NDK_CONNECTOR) -> NTSTATUS {
     resolved_once(net, &s, st, "NdkDisconnect")
 }
 
+/// [`disconnect_once`] on `conn` ends with `expected`.
+#[track_caller]
+pub fn assert_disconnect(net: &Net, conn: *mut NDK_CONNECTOR, expected: NTSTATUS, what: &str) {
+    assert_eq!(disconnect_once(net, conn), expected, "{what}");
+}
+
 /// `NdkDisconnect`, resolved.
 pub fn disconnect(conn: *mut NDK_CONNECTOR) -> NTSTATUS {
     let s = Slot::new();
