@@ -658,7 +658,6 @@ impl World {
         if self.config.kindness.sends_to_dead_peer_wait || self.peer_reachable(qp_id) {
             return;
         }
-        let after = self.config.timing.retry_timeout;
         let Some(q) = self.qp_mut(qp_id) else { return };
         let live = matches!(
             q.state,
@@ -668,7 +667,7 @@ impl World {
             return;
         }
         q.retry_armed = true;
-        World::arm(out, after, crate::world::Timer::Retry(qp_id));
+        self.arm(out, crate::world::Timer::Retry(qp_id));
     }
 
     /// The QP's peer can no longer take sends: its sends start their retry timers.
