@@ -65,6 +65,22 @@ fn poll_n(cq: *mut NDK_CQ, n: usize) -> Vec<NDK_RESULT_EX> {
     got
 }
 
+/// Run `work` while another thread delivers the (manual-mode) fabric's callbacks.
+fn delivering<R>(net: &Net, work: impl FnOnce() -> R) -> R {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Acquire) {
+                net.fabric.deliver();
+                std::thread::yield_now();
+            }
+        });
+        let result = work();
+        stop.store(true, Ordering::Release);
+        result
+    })
+}
+
 /// The completion of the request with context `ctx` among `done`.
 fn result_for(done: &[NDK_RESULT_EX], ctx: usize) -> &NDK_RESULT_EX {
     done.iter()
@@ -239,23 +255,13 @@ fn link_loss_is_noticed_only_by_an_end_that_sends() {
 #[test]
 fn ndk_flush_only_initiates() {
     let net = net(Completion::Manual);
-    let (pair, mut recv, mut send) = {
-        // The handshake and the registrations need their callbacks delivered.
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                while !stop.load(Ordering::Acquire) {
-                    net.fabric.deliver();
-                    std::thread::yield_now();
-                }
-            });
-            let pair = Pair::connect(&net, V21, V21);
-            let recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-            let send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-            stop.store(true, Ordering::Release);
-            (pair, recv, send)
-        })
-    };
+    // The handshake and the registrations need their callbacks delivered.
+    let (pair, mut recv, mut send) = delivering(&net, || {
+        let pair = Pair::connect(&net, V21, V21);
+        let recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+        let send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+        (pair, recv, send)
+    });
     net.fabric.deliver();
     receive_ok(pair.b.qp, &recv.sge(0, 16), 1);
     flush(pair.b.qp);
@@ -281,18 +287,10 @@ fn ndk_flush_only_initiates() {
         [(1, NtStatus::CANCELLED), (2, NtStatus::CANCELLED)],
         "in order"
     );
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            while !stop.load(Ordering::Acquire) {
-                net.fabric.deliver();
-                std::thread::yield_now();
-            }
-        });
+    delivering(&net, || {
         recv.close();
         send.close();
         pair.teardown(&net);
-        stop.store(true, Ordering::Release);
     });
     net.fabric.deliver();
     assert_eq!(net.fabric.live_objects(), 0);

@@ -110,8 +110,20 @@ pub struct Slot {
 /// context to outlive the callback's *return*, not just its signal, so slots are never freed.
 static KEEP_ALIVE: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
 
-impl Slot {
-    pub fn new() -> Arc<Self> {
+/// A recorder the provider calls back with the recorder's address as the context: made
+/// shared, and passed as that context (it must outlive every callback to it).
+pub trait Recorder: Default {
+    fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn ctx(self: &Arc<Self>) -> PVOID {
+        Arc::as_ptr(self).cast_mut().cast()
+    }
+}
+
+impl Recorder for Slot {
+    fn new() -> Arc<Self> {
         let slot = Arc::new(Self::default());
         KEEP_ALIVE
             .lock()
@@ -119,11 +131,30 @@ impl Slot {
             .push(Arc::clone(&slot));
         slot
     }
+}
+impl Recorder for Events {}
+impl Recorder for Incoming {}
+impl Recorder for Notes {}
 
-    pub fn ctx(self: &Arc<Self>) -> PVOID {
-        Arc::as_ptr(self).cast_mut().cast()
+/// Wait on `cv` until `ready` holds for the value `m` guards; panics with `what` when
+/// [`WAIT`] passes without it.
+#[track_caller]
+fn wait_for<'a, T>(
+    m: &'a Mutex<T>,
+    cv: &Condvar,
+    ready: impl Fn(&T) -> bool,
+    what: &str,
+) -> std::sync::MutexGuard<'a, T> {
+    let mut g = m.lock().unwrap();
+    while !ready(&g) {
+        let (next, t) = cv.wait_timeout(g, WAIT).unwrap();
+        g = next;
+        assert!(!t.timed_out() || ready(&g), "{what}");
     }
+    g
+}
 
+impl Slot {
     fn record(&self, status: NTSTATUS, object: *mut c_void) {
         let mut s = self.state.lock().unwrap();
         s.calls += 1;
@@ -141,15 +172,12 @@ impl Slot {
 
     /// Wait for the callback; panics after [`WAIT`].
     pub fn wait(&self) -> NTSTATUS {
-        let mut s = self.state.lock().unwrap();
-        while s.calls == 0 {
-            let (g, t) = self.cv.wait_timeout(s, WAIT).unwrap();
-            s = g;
-            assert!(
-                !t.timed_out() || s.calls > 0,
-                "completion callback never came"
-            );
-        }
+        let s = wait_for(
+            &self.state,
+            &self.cv,
+            |s| s.calls > 0,
+            "completion callback never came",
+        );
         s.status.unwrap()
     }
 
@@ -206,12 +234,6 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-    pub fn ctx(self: &Arc<Self>) -> PVOID {
-        Arc::as_ptr(self).cast_mut().cast()
-    }
     pub fn count(&self) -> usize {
         self.disconnects.lock().unwrap().len()
     }
@@ -219,15 +241,8 @@ impl Events {
         self.disconnects.lock().unwrap().clone()
     }
     pub fn wait_count(&self, n: usize) {
-        let mut v = self.disconnects.lock().unwrap();
-        while v.len() < n {
-            let (g, t) = self.cv.wait_timeout(v, WAIT).unwrap();
-            v = g;
-            assert!(
-                !t.timed_out() || v.len() >= n,
-                "expected {n} disconnect callbacks"
-            );
-        }
+        let what = format!("expected {n} disconnect callbacks");
+        drop(wait_for(&self.disconnects, &self.cv, |v| v.len() >= n, &what));
     }
 }
 
@@ -267,22 +282,11 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-    pub fn ctx(self: &Arc<Self>) -> PVOID {
-        Arc::as_ptr(self).cast_mut().cast()
-    }
     pub fn len(&self) -> usize {
         self.conns.lock().unwrap().len()
     }
     pub fn next(&self) -> *mut NDK_CONNECTOR {
-        let mut q = self.conns.lock().unwrap();
-        while q.is_empty() {
-            let (g, t) = self.cv.wait_timeout(q, WAIT).unwrap();
-            q = g;
-            assert!(!t.timed_out() || !q.is_empty(), "no connect event");
-        }
+        let mut q = wait_for(&self.conns, &self.cv, |q| !q.is_empty(), "no connect event");
         q.pop_front().unwrap().0.cast()
     }
 }
@@ -301,12 +305,6 @@ pub struct Notes {
 }
 
 impl Notes {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-    pub fn ctx(self: &Arc<Self>) -> PVOID {
-        Arc::as_ptr(self).cast_mut().cast()
-    }
     pub fn all(&self) -> Vec<NTSTATUS> {
         self.statuses.lock().unwrap().clone()
     }
@@ -800,32 +798,24 @@ impl End {
     }
 }
 
+/// The callbacks the test ends register, as the NDK function-pointer types.
+const ON_REQUEST: NDK_FN_REQUEST_COMPLETION = Some(on_request);
+const ON_DISCONNECT: NDK_FN_DISCONNECT_EVENT_CALLBACK = Some(on_disconnect);
+const ON_DISCONNECT_EX: NDK_FN_DISCONNECT_EVENT_CALLBACK_EX = Some(on_disconnect_ex);
+
 /// Register the disconnect callback the way the version allows.
 pub fn complete_connect(end: &End) -> NTSTATUS {
     let s = Slot::new();
     let t = d(end.conn);
+    let (conn, ev, done) = (end.conn, end.events.ctx(), s.ctx());
     let st = if end.version() >= V21 {
+        let f = t.NdkCompleteConnectEx.unwrap();
         // SAFETY: live connector; valid callbacks and contexts.
-        unsafe {
-            t.NdkCompleteConnectEx.unwrap()(
-                end.conn,
-                Some(on_disconnect_ex),
-                end.events.ctx(),
-                Some(on_request),
-                s.ctx(),
-            )
-        }
+        unsafe { f(conn, ON_DISCONNECT_EX, ev, ON_REQUEST, done) }
     } else {
+        let f = t.NdkCompleteConnect.unwrap();
         // SAFETY: as above.
-        unsafe {
-            t.NdkCompleteConnect.unwrap()(
-                end.conn,
-                Some(on_disconnect),
-                end.events.ctx(),
-                Some(on_request),
-                s.ctx(),
-            )
-        }
+        unsafe { f(conn, ON_DISCONNECT, ev, ON_REQUEST, done) }
     };
     s.resolve(st)
 }
@@ -836,38 +826,15 @@ pub fn start_accept(end: &End, data: &[u8]) -> (Arc<Slot>, NTSTATUS) {
     let s = Slot::new();
     let t = d(end.conn);
     let (p, n) = (data.as_ptr().cast::<c_void>(), data.len() as u32);
+    let (conn, qp, ev, done) = (end.conn, end.qp, end.events.ctx(), s.ctx());
     let st = if end.version() >= V21 {
+        let f = t.NdkAcceptEx.unwrap();
         // SAFETY: live connector and QP; data outlives the call; valid callbacks and contexts.
-        unsafe {
-            t.NdkAcceptEx.unwrap()(
-                end.conn,
-                end.qp,
-                8,
-                8,
-                p,
-                n,
-                Some(on_disconnect_ex),
-                end.events.ctx(),
-                Some(on_request),
-                s.ctx(),
-            )
-        }
+        unsafe { f(conn, qp, 8, 8, p, n, ON_DISCONNECT_EX, ev, ON_REQUEST, done) }
     } else {
+        let f = t.NdkAccept.unwrap();
         // SAFETY: as above.
-        unsafe {
-            t.NdkAccept.unwrap()(
-                end.conn,
-                end.qp,
-                8,
-                8,
-                p,
-                n,
-                Some(on_disconnect),
-                end.events.ctx(),
-                Some(on_request),
-                s.ctx(),
-            )
-        }
+        unsafe { f(conn, qp, 8, 8, p, n, ON_DISCONNECT, ev, ON_REQUEST, done) }
     };
     s.mark_returned();
     (s, st)
