@@ -242,7 +242,12 @@ impl Events {
     }
     pub fn wait_count(&self, n: usize) {
         let what = format!("expected {n} disconnect callbacks");
-        drop(wait_for(&self.disconnects, &self.cv, |v| v.len() >= n, &what));
+        drop(wait_for(
+            &self.disconnects,
+            &self.cv,
+            |v| v.len() >= n,
+            &what,
+        ));
     }
 }
 
@@ -568,6 +573,11 @@ pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*
 // completes to `on_create` with the context it is given; the caller keeps the objects it passes
 // (and any context, such as `notes` or `incoming`) alive as long as the new object.
 
+/// The create-side callbacks, as the NDK function-pointer types.
+const ON_CREATE: NDK_FN_CREATE_COMPLETION = Some(on_create);
+const ON_CQ: NDK_FN_CQ_NOTIFICATION_CALLBACK = Some(on_cq);
+const ON_CONNECT_EVENT: NDK_FN_CONNECT_EVENT_CALLBACK = Some(on_connect_event);
+
 /// `NdkCreatePd` on `adapter`.
 pub fn pd_create(adapter: *mut NDK_ADAPTER) -> impl FnOnce(PVOID, *mut *mut NDK_PD) -> NTSTATUS {
     let f = d(adapter).NdkCreatePd.unwrap();
@@ -582,20 +592,9 @@ pub fn cq_create(
     notes: &Arc<Notes>,
 ) -> impl FnOnce(PVOID, *mut *mut NDK_CQ) -> NTSTATUS + use<> {
     let f = d(adapter).NdkCreateCq.unwrap();
-    let notes_ctx = notes.ctx();
+    let (notes, affinity) = (notes.ctx(), std::ptr::null_mut());
     // SAFETY: live adapter; valid callbacks, contexts (`notes` outlives the CQ) and out-pointer.
-    move |ctx, pp| unsafe {
-        f(
-            adapter,
-            depth,
-            Some(on_cq),
-            notes_ctx,
-            std::ptr::null_mut(),
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    }
+    move |ctx, pp| unsafe { f(adapter, depth, ON_CQ, notes, affinity, ON_CREATE, ctx, pp) }
 }
 
 /// `NdkCreateQp` on `pd` with `cq` for both queues, `QPContext` `qp_ctx`, queues `depth` deep,
@@ -642,19 +641,10 @@ pub fn listener_create(
     incoming: &Arc<Incoming>,
 ) -> impl FnOnce(PVOID, *mut *mut NDK_LISTENER) -> NTSTATUS + use<> {
     let f = d(adapter).NdkCreateListener.unwrap();
-    let incoming_ctx = incoming.ctx();
+    let incoming = incoming.ctx();
     // SAFETY: live adapter; valid callbacks, contexts (`incoming` outlives the listener) and
     // out-pointer.
-    move |ctx, pp| unsafe {
-        f(
-            adapter,
-            Some(on_connect_event),
-            incoming_ctx,
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    }
+    move |ctx, pp| unsafe { f(adapter, ON_CONNECT_EVENT, incoming, ON_CREATE, ctx, pp) }
 }
 
 /// `NdkCreateMr` (not fast-register) on `pd`.
