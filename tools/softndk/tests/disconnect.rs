@@ -171,8 +171,7 @@ fn closing_a_connected_connector_without_disconnect_resets_the_peer(mode: Comple
     // The survivor's NdkDisconnect after a reset completes with CONNECTION_ABORTED and
     // calls nobody back.
     assert_disconnect(&net, pair.b.conn, NtStatus::CONNECTION_ABORTED, &what);
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-    pair.finish(&net, &what);
+    pair.finish_after_callbacks(&net, 1, &what);
 }
 
 per_mode!(closing_a_connected_connector_without_disconnect_resets_the_peer);
@@ -367,8 +366,7 @@ fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnec
         vec![Some(reason::GRACEFUL)],
         "{what}: well-behaved host"
     );
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 3, "{what}");
-    pair.finish(&net, &what);
+    pair.finish_after_callbacks(&net, 3, &what);
 }
 
 per_mode!(duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnect);

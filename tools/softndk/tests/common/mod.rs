@@ -910,6 +910,14 @@ impl Pair {
         assert_no_leak(net, what);
     }
 
+    /// The fabric made `callbacks` disconnect callbacks in all; then [`Pair::finish`].
+    #[track_caller]
+    pub fn finish_after_callbacks(self, net: &Net, callbacks: u64, what: &str) {
+        let made = net.fabric.stats().disconnect_callbacks;
+        assert_eq!(made, callbacks, "{what}");
+        self.finish(net, what);
+    }
+
     /// Nobody was called back: no disconnect callback on the fabric, none recorded by either
     /// end.
     #[track_caller]
