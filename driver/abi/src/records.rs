@@ -157,33 +157,33 @@ pub trait Record: Sized {
 
 // --- requests ---------------------------------------------------------------------------------
 
-/// `GET_INFO` input: the header only.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GetInfoRequest;
+/// A request that is the header only.
+macro_rules! header_only_request {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct $name;
 
-impl Record for GetInfoRequest {
-    const SIZE: usize = HEADER_SIZE;
-    fn decode_body(_: &mut Reader<'_>) -> Result<Self, AbiError> {
-        Ok(Self)
-    }
-    fn encode_body(&self, _: &mut Writer<'_>) -> Result<(), AbiError> {
-        Ok(())
-    }
+        impl Record for $name {
+            const SIZE: usize = HEADER_SIZE;
+            fn decode_body(_: &mut Reader<'_>) -> Result<Self, AbiError> {
+                Ok(Self)
+            }
+            fn encode_body(&self, _: &mut Writer<'_>) -> Result<(), AbiError> {
+                Ok(())
+            }
+        }
+    };
 }
 
-/// `LIST_ADAPTERS` input: the header only.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ListAdaptersRequest;
-
-impl Record for ListAdaptersRequest {
-    const SIZE: usize = HEADER_SIZE;
-    fn decode_body(_: &mut Reader<'_>) -> Result<Self, AbiError> {
-        Ok(Self)
-    }
-    fn encode_body(&self, _: &mut Writer<'_>) -> Result<(), AbiError> {
-        Ok(())
-    }
-}
+header_only_request!(
+    /// `GET_INFO` input: the header only.
+    GetInfoRequest
+);
+header_only_request!(
+    /// `LIST_ADAPTERS` input: the header only.
+    ListAdaptersRequest
+);
 
 /// LISTEN input (48 bytes): header, `if_index: u32` @8, `backlog: u32` @12 (0 = the driver's
 /// default; at most the per-handle limit), `flags: u32` @16 (none defined: zero), `reserved:

@@ -34,6 +34,28 @@ fn addr(a: Option<SocketAddr>) -> Vec<u8> {
     v
 }
 
+/// A 24-byte request: header, an id `u64` @8, `flags: u32` @16, `reserved: u32` @20 (zero).
+fn id_and_flags(id: u64, flags: u32) -> Vec<u8> {
+    let mut b = hdr(24);
+    b.extend_from_slice(&le64(id));
+    b.extend_from_slice(&le32(flags));
+    b.extend_from_slice(&le32(0));
+    b
+}
+
+/// `bytes` with the byte at `at` set to `value`.
+fn with_byte(bytes: &[u8], at: usize, value: u8) -> Vec<u8> {
+    let mut changed = bytes.to_vec();
+    changed[at] = value;
+    changed
+}
+
+/// A decode that must fail on a flag bit the ABI does not define.
+#[track_caller]
+fn assert_unknown_flags<T: std::fmt::Debug>(decoded: Result<T, AbiError>) {
+    assert!(matches!(decoded, Err(AbiError::UnknownFlags { .. })));
+}
+
 fn le32(v: u32) -> [u8; 4] {
     v.to_le_bytes()
 }
@@ -231,10 +253,7 @@ fn connect_request_address_rules() {
 
 #[test]
 fn wait_request_layout_and_flags() {
-    let mut b = hdr(24);
-    b.extend_from_slice(&le64(42));
-    b.extend_from_slice(&le32(WAIT_NONBLOCKING));
-    b.extend_from_slice(&le32(0));
+    let b = id_and_flags(42, WAIT_NONBLOCKING);
     golden(
         WaitRequest {
             connection: Some(42),
@@ -252,8 +271,7 @@ fn wait_request_layout_and_flags() {
         },
         &any,
     );
-    let mut bad = b.clone();
-    bad[16] = 0x3;
+    let bad = with_byte(&b, 16, 0x3);
     assert_eq!(
         WaitRequest::parse(&bad),
         Err(AbiError::UnknownFlags {
@@ -320,8 +338,7 @@ fn post_request_layout_and_ranges() {
     );
     reserved_rejected::<PostRequest>(&b, 18..20, "reserved");
     reserved_rejected::<PostRequest>(&b, 28..32, "reserved2");
-    let mut bad = b.clone();
-    bad[16] = 3;
+    let bad = with_byte(&b, 16, 3);
     assert_eq!(
         PostRequest::parse(&bad),
         Err(AbiError::BadEnum {
@@ -344,10 +361,7 @@ fn post_request_layout_and_ranges() {
 
 #[test]
 fn disconnect_request_layout_and_flags() {
-    let mut b = hdr(24);
-    b.extend_from_slice(&le64(3));
-    b.extend_from_slice(&le32(DISCONNECT_ABORTIVE));
-    b.extend_from_slice(&le32(0));
+    let b = id_and_flags(3, DISCONNECT_ABORTIVE);
     golden(
         DisconnectRequest {
             connection_id: 3,
@@ -356,12 +370,8 @@ fn disconnect_request_layout_and_flags() {
         &b,
     );
     reserved_rejected::<DisconnectRequest>(&b, 20..24, "reserved");
-    let mut bad = b.clone();
-    bad[16] = 0x80;
-    assert!(matches!(
-        DisconnectRequest::parse(&bad),
-        Err(AbiError::UnknownFlags { .. })
-    ));
+    let bad = with_byte(&b, 16, 0x80);
+    assert_unknown_flags(DisconnectRequest::parse(&bad));
 }
 
 #[test]
@@ -535,10 +545,7 @@ fn event_golden_bytes_and_batches() {
     );
     let mut bad = bytes;
     bad[44] = 0x10;
-    assert!(matches!(
-        Event::decode(&bad),
-        Err(AbiError::UnknownFlags { .. })
-    ));
+    assert_unknown_flags(Event::decode(&bad));
 
     // A batch: header (size 16), count, then the events in order.
     let events = [
@@ -600,10 +607,7 @@ fn an_already_delivered_terminal_copy_has_its_flag_on_the_wire() {
     assert!(Event::decode(&out).is_ok());
     assert_eq!(EVENT_PROVIDER_FLUSHES, 0x8, "ABI value");
     out[44] = 0x10;
-    assert!(matches!(
-        Event::decode(&out),
-        Err(AbiError::UnknownFlags { .. })
-    ));
+    assert_unknown_flags(Event::decode(&out));
 }
 
 #[test]

@@ -16,13 +16,6 @@ use crate::types::{
     NDK_SHARED_ENDPOINT, NDK_SRQ, NDK_VERSION, NTSTATUS, PVOID, SIZE_T, ULONG,
 };
 
-macro_rules! ndk_fn {
-    ($(#[$doc:meta])* $name:ident = fn($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
-        $(#[$doc])*
-        pub type $name = Option<unsafe extern "system" fn($($arg: $ty),*) $(-> $ret)?>;
-    };
-}
-
 // --- consumer-implemented callbacks ---------------------------------------
 
 ndk_fn!(

@@ -35,6 +35,28 @@
     reason = "bindings keep the C names of ndkpi.h so the docs map 1:1"
 )]
 
+/// Compile-time layout checks of a `#[repr(C)]` type against the Windows headers: its size,
+/// its alignment when given, and the offset of each field named (`Field @ offset`).
+macro_rules! layout {
+    (
+        $ty:ty, size $size:expr $(, align $align:expr)?
+        $(; $($field:ident @ $offset:expr),+ $(,)?)?
+    ) => {
+        const _: () = assert!(core::mem::size_of::<$ty>() == $size);
+        $(const _: () = assert!(core::mem::align_of::<$ty>() == $align);)?
+        $($(const _: () = assert!(core::mem::offset_of!($ty, $field) == $offset);)+)?
+    };
+}
+
+/// A function-pointer type of the ABI: `Option<unsafe extern "system" fn(..)>`, NULL-able,
+/// with the parameter names of the header.
+macro_rules! ndk_fn {
+    ($(#[$doc:meta])* $name:ident = fn($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?) => {
+        $(#[$doc])*
+        pub type $name = Option<unsafe extern "system" fn($($arg: $ty),*) $(-> $ret)?>;
+    };
+}
+
 pub mod consts;
 pub mod dispatch;
 pub mod netioapi;

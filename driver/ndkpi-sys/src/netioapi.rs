@@ -8,7 +8,7 @@
 //! definition for both Windows targets; `cargo check --target x86_64-pc-windows-msvc` and
 //! `aarch64-pc-windows-msvc` prove them here. Pass `AF_UNSPEC` for both families.
 
-use core::mem::{align_of, offset_of, size_of};
+use core::mem::offset_of;
 
 use crate::sockaddr::SOCKADDR_INET;
 use crate::types::{NET_IFINDEX, ULONG};
@@ -42,16 +42,9 @@ pub struct MIB_UNICASTIPADDRESS_ROW {
     /// `LARGE_INTEGER`.
     pub CreationTimeStamp: i64,
 }
-const _: () = assert!(size_of::<MIB_UNICASTIPADDRESS_ROW>() == 80);
-const _: () = assert!(align_of::<MIB_UNICASTIPADDRESS_ROW>() == 8);
-const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, InterfaceLuid) == 32);
-const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, InterfaceIndex) == 40);
-const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, PrefixOrigin) == 44);
-const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, OnLinkPrefixLength) == 60);
-const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, SkipAsSource) == 61);
-const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, DadState) == 64);
-const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, ScopeId) == 68);
-const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_ROW, CreationTimeStamp) == 72);
+layout!(MIB_UNICASTIPADDRESS_ROW, size 80, align 8; InterfaceLuid @ 32, InterfaceIndex @ 40,
+    PrefixOrigin @ 44, OnLinkPrefixLength @ 60, SkipAsSource @ 61, DadState @ 64, ScopeId @ 68,
+    CreationTimeStamp @ 72);
 
 /// `MIB_UNICASTIPADDRESS_TABLE`: `NumEntries` rows follow at `Table` (declared `[1]`).
 #[repr(C)]

@@ -4,8 +4,6 @@
 //! `AF_INET6` is 23 (Linux uses 10): these structs always carry the Windows values, on every
 //! host. Ports are in network byte order, as Winsock stores them.
 
-use core::mem::{align_of, offset_of, size_of};
-
 /// `ADDRESS_FAMILY`.
 pub type ADDRESS_FAMILY = u16;
 /// Unspecified family.
@@ -24,7 +22,7 @@ pub struct SOCKADDR {
     /// Family-specific bytes.
     pub sa_data: [u8; 14],
 }
-const _: () = assert!(size_of::<SOCKADDR>() == 16);
+layout!(SOCKADDR, size 16);
 
 /// `IN_ADDR`. Windows declares a union of byte, word and `ULONG` views; its bytes are the IPv4
 /// address in network order.
@@ -34,7 +32,7 @@ pub struct IN_ADDR {
     /// The address bytes, most significant first.
     pub S_un: [u8; 4],
 }
-const _: () = assert!(size_of::<IN_ADDR>() == 4 && align_of::<IN_ADDR>() == 4);
+layout!(IN_ADDR, size 4, align 4);
 
 /// `IN6_ADDR`. Windows declares a union of byte and word views; its bytes are the IPv6
 /// address in network order.
@@ -44,7 +42,7 @@ pub struct IN6_ADDR {
     /// The address bytes, most significant first.
     pub u: [u8; 16],
 }
-const _: () = assert!(size_of::<IN6_ADDR>() == 16 && align_of::<IN6_ADDR>() == 2);
+layout!(IN6_ADDR, size 16, align 2);
 
 /// `SOCKADDR_IN`: an IPv4 address and port.
 #[repr(C)]
@@ -59,10 +57,7 @@ pub struct SOCKADDR_IN {
     /// Must be zero.
     pub sin_zero: [u8; 8],
 }
-const _: () = assert!(size_of::<SOCKADDR_IN>() == 16 && align_of::<SOCKADDR_IN>() == 4);
-const _: () = assert!(offset_of!(SOCKADDR_IN, sin_port) == 2);
-const _: () = assert!(offset_of!(SOCKADDR_IN, sin_addr) == 4);
-const _: () = assert!(offset_of!(SOCKADDR_IN, sin_zero) == 8);
+layout!(SOCKADDR_IN, size 16, align 4; sin_port @ 2, sin_addr @ 4, sin_zero @ 8);
 
 /// `SOCKADDR_IN6`: an IPv6 address and port.
 #[repr(C)]
@@ -79,11 +74,8 @@ pub struct SOCKADDR_IN6 {
     /// Scope id (a union with `SCOPE_ID` in C).
     pub sin6_scope_id: u32,
 }
-const _: () = assert!(size_of::<SOCKADDR_IN6>() == 28 && align_of::<SOCKADDR_IN6>() == 4);
-const _: () = assert!(offset_of!(SOCKADDR_IN6, sin6_port) == 2);
-const _: () = assert!(offset_of!(SOCKADDR_IN6, sin6_flowinfo) == 4);
-const _: () = assert!(offset_of!(SOCKADDR_IN6, sin6_addr) == 8);
-const _: () = assert!(offset_of!(SOCKADDR_IN6, sin6_scope_id) == 24);
+layout!(SOCKADDR_IN6, size 28, align 4; sin6_port @ 2, sin6_flowinfo @ 4, sin6_addr @ 8,
+    sin6_scope_id @ 24);
 
 /// `SOCKADDR_INET`: either address family, discriminated by `si_family`.
 #[repr(C)]
@@ -96,7 +88,7 @@ pub union SOCKADDR_INET {
     /// The family, shared by both views.
     pub si_family: ADDRESS_FAMILY,
 }
-const _: () = assert!(size_of::<SOCKADDR_INET>() == 28 && align_of::<SOCKADDR_INET>() == 4);
+layout!(SOCKADDR_INET, size 28, align 4);
 
 impl core::fmt::Debug for SOCKADDR_INET {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -117,8 +109,7 @@ pub struct SOCKADDR_STORAGE {
     /// Padding (`__ss_pad2` in C).
     pub ss_pad2: [u8; 112],
 }
-const _: () = assert!(size_of::<SOCKADDR_STORAGE>() == 128);
-const _: () = assert!(align_of::<SOCKADDR_STORAGE>() == 8);
+layout!(SOCKADDR_STORAGE, size 128, align 8);
 
 impl Default for SOCKADDR_STORAGE {
     fn default() -> Self {

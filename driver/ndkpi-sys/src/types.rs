@@ -60,7 +60,7 @@ pub struct GUID {
     /// Last 64 bits, as bytes.
     pub Data4: [u8; 8],
 }
-const _: () = assert!(size_of::<GUID>() == 16 && align_of::<GUID>() == 4);
+layout!(GUID, size 16, align 4);
 
 /// `GROUP_AFFINITY` (winnt.h): the processor group and mask a CQ or SRQ should interrupt on.
 #[repr(C)]
@@ -73,8 +73,7 @@ pub struct GROUP_AFFINITY {
     /// Must be zero.
     pub Reserved: [u16; 3],
 }
-const _: () = assert!(size_of::<GROUP_AFFINITY>() == 16);
-const _: () = assert!(offset_of!(GROUP_AFFINITY, Group) == 8);
+layout!(GROUP_AFFINITY, size 16; Group @ 8);
 
 /// `NDK_VERSION` (ndkinfo.h; page `ns-ndkpi-_ndk_version` / `NDK_VERSION`). Passed by value to
 /// `NdkQueryExtension` and `WskOpenNdkAdapter`.
@@ -86,8 +85,7 @@ pub struct NDK_VERSION {
     /// Minor version.
     pub Minor: USHORT,
 }
-const _: () = assert!(size_of::<NDK_VERSION>() == 4 && align_of::<NDK_VERSION>() == 2);
-const _: () = assert!(offset_of!(NDK_VERSION, Minor) == 2);
+layout!(NDK_VERSION, size 4, align 2; Minor @ 2);
 
 /// `NDK_OBJECT_HEADER_RESERVED_BLOCK` (page `ns-ndkpi-_ndk_object_header_reserved_block`):
 /// scratch space for the NDK framework. The provider zeroes it at creation and must not touch
@@ -98,7 +96,7 @@ pub struct NDK_OBJECT_HEADER_RESERVED_BLOCK {
     /// Four reserved pointers.
     pub rf: [PVOID; 4],
 }
-const _: () = assert!(size_of::<NDK_OBJECT_HEADER_RESERVED_BLOCK>() == 0x20);
+layout!(NDK_OBJECT_HEADER_RESERVED_BLOCK, size 0x20);
 
 /// `NDK_OBJECT_HEADER` (page `ns-ndkpi-_ndk_object_header`): the first member of every NDK
 /// object, so an object pointer and its header pointer have the same address.
@@ -112,11 +110,8 @@ pub struct NDK_OBJECT_HEADER {
     /// Reserved for the NDK framework.
     pub NdkReserved: NDK_OBJECT_HEADER_RESERVED_BLOCK,
 }
-const _: () = assert!(size_of::<NDK_OBJECT_HEADER>() == 0x28);
-const _: () = assert!(align_of::<NDK_OBJECT_HEADER>() == 8);
-const _: () = assert!(offset_of!(NDK_OBJECT_HEADER, Version) == 0x00);
-const _: () = assert!(offset_of!(NDK_OBJECT_HEADER, ObjectType) == 0x04);
-const _: () = assert!(offset_of!(NDK_OBJECT_HEADER, NdkReserved) == 0x08);
+layout!(NDK_OBJECT_HEADER, size 0x28, align 8; Version @ 0x00, ObjectType @ 0x04,
+    NdkReserved @ 0x08);
 
 /// `NDK_OBJECT_TYPE` (page `ne-ndkpi-_ndk_object_type`); values are the `NdkObjectType*`
 /// constants in [`crate::consts`].
@@ -204,7 +199,7 @@ pub union NDK_SGE_ADDRESS {
     /// Used with the privileged token from `NdkGetPrivilegedMemoryRegionToken`.
     pub LogicalAddress: NDK_LOGICAL_ADDRESS,
 }
-const _: () = assert!(size_of::<NDK_SGE_ADDRESS>() == 8);
+layout!(NDK_SGE_ADDRESS, size 8);
 
 impl core::fmt::Debug for NDK_SGE_ADDRESS {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -223,10 +218,7 @@ pub struct NDK_SGE {
     /// A memory-region token, or the privileged token; ignored with `NDK_OP_FLAG_INLINE`.
     pub MemoryRegionToken: u32,
 }
-const _: () = assert!(size_of::<NDK_SGE>() == 0x10);
-const _: () = assert!(offset_of!(NDK_SGE, Address) == 0x00);
-const _: () = assert!(offset_of!(NDK_SGE, Length) == 0x08);
-const _: () = assert!(offset_of!(NDK_SGE, MemoryRegionToken) == 0x0C);
+layout!(NDK_SGE, size 0x10; Address @ 0x00, Length @ 0x08, MemoryRegionToken @ 0x0C);
 
 /// `NDK_RESULT` (page `ns-ndkpi-_ndk_result`): one completion from `NdkGetCqResults`.
 #[repr(C)]
@@ -241,11 +233,8 @@ pub struct NDK_RESULT {
     /// The `RequestContext` given when the request was posted.
     pub RequestContext: PVOID,
 }
-const _: () = assert!(size_of::<NDK_RESULT>() == 0x18);
-const _: () = assert!(offset_of!(NDK_RESULT, Status) == 0x00);
-const _: () = assert!(offset_of!(NDK_RESULT, BytesTransferred) == 0x04);
-const _: () = assert!(offset_of!(NDK_RESULT, QPContext) == 0x08);
-const _: () = assert!(offset_of!(NDK_RESULT, RequestContext) == 0x10);
+layout!(NDK_RESULT, size 0x18; Status @ 0x00, BytesTransferred @ 0x04, QPContext @ 0x08,
+    RequestContext @ 0x10);
 
 /// `NDK_RESULT_EX` (page `ns-ndkpi-_ndk_result_ex`, NDKPI 1.2; `ProviderErrorCode` 2.1): one
 /// completion from `NdkGetCqResultsEx`.
@@ -268,14 +257,9 @@ pub struct NDK_RESULT_EX {
     /// For `NdkOperationTypeReceiveAndInvalidate`: the invalidated token; otherwise undefined.
     pub TypeSpecificCompletionOutput: ULONG_PTR,
 }
-const _: () = assert!(size_of::<NDK_RESULT_EX>() == 0x28);
-const _: () = assert!(offset_of!(NDK_RESULT_EX, Status) == 0x00);
-const _: () = assert!(offset_of!(NDK_RESULT_EX, BytesTransferred) == 0x04);
-const _: () = assert!(offset_of!(NDK_RESULT_EX, QPContext) == 0x08);
-const _: () = assert!(offset_of!(NDK_RESULT_EX, RequestContext) == 0x10);
-const _: () = assert!(offset_of!(NDK_RESULT_EX, Type) == 0x18);
-const _: () = assert!(offset_of!(NDK_RESULT_EX, ProviderErrorCode) == 0x1C);
-const _: () = assert!(offset_of!(NDK_RESULT_EX, TypeSpecificCompletionOutput) == 0x20);
+layout!(NDK_RESULT_EX, size 0x28; Status @ 0x00, BytesTransferred @ 0x04, QPContext @ 0x08,
+    RequestContext @ 0x10, Type @ 0x18, ProviderErrorCode @ 0x1C,
+    TypeSpecificCompletionOutput @ 0x20);
 
 /// `NDK_LOGICAL_ADDRESS_MAPPING` (page `ns-ndkpi-_ndk_logical_address_mapping`): the result of
 /// `NdkBuildLAM`. Variable length: `AdapterPageArray` is declared with one element but holds
@@ -290,10 +274,8 @@ pub struct NDK_LOGICAL_ADDRESS_MAPPING {
     /// One logical address per `PAGE_SIZE`-aligned page (not necessarily contiguous).
     pub AdapterPageArray: [NDK_LOGICAL_ADDRESS; 1],
 }
-const _: () = assert!(size_of::<NDK_LOGICAL_ADDRESS_MAPPING>() == 0x18);
-const _: () = assert!(offset_of!(NDK_LOGICAL_ADDRESS_MAPPING, AdapterContext) == 0x00);
-const _: () = assert!(offset_of!(NDK_LOGICAL_ADDRESS_MAPPING, AdapterPageCount) == 0x08);
-const _: () = assert!(offset_of!(NDK_LOGICAL_ADDRESS_MAPPING, AdapterPageArray) == 0x10);
+layout!(NDK_LOGICAL_ADDRESS_MAPPING, size 0x18; AdapterContext @ 0x00, AdapterPageCount @ 0x08,
+    AdapterPageArray @ 0x10);
 
 /// Bytes needed for a [`NDK_LOGICAL_ADDRESS_MAPPING`] with `pages` entries
 /// (`FIELD_OFFSET(AdapterPageArray) + 8 * pages`), or `None` on overflow.
@@ -316,7 +298,7 @@ pub struct NDK_EXTENSION_INTERFACE {
     /// The extension's dispatch table.
     pub Dispatch: *const c_void,
 }
-const _: () = assert!(size_of::<NDK_EXTENSION_INTERFACE>() == 8);
+layout!(NDK_EXTENSION_INTERFACE, size 8);
 
 /// `NDK_ADAPTER_INFO` (ndkinfo.h; sdk-api page `ns-ndkinfo-ndk_adapter_info`): capabilities
 /// and limits returned by `NdkQueryAdapterInfo`.
@@ -368,29 +350,13 @@ pub struct NDK_ADAPTER_INFO {
     /// The RDMA technology (`NdkiWarp`, `NdkRoCEv2`, ...); absent in 8.1-era headers.
     pub RdmaTechnology: NDK_RDMA_TECHNOLOGY,
 }
-const _: () = assert!(size_of::<NDK_ADAPTER_INFO>() == 0x68);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, Version) == 0x00);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, VendorId) == 0x04);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, DeviceId) == 0x08);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxRegistrationSize) == 0x10);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxWindowSize) == 0x18);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, FRMRPageCount) == 0x20);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxInitiatorRequestSge) == 0x24);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxReceiveRequestSge) == 0x28);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxReadRequestSge) == 0x2C);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxTransferLength) == 0x30);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxInlineDataSize) == 0x34);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxInboundReadLimit) == 0x38);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxOutboundReadLimit) == 0x3C);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxReceiveQueueDepth) == 0x40);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxInitiatorQueueDepth) == 0x44);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxSrqDepth) == 0x48);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxCqDepth) == 0x4C);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, LargeRequestThreshold) == 0x50);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxCallerData) == 0x54);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, MaxCalleeData) == 0x58);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, AdapterFlags) == 0x5C);
-const _: () = assert!(offset_of!(NDK_ADAPTER_INFO, RdmaTechnology) == 0x60);
+layout!(NDK_ADAPTER_INFO, size 0x68; Version @ 0x00, VendorId @ 0x04, DeviceId @ 0x08,
+    MaxRegistrationSize @ 0x10, MaxWindowSize @ 0x18, FRMRPageCount @ 0x20,
+    MaxInitiatorRequestSge @ 0x24, MaxReceiveRequestSge @ 0x28, MaxReadRequestSge @ 0x2C,
+    MaxTransferLength @ 0x30, MaxInlineDataSize @ 0x34, MaxInboundReadLimit @ 0x38,
+    MaxOutboundReadLimit @ 0x3C, MaxReceiveQueueDepth @ 0x40, MaxInitiatorQueueDepth @ 0x44,
+    MaxSrqDepth @ 0x48, MaxCqDepth @ 0x4C, LargeRequestThreshold @ 0x50, MaxCallerData @ 0x54,
+    MaxCalleeData @ 0x58, AdapterFlags @ 0x5C, RdmaTechnology @ 0x60);
 
 /// Size of `NDK_ADAPTER_INFO` in 8.1-era headers, which lack `RdmaTechnology`. A provider
 /// should accept a buffer of at least this size.

@@ -9,7 +9,6 @@
 //! `WskDeregister`.
 
 use core::ffi::c_void;
-use core::mem::{offset_of, size_of};
 
 use crate::types::{
     KSPIN_LOCK, NDK_ADAPTER, NDK_VERSION, NET_IFINDEX, NTSTATUS, PVOID, SIZE_T, ULONG,
@@ -36,21 +35,17 @@ pub const WSK_INFINITE_WAIT: ULONG = 0xFFFF_FFFF;
 /// returns a [`WSK_PROVIDER_NDK_DISPATCH`].
 pub const WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH: ULONG = 0x4E44_4B44;
 
-/// `PFN_WSK_NDK_OPEN_ADAPTER` (`WskOpenNdkAdapter`): open the NDK adapter of the interface
-/// `IfIndex` at the requested NDKPI version. `PASSIVE_LEVEL`.
-pub type PFN_WSK_NDK_OPEN_ADAPTER = Option<
-    unsafe extern "system" fn(
-        Client: PWSK_CLIENT,
-        NdkVersion: NDK_VERSION,
-        IfIndex: NET_IFINDEX,
-        ppNdkAdapter: *mut *mut NDK_ADAPTER,
-    ) -> NTSTATUS,
->;
-/// `PFN_WSK_NDK_CLOSE_ADAPTER` (`WskCloseNdkAdapter`): blocking close of the adapter; every
-/// callback of every descendant object has returned when it returns. `PASSIVE_LEVEL`; never from
-/// a callback.
-pub type PFN_WSK_NDK_CLOSE_ADAPTER =
-    Option<unsafe extern "system" fn(Client: PWSK_CLIENT, pNdkAdapter: *mut NDK_ADAPTER)>;
+ndk_fn!(
+    /// `PFN_WSK_NDK_OPEN_ADAPTER` (`WskOpenNdkAdapter`): open the NDK adapter of the interface
+    /// `IfIndex` at the requested NDKPI version. `PASSIVE_LEVEL`.
+    PFN_WSK_NDK_OPEN_ADAPTER = fn(Client: PWSK_CLIENT, NdkVersion: NDK_VERSION, IfIndex: NET_IFINDEX, ppNdkAdapter: *mut *mut NDK_ADAPTER) -> NTSTATUS
+);
+ndk_fn!(
+    /// `PFN_WSK_NDK_CLOSE_ADAPTER` (`WskCloseNdkAdapter`): blocking close of the adapter;
+    /// every callback of every descendant object has returned when it returns. `PASSIVE_LEVEL`;
+    /// never from a callback.
+    PFN_WSK_NDK_CLOSE_ADAPTER = fn(Client: PWSK_CLIENT, pNdkAdapter: *mut NDK_ADAPTER)
+);
 
 /// `WSK_PROVIDER_NDK_DISPATCH` (`wskndk.h`): the two entry points of the WSK NDK extension.
 #[repr(C)]
@@ -61,18 +56,12 @@ pub struct WSK_PROVIDER_NDK_DISPATCH {
     /// Closes an adapter.
     pub WskCloseNdkAdapter: PFN_WSK_NDK_CLOSE_ADAPTER,
 }
-const _: () = assert!(size_of::<WSK_PROVIDER_NDK_DISPATCH>() == 0x10);
-const _: () = assert!(offset_of!(WSK_PROVIDER_NDK_DISPATCH, WskCloseNdkAdapter) == 0x08);
+layout!(WSK_PROVIDER_NDK_DISPATCH, size 0x10; WskCloseNdkAdapter @ 0x08);
 
-/// `PFN_WSK_CLIENT_EVENT` (`nc-wsk-pfn_wsk_client_event`).
-pub type PFN_WSK_CLIENT_EVENT = Option<
-    unsafe extern "system" fn(
-        ClientContext: PVOID,
-        EventType: ULONG,
-        Information: PVOID,
-        InformationLength: SIZE_T,
-    ) -> NTSTATUS,
->;
+ndk_fn!(
+    /// `PFN_WSK_CLIENT_EVENT` (`nc-wsk-pfn_wsk_client_event`).
+    PFN_WSK_CLIENT_EVENT = fn(ClientContext: PVOID, EventType: ULONG, Information: PVOID, InformationLength: SIZE_T) -> NTSTATUS
+);
 
 /// `WSK_CLIENT_DISPATCH` (`ns-wsk-_wsk_client_dispatch`).
 #[repr(C)]
@@ -85,8 +74,7 @@ pub struct WSK_CLIENT_DISPATCH {
     /// Optional event callback.
     pub WskClientEvent: PFN_WSK_CLIENT_EVENT,
 }
-const _: () = assert!(size_of::<WSK_CLIENT_DISPATCH>() == 16);
-const _: () = assert!(offset_of!(WSK_CLIENT_DISPATCH, WskClientEvent) == 8);
+layout!(WSK_CLIENT_DISPATCH, size 16; WskClientEvent @ 8);
 
 /// `WSK_CLIENT_NPI` (`ns-wsk-_wsk_client_npi`).
 #[repr(C)]
@@ -97,8 +85,7 @@ pub struct WSK_CLIENT_NPI {
     /// The client's dispatch table.
     pub Dispatch: *const WSK_CLIENT_DISPATCH,
 }
-const _: () = assert!(size_of::<WSK_CLIENT_NPI>() == 16);
-const _: () = assert!(offset_of!(WSK_CLIENT_NPI, Dispatch) == 8);
+layout!(WSK_CLIENT_NPI, size 16; Dispatch @ 8);
 
 /// `WSK_REGISTRATION` (`ns-wsk-_wsk_registration`): opaque; must stay allocated until
 /// `WskDeregister` returns.
@@ -112,27 +99,17 @@ pub struct WSK_REGISTRATION {
     /// Reserved.
     pub ReservedRegistrationLock: KSPIN_LOCK,
 }
-const _: () = assert!(size_of::<WSK_REGISTRATION>() == 24);
-const _: () = assert!(offset_of!(WSK_REGISTRATION, ReservedRegistrationContext) == 8);
-const _: () = assert!(offset_of!(WSK_REGISTRATION, ReservedRegistrationLock) == 16);
+layout!(WSK_REGISTRATION, size 24; ReservedRegistrationContext @ 8, ReservedRegistrationLock @ 16);
 
 /// A `WSK_PROVIDER_DISPATCH` member whose signature ndkdisc does not bind. It is a raw pointer,
 /// not a function type, so it cannot be called by mistake.
 pub type WSK_UNBOUND_FN = *const c_void;
 
-/// `PFN_WSK_CONTROL_CLIENT` (`nc-wsk-pfn_wsk_control_client`). Synchronous when `Irp` is NULL.
-pub type PFN_WSK_CONTROL_CLIENT = Option<
-    unsafe extern "system" fn(
-        Client: PWSK_CLIENT,
-        ControlCode: ULONG,
-        InputSize: SIZE_T,
-        InputBuffer: PVOID,
-        OutputSize: SIZE_T,
-        OutputBuffer: PVOID,
-        OutputSizeReturned: *mut SIZE_T,
-        Irp: PIRP,
-    ) -> NTSTATUS,
->;
+ndk_fn!(
+    /// `PFN_WSK_CONTROL_CLIENT` (`nc-wsk-pfn_wsk_control_client`). Synchronous when `Irp` is
+    /// NULL.
+    PFN_WSK_CONTROL_CLIENT = fn(Client: PWSK_CLIENT, ControlCode: ULONG, InputSize: SIZE_T, InputBuffer: PVOID, OutputSize: SIZE_T, OutputBuffer: PVOID, OutputSizeReturned: *mut SIZE_T, Irp: PIRP) -> NTSTATUS
+);
 
 /// `WSK_PROVIDER_DISPATCH` (`ns-wsk-_wsk_provider_dispatch`). Function pointers start at
 /// offset 8.
@@ -156,13 +133,9 @@ pub struct WSK_PROVIDER_DISPATCH {
     /// `WskGetNameInfo` (not bound; Windows 7 and later).
     pub WskGetNameInfo: WSK_UNBOUND_FN,
 }
-const _: () = assert!(size_of::<WSK_PROVIDER_DISPATCH>() == 0x38);
-const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskSocket) == 0x08);
-const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskSocketConnect) == 0x10);
-const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskControlClient) == 0x18);
-const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskGetAddressInfo) == 0x20);
-const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskFreeAddressInfo) == 0x28);
-const _: () = assert!(offset_of!(WSK_PROVIDER_DISPATCH, WskGetNameInfo) == 0x30);
+layout!(WSK_PROVIDER_DISPATCH, size 0x38; WskSocket @ 0x08, WskSocketConnect @ 0x10,
+    WskControlClient @ 0x18, WskGetAddressInfo @ 0x20, WskFreeAddressInfo @ 0x28,
+    WskGetNameInfo @ 0x30);
 
 /// `WSK_PROVIDER_NPI` (`ns-wsk-_wsk_provider_npi`).
 #[repr(C)]
@@ -173,8 +146,7 @@ pub struct WSK_PROVIDER_NPI {
     /// The provider's dispatch table.
     pub Dispatch: *const WSK_PROVIDER_DISPATCH,
 }
-const _: () = assert!(size_of::<WSK_PROVIDER_NPI>() == 16);
-const _: () = assert!(offset_of!(WSK_PROVIDER_NPI, Dispatch) == 8);
+layout!(WSK_PROVIDER_NPI, size 16; Dispatch @ 8);
 
 // The WSK registration functions exported by `netio.sys` (import library `netio.lib`; the
 // driver crate links it). Declared only for Windows targets.
@@ -210,22 +182,16 @@ pub struct NDIS_OPEN_NDK_ADAPTER_PARAMETERS {
     /// Virtual port id (NDIS 6.50).
     pub VPortId: ULONG,
 }
-const _: () = assert!(size_of::<NDIS_OPEN_NDK_ADAPTER_PARAMETERS>() == 12);
-const _: () = assert!(offset_of!(NDIS_OPEN_NDK_ADAPTER_PARAMETERS, SwitchId) == 4);
-const _: () = assert!(offset_of!(NDIS_OPEN_NDK_ADAPTER_PARAMETERS, VPortId) == 8);
+layout!(NDIS_OPEN_NDK_ADAPTER_PARAMETERS, size 12; SwitchId @ 4, VPortId @ 8);
 
-/// `OPEN_NDK_ADAPTER_HANDLER` (`nc-ndisndk-open_ndk_adapter_handler`), `PASSIVE_LEVEL`.
-pub type OPEN_NDK_ADAPTER_HANDLER = Option<
-    unsafe extern "system" fn(
-        MiniportAdapterContext: NDIS_HANDLE,
-        Parameters: *mut NDIS_OPEN_NDK_ADAPTER_PARAMETERS,
-        ppNdkAdapter: *mut *mut NDK_ADAPTER,
-    ) -> NDIS_STATUS,
->;
-/// `CLOSE_NDK_ADAPTER_HANDLER` (`nc-ndisndk-close_ndk_adapter_handler`), `PASSIVE_LEVEL`.
-pub type CLOSE_NDK_ADAPTER_HANDLER = Option<
-    unsafe extern "system" fn(MiniportAdapterContext: NDIS_HANDLE, pNdkAdapter: *mut NDK_ADAPTER),
->;
+ndk_fn!(
+    /// `OPEN_NDK_ADAPTER_HANDLER` (`nc-ndisndk-open_ndk_adapter_handler`), `PASSIVE_LEVEL`.
+    OPEN_NDK_ADAPTER_HANDLER = fn(MiniportAdapterContext: NDIS_HANDLE, Parameters: *mut NDIS_OPEN_NDK_ADAPTER_PARAMETERS, ppNdkAdapter: *mut *mut NDK_ADAPTER) -> NDIS_STATUS
+);
+ndk_fn!(
+    /// `CLOSE_NDK_ADAPTER_HANDLER` (`nc-ndisndk-close_ndk_adapter_handler`), `PASSIVE_LEVEL`.
+    CLOSE_NDK_ADAPTER_HANDLER = fn(MiniportAdapterContext: NDIS_HANDLE, pNdkAdapter: *mut NDK_ADAPTER)
+);
 
 /// `NDIS_OBJECT_HEADER`.
 #[repr(C)]
@@ -238,7 +204,7 @@ pub struct NDIS_OBJECT_HEADER {
     /// Size in bytes.
     pub Size: u16,
 }
-const _: () = assert!(size_of::<NDIS_OBJECT_HEADER>() == 4);
+layout!(NDIS_OBJECT_HEADER, size 4);
 
 /// `NDIS_NDK_PROVIDER_CHARACTERISTICS` (`ns-ndisndk-_ndis_ndk_provider_characteristics`),
 /// revision 1.
@@ -254,7 +220,5 @@ pub struct NDIS_NDK_PROVIDER_CHARACTERISTICS {
     /// Closes an adapter.
     pub CloseNDKAdapterHandler: CLOSE_NDK_ADAPTER_HANDLER,
 }
-const _: () = assert!(size_of::<NDIS_NDK_PROVIDER_CHARACTERISTICS>() == 24);
-const _: () = assert!(offset_of!(NDIS_NDK_PROVIDER_CHARACTERISTICS, Flags) == 4);
-const _: () = assert!(offset_of!(NDIS_NDK_PROVIDER_CHARACTERISTICS, OpenNDKAdapterHandler) == 8);
-const _: () = assert!(offset_of!(NDIS_NDK_PROVIDER_CHARACTERISTICS, CloseNDKAdapterHandler) == 16);
+layout!(NDIS_NDK_PROVIDER_CHARACTERISTICS, size 24; Flags @ 4, OpenNDKAdapterHandler @ 8,
+    CloseNDKAdapterHandler @ 16);

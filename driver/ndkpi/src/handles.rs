@@ -25,7 +25,7 @@ const V12: NDK_VERSION = NDK_VERSION { Major: 1, Minor: 2 };
 const V21: NDK_VERSION = NDK_VERSION { Major: 2, Minor: 1 };
 
 macro_rules! handle {
-    ($(#[$doc:meta])* $name:ident, $raw:ty) => {
+    ($(#[$doc:meta])* $name:ident, $raw:ty, $table:ty) => {
         $(#[$doc])*
         #[derive(Debug)]
         #[must_use = "an NDK object must be closed"]
@@ -73,7 +73,7 @@ macro_rules! handle {
                 unsafe { (*self.header()).Version }
             }
 
-            fn table(&self) -> &'static <$raw as HasDispatch>::Table {
+            fn table(&self) -> &'static $table {
                 // SAFETY: live object; `Dispatch` is set before the object is returned.
                 let table = unsafe { (*self.raw.as_ptr()).Dispatch };
                 // SAFETY: provider dispatch tables live as long as the provider (static in
@@ -84,58 +84,31 @@ macro_rules! handle {
     };
 }
 
-trait HasDispatch {
-    type Table: 'static;
-}
-impl HasDispatch for NDK_ADAPTER {
-    type Table = ndkpi_sys::NDK_ADAPTER_DISPATCH;
-}
-impl HasDispatch for NDK_PD {
-    type Table = ndkpi_sys::NDK_PD_DISPATCH;
-}
-impl HasDispatch for NDK_CQ {
-    type Table = ndkpi_sys::NDK_CQ_DISPATCH;
-}
-impl HasDispatch for NDK_QP {
-    type Table = ndkpi_sys::NDK_QP_DISPATCH;
-}
-impl HasDispatch for NDK_CONNECTOR {
-    type Table = ndkpi_sys::NDK_CONNECTOR_DISPATCH;
-}
-impl HasDispatch for NDK_LISTENER {
-    type Table = ndkpi_sys::NDK_LISTENER_DISPATCH;
-}
-impl HasDispatch for NDK_MR {
-    type Table = ndkpi_sys::NDK_MR_DISPATCH;
+/// `close(sink)` for handles closed through their dispatch table's `$close` member, completing
+/// with [`Op`]`::$op`.
+macro_rules! closable {
+    ($($name:ident: $close:ident => $op:ident),+ $(,)?) => {$(
+        impl $name {
+            #[doc = concat!("`", stringify!($close), "`; completes with [`Op::", stringify!($op), "`].")]
+            pub fn close<T: Sink>(self, sink: &Arc<T>) {
+                close::<T, { Op::$op as u8 }>(
+                    self.header(),
+                    self.table().$close,
+                    sink,
+                    self.has_ref.load(Ordering::Acquire),
+                );
+            }
+        }
+    )+};
 }
 
-handle!(
-    /// An `NDK_ADAPTER`, opened and closed through [`crate::Wsk`].
-    Adapter, NDK_ADAPTER
-);
-handle!(
-    /// An `NDK_PD`.
-    Pd, NDK_PD
-);
-handle!(
-    /// An `NDK_CQ`.
-    Cq, NDK_CQ
-);
-handle!(
-    /// An `NDK_QP` (its attached buffers live in the [`QueuePair`] that holds it).
-    Qp, NDK_QP
-);
-handle!(
-    /// An `NDK_CONNECTOR`.
-    Connector, NDK_CONNECTOR
-);
-handle!(
-    /// An `NDK_LISTENER`.
-    Listener, NDK_LISTENER
-);
-handle!(
-    /// An `NDK_MR`.
-    Mr, NDK_MR
+closable!(
+    Pd: NdkClosePd => ClosePd,
+    Cq: NdkCloseCq => CloseCq,
+    Qp: NdkCloseQp => CloseQp,
+    Connector: NdkCloseConnector => CloseConnector,
+    Listener: NdkCloseListener => CloseListener,
+    Mr: NdkCloseMr => CloseMr,
 );
 
 /// Start a request; report inline unless it pended.
@@ -150,15 +123,32 @@ fn request<T: Sink, const OP: u8>(
     }
 }
 
-/// Start a create; report inline (with the object) unless it pended.
-fn create<T: Sink, const OP: u8, R>(
+/// [`request`] through the entry point `f`: `STATUS_NOT_SUPPORTED` when the provider has none.
+fn request_with<T: Sink, const OP: u8, F>(
     sink: &Arc<T>,
-    call: impl FnOnce(ndkpi_sys::NDK_FN_CREATE_COMPLETION, ndkpi_sys::PVOID, *mut *mut R) -> NTSTATUS,
+    f: Option<F>,
+    call: impl FnOnce(F, ndkpi_sys::NDK_FN_REQUEST_COMPLETION, ndkpi_sys::PVOID) -> NTSTATUS,
+) {
+    request::<T, OP>(sink, |cb, ctx| match f {
+        Some(f) => call(f, cb, ctx),
+        None => NtStatus::NOT_SUPPORTED,
+    });
+}
+
+/// Start a create through the entry point `f` (`STATUS_NOT_SUPPORTED` when the provider has
+/// none); report inline (with the object) unless it pended.
+fn create<T: Sink, const OP: u8, R, F>(
+    sink: &Arc<T>,
+    f: Option<F>,
+    call: impl FnOnce(F, ndkpi_sys::NDK_FN_CREATE_COMPLETION, ndkpi_sys::PVOID, *mut *mut R) -> NTSTATUS,
 ) {
     let ctx = ctx_of(sink);
     take_ref(sink);
     let mut object: *mut R = core::ptr::null_mut();
-    let status = call(Some(create_done::<T, OP>), ctx, &raw mut object);
+    let status = match f {
+        Some(f) => call(f, Some(create_done::<T, OP>), ctx, &raw mut object),
+        None => NtStatus::NOT_SUPPORTED,
+    };
     if status != NtStatus::PENDING {
         let op = Op::from_u8(OP);
         let created = if status == NtStatus::SUCCESS {
@@ -210,6 +200,11 @@ fn close_detached_raw(header: *mut NDK_OBJECT_HEADER, f: NDK_FN_CLOSE_OBJECT) {
     }
 }
 
+handle!(
+    /// An `NDK_ADAPTER`, opened and closed through [`crate::Wsk`].
+    Adapter, NDK_ADAPTER, ndkpi_sys::NDK_ADAPTER_DISPATCH
+);
+
 impl Adapter {
     /// `NdkQueryAdapterInfo`. `// IRQL: PASSIVE_LEVEL`.
     ///
@@ -234,42 +229,30 @@ impl Adapter {
     /// `NdkCreatePd`; completes with [`Op::CreatePd`].
     pub fn create_pd<T: Sink>(&self, sink: &Arc<T>) {
         let f = self.table().NdkCreatePd;
-        create::<T, { Op::CreatePd as u8 }, NDK_PD>(sink, |cb, ctx, pp| match f {
+        create::<T, { Op::CreatePd as u8 }, NDK_PD, _>(sink, f, |f, cb, ctx, pp| {
             // SAFETY: live adapter; callback/context per the NDK contract; valid out-pointer.
-            Some(f) => unsafe { f(self.as_ptr(), cb, ctx, pp) },
-            None => NtStatus::NOT_SUPPORTED,
+            unsafe { f(self.as_ptr(), cb, ctx, pp) }
         });
     }
 
     /// `NdkCreateCq` with notifications going to `sink`; completes with [`Op::CreateCq`].
     pub fn create_cq<T: Sink>(&self, sink: &Arc<T>, depth: u32) {
         let f = self.table().NdkCreateCq;
-        create::<T, { Op::CreateCq as u8 }, NDK_CQ>(sink, |cb, ctx, pp| match f {
+        let notify: ndkpi_sys::NDK_FN_CQ_NOTIFICATION_CALLBACK = Some(cq_notify::<T>);
+        let (adapter, affinity) = (self.as_ptr(), core::ptr::null_mut());
+        create::<T, { Op::CreateCq as u8 }, NDK_CQ, _>(sink, f, |f, cb, ctx, pp| {
             // SAFETY: live adapter; both callbacks take the sink context, alive until the CQ's
             // close completion (NDK's reference); valid out-pointer.
-            Some(f) => unsafe {
-                f(
-                    self.as_ptr(),
-                    depth,
-                    Some(cq_notify::<T>),
-                    ctx,
-                    core::ptr::null_mut(),
-                    cb,
-                    ctx,
-                    pp,
-                )
-            },
-            None => NtStatus::NOT_SUPPORTED,
+            unsafe { f(adapter, depth, notify, ctx, affinity, cb, ctx, pp) }
         });
     }
 
     /// `NdkCreateConnector`; completes with [`Op::CreateConnector`].
     pub fn create_connector<T: Sink>(&self, sink: &Arc<T>) {
         let f = self.table().NdkCreateConnector;
-        create::<T, { Op::CreateConnector as u8 }, NDK_CONNECTOR>(sink, |cb, ctx, pp| match f {
+        create::<T, { Op::CreateConnector as u8 }, NDK_CONNECTOR, _>(sink, f, |f, cb, ctx, pp| {
             // SAFETY: live adapter; callback/context per the NDK contract; valid out-pointer.
-            Some(f) => unsafe { f(self.as_ptr(), cb, ctx, pp) },
-            None => NtStatus::NOT_SUPPORTED,
+            unsafe { f(self.as_ptr(), cb, ctx, pp) }
         });
     }
 
@@ -277,14 +260,18 @@ impl Adapter {
     /// [`Op::CreateListener`].
     pub fn create_listener<T: Sink>(&self, sink: &Arc<T>) {
         let f = self.table().NdkCreateListener;
-        create::<T, { Op::CreateListener as u8 }, NDK_LISTENER>(sink, |cb, ctx, pp| match f {
+        create::<T, { Op::CreateListener as u8 }, NDK_LISTENER, _>(sink, f, |f, cb, ctx, pp| {
             // SAFETY: live adapter; both callbacks take the sink context, alive until the
             // listener's close completion; valid out-pointer.
-            Some(f) => unsafe { f(self.as_ptr(), Some(connect_event::<T>), ctx, cb, ctx, pp) },
-            None => NtStatus::NOT_SUPPORTED,
+            unsafe { f(self.as_ptr(), Some(connect_event::<T>), ctx, cb, ctx, pp) }
         });
     }
 }
+
+handle!(
+    /// An `NDK_PD`.
+    Pd, NDK_PD, ndkpi_sys::NDK_PD_DISPATCH
+);
 
 impl Pd {
     /// `NdkCreateQp` (one CQ for both queues); completes with [`Op::CreateQp`].
@@ -296,12 +283,12 @@ impl Pd {
         receive_depth: u32,
         send_depth: u32,
     ) {
-        let f = self.table().NdkCreateQp;
         let qctx = core::ptr::without_provenance_mut(qp_context);
-        create::<T, { Op::CreateQp as u8 }, NDK_QP>(sink, |cb, ctx, pp| match f {
+        let f = self.table().NdkCreateQp;
+        create::<T, { Op::CreateQp as u8 }, NDK_QP, _>(sink, f, |f, cb, ctx, pp| {
             // SAFETY: live PD and CQ; the QP context is an opaque value the provider only
             // echoes; callback/context per the NDK contract; valid out-pointer.
-            Some(f) => unsafe {
+            unsafe {
                 f(
                     self.as_ptr(),
                     cq.as_ptr(),
@@ -316,29 +303,17 @@ impl Pd {
                     ctx,
                     pp,
                 )
-            },
-            None => NtStatus::NOT_SUPPORTED,
+            }
         });
     }
 
     /// `NdkCreateMr` (not fast-register); completes with [`Op::CreateMr`].
     pub fn create_mr<T: Sink>(&self, sink: &Arc<T>) {
         let f = self.table().NdkCreateMr;
-        create::<T, { Op::CreateMr as u8 }, NDK_MR>(sink, |cb, ctx, pp| match f {
+        create::<T, { Op::CreateMr as u8 }, NDK_MR, _>(sink, f, |f, cb, ctx, pp| {
             // SAFETY: live PD; callback/context per the NDK contract; valid out-pointer.
-            Some(f) => unsafe { f(self.as_ptr(), FALSE, cb, ctx, pp) },
-            None => NtStatus::NOT_SUPPORTED,
+            unsafe { f(self.as_ptr(), FALSE, cb, ctx, pp) }
         });
-    }
-
-    /// `NdkClosePd`; completes with [`Op::ClosePd`].
-    pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::ClosePd as u8 }>(
-            self.header(),
-            self.table().NdkClosePd,
-            sink,
-            self.has_ref.load(Ordering::Acquire),
-        );
     }
 }
 
@@ -384,6 +359,11 @@ impl Sge {
     }
 }
 
+handle!(
+    /// An `NDK_CQ`.
+    Cq, NDK_CQ, ndkpi_sys::NDK_CQ_DISPATCH
+);
+
 impl Cq {
     /// `NdkArmCq` (`NDK_CQ_NOTIFY_*`).
     pub fn arm(&self, kind: u32) {
@@ -409,10 +389,10 @@ impl Cq {
     }
 
     fn results_chunk(&self, out: &mut [Completion]) -> usize {
-        let want = u32::try_from(out.len()).unwrap_or(16);
         let table = self.table();
         if let (true, Some(f)) = (self.version() >= V12, table.NdkGetCqResultsEx) {
-            let mut buf = [NDK_RESULT_EX {
+            let v21 = self.version() >= V21;
+            let empty = NDK_RESULT_EX {
                 Status: NtStatus::SUCCESS,
                 BytesTransferred: 0,
                 QPContext: core::ptr::null_mut(),
@@ -420,59 +400,59 @@ impl Cq {
                 Type: 0,
                 ProviderErrorCode: 0,
                 TypeSpecificCompletionOutput: 0,
-            }; 16];
-            // SAFETY: live CQ; `buf` holds at least `want` (<= 16) results.
-            let got = unsafe { f(self.as_ptr(), buf.as_mut_ptr(), want) } as usize;
-            for (o, r) in out.iter_mut().zip(&buf[..got.min(16)]) {
-                *o = Completion {
-                    status: r.Status,
-                    bytes: r.BytesTransferred,
-                    qp_context: r.QPContext.addr(),
-                    request_context: r.RequestContext.addr(),
-                    kind: r.Type,
-                    provider_error: if self.version() >= V21 {
-                        r.ProviderErrorCode
-                    } else {
-                        0
-                    },
-                };
-            }
-            got.min(16)
+            };
+            self.take_results(f, empty, out, |r| Completion {
+                status: r.Status,
+                bytes: r.BytesTransferred,
+                qp_context: r.QPContext.addr(),
+                request_context: r.RequestContext.addr(),
+                kind: r.Type,
+                provider_error: if v21 { r.ProviderErrorCode } else { 0 },
+            })
         } else if let Some(f) = table.NdkGetCqResults {
-            let mut buf = [NDK_RESULT {
+            let empty = NDK_RESULT {
                 Status: NtStatus::SUCCESS,
                 BytesTransferred: 0,
                 QPContext: core::ptr::null_mut(),
                 RequestContext: core::ptr::null_mut(),
-            }; 16];
-            // SAFETY: live CQ; `buf` holds at least `want` (<= 16) results.
-            let got = unsafe { f(self.as_ptr(), buf.as_mut_ptr(), want) } as usize;
-            for (o, r) in out.iter_mut().zip(&buf[..got.min(16)]) {
-                *o = Completion {
-                    status: r.Status,
-                    bytes: r.BytesTransferred,
-                    qp_context: r.QPContext.addr(),
-                    request_context: r.RequestContext.addr(),
-                    kind: 0,
-                    provider_error: 0,
-                };
-            }
-            got.min(16)
+            };
+            self.take_results(f, empty, out, |r| Completion {
+                kind: 0,
+                provider_error: 0,
+                status: r.Status,
+                bytes: r.BytesTransferred,
+                qp_context: r.QPContext.addr(),
+                request_context: r.RequestContext.addr(),
+            })
         } else {
             0
         }
     }
 
-    /// `NdkCloseCq`; completes with [`Op::CloseCq`].
-    pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::CloseCq as u8 }>(
-            self.header(),
-            self.table().NdkCloseCq,
-            sink,
-            self.has_ref.load(Ordering::Acquire),
-        );
+    /// Up to `out.len()` (at most 16) results through `f` (`NdkGetCqResults` or its `Ex`
+    /// form, whose result record is `R`), each converted by `convert`; how many were written.
+    fn take_results<R: Copy>(
+        &self,
+        f: unsafe extern "system" fn(*mut NDK_CQ, *mut R, u32) -> u32,
+        empty: R,
+        out: &mut [Completion],
+        convert: impl Fn(&R) -> Completion,
+    ) -> usize {
+        let want = u32::try_from(out.len()).unwrap_or(16);
+        let mut buf = [empty; 16];
+        // SAFETY: live CQ; `buf` holds at least `want` (<= 16) results.
+        let got = unsafe { f(self.as_ptr(), buf.as_mut_ptr(), want) } as usize;
+        for (o, r) in out.iter_mut().zip(&buf[..got.min(16)]) {
+            *o = convert(r);
+        }
+        got.min(16)
     }
 }
+
+handle!(
+    /// An `NDK_QP` (its attached buffers live in the [`QueuePair`] that holds it).
+    Qp, NDK_QP, ndkpi_sys::NDK_QP_DISPATCH
+);
 
 impl Qp {
     /// `NdkFlush`: every outstanding request completes with `STATUS_CANCELLED`.
@@ -490,19 +470,11 @@ impl Qp {
     /// which stays valid and unmoved until the receive completes (or the QP is closed); the
     /// caller serialises posts to the receive queue.
     pub unsafe fn receive(&self, request_context: usize, sge: Sge) -> NTSTATUS {
-        let Some(f) = self.table().NdkReceive else {
-            return NtStatus::NOT_SUPPORTED;
-        };
-        let raw = sge.raw();
+        let f = self.table().NdkReceive;
         // SAFETY: live QP; one valid SGE whose memory the caller vouches for.
-        unsafe {
-            f(
-                self.as_ptr(),
-                core::ptr::without_provenance_mut(request_context),
-                &raw const raw,
-                1,
-            )
-        }
+        self.post_one(f, request_context, sge, |f, qp, ctx, sgl| unsafe {
+            f(qp, ctx, sgl, 1)
+        })
     }
 
     /// `NdkSend` of one buffer.
@@ -510,32 +482,35 @@ impl Qp {
     /// # Safety
     /// As [`Qp::receive`], for the initiator queue.
     pub unsafe fn send(&self, request_context: usize, sge: Sge, flags: u32) -> NTSTATUS {
-        let Some(f) = self.table().NdkSend else {
+        let f = self.table().NdkSend;
+        self.post_one(f, request_context, sge, |f, qp, ctx, sgl| {
+            // SAFETY: as for `receive`.
+            unsafe { f(qp, ctx, sgl, 1, flags) }
+        })
+    }
+
+    /// Post one SGE through the entry point `f` (`STATUS_NOT_SUPPORTED` when the provider has
+    /// none): `call` gets it with the QP, the request context and the SGE list.
+    fn post_one<F>(
+        &self,
+        f: Option<F>,
+        request_context: usize,
+        sge: Sge,
+        call: impl FnOnce(F, *mut NDK_QP, ndkpi_sys::PVOID, *const ndkpi_sys::NDK_SGE) -> NTSTATUS,
+    ) -> NTSTATUS {
+        let Some(f) = f else {
             return NtStatus::NOT_SUPPORTED;
         };
         let raw = sge.raw();
-        // SAFETY: live QP; one valid SGE whose memory the caller vouches for.
-        unsafe {
-            f(
-                self.as_ptr(),
-                core::ptr::without_provenance_mut(request_context),
-                &raw const raw,
-                1,
-                flags,
-            )
-        }
-    }
-
-    /// `NdkCloseQp`; completes with [`Op::CloseQp`].
-    pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::CloseQp as u8 }>(
-            self.header(),
-            self.table().NdkCloseQp,
-            sink,
-            self.has_ref.load(Ordering::Acquire),
-        );
+        let ctx = core::ptr::without_provenance_mut(request_context);
+        call(f, self.as_ptr(), ctx, &raw const raw)
     }
 }
+
+handle!(
+    /// An `NDK_CONNECTOR`.
+    Connector, NDK_CONNECTOR, ndkpi_sys::NDK_CONNECTOR_DISPATCH
+);
 
 impl Connector {
     /// Whether the connector speaks NDKPI 2.1 (the `Ex` registration with a reason).
@@ -557,11 +532,10 @@ impl Connector {
     ) {
         let src = local.map_or_else(|| SockAddrBuf::any_like(remote), SockAddrBuf::new);
         let dst = SockAddrBuf::new(remote);
-        let f = self.table().NdkConnect;
-        request::<T, { Op::Connect as u8 }>(sink, |cb, ctx| match f {
+        request_with::<T, { Op::Connect as u8 }, _>(sink, self.table().NdkConnect, |f, cb, ctx| {
             // SAFETY: live connector and QP; address buffers live across the call (the
             // provider copies them); callback/context per the NDK contract.
-            Some(f) => unsafe {
+            unsafe {
                 f(
                     self.as_ptr(),
                     qp.as_ptr(),
@@ -576,8 +550,7 @@ impl Connector {
                     cb,
                     ctx,
                 )
-            },
-            None => NtStatus::NOT_SUPPORTED,
+            }
         });
     }
 
@@ -609,39 +582,19 @@ impl Connector {
         self.hold(sink);
         let table = self.table();
         let ex = self.has_ex();
+        let (conn, qp, data) = (self.as_ptr(), qp.as_ptr(), core::ptr::null());
+        let event_ex: ndkpi_sys::NDK_FN_DISCONNECT_EVENT_CALLBACK_EX =
+            Some(disconnect_event_ex::<T>);
+        let event: ndkpi_sys::NDK_FN_DISCONNECT_EVENT_CALLBACK = Some(disconnect_event::<T>);
         request::<T, { Op::Accept as u8 }>(sink, |cb, ctx| {
             match (ex, table.NdkAcceptEx, table.NdkAccept) {
                 // SAFETY: live connector and QP; the disconnect context is the sink, alive until
                 // the connector's close completion.
                 (true, Some(f), _) => unsafe {
-                    f(
-                        self.as_ptr(),
-                        qp.as_ptr(),
-                        ird,
-                        ord,
-                        core::ptr::null(),
-                        0,
-                        Some(disconnect_event_ex::<T>),
-                        ctx,
-                        cb,
-                        ctx,
-                    )
+                    f(conn, qp, ird, ord, data, 0, event_ex, ctx, cb, ctx)
                 },
                 // SAFETY: as above, plain form.
-                (_, _, Some(f)) => unsafe {
-                    f(
-                        self.as_ptr(),
-                        qp.as_ptr(),
-                        ird,
-                        ord,
-                        core::ptr::null(),
-                        0,
-                        Some(disconnect_event::<T>),
-                        ctx,
-                        cb,
-                        ctx,
-                    )
-                },
+                (_, _, Some(f)) => unsafe { f(conn, qp, ird, ord, data, 0, event, ctx, cb, ctx) },
                 _ => NtStatus::NOT_SUPPORTED,
             }
         });
@@ -659,10 +612,9 @@ impl Connector {
     /// `NdkDisconnect` (graceful); completes with [`Op::Disconnect`].
     pub fn disconnect<T: Sink>(&self, sink: &Arc<T>) {
         let f = self.table().NdkDisconnect;
-        request::<T, { Op::Disconnect as u8 }>(sink, |cb, ctx| match f {
+        request_with::<T, { Op::Disconnect as u8 }, _>(sink, f, |f, cb, ctx| {
             // SAFETY: live connector; callback/context per the NDK contract.
-            Some(f) => unsafe { f(self.as_ptr(), cb, ctx) },
-            None => NtStatus::NOT_SUPPORTED,
+            unsafe { f(self.as_ptr(), cb, ctx) }
         });
     }
 
@@ -680,16 +632,6 @@ impl Connector {
         SockAddrBuf::ask(|p, len| unsafe { f(self.as_ptr(), p, len) })
     }
 
-    /// `NdkCloseConnector`; completes with [`Op::CloseConnector`].
-    pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::CloseConnector as u8 }>(
-            self.header(),
-            self.table().NdkCloseConnector,
-            sink,
-            self.has_ref.load(Ordering::Acquire),
-        );
-    }
-
     /// Close with nobody waiting for the completion (an incoming request nobody will accept:
     /// closing it rejects it).
     pub fn close_detached(self) {
@@ -697,15 +639,18 @@ impl Connector {
     }
 }
 
+handle!(
+    /// An `NDK_LISTENER`.
+    Listener, NDK_LISTENER, ndkpi_sys::NDK_LISTENER_DISPATCH
+);
+
 impl Listener {
     /// `NdkListen`; completes with [`Op::Listen`].
     pub fn listen<T: Sink>(&self, sink: &Arc<T>, address: SocketAddr) {
         let addr = SockAddrBuf::new(address);
-        let f = self.table().NdkListen;
-        request::<T, { Op::Listen as u8 }>(sink, |cb, ctx| match f {
+        request_with::<T, { Op::Listen as u8 }, _>(sink, self.table().NdkListen, |f, cb, ctx| {
             // SAFETY: live listener; the address buffer lives across the call.
-            Some(f) => unsafe { f(self.as_ptr(), addr.as_ptr(), addr.len(), cb, ctx) },
-            None => NtStatus::NOT_SUPPORTED,
+            unsafe { f(self.as_ptr(), addr.as_ptr(), addr.len(), cb, ctx) }
         });
     }
 
@@ -723,28 +668,23 @@ impl Listener {
             unsafe { f(self.as_ptr(), if pause { TRUE } else { FALSE }) }
         }
     }
-
-    /// `NdkCloseListener`; completes with [`Op::CloseListener`].
-    pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::CloseListener as u8 }>(
-            self.header(),
-            self.table().NdkCloseListener,
-            sink,
-            self.has_ref.load(Ordering::Acquire),
-        );
-    }
 }
+
+handle!(
+    /// An `NDK_MR`.
+    Mr, NDK_MR, ndkpi_sys::NDK_MR_DISPATCH
+);
 
 impl Mr {
     /// `NdkRegisterMr` of `memory` for local write; completes with [`Op::RegisterMr`]. The
     /// memory must outlive the MR (close the MR before dropping it).
     pub fn register<T: Sink>(&self, sink: &Arc<T>, memory: &dyn crate::RegisteredMemory) {
-        let f = self.table().NdkRegisterMr;
         let (mdl, len) = (memory.mdl(), memory.len());
-        request::<T, { Op::RegisterMr as u8 }>(sink, |cb, ctx| match f {
+        let f = self.table().NdkRegisterMr;
+        request_with::<T, { Op::RegisterMr as u8 }, _>(sink, f, |f, cb, ctx| {
             // SAFETY: live MR; the MDL describes `len` pinned bytes (the `RegisteredMemory`
             // contract) that the caller keeps alive until the MR is closed.
-            Some(f) => unsafe {
+            unsafe {
                 f(
                     self.as_ptr(),
                     mdl,
@@ -753,8 +693,7 @@ impl Mr {
                     cb,
                     ctx,
                 )
-            },
-            None => NtStatus::NOT_SUPPORTED,
+            }
         });
     }
 
@@ -765,16 +704,6 @@ impl Mr {
             Some(f) => unsafe { f(self.as_ptr()) },
             None => 0,
         }
-    }
-
-    /// `NdkCloseMr`; completes with [`Op::CloseMr`].
-    pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        close::<T, { Op::CloseMr as u8 }>(
-            self.header(),
-            self.table().NdkCloseMr,
-            sink,
-            self.has_ref.load(Ordering::Acquire),
-        );
     }
 }
 
@@ -798,6 +727,30 @@ impl core::fmt::Debug for PassiveLock<Vec<Arc<Buffer>>> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("PassiveLock")
     }
+}
+
+/// A [`QueuePair`] post of `len` bytes at `offset` of buffer `index` (`STATUS_INVALID_PARAMETER`
+/// when that is not inside an attached buffer): `$post` with the QP, the SGE and the request
+/// context.
+macro_rules! buffer_post {
+    ($(#[$doc:meta])* $name:ident => |$qp:ident, $sge:ident, $ctx:ident| $post:expr) => {
+        $(#[$doc])*
+        pub fn $name(
+            &self,
+            index: usize,
+            offset: usize,
+            len: u32,
+            request_context: usize,
+        ) -> NTSTATUS {
+            let Some($sge) = self.sge(index, offset, len) else {
+                return NtStatus::INVALID_PARAMETER;
+            };
+            let ($qp, $ctx) = (&self.qp, request_context);
+            // SAFETY: the SGE lies inside an attached, registered buffer, which lives until the
+            // QP's close completion (after which no request can complete).
+            unsafe { $post }
+        }
+    };
 }
 
 struct Keep<T> {
@@ -842,38 +795,17 @@ impl QueuePair {
             .with(|b| b.get(index).and_then(|buf| buf.sge(offset, len)))
     }
 
-    /// Post a receive into `len` bytes at `offset` of buffer `index`. `// IRQL: PASSIVE_LEVEL`
-    /// (the caller serialises posts to the receive queue).
-    pub fn post_receive(
-        &self,
-        index: usize,
-        offset: usize,
-        len: u32,
-        request_context: usize,
-    ) -> NTSTATUS {
-        let Some(sge) = self.sge(index, offset, len) else {
-            return NtStatus::INVALID_PARAMETER;
-        };
-        // SAFETY: the SGE lies inside an attached, registered buffer, which lives until the
-        // QP's close completion (after which no request can complete).
-        unsafe { self.qp.receive(request_context, sge) }
-    }
+    buffer_post!(
+        /// Post a receive into `len` bytes at `offset` of buffer `index`. `// IRQL:
+        /// PASSIVE_LEVEL` (the caller serialises posts to the receive queue).
+        post_receive => |qp, sge, ctx| qp.receive(ctx, sge)
+    );
 
-    /// Post a send of `len` bytes at `offset` of buffer `index`. `// IRQL: PASSIVE_LEVEL`
-    /// (the caller serialises posts to the initiator queue).
-    pub fn post_send(
-        &self,
-        index: usize,
-        offset: usize,
-        len: u32,
-        request_context: usize,
-    ) -> NTSTATUS {
-        let Some(sge) = self.sge(index, offset, len) else {
-            return NtStatus::INVALID_PARAMETER;
-        };
-        // SAFETY: as `post_receive`.
-        unsafe { self.qp.send(request_context, sge, 0) }
-    }
+    buffer_post!(
+        /// Post a send of `len` bytes at `offset` of buffer `index`. `// IRQL: PASSIVE_LEVEL`
+        /// (the caller serialises posts to the initiator queue).
+        post_send => |qp, sge, ctx| qp.send(ctx, sge, 0)
+    );
 
     /// `NdkCloseQp`; completes with [`Op::CloseQp`]; the buffers are released after it.
     pub fn close<T: Sink>(self, sink: &Arc<T>) {

@@ -121,11 +121,16 @@ fn modes() -> Vec<Completion> {
     }
 }
 
-fn run_connection(mode: Completion, version: NDK_VERSION) {
-    let fabric = Arc::new(Fabric::new(FabricConfig {
+/// A fabric whose callbacks come in `mode`, every other setting the default.
+fn fabric_in(mode: Completion) -> Arc<Fabric> {
+    Arc::new(Fabric::new(FabricConfig {
         completion: mode,
         ..Default::default()
-    }));
+    }))
+}
+
+fn run_connection(mode: Completion, version: NDK_VERSION) {
+    let fabric = fabric_in(mode);
     let ip_a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
     let ip_b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
     fabric.add_host(HostConfig::new(1, [ip_a]));
@@ -218,10 +223,7 @@ fn connection_lifecycle_at_1_2_uses_the_plain_callback() {
 #[test]
 fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected() {
     for mode in modes() {
-        let fabric = Arc::new(Fabric::new(FabricConfig {
-            completion: mode,
-            ..Default::default()
-        }));
+        let fabric = fabric_in(mode);
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         fabric.add_host(HostConfig::new(1, [ip]));
         let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
@@ -262,10 +264,7 @@ fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected()
 #[test]
 fn a_failed_create_leaves_no_reference_behind() {
     for mode in modes() {
-        let fabric = Arc::new(Fabric::new(FabricConfig {
-            completion: mode,
-            ..Default::default()
-        }));
+        let fabric = fabric_in(mode);
         let host = fabric.add_host(HostConfig::new(1, [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]));
         let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
         let ad = wsk

@@ -17,6 +17,8 @@ use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::thread_depth::{DepthGuard, depth};
+
 thread_local! {
     static FORBIDDEN: Cell<u32> = const { Cell::new(0) };
     static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
@@ -44,17 +46,14 @@ static FIRST: Mutex<Option<String>> = Mutex::new(None);
 
 /// While alive, allocations on this thread are violations.
 #[must_use = "the scope ends when the guard is dropped"]
-pub struct NoAllocScope(());
+pub struct NoAllocScope {
+    _level: DepthGuard,
+}
 
 /// Open a no-allocation scope on the current thread (scopes nest).
 pub fn forbid() -> NoAllocScope {
-    let _ = FORBIDDEN.try_with(|f| f.set(f.get() + 1));
-    NoAllocScope(())
-}
-
-impl Drop for NoAllocScope {
-    fn drop(&mut self) {
-        let _ = FORBIDDEN.try_with(|f| f.set(f.get().saturating_sub(1)));
+    NoAllocScope {
+        _level: DepthGuard::enter(&FORBIDDEN),
     }
 }
 
@@ -82,7 +81,7 @@ fn record(bytes: usize, freed: usize) {
 }
 
 fn check() {
-    let inside = FORBIDDEN.try_with(Cell::get).unwrap_or(0);
+    let inside = depth(&FORBIDDEN);
     if inside == 0 {
         return;
     }

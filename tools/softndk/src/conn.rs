@@ -417,11 +417,7 @@ impl World {
                 block,
             },
         );
-        World::arm(
-            out,
-            self.config.timing.handshake_timeout,
-            crate::world::Timer::Handshake(a),
-        );
+        self.arm(out, crate::world::Timer::Handshake(a));
         NtStatus::PENDING
     }
 
@@ -556,11 +552,7 @@ impl World {
             p.ord = p.ord.min(ird);
         }
         self.complete_pending(out, a, NtStatus::SUCCESS);
-        World::arm(
-            out,
-            self.config.timing.handshake_timeout,
-            crate::world::Timer::Handshake(b),
-        );
+        self.arm(out, crate::world::Timer::Handshake(b));
         NtStatus::PENDING
     }
 
@@ -699,11 +691,7 @@ impl World {
                 if !link_down && let Some(y) = peer {
                     self.end_remote(out, y, Ending::PeerGraceful);
                 }
-                World::arm(
-                    out,
-                    self.config.timing.disconnect_timeout,
-                    crate::world::Timer::Disconnect(x),
-                );
+                self.arm(out, crate::world::Timer::Disconnect(x));
                 NtStatus::PENDING
             }
             ConnectorState::Disconnected => {

@@ -17,27 +17,26 @@
 
 use std::cell::Cell;
 
+use crate::thread_depth::{DepthGuard, depth};
+
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
 /// While alive, the current thread holds (at least) one consumer spin lock.
 #[must_use = "the lock is considered released when the guard is dropped"]
-pub struct ConsumerLockGuard(());
+pub struct ConsumerLockGuard {
+    _level: DepthGuard,
+}
 
 /// The current thread took a consumer spin lock (nests); drop the guard when it releases it.
 pub fn enter() -> ConsumerLockGuard {
-    let _ = DEPTH.try_with(|d| d.set(d.get() + 1));
-    ConsumerLockGuard(())
-}
-
-impl Drop for ConsumerLockGuard {
-    fn drop(&mut self) {
-        let _ = DEPTH.try_with(|d| d.set(d.get().saturating_sub(1)));
+    ConsumerLockGuard {
+        _level: DepthGuard::enter(&DEPTH),
     }
 }
 
 /// Whether the current thread holds a consumer spin lock.
 pub fn held() -> bool {
-    DEPTH.try_with(Cell::get).unwrap_or(0) > 0
+    depth(&DEPTH) > 0
 }

@@ -404,7 +404,7 @@ pub(crate) struct ProviderGuard<'a>(Option<&'a ProviderLock>);
 impl ProviderLock {
     fn enter(&self) -> ProviderGuard<'_> {
         let me = std::thread::current().id();
-        let mut o = self.owner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut o = lock(&self.owner);
         while o.0.is_some_and(|t| t != me) {
             o = self.free.wait(o).unwrap_or_else(PoisonError::into_inner);
         }
@@ -416,12 +416,12 @@ impl ProviderLock {
 
 impl Drop for ProviderGuard<'_> {
     fn drop(&mut self) {
-        if let Some(lock) = self.0 {
-            let mut o = lock.owner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(provider) = self.0 {
+            let mut o = lock(&provider.owner);
             o.1 -= 1;
             if o.1 == 0 {
                 o.0 = None;
-                lock.free.notify_all();
+                provider.free.notify_all();
             }
         }
     }
@@ -438,7 +438,7 @@ impl Shared {
     }
 
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.world)
     }
 
     pub(crate) fn client_addr(&self) -> usize {
@@ -450,10 +450,7 @@ impl Shared {
         match self.policy {
             MisusePolicy::Panic => panic!("softndk: {v}"),
             MisusePolicy::Record => {
-                self.violations
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(v);
+                lock(&self.violations).push(v);
             }
         }
     }
@@ -469,7 +466,7 @@ impl Shared {
                 Route::Inline => self.run(&d),
                 Route::Thread(i) => {
                     let sender = {
-                        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+                        let workers = lock(&self.workers);
                         workers.get(i % workers.len().max(1)).cloned()
                     };
                     match sender {
@@ -482,10 +479,7 @@ impl Shared {
                     }
                 }
                 Route::Manual => {
-                    self.manual
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push_back(d);
+                    lock(&self.manual).push_back(d);
                 }
             }
         }
@@ -518,7 +512,7 @@ impl Shared {
             return;
         }
         let now = Instant::now();
-        let mut t = self.timers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut t = lock(&self.timers);
         for (after, timer) in timers {
             t.seq += 1;
             let seq = t.seq;
@@ -538,7 +532,7 @@ impl Shared {
 
     /// Test hook: block a post inside its queue when a gate is set for it.
     pub(crate) fn gate_point(&self, qp_addr: usize, queue: Queue) {
-        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut gate = lock(&self.gate);
         if gate.target != Some((qp_addr, queue)) || gate.entered {
             return;
         }
@@ -555,21 +549,40 @@ impl Shared {
     /// Wait until no delivery for `adapter`'s objects is owed and no close is in progress,
     /// at most `limit`. Returns whether it got there.
     pub(crate) fn wait_adapter_quiet(&self, adapter: ObjId, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        let mut world = self.world();
-        while world.adapter_busy(adapter) {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            world = self
-                .idle
-                .wait_timeout(world, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        let deadline = Instant::now() + limit;
+        wait_until(deadline, &self.idle, self.world(), Duration::MAX, |world| {
+            !world.adapter_busy(adapter)
+        })
     }
+}
+
+/// Lock `mutex`, also when a panicking thread poisoned it: the fabric's state stays usable
+/// (and inspectable) by the other threads of a test.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Wait on `cv` until `ready` holds for the value `guard` guards, at most until `deadline`,
+/// waking at least every `slice` to look again (for state `cv` is not signalled for). Returns
+/// whether `ready` held.
+fn wait_until<T>(
+    deadline: Instant,
+    cv: &Condvar,
+    mut guard: MutexGuard<'_, T>,
+    slice: Duration,
+    mut ready: impl FnMut(&mut T) -> bool,
+) -> bool {
+    while !ready(&mut guard) {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        guard = cv
+            .wait_timeout(guard, (deadline - now).min(slice))
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    true
 }
 
 impl Drop for Shared {
@@ -698,7 +711,7 @@ fn timer_thread(weak: &Weak<Shared>) {
     loop {
         let Some(shared) = weak.upgrade() else { return };
         let due = {
-            let mut t = shared.timers.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut t = lock(&shared.timers);
             loop {
                 if t.stop {
                     return;
@@ -863,12 +876,7 @@ impl Fabric {
     /// Run the oldest queued callback or provider work (for [`Completion::Manual`]); returns
     /// whether there was one. What it queues in turn waits for the next call.
     pub fn deliver_one(&self) -> bool {
-        let next = self
-            .shared
-            .manual
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_front();
+        let next = lock(&self.shared.manual).pop_front();
         match next {
             Some(d) => {
                 self.shared.run(&d);
@@ -880,34 +888,21 @@ impl Fabric {
 
     /// Callbacks queued for [`Fabric::deliver`].
     pub fn queued(&self) -> usize {
-        self.shared
-            .manual
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        lock(&self.shared.manual).len()
     }
 
     /// Wait (up to `limit`) until no callback is owed anywhere except in the manual queue.
     /// Returns whether the fabric became idle.
     pub fn wait_idle(&self, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        let mut world = self.shared.world();
-        loop {
-            let manual = self.queued();
-            if world.queued <= manual {
-                return true;
-            }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            world = self
-                .shared
-                .idle
-                .wait_timeout(world, (deadline - now).min(Duration::from_millis(10)))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let deadline = Instant::now() + limit;
+        let slice = Duration::from_millis(10);
+        wait_until(
+            deadline,
+            &self.shared.idle,
+            self.shared.world(),
+            slice,
+            |world| world.queued <= self.queued(),
+        )
     }
 
     fn entry<T>(&self, ptr: *mut T, kind: ObjectKind) -> Option<Entry> {
@@ -986,12 +981,7 @@ impl Fabric {
     pub fn remove_adapters(&self, host: HostId) {
         let if_index = self.shared.world().mark_host_removed(host.0);
         if let Some(if_index) = if_index {
-            let hooks = self
-                .shared
-                .removal_hooks
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let hooks = lock(&self.shared.removal_hooks).clone();
             for hook in hooks {
                 hook(if_index);
             }
@@ -1005,11 +995,7 @@ impl Fabric {
     /// interface index. How an NDK consumer learns of it on Windows is the platform's business
     /// (a plug-and-play or IP-interface notification); this is that notice for a consumer on softndk.
     pub fn on_adapter_removal(&self, hook: impl Fn(u32) + Send + Sync + 'static) {
-        self.shared
-            .removal_hooks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::new(hook));
+        lock(&self.shared.removal_hooks).push(Arc::new(hook));
     }
 
     /// Make the next `count` creates of `kind` on `host` fail with
@@ -1086,22 +1072,14 @@ impl Fabric {
 
     /// Violations recorded under [`MisusePolicy::Record`].
     pub fn violations(&self) -> Vec<Violation> {
-        self.shared
-            .violations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&self.shared.violations).clone()
     }
 
     /// Hold the next post to `queue` of `qp` inside the provider (with the queue marked busy)
     /// until the returned gate is released, so a test can make two posts overlap
     /// deterministically.
     pub fn hold_next_post(&self, qp: *mut NDK_QP, queue: Queue) -> PostGate {
-        let mut gate = self
-            .shared
-            .gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut gate = lock(&self.shared.gate);
         *gate = Gate {
             target: Some((qp.addr(), queue)),
             entered: false,
@@ -1115,17 +1093,9 @@ impl Fabric {
 
 impl Drop for Fabric {
     fn drop(&mut self) {
-        self.shared
-            .workers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        lock(&self.shared.workers).clear();
         {
-            let mut t = self
-                .shared
-                .timers
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut t = lock(&self.shared.timers);
             t.stop = true;
             self.shared.timers_cv.notify_all();
         }
@@ -1148,25 +1118,15 @@ pub struct PostGate {
 impl PostGate {
     /// Wait (up to `limit`) until the held post is inside the provider.
     pub fn wait_entered(&self, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        let mut gate = self
-            .shared
-            .gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while !gate.entered {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            gate = self
-                .shared
-                .gate_cv
-                .wait_timeout(gate, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        let deadline = Instant::now() + limit;
+        let gate = lock(&self.shared.gate);
+        wait_until(
+            deadline,
+            &self.shared.gate_cv,
+            gate,
+            Duration::MAX,
+            |gate| gate.entered,
+        )
     }
 
     /// Let the held post finish.
@@ -1177,11 +1137,7 @@ impl PostGate {
 
 impl Drop for PostGate {
     fn drop(&mut self) {
-        let mut gate = self
-            .shared
-            .gate
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut gate = lock(&self.shared.gate);
         gate.released = true;
         gate.target = None;
         self.shared.gate_cv.notify_all();

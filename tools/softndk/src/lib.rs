@@ -137,6 +137,7 @@ mod misuse;
 mod object;
 mod qp;
 mod rng;
+mod thread_depth;
 mod world;
 
 pub use conn::{ConnectorState, Ending};

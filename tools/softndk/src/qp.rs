@@ -335,8 +335,6 @@ impl World {
                 ctx,
                 NtStatus::CANCELLED,
                 NdkOperationTypeReceive,
-                0,
-                false,
             );
             return NtStatus::SUCCESS;
         }
@@ -390,16 +388,7 @@ impl World {
             }
             Err(status) => {
                 let snapshot = QpRef::of(q);
-                self.complete_ref(
-                    out,
-                    icq,
-                    snapshot,
-                    ctx,
-                    status,
-                    NdkOperationTypeSend,
-                    0,
-                    false,
-                );
+                self.complete_ref(out, icq, snapshot, ctx, status, NdkOperationTypeSend);
                 self.qp_error(out, qp_id);
             }
         }
@@ -451,40 +440,27 @@ impl World {
                 Err(status) => (status, 0),
             };
             let solicited = send.flags & NDK_OP_FLAG_SEND_AND_SOLICIT_EVENT != 0;
-            let (r_ref, r_cq) = match self.qp(receiver) {
-                Some(q) => (QpRef::of(q), q.rcq),
-                None => return,
+            let Some((cq, qp)) = self.queue_cq(receiver, true) else {
+                return;
             };
-            self.complete_ref(
-                out,
-                r_cq,
-                r_ref,
-                recv.ctx,
-                r_status,
-                NdkOperationTypeReceive,
+            let entry = CqEntry {
                 bytes,
                 solicited,
-            );
+                ..qp.entry(recv.ctx, r_status, NdkOperationTypeReceive)
+            };
+            self.push_cq(out, cq, entry);
             if r_status != NtStatus::SUCCESS {
                 self.qp_error(out, receiver);
             }
             let silent = send.flags & NDK_OP_FLAG_SILENT_SUCCESS != 0;
-            if !silent {
-                let (s_ref, s_cq) = match self.qp(sender) {
-                    Some(q) => (QpRef::of(q), q.icq),
-                    None => return,
-                };
-                self.complete_ref(
-                    out,
-                    s_cq,
-                    s_ref,
-                    send.ctx,
-                    NtStatus::SUCCESS,
-                    NdkOperationTypeSend,
-                    0,
-                    false,
-                );
+            if silent {
+                continue;
             }
+            let Some((cq, qp)) = self.queue_cq(sender, false) else {
+                return;
+            };
+            let entry = qp.entry(send.ctx, NtStatus::SUCCESS, NdkOperationTypeSend);
+            self.push_cq(out, cq, entry);
         }
     }
 
@@ -541,7 +517,7 @@ impl World {
             NdkOperationTypeRead
         };
         if status != NtStatus::SUCCESS || flags & NDK_OP_FLAG_SILENT_SUCCESS == 0 {
-            self.complete_ref(out, icq, snapshot, ctx, status, op, 0, false);
+            self.complete_ref(out, icq, snapshot, ctx, status, op);
         }
         if status != NtStatus::SUCCESS {
             self.qp_error(out, qp_id);
@@ -650,7 +626,7 @@ impl World {
             } else {
                 (icq, NdkOperationTypeSend)
             };
-            self.complete_ref(out, cq, snapshot, ctx, NtStatus::CANCELLED, op, 0, false);
+            self.complete_ref(out, cq, snapshot, ctx, NtStatus::CANCELLED, op);
         }
     }
 
@@ -682,7 +658,6 @@ impl World {
         if self.config.kindness.sends_to_dead_peer_wait || self.peer_reachable(qp_id) {
             return;
         }
-        let after = self.config.timing.retry_timeout;
         let Some(q) = self.qp_mut(qp_id) else { return };
         let live = matches!(
             q.state,
@@ -692,7 +667,7 @@ impl World {
             return;
         }
         q.retry_armed = true;
-        World::arm(out, after, crate::world::Timer::Retry(qp_id));
+        self.arm(out, crate::world::Timer::Retry(qp_id));
     }
 
     /// The QP's peer can no longer take sends: its sends start their retry timers.
@@ -723,14 +698,12 @@ impl World {
         q.stats.failed += 1;
         let (icq, snapshot, connector) = (q.icq, QpRef::of(q), q.connector);
         self.counters.retry_failures += 1;
-        self.complete_error(
-            out,
-            icq,
-            snapshot,
+        let entry = snapshot.failed(
             first.ctx,
             NtStatus::IO_TIMEOUT,
             provider_error::RETRY_EXCEEDED,
         );
+        self.push_cq(out, icq, entry);
         self.flush_qp(out, qp_id, FlushKind::Provider);
         self.peer_qp_lost(out, qp_id);
         if let Some(x) = connector {
@@ -757,14 +730,12 @@ impl World {
         };
         q.stats.failed += 1;
         let (icq, snapshot) = (q.icq, QpRef::of(q));
-        self.complete_error(
-            out,
-            icq,
-            snapshot,
+        let entry = snapshot.failed(
             first.ctx,
             NtStatus::CONNECTION_ABORTED,
             provider_error::RNR_TERMINATED,
         );
+        self.push_cq(out, icq, entry);
         for qp in [sender, receiver] {
             if let Some(q) = self.qp_mut(qp) {
                 q.state = QpState::Dead;
@@ -796,10 +767,14 @@ impl World {
         self.peer_qp_lost(out, qp_id);
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "an NDK_RESULT_EX, field by field"
-    )]
+    /// The CQ of `qp_id`'s receive queue (`receive`) or initiator queue, and the QP's
+    /// snapshot for a completion; `None` once the QP is gone.
+    fn queue_cq(&self, qp_id: ObjId, receive: bool) -> Option<(ObjId, QpRef)> {
+        let q = self.qp(qp_id)?;
+        Some((if receive { q.rcq } else { q.icq }, QpRef::of(q)))
+    }
+
+    /// Complete request `ctx` of the QP `qp` into `cq` ([`QpRef::entry`]).
     fn complete_ref(
         &mut self,
         out: &mut Out,
@@ -808,48 +783,8 @@ impl World {
         ctx: Ctx,
         status: NTSTATUS,
         op: u32,
-        bytes: u32,
-        solicited: bool,
     ) {
-        // Flushed requests carry the provider's flush code; other codes come with
-        // `complete_error`.
-        let provider_code = if status == NtStatus::CANCELLED {
-            provider_error::FLUSHED
-        } else {
-            0
-        };
-        let entry = CqEntry {
-            status,
-            bytes,
-            qp_context: qp.context,
-            request_context: ctx,
-            op,
-            solicited,
-            provider_code,
-        };
-        self.push_cq(out, cq, entry);
-    }
-
-    /// An error completion with a provider code.
-    fn complete_error(
-        &mut self,
-        out: &mut Out,
-        cq: ObjId,
-        qp: QpRef,
-        ctx: Ctx,
-        status: NTSTATUS,
-        provider_code: u32,
-    ) {
-        let entry = CqEntry {
-            status,
-            bytes: 0,
-            qp_context: qp.context,
-            request_context: ctx,
-            op: NdkOperationTypeSend,
-            solicited: true,
-            provider_code,
-        };
-        self.push_cq(out, cq, entry);
+        self.push_cq(out, cq, qp.entry(ctx, status, op));
     }
 }
 
@@ -862,6 +797,35 @@ struct QpRef {
 impl QpRef {
     fn of(q: &Qp) -> Self {
         Self { context: q.context }
+    }
+
+    /// The completion of request `ctx`: no bytes moved, no solicited event. A flushed
+    /// (cancelled) request carries the provider's flush code; other codes come with
+    /// [`QpRef::failed`].
+    fn entry(self, ctx: Ctx, status: NTSTATUS, op: u32) -> CqEntry {
+        let provider_code = if status == NtStatus::CANCELLED {
+            provider_error::FLUSHED
+        } else {
+            0
+        };
+        CqEntry {
+            status,
+            bytes: 0,
+            qp_context: self.context,
+            request_context: ctx,
+            op,
+            solicited: false,
+            provider_code,
+        }
+    }
+
+    /// A send that failed with `status` and the provider's diagnostic `provider_code`.
+    fn failed(self, ctx: Ctx, status: NTSTATUS, provider_code: u32) -> CqEntry {
+        CqEntry {
+            solicited: true,
+            provider_code,
+            ..self.entry(ctx, status, NdkOperationTypeSend)
+        }
     }
 }
 

@@ -371,8 +371,15 @@ impl World {
         ));
     }
 
-    /// Arm a timer of the fabric's provider clock.
-    pub(crate) fn arm(out: &mut Out, after: std::time::Duration, timer: Timer) {
+    /// Arm `timer` on the fabric's provider clock, due after its kind's timeout in
+    /// [`crate::Timing`].
+    pub(crate) fn arm(&self, out: &mut Out, timer: Timer) {
+        let timing = &self.config.timing;
+        let after = match timer {
+            Timer::Disconnect(_) => timing.disconnect_timeout,
+            Timer::Handshake(_) => timing.handshake_timeout,
+            Timer::Retry(_) => timing.retry_timeout,
+        };
         out.timers.push((after, timer));
     }
 

@@ -200,101 +200,95 @@ fn teardown_ends(net: &Net, pair: Pair) {
     assert_no_leak(net, "teardown");
 }
 
-fn listener_close_pends_until_the_connector_it_delivered_has_closed(mode: Completion) {
+/// A connected pair whose listener's close has started and pends, since the connector it
+/// delivered is still open; `test` gets the network, the pair, the close log and the tag to close
+/// that connector with (the listener's tag lives until `test` returns).
+fn with_closing_listener(mode: Completion, test: impl FnOnce(&Net, Pair, &Arc<Log>, &Tag)) {
     let net = Net::new(mode);
     let pair = Pair::connect(&net, V21, V21);
     let log = Arc::new(Log::default());
     let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
-
     assert_eq!(
         start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
         NtStatus::PENDING,
         "{mode:?}: an accepted connector is still open"
     );
-    net.settle();
-    assert!(log.events().is_empty(), "{mode:?}: {:?}", log.events());
+    test(&net, pair, &log, &tc);
+}
 
-    let st = close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
-    log.wait_for("/listener");
-    net.settle();
-    assert_eq!(
-        log.events(),
-        expected(&[("conn", st)], "listener"),
-        "{mode:?}"
-    );
-    teardown_ends(&net, pair);
+fn listener_close_pends_until_the_connector_it_delivered_has_closed(mode: Completion) {
+    with_closing_listener(mode, |net, pair, log, tc| {
+        net.settle();
+        assert!(log.events().is_empty(), "{mode:?}: {:?}", log.events());
+
+        let st = close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, tc);
+        log.wait_for("/listener");
+        net.settle();
+        assert_eq!(
+            log.events(),
+            expected(&[("conn", st)], "listener"),
+            "{mode:?}"
+        );
+        teardown_ends(net, pair);
+    });
 }
 
 per_mode!(listener_close_pends_until_the_connector_it_delivered_has_closed);
 
 fn a_closing_listener_refuses_new_connections(mode: Completion) {
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
-    let dst = SocketAddr::new(net.v4[1], 4791);
-    let log = Arc::new(Log::default());
-    let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
-    assert_eq!(
-        start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
-        NtStatus::PENDING,
-        "{mode:?}"
-    );
-    let refused_before = net.fabric.stats().refused_connects;
+    with_closing_listener(mode, |net, pair, log, tc| {
+        let dst = SocketAddr::new(net.v4[1], 4791);
+        let refused_before = net.fabric.stats().refused_connects;
 
-    // The listener still exists (its close pends) but must not take new connections.
-    let mut late = End::new(&net, 1, V21);
-    late.conn = create_connector(late.adapter);
-    let (slot, st) = start_connect(&late, dst, b"late");
-    assert_eq!(slot.resolve(st), NtStatus::CONNECTION_REFUSED, "{mode:?}");
-    net.settle();
-    assert_eq!(
-        pair.incoming.len(),
-        0,
-        "{mode:?}: no connect event after the close started"
-    );
-    assert_eq!(
-        net.fabric.stats().refused_connects,
-        refused_before + 1,
-        "{mode:?}"
-    );
-    assert!(log.events().is_empty(), "{mode:?}");
+        // The listener still exists (its close pends) but must not take new connections.
+        let mut late = End::new(net, 1, V21);
+        late.conn = create_connector(late.adapter);
+        let (slot, st) = start_connect(&late, dst, b"late");
+        assert_eq!(slot.resolve(st), NtStatus::CONNECTION_REFUSED, "{mode:?}");
+        net.settle();
+        assert_eq!(
+            pair.incoming.len(),
+            0,
+            "{mode:?}: no connect event after the close started"
+        );
+        assert_eq!(
+            net.fabric.stats().refused_connects,
+            refused_before + 1,
+            "{mode:?}"
+        );
+        assert!(log.events().is_empty(), "{mode:?}");
 
-    close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
-    log.wait_for("/listener");
-    late.teardown(&net);
-    teardown_ends(&net, pair);
+        close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, tc);
+        log.wait_for("/listener");
+        late.teardown(net);
+        teardown_ends(net, pair);
+    });
 }
 
 per_mode!(a_closing_listener_refuses_new_connections);
 
 fn a_closing_listener_keeps_its_address_until_its_close_completes(mode: Completion) {
-    let net = Net::new(mode);
-    let pair = Pair::connect(&net, V21, V21);
-    let dst = SocketAddr::new(net.v4[1], 4791);
-    let log = Arc::new(Log::default());
-    let (tl, tc) = (Tag::new(&log, "listener"), Tag::new(&log, "conn"));
-    assert_eq!(
-        start_close(pair.listener, d(pair.listener).NdkCloseListener, &tl),
-        NtStatus::PENDING,
-        "{mode:?}"
-    );
+    with_closing_listener(mode, |net, pair, log, tc| {
+        let dst = SocketAddr::new(net.v4[1], 4791);
 
-    let second = create_listener(pair.b.adapter, &Incoming::new());
-    assert_ne!(
-        listen(second, dst),
-        NtStatus::SUCCESS,
-        "{mode:?}: the address is still in use"
-    );
+        let second = create_listener(pair.b.adapter, &Incoming::new());
+        assert_ne!(
+            listen(second, dst),
+            NtStatus::SUCCESS,
+            "{mode:?}: the address is still in use"
+        );
 
-    close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, &tc);
-    log.wait_for("/listener");
-    net.settle();
-    assert_eq!(
-        listen(second, dst),
-        NtStatus::SUCCESS,
-        "{mode:?}: free once the close completed"
-    );
-    close(second, d(second).NdkCloseListener);
-    teardown_ends(&net, pair);
+        close_logged(pair.b.conn, d(pair.b.conn).NdkCloseConnector, tc);
+        log.wait_for("/listener");
+        net.settle();
+        assert_eq!(
+            listen(second, dst),
+            NtStatus::SUCCESS,
+            "{mode:?}: free once the close completed"
+        );
+        close(second, d(second).NdkCloseListener);
+        teardown_ends(net, pair);
+    });
 }
 
 per_mode!(a_closing_listener_keeps_its_address_until_its_close_completes);

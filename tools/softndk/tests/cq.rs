@@ -26,6 +26,13 @@ impl Rig {
         Self::with(net, pair)
     }
 
+    /// [`Rig::new`] with B's CQ armed for `kind` (`NDK_CQ_NOTIFY_*`).
+    fn armed(mode: Completion, kind: u32) -> Self {
+        let rig = Self::new(mode);
+        arm(rig.pair.b.cq, kind);
+        rig
+    }
+
     fn with(net: Net, pair: Pair) -> Self {
         let mut src = Buf::new(pair.a.pd, MSG.len(), NDK_MR_FLAG_ALLOW_LOCAL_READ);
         src.data.copy_from_slice(MSG);
@@ -58,7 +65,15 @@ impl Rig {
         self.pair.b.notes.all()
     }
 
+    /// B's CQ has had exactly one notification, a successful one.
+    #[track_caller]
+    fn assert_notified_once(&self, what: &str) {
+        assert_eq!(self.notes(), [NtStatus::SUCCESS], "{what}");
+    }
+
+    /// Drain A's send completions, close the buffers and finish the pair.
     fn finish(self) {
+        poll(self.pair.a.cq);
         let Self {
             net,
             pair,
@@ -87,43 +102,29 @@ fn completions_never_notify_a_cq_that_was_not_armed(mode: Completion) {
         "{mode:?}: a's CQ was never armed"
     );
     assert_eq!(poll(rig.pair.b.cq).len(), 3);
-    poll(rig.pair.a.cq);
     rig.finish();
 }
 
 per_mode!(completions_never_notify_a_cq_that_was_not_armed);
 
 fn arm_any_fires_once_on_the_next_completion_and_not_again_until_rearmed(mode: Completion) {
-    let mut rig = Rig::new(mode);
+    let mut rig = Rig::armed(mode, NDK_CQ_NOTIFY_ANY);
     let cq = rig.pair.b.cq;
-    arm(cq, NDK_CQ_NOTIFY_ANY);
     assert!(
         rig.notes().is_empty(),
         "{mode:?}: arming an empty CQ does not fire"
     );
 
     rig.transfer(1, 0);
-    assert_eq!(
-        rig.notes(),
-        [NtStatus::SUCCESS],
-        "{mode:?}: the next completion fires the arm"
-    );
+    rig.assert_notified_once(&format!("{mode:?}: the next completion fires the arm"));
     rig.transfer(2, 0);
     rig.transfer(3, NDK_OP_FLAG_SEND_AND_SOLICIT_EVENT);
-    assert_eq!(
-        rig.notes(),
-        [NtStatus::SUCCESS],
-        "{mode:?}: one notification per arm"
-    );
+    rig.assert_notified_once(&format!("{mode:?}: one notification per arm"));
 
     // Drained, then re-armed: nothing waiting, so it fires on the next completion only.
     assert_eq!(poll(cq).len(), 3);
     arm(cq, NDK_CQ_NOTIFY_ANY);
-    assert_eq!(
-        rig.notes(),
-        [NtStatus::SUCCESS],
-        "{mode:?}: nothing queued, no immediate fire"
-    );
+    rig.assert_notified_once(&format!("{mode:?}: nothing queued, no immediate fire"));
     rig.transfer(4, 0);
     assert_eq!(
         rig.notes(),
@@ -133,7 +134,6 @@ fn arm_any_fires_once_on_the_next_completion_and_not_again_until_rearmed(mode: C
     rig.transfer(5, 0);
     assert_eq!(rig.notes().len(), 2, "{mode:?}");
     poll(cq);
-    poll(rig.pair.a.cq);
     rig.finish();
 }
 
@@ -145,11 +145,9 @@ fn arming_after_an_unnotified_completion_fires_at_once(mode: Completion) {
     rig.transfer(1, 0);
     assert!(rig.notes().is_empty(), "{mode:?}");
     arm(cq, NDK_CQ_NOTIFY_ANY);
-    assert_eq!(
-        rig.notes(),
-        [NtStatus::SUCCESS],
+    rig.assert_notified_once(&format!(
         "{mode:?}: a completion arrived since the last notification"
-    );
+    ));
 
     // Again after a notification: a completion that arrived after it counts.
     rig.transfer(2, 0);
@@ -161,27 +159,21 @@ fn arming_after_an_unnotified_completion_fires_at_once(mode: Completion) {
         "{mode:?}"
     );
     assert_eq!(poll(cq).len(), 2);
-    poll(rig.pair.a.cq);
     rig.finish();
 }
 
 per_mode!(arming_after_an_unnotified_completion_fires_at_once);
 
 fn arm_solicited_fires_only_for_a_solicited_send_or_an_error(mode: Completion) {
-    let mut rig = Rig::new(mode);
+    let mut rig = Rig::armed(mode, NDK_CQ_NOTIFY_SOLICITED);
     let cq = rig.pair.b.cq;
-    arm(cq, NDK_CQ_NOTIFY_SOLICITED);
     rig.transfer(1, 0);
     assert!(
         rig.notes().is_empty(),
         "{mode:?}: a plain send does not satisfy a solicited arm"
     );
     rig.transfer(2, NDK_OP_FLAG_SEND_AND_SOLICIT_EVENT);
-    assert_eq!(
-        rig.notes(),
-        [NtStatus::SUCCESS],
-        "{mode:?}: the solicited send fires"
-    );
+    rig.assert_notified_once(&format!("{mode:?}: the solicited send fires"));
 
     assert_eq!(poll(cq).len(), 2);
     arm(cq, NDK_CQ_NOTIFY_SOLICITED);
@@ -200,7 +192,6 @@ fn arm_solicited_fires_only_for_a_solicited_send_or_an_error(mode: Completion) {
     let results = poll(cq);
     assert_eq!(results.len(), 2);
     assert_eq!(results[1].Status, NtStatus::ACCESS_VIOLATION);
-    poll(rig.pair.a.cq);
     rig.finish();
 }
 
@@ -244,7 +235,6 @@ fn overrunning_a_cq_notifies_an_armed_cq_with_buffer_overflow(mode: Completion) 
             "{mode:?}/{kind}: a CQ never holds more than its depth"
         );
         poll(rig.pair.b.cq);
-        poll(rig.pair.a.cq);
         rig.finish();
     }
 }
@@ -316,7 +306,6 @@ fn get_cq_results_returns_at_most_n_results_and_zero_when_empty(mode: Completion
     // SAFETY: as above.
     let n = unsafe { get_ex(cq, one.as_mut_ptr(), 1) };
     assert_eq!(n, 0, "{mode:?}: drained");
-    poll(rig.pair.a.cq);
     rig.finish();
 }
 

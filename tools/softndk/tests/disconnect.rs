@@ -66,25 +66,48 @@ fn instant_disconnect_net(mode: softndk::Completion) -> Net {
 
 // --- tests --------------------------------------------------------------------------------------
 
-fn graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful(mode: Completion) {
-    // Either side may start the graceful disconnect: the active side (A) or the passive one (B).
+/// Each side in turn — the active side (A), then the passive one (B) — disconnects gracefully
+/// from a pair connected at `version` (which both connectors' headers carry); `then` gets the
+/// network, the pair, the initiator and its peer ([`sides`]) and the message prefix naming the
+/// mode and the initiator.
+fn each_side_disconnects(
+    mode: Completion,
+    version: NDK_VERSION,
+    then: impl Fn(&Net, Pair, bool, &str),
+) {
     for a_initiates in [true, false] {
         let net = instant_disconnect_net(mode);
-        let pair = Pair::connect(&net, V21, V21);
-        assert_eq!(header_version(pair.a.conn), V21);
-        assert_eq!(header_version(pair.b.conn), V21);
-        let (me, peer) = if a_initiates {
-            (&pair.a, &pair.b)
-        } else {
-            (&pair.b, &pair.a)
-        };
+        let pair = Pair::connect(&net, version, version);
+        assert_eq!(header_version(pair.a.conn), version);
+        assert_eq!(header_version(pair.b.conn), version);
         let what = format!(
             "mode {mode:?}, initiator {}",
             if a_initiates { "A" } else { "B" }
         );
-
-        assert_eq!(disconnect_once(&net, me.conn), NtStatus::SUCCESS, "{what}");
+        assert_disconnect(
+            &net,
+            sides(&pair, a_initiates).0.conn,
+            NtStatus::SUCCESS,
+            &what,
+        );
         net.settle();
+        then(&net, pair, a_initiates, &what);
+    }
+}
+
+/// The initiator of a disconnect and its peer.
+fn sides(pair: &Pair, a_initiates: bool) -> (&End, &End) {
+    if a_initiates {
+        (&pair.a, &pair.b)
+    } else {
+        (&pair.b, &pair.a)
+    }
+}
+
+fn graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful(mode: Completion) {
+    // Either side may start the graceful disconnect: the active side (A) or the passive one (B).
+    each_side_disconnects(mode, V21, |net, pair, a_initiates, what| {
+        let (me, peer) = sides(&pair, a_initiates);
         assert_only_told(
             &peer.events,
             &[Some(reason::GRACEFUL)],
@@ -99,7 +122,7 @@ fn graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful(mode: 
 
         // Closing both (already disconnected) connectors adds no callback.
         let (a_events, b_events) = (pair.a.events.clone(), pair.b.events.clone());
-        pair.teardown(&net);
+        pair.teardown(net);
         net.settle();
         assert_eq!(
             a_events.count() + b_events.count(),
@@ -107,30 +130,15 @@ fn graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful(mode: 
             "{what}: teardown must not add callbacks"
         );
         assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        assert_no_leak(&net, &what);
-    }
+        assert_no_leak(net, what);
+    });
 }
 
 per_mode!(graceful_disconnect_calls_back_only_the_peer_once_with_reason_graceful);
 
 fn plain_disconnect_callback_is_used_at_1_2(mode: Completion) {
-    for a_initiates in [true, false] {
-        let net = instant_disconnect_net(mode);
-        let pair = Pair::connect(&net, V12, V12);
-        assert_eq!(header_version(pair.a.conn), V12);
-        assert_eq!(header_version(pair.b.conn), V12);
-        let (me, peer) = if a_initiates {
-            (&pair.a, &pair.b)
-        } else {
-            (&pair.b, &pair.a)
-        };
-        let what = format!(
-            "mode {mode:?}, initiator {}",
-            if a_initiates { "A" } else { "B" }
-        );
-
-        assert_eq!(disconnect_once(&net, me.conn), NtStatus::SUCCESS, "{what}");
-        net.settle();
+    each_side_disconnects(mode, V12, |net, pair, a_initiates, what| {
+        let (me, peer) = sides(&pair, a_initiates);
         assert_only_told(
             &peer.events,
             &[None],
@@ -138,8 +146,8 @@ fn plain_disconnect_callback_is_used_at_1_2(mode: Completion) {
             &format!("{what}: one plain (non-Ex) callback at 1.2"),
         );
         assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        pair.finish(&net, &what);
-    }
+        pair.finish(net, what);
+    });
 }
 
 per_mode!(plain_disconnect_callback_is_used_at_1_2);
@@ -162,13 +170,8 @@ fn closing_a_connected_connector_without_disconnect_resets_the_peer(mode: Comple
 
     // The survivor's NdkDisconnect after a reset completes with CONNECTION_ABORTED and
     // calls nobody back.
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
-        NtStatus::CONNECTION_ABORTED,
-        "{what}"
-    );
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-    pair.finish(&net, &what);
+    assert_disconnect(&net, pair.b.conn, NtStatus::CONNECTION_ABORTED, &what);
+    pair.finish_after_callbacks(&net, 1, &what);
 }
 
 per_mode!(closing_a_connected_connector_without_disconnect_resets_the_peer);
@@ -178,15 +181,12 @@ fn both_sides_disconnecting_gives_one_callback_in_total(mode: Completion) {
     let pair = Pair::connect(&net, V21, V21);
     let what = format!("mode {mode:?}");
 
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
+    assert_disconnect(&net, pair.a.conn, NtStatus::SUCCESS, &format!("{what}: A"));
+    assert_disconnect(
+        &net,
+        pair.b.conn,
         NtStatus::SUCCESS,
-        "{what}: A"
-    );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
-        NtStatus::SUCCESS,
-        "{what}: B after the peer's graceful disconnect"
+        &format!("{what}: B after the peer's graceful disconnect"),
     );
     net.settle();
     assert_eq!(
@@ -208,15 +208,17 @@ fn second_disconnect_on_the_same_connector_is_harmless(mode: Completion) {
     let pair = Pair::connect(&net, V21, V21);
     let what = format!("mode {mode:?}");
 
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
+    assert_disconnect(
+        &net,
+        pair.a.conn,
         NtStatus::SUCCESS,
-        "{what}: first"
+        &format!("{what}: first"),
     );
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
+    assert_disconnect(
+        &net,
+        pair.a.conn,
         NtStatus::SUCCESS,
-        "{what}: second"
+        &format!("{what}: second"),
     );
     net.settle();
     assert_eq!(
@@ -227,15 +229,17 @@ fn second_disconnect_on_the_same_connector_is_harmless(mode: Completion) {
     assert_eq!(pair.a.events.count(), 0, "{what}");
 
     // The same on the side that was called back.
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
+    assert_disconnect(
+        &net,
+        pair.b.conn,
         NtStatus::SUCCESS,
-        "{what}: B first"
+        &format!("{what}: B first"),
     );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
+    assert_disconnect(
+        &net,
+        pair.b.conn,
         NtStatus::SUCCESS,
-        "{what}: B second"
+        &format!("{what}: B second"),
     );
     net.settle();
     assert_eq!(pair.a.events.count(), 0, "{what}");
@@ -262,38 +266,43 @@ fn disconnect_before_the_connection_is_established_is_connection_invalid(mode: C
     a.conn = create_connector(a.adapter);
 
     // Idle: nothing called yet.
-    assert_eq!(
-        disconnect_once(&net, a.conn),
+    assert_disconnect(
+        &net,
+        a.conn,
         NtStatus::CONNECTION_INVALID,
-        "{what}: idle"
+        &format!("{what}: idle"),
     );
 
     // Connect pending (A) / request not yet accepted (B).
     let (cs, cst) = start_connect(&a, dst, b"hello");
     b.conn = incoming.next();
-    assert_eq!(
-        disconnect_once(&net, a.conn),
+    assert_disconnect(
+        &net,
+        a.conn,
         NtStatus::CONNECTION_INVALID,
-        "{what}: connect pending"
+        &format!("{what}: connect pending"),
     );
-    assert_eq!(
-        disconnect_once(&net, b.conn),
+    assert_disconnect(
+        &net,
+        b.conn,
         NtStatus::CONNECTION_INVALID,
-        "{what}: incoming request"
+        &format!("{what}: incoming request"),
     );
 
     // Connect completed, complete-connect not yet called (A) / accept pending (B).
     let (acc, ast) = start_accept(&b, b"welcome");
     assert_eq!(cs.resolve(cst), NtStatus::SUCCESS, "{what}: connect");
-    assert_eq!(
-        disconnect_once(&net, a.conn),
+    assert_disconnect(
+        &net,
+        a.conn,
         NtStatus::CONNECTION_INVALID,
-        "{what}: before complete-connect"
+        &format!("{what}: before complete-connect"),
     );
-    assert_eq!(
-        disconnect_once(&net, b.conn),
+    assert_disconnect(
+        &net,
+        b.conn,
         NtStatus::CONNECTION_INVALID,
-        "{what}: accept pending"
+        &format!("{what}: accept pending"),
     );
 
     // The failed disconnects did not disturb the handshake.
@@ -305,10 +314,11 @@ fn disconnect_before_the_connection_is_established_is_connection_invalid(mode: C
     assert_eq!(acc.resolve(ast), NtStatus::SUCCESS, "{what}: accept");
     net.settle();
     assert_eq!(net.fabric.stats().disconnect_callbacks, 0, "{what}");
-    assert_eq!(
-        disconnect_once(&net, a.conn),
+    assert_disconnect(
+        &net,
+        a.conn,
         NtStatus::SUCCESS,
-        "{what}: established"
+        &format!("{what}: established"),
     );
     assert_eq!(b.events.all(), vec![Some(reason::GRACEFUL)], "{what}");
     Pair {
@@ -336,11 +346,7 @@ fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnec
 
     // The misbehaving host (B) is the one called back: two callbacks.
     let pair = Pair::connect(&net, V21, V21);
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
-        NtStatus::SUCCESS,
-        "{what}"
-    );
+    assert_disconnect(&net, pair.a.conn, NtStatus::SUCCESS, &what);
     net.settle();
     assert_only_told(
         &pair.b.events,
@@ -353,19 +359,14 @@ fn duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnec
 
     // The fault is per host: A (well-behaved) is called back once when B disconnects.
     let pair = Pair::connect_to(&net, V21, V21, SocketAddr::new(net.v4[1], 4792));
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
-        NtStatus::SUCCESS,
-        "{what}"
-    );
+    assert_disconnect(&net, pair.b.conn, NtStatus::SUCCESS, &what);
     net.settle();
     assert_eq!(
         pair.a.events.all(),
         vec![Some(reason::GRACEFUL)],
         "{what}: well-behaved host"
     );
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 3, "{what}");
-    pair.finish(&net, &what);
+    pair.finish_after_callbacks(&net, 3, &what);
 }
 
 per_mode!(duplicate_disconnect_callback_misbehaviour_fires_twice_for_one_peer_disconnect);

@@ -37,32 +37,76 @@ fn instant_disconnect_net(mode: softndk::Completion) -> Net {
     Net::instant_disconnect(mode)
 }
 
+/// Both ends were called back once: A with the reasons `a`, B with `b` (`why` says why each,
+/// for the messages), two disconnect callbacks in all.
+#[track_caller]
+fn assert_both_told(
+    net: &Net,
+    pair: &Pair,
+    (a, b): (&[Option<u32>], &[Option<u32>]),
+    (why_a, why_b): (&str, &str),
+    what: &str,
+) {
+    assert_eq!(pair.a.events.all(), a, "{what}: {why_a}");
+    assert_eq!(pair.b.events.all(), b, "{what}: {why_b}");
+    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
+}
+
 // --- peer gone during the handshake -------------------------------------------------------------
 
-fn peer_disconnect_while_connect_pending_aborts_the_connect(mode: Completion) {
+/// Both ends and a listener on B; A's connect started (it returned the status given with its
+/// slot) and B has the incoming connector. Also the message prefix naming the mode.
+fn connect_started(mode: Completion) -> (Net, String, Pair, (Arc<Slot>, NTSTATUS)) {
     let net = Net::new(mode);
     let what = format!("mode {mode:?}");
     let dst = SocketAddr::new(net.v4[1], 4791);
     let mut pair = ends(&net, dst);
-
-    let (cs, cst) = start_connect(&pair.a, dst, b"hello");
+    let started = start_connect(&pair.a, dst, b"hello");
     pair.b.conn = pair.incoming.next();
-    assert_eq!(
-        cst,
-        NtStatus::PENDING,
-        "{what}: the connect waits for the peer"
-    );
-    assert_eq!(cs.calls(), 0, "{what}: not accepted yet");
+    (net, what, pair, started)
+}
 
-    // B's side goes away before accepting.
-    assert!(
-        net.fabric.inject(pair.a.conn, Fault::PeerDisconnect),
-        "{what}: inject on a pending connect"
+/// The handshake `request` (its slot and the status it returned) waits for `waits_for` and is
+/// not completed yet; the peer going away (injected on `conn`) completes it with
+/// `STATUS_CONNECTION_ABORTED`.
+#[track_caller]
+fn assert_peer_loss_aborts(
+    net: &Net,
+    conn: *mut NDK_CONNECTOR,
+    (slot, returned): (&Slot, NTSTATUS),
+    (request, waits_for): (&str, &str),
+    what: &str,
+) {
+    assert_eq!(
+        returned,
+        NtStatus::PENDING,
+        "{what}: the {request} waits for {waits_for}"
     );
     assert_eq!(
-        resolved_once(&net, &cs, cst, &what),
+        slot.calls(),
+        0,
+        "{what}: the {request} is not completed yet"
+    );
+    assert!(
+        net.fabric.inject(conn, Fault::PeerDisconnect),
+        "{what}: inject on a pending {request}"
+    );
+    assert_eq!(
+        resolved_once(net, slot, returned, what),
         NtStatus::CONNECTION_ABORTED,
-        "{what}: the owed connect"
+        "{what}: the owed {request}"
+    );
+}
+
+fn peer_disconnect_while_connect_pending_aborts_the_connect(mode: Completion) {
+    let (net, what, pair, (cs, cst)) = connect_started(mode);
+    // B's side goes away before accepting.
+    assert_peer_loss_aborts(
+        &net,
+        pair.a.conn,
+        (&cs, cst),
+        ("connect", "the peer"),
+        &what,
     );
 
     // The later handshake calls fail the same way, on both ends.
@@ -88,36 +132,16 @@ fn peer_disconnect_while_connect_pending_aborts_the_connect(mode: Completion) {
 per_mode!(peer_disconnect_while_connect_pending_aborts_the_connect);
 
 fn peer_disconnect_while_accept_pending_aborts_accept_and_complete_connect(mode: Completion) {
-    let net = Net::new(mode);
-    let what = format!("mode {mode:?}");
-    let dst = SocketAddr::new(net.v4[1], 4791);
-    let mut pair = ends(&net, dst);
-
-    let (cs, cst) = start_connect(&pair.a, dst, b"hello");
-    pair.b.conn = pair.incoming.next();
+    let (net, what, pair, (cs, cst)) = connect_started(mode);
     let (acc, ast) = start_accept(&pair.b, b"welcome");
     assert_eq!(
         resolved_once(&net, &cs, cst, &what),
         NtStatus::SUCCESS,
         "{what}: connect"
     );
-    assert_eq!(
-        ast,
-        NtStatus::PENDING,
-        "{what}: the accept waits for complete-connect"
-    );
-    assert_eq!(acc.calls(), 0, "{what}");
-
     // A's side goes away before complete-connect.
-    assert!(
-        net.fabric.inject(pair.b.conn, Fault::PeerDisconnect),
-        "{what}: inject on a pending accept"
-    );
-    assert_eq!(
-        resolved_once(&net, &acc, ast, &what),
-        NtStatus::CONNECTION_ABORTED,
-        "{what}: the owed accept"
-    );
+    let request = ("accept", "complete-connect");
+    assert_peer_loss_aborts(&net, pair.b.conn, (&acc, ast), request, &what);
     assert_eq!(
         complete_connect(&pair.a),
         NtStatus::CONNECTION_ABORTED,
@@ -176,15 +200,12 @@ fn peer_reset_calls_the_victim_back_once_with_reset_without_flush(mode: Completi
 
     // NdkDisconnect after a reset completes with CONNECTION_ABORTED (again on a second
     // call), flushes the QP, and calls nobody back.
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
+    assert_disconnect(&net, pair.b.conn, NtStatus::CONNECTION_ABORTED, &what);
+    assert_disconnect(
+        &net,
+        pair.b.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}"
-    );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
-        NtStatus::CONNECTION_ABORTED,
-        "{what}: second"
+        &format!("{what}: second"),
     );
     let results = poll(pair.b.cq);
     assert_eq!(results.len(), N, "{what}: {results:?}");
@@ -216,13 +237,13 @@ fn injected_peer_disconnect_on_an_established_connection_is_graceful(mode: Compl
         &pair.b.events,
         &what,
     );
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
+    assert_disconnect(
+        &net,
+        pair.a.conn,
         NtStatus::SUCCESS,
-        "{what}: after a graceful peer disconnect"
+        &format!("{what}: after a graceful peer disconnect"),
     );
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-    pair.finish(&net, &what);
+    pair.finish_after_callbacks(&net, 1, &what);
 }
 
 per_mode!(injected_peer_disconnect_on_an_established_connection_is_graceful);
@@ -239,35 +260,27 @@ fn link_loss_calls_both_ends_back_once_with_link_down(mode: Completion) {
         "{what}"
     );
     net.settle();
-    assert_eq!(
-        pair.a.events.all(),
-        vec![Some(reason::LINK_DOWN)],
-        "{what}: A"
-    );
-    assert_eq!(
-        pair.b.events.all(),
-        vec![Some(reason::LINK_DOWN)],
-        "{what}: B"
-    );
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
+    let link_down = [Some(reason::LINK_DOWN)];
+    assert_both_told(&net, &pair, (&link_down, &link_down), ("A", "B"), &what);
 
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
+    assert_disconnect(
+        &net,
+        pair.a.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}: A after link loss"
+        &format!("{what}: A after link loss"),
     );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
+    assert_disconnect(
+        &net,
+        pair.b.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}: B after link loss"
+        &format!("{what}: B after link loss"),
     );
     assert!(
         !net.fabric.inject(pair.b.conn, Fault::LinkLoss),
         "{what}: nothing left to break"
     );
     net.settle();
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
-    pair.finish(&net, &what);
+    pair.finish_after_callbacks(&net, 2, &what);
 }
 
 per_mode!(link_loss_calls_both_ends_back_once_with_link_down);
@@ -282,17 +295,12 @@ fn adapter_removal_ends_connections_and_fails_creates_with_device_removed(mode: 
 
     net.fabric.remove_adapters(net.hosts[0]);
     net.settle();
-    assert_eq!(
-        pair.a.events.all(),
-        vec![Some(reason::ADAPTER_REMOVED)],
-        "{what}: A's own adapter went"
+    let told = (
+        &[Some(reason::ADAPTER_REMOVED)][..],
+        &[Some(reason::RESET)][..],
     );
-    assert_eq!(
-        pair.b.events.all(),
-        vec![Some(reason::RESET)],
-        "{what}: the remote peer sees a reset"
-    );
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
+    let why = ("A's own adapter went", "the remote peer sees a reset");
+    assert_both_told(&net, &pair, told, why, &what);
 
     // Creates on the removed adapter (and its PD) fail and create nothing.
     let live = net.fabric.live_objects();
@@ -336,19 +344,19 @@ fn adapter_removal_ends_connections_and_fails_creates_with_device_removed(mode: 
     );
 
     // Both survivors' NdkDisconnect report the abortive end.
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
+    assert_disconnect(
+        &net,
+        pair.a.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}: A"
+        &format!("{what}: A"),
     );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
+    assert_disconnect(
+        &net,
+        pair.b.conn,
         NtStatus::CONNECTION_ABORTED,
-        "{what}: B"
+        &format!("{what}: B"),
     );
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 2, "{what}");
-
-    pair.finish(&net, &what);
+    pair.finish_after_callbacks(&net, 2, &what);
 }
 
 per_mode!(adapter_removal_ends_connections_and_fails_creates_with_device_removed);
@@ -415,11 +423,7 @@ fn adapter_removal_after_the_connection_ended_calls_nobody_back(mode: Completion
         let net = instant_disconnect_net(mode);
         let what = format!("mode {mode:?}, host {removed} removed");
         let pair = Pair::connect(&net, V21, V21);
-        assert_eq!(
-            disconnect_once(&net, pair.a.conn),
-            NtStatus::SUCCESS,
-            "{what}"
-        );
+        assert_disconnect(&net, pair.a.conn, NtStatus::SUCCESS, &what);
         assert_eq!(pair.b.events.count(), 1, "{what}");
 
         // The connection is over: at most one callback per connection, and none for the
@@ -436,8 +440,7 @@ fn adapter_removal_after_the_connection_ended_calls_nobody_back(mode: Completion
             vec![Some(reason::GRACEFUL)],
             "{what}: B was already called back"
         );
-        assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-        pair.finish(&net, &what);
+        pair.finish_after_callbacks(&net, 1, &what);
     }
 }
 
@@ -464,16 +467,8 @@ fn inject_on_a_connector_outside_any_connection_returns_false(mode: Completion) 
 
     // Disconnected on both ends: nothing left to break, and no further callback.
     let pair = Pair::connect(&net, V21, V21);
-    assert_eq!(
-        disconnect_once(&net, pair.a.conn),
-        NtStatus::SUCCESS,
-        "{what}"
-    );
-    assert_eq!(
-        disconnect_once(&net, pair.b.conn),
-        NtStatus::SUCCESS,
-        "{what}"
-    );
+    assert_disconnect(&net, pair.a.conn, NtStatus::SUCCESS, &what);
+    assert_disconnect(&net, pair.b.conn, NtStatus::SUCCESS, &what);
     for fault in FAULTS {
         assert!(
             !net.fabric.inject(pair.a.conn, fault),
@@ -487,8 +482,7 @@ fn inject_on_a_connector_outside_any_connection_returns_false(mode: Completion) 
     net.settle();
     assert_eq!(pair.a.events.count(), 0, "{what}");
     assert_eq!(pair.b.events.count(), 1, "{what}");
-    assert_eq!(net.fabric.stats().disconnect_callbacks, 1, "{what}");
-    pair.finish(&net, &what);
+    pair.finish_after_callbacks(&net, 1, &what);
 }
 
 per_mode!(inject_on_a_connector_outside_any_connection_returns_false);

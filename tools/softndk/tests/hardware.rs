@@ -65,26 +65,37 @@ fn poll_n(cq: *mut NDK_CQ, n: usize) -> Vec<NDK_RESULT_EX> {
     got
 }
 
+/// Run `work` while another thread delivers the (manual-mode) fabric's callbacks.
+fn delivering<R>(net: &Net, work: impl FnOnce() -> R) -> R {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Acquire) {
+                net.fabric.deliver();
+                std::thread::yield_now();
+            }
+        });
+        let result = work();
+        stop.store(true, Ordering::Release);
+        result
+    })
+}
+
+/// The completion of the request with context `ctx` among `done`.
+fn result_for(done: &[NDK_RESULT_EX], ctx: usize) -> &NDK_RESULT_EX {
+    done.iter()
+        .find(|r| r.RequestContext.addr() == ctx)
+        .unwrap_or_else(|| panic!("no completion for request {ctx:#x} in {done:?}"))
+}
+
 /// One `#[test]` per mode these tests hold in, for each named `fn(Completion)`: inline, and
 /// the hardware mode with four provider threads (`name::inline`, `name::hardware`).
 macro_rules! per_hardware_mode {
     ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            use softndk::Completion;
-
-            #[test]
-            fn inline() {
-                super::$name(Completion::Inline);
-            }
-
-            #[test]
-            fn hardware() {
-                super::$name(Completion::Hardware {
-                    seed: 5,
-                    threads: 4,
-                });
-            }
-        }
+        per_mode!($name in {
+            inline: Completion::Inline,
+            hardware: Completion::Hardware { seed: 5, threads: 4 },
+        });
     )+};
 }
 
@@ -176,10 +187,7 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp(mode: C
         3,
         "{mode:?}: the send failed and both receives were flushed"
     );
-    let send_done = done
-        .iter()
-        .find(|r| r.RequestContext.addr() == 0x21)
-        .unwrap();
+    let send_done = result_for(&done, 0x21);
     assert_eq!(send_done.Status, NtStatus::IO_TIMEOUT, "{mode:?}");
     assert_eq!(send_done.ProviderErrorCode, provider_error::RETRY_EXCEEDED);
     assert_ne!(
@@ -187,10 +195,7 @@ fn a_send_to_a_peer_that_went_away_fails_and_the_provider_flushes_the_qp(mode: C
         "{mode:?}: Type is undefined"
     );
     for ctx in [0x11, 0x12] {
-        let r = done
-            .iter()
-            .find(|r| r.RequestContext.addr() == ctx)
-            .unwrap();
+        let r = result_for(&done, ctx);
         assert_eq!(r.Status, NtStatus::CANCELLED, "{mode:?}: flushed");
         assert_eq!(r.ProviderErrorCode, provider_error::FLUSHED);
     }
@@ -250,23 +255,13 @@ fn link_loss_is_noticed_only_by_an_end_that_sends() {
 #[test]
 fn ndk_flush_only_initiates() {
     let net = net(Completion::Manual);
-    let (pair, mut recv, mut send) = {
-        // The handshake and the registrations need their callbacks delivered.
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                while !stop.load(Ordering::Acquire) {
-                    net.fabric.deliver();
-                    std::thread::yield_now();
-                }
-            });
-            let pair = Pair::connect(&net, V21, V21);
-            let recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
-            let send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
-            stop.store(true, Ordering::Release);
-            (pair, recv, send)
-        })
-    };
+    // The handshake and the registrations need their callbacks delivered.
+    let (pair, mut recv, mut send) = delivering(&net, || {
+        let pair = Pair::connect(&net, V21, V21);
+        let recv = Buf::new(pair.b.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
+        let send = Buf::new(pair.b.pd, 16, NDK_MR_FLAG_ALLOW_LOCAL_READ);
+        (pair, recv, send)
+    });
     net.fabric.deliver();
     receive_ok(pair.b.qp, &recv.sge(0, 16), 1);
     flush(pair.b.qp);
@@ -292,18 +287,10 @@ fn ndk_flush_only_initiates() {
         [(1, NtStatus::CANCELLED), (2, NtStatus::CANCELLED)],
         "in order"
     );
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            while !stop.load(Ordering::Acquire) {
-                net.fabric.deliver();
-                std::thread::yield_now();
-            }
-        });
+    delivering(&net, || {
         recv.close();
         send.close();
         pair.teardown(&net);
-        stop.store(true, Ordering::Release);
     });
     net.fabric.deliver();
     assert_eq!(net.fabric.live_objects(), 0);
@@ -505,16 +492,10 @@ fn on_iwarp_a_send_without_a_posted_receive_terminates_the_connection(mode: Comp
     assert_eq!(pair.a.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
     assert_eq!(pair.b.events.all(), [Some(reason::TERMINATED)], "{mode:?}");
     let done = poll_n(pair.a.cq, 2);
-    let failed = done
-        .iter()
-        .find(|r| r.RequestContext.addr() == 0x42)
-        .unwrap();
+    let failed = result_for(&done, 0x42);
     assert_eq!(failed.Status, NtStatus::CONNECTION_ABORTED, "{mode:?}");
     assert_eq!(failed.ProviderErrorCode, provider_error::RNR_TERMINATED);
-    let flushed = done
-        .iter()
-        .find(|r| r.RequestContext.addr() == 0x41)
-        .unwrap();
+    let flushed = result_for(&done, 0x41);
     assert_eq!(
         flushed.Status,
         NtStatus::CANCELLED,

@@ -185,23 +185,15 @@ fn flush_or_receive_on_a_closed_qp_records_use_after_close() {
             kind: ObjectKind::Qp
         }]
     );
-    assert_eq!(
+    let after_close = |function| Violation::UseAfterClose {
+        function,
+        kind: ObjectKind::Qp,
+    };
+    assert_post_refused(
+        &net,
         post_receive(end.qp, &buf.sge(0, 16), 1),
-        NtStatus::INVALID_PARAMETER,
-        "the post fails"
-    );
-    assert_eq!(
-        net.fabric.violations(),
-        [
-            Violation::UseAfterClose {
-                function: "NdkFlush",
-                kind: ObjectKind::Qp
-            },
-            Violation::UseAfterClose {
-                function: "NdkReceive",
-                kind: ObjectKind::Qp
-            },
-        ]
+        &[after_close("NdkFlush"), after_close("NdkReceive")],
+        "the post fails",
     );
     net.settle();
     assert_eq!(
@@ -248,30 +240,57 @@ fn post_from_thread(
     })
 }
 
+/// A post returned `STATUS_INVALID_PARAMETER` (`what` says why it must) and the violations the
+/// fabric recorded so far are exactly `violations`.
+#[track_caller]
+fn assert_post_refused(net: &Net, status: NTSTATUS, violations: &[Violation], what: &str) {
+    assert_eq!(status, NtStatus::INVALID_PARAMETER, "{what}");
+    assert_eq!(net.fabric.violations(), violations);
+}
+
+/// A post on `queue` made from another thread ([`post_from_thread`]) and held inside the
+/// provider until the returned gate is released; `what` names it for the message.
+fn held_post(
+    net: &Net,
+    qp: *mut NDK_QP,
+    queue: Queue,
+    sge: NDK_SGE,
+    ctx: usize,
+    what: &str,
+) -> (softndk::PostGate, std::thread::JoinHandle<NTSTATUS>) {
+    let gate = net.fabric.hold_next_post(qp, queue);
+    let held = post_from_thread(qp, queue, sge, ctx);
+    assert!(
+        gate.wait_entered(WAIT),
+        "{what} never got inside the provider"
+    );
+    (gate, held)
+}
+
 #[test]
 fn two_concurrent_posts_to_one_receive_queue_record_concurrent_post() {
     let net = recording();
     let end = End::new(&net, 1, V21);
     let mut buf = Buf::new(end.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_WRITE);
 
-    let gate = net.fabric.hold_next_post(end.qp, Queue::Receive);
-    let held = post_from_thread(end.qp, Queue::Receive, buf.sge(0, 32), 1);
-    assert!(
-        gate.wait_entered(WAIT),
-        "the first receive never got inside the provider"
+    let (gate, held) = held_post(
+        &net,
+        end.qp,
+        Queue::Receive,
+        buf.sge(0, 32),
+        1,
+        "the first receive",
     );
 
-    assert_eq!(
+    let concurrent = Violation::ConcurrentPost {
+        function: "NdkReceive",
+        queue: Queue::Receive,
+    };
+    assert_post_refused(
+        &net,
         post_receive(end.qp, &buf.sge(32, 32), 2),
-        NtStatus::INVALID_PARAMETER,
-        "the overlapping post fails"
-    );
-    assert_eq!(
-        net.fabric.violations(),
-        [Violation::ConcurrentPost {
-            function: "NdkReceive",
-            queue: Queue::Receive
-        }]
+        &[concurrent],
+        "the overlapping post fails",
     );
 
     gate.release();
@@ -304,12 +323,7 @@ fn a_receive_and_a_send_at_the_same_time_on_one_qp_are_not_a_violation() {
     let mut sbuf = Buf::new(pair.a.pd, 64, NDK_MR_FLAG_ALLOW_LOCAL_READ);
 
     // A receive held inside the provider while the test thread sends.
-    let gate = net.fabric.hold_next_post(qp, Queue::Receive);
-    let held = post_from_thread(qp, Queue::Receive, rbuf.sge(0, 32), 1);
-    assert!(
-        gate.wait_entered(WAIT),
-        "the receive never got inside the provider"
-    );
+    let (gate, held) = held_post(&net, qp, Queue::Receive, rbuf.sge(0, 32), 1, "the receive");
     assert_eq!(
         post_send(qp, &sbuf.sge(0, 8), 2, 0),
         NtStatus::SUCCESS,
@@ -319,12 +333,7 @@ fn a_receive_and_a_send_at_the_same_time_on_one_qp_are_not_a_violation() {
     assert_eq!(held.join().unwrap(), NtStatus::SUCCESS);
 
     // A send held inside the provider while the test thread posts a receive.
-    let gate = net.fabric.hold_next_post(qp, Queue::Initiator);
-    let held = post_from_thread(qp, Queue::Initiator, sbuf.sge(8, 8), 3);
-    assert!(
-        gate.wait_entered(WAIT),
-        "the send never got inside the provider"
-    );
+    let (gate, held) = held_post(&net, qp, Queue::Initiator, sbuf.sge(8, 8), 3, "the send");
     assert_eq!(
         post_receive(qp, &rbuf.sge(32, 32), 4),
         NtStatus::SUCCESS,

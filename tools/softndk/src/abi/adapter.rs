@@ -3,7 +3,7 @@
 
 use ndkpi_sys::*;
 
-use super::{enter, not_supported, query_extension};
+use super::query_extension;
 use crate::ObjectKind;
 use crate::conn::{Conn, Listener};
 use crate::fabric::in_provider_callback;
@@ -20,9 +20,7 @@ unsafe extern "system" fn query_adapter_info(
     info: *mut NDK_ADAPTER_INFO,
     size: *mut u32,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkQueryAdapterInfo") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(adapter, Adapter, "NdkQueryAdapterInfo");
     if in_provider_callback() {
         t.shared.report(Violation::PassiveOnlyInCallback {
             function: "NdkQueryAdapterInfo",
@@ -166,9 +164,7 @@ unsafe extern "system" fn create_cq(
     ctx: PVOID,
     pp: *mut *mut NDK_CQ,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateCq") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(adapter, Adapter, "NdkCreateCq");
     t.create(ObjectKind::Cq, cc, ctx, pp, |world| {
         if depth == 0 || depth > world.adapter_info(t.id).MaxCqDepth {
             return Err(NtStatus::INVALID_PARAMETER);
@@ -186,9 +182,7 @@ unsafe extern "system" fn create_pd(
     ctx: PVOID,
     pp: *mut *mut NDK_PD,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreatePd") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(adapter, Adapter, "NdkCreatePd");
     t.create(ObjectKind::Pd, cc, ctx, pp, |world| {
         let token = world.next_token();
         Ok((
@@ -200,15 +194,10 @@ unsafe extern "system" fn create_pd(
     })
 }
 
-unsafe extern "system" fn create_shared_endpoint(
-    adapter: *mut NDK_ADAPTER,
-    _addr: *const SOCKADDR,
-    _len: u32,
-    _cc: NDK_FN_CREATE_COMPLETION,
-    _ctx: PVOID,
-    _pp: *mut *mut NDK_SHARED_ENDPOINT,
-) -> NTSTATUS {
-    not_supported(adapter, ObjectKind::Adapter, "NdkCreateSharedEndpoint")
+unsupported! {
+    fn create_shared_endpoint(adapter: *mut NDK_ADAPTER, _addr: *const SOCKADDR, _len: u32,
+        _cc: NDK_FN_CREATE_COMPLETION, _ctx: PVOID, _pp: *mut *mut NDK_SHARED_ENDPOINT)
+        = Adapter, "NdkCreateSharedEndpoint";
 }
 
 unsafe extern "system" fn create_connector(
@@ -217,9 +206,7 @@ unsafe extern "system" fn create_connector(
     ctx: PVOID,
     pp: *mut *mut NDK_CONNECTOR,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateConnector") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(adapter, Adapter, "NdkCreateConnector");
     t.create(ObjectKind::Connector, cc, ctx, pp, |_| {
         Ok((vec![t.id], Body::Connector(Box::new(Conn::new()))))
     })
@@ -233,9 +220,7 @@ unsafe extern "system" fn create_listener(
     ctx: PVOID,
     pp: *mut *mut NDK_LISTENER,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkCreateListener") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(adapter, Adapter, "NdkCreateListener");
     if event.is_none() {
         return t.violation("null ConnectEvent callback");
     }
@@ -260,9 +245,7 @@ unsafe extern "system" fn build_lam(
     lam_size: *mut u32,
     fbo: *mut u32,
 ) -> NTSTATUS {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkBuildLAM") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(adapter, Adapter, "NdkBuildLAM");
     if lam_size.is_null() || fbo.is_null() {
         return t.violation("null pLAMSize or pFBO");
     }
@@ -323,9 +306,7 @@ unsafe extern "system" fn release_lam(
     adapter: *mut NDK_ADAPTER,
     lam: *mut NDK_LOGICAL_ADDRESS_MAPPING,
 ) {
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "NdkReleaseLAM") else {
-        return;
-    };
+    let t = target!(adapter, Adapter, "NdkReleaseLAM", else ());
     t.with(|world, _| {
         let removed = match world.objects.get_mut(&t.id).map(|o| &mut o.body) {
             Some(Body::Adapter { lams, .. }) => lams.remove(&lam.addr()).is_some(),

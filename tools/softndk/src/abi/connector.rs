@@ -6,7 +6,7 @@ use std::ffi::c_void;
 use ndkpi_sys::*;
 
 use super::args::{arg_object, read_private_data, read_sockaddr, write_sockaddr};
-use super::{close_object, enter, entered, not_supported, query_extension, status_of};
+use super::{close_object, entered, query_extension, status_of};
 use crate::ObjectKind;
 use crate::conn::{AcceptArgs, ConnectArgs};
 use crate::world::{Ctx, DisconnectCb};
@@ -47,28 +47,44 @@ unsafe extern "system" fn connect(
     })
 }
 
-unsafe extern "system" fn connect_with_shared_endpoint(
-    conn: *mut NDK_CONNECTOR,
-    _qp: *mut NDK_QP,
-    _se: *mut NDK_SHARED_ENDPOINT,
-    _dst: *const SOCKADDR,
-    _dst_len: u32,
-    _ird: u32,
-    _ord: u32,
-    _data: *const c_void,
-    _data_len: u32,
-    _f: NDK_FN_REQUEST_COMPLETION,
-    _ctx: PVOID,
-) -> NTSTATUS {
-    not_supported(conn, ObjectKind::Connector, "NdkConnectWithSharedEndpoint")
+unsupported! {
+    fn connect_with_shared_endpoint(conn: *mut NDK_CONNECTOR, _qp: *mut NDK_QP,
+        _se: *mut NDK_SHARED_ENDPOINT, _dst: *const SOCKADDR, _dst_len: u32, _ird: u32,
+        _ord: u32, _data: *const c_void, _data_len: u32, _f: NDK_FN_REQUEST_COMPLETION,
+        _ctx: PVOID) = Connector, "NdkConnectWithSharedEndpoint";
+}
+
+/// The entry points that come in a plain form and an `Ex` form (2.1), which differ only in
+/// the type of the disconnect callback: both pass the callback as a [`DisconnectCb`] to
+/// `$common(function, disc, f, ctx, args..)`.
+macro_rules! plain_and_ex_entries {
+    ($plain:ident, $ex:ident, $function:literal, $common:ident($($arg:ident: $ty:ty),*)) => {
+        plain_and_ex_entries!(@one $plain, NDK_FN_DISCONNECT_EVENT_CALLBACK, Plain,
+            $function, $common($($arg: $ty),*));
+        plain_and_ex_entries!(@one $ex, NDK_FN_DISCONNECT_EVENT_CALLBACK_EX, Ex,
+            concat!($function, "Ex"), $common($($arg: $ty),*));
+    };
+    (@one $name:ident, $callback:ty, $variant:ident, $function:expr,
+        $common:ident($($arg:ident: $ty:ty),*)) => {
+        unsafe extern "system" fn $name(
+            $($arg: $ty,)*
+            cb: $callback,
+            cb_ctx: PVOID,
+            f: NDK_FN_REQUEST_COMPLETION,
+            ctx: PVOID,
+        ) -> NTSTATUS {
+            let disc = cb.map(|cb| DisconnectCb::$variant(Some(cb), Ctx(cb_ctx)));
+            $common($function, disc, f, ctx, $($arg),*)
+        }
+    };
 }
 
 fn complete_connect_common(
-    conn: *mut NDK_CONNECTOR,
+    name: &'static str,
     disc: Option<DisconnectCb>,
     f: NDK_FN_REQUEST_COMPLETION,
     ctx: PVOID,
-    name: &'static str,
+    conn: *mut NDK_CONNECTOR,
 ) -> NTSTATUS {
     status_of(|| {
         let t = entered(conn, ObjectKind::Connector, name)?;
@@ -76,48 +92,25 @@ fn complete_connect_common(
     })
 }
 
-/// `NdkCompleteConnect` and `NdkCompleteConnectEx` (2.1), which differ only in the type of
-/// the disconnect callback.
-macro_rules! complete_connect_entry {
-    ($name:ident, $callback:ty, $variant:ident, $function:literal) => {
-        unsafe extern "system" fn $name(
-            conn: *mut NDK_CONNECTOR,
-            cb: $callback,
-            cb_ctx: PVOID,
-            f: NDK_FN_REQUEST_COMPLETION,
-            ctx: PVOID,
-        ) -> NTSTATUS {
-            let disc = cb.map(|cb| DisconnectCb::$variant(Some(cb), Ctx(cb_ctx)));
-            complete_connect_common(conn, disc, f, ctx, $function)
-        }
-    };
-}
-
-complete_connect_entry!(
+plain_and_ex_entries!(
     complete_connect,
-    NDK_FN_DISCONNECT_EVENT_CALLBACK,
-    Plain,
-    "NdkCompleteConnect"
-);
-complete_connect_entry!(
     complete_connect_ex,
-    NDK_FN_DISCONNECT_EVENT_CALLBACK_EX,
-    Ex,
-    "NdkCompleteConnectEx"
+    "NdkCompleteConnect",
+    complete_connect_common(conn: *mut NDK_CONNECTOR)
 );
 
 #[expect(clippy::too_many_arguments, reason = "mirrors NdkAccept")]
 fn accept_common(
+    name: &'static str,
+    disc: Option<DisconnectCb>,
+    f: NDK_FN_REQUEST_COMPLETION,
+    ctx: PVOID,
     conn: *mut NDK_CONNECTOR,
     qp: *mut NDK_QP,
     ird: u32,
     ord: u32,
     data: *const c_void,
     data_len: u32,
-    disc: Option<DisconnectCb>,
-    f: NDK_FN_REQUEST_COMPLETION,
-    ctx: PVOID,
-    name: &'static str,
 ) -> NTSTATUS {
     status_of(|| {
         let t = entered(conn, ObjectKind::Connector, name)?;
@@ -134,34 +127,18 @@ fn accept_common(
     })
 }
 
-/// `NdkAccept` and `NdkAcceptEx` (2.1), which differ only in the type of the disconnect
-/// callback.
-macro_rules! accept_entry {
-    ($name:ident, $callback:ty, $variant:ident, $function:literal) => {
-        unsafe extern "system" fn $name(
-            conn: *mut NDK_CONNECTOR,
-            qp: *mut NDK_QP,
-            ird: u32,
-            ord: u32,
-            data: *const c_void,
-            data_len: u32,
-            cb: $callback,
-            cb_ctx: PVOID,
-            f: NDK_FN_REQUEST_COMPLETION,
-            ctx: PVOID,
-        ) -> NTSTATUS {
-            let disc = cb.map(|cb| DisconnectCb::$variant(Some(cb), Ctx(cb_ctx)));
-            accept_common(conn, qp, ird, ord, data, data_len, disc, f, ctx, $function)
-        }
-    };
-}
-
-accept_entry!(accept, NDK_FN_DISCONNECT_EVENT_CALLBACK, Plain, "NdkAccept");
-accept_entry!(
+plain_and_ex_entries!(
+    accept,
     accept_ex,
-    NDK_FN_DISCONNECT_EVENT_CALLBACK_EX,
-    Ex,
-    "NdkAcceptEx"
+    "NdkAccept",
+    accept_common(
+        conn: *mut NDK_CONNECTOR,
+        qp: *mut NDK_QP,
+        ird: u32,
+        ord: u32,
+        data: *const c_void,
+        data_len: u32
+    )
 );
 
 unsafe extern "system" fn reject(
@@ -184,9 +161,7 @@ unsafe extern "system" fn get_connection_data(
     data: *mut c_void,
     len: *mut u32,
 ) -> NTSTATUS {
-    let Some(t) = enter(conn, ObjectKind::Connector, "NdkGetConnectionData") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(conn, Connector, "NdkGetConnectionData");
     if len.is_null() {
         return t.violation("null pPrivateDataLength");
     }
@@ -243,9 +218,7 @@ fn address_of(
     } else {
         "NdkGetLocalAddress"
     };
-    let Some(t) = enter(conn, ObjectKind::Connector, name) else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(conn, Connector, name);
     let _held = t.shared.connection_lock();
     let mut found = None;
     let status = t.with(|world, _| {
@@ -283,9 +256,7 @@ unsafe extern "system" fn disconnect(
     f: NDK_FN_REQUEST_COMPLETION,
     ctx: PVOID,
 ) -> NTSTATUS {
-    let Some(t) = enter(conn, ObjectKind::Connector, "NdkDisconnect") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(conn, Connector, "NdkDisconnect");
     let ran = {
         let _held = t.shared.connection_lock();
         t.run(|world, out| Ok(world.disconnect(out, t.id, f, Ctx(ctx))))
@@ -312,10 +283,4 @@ const fn table(v21: bool) -> NDK_CONNECTOR_DISPATCH {
         NdkAcceptEx: if v21 { Some(accept_ex) } else { None },
     }
 }
-static DISPATCH_V1: NDK_CONNECTOR_DISPATCH = table(false);
-static DISPATCH_V21: NDK_CONNECTOR_DISPATCH = table(true);
-
-/// The table for the negotiated version: `v21` when it is at least 2.1.
-pub(super) fn dispatch(v21: bool) -> &'static NDK_CONNECTOR_DISPATCH {
-    if v21 { &DISPATCH_V21 } else { &DISPATCH_V1 }
-}
+versioned_tables!(NDK_CONNECTOR_DISPATCH, v21, "2.1");

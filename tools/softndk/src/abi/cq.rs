@@ -2,24 +2,18 @@
 
 use ndkpi_sys::*;
 
-use super::{Target, close_object, enter, not_supported, query_extension};
+use super::{Target, close_object, enter, query_extension};
 use crate::ObjectKind;
 use crate::object::{Busy, BusyGuard};
 use crate::world::{Body, CqEntry};
 
-unsafe extern "system" fn resize_cq(
-    cq: *mut NDK_CQ,
-    _depth: u32,
-    _f: NDK_FN_REQUEST_COMPLETION,
-    _ctx: PVOID,
-) -> NTSTATUS {
-    not_supported(cq, ObjectKind::Cq, "NdkResizeCq")
+unsupported! {
+    fn resize_cq(cq: *mut NDK_CQ, _depth: u32, _f: NDK_FN_REQUEST_COMPLETION, _ctx: PVOID)
+        = Cq, "NdkResizeCq";
 }
 
 unsafe extern "system" fn arm_cq(cq: *mut NDK_CQ, kind: u32) {
-    let Some(t) = enter(cq, ObjectKind::Cq, "NdkArmCq") else {
-        return;
-    };
+    let t = target!(cq, Cq, "NdkArmCq", else ());
     let Some(_serial) = t.serialise(Busy::Cq) else {
         return;
     };
@@ -63,23 +57,39 @@ fn take_results<R>(
     Some((t, serial, taken))
 }
 
+/// Write the entries taken into the consumer's array, each built by `result` from the entry and
+/// whether its undefined fields are scrambled (a failed entry, unless the kindness asks for
+/// clean error completions); the count written.
+fn write_results<R>(
+    results: *mut R,
+    taken: &[CqEntry],
+    clean: bool,
+    result: impl Fn(&CqEntry, bool) -> R,
+) -> u32 {
+    for (i, e) in taken.iter().enumerate() {
+        let failed = e.status != NtStatus::SUCCESS && !clean;
+        // SAFETY: the consumer's array holds `n` results and `i < taken.len() <= n`.
+        unsafe { results.wrapping_add(i).write(result(e, failed)) };
+    }
+    u32::try_from(taken.len()).unwrap_or(0)
+}
+
+/// The `NDK_RESULT` of an entry; `failed` scrambles `BytesTransferred`.
+fn result(e: &CqEntry, failed: bool) -> NDK_RESULT {
+    NDK_RESULT {
+        Status: e.status,
+        BytesTransferred: if failed { UNDEFINED_FIELD } else { e.bytes },
+        QPContext: e.qp_context.0,
+        RequestContext: e.request_context.0,
+    }
+}
+
 unsafe extern "system" fn get_cq_results(cq: *mut NDK_CQ, results: *mut NDK_RESULT, n: u32) -> u32 {
     let Some((t, _serial, taken)) = take_results(cq, results, n, "NdkGetCqResults") else {
         return 0;
     };
     let clean = t.shared.world().config.kindness.clean_error_completions;
-    for (i, e) in taken.iter().enumerate() {
-        let failed = e.status != NtStatus::SUCCESS && !clean;
-        let r = NDK_RESULT {
-            Status: e.status,
-            BytesTransferred: if failed { UNDEFINED_FIELD } else { e.bytes },
-            QPContext: e.qp_context.0,
-            RequestContext: e.request_context.0,
-        };
-        // SAFETY: the consumer's array holds `n` results and `i < taken.len() <= n`.
-        unsafe { results.wrapping_add(i).write(r) };
-    }
-    u32::try_from(taken.len()).unwrap_or(0)
+    write_results(results, &taken, clean, result)
 }
 
 unsafe extern "system" fn get_cq_results_ex(
@@ -98,31 +108,25 @@ unsafe extern "system" fn get_cq_results_ex(
             world.config.kindness.clean_error_completions,
         )
     };
-    for (i, e) in taken.iter().enumerate() {
-        // NDK_RESULT_EX: on an error completion only Status and the contexts are defined;
-        // ProviderErrorCode (2.1) carries the provider's diagnostic, zero below 2.1.
-        let failed = e.status != NtStatus::SUCCESS && !clean;
-        let r = NDK_RESULT_EX {
-            Status: e.status,
-            BytesTransferred: if failed { UNDEFINED_FIELD } else { e.bytes },
-            QPContext: e.qp_context.0,
-            RequestContext: e.request_context.0,
+    // NDK_RESULT_EX: on an error completion only Status and the contexts are defined;
+    // ProviderErrorCode (2.1) carries the provider's diagnostic, zero below 2.1.
+    write_results(results, &taken, clean, |e, failed| {
+        let base = result(e, failed);
+        NDK_RESULT_EX {
+            Status: base.Status,
+            BytesTransferred: base.BytesTransferred,
+            QPContext: base.QPContext,
+            RequestContext: base.RequestContext,
             Type: if failed { UNDEFINED_FIELD } else { e.op },
             ProviderErrorCode: if v21 && !clean { e.provider_code } else { 0 },
             TypeSpecificCompletionOutput: 0,
-        };
-        // SAFETY: the consumer's array holds `n` results and `i < taken.len() <= n`.
-        unsafe { results.wrapping_add(i).write(r) };
-    }
-    u32::try_from(taken.len()).unwrap_or(0)
+        }
+    })
 }
 
-unsafe extern "system" fn control_moderation(
-    cq: *mut NDK_CQ,
-    _interval: u32,
-    _count: u32,
-) -> NTSTATUS {
-    not_supported(cq, ObjectKind::Cq, "NdkControlCqInterruptModeration")
+unsupported! {
+    fn control_moderation(cq: *mut NDK_CQ, _interval: u32, _count: u32)
+        = Cq, "NdkControlCqInterruptModeration";
 }
 
 const fn table(v12: bool) -> NDK_CQ_DISPATCH {
@@ -136,10 +140,4 @@ const fn table(v12: bool) -> NDK_CQ_DISPATCH {
         NdkGetCqResultsEx: if v12 { Some(get_cq_results_ex) } else { None },
     }
 }
-static DISPATCH_V11: NDK_CQ_DISPATCH = table(false);
-static DISPATCH_V12: NDK_CQ_DISPATCH = table(true);
-
-/// The table for the negotiated version: `v12` when it is at least 1.2.
-pub(super) fn dispatch(v12: bool) -> &'static NDK_CQ_DISPATCH {
-    if v12 { &DISPATCH_V12 } else { &DISPATCH_V11 }
-}
+versioned_tables!(NDK_CQ_DISPATCH, v12, "1.2");

@@ -3,7 +3,7 @@
 use ndkpi_sys::*;
 
 use super::args::{read_sockaddr, write_sockaddr};
-use super::{close_object, enter, entered, query_extension, status_of};
+use super::{close_object, entered, query_extension, status_of};
 use crate::ObjectKind;
 use crate::world::Ctx;
 
@@ -26,9 +26,7 @@ unsafe extern "system" fn listener_local_address(
     addr: *mut SOCKADDR,
     len: *mut u32,
 ) -> NTSTATUS {
-    let Some(t) = enter(listener, ObjectKind::Listener, "NdkGetLocalAddress") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(listener, Listener, "NdkGetLocalAddress");
     let mut found = None;
     let status = t.with(|world, _| {
         found = world.listener_address(t.id);
@@ -41,9 +39,7 @@ unsafe extern "system" fn listener_local_address(
 }
 
 unsafe extern "system" fn control_connect_events(listener: *mut NDK_LISTENER, pause: BOOLEAN) {
-    let Some(t) = enter(listener, ObjectKind::Listener, "NdkControlConnectEvents") else {
-        return;
-    };
+    let t = target!(listener, Listener, "NdkControlConnectEvents", else ());
     t.with(|world, _| {
         world.pause_listener(t.id, pause != FALSE);
         Ok(NtStatus::SUCCESS)

@@ -13,6 +13,60 @@
     reason = "each module implements part of the NDKPI ABI and names its types and status values throughout"
 )]
 
+/// Validate an entry point's object argument ([`enter`]), or return from the entry point:
+/// with `STATUS_INVALID_PARAMETER`, or with the value after `else` for an entry point that
+/// returns something other than a status.
+macro_rules! target {
+    ($ptr:expr, $kind:ident, $function:expr) => {
+        target!($ptr, $kind, $function, else NtStatus::INVALID_PARAMETER)
+    };
+    ($ptr:expr, $kind:ident, $function:expr, else ()) => {
+        match $crate::abi::enter($ptr, $crate::ObjectKind::$kind, $function) {
+            Some(t) => t,
+            None => return,
+        }
+    };
+    ($ptr:expr, $kind:ident, $function:expr, else $failed:expr) => {
+        match $crate::abi::enter($ptr, $crate::ObjectKind::$kind, $function) {
+            Some(t) => t,
+            None => return $failed,
+        }
+    };
+}
+
+/// Entry points softndk does not emulate ([`not_supported`]): each with its C prototype's
+/// parameters in order (the object first), the object's kind and the NDKPI function's name.
+macro_rules! unsupported {
+    ($(
+        fn $name:ident($obj:ident: *mut $ty:ty $(, $arg:ident: $argty:ty)* $(,)?)
+            = $kind:ident, $function:literal;
+    )*) => {
+        $(
+            unsafe extern "system" fn $name($obj: *mut $ty $(, $arg: $argty)*) -> NTSTATUS {
+                $crate::abi::not_supported($obj, $crate::ObjectKind::$kind, $function)
+            }
+        )*
+    };
+}
+
+/// The two dispatch tables of an object whose table grew in a later NDKPI version (built by
+/// the module's `const fn table(newer: bool)`), and `dispatch(newer)`, which picks the one for
+/// the negotiated version; `$since` names the version that added the members.
+macro_rules! versioned_tables {
+    ($table:ty, $newer:ident, $since:literal) => {
+        static OLDER: $table = table(false);
+        static NEWER: $table = table(true);
+
+        #[doc = concat!(
+                                    "The table for the negotiated version: `", stringify!($newer),
+                                    "` when it is at least ", $since, "."
+                                )]
+        pub(super) fn dispatch($newer: bool) -> &'static $table {
+            if $newer { &NEWER } else { &OLDER }
+        }
+    };
+}
+
 mod adapter;
 mod args;
 mod connector;

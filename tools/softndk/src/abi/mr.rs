@@ -2,8 +2,7 @@
 
 use ndkpi_sys::*;
 
-use super::{close_object, enter, not_supported, query_extension};
-use crate::ObjectKind;
+use super::{close_object, query_extension};
 use crate::mem::resolve_mdl;
 use crate::world::{Body, Ctx, Region};
 
@@ -15,9 +14,7 @@ unsafe extern "system" fn register_mr(
     f: NDK_FN_REQUEST_COMPLETION,
     ctx: PVOID,
 ) -> NTSTATUS {
-    let Some(t) = enter(mr, ObjectKind::Mr, "NdkRegisterMr") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(mr, Mr, "NdkRegisterMr");
     let Some((base, count)) = resolve_mdl(mdl) else {
         return t.violation("MDL not created by softndk::SoftMdl::new");
     };
@@ -49,9 +46,7 @@ unsafe extern "system" fn deregister_mr(
     f: NDK_FN_REQUEST_COMPLETION,
     ctx: PVOID,
 ) -> NTSTATUS {
-    let Some(t) = enter(mr, ObjectKind::Mr, "NdkDeregisterMr") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(mr, Mr, "NdkDeregisterMr");
     t.with(|world, out| {
         let Some(Body::Mr(m)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) else {
             return Ok(NtStatus::INVALID_PARAMETER);
@@ -63,14 +58,9 @@ unsafe extern "system" fn deregister_mr(
     })
 }
 
-unsafe extern "system" fn init_fast_register(
-    mr: *mut NDK_MR,
-    _pages: u32,
-    _remote: BOOLEAN,
-    _f: NDK_FN_REQUEST_COMPLETION,
-    _ctx: PVOID,
-) -> NTSTATUS {
-    not_supported(mr, ObjectKind::Mr, "NdkInitializeFastRegisterMr")
+unsupported! {
+    fn init_fast_register(mr: *mut NDK_MR, _pages: u32, _remote: BOOLEAN,
+        _f: NDK_FN_REQUEST_COMPLETION, _ctx: PVOID) = Mr, "NdkInitializeFastRegisterMr";
 }
 
 fn mr_token(mr: *mut NDK_MR, remote: bool) -> u32 {
@@ -79,9 +69,7 @@ fn mr_token(mr: *mut NDK_MR, remote: bool) -> u32 {
     } else {
         "NdkGetLocalTokenFromMr"
     };
-    let Some(t) = enter(mr, ObjectKind::Mr, name) else {
-        return 0;
-    };
+    let t = target!(mr, Mr, name, else 0);
     let mut token = 0;
     t.with(|world, _| {
         if let Some(Body::Mr(m)) = world.objects.get(&t.id).map(|o| &o.body) {

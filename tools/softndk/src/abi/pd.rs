@@ -4,7 +4,7 @@
 use ndkpi_sys::*;
 
 use super::args::arg_object;
-use super::{close_object, enter, entered, not_supported, query_extension, status_of};
+use super::{close_object, entered, query_extension, status_of};
 use crate::ObjectKind;
 use crate::qp::Qp;
 use crate::world::{Body, Ctx, Mr};
@@ -16,9 +16,7 @@ unsafe extern "system" fn create_mr(
     ctx: PVOID,
     pp: *mut *mut NDK_MR,
 ) -> NTSTATUS {
-    let Some(t) = enter(pd, ObjectKind::Pd, "NdkCreateMr") else {
-        return NtStatus::INVALID_PARAMETER;
-    };
+    let t = target!(pd, Pd, "NdkCreateMr");
     if fast != FALSE {
         return t.not_supported();
     }
@@ -36,28 +34,13 @@ unsafe extern "system" fn create_mr(
     })
 }
 
-unsafe extern "system" fn create_mw(
-    pd: *mut NDK_PD,
-    _cc: NDK_FN_CREATE_COMPLETION,
-    _ctx: PVOID,
-    _pp: *mut *mut NDK_MW,
-) -> NTSTATUS {
-    not_supported(pd, ObjectKind::Pd, "NdkCreateMw")
-}
-
-unsafe extern "system" fn create_srq(
-    pd: *mut NDK_PD,
-    _depth: u32,
-    _sge: u32,
-    _threshold: u32,
-    _notify: NDK_FN_SRQ_NOTIFICATION_CALLBACK,
-    _notify_ctx: PVOID,
-    _affinity: *mut GROUP_AFFINITY,
-    _cc: NDK_FN_CREATE_COMPLETION,
-    _ctx: PVOID,
-    _pp: *mut *mut NDK_SRQ,
-) -> NTSTATUS {
-    not_supported(pd, ObjectKind::Pd, "NdkCreateSrq")
+unsupported! {
+    fn create_mw(pd: *mut NDK_PD, _cc: NDK_FN_CREATE_COMPLETION, _ctx: PVOID,
+        _pp: *mut *mut NDK_MW) = Pd, "NdkCreateMw";
+    fn create_srq(pd: *mut NDK_PD, _depth: u32, _sge: u32, _threshold: u32,
+        _notify: NDK_FN_SRQ_NOTIFICATION_CALLBACK, _notify_ctx: PVOID,
+        _affinity: *mut GROUP_AFFINITY, _cc: NDK_FN_CREATE_COMPLETION, _ctx: PVOID,
+        _pp: *mut *mut NDK_SRQ) = Pd, "NdkCreateSrq";
 }
 
 unsafe extern "system" fn create_qp(
@@ -112,26 +95,15 @@ unsafe extern "system" fn create_qp(
     })
 }
 
-unsafe extern "system" fn create_qp_with_srq(
-    pd: *mut NDK_PD,
-    _rcq: *mut NDK_CQ,
-    _icq: *mut NDK_CQ,
-    _srq: *mut NDK_SRQ,
-    _qp_ctx: PVOID,
-    _iq_depth: u32,
-    _max_isge: u32,
-    _inline: u32,
-    _cc: NDK_FN_CREATE_COMPLETION,
-    _ctx: PVOID,
-    _pp: *mut *mut NDK_QP,
-) -> NTSTATUS {
-    not_supported(pd, ObjectKind::Pd, "NdkCreateQpWithSrq")
+unsupported! {
+    fn create_qp_with_srq(pd: *mut NDK_PD, _rcq: *mut NDK_CQ, _icq: *mut NDK_CQ,
+        _srq: *mut NDK_SRQ, _qp_ctx: PVOID, _iq_depth: u32, _max_isge: u32, _inline: u32,
+        _cc: NDK_FN_CREATE_COMPLETION, _ctx: PVOID, _pp: *mut *mut NDK_QP)
+        = Pd, "NdkCreateQpWithSrq";
 }
 
 unsafe extern "system" fn privileged_token(pd: *mut NDK_PD, token: *mut u32) {
-    let Some(t) = enter(pd, ObjectKind::Pd, "NdkGetPrivilegedMemoryRegionToken") else {
-        return;
-    };
+    let t = target!(pd, Pd, "NdkGetPrivilegedMemoryRegionToken", else ());
     if token.is_null() {
         t.violation("null pToken");
         return;

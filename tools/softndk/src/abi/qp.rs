@@ -4,7 +4,7 @@
 use ndkpi_sys::*;
 
 use super::args::read_sges;
-use super::{close_object, enter, entered, not_supported, query_extension, status_of};
+use super::{close_object, entered, query_extension, status_of};
 use crate::ObjectKind;
 use crate::misuse::Queue;
 use crate::object::{Busy, ObjId};
@@ -12,9 +12,7 @@ use crate::qp::Sge;
 use crate::world::{Ctx, Out, World};
 
 unsafe extern "system" fn flush(qp: *mut NDK_QP) {
-    let Some(t) = enter(qp, ObjectKind::Qp, "NdkFlush") else {
-        return;
-    };
+    let t = target!(qp, Qp, "NdkFlush", else ());
     t.with(|world, out| {
         world.start_flush(out, t.id);
         Ok(NtStatus::SUCCESS)
@@ -76,71 +74,19 @@ unsafe extern "system" fn receive(
     )
 }
 
-unsafe extern "system" fn bind(
-    qp: *mut NDK_QP,
-    _ctx: PVOID,
-    _mr: *mut NDK_MR,
-    _mw: *mut NDK_MW,
-    _va: PVOID,
-    _len: usize,
-    _flags: u32,
-) -> NTSTATUS {
-    not_supported(qp, ObjectKind::Qp, "NdkBind")
-}
-
-unsafe extern "system" fn fast_register(
-    qp: *mut NDK_QP,
-    _ctx: PVOID,
-    _mr: *mut NDK_MR,
-    _pages: u32,
-    _array: *const NDK_LOGICAL_ADDRESS,
-    _fbo: u32,
-    _len: usize,
-    _base: PVOID,
-    _flags: u32,
-) -> NTSTATUS {
-    not_supported(qp, ObjectKind::Qp, "NdkFastRegister")
-}
-
-unsafe extern "system" fn invalidate(
-    qp: *mut NDK_QP,
-    _ctx: PVOID,
-    _obj: *mut NDK_OBJECT_HEADER,
-    _flags: u32,
-) -> NTSTATUS {
-    not_supported(qp, ObjectKind::Qp, "NdkInvalidate")
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "NdkRead/NdkWrite's parameters plus the direction"
-)]
-fn rdma(
-    qp: *mut NDK_QP,
-    ctx: PVOID,
-    sgl: *const NDK_SGE,
-    n: u32,
-    remote: u64,
-    token: u32,
-    flags: u32,
-    write: bool,
-) -> NTSTATUS {
-    let name = if write { "NdkWrite" } else { "NdkRead" };
-    post(
-        qp,
-        name,
-        Queue::Initiator,
-        sgl,
-        n,
-        |world, out, id, sges| {
-            world.post_rdma(out, id, Ctx(ctx), &sges, remote, token, flags, write)
-        },
-    )
+unsupported! {
+    fn bind(qp: *mut NDK_QP, _ctx: PVOID, _mr: *mut NDK_MR, _mw: *mut NDK_MW, _va: PVOID,
+        _len: usize, _flags: u32) = Qp, "NdkBind";
+    fn fast_register(qp: *mut NDK_QP, _ctx: PVOID, _mr: *mut NDK_MR, _pages: u32,
+        _array: *const NDK_LOGICAL_ADDRESS, _fbo: u32, _len: usize, _base: PVOID,
+        _flags: u32) = Qp, "NdkFastRegister";
+    fn invalidate(qp: *mut NDK_QP, _ctx: PVOID, _obj: *mut NDK_OBJECT_HEADER,
+        _flags: u32) = Qp, "NdkInvalidate";
 }
 
 /// `NdkRead` and `NdkWrite`, which differ only in the direction.
 macro_rules! rdma_entry {
-    ($name:ident, $write:literal) => {
+    ($name:ident, $function:literal, $write:literal) => {
         unsafe extern "system" fn $name(
             qp: *mut NDK_QP,
             ctx: PVOID,
@@ -150,23 +96,26 @@ macro_rules! rdma_entry {
             token: u32,
             flags: u32,
         ) -> NTSTATUS {
-            rdma(qp, ctx, sgl, n, remote, token, flags, $write)
+            post(
+                qp,
+                $function,
+                Queue::Initiator,
+                sgl,
+                n,
+                |world, out, id, sges| {
+                    world.post_rdma(out, id, Ctx(ctx), &sges, remote, token, flags, $write)
+                },
+            )
         }
     };
 }
 
-rdma_entry!(read, false);
-rdma_entry!(write, true);
+rdma_entry!(read, "NdkRead", false);
+rdma_entry!(write, "NdkWrite", true);
 
-unsafe extern "system" fn send_and_invalidate(
-    qp: *mut NDK_QP,
-    _ctx: PVOID,
-    _sgl: *const NDK_SGE,
-    _n: u32,
-    _flags: u32,
-    _token: u32,
-) -> NTSTATUS {
-    not_supported(qp, ObjectKind::Qp, "NdkSendAndInvalidate")
+unsupported! {
+    fn send_and_invalidate(qp: *mut NDK_QP, _ctx: PVOID, _sgl: *const NDK_SGE, _n: u32,
+        _flags: u32, _token: u32) = Qp, "NdkSendAndInvalidate";
 }
 
 const fn table(v12: bool) -> NDK_QP_DISPATCH {
@@ -184,10 +133,4 @@ const fn table(v12: bool) -> NDK_QP_DISPATCH {
         NdkSendAndInvalidate: if v12 { Some(send_and_invalidate) } else { None },
     }
 }
-static DISPATCH_V11: NDK_QP_DISPATCH = table(false);
-static DISPATCH_V12: NDK_QP_DISPATCH = table(true);
-
-/// The table for the negotiated version: `v12` when it is at least 1.2.
-pub(super) fn dispatch(v12: bool) -> &'static NDK_QP_DISPATCH {
-    if v12 { &DISPATCH_V12 } else { &DISPATCH_V11 }
-}
+versioned_tables!(NDK_QP_DISPATCH, v12, "1.2");

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use ndkpi_sys::*;
 
-use super::enter;
 use crate::fabric::{Shared, in_provider_callback};
 use crate::misuse::Violation;
 use crate::world::{Body, Out};
@@ -93,9 +92,7 @@ unsafe extern "system" fn wsk_open(
 
 unsafe extern "system" fn wsk_close(client_ptr: PWSK_CLIENT, adapter: *mut NDK_ADAPTER) {
     let shared = client(client_ptr, "WskCloseNdkAdapter");
-    let Some(t) = enter(adapter, ObjectKind::Adapter, "WskCloseNdkAdapter") else {
-        return;
-    };
+    let t = target!(adapter, Adapter, "WskCloseNdkAdapter", else ());
     if in_provider_callback() {
         shared.report(Violation::PassiveOnlyInCallback {
             function: "WskCloseNdkAdapter",

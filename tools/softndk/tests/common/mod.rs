@@ -110,8 +110,20 @@ pub struct Slot {
 /// context to outlive the callback's *return*, not just its signal, so slots are never freed.
 static KEEP_ALIVE: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
 
-impl Slot {
-    pub fn new() -> Arc<Self> {
+/// A recorder the provider calls back with the recorder's address as the context: made
+/// shared, and passed as that context (it must outlive every callback to it).
+pub trait Recorder: Default {
+    fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn ctx(self: &Arc<Self>) -> PVOID {
+        Arc::as_ptr(self).cast_mut().cast()
+    }
+}
+
+impl Recorder for Slot {
+    fn new() -> Arc<Self> {
         let slot = Arc::new(Self::default());
         KEEP_ALIVE
             .lock()
@@ -119,11 +131,30 @@ impl Slot {
             .push(Arc::clone(&slot));
         slot
     }
+}
+impl Recorder for Events {}
+impl Recorder for Incoming {}
+impl Recorder for Notes {}
 
-    pub fn ctx(self: &Arc<Self>) -> PVOID {
-        Arc::as_ptr(self).cast_mut().cast()
+/// Wait on `cv` until `ready` holds for the value `m` guards; panics with `what` when
+/// [`WAIT`] passes without it.
+#[track_caller]
+fn wait_for<'a, T>(
+    m: &'a Mutex<T>,
+    cv: &Condvar,
+    ready: impl Fn(&T) -> bool,
+    what: &str,
+) -> std::sync::MutexGuard<'a, T> {
+    let mut g = m.lock().unwrap();
+    while !ready(&g) {
+        let (next, t) = cv.wait_timeout(g, WAIT).unwrap();
+        g = next;
+        assert!(!t.timed_out() || ready(&g), "{what}");
     }
+    g
+}
 
+impl Slot {
     fn record(&self, status: NTSTATUS, object: *mut c_void) {
         let mut s = self.state.lock().unwrap();
         s.calls += 1;
@@ -141,15 +172,12 @@ impl Slot {
 
     /// Wait for the callback; panics after [`WAIT`].
     pub fn wait(&self) -> NTSTATUS {
-        let mut s = self.state.lock().unwrap();
-        while s.calls == 0 {
-            let (g, t) = self.cv.wait_timeout(s, WAIT).unwrap();
-            s = g;
-            assert!(
-                !t.timed_out() || s.calls > 0,
-                "completion callback never came"
-            );
-        }
+        let s = wait_for(
+            &self.state,
+            &self.cv,
+            |s| s.calls > 0,
+            "completion callback never came",
+        );
         s.status.unwrap()
     }
 
@@ -206,12 +234,6 @@ pub struct Events {
 }
 
 impl Events {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-    pub fn ctx(self: &Arc<Self>) -> PVOID {
-        Arc::as_ptr(self).cast_mut().cast()
-    }
     pub fn count(&self) -> usize {
         self.disconnects.lock().unwrap().len()
     }
@@ -219,15 +241,13 @@ impl Events {
         self.disconnects.lock().unwrap().clone()
     }
     pub fn wait_count(&self, n: usize) {
-        let mut v = self.disconnects.lock().unwrap();
-        while v.len() < n {
-            let (g, t) = self.cv.wait_timeout(v, WAIT).unwrap();
-            v = g;
-            assert!(
-                !t.timed_out() || v.len() >= n,
-                "expected {n} disconnect callbacks"
-            );
-        }
+        let what = format!("expected {n} disconnect callbacks");
+        drop(wait_for(
+            &self.disconnects,
+            &self.cv,
+            |v| v.len() >= n,
+            &what,
+        ));
     }
 }
 
@@ -267,22 +287,11 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-    pub fn ctx(self: &Arc<Self>) -> PVOID {
-        Arc::as_ptr(self).cast_mut().cast()
-    }
     pub fn len(&self) -> usize {
         self.conns.lock().unwrap().len()
     }
     pub fn next(&self) -> *mut NDK_CONNECTOR {
-        let mut q = self.conns.lock().unwrap();
-        while q.is_empty() {
-            let (g, t) = self.cv.wait_timeout(q, WAIT).unwrap();
-            q = g;
-            assert!(!t.timed_out() || !q.is_empty(), "no connect event");
-        }
+        let mut q = wait_for(&self.conns, &self.cv, |q| !q.is_empty(), "no connect event");
         q.pop_front().unwrap().0.cast()
     }
 }
@@ -301,12 +310,6 @@ pub struct Notes {
 }
 
 impl Notes {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
-    }
-    pub fn ctx(self: &Arc<Self>) -> PVOID {
-        Arc::as_ptr(self).cast_mut().cast()
-    }
     pub fn all(&self) -> Vec<NTSTATUS> {
         self.statuses.lock().unwrap().clone()
     }
@@ -570,6 +573,11 @@ pub fn created<T>(call: impl FnOnce(PVOID, *mut *mut T) -> NTSTATUS) -> Result<*
 // completes to `on_create` with the context it is given; the caller keeps the objects it passes
 // (and any context, such as `notes` or `incoming`) alive as long as the new object.
 
+/// The create-side callbacks, as the NDK function-pointer types.
+const ON_CREATE: NDK_FN_CREATE_COMPLETION = Some(on_create);
+const ON_CQ: NDK_FN_CQ_NOTIFICATION_CALLBACK = Some(on_cq);
+const ON_CONNECT_EVENT: NDK_FN_CONNECT_EVENT_CALLBACK = Some(on_connect_event);
+
 /// `NdkCreatePd` on `adapter`.
 pub fn pd_create(adapter: *mut NDK_ADAPTER) -> impl FnOnce(PVOID, *mut *mut NDK_PD) -> NTSTATUS {
     let f = d(adapter).NdkCreatePd.unwrap();
@@ -584,20 +592,9 @@ pub fn cq_create(
     notes: &Arc<Notes>,
 ) -> impl FnOnce(PVOID, *mut *mut NDK_CQ) -> NTSTATUS + use<> {
     let f = d(adapter).NdkCreateCq.unwrap();
-    let notes_ctx = notes.ctx();
+    let (notes, affinity) = (notes.ctx(), std::ptr::null_mut());
     // SAFETY: live adapter; valid callbacks, contexts (`notes` outlives the CQ) and out-pointer.
-    move |ctx, pp| unsafe {
-        f(
-            adapter,
-            depth,
-            Some(on_cq),
-            notes_ctx,
-            std::ptr::null_mut(),
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    }
+    move |ctx, pp| unsafe { f(adapter, depth, ON_CQ, notes, affinity, ON_CREATE, ctx, pp) }
 }
 
 /// `NdkCreateQp` on `pd` with `cq` for both queues, `QPContext` `qp_ctx`, queues `depth` deep,
@@ -644,19 +641,10 @@ pub fn listener_create(
     incoming: &Arc<Incoming>,
 ) -> impl FnOnce(PVOID, *mut *mut NDK_LISTENER) -> NTSTATUS + use<> {
     let f = d(adapter).NdkCreateListener.unwrap();
-    let incoming_ctx = incoming.ctx();
+    let incoming = incoming.ctx();
     // SAFETY: live adapter; valid callbacks, contexts (`incoming` outlives the listener) and
     // out-pointer.
-    move |ctx, pp| unsafe {
-        f(
-            adapter,
-            Some(on_connect_event),
-            incoming_ctx,
-            Some(on_create),
-            ctx,
-            pp,
-        )
-    }
+    move |ctx, pp| unsafe { f(adapter, ON_CONNECT_EVENT, incoming, ON_CREATE, ctx, pp) }
 }
 
 /// `NdkCreateMr` (not fast-register) on `pd`.
@@ -800,32 +788,24 @@ impl End {
     }
 }
 
+/// The callbacks the test ends register, as the NDK function-pointer types.
+const ON_REQUEST: NDK_FN_REQUEST_COMPLETION = Some(on_request);
+const ON_DISCONNECT: NDK_FN_DISCONNECT_EVENT_CALLBACK = Some(on_disconnect);
+const ON_DISCONNECT_EX: NDK_FN_DISCONNECT_EVENT_CALLBACK_EX = Some(on_disconnect_ex);
+
 /// Register the disconnect callback the way the version allows.
 pub fn complete_connect(end: &End) -> NTSTATUS {
     let s = Slot::new();
     let t = d(end.conn);
+    let (conn, ev, done) = (end.conn, end.events.ctx(), s.ctx());
     let st = if end.version() >= V21 {
+        let f = t.NdkCompleteConnectEx.unwrap();
         // SAFETY: live connector; valid callbacks and contexts.
-        unsafe {
-            t.NdkCompleteConnectEx.unwrap()(
-                end.conn,
-                Some(on_disconnect_ex),
-                end.events.ctx(),
-                Some(on_request),
-                s.ctx(),
-            )
-        }
+        unsafe { f(conn, ON_DISCONNECT_EX, ev, ON_REQUEST, done) }
     } else {
+        let f = t.NdkCompleteConnect.unwrap();
         // SAFETY: as above.
-        unsafe {
-            t.NdkCompleteConnect.unwrap()(
-                end.conn,
-                Some(on_disconnect),
-                end.events.ctx(),
-                Some(on_request),
-                s.ctx(),
-            )
-        }
+        unsafe { f(conn, ON_DISCONNECT, ev, ON_REQUEST, done) }
     };
     s.resolve(st)
 }
@@ -836,38 +816,15 @@ pub fn start_accept(end: &End, data: &[u8]) -> (Arc<Slot>, NTSTATUS) {
     let s = Slot::new();
     let t = d(end.conn);
     let (p, n) = (data.as_ptr().cast::<c_void>(), data.len() as u32);
+    let (conn, qp, ev, done) = (end.conn, end.qp, end.events.ctx(), s.ctx());
     let st = if end.version() >= V21 {
+        let f = t.NdkAcceptEx.unwrap();
         // SAFETY: live connector and QP; data outlives the call; valid callbacks and contexts.
-        unsafe {
-            t.NdkAcceptEx.unwrap()(
-                end.conn,
-                end.qp,
-                8,
-                8,
-                p,
-                n,
-                Some(on_disconnect_ex),
-                end.events.ctx(),
-                Some(on_request),
-                s.ctx(),
-            )
-        }
+        unsafe { f(conn, qp, 8, 8, p, n, ON_DISCONNECT_EX, ev, ON_REQUEST, done) }
     } else {
+        let f = t.NdkAccept.unwrap();
         // SAFETY: as above.
-        unsafe {
-            t.NdkAccept.unwrap()(
-                end.conn,
-                end.qp,
-                8,
-                8,
-                p,
-                n,
-                Some(on_disconnect),
-                end.events.ctx(),
-                Some(on_request),
-                s.ctx(),
-            )
-        }
+        unsafe { f(conn, qp, 8, 8, p, n, ON_DISCONNECT, ev, ON_REQUEST, done) }
     };
     s.mark_returned();
     (s, st)
@@ -953,6 +910,14 @@ impl Pair {
         assert_no_leak(net, what);
     }
 
+    /// The fabric made `callbacks` disconnect callbacks in all; then [`Pair::finish`].
+    #[track_caller]
+    pub fn finish_after_callbacks(self, net: &Net, callbacks: u64, what: &str) {
+        let made = net.fabric.stats().disconnect_callbacks;
+        assert_eq!(made, callbacks, "{what}");
+        self.finish(net, what);
+    }
+
     /// Nobody was called back: no disconnect callback on the fabric, none recorded by either
     /// end.
     #[track_caller]
@@ -1008,6 +973,12 @@ pub fn disconnect_once(net: &Net, conn: *mut NDK_CONNECTOR) -> NTSTATUS {
     // SAFETY: live connector; valid callback, and the slot outlives its completion.
     let st = unsafe { d(conn).NdkDisconnect.unwrap()(conn, Some(on_request), s.ctx()) };
     resolved_once(net, &s, st, "NdkDisconnect")
+}
+
+/// [`disconnect_once`] on `conn` ends with `expected`.
+#[track_caller]
+pub fn assert_disconnect(net: &Net, conn: *mut NDK_CONNECTOR, expected: NTSTATUS, what: &str) {
+    assert_eq!(disconnect_once(net, conn), expected, "{what}");
 }
 
 /// `NdkDisconnect`, resolved.
@@ -1219,42 +1190,43 @@ pub const MODES: [Completion; 2] = [Completion::Inline, RANDOM];
 
 /// One `#[test]` per completion mode of [`MODES`] for each named `fn(Completion)`: the test
 /// `name::thread` runs `name(Completion::Thread)`, so a failure names its mode. The form
-/// `per_mode!(name = body(args))` names the tests `name::*` and runs `body(mode, args)`. Under
-/// Miri only the modes of its smaller [`MODES`] run; the others are ignored.
+/// `per_mode!(name = body(args))` names the tests `name::*` and runs `body(mode, args)`; the
+/// form `per_mode!(name in { test: mode, .. })` runs `name` in the modes listed, one test
+/// each. Under Miri only the modes of its smaller [`MODES`] run; the others are ignored.
 #[allow(unused_macros, reason = "some test binaries run in one mode only")]
 macro_rules! per_mode {
     ($name:ident = $body:ident($($arg:expr),*)) => {
+        per_mode!(@tests $name = $body ($($arg),*) {
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            synchronous: Completion::Synchronous,
+            inline: Completion::Inline,
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            thread: Completion::Thread,
+            random: $crate::common::RANDOM,
+            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
+            hardware: $crate::common::HARDWARE,
+        });
+    };
+    ($name:ident in { $($modes:tt)* }) => {
+        per_mode!(@tests $name = $name () { $($modes)* });
+    };
+    (@tests $name:ident = $body:ident $args:tt {
+        $($(#[$attr:meta])* $test:ident: $mode:expr),+ $(,)?
+    }) => {
         mod $name {
+            #[allow(unused_imports, reason = "not every list of modes names one")]
             use softndk::Completion;
-
-            #[test]
-            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
-            fn synchronous() {
-                super::$body(Completion::Synchronous $(, $arg)*);
-            }
-
-            #[test]
-            fn inline() {
-                super::$body(Completion::Inline $(, $arg)*);
-            }
-
-            #[test]
-            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
-            fn thread() {
-                super::$body(Completion::Thread $(, $arg)*);
-            }
-
-            #[test]
-            fn random() {
-                super::$body($crate::common::RANDOM $(, $arg)*);
-            }
-
-            #[test]
-            #[cfg_attr(miri, ignore = "Miri runs the inline and seeded-mix modes only")]
-            fn hardware() {
-                super::$body($crate::common::HARDWARE $(, $arg)*);
-            }
+            $(
+                #[test]
+                $(#[$attr])*
+                fn $test() {
+                    $crate::common::per_mode!(@call super::$body, $mode, $args);
+                }
+            )+
         }
+    };
+    (@call $body:path, $mode:expr, ($($arg:expr),*)) => {
+        $body($mode $(, $arg)*)
     };
     ($($name:ident),+ $(,)?) => {$(
         per_mode!($name = $name());
