@@ -7,7 +7,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use core::net::SocketAddr;
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -391,25 +391,11 @@ fn socket_addr(inet: &SOCKADDR_INET) -> Option<SocketAddr> {
     // SAFETY: both members start with the family at offset 0; any u16 is valid.
     let family = unsafe { inet.si_family };
     match family {
-        AF_INET => {
-            // SAFETY: the family says the IPv4 member is the one written; all bit patterns
-            // of its plain integer fields are valid.
-            let v4 = unsafe { inet.Ipv4 };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(v4.sin_addr.S_un),
-                u16::from_be(v4.sin_port),
-            )))
-        }
-        AF_INET6 => {
-            // SAFETY: as above, for the IPv6 member.
-            let v6 = unsafe { inet.Ipv6 };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(v6.sin6_addr.u),
-                u16::from_be(v6.sin6_port),
-                v6.sin6_flowinfo,
-                v6.sin6_scope_id,
-            )))
-        }
+        // SAFETY: the family says the IPv4 member is the one written; all bit patterns of its
+        // plain integer fields are valid.
+        AF_INET => Some(SocketAddr::V4(ndkpi::sockaddr::v4(&unsafe { inet.Ipv4 }))),
+        // SAFETY: as above, for the IPv6 member.
+        AF_INET6 => Some(SocketAddr::V6(ndkpi::sockaddr::v6(&unsafe { inet.Ipv6 }))),
         _ => None,
     }
 }

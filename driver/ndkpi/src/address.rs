@@ -118,27 +118,28 @@ impl SockAddrBuf {
         // pattern is a valid u16.
         let family = unsafe { self.storage.v4.sin_family };
         match family {
-            AF_INET if self.len >= 16 => {
-                // SAFETY: the family says the IPv4 member was written; all its bit patterns
-                // are valid.
-                let v4 = unsafe { self.storage.v4 };
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    Ipv4Addr::from(v4.sin_addr.S_un),
-                    u16::from_be(v4.sin_port),
-                )))
-            }
-            AF_INET6 if self.len >= 28 => {
-                // SAFETY: the family says the IPv6 member was written; all its bit patterns
-                // are valid.
-                let v6 = unsafe { self.storage.v6 };
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(v6.sin6_addr.u),
-                    u16::from_be(v6.sin6_port),
-                    v6.sin6_flowinfo,
-                    v6.sin6_scope_id,
-                )))
-            }
+            // SAFETY: the family says the IPv4 member was written; all its bit patterns are
+            // valid.
+            AF_INET if self.len >= 16 => Some(SocketAddr::V4(v4(&unsafe { self.storage.v4 }))),
+            // SAFETY: the family says the IPv6 member was written; all its bit patterns are
+            // valid.
+            AF_INET6 if self.len >= 28 => Some(SocketAddr::V6(v6(&unsafe { self.storage.v6 }))),
             _ => None,
         }
     }
+}
+
+/// A `SOCKADDR_IN` as a [`SocketAddrV4`] (port in network order on the wire).
+pub fn v4(a: &SOCKADDR_IN) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::from(a.sin_addr.S_un), u16::from_be(a.sin_port))
+}
+
+/// A `SOCKADDR_IN6` as a [`SocketAddrV6`] (port in network order on the wire).
+pub fn v6(a: &SOCKADDR_IN6) -> SocketAddrV6 {
+    SocketAddrV6::new(
+        Ipv6Addr::from(a.sin6_addr.u),
+        u16::from_be(a.sin6_port),
+        a.sin6_flowinfo,
+        a.sin6_scope_id,
+    )
 }

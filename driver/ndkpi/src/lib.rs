@@ -38,6 +38,10 @@ mod sink;
 mod wsk;
 
 pub use address::SockAddrBuf;
+/// Windows socket addresses as `core::net` ones.
+pub mod sockaddr {
+    pub use crate::address::{v4, v6};
+}
 pub use handles::{Adapter, Completion, Connector, Cq, Listener, Mr, Pd, Qp, QueuePair, Sge};
 pub use memory::{Buffer, RegisteredMemory};
 pub use ndkpi_sys as sys;
