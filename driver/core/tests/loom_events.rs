@@ -74,6 +74,18 @@ impl PendedRequest for Req {
 
 type Queue = Arc<Mutex<EventQueue<Req>>>;
 
+/// Take and complete every pended wait, as ABORT and handle cleanup do: each completed after
+/// the queue's lock is released.
+fn cancel_all(q: &Queue) {
+    loop {
+        let ready = q.lock().unwrap().take_wait_to_cancel(None);
+        match ready {
+            Some(r) => r.complete(),
+            None => break,
+        }
+    }
+}
+
 fn setup() -> (Queue, ConnIndex) {
     let mut q = EventQueue::new(Limits {
         max_connections: 2,
@@ -189,13 +201,7 @@ fn callback_racing_handle_cleanup_completes_every_wait_once() {
         let (q1, q2) = (q.clone(), q.clone());
         let a = thread::spawn(move || callback(&q1, c));
         let b = thread::spawn(move || {
-            loop {
-                let ready = q2.lock().unwrap().take_wait_to_cancel(None);
-                match ready {
-                    Some(r) => r.complete(),
-                    None => break,
-                }
-            }
+            cancel_all(&q2);
         });
         a.join().unwrap();
         b.join().unwrap();
@@ -232,13 +238,7 @@ fn a_wait_racing_handle_cleanup_is_cancelled_never_stranded() {
         });
         let b = thread::spawn(move || {
             q2.lock().unwrap().begin_cleanup();
-            loop {
-                let ready = q2.lock().unwrap().take_wait_to_cancel(None);
-                match ready {
-                    Some(r) => r.complete(),
-                    None => break,
-                }
-            }
+            cancel_all(&q2);
         });
         a.join().unwrap();
         b.join().unwrap();

@@ -258,6 +258,18 @@ pub fn simple(h: &HostHandle, ioctl: Ioctl, input: Vec<u8>) -> NtStatus {
     done(&h.ioctl(ioctl.code(), &input, 0)).0
 }
 
+/// Poll QUERY until `f` holds (or the hang limit).
+pub fn query_until(h: &HostHandle, id: u64, f: impl Fn(&QueryReply) -> bool) -> QueryReply {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let q = query(h, id);
+        if f(&q) || std::time::Instant::now() > deadline {
+            return q;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// CLOSE of a connection or listener: its status.
 pub fn close_status(h: &HostHandle, id: u64) -> NtStatus {
     simple(h, Ioctl::Close, bytes(&CloseRequest { id }))
@@ -339,18 +351,23 @@ pub fn finish(w: &World, ha: HostHandle, hb: HostHandle) {
 /// Once the fabric is idle, every NDK object is released (the listener's adapter by the
 /// passive worker after its close, so allow it a moment).
 pub fn assert_released(w: &World) {
-    assert!(w.fabric.wait_idle(WAIT));
+    assert_fabric_released(&w.fabric);
+}
+
+/// [`assert_released`] for a fabric of the test's own.
+pub fn assert_fabric_released(fabric: &Fabric) {
+    assert!(fabric.wait_idle(WAIT));
     for _ in 0..500 {
-        if w.fabric.live_objects() == 0 {
+        if fabric.live_objects() == 0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     assert_eq!(
-        w.fabric.live_objects(),
+        fabric.live_objects(),
         0,
         "every NDK object released: {:?}",
-        w.fabric.live_by_kind()
+        fabric.live_by_kind()
     );
 }
 
