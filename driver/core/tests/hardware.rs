@@ -2,6 +2,7 @@
 //! after the peer went away, a dead CQ, an unanswered graceful disconnect, late link loss.
 #![allow(clippy::pedantic, reason = "test scaffolding")]
 
+#[macro_use]
 mod common;
 use common::*;
 
@@ -30,77 +31,81 @@ fn timed_world(completion: Completion, disconnect_timeout: Duration) -> World {
 
 /// Sends outstanding when the peer disconnects fail after the retry timeout; the provider —
 /// not ndkdisc — flushes the receives; QUERY says so, and there is still one terminal event.
-#[test]
-fn sends_outstanding_at_a_peer_disconnect_fail_and_the_provider_flushes() {
-    for mode in [Completion::Inline, Completion::hardware(2)] {
-        let w = fast_world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
-        // A posted no receive: B's send waits for one (the adapter retries).
-        assert_eq!(post(&hb, cb, PostKind::Send, 1), NtStatus::SUCCESS);
-        let a_disconnect = disconnect_pending(&ha, ca);
-        let e = next_event(&hb, EventKind::Disconnected);
-        assert_eq!(e.cause, Some(Cause::Peer), "{mode:?}");
-        assert_eq!(
-            (e.outstanding_receives, e.outstanding_sends),
-            (3, 1),
-            "{mode:?}: nothing flushed at the peer disconnect"
-        );
-        let q = query_until(&hb, cb, |q| q.outstanding_receives == 0);
-        assert_eq!(q.sends_failed, 1, "{mode:?}: the send failed");
-        assert_eq!(q.last_error_status, NtStatus::IO_TIMEOUT, "{mode:?}");
-        assert_eq!(
-            q.last_provider_error,
-            softndk::provider_error::RETRY_EXCEEDED,
-            "{mode:?}: the NDKPI 2.1 provider code"
-        );
-        assert_eq!(q.receives_cancelled, 3, "{mode:?}");
-        assert!(q.provider_flushed, "{mode:?}: the provider flushed them");
-        assert!(!q.flushed, "{mode:?}: ndkdisc did not");
-        assert_eq!(w.fabric.stats().flush_calls, 0, "{mode:?}");
-        assert!(
-            terminal(&drain(&hb)).is_empty(),
-            "{mode:?}: still exactly one terminal event"
-        );
-        // B answers A's disconnect.
-        assert_eq!(graceful(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
-        assert_eq!(done(&a_disconnect).0, NtStatus::SUCCESS, "{mode:?}");
-        finish(&w, ha, hb);
-    }
+fn sends_outstanding_at_a_peer_disconnect_fail_and_the_provider_flushes(mode: Completion) {
+    let w = fast_world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
+    // A posted no receive: B's send waits for one (the adapter retries).
+    assert_eq!(post(&hb, cb, PostKind::Send, 1), NtStatus::SUCCESS);
+    let a_disconnect = disconnect_pending(&ha, ca);
+    let e = next_event(&hb, EventKind::Disconnected);
+    assert_eq!(e.cause, Some(Cause::Peer), "{mode:?}");
+    assert_eq!(
+        (e.outstanding_receives, e.outstanding_sends),
+        (3, 1),
+        "{mode:?}: nothing flushed at the peer disconnect"
+    );
+    let q = query_until(&hb, cb, |q| q.outstanding_receives == 0);
+    assert_eq!(q.sends_failed, 1, "{mode:?}: the send failed");
+    assert_eq!(q.last_error_status, NtStatus::IO_TIMEOUT, "{mode:?}");
+    assert_eq!(
+        q.last_provider_error,
+        softndk::provider_error::RETRY_EXCEEDED,
+        "{mode:?}: the NDKPI 2.1 provider code"
+    );
+    assert_eq!(q.receives_cancelled, 3, "{mode:?}");
+    assert!(q.provider_flushed, "{mode:?}: the provider flushed them");
+    assert!(!q.flushed, "{mode:?}: ndkdisc did not");
+    assert_eq!(w.fabric.stats().flush_calls, 0, "{mode:?}");
+    assert!(
+        terminal(&drain(&hb)).is_empty(),
+        "{mode:?}: still exactly one terminal event"
+    );
+    // B answers A's disconnect.
+    assert_eq!(graceful(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
+    assert_eq!(done(&a_disconnect).0, NtStatus::SUCCESS, "{mode:?}");
+    finish(&w, ha, hb);
 }
+
+per_mode!(sends_outstanding_at_a_peer_disconnect_fail_and_the_provider_flushes in {
+    inline: Completion::Inline,
+    hardware: Completion::hardware(2),
+});
 
 /// A fatal CQ error ends the connection with one `TransportError` event that says the provider
 /// flushes; FLUSH afterwards reports Flushed instead of waiting for completions that never come.
-#[test]
-fn a_fatal_cq_error_ends_the_connection_once_with_transport_error() {
-    for mode in [Completion::Inline, Completion::hardware(3)] {
-        let w = fast_world(mode);
-        let (ha, ca, hb, cb) = pair(&w);
-        assert_eq!(post(&hb, cb, PostKind::Receive, 2), NtStatus::SUCCESS);
-        let cqs = w.fabric.cqs(w.hosts[1]);
-        assert_eq!(cqs.len(), 1);
-        assert!(w.fabric.inject_cq_error(cqs[0], CqError::Fatal));
-        let e = next_event(&hb, EventKind::Disconnected);
-        assert_eq!(
-            (e.connection_id, e.cause, e.status),
-            (cb, Some(Cause::TransportError), NtStatus::INTERNAL_ERROR),
-            "{mode:?}"
-        );
-        assert!(e.provider_flushes, "{mode:?}");
-        assert!(!e.callback_fired, "{mode:?}");
-        let q = query(&hb, cb);
-        assert!(q.cq_failed, "{mode:?}");
-        assert_eq!(flush(&hb, cb), NtStatus::SUCCESS);
-        assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
-        assert!(
-            terminal(&drain(&hb)).is_empty(),
-            "{mode:?}: one terminal event"
-        );
-        close(&hb, cb);
-        close(&ha, ca);
-        finish(&w, ha, hb);
-    }
+fn a_fatal_cq_error_ends_the_connection_once_with_transport_error(mode: Completion) {
+    let w = fast_world(mode);
+    let (ha, ca, hb, cb) = pair(&w);
+    assert_eq!(post(&hb, cb, PostKind::Receive, 2), NtStatus::SUCCESS);
+    let cqs = w.fabric.cqs(w.hosts[1]);
+    assert_eq!(cqs.len(), 1);
+    assert!(w.fabric.inject_cq_error(cqs[0], CqError::Fatal));
+    let e = next_event(&hb, EventKind::Disconnected);
+    assert_eq!(
+        (e.connection_id, e.cause, e.status),
+        (cb, Some(Cause::TransportError), NtStatus::INTERNAL_ERROR),
+        "{mode:?}"
+    );
+    assert!(e.provider_flushes, "{mode:?}");
+    assert!(!e.callback_fired, "{mode:?}");
+    let q = query(&hb, cb);
+    assert!(q.cq_failed, "{mode:?}");
+    assert_eq!(flush(&hb, cb), NtStatus::SUCCESS);
+    assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
+    assert!(
+        terminal(&drain(&hb)).is_empty(),
+        "{mode:?}: one terminal event"
+    );
+    close(&hb, cb);
+    close(&ha, ca);
+    finish(&w, ha, hb);
 }
+
+per_mode!(a_fatal_cq_error_ends_the_connection_once_with_transport_error in {
+    inline: Completion::Inline,
+    hardware: Completion::hardware(3),
+});
 
 /// A graceful DISCONNECT nobody answers reports the timeout in its reply and in the Local
 /// event.

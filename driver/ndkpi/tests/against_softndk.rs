@@ -108,17 +108,37 @@ fn resources(adapter: &ndkpi::Adapter, sink: &Arc<Rec>) -> End {
     End { pd, cq, qp }
 }
 
-fn modes() -> Vec<Completion> {
-    if cfg!(miri) {
-        vec![Completion::Inline, Completion::Random { seed: 3 }]
-    } else {
-        vec![
-            Completion::Synchronous,
-            Completion::Inline,
-            Completion::Thread,
-            Completion::Random { seed: 3 },
-        ]
-    }
+/// One `#[test]` per completion mode, so a failure names its mode: for each `fn name(mode:
+/// Completion)` listed, `name::synchronous`, `name::inline`, `name::thread` and `name::random`.
+/// Under Miri only `inline` and `random` run (threads and timing make the rest too slow there).
+macro_rules! per_mode {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use softndk::Completion;
+
+            #[test]
+            #[cfg_attr(miri, ignore = "slow under Miri; inline and random cover the paths")]
+            fn synchronous() {
+                super::$name(Completion::Synchronous);
+            }
+
+            #[test]
+            fn inline() {
+                super::$name(Completion::Inline);
+            }
+
+            #[test]
+            #[cfg_attr(miri, ignore = "slow under Miri; inline and random cover the paths")]
+            fn thread() {
+                super::$name(Completion::Thread);
+            }
+
+            #[test]
+            fn random() {
+                super::$name(Completion::Random { seed: 3 });
+            }
+        }
+    )+};
 }
 
 /// A fabric whose callbacks come in `mode`, every other setting the default.
@@ -206,101 +226,96 @@ fn run_connection(mode: Completion, version: NDK_VERSION) {
     assert!(fabric.violations().is_empty());
 }
 
-#[test]
-fn connection_lifecycle_at_2_1_uses_the_ex_callback_with_the_reason() {
-    for mode in modes() {
-        run_connection(mode, NDK_VERSION { Major: 2, Minor: 1 });
-    }
+fn connection_lifecycle_at_2_1_uses_the_ex_callback_with_the_reason(mode: Completion) {
+    run_connection(mode, NDK_VERSION { Major: 2, Minor: 1 });
 }
 
-#[test]
-fn connection_lifecycle_at_1_2_uses_the_plain_callback() {
-    for mode in modes() {
-        run_connection(mode, NDK_VERSION { Major: 1, Minor: 2 });
-    }
+fn connection_lifecycle_at_1_2_uses_the_plain_callback(mode: Completion) {
+    run_connection(mode, NDK_VERSION { Major: 1, Minor: 2 });
 }
 
-#[test]
-fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected() {
-    for mode in modes() {
-        let fabric = fabric_in(mode);
-        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-        fabric.add_host(HostConfig::new(1, [ip]));
-        let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
-        let ad = wsk
-            .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
-            .unwrap();
-        let a = Rec::new();
-        let e = resources(&ad, &a);
-        ad.create_connector(&a);
-        let Created::Connector(c) = a.take_created(Op::CreateConnector) else {
-            panic!()
-        };
-        c.connect(&a, &e.qp, None, SocketAddr::new(ip, 9), 1, 1);
-        assert_eq!(a.status_of(Op::Connect), NtStatus::CONNECTION_REFUSED);
-        assert!(fabric.wait_idle(WAIT));
-        assert_eq!(
-            a.done
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(o, _)| *o == Op::Connect)
-                .count(),
-            1,
-            "exactly once"
-        );
-        c.close(&a);
-        e.qp.close(&a);
-        e.cq.close(&a);
-        e.pd.close(&a);
-        a.wait_closed(4);
-        assert!(fabric.wait_idle(WAIT));
-        assert_eq!(Arc::strong_count(&a), 1);
-        wsk.close_adapter(ad);
-        assert_eq!(fabric.live_objects(), 0);
-    }
+fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected(mode: Completion) {
+    let fabric = fabric_in(mode);
+    let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    fabric.add_host(HostConfig::new(1, [ip]));
+    let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
+    let ad = wsk
+        .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
+        .unwrap();
+    let a = Rec::new();
+    let e = resources(&ad, &a);
+    ad.create_connector(&a);
+    let Created::Connector(c) = a.take_created(Op::CreateConnector) else {
+        panic!()
+    };
+    c.connect(&a, &e.qp, None, SocketAddr::new(ip, 9), 1, 1);
+    assert_eq!(a.status_of(Op::Connect), NtStatus::CONNECTION_REFUSED);
+    assert!(fabric.wait_idle(WAIT));
+    assert_eq!(
+        a.done
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, _)| *o == Op::Connect)
+            .count(),
+        1,
+        "exactly once"
+    );
+    c.close(&a);
+    e.qp.close(&a);
+    e.cq.close(&a);
+    e.pd.close(&a);
+    a.wait_closed(4);
+    assert!(fabric.wait_idle(WAIT));
+    assert_eq!(Arc::strong_count(&a), 1);
+    wsk.close_adapter(ad);
+    assert_eq!(fabric.live_objects(), 0);
 }
 
-#[test]
-fn a_failed_create_leaves_no_reference_behind() {
-    for mode in modes() {
-        let fabric = fabric_in(mode);
-        let host = fabric.add_host(HostConfig::new(1, [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]));
-        let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
-        let ad = wsk
-            .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
-            .unwrap();
-        let a = Rec::new();
-        fabric.fail_creates(host, softndk::ObjectKind::Pd, 1);
-        ad.create_pd(&a);
-        assert_eq!(
-            a.status_of(Op::CreatePd),
-            NtStatus::INSUFFICIENT_RESOURCES,
-            "{mode:?}"
-        );
-        assert!(fabric.wait_idle(WAIT));
-        assert!(a.created.lock().unwrap().is_empty());
-        assert_eq!(
-            Arc::strong_count(&a),
-            1,
-            "{mode:?}: the failed create released its reference"
-        );
-        // A successful create holds one until the object is closed.
-        a.done.lock().unwrap().clear();
-        ad.create_pd(&a);
-        let Created::Pd(pd) = a.take_created(Op::CreatePd) else {
-            panic!()
-        };
-        assert_eq!(
-            Arc::strong_count(&a),
-            2,
-            "{mode:?}: the live PD holds its sink"
-        );
-        pd.close(&a);
-        a.wait_closed(1);
-        assert!(fabric.wait_idle(WAIT));
-        assert_eq!(Arc::strong_count(&a), 1, "{mode:?}");
-        wsk.close_adapter(ad);
-        assert_eq!(fabric.live_objects(), 0);
-    }
+fn a_failed_create_leaves_no_reference_behind(mode: Completion) {
+    let fabric = fabric_in(mode);
+    let host = fabric.add_host(HostConfig::new(1, [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]));
+    let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
+    let ad = wsk
+        .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
+        .unwrap();
+    let a = Rec::new();
+    fabric.fail_creates(host, softndk::ObjectKind::Pd, 1);
+    ad.create_pd(&a);
+    assert_eq!(
+        a.status_of(Op::CreatePd),
+        NtStatus::INSUFFICIENT_RESOURCES,
+        "{mode:?}"
+    );
+    assert!(fabric.wait_idle(WAIT));
+    assert!(a.created.lock().unwrap().is_empty());
+    assert_eq!(
+        Arc::strong_count(&a),
+        1,
+        "{mode:?}: the failed create released its reference"
+    );
+    // A successful create holds one until the object is closed.
+    a.done.lock().unwrap().clear();
+    ad.create_pd(&a);
+    let Created::Pd(pd) = a.take_created(Op::CreatePd) else {
+        panic!()
+    };
+    assert_eq!(
+        Arc::strong_count(&a),
+        2,
+        "{mode:?}: the live PD holds its sink"
+    );
+    pd.close(&a);
+    a.wait_closed(1);
+    assert!(fabric.wait_idle(WAIT));
+    assert_eq!(Arc::strong_count(&a), 1, "{mode:?}");
+    wsk.close_adapter(ad);
+    assert_eq!(fabric.live_objects(), 0);
 }
+
+per_mode!(
+    connection_lifecycle_at_2_1_uses_the_ex_callback_with_the_reason,
+    connection_lifecycle_at_1_2_uses_the_plain_callback,
+    a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected,
+    a_failed_create_leaves_no_reference_behind,
+);

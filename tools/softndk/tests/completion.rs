@@ -442,62 +442,64 @@ fn injected_create_failure_is_returned_inline_in_synchronous_mode() {
     assert_eq!(net.fabric.live_objects(), 0);
 }
 
-#[test]
-fn injected_create_failure_completes_with_a_null_object_when_pended() {
-    for mode in [Completion::Inline, Completion::Thread] {
-        let net = Net::new(mode);
-        let adapter = net.open(1, V21);
-        let notes = Notes::new();
-        net.fabric.fail_creates(net.hosts[0], ObjectKind::Cq, 1);
-        let live = net.fabric.live_objects();
+fn injected_create_failure_completes_with_a_null_object_when_pended(mode: Completion) {
+    let net = Net::new(mode);
+    let adapter = net.open(1, V21);
+    let notes = Notes::new();
+    net.fabric.fail_creates(net.hosts[0], ObjectKind::Cq, 1);
+    let live = net.fabric.live_objects();
 
-        let (s, st, cq) = raw_create_cq(adapter, &notes);
+    let (s, st, cq) = raw_create_cq(adapter, &notes);
+    assert_eq!(
+        st,
+        NtStatus::PENDING,
+        "{mode:?}: the failure comes through the create completion"
+    );
+    if mode == Completion::Inline {
         assert_eq!(
-            st,
-            NtStatus::PENDING,
-            "{mode:?}: the failure comes through the create completion"
+            s.calls(),
+            1,
+            "Inline: the create completion ran before the call returned"
         );
-        if mode == Completion::Inline {
-            assert_eq!(
-                s.calls(),
-                1,
-                "Inline: the create completion ran before the call returned"
-            );
-        }
-        assert_eq!(
-            s.wait(),
-            NtStatus::INSUFFICIENT_RESOURCES,
-            "{mode:?}: create completion status"
-        );
-        assert_eq!(
-            s.object(),
-            0,
-            "{mode:?}: a failed create completes with a null object"
-        );
-        assert!(
-            cq.is_null(),
-            "{mode:?}: *ppCq is not written for a pending create"
-        );
-        net.settle();
-        assert_eq!(s.calls(), 1, "{mode:?}: exactly one create completion");
-        assert_eq!(
-            net.fabric.live_objects(),
-            live,
-            "{mode:?}: the failed create is not a live object"
-        );
-
-        let (s, st, cq) = raw_create_cq(adapter, &notes);
-        assert_eq!(st, NtStatus::PENDING);
-        let cq = object_of(&s, st, cq);
-        assert!(!cq.is_null(), "{mode:?}: the next create succeeds");
-        assert_eq!(header_version(cq), V21);
-        assert_eq!(net.fabric.live_objects(), live + 1, "{mode:?}");
-        close(cq, d(cq).NdkCloseCq);
-        net.settle();
-        net.fabric.close_adapter(adapter);
-        assert_eq!(net.fabric.live_objects(), 0);
     }
+    assert_eq!(
+        s.wait(),
+        NtStatus::INSUFFICIENT_RESOURCES,
+        "{mode:?}: create completion status"
+    );
+    assert_eq!(
+        s.object(),
+        0,
+        "{mode:?}: a failed create completes with a null object"
+    );
+    assert!(
+        cq.is_null(),
+        "{mode:?}: *ppCq is not written for a pending create"
+    );
+    net.settle();
+    assert_eq!(s.calls(), 1, "{mode:?}: exactly one create completion");
+    assert_eq!(
+        net.fabric.live_objects(),
+        live,
+        "{mode:?}: the failed create is not a live object"
+    );
+
+    let (s, st, cq) = raw_create_cq(adapter, &notes);
+    assert_eq!(st, NtStatus::PENDING);
+    let cq = object_of(&s, st, cq);
+    assert!(!cq.is_null(), "{mode:?}: the next create succeeds");
+    assert_eq!(header_version(cq), V21);
+    assert_eq!(net.fabric.live_objects(), live + 1, "{mode:?}");
+    close(cq, d(cq).NdkCloseCq);
+    net.settle();
+    net.fabric.close_adapter(adapter);
+    assert_eq!(net.fabric.live_objects(), 0);
 }
+
+per_mode!(injected_create_failure_completes_with_a_null_object_when_pended in {
+    inline: Completion::Inline,
+    thread: Completion::Thread,
+});
 
 /// Context of [`on_create_held`]: the slot to record into, and a gate that keeps the callback
 /// from returning (when it runs on a thread other than `caller`) until the test releases it.

@@ -112,37 +112,29 @@ pub fn modes() -> Vec<Completion> {
 
 /// One `#[test]` per completion mode of [`modes`], so a failure names its mode: for each `fn
 /// name(mode: Completion)` listed, `per_mode!(name)` makes the tests `name::synchronous`,
-/// `name::inline`, `name::thread`, `name::random` and `name::hardware`.
+/// `name::inline`, `name::thread`, `name::random` and `name::hardware`;
+/// `per_mode!(name in { inline: Completion::Inline, .. })` names the modes itself.
 macro_rules! per_mode {
-    ($($name:ident),+ $(,)?) => {$(
+    ($name:ident in { $($test:ident: $mode:expr),+ $(,)? }) => {
         mod $name {
             use softndk::Completion;
 
-            #[test]
-            fn synchronous() {
-                super::$name(Completion::Synchronous);
-            }
-
-            #[test]
-            fn inline() {
-                super::$name(Completion::Inline);
-            }
-
-            #[test]
-            fn thread() {
-                super::$name(Completion::Thread);
-            }
-
-            #[test]
-            fn random() {
-                super::$name(Completion::Random { seed: 11 });
-            }
-
-            #[test]
-            fn hardware() {
-                super::$name(Completion::hardware(11));
-            }
+            $(
+                #[test]
+                fn $test() {
+                    super::$name($mode);
+                }
+            )+
         }
+    };
+    ($($name:ident),+ $(,)?) => {$(
+        per_mode!($name in {
+            synchronous: Completion::Synchronous,
+            inline: Completion::Inline,
+            thread: Completion::Thread,
+            random: Completion::Random { seed: 11 },
+            hardware: Completion::hardware(11),
+        });
     )+};
 }
 
