@@ -81,7 +81,14 @@ struct Ctl<R> {
     local_disconnect: bool,
     aborted: bool,
     flushed: bool,
+    /// The status of the terminal event, set once, when it is latched.
     terminal_status: NtStatus,
+    /// The terminal event (`ConnectFailed` or `Disconnected`) has been latched: what ends the
+    /// connection later changes neither it nor `terminal_status`.
+    terminal_set: bool,
+    /// The pended graceful DISCONNECT answers a peer that already ended the connection: it
+    /// completes with success whatever `NdkDisconnect` says of the dead connection.
+    answering_peer: bool,
     /// Work requests posted and not yet completed.
     outstanding_receives: u32,
     outstanding_sends: u32,
@@ -93,6 +100,9 @@ struct Ctl<R> {
     provider_flushed: bool,
     /// The CQ reported a fatal error or an overrun: nothing posted will complete.
     cq_failed: bool,
+    /// The adapter went away and the NDK objects were released: what was still posted was
+    /// counted as failed with `STATUS_DEVICE_REMOVED`, and nothing more will complete.
+    adapter_gone: bool,
     /// A graceful DISCONNECT waiting for `NdkDisconnect` to complete.
     disconnect_request: Option<R>,
     /// A FLUSH waits for the outstanding requests to complete.
@@ -193,6 +203,9 @@ impl<P: Platform> Conn<P> {
             aborted: false,
             flushed: false,
             terminal_status: NtStatus::SUCCESS,
+            terminal_set: false,
+            adapter_gone: false,
+            answering_peer: false,
             outstanding_receives: 0,
             outstanding_sends: 0,
             reaped: [[0; 3]; 2],
@@ -401,7 +414,9 @@ impl<P: Platform> Conn<P> {
             let failed = matches!(c.phase, ConnState::Connecting);
             let fact = if failed {
                 c.phase = ConnState::Failed;
-                c.terminal_status = failure;
+                if !core::mem::replace(&mut c.terminal_set, true) {
+                    c.terminal_status = failure;
+                }
                 Some(Event {
                     status: failure,
                     ..self.fact(EventKind::ConnectFailed)
@@ -413,7 +428,7 @@ impl<P: Platform> Conn<P> {
                 if !matches!(c.phase, ConnState::Failed) {
                     c.phase = ConnState::Disconnected;
                 }
-                if c.terminal_status == NtStatus::SUCCESS {
+                if !core::mem::replace(&mut c.terminal_set, true) {
                     c.terminal_status = st;
                 }
                 // The work still posted when the connection ended: nothing was flushed for it.
@@ -569,6 +584,9 @@ impl<P: Platform> Conn<P> {
             if request.mark_cancelable().is_err() {
                 return Err((request, NtStatus::CANCELLED));
             }
+            // After the peer ended it, `NdkDisconnect` only answers the peer (its own outcome
+            // may be the abort of a connection already gone).
+            c.answering_peer = matches!(c.phase, ConnState::Disconnected);
             if matches!(c.phase, ConnState::Connected) {
                 c.phase = ConnState::Disconnecting;
             }
@@ -600,9 +618,14 @@ impl<P: Platform> Conn<P> {
                 // Its cancel routine completes it.
                 return None;
             }
-            c.disconnect_request.take()
+            let st = if c.answering_peer {
+                NtStatus::SUCCESS
+            } else {
+                st
+            };
+            c.disconnect_request.take().map(|r| (r, st))
         });
-        if let Some(request) = request {
+        if let Some((request, st)) = request {
             self.owner.unregister_pended(request.token());
             request.complete(st, 0);
         }
@@ -643,6 +666,22 @@ impl<P: Platform> Conn<P> {
             |_| {},
         );
         self.teardown();
+        // The QP and CQ are closed with the adapter gone: what was still posted will never
+        // complete. Count it as failed, so a consumer draining it (after FLUSH) does not wait
+        // for ever; the terminal event kept the counts as they were when the adapter went.
+        self.ctl.with(|c| {
+            let lost = [c.outstanding_receives, c.outstanding_sends];
+            for (queue, n) in lost.into_iter().enumerate() {
+                c.reaped[queue][2] = c.reaped[queue][2].saturating_add(n);
+            }
+            if lost != [0, 0] {
+                c.last_error = (NtStatus::DEVICE_REMOVED, 0);
+            }
+            c.outstanding_receives = 0;
+            c.outstanding_sends = 0;
+            c.adapter_gone = true;
+        });
+        self.flush_done_if_drained();
     }
 
     /// DISCONNECT abortive, ABORT, CLOSE and handle cleanup: latch the terminal event (if none
@@ -717,6 +756,12 @@ impl<P: Platform> Conn<P> {
             .with_objects(|o| o.qp.as_ref().map(|qp| qp.qp().flush()))
             .flatten();
         if flushed.is_none() {
+            // Without a QP there is nothing to flush: after an adapter removal that is done
+            // (nothing will complete), otherwise the connection failed or was closed.
+            if self.ctl.with(|c| c.adapter_gone) {
+                self.flush_done_if_drained();
+                return Ok(());
+            }
             self.ctl.with(|c| c.flush_pending = false);
             return Err(Error::InvalidState);
         }

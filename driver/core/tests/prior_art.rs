@@ -454,10 +454,6 @@ fn adapter_removal_wakes_every_waiter(mode: Completion) {
 /// rdma-core#28's second half: receives posted on a connection whose adapter went away must not
 /// stay outstanding for ever, or a consumer draining them (as it must after a flush) hangs.
 #[test]
-#[ignore = "bug: after adapter removal the connection's NDK objects are released, but QUERY \
-            keeps reporting its posted receives as outstanding (3, none completed or \
-            cancelled), FLUSH is refused with STATUS_INVALID_DEVICE_STATE and no Flushed \
-            event comes: a consumer that drains until nothing is outstanding waits for ever"]
 fn adapter_removal_does_not_leave_posted_receives_outstanding_for_ever() {
     // rdma-core#28: after DEVICE_REMOVAL the flush completions were ignored, so rping hung on a
     // semaphore waiting for them.
@@ -633,10 +629,6 @@ fn disconnecting_a_connection_the_peer_already_reset_is_harmless(mode: Completio
 /// spdk#1704 itself: the first graceful DISCONNECT after the peer's reset must succeed (there
 /// is nothing left to disconnect), and must not rewrite the terminal status QUERY reports.
 #[test]
-#[ignore = "bug: after the peer reset the connection (B's Peer event, status SUCCESS), B's \
-            graceful DISCONNECT completes with STATUS_CONNECTION_ABORTED (NdkDisconnect's \
-            outcome passed through) and QUERY's terminal_status changes from SUCCESS to \
-            STATUS_CONNECTION_ABORTED, no longer the terminal event's status"]
 fn a_graceful_disconnect_after_the_peer_reset_succeeds() {
     // spdk#1704 (also perftest#121, #246): rdma_disconnect after the peer had reset the
     // connection failed with EINVAL or ECONNRESET and was logged as an error.
