@@ -294,8 +294,9 @@ impl<P: Platform> Conn<P> {
         };
         let qp = Arc::new(QueuePair::new(qp));
         self.ctl.with(|c| c.objects.qp = Some(qp));
-        // Completions are reaped from the CQ notification (the counts QUERY reports).
-        cq.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
+        // Completions are reaped from the CQ notification (the counts QUERY reports), which
+        // cannot fire before this first arm: the reaper is free.
+        self.reap_with(&cq, |_| {});
         Ok(())
     }
 
@@ -815,10 +816,12 @@ impl<P: Platform> Conn<P> {
                 return Err(Error::NoResources);
             };
             let (st, mr) = session.run(|| pd.create_mr(self));
-            let Some(Created::Mr(mr)) = mr else {
+            let Some(Created::Mr(mut mr)) = mr else {
                 return Err(Error::provider(st));
             };
-            let (st, _) = session.run(|| mr.register(self, memory.as_ref()));
+            let memory: Arc<dyn ndkpi::RegisteredMemory> = Arc::from(memory);
+            // The MR keeps the memory until its close completes.
+            let (st, _) = session.run(|| mr.register(self, Arc::clone(&memory)));
             if st != NtStatus::SUCCESS {
                 session.run(|| mr.close(self));
                 return Err(Error::Provider(st));
@@ -835,10 +838,16 @@ impl<P: Platform> Conn<P> {
                     PostKind::Receive => c.outstanding_receives += 1,
                     PostKind::Send => c.outstanding_sends += 1,
                 });
+                // Posts run in the step session, so the queue is never held by another.
                 let st = match kind {
-                    PostKind::Receive => qp.post_receive(index, 0, length, ctx),
-                    PostKind::Send => qp.post_send(index, 0, length, ctx),
-                };
+                    PostKind::Receive => qp
+                        .receive_queue()
+                        .map(|mut q| q.post_receive(index, 0, length, ctx)),
+                    PostKind::Send => qp
+                        .initiator_queue()
+                        .map(|mut q| q.post_send(index, 0, length, ctx)),
+                }
+                .unwrap_or(NtStatus::INVALID_DEVICE_STATE);
                 if st != NtStatus::SUCCESS {
                     self.ctl.with(|c| match kind {
                         PostKind::Receive => c.outstanding_receives -= 1,
@@ -872,16 +881,13 @@ impl<P: Platform> Conn<P> {
     /// the QP in the error state, which ends the connection (`TransportError`).
     fn reap(&self) {
         let mut failure = None;
-        let mut cq_failed = false;
         let _ = self.with_objects(|o| {
             let Some(cq) = o.cq.as_ref() else { return };
-            let mut buf = [ndkpi::Completion::default(); 16];
-            loop {
-                let n = cq.results(&mut buf);
-                cq_failed = self.ctl.with(|c| {
+            self.reap_with(cq, |done| {
+                self.ctl.with(|c| {
                     // Flushes ndkdisc caused: FLUSH, its own NdkDisconnect, its own close.
                     let ours = c.flushed || c.local_disconnect || c.tearing_down;
-                    for done in &buf[..n] {
+                    for done in done {
                         // The request context, never `kind`: NDKPI leaves the operation type
                         // undefined on error completions.
                         let queue = match done.request_context {
@@ -910,21 +916,41 @@ impl<P: Platform> Conn<P> {
                         let count = &mut c.reaped[queue][outcome];
                         *count = count.saturating_add(1);
                     }
-                    c.cq_failed
                 });
-                if n < buf.len() {
-                    break;
-                }
-            }
-            // A dead CQ reports nothing more: arming it again is pointless.
-            if !cq_failed {
-                cq.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
-            }
+            });
         });
         if let Some(st) = failure {
             self.transport_error(st);
         }
         self.flush_done_if_drained();
+    }
+
+    /// Take every completion from `cq`, a batch at a time through `each`, and re-arm it unless
+    /// it failed. Another context reaping it (a notification firing on another thread as the
+    /// holder re-arms) makes this return at once, and the holder goes round again.
+    /// `// IRQL: <= DISPATCH_LEVEL`.
+    fn reap_with(&self, cq: &Cq, mut each: impl FnMut(&[ndkpi::Completion])) {
+        let Some(mut reaper) = cq.reaper() else {
+            return;
+        };
+        loop {
+            let mut buf = [ndkpi::Completion::default(); 16];
+            loop {
+                let n = reaper.results(&mut buf);
+                each(&buf[..n]);
+                if n < buf.len() {
+                    break;
+                }
+            }
+            // A dead CQ reports nothing more: arming it again is pointless.
+            if !self.ctl.with(|c| c.cq_failed) {
+                reaper.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
+            }
+            match reaper.release() {
+                Ok(()) => break,
+                Err(again) => reaper = again,
+            }
+        }
     }
 
     /// The cancel routine's half of CONNECT cancellation: take the pended CONNECT if it is the

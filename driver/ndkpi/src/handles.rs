@@ -5,7 +5,7 @@
 use alloc::sync::Arc;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use ndkpi_sys::{
     FALSE, NDK_ADAPTER, NDK_ADAPTER_INFO, NDK_CONNECTOR, NDK_CQ, NDK_FN_CLOSE_OBJECT, NDK_LISTENER,
@@ -25,7 +25,10 @@ const V12: NDK_VERSION = NDK_VERSION { Major: 1, Minor: 2 };
 const V21: NDK_VERSION = NDK_VERSION { Major: 2, Minor: 1 };
 
 macro_rules! handle {
-    ($(#[$doc:meta])* $name:ident, $raw:ty, $table:ty) => {
+    (
+        $(#[$doc:meta])* $name:ident, $raw:ty, $table:ty
+        $(; $($(#[$fdoc:meta])* $field:ident: $fty:ty = $init:expr),+ $(,)?)?
+    ) => {
         $(#[$doc])*
         #[derive(Debug)]
         #[must_use = "an NDK object must be closed"]
@@ -35,18 +38,45 @@ macro_rules! handle {
             /// its first registration with a sink).
             #[allow(dead_code, reason = "the adapter is closed through WSK, not a sink")]
             has_ref: AtomicBool,
+            $($($(#[$fdoc])* $field: $fty,)+)?
         }
 
         // SAFETY: NDK objects may be used from any thread at <= DISPATCH_LEVEL; the handle is
         // the unique owner of the pointer (it is not Clone).
         unsafe impl Send for $name {}
-        // SAFETY: every method takes `&self` only for calls NDK allows concurrently (the
-        // per-queue serialisation rules are the caller's, as on Windows).
+        // SAFETY: every safe `&self` method makes a call NDK allows concurrently. The calls NDK
+        // wants serialised go through an exclusive guard (a CQ's [`Reaper`], a
+        // [`QueuePair`]'s [`ReceiveQueue`] and [`InitiatorQueue`]) or are `unsafe fn`s whose
+        // contract says so ([`Qp::receive`], [`Qp::send`]).
         unsafe impl Sync for $name {}
 
         impl $name {
-            pub(crate) fn from_raw(raw: NonNull<$raw>, has_ref: bool) -> Self {
-                Self { raw, has_ref: AtomicBool::new(has_ref) }
+            #[doc = concat!("Take ownership of a provider `", stringify!($raw), "`; NDK holds no reference to a sink for it yet (closing it takes one).")]
+            ///
+            /// # Safety
+            /// `raw` is a live object of this type, returned by its provider and not closed,
+            /// whose dispatch table and header stay valid while it lives, and nothing else uses
+            /// or closes it: the handle becomes its only owner (an adapter is closed through
+            /// the [`crate::Wsk`] of the provider that opened it). ndkpi's own creates, connect
+            /// events and [`crate::Wsk::open_adapter`] make handles; this is for objects
+            /// obtained elsewhere.
+            pub unsafe fn from_raw(raw: NonNull<$raw>) -> Self {
+                // SAFETY: the caller's contract, with no sink reference held.
+                unsafe { Self::adopt(raw, false) }
+            }
+
+            /// [`Self::from_raw`], saying whether NDK holds a reference to a sink for it.
+            ///
+            /// # Safety
+            /// As [`Self::from_raw`]; when `has_ref` is true, one reference taken by
+            /// `take_ref` for the sink its callbacks go to passes to the handle (released
+            /// by its close completion).
+            pub(crate) unsafe fn adopt(raw: NonNull<$raw>, has_ref: bool) -> Self {
+                Self {
+                    raw,
+                    has_ref: AtomicBool::new(has_ref),
+                    $($($field: $init,)+)?
+                }
             }
 
             /// Make sure NDK holds a reference to `sink` for this object's callbacks.
@@ -108,7 +138,6 @@ closable!(
     Qp: NdkCloseQp => CloseQp,
     Connector: NdkCloseConnector => CloseConnector,
     Listener: NdkCloseListener => CloseListener,
-    Mr: NdkCloseMr => CloseMr,
 );
 
 /// Start a request; report inline unless it pended.
@@ -359,23 +388,96 @@ impl Sge {
     }
 }
 
+/// [`Cq`] reaping states: nobody reaps; a [`Reaper`] is held; held, and another context was
+/// refused one meanwhile (its notification's completions may be unseen by the holder).
+const FREE: u8 = 0;
+const HELD: u8 = 1;
+const MISSED: u8 = 2;
+
 handle!(
-    /// An `NDK_CQ`.
-    Cq, NDK_CQ, ndkpi_sys::NDK_CQ_DISPATCH
+    /// An `NDK_CQ`. Its results are taken, and it is armed, only through its [`Reaper`]
+    /// (NDK requires the consumer to serialise `NdkGetCqResults(Ex)` and `NdkArmCq` per CQ).
+    Cq, NDK_CQ, ndkpi_sys::NDK_CQ_DISPATCH;
+    /// `FREE`, `HELD` or `MISSED`.
+    reaping: AtomicU8 = AtomicU8::new(FREE),
 );
 
 impl Cq {
+    /// Exclusive access to the CQ's results and arming, or `None` while another context holds
+    /// it. A refusal is remembered: the holder's [`Reaper::release`] then hands the reaper back
+    /// to reap again, so a notification that finds the CQ busy may simply return. Never waits.
+    pub fn reaper(&self) -> Option<Reaper<'_>> {
+        loop {
+            if self
+                .reaping
+                .compare_exchange(FREE, HELD, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(Reaper { cq: self });
+            }
+            match self
+                .reaping
+                .compare_exchange(HELD, MISSED, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // Released in between: try to take it again.
+                Err(FREE) => {}
+                // Held: its holder now knows to go round again.
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Exclusive access to a [`Cq`]'s results and arming, from [`Cq::reaper`]: while it lives no
+/// other context takes results from the CQ or arms it (methods take `&mut self`, so one reaper
+/// is used by one thread at a time). Dropping it gives the access up and forgets a refusal
+/// meanwhile; [`Reaper::release`] reports one.
+#[derive(Debug)]
+#[must_use = "a reaper excludes every other reaper of its CQ until released"]
+pub struct Reaper<'a> {
+    cq: &'a Cq,
+}
+
+impl Drop for Reaper<'_> {
+    fn drop(&mut self) {
+        self.cq.reaping.store(FREE, Ordering::Release);
+    }
+}
+
+impl Reaper<'_> {
+    /// Give up the access: `Err` with the reaper when another context was refused one while it
+    /// was held (a notification that found the CQ busy): completions may have arrived that the
+    /// holder has not seen since, so it takes results (and re-arms) again, then releases again.
+    ///
+    /// # Errors
+    /// The reaper itself, as above.
+    pub fn release(self) -> Result<(), Self> {
+        let released =
+            self.cq
+                .reaping
+                .compare_exchange(HELD, FREE, Ordering::Release, Ordering::Acquire);
+        if released.is_ok() {
+            // Released: the drop would only release again.
+            core::mem::forget(self);
+            return Ok(());
+        }
+        // `MISSED`: taken over again, the refusal answered by the caller's next round.
+        self.cq.reaping.store(HELD, Ordering::Relaxed);
+        Err(self)
+    }
+
     /// `NdkArmCq` (`NDK_CQ_NOTIFY_*`).
-    pub fn arm(&self, kind: u32) {
-        if let Some(f) = self.table().NdkArmCq {
-            // SAFETY: live CQ; the caller serialises arm/results per CQ as NDK requires.
-            unsafe { f(self.as_ptr(), kind) }
+    pub fn arm(&mut self, kind: u32) {
+        if let Some(f) = self.cq.table().NdkArmCq {
+            // SAFETY: live CQ (borrowed for the reaper's life); the reaper is the only one of
+            // this CQ and `&mut`, so no other arm or results call runs on it (NDK's rule).
+            unsafe { f(self.cq.as_ptr(), kind) }
         }
     }
 
     /// Dequeue up to `out.len()` completions (`NdkGetCqResultsEx` from NDKPI 1.2, else
     /// `NdkGetCqResults`). Returns how many were written.
-    pub fn results(&self, out: &mut [Completion]) -> usize {
+    pub fn results(&mut self, out: &mut [Completion]) -> usize {
         let mut n = 0;
         while n < out.len() {
             let want = (out.len() - n).min(16);
@@ -388,10 +490,10 @@ impl Cq {
         n
     }
 
-    fn results_chunk(&self, out: &mut [Completion]) -> usize {
-        let table = self.table();
-        if let (true, Some(f)) = (self.version() >= V12, table.NdkGetCqResultsEx) {
-            let v21 = self.version() >= V21;
+    fn results_chunk(&mut self, out: &mut [Completion]) -> usize {
+        let table = self.cq.table();
+        if let (true, Some(f)) = (self.cq.version() >= V12, table.NdkGetCqResultsEx) {
+            let v21 = self.cq.version() >= V21;
             let empty = NDK_RESULT_EX {
                 Status: NtStatus::SUCCESS,
                 BytesTransferred: 0,
@@ -432,7 +534,7 @@ impl Cq {
     /// Up to `out.len()` (at most 16) results through `f` (`NdkGetCqResults` or its `Ex`
     /// form, whose result record is `R`), each converted by `convert`; how many were written.
     fn take_results<R: Copy>(
-        &self,
+        &mut self,
         f: unsafe extern "system" fn(*mut NDK_CQ, *mut R, u32) -> u32,
         empty: R,
         out: &mut [Completion],
@@ -440,8 +542,9 @@ impl Cq {
     ) -> usize {
         let want = u32::try_from(out.len()).unwrap_or(16);
         let mut buf = [empty; 16];
-        // SAFETY: live CQ; `buf` holds at least `want` (<= 16) results.
-        let got = unsafe { f(self.as_ptr(), buf.as_mut_ptr(), want) } as usize;
+        // SAFETY: live CQ, reaped exclusively (see `arm`); `buf` holds at least `want` (<= 16)
+        // results.
+        let got = unsafe { f(self.cq.as_ptr(), buf.as_mut_ptr(), want) } as usize;
         for (o, r) in out.iter_mut().zip(&buf[..got.min(16)]) {
             *o = convert(r);
         }
@@ -467,8 +570,9 @@ impl Qp {
     ///
     /// # Safety
     /// `sge` describes memory registered (MR or LAM + privileged token) with this QP's PD,
-    /// which stays valid and unmoved until the receive completes (or the QP is closed); the
-    /// caller serialises posts to the receive queue.
+    /// which stays valid and unmoved until the receive completes (or the QP is closed); no
+    /// other post to the receive queue runs meanwhile (NDK's rule; for a QP inside a
+    /// [`QueuePair`] that includes the posts of its [`ReceiveQueue`]).
     pub unsafe fn receive(&self, request_context: usize, sge: Sge) -> NTSTATUS {
         let f = self.table().NdkReceive;
         // SAFETY: live QP; one valid SGE whose memory the caller vouches for.
@@ -670,20 +774,53 @@ impl Listener {
     }
 }
 
+/// The memory registered in an [`Mr`], kept until the MR's close completes. Dropping it
+/// without that close (an MR handle dropped without being closed) leaks the memory with the
+/// provider object, which may still use it.
+#[derive(Default)]
+struct Registered(Option<Arc<dyn crate::RegisteredMemory>>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(memory) = self.0.take() {
+            core::mem::forget(memory);
+        }
+    }
+}
+
+impl core::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Registered")
+            .field("len", &self.0.as_ref().map(|m| m.len()))
+            .finish()
+    }
+}
+
 handle!(
-    /// An `NDK_MR`.
-    Mr, NDK_MR, ndkpi_sys::NDK_MR_DISPATCH
+    /// An `NDK_MR`. It owns (a counted reference to) the memory registered in it until its
+    /// close completes.
+    Mr, NDK_MR, ndkpi_sys::NDK_MR_DISPATCH;
+    /// The registered memory.
+    memory: Registered = Registered::default(),
 );
 
 impl Mr {
-    /// `NdkRegisterMr` of `memory` for local write; completes with [`Op::RegisterMr`]. The
-    /// memory must outlive the MR (close the MR before dropping it).
-    pub fn register<T: Sink>(&self, sink: &Arc<T>, memory: &dyn crate::RegisteredMemory) {
+    /// `NdkRegisterMr` of `memory` for local write; completes with [`Op::RegisterMr`]. The MR
+    /// keeps `memory` until its close completes (whatever the outcome of the registration).
+    /// An MR registers once: a second call completes at once with
+    /// `STATUS_INVALID_DEVICE_STATE` and drops nothing.
+    pub fn register<T: Sink>(&mut self, sink: &Arc<T>, memory: Arc<dyn crate::RegisteredMemory>) {
+        if self.memory.0.is_some() {
+            sink.completed(Op::RegisterMr, NtStatus::INVALID_DEVICE_STATE, None);
+            return;
+        }
         let (mdl, len) = (memory.mdl(), memory.len());
+        // Kept before the provider sees it: it may use the memory as soon as it is called.
+        self.memory.0 = Some(memory);
         let f = self.table().NdkRegisterMr;
         request_with::<T, { Op::RegisterMr as u8 }, _>(sink, f, |f, cb, ctx| {
             // SAFETY: live MR; the MDL describes `len` pinned bytes (the `RegisteredMemory`
-            // contract) that the caller keeps alive until the MR is closed.
+            // contract) that the MR keeps alive until its close completion.
             unsafe {
                 f(
                     self.as_ptr(),
@@ -705,6 +842,20 @@ impl Mr {
             None => 0,
         }
     }
+
+    /// `NdkCloseMr`; completes with [`Op::CloseMr`]; the registered memory is released after
+    /// it.
+    pub fn close<T: Sink>(mut self, sink: &Arc<T>) {
+        let memory = self.memory.0.take();
+        let f = self.table().NdkCloseMr;
+        close_keeping::<T, _, { Op::CloseMr as u8 }>(
+            self.header(),
+            f,
+            sink,
+            self.has_ref.load(Ordering::Acquire),
+            memory,
+        );
+    }
 }
 
 impl Adapter {
@@ -715,12 +866,18 @@ impl Adapter {
 
 /// A QP with the buffers attached to it. Posts name a buffer by index, so they can only use
 /// memory that is registered and that lives at least until the QP's close completion: closing
-/// keeps the buffers alive until that (last) callback has returned.
+/// keeps the buffers alive until that (last) callback has returned. Posts go through a queue's
+/// guard ([`QueuePair::receive_queue`], [`QueuePair::initiator_queue`]), so posts to one queue
+/// never run concurrently.
 #[derive(Debug)]
 #[must_use = "an NDK object must be closed"]
 pub struct QueuePair {
     qp: Qp,
     buffers: PassiveLock<Vec<Arc<Buffer>>>,
+    /// A [`ReceiveQueue`] is held.
+    receiving: AtomicBool,
+    /// An [`InitiatorQueue`] is held.
+    sending: AtomicBool,
 }
 
 impl core::fmt::Debug for PassiveLock<Vec<Arc<Buffer>>> {
@@ -729,43 +886,125 @@ impl core::fmt::Debug for PassiveLock<Vec<Arc<Buffer>>> {
     }
 }
 
-/// A [`QueuePair`] post of `len` bytes at `offset` of buffer `index` (`STATUS_INVALID_PARAMETER`
-/// when that is not inside an attached buffer): `$post` with the QP, the SGE and the request
-/// context.
-macro_rules! buffer_post {
-    ($(#[$doc:meta])* $name:ident => |$qp:ident, $sge:ident, $ctx:ident| $post:expr) => {
+/// A guard of one of a [`QueuePair`]'s queues: `$guard` (exclusive access taken by
+/// `QueuePair::$take` through the flag `$flag`) whose `$post` posts `len` bytes at `offset` of
+/// buffer `index` (`STATUS_INVALID_PARAMETER` when that is not inside an attached buffer):
+/// `$call` with the QP, the SGE and the request context.
+macro_rules! queue_guard {
+    (
+        $(#[$doc:meta])* $guard:ident, $flag:ident,
+        $(#[$take_doc:meta])* $take:ident,
+        $(#[$post_doc:meta])* $post:ident => |$qp:ident, $sge:ident, $ctx:ident| $call:expr
+    ) => {
         $(#[$doc])*
-        pub fn $name(
-            &self,
-            index: usize,
-            offset: usize,
-            len: u32,
-            request_context: usize,
-        ) -> NTSTATUS {
-            let Some($sge) = self.sge(index, offset, len) else {
-                return NtStatus::INVALID_PARAMETER;
-            };
-            let ($qp, $ctx) = (&self.qp, request_context);
-            // SAFETY: the SGE lies inside an attached, registered buffer, which lives until the
-            // QP's close completion (after which no request can complete).
-            unsafe { $post }
+        #[derive(Debug)]
+        #[must_use = "a queue guard excludes every other post to its queue until dropped"]
+        pub struct $guard<'a> {
+            pair: &'a QueuePair,
+        }
+
+        impl Drop for $guard<'_> {
+            fn drop(&mut self) {
+                self.pair.$flag.store(false, Ordering::Release);
+            }
+        }
+
+        impl QueuePair {
+            $(#[$take_doc])*
+            pub fn $take(&self) -> Option<$guard<'_>> {
+                (!self.$flag.swap(true, Ordering::Acquire)).then_some($guard { pair: self })
+            }
+        }
+
+        impl $guard<'_> {
+            $(#[$post_doc])*
+            pub fn $post(
+                &mut self,
+                index: usize,
+                offset: usize,
+                len: u32,
+                request_context: usize,
+            ) -> NTSTATUS {
+                let Some($sge) = self.pair.sge(index, offset, len) else {
+                    return NtStatus::INVALID_PARAMETER;
+                };
+                let ($qp, $ctx) = (&self.pair.qp, request_context);
+                // SAFETY: the SGE lies inside an attached, registered buffer, which lives until
+                // the QP's close completion (after which no request can complete); this guard
+                // is the queue's only one and `&mut`, so no other post to the queue runs.
+                unsafe { $call }
+            }
         }
     };
 }
 
-struct Keep<T> {
+queue_guard!(
+    /// Exclusive access to a [`QueuePair`]'s receive queue (NDK requires the consumer to
+    /// serialise posts per queue), from [`QueuePair::receive_queue`]; dropping it gives it up.
+    ReceiveQueue, receiving,
+    /// The receive queue for posting, or `None` while another context holds it. Never waits.
+    receive_queue,
+    /// Post a receive into `len` bytes at `offset` of buffer `index`. `// IRQL:
+    /// PASSIVE_LEVEL`.
+    post_receive => |qp, sge, ctx| qp.receive(ctx, sge)
+);
+
+queue_guard!(
+    /// Exclusive access to a [`QueuePair`]'s initiator queue (NDK requires the consumer to
+    /// serialise posts per queue), from [`QueuePair::initiator_queue`]; dropping it gives it
+    /// up. The receive queue is separate: a receive may be posted meanwhile.
+    InitiatorQueue, sending,
+    /// The initiator queue for posting, or `None` while another context holds it. Never waits.
+    initiator_queue,
+    /// Post a send of `len` bytes at `offset` of buffer `index`. `// IRQL: PASSIVE_LEVEL`.
+    post_send => |qp, sge, ctx| qp.send(ctx, sge, 0)
+);
+
+/// What a close completion keeps alive until the object's last callback: the sink and `kept`.
+struct Keep<T, K> {
     sink: Arc<T>,
-    _buffers: Vec<Arc<Buffer>>,
+    _kept: K,
 }
 
-unsafe extern "system" fn close_keep_done<T: Sink, const OP: u8>(ctx: ndkpi_sys::PVOID) {
-    // SAFETY: `ctx` is the `Box<Keep<T>>` leaked by `QueuePair::close` for this close only.
-    let keep = unsafe { alloc::boxed::Box::from_raw(ctx.cast::<Keep<T>>()) };
+unsafe extern "system" fn close_keep_done<T: Sink, K, const OP: u8>(ctx: ndkpi_sys::PVOID) {
+    // SAFETY: `ctx` is the `Box<Keep<T, K>>` leaked by `close_keeping` for this close only.
+    let keep = unsafe { alloc::boxed::Box::from_raw(ctx.cast::<Keep<T, K>>()) };
     keep.sink.closed(Op::from_u8(OP));
-    // SAFETY: the close completion is the QP's last callback: its reference to the sink
-    // (taken at its create, or by `close`) is surrendered after the callback above returned.
+    // SAFETY: the close completion is the object's last callback: its reference to the sink
+    // (taken at its create, or below) is surrendered after the callback above returned.
     unsafe { release::<T>(Arc::as_ptr(&keep.sink).cast_mut().cast()) };
-    // The buffers are dropped here, after the provider's last use of the QP.
+    // `kept` is dropped here, after the provider's last use of the object.
+}
+
+/// Close an object through `f`, keeping `kept` alive until its close completion has returned;
+/// report inline unless it pended.
+fn close_keeping<T: Sink, K, const OP: u8>(
+    header: *mut NDK_OBJECT_HEADER,
+    f: NDK_FN_CLOSE_OBJECT,
+    sink: &Arc<T>,
+    has_ref: bool,
+    kept: K,
+) {
+    if !has_ref {
+        // The close completion releases one reference: make sure the object has one.
+        take_ref(sink);
+    }
+    let keep = alloc::boxed::Box::new(Keep {
+        sink: Arc::clone(sink),
+        _kept: kept,
+    });
+    let ctx: ndkpi_sys::PVOID = alloc::boxed::Box::into_raw(keep).cast();
+    let status = match f {
+        // SAFETY: the object's only handle was consumed, so this is its one close; `ctx` stays
+        // valid until `close_keep_done` reclaims it.
+        Some(f) => unsafe { f(header, Some(close_keep_done::<T, K, OP>), ctx) },
+        None => NtStatus::NOT_SUPPORTED,
+    };
+    if status != NtStatus::PENDING {
+        // SAFETY: closed synchronously: no callback will come, so the context is ours to
+        // reclaim exactly once here.
+        unsafe { close_keep_done::<T, K, OP>(ctx) };
+    }
 }
 
 impl QueuePair {
@@ -774,6 +1013,8 @@ impl QueuePair {
         Self {
             qp,
             buffers: PassiveLock::new(Vec::new()),
+            receiving: AtomicBool::new(false),
+            sending: AtomicBool::new(false),
         }
     }
 
@@ -795,46 +1036,15 @@ impl QueuePair {
             .with(|b| b.get(index).and_then(|buf| buf.sge(offset, len)))
     }
 
-    buffer_post!(
-        /// Post a receive into `len` bytes at `offset` of buffer `index`. `// IRQL:
-        /// PASSIVE_LEVEL` (the caller serialises posts to the receive queue).
-        post_receive => |qp, sge, ctx| qp.receive(ctx, sge)
-    );
-
-    buffer_post!(
-        /// Post a send of `len` bytes at `offset` of buffer `index`. `// IRQL: PASSIVE_LEVEL`
-        /// (the caller serialises posts to the initiator queue).
-        post_send => |qp, sge, ctx| qp.send(ctx, sge, 0)
-    );
-
     /// `NdkCloseQp`; completes with [`Op::CloseQp`]; the buffers are released after it.
     pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        let QueuePair { qp, buffers } = self;
-        let buffers = buffers.into_inner();
-        if !qp.has_ref.load(Ordering::Acquire) {
-            take_ref(sink);
-        }
-        let keep = alloc::boxed::Box::new(Keep {
-            sink: Arc::clone(sink),
-            _buffers: buffers,
-        });
-        let ctx: ndkpi_sys::PVOID = alloc::boxed::Box::into_raw(keep).cast();
-        let status = match qp.table().NdkCloseQp {
-            // SAFETY: the QP's only handle was consumed, so this is its one close; `ctx` stays
-            // valid until `close_keep_done` reclaims it.
-            Some(f) => unsafe {
-                f(
-                    qp.header(),
-                    Some(close_keep_done::<T, { Op::CloseQp as u8 }>),
-                    ctx,
-                )
-            },
-            None => NtStatus::NOT_SUPPORTED,
-        };
-        if status != NtStatus::PENDING {
-            // SAFETY: closed synchronously: no callback will come, so the context is ours to
-            // reclaim exactly once here.
-            unsafe { close_keep_done::<T, { Op::CloseQp as u8 }>(ctx) };
-        }
+        let QueuePair { qp, buffers, .. } = self;
+        close_keeping::<T, _, { Op::CloseQp as u8 }>(
+            qp.header(),
+            qp.table().NdkCloseQp,
+            sink,
+            qp.has_ref.load(Ordering::Acquire),
+            buffers.into_inner(),
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Registered memory for posting: a platform buffer described by an MDL, registered in an MR.
 
-use alloc::boxed::Box;
+use alloc::sync::Arc;
 
 use ndkpi_sys::MDL;
 
@@ -9,8 +9,10 @@ use ndkpi_sys::MDL;
 /// # Safety
 /// Implementors promise that `mdl()` describes exactly `len()` bytes starting at `base()`,
 /// that the memory is valid for reads and writes, not moved, and not otherwise accessed while
-/// the value lives (the provider DMAs into it until every request using it completed, which
-/// ndkpi guarantees by keeping the value alive until the QP's close completion).
+/// the value lives (the provider may use it while it is registered, and DMAs into it until
+/// every request using it completed: ndkpi keeps the value alive until the close completion
+/// of the [`crate::Mr`] it is registered in, and of every QP a [`Buffer`] over it is attached
+/// to).
 pub unsafe trait RegisteredMemory: Send + Sync + 'static {
     /// The MDL describing the memory.
     fn mdl(&self) -> *mut MDL;
@@ -26,7 +28,7 @@ pub unsafe trait RegisteredMemory: Send + Sync + 'static {
 
 /// Registered memory and the token of the MR it is registered in.
 pub struct Buffer {
-    memory: Box<dyn RegisteredMemory>,
+    memory: Arc<dyn RegisteredMemory>,
     token: u32,
 }
 
@@ -41,9 +43,10 @@ impl core::fmt::Debug for Buffer {
 
 impl Buffer {
     /// `memory`, registered in an MR whose local token is `token` (from
-    /// [`crate::Mr::local_token`] after a successful [`crate::Mr::register`]). A wrong token
-    /// only makes the provider fail the requests (the token is checked against the region).
-    pub fn new(memory: Box<dyn RegisteredMemory>, token: u32) -> Self {
+    /// [`crate::Mr::local_token`] after a successful [`crate::Mr::register`], which keeps its
+    /// own reference). A wrong token only makes the provider fail the requests (the token is
+    /// checked against the region).
+    pub fn new(memory: Arc<dyn RegisteredMemory>, token: u32) -> Self {
         Self { memory, token }
     }
 

@@ -195,13 +195,22 @@ pub(crate) unsafe extern "system" fn create_done<T: Sink, const OP: u8>(
 /// passes to the object.
 pub(crate) fn wrap_created(op: Op, object: *mut NDK_OBJECT_HEADER) -> Option<Created> {
     let object = NonNull::new(object)?;
+    // Each `adopt` below: the provider just returned this object from the create `op`, so it
+    // is of that type, live, with its header and table set, and nothing else owns it; the
+    // create's reference to the sink passes to the handle.
     Some(match op {
-        Op::CreatePd => Created::Pd(Pd::from_raw(object.cast(), true)),
-        Op::CreateCq => Created::Cq(Cq::from_raw(object.cast(), true)),
-        Op::CreateQp => Created::Qp(Qp::from_raw(object.cast(), true)),
-        Op::CreateConnector => Created::Connector(Connector::from_raw(object.cast(), true)),
-        Op::CreateListener => Created::Listener(Listener::from_raw(object.cast(), true)),
-        _ => Created::Mr(Mr::from_raw(object.cast(), true)),
+        // SAFETY: a live PD just created by the provider, owned by nobody else.
+        Op::CreatePd => Created::Pd(unsafe { Pd::adopt(object.cast(), true) }),
+        // SAFETY: a live CQ just created by the provider, owned by nobody else.
+        Op::CreateCq => Created::Cq(unsafe { Cq::adopt(object.cast(), true) }),
+        // SAFETY: a live QP just created by the provider, owned by nobody else.
+        Op::CreateQp => Created::Qp(unsafe { Qp::adopt(object.cast(), true) }),
+        // SAFETY: a live connector just created by the provider, owned by nobody else.
+        Op::CreateConnector => Created::Connector(unsafe { Connector::adopt(object.cast(), true) }),
+        // SAFETY: a live listener just created by the provider, owned by nobody else.
+        Op::CreateListener => Created::Listener(unsafe { Listener::adopt(object.cast(), true) }),
+        // SAFETY: a live MR just created by the provider, owned by nobody else.
+        _ => Created::Mr(unsafe { Mr::adopt(object.cast(), true) }),
     })
 }
 
@@ -235,9 +244,11 @@ pub(crate) unsafe extern "system" fn connect_event<T: Sink>(
     let Some(connector) = NonNull::new(connector) else {
         return;
     };
-    // SAFETY: registered with our context at listener creation; held until its close. The
-    // new connector holds no reference yet (it takes one when registered with a sink).
-    unsafe { sink::<T>(ctx) }.connection_requested(Connector::from_raw(connector, false));
+    // SAFETY: the provider hands over a new, live incoming connector that nobody else owns;
+    // it holds no sink reference yet (it takes one when registered with a sink).
+    let connector = unsafe { Connector::from_raw(connector) };
+    // SAFETY: registered with our context at listener creation; held until its close.
+    unsafe { sink::<T>(ctx) }.connection_requested(connector);
 }
 
 /// A close completion for objects nobody waits for.

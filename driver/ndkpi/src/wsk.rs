@@ -73,7 +73,9 @@ impl Wsk {
         // SAFETY: a captured provider NPI (constructor contract); valid out-pointer.
         let status = unsafe { open(self.client, version, if_index, &raw mut raw) };
         match (status, NonNull::new(raw)) {
-            (NtStatus::SUCCESS, Some(raw)) => Ok(Adapter::from_raw(raw, false)),
+            // SAFETY: the provider just opened this adapter for us: live, header and table
+            // set, owned by nobody else; it is closed only through this `Wsk`.
+            (NtStatus::SUCCESS, Some(raw)) => Ok(unsafe { Adapter::from_raw(raw) }),
             (NtStatus::SUCCESS, None) => Err(NtStatus::NOT_SUPPORTED),
             (status, _) => Err(status),
         }

@@ -2,11 +2,15 @@
 #![allow(clippy::pedantic, reason = "test scaffolding")]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use ndkpi::sys::{NDK_VERSION, NtStatus};
-use ndkpi::{Connector, Cq, Created, Op, Pd, Qp, Sink};
+use ndkpi::{
+    Buffer, Completion as CqResult, Connector, Cq, Created, Op, Pd, Qp, QueuePair,
+    RegisteredMemory, Sink,
+};
 use softndk::{Completion, Fabric, FabricConfig, Fault, HostConfig, reason};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -313,9 +317,144 @@ fn a_failed_create_leaves_no_reference_behind(mode: Completion) {
     assert_eq!(fabric.live_objects(), 0);
 }
 
+/// Registered memory that records when it is freed.
+struct Tracked {
+    memory: ndkdisc_host::SoftMemory,
+    freed: Arc<AtomicBool>,
+}
+
+impl Tracked {
+    fn shared(len: usize) -> (Arc<dyn RegisteredMemory>, Arc<AtomicBool>) {
+        let freed = Arc::new(AtomicBool::new(false));
+        let memory = ndkdisc_host::SoftMemory::new(len).expect("memory");
+        let tracked = Self {
+            memory,
+            freed: Arc::clone(&freed),
+        };
+        (Arc::new(tracked), freed)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.freed.store(true, Ordering::SeqCst);
+    }
+}
+
+// SAFETY: the soft memory's own contract, which this wrapper only forwards.
+unsafe impl RegisteredMemory for Tracked {
+    fn mdl(&self) -> *mut ndkpi::sys::MDL {
+        self.memory.mdl()
+    }
+    fn base(&self) -> *mut u8 {
+        self.memory.base()
+    }
+    fn len(&self) -> usize {
+        self.memory.len()
+    }
+}
+
+fn an_mr_owns_its_memory_until_its_close_completes_and_posts_and_reaps_take_their_guards(
+    mode: Completion,
+) {
+    let fabric = fabric_in(mode);
+    fabric.add_host(HostConfig::new(1, [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]));
+    let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
+    let ad = wsk
+        .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
+        .unwrap();
+    let a = Rec::new();
+    let End { pd, cq, qp } = resources(&ad, &a);
+    pd.create_mr(&a);
+    let Created::Mr(mut mr) = a.take_created(Op::CreateMr) else {
+        panic!("not an MR")
+    };
+    let (memory, freed) = Tracked::shared(64);
+    mr.register(&a, Arc::clone(&memory));
+    assert_eq!(a.status_of(Op::RegisterMr), NtStatus::SUCCESS, "{mode:?}");
+    // A second registration is refused at once, and the first memory stays.
+    a.done.lock().unwrap().clear();
+    let (other, other_freed) = Tracked::shared(64);
+    mr.register(&a, other);
+    assert_eq!(
+        a.status_of(Op::RegisterMr),
+        NtStatus::INVALID_DEVICE_STATE,
+        "{mode:?}"
+    );
+    assert!(
+        other_freed.load(Ordering::SeqCst),
+        "the refused memory is not kept"
+    );
+
+    // The test's own reference goes with the buffer: the QP and the MR hold the memory now.
+    let qp = QueuePair::new(qp);
+    let index = qp.attach(Arc::new(Buffer::new(memory, mr.local_token())));
+    {
+        let mut receives = qp.receive_queue().expect("receive queue free");
+        assert!(qp.receive_queue().is_none(), "one receive poster at a time");
+        assert!(
+            qp.initiator_queue().is_some(),
+            "the initiator queue is separate"
+        );
+        assert_eq!(receives.post_receive(index, 0, 64, 0x11), NtStatus::SUCCESS);
+        assert_eq!(
+            receives.post_receive(index, 60, 8, 0x12),
+            NtStatus::INVALID_PARAMETER,
+            "outside the buffer"
+        );
+    }
+    assert!(
+        qp.receive_queue().is_some(),
+        "a dropped guard frees its queue"
+    );
+
+    // The flushed receive is taken through the CQ's one reaper.
+    qp.qp().flush();
+    let mut reaper = cq.reaper().expect("CQ free");
+    assert!(cq.reaper().is_none(), "one reaper at a time");
+    let mut out = [CqResult::default(); 4];
+    let mut n = 0;
+    for _ in 0..1000 {
+        n = reaper.results(&mut out);
+        if n > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(n, 1, "{mode:?}: the flushed receive");
+    assert_eq!(out[0].status, NtStatus::CANCELLED);
+    assert_eq!(out[0].request_context, 0x11);
+    // Refused once while held: the release hands the reaper back for another round.
+    let reaper = reaper.release().expect_err("refused meanwhile");
+    reaper.release().expect("nobody refused since");
+    assert!(cq.reaper().is_some(), "released");
+
+    // The QP's close releases its buffers; the MR still holds the memory.
+    qp.close(&a);
+    a.wait_closed(1);
+    assert!(fabric.wait_idle(WAIT));
+    assert!(!freed.load(Ordering::SeqCst), "{mode:?}: the MR holds it");
+    mr.close(&a);
+    a.wait_closed(2);
+    assert!(fabric.wait_idle(WAIT));
+    assert!(
+        freed.load(Ordering::SeqCst),
+        "{mode:?}: freed after the MR's close"
+    );
+    cq.close(&a);
+    pd.close(&a);
+    a.wait_closed(4);
+    assert!(fabric.wait_idle(WAIT));
+    assert_eq!(Arc::strong_count(&a), 1, "{mode:?}");
+    wsk.close_adapter(ad);
+    assert_eq!(fabric.live_objects(), 0);
+    assert!(fabric.violations().is_empty(), "{:?}", fabric.violations());
+}
+
 per_mode!(
     connection_lifecycle_at_2_1_uses_the_ex_callback_with_the_reason,
     connection_lifecycle_at_1_2_uses_the_plain_callback,
     a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected,
     a_failed_create_leaves_no_reference_behind,
+    an_mr_owns_its_memory_until_its_close_completes_and_posts_and_reaps_take_their_guards,
 );
