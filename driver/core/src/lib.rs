@@ -140,5 +140,5 @@ mod step;
 pub use dispatch::DRIVER_VERSION;
 pub use engine::Engine;
 pub use error::Error;
-pub use owner::Owner;
+pub use owner::{Access, Owner};
 pub use runtime::Config;
