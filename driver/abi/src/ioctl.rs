@@ -57,7 +57,7 @@ macro_rules! ioctls {
 }
 
 ioctls! {
-    /// Driver and ABI versions, per-handle limits, counters.
+    /// Driver and ABI versions, per-handle limits, counters (zero to a read-only handle).
     GetInfo = 0x800, FILE_READ_ACCESS, false;
     /// The NDK-capable adapters (interface index, NDKPI version, addresses).
     ListAdapters = 0x801, FILE_READ_ACCESS, false;

@@ -22,6 +22,16 @@
 //! must be exactly its size. Records are little-endian; layouts are in [`records`] and
 //! [`replies`].
 //!
+//! ## Opening a handle
+//!
+//! `CreateFile` on the device admits only SYSTEM and Administrators (`STATUS_ACCESS_DENIED`
+//! otherwise). The driver holds at most its configured number of handles open at once (1024 by
+//! default); one more is refused with `STATUS_QUOTA_EXCEEDED` (Win32 `ERROR_NOT_ENOUGH_QUOTA`).
+//! A handle keeps its place until it is closed and its last request has completed; a refused
+//! open takes none. A handle opened without write access (no `FILE_WRITE_DATA`, e.g.
+//! `GENERIC_READ` only) may use the query codes only, and its `GET_INFO` reports the driver-wide
+//! counters as zero: they describe every handle's traffic.
+//!
 //! ## Statuses common to every IOCTL
 //!
 //! - `STATUS_INVALID_DEVICE_REQUEST`: not an ndkdisc control code.
@@ -41,7 +51,7 @@
 //!
 //! | IOCTL | input → output | pends | effect, by state | its own statuses |
 //! |---|---|---|---|---|
-//! | `GET_INFO` | [`GetInfoRequest`] (8) → [`InfoReply`] (88) | no | versions, per-handle limits, driver counters | — |
+//! | `GET_INFO` | [`GetInfoRequest`] (8) → [`InfoReply`] (88) | no | versions, per-handle limits, driver counters (zero unless the handle was opened for writing) | — |
 //! | `LIST_ADAPTERS` | [`ListAdaptersRequest`] (8) → batch of [`AdapterEntry`] (16 + 32 n) | no | one entry per NDK-capable interface address; `count` entries fit, `total` exist | — |
 //! | LISTEN | [`ListenRequest`] (48) → [`ListenReply`] (40) | no | creates a listener; each incoming connection is accepted (disconnect callback registered) and reported as an `Accepted` event on a new connection id; requests beyond the preallocated backlog or the handle's connection quota are refused with `NdkReject` (then closed) and counted | `STATUS_NOT_FOUND` (no such interface), `STATUS_QUOTA_EXCEEDED` (listener quota, or backlog above the limit), NDK failures of `NdkListen` (e.g. `STATUS_SHARING_VIOLATION`, `STATUS_INVALID_ADDRESS`) |
 //! | CONNECT | [`ConnectRequest`] (72) → [`ConnectReply`] (72) | yes | creates a connection and connects it; completes with `STATUS_SUCCESS` and the reply once connected *or failed* (`reply.status`), queuing `Connected` or `ConnectFailed` | `STATUS_NOT_FOUND` (interface), `STATUS_QUOTA_EXCEEDED`, `STATUS_INSUFFICIENT_RESOURCES`, `STATUS_CANCELLED` (`CancelIoEx`: no reply; the attempt is abandoned and the connection released — its events are `ConnectFailed` with `STATUS_CANCELLED` then `Closed`, or, if it was established just before the cancel won, `Connected`, `Disconnected`/`LocalAbortive`, `Closed`); a peer disconnect before establishment fails the attempt with `STATUS_CONNECTION_DISCONNECTED` |

@@ -18,7 +18,8 @@ pub const BATCH_HEADER_SIZE: usize = 16;
 /// `max_waits` @24, `default_backlog` @28, `events_per_connection` @32 (all `u32`); `reserved:
 /// u32` @36; driver-wide counters (`u64`): `connections_opened` @40, `events_latched` @48,
 /// `disconnect_callbacks` @56, `backlog_rejects` @64, `duplicate_callbacks` @72; `reserved:
-/// u64` @80.
+/// u64` @80. The driver-wide counters tell of every handle's traffic, so only a handle opened
+/// for writing sees them: to a handle without write access the driver reports them as zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InfoReply {
     /// [`crate::ABI_VERSION`] of the driver.

@@ -4,7 +4,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use ndkdisc_abi::{
     AbiError, AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, ListenReply,
@@ -15,7 +15,7 @@ use crate::conn::{Conn, ConnOwner};
 use crate::error::Error;
 use crate::events::WaitOutcome;
 use crate::listener::{Listener, ListenerOwner};
-use crate::owner::{Owner, push_reserved};
+use crate::owner::{Access, Owner, push_reserved};
 use crate::ports::{Lock, PendedRequest, Platform};
 
 /// Driver version reported by `GET_INFO` (major << 16 | minor).
@@ -49,7 +49,13 @@ impl<P: Platform> Owner<P> {
         let runtime = &self.inner.runtime;
         match parsed {
             Request::GetInfo(_) => {
+                // The engine-wide counters tell of every handle's traffic: only a handle opened
+                // for writing sees them; a read-only one reads zero.
                 let c = &runtime.counters;
+                let counter = |v: &AtomicU64| match self.access {
+                    Access::ReadWrite => v.load(Ordering::Relaxed),
+                    Access::Read => 0,
+                };
                 let info = InfoReply {
                     abi_version: u32::from(ndkdisc_abi::ABI_VERSION),
                     driver_version: DRIVER_VERSION,
@@ -58,11 +64,11 @@ impl<P: Platform> Owner<P> {
                     max_waits: saturate(runtime.config.limits.max_waits),
                     default_backlog: runtime.config.default_backlog,
                     events_per_connection: saturate(crate::events::SLOTS),
-                    connections_opened: c.connections.load(Ordering::Relaxed),
-                    events_latched: c.events.load(Ordering::Relaxed),
-                    disconnect_callbacks: c.disconnect_callbacks.load(Ordering::Relaxed),
-                    backlog_rejects: c.backlog_rejects.load(Ordering::Relaxed),
-                    duplicate_callbacks: c.duplicate_callbacks.load(Ordering::Relaxed),
+                    connections_opened: counter(&c.connections),
+                    events_latched: counter(&c.events),
+                    disconnect_callbacks: counter(&c.disconnect_callbacks),
+                    backlog_rejects: counter(&c.backlog_rejects),
+                    duplicate_callbacks: counter(&c.duplicate_callbacks),
                 };
                 reply(request, &info);
             }

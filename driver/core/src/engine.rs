@@ -9,7 +9,7 @@ use ndkdisc_abi::NtStatus;
 
 use crate::error::Error;
 
-use crate::owner::{HandleState, Owner, push_reserved};
+use crate::owner::{Access, HandleState, Owner, push_reserved};
 use crate::ports::{Lock, Platform};
 use crate::runtime::{Config, Runtime};
 
@@ -85,13 +85,24 @@ impl<P: Platform> Engine<P> {
         self.runtime.platform()
     }
 
-    /// A new file handle's owner. `// IRQL: PASSIVE_LEVEL`.
+    /// A new file handle's owner, opened with `access`. It takes one of the engine's
+    /// [`Config::max_handles`] places until it is dropped; a failed open takes none.
+    /// `// IRQL: PASSIVE_LEVEL`.
     ///
     /// # Errors
+    /// `STATUS_QUOTA_EXCEEDED` if `max_handles` handles are open;
     /// `STATUS_INSUFFICIENT_RESOURCES` if its records cannot be reserved.
-    pub fn open(self: &Arc<Self>) -> Result<Owner<P>, NtStatus> {
-        let owner = Owner::new(&self.runtime).map_err(Error::ntstatus)?;
+    pub fn open(self: &Arc<Self>, access: Access) -> Result<Owner<P>, NtStatus> {
+        let slot = self.runtime.take_handle_slot().map_err(Error::ntstatus)?;
+        // On failure the slot (or the owner holding it) is dropped here, giving the place back.
+        let owner = Owner::new(&self.runtime, access, slot).map_err(Error::ntstatus)?;
         self.register_owner(&owner.inner).map_err(Error::ntstatus)?;
         Ok(owner)
+    }
+
+    /// Handles open now: owners [`Engine::open`] returned that are not dropped yet (at most
+    /// [`Config::max_handles`]).
+    pub fn open_handles(&self) -> usize {
+        self.runtime.open_handles()
     }
 }

@@ -15,7 +15,8 @@ pub enum Error {
     Abi(AbiError),
     /// No live connection or listener with that id on this handle (or no such interface).
     NotFound,
-    /// A per-handle limit (connections, listeners, pended waits, backlog, queue depth).
+    /// A limit: the engine's open handles (`Config::max_handles`), or a per-handle one
+    /// (connections, listeners, pended waits, backlog, queue depth).
     Quota,
     /// Memory, or a resource the provider did not name, could not be had.
     NoResources,

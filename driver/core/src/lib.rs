@@ -82,9 +82,16 @@
 //!   connections on it with `AdapterRemoved`.
 //! - After handle cleanup nothing joins the handle: a CONNECT or an accept still in flight
 //!   releases its connection, and every pended request is answered.
+//! - Limits: at most [`Config::max_handles`] handles are open at once ([`Engine::open`]
+//!   refuses one more with `STATUS_QUOTA_EXCEEDED`; a handle's place comes back when its
+//!   [`Owner`] is dropped, and an open that fails takes none), and each handle has its quotas
+//!   (connections, pended waits, listeners, backlog). A handle is opened with an [`Access`]:
+//!   `GET_INFO` gives the engine-wide counters, which tell of every handle's traffic, only to a
+//!   handle opened for writing; to a read-only one they read zero.
 //!
 //! Tests: `events` unit tests; end-to-end `tests/flows.rs`, `tests/contract.rs` (the
-//! guarantees above, each with a test that failed before it held) and `tests/races.rs` (cancelled
+//! guarantees above, each with a test that failed before it held), `tests/limits.rs` (the handle
+//! cap and the counters a read-only handle sees) and `tests/races.rs` (cancelled
 //! CONNECT, cancel racing establishment, CLOSE racing ABORT, peer disconnect before connect or
 //! accept completes, link loss) through softndk in every completion mode; loom models of the
 //! lock protocol (`tests/loom_events.rs`, `--cfg loom`).
@@ -140,5 +147,5 @@ mod step;
 pub use dispatch::DRIVER_VERSION;
 pub use engine::Engine;
 pub use error::Error;
-pub use owner::Owner;
+pub use owner::{Access, Owner};
 pub use runtime::Config;

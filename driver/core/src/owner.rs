@@ -12,11 +12,28 @@ use crate::error::Error;
 use crate::events::{ConnIndex, EventQueue, Latch, QueueError, Ready};
 use crate::listener::{Listener, ListenerOwner};
 use crate::ports::{Lock, PendedRequest, Platform};
-use crate::runtime::Runtime;
+use crate::runtime::{HandleSlot, Runtime};
+
+/// The access a handle was opened with (on Windows, what the I/O manager granted its
+/// `CreateFile`). The I/O manager already refuses every control code that needs
+/// `FILE_WRITE_ACCESS` to a handle without it; the engine also keeps its engine-wide counters
+/// from such a handle: its `GET_INFO` reports them as zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Opened for reading only: queries.
+    Read,
+    /// Opened for writing too (`FILE_WRITE_DATA`): every operation, and `GET_INFO` with the
+    /// engine-wide counters.
+    ReadWrite,
+}
 
 /// One file handle: every connection and listener it creates belongs to it.
 pub struct Owner<P: Platform> {
     pub(crate) inner: Arc<HandleState<P>>,
+    /// What the handle was opened for.
+    pub(crate) access: Access,
+    /// Its place among the engine's `Config::max_handles`, given back when the owner is dropped.
+    _slot: HandleSlot<P>,
 }
 
 pub(crate) struct Table<P: Platform> {
@@ -40,11 +57,16 @@ pub(crate) struct HandleState<P: Platform> {
 }
 
 impl<P: Platform> Owner<P> {
-    /// A new handle's owner, its records and tables reserved up front. `// IRQL: PASSIVE_LEVEL`.
+    /// A new handle's owner in the place `slot`, its records and tables reserved up front.
+    /// `// IRQL: PASSIVE_LEVEL`.
     ///
     /// # Errors
-    /// [`Error::NoResources`] if its records cannot be reserved.
-    pub(crate) fn new(runtime: &Arc<Runtime<P>>) -> Result<Self, Error> {
+    /// [`Error::NoResources`] if its records cannot be reserved (`slot` is then given back).
+    pub(crate) fn new(
+        runtime: &Arc<Runtime<P>>,
+        access: Access,
+        slot: HandleSlot<P>,
+    ) -> Result<Self, Error> {
         let config = &runtime.config;
         let queue = EventQueue::new(config.limits)?;
         let mut table = Table {
@@ -72,6 +94,8 @@ impl<P: Platform> Owner<P> {
                 queue: platform.lock(queue),
                 table: platform.lock(table),
             }),
+            access,
+            _slot: slot,
         })
     }
 

@@ -3,7 +3,7 @@
 //! It knows nothing of handles: the engine keeps those (`Engine`).
 
 use alloc::sync::{Arc, Weak};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ndkpi::sys::NDK_VERSION;
 
@@ -15,6 +15,10 @@ use crate::ports::{Passive, Platform};
 /// Engine-wide settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// Handles open at once, engine-wide: `Engine::open` refuses one more with
+    /// `STATUS_QUOTA_EXCEEDED`. A handle holds its place until its [`Owner`](crate::Owner) is
+    /// dropped (on Windows at `EvtFileClose`, once its last request completed).
+    pub max_handles: usize,
     /// Per-handle connection and wait limits.
     pub limits: Limits,
     /// Listeners per handle.
@@ -32,6 +36,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            max_handles: 1024,
             limits: Limits {
                 max_connections: 256,
                 max_waits: 16,
@@ -62,8 +67,23 @@ pub(crate) struct Runtime<P: Platform> {
     pub(crate) config: Config,
     next_id: AtomicU64,
     pub(crate) counters: Counters,
+    /// Handles open now: the places of `config.max_handles` taken ([`HandleSlot`]).
+    open_handles: AtomicUsize,
     /// Work deferred to `PASSIVE_LEVEL` (the `defer` module).
     deferred: P::Lock<defer::Queue>,
+}
+
+/// One of the engine's `Config::max_handles` places, held by an open handle's owner: dropping it
+/// gives the place back.
+pub(crate) struct HandleSlot<P: Platform> {
+    runtime: Arc<Runtime<P>>,
+}
+
+impl<P: Platform> Drop for HandleSlot<P> {
+    fn drop(&mut self) {
+        // INVARIANT: each slot was counted once by `take_handle_slot`, so this never wraps.
+        self.runtime.open_handles.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The runtime's drainer: the one work the platform runs when kicked. It drains `deferred`.
@@ -94,6 +114,7 @@ impl<P: Platform> Runtime<P> {
             config,
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
+            open_handles: AtomicUsize::new(0),
         });
         // Weak: the platform outlives the runtime's last user, and must not keep it alive.
         let drainer: Arc<dyn Passive> = Arc::new(Drainer {
@@ -106,6 +127,27 @@ impl<P: Platform> Runtime<P> {
     /// The platform.
     pub(crate) fn platform(&self) -> &Arc<P> {
         &self.platform
+    }
+
+    /// Take one of the `config.max_handles` places for a handle about to open; it is given back
+    /// when the returned slot is dropped (with the handle's owner, or at once if the open fails).
+    ///
+    /// # Errors
+    /// [`Error::Quota`] when `config.max_handles` handles are open.
+    pub(crate) fn take_handle_slot(self: &Arc<Self>) -> Result<HandleSlot<P>, Error> {
+        self.open_handles
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.config.max_handles).then_some(n + 1)
+            })
+            .map_err(|_| Error::Quota)?;
+        Ok(HandleSlot {
+            runtime: Arc::clone(self),
+        })
+    }
+
+    /// Handles open now.
+    pub(crate) fn open_handles(&self) -> usize {
+        self.open_handles.load(Ordering::Relaxed)
     }
 
     /// A new connection or listener id.

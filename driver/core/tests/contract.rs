@@ -48,16 +48,6 @@ fn disconnect(h: &HostHandle, id: u64) {
     let _completes_when_the_peer_answers = disconnect_pending(h, id);
 }
 
-fn info(h: &HostHandle) -> InfoReply {
-    let (st, out) = done(&h.ioctl(
-        Ioctl::GetInfo.code(),
-        &bytes(&GetInfoRequest),
-        InfoReply::SIZE,
-    ));
-    assert_eq!(st, NtStatus::SUCCESS);
-    InfoReply::parse(&out).unwrap()
-}
-
 // --- 1. level-triggered per connection -------------------------------------------------------
 
 fn a_wait_on_a_connection_whose_terminal_event_was_delivered_returns_it_at_once(mode: Completion) {
@@ -160,7 +150,7 @@ fn a_failed_connects_terminal_record_is_level_triggered_too() {
 #[test]
 fn a_wait_arriving_after_cleanup_began_completes_cancelled_without_pending() {
     let w = world(Completion::Inline);
-    let owner = w.engine.open().unwrap();
+    let owner = w.engine.open(Access::ReadWrite).unwrap();
     owner.cleanup();
     // An IOCTL that raced CloseHandle reaches the engine after cleanup.
     for filter in [None, Some(1)] {

@@ -459,7 +459,7 @@ fn cleanup_racing_connect_once(i: u32) -> bool {
     let hb = HostHandle::open(&w.engine).unwrap();
     listen(&hb, 4791);
     assert!(w.fabric.wait_idle(WAIT));
-    let owner = Arc::new(w.engine.open().unwrap());
+    let owner = Arc::new(w.engine.open(Access::ReadWrite).unwrap());
     pump.set(false);
     let (request, pending) = HostRequest::new(1, ConnectReply::SIZE, Box::new(|_| {}));
     let t1 = {

@@ -9,7 +9,7 @@ use core::mem::MaybeUninit;
 use core::ptr::{null, null_mut};
 
 use ndkdisc_abi::device::{DEVICE_INTERFACE_GUID, SYMBOLIC_LINK_KERNEL_NAME};
-use ndkdisc_core::{Config, Engine, Owner};
+use ndkdisc_core::{Access, Config, Engine, Owner};
 use ndkpi_sys::NtStatus;
 use wdk::nt_success;
 use wdk_sys::{
@@ -291,25 +291,34 @@ unsafe extern "C" fn evt_device_destroy(device: WDFOBJECT) {
 unsafe extern "C" fn evt_file_create(device: WDFDEVICE, request: WDFREQUEST, file: WDFFILEOBJECT) {
     // SAFETY: WDF presents the create request to this callback, which completes it below.
     let request = unsafe { Request::presented(request) };
+    let access = if request.opens_for_write() {
+        Access::ReadWrite
+    } else {
+        Access::Read
+    };
     // SAFETY: WDF passes a live device of this driver and the new file object, on which no
     // other callback runs before its create request completes.
-    let status = match unsafe { open_handle(device, file) } {
+    let status = match unsafe { open_handle(device, file, access) } {
         Ok(()) => NtStatus::SUCCESS,
         Err(status) => status,
     };
     request.complete(status);
 }
 
-/// Open a core owner for a new handle and keep it in the file object's context.
-/// `// IRQL: PASSIVE_LEVEL`.
+/// Open a core owner for a new handle, with the access its create asked for, and keep it in
+/// the file object's context. `// IRQL: PASSIVE_LEVEL`.
 ///
 /// # Safety
 /// `device` is a live device of this driver; `file` is a new file object of it, with
 /// `FILE_CONTEXT`, on which no other callback runs yet.
-unsafe fn open_handle(device: WDFDEVICE, file: WDFFILEOBJECT) -> Result<(), NtStatus> {
+unsafe fn open_handle(
+    device: WDFDEVICE,
+    file: WDFFILEOBJECT,
+    access: Access,
+) -> Result<(), NtStatus> {
     // SAFETY: a live device of this driver (caller).
     let state = unsafe { device_state(device.cast()) }.ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-    let owner = state.engine.open()?;
+    let owner = state.engine.open(access)?;
     // SAFETY: a live file object with FILE_CONTEXT (caller).
     let ctx = unsafe { FILE_CONTEXT.get::<FileContext>(file.cast()) };
     // SAFETY: no other callback runs on the file object before its create request completes

@@ -57,6 +57,7 @@
 //! | `WdfWorkItemCreate`, `WdfIoQueueCreate`, `WdfDeviceCreateSymbolicLink`, `WdfDeviceCreateDeviceInterface` | `EvtDriverDeviceAdd` | PASSIVE | work item and queue creation allow <= DISPATCH; the link and the interface need PASSIVE |
 //! | `WdfObjectGetTypedContextWorker` | every callback | <= DISPATCH | <= DISPATCH |
 //! | `WdfRequestComplete` | `EvtDeviceFileCreate`, `EvtIoDeviceControl` | PASSIVE | <= DISPATCH |
+//! | `WdfRequestGetParameters` (the create's security context: was write access asked for) | `EvtDeviceFileCreate` | PASSIVE | <= DISPATCH |
 //! | `WdfRequestGetFileObject` | `EvtIoDeviceControl`, `EvtRequestCancel` | PASSIVE, <= DISPATCH | <= DISPATCH |
 //! | `WdfRequestRetrieveInputBuffer`, `WdfRequestRetrieveOutputBuffer` | `EvtIoDeviceControl` | PASSIVE (queue execution level) | <= DISPATCH; `METHOD_BUFFERED` gives the nonpaged system buffer |
 //! | `WdfRequestMarkCancelableEx`, `WdfRequestUnmarkCancelable`, `WdfRequestCompleteWithInformation` | the core, through `KmRequest`, from dispatch or from an NDK callback | <= DISPATCH | <= DISPATCH; the output is nonpaged |

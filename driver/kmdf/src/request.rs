@@ -19,9 +19,12 @@ use ndkdisc_core::ports::{Cancelled, PendedRequest};
 use ndkpi_sys::NtStatus;
 use wdk::nt_success;
 use wdk_sys::{
-    NTSTATUS, PFN_WDF_REQUEST_CANCEL, PVOID, ULONG_PTR, WDFFILEOBJECT, WDFREQUEST,
-    call_unsafe_wdf_function_binding,
+    _WDF_REQUEST_TYPE, ACCESS_MASK, FILE_WRITE_DATA, GENERIC_ALL, GENERIC_WRITE, MAXIMUM_ALLOWED,
+    NTSTATUS, PFN_WDF_REQUEST_CANCEL, PVOID, ULONG_PTR, WDF_REQUEST_PARAMETERS, WDFFILEOBJECT,
+    WDFREQUEST, call_unsafe_wdf_function_binding,
 };
+
+use crate::wdf::wdf_size_ushort;
 
 /// The `EvtRequestCancel` routine a pended request is marked cancelable with.
 pub(crate) type CancelRoutine = unsafe extern "C" fn(WDFREQUEST);
@@ -69,6 +72,48 @@ impl Request {
     pub(crate) fn file_object(&self) -> WDFFILEOBJECT {
         // SAFETY: a live request of this driver (type invariant).
         unsafe { file_object_of(self.request) }
+    }
+
+    /// Whether a create request opens its file object for writing: the access it asked for (or
+    /// was already granted) includes `FILE_WRITE_DATA`, the right the I/O manager checks a
+    /// control code's `FILE_WRITE_ACCESS` against — or `GENERIC_WRITE`, `GENERIC_ALL` or
+    /// `MAXIMUM_ALLOWED`, which give it to the only callers the device's security descriptor
+    /// admits (SYSTEM and Administrators, all access). `false` for any other request, or
+    /// without a security context. `// IRQL: PASSIVE_LEVEL` (`EvtDeviceFileCreate`).
+    pub(crate) fn opens_for_write(&self) -> bool {
+        // WDF_REQUEST_PARAMETERS_INIT: zeroed, with its size.
+        let mut params = WDF_REQUEST_PARAMETERS {
+            Size: const { wdf_size_ushort::<WDF_REQUEST_PARAMETERS>() },
+            ..WDF_REQUEST_PARAMETERS::default()
+        };
+        // SAFETY: a live request of this driver (type invariant); `params` is initialised as
+        // WDF_REQUEST_PARAMETERS_INIT does and WDF writes only into it. <= DISPATCH_LEVEL.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestGetParameters,
+                self.request,
+                &raw mut params
+            );
+        }
+        if params.Type != _WDF_REQUEST_TYPE::WdfRequestTypeCreate {
+            return false;
+        }
+        // SAFETY: `Create` is the union's member for a create request (`Type`, just checked),
+        // and every member is plain data.
+        let context = unsafe { params.Parameters.Create.SecurityContext };
+        // SAFETY: the I/O manager's security context of this create operation, null or valid
+        // until the create request completes, which this value's owner has not done yet (type
+        // invariant); only read.
+        let Some(context) = (unsafe { context.as_ref() }) else {
+            return false;
+        };
+        let mut access: ACCESS_MASK = context.DesiredAccess;
+        // SAFETY: the same operation's access state, null or valid as long as the context;
+        // only read.
+        if let Some(state) = unsafe { context.AccessState.as_ref() } {
+            access |= state.PreviouslyGrantedAccess;
+        }
+        access & (FILE_WRITE_DATA | GENERIC_WRITE | GENERIC_ALL | MAXIMUM_ALLOWED) != 0
     }
 
     /// A copy of the input buffer, when the request has `input_length > 0` bytes of it and

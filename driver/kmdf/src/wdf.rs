@@ -5,7 +5,7 @@
 use core::mem::size_of;
 
 use wdk_sys::{
-    _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, PVOID, ULONG, UNICODE_STRING,
+    _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, PVOID, ULONG, UNICODE_STRING, USHORT,
     WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDFOBJECT,
     call_unsafe_wdf_function_binding,
 };
@@ -18,6 +18,17 @@ use wdk_sys::{
 pub(crate) const fn wdf_size<T>() -> ULONG {
     assert!(size_of::<T>() <= ULONG::MAX as usize);
     size_of::<T>() as ULONG
+}
+
+/// `sizeof(T)` as the `USHORT` of a WDF structure whose `Size` is one (e.g.
+/// `WDF_REQUEST_PARAMETERS`). Use it in a `const` block, so the check is made at compile time.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "the assert proves the size fits in a USHORT"
+)]
+pub(crate) const fn wdf_size_ushort<T>() -> USHORT {
+    assert!(size_of::<T>() <= USHORT::MAX as usize);
+    size_of::<T>() as USHORT
 }
 
 /// A `WDF_OBJECT_CONTEXT_TYPE_INFO` in a static: what `WDF_DECLARE_CONTEXT_TYPE` emits.

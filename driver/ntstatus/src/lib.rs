@@ -150,7 +150,8 @@ statuses! {
     /// `STATUS_SHARING_VIOLATION`: `NdkListen`, `NdkConnect`, `NdkCreateSharedEndpoint`
     /// (address in use).
     SHARING_VIOLATION = 0xC000_0043;
-    /// `STATUS_QUOTA_EXCEEDED`: a per-handle limit of the driver was reached.
+    /// `STATUS_QUOTA_EXCEEDED`: a limit of the driver was reached: its open handles (a
+    /// `CreateFile` refused), or a per-handle limit.
     QUOTA_EXCEEDED = 0xC000_0044;
     /// `STATUS_REVISION_MISMATCH`: an IOCTL record's version is not one the driver speaks.
     REVISION_MISMATCH = 0xC000_0059;

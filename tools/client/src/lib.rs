@@ -406,7 +406,8 @@ impl Client {
         R::parse(&done.output).map_err(|why| Error::BadReply { op, why })
     }
 
-    /// `GET_INFO`: versions, per-handle limits and driver counters.
+    /// `GET_INFO`: versions, per-handle limits and driver counters (zero on a handle opened
+    /// without write access).
     ///
     /// # Errors
     /// The driver's status.

@@ -8,7 +8,8 @@
 //! does. The I/O manager's checks that happen before a driver sees a request are emulated: the
 //! device's security descriptor admits only administrators ([`OpenAs::standard_user`]), and a
 //! handle opened without write access gets `STATUS_ACCESS_DENIED` for every control code that
-//! needs `FILE_WRITE_ACCESS`.
+//! needs `FILE_WRITE_ACCESS`; the engine is told the handle's access too (its `GET_INFO` then
+//! reports the engine-wide counters as zero).
 
 use core::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +18,7 @@ use std::time::Duration;
 use ndkdisc_abi::Ioctl;
 use ndkdisc_abi::ioctl::FILE_WRITE_ACCESS;
 use ndkdisc_core::ports::AdapterDesc;
-use ndkdisc_core::{Config, Engine};
+use ndkdisc_core::{Access, Config, Engine};
 use ndkdisc_host::{HostHandle, HostPlatform, Pending};
 use softndk::{Completion, Fabric, FabricConfig, HostConfig, Misbehaviour};
 
@@ -259,7 +260,13 @@ impl SimHost {
                 status: NtStatus::ACCESS_DENIED,
             });
         }
-        let handle = HostHandle::open(&self.engine).map_err(|s| Error::from_status("open", s))?;
+        let access = if who.write {
+            Access::ReadWrite
+        } else {
+            Access::Read
+        };
+        let handle =
+            HostHandle::open_as(&self.engine, access).map_err(|s| Error::from_status("open", s))?;
         Ok(Client::new(Box::new(SimTransport {
             handle: OpenHandle::new(handle),
             write: who.write,

@@ -33,7 +33,7 @@ const MEANINGS: &[(NtStatus, &str)] = &[
     ),
     (
         NtStatus::QUOTA_EXCEEDED,
-        "a per-handle limit (connections, listeners, pended waits, queue depth or backlog) was reached",
+        "a limit of the driver was reached: its open handles, or a per-handle limit (connections, listeners, pended waits, queue depth or backlog)",
     ),
     (
         NtStatus::REVISION_MISMATCH,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ndkdisc_abi::PostKind;
+use ndkdisc_abi::{InfoReply, PostKind};
 use ndkdisc_client::sim::{OpenAs, REASON_GRACEFUL, SimFabric, SimOptions};
 use ndkdisc_client::{
     Cause, Client, ConnState, ConnectParams, DisconnectMode, Error, ErrorKind, EventKind, NtStatus,
@@ -214,5 +214,31 @@ fn hosts_addresses_and_the_missing_device() {
     assert_eq!(
         Client::open_device(None, true).unwrap_err().kind(),
         ErrorKind::DeviceMissing
+    );
+}
+
+#[test]
+fn only_a_handle_opened_for_writing_sees_the_driver_counters() {
+    let p = pair(4791);
+    let ro = p
+        .fabric
+        .host("a")
+        .unwrap()
+        .open(OpenAs::read_only())
+        .unwrap();
+    let full = p.a.info().unwrap();
+    assert!(full.connections_opened >= 1, "{full:?}");
+    assert!(full.events_latched >= 1, "{full:?}");
+    // Versions and limits, but no engine-wide counters.
+    assert_eq!(
+        ro.info().unwrap(),
+        InfoReply {
+            connections_opened: 0,
+            events_latched: 0,
+            disconnect_callbacks: 0,
+            backlog_rejects: 0,
+            duplicate_callbacks: 0,
+            ..full
+        }
     );
 }

@@ -15,7 +15,7 @@ use ndkdisc_abi::NtStatus;
 use ndkdisc_core::ports::{
     AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal, WaitLock,
 };
-use ndkdisc_core::{Engine, Owner};
+use ndkdisc_core::{Access, Engine, Owner};
 
 use crate::memory::SoftMemory;
 
@@ -508,13 +508,24 @@ pub struct HostHandle {
 }
 
 impl HostHandle {
-    /// Open a handle (`CreateFile` on the device).
+    /// Open a handle for reading and writing (`CreateFile` on the device with
+    /// `GENERIC_READ | GENERIC_WRITE`).
     ///
     /// # Errors
-    /// The engine's status.
+    /// The engine's status (`STATUS_QUOTA_EXCEEDED` when `Config::max_handles` are open).
     pub fn open(engine: &Arc<Engine<HostPlatform>>) -> Result<Self, NtStatus> {
+        Self::open_as(engine, Access::ReadWrite)
+    }
+
+    /// Open a handle with `access` ([`Access::Read`]: `CreateFile` with `GENERIC_READ` only).
+    /// Only the engine's own view of the access is simulated: the I/O manager's refusal of
+    /// control codes that need `FILE_WRITE_ACCESS` is the caller's to emulate.
+    ///
+    /// # Errors
+    /// The engine's status (`STATUS_QUOTA_EXCEEDED` when `Config::max_handles` are open).
+    pub fn open_as(engine: &Arc<Engine<HostPlatform>>, access: Access) -> Result<Self, NtStatus> {
         Ok(Self {
-            owner: Arc::new(engine.open()?),
+            owner: Arc::new(engine.open(access)?),
             next_token: core::sync::atomic::AtomicU64::new(1),
         })
     }

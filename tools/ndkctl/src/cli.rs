@@ -85,7 +85,8 @@ pub enum PostWhat {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Driver and ABI versions, per-handle limits, driver counters (GET_INFO).
+    /// Driver and ABI versions, per-handle limits, driver counters (GET_INFO; the counters read
+    /// zero with --read-only).
     Info,
     /// NDK-capable adapters: interface index, NDKPI version, address (LIST_ADAPTERS).
     Adapters,

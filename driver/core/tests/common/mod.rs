@@ -14,7 +14,7 @@ pub use std::time::Duration;
 
 pub use ndkdisc_abi::*;
 pub use ndkdisc_core::ports::AdapterDesc;
-pub use ndkdisc_core::{Config, Engine};
+pub use ndkdisc_core::{Access, Config, Engine};
 pub use ndkdisc_host::{HostHandle, HostPlatform, Pending};
 pub use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, Misbehaviour, reason};
 
@@ -302,6 +302,17 @@ pub fn query(h: &HostHandle, id: u64) -> QueryReply {
     ));
     assert_eq!(st, NtStatus::SUCCESS);
     QueryReply::parse(&out).unwrap()
+}
+
+/// GET_INFO on `h`, which must succeed.
+pub fn info(h: &HostHandle) -> InfoReply {
+    let (st, out) = done(&h.ioctl(
+        Ioctl::GetInfo.code(),
+        &bytes(&GetInfoRequest),
+        InfoReply::SIZE,
+    ));
+    assert_eq!(st, NtStatus::SUCCESS);
+    InfoReply::parse(&out).unwrap()
 }
 
 /// A connected pair: (active handle, its connection id, passive handle, its connection id).
