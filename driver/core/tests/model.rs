@@ -79,7 +79,7 @@ impl Rng {
 /// The completion mode of a seed: mostly hardware-like, the others in turn.
 fn mode_of(seed: u64) -> Completion {
     match seed % 6 {
-        0 | 1 | 2 => Completion::hardware(seed),
+        0..=2 => Completion::hardware(seed),
         3 => Completion::Random { seed },
         4 => Completion::Thread,
         _ => {
@@ -135,8 +135,9 @@ struct Model {
     conns: BTreeMap<u64, Conn>,
     gracefuls: Vec<(u64, Pending)>,
     flush_calls: u64,
-    /// Totals, for the report.
+    /// Totals, for the report: events delivered, by kind and cause.
     events: u64,
+    tally: BTreeMap<String, u64>,
 }
 
 impl Model {
@@ -247,7 +248,7 @@ impl Model {
             EventKind::Accepted => {
                 (c.active || !first).then_some("Accepted not first of a passive connection")
             }
-            EventKind::ConnectFailed => (!(first && !c.connect_ok))
+            EventKind::ConnectFailed => (!first || c.connect_ok)
                 .then_some("ConnectFailed not first of a failed CONNECT or accept"),
             EventKind::Disconnected => {
                 if c.terminal.is_some() {
@@ -286,6 +287,13 @@ impl Model {
         if let Some(p) = problem {
             self.fail(&format!("{p}: {e:?}"));
         }
+        *self
+            .tally
+            .entry(match e.cause {
+                Some(cause) => format!("{:?}/{cause:?}", e.kind),
+                None => format!("{:?}", e.kind),
+            })
+            .or_default() += 1;
         let c = self.conns.get_mut(&id).unwrap();
         c.kinds.push(e.kind);
         c.last_seq = Some(e.seq);
@@ -711,6 +719,7 @@ fn finish_model(m: &mut Model, w: &World) {
 /// What one seed did.
 struct Outcome {
     events: u64,
+    tally: BTreeMap<String, u64>,
     connections: usize,
 }
 
@@ -729,6 +738,7 @@ fn run_seed(seed: u64, ops: usize) -> Outcome {
             gracefuls: Vec::new(),
             flush_calls: 0,
             events: 0,
+            tally: BTreeMap::new(),
         };
         let mut rng = Rng::new(seed);
         let run = catch_unwind(AssertUnwindSafe(|| {
@@ -744,6 +754,7 @@ fn run_seed(seed: u64, ops: usize) -> Outcome {
         match run {
             Ok(()) => Outcome {
                 events: m.events,
+                tally: std::mem::take(&mut m.tally),
                 connections: m.conns.len(),
             },
             Err(e) => std::panic::resume_unwind(e),
@@ -772,14 +783,18 @@ fn run_seed(seed: u64, ops: usize) -> Outcome {
 fn run_seeds(seeds: std::ops::Range<u64>, ops: usize) {
     let start = std::time::Instant::now();
     let (mut events, mut connections) = (0, 0);
+    let mut tally = BTreeMap::<String, u64>::new();
     for seed in seeds.clone() {
         let o = run_seed(seed, ops);
         events += o.events;
+        for (k, n) in o.tally {
+            *tally.entry(k).or_default() += n;
+        }
         connections += o.connections;
     }
     eprintln!(
         "model: seeds {seeds:?} x {ops} ops = {} operations, {connections} connections, {events} \
-         events, 0 divergences, {:.1?}",
+         events, 0 divergences, {:.1?}\nmodel: events by kind/cause: {tally:?}",
         (seeds.end - seeds.start) * ops as u64,
         start.elapsed()
     );
