@@ -9,7 +9,6 @@
 
 use alloc::sync::{Arc, Weak};
 use core::net::SocketAddr;
-use core::sync::atomic::Ordering;
 
 use alloc::vec::Vec;
 use ndkdisc_abi::{Cause, ConnState, ConnectReply, Event, EventKind, NtStatus, QueryReply, Record};
@@ -22,6 +21,7 @@ use crate::events::{ConnIndex, Ready};
 use crate::ports::{Lock, Passive, PendedRequest, Platform, Signal};
 use crate::runtime::Runtime;
 use crate::step::Stepper;
+use crate::sync::{AtomicBool, Ordering};
 
 /// What a connection reports to the handle that owns it: the facts it latches, the requests
 /// it pends (so their cancel routine finds it), and that it leaves. The handle implements it
@@ -137,7 +137,7 @@ pub(crate) struct Conn<P: Platform> {
     /// The interface of its adapter.
     pub(crate) if_index: u32,
     /// `Engine::adapter_removed` has handled it.
-    removal_seen: core::sync::atomic::AtomicBool,
+    removal_seen: AtomicBool,
     owner: Arc<dyn ConnOwner<P>>,
     me: Weak<Self>,
     ctl: P::Lock<Ctl<P::Request>>,
@@ -225,7 +225,7 @@ impl<P: Platform> Conn<P> {
             id,
             index,
             if_index,
-            removal_seen: core::sync::atomic::AtomicBool::new(false),
+            removal_seen: AtomicBool::new(false),
             owner,
             me: me.clone(),
             ctl: platform.lock(ctl),
@@ -652,8 +652,7 @@ impl<P: Platform> Conn<P> {
 
     /// Whether `Engine::adapter_removed` has handled it (and mark it handled).
     pub(crate) fn removal_seen(&self) -> bool {
-        self.removal_seen
-            .swap(true, core::sync::atomic::Ordering::AcqRel)
+        self.removal_seen.swap(true, Ordering::AcqRel)
     }
 
     /// Its adapter went away: end it (`AdapterRemoved`, `STATUS_DEVICE_REMOVED`; a pending

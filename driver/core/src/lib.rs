@@ -112,7 +112,7 @@
 //! comes in the other way: `dispatch` parses it and hands it to the handle ([`Owner`]), one of
 //! its connections or listeners; the [`Engine`] opens handles and tells them of an adapter's
 //! removal. Under them all: the engine's shared `runtime` (platform, settings, counters, ids,
-//! deferral), the deferral queue (`defer`), each object's passive-level steps (`step`) and the
+//! deferral), the deferral queue (`defer`), the atomics (`sync`: loom's under `--cfg loom`), each object's passive-level steps (`step`) and the
 //! platform's [`ports`]. Imports run one way: dispatch and engine -> owner -> listener -> conn
 //! -> runtime -> events -> ports, step, defer.
 //!
@@ -143,6 +143,7 @@ mod owner;
 pub mod ports;
 mod runtime;
 mod step;
+mod sync;
 
 pub use dispatch::DRIVER_VERSION;
 pub use engine::Engine;
