@@ -145,6 +145,7 @@ pub mod ports;
 mod runtime;
 mod step;
 mod sync;
+mod users;
 
 pub use dispatch::DRIVER_VERSION;
 pub use engine::Engine;
