@@ -9,7 +9,6 @@
 
 use alloc::sync::{Arc, Weak};
 use core::net::SocketAddr;
-use core::sync::atomic::Ordering;
 
 use alloc::vec::Vec;
 use ndkdisc_abi::{Cause, ConnState, ConnectReply, Event, EventKind, NtStatus, QueryReply, Record};
@@ -19,9 +18,11 @@ use ndkpi::{Buffer, Connector, Cq, Created, Mr, Op, Pd, QueuePair, Sink};
 
 use crate::error::Error;
 use crate::events::{ConnIndex, Ready};
-use crate::ports::{Lock, Passive, PendedRequest, Platform, Signal};
+use crate::ports::{Lock, Passive, PendedRequest, Platform};
 use crate::runtime::Runtime;
 use crate::step::Stepper;
+use crate::sync::{AtomicBool, Ordering};
+use crate::users::{Count, Counted, Users};
 
 /// What a connection reports to the handle that owns it: the facts it latches, the requests
 /// it pends (so their cancel routine finds it), and that it leaves. The handle implements it
@@ -74,8 +75,7 @@ struct Ctl<R> {
     phase: ConnState,
     objects: Objects,
     /// Holders of object clones outside the lock; teardown waits for zero.
-    users: u32,
-    tearing_down: bool,
+    users: Count,
     callback_fired: bool,
     reason: Option<u32>,
     local_disconnect: bool,
@@ -117,6 +117,12 @@ struct Ctl<R> {
     ndk_version: (u16, u16),
 }
 
+impl<R> Counted for Ctl<R> {
+    fn count(&mut self) -> &mut Count {
+        &mut self.users
+    }
+}
+
 impl<R: PendedRequest> Ctl<R> {
     /// Take the pended CONNECT to complete it, unless its cancel routine owns it (then the
     /// cancel routine completes it: WDF's `WdfRequestUnmarkCancelable` rule).
@@ -137,12 +143,12 @@ pub(crate) struct Conn<P: Platform> {
     /// The interface of its adapter.
     pub(crate) if_index: u32,
     /// `Engine::adapter_removed` has handled it.
-    removal_seen: core::sync::atomic::AtomicBool,
+    removal_seen: AtomicBool,
     owner: Arc<dyn ConnOwner<P>>,
     me: Weak<Self>,
     ctl: P::Lock<Ctl<P::Request>>,
     stepper: Stepper<P>,
-    users_done: P::Signal,
+    users: Users<P::Signal>,
     /// Abandons the connection at `PASSIVE_LEVEL` after its CONNECT was cancelled; allocated
     /// with the connection so the cancel routine never allocates.
     abandon: Arc<crate::defer::WorkItem>,
@@ -195,8 +201,7 @@ impl<P: Platform> Conn<P> {
                 adapter: Some(adapter),
                 ..Objects::default()
             },
-            users: 0,
-            tearing_down: false,
+            users: Count::default(),
             callback_fired: false,
             reason: None,
             local_disconnect: false,
@@ -225,12 +230,12 @@ impl<P: Platform> Conn<P> {
             id,
             index,
             if_index,
-            removal_seen: core::sync::atomic::AtomicBool::new(false),
+            removal_seen: AtomicBool::new(false),
             owner,
             me: me.clone(),
             ctl: platform.lock(ctl),
             stepper,
-            users_done: platform.signal(),
+            users: Users::new(platform.signal()),
             abandon: crate::defer::WorkItem::new(
                 Arc::new(Abandon { conn: me.clone() }),
                 runtime.slots(),
@@ -519,29 +524,12 @@ impl<P: Platform> Conn<P> {
     /// stores objects: teardown needs the session too, so an object stored in a session that
     /// began before teardown is closed by it, and none is stored after.
     fn torn_down(&self) -> bool {
-        self.ctl.with(|c| c.tearing_down)
+        self.ctl.with(|c| c.users.tearing_down())
     }
 
     /// Use the objects outside the lock, unless teardown has begun.
     fn with_objects<R>(&self, f: impl FnOnce(&Objects) -> R) -> Option<R> {
-        let objects = self.ctl.with(|c| {
-            if c.tearing_down {
-                return None;
-            }
-            c.users += 1;
-            Some(c.objects.clone())
-        })?;
-        let result = f(&objects);
-        // The clones are dropped inside the lock, before `users` can reach zero.
-        let last = self.ctl.with(move |c| {
-            drop(objects);
-            c.users -= 1;
-            c.tearing_down && c.users == 0
-        });
-        if last {
-            self.users_done.set();
-        }
-        Some(result)
+        self.users.with(&self.ctl, |c| c.objects.clone(), f)
     }
 
     /// Latch the terminal `Disconnected` (a no-op if one was latched).
@@ -652,8 +640,7 @@ impl<P: Platform> Conn<P> {
 
     /// Whether `Engine::adapter_removed` has handled it (and mark it handled).
     pub(crate) fn removal_seen(&self) -> bool {
-        self.removal_seen
-            .swap(true, core::sync::atomic::Ordering::AcqRel)
+        self.removal_seen.swap(true, Ordering::AcqRel)
     }
 
     /// Its adapter went away: end it (`AdapterRemoved`, `STATUS_DEVICE_REMOVED`; a pending
@@ -705,13 +692,7 @@ impl<P: Platform> Conn<P> {
     /// `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn teardown(self: &Arc<Self>) {
         let session = self.stepper.session();
-        let busy = self.ctl.with(|c| {
-            c.tearing_down = true;
-            c.users > 0
-        });
-        if busy {
-            self.users_done.wait();
-        }
+        self.users.wait_out(&self.ctl);
         let objects = self.ctl.with(|c| core::mem::take(&mut c.objects));
         // INVARIANT: object clones live only inside `with_objects` (users == 0 now) or inside a
         // session (we hold it), so each `into_inner` yields the object. A clone held elsewhere
@@ -886,7 +867,7 @@ impl<P: Platform> Conn<P> {
             self.reap_with(cq, |done| {
                 self.ctl.with(|c| {
                     // Flushes ndkdisc caused: FLUSH, its own NdkDisconnect, its own close.
-                    let ours = c.flushed || c.local_disconnect || c.tearing_down;
+                    let ours = c.flushed || c.local_disconnect || c.users.tearing_down();
                     for done in done {
                         // The request context, never `kind`: NDKPI leaves the operation type
                         // undefined on error completions.

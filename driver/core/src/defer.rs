@@ -11,10 +11,10 @@
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Error;
 use crate::ports::{Lock, Passive};
+use crate::sync::{AtomicBool, Ordering};
 
 /// Where a work item's slot is given back.
 pub(crate) trait Slots: Send + Sync {

@@ -4,7 +4,6 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use ndkdisc_abi::{
     AbiError, AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, ListenReply,
@@ -17,6 +16,7 @@ use crate::events::WaitOutcome;
 use crate::listener::{Listener, ListenerOwner};
 use crate::owner::{Access, Owner, push_reserved};
 use crate::ports::{Lock, PendedRequest, Platform};
+use crate::sync::{AtomicU64, Ordering};
 
 /// Driver version reported by `GET_INFO` (major << 16 | minor).
 pub const DRIVER_VERSION: u32 = 0x0000_0001;

@@ -112,9 +112,10 @@
 //! comes in the other way: `dispatch` parses it and hands it to the handle ([`Owner`]), one of
 //! its connections or listeners; the [`Engine`] opens handles and tells them of an adapter's
 //! removal. Under them all: the engine's shared `runtime` (platform, settings, counters, ids,
-//! deferral), the deferral queue (`defer`), each object's passive-level steps (`step`) and the
-//! platform's [`ports`]. Imports run one way: dispatch and engine -> owner -> listener -> conn
-//! -> runtime -> events -> ports, step, defer.
+//! deferral), the deferral queue (`defer`), each object's passive-level steps (`step`), the
+//! teardown's count of object users (`users`), the atomics (`sync`: loom's under `--cfg loom`)
+//! and the platform's [`ports`]. Imports run one way: dispatch and engine -> owner -> listener
+//! -> conn -> runtime -> events -> ports, step, users, defer, sync.
 //!
 //! Every fallible step returns an [`Error`]; it becomes an NTSTATUS in one place,
 //! [`Error::ntstatus`], when dispatch completes the request (or a failed CONNECT reports its
@@ -143,6 +144,8 @@ mod owner;
 pub mod ports;
 mod runtime;
 mod step;
+mod sync;
+mod users;
 
 pub use dispatch::DRIVER_VERSION;
 pub use engine::Engine;

@@ -4,7 +4,6 @@
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use ndkdisc_abi::NtStatus;
 use ndkpi::{Connector, Created, Op, Sink};
@@ -15,6 +14,7 @@ use crate::error::Error;
 use crate::events::{ConnIndex, QueueError};
 use crate::ports::{Lock, Passive, Platform, Signal};
 use crate::step::Stepper;
+use crate::sync::{AtomicBool, Ordering};
 
 /// What a listener reports to the handle that owns it, beyond what its connections report: an
 /// accepted connection takes a place in the handle's queue and joins the handle's table. The

@@ -190,7 +190,7 @@ impl<P: Platform> ConnOwner<P> for HandleState<P> {
             self.runtime
                 .counters
                 .events
-                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                .fetch_add(1, crate::sync::Ordering::Relaxed);
         }
         ready
     }

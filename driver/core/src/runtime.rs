@@ -3,7 +3,6 @@
 //! It knows nothing of handles: the engine keeps those (`Engine`).
 
 use alloc::sync::{Arc, Weak};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ndkpi::sys::NDK_VERSION;
 
@@ -11,6 +10,7 @@ use crate::defer;
 use crate::error::Error;
 use crate::events::Limits;
 use crate::ports::{Passive, Platform};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// Engine-wide settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

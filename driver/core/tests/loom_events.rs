@@ -1,14 +1,18 @@
 //! loom models of the event path's lock protocol: the NDK disconnect callback latching an
 //! event, racing a WAIT that arrives, a cancellation (`CancelIoEx` and the cancel routine) and
-//! handle cleanup; and of an object's passive-level serialisation (the `step` module, compiled
-//! here over loom implementations of the ports it uses). Run with `RUSTFLAGS="--cfg loom"
-//! cargo test -p ndkdisc-core --test loom_events --release`.
+//! handle cleanup; of an object's passive-level serialisation (the `step` module, compiled
+//! here over loom implementations of the ports it uses); and of a connection's teardown racing
+//! a completion and the disconnect callback that use its NDK objects (the `users` module, over
+//! the same ports). Run with `RUSTFLAGS="--cfg loom" cargo test -p ndkdisc-core --test
+//! loom_events --release`.
 //!
 //! Invariants checked over every interleaving: each request completes exactly once; an event
 //! is either delivered (to exactly one wait) or still queued — never lost, never duplicated.
 //! Two step sessions are never open at once, and the second opens only after the first has
 //! closed; a step's completion is never lost, whether it comes before its start returns or
-//! while it waits, and a completion of one step never ends the next.
+//! while it waits, and a completion of one step never ends the next. Teardown closes an object
+//! only once every callback that entered has left (holding its only reference), no callback
+//! enters after teardown began or uses a closed object, and nobody waits for ever.
 #![cfg(loom)]
 #![allow(clippy::pedantic, reason = "model scaffolding")]
 
@@ -273,7 +277,7 @@ mod ports {
     }
 }
 
-use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::{Condvar, MutexGuard};
 use ndkdisc_core::ports::{Lock, Signal, WaitLock};
 use ndkpi::Op;
@@ -434,5 +438,118 @@ fn a_late_set_from_one_step_never_ends_the_next() {
         for p in providers {
             p.join().unwrap();
         }
+    });
+}
+
+// Connection teardown racing the users of its NDK objects: the engine's own `users` module
+// (what `with_objects` and teardown in conn.rs run), over the same loom ports.
+
+#[path = "../src/users.rs"]
+mod users;
+
+/// An NDK object of the model connection: used by the callbacks' sessions, closed by teardown.
+struct Object {
+    closed: AtomicBool,
+}
+
+/// What the connection's lock guards, as far as the count is concerned: the count, the object
+/// and what the callbacks recorded under the lock (as the completion path counts reaped work).
+struct Guarded {
+    count: users::Count,
+    object: Option<Arc<Object>>,
+    used: u32,
+}
+
+impl users::Counted for Guarded {
+    fn count(&mut self) -> &mut users::Count {
+        &mut self.count
+    }
+}
+
+struct ModelConn {
+    ctl: LoomLock<Guarded>,
+    users: users::Users<LoomSignal>,
+}
+
+impl ModelConn {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            ctl: LoomLock(Mutex::new(Guarded {
+                count: users::Count::default(),
+                object: Some(Arc::new(Object {
+                    closed: AtomicBool::new(false),
+                })),
+                used: 0,
+            })),
+            users: users::Users::new(LoomSignal::default()),
+        })
+    }
+
+    /// A provider callback using the object outside the lock (a completion reaping the CQ, the
+    /// disconnect callback reading the connector), then recording under the lock again, as the
+    /// reap path does. Whether it ran: it must not once teardown has begun.
+    fn callback(&self) -> bool {
+        self.users
+            .with(
+                &self.ctl,
+                |g| g.object.clone(),
+                |object| {
+                    let object = object
+                        .as_ref()
+                        .expect("a session never sees teardown's take");
+                    assert!(
+                        !object.closed.load(Ordering::SeqCst),
+                        "an object used after teardown closed it"
+                    );
+                    self.ctl.with(|g| g.used += 1);
+                },
+            )
+            .is_some()
+    }
+
+    /// Teardown: wait out the users, then take the object and close it. Returns the callbacks
+    /// recorded under the lock when it took the object.
+    fn teardown(&self) -> u32 {
+        self.users.wait_out(&self.ctl);
+        let (object, used) = self.ctl.with(|g| (g.object.take(), g.used));
+        // conn.rs's `sole` (`Arc::into_inner`): teardown must hold the only reference, or the
+        // object would never be closed and every close after it would wait.
+        let Ok(object) = Arc::try_unwrap(object.expect("the object is taken once")) else {
+            panic!("teardown holds the only reference to the object");
+        };
+        object.closed.store(true, Ordering::SeqCst);
+        used
+    }
+}
+
+/// Teardown (CLOSE, ABORT, cleanup) races a completion and the disconnect callback, each using
+/// the connection's objects outside its lock. Whatever the interleaving: teardown waits for
+/// every callback that entered (it sees their records and holds the sole reference to the
+/// object when it closes it), none enters after teardown began, no callback uses a closed
+/// object, and nobody waits for ever (loom reports a deadlock).
+#[test]
+fn teardown_racing_a_completion_and_the_disconnect_callback_waits_them_out() {
+    loom::model(|| {
+        let conn = ModelConn::new();
+        let callbacks: Vec<_> = (0..2)
+            .map(|_| {
+                let conn = Arc::clone(&conn);
+                thread::spawn(move || conn.callback())
+            })
+            .collect();
+        let seen = conn.teardown();
+        let ran = callbacks
+            .into_iter()
+            .map(|c| u32::from(c.join().unwrap()))
+            .sum::<u32>();
+        assert_eq!(
+            seen, ran,
+            "teardown took the object only after every callback that entered had left"
+        );
+        assert!(conn.ctl.with(|g| g.count.tearing_down()));
+        assert!(
+            !conn.callback(),
+            "no session enters once teardown has begun"
+        );
     });
 }
