@@ -49,6 +49,22 @@ pub struct InfoReply {
     pub duplicate_callbacks: u64,
 }
 
+impl InfoReply {
+    /// The reply a handle without write access gets: the same, with the engine-wide counters
+    /// (which tell of every handle's traffic) zeroed.
+    #[must_use]
+    pub const fn without_engine_counters(self) -> Self {
+        Self {
+            connections_opened: 0,
+            events_latched: 0,
+            disconnect_callbacks: 0,
+            backlog_rejects: 0,
+            duplicate_callbacks: 0,
+            ..self
+        }
+    }
+}
+
 impl Record for InfoReply {
     const SIZE: usize = 88;
     fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {

@@ -52,10 +52,7 @@ impl<P: Platform> Owner<P> {
                 // The engine-wide counters tell of every handle's traffic: only a handle opened
                 // for writing sees them; a read-only one reads zero.
                 let c = &runtime.counters;
-                let counter = |v: &AtomicU64| match self.access {
-                    Access::ReadWrite => v.load(Ordering::Relaxed),
-                    Access::Read => 0,
-                };
+                let counter = |v: &AtomicU64| v.load(Ordering::Relaxed);
                 let info = InfoReply {
                     abi_version: u32::from(ndkdisc_abi::ABI_VERSION),
                     driver_version: DRIVER_VERSION,
@@ -70,7 +67,10 @@ impl<P: Platform> Owner<P> {
                     backlog_rejects: counter(&c.backlog_rejects),
                     duplicate_callbacks: counter(&c.duplicate_callbacks),
                 };
-                reply(request, &info);
+                match self.access {
+                    Access::ReadWrite => reply(request, &info),
+                    Access::Read => reply(request, &info.without_engine_counters()),
+                }
             }
             Request::ListAdapters(_) => {
                 // The version each adapter really negotiates (its highest of 2.x, else 1.x): open

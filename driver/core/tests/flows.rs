@@ -150,8 +150,8 @@ fn closing_a_handle_cancels_its_waits_and_resets_its_peers(mode: Completion) {
 #[test]
 fn a_provider_firing_the_callback_twice_still_yields_one_event() {
     let w = world(Completion::Inline);
-    w.fabric.set_misbehaviour(
-        w.hosts[1],
+    misbehave_b(
+        &w,
         Misbehaviour {
             duplicate_disconnect_callback: true,
             ..Default::default()
@@ -375,8 +375,8 @@ fn sends_complete_into_the_peers_posted_receives(mode: Completion) {
 #[test]
 fn a_provider_that_flushes_on_its_own_is_tolerated() {
     let w = world(Completion::Thread);
-    w.fabric.set_misbehaviour(
-        w.hosts[1],
+    misbehave_b(
+        &w,
         Misbehaviour {
             flush_on_peer_disconnect: true,
             ..Default::default()

@@ -6,27 +6,12 @@
 mod common;
 use common::*;
 
-use softndk::{CqError, Fault, Timing};
+use softndk::{CqError, Fault};
 
 /// A short retry timeout (the tests of failed sends wait for it); a disconnect timeout long
 /// enough that a test answering in time never races it on a loaded machine.
 fn fast_world(completion: Completion) -> World {
     timed_world(completion, Duration::from_secs(30))
-}
-
-fn timed_world(completion: Completion, disconnect_timeout: Duration) -> World {
-    world_on(
-        FabricConfig {
-            completion,
-            timing: Timing {
-                disconnect_timeout,
-                retry_timeout: Duration::from_millis(50),
-                handshake_timeout: Duration::from_secs(30),
-            },
-            ..Default::default()
-        },
-        Config::default(),
-    )
 }
 
 /// Sends outstanding when the peer disconnects fail after the retry timeout; the provider —

@@ -9,24 +9,7 @@
 mod common;
 use common::*;
 
-use softndk::{CqError, Fault, Timing};
-
-/// A world whose provider gives up on an unanswered graceful disconnect after
-/// `disconnect_timeout` and on an unacknowledged send after 50 ms; otherwise hardware-like.
-fn timed_world(completion: Completion, disconnect_timeout: Duration) -> World {
-    world_on(
-        FabricConfig {
-            completion,
-            timing: Timing {
-                disconnect_timeout,
-                retry_timeout: Duration::from_millis(50),
-                handshake_timeout: Duration::from_secs(30),
-            },
-            ..Default::default()
-        },
-        Config::default(),
-    )
-}
+use softndk::{CqError, Fault};
 
 /// The events of `id` among `evs`.
 fn of(evs: &[Event], id: u64) -> Vec<Event> {
@@ -78,17 +61,6 @@ fn only_event(p: &Pending) -> Event {
     let evs = decode_events(&out);
     assert!(!evs.is_empty(), "a completed WAIT carries an event");
     evs[0]
-}
-
-/// GET_INFO's counters.
-fn info(h: &HostHandle) -> InfoReply {
-    let (st, out) = done(&h.ioctl(
-        Ioctl::GetInfo.code(),
-        &bytes(&GetInfoRequest),
-        InfoReply::SIZE,
-    ));
-    assert_eq!(st, NtStatus::SUCCESS);
-    InfoReply::parse(&out).unwrap()
 }
 
 // --- 1. linux-rdma/perftest#201 -----------------------------------------------------------------
@@ -288,8 +260,8 @@ fn several_reports_of_one_failure_give_one_terminal_event(mode: Completion) {
     // libfabric#12362 (PR #12378): one failure produced several CM error events, and a work
     // completion error raced the CM event; the handlers' assertions tripped.
     let w = timed_world(mode, Duration::from_secs(30));
-    w.fabric.set_misbehaviour(
-        w.hosts[1],
+    misbehave_b(
+        &w,
         Misbehaviour {
             duplicate_disconnect_callback: true,
             ..Default::default()

@@ -2,65 +2,27 @@
 //! the public client API over the simulation backend, with the hardware-like provider (several
 //! provider threads), as a user of ndkdisc would meet them.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use ndkdisc_abi::PostKind;
-use ndkdisc_client::sim::{OpenAs, SimFabric, SimOptions};
-use ndkdisc_client::{
-    Cause, Client, ConnState, ConnectParams, DisconnectMode, EventKind, Timeout, WaitOn,
-};
+use ndkdisc_client::sim::SimOptions;
+use ndkdisc_client::{Cause, ConnState, DisconnectMode, EventKind, WaitOn};
 use softndk::Completion;
 
-const LIMIT: Timeout = Timeout::After(Duration::from_secs(10));
-const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
-const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
-const PORT: u16 = 4791;
+mod common;
+use common::{LIMIT, Pair};
 
-struct Pair {
-    fabric: Arc<SimFabric>,
-    a: Client,
-    b: Client,
-    ca: u64,
-    cb: u64,
-}
+const PORT: u16 = 4791;
 
 /// Two hosts on a hardware-like fabric, A connected to B, both establishment events read.
 fn pair() -> Pair {
-    let fabric = SimFabric::new(SimOptions {
-        completion: Completion::hardware(7),
-        ..SimOptions::default()
-    });
-    let open = |name, if_index, ip| {
-        fabric
-            .add_host(name, if_index, ip)
-            .unwrap()
-            .open(OpenAs::default())
-            .unwrap()
-    };
-    let a = open("a", 1, A);
-    let b = open("b", 2, B);
-    b.listen(2, SocketAddr::new(B, PORT), 0).unwrap();
-    let params = ConnectParams {
-        if_index: 1,
-        remote: SocketAddr::new(B, PORT),
-        local: None,
-        receive_depth: 0,
-        send_depth: 0,
-    };
-    let c = a.connect(&params, LIMIT).unwrap();
-    let accepted = b.wait(WaitOn::Any, 4, LIMIT).unwrap()[0];
-    assert_eq!(accepted.kind, EventKind::Accepted);
-    let connected = a.wait(WaitOn::Connection(c.id), 4, LIMIT).unwrap()[0];
-    assert_eq!(connected.kind, EventKind::Connected);
-    Pair {
-        fabric,
-        a,
-        b,
-        ca: c.id,
-        cb: accepted.connection_id,
-    }
+    common::pair_on(
+        SimOptions {
+            completion: Completion::hardware(7),
+            ..SimOptions::default()
+        },
+        PORT,
+    )
 }
 
 /// Close both handles; every NDK object is then released.

@@ -54,6 +54,23 @@ pub fn world_on(fabric: FabricConfig, config: Config) -> World {
     w
 }
 
+/// A world whose provider gives up on an unanswered graceful disconnect after
+/// `disconnect_timeout` and on an unacknowledged send after 50 ms; otherwise hardware-like.
+pub fn timed_world(completion: Completion, disconnect_timeout: Duration) -> World {
+    world_on(
+        FabricConfig {
+            completion,
+            timing: softndk::Timing {
+                disconnect_timeout,
+                retry_timeout: Duration::from_millis(50),
+                handshake_timeout: Duration::from_secs(30),
+            },
+            ..Default::default()
+        },
+        Config::default(),
+    )
+}
+
 /// [`world`] whose engine is not told of adapter removals (only the provider's callbacks).
 pub fn world_without_removal_notice(completion: Completion) -> World {
     world_unwatched(
@@ -313,6 +330,11 @@ pub fn info(h: &HostHandle) -> InfoReply {
     ));
     assert_eq!(st, NtStatus::SUCCESS);
     InfoReply::parse(&out).unwrap()
+}
+
+/// Make host `B`'s provider misbehave as `m` says.
+pub fn misbehave_b(w: &World, m: Misbehaviour) {
+    w.fabric.set_misbehaviour(w.hosts[1], m);
 }
 
 /// A connected pair: (active handle, its connection id, passive handle, its connection id).
