@@ -540,9 +540,7 @@ fn version_flow(mode: Completion, major: u16, minor: u16) {
         (2, 2, 0),
         "{what}: completions reaped through the CQ"
     );
-    close(&hb, cb);
-    close(&ha, ca);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
 fn a_2_0_provider_is_used_at_2_0(mode: Completion) {

@@ -10,12 +10,8 @@ fn graceful_disconnect_gives_each_side_exactly_one_terminal_event(mode: Completi
     let (ha, ca, hb, cb) = pair(&w);
     // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
     let a_disconnect = disconnect_pending(&ha, ca);
-    let db = next_event(&hb, EventKind::Disconnected);
-    assert_eq!(
-        (db.connection_id, db.cause),
-        (cb, Some(Cause::Peer)),
-        "{mode:?}"
-    );
+    let db = disconnected(&hb, Cause::Peer);
+    assert_eq!(db.connection_id, cb);
     assert_eq!(
         db.provider_reason,
         Some(reason::GRACEFUL),
@@ -33,12 +29,8 @@ fn graceful_disconnect_gives_each_side_exactly_one_terminal_event(mode: Completi
         NtStatus::SUCCESS,
         "{mode:?}: A's DISCONNECT reports the real outcome once B answered"
     );
-    let da = next_event(&ha, EventKind::Disconnected);
-    assert_eq!(
-        (da.connection_id, da.cause),
-        (ca, Some(Cause::Local)),
-        "{mode:?}"
-    );
+    let da = disconnected(&ha, Cause::Local);
+    assert_eq!(da.connection_id, ca);
     assert_eq!(da.status, NtStatus::SUCCESS, "{mode:?}");
     assert!(!da.callback_fired, "no NDK callback for our own disconnect");
     assert_eq!(
@@ -76,8 +68,7 @@ fn abortive_disconnect_and_abort_reach_the_peer_as_a_reset(mode: Completion) {
         (Some(Cause::Peer), Some(reason::RESET)),
         "{mode:?}"
     );
-    let da = next_event(&ha, EventKind::Disconnected);
-    assert_eq!(da.cause, Some(Cause::LocalAbortive));
+    disconnected(&ha, Cause::LocalAbortive);
     // B's terminal event was delivered: a wait on the connection no longer pends, it gets
     // the record again, flagged (level-triggered per connection).
     let (st, out) = done(&wait_pending(&hb, Some(cb), 4));
@@ -183,8 +174,7 @@ fn a_provider_firing_the_callback_twice_still_yields_one_event() {
 
 fn adapter_removal_ends_the_connection_with_cause_adapter_removed(mode: Completion) {
     let w = world(mode);
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 2), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 2);
     w.fabric.remove_adapters(w.hosts[1]);
     let db = next_event(&hb, EventKind::Disconnected);
     assert_eq!(
@@ -202,9 +192,7 @@ fn adapter_removal_ends_the_connection_with_cause_adapter_removed(mode: Completi
     );
     // B's connection released its NDK objects at once; its id stays until CLOSE.
     assert_eq!(query(&hb, cb).state, ConnState::Disconnected, "{mode:?}");
-    close(&hb, cb);
-    close(&ha, ca);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
 /// A platform that is not told of the removal still learns of it from the provider's
@@ -304,8 +292,7 @@ fn a_peer_disconnect_leaves_posted_receives_outstanding_until_flush(mode: Comple
     // The peer goes away.
     // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
     let _a_disconnect = disconnect_pending(&ha, ca);
-    let e = next_event(&hb, EventKind::Disconnected);
-    assert_eq!(e.cause, Some(Cause::Peer));
+    let e = disconnected(&hb, Cause::Peer);
     assert_eq!(
         e.outstanding_receives, 4,
         "{mode:?}: the event says what is still posted"
@@ -340,8 +327,7 @@ fn a_peer_disconnect_leaves_posted_receives_outstanding_until_flush(mode: Comple
 
 fn sends_complete_into_the_peers_posted_receives(mode: Completion) {
     let w = world(mode);
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 3);
     assert_eq!(
         post(&ha, ca, PostKind::Send, 2),
         NtStatus::SUCCESS,
@@ -382,12 +368,10 @@ fn a_provider_that_flushes_on_its_own_is_tolerated() {
             ..Default::default()
         },
     );
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 2), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 2);
     // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
     let _a_disconnect = disconnect_pending(&ha, ca);
-    let e = next_event(&hb, EventKind::Disconnected);
-    assert_eq!(e.cause, Some(Cause::Peer));
+    disconnected(&hb, Cause::Peer);
     query_until(&hb, cb, |q| q.outstanding_receives == 0);
     assert_eq!(
         query(&hb, cb).outstanding_receives,

@@ -18,13 +18,11 @@ fn fast_world(completion: Completion) -> World {
 /// not ndkdisc — flushes the receives; QUERY says so, and there is still one terminal event.
 fn sends_outstanding_at_a_peer_disconnect_fail_and_the_provider_flushes(mode: Completion) {
     let w = fast_world(mode);
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 3);
     // A posted no receive: B's send waits for one (the adapter retries).
     assert_eq!(post(&hb, cb, PostKind::Send, 1), NtStatus::SUCCESS);
     let a_disconnect = disconnect_pending(&ha, ca);
-    let e = next_event(&hb, EventKind::Disconnected);
-    assert_eq!(e.cause, Some(Cause::Peer), "{mode:?}");
+    let e = disconnected(&hb, Cause::Peer);
     assert_eq!(
         (e.outstanding_receives, e.outstanding_sends),
         (3, 1),
@@ -61,8 +59,7 @@ per_mode!(sends_outstanding_at_a_peer_disconnect_fail_and_the_provider_flushes i
 /// flushes; FLUSH afterwards reports Flushed instead of waiting for completions that never come.
 fn a_fatal_cq_error_ends_the_connection_once_with_transport_error(mode: Completion) {
     let w = fast_world(mode);
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 2), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 2);
     let cqs = w.fabric.cqs(w.hosts[1]);
     assert_eq!(cqs.len(), 1);
     assert!(w.fabric.inject_cq_error(cqs[0], CqError::Fatal));
@@ -82,9 +79,7 @@ fn a_fatal_cq_error_ends_the_connection_once_with_transport_error(mode: Completi
         terminal(&drain(&hb)).is_empty(),
         "{mode:?}: one terminal event"
     );
-    close(&hb, cb);
-    close(&ha, ca);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
 per_mode!(a_fatal_cq_error_ends_the_connection_once_with_transport_error in {
@@ -109,9 +104,7 @@ fn an_unanswered_graceful_disconnect_reports_the_timeout() {
         (Some(Cause::Local), NtStatus::IO_TIMEOUT)
     );
     assert_eq!(query(&ha, ca).terminal_status, NtStatus::IO_TIMEOUT);
-    close(&hb, cb);
-    close(&ha, ca);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
 /// Link loss on an idle connection is never noticed (no event); an end that sends notices it
@@ -136,7 +129,5 @@ fn link_loss_is_noticed_only_through_traffic() {
         terminal(&drain(&hb)).is_empty(),
         "the idle end never noticed"
     );
-    close(&ha, ca);
-    close(&hb, cb);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (ha, ca), (hb, cb));
 }

@@ -73,12 +73,8 @@ fn a_local_disconnect_ends_the_connection_without_the_peers_cooperation(mode: Co
     let a_wait = wait_pending(&ha, Some(ca), 4);
     let a_disconnect = disconnect_pending(&ha, ca);
     // B's consumer is told, but never answers: no DISCONNECT, no CLOSE.
-    let db = next_event(&hb, EventKind::Disconnected);
-    assert_eq!(
-        (db.connection_id, db.cause),
-        (cb, Some(Cause::Peer)),
-        "{mode:?}"
-    );
+    let db = disconnected(&hb, Cause::Peer);
+    assert_eq!(db.connection_id, cb);
     assert_eq!(
         done(&a_disconnect).0,
         NtStatus::IO_TIMEOUT,
@@ -155,9 +151,7 @@ fn a_dead_peer_never_strands_a_waiter(mode: Completion) {
     let t = terminal(&evs);
     assert_eq!(t.len(), 1, "{mode:?}: {evs:?}");
     assert_eq!(t[0].cause, Some(Cause::Aborted), "{mode:?}");
-    close(&ha, ca);
-    close(&hb, cb);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (ha, ca), (hb, cb));
 }
 
 // --- 3. openucx/ucx#4719 ------------------------------------------------------------------------
@@ -226,14 +220,12 @@ fn the_disconnect_event_counts_completed_work_and_close_waits_for_no_further_eve
     // libfabric#5228: shutdown was reported before the queue pair's completions were drained;
     // moving the report to TIMEWAIT_EXIT then hung tests because that event sometimes never came.
     let w = world(mode);
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 3);
     assert_eq!(post(&ha, ca, PostKind::Send, 2), NtStatus::SUCCESS);
     let q = query_until(&hb, cb, |q| q.receives_succeeded == 2);
     assert_eq!(q.receives_succeeded, 2, "{mode:?}");
     let a_disconnect = disconnect_pending(&ha, ca);
-    let e = next_event(&hb, EventKind::Disconnected);
-    assert_eq!(e.cause, Some(Cause::Peer), "{mode:?}");
+    let e = disconnected(&hb, Cause::Peer);
     assert_eq!(
         (e.outstanding_receives, e.outstanding_sends),
         (1, 0),
@@ -267,8 +259,7 @@ fn several_reports_of_one_failure_give_one_terminal_event(mode: Completion) {
             ..Default::default()
         },
     );
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 2), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 2);
     // A posted no receive: B's send waits for one, then fails when A is gone.
     assert_eq!(post(&hb, cb, PostKind::Send, 1), NtStatus::SUCCESS);
     // A resets: B's provider calls the disconnect callback twice, B's send fails with a
@@ -430,11 +421,9 @@ fn adapter_removal_does_not_leave_posted_receives_outstanding_for_ever() {
     // rdma-core#28: after DEVICE_REMOVAL the flush completions were ignored, so rping hung on a
     // semaphore waiting for them.
     let w = world(Completion::hardware(11));
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 3);
     w.fabric.remove_adapters(w.hosts[1]);
-    let e = next_event(&hb, EventKind::Disconnected);
-    assert_eq!(e.cause, Some(Cause::AdapterRemoved));
+    disconnected(&hb, Cause::AdapterRemoved);
     let q = query_until(&hb, cb, |q| q.outstanding_receives == 0);
     assert_eq!(
         q.outstanding_receives, 0,
@@ -447,9 +436,7 @@ fn adapter_removal_does_not_leave_posted_receives_outstanding_for_ever() {
     );
     assert_eq!(flush(&hb, cb), NtStatus::SUCCESS, "FLUSH reports at once");
     assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
-    close(&hb, cb);
-    close(&ha, ca);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
 // --- 9. ofiwg/libfabric#4756 --------------------------------------------------------------------
@@ -487,8 +474,7 @@ fn every_posted_request_completes_exactly_once_flushed_or_not(mode: Completion) 
     // libfabric#4756: the provider silently dropped flush completions (IBV_WC_WR_FLUSH_ERR), so
     // an application counting its outstanding sends never reached zero.
     let w = world(mode);
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 5), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 5);
     assert_eq!(post(&ha, ca, PostKind::Receive, 1), NtStatus::SUCCESS);
     assert_eq!(post(&ha, ca, PostKind::Send, 3), NtStatus::SUCCESS);
     // A has one receive: B's first send completes, the second waits for a receive.
@@ -525,15 +511,13 @@ fn teardown_never_waits_for_completions_the_provider_does_not_deliver(mode: Comp
     // spdk#1840: an E810 iWARP driver never moved the QP to the error state on rdma_disconnect,
     // so no flush completions arrived and the target could not exit.
     let w = world(mode);
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 3);
     assert_eq!(post(&hb, cb, PostKind::Send, 2), NtStatus::SUCCESS);
     // B's CQ dies: nothing posted on B will ever complete, flushed or otherwise.
     let cqs = w.fabric.cqs(w.hosts[1]);
     assert_eq!(cqs.len(), 1, "{mode:?}");
     assert!(w.fabric.inject_cq_error(cqs[0], CqError::Fatal));
-    let e = next_event(&hb, EventKind::Disconnected);
-    assert_eq!(e.cause, Some(Cause::TransportError), "{mode:?}");
+    disconnected(&hb, Cause::TransportError);
     // FLUSH does not wait for completions that never come, and neither does CLOSE.
     assert_eq!(flush(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
     assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
@@ -543,12 +527,8 @@ fn teardown_never_waits_for_completions_the_provider_does_not_deliver(mode: Comp
         Some(EventKind::Closed)
     );
     // B's CLOSE reached A as a reset, whatever B's dead CQ still owed.
-    let da = next_event(&ha, EventKind::Disconnected);
-    assert_eq!(
-        (da.connection_id, da.cause),
-        (ca, Some(Cause::Peer)),
-        "{mode:?}"
-    );
+    let da = disconnected(&ha, Cause::Peer);
+    assert_eq!(da.connection_id, ca);
     close(&ha, ca);
     finish(&w, ha, hb);
 }
@@ -616,9 +596,7 @@ fn a_graceful_disconnect_after_the_peer_reset_succeeds() {
         e.status,
         "QUERY still reports the terminal event's status"
     );
-    close(&hb, cb);
-    close(&ha, ca);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
 // --- 12. spdk/spdk#3214 -------------------------------------------------------------------------
@@ -629,8 +607,7 @@ fn flushed_completions_are_told_apart_by_their_request_not_their_opcode(mode: Co
     let w = world(mode);
     // The hardware-like provider leaves Type and BytesTransferred undefined on every error
     // completion (no `clean_error_completions` kindness).
-    let (ha, ca, hb, cb) = pair(&w);
-    assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 3);
     // A posted no receive: B's sends wait.
     assert_eq!(post(&hb, cb, PostKind::Send, 2), NtStatus::SUCCESS);
     assert_eq!(flush(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
@@ -655,9 +632,7 @@ fn flushed_completions_are_told_apart_by_their_request_not_their_opcode(mode: Co
         (0, 2),
         "{mode:?}: each flushed send to the sends: {q:?}"
     );
-    close(&hb, cb);
-    close(&ha, ca);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
 // --- 13. spdk/spdk#858 --------------------------------------------------------------------------
@@ -829,9 +804,7 @@ fn a_wait_registered_after_the_disconnect_still_fires(mode: Completion) {
         (e.seq, true),
         "{mode:?}"
     );
-    close(&hb, cb);
-    close(&ha, ca);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
 fn a_wait_satisfied_at_once_completes_in_the_call_with_its_event(mode: Completion) {
@@ -853,9 +826,7 @@ fn a_wait_satisfied_at_once_completes_in_the_call_with_its_event(mode: Completio
         (cb, Some(Cause::Peer)),
         "{mode:?}: with the event in its reply"
     );
-    close(&hb, cb);
-    close(&ha, ca);
-    finish(&w, ha, hb);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
 fn a_graceful_peer_disconnect_is_reported_like_a_reset(mode: Completion) {

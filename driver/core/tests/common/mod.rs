@@ -263,6 +263,17 @@ pub fn next_event(h: &HostHandle, kind: EventKind) -> Event {
     panic!("no {kind:?} event");
 }
 
+/// The next `Disconnected` event on `h`, which must have `cause`.
+pub fn disconnected(h: &HostHandle, cause: Cause) -> Event {
+    let e = next_event(h, EventKind::Disconnected);
+    assert_eq!(
+        e.cause,
+        Some(cause),
+        "the Disconnected event's cause: {e:?}"
+    );
+    e
+}
+
 pub fn simple(h: &HostHandle, ioctl: Ioctl, input: Vec<u8>) -> NtStatus {
     done(&h.ioctl(ioctl.code(), &input, 0)).0
 }
@@ -360,6 +371,24 @@ pub fn listening(w: &World) -> (HostHandle, HostHandle) {
 
 /// Close both handles; then every NDK object is released, no kernel rule was broken and
 /// nothing allocated where it must not.
+/// A connected [`pair`] with `receives` receives posted on B's end.
+pub fn pair_with_receives(w: &World, receives: u32) -> (HostHandle, u64, HostHandle, u64) {
+    let (ha, ca, hb, cb) = pair(w);
+    assert_eq!(
+        post(&hb, cb, PostKind::Receive, receives),
+        NtStatus::SUCCESS,
+        "POST of {receives} receives"
+    );
+    (ha, ca, hb, cb)
+}
+
+/// CLOSE the connection on `first`, then the one on `second`, then [`finish`].
+pub fn close_pair_and_finish(w: &World, first: (HostHandle, u64), second: (HostHandle, u64)) {
+    close(&first.0, first.1);
+    close(&second.0, second.1);
+    finish(w, first.0, second.0);
+}
+
 pub fn finish(w: &World, ha: HostHandle, hb: HostHandle) {
     ha.close();
     hb.close();
