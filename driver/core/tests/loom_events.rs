@@ -78,6 +78,15 @@ impl PendedRequest for Req {
 
 type Queue = Arc<Mutex<EventQueue<Req>>>;
 
+/// A WAIT on any connection arrives: it completes at once if an event is queued (after the
+/// queue's lock is released), else it pends.
+fn arrive(q: &Queue, r: Req) {
+    let outcome = q.lock().unwrap().wait(r, None, false);
+    if let WaitOutcome::Complete(ready) = outcome {
+        ready.complete();
+    }
+}
+
 /// Take and complete every pended wait, as ABORT and handle cleanup do: each completed after
 /// the queue's lock is released.
 fn cancel_all(q: &Queue) {
@@ -180,10 +189,7 @@ fn callback_racing_an_arriving_wait_is_level_triggered() {
         let (q1, q2) = (q.clone(), q.clone());
         let a = thread::spawn(move || callback(&q1, c));
         let b = thread::spawn(move || {
-            let outcome = q2.lock().unwrap().wait(req, None, false);
-            if let WaitOutcome::Complete(r) = outcome {
-                r.complete();
-            }
+            arrive(&q2, req);
         });
         a.join().unwrap();
         b.join().unwrap();
@@ -235,10 +241,7 @@ fn a_wait_racing_handle_cleanup_is_cancelled_never_stranded() {
         let (r, f) = request(1);
         let (q1, q2) = (q.clone(), q.clone());
         let a = thread::spawn(move || {
-            let outcome = q1.lock().unwrap().wait(r, None, false);
-            if let WaitOutcome::Complete(ready) = outcome {
-                ready.complete();
-            }
+            arrive(&q1, r);
         });
         let b = thread::spawn(move || {
             q2.lock().unwrap().begin_cleanup();

@@ -20,15 +20,16 @@ pub(crate) const fn wdf_size<T>() -> ULONG {
     size_of::<T>() as ULONG
 }
 
-/// `sizeof(T)` as the `USHORT` of a WDF structure whose `Size` is one (e.g.
+/// [`wdf_size`] as the `USHORT` of a WDF structure whose `Size` is one (e.g.
 /// `WDF_REQUEST_PARAMETERS`). Use it in a `const` block, so the check is made at compile time.
 #[allow(
     clippy::cast_possible_truncation,
     reason = "the assert proves the size fits in a USHORT"
 )]
 pub(crate) const fn wdf_size_ushort<T>() -> USHORT {
-    assert!(size_of::<T>() <= USHORT::MAX as usize);
-    size_of::<T>() as USHORT
+    let size = wdf_size::<T>();
+    assert!(size <= USHORT::MAX as ULONG, "a WDF size field of 16 bits");
+    size as USHORT
 }
 
 /// A `WDF_OBJECT_CONTEXT_TYPE_INFO` in a static: what `WDF_DECLARE_CONTEXT_TYPE` emits.

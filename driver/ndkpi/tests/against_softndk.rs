@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use ndkpi::sys::{NDK_VERSION, NtStatus};
 use ndkpi::{
-    Buffer, Completion as CqResult, Connector, Cq, Created, Op, Pd, Qp, QueuePair,
-    RegisteredMemory, Sink,
+    Adapter, Buffer, Completion as CqResult, Connector, Cq, Created, Op, Pd, Qp, QueuePair,
+    RegisteredMemory, Sink, Wsk,
 };
 use softndk::{Completion, Fabric, FabricConfig, Fault, HostConfig, reason};
 
@@ -153,6 +153,20 @@ fn fabric_in(mode: Completion) -> Arc<Fabric> {
     }))
 }
 
+/// Once `closes` closes of `sink`'s objects completed and the fabric is idle: the sink's only
+/// reference is the test's, and closing `adapter` leaves nothing live.
+fn all_released(fabric: &Fabric, wsk: &Wsk, sink: &Arc<Rec>, closes: usize, adapter: Adapter) {
+    sink.wait_closed(closes);
+    assert!(fabric.wait_idle(WAIT));
+    assert_eq!(
+        Arc::strong_count(sink),
+        1,
+        "no sink reference leaked or lost"
+    );
+    wsk.close_adapter(adapter);
+    assert_eq!(fabric.live_objects(), 0);
+}
+
 fn run_connection(mode: Completion, version: NDK_VERSION) {
     let fabric = fabric_in(mode);
     let ip_a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
@@ -269,11 +283,7 @@ fn a_refused_connect_reports_once_and_unclaimed_incoming_requests_are_rejected(m
     e.qp.close(&a);
     e.cq.close(&a);
     e.pd.close(&a);
-    a.wait_closed(4);
-    assert!(fabric.wait_idle(WAIT));
-    assert_eq!(Arc::strong_count(&a), 1);
-    wsk.close_adapter(ad);
-    assert_eq!(fabric.live_objects(), 0);
+    all_released(&fabric, &wsk, &a, 4, ad);
 }
 
 fn a_failed_create_leaves_no_reference_behind(mode: Completion) {
@@ -310,11 +320,7 @@ fn a_failed_create_leaves_no_reference_behind(mode: Completion) {
         "{mode:?}: the live PD holds its sink"
     );
     pd.close(&a);
-    a.wait_closed(1);
-    assert!(fabric.wait_idle(WAIT));
-    assert_eq!(Arc::strong_count(&a), 1, "{mode:?}");
-    wsk.close_adapter(ad);
-    assert_eq!(fabric.live_objects(), 0);
+    all_released(&fabric, &wsk, &a, 1, ad);
 }
 
 /// Registered memory that records when it is freed.
@@ -443,11 +449,7 @@ fn an_mr_owns_its_memory_until_its_close_completes_and_posts_and_reaps_take_thei
     );
     cq.close(&a);
     pd.close(&a);
-    a.wait_closed(4);
-    assert!(fabric.wait_idle(WAIT));
-    assert_eq!(Arc::strong_count(&a), 1, "{mode:?}");
-    wsk.close_adapter(ad);
-    assert_eq!(fabric.live_objects(), 0);
+    all_released(&fabric, &wsk, &a, 4, ad);
     assert!(fabric.violations().is_empty(), "{:?}", fabric.violations());
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ndkdisc_abi::PostKind;
 use ndkdisc_client::sim::SimOptions;
-use ndkdisc_client::{Cause, ConnState, DisconnectMode, EventKind, WaitOn};
+use ndkdisc_client::{Cause, Client, ConnState, DisconnectMode, Event, EventKind, WaitOn};
 use softndk::Completion;
 
 mod common;
@@ -25,6 +25,16 @@ fn pair() -> Pair {
     )
 }
 
+/// The next event of connection `id` on `client`: `Disconnected` with `cause`.
+fn disconnected(client: &Client, id: u64, cause: Cause) -> Event {
+    let e = client.wait(WaitOn::Connection(id), 4, LIMIT).unwrap()[0];
+    assert_eq!(
+        (e.connection_id, e.kind, e.cause),
+        (id, EventKind::Disconnected, Some(cause))
+    );
+    e
+}
+
 /// Close both handles; every NDK object is then released.
 fn finish(p: Pair) {
     p.a.close();
@@ -40,11 +50,7 @@ fn a_wait_registered_after_the_disconnect_still_fires() {
     p.a.disconnect(p.ca, DisconnectMode::Abortive).unwrap();
     assert!(p.fabric.settle(Duration::from_secs(10)));
     // Nobody was waiting on B when it happened; the wait made now fires at once.
-    let e = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
-    assert_eq!(
-        (e.connection_id, e.kind, e.cause),
-        (p.cb, EventKind::Disconnected, Some(Cause::Peer))
-    );
+    let e = disconnected(&p.b, p.cb, Cause::Peer);
     // And so does every later one, with the same record flagged as already delivered.
     let again = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
     assert_eq!((again.seq, again.already_delivered), (e.seq, true));
@@ -58,11 +64,7 @@ fn a_local_disconnect_ends_the_connection_without_the_peers_cooperation() {
     let p = pair();
     // B does nothing at all; A's own abortive disconnect gives A its terminal event.
     p.a.disconnect(p.ca, DisconnectMode::Abortive).unwrap();
-    let e = p.a.wait(WaitOn::Connection(p.ca), 4, LIMIT).unwrap()[0];
-    assert_eq!(
-        (e.connection_id, e.kind, e.cause),
-        (p.ca, EventKind::Disconnected, Some(Cause::LocalAbortive))
-    );
+    disconnected(&p.a, p.ca, Cause::LocalAbortive);
     assert_eq!(p.a.query(p.ca).unwrap().state, ConnState::Disconnected);
     finish(p);
 }
