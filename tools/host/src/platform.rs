@@ -383,6 +383,16 @@ impl HostRequest {
     }
 }
 
+impl HostRequest {
+    /// The request's shared state, whoever panicked while holding it.
+    fn state(&self) -> std::sync::MutexGuard<'_, ReqState> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl PendedRequest for HostRequest {
     fn token(&self) -> u64 {
         self.token
@@ -393,11 +403,7 @@ impl PendedRequest for HostRequest {
     }
 
     fn mark_cancelable(&mut self) -> Result<(), Cancelled> {
-        let mut s = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.state();
         if s.cancel_requested {
             return Err(Cancelled);
         }
@@ -406,11 +412,7 @@ impl PendedRequest for HostRequest {
     }
 
     fn unmark_cancelable(&mut self) -> Result<(), Cancelled> {
-        let mut s = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut s = self.state();
         if s.cancel_requested && s.cancelable {
             return Err(Cancelled);
         }
