@@ -98,11 +98,15 @@ struct Ctl<R> {
     last_error: (NtStatus, u32),
     /// Requests completed as flushed that ndkdisc never asked to flush.
     provider_flushed: bool,
-    /// The CQ reported a fatal error or an overrun: nothing posted will complete.
-    cq_failed: bool,
-    /// The adapter went away and the NDK objects were released: what was still posted was
-    /// counted as failed with `STATUS_DEVICE_REMOVED`, and nothing more will complete.
+    /// The CQ reported a fatal error or an overrun (its notification status): nothing posted
+    /// will complete.
+    cq_error: Option<NtStatus>,
+    /// The adapter went away: what teardown cannot account for counts as failed with
+    /// `STATUS_DEVICE_REMOVED`.
     adapter_gone: bool,
+    /// Teardown released the NDK objects: nothing posted is outstanding any more, nothing more
+    /// will complete, and FLUSH has nothing left to wait for.
+    released: bool,
     /// A graceful DISCONNECT waiting for `NdkDisconnect` to complete.
     disconnect_request: Option<R>,
     /// A FLUSH waits for the outstanding requests to complete.
@@ -115,6 +119,69 @@ struct Ctl<R> {
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
     ndk_version: (u16, u16),
+}
+
+impl<R> Ctl<R> {
+    /// Count reaped completions by queue and outcome. Returns the first failure (neither a
+    /// success nor a flush), which means the provider put the QP in the error state.
+    fn count_completions(&mut self, done: &[ndkpi::Completion]) -> Option<NtStatus> {
+        // Flushes ndkdisc caused: FLUSH, its own NdkDisconnect, its own close.
+        let ours = self.flushed || self.local_disconnect || self.users.tearing_down();
+        let mut failure = None;
+        for done in done {
+            // The request context, never `kind`: NDKPI leaves the operation type undefined on
+            // error completions.
+            let queue = match done.request_context {
+                CTX_RECEIVE => {
+                    self.outstanding_receives = self.outstanding_receives.saturating_sub(1);
+                    0
+                }
+                CTX_SEND => {
+                    self.outstanding_sends = self.outstanding_sends.saturating_sub(1);
+                    1
+                }
+                _ => continue,
+            };
+            let outcome = match done.status {
+                NtStatus::SUCCESS => 0,
+                NtStatus::CANCELLED => {
+                    self.provider_flushed |= !ours;
+                    1
+                }
+                st => {
+                    self.last_error = (st, done.provider_error);
+                    failure.get_or_insert(st);
+                    2
+                }
+            };
+            let count = &mut self.reaped[queue][outcome];
+            *count = count.saturating_add(1);
+        }
+        failure
+    }
+
+    /// Teardown closed every NDK object: nothing posted can complete any more. What the CQ did
+    /// not report (it died, or the adapter went) counts as failed with the reason, so nothing
+    /// stays outstanding for ever.
+    fn released(&mut self) {
+        let lost = [self.outstanding_receives, self.outstanding_sends];
+        if lost != [0, 0] {
+            let st = if self.adapter_gone {
+                NtStatus::DEVICE_REMOVED
+            } else {
+                // A live CQ reports every request a QP's close flushed; one that did not
+                // broke that rule, and its requests were cancelled all the same.
+                self.cq_error.unwrap_or(NtStatus::CANCELLED)
+            };
+            for (queue, n) in lost.into_iter().enumerate() {
+                self.reaped[queue][2] = self.reaped[queue][2].saturating_add(n);
+            }
+            self.last_error = (st, 0);
+        }
+        self.outstanding_receives = 0;
+        self.outstanding_sends = 0;
+        self.released = true;
+    }
 }
 
 impl<R> Counted for Ctl<R> {
@@ -210,13 +277,14 @@ impl<P: Platform> Conn<P> {
             terminal_status: NtStatus::SUCCESS,
             terminal_set: false,
             adapter_gone: false,
+            released: false,
             answering_peer: false,
             outstanding_receives: 0,
             outstanding_sends: 0,
             reaped: [[0; 3]; 2],
             last_error: (NtStatus::SUCCESS, 0),
             provider_flushed: false,
-            cq_failed: false,
+            cq_error: None,
             disconnect_request: None,
             flush_pending: false,
             mrs: Vec::new(),
@@ -301,7 +369,7 @@ impl<P: Platform> Conn<P> {
         self.ctl.with(|c| c.objects.qp = Some(qp));
         // Completions are reaped from the CQ notification (the counts QUERY reports), which
         // cannot fire before this first arm: the reaper is free.
-        self.reap_with(&cq, |_| {});
+        self.reap_with(&cq, true, |_| {});
         Ok(())
     }
 
@@ -647,29 +715,15 @@ impl<P: Platform> Conn<P> {
     /// CONNECT fails with that status) and release its NDK objects so the adapter can close.
     /// The id stays until CLOSE. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn adapter_removed(self: &Arc<Self>) {
+        // The terminal event keeps the counts as they were when the adapter went; teardown
+        // then accounts for what was still posted.
         self.conclude(
             None,
             NtStatus::DEVICE_REMOVED,
             Some((Cause::AdapterRemoved, NtStatus::DEVICE_REMOVED)),
-            |_| {},
+            |c| c.adapter_gone = true,
         );
         self.teardown();
-        // The QP and CQ are closed with the adapter gone: what was still posted will never
-        // complete. Count it as failed, so a consumer draining it (after FLUSH) does not wait
-        // for ever; the terminal event kept the counts as they were when the adapter went.
-        self.ctl.with(|c| {
-            let lost = [c.outstanding_receives, c.outstanding_sends];
-            for (queue, n) in lost.into_iter().enumerate() {
-                c.reaped[queue][2] = c.reaped[queue][2].saturating_add(n);
-            }
-            if lost != [0, 0] {
-                c.last_error = (NtStatus::DEVICE_REMOVED, 0);
-            }
-            c.outstanding_receives = 0;
-            c.outstanding_sends = 0;
-            c.adapter_gone = true;
-        });
-        self.flush_done_if_drained();
     }
 
     /// DISCONNECT abortive, ABORT, CLOSE and handle cleanup: latch the terminal event (if none
@@ -712,6 +766,15 @@ impl<P: Platform> Conn<P> {
         }
         drop(buffers);
         if let Some(q) = sole(objects.cq) {
+            // A QP's close stays pending while any of its requests is, and flushes them: what
+            // was still posted has completed into the CQ by now. Count it before the CQ goes,
+            // or it would stay outstanding for ever. The failure of a request flushed here
+            // does not end the connection (teardown follows its end, or ends it).
+            self.reap_with(&q, false, |done| {
+                self.ctl.with(|c| {
+                    let _ = c.count_completions(done);
+                });
+            });
             session.run(|| q.close(self));
         }
         if let Some(p) = sole(objects.pd) {
@@ -722,13 +785,16 @@ impl<P: Platform> Conn<P> {
         if let Some(adapter) = objects.adapter.and_then(Arc::into_inner) {
             self.runtime().platform().wsk().close_adapter(adapter);
         }
+        self.ctl.with(Ctl::released);
+        // A FLUSH waiting for the requests teardown accounted for is done.
+        self.flush_done_if_drained();
     }
 
     /// FLUSH: `NdkFlush` on the QP (the only flush ndkdisc ever makes). `Flushed` is latched
     /// when every request posted before it has completed (reaped from the CQ).
     ///
     /// # Errors
-    /// [`Error::InvalidState`] without a QP (failed or closed).
+    /// [`Error::InvalidState`] while teardown is releasing the QP (afterwards FLUSH reports at once).
     pub(crate) fn flush(&self) -> Result<(), Error> {
         self.ctl.with(|c| {
             c.flushed = true;
@@ -738,9 +804,9 @@ impl<P: Platform> Conn<P> {
             .with_objects(|o| o.qp.as_ref().map(|qp| qp.qp().flush()))
             .flatten();
         if flushed.is_none() {
-            // Without a QP there is nothing to flush: after an adapter removal that is done
-            // (nothing will complete), otherwise the connection failed or was closed.
-            if self.ctl.with(|c| c.adapter_gone) {
+            // Without a QP there is nothing to flush: once teardown released the objects that
+            // is done (nothing is outstanding); otherwise teardown is under way.
+            if self.ctl.with(|c| c.released) {
                 self.flush_done_if_drained();
                 return Ok(());
             }
@@ -755,7 +821,8 @@ impl<P: Platform> Conn<P> {
     fn flush_done_if_drained(&self) {
         let ready = self.ctl.with(|c| {
             // A dead CQ completes nothing more: what it held is lost, and waiting would hang.
-            let drained = c.cq_failed || (c.outstanding_receives == 0 && c.outstanding_sends == 0);
+            let drained =
+                c.cq_error.is_some() || (c.outstanding_receives == 0 && c.outstanding_sends == 0);
             let done = c.flush_pending && drained;
             if !done || matches!(c.phase, ConnState::Closed) {
                 return None;
@@ -864,38 +931,10 @@ impl<P: Platform> Conn<P> {
         let mut failure = None;
         let _ = self.with_objects(|o| {
             let Some(cq) = o.cq.as_ref() else { return };
-            self.reap_with(cq, |done| {
+            self.reap_with(cq, true, |done| {
                 self.ctl.with(|c| {
-                    // Flushes ndkdisc caused: FLUSH, its own NdkDisconnect, its own close.
-                    let ours = c.flushed || c.local_disconnect || c.users.tearing_down();
-                    for done in done {
-                        // The request context, never `kind`: NDKPI leaves the operation type
-                        // undefined on error completions.
-                        let queue = match done.request_context {
-                            CTX_RECEIVE => {
-                                c.outstanding_receives = c.outstanding_receives.saturating_sub(1);
-                                0
-                            }
-                            CTX_SEND => {
-                                c.outstanding_sends = c.outstanding_sends.saturating_sub(1);
-                                1
-                            }
-                            _ => continue,
-                        };
-                        let outcome = match done.status {
-                            NtStatus::SUCCESS => 0,
-                            NtStatus::CANCELLED => {
-                                c.provider_flushed |= !ours;
-                                1
-                            }
-                            st => {
-                                c.last_error = (st, done.provider_error);
-                                failure.get_or_insert(st);
-                                2
-                            }
-                        };
-                        let count = &mut c.reaped[queue][outcome];
-                        *count = count.saturating_add(1);
+                    if let Some(st) = c.count_completions(done) {
+                        failure.get_or_insert(st);
                     }
                 });
             });
@@ -906,11 +945,11 @@ impl<P: Platform> Conn<P> {
         self.flush_done_if_drained();
     }
 
-    /// Take every completion from `cq`, a batch at a time through `each`, and re-arm it unless
-    /// it failed. Another context reaping it (a notification firing on another thread as the
-    /// holder re-arms) makes this return at once, and the holder goes round again.
-    /// `// IRQL: <= DISPATCH_LEVEL`.
-    fn reap_with(&self, cq: &Cq, mut each: impl FnMut(&[ndkpi::Completion])) {
+    /// Take every completion from `cq`, a batch at a time through `each`, and with `arm` re-arm
+    /// it unless it failed (teardown, about to close it, does not). Another context reaping it
+    /// (a notification firing on another thread as the holder re-arms) makes this return at
+    /// once, and the holder goes round again. `// IRQL: <= DISPATCH_LEVEL`.
+    fn reap_with(&self, cq: &Cq, arm: bool, mut each: impl FnMut(&[ndkpi::Completion])) {
         let Some(mut reaper) = cq.reaper() else {
             return;
         };
@@ -924,7 +963,7 @@ impl<P: Platform> Conn<P> {
                 }
             }
             // A dead CQ reports nothing more: arming it again is pointless.
-            if !self.ctl.with(|c| c.cq_failed) {
+            if arm && self.ctl.with(|c| c.cq_error.is_none()) {
                 reaper.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
             }
             match reaper.release() {
@@ -977,7 +1016,7 @@ impl<P: Platform> Conn<P> {
             aborted: c.aborted,
             flushed: c.flushed,
             provider_flushed: c.provider_flushed,
-            cq_failed: c.cq_failed,
+            cq_failed: c.cq_error.is_some(),
             outstanding_receives: c.outstanding_receives,
             outstanding_sends: c.outstanding_sends,
             ndk_version: c.ndk_version,
@@ -1060,7 +1099,7 @@ impl<P: Platform> Sink for Conn<P> {
         if st != NtStatus::SUCCESS {
             // Recorded in the same critical section that ends the connection.
             self.conclude(None, st, Some((Cause::TransportError, st)), |c| {
-                c.cq_failed = true;
+                c.cq_error.get_or_insert(st);
             });
         }
         self.reap();

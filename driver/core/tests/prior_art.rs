@@ -439,6 +439,119 @@ fn adapter_removal_does_not_leave_posted_receives_outstanding_for_ever() {
     close_pair_and_finish(&w, (hb, cb), (ha, ca));
 }
 
+/// The same for a connection the consumer ends itself: once ABORT or an abortive DISCONNECT
+/// has released the NDK objects, what was posted is accounted for when the IOCTL returns, and
+/// FLUSH reports at once. Each request the QP's close flushed counts as cancelled, and none as
+/// a flush by the provider.
+fn ending_a_connection_locally_leaves_nothing_outstanding(mode: Completion) {
+    // rdma-core#28 again, on the local side: the requests a close flushed were never reaped, so
+    // QUERY kept them outstanding and FLUSH was refused with STATUS_INVALID_DEVICE_STATE.
+    for (end, cause) in [
+        (abort as fn(&HostHandle, u64) -> NtStatus, Cause::Aborted),
+        (abortive, Cause::LocalAbortive),
+    ] {
+        let w = world(mode);
+        let (ha, ca, hb, cb) = pair_with_receives(&w, 3);
+        assert_eq!(end(&hb, cb), NtStatus::SUCCESS, "{mode:?} {cause:?}");
+        let e = disconnected(&hb, cause);
+        assert_eq!(
+            e.outstanding_receives, 3,
+            "the event keeps the counts of the end"
+        );
+        // No polling: teardown ran inside the IOCTL.
+        let q = query(&hb, cb);
+        assert_eq!(
+            (
+                q.outstanding_receives,
+                q.receives_cancelled,
+                q.receives_failed
+            ),
+            (0, 3, 0),
+            "{mode:?} {cause:?}: each posted receive was flushed by the close and counted: {q:?}"
+        );
+        assert!(
+            !q.provider_flushed,
+            "{mode:?} {cause:?}: the close was ours: {q:?}"
+        );
+        assert_eq!(
+            flush(&hb, cb),
+            NtStatus::SUCCESS,
+            "{mode:?} {cause:?}: FLUSH reports at once"
+        );
+        assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
+        disconnected(&ha, Cause::Peer);
+        close_pair_and_finish(&w, (hb, cb), (ha, ca));
+    }
+}
+
+/// What a dead CQ never reported counts as failed, with the CQ's reason, once ABORT has released
+/// the connection, and FLUSH then reports at once.
+fn what_a_dead_cq_never_reported_counts_as_failed_after_teardown(mode: Completion) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 3);
+    // A dead CQ keeps the three receives from ever completing, so only teardown can account
+    // for them. (Its TransportError is the terminal event: ABORT adds none.)
+    let cqs = w.fabric.cqs(w.hosts[1]);
+    assert!(
+        w.fabric.inject_cq_error(cqs[0], CqError::Overrun),
+        "{mode:?}"
+    );
+    disconnected(&hb, Cause::TransportError);
+    assert_eq!(abort(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
+    let q = query(&hb, cb);
+    assert_eq!(
+        (q.outstanding_receives, q.receives_failed),
+        (0, 3),
+        "{mode:?}: what the dead CQ never reported counts as failed: {q:?}"
+    );
+    assert_eq!(
+        q.last_error_status,
+        NtStatus::BUFFER_OVERFLOW,
+        "{mode:?}: with the CQ's reason: {q:?}"
+    );
+    assert_eq!(flush(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
+    assert_eq!(next_event(&hb, EventKind::Flushed).connection_id, cb);
+    assert!(
+        wait_now(&hb, Some(cb), 4)
+            .iter()
+            .all(|e| e.already_delivered),
+        "{mode:?}: ABORT after the terminal event adds no event"
+    );
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
+}
+
+/// A FLUSH still waiting for its completions when ABORT comes is answered, by the completions
+/// or by the teardown that accounts for them: exactly one `Flushed` event, and nothing stays
+/// outstanding.
+fn a_flush_overtaken_by_abort_still_reports_flushed(mode: Completion) {
+    let w = world(mode);
+    let (ha, ca, hb, cb) = pair_with_receives(&w, 3);
+    // NdkFlush only starts the flush: with a provider that completes later, ABORT overtakes it.
+    assert_eq!(flush(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
+    assert_eq!(abort(&hb, cb), NtStatus::SUCCESS, "{mode:?}");
+    // Teardown ran inside the ABORT: every event is latched when it returns.
+    let evs = drain(&hb);
+    let kinds: Vec<_> = evs.iter().map(|e| (e.kind, e.cause)).collect();
+    let flushed = kinds.iter().filter(|k| k.0 == EventKind::Flushed).count();
+    let aborted = kinds
+        .iter()
+        .filter(|k| **k == (EventKind::Disconnected, Some(Cause::Aborted)))
+        .count();
+    assert_eq!(
+        (flushed, aborted, evs.len()),
+        (1, 1, 2),
+        "{mode:?}: {kinds:?}"
+    );
+    let q = query(&hb, cb);
+    assert_eq!(
+        (q.outstanding_receives, q.receives_cancelled),
+        (0, 3),
+        "{mode:?}: {q:?}"
+    );
+    disconnected(&ha, Cause::Peer);
+    close_pair_and_finish(&w, (hb, cb), (ha, ca));
+}
+
 // --- 9. ofiwg/libfabric#4756 --------------------------------------------------------------------
 
 /// Every request posted on `id` completed exactly once: nothing outstanding, and completions
@@ -867,6 +980,9 @@ per_mode!(
     closing_connections_whose_events_were_never_read_does_not_block,
     closing_a_connection_while_other_threads_wait_on_it_is_safe,
     adapter_removal_wakes_every_waiter,
+    ending_a_connection_locally_leaves_nothing_outstanding,
+    what_a_dead_cq_never_reported_counts_as_failed_after_teardown,
+    a_flush_overtaken_by_abort_still_reports_flushed,
     every_posted_request_completes_exactly_once_flushed_or_not,
     teardown_never_waits_for_completions_the_provider_does_not_deliver,
     disconnecting_a_connection_the_peer_already_reset_is_harmless,
