@@ -243,19 +243,17 @@ impl<P: Platform> Owner<P> {
     }
 
     fn close(&self, id: u64, request: P::Request) {
-        let (conn, listener) = self.inner.table.with(|t| {
-            let c = t
-                .conns
-                .iter()
-                .position(|c| c.id == id)
-                .map(|i| t.conns.swap_remove(i));
-            let l = t
-                .listeners
-                .iter()
-                .position(|l| l.id == id)
-                .map(|i| t.listeners.swap_remove(i));
-            (c, l)
-        });
+        let conn = self.inner.take_conn(id);
+        let listener = if conn.is_some() {
+            None
+        } else {
+            self.inner.table.with(|t| {
+                t.listeners
+                    .iter()
+                    .position(|l| l.id == id)
+                    .map(|i| t.listeners.swap_remove(i))
+            })
+        };
         if let Some(c) = conn {
             c.end(Cause::LocalAbortive);
             c.closed_event();

@@ -6,7 +6,6 @@
 //! Completing a request is never done under the lock: methods hand back a [`Ready`] request
 //! for the caller to complete after unlocking.
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use ndkdisc_abi::{
@@ -70,11 +69,41 @@ pub enum QueueError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnIndex(usize, u64);
 
+impl ConnIndex {
+    /// The connection's record index in its handle (the handle's table of connections uses the
+    /// same index).
+    pub(crate) fn slot(self) -> usize {
+        self.0
+    }
+}
+
+/// The end of an intrusive list.
+const NIL: u32 = u32::MAX;
+
+/// Links of an intrusive doubly-linked list: a member's neighbours, or a list's ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Links {
+    prev: u32,
+    next: u32,
+}
+
+impl Links {
+    const NONE: Self = Self {
+        prev: NIL,
+        next: NIL,
+    };
+}
+
 #[derive(Debug)]
 struct Records {
     id: u64,
     slots: [Option<Event>; SLOTS],
     queued: [bool; SLOTS],
+    /// Each queued slot's neighbours in the handle's latch-order list (entry
+    /// `index * SLOTS + slot`).
+    order: [Links; SLOTS],
+    /// The WAITs pended on this connection alone, oldest first (`prev` = head, `next` = tail).
+    waits: Links,
     terminal_latched: bool,
     closed_latched: bool,
 }
@@ -92,9 +121,24 @@ pub enum Latch {
     Unknown,
 }
 
+/// Which list a pended WAIT is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WaitList {
+    /// The handle's any-connection waits.
+    Any,
+    /// The waits of the connection with this record index.
+    Conn(u32),
+    /// On none: its connection's records were freed while it was being cancelled; only its
+    /// cancel routine takes it now.
+    Orphan,
+}
+
 struct Wait<R> {
     request: R,
-    filter: Option<u64>,
+    list: WaitList,
+    links: Links,
+    /// When it pended: the oldest matching wait is served first.
+    order: u64,
 }
 
 /// A request taken out of the queue, to complete after the lock is released.
@@ -135,15 +179,27 @@ pub struct QueueCounters {
     pub delivered: u64,
 }
 
-/// One handle's events and waits.
+/// One handle's events and waits. Every operation on one connection costs the same however
+/// many connections and waits the handle has: its records are found through an id map, its
+/// queued events and pended waits hang off its records in intrusive lists. Only cancelling a
+/// WAIT by token and handle cleanup look through all pended waits.
 pub struct EventQueue<R> {
     limits: Limits,
     conns: Vec<Option<Records>>,
     /// Indexes of free records in `conns` (room reserved for all of them).
     free: Vec<u32>,
-    /// Queued events in latch order: (index in `conns`, slot); 8 bytes each.
-    queue: VecDeque<(u32, Slot)>,
-    waits: VecDeque<Wait<R>>,
+    /// Connection id -> record index.
+    ids: IdMap,
+    /// Queued events in latch order (`prev` = head, `next` = tail), linked through the records.
+    queue: Links,
+    queued: usize,
+    /// Pended WAITs, in a pool reserved up front, and the free entries of the pool.
+    waits: Vec<Option<Wait<R>>>,
+    free_waits: Vec<u32>,
+    /// The any-connection waits, oldest first (`prev` = head, `next` = tail).
+    any_waits: Links,
+    pended: usize,
+    next_wait_order: u64,
     next_seq: u64,
     counters: QueueCounters,
     /// The handle's cleanup has begun: a WAIT is cancelled, never pended.
@@ -156,8 +212,14 @@ impl<R: PendedRequest> EventQueue<R> {
     /// # Errors
     /// [`QueueError::NoMemory`] if the reservation fails (nothing is half-built).
     pub fn new(limits: Limits) -> Result<Self, QueueError> {
-        // Indexes are stored as u32 (the queue's entries stay 8 bytes).
-        if u32::try_from(limits.max_connections).is_err() {
+        // Queue entries (index * SLOTS + slot) and wait indexes are u32, below NIL.
+        let entries = limits
+            .max_connections
+            .checked_mul(SLOTS)
+            .ok_or(QueueError::NoMemory)?;
+        if u32::try_from(entries).map_or(true, |n| n == NIL)
+            || u32::try_from(limits.max_waits).map_or(true, |n| n == NIL)
+        {
             return Err(QueueError::NoMemory);
         }
         let mut conns = Vec::new();
@@ -167,24 +229,27 @@ impl<R: PendedRequest> EventQueue<R> {
         let mut free = Vec::new();
         free.try_reserve_exact(limits.max_connections)
             .map_err(|_| QueueError::NoMemory)?;
-        let mut queue = VecDeque::new();
-        let records = limits
-            .max_connections
-            .checked_mul(SLOTS)
-            .ok_or(QueueError::NoMemory)?;
-        queue
-            .try_reserve_exact(records)
-            .map_err(|_| QueueError::NoMemory)?;
-        let mut waits = VecDeque::new();
+        let ids = IdMap::new(limits.max_connections)?;
+        let mut waits = Vec::new();
         waits
+            .try_reserve_exact(limits.max_waits)
+            .map_err(|_| QueueError::NoMemory)?;
+        let mut free_waits = Vec::new();
+        free_waits
             .try_reserve_exact(limits.max_waits)
             .map_err(|_| QueueError::NoMemory)?;
         Ok(Self {
             limits,
             conns,
             free,
-            queue,
+            ids,
+            queue: Links::NONE,
+            queued: 0,
             waits,
+            free_waits,
+            any_waits: Links::NONE,
+            pended: 0,
+            next_wait_order: 0,
             next_seq: 1,
             counters: QueueCounters::default(),
             closing: false,
@@ -198,12 +263,12 @@ impl<R: PendedRequest> EventQueue<R> {
 
     /// Events queued and not yet delivered.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.queued
     }
 
     /// WAIT requests pended.
     pub fn pended_waits(&self) -> usize {
-        self.waits.len()
+        self.pended
     }
 
     /// Add a connection's records. Never allocates: the table was reserved in `new`.
@@ -215,40 +280,43 @@ impl<R: PendedRequest> EventQueue<R> {
             id,
             slots: [None; SLOTS],
             queued: [false; SLOTS],
+            order: [Links::NONE; SLOTS],
+            waits: Links::NONE,
             terminal_latched: false,
             closed_latched: false,
         };
-        if let Some(i) = self.free.pop() {
+        let i = if let Some(i) = self.free.pop() {
             let i = i as usize;
-            self.conns[i] = Some(records);
-            return Ok(ConnIndex(i, id));
-        }
-        if self.conns.len() >= self.limits.max_connections {
-            return Err(QueueError::Quota);
-        }
-        // INVARIANT: len < max_connections = reserved capacity, so this push does not allocate.
-        self.conns.push(Some(records));
-        Ok(ConnIndex(self.conns.len() - 1, id))
+            if let Some(slot) = self.conns.get_mut(i) {
+                *slot = Some(records);
+            }
+            i
+        } else {
+            if self.conns.len() >= self.limits.max_connections {
+                return Err(QueueError::Quota);
+            }
+            // INVARIANT: len < max_connections = reserved capacity: this push does not allocate.
+            self.conns.push(Some(records));
+            self.conns.len() - 1
+        };
+        self.ids.insert(id, index_u32(i));
+        Ok(ConnIndex(i, id))
     }
 
     /// Forget a connection that never became visible (nothing latched for it).
     pub fn remove_connection(&mut self, conn: ConnIndex) {
-        if let Some(slot) = self.conns.get_mut(conn.0)
-            && slot
-                .as_ref()
-                .is_some_and(|r| r.id == conn.1 && !r.queued.iter().any(|q| *q))
+        if self
+            .records(conn.0)
+            .is_some_and(|r| r.id == conn.1 && !r.queued.iter().any(|q| *q))
         {
-            *slot = None;
-            self.release_index(conn.0);
+            self.free_records(conn.0);
         }
     }
 
     /// The index of connection `id`, if this handle holds it.
     pub fn find(&self, id: u64) -> Option<ConnIndex> {
-        self.conns
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|r| r.id == id))
-            .map(|i| ConnIndex(i, id))
+        let i = self.ids.get(&self.conns, id)?;
+        Some(ConnIndex(i as usize, id))
     }
 
     /// Latch an event about a connection (the queue fills in its `seq` and `connection_id`),
@@ -256,15 +324,12 @@ impl<R: PendedRequest> EventQueue<R> {
     /// `// IRQL: <= DISPATCH_LEVEL`; never allocates.
     pub fn latch(&mut self, conn: ConnIndex, fact: Event) -> (Latch, Option<Ready<R>>) {
         let seq = self.next_seq;
-        let Some(Some(records)) = self.conns.get_mut(conn.0) else {
-            return (Latch::Unknown, None);
-        };
         let Some(slot) = slot_of(fact.kind) else {
             return (Latch::Unknown, None);
         };
-        if records.id != conn.1 {
+        let Some(records) = self.records_mut(conn.0).filter(|r| r.id == conn.1) else {
             return (Latch::Unknown, None);
-        }
+        };
         let event = Event {
             seq,
             connection_id: records.id,
@@ -296,82 +361,87 @@ impl<R: PendedRequest> EventQueue<R> {
         records.queued[i] = true;
         self.next_seq += 1;
         self.counters.latched += 1;
-        // INVARIANT: each (connection, slot) is queued at most once and there are at most
-        // max_connections connections, so len < max_connections * SLOTS = reserved capacity:
-        // this push never allocates and never drops.
-        self.queue.push_back((index_u32(conn.0), slot));
-        (
-            Latch::Queued,
-            self.serve(Some(records_id(&self.conns, conn.0))),
-        )
+        self.push_event(entry_of(conn.0, slot));
+        (Latch::Queued, self.serve(index_u32(conn.0)))
     }
 
-    /// Give queued events to the oldest pended wait they match. Only waits whose
+    /// Give the queued events to the oldest pended wait that matches connection `c`, which just
+    /// latched one: the oldest any-connection wait or the oldest wait on `c`. Only waits whose
     /// `unmark_cancelable` succeeds are taken; a wait being cancelled is left for its cancel
-    /// routine, and the events stay queued.
-    fn serve(&mut self, for_conn: Option<u64>) -> Option<Ready<R>> {
-        let mut i = 0;
-        while i < self.waits.len() {
-            let w = &self.waits[i];
-            let matches = w.filter.is_none() || w.filter == for_conn;
-            // A wait whose unmark fails is being cancelled: its cancel routine completes it,
-            // and the next wait is tried.
-            if matches
-                && self.has_events_for(w.filter)
-                && self.waits[i].request.unmark_cancelable().is_ok()
-            {
-                let mut wait = self.waits.remove(i)?;
-                let information = self.fill(&mut wait.request, wait.filter);
+    /// routine (and the next one is tried), and the events stay queued.
+    fn serve(&mut self, c: u32) -> Option<Ready<R>> {
+        let mut any = self.any_waits.prev;
+        let mut own = self.records(c as usize).map_or(NIL, |r| r.waits.prev);
+        loop {
+            let any_order = self.wait_ref(any).map(|w| w.order);
+            let own_order = self.wait_ref(own).map(|w| w.order);
+            let (w, filter) = match (any_order, own_order) {
+                (None, None) => return None,
+                (Some(a), Some(o)) if o < a => (own, Some(c)),
+                (Some(_), _) => (any, None),
+                (None, Some(_)) => (own, Some(c)),
+            };
+            let next = self.wait_ref(w).map_or(NIL, |x| x.links.next);
+            let taken = self
+                .wait_mut(w)
+                .is_some_and(|x| x.request.unmark_cancelable().is_ok());
+            if taken {
+                let mut wait = self.take_wait(w)?;
+                let information = self.fill(&mut wait.request, filter);
                 return Some(Ready {
                     request: wait.request,
                     status: NtStatus::SUCCESS,
                     information,
                 });
             }
-            i += 1;
+            // Being cancelled: its cancel routine completes it; try the next of that list.
+            if filter.is_some() {
+                own = next;
+            } else {
+                any = next;
+            }
         }
-        None
     }
 
-    fn has_events_for(&self, filter: Option<u64>) -> bool {
+    fn has_events_for(&self, filter: Option<u32>) -> bool {
         match filter {
-            None => !self.queue.is_empty(),
-            Some(id) => self
-                .queue
-                .iter()
-                .any(|(c, _)| records_id(&self.conns, *c as usize) == id),
+            None => self.queued > 0,
+            Some(c) => self
+                .records(c as usize)
+                .is_some_and(|r| r.queued.iter().any(|q| *q)),
         }
     }
 
     /// Move matching events (in latch order) into the request's output; returns the bytes
-    /// written. The caller checked the output holds at least one event.
-    fn fill(&mut self, request: &mut R, filter: Option<u64>) -> usize {
+    /// written. The caller checked the output holds at least one event. `filter` is a record
+    /// index.
+    fn fill(&mut self, request: &mut R, filter: Option<u32>) -> usize {
         let out = request.output();
         let room = batch_capacity(out.len(), Event::SIZE).unwrap_or(0);
         let mut n = 0;
-        let mut i = 0;
-        while n < room && i < self.queue.len() {
-            let (c, slot) = self.queue[i];
-            let c = c as usize;
-            if filter.is_some_and(|id| records_id(&self.conns, c) != id) {
-                i += 1;
-                continue;
+        while n < room {
+            let entry = match filter {
+                None => self.queue.prev,
+                Some(c) => self.oldest_queued_of(c as usize),
+            };
+            if entry == NIL {
+                break;
             }
-            let _ = self.queue.remove(i);
-            let Some(Some(records)) = self.conns.get_mut(c) else {
+            let (c, slot) = (entry as usize / SLOTS, entry as usize % SLOTS);
+            self.unlink_event(entry);
+            let Some(records) = self.records_mut(c) else {
                 continue;
             };
-            records.queued[slot as usize] = false;
-            if let Some(event) = records.slots[slot as usize] {
+            records.queued[slot] = false;
+            if let Some(event) = records.slots[slot] {
                 let at = BATCH_HEADER_SIZE + n * Event::SIZE;
                 if event.encode(&mut out[at..]).is_ok() {
                     n += 1;
                 }
             }
-            if slot == Slot::Closed {
+            if slot == Slot::Closed as usize {
                 // Its last event is delivered: the connection's records are free again.
-                self.conns[c] = None;
-                self.release_index(c);
+                self.free_records(c);
             }
         }
         self.counters.delivered += n as u64;
@@ -387,11 +457,11 @@ impl<R: PendedRequest> EventQueue<R> {
         self.closing = true;
     }
 
-    /// The connection's terminal record, if it was already delivered and is still held (the
-    /// connection's `Closed` event has not been delivered), flagged
+    /// The terminal record of the connection at record index `c`, if it was already delivered
+    /// and is still held (the connection's `Closed` event has not been delivered), flagged
     /// [`Event::already_delivered`]. Reads the record in place: no allocation.
-    fn delivered_terminal(&self, id: u64) -> Option<Event> {
-        let records = self.conns.iter().flatten().find(|r| r.id == id)?;
+    fn delivered_terminal(&self, c: usize) -> Option<Event> {
+        let records = self.records(c)?;
         let i = Slot::Terminal as usize;
         if !records.terminal_latched || records.queued[i] {
             return None;
@@ -427,16 +497,18 @@ impl<R: PendedRequest> EventQueue<R> {
         if batch_capacity(request.output().len(), Event::SIZE).is_none() {
             return ready(request, NtStatus::BUFFER_TOO_SMALL, 0);
         }
-        if let Some(id) = connection
-            && self.find(id).is_none()
-        {
-            return ready(request, NtStatus::NOT_FOUND, 0);
-        }
-        if self.has_events_for(connection) {
-            let information = self.fill(&mut request, connection);
+        let filter = match connection {
+            None => None,
+            Some(id) => match self.ids.get(&self.conns, id) {
+                Some(c) => Some(c),
+                None => return ready(request, NtStatus::NOT_FOUND, 0),
+            },
+        };
+        if self.has_events_for(filter) {
+            let information = self.fill(&mut request, filter);
             return ready(request, NtStatus::SUCCESS, information);
         }
-        if let Some(copy) = connection.and_then(|id| self.delivered_terminal(id)) {
+        if let Some(copy) = filter.and_then(|c| self.delivered_terminal(c as usize)) {
             let out = request.output();
             // The output holds the header and one event (checked above): neither can fail.
             let _ = copy.encode(&mut out[BATCH_HEADER_SIZE..]);
@@ -444,20 +516,17 @@ impl<R: PendedRequest> EventQueue<R> {
             return ready(request, NtStatus::SUCCESS, BATCH_HEADER_SIZE + Event::SIZE);
         }
         if nonblocking {
-            let information = self.fill(&mut request, connection);
+            let information = self.fill(&mut request, filter);
             return ready(request, NtStatus::SUCCESS, information);
         }
-        if self.waits.len() >= self.limits.max_waits {
+        if self.pended >= self.limits.max_waits {
             return ready(request, NtStatus::QUOTA_EXCEEDED, 0);
         }
         if request.mark_cancelable().is_err() {
             return ready(request, NtStatus::CANCELLED, 0);
         }
-        // INVARIANT: len < max_waits = reserved capacity: no allocation.
-        self.waits.push_back(Wait {
-            request,
-            filter: connection,
-        });
+        let list = filter.map_or(WaitList::Any, WaitList::Conn);
+        self.push_wait(request, list);
         WaitOutcome::Pended
     }
 
@@ -468,35 +537,33 @@ impl<R: PendedRequest> EventQueue<R> {
     /// outside the lock. Never allocates; waits being cancelled are left to their cancel
     /// routine.
     pub fn take_level_triggered(&mut self, id: u64) -> Option<Ready<R>> {
-        let copy = self.delivered_terminal(id)?;
-        if self.has_events_for(Some(id)) {
+        let c = self.ids.get(&self.conns, id)?;
+        let copy = self.delivered_terminal(c as usize)?;
+        if self.has_events_for(Some(c)) {
             return None;
         }
-        let mut i = 0;
-        while i < self.waits.len() {
-            if self.waits[i].filter == Some(id) && self.waits[i].request.unmark_cancelable().is_ok()
-            {
-                let mut wait = self.waits.remove(i)?;
-                let out = wait.request.output();
-                // A pended wait's output holds the header and one event (checked in `wait`).
-                let _ = copy.encode(&mut out[BATCH_HEADER_SIZE..]);
-                let _ = encode_batch_header(out, 1, 0);
-                return Some(Ready {
-                    request: wait.request,
-                    status: NtStatus::SUCCESS,
-                    information: BATCH_HEADER_SIZE + Event::SIZE,
-                });
-            }
-            i += 1;
-        }
-        None
+        let w = self.first_taken(self.records(c as usize)?.waits.prev)?;
+        let mut wait = self.take_wait(w)?;
+        let out = wait.request.output();
+        // A pended wait's output holds the header and one event (checked in `wait`).
+        let _ = copy.encode(&mut out[BATCH_HEADER_SIZE..]);
+        let _ = encode_batch_header(out, 1, 0);
+        Some(Ready {
+            request: wait.request,
+            status: NtStatus::SUCCESS,
+            information: BATCH_HEADER_SIZE + Event::SIZE,
+        })
     }
 
     /// The cancel routine of a pended WAIT ran: take it out (if the event path did not take it
-    /// first) to complete with `STATUS_CANCELLED`.
+    /// first) to complete with `STATUS_CANCELLED`. Looks through the pended waits (only
+    /// cancellation does).
     pub fn cancel(&mut self, token: u64) -> Option<Ready<R>> {
-        let i = self.waits.iter().position(|w| w.request.token() == token)?;
-        let wait = self.waits.remove(i)?;
+        let w = self
+            .waits
+            .iter()
+            .position(|w| w.as_ref().is_some_and(|w| w.request.token() == token))?;
+        let wait = self.take_wait(index_u32(w))?;
         Some(Ready {
             request: wait.request,
             status: NtStatus::CANCELLED,
@@ -508,45 +575,310 @@ impl<R: PendedRequest> EventQueue<R> {
     /// complete with `STATUS_CANCELLED` (ABORT). Call until it returns `None`. Waits being
     /// cancelled are left to their cancel routine.
     pub fn take_wait_to_cancel(&mut self, connection: Option<u64>) -> Option<Ready<R>> {
-        let mut i = 0;
-        while i < self.waits.len() {
-            let w = &self.waits[i];
-            let hit = connection.is_none() || w.filter == connection;
-            if hit && self.waits[i].request.unmark_cancelable().is_ok() {
-                let wait = self.waits.remove(i)?;
-                return Some(Ready {
-                    request: wait.request,
-                    status: NtStatus::CANCELLED,
-                    information: 0,
-                });
+        let w = if let Some(id) = connection {
+            let c = self.ids.get(&self.conns, id)?;
+            self.first_taken(self.records(c as usize)?.waits.prev)?
+        } else {
+            let w = self.waits.iter_mut().position(|w| {
+                w.as_mut()
+                    .is_some_and(|w| w.request.unmark_cancelable().is_ok())
+            })?;
+            index_u32(w)
+        };
+        let wait = self.take_wait(w)?;
+        Some(Ready {
+            request: wait.request,
+            status: NtStatus::CANCELLED,
+            information: 0,
+        })
+    }
+
+    /// The first wait from `w` on (along its list) whose `unmark_cancelable` succeeds.
+    fn first_taken(&mut self, mut w: u32) -> Option<u32> {
+        while let Some(wait) = self.wait_mut(w) {
+            if wait.request.unmark_cancelable().is_ok() {
+                return Some(w);
             }
-            i += 1;
+            w = wait.links.next;
         }
         None
     }
 }
 
 impl<R> EventQueue<R> {
-    /// A record became free.
-    fn release_index(&mut self, i: usize) {
+    fn records(&self, c: usize) -> Option<&Records> {
+        self.conns.get(c)?.as_ref()
+    }
+
+    fn records_mut(&mut self, c: usize) -> Option<&mut Records> {
+        self.conns.get_mut(c)?.as_mut()
+    }
+
+    fn wait_ref(&self, w: u32) -> Option<&Wait<R>> {
+        self.waits.get(w as usize)?.as_ref()
+    }
+
+    fn wait_mut(&mut self, w: u32) -> Option<&mut Wait<R>> {
+        self.waits.get_mut(w as usize)?.as_mut()
+    }
+
+    /// The links of queue entry `e` (a queued slot).
+    fn event_links(&mut self, e: u32) -> Option<&mut Links> {
+        let (c, slot) = (e as usize / SLOTS, e as usize % SLOTS);
+        Some(&mut self.records_mut(c)?.order[slot])
+    }
+
+    /// Append queue entry `e` (latch order).
+    fn push_event(&mut self, e: u32) {
+        let tail = self.queue.next;
+        if let Some(l) = self.event_links(e) {
+            *l = Links {
+                prev: tail,
+                next: NIL,
+            };
+        }
+        match self.event_links(tail) {
+            Some(l) => l.next = e,
+            None => self.queue.prev = e,
+        }
+        self.queue.next = e;
+        self.queued += 1;
+    }
+
+    /// Take queue entry `e` out of the latch-order list.
+    fn unlink_event(&mut self, e: u32) {
+        let Some(l) = self
+            .event_links(e)
+            .map(|l| core::mem::replace(l, Links::NONE))
+        else {
+            return;
+        };
+        match self.event_links(l.prev) {
+            Some(p) => p.next = l.next,
+            None => self.queue.prev = l.next,
+        }
+        match self.event_links(l.next) {
+            Some(n) => n.prev = l.prev,
+            None => self.queue.next = l.prev,
+        }
+        self.queued = self.queued.saturating_sub(1);
+    }
+
+    /// The queue entry of the oldest event queued for the connection at record index `c` (its
+    /// few slots, by sequence number), or `NIL`.
+    fn oldest_queued_of(&self, c: usize) -> u32 {
+        let Some(r) = self.records(c) else {
+            return NIL;
+        };
+        (0..SLOTS)
+            .filter(|&s| r.queued[s])
+            .min_by_key(|&s| r.slots[s].map_or(u64::MAX, |e| e.seq))
+            .map_or(NIL, |s| index_u32(c * SLOTS + s))
+    }
+
+    /// The ends of `list`.
+    fn wait_list(&mut self, list: WaitList) -> Option<&mut Links> {
+        match list {
+            WaitList::Any => Some(&mut self.any_waits),
+            WaitList::Conn(c) => Some(&mut self.records_mut(c as usize)?.waits),
+            WaitList::Orphan => None,
+        }
+    }
+
+    /// Pend `request` at the tail of `list`. Never allocates: the pool was reserved in `new`
+    /// and the caller checked `pended < max_waits`.
+    fn push_wait(&mut self, request: R, list: WaitList) {
+        let tail = self.wait_list(list).map_or(NIL, |l| l.next);
+        let wait = Wait {
+            request,
+            list,
+            links: Links {
+                prev: tail,
+                next: NIL,
+            },
+            order: self.next_wait_order,
+        };
+        self.next_wait_order += 1;
+        let w = if let Some(w) = self.free_waits.pop() {
+            if let Some(entry) = self.waits.get_mut(w as usize) {
+                *entry = Some(wait);
+            }
+            w
+        } else {
+            // INVARIANT: every entry is in use and pended < max_waits = reserved capacity:
+            // this push does not allocate.
+            self.waits.push(Some(wait));
+            index_u32(self.waits.len() - 1)
+        };
+        match self.wait_mut(tail) {
+            Some(t) => t.links.next = w,
+            None => {
+                if let Some(l) = self.wait_list(list) {
+                    l.prev = w;
+                }
+            }
+        }
+        if let Some(l) = self.wait_list(list) {
+            l.next = w;
+        }
+        self.pended += 1;
+    }
+
+    /// Take wait `w` out of its list and the pool.
+    fn take_wait(&mut self, w: u32) -> Option<Wait<R>> {
+        let wait = self.waits.get_mut(w as usize)?.take()?;
+        let Links { prev, next } = wait.links;
+        match self.wait_mut(prev) {
+            Some(p) => p.links.next = next,
+            None => {
+                if let Some(l) = self.wait_list(wait.list) {
+                    l.prev = next;
+                }
+            }
+        }
+        match self.wait_mut(next) {
+            Some(n) => n.links.prev = prev,
+            None => {
+                if let Some(l) = self.wait_list(wait.list) {
+                    l.next = prev;
+                }
+            }
+        }
+        // INVARIANT: each entry is freed once, and there are at most max_waits of them.
+        debug_assert!(self.free_waits.len() < self.free_waits.capacity());
+        self.free_waits.push(w);
+        self.pended = self.pended.saturating_sub(1);
+        Some(wait)
+    }
+
+    /// Free the records at index `c`: out of the id map, its waits (only ones being cancelled
+    /// can be left) orphaned, the index free for reuse.
+    fn free_records(&mut self, c: usize) {
+        let Some(records) = self.conns.get_mut(c).and_then(Option::take) else {
+            return;
+        };
+        let mut w = records.waits.prev;
+        while let Some(wait) = self.wait_mut(w) {
+            wait.list = WaitList::Orphan;
+            w = core::mem::replace(&mut wait.links, Links::NONE).next;
+        }
+        self.ids.remove(&self.conns, records.id, index_u32(c));
         // INVARIANT: at most max_connections indexes exist and each is free at most once, so
-        // the reserved room suffices; i < max_connections <= u32::MAX.
+        // the reserved room suffices; c < max_connections <= u32::MAX.
         debug_assert!(self.free.len() < self.free.capacity());
-        self.free.push(index_u32(i));
+        self.free.push(index_u32(c));
     }
 }
 
-/// A record index as stored in the queue.
+/// Connection id -> record index: open addressing with linear probing over a table at least
+/// twice the connections, reserved up front; the ids live in the records, the table holds only
+/// indexes. Expected O(1) per operation; never allocates after `new`.
+struct IdMap {
+    table: Vec<u32>,
+    shift: u32,
+}
+
+impl IdMap {
+    fn new(max_connections: usize) -> Result<Self, QueueError> {
+        let len = max_connections
+            .checked_mul(2)
+            .and_then(usize::checked_next_power_of_two)
+            .ok_or(QueueError::NoMemory)?
+            .max(2);
+        let mut table = Vec::new();
+        table
+            .try_reserve_exact(len)
+            .map_err(|_| QueueError::NoMemory)?;
+        table.resize(len, NIL);
+        Ok(Self {
+            table,
+            shift: 64 - len.trailing_zeros(),
+        })
+    }
+
+    fn home(&self, id: u64) -> usize {
+        // Fibonacci hashing: the top bits of id times 2^64 / phi.
+        usize::try_from(id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift).unwrap_or(0)
+    }
+
+    fn mask(&self) -> usize {
+        self.table.len() - 1
+    }
+
+    fn id_at(conns: &[Option<Records>], c: u32) -> Option<u64> {
+        Some(conns.get(c as usize)?.as_ref()?.id)
+    }
+
+    fn get(&self, conns: &[Option<Records>], id: u64) -> Option<u32> {
+        let mut i = self.home(id);
+        loop {
+            let c = *self.table.get(i)?;
+            if c == NIL {
+                return None;
+            }
+            if Self::id_at(conns, c) == Some(id) {
+                return Some(c);
+            }
+            i = (i + 1) & self.mask();
+        }
+    }
+
+    /// Insert record `c`, whose id is `id` (the table has room: it is twice the records).
+    fn insert(&mut self, id: u64, c: u32) {
+        let mut i = self.home(id);
+        while let Some(slot) = self.table.get_mut(i) {
+            if *slot == NIL {
+                *slot = c;
+                return;
+            }
+            i = (i + 1) & self.mask();
+        }
+    }
+
+    /// Remove record `c` (id `id`), shifting back the entries after it so every lookup still
+    /// finds its entry before an empty one. `conns` no longer holds `c`'s records.
+    fn remove(&mut self, conns: &[Option<Records>], id: u64, c: u32) {
+        let mask = self.mask();
+        let mut i = self.home(id);
+        loop {
+            match self.table.get(i) {
+                Some(&x) if x == c => break,
+                Some(&x) if x != NIL => i = (i + 1) & mask,
+                _ => return,
+            }
+        }
+        // Backward-shift deletion.
+        let mut hole = i;
+        let mut j = (i + 1) & mask;
+        loop {
+            let x = self.table.get(j).copied().unwrap_or(NIL);
+            if x == NIL {
+                break;
+            }
+            let home = Self::id_at(conns, x).map_or(j, |id| self.home(id));
+            // x may move to the hole if the hole lies cyclically in [home, j).
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.table[hole] = x;
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        self.table[hole] = NIL;
+    }
+}
+
+/// The queue entry of a connection's slot.
+fn entry_of(c: usize, slot: Slot) -> u32 {
+    index_u32(c * SLOTS + slot as usize)
+}
+
+/// A record, entry or wait index as stored in the lists.
 #[expect(
     clippy::cast_possible_truncation,
-    reason = "indexes are < max_connections, which `EventQueue::new` checked fits in u32"
+    reason = "indexes are below the bounds `EventQueue::new` checked fit in u32"
 )]
 fn index_u32(i: usize) -> u32 {
     i as u32
-}
-
-fn records_id(conns: &[Option<Records>], i: usize) -> u64 {
-    conns.get(i).and_then(Option::as_ref).map_or(0, |r| r.id)
 }
 
 #[cfg(test)]

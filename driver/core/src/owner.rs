@@ -37,7 +37,9 @@ pub struct Owner<P: Platform> {
 }
 
 pub(crate) struct Table<P: Platform> {
-    pub(crate) conns: Vec<Arc<Conn<P>>>,
+    /// The handle's connections at their record index in the event queue (see
+    /// [`HandleState::take_conn`]); `max_connections` entries, reserved at open.
+    pub(crate) conns: Vec<Option<Arc<Conn<P>>>>,
     pub(crate) listeners: Vec<Arc<Listener<P>>>,
     /// Pended CONNECTs and graceful DISCONNECTs by request token, so their cancel routine finds
     /// the connection even after CLOSE or cleanup took it out of `conns`. Capacity reserved at
@@ -81,8 +83,9 @@ impl<P: Platform> Owner<P> {
             .map_err(|_| Error::NoResources)?;
         table
             .conns
-            .try_reserve(config.limits.max_connections)
+            .try_reserve_exact(config.limits.max_connections)
             .map_err(|_| Error::NoResources)?;
+        table.conns.resize(config.limits.max_connections, None);
         table
             .listeners
             .try_reserve(config.max_listeners)
@@ -131,7 +134,7 @@ impl<P: Platform> Owner<P> {
                 core::mem::take(&mut t.listeners),
             )
         });
-        for c in conns {
+        for c in conns.into_iter().flatten() {
             c.end(Cause::HandleClosed);
             c.closed_event();
         }
@@ -151,10 +154,32 @@ impl<P: Platform> Owner<P> {
 }
 
 impl<P: Platform> HandleState<P> {
-    /// Connection `id` of this handle.
+    /// Connection `id` of this handle: found through the event queue's id map, then at its
+    /// record index in the table (O(1)).
     pub(crate) fn conn(&self, id: u64) -> Option<Arc<Conn<P>>> {
-        self.table
-            .with(|t| t.conns.iter().find(|c| c.id == id).cloned())
+        let index = self.queue.with(|q| q.find(id))?;
+        self.table.with(|t| {
+            t.conns
+                .get(index.slot())?
+                .as_ref()
+                .filter(|c| c.id == id)
+                .cloned()
+        })
+    }
+
+    /// Take connection `id` out of the table (CLOSE, cleanup of a CONNECT abandoned). Its
+    /// queue record lives on until its `Closed` event is delivered, so its index is not reused
+    /// before it left the table.
+    pub(crate) fn take_conn(&self, id: u64) -> Option<Arc<Conn<P>>> {
+        let index = self.queue.with(|q| q.find(id))?;
+        self.table.with(|t| {
+            let slot = t.conns.get_mut(index.slot())?;
+            if slot.as_ref().is_some_and(|c| c.id == id) {
+                slot.take()
+            } else {
+                None
+            }
+        })
     }
 
     /// `Engine::adapter_removed` for this handle. `// IRQL: PASSIVE_LEVEL`.
@@ -163,6 +188,7 @@ impl<P: Platform> HandleState<P> {
         while let Some(c) = self.table.with(|t| {
             t.conns
                 .iter()
+                .flatten()
                 .find(|c| c.if_index == if_index && !c.removal_seen())
                 .cloned()
         }) {
@@ -220,10 +246,7 @@ impl<P: Platform> ConnOwner<P> for HandleState<P> {
     }
 
     fn forget(&self, id: u64) -> Option<Arc<Conn<P>>> {
-        self.table.with(|t| {
-            let i = t.conns.iter().position(|c| c.id == id)?;
-            Some(t.conns.swap_remove(i))
-        })
+        self.take_conn(id)
     }
 }
 
@@ -237,8 +260,17 @@ impl<P: Platform> ListenerOwner<P> for HandleState<P> {
     }
 
     fn adopt(&self, conn: &Arc<Conn<P>>) -> bool {
-        self.table
-            .with(|t| !t.closed && push_reserved(&mut t.conns, Arc::clone(conn)))
+        self.table.with(|t| {
+            // The record index is free in the table: a connection leaves it before its record
+            // can be reused (`take_conn`).
+            match t.conns.get_mut(conn.index.slot()) {
+                Some(slot @ None) if !t.closed => {
+                    *slot = Some(Arc::clone(conn));
+                    true
+                }
+                _ => false,
+            }
+        })
     }
 }
 

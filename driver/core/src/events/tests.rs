@@ -387,10 +387,21 @@ fn abort_and_cleanup_take_pended_waits_but_not_those_being_cancelled() {
     assert_eq!(events_of(&f2).0, NtStatus::CANCELLED);
 }
 
+/// The capacities of everything the queue reserved up front.
+fn capacities(q: &EventQueue<Fake>) -> [usize; 5] {
+    [
+        q.conns.capacity(),
+        q.free.capacity(),
+        q.ids.table.capacity(),
+        q.waits.capacity(),
+        q.free_waits.capacity(),
+    ]
+}
+
 #[test]
 fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
     let mut q = queue();
-    let cap = q.queue.capacity();
+    let cap = capacities(&q);
     let conns: Vec<_> = (1..=4).map(|id| q.add_connection(id).unwrap()).collect();
     for &c in &conns {
         for fact in [
@@ -408,7 +419,7 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
         );
     }
     assert_eq!(q.queued(), 16);
-    assert_eq!(q.queue.capacity(), cap, "no reallocation on the latch path");
+    assert_eq!(capacities(&q), cap, "no reallocation on the latch path");
     let (req, fate) = Fake::new(1, 64);
     let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
         panic!()
@@ -444,7 +455,7 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
     r.complete();
     assert_eq!(events_of(&fate).1[0].connection_id, 10);
     assert_eq!(q.free.capacity(), free_cap, "the free list never grows");
-    assert_eq!(q.queue.capacity(), cap);
+    assert_eq!(capacities(&q), cap);
 }
 
 #[test]
@@ -514,4 +525,95 @@ fn after_cleanup_began_a_wait_is_cancelled_not_pended() {
         assert_eq!(events_of(&fate).0, NtStatus::CANCELLED);
     }
     assert_eq!(q.pended_waits(), 0);
+}
+
+#[test]
+fn the_oldest_matching_wait_is_served_whether_it_waits_on_one_connection_or_any() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    let other = q.add_connection(8).unwrap();
+    // Pended in this order: on 7, on any, on 8.
+    let (r1, f1) = Fake::new(1, 4);
+    let (r2, f2) = Fake::new(2, 4);
+    let (r3, f3) = Fake::new(3, 4);
+    assert!(matches!(q.wait(r1, Some(7), false), WaitOutcome::Pended));
+    assert!(matches!(q.wait(r2, None, false), WaitOutcome::Pended));
+    assert!(matches!(q.wait(r3, Some(8), false), WaitOutcome::Pended));
+    // 8's event: the any-connection wait is older than 8's own.
+    complete_all(q.latch(other, Event::new(EventKind::Connected, 0, 1)).1);
+    assert_eq!(events_of(&f2).1[0].connection_id, 8);
+    assert!(pending(&f1) && pending(&f3));
+    // 7's event: its own wait, the oldest.
+    complete_all(q.latch(c, Event::new(EventKind::Connected, 0, 1)).1);
+    assert_eq!(events_of(&f1).1[0].connection_id, 7);
+    assert!(pending(&f3));
+    assert_eq!(q.pended_waits(), 1);
+}
+
+#[test]
+fn a_wait_being_cancelled_when_its_connection_goes_is_still_cancelled_once() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    let (r1, f1) = Fake::new(1, 4);
+    assert!(matches!(q.wait(r1, Some(7), false), WaitOutcome::Pended));
+    begin_cancel(&f1);
+    // Every event of 7, Closed last, goes to a WAIT on any connection: 7's records are freed
+    // while its own WAIT is being cancelled.
+    for kind in [EventKind::Connected, EventKind::Closed] {
+        assert!(q.latch(c, Event::new(kind, 0, 1)).1.is_none());
+    }
+    let (r2, f2) = Fake::new(2, 4);
+    let WaitOutcome::Complete(r) = q.wait(r2, None, false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(events_of(&f2).1.len(), 2);
+    assert!(q.find(7).is_none());
+    // The record is reused: the new connection's events and waits are its own.
+    let d = q.add_connection(9).unwrap();
+    assert_eq!(d.slot(), c.slot(), "the freed record is reused");
+    let (r3, f3) = Fake::new(3, 4);
+    assert!(matches!(q.wait(r3, Some(9), false), WaitOutcome::Pended));
+    complete_all(q.latch(d, Event::new(EventKind::Connected, 0, 1)).1);
+    assert_eq!(events_of(&f3).1[0].connection_id, 9);
+    assert!(pending(&f1), "the cancel routine completes it");
+    q.cancel(1).unwrap().complete();
+    assert_eq!(events_of(&f1).0, NtStatus::CANCELLED);
+    assert!(q.cancel(1).is_none(), "once");
+    assert_eq!(q.pended_waits(), 0);
+}
+
+#[test]
+fn the_id_map_agrees_with_a_reference_map_through_inserts_and_removals() {
+    use std::collections::BTreeMap;
+    let max = 64;
+    let mut q: EventQueue<Fake> = EventQueue::new(Limits {
+        max_connections: max,
+        max_waits: 1,
+    })
+    .unwrap();
+    let mut reference = BTreeMap::new();
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next_id = 1;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x.is_multiple_of(2) && reference.len() < max {
+            // Mostly sequential ids (as the engine hands them out), sometimes a jump.
+            next_id += if x.is_multiple_of(7) { x >> 40 } else { 1 };
+            let c = q.add_connection(next_id).unwrap();
+            reference.insert(next_id, c);
+        } else if let Some(&id) = reference
+            .keys()
+            .nth((x >> 8) as usize % reference.len().max(1))
+        {
+            let c = reference.remove(&id).unwrap();
+            q.remove_connection(c);
+        }
+        for (&id, &c) in &reference {
+            assert_eq!(q.find(id), Some(c), "id {id}");
+        }
+        assert!(q.find(next_id + 1).is_none());
+    }
 }
