@@ -155,8 +155,8 @@ impl<P: Platform> Owner<P> {
             Ok(index) => index,
             Err(e) => return complete(request, Err(e.into())),
         };
-        let adapter = match runtime.open_adapter(req.if_index) {
-            Ok(a) => Arc::new(a),
+        let adapter = match self.inner.shared_adapter(req.if_index) {
+            Ok(a) => a,
             Err(e) => {
                 self.inner.remove_connection(index);
                 return complete(request, Err(e));

@@ -2,7 +2,7 @@
 //! connections and listeners report to it ([`ConnOwner`], [`ListenerOwner`]). The handle's
 //! lifecycle is here (open, cancel routine, cleanup); its IOCTLs are handled in the `dispatch` module.
 
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 
 use ndkdisc_abi::{Cause, Event};
@@ -48,7 +48,14 @@ pub(crate) struct Table<P: Platform> {
     /// Cleanup has run: nothing new joins the handle (a CONNECT or an accept still in flight
     /// releases its connection instead).
     pub(crate) closed: bool,
+    /// The NDK adapter each interface's CONNECTs share while any of their connections holds it
+    /// (the last one's teardown closes it). Room for [`ADAPTERS`] interfaces, reserved at open.
+    adapters: Vec<(u32, Weak<ndkpi::Adapter>)>,
 }
+
+/// Interfaces whose adapter a handle's CONNECTs share; a CONNECT on a further interface opens
+/// an adapter of its own.
+const ADAPTERS: usize = 8;
 
 /// A handle's state, shared with its connections and listeners (which see it only as their
 /// [`ConnOwner`] or [`ListenerOwner`]).
@@ -76,7 +83,12 @@ impl<P: Platform> Owner<P> {
             listeners: Vec::new(),
             pended: Vec::new(),
             closed: false,
+            adapters: Vec::new(),
         };
+        table
+            .adapters
+            .try_reserve_exact(ADAPTERS)
+            .map_err(|_| Error::NoResources)?;
         table
             .pended
             .try_reserve(2 * config.limits.max_connections)
@@ -180,6 +192,32 @@ impl<P: Platform> HandleState<P> {
                 None
             }
         })
+    }
+
+    /// The NDK adapter for a CONNECT on `if_index`: the one this handle's connections on that
+    /// interface already share, or a new one (then shared). Opening an adapter per connection
+    /// would make each close wait for the adapter's blocking close. `// IRQL: PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// The provider's failure to open the adapter.
+    pub(crate) fn shared_adapter(&self, if_index: u32) -> Result<Arc<ndkpi::Adapter>, Error> {
+        let cached = self.table.with(|t| {
+            t.adapters
+                .iter()
+                .find(|(i, _)| *i == if_index)
+                .and_then(|(_, a)| a.upgrade())
+        });
+        if let Some(adapter) = cached {
+            return Ok(adapter);
+        }
+        let adapter = Arc::new(self.runtime.open_adapter(if_index)?);
+        self.table.with(|t| {
+            // Entries whose adapter was closed make room; never more than reserved.
+            t.adapters
+                .retain(|(i, a)| *i != if_index && a.strong_count() > 0);
+            let _ = push_reserved(&mut t.adapters, (if_index, Arc::downgrade(&adapter)));
+        });
+        Ok(adapter)
     }
 
     /// `Engine::adapter_removed` for this handle. `// IRQL: PASSIVE_LEVEL`.

@@ -605,7 +605,45 @@ fn list_adapters_reports_each_interfaces_negotiated_version() {
     assert_eq!(fabric.live_objects(), 0, "the probe adapters were closed");
 }
 
+/// A handle's CONNECTs on one interface share one NDK adapter while any of their connections
+/// holds it; the last connection's teardown closes it (its close is blocking, so one per
+/// connection made closing many connections slow).
+fn a_handles_connections_on_one_interface_share_one_adapter(mode: Completion) {
+    use softndk::ObjectKind;
+    let w = world(mode);
+    let (ha, hb) = listening(&w);
+    let adapters = || {
+        w.fabric
+            .live_by_kind()
+            .get(&Some(ObjectKind::Adapter))
+            .copied()
+            .unwrap_or(0)
+    };
+    let ids: Vec<u64> = (0..3)
+        .map(|_| {
+            let r = connect(&ha, 4791);
+            assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
+            r.connection_id
+        })
+        .collect();
+    // B's listener holds one (its accepted connections share it), A's three connections one.
+    assert_eq!(adapters(), 2, "{mode:?}");
+    for &id in &ids[..2] {
+        close(&ha, id);
+    }
+    assert_eq!(adapters(), 2, "{mode:?}: still held by A's last connection");
+    close(&ha, ids[2]);
+    assert_eq!(adapters(), 1, "{mode:?}: the last close closed it");
+    // A new CONNECT opens a new one.
+    let r = connect(&ha, 4791);
+    assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
+    assert_eq!(adapters(), 2, "{mode:?}");
+    close(&ha, r.connection_id);
+    finish(&w, ha, hb);
+}
+
 per_mode!(
+    a_handles_connections_on_one_interface_share_one_adapter,
     graceful_disconnect_gives_each_side_exactly_one_terminal_event,
     abortive_disconnect_and_abort_reach_the_peer_as_a_reset,
     refused_connect_reports_connect_failed_with_the_reason,

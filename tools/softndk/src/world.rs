@@ -5,7 +5,7 @@
 //! an [`Out`] and run by `Shared::dispatch` after the lock is released, so a callback can call
 //! straight back into the provider.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Weak;
 
@@ -203,6 +203,8 @@ pub(crate) enum Body {
     Adapter {
         removed: bool,
         lams: BTreeMap<usize, Lam>,
+        /// Its descendants not yet closed: what its close checks, without scanning the world.
+        live: BTreeSet<ObjId>,
     },
     Pd {
         privileged_token: u32,
@@ -472,6 +474,14 @@ impl World {
                 obj.successors += 1;
             }
         }
+        if id != adapter
+            && let Some(Object {
+                body: Body::Adapter { live, .. },
+                ..
+            }) = self.objects.get_mut(&adapter)
+        {
+            live.insert(id);
+        }
         self.objects.insert(
             id,
             Object {
@@ -605,29 +615,27 @@ impl World {
 
     /// Objects (and LAMs) of `adapter` that are not closed, the adapter excluded.
     pub(crate) fn live_children(&self, adapter: ObjId) -> usize {
-        let objects = self
-            .objects
-            .iter()
-            .filter(|(id, o)| {
-                **id != adapter && o.adapter == adapter && !matches!(o.close, CloseState::Closed)
-            })
-            .count();
-        let lams = match self.objects.get(&adapter) {
+        match self.objects.get(&adapter) {
             Some(Object {
-                body: Body::Adapter { lams, .. },
+                body: Body::Adapter { lams, live, .. },
                 ..
-            }) => lams.len(),
+            }) => live.len() + lams.len(),
             _ => 0,
-        };
-        objects + lams
+        }
     }
 
-    /// Is any descendant of `adapter` closing, or any callback owed on one of its objects?
+    /// Is any descendant of `adapter` closing, or any callback owed on it or one of its
+    /// objects? Looks at its live descendants only: a closed object is owed nothing (its close
+    /// finished only once nothing was in flight).
     pub(crate) fn adapter_busy(&self, adapter: ObjId) -> bool {
-        self.objects.values().any(|o| {
-            o.adapter == adapter
-                && (o.inflight > 0 || matches!(o.close, CloseState::Closing { .. }))
-        })
+        let Some(a) = self.objects.get(&adapter) else {
+            return false;
+        };
+        let busy = |o: &Object| o.inflight > 0 || matches!(o.close, CloseState::Closing { .. });
+        let Body::Adapter { live, .. } = &a.body else {
+            return busy(a);
+        };
+        busy(a) || live.iter().filter_map(|id| self.objects.get(id)).any(busy)
     }
 
     /// Objects being closed or owed callbacks, described (for [`crate::describe_stuck`]).
@@ -769,6 +777,14 @@ impl World {
         };
         obj.close = CloseState::Closed;
         let antecedents = std::mem::take(&mut obj.antecedents);
+        let adapter = obj.adapter;
+        if let Some(Object {
+            body: Body::Adapter { live, .. },
+            ..
+        }) = self.objects.get_mut(&adapter)
+        {
+            live.remove(&id);
+        }
         for a in antecedents {
             if let Some(ante) = self.objects.get_mut(&a) {
                 ante.successors = ante.successors.saturating_sub(1);

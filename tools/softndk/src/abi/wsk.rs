@@ -80,6 +80,7 @@ unsafe extern "system" fn wsk_open(
         let body = Body::Adapter {
             removed: false,
             lams: BTreeMap::new(),
+            live: std::collections::BTreeSet::new(),
         };
         world
             .create_object(ObjectKind::Adapter, 0, host, negotiated, Vec::new(), body)
