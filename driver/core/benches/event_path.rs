@@ -42,7 +42,7 @@ use ndkdisc_core::events::{ConnIndex, EventQueue, Latch, Limits, WaitOutcome};
 use ndkdisc_core::ports::{AdapterDesc, Cancelled, Lock, PendedRequest, Platform};
 use ndkdisc_core::{Config, Engine};
 use ndkdisc_host::{HostHandle, HostLock, HostPlatform, Pending};
-use softndk::{Completion, Fabric, FabricConfig, HostConfig};
+use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId};
 
 // --- a counting allocator -------------------------------------------------------------------
 
@@ -182,12 +182,20 @@ const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
 const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 
 fn fabric_and_platform(completion: Completion) -> (Arc<Fabric>, Arc<HostPlatform>) {
+    let (fabric, platform, _) = fabric_platform_hosts(completion);
+    (fabric, platform)
+}
+
+/// [`fabric_and_platform`], with the two hosts' ids (A's, B's).
+fn fabric_platform_hosts(completion: Completion) -> (Arc<Fabric>, Arc<HostPlatform>, [HostId; 2]) {
     let fabric = Arc::new(Fabric::new(FabricConfig {
         completion,
         ..Default::default()
     }));
-    fabric.add_host(HostConfig::new(1, [A]));
-    fabric.add_host(HostConfig::new(2, [B]));
+    let hosts = [
+        fabric.add_host(HostConfig::new(1, [A])),
+        fabric.add_host(HostConfig::new(2, [B])),
+    ];
     let adapters = vec![
         AdapterDesc {
             if_index: 1,
@@ -199,7 +207,7 @@ fn fabric_and_platform(completion: Completion) -> (Arc<Fabric>, Arc<HostPlatform
         },
     ];
     let platform = HostPlatform::new(Arc::clone(&fabric), adapters);
-    (fabric, platform)
+    (fabric, platform, hosts)
 }
 
 type Queue = HostLock<EventQueue<BenchRequest>>;
@@ -270,6 +278,9 @@ fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 /// Connections per timed batch in the callback bench (each takes one terminal event, ever).
 const CALLBACK_BATCH: usize = 1024;
 
+/// Per-connection WAITs pended in the HttpWaitForDisconnect-style callback benches.
+const OWN_WAITS: [usize; 4] = [16, 1024, 16_384, 65_536];
+
 fn disconnect_callback(c: &mut Criterion) {
     let (_fabric, platform) = fabric_and_platform(Completion::Inline);
 
@@ -298,6 +309,25 @@ fn disconnect_callback(c: &mut Criterion) {
         assert_no_allocation("duplicate terminal fact", || {
             assert_eq!(callback(&q, idx[0], 0), Latch::Duplicate);
         });
+        // Each connection with its own WAIT pended, the most waits benched: the callback
+        // completes the connection's own WAIT, allocating nothing.
+        let pended = OWN_WAITS[OWN_WAITS.len() - 1];
+        let (q, idx) = queue_with(&platform, pended, pended);
+        for id in 1..=pended as u64 {
+            assert!(!wait(&q, BenchRequest::new(id, 1), Some(id), false));
+        }
+        reset_done(pended);
+        let order = shuffled(pended, 3);
+        assert_no_allocation("latch + complete the connection's own wait", || {
+            for (k, &i) in order.iter().enumerate() {
+                assert_eq!(callback(&q, idx[i], k as u64), Latch::Queued);
+            }
+        });
+        assert_eq!(
+            done_summary(),
+            (pended, pended),
+            "each own WAIT got its event"
+        );
     }
 
     let mut g = c.benchmark_group("disconnect_callback");
@@ -335,37 +365,88 @@ fn disconnect_callback(c: &mut Criterion) {
         );
     });
     // HttpWaitForDisconnect style: every connection has its own WAIT pended (set up untimed);
-    // disconnects arrive in an unrelated order. The latch scans the pended waits for the
-    // connection's own, so this is the callback's cost with `CALLBACK_BATCH` waits pended.
-    let order = shuffled(CALLBACK_BATCH, 3);
-    g.bench_function(
-        format!("latch_and_complete_own_wait_of_{CALLBACK_BATCH}_pended"),
-        |b| {
-            b.iter_batched(
-                || {
-                    let (q, idx) = queue_with(&platform, CALLBACK_BATCH, CALLBACK_BATCH);
-                    for id in 1..=CALLBACK_BATCH as u64 {
-                        assert!(!wait(&q, BenchRequest::new(id, 1), Some(id), false));
-                    }
-                    reset_done(CALLBACK_BATCH);
-                    (q, idx)
-                },
-                |(q, idx)| {
-                    for (k, &i) in order.iter().enumerate() {
-                        black_box(callback(&q, idx[i], k as u64));
-                    }
-                    (q, idx)
-                },
-                BatchSize::PerIteration,
-            );
-        },
-    );
+    // disconnects arrive in an unrelated order. The callback serves the connection's own WAIT
+    // from its records, so the cost must not grow with the waits pended: timed over the first
+    // `CALLBACK_BATCH` disconnects of W connections, W = 16 .. 65,536.
+    for pended in OWN_WAITS {
+        let batch = pended.min(CALLBACK_BATCH);
+        let order: Vec<usize> = shuffled(pended, 3).into_iter().take(batch).collect();
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_function(
+            format!("latch_and_complete_own_wait/{pended}_pended"),
+            |b| {
+                b.iter_batched(
+                    || {
+                        let (q, idx) = queue_with(&platform, pended, pended);
+                        for id in 1..=pended as u64 {
+                            assert!(!wait(&q, BenchRequest::new(id, 1), Some(id), false));
+                        }
+                        reset_done(batch);
+                        (q, idx)
+                    },
+                    |(q, idx)| {
+                        for (k, &i) in order.iter().enumerate() {
+                            black_box(callback(&q, idx[i], k as u64));
+                        }
+                        (q, idx)
+                    },
+                    BatchSize::PerIteration,
+                );
+            },
+        );
+    }
     g.throughput(Throughput::Elements(1));
     g.bench_function("duplicate_terminal_fact", |b| {
         let (q, idx) = queue_with(&platform, 1, 1);
         callback(&q, idx[0], 0);
         b.iter(|| black_box(callback(&q, idx[0], 1)));
     });
+    g.finish();
+}
+
+/// Connections of the lookup benches: a full handle of the largest size benched.
+const LOOKUP_CONNECTIONS: usize = 65_536;
+
+/// Per-connection lookups at `LOOKUP_CONNECTIONS` connections: finding a connection by id (what
+/// every per-connection IOCTL does first) and issuing a WAIT on one connection (non-blocking,
+/// nothing queued: the lookup, the checks for queued events and a delivered terminal record,
+/// the empty batch). Ids are visited in an order unrelated to their creation.
+fn per_connection_lookup(c: &mut Criterion) {
+    let (_fabric, platform) = fabric_and_platform(Completion::Inline);
+    let (q, _idx) = queue_with(&platform, LOOKUP_CONNECTIONS, 1);
+    let ids: Vec<u64> = shuffled(LOOKUP_CONNECTIONS, 5)
+        .into_iter()
+        .map(|i| i as u64 + 1)
+        .collect();
+    reset_done(ids.len());
+    assert_no_allocation("find and a non-blocking WAIT on one connection", || {
+        for &id in &ids {
+            assert!(q.with(|q| q.find(id)).is_some());
+        }
+    });
+    let mut g = c.benchmark_group("per_connection");
+    g.throughput(Throughput::Elements(1));
+    let mut k = 0;
+    g.bench_function(format!("find/{LOOKUP_CONNECTIONS}"), |b| {
+        b.iter(|| {
+            k = (k + 1) % ids.len();
+            black_box(q.with(|q| q.find(ids[k])))
+        });
+    });
+    g.bench_function(
+        format!("wait_issue_nonblocking/{LOOKUP_CONNECTIONS}"),
+        |b| {
+            b.iter_batched(
+                || {
+                    k = (k + 1) % ids.len();
+                    reset_done(1);
+                    (BenchRequest::new(ids[k], 1), ids[k])
+                },
+                |(request, id)| black_box(wait(&q, request, Some(id), true)),
+                BatchSize::SmallInput,
+            );
+        },
+    );
     g.finish();
 }
 
@@ -652,12 +733,13 @@ fn drain_events(h: &HostHandle) -> Vec<Event> {
 /// Two handles on one engine: `a` connects to `b`'s listener.
 struct Pair {
     fabric: Arc<Fabric>,
+    hosts: [HostId; 2],
     a: HostHandle,
     b: HostHandle,
 }
 
 fn pair_world(max_connections: usize, max_waits: usize) -> Pair {
-    let (fabric, platform) = fabric_and_platform(Completion::Inline);
+    let (fabric, platform, hosts) = fabric_platform_hosts(Completion::Inline);
     let engine = Engine::new(
         platform,
         Config {
@@ -678,7 +760,12 @@ fn pair_world(max_connections: usize, max_waits: usize) -> Pair {
     };
     let (st, _) = done(&b.ioctl(Ioctl::Listen.code(), &bytes(&req), ListenReply::SIZE));
     assert_eq!(st, NtStatus::SUCCESS, "listen");
-    Pair { fabric, a, b }
+    Pair {
+        fabric,
+        hosts,
+        a,
+        b,
+    }
 }
 
 /// Connect once: (a's connection id, b's connection id), each side's first event drained.
@@ -790,8 +877,89 @@ fn e2e_peer_disconnect(_c: &mut Criterion) {
     finish(p);
 }
 
+/// Connection counts of the real-connection cycle (`NDKDISC_REAL`, comma-separated, overrides).
+const REAL_CONNECTIONS: [usize; 3] = [1_000, 10_000, 100_000];
+
+/// Real connections through softndk, one-shot per phase (setup dominates, so not criterion):
+/// for each N, `a` CONNECTs N times to `b`'s listener (setup: both sides' events drained); a
+/// peer-disconnect storm resets every one of `b`'s connections from the fabric (each is `b`'s
+/// NDK disconnect callback, latching its event; no WAIT pended); `b` takes the N events in
+/// batched WAITs of 256 (delivery); then both sides CLOSE every connection and take the
+/// `Closed` events (teardown). Each phase is printed per connection, beside the smallest N's,
+/// with the whole cycle's time.
+fn real_connections(_c: &mut Criterion) {
+    let counts: Vec<usize> = std::env::var("NDKDISC_REAL").map_or_else(
+        |_| REAL_CONNECTIONS.to_vec(),
+        |v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+    );
+    println!("\n== real connections through softndk (one-shot; per connection in brackets) ==");
+    for n in counts {
+        let cycle = Instant::now();
+        let p = pair_world(n, 16);
+        let start = Instant::now();
+        let pairs: Vec<(u64, u64)> = (0..n).map(|_| connect(&p)).collect();
+        let setup = start.elapsed();
+        let b_connectors = p.fabric.connectors(p.hosts[1]);
+        assert_eq!(
+            b_connectors.len(),
+            n,
+            "b holds one connector per connection"
+        );
+        let start = Instant::now();
+        for &c in &b_connectors {
+            assert!(p.fabric.inject(c, softndk::Fault::PeerReset));
+        }
+        let storm = start.elapsed();
+        let start = Instant::now();
+        let mut delivered = 0;
+        while delivered < n {
+            let got = drain_events_batch(&p.b, 256);
+            assert!(!got.is_empty(), "every disconnect was latched");
+            delivered += got.len();
+        }
+        let delivery = start.elapsed();
+        assert_eq!(delivered, n, "one Disconnected per connection");
+        let start = Instant::now();
+        for &(a_id, b_id) in &pairs {
+            close(&p.b, b_id);
+            close(&p.a, a_id);
+        }
+        while !drain_events_batch(&p.a, 256).is_empty() {}
+        while !drain_events_batch(&p.b, 256).is_empty() {}
+        let teardown = start.elapsed();
+        finish(p);
+        let per = |d: Duration| d / u32::try_from(n).unwrap_or(u32::MAX);
+        println!(
+            "N = {n}: setup {setup:?} [{:?}], storm {storm:?} [{:?}], delivery {delivery:?} [{:?}], \
+             teardown {teardown:?} [{:?}]; whole cycle {:?}",
+            per(setup),
+            per(storm),
+            per(delivery),
+            per(teardown),
+            cycle.elapsed()
+        );
+    }
+}
+
+/// A non-blocking WAIT on any connection with room for `room` events: what it returned.
+fn drain_events_batch(h: &HostHandle, room: usize) -> Vec<Event> {
+    let req = WaitRequest {
+        connection: None,
+        nonblocking: true,
+    };
+    let (st, out) = done(&h.ioctl(
+        Ioctl::Wait.code(),
+        &bytes(&req),
+        BATCH_HEADER_SIZE + room * Event::SIZE,
+    ));
+    assert_eq!(st, NtStatus::SUCCESS);
+    let mut slots = vec![None; room];
+    let n = decode_wait_reply(&out, &mut slots).expect("valid reply");
+    slots[..n].iter().map(|e| e.expect("event")).collect()
+}
+
 fn finish(p: Pair) {
-    let Pair { fabric, a, b } = p;
+    let Pair { fabric, a, b, .. } = p;
     a.close();
     b.close();
     assert!(fabric.wait_idle(Duration::from_secs(10)));
@@ -882,8 +1050,10 @@ criterion_group!(
     benches,
     memory_per_connection,
     disconnect_callback,
+    per_connection_lookup,
     events_to_waiter,
     disconnect_storm,
-    e2e_peer_disconnect
+    e2e_peer_disconnect,
+    real_connections
 );
 criterion_main!(benches);
