@@ -1,10 +1,12 @@
 //! loom models of the event path's lock protocol: the NDK disconnect callback latching an
 //! event, racing a WAIT that arrives, a cancellation (`CancelIoEx` and the cancel routine) and
 //! handle cleanup; of an object's passive-level serialisation (the `step` module, compiled
-//! here over loom implementations of the ports it uses); and of a connection's teardown racing
-//! a completion and the disconnect callback that use its NDK objects (the `users` module, over
-//! the same ports). Run with `RUSTFLAGS="--cfg loom" cargo test -p ndkdisc-core --test
-//! loom_events --release`.
+//! here over loom implementations of the ports it uses); of a connection's teardown racing a
+//! completion and the disconnect callback that use its NDK objects (the `users` module, over
+//! the same ports); and of a connection's teardown racing a POST and a completion (the
+//! protocol of `Conn::post`, `Conn::reap` and `Conn::teardown` over the `step` and `users`
+//! modules). Run with `RUSTFLAGS="--cfg loom" cargo test -p ndkdisc-core --test loom_events
+//! --release`.
 //!
 //! Invariants checked over every interleaving: each request completes exactly once; an event
 //! is either delivered (to exactly one wait) or still queued — never lost, never duplicated.
@@ -12,7 +14,10 @@
 //! closed; a step's completion is never lost, whether it comes before its start returns or
 //! while it waits, and a completion of one step never ends the next. Teardown closes an object
 //! only once every callback that entered has left (holding its only reference), no callback
-//! enters after teardown began or uses a closed object, and nobody waits for ever.
+//! enters after teardown began or uses a closed object, and nobody waits for ever. A POST racing
+//! teardown either happens wholly before teardown takes the objects or is refused and counts
+//! nothing; it never reaches a closed QP; posted = completed + still outstanding, never
+//! negative; and every MR it registered is closed by teardown.
 #![cfg(loom)]
 #![allow(clippy::pedantic, reason = "model scaffolding")]
 
@@ -554,5 +559,205 @@ fn teardown_racing_a_completion_and_the_disconnect_callback_waits_them_out() {
             !conn.callback(),
             "no session enters once teardown has begun"
         );
+    });
+}
+
+// Teardown racing a POST and a completion: the protocol of `Conn::post`, `Conn::reap` and
+// `Conn::teardown`, over the engine's `step` and `users` modules.
+
+/// A queue pair of the model connection: what was posted to it and not yet completed.
+struct ModelQp {
+    closed: AtomicBool,
+    queued: AtomicUsize,
+}
+
+/// A memory registration a POST made for its buffer: closed by teardown once stored.
+struct ModelMr {
+    closed: AtomicBool,
+}
+
+/// The connection's locked state, as far as POST, the completion and teardown use it.
+struct PostGuarded {
+    count: users::Count,
+    qp: Option<Arc<ModelQp>>,
+    /// The MRs POSTs stored (conn.rs's `mrs`), closed by teardown after the QP.
+    mrs: Vec<Arc<ModelMr>>,
+    /// Counted up by a POST before it posts (and back down if the post fails), down by a
+    /// completion: `outstanding_receives`.
+    outstanding: u32,
+    /// Every request that reached the QP, and every one reaped (the QUERY counters).
+    posted: u32,
+    completed: u32,
+}
+
+impl users::Counted for PostGuarded {
+    fn count(&mut self) -> &mut users::Count {
+        &mut self.count
+    }
+}
+
+struct PostConn {
+    stepper: Stepper,
+    ctl: LoomLock<PostGuarded>,
+    users: users::Users<LoomSignal>,
+}
+
+/// What teardown saw when it took the QP and closed it.
+struct TornDown {
+    /// Requests posted (counted) by then.
+    posted: u32,
+    /// Requests still on the QP when it was closed (flushed by the close).
+    on_qp: usize,
+}
+
+impl PostConn {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            stepper: Stepper::new(&LoomPlatform).expect("a loom wait lock"),
+            ctl: LoomLock(Mutex::new(PostGuarded {
+                count: users::Count::default(),
+                qp: Some(Arc::new(ModelQp {
+                    closed: AtomicBool::new(false),
+                    queued: AtomicUsize::new(0),
+                })),
+                mrs: Vec::new(),
+                outstanding: 0,
+                posted: 0,
+                completed: 0,
+            })),
+            users: users::Users::new(LoomSignal::default()),
+        })
+    }
+
+    /// POST of one receive, as `Conn::post` does it: in a step session, find the objects (none
+    /// after teardown: refused), register an MR, then in a users session count the request
+    /// outstanding under the lock and post it to the QP outside the lock; finally store the MR
+    /// under the lock for teardown to close. Whether the request reached the QP.
+    fn post(&self) -> bool {
+        let _session = self.stepper.session();
+        if self.ctl.with(|g| g.qp.is_none()) {
+            return false;
+        }
+        let mr = Arc::new(ModelMr {
+            closed: AtomicBool::new(false),
+        });
+        let posted = self
+            .users
+            .with(
+                &self.ctl,
+                |g| g.qp.clone(),
+                |qp| {
+                    let qp = qp.as_ref()?;
+                    self.ctl.with(|g| {
+                        g.outstanding += 1;
+                        g.posted += 1;
+                    });
+                    assert!(
+                        !qp.closed.load(Ordering::SeqCst),
+                        "a post reached a closed QP"
+                    );
+                    qp.queued.fetch_add(1, Ordering::SeqCst);
+                    Some(())
+                },
+            )
+            .flatten()
+            .is_some();
+        self.ctl.with(|g| g.mrs.push(mr));
+        posted
+    }
+
+    /// A completion, as `Conn::reap` does it: in a users session, take what the QP completed
+    /// and count it down under the lock. Whether it ran.
+    fn reap(&self) -> bool {
+        self.users
+            .with(
+                &self.ctl,
+                |g| g.qp.clone(),
+                |qp| {
+                    let Some(qp) = qp.as_ref() else { return };
+                    assert!(
+                        !qp.closed.load(Ordering::SeqCst),
+                        "a completion reaped a closed QP"
+                    );
+                    let n = qp.queued.swap(0, Ordering::SeqCst) as u32;
+                    self.ctl.with(|g| {
+                        g.outstanding = g
+                            .outstanding
+                            .checked_sub(n)
+                            .expect("outstanding never goes negative");
+                        g.completed += n;
+                    });
+                },
+            )
+            .is_some()
+    }
+
+    /// Teardown, as `Conn::teardown` does it: a step session, wait out the users, take the QP
+    /// and close it (holding its only reference), then take the MRs and close them.
+    fn teardown(&self) -> TornDown {
+        let _session = self.stepper.session();
+        self.users.wait_out(&self.ctl);
+        let (qp, posted) = self.ctl.with(|g| (g.qp.take(), g.posted));
+        let Ok(qp) = Arc::try_unwrap(qp.expect("the QP is taken once")) else {
+            panic!("teardown holds the only reference to the QP");
+        };
+        qp.closed.store(true, Ordering::SeqCst);
+        let on_qp = qp.queued.load(Ordering::SeqCst);
+        let mrs = self.ctl.with(|g| core::mem::take(&mut g.mrs));
+        for mr in mrs {
+            mr.closed.store(true, Ordering::SeqCst);
+        }
+        TornDown { posted, on_qp }
+    }
+}
+
+/// Teardown (CLOSE, ABORT, cleanup) races a POST and a completion reaping the CQ. Whatever the
+/// interleaving: the post never reaches a closed QP; it happens wholly before teardown takes
+/// the objects (teardown sees it counted) or is refused and counts nothing; what was posted is
+/// completed or still outstanding (what the close flushed), the count never negative; every MR
+/// the POST registered is closed by teardown; no users session enters once teardown began; and
+/// nobody waits for ever (loom reports a deadlock).
+#[test]
+fn teardown_racing_a_post_and_a_completion_loses_and_leaks_nothing() {
+    loom::model(|| {
+        let conn = PostConn::new();
+        let poster = {
+            let conn = Arc::clone(&conn);
+            thread::spawn(move || conn.post())
+        };
+        let completion = {
+            let conn = Arc::clone(&conn);
+            thread::spawn(move || conn.reap())
+        };
+        let torn = conn.teardown();
+        let posted = poster.join().unwrap();
+        completion.join().unwrap();
+        let (count_posted, completed, outstanding, mrs_left) = conn
+            .ctl
+            .with(|g| (g.posted, g.completed, g.outstanding, g.mrs.len()));
+        assert_eq!(
+            count_posted,
+            u32::from(posted),
+            "a refused post counts nothing; a post that reached the QP counts once"
+        );
+        assert_eq!(
+            torn.posted, count_posted,
+            "a post happened wholly before teardown took the objects, or not at all"
+        );
+        assert_eq!(
+            count_posted,
+            completed + outstanding,
+            "posted = completed + still outstanding"
+        );
+        assert_eq!(
+            outstanding as usize, torn.on_qp,
+            "what is still outstanding is what the close found on the QP"
+        );
+        assert_eq!(
+            mrs_left, 0,
+            "no MR stored after teardown took them (leaked)"
+        );
+        assert!(conn.ctl.with(|g| g.count.tearing_down()));
+        assert!(!conn.reap(), "no session enters once teardown has begun");
     });
 }
