@@ -1,8 +1,14 @@
 //! # ndkdisc-model — model-based testing of the ndkdisc engine
 //!
-//! A seeded driver of random operations over two hosts and several handles, through the IOCTL
-//! ABI into the engine over softndk (hardware-like provider, no kindness), checking the
-//! documented event guarantees after every step and at the end.
+//! Runs of operations over two hosts and three handle slots, through the IOCTL ABI into the
+//! engine over softndk (hardware-like provider, no kindness), checking the documented event
+//! guarantees after every operation and at the end.
+//!
+//! Operations are data ([`Op`]): every value is valid in every state (indices resolve modulo
+//! what exists; an operation with nothing to act on is a no-op), so any list is a run.
+//! [`run`] executes a list in a completion mode and returns its [`Outcome`] or the first
+//! [`Divergence`]; [`generate`] draws a seed's list, [`run_seed`] / [`run_seeds`] are the
+//! seeded driver.
 //!
 //! What is checked, per step:
 //! - sequence numbers: strictly increasing per connection, strictly increasing across the
@@ -24,17 +30,16 @@
 //! - no provider misuse after any step; at the end every NDK object is released, every graceful
 //!   DISCONNECT completed, and nothing was allocated where it must not be.
 //!
-//! A failure prints the seed, the completion mode and the operations so far. The operation
-//! list is not shrunk yet, and with provider threads a seed does not replay exactly (the
-//! operations chosen depend on the events seen), so the printed list is the record.
-//!
+//! A failure prints the seed, the completion mode and the operation list as Rust source.
 
 mod io;
+mod ops;
 pub use io::World;
 use io::{
     WAIT, abort, bytes, close as close_status, connect_pending, decode_events, disconnect_pending,
     done, flush, post, wait_request, world,
 };
+pub use ops::{FaultKind, Op, generate};
 
 use ndkdisc_abi::{
     Cause, ConnectReply, Event, EventKind, Ioctl, ListenReply, ListenRequest, NtStatus, PostKind,
@@ -58,32 +63,6 @@ const SLOTS: usize = 3;
 const PORTS: [u16; 2] = [4791, 4792];
 /// A port nobody listens on (CONNECT fails).
 const NO_LISTENER: u16 = 4799;
-
-/// xorshift64: small, seeded, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03 | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).expect("below n")
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        (!items.is_empty()).then(|| items[self.below(items.len())])
-    }
-}
 
 /// The completion mode of a seed: mostly hardware-like, the others in turn.
 pub fn mode_of(seed: u64) -> Completion {
@@ -151,9 +130,37 @@ struct Model {
     /// Totals, for the report: events delivered, by kind and cause.
     events: u64,
     tally: BTreeMap<String, u64>,
+    /// Faults that hit, by kind.
+    faults: BTreeMap<FaultKind, u32>,
 }
 
 impl Model {
+    fn new() -> Self {
+        Self {
+            log: Vec::new(),
+            slots: (0..SLOTS).map(|_| None).collect(),
+            next_hid: 0,
+            conns: BTreeMap::new(),
+            gracefuls: Vec::new(),
+            flush_calls: 0,
+            events: 0,
+            tally: BTreeMap::new(),
+            faults: BTreeMap::new(),
+        }
+    }
+
+    /// What an extra check sees.
+    fn facts(&self) -> Facts {
+        Facts {
+            posted: self
+                .conns
+                .iter()
+                .map(|(id, c)| (*id, (c.recv_max, c.send_max)))
+                .collect(),
+            faults: self.faults.clone(),
+        }
+    }
+
     #[expect(clippy::unused_self, reason = "every check goes through the model")]
     fn fail(&self, what: &str) -> ! {
         panic!("{what}");
@@ -406,25 +413,37 @@ impl Model {
     }
 }
 
-/// One random operation on the world, checked.
+/// Which slot an operation's `slot` names.
+fn slot_of(slot: u8) -> usize {
+    usize::from(slot) % SLOTS
+}
+
+/// The `n`th (modulo) of `items`.
+fn nth<T: Copy>(items: &[T], n: u8) -> Option<T> {
+    (!items.is_empty()).then(|| items[usize::from(n) % items.len()])
+}
+
+/// Apply one operation to the world, checking what it returns and every per-step guarantee.
+/// Returns whether it acted (an operation with nothing to act on is a no-op).
 #[expect(clippy::too_many_lines, reason = "one arm per operation")]
-fn step(m: &mut Model, w: &World, rng: &mut Rng) {
+fn apply(m: &mut Model, w: &World, op: Op) -> bool {
     let before = w.fabric.stats().flush_calls;
-    let live: Vec<usize> = (0..SLOTS).filter(|&i| m.slot(i).is_some()).collect();
-    let Some(i) = rng.pick(&live) else {
-        let i = rng.below(SLOTS);
-        m.log.push(format!("open slot {i}"));
-        m.open(i, &w.engine);
-        return;
-    };
-    let own = m.owned(i);
-    let conn = rng.pick(&own);
     let mut flushed_now = None;
-    match (rng.below(100), conn) {
-        (0..15, _) | (_, None) => {
-            let port = match rng.below(10) {
-                0 => NO_LISTENER,
-                n => PORTS[n % 2],
+    let own_conn = |m: &Model, slot: u8, conn: u8| {
+        let i = slot_of(slot);
+        nth(&m.owned(i), conn).map(|id| (i, id))
+    };
+    let acted = match op {
+        Op::Connect {
+            slot,
+            port,
+            refused,
+        } => {
+            let i = slot_of(slot);
+            let port = if refused {
+                NO_LISTENER
+            } else {
+                PORTS[usize::from(port) % PORTS.len()]
             };
             m.log.push(format!("connect slot {i} port {port}"));
             let (st, out) = done(&connect_pending(&m.slot(i).unwrap().h, port));
@@ -448,82 +467,127 @@ fn step(m: &mut Model, w: &World, rng: &mut Rng) {
             } else {
                 m.log.push(format!("  -> {st:?}"));
             }
+            true
         }
-        (15..33, Some(id)) => {
-            let kind = if rng.below(3) == 0 {
-                PostKind::Send
-            } else {
-                PostKind::Receive
-            };
-            let count = 1 + u32::try_from(rng.below(4)).expect("below 4");
-            let st = post(&m.slot(i).unwrap().h, id, kind, count);
-            m.log
-                .push(format!("post slot {i} {id} {kind:?} x{count}: {st:?}"));
-            let c = m.conns.get_mut(&id).unwrap();
-            let ok = u64::from(count) * u64::from(st == NtStatus::SUCCESS);
-            match kind {
-                PostKind::Send => {
+        Op::Post {
+            slot,
+            conn,
+            send,
+            count,
+        } => match own_conn(m, slot, conn) {
+            Some((i, id)) => {
+                let kind = if send {
+                    PostKind::Send
+                } else {
+                    PostKind::Receive
+                };
+                let count = 1 + u32::from(count % 4);
+                let st = post(&m.slot(i).unwrap().h, id, kind, count);
+                m.log
+                    .push(format!("post slot {i} {id} {kind:?} x{count}: {st:?}"));
+                let c = m.conns.get_mut(&id).unwrap();
+                let ok = u64::from(count) * u64::from(st == NtStatus::SUCCESS);
+                if send {
                     c.send_max += u64::from(count);
                     c.send_ok += ok;
-                }
-                PostKind::Receive => {
+                } else {
                     c.recv_max += u64::from(count);
                     c.recv_ok += ok;
                 }
+                true
             }
-        }
-        (33..39, _) => {
-            let host = rng.below(2);
+            None => false,
+        },
+        Op::Fault {
+            host,
+            connector,
+            fault,
+        } => {
+            let host = usize::from(host) % 2;
             let connectors = w.fabric.connectors(w.hosts[host]);
-            if let Some(victim) = rng.pick(&connectors) {
-                let fault = if rng.below(2) == 0 {
-                    Fault::PeerDisconnect
-                } else {
-                    Fault::PeerReset
-                };
-                let hit = w.fabric.inject(victim, fault);
-                m.log.push(format!(
-                    "fault {fault:?} on host {host}'s connector {} of {}: {hit}",
-                    connectors.iter().position(|c| *c == victim).unwrap(),
-                    connectors.len()
-                ));
+            match nth(&connectors, connector) {
+                Some(victim) => {
+                    let f = match fault {
+                        FaultKind::PeerDisconnect => Fault::PeerDisconnect,
+                        FaultKind::PeerReset => Fault::PeerReset,
+                    };
+                    let hit = w.fabric.inject(victim, f);
+                    m.log.push(format!(
+                        "fault {f:?} on host {host}'s connector {} of {}: {hit}",
+                        usize::from(connector) % connectors.len(),
+                        connectors.len()
+                    ));
+                    if hit {
+                        *m.faults.entry(fault).or_default() += 1;
+                    }
+                    true
+                }
+                None => false,
             }
         }
-        (39..44, Some(id)) => {
-            let p = disconnect_pending(&m.slot(i).unwrap().h, id, false);
-            m.log
-                .push(format!("graceful disconnect slot {i} {id} (pending)"));
-            m.conns.get_mut(&id).unwrap().graceful = true;
-            m.gracefuls.push((id, p));
-        }
-        (44..48, Some(id)) => {
-            m.conns.get_mut(&id).unwrap().abortive = true;
-            let st = done(&disconnect_pending(&m.slot(i).unwrap().h, id, true)).0;
-            m.log
-                .push(format!("abortive disconnect slot {i} {id}: {st:?}"));
-        }
-        (48..52, Some(id)) => {
-            m.conns.get_mut(&id).unwrap().abort = true;
-            let st = abort(&m.slot(i).unwrap().h, id);
-            m.log.push(format!("abort slot {i} {id}: {st:?}"));
-        }
-        (52..57, Some(id)) => {
-            m.conns.get_mut(&id).unwrap().flush_tried = true;
-            let st = flush(&m.slot(i).unwrap().h, id);
-            m.log.push(format!("flush slot {i} {id}: {st:?}"));
-            if st == NtStatus::SUCCESS {
-                m.conns.get_mut(&id).unwrap().flush_ok += 1;
+        Op::Disconnect {
+            slot,
+            conn,
+            abortive,
+        } => match own_conn(m, slot, conn) {
+            Some((i, id)) if abortive => {
+                m.conns.get_mut(&id).unwrap().abortive = true;
+                let st = done(&disconnect_pending(&m.slot(i).unwrap().h, id, true)).0;
+                m.log
+                    .push(format!("abortive disconnect slot {i} {id}: {st:?}"));
+                true
             }
-            flushed_now = Some(st);
-        }
-        (57..62, Some(id)) => {
-            m.conns.get_mut(&id).unwrap().close_called = true;
-            let st = close_status(&m.slot(i).unwrap().h, id);
-            m.log.push(format!("close slot {i} {id}: {st:?}"));
-        }
-        (62..68, Some(id)) => query_checked(m, i, id),
-        (68..70, _) => {
+            Some((i, id)) => {
+                let p = disconnect_pending(&m.slot(i).unwrap().h, id, false);
+                m.log
+                    .push(format!("graceful disconnect slot {i} {id} (pending)"));
+                m.conns.get_mut(&id).unwrap().graceful = true;
+                m.gracefuls.push((id, p));
+                true
+            }
+            None => false,
+        },
+        Op::Abort { slot, conn } => match own_conn(m, slot, conn) {
+            Some((i, id)) => {
+                m.conns.get_mut(&id).unwrap().abort = true;
+                let st = abort(&m.slot(i).unwrap().h, id);
+                m.log.push(format!("abort slot {i} {id}: {st:?}"));
+                true
+            }
+            None => false,
+        },
+        Op::Flush { slot, conn } => match own_conn(m, slot, conn) {
+            Some((i, id)) => {
+                m.conns.get_mut(&id).unwrap().flush_tried = true;
+                let st = flush(&m.slot(i).unwrap().h, id);
+                m.log.push(format!("flush slot {i} {id}: {st:?}"));
+                if st == NtStatus::SUCCESS {
+                    m.conns.get_mut(&id).unwrap().flush_ok += 1;
+                }
+                flushed_now = Some(st);
+                true
+            }
+            None => false,
+        },
+        Op::Close { slot, conn } => match own_conn(m, slot, conn) {
+            Some((i, id)) => {
+                m.conns.get_mut(&id).unwrap().close_called = true;
+                let st = close_status(&m.slot(i).unwrap().h, id);
+                m.log.push(format!("close slot {i} {id}: {st:?}"));
+                true
+            }
+            None => false,
+        },
+        Op::Query { slot, conn } => match own_conn(m, slot, conn) {
+            Some((i, id)) => {
+                query_checked(m, i, id);
+                true
+            }
+            None => false,
+        },
+        Op::ForeignQuery { slot, conn } => {
             // Another handle's connection, not closed: invisible to this one.
+            let i = slot_of(slot);
             let hid = m.slot(i).unwrap().hid;
             let foreign: Vec<u64> = m
                 .conns
@@ -531,43 +595,64 @@ fn step(m: &mut Model, w: &World, rng: &mut Rng) {
                 .filter(|(_, c)| c.owner != hid && !c.owner_closed && !c.close_called)
                 .map(|(id, _)| *id)
                 .collect();
-            if let Some(id) = rng.pick(&foreign) {
-                let (st, _) = done(&m.slot(i).unwrap().h.ioctl(
-                    Ioctl::Query.code(),
-                    &bytes(&QueryRequest { connection_id: id }),
-                    QueryReply::SIZE,
-                ));
-                m.log.push(format!("foreign query slot {i} {id}: {st:?}"));
-                m.check(st == NtStatus::NOT_FOUND, || {
-                    format!("QUERY of another handle's connection {id}: {st:?}")
-                });
+            match nth(&foreign, conn) {
+                Some(id) => {
+                    let (st, _) = done(&m.slot(i).unwrap().h.ioctl(
+                        Ioctl::Query.code(),
+                        &bytes(&QueryRequest { connection_id: id }),
+                        QueryReply::SIZE,
+                    ));
+                    m.log.push(format!("foreign query slot {i} {id}: {st:?}"));
+                    m.check(st == NtStatus::NOT_FOUND, || {
+                        format!("QUERY of another handle's connection {id}: {st:?}")
+                    });
+                    true
+                }
+                None => false,
             }
         }
-        (70..88, _) => {
-            let filter = if rng.below(3) == 0 { conn } else { None };
-            let room = 1 + rng.below(4);
-            m.log
-                .push(format!("wait_now slot {i} on {filter:?} room {room}"));
-            let n = m.wait_now(i, filter, room);
-            m.log.push(format!("  -> {n} events"));
+        Op::Wait {
+            slot,
+            on,
+            room,
+            cancel,
+        } => {
+            let i = slot_of(slot);
+            let filter = match on {
+                None => Some(None),
+                Some(conn) => nth(&m.owned(i), conn).map(Some),
+            };
+            let room = 1 + usize::from(room % 4);
+            match filter {
+                Some(filter) if cancel => {
+                    m.log
+                        .push(format!("wait+cancel slot {i} on {filter:?} room {room}"));
+                    m.wait_cancelled(i, filter, room);
+                    true
+                }
+                Some(filter) => {
+                    m.log
+                        .push(format!("wait_now slot {i} on {filter:?} room {room}"));
+                    let n = m.wait_now(i, filter, room);
+                    m.log.push(format!("  -> {n} events"));
+                    true
+                }
+                None => false,
+            }
         }
-        (88..94, _) => {
-            let filter = if rng.below(3) == 0 { conn } else { None };
-            let room = 1 + rng.below(4);
-            m.log
-                .push(format!("wait+cancel slot {i} on {filter:?} room {room}"));
-            m.wait_cancelled(i, filter, room);
-        }
-        (94..97, _) => {
+        Op::Drain => {
             m.log.push("drain all".to_owned());
             m.drain_all();
+            true
         }
-        _ => {
+        Op::CloseHandle { slot } => {
+            let i = slot_of(slot);
             m.log.push(format!("close handle slot {i}, reopen"));
             m.close_handle(i);
             m.open(i, &w.engine);
+            true
         }
-    }
+    };
     // ndkdisc flushes only in FLUSH: one NdkFlush at most, and none when FLUSH failed.
     let grown = w.fabric.stats().flush_calls - before;
     let allowed = match flushed_now {
@@ -582,6 +667,7 @@ fn step(m: &mut Model, w: &World, rng: &mut Rng) {
     m.check(violations.is_empty(), || {
         format!("provider misuse: {violations:?}")
     });
+    acted
 }
 
 fn query_checked(m: &mut Model, i: usize, id: u64) {
@@ -735,89 +821,174 @@ pub struct Outcome {
     pub tally: BTreeMap<String, u64>,
     /// Connections seen.
     pub connections: usize,
+    /// Operations that acted, by kind ([`Op::kind`]).
+    pub ops: BTreeMap<&'static str, u64>,
+    /// Operations that found nothing to act on.
+    pub no_ops: u64,
 }
 
-/// Run `ops` random operations with `seed`.
+impl Outcome {
+    /// Add `other`'s figures to these.
+    pub fn add(&mut self, other: Outcome) {
+        self.events += other.events;
+        self.connections += other.connections;
+        self.no_ops += other.no_ops;
+        for (k, n) in other.tally {
+            *self.tally.entry(k).or_default() += n;
+        }
+        for (k, n) in other.ops {
+            *self.ops.entry(k).or_default() += n;
+        }
+    }
+}
+
+/// A run that broke a guarantee (or panicked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// The index of the operation after which it was found; the length of the list when found
+    /// by the end-of-run checks.
+    pub index: usize,
+    /// What was wrong.
+    pub message: String,
+    /// The operations applied, with what they returned (the last ones before the divergence).
+    pub log: Vec<String>,
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at operation {}: {}", self.index, self.message)
+    }
+}
+
+/// What a run's extra check ([`run`]) sees after each operation.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// Connections known so far, by id: receives and sends posted (every POST's count).
+    pub posted: BTreeMap<u64, (u64, u64)>,
+    /// Faults that hit a connector so far, by kind.
+    pub faults: BTreeMap<FaultKind, u32>,
+}
+
+/// An extra check a run makes after each operation ([`run`]): `Err` is a divergence. For tests
+/// of the machinery itself (a synthetic divergence to shrink) and for checks of a caller's own.
+pub type Check<'a> = &'a dyn Fn(&Facts) -> Result<(), String>;
+
+/// Run `ops` in a fresh world completing as `mode`: every operation checked as it goes, then
+/// every connection ended and closed, the handles closed and the end-of-run checks made. A
+/// panic anywhere (a check, the engine, the host platform's kernel rules) is caught and
+/// reported as a [`Divergence`] at the operation that was running.
 ///
-/// # Panics
+/// # Errors
 ///
-/// On a divergence, with the seed, the completion mode and the operations.
-pub fn run_seed(seed: u64, ops: usize) -> Outcome {
-    let mode = mode_of(seed);
+/// The first divergence found.
+pub fn run(ops: &[Op], mode: Completion, extra: Option<Check<'_>>) -> Result<Outcome, Divergence> {
+    let at = std::cell::Cell::new(0);
     let mut log = Vec::new();
     let result = catch_unwind(AssertUnwindSafe(|| {
         let w = world(mode);
-        let mut m = Model {
-            log: Vec::new(),
-            slots: (0..SLOTS).map(|_| None).collect(),
-            next_hid: 0,
-            conns: BTreeMap::new(),
-            gracefuls: Vec::new(),
-            flush_calls: 0,
-            events: 0,
-            tally: BTreeMap::new(),
-        };
-        let mut rng = Rng::new(seed);
+        let mut m = Model::new();
         let run = catch_unwind(AssertUnwindSafe(|| {
             for i in 0..SLOTS {
                 m.open(i, &w.engine);
             }
-            for _ in 0..ops {
-                step(&mut m, &w, &mut rng);
+            let mut outcome = Outcome::default();
+            for (n, &op) in ops.iter().enumerate() {
+                at.set(n);
+                if apply(&mut m, &w, op) {
+                    *outcome.ops.entry(op.kind()).or_default() += 1;
+                } else {
+                    m.log.push(format!("no-op {op:?}"));
+                    outcome.no_ops += 1;
+                }
+                if let Some(check) = extra {
+                    let facts = m.facts();
+                    if let Err(e) = check(&facts) {
+                        m.fail(&e);
+                    }
+                }
             }
+            at.set(ops.len());
             finish_model(&mut m, &w);
+            outcome
         }));
         log = std::mem::take(&mut m.log);
         match run {
-            Ok(()) => Outcome {
-                events: m.events,
-                tally: std::mem::take(&mut m.tally),
-                connections: m.conns.len(),
-            },
+            Ok(mut o) => {
+                o.events = m.events;
+                o.tally = std::mem::take(&mut m.tally);
+                o.connections = m.conns.len();
+                o
+            }
             Err(e) => std::panic::resume_unwind(e),
         }
     }));
-    match result {
-        Ok(o) => o,
-        Err(e) => {
-            let what = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            let mut ops = String::new();
-            for (n, l) in log.iter().enumerate() {
-                let _ = writeln!(ops, "  {n:4}: {l}");
-            }
-            panic!(
-                "model divergence, seed {seed} ({mode:?}): {what}\noperations so far (not \
-                 shrunk):\n{ops}"
-            );
+    result.map_err(|e| {
+        let message = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        Divergence {
+            index: at.get(),
+            message,
+            log,
         }
-    }
+    })
 }
 
-/// Run every seed of `seeds` with `ops` operations each and print the totals.
+/// `ops` as Rust source: `vec![Op::..., ...]`, one operation a line.
+pub fn rust_source(ops: &[Op]) -> String {
+    let mut s = String::from("vec![\n");
+    for op in ops {
+        let _ = writeln!(s, "    Op::{op:?},");
+    }
+    s.push(']');
+    s
+}
+
+/// Run the operations of `seed` (`n` of them, [`generate`]) in its completion mode
+/// ([`mode_of`]).
 ///
 /// # Panics
 ///
-/// At the first divergence, with the seed, the completion mode and the operations.
-pub fn run_seeds(seeds: std::ops::Range<u64>, ops: usize) {
+/// On a divergence, with the seed, the completion mode, the operation list as Rust source and
+/// the log of the run.
+pub fn run_seed(seed: u64, n: usize) -> Outcome {
+    let mode = mode_of(seed);
+    let ops = generate(seed, n);
+    match run(&ops, mode, None) {
+        Ok(o) => o,
+        Err(d) => panic!(
+            "model divergence, seed {seed} ({mode:?}), {d}\noperations ({}):\n{}\nlog:\n{}",
+            ops.len(),
+            rust_source(&ops),
+            d.log.join("\n")
+        ),
+    }
+}
+
+/// Run every seed of `seeds` with `n` operations each and print the totals.
+///
+/// # Panics
+///
+/// At the first divergence ([`run_seed`]).
+pub fn run_seeds(seeds: std::ops::Range<u64>, n: usize) -> Outcome {
     let start = std::time::Instant::now();
-    let (mut events, mut connections) = (0, 0);
-    let mut tally = BTreeMap::<String, u64>::new();
+    let mut total = Outcome::default();
     for seed in seeds.clone() {
-        let o = run_seed(seed, ops);
-        events += o.events;
-        for (k, n) in o.tally {
-            *tally.entry(k).or_default() += n;
-        }
-        connections += o.connections;
+        total.add(run_seed(seed, n));
     }
     eprintln!(
-        "model: seeds {seeds:?} x {ops} ops = {} operations, {connections} connections, {events} \
-         events, 0 divergences, {:.1?}\nmodel: events by kind/cause: {tally:?}",
-        (seeds.end - seeds.start) * ops as u64,
-        start.elapsed()
+        "model: seeds {seeds:?} x {n} ops = {} operations ({} no-ops), {} connections, {} \
+         events, 0 divergences, {:.1?}\nmodel: operations by kind: {:?}\nmodel: events by \
+         kind/cause: {:?}",
+        (seeds.end - seeds.start) * n as u64,
+        total.no_ops,
+        total.connections,
+        total.events,
+        start.elapsed(),
+        total.ops,
+        total.tally,
     );
+    total
 }
