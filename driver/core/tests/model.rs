@@ -31,3 +31,34 @@ fn model_long() {
     let ops = std::env::var("NDKDISC_MODEL_OPS").map_or(CI_OPS, |s| s.parse().unwrap());
     ndkdisc_model::run_seeds(seeds, ops);
 }
+
+/// Replay a list a failure printed: paste its operations and mode here, then run
+/// `cargo test -p ndkdisc-core --test model -- --ignored replay --nocapture`. As committed it
+/// replays a short run that must pass.
+#[test]
+#[ignore = "replays a pasted operation list"]
+fn replay() {
+    use ndkdisc_model::{FaultKind, Op};
+    use softndk::Completion;
+    let ops = vec![
+        Op::Connect {
+            slot: 2,
+            port: 0,
+            refused: false,
+        },
+        Op::Post {
+            slot: 2,
+            conn: 0,
+            send: false,
+            count: 1,
+        },
+        Op::Fault {
+            host: 0,
+            connector: 0,
+            fault: FaultKind::PeerReset,
+        },
+        Op::Drain,
+    ];
+    let o = ndkdisc_model::replay(&ops, Completion::Synchronous);
+    eprintln!("replay: {o:?}");
+}

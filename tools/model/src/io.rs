@@ -1,5 +1,5 @@
 //! The world the model runs in and the IOCTLs it issues: a two-host softndk fabric (host 0 at
-//! interface 1, address [`A`]; host 1 at interface 2, address [`B`]), one engine told of
+//! interface 1, address 10.0.0.1; host 1 at interface 2, address 10.0.0.2), one engine told of
 //! adapter removals, and one helper per request.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,7 +27,7 @@ pub const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 pub struct World {
     /// The provider.
     pub fabric: Arc<Fabric>,
-    /// Host 0 (interface 1, [`A`]) and host 1 (interface 2, [`B`]).
+    /// Host 0 (interface 1, 10.0.0.1) and host 1 (interface 2, 10.0.0.2).
     pub hosts: [HostId; 2],
     /// The engine under test, told of adapter removals.
     pub engine: Arc<Engine<HostPlatform>>,

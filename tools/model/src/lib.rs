@@ -34,12 +34,14 @@
 
 mod io;
 mod ops;
+mod shrink;
 pub use io::World;
 use io::{
     WAIT, abort, bytes, close as close_status, connect_pending, decode_events, disconnect_pending,
     done, flush, post, wait_request, world,
 };
 pub use ops::{FaultKind, Op, generate};
+pub use shrink::{Budget, Shrunk, shrink};
 
 use ndkdisc_abi::{
     Cause, ConnectReply, Event, EventKind, Ioctl, ListenReply, ListenRequest, NtStatus, PostKind,
@@ -901,46 +903,47 @@ pub fn run(ops: &[Op], mode: Completion, extra: Option<Check<'_>>) -> Result<Out
                     outcome.no_ops += 1;
                 }
                 if let Some(check) = extra {
-                    let facts = m.facts();
-                    if let Err(e) = check(&facts) {
-                        m.fail(&e);
-                    }
+                    check(&m.facts())?;
                 }
             }
             at.set(ops.len());
             finish_model(&mut m, &w);
-            outcome
+            Ok(outcome)
         }));
         log = std::mem::take(&mut m.log);
         match run {
-            Ok(mut o) => {
+            Ok(Ok(mut o)) => {
                 o.events = m.events;
                 o.tally = std::mem::take(&mut m.tally);
                 o.connections = m.conns.len();
-                o
+                Ok(o)
             }
+            Ok(Err(e)) => Err(e),
             Err(e) => std::panic::resume_unwind(e),
         }
     }));
-    result.map_err(|e| {
-        let message = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
-        Divergence {
+    result
+        .unwrap_or_else(|e| {
+            Err(e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default())
+        })
+        .map_err(|message| Divergence {
             index: at.get(),
             message,
             log,
-        }
-    })
+        })
 }
 
 /// `ops` as Rust source: `vec![Op::..., ...]`, one operation a line.
 pub fn rust_source(ops: &[Op]) -> String {
     let mut s = String::from("vec![\n");
     for op in ops {
-        let _ = writeln!(s, "    Op::{op:?},");
+        // `FaultKind`'s values print bare.
+        let op = format!("{op:?}").replace("fault: ", "fault: FaultKind::");
+        let _ = writeln!(s, "    Op::{op},");
     }
     s.push(']');
     s
@@ -951,17 +954,76 @@ pub fn rust_source(ops: &[Op]) -> String {
 ///
 /// # Panics
 ///
-/// On a divergence, with the seed, the completion mode, the operation list as Rust source and
-/// the log of the run.
+/// On a divergence: [`report`] of the seed's list, shrunk.
 pub fn run_seed(seed: u64, n: usize) -> Outcome {
     let mode = mode_of(seed);
     let ops = generate(seed, n);
     match run(&ops, mode, None) {
         Ok(o) => o,
+        Err(d) => {
+            let shrunk = shrink(&ops, d.clone(), mode, None, Budget::default());
+            panic!(
+                "{}",
+                report(&format!("seed {seed}"), &ops, &d, mode, &shrunk)
+            );
+        }
+    }
+}
+
+/// What a failure prints: where the list came from (`origin`), the completion mode, the
+/// divergence, the original and shrunk lengths, the shrunk list as Rust source, how to replay
+/// it, and the log of the shrunk run.
+pub fn report(
+    origin: &str,
+    ops: &[Op],
+    first: &Divergence,
+    mode: Completion,
+    shrunk: &Shrunk,
+) -> String {
+    let deterministic = matches!(mode, Completion::Synchronous | Completion::Inline);
+    let mut s = format!(
+        "model divergence, {origin} (Completion::{mode:?}), {first}\n{} operations, shrunk to {} \
+         in {} replays",
+        ops.len(),
+        shrunk.ops.len(),
+        shrunk.replays,
+    );
+    if shrunk.reproduced {
+        let _ = write!(s, "; the shrunk list diverges {}", shrunk.divergence);
+    } else {
+        s.push_str(
+            "; the divergence did NOT reproduce when replayed in the same mode (provider threads \
+             make a run depend on timing): the list below is the original, cut after the \
+             diverging operation",
+        );
+    }
+    if !deterministic {
+        s.push_str(
+            "\n(this mode has provider threads: a replay may take another course; try it also \
+             in Completion::Synchronous)",
+        );
+    }
+    let _ = write!(
+        s,
+        "\noperations:\n{}\nreplay: put this list and the mode in `replay` in \
+         driver/core/tests/model.rs and run\n  cargo test -p ndkdisc-core --test model -- \
+         --ignored replay --nocapture\nlog of the shrunk run:\n{}",
+        rust_source(&shrunk.ops),
+        shrunk.divergence.log.join("\n")
+    );
+    s
+}
+
+/// Run `ops` in `mode` once more: for a list a failure printed.
+///
+/// # Panics
+///
+/// On a divergence, with its log.
+pub fn replay(ops: &[Op], mode: Completion) -> Outcome {
+    match run(ops, mode, None) {
+        Ok(o) => o,
         Err(d) => panic!(
-            "model divergence, seed {seed} ({mode:?}), {d}\noperations ({}):\n{}\nlog:\n{}",
-            ops.len(),
-            rust_source(&ops),
+            "model divergence in replay (Completion::{mode:?}), {d}\nlog:\n{}",
             d.log.join("\n")
         ),
     }
