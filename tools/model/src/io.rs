@@ -14,7 +14,7 @@ use ndkdisc_abi::{
 use ndkdisc_core::ports::AdapterDesc;
 use ndkdisc_core::{Config, Engine};
 use ndkdisc_host::{HostHandle, HostPlatform, Pending};
-use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId};
+use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, Timing};
 
 /// How long any one request may take before the run calls it a hang.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -33,10 +33,17 @@ pub struct World {
     pub engine: Arc<Engine<HostPlatform>>,
 }
 
-/// A hardware-like world (the default `FabricConfig`, no kindness) completing as `completion`.
+/// A hardware-like world (the default `FabricConfig`, no kindness) completing as `completion`,
+/// whose provider gives up on an unanswered graceful disconnect after 300 ms instead of 2 s: a
+/// link loss leaves every graceful DISCONNECT on it unanswered, and a run must not wait 2 s
+/// for each (what happens, and in what order, is the same).
 pub fn world(completion: Completion) -> World {
     let fabric = Arc::new(Fabric::new(FabricConfig {
         completion,
+        timing: Timing {
+            disconnect_timeout: Duration::from_millis(300),
+            ..Timing::default()
+        },
         ..FabricConfig::default()
     }));
     let ha = fabric.add_host(HostConfig::new(1, [A]));

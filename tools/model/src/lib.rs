@@ -4,6 +4,9 @@
 //! engine over softndk (hardware-like provider, no kindness), checking the documented event
 //! guarantees after every operation and at the end.
 //!
+//! The faults: a peer disconnect or reset, a link loss (nobody is told until a send is not
+//! acknowledged), a CQ overrun or fatal error, and the removal of one host's adapters.
+//!
 //! Operations are data ([`Op`]): every value is valid in every state (indices resolve modulo
 //! what exists; an operation with nothing to act on is a no-op), so any list is a run.
 //! [`run`] executes a list in a completion mode and returns its [`Outcome`] or the first
@@ -19,14 +22,20 @@
 //!   (`ConnectFailed` or `Disconnected`) is ever delivered, and at the end exactly one; nothing
 //!   after `Closed`, and `Closed` only after CLOSE and after the terminal event;
 //! - the cause is one the operations allow (`Local` needs a graceful DISCONNECT,
-//!   `LocalAbortive` an abortive one or CLOSE, `Aborted` an ABORT, `TransportError` a send;
-//!   `HandleClosed` and `AdapterRemoved` are never delivered here);
+//!   `LocalAbortive` an abortive one or CLOSE, `Aborted` an ABORT, `TransportError` a send or
+//!   a CQ error, `AdapterRemoved` a removal of the adapters of the host its end is on;
+//!   `HandleClosed` is never delivered here);
+//! - an adapter removal ends, at once, every connection with an end on that host that had not
+//!   ended before;
 //! - no event reaches a handle that does not own the connection; another handle's connection
 //!   cannot be queried;
 //! - a terminal event's outstanding counts are at most what was posted; QUERY's completion
 //!   counts plus its outstanding counts equal what was posted;
 //! - ndkdisc never flushes on its own: a `Flushed` event only after a successful FLUSH, and the
-//!   provider's `NdkFlush` count grows only in FLUSH;
+//!   provider's `NdkFlush` count grows only in FLUSH; QUERY says the provider flushed only
+//!   after a send, a fault, a CQ error, an adapter removal or a POST to a connection that
+//!   never connected or had ended, and that the CQ failed only after a CQ error; a
+//!   `TransportError` shows in QUERY as a failed completion or a dead CQ;
 //! - no provider misuse after any step; at the end every NDK object is released, every graceful
 //!   DISCONNECT completed, and nothing was allocated where it must not be.
 //!
@@ -58,7 +67,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use softndk::Fault;
+use softndk::{CqError, Fault};
 
 /// Handle slots: slot 0 listens on `PORTS[0]`, slot 1 on `PORTS[1]`, slot 2 only connects.
 const SLOTS: usize = 3;
@@ -115,6 +124,10 @@ struct Conn {
     flush_tried: bool,
     flush_ok: u32,
     flushed_events: u32,
+    /// Something was posted while its CONNECT had failed or after its terminal event.
+    posted_after_end: bool,
+    /// Its end was on a host whose adapters were removed while it had no terminal event.
+    removal: bool,
     /// Receives/sends of POSTs that succeeded, and of every POST (a POST may stop part way).
     recv_ok: u64,
     recv_max: u64,
@@ -134,6 +147,10 @@ struct Model {
     tally: BTreeMap<String, u64>,
     /// Faults that hit, by kind.
     faults: BTreeMap<FaultKind, u32>,
+    /// CQ errors injected on a live CQ.
+    cq_errors: u32,
+    /// Hosts whose adapters were removed.
+    removed: [bool; 2],
 }
 
 impl Model {
@@ -148,6 +165,8 @@ impl Model {
             events: 0,
             tally: BTreeMap::new(),
             faults: BTreeMap::new(),
+            cq_errors: 0,
+            removed: [false; 2],
         }
     }
 
@@ -295,9 +314,11 @@ impl Model {
                         Some(Cause::LocalAbortive) => (!(c.abortive || c.close_called))
                             .then_some("LocalAbortive without an abortive DISCONNECT or CLOSE"),
                         Some(Cause::Aborted) => (!c.abort).then_some("Aborted without ABORT"),
-                        Some(Cause::TransportError) => {
-                            (c.send_max == 0).then_some("TransportError without a send")
-                        }
+                        Some(Cause::TransportError) => (c.send_max == 0 && self.cq_errors == 0)
+                            .then_some("TransportError without a send or a CQ error"),
+                        Some(Cause::AdapterRemoved) => (!c.removal).then_some(
+                            "AdapterRemoved on a connection whose host kept its adapter",
+                        ),
                         _ => Some("a cause nothing here can produce"),
                     }
                 }
@@ -488,6 +509,9 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                 m.log
                     .push(format!("post slot {i} {id} {kind:?} x{count}: {st:?}"));
                 let c = m.conns.get_mut(&id).unwrap();
+                // Receives posted to a connection that never connected or has ended go to a QP
+                // in the error state: the provider flushes them on its own.
+                c.posted_after_end |= c.terminal.is_some() || (c.active && !c.connect_ok);
                 let ok = u64::from(count) * u64::from(st == NtStatus::SUCCESS);
                 if send {
                     c.send_max += u64::from(count);
@@ -512,6 +536,7 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                     let f = match fault {
                         FaultKind::PeerDisconnect => Fault::PeerDisconnect,
                         FaultKind::PeerReset => Fault::PeerReset,
+                        FaultKind::LinkLoss => Fault::LinkLoss,
                     };
                     let hit = w.fabric.inject(victim, f);
                     m.log.push(format!(
@@ -525,6 +550,37 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                     true
                 }
                 None => false,
+            }
+        }
+        Op::CqError { host, cq, fatal } => {
+            let host = usize::from(host) % 2;
+            let cqs = w.fabric.cqs(w.hosts[host]);
+            match nth(&cqs, cq) {
+                Some(victim) => {
+                    let error = if fatal {
+                        CqError::Fatal
+                    } else {
+                        CqError::Overrun
+                    };
+                    let hit = w.fabric.inject_cq_error(victim, error);
+                    m.log.push(format!(
+                        "{error:?} on host {host}'s CQ {} of {}: {hit}",
+                        usize::from(cq) % cqs.len(),
+                        cqs.len()
+                    ));
+                    m.cq_errors += u32::from(hit);
+                    true
+                }
+                None => false,
+            }
+        }
+        Op::RemoveAdapter { host } => {
+            let host = usize::from(host) % 2;
+            if m.removed[host] {
+                false
+            } else {
+                remove_adapter(m, w, host);
+                true
             }
         }
         Op::Disconnect {
@@ -672,6 +728,46 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
     acted
 }
 
+/// Remove host `host`'s adapters: every connection with an end there and no terminal event
+/// then has its terminal event (`AdapterRemoved`, unless something else ended it first).
+fn remove_adapter(m: &mut Model, w: &World, host: usize) {
+    m.log.push(format!("remove host {host}'s adapters"));
+    // What had ended before is delivered now: what is still open after this is on the host.
+    m.drain_all();
+    let on_host: Vec<u64> = m
+        .conns
+        .iter()
+        .filter(|(_, c)| {
+            c.active == (host == 0) && c.terminal.is_none() && !c.close_called && !c.owner_closed
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in &on_host {
+        m.conns.get_mut(id).unwrap().removal = true;
+    }
+    m.removed[host] = true;
+    w.fabric.remove_adapters(w.hosts[host]);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        m.drain_all();
+        let open: Vec<u64> = on_host
+            .iter()
+            .copied()
+            .filter(|id| {
+                let c = &m.conns[id];
+                c.terminal.is_none() && !c.owner_closed
+            })
+            .collect();
+        if open.is_empty() {
+            break;
+        }
+        m.check(std::time::Instant::now() < deadline, || {
+            format!("connections on host {host} not ended by the adapter removal: {open:?}")
+        });
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn query_checked(m: &mut Model, i: usize, id: u64) {
     let (st, out) = done(&m.slot(i).unwrap().h.ioctl(
         Ioctl::Query.code(),
@@ -714,6 +810,32 @@ fn query_checked(m: &mut Model, i: usize, id: u64) {
     m.check(!q.aborted || c.abort || c.abortive, || {
         format!("QUERY says aborted without ABORT or an abortive DISCONNECT: {q:?}")
     });
+    // The provider flushes on its own only after something failed: a send into a dead peer or
+    // a lost link (so a send was posted), a fault, a CQ error, an adapter removal, or a QP in
+    // the error state (a connection that never connected or has ended) given requests.
+    let faults =
+        m.faults.values().sum::<u32>() + m.cq_errors + u32::from(m.removed.contains(&true));
+    m.check(
+        !q.provider_flushed || c.send_max > 0 || faults > 0 || c.posted_after_end,
+        || {
+            format!(
+                "QUERY says the provider flushed, with no send, fault, CQ error or POST after \
+                 the end: {q:?}"
+            )
+        },
+    );
+    m.check(!q.cq_failed || m.cq_errors > 0, || {
+        format!("QUERY says the CQ failed, and no CQ error was injected: {q:?}")
+    });
+    // A transport error shows in QUERY: a failed completion or a dead CQ.
+    if c.terminal
+        .is_some_and(|t| t.cause == Some(Cause::TransportError))
+    {
+        m.check(
+            q.cq_failed || q.receives_failed + q.sends_failed > 0,
+            || format!("TransportError with no failed completion and no dead CQ: {q:?}"),
+        );
+    }
 }
 
 /// End every connection, check each has had exactly one terminal event, close everything and

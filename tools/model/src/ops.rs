@@ -41,6 +41,24 @@ pub enum Op {
         /// What happens.
         fault: FaultKind,
     },
+    /// A CQ error on a live CQ of host `host % 2` (`Fabric::cqs`, oldest first, index `cq`
+    /// modulo their number): `softndk::CqError::Fatal` or `Overrun`. The CQ and every QP on
+    /// it are dead.
+    CqError {
+        /// The host.
+        host: u8,
+        /// The CQ, among the host's live ones.
+        cq: u8,
+        /// Fatal (else an overrun).
+        fatal: bool,
+    },
+    /// Every adapter of host `host % 2` goes away (`Fabric::remove_adapters`; the engine is
+    /// told, as the KMDF shell is of a plug-and-play removal). For the rest of the run that
+    /// host has no adapter: a no-op the second time.
+    RemoveAdapter {
+        /// The host.
+        host: u8,
+    },
     /// DISCONNECT: graceful (left pending) or abortive.
     Disconnect {
         /// The handle slot.
@@ -114,6 +132,11 @@ pub enum FaultKind {
     PeerDisconnect,
     /// The peer resets the connection (`softndk::Fault::PeerReset`).
     PeerReset,
+    /// The link fails (`softndk::Fault::LinkLoss`), as on hardware: nobody is told; each end
+    /// notices when a send it posted is not acknowledged within the retry timeout (the send
+    /// fails, the provider flushes the QP and makes the disconnect callback). During a
+    /// handshake both ends' handshakes fail.
+    LinkLoss,
 }
 
 impl Op {
@@ -126,7 +149,11 @@ impl Op {
             Self::Fault { fault, .. } => match fault {
                 FaultKind::PeerDisconnect => "fault peer disconnect",
                 FaultKind::PeerReset => "fault peer reset",
+                FaultKind::LinkLoss => "fault link loss",
             },
+            Self::CqError { fatal: true, .. } => "cq fatal",
+            Self::CqError { fatal: false, .. } => "cq overrun",
+            Self::RemoveAdapter { .. } => "remove adapter",
             Self::Disconnect {
                 abortive: false, ..
             } => "graceful disconnect",
@@ -175,12 +202,12 @@ impl Rng {
 }
 
 /// The operations of `seed`: `n` of them, drawn without looking at the state (so the list is
-/// the whole record of the run). Out of 100: CONNECT 18 (one in ten refused), POST 18 (one in
-/// three sends), peer faults 6, graceful DISCONNECT 5, abortive 4, ABORT 4, FLUSH 5, CLOSE 5,
-/// QUERY 6, foreign QUERY 2, non-blocking WAIT 15, cancelled WAIT 6, drain 3, handle close 3;
-/// a WAIT is filtered on a connection one time in three. (CONNECT has 3 more and WAIT 3 less
-/// than the earlier state-driven choice gave them nominally, which turned an operation on a
-/// slot without connections into a CONNECT: so the mix of events stays as it was.)
+/// the whole record of the run). Out of 1000: CONNECT 180 (one in ten refused), POST 180 (one
+/// in three sends), peer disconnect or reset 60, link loss 15, CQ error 10 (half fatal),
+/// graceful DISCONNECT 50, abortive 40, ABORT 40, FLUSH 50, CLOSE 50, QUERY 60, foreign QUERY
+/// 20, non-blocking WAIT 125, cancelled WAIT 60, drain 30, handle close 29.5, adapter removal
+/// 0.5 (so about one seed in five of 500 operations loses a host part way); a WAIT is
+/// filtered on a connection one time in three.
 pub fn generate(seed: u64, n: usize) -> Vec<Op> {
     let mut rng = Rng::new(seed);
     (0..n).map(|_| one(&mut rng)).collect()
@@ -189,49 +216,55 @@ pub fn generate(seed: u64, n: usize) -> Vec<Op> {
 fn one(rng: &mut Rng) -> Op {
     let slot = rng.byte();
     let conn = rng.byte();
-    match rng.below(100) {
-        0..18 => Op::Connect {
+    match rng.below(1000) {
+        0..180 => Op::Connect {
             slot,
             port: rng.byte(),
             refused: rng.one_in(10),
         },
-        18..36 => Op::Post {
+        180..360 => Op::Post {
             slot,
             conn,
             send: rng.one_in(3),
             count: rng.byte(),
         },
-        36..42 => Op::Fault {
+        n @ 360..435 => Op::Fault {
             host: rng.byte(),
             connector: rng.byte(),
-            fault: if rng.one_in(2) {
-                FaultKind::PeerDisconnect
-            } else {
-                FaultKind::PeerReset
+            fault: match n {
+                360..390 => FaultKind::PeerDisconnect,
+                390..420 => FaultKind::PeerReset,
+                _ => FaultKind::LinkLoss,
             },
         },
-        42..47 => Op::Disconnect {
+        435..445 => Op::CqError {
+            host: rng.byte(),
+            cq: rng.byte(),
+            fatal: rng.one_in(2),
+        },
+        445..495 => Op::Disconnect {
             slot,
             conn,
             abortive: false,
         },
-        47..51 => Op::Disconnect {
+        495..535 => Op::Disconnect {
             slot,
             conn,
             abortive: true,
         },
-        51..55 => Op::Abort { slot, conn },
-        55..60 => Op::Flush { slot, conn },
-        60..65 => Op::Close { slot, conn },
-        65..71 => Op::Query { slot, conn },
-        71..73 => Op::ForeignQuery { slot, conn },
-        n @ 73..94 => Op::Wait {
+        535..575 => Op::Abort { slot, conn },
+        575..625 => Op::Flush { slot, conn },
+        625..675 => Op::Close { slot, conn },
+        675..735 => Op::Query { slot, conn },
+        735..755 => Op::ForeignQuery { slot, conn },
+        n @ 755..940 => Op::Wait {
             slot,
             on: rng.one_in(3).then_some(conn),
             room: rng.byte(),
-            cancel: n >= 88,
+            cancel: n >= 880,
         },
-        94..97 => Op::Drain,
+        940..970 => Op::Drain,
+        999 if rng.one_in(2) => Op::RemoveAdapter { host: rng.byte() },
         _ => Op::CloseHandle { slot },
     }
 }
