@@ -24,7 +24,16 @@
 //! - the cause is one the operations allow (`Local` needs a graceful DISCONNECT,
 //!   `LocalAbortive` an abortive one or CLOSE, `Aborted` an ABORT, `TransportError` a send or
 //!   a CQ error, `AdapterRemoved` a removal of the adapters of the host its end is on;
-//!   `HandleClosed` is never delivered here);
+//!   `HandleClosed` is never delivered here), and, tighter, the one the reference model of
+//!   causes predicts from the operations and faults applied to the connection and its peer
+//!   before its terminal event (the rule and its table: the `causes` module, repeated here):
+//!   the terminal cause is the cause of one of the connection's *triggers* up to and
+//!   including the first *synchronous* one (one whose terminal event is latched before the
+//!   operation returns: ABORT, abortive DISCONNECT, CLOSE, adapter removal of its host, and
+//!   with `Synchronous` or `Inline` completion a peer fault on its own connector); the
+//!   asynchronous ones (a graceful DISCONNECT, its peer's ending, a POST of sends, a link
+//!   loss, a CQ error on its host, and peer faults with provider threads) may overtake a later
+//!   trigger; a connection with no trigger must not end;
 //! - an adapter removal ends, at once, every connection with an end on that host that had not
 //!   ended before;
 //! - no event reaches a handle that does not own the connection; another handle's connection
@@ -41,6 +50,7 @@
 //!
 //! A failure prints the seed, the completion mode and the operation list as Rust source.
 
+mod causes;
 mod io;
 mod ops;
 mod shrink;
@@ -124,6 +134,20 @@ struct Conn {
     flush_tried: bool,
     flush_ok: u32,
     flushed_events: u32,
+    /// The address of its connector, when known.
+    end: Option<usize>,
+    /// Its peer connection (the other end), when known.
+    peer: Option<u64>,
+    /// The address of its peer's connector (active side), when known.
+    peer_end: Option<usize>,
+    /// The handle listening on the port it connected to (active side).
+    listener: Option<usize>,
+    /// Its local address (active side, connected).
+    local: Option<SocketAddr>,
+    /// What may end it, in order ([`causes`]).
+    triggers: Vec<causes::Trigger>,
+    /// Triggers for its passive peer, not seen yet (active side).
+    peer_pending: Vec<causes::Trigger>,
     /// Something was posted while its CONNECT had failed or after its terminal event.
     posted_after_end: bool,
     /// Its end was on a host whose adapters were removed while it had no terminal event.
@@ -151,10 +175,17 @@ struct Model {
     cq_errors: u32,
     /// Hosts whose adapters were removed.
     removed: [bool; 2],
+    /// The reference model of causes.
+    causes: causes::Causes,
+    /// Terminal causes checked against the prediction, and not (no attribution).
+    predicted: u64,
+    unpredicted: u64,
+    /// Predicted causes where exactly one cause was allowed.
+    exactly: u64,
 }
 
 impl Model {
-    fn new() -> Self {
+    fn new(mode: Completion) -> Self {
         Self {
             log: Vec::new(),
             slots: (0..SLOTS).map(|_| None).collect(),
@@ -167,6 +198,105 @@ impl Model {
             faults: BTreeMap::new(),
             cq_errors: 0,
             removed: [false; 2],
+            causes: causes::Causes::new(mode),
+            predicted: 0,
+            unpredicted: 0,
+            exactly: 0,
+        }
+    }
+
+    /// Record that `cause` may end connection `id` (if its terminal event is still to come).
+    fn trigger(&mut self, id: u64, cause: Cause, sync: bool) {
+        let op = self.causes.op;
+        if let Some(c) = self.conns.get_mut(&id)
+            && c.terminal.is_none()
+        {
+            c.triggers.push(causes::Trigger { cause, sync, op });
+        }
+    }
+
+    /// Record that `cause` may end the peer of connection `id` (known or not yet seen).
+    fn trigger_peer(&mut self, id: u64, cause: Cause, sync: bool) {
+        let op = self.causes.op;
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match c.peer {
+            Some(p) => self.trigger(p, cause, sync),
+            None if c.peer_end.is_some() => {
+                c.peer_pending.push(causes::Trigger { cause, sync, op });
+            }
+            None => {}
+        }
+    }
+
+    /// Record `cause` for the connection whose connector is at `addr` (and `peer_cause` for
+    /// its peer); an address nobody can attribute turns the prediction off.
+    fn trigger_end(&mut self, addr: usize, cause: &[Cause], sync: bool, peer_cause: &[Cause]) {
+        let (this, peer) = match self.causes.ends.get(&addr) {
+            Some(causes::End::Conn(id)) => (Some(*id), self.conns[id].peer),
+            Some(causes::End::PeerOf(c)) => (self.conns[c].peer, Some(*c)),
+            None => {
+                self.causes.off = true;
+                return;
+            }
+        };
+        for &k in cause {
+            match (this, self.causes.ends.get(&addr)) {
+                (Some(id), _) => self.trigger(id, k, sync),
+                (None, Some(causes::End::PeerOf(c))) => self.trigger_peer(*c, k, sync),
+                _ => {}
+            }
+        }
+        for &k in peer_cause {
+            match (peer, self.causes.ends.get(&addr)) {
+                (Some(id), _) => self.trigger(id, k, sync),
+                (None, Some(causes::End::Conn(c))) => self.trigger_peer(*c, k, sync),
+                _ => {}
+            }
+        }
+    }
+
+    /// At the first sight of passive connection `id` (its `Accepted`, on slot `i`): find its
+    /// active peer by addresses, and take over its connector and the triggers recorded for it.
+    fn link_passive(&mut self, i: usize, id: u64) {
+        let (st, out) = done(&self.slot(i).unwrap().h.ioctl(
+            Ioctl::Query.code(),
+            &bytes(&QueryRequest { connection_id: id }),
+            QueryReply::SIZE,
+        ));
+        let remote = (st == NtStatus::SUCCESS)
+            .then(|| QueryReply::parse(&out).ok())
+            .flatten()
+            .and_then(|q| q.remote);
+        let Some(remote) = remote else { return };
+        let active = self
+            .conns
+            .iter()
+            .rev()
+            .find(|(_, c)| {
+                c.active && c.local == Some(remote) && c.peer.is_none() && c.peer_end.is_some()
+            })
+            .map(|(a, _)| *a);
+        let Some(a) = active else { return };
+        let c = self.conns.get_mut(&a).unwrap();
+        c.peer = Some(id);
+        let end = c.peer_end;
+        let pending = std::mem::take(&mut c.peer_pending);
+        let p = self.conns.get_mut(&id).unwrap();
+        p.peer = Some(a);
+        p.end = end;
+        p.triggers = pending;
+        if let Some(end) = end {
+            self.causes.ends.insert(end, causes::End::Conn(id));
+        }
+    }
+
+    /// A local operation that ends connection `id` at once with `cause` returned `st`.
+    fn ended_locally(&mut self, id: u64, cause: Cause, st: NtStatus) {
+        if st == NtStatus::SUCCESS {
+            self.trigger(id, cause, true);
+            self.trigger_peer(id, Cause::Peer, false);
         }
     }
 
@@ -269,6 +399,9 @@ impl Model {
                     ..Conn::default()
                 },
             );
+            if e.kind == EventKind::Accepted {
+                self.link_passive(i, id);
+            }
         }
         let c = self.conns.get(&id).unwrap();
         self.check(c.owner == hid && !c.owner_closed, || {
@@ -331,6 +464,18 @@ impl Model {
         };
         if let Some(p) = problem {
             self.fail(&format!("{p}: {e:?}"));
+        }
+        if e.kind == EventKind::Disconnected {
+            let c = &self.conns[&id];
+            if self.causes.off || c.end.is_none() {
+                self.unpredicted += 1;
+            } else {
+                match causes::check(&c.triggers, e) {
+                    Ok(exact) => self.exactly += u64::from(exact),
+                    Err(what) => self.fail(&format!("connection {id}: {what}")),
+                }
+                self.predicted += 1;
+            }
         }
         *self
             .tally
@@ -428,6 +573,20 @@ impl Model {
     }
 
     fn close_handle(&mut self, i: usize) {
+        for id in self.owned(i) {
+            self.trigger_peer(id, Cause::Peer, false);
+        }
+        // Its passive connections not seen yet go too: their active peers hear of it.
+        let hid = self.slot(i).unwrap().hid;
+        let unseen: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.active && c.peer.is_none() && c.listener == Some(hid))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unseen {
+            self.trigger(id, Cause::Peer, false);
+        }
         let s = self.slots[i].take().unwrap();
         for c in self.conns.values_mut().filter(|c| c.owner == s.hid) {
             c.owner_closed = true;
@@ -469,7 +628,23 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                 PORTS[usize::from(port) % PORTS.len()]
             };
             m.log.push(format!("connect slot {i} port {port}"));
+            let live = |host: usize| -> Vec<usize> {
+                w.fabric
+                    .connectors(w.hosts[host])
+                    .into_iter()
+                    .map(<*mut _>::addr)
+                    .collect()
+            };
+            let before = [live(0), live(1)];
             let (st, out) = done(&connect_pending(&m.slot(i).unwrap().h, port));
+            let new: Vec<Vec<usize>> = (0..2)
+                .map(|h| {
+                    live(h)
+                        .into_iter()
+                        .filter(|a| !before[h].contains(a))
+                        .collect()
+                })
+                .collect();
             if st == NtStatus::SUCCESS {
                 let r = ConnectReply::parse(&out).unwrap();
                 m.log
@@ -478,15 +653,48 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                     format!("CONNECT returned an id in use: {}", r.connection_id)
                 });
                 let hid = m.slot(i).unwrap().hid;
+                let id = r.connection_id;
+                let listener = PORTS
+                    .iter()
+                    .position(|p| *p == port)
+                    .and_then(|k| m.slot(k))
+                    .filter(|s| s.listens)
+                    .map(|s| s.hid);
+                let connect_ok = r.status == NtStatus::SUCCESS;
                 m.conns.insert(
-                    r.connection_id,
+                    id,
                     Conn {
                         owner: hid,
                         active: true,
-                        connect_ok: r.status == NtStatus::SUCCESS,
+                        connect_ok,
+                        listener,
                         ..Conn::default()
                     },
                 );
+                // Its connector and its peer's: the ones this CONNECT created.
+                if let [own] = new[0][..] {
+                    m.causes.ends.insert(own, causes::End::Conn(id));
+                    m.conns.get_mut(&id).unwrap().end = Some(own);
+                } else if connect_ok {
+                    m.causes.off = true;
+                }
+                if let [peer] = new[1][..] {
+                    m.causes.ends.insert(peer, causes::End::PeerOf(id));
+                    m.conns.get_mut(&id).unwrap().peer_end = Some(peer);
+                } else if connect_ok {
+                    m.causes.off = true;
+                }
+                if connect_ok {
+                    let (st, out) = done(&m.slot(i).unwrap().h.ioctl(
+                        Ioctl::Query.code(),
+                        &bytes(&QueryRequest { connection_id: id }),
+                        QueryReply::SIZE,
+                    ));
+                    m.conns.get_mut(&id).unwrap().local = (st == NtStatus::SUCCESS)
+                        .then(|| QueryReply::parse(&out).ok())
+                        .flatten()
+                        .and_then(|q| q.local);
+                }
             } else {
                 m.log.push(format!("  -> {st:?}"));
             }
@@ -516,6 +724,7 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                 if send {
                     c.send_max += u64::from(count);
                     c.send_ok += ok;
+                    m.trigger(id, Cause::TransportError, false);
                 } else {
                     c.recv_max += u64::from(count);
                     c.recv_ok += ok;
@@ -546,6 +755,16 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                     ));
                     if hit {
                         *m.faults.entry(fault).or_default() += 1;
+                        let inline = m.causes.inline;
+                        match fault {
+                            FaultKind::PeerDisconnect | FaultKind::PeerReset => {
+                                m.trigger_end(victim.addr(), &[Cause::Peer], inline, &[]);
+                            }
+                            FaultKind::LinkLoss => {
+                                let both = [Cause::TransportError, Cause::Peer];
+                                m.trigger_end(victim.addr(), &both, false, &both);
+                            }
+                        }
                     }
                     true
                 }
@@ -569,6 +788,18 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                         cqs.len()
                     ));
                     m.cq_errors += u32::from(hit);
+                    if hit {
+                        // Which CQ is whose is not known: every connection with an end on
+                        // this host may see it.
+                        let ids: Vec<u64> = m.conns.keys().copied().collect();
+                        for id in ids {
+                            if m.conns[&id].active == (host == 0) {
+                                m.trigger(id, Cause::TransportError, false);
+                            } else if host == 1 {
+                                m.trigger_peer(id, Cause::TransportError, false);
+                            }
+                        }
+                    }
                     true
                 }
                 None => false,
@@ -591,6 +822,7 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
             Some((i, id)) if abortive => {
                 m.conns.get_mut(&id).unwrap().abortive = true;
                 let st = done(&disconnect_pending(&m.slot(i).unwrap().h, id, true)).0;
+                m.ended_locally(id, Cause::LocalAbortive, st);
                 m.log
                     .push(format!("abortive disconnect slot {i} {id}: {st:?}"));
                 true
@@ -601,6 +833,8 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                     .push(format!("graceful disconnect slot {i} {id} (pending)"));
                 m.conns.get_mut(&id).unwrap().graceful = true;
                 m.gracefuls.push((id, p));
+                m.trigger(id, Cause::Local, false);
+                m.trigger_peer(id, Cause::Peer, false);
                 true
             }
             None => false,
@@ -610,6 +844,7 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                 m.conns.get_mut(&id).unwrap().abort = true;
                 let st = abort(&m.slot(i).unwrap().h, id);
                 m.log.push(format!("abort slot {i} {id}: {st:?}"));
+                m.ended_locally(id, Cause::Aborted, st);
                 true
             }
             None => false,
@@ -632,6 +867,7 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                 m.conns.get_mut(&id).unwrap().close_called = true;
                 let st = close_status(&m.slot(i).unwrap().h, id);
                 m.log.push(format!("close slot {i} {id}: {st:?}"));
+                m.ended_locally(id, Cause::LocalAbortive, st);
                 true
             }
             None => false,
@@ -744,6 +980,15 @@ fn remove_adapter(m: &mut Model, w: &World, host: usize) {
         .collect();
     for id in &on_host {
         m.conns.get_mut(id).unwrap().removal = true;
+    }
+    let ids: Vec<u64> = m.conns.keys().copied().collect();
+    for id in ids {
+        if m.conns[&id].active == (host == 0) {
+            m.trigger(id, Cause::AdapterRemoved, true);
+            m.trigger_peer(id, Cause::Peer, false);
+        } else if host == 1 {
+            m.trigger_peer(id, Cause::AdapterRemoved, true);
+        }
     }
     m.removed[host] = true;
     w.fabric.remove_adapters(w.hosts[host]);
@@ -859,6 +1104,7 @@ fn finish_model(m: &mut Model, w: &World) {
                 m.conns.get_mut(&id).unwrap().abort = true;
                 let st = abort(&m.slot(i).unwrap().h, id);
                 m.log.push(format!("  abort slot {i} {id}: {st:?}"));
+                m.ended_locally(id, Cause::Aborted, st);
             }
         }
         // Every connection of an open handle: its terminal event delivered, and the Closed of
@@ -949,6 +1195,13 @@ pub struct Outcome {
     pub ops: BTreeMap<&'static str, u64>,
     /// Operations that found nothing to act on.
     pub no_ops: u64,
+    /// Terminal causes checked against the reference model's prediction ([`causes`]).
+    pub predicted: u64,
+    /// Of the predicted ones, those where exactly one cause was allowed.
+    pub exactly: u64,
+    /// Terminal causes only checked as allowed (a connector or connection the run could not
+    /// attribute).
+    pub unpredicted: u64,
 }
 
 impl Outcome {
@@ -957,6 +1210,9 @@ impl Outcome {
         self.events += other.events;
         self.connections += other.connections;
         self.no_ops += other.no_ops;
+        self.predicted += other.predicted;
+        self.unpredicted += other.unpredicted;
+        self.exactly += other.exactly;
         for (k, n) in other.tally {
             *self.tally.entry(k).or_default() += n;
         }
@@ -1010,7 +1266,7 @@ pub fn run(ops: &[Op], mode: Completion, extra: Option<Check<'_>>) -> Result<Out
     let mut log = Vec::new();
     let result = catch_unwind(AssertUnwindSafe(|| {
         let w = world(mode);
-        let mut m = Model::new();
+        let mut m = Model::new(mode);
         let run = catch_unwind(AssertUnwindSafe(|| {
             for i in 0..SLOTS {
                 m.open(i, &w.engine);
@@ -1018,6 +1274,7 @@ pub fn run(ops: &[Op], mode: Completion, extra: Option<Check<'_>>) -> Result<Out
             let mut outcome = Outcome::default();
             for (n, &op) in ops.iter().enumerate() {
                 at.set(n);
+                m.causes.op = n;
                 if apply(&mut m, &w, op) {
                     *outcome.ops.entry(op.kind()).or_default() += 1;
                 } else {
@@ -1029,6 +1286,7 @@ pub fn run(ops: &[Op], mode: Completion, extra: Option<Check<'_>>) -> Result<Out
                 }
             }
             at.set(ops.len());
+            m.causes.op = ops.len();
             finish_model(&mut m, &w);
             Ok(outcome)
         }));
@@ -1038,6 +1296,9 @@ pub fn run(ops: &[Op], mode: Completion, extra: Option<Check<'_>>) -> Result<Out
                 o.events = m.events;
                 o.tally = std::mem::take(&mut m.tally);
                 o.connections = m.conns.len();
+                o.predicted = m.predicted;
+                o.unpredicted = m.unpredicted;
+                o.exactly = m.exactly;
                 Ok(o)
             }
             Ok(Err(e)) => Err(e),
@@ -1164,12 +1425,15 @@ pub fn run_seeds(seeds: std::ops::Range<u64>, n: usize) -> Outcome {
     }
     eprintln!(
         "model: seeds {seeds:?} x {n} ops = {} operations ({} no-ops), {} connections, {} \
-         events, 0 divergences, {:.1?}\nmodel: operations by kind: {:?}\nmodel: events by \
+         events ({} terminal causes predicted, {} of them exactly, {} only allowed), 0 divergences, {:.1?}\nmodel: operations by kind: {:?}\nmodel: events by \
          kind/cause: {:?}",
         (seeds.end - seeds.start) * n as u64,
         total.no_ops,
         total.connections,
         total.events,
+        total.predicted,
+        total.exactly,
+        total.unpredicted,
         start.elapsed(),
         total.ops,
         total.tally,
