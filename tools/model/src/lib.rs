@@ -150,8 +150,6 @@ struct Conn {
     peer_pending: Vec<causes::Trigger>,
     /// Something was posted while its CONNECT had failed or after its terminal event.
     posted_after_end: bool,
-    /// Its end was on a host whose adapters were removed while it had no terminal event.
-    removal: bool,
     /// Receives/sends of POSTs that succeeded, and of every POST (a POST may stop part way).
     recv_ok: u64,
     recv_max: u64,
@@ -449,9 +447,11 @@ impl Model {
                         Some(Cause::Aborted) => (!c.abort).then_some("Aborted without ABORT"),
                         Some(Cause::TransportError) => (c.send_max == 0 && self.cq_errors == 0)
                             .then_some("TransportError without a send or a CQ error"),
-                        Some(Cause::AdapterRemoved) => (!c.removal).then_some(
-                            "AdapterRemoved on a connection whose host kept its adapter",
-                        ),
+                        // Its end is on host 0 if active, else on host 1.
+                        Some(Cause::AdapterRemoved) => (!self.removed[usize::from(!c.active)])
+                            .then_some(
+                                "AdapterRemoved on a connection whose host kept its adapter",
+                            ),
                         _ => Some("a cause nothing here can produce"),
                     }
                 }
@@ -978,9 +978,6 @@ fn remove_adapter(m: &mut Model, w: &World, host: usize) {
         })
         .map(|(id, _)| *id)
         .collect();
-    for id in &on_host {
-        m.conns.get_mut(id).unwrap().removal = true;
-    }
     let ids: Vec<u64> = m.conns.keys().copied().collect();
     for id in ids {
         if m.conns[&id].active == (host == 0) {
@@ -1195,7 +1192,7 @@ pub struct Outcome {
     pub ops: BTreeMap<&'static str, u64>,
     /// Operations that found nothing to act on.
     pub no_ops: u64,
-    /// Terminal causes checked against the reference model's prediction ([`causes`]).
+    /// Terminal causes checked against the reference model's prediction (see the crate docs).
     pub predicted: u64,
     /// Of the predicted ones, those where exactly one cause was allowed.
     pub exactly: u64,
