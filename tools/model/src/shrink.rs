@@ -6,6 +6,9 @@ use softndk::Completion;
 
 use crate::{Check, Divergence, Op, run};
 
+/// Replays of the original list before a shrink gives up on reproducing its divergence.
+const REPRODUCE_TRIES: usize = 3;
+
 /// How much a shrink may spend.
 #[derive(Clone, Copy, Debug)]
 pub struct Budget {
@@ -33,8 +36,9 @@ pub struct Shrunk {
     pub ops: Vec<Op>,
     /// Its divergence (the original one when the divergence did not reproduce).
     pub divergence: Divergence,
-    /// Whether the original list diverged again when replayed. With provider threads a run is
-    /// not deterministic, and a divergence that depends on a race may not reproduce.
+    /// Whether the original list diverged again when replayed (up to 3 tries). With provider
+    /// threads a run is not deterministic, and a divergence that depends on a race may not
+    /// reproduce; a candidate is kept only if it diverged in its one replay.
     pub reproduced: bool,
     /// Replays made.
     pub replays: usize,
@@ -75,8 +79,8 @@ fn shrink_quietly(
         replays.set(replays.get() + 1);
         run(candidate, mode, extra).err()
     };
-    // Does it reproduce at all?
-    match try_run(&best) {
+    // Does it reproduce at all? (With provider threads a race may need a few tries.)
+    match (0..REPRODUCE_TRIES).find_map(|_| try_run(&best)) {
         Some(d) => {
             best = cut(&best, &d);
             divergence = d;

@@ -77,5 +77,5 @@ fn a_run_that_passes_does_not_shrink_into_a_divergence() {
     let shrunk = shrink(&ops, fake, mode, None, Budget::default());
     assert!(!shrunk.reproduced);
     assert_eq!(shrunk.ops, ops);
-    assert_eq!(shrunk.replays, 1);
+    assert_eq!(shrunk.replays, 3, "three tries to reproduce it");
 }
