@@ -984,7 +984,10 @@ fn remove_adapter(m: &mut Model, w: &World, host: usize) {
             m.trigger(id, Cause::AdapterRemoved, true);
             m.trigger_peer(id, Cause::Peer, false);
         } else if host == 1 {
+            // An active connection whose passive end is not seen yet: that end goes, and it
+            // hears of it.
             m.trigger_peer(id, Cause::AdapterRemoved, true);
+            m.trigger(id, Cause::Peer, false);
         }
     }
     m.removed[host] = true;
