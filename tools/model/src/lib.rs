@@ -18,8 +18,9 @@
 //!   any-connection WAITs of a handle (a filtered WAIT may overtake other connections' older
 //!   events), and never repeated on a handle (copies flagged `already_delivered` excepted);
 //! - per connection: its first event is `Connected`/`ConnectFailed` (active, agreeing with the
-//!   CONNECT reply) or `Accepted`/`ConnectFailed` (passive, on a handle that listens); at most one terminal event
-//!   (`ConnectFailed` or `Disconnected`) is ever delivered, and at the end exactly one; nothing
+//!   CONNECT reply) or `Accepted`/`ConnectFailed` (passive, on a handle that listens); at most
+//!   one terminal event (`ConnectFailed` or `Disconnected`) is ever delivered, and at the end
+//!   exactly one; nothing
 //!   after `Closed`, and `Closed` only after CLOSE and after the terminal event;
 //! - the cause is one the operations allow (`Local` needs a graceful DISCONNECT,
 //!   `LocalAbortive` an abortive one or CLOSE, `Aborted` an ABORT, `TransportError` a send or
@@ -48,7 +49,13 @@
 //! - no provider misuse after any step; at the end every NDK object is released, every graceful
 //!   DISCONNECT completed, and nothing was allocated where it must not be.
 //!
-//! A failure prints the seed, the completion mode and the operation list as Rust source.
+//! A seed's divergence is shrunk ([`shrink`]: delta debugging within a [`Budget`], in the same
+//! completion mode) and [`report`]ed: the seed, the mode, both lengths and the shrunk list as
+//! Rust source (`vec![Op::..., ...]`), with how to [`replay`] it. Runs with provider threads
+//! do not replay exactly; the report says so, and whether the divergence reproduced.
+//!
+//! The seeded driver needs the test binary to install `softndk::alloc_check`'s allocator for
+//! the end-of-run allocation check to count anything (a library cannot install it).
 
 mod causes;
 mod io;
