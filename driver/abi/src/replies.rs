@@ -680,6 +680,27 @@ pub struct QueryReply {
 }
 
 impl QueryReply {
+    /// Every request accounted for, `(receives, sends)`: completed (succeeded, cancelled or
+    /// failed) plus still outstanding. Equals what was posted: a request that completed is
+    /// counted once, by its status, and no longer outstanding.
+    pub fn accounted(&self) -> (u64, u64) {
+        let sum = |counts: [u32; 4]| counts.iter().map(|&n| u64::from(n)).sum();
+        (
+            sum([
+                self.receives_succeeded,
+                self.receives_cancelled,
+                self.receives_failed,
+                self.outstanding_receives,
+            ]),
+            sum([
+                self.sends_succeeded,
+                self.sends_cancelled,
+                self.sends_failed,
+                self.outstanding_sends,
+            ]),
+        )
+    }
+
     /// The `QUERY_*` flags of the wire record.
     pub const fn flags(&self) -> u16 {
         let mut flags = 0;

@@ -722,19 +722,7 @@ fn done(p: &Pending) -> (NtStatus, Vec<u8>) {
 }
 
 fn drain_events(h: &HostHandle) -> Vec<Event> {
-    let req = WaitRequest {
-        connection: None,
-        nonblocking: true,
-    };
-    let (st, out) = done(&h.ioctl(
-        Ioctl::Wait.code(),
-        &bytes(&req),
-        BATCH_HEADER_SIZE + 64 * Event::SIZE,
-    ));
-    assert_eq!(st, NtStatus::SUCCESS);
-    let mut slots = [None; 64];
-    let n = decode_wait_reply(&out, &mut slots).expect("valid reply");
-    slots[..n].iter().map(|e| e.expect("event")).collect()
+    drain_events_batch(h, 64)
 }
 
 /// Two handles on one engine: `a` connects to `b`'s listener.

@@ -267,14 +267,7 @@ impl Worker {
         }
         let q = QueryReply::parse(&out).unwrap();
         let c = &self.conns[&id];
-        let receives = u64::from(q.receives_succeeded)
-            + u64::from(q.receives_cancelled)
-            + u64::from(q.receives_failed)
-            + u64::from(q.outstanding_receives);
-        let sends = u64::from(q.sends_succeeded)
-            + u64::from(q.sends_cancelled)
-            + u64::from(q.sends_failed)
-            + u64::from(q.outstanding_sends);
+        let (receives, sends) = q.accounted();
         if !(c.posted_ok[0]..=c.posted_max[0]).contains(&receives)
             || !(c.posted_ok[1]..=c.posted_max[1]).contains(&sends)
         {

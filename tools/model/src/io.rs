@@ -46,23 +46,38 @@ pub fn world(completion: Completion) -> World {
         },
         ..FabricConfig::default()
     }));
-    let ha = fabric.add_host(HostConfig::new(1, [A]));
-    let hb = fabric.add_host(HostConfig::new(2, [B]));
-    let adapters = [(1, A), (2, B)]
-        .iter()
-        .map(|&(if_index, ip)| AdapterDesc {
-            if_index,
-            address: SocketAddr::new(ip, 0),
-        })
-        .collect();
-    let platform = HostPlatform::new(Arc::clone(&fabric), adapters);
-    let engine = Engine::new(platform, Config::default());
-    ndkdisc_host::watch_adapter_removal(&engine);
+    let w = world_of(
+        fabric,
+        [HostConfig::new(1, [A]), HostConfig::new(2, [B])],
+        Config::default(),
+    );
+    ndkdisc_host::watch_adapter_removal(&w.engine);
+    w
+}
+
+/// A world over `fabric` whose two hosts (interface 1 at [`A`], 2 at [`B`]) the caller
+/// configures; its engine is not told of adapter removals.
+pub fn world_of(fabric: Arc<Fabric>, hosts: [HostConfig; 2], config: Config) -> World {
+    let [a, b] = hosts;
+    let ha = fabric.add_host(a);
+    let hb = fabric.add_host(b);
+    let platform = HostPlatform::new(Arc::clone(&fabric), adapters(&[(1, A), (2, B)]));
+    let engine = Engine::new(platform, config);
     World {
         fabric,
         hosts: [ha, hb],
         engine,
     }
+}
+
+/// The interfaces the platform reports to the engine: `(if_index, address)`.
+pub fn adapters(list: &[(u32, IpAddr)]) -> Vec<AdapterDesc> {
+    list.iter()
+        .map(|&(if_index, ip)| AdapterDesc {
+            if_index,
+            address: SocketAddr::new(ip, 0),
+        })
+        .collect()
 }
 
 /// A record's bytes.
@@ -157,7 +172,10 @@ pub fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> NtStatus {
 }
 
 /// Once the fabric is idle, whether every NDK object is released (the listener's adapter by the
-/// passive worker after its close, so allow it a moment); if not, what is left.
+/// passive worker after its close, so allow it a moment).
+///
+/// # Errors
+/// What is left, or that the fabric never became idle.
 pub fn released(fabric: &Fabric) -> Result<(), String> {
     if !fabric.wait_idle(WAIT) {
         return Err("the fabric never became idle".to_owned());

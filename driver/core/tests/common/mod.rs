@@ -22,15 +22,10 @@ pub use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId, Misbehav
 #[global_allocator]
 static ALLOC: softndk::alloc_check::CheckingAllocator = softndk::alloc_check::CheckingAllocator;
 
-pub const WAIT: Duration = Duration::from_secs(10);
-pub const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-pub const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
-
-pub struct World {
-    pub fabric: Arc<Fabric>,
-    pub hosts: [HostId; 2],
-    pub engine: Arc<Engine<HostPlatform>>,
-}
+// The world and the request helpers the model-based test uses too.
+pub use ndkdisc_model::io::{
+    A, B, WAIT, World, abort, adapters, bytes, decode_events, done, flush, post, simple, world_of,
+};
 
 pub fn world(completion: Completion) -> World {
     world_with(completion, Config::default())
@@ -90,33 +85,8 @@ fn world_unwatched(fabric: FabricConfig, config: Config) -> World {
     )
 }
 
-/// A world over `fabric` whose two hosts (interface 1 at `A`, 2 at `B`) the test configures;
-/// its engine is not told of adapter removals.
-pub fn world_of(fabric: Arc<Fabric>, hosts: [HostConfig; 2], config: Config) -> World {
-    let [a, b] = hosts;
-    let ha = fabric.add_host(a);
-    let hb = fabric.add_host(b);
-    let platform = HostPlatform::new(Arc::clone(&fabric), adapters(&[(1, A), (2, B)]));
-    let engine = Engine::new(platform, config);
-    World {
-        fabric,
-        hosts: [ha, hb],
-        engine,
-    }
-}
-
 /// Every way softndk completes requests, by name: inline in the call, before the call returns
 /// (`Synchronous`), on a thread, at random, and like hardware (several provider threads).
-/// The interfaces the platform reports to the engine: `(if_index, address)`.
-pub fn adapters(list: &[(u32, IpAddr)]) -> Vec<AdapterDesc> {
-    list.iter()
-        .map(|&(if_index, ip)| AdapterDesc {
-            if_index,
-            address: SocketAddr::new(ip, 0),
-        })
-        .collect()
-}
-
 pub fn modes() -> Vec<Completion> {
     vec![
         Completion::Synchronous,
@@ -153,16 +123,6 @@ macro_rules! per_mode {
             hardware: Completion::hardware(11),
         });
     )+};
-}
-
-pub fn bytes<R: Record>(r: &R) -> Vec<u8> {
-    let mut v = vec![0; R::SIZE];
-    r.encode(&mut v).unwrap();
-    v
-}
-
-pub fn done(p: &Pending) -> (NtStatus, Vec<u8>) {
-    p.wait(WAIT).expect("request completed")
 }
 
 pub fn listen(h: &HostHandle, port: u16) -> ListenReply {
@@ -218,12 +178,6 @@ pub fn wait_pending(h: &HostHandle, conn: Option<u64>, room: usize) -> Pending {
     )
 }
 
-pub fn decode_events(out: &[u8]) -> Vec<Event> {
-    let mut slots = [None; 64];
-    let n = decode_wait_reply(out, &mut slots).unwrap();
-    slots[..n].iter().map(|e| e.unwrap()).collect()
-}
-
 /// Wait for the next batch of events (any connection).
 pub fn events(h: &HostHandle) -> Vec<Event> {
     let (st, out) = done(&wait_pending(h, None, 16));
@@ -274,10 +228,6 @@ pub fn disconnected(h: &HostHandle, cause: Cause) -> Event {
     e
 }
 
-pub fn simple(h: &HostHandle, ioctl: Ioctl, input: Vec<u8>) -> NtStatus {
-    done(&h.ioctl(ioctl.code(), &input, 0)).0
-}
-
 /// Poll QUERY until `f` holds (or the hang limit).
 pub fn query_until(h: &HostHandle, id: u64, f: impl Fn(&QueryReply) -> bool) -> QueryReply {
     let deadline = std::time::Instant::now() + WAIT;
@@ -292,7 +242,7 @@ pub fn query_until(h: &HostHandle, id: u64, f: impl Fn(&QueryReply) -> bool) -> 
 
 /// CLOSE of a connection or listener: its status.
 pub fn close_status(h: &HostHandle, id: u64) -> NtStatus {
-    simple(h, Ioctl::Close, bytes(&CloseRequest { id }))
+    simple(h, Ioctl::Close, &bytes(&CloseRequest { id }))
 }
 
 /// CLOSE, which must succeed.
@@ -300,22 +250,12 @@ pub fn close(h: &HostHandle, id: u64) {
     assert_eq!(close_status(h, id), NtStatus::SUCCESS, "CLOSE of {id}");
 }
 
-/// ABORT of a connection: its status.
-pub fn abort(h: &HostHandle, id: u64) -> NtStatus {
-    simple(h, Ioctl::Abort, bytes(&AbortRequest { connection_id: id }))
-}
-
-/// FLUSH of a connection: its status.
-pub fn flush(h: &HostHandle, id: u64) -> NtStatus {
-    simple(h, Ioctl::Flush, bytes(&FlushRequest { connection_id: id }))
-}
-
 /// An abortive DISCONNECT: its status.
 pub fn abortive(h: &HostHandle, id: u64) -> NtStatus {
     simple(
         h,
         Ioctl::Disconnect,
-        bytes(&DisconnectRequest {
+        &bytes(&DisconnectRequest {
             connection_id: id,
             abortive: true,
         }),
@@ -450,19 +390,6 @@ pub fn graceful(h: &HostHandle, id: u64) -> NtStatus {
 }
 
 /// POST `count` requests of 256 bytes.
-pub fn post(h: &HostHandle, id: u64, kind: PostKind, count: u32) -> NtStatus {
-    simple(
-        h,
-        Ioctl::Post,
-        bytes(&PostRequest {
-            connection_id: id,
-            kind,
-            count,
-            length: 256,
-        }),
-    )
-}
-
 /// Block the engine's passive-level worker until the returned sender sends (or is dropped), so
 /// the listener's accept work (and so the active side's CONNECT) waits.
 pub fn block_passive(w: &World) -> std::sync::mpsc::Sender<()> {
