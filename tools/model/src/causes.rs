@@ -18,7 +18,7 @@
 //! | POST of sends | `TransportError`, asynchronous (a send into a dead peer fails) | — |
 //! | peer disconnect or reset injected on its connector | `Peer`: synchronous with `Synchronous` or `Inline` completion, else asynchronous | nothing (it goes away silently: no callback, its QP flushed) |
 //! | link loss on either end | `TransportError` or `Peer`, asynchronous (only a send notices) | the same |
-//! | CQ error on a CQ of its host | `TransportError`, asynchronous (which CQ is whose is not known) | — |
+//! | CQ error on either host | `TransportError` or `Peer`, asynchronous (which CQ is whose is not known; a dead QP's peer learns of it by a send that goes unacknowledged: the failed send or the provider's retry-exceeded disconnect indication, whichever comes first) | the same |
 //! | adapter removal of its host | `AdapterRemoved`, synchronous | `Peer`, asynchronous |
 //!
 //! Which connector is whose: a CONNECT creates one connector on each host (its own end, and

@@ -802,14 +802,18 @@ fn apply(m: &mut Model, w: &World, op: Op) -> bool {
                     ));
                     m.cq_errors += u32::from(hit);
                     if hit {
-                        // Which CQ is whose is not known: every connection with an end on
-                        // this host may see it.
+                        // Which CQ is whose is not known. A connection whose own QP died ends
+                        // with `TransportError`; one whose peer's QP died finds out when its
+                        // sends go unacknowledged, by a failed send (`TransportError`) or by
+                        // the provider's disconnect indication (`Peer`, retry exceeded),
+                        // whichever is reaped first; and a peer's reset after that is a `Peer`
+                        // too. So every connection may see either.
                         let ids: Vec<u64> = m.conns.keys().copied().collect();
                         for id in ids {
-                            if m.conns[&id].active == (host == 0) {
-                                m.trigger(id, Cause::TransportError, false);
-                            } else if host == 1 {
-                                m.trigger_peer(id, Cause::TransportError, false);
+                            for cause in [Cause::TransportError, Cause::Peer] {
+                                m.trigger(id, cause, false);
+                                // Its passive peer, if not seen yet, too.
+                                m.trigger_peer(id, cause, false);
                             }
                         }
                     }
@@ -1089,6 +1093,16 @@ fn query_checked(m: &mut Model, i: usize, id: u64) {
     }
 }
 
+/// At the end of a run: ABORT connection `id` of slot `i` if it has no terminal event yet, once.
+fn abort_once(m: &mut Model, aborted: &mut HashSet<u64>, i: usize, id: u64) {
+    if m.conns[&id].terminal.is_none() && aborted.insert(id) {
+        m.conns.get_mut(&id).unwrap().abort = true;
+        let st = abort(&m.slot(i).unwrap().h, id);
+        m.log.push(format!("  abort slot {i} {id}: {st:?}"));
+        m.ended_locally(id, Cause::Aborted, st);
+    }
+}
+
 /// End every connection, check each has had exactly one terminal event, close everything and
 /// check that every NDK object is released.
 fn finish_model(m: &mut Model, w: &World) {
@@ -1106,11 +1120,8 @@ fn finish_model(m: &mut Model, w: &World) {
         // Connections may still appear (accepted ones): each without its terminal event is
         // aborted once.
         for (i, id) in open(m) {
-            if m.conns[&id].terminal.is_none() && !m.conns[&id].close_called && aborted.insert(id) {
-                m.conns.get_mut(&id).unwrap().abort = true;
-                let st = abort(&m.slot(i).unwrap().h, id);
-                m.log.push(format!("  abort slot {i} {id}: {st:?}"));
-                m.ended_locally(id, Cause::Aborted, st);
+            if !m.conns[&id].close_called {
+                abort_once(m, &mut aborted, i, id);
             }
         }
         // Every connection of an open handle: its terminal event delivered, and the Closed of
@@ -1134,21 +1145,28 @@ fn finish_model(m: &mut Model, w: &World) {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    for (i, id) in open(m) {
-        if !m.conns[&id].close_called {
+    // CLOSE every connection, also one accepted only now (its handshake was still under way
+    // when the loop above ended: it is aborted first), until every `Closed` has arrived.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        for (i, id) in open(m) {
+            if m.conns[&id].close_called {
+                continue;
+            }
+            abort_once(m, &mut aborted, i, id);
             m.conns.get_mut(&id).unwrap().close_called = true;
             let st = close_status(&m.slot(i).unwrap().h, id);
             m.check(st == NtStatus::SUCCESS, || {
                 format!("final CLOSE of {id}: {st:?}")
             });
         }
-    }
-    let deadline = std::time::Instant::now() + WAIT;
-    while m
-        .conns
-        .values()
-        .any(|c| !c.owner_closed && !c.closed_delivered)
-    {
+        if !m
+            .conns
+            .values()
+            .any(|c| !c.owner_closed && !c.closed_delivered)
+        {
+            break;
+        }
         if std::time::Instant::now() > deadline {
             let missing: Vec<_> = m
                 .conns
