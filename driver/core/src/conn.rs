@@ -806,11 +806,19 @@ impl<P: Platform> Conn<P> {
         if flushed.is_none() {
             // Without a QP there is nothing to flush: once teardown released the objects that
             // is done (nothing is outstanding); otherwise teardown is under way.
-            if self.ctl.with(|c| c.released) {
+            // Decided in one critical section: teardown marks `released` and then answers a
+            // pending FLUSH, so this FLUSH either sees `released` (and succeeds, with one
+            // `Flushed`) or withdraws before teardown can answer it (and fails, with none).
+            let released = self.ctl.with(|c| {
+                if !c.released {
+                    c.flush_pending = false;
+                }
+                c.released
+            });
+            if released {
                 self.flush_done_if_drained();
                 return Ok(());
             }
-            self.ctl.with(|c| c.flush_pending = false);
             return Err(Error::InvalidState);
         }
         // Done now if nothing is outstanding, or if the CQ died (nothing will complete).

@@ -341,7 +341,6 @@ impl<R: PendedRequest> EventQueue<R> {
                 self.counters.duplicates += 1;
                 return (Latch::Duplicate, None);
             }
-            Slot::Closed if records.closed_latched => return (Latch::Duplicate, None),
             Slot::Flushed if records.queued[i] => {
                 // Keep the queue position and sequence number; report the latest counts.
                 if let Some(e) = records.slots[i].as_mut() {
@@ -352,6 +351,9 @@ impl<R: PendedRequest> EventQueue<R> {
                 }
                 return (Latch::Merged, None);
             }
+            // Nothing new after `Closed` (a merge in place above is harmless): its delivery
+            // frees the records, and an entry queued behind it would be left in the list.
+            _ if records.closed_latched => return (Latch::Duplicate, None),
             Slot::Established if records.queued[i] => return (Latch::Duplicate, None),
             _ => {}
         }
@@ -430,7 +432,9 @@ impl<R: PendedRequest> EventQueue<R> {
             let (c, slot) = (entry as usize / SLOTS, entry as usize % SLOTS);
             self.unlink_event(entry);
             let Some(records) = self.records_mut(c) else {
-                continue;
+                // Unreachable (an entry is linked only while its records live); stop rather
+                // than meet the same entry again.
+                break;
             };
             records.queued[slot] = false;
             if let Some(event) = records.slots[slot] {

@@ -222,6 +222,10 @@ impl<P: Platform> HandleState<P> {
 
     /// `Engine::adapter_removed` for this handle. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn adapter_removed(&self, if_index: u32) {
+        // A CONNECT from now on opens a new adapter, never the removed one (which a connection
+        // not yet torn down may still hold).
+        self.table
+            .with(|t| t.adapters.retain(|(i, _)| *i != if_index));
         // One at a time, each marked so it is not found again (no allocation under the lock).
         while let Some(c) = self.table.with(|t| {
             t.conns

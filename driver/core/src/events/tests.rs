@@ -617,3 +617,33 @@ fn the_id_map_agrees_with_a_reference_map_through_inserts_and_removals() {
         assert!(q.find(next_id + 1).is_none());
     }
 }
+
+#[test]
+fn nothing_is_latched_after_closed() {
+    let mut q = queue();
+    let c = q.add_connection(7).unwrap();
+    assert_eq!(
+        q.latch(c, Event::new(EventKind::Closed, 0, 1)).0,
+        Latch::Queued
+    );
+    // (A Flushed still queued before Closed would merge in place: no new entry.)
+    for kind in [
+        EventKind::Flushed,
+        EventKind::Connected,
+        EventKind::Disconnected,
+    ] {
+        assert_eq!(
+            q.latch(c, Event::new(kind, 0, 2)).0,
+            Latch::Duplicate,
+            "{kind:?} after Closed"
+        );
+    }
+    let (req, fate) = Fake::new(1, 4);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(events_of(&fate).1.len(), 1, "only Closed");
+    assert_eq!(q.queued(), 0);
+    assert!(q.find(7).is_none());
+}
