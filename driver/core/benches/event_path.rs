@@ -873,7 +873,10 @@ fn e2e_peer_disconnect(_c: &mut Criterion) {
 }
 
 /// Connection counts of the real-connection cycle (`NDKDISC_REAL`, comma-separated, overrides).
-const REAL_CONNECTIONS: [usize; 3] = [1_000, 10_000, 100_000];
+/// Not 100,000 yet: the active host has one address, and softndk (like a real stack) has
+/// 16,384 ephemeral ports per address, so CONNECT fails with `STATUS_TOO_MANY_ADDRESSES` near
+/// 16,000 connections; 100,000 needs the connections spread over several interfaces.
+const REAL_CONNECTIONS: [usize; 2] = [1_000, 10_000];
 
 /// Real connections through softndk, one-shot per phase (setup dominates, so not criterion):
 /// for each N, `a` CONNECTs N times to `b`'s listener (setup: both sides' events drained); a
