@@ -192,13 +192,13 @@ pub struct EventQueue<R> {
     ids: IdMap,
     /// Queued events in latch order (`prev` = head, `next` = tail), linked through the records.
     queue: Links,
+    /// Events in that list.
     queued: usize,
     /// Pended WAITs, in a pool reserved up front, and the free entries of the pool.
     waits: Vec<Option<Wait<R>>>,
     free_waits: Vec<u32>,
     /// The any-connection waits, oldest first (`prev` = head, `next` = tail).
     any_waits: Links,
-    pended: usize,
     next_wait_order: u64,
     next_seq: u64,
     counters: QueueCounters,
@@ -248,7 +248,6 @@ impl<R: PendedRequest> EventQueue<R> {
             waits,
             free_waits,
             any_waits: Links::NONE,
-            pended: 0,
             next_wait_order: 0,
             next_seq: 1,
             counters: QueueCounters::default(),
@@ -266,9 +265,9 @@ impl<R: PendedRequest> EventQueue<R> {
         self.queued
     }
 
-    /// WAIT requests pended.
+    /// WAIT requests pended: the pool's entries in use.
     pub fn pended_waits(&self) -> usize {
-        self.pended
+        self.waits.len() - self.free_waits.len()
     }
 
     /// Add a connection's records. Never allocates: the table was reserved in `new`.
@@ -523,7 +522,7 @@ impl<R: PendedRequest> EventQueue<R> {
             let information = self.fill(&mut request, filter);
             return ready(request, NtStatus::SUCCESS, information);
         }
-        if self.pended >= self.limits.max_waits {
+        if self.pended_waits() >= self.limits.max_waits {
             return ready(request, NtStatus::QUOTA_EXCEEDED, 0);
         }
         if request.mark_cancelable().is_err() {
@@ -725,7 +724,6 @@ impl<R> EventQueue<R> {
         if let Some(l) = self.wait_list(list) {
             l.next = w;
         }
-        self.pended += 1;
     }
 
     /// Take wait `w` out of its list and the pool.
@@ -751,7 +749,6 @@ impl<R> EventQueue<R> {
         // INVARIANT: each entry is freed once, and there are at most max_waits of them.
         debug_assert!(self.free_waits.len() < self.free_waits.capacity());
         self.free_waits.push(w);
-        self.pended = self.pended.saturating_sub(1);
         Some(wait)
     }
 
