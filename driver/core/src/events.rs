@@ -97,15 +97,50 @@ impl Links {
 #[derive(Debug)]
 struct Records {
     id: u64,
-    slots: [Option<Event>; SLOTS],
-    queued: [bool; SLOTS],
     /// Each queued slot's neighbours in the handle's latch-order list (entry
     /// `index * SLOTS + slot`).
     order: [Links; SLOTS],
     /// The WAITs pended on this connection alone, oldest first (`prev` = head, `next` = tail).
     waits: Links,
-    terminal_latched: bool,
-    closed_latched: bool,
+}
+
+/// A connection's flags, kept in a dense array apart from its records (one byte each), so a
+/// WAIT on a connection with nothing queued reads no record: which slots are queued (bits
+/// `0..SLOTS`), whether a terminal event and `Closed` were ever latched. Zero while the
+/// records are free.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct State(u8);
+
+const _: () = assert!(SLOTS + 2 <= 8, "the flags fit in a byte");
+
+impl State {
+    const QUEUED: u8 = (1 << SLOTS) - 1;
+    const TERMINAL: u8 = 1 << SLOTS;
+    const CLOSED: u8 = 1 << (SLOTS + 1);
+
+    fn queued(self, slot: usize) -> bool {
+        self.0 & (1 << slot) != 0
+    }
+
+    fn any_queued(self) -> bool {
+        self.0 & Self::QUEUED != 0
+    }
+
+    fn set_queued(&mut self, slot: usize, on: bool) {
+        if on {
+            self.0 |= 1 << slot;
+        } else {
+            self.0 &= !(1 << slot);
+        }
+    }
+
+    fn terminal_latched(self) -> bool {
+        self.0 & Self::TERMINAL != 0
+    }
+
+    fn closed_latched(self) -> bool {
+        self.0 & Self::CLOSED != 0
+    }
 }
 
 /// What a caller learns from latching.
@@ -186,6 +221,11 @@ pub struct QueueCounters {
 pub struct EventQueue<R> {
     limits: Limits,
     conns: Vec<Option<Records>>,
+    /// Each connection's event records, by the same index as `conns`: apart from the
+    /// bookkeeping above, so looking a connection up or linking it touches less memory.
+    slots: Vec<[Option<Event>; SLOTS]>,
+    /// Each connection's flags, by the same index.
+    state: Vec<State>,
     /// Indexes of free records in `conns` (room reserved for all of them).
     free: Vec<u32>,
     /// Connection id -> record index.
@@ -226,6 +266,14 @@ impl<R: PendedRequest> EventQueue<R> {
         conns
             .try_reserve_exact(limits.max_connections)
             .map_err(|_| QueueError::NoMemory)?;
+        let mut slots = Vec::new();
+        slots
+            .try_reserve_exact(limits.max_connections)
+            .map_err(|_| QueueError::NoMemory)?;
+        let mut state = Vec::new();
+        state
+            .try_reserve_exact(limits.max_connections)
+            .map_err(|_| QueueError::NoMemory)?;
         let mut free = Vec::new();
         free.try_reserve_exact(limits.max_connections)
             .map_err(|_| QueueError::NoMemory)?;
@@ -241,6 +289,8 @@ impl<R: PendedRequest> EventQueue<R> {
         Ok(Self {
             limits,
             conns,
+            slots,
+            state,
             free,
             ids,
             queue: Links::NONE,
@@ -277,17 +327,19 @@ impl<R: PendedRequest> EventQueue<R> {
     pub fn add_connection(&mut self, id: u64) -> Result<ConnIndex, QueueError> {
         let records = Records {
             id,
-            slots: [None; SLOTS],
-            queued: [false; SLOTS],
             order: [Links::NONE; SLOTS],
             waits: Links::NONE,
-            terminal_latched: false,
-            closed_latched: false,
         };
         let i = if let Some(i) = self.free.pop() {
             let i = i as usize;
             if let Some(slot) = self.conns.get_mut(i) {
                 *slot = Some(records);
+            }
+            if let Some(slots) = self.slots.get_mut(i) {
+                *slots = [None; SLOTS];
+            }
+            if let Some(state) = self.state.get_mut(i) {
+                *state = State::default();
             }
             i
         } else {
@@ -296,6 +348,8 @@ impl<R: PendedRequest> EventQueue<R> {
             }
             // INVARIANT: len < max_connections = reserved capacity: this push does not allocate.
             self.conns.push(Some(records));
+            self.slots.push([None; SLOTS]);
+            self.state.push(State::default());
             self.conns.len() - 1
         };
         self.ids.insert(id, index_u32(i));
@@ -304,9 +358,8 @@ impl<R: PendedRequest> EventQueue<R> {
 
     /// Forget a connection that never became visible (nothing latched for it).
     pub fn remove_connection(&mut self, conn: ConnIndex) {
-        if self
-            .records(conn.0)
-            .is_some_and(|r| r.id == conn.1 && !r.queued.iter().any(|q| *q))
+        if self.records(conn.0).is_some_and(|r| r.id == conn.1)
+            && !self.state_of(conn.0).any_queued()
         {
             self.free_records(conn.0);
         }
@@ -314,7 +367,7 @@ impl<R: PendedRequest> EventQueue<R> {
 
     /// The index of connection `id`, if this handle holds it.
     pub fn find(&self, id: u64) -> Option<ConnIndex> {
-        let i = self.ids.get(&self.conns, id)?;
+        let i = self.ids.get(id)?;
         Some(ConnIndex(i as usize, id))
     }
 
@@ -326,23 +379,26 @@ impl<R: PendedRequest> EventQueue<R> {
         let Some(slot) = slot_of(fact.kind) else {
             return (Latch::Unknown, None);
         };
-        let Some(records) = self.records_mut(conn.0).filter(|r| r.id == conn.1) else {
+        if self.records(conn.0).is_none_or(|r| r.id != conn.1) {
+            return (Latch::Unknown, None);
+        }
+        let Some(state) = self.state.get_mut(conn.0) else {
             return (Latch::Unknown, None);
         };
         let event = Event {
             seq,
-            connection_id: records.id,
+            connection_id: conn.1,
             ..fact
         };
         let i = slot as usize;
         match slot {
-            Slot::Terminal if records.terminal_latched => {
+            Slot::Terminal if state.terminal_latched() => {
                 self.counters.duplicates += 1;
                 return (Latch::Duplicate, None);
             }
-            Slot::Flushed if records.queued[i] => {
+            Slot::Flushed if state.queued(i) => {
                 // Keep the queue position and sequence number; report the latest counts.
-                if let Some(e) = records.slots[i].as_mut() {
+                if let Some(e) = self.slots.get_mut(conn.0).and_then(|s| s[i].as_mut()) {
                     *e = Event {
                         seq: e.seq,
                         ..event
@@ -352,14 +408,16 @@ impl<R: PendedRequest> EventQueue<R> {
             }
             // Nothing new after `Closed` (a merge in place above is harmless): its delivery
             // frees the records, and an entry queued behind it would be left in the list.
-            _ if records.closed_latched => return (Latch::Duplicate, None),
-            Slot::Established if records.queued[i] => return (Latch::Duplicate, None),
+            _ if state.closed_latched() => return (Latch::Duplicate, None),
+            Slot::Established if state.queued(i) => return (Latch::Duplicate, None),
+            Slot::Terminal => state.0 |= State::TERMINAL,
+            Slot::Closed => state.0 |= State::CLOSED,
             _ => {}
         }
-        records.terminal_latched |= slot == Slot::Terminal;
-        records.closed_latched |= slot == Slot::Closed;
-        records.slots[i] = Some(event);
-        records.queued[i] = true;
+        state.set_queued(i, true);
+        if let Some(s) = self.slots.get_mut(conn.0) {
+            s[i] = Some(event);
+        }
         self.next_seq += 1;
         self.counters.latched += 1;
         self.push_event(entry_of(conn.0, slot));
@@ -407,9 +465,7 @@ impl<R: PendedRequest> EventQueue<R> {
     fn has_events_for(&self, filter: Option<u32>) -> bool {
         match filter {
             None => self.queued > 0,
-            Some(c) => self
-                .records(c as usize)
-                .is_some_and(|r| r.queued.iter().any(|q| *q)),
+            Some(c) => self.state_of(c as usize).any_queued(),
         }
     }
 
@@ -430,13 +486,13 @@ impl<R: PendedRequest> EventQueue<R> {
             }
             let (c, slot) = (entry as usize / SLOTS, entry as usize % SLOTS);
             self.unlink_event(entry);
-            let Some(records) = self.records_mut(c) else {
+            let Some(state) = self.state.get_mut(c) else {
                 // Unreachable (an entry is linked only while its records live); stop rather
                 // than meet the same entry again.
                 break;
             };
-            records.queued[slot] = false;
-            if let Some(event) = records.slots[slot] {
+            state.set_queued(slot, false);
+            if let Some(event) = self.slots.get(c).and_then(|s| s[slot]) {
                 let at = BATCH_HEADER_SIZE + n * Event::SIZE;
                 if event.encode(&mut out[at..]).is_ok() {
                     n += 1;
@@ -464,12 +520,12 @@ impl<R: PendedRequest> EventQueue<R> {
     /// and is still held (the connection's `Closed` event has not been delivered), flagged
     /// [`Event::already_delivered`]. Reads the record in place: no allocation.
     fn delivered_terminal(&self, c: usize) -> Option<Event> {
-        let records = self.records(c)?;
+        let state = self.state_of(c);
         let i = Slot::Terminal as usize;
-        if !records.terminal_latched || records.queued[i] {
+        if !state.terminal_latched() || state.queued(i) {
             return None;
         }
-        let event = records.slots[i]?;
+        let event = self.slots.get(c)?[i]?;
         Some(Event {
             already_delivered: true,
             ..event
@@ -502,7 +558,7 @@ impl<R: PendedRequest> EventQueue<R> {
         }
         let filter = match connection {
             None => None,
-            Some(id) => match self.ids.get(&self.conns, id) {
+            Some(id) => match self.ids.get(id) {
                 Some(c) => Some(c),
                 None => return ready(request, NtStatus::NOT_FOUND, 0),
             },
@@ -540,7 +596,7 @@ impl<R: PendedRequest> EventQueue<R> {
     /// outside the lock. Never allocates; waits being cancelled are left to their cancel
     /// routine.
     pub fn take_level_triggered(&mut self, id: u64) -> Option<Ready<R>> {
-        let c = self.ids.get(&self.conns, id)?;
+        let c = self.ids.get(id)?;
         let copy = self.delivered_terminal(c as usize)?;
         if self.has_events_for(Some(c)) {
             return None;
@@ -579,7 +635,7 @@ impl<R: PendedRequest> EventQueue<R> {
     /// cancelled are left to their cancel routine.
     pub fn take_wait_to_cancel(&mut self, connection: Option<u64>) -> Option<Ready<R>> {
         let w = if let Some(id) = connection {
-            let c = self.ids.get(&self.conns, id)?;
+            let c = self.ids.get(id)?;
             self.first_taken(self.records(c as usize)?.waits.prev)?
         } else {
             let w = self.waits.iter_mut().position(|w| {
@@ -609,6 +665,11 @@ impl<R: PendedRequest> EventQueue<R> {
 }
 
 impl<R> EventQueue<R> {
+    /// The flags of record index `c` (empty when free).
+    fn state_of(&self, c: usize) -> State {
+        self.state.get(c).copied().unwrap_or_default()
+    }
+
     fn records(&self, c: usize) -> Option<&Records> {
         self.conns.get(c)?.as_ref()
     }
@@ -670,12 +731,16 @@ impl<R> EventQueue<R> {
     /// The queue entry of the oldest event queued for the connection at record index `c` (its
     /// few slots, by sequence number), or `NIL`.
     fn oldest_queued_of(&self, c: usize) -> u32 {
-        let Some(r) = self.records(c) else {
+        let state = self.state_of(c);
+        if !state.any_queued() {
+            return NIL;
+        }
+        let Some(slots) = self.slots.get(c) else {
             return NIL;
         };
         (0..SLOTS)
-            .filter(|&s| r.queued[s])
-            .min_by_key(|&s| r.slots[s].map_or(u64::MAX, |e| e.seq))
+            .filter(|&s| state.queued(s))
+            .min_by_key(|&s| slots[s].map_or(u64::MAX, |e| e.seq))
             .map_or(NIL, |s| index_u32(c * SLOTS + s))
     }
 
@@ -763,7 +828,10 @@ impl<R> EventQueue<R> {
             wait.list = WaitList::Orphan;
             w = core::mem::replace(&mut wait.links, Links::NONE).next;
         }
-        self.ids.remove(&self.conns, records.id, index_u32(c));
+        self.ids.remove(records.id);
+        if let Some(state) = self.state.get_mut(c) {
+            *state = State::default();
+        }
         // INVARIANT: at most max_connections indexes exist and each is free at most once, so
         // the reserved room suffices; c < max_connections <= u32::MAX.
         debug_assert!(self.free.len() < self.free.capacity());
@@ -772,11 +840,23 @@ impl<R> EventQueue<R> {
 }
 
 /// Connection id -> record index: open addressing with linear probing over a table at least
-/// twice the connections, reserved up front; the ids live in the records, the table holds only
-/// indexes. Expected O(1) per operation; never allocates after `new`.
+/// twice the connections, reserved up front. Each entry holds the id beside the index, so a
+/// lookup reads only the table (usually one cache line), never the records. Expected O(1) per
+/// operation; never allocates after `new`.
 struct IdMap {
-    table: Vec<u32>,
+    table: Vec<IdEntry>,
     shift: u32,
+}
+
+/// One entry of the id map; `c == NIL` is empty.
+#[derive(Clone, Copy)]
+struct IdEntry {
+    id: u64,
+    c: u32,
+}
+
+impl IdEntry {
+    const EMPTY: Self = Self { id: 0, c: NIL };
 }
 
 impl IdMap {
@@ -790,7 +870,7 @@ impl IdMap {
         table
             .try_reserve_exact(len)
             .map_err(|_| QueueError::NoMemory)?;
-        table.resize(len, NIL);
+        table.resize(len, IdEntry::EMPTY);
         Ok(Self {
             table,
             shift: 64 - len.trailing_zeros(),
@@ -806,65 +886,66 @@ impl IdMap {
         self.table.len() - 1
     }
 
-    fn id_at(conns: &[Option<Records>], c: u32) -> Option<u64> {
-        Some(conns.get(c as usize)?.as_ref()?.id)
-    }
-
-    fn get(&self, conns: &[Option<Records>], id: u64) -> Option<u32> {
+    /// The table position of `id`, if present.
+    fn position(&self, id: u64) -> Option<usize> {
         let mut i = self.home(id);
         loop {
-            let c = *self.table.get(i)?;
-            if c == NIL {
+            let e = self.table.get(i)?;
+            if e.c == NIL {
                 return None;
             }
-            if Self::id_at(conns, c) == Some(id) {
-                return Some(c);
+            if e.id == id {
+                return Some(i);
             }
             i = (i + 1) & self.mask();
         }
+    }
+
+    fn get(&self, id: u64) -> Option<u32> {
+        Some(self.table.get(self.position(id)?)?.c)
     }
 
     /// Insert record `c`, whose id is `id` (the table has room: it is twice the records).
     fn insert(&mut self, id: u64, c: u32) {
         let mut i = self.home(id);
+        let mask = self.mask();
         while let Some(slot) = self.table.get_mut(i) {
-            if *slot == NIL {
-                *slot = c;
+            if slot.c == NIL {
+                *slot = IdEntry { id, c };
                 return;
             }
-            i = (i + 1) & self.mask();
+            i = (i + 1) & mask;
         }
     }
 
-    /// Remove record `c` (id `id`), shifting back the entries after it so every lookup still
-    /// finds its entry before an empty one. `conns` no longer holds `c`'s records.
-    fn remove(&mut self, conns: &[Option<Records>], id: u64, c: u32) {
+    /// Remove `id`, shifting back the entries after it so every lookup still finds its entry
+    /// before an empty one.
+    fn remove(&mut self, id: u64) {
+        let Some(i) = self.position(id) else {
+            return;
+        };
         let mask = self.mask();
-        let mut i = self.home(id);
-        loop {
-            match self.table.get(i) {
-                Some(&x) if x == c => break,
-                Some(&x) if x != NIL => i = (i + 1) & mask,
-                _ => return,
-            }
-        }
         // Backward-shift deletion.
         let mut hole = i;
         let mut j = (i + 1) & mask;
         loop {
-            let x = self.table.get(j).copied().unwrap_or(NIL);
-            if x == NIL {
+            let x = self.table.get(j).copied().unwrap_or(IdEntry::EMPTY);
+            if x.c == NIL {
                 break;
             }
-            let home = Self::id_at(conns, x).map_or(j, |id| self.home(id));
+            let home = self.home(x.id);
             // x may move to the hole if the hole lies cyclically in [home, j).
             if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.table[hole] = x;
+                if let Some(h) = self.table.get_mut(hole) {
+                    *h = x;
+                }
                 hole = j;
             }
             j = (j + 1) & mask;
         }
-        self.table[hole] = NIL;
+        if let Some(h) = self.table.get_mut(hole) {
+            *h = IdEntry::EMPTY;
+        }
     }
 }
 
