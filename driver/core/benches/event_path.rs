@@ -59,8 +59,20 @@ struct Usage {
     freed: u64,
 }
 
+use softndk::alloc_check::Owner;
+
 fn usage() -> Usage {
     let (allocations, allocated, freed) = softndk::alloc_check::usage();
+    Usage {
+        allocations,
+        allocated,
+        freed,
+    }
+}
+
+/// One owner's counts so far (the engine is the consumer; softndk the provider).
+fn usage_of(owner: softndk::alloc_check::Owner) -> Usage {
+    let (allocations, allocated, freed) = softndk::alloc_check::usage_by(owner);
     Usage {
         allocations,
         allocated,
@@ -181,6 +193,18 @@ impl PendedRequest for BenchRequest {
 const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
 const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 
+/// Host a's addresses: `A` and more, because softndk (like TCP/IP) has 16,384 ephemeral ports
+/// per address, and the real-connection cycle needs more connections from a than that.
+const A_ADDRESSES: usize = 8;
+
+fn a_address(k: usize) -> IpAddr {
+    if k == 0 {
+        A
+    } else {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 1, u8::try_from(k).unwrap_or(u8::MAX)))
+    }
+}
+
 fn fabric_and_platform(completion: Completion) -> (Arc<Fabric>, Arc<HostPlatform>) {
     let (fabric, platform, _) = fabric_platform_hosts(completion);
     (fabric, platform)
@@ -193,7 +217,7 @@ fn fabric_platform_hosts(completion: Completion) -> (Arc<Fabric>, Arc<HostPlatfo
         ..Default::default()
     }));
     let hosts = [
-        fabric.add_host(HostConfig::new(1, [A])),
+        fabric.add_host(HostConfig::new(1, (0..A_ADDRESSES).map(a_address))),
         fabric.add_host(HostConfig::new(2, [B])),
     ];
     let adapters = vec![
@@ -768,11 +792,16 @@ fn pair_world(max_connections: usize, max_waits: usize) -> Pair {
 
 /// Connect once: (a's connection id, b's connection id), each side's first event drained.
 fn connect(p: &Pair) -> (u64, u64) {
+    connect_from(p, None)
+}
+
+/// Connect once from a chosen local address (`None`: the provider picks).
+fn connect_from(p: &Pair, local: Option<SocketAddr>) -> (u64, u64) {
     let req = ConnectRequest {
         if_index: 1,
         receive_depth: 0,
         send_depth: 0,
-        local: None,
+        local,
         remote: SocketAddr::new(B, 4791),
     };
     let (st, out) = done(&p.a.ioctl(Ioctl::Connect.code(), &bytes(&req), ConnectReply::SIZE));
@@ -876,10 +905,9 @@ fn e2e_peer_disconnect(_c: &mut Criterion) {
 }
 
 /// Connection counts of the real-connection cycle (`NDKDISC_REAL`, comma-separated, overrides).
-/// Not 100,000 yet: the active host has one address, and softndk (like a real stack) has
-/// 16,384 ephemeral ports per address, so CONNECT fails with `STATUS_TOO_MANY_ADDRESSES` near
-/// 16,000 connections; 100,000 needs the connections spread over several interfaces.
-const REAL_CONNECTIONS: [usize; 2] = [1_000, 10_000];
+/// softndk (like a real stack) has 16,384 ephemeral ports per address, so the active host has
+/// `A_ADDRESSES` addresses and the CONNECTs rotate over them.
+const REAL_CONNECTIONS: [usize; 3] = [1_000, 10_000, 100_000];
 
 /// Real connections through softndk, one-shot per phase (setup dominates, so not criterion):
 /// for each N, `a` CONNECTs N times to `b`'s listener (setup: both sides' events drained); a
@@ -898,7 +926,10 @@ fn real_connections(_c: &mut Criterion) {
         let cycle = Instant::now();
         let p = pair_world(n, 16);
         let start = Instant::now();
-        let pairs: Vec<(u64, u64)> = (0..n).map(|_| connect(&p)).collect();
+        // Spread over a's addresses (ephemeral ports are per address).
+        let pairs: Vec<(u64, u64)> = (0..n)
+            .map(|i| connect_from(&p, Some(SocketAddr::new(a_address(i % A_ADDRESSES), 0))))
+            .collect();
         let setup = start.elapsed();
         let b_connectors = p.fabric.connectors(p.hosts[1]);
         assert_eq!(
@@ -1030,15 +1061,31 @@ fn memory_per_connection(_c: &mut Criterion) {
     let p = pair_world(256, 16);
     connect(&p); // warm up lazily built state (adapters, first-use tables)
     let k = 64;
+    let mut ids = Vec::with_capacity(k); // the test's own bookkeeping, outside the window
     let before = usage();
-    let ids: Vec<_> = (0..k).map(|_| connect(&p)).collect();
+    let (engine_before, softndk_before) = (usage_of(Owner::Consumer), usage_of(Owner::Provider));
+    ids.extend((0..k).map(|_| connect(&p)));
     assert!(p.fabric.wait_idle(Duration::from_secs(10)));
     let (n, _, live) = usage().since(before);
+    let (n_engine, _, live_engine) = usage_of(Owner::Consumer).since(engine_before);
+    let (n_softndk, _, live_softndk) = usage_of(Owner::Provider).since(softndk_before);
+    assert_eq!(
+        live,
+        live_engine + live_softndk,
+        "every block has one owner"
+    );
     println!(
         "engine + softndk, {k} CONNECTs (each: one active + one accepted connection): \
          {n} allocations, {live} B live = {:.0} B per CONNECT, {:.0} B per engine connection",
         live as f64 / k as f64,
         live as f64 / (2 * k) as f64
+    );
+    println!(
+        "  of which the engine's (ndkdisc-core, ndkpi wrappers, the host platform, the test's \
+         bookkeeping): {n_engine} allocations, {:.0} B per engine connection; softndk's own: \
+         {n_softndk} allocations, {:.0} B per engine connection",
+        live_engine as f64 / (2 * k) as f64,
+        live_softndk as f64 / (2 * k) as f64
     );
     for (a_id, b_id) in ids {
         close(&p.a, a_id);

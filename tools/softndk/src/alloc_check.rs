@@ -96,35 +96,189 @@ fn check() {
     let _ = FORBIDDEN.try_with(|f| f.set(inside));
 }
 
-/// [`System`], counting allocations, and those made inside a no-allocation scope.
+/// Who an allocation belongs to: the code running when it was made. softndk marks its own
+/// work ([`provider_scope`]: its NDK entry points, WSK functions and threads) and the consumer's
+/// callbacks it makes ([`consumer_scope`]); everything else is the consumer's. Each block
+/// carries its owner, so a free is charged to whoever made the block, wherever it happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Owner {
+    /// The code under test (the NDK consumer: ndkdisc's engine and the test itself).
+    Consumer = 0,
+    /// softndk itself.
+    Provider = 1,
+}
+
+thread_local! {
+    static OWNER: Cell<u8> = const { Cell::new(Owner::Consumer as u8) };
+}
+
+static ALLOCATED_BY: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+static FREED_BY: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+static ALLOCATIONS_BY: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Process-wide counts so far for one owner: (allocations, bytes allocated, bytes freed).
+pub fn usage_by(owner: Owner) -> (u64, u64, u64) {
+    let i = owner as usize;
+    (
+        ALLOCATIONS_BY[i].load(Ordering::SeqCst),
+        ALLOCATED_BY[i].load(Ordering::SeqCst),
+        FREED_BY[i].load(Ordering::SeqCst),
+    )
+}
+
+/// While alive, the current thread's allocations belong to one owner; the previous owner is
+/// restored when it is dropped.
+#[must_use = "the scope ends when the guard is dropped"]
+pub struct OwnerScope {
+    previous: u8,
+}
+
+fn owner_scope(owner: Owner) -> OwnerScope {
+    let previous = OWNER
+        .try_with(|o| o.replace(owner as u8))
+        .unwrap_or(Owner::Consumer as u8);
+    OwnerScope { previous }
+}
+
+/// Charge the current thread's allocations to softndk until the guard is dropped.
+pub fn provider_scope() -> OwnerScope {
+    owner_scope(Owner::Provider)
+}
+
+/// Charge the current thread's allocations to the consumer until the guard is dropped (softndk
+/// calling the consumer back).
+pub fn consumer_scope() -> OwnerScope {
+    owner_scope(Owner::Consumer)
+}
+
+impl Drop for OwnerScope {
+    fn drop(&mut self) {
+        let _ = OWNER.try_with(|o| o.set(self.previous));
+    }
+}
+
+fn current_owner() -> u8 {
+    OWNER.try_with(Cell::get).unwrap_or(Owner::Consumer as u8)
+}
+
+/// The bytes in front of every block, holding its owner in the last byte: at least 16 and a
+/// multiple of the alignment, so the caller's pointer keeps its alignment.
+fn prefix(layout: Layout) -> usize {
+    layout.align().max(16)
+}
+
+/// The layout of the whole block (prefix and caller's bytes); `None` if it overflows.
+fn with_prefix(layout: Layout) -> Option<Layout> {
+    let size = layout.size().checked_add(prefix(layout))?;
+    Layout::from_size_align(size, layout.align()).ok()
+}
+
+/// Count a new block of `size` bytes for `owner`.
+fn charge(owner: u8, size: usize) {
+    let i = usize::from(owner & 1);
+    ALLOCATIONS_BY[i].fetch_add(1, Ordering::Relaxed);
+    ALLOCATED_BY[i].fetch_add(size as u64, Ordering::Relaxed);
+}
+
+/// [`System`], counting allocations (by owner too), and those made inside a no-allocation
+/// scope.
 pub struct CheckingAllocator;
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract holds as it does for `System`; `check` never allocates while the
+impl CheckingAllocator {
+    /// Tag a fresh block from `System` (`base`, null on failure) and return the caller's
+    /// pointer.
+    ///
+    /// # Safety
+    /// `base` is null or a block of `with_prefix(layout)` bytes.
+    unsafe fn tag(base: *mut u8, layout: Layout) -> *mut u8 {
+        if base.is_null() {
+            return base;
+        }
+        let owner = current_owner();
+        charge(owner, layout.size());
+        // SAFETY: the block holds `prefix(layout)` bytes before the caller's, so both pointers
+        // stay inside it.
+        unsafe {
+            let ptr = base.add(prefix(layout));
+            ptr.sub(1).write(owner);
+            ptr
+        }
+    }
+
+    /// The owner of the block at `ptr` (a pointer this allocator returned), charged with
+    /// freeing `size` bytes, and the block's base.
+    ///
+    /// # Safety
+    /// `ptr` was returned by this allocator for `layout` and is not yet freed.
+    unsafe fn untag(ptr: *mut u8, layout: Layout) -> *mut u8 {
+        // SAFETY: per the contract, `prefix(layout)` bytes of the block precede `ptr`, the
+        // last of them written by `tag`.
+        let (owner, base) = unsafe { (ptr.sub(1).read(), ptr.sub(prefix(layout))) };
+        FREED_BY[usize::from(owner & 1)].fetch_add(layout.size() as u64, Ordering::Relaxed);
+        base
+    }
+}
+
+// SAFETY: every block comes from `System` with room for a prefix in front (a multiple of the
+// alignment, so the pointer handed out keeps the requested alignment), and is given back to
+// `System` from its base with the same enlarged layout; `check` never allocates while the
 // scope is active (it clears the scope before capturing a backtrace).
 unsafe impl GlobalAlloc for CheckingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         record(layout.size(), 0);
-        // SAFETY: the caller upholds `alloc`'s contract (non-zero size), passed on unchanged.
-        unsafe { System.alloc(layout) }
+        let Some(full) = with_prefix(layout) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: `full` has a non-zero size (it includes the prefix); the block is tagged
+        // as `tag` requires.
+        unsafe { Self::tag(System.alloc(full), layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         record(layout.size(), 0);
+        let Some(full) = with_prefix(layout) else {
+            return std::ptr::null_mut();
+        };
         // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { Self::tag(System.alloc_zeroed(full), layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        // SAFETY: `ptr` was allocated by this allocator (that is, by `System`) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
+        // SAFETY: `ptr` came from `alloc` for `layout`, so its block starts `prefix` bytes
+        // before it and was allocated with `with_prefix(layout)`, which did not overflow then.
+        unsafe {
+            let base = Self::untag(ptr, layout);
+            if let Some(full) = with_prefix(layout) {
+                System.dealloc(base, full);
+            }
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         record(new_size, layout.size());
-        // SAFETY: `ptr`/`layout` came from this allocator (`System`); the caller upholds
-        // `realloc`'s contract for `new_size`.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return std::ptr::null_mut();
+        };
+        let (Some(full), Some(new_full)) = (with_prefix(layout), with_prefix(new_layout)) else {
+            return std::ptr::null_mut();
+        };
+        // SAFETY: `ptr` came from this allocator for `layout` (the caller's contract), so its
+        // block is `full` bytes from `base`; the prefix is the same for both layouts (same
+        // alignment), so the caller's bytes keep their offset in the moved block. On failure
+        // the old block is untouched and still tagged, and the charge for freeing it is
+        // undone by charging the old owner again.
+        unsafe {
+            let old_owner = ptr.sub(1).read();
+            let base = Self::untag(ptr, layout);
+            let moved = System.realloc(base, full, new_full.size());
+            if moved.is_null() {
+                charge(old_owner, layout.size());
+                ALLOCATIONS_BY[usize::from(old_owner & 1)].fetch_sub(1, Ordering::Relaxed);
+                return moved;
+            }
+            Self::tag(moved, new_layout)
+        }
     }
 }

@@ -486,6 +486,7 @@ impl Shared {
     }
 
     fn run(self: &Arc<Self>, d: &Delivery) {
+        let _owner = crate::alloc_check::provider_scope();
         let mut out = Out::default();
         if let Call::Provider(action) = d.call {
             // The provider's own deferred work (an initiated flush): no consumer callback.
@@ -604,6 +605,7 @@ impl Drop for Shared {
 /// Call the consumer.
 fn invoke(call: &Call) {
     let _scope = CallbackScope::enter();
+    let _owner = crate::alloc_check::consumer_scope();
     match *call {
         Call::Request {
             f: Some(f),
@@ -787,6 +789,7 @@ impl Fabric {
             let worker = std::thread::Builder::new()
                 .name(format!("softndk-worker-{i}"))
                 .spawn(move || {
+                    let _owner = crate::alloc_check::provider_scope();
                     while let Ok(d) = rx.recv() {
                         let Some(shared) = weak.upgrade() else { break };
                         shared.run(&d);
@@ -798,7 +801,10 @@ impl Fabric {
         let weak = Arc::downgrade(&shared);
         let timer = std::thread::Builder::new()
             .name("softndk-timer".into())
-            .spawn(move || timer_thread(&weak))
+            .spawn(move || {
+                let _owner = crate::alloc_check::provider_scope();
+                timer_thread(&weak);
+            })
             .expect("spawn softndk timer thread");
         threads.push(timer);
         Self { shared, threads }

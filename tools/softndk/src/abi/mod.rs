@@ -98,12 +98,15 @@ struct Target {
     id: ObjId,
     block: ObjectPtr,
     function: &'static str,
+    /// What the entry point allocates is softndk's (see `alloc_check::Owner`).
+    _owner: crate::alloc_check::OwnerScope,
 }
 
 /// Validate `ptr` as a live object of `kind`. On failure the violation is reported and `None`
 /// returned. A pointer that belongs to no fabric cannot be recorded anywhere, so it always
 /// panics.
 fn enter<T>(ptr: *mut T, kind: ObjectKind, function: &'static str) -> Option<Target> {
+    let owner = crate::alloc_check::provider_scope();
     let Some((shared, entry)) = object::lookup(ptr.addr()) else {
         panic!("softndk: {}", Violation::UnknownObject { function });
     };
@@ -123,6 +126,7 @@ fn enter<T>(ptr: *mut T, kind: ObjectKind, function: &'static str) -> Option<Tar
         id: entry.id,
         block: entry.block,
         function,
+        _owner: owner,
     })
 }
 

@@ -48,6 +48,7 @@ unsafe extern "system" fn wsk_open(
     if_index: NET_IFINDEX,
     pp: *mut *mut NDK_ADAPTER,
 ) -> NTSTATUS {
+    let _owner = crate::alloc_check::provider_scope();
     let shared = client(client_ptr, "WskOpenNdkAdapter");
     if in_provider_callback() {
         shared.report(Violation::PassiveOnlyInCallback {
@@ -92,6 +93,7 @@ unsafe extern "system" fn wsk_open(
 }
 
 unsafe extern "system" fn wsk_close(client_ptr: PWSK_CLIENT, adapter: *mut NDK_ADAPTER) {
+    let _owner = crate::alloc_check::provider_scope();
     let shared = client(client_ptr, "WskCloseNdkAdapter");
     let t = target!(adapter, Adapter, "WskCloseNdkAdapter", else ());
     if in_provider_callback() {
