@@ -808,17 +808,17 @@ fn connect_from(p: &Pair, local: Option<SocketAddr>) -> (u64, u64) {
     assert_eq!(st, NtStatus::SUCCESS);
     let reply = ConnectReply::parse(&out).expect("reply");
     assert_eq!(reply.status, NtStatus::SUCCESS, "connected");
-    // The accept runs on the passive worker: wait for b's Accepted.
+    // The accept runs on the passive worker: a blocking WAIT on b takes its Accepted (a user
+    // would block too; polling would take the CPU from the worker on a small machine).
     let deadline = Instant::now() + Duration::from_secs(10);
     let b_id = loop {
-        if let Some(e) = drain_events(&p.b)
+        if let Some(e) = wait_events(&p.b)
             .into_iter()
             .find(|e| e.kind == EventKind::Accepted)
         {
             break e.connection_id;
         }
         assert!(Instant::now() < deadline, "accepted");
-        std::thread::yield_now();
     };
     drain_events(&p.a);
     (reply.connection_id, b_id)
@@ -975,9 +975,18 @@ fn real_connections(_c: &mut Criterion) {
 
 /// A non-blocking WAIT on any connection with room for `room` events: what it returned.
 fn drain_events_batch(h: &HostHandle, room: usize) -> Vec<Event> {
+    any_wait(h, room, true)
+}
+
+/// A blocking WAIT on any connection with room for 64 events: what it returned.
+fn wait_events(h: &HostHandle) -> Vec<Event> {
+    any_wait(h, 64, false)
+}
+
+fn any_wait(h: &HostHandle, room: usize, nonblocking: bool) -> Vec<Event> {
     let req = WaitRequest {
         connection: None,
-        nonblocking: true,
+        nonblocking,
     };
     let (st, out) = done(&h.ioctl(
         Ioctl::Wait.code(),

@@ -514,13 +514,19 @@ impl Shared {
         }
         let now = Instant::now();
         let mut t = lock(&self.timers);
+        let earliest = t.heap.peek().map(|std::cmp::Reverse((at, _, _))| *at);
+        let mut sooner = false;
         for (after, timer) in timers {
             t.seq += 1;
             let seq = t.seq;
-            t.heap
-                .push(std::cmp::Reverse((now + after, seq, TimerSlot(timer))));
+            let at = now + after;
+            sooner |= earliest.is_none_or(|e| at < e);
+            t.heap.push(std::cmp::Reverse((at, seq, TimerSlot(timer))));
         }
-        self.timers_cv.notify_all();
+        // The timer thread sleeps until the earliest timer: wake it only when that changed.
+        if sooner {
+            self.timers_cv.notify_all();
+        }
     }
 
     /// A timer expired: apply it.
