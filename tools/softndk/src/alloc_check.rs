@@ -197,13 +197,12 @@ impl CheckingAllocator {
         }
         let owner = current_owner();
         charge(owner, layout.size());
-        // SAFETY: the block holds `prefix(layout)` bytes before the caller's, so both pointers
-        // stay inside it.
-        unsafe {
-            let ptr = base.add(prefix(layout));
-            ptr.sub(1).write(owner);
-            ptr
-        }
+        // The block holds `prefix(layout)` bytes before the caller's, so both pointers stay
+        // inside it.
+        let ptr = base.wrapping_add(prefix(layout));
+        // SAFETY: the last prefix byte lies inside the fresh block, which nobody else sees yet.
+        unsafe { ptr.wrapping_sub(1).write(owner) };
+        ptr
     }
 
     /// The owner of the block at `ptr` (a pointer this allocator returned), charged with
@@ -214,7 +213,8 @@ impl CheckingAllocator {
     unsafe fn untag(ptr: *mut u8, layout: Layout) -> *mut u8 {
         // SAFETY: per the contract, `prefix(layout)` bytes of the block precede `ptr`, the
         // last of them written by `tag`.
-        let (owner, base) = unsafe { (ptr.sub(1).read(), ptr.sub(prefix(layout))) };
+        let owner = unsafe { ptr.wrapping_sub(1).read() };
+        let base = ptr.wrapping_sub(prefix(layout));
         FREED_BY[usize::from(owner & 1)].fetch_add(layout.size() as u64, Ordering::Relaxed);
         base
     }
@@ -230,9 +230,10 @@ unsafe impl GlobalAlloc for CheckingAllocator {
         let Some(full) = with_prefix(layout) else {
             return std::ptr::null_mut();
         };
-        // SAFETY: `full` has a non-zero size (it includes the prefix); the block is tagged
-        // as `tag` requires.
-        unsafe { Self::tag(System.alloc(full), layout) }
+        // SAFETY: `full` has a non-zero size (it includes the prefix).
+        let base = unsafe { System.alloc(full) };
+        // SAFETY: `base` is null or a block of `full` bytes, as `tag` requires.
+        unsafe { Self::tag(base, layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -241,18 +242,20 @@ unsafe impl GlobalAlloc for CheckingAllocator {
             return std::ptr::null_mut();
         };
         // SAFETY: as for `alloc`.
-        unsafe { Self::tag(System.alloc_zeroed(full), layout) }
+        let base = unsafe { System.alloc_zeroed(full) };
+        // SAFETY: as for `alloc`.
+        unsafe { Self::tag(base, layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` for `layout`, so its block starts `prefix` bytes
-        // before it and was allocated with `with_prefix(layout)`, which did not overflow then.
-        unsafe {
-            let base = Self::untag(ptr, layout);
-            if let Some(full) = with_prefix(layout) {
-                System.dealloc(base, full);
-            }
+        // SAFETY: `ptr` came from `alloc` for `layout` and is freed once (the caller's
+        // contract), as `untag` requires.
+        let base = unsafe { Self::untag(ptr, layout) };
+        if let Some(full) = with_prefix(layout) {
+            // SAFETY: the block starts at `base` and was allocated with `with_prefix(layout)`
+            // (which did not overflow then either).
+            unsafe { System.dealloc(base, full) };
         }
     }
 
@@ -264,21 +267,21 @@ unsafe impl GlobalAlloc for CheckingAllocator {
         let (Some(full), Some(new_full)) = (with_prefix(layout), with_prefix(new_layout)) else {
             return std::ptr::null_mut();
         };
-        // SAFETY: `ptr` came from this allocator for `layout` (the caller's contract), so its
-        // block is `full` bytes from `base`; the prefix is the same for both layouts (same
-        // alignment), so the caller's bytes keep their offset in the moved block. On failure
-        // the old block is untouched and still tagged, and the charge for freeing it is
-        // undone by charging the old owner again.
-        unsafe {
-            let old_owner = ptr.sub(1).read();
-            let base = Self::untag(ptr, layout);
-            let moved = System.realloc(base, full, new_full.size());
-            if moved.is_null() {
-                charge(old_owner, layout.size());
-                ALLOCATIONS_BY[usize::from(old_owner & 1)].fetch_sub(1, Ordering::Relaxed);
-                return moved;
-            }
-            Self::tag(moved, new_layout)
+        // SAFETY: `ptr` came from this allocator for `layout` (the caller's contract): the
+        // byte before it is its owner tag.
+        let old_owner = unsafe { ptr.wrapping_sub(1).read() };
+        // SAFETY: as above; the block is given up only if `realloc` below succeeds, and on
+        // failure the charge for freeing it is undone.
+        let base = unsafe { Self::untag(ptr, layout) };
+        // SAFETY: the block is `full` bytes from `base`, from `System`; the prefix is the same
+        // for both layouts (same alignment), so the caller's bytes keep their offset.
+        let moved = unsafe { System.realloc(base, full, new_full.size()) };
+        if moved.is_null() {
+            // The old block is untouched and still tagged: undo the free `untag` counted.
+            FREED_BY[usize::from(old_owner & 1)].fetch_sub(layout.size() as u64, Ordering::Relaxed);
+            return moved;
         }
+        // SAFETY: `moved` is a block of `new_full` bytes, as `tag` requires.
+        unsafe { Self::tag(moved, new_layout) }
     }
 }

@@ -12,6 +12,10 @@ fn bytes(owner: Owner) -> (u64, u64) {
     (allocated, freed)
 }
 
+/// A type aligned above the allocator's 16-byte prefix.
+#[repr(align(256))]
+struct Wide([u8; 256]);
+
 #[test]
 fn a_block_is_charged_to_its_maker_whoever_frees_it() {
     // One test function: the counters are process-wide, and other tests would run beside it.
@@ -35,7 +39,11 @@ fn a_block_is_charged_to_its_maker_whoever_frees_it() {
     // Freed by the consumer, charged to the provider.
     drop(made);
     assert_eq!(bytes(Owner::Provider).1 - pf0, 1000);
-    assert_eq!(bytes(Owner::Provider).0, p1, "the consumer's frees made nothing");
+    assert_eq!(
+        bytes(Owner::Provider).0,
+        p1,
+        "the consumer's frees made nothing"
+    );
 
     // Reallocation keeps the contents and moves the charge to the reallocating owner.
     let mut grown: Vec<u64> = (0..100).collect();
@@ -45,14 +53,18 @@ fn a_block_is_charged_to_its_maker_whoever_frees_it() {
         grown.reserve_exact(10_000);
     }
     assert!(grown.iter().copied().eq(0..100), "contents survive");
-    assert!(bytes(Owner::Consumer).1 >= c_freed + 800, "the old block freed as the consumer's");
-    assert!(bytes(Owner::Provider).0 >= p1 + 80_800, "the new block is the provider's");
+    assert!(
+        bytes(Owner::Consumer).1 >= c_freed + 800,
+        "the old block freed as the consumer's"
+    );
+    assert!(
+        bytes(Owner::Provider).0 >= p1 + 80_800,
+        "the new block is the provider's"
+    );
     assert_eq!(bytes(Owner::Consumer).0, c_alloc);
     drop(grown);
 
     // Alignment above the prefix is kept.
-    #[repr(align(256))]
-    struct Wide([u8; 256]);
     let w = Box::new(Wide([7; 256]));
     assert_eq!(std::ptr::from_ref(&*w).addr() % 256, 0);
     assert_eq!(w.0[255], 7);
