@@ -1130,12 +1130,10 @@ impl<P: Platform> Sink for Conn<P> {
                 }
             },
         );
-        let counters = &self.runtime().counters;
+        let runtime = self.runtime();
         if !first {
-            counters.duplicate_callbacks.fetch_add(1, Ordering::Relaxed);
+            runtime.count(|c| &c.duplicate_callbacks);
         }
-        counters
-            .disconnect_callbacks
-            .fetch_add(1, Ordering::Relaxed);
+        runtime.count(|c| &c.disconnect_callbacks);
     }
 }

@@ -16,7 +16,6 @@ use crate::events::WaitOutcome;
 use crate::listener::{Listener, ListenerOwner};
 use crate::owner::{Access, Owner, push_reserved};
 use crate::ports::{Lock, PendedRequest, Platform};
-use crate::sync::{AtomicU64, Ordering};
 
 /// Driver version reported by `GET_INFO` (major << 16 | minor).
 pub const DRIVER_VERSION: u32 = 0x0000_0001;
@@ -52,7 +51,6 @@ impl<P: Platform> Owner<P> {
                 // The engine-wide counters tell of every handle's traffic: only a handle opened
                 // for writing sees them; a read-only one reads zero.
                 let c = &runtime.counters;
-                let counter = |v: &AtomicU64| v.load(Ordering::Relaxed);
                 let info = InfoReply {
                     abi_version: u32::from(ndkdisc_abi::ABI_VERSION),
                     driver_version: DRIVER_VERSION,
@@ -61,11 +59,11 @@ impl<P: Platform> Owner<P> {
                     max_waits: saturate(runtime.config.limits.max_waits),
                     default_backlog: runtime.config.default_backlog,
                     events_per_connection: saturate(crate::events::SLOTS),
-                    connections_opened: counter(&c.connections),
-                    events_latched: counter(&c.events),
-                    disconnect_callbacks: counter(&c.disconnect_callbacks),
-                    backlog_rejects: counter(&c.backlog_rejects),
-                    duplicate_callbacks: counter(&c.duplicate_callbacks),
+                    connections_opened: c.total(|s| &s.connections),
+                    events_latched: c.total(|s| &s.events),
+                    disconnect_callbacks: c.total(|s| &s.disconnect_callbacks),
+                    backlog_rejects: c.total(|s| &s.backlog_rejects),
+                    duplicate_callbacks: c.total(|s| &s.duplicate_callbacks),
                 };
                 match self.access {
                     Access::ReadWrite => reply(request, &info),
@@ -162,7 +160,7 @@ impl<P: Platform> Owner<P> {
                 return complete(request, Err(e));
             }
         };
-        runtime.counters.connections.fetch_add(1, Ordering::Relaxed);
+        runtime.count(|c| &c.connections);
         let owner: Arc<dyn ConnOwner<P>> = self.inner.clone();
         let conn = match Conn::new(owner, id, index, adapter, req.if_index) {
             Ok(conn) => conn,

@@ -208,17 +208,14 @@ impl<P: Platform> Listener<P> {
         let id = runtime.next_id();
         let Ok(index) = self.owner.add_connection(id) else {
             // The handle's connection quota.
-            runtime
-                .counters
-                .backlog_rejects
-                .fetch_add(1, Ordering::Relaxed);
+            runtime.count(|c| &c.backlog_rejects);
             return refuse(connector);
         };
         let Some(adapter) = self.adapter.with(|a| a.clone()) else {
             self.owner.remove_connection(index);
             return refuse(connector);
         };
-        runtime.counters.connections.fetch_add(1, Ordering::Relaxed);
+        runtime.count(|c| &c.connections);
         // The handle as the connection sees it (trait upcasting).
         let conn_owner: Arc<dyn ConnOwner<P>> = self.owner.clone();
         let Ok(conn) = Conn::new(conn_owner, id, index, adapter, self.if_index) else {
@@ -336,11 +333,7 @@ impl<P: Platform> Sink for Listener<P> {
         match refused {
             Some((connector, overflow)) => {
                 if overflow {
-                    self.owner
-                        .runtime()
-                        .counters
-                        .backlog_rejects
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.owner.runtime().count(|c| &c.backlog_rejects);
                 }
                 refuse(connector);
             }

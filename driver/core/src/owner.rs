@@ -255,10 +255,7 @@ impl<P: Platform> ConnOwner<P> for HandleState<P> {
     fn latch_in(&self, index: ConnIndex, fact: Event) -> Option<Ready<P::Request>> {
         let (latch, ready) = self.queue.with(|q| q.latch(index, fact));
         if latch == Latch::Queued {
-            self.runtime
-                .counters
-                .events
-                .fetch_add(1, crate::sync::Ordering::Relaxed);
+            self.runtime.count(|c| &c.events);
         }
         ready
     }

@@ -103,6 +103,10 @@ pub trait Platform: Send + Sync + Sized + 'static {
     fn wait_lock(&self) -> Option<Self::WaitLock>;
     /// The clock, in 100 ns units.
     fn now(&self) -> u64;
+    /// The number of the processor the caller runs on (any small number that differs between
+    /// processors running at once: the engine uses it only to spread its counters, so one
+    /// that changes under the caller is harmless). `// IRQL: any`; never allocates.
+    fn processor(&self) -> usize;
     /// Take the engine's drainer: the one work [`Platform::kick`] runs. Called once, by
     /// [`Engine::new`](crate::Engine::new), before any kick; a platform serves one engine.
     /// `// IRQL: PASSIVE_LEVEL`.

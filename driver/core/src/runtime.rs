@@ -50,14 +50,53 @@ impl Default for Config {
     }
 }
 
-/// The engine-wide counters `GET_INFO` reports.
+/// One processor's share of the engine-wide counters, on a cache line of its own so processors
+/// counting at once never share one.
 #[derive(Default)]
-pub(crate) struct Counters {
+#[repr(align(64))]
+pub(crate) struct CounterSlot {
     pub(crate) connections: AtomicU64,
     pub(crate) events: AtomicU64,
     pub(crate) disconnect_callbacks: AtomicU64,
     pub(crate) backlog_rejects: AtomicU64,
     pub(crate) duplicate_callbacks: AtomicU64,
+}
+
+/// Slots of the engine-wide counters: processors beyond this share slots (modulo), which
+/// is still correct (each add is atomic), only less spread.
+pub(crate) const COUNTER_SLOTS: usize = 64;
+
+/// The engine-wide counters `GET_INFO` reports, kept per processor
+/// ([`Platform::processor`]) so the disconnect callbacks of many processors never contend on
+/// one cache line, and summed when read.
+pub(crate) struct Counters {
+    slots: [CounterSlot; COUNTER_SLOTS],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            slots: core::array::from_fn(|_| CounterSlot::default()),
+        }
+    }
+}
+
+impl Counters {
+    /// Add one to a counter in processor `processor`'s slot. `// IRQL: any`; never allocates.
+    pub(crate) fn add(&self, processor: usize, counter: impl Fn(&CounterSlot) -> &AtomicU64) {
+        if let Some(slot) = self.slots.get(processor % COUNTER_SLOTS) {
+            counter(slot).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A counter summed over every slot (each slot read once; counts added meanwhile may or
+    /// may not be included).
+    pub(crate) fn total(&self, counter: impl Fn(&CounterSlot) -> &AtomicU64) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| counter(s).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
 }
 
 /// The engine's shared services: one per engine, held by each of its handles, connections and
@@ -129,6 +168,11 @@ impl<P: Platform> Runtime<P> {
         &self.platform
     }
 
+    /// Add one to an engine-wide counter, in the current processor's slot. `// IRQL: any`.
+    pub(crate) fn count(&self, counter: impl Fn(&CounterSlot) -> &AtomicU64) {
+        self.counters.add(self.platform.processor(), counter);
+    }
+
     /// Take one of the `config.max_handles` places for a handle about to open; it is given back
     /// when the returned slot is dropped (with the handle's owner, or at once if the open fails).
     ///
@@ -189,5 +233,32 @@ impl<P: Platform> Runtime<P> {
         wsk.open_adapter(if_index, NDK_VERSION { Major: 2, Minor: 0 })
             .or_else(|_| wsk.open_adapter(if_index, NDK_VERSION { Major: 1, Minor: 1 }))
             .map_err(Error::Provider)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::{COUNTER_SLOTS, Counters};
+
+    #[test]
+    fn counts_from_every_processor_are_summed_and_kept_apart() {
+        let c = Counters::default();
+        // Processors beyond the slots share one (modulo): still counted.
+        for p in [
+            0,
+            1,
+            7,
+            COUNTER_SLOTS - 1,
+            COUNTER_SLOTS,
+            3 * COUNTER_SLOTS + 5,
+        ] {
+            c.add(p, |s| &s.events);
+        }
+        c.add(2, |s| &s.disconnect_callbacks);
+        assert_eq!(c.total(|s| &s.events), 6);
+        assert_eq!(c.total(|s| &s.disconnect_callbacks), 1);
+        assert_eq!(c.total(|s| &s.connections), 0);
+        // Each processor's counters sit on a cache line of their own.
+        assert_eq!(core::mem::align_of::<super::CounterSlot>(), 64);
     }
 }

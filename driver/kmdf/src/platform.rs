@@ -19,8 +19,8 @@ use ndkpi_sys::{
 use wdk::nt_success;
 use wdk_sys::ntddk::{
     ExAllocatePool2, ExFreePool, IoAllocateMdl, IoFreeMdl, KeAcquireSpinLockRaiseToDpc,
-    KeInitializeEvent, KeQueryUnbiasedInterruptTime, KeReleaseSpinLock, KeSetEvent,
-    KeWaitForSingleObject, MmBuildMdlForNonPagedPool,
+    KeGetCurrentProcessorNumberEx, KeInitializeEvent, KeQueryUnbiasedInterruptTime,
+    KeReleaseSpinLock, KeSetEvent, KeWaitForSingleObject, MmBuildMdlForNonPagedPool,
 };
 use wdk_sys::{
     _EVENT_TYPE, _KWAIT_REASON, KEVENT, KPROCESSOR_MODE, KSPIN_LOCK, NTSTATUS, PMDL,
@@ -329,6 +329,15 @@ impl Platform for KmPlatform {
         // SAFETY: no preconditions; callable at any IRQL. 100 ns units since boot, not
         // counting sleep.
         unsafe { KeQueryUnbiasedInterruptTime() }
+    }
+
+    // IRQL: any.
+    fn processor(&self) -> usize {
+        // SAFETY: callable at any IRQL; a null PPROCESSOR_NUMBER asks for the system-wide
+        // index only. Below DISPATCH_LEVEL the thread may move right after: harmless, the
+        // engine only spreads counters with it.
+        let n = unsafe { KeGetCurrentProcessorNumberEx(null_mut()) };
+        usize::try_from(n).unwrap_or(0)
     }
 
     // IRQL: PASSIVE_LEVEL (engine creation).

@@ -308,6 +308,15 @@ impl Platform for HostPlatform {
         u64::try_from(self.start.elapsed().as_nanos() / 100).unwrap_or(u64::MAX)
     }
 
+    /// Threads stand in for processors: each thread gets the next number when it first asks.
+    fn processor(&self) -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static MINE: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        }
+        MINE.try_with(|n| *n).unwrap_or(0)
+    }
+
     fn set_drainer(&self, drainer: Arc<dyn Passive>) {
         self.drainers.fetch_add(1, Ordering::Relaxed);
         let old = self
