@@ -170,6 +170,8 @@ enum WaitList {
 
 struct Wait<R> {
     request: R,
+    /// The request's token (its entry in `EventQueue::tokens`).
+    token: u64,
     list: WaitList,
     links: Links,
     /// When it pended: the oldest matching wait is served first.
@@ -216,8 +218,9 @@ pub struct QueueCounters {
 
 /// One handle's events and waits. Every operation on one connection costs the same however
 /// many connections and waits the handle has: its records are found through an id map, its
-/// queued events and pended waits hang off its records in intrusive lists. Only cancelling a
-/// WAIT by token and handle cleanup look through all pended waits.
+/// queued events and pended waits hang off its records in intrusive lists. A cancel routine
+/// finds its WAIT through a map of request tokens; handle cleanup looks at each pended WAIT
+/// once.
 pub struct EventQueue<R> {
     limits: Limits,
     conns: Vec<Option<Records>>,
@@ -237,6 +240,12 @@ pub struct EventQueue<R> {
     /// Pended WAITs, in a pool reserved up front, and the free entries of the pool.
     waits: Vec<Option<Wait<R>>>,
     free_waits: Vec<u32>,
+    /// Request token -> pool index of every pended WAIT, so its cancel routine finds it
+    /// without looking through the others.
+    tokens: IdMap,
+    /// Where handle cleanup's next look through the pool starts: every entry before it was
+    /// already taken or is being cancelled (nothing pends once cleanup has begun).
+    cleanup_from: usize,
     /// The any-connection waits, oldest first (`prev` = head, `next` = tail).
     any_waits: Links,
     next_wait_order: u64,
@@ -286,6 +295,7 @@ impl<R: PendedRequest> EventQueue<R> {
         free_waits
             .try_reserve_exact(limits.max_waits)
             .map_err(|_| QueueError::NoMemory)?;
+        let tokens = IdMap::new(limits.max_waits)?;
         Ok(Self {
             limits,
             conns,
@@ -297,6 +307,8 @@ impl<R: PendedRequest> EventQueue<R> {
             queued: 0,
             waits,
             free_waits,
+            tokens,
+            cleanup_from: 0,
             any_waits: Links::NONE,
             next_wait_order: 0,
             next_seq: 1,
@@ -585,7 +597,8 @@ impl<R: PendedRequest> EventQueue<R> {
             return ready(request, NtStatus::CANCELLED, 0);
         }
         let list = filter.map_or(WaitList::Any, WaitList::Conn);
-        self.push_wait(request, list);
+        let token = request.token();
+        self.push_wait(request, token, list);
         WaitOutcome::Pended
     }
 
@@ -615,14 +628,10 @@ impl<R: PendedRequest> EventQueue<R> {
     }
 
     /// The cancel routine of a pended WAIT ran: take it out (if the event path did not take it
-    /// first) to complete with `STATUS_CANCELLED`. Looks through the pended waits (only
-    /// cancellation does).
+    /// first) to complete with `STATUS_CANCELLED`.
     pub fn cancel(&mut self, token: u64) -> Option<Ready<R>> {
-        let w = self
-            .waits
-            .iter()
-            .position(|w| w.as_ref().is_some_and(|w| w.request.token() == token))?;
-        let wait = self.take_wait(index_u32(w))?;
+        let w = self.tokens.get(token)?;
+        let wait = self.take_wait(w)?;
         Some(Ready {
             request: wait.request,
             status: NtStatus::CANCELLED,
@@ -638,10 +647,17 @@ impl<R: PendedRequest> EventQueue<R> {
             let c = self.ids.get(id)?;
             self.first_taken(self.records(c as usize)?.waits.prev)?
         } else {
-            let w = self.waits.iter_mut().position(|w| {
-                w.as_mut()
-                    .is_some_and(|w| w.request.unmark_cancelable().is_ok())
-            })?;
+            // Once cleanup has begun nothing pends, so the entries already passed stay passed:
+            // the whole cleanup looks at each entry once.
+            let from = if self.closing { self.cleanup_from } else { 0 };
+            let w = from
+                + self.waits.get_mut(from..)?.iter_mut().position(|w| {
+                    w.as_mut()
+                        .is_some_and(|w| w.request.unmark_cancelable().is_ok())
+                })?;
+            if self.closing {
+                self.cleanup_from = w + 1;
+            }
             index_u32(w)
         };
         let wait = self.take_wait(w)?;
@@ -755,10 +771,11 @@ impl<R> EventQueue<R> {
 
     /// Pend `request` at the tail of `list`. Never allocates: the pool was reserved in `new`
     /// and the caller checked `pended < max_waits`.
-    fn push_wait(&mut self, request: R, list: WaitList) {
+    fn push_wait(&mut self, request: R, token: u64, list: WaitList) {
         let tail = self.wait_list(list).map_or(NIL, |l| l.next);
         let wait = Wait {
             request,
+            token,
             list,
             links: Links {
                 prev: tail,
@@ -778,6 +795,7 @@ impl<R> EventQueue<R> {
             self.waits.push(Some(wait));
             index_u32(self.waits.len() - 1)
         };
+        self.tokens.insert(token, w);
         match self.wait_mut(tail) {
             Some(t) => t.links.next = w,
             None => {
@@ -794,6 +812,7 @@ impl<R> EventQueue<R> {
     /// Take wait `w` out of its list and the pool.
     fn take_wait(&mut self, w: u32) -> Option<Wait<R>> {
         let wait = self.waits.get_mut(w as usize)?.take()?;
+        self.tokens.remove(wait.token, w);
         let Links { prev, next } = wait.links;
         match self.wait_mut(prev) {
             Some(p) => p.links.next = next,
@@ -828,7 +847,7 @@ impl<R> EventQueue<R> {
             wait.list = WaitList::Orphan;
             w = core::mem::replace(&mut wait.links, Links::NONE).next;
         }
-        self.ids.remove(records.id);
+        self.ids.remove(records.id, index_u32(c));
         if let Some(state) = self.state.get_mut(c) {
             *state = State::default();
         }
@@ -839,8 +858,9 @@ impl<R> EventQueue<R> {
     }
 }
 
-/// Connection id -> record index: open addressing with linear probing over a table at least
-/// twice the connections, reserved up front. Each entry holds the id beside the index, so a
+/// A 64-bit key -> index map (connection ids to record indexes, request tokens to pool
+/// indexes): open addressing with linear probing over a table at least twice the entries,
+/// reserved up front. Each entry holds the id beside the index, so a
 /// lookup reads only the table (usually one cache line), never the records. Expected O(1) per
 /// operation; never allocates after `new`.
 struct IdMap {
@@ -886,15 +906,15 @@ impl IdMap {
         self.table.len() - 1
     }
 
-    /// The table position of `id`, if present.
-    fn position(&self, id: u64) -> Option<usize> {
+    /// The table position of the first entry for `id` that `matches`, if any.
+    fn position(&self, id: u64, matches: impl Fn(u32) -> bool) -> Option<usize> {
         let mut i = self.home(id);
         loop {
             let e = self.table.get(i)?;
             if e.c == NIL {
                 return None;
             }
-            if e.id == id {
+            if e.id == id && matches(e.c) {
                 return Some(i);
             }
             i = (i + 1) & self.mask();
@@ -902,7 +922,7 @@ impl IdMap {
     }
 
     fn get(&self, id: u64) -> Option<u32> {
-        Some(self.table.get(self.position(id)?)?.c)
+        Some(self.table.get(self.position(id, |_| true)?)?.c)
     }
 
     /// Insert record `c`, whose id is `id` (the table has room: it is twice the records).
@@ -918,10 +938,11 @@ impl IdMap {
         }
     }
 
-    /// Remove `id`, shifting back the entries after it so every lookup still finds its entry
-    /// before an empty one.
-    fn remove(&mut self, id: u64) {
-        let Some(i) = self.position(id) else {
+    /// Remove the entry mapping `id` to `c` (only that one, should `id` appear twice),
+    /// shifting back the entries after it so every lookup still finds its entry before an empty
+    /// one.
+    fn remove(&mut self, id: u64, c: u32) {
+        let Some(i) = self.position(id, |x| x == c) else {
             return;
         };
         let mask = self.mask();

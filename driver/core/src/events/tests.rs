@@ -12,6 +12,8 @@ struct Fate {
     completed: Option<(NtStatus, usize, Vec<u8>)>,
     cancel_requested: bool,
     cancelable: bool,
+    /// `unmark_cancelable` calls, successful or not.
+    unmarks: usize,
 }
 
 /// A request with WDF's cancel semantics.
@@ -52,6 +54,7 @@ impl PendedRequest for Fake {
     }
     fn unmark_cancelable(&mut self) -> Result<(), crate::ports::Cancelled> {
         let mut f = self.fate.lock().unwrap();
+        f.unmarks += 1;
         if f.cancel_requested {
             return Err(crate::ports::Cancelled);
         }
@@ -387,14 +390,60 @@ fn abort_and_cleanup_take_pended_waits_but_not_those_being_cancelled() {
     assert_eq!(events_of(&f2).0, NtStatus::CANCELLED);
 }
 
+#[test]
+fn cleanup_and_cancel_routines_look_at_each_pended_wait_once() {
+    // Handle cleanup over W pended waits, a third of them being cancelled, asks each wait once
+    // whether it can be taken (looking again from the start each time asked the ones being
+    // cancelled over and over: quadratic); their cancel routines, run in an order unrelated to
+    // pending, each find their own wait by token.
+    const W: usize = 300;
+    let mut q = EventQueue::new(Limits {
+        max_connections: 4,
+        max_waits: W,
+    })
+    .unwrap();
+    let mut fates = Vec::new();
+    for t in 0..W as u64 {
+        // Tokens far apart and out of order, as request addresses would be.
+        let token = (t * 7919 % W as u64) << 20 | 0xABC;
+        let (r, f) = Fake::new(token, 1);
+        assert!(matches!(q.wait(r, None, false), WaitOutcome::Pended));
+        fates.push((token, f));
+    }
+    let being_cancelled: Vec<_> = fates.iter().filter(|(t, _)| (t >> 20) % 3 == 0).collect();
+    for (_, f) in &being_cancelled {
+        begin_cancel(f);
+    }
+    q.begin_cleanup();
+    let mut taken = 0;
+    while let Some(r) = q.take_wait_to_cancel(None) {
+        r.complete();
+        taken += 1;
+    }
+    assert_eq!(taken, W - being_cancelled.len());
+    let unmarks: usize = fates.iter().map(|(_, f)| f.lock().unwrap().unmarks).sum();
+    assert_eq!(unmarks, W, "each pended wait asked once");
+    assert!(q.cancel(0xDEAD).is_none(), "an unknown token finds nothing");
+    for (token, f) in being_cancelled.iter().rev() {
+        assert!(pending(f));
+        q.cancel(*token).expect("its own wait").complete();
+        assert_eq!(events_of(f).0, NtStatus::CANCELLED);
+        assert!(q.cancel(*token).is_none(), "taken once");
+    }
+    assert_eq!(q.pended_waits(), 0);
+}
+
 /// The capacities of everything the queue reserved up front.
-fn capacities(q: &EventQueue<Fake>) -> [usize; 5] {
+fn capacities(q: &EventQueue<Fake>) -> [usize; 8] {
     [
         q.conns.capacity(),
+        q.slots.capacity(),
+        q.state.capacity(),
         q.free.capacity(),
         q.ids.table.capacity(),
         q.waits.capacity(),
         q.free_waits.capacity(),
+        q.tokens.table.capacity(),
     ]
 }
 
