@@ -9,7 +9,7 @@
 use alloc::vec::Vec;
 
 use ndkdisc_abi::{
-    BATCH_HEADER_SIZE, Event, EventKind, NtStatus, batch_capacity, encode_batch_header,
+    BATCH_HEADER_SIZE, Cause, Event, EventKind, NtStatus, batch_capacity, encode_batch_header,
 };
 
 use crate::ports::PendedRequest;
@@ -102,6 +102,61 @@ struct Records {
     order: [Links; SLOTS],
     /// The WAITs pended on this connection alone, oldest first (`prev` = head, `next` = tail).
     waits: Links,
+}
+
+/// A latched event as a slot keeps it: what [`Event`] holds, minus what the records know (the
+/// connection id) or only delivery sets (`already_delivered`), with the kind and cause as
+/// their wire numbers: 40 bytes instead of 56, and `Option<Stored>` is no larger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stored {
+    seq: u64,
+    timestamp: u64,
+    status: NtStatus,
+    provider_reason: u32,
+    outstanding_receives: u32,
+    outstanding_sends: u32,
+    kind: u16,
+    /// 0: none.
+    cause: u16,
+    has_reason: bool,
+    callback_fired: bool,
+    provider_flushes: bool,
+}
+
+impl Stored {
+    fn new(e: &Event) -> Self {
+        Self {
+            seq: e.seq,
+            timestamp: e.timestamp,
+            status: e.status,
+            provider_reason: e.provider_reason.unwrap_or(0),
+            outstanding_receives: e.outstanding_receives,
+            outstanding_sends: e.outstanding_sends,
+            kind: e.kind.to_wire(),
+            cause: e.cause.map_or(0, Cause::to_wire),
+            has_reason: e.provider_reason.is_some(),
+            callback_fired: e.callback_fired,
+            provider_flushes: e.provider_flushes,
+        }
+    }
+
+    /// The event of connection `connection_id`.
+    fn event(&self, connection_id: u64) -> Event {
+        Event {
+            seq: self.seq,
+            connection_id,
+            timestamp: self.timestamp,
+            kind: EventKind::from_wire(self.kind),
+            cause: (self.cause != 0).then(|| Cause::from_wire(self.cause)),
+            status: self.status,
+            provider_reason: self.has_reason.then_some(self.provider_reason),
+            outstanding_receives: self.outstanding_receives,
+            outstanding_sends: self.outstanding_sends,
+            callback_fired: self.callback_fired,
+            provider_flushes: self.provider_flushes,
+            already_delivered: false,
+        }
+    }
 }
 
 /// A connection's flags, kept in a dense array apart from its records (one byte each), so a
@@ -226,7 +281,7 @@ pub struct EventQueue<R> {
     conns: Vec<Option<Records>>,
     /// Each connection's event records, by the same index as `conns`: apart from the
     /// bookkeeping above, so looking a connection up or linking it touches less memory.
-    slots: Vec<[Option<Event>; SLOTS]>,
+    slots: Vec<[Option<Stored>; SLOTS]>,
     /// Each connection's flags, by the same index.
     state: Vec<State>,
     /// Indexes of free records in `conns` (room reserved for all of them).
@@ -411,9 +466,9 @@ impl<R: PendedRequest> EventQueue<R> {
             Slot::Flushed if state.queued(i) => {
                 // Keep the queue position and sequence number; report the latest counts.
                 if let Some(e) = self.slots.get_mut(conn.0).and_then(|s| s[i].as_mut()) {
-                    *e = Event {
+                    *e = Stored {
                         seq: e.seq,
-                        ..event
+                        ..Stored::new(&event)
                     };
                 }
                 return (Latch::Merged, None);
@@ -428,7 +483,7 @@ impl<R: PendedRequest> EventQueue<R> {
         }
         state.set_queued(i, true);
         if let Some(s) = self.slots.get_mut(conn.0) {
-            s[i] = Some(event);
+            s[i] = Some(Stored::new(&event));
         }
         self.next_seq += 1;
         self.counters.latched += 1;
@@ -504,7 +559,8 @@ impl<R: PendedRequest> EventQueue<R> {
                 break;
             };
             state.set_queued(slot, false);
-            if let Some(event) = self.slots.get(c).and_then(|s| s[slot]) {
+            let id = self.records(c).map_or(0, |r| r.id);
+            if let Some(event) = self.slots.get(c).and_then(|s| s[slot]).map(|s| s.event(id)) {
                 let at = BATCH_HEADER_SIZE + n * Event::SIZE;
                 if event.encode(&mut out[at..]).is_ok() {
                     n += 1;
@@ -537,7 +593,7 @@ impl<R: PendedRequest> EventQueue<R> {
         if !state.terminal_latched() || state.queued(i) {
             return None;
         }
-        let event = self.slots.get(c)?[i]?;
+        let event = self.slots.get(c)?[i]?.event(self.records(c)?.id);
         Some(Event {
             already_delivered: true,
             ..event

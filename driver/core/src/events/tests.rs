@@ -696,3 +696,28 @@ fn nothing_is_latched_after_closed() {
     assert_eq!(q.queued(), 0);
     assert!(q.find(7).is_none());
 }
+
+#[test]
+fn a_slot_keeps_every_field_of_its_event_in_40_bytes() {
+    assert_eq!(core::mem::size_of::<Option<Stored>>(), 40);
+    for (cause, reason) in [
+        (None, None),
+        (Some(Cause::TransportError), Some(0xC000_0001)),
+    ] {
+        let e = Event {
+            seq: 0x0102_0304_0506_0708,
+            connection_id: 99,
+            timestamp: u64::MAX - 5,
+            kind: EventKind::Disconnected,
+            cause,
+            status: NtStatus::CONNECTION_DISCONNECTED,
+            provider_reason: reason,
+            outstanding_receives: 7,
+            outstanding_sends: u32::MAX,
+            callback_fired: true,
+            provider_flushes: cause.is_some(),
+            already_delivered: false,
+        };
+        assert_eq!(Stored::new(&e).event(99), e);
+    }
+}
