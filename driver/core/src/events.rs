@@ -97,6 +97,8 @@ impl Links {
 #[derive(Debug)]
 struct Records {
     id: u64,
+    /// The connection's latched events, by [`Slot`].
+    slots: [Option<Stored>; SLOTS],
     /// Each queued slot's neighbours in the handle's latch-order list (entry
     /// `index * SLOTS + slot`).
     order: [Links; SLOTS],
@@ -279,9 +281,6 @@ pub struct QueueCounters {
 pub struct EventQueue<R> {
     limits: Limits,
     conns: Vec<Option<Records>>,
-    /// Each connection's event records, by the same index as `conns`: apart from the
-    /// bookkeeping above, so looking a connection up or linking it touches less memory.
-    slots: Vec<[Option<Stored>; SLOTS]>,
     /// Each connection's flags, by the same index.
     state: Vec<State>,
     /// Indexes of free records in `conns` (room reserved for all of them).
@@ -330,10 +329,6 @@ impl<R: PendedRequest> EventQueue<R> {
         conns
             .try_reserve_exact(limits.max_connections)
             .map_err(|_| QueueError::NoMemory)?;
-        let mut slots = Vec::new();
-        slots
-            .try_reserve_exact(limits.max_connections)
-            .map_err(|_| QueueError::NoMemory)?;
         let mut state = Vec::new();
         state
             .try_reserve_exact(limits.max_connections)
@@ -354,7 +349,6 @@ impl<R: PendedRequest> EventQueue<R> {
         Ok(Self {
             limits,
             conns,
-            slots,
             state,
             free,
             ids,
@@ -394,6 +388,7 @@ impl<R: PendedRequest> EventQueue<R> {
     pub fn add_connection(&mut self, id: u64) -> Result<ConnIndex, QueueError> {
         let records = Records {
             id,
+            slots: [None; SLOTS],
             order: [Links::NONE; SLOTS],
             waits: Links::NONE,
         };
@@ -401,9 +396,6 @@ impl<R: PendedRequest> EventQueue<R> {
             let i = i as usize;
             if let Some(slot) = self.conns.get_mut(i) {
                 *slot = Some(records);
-            }
-            if let Some(slots) = self.slots.get_mut(i) {
-                *slots = [None; SLOTS];
             }
             if let Some(state) = self.state.get_mut(i) {
                 *state = State::default();
@@ -415,7 +407,6 @@ impl<R: PendedRequest> EventQueue<R> {
             }
             // INVARIANT: len < max_connections = reserved capacity: this push does not allocate.
             self.conns.push(Some(records));
-            self.slots.push([None; SLOTS]);
             self.state.push(State::default());
             self.conns.len() - 1
         };
@@ -465,7 +456,8 @@ impl<R: PendedRequest> EventQueue<R> {
             }
             Slot::Flushed if state.queued(i) => {
                 // Keep the queue position and sequence number; report the latest counts.
-                if let Some(e) = self.slots.get_mut(conn.0).and_then(|s| s[i].as_mut()) {
+                let records = self.conns.get_mut(conn.0).and_then(Option::as_mut);
+                if let Some(e) = records.and_then(|r| r.slots[i].as_mut()) {
                     *e = Stored {
                         seq: e.seq,
                         ..Stored::new(&event)
@@ -482,8 +474,8 @@ impl<R: PendedRequest> EventQueue<R> {
             _ => {}
         }
         state.set_queued(i, true);
-        if let Some(s) = self.slots.get_mut(conn.0) {
-            s[i] = Some(Stored::new(&event));
+        if let Some(r) = self.conns.get_mut(conn.0).and_then(Option::as_mut) {
+            r.slots[i] = Some(Stored::new(&event));
         }
         self.next_seq += 1;
         self.counters.latched += 1;
@@ -559,8 +551,8 @@ impl<R: PendedRequest> EventQueue<R> {
                 break;
             };
             state.set_queued(slot, false);
-            let id = self.records(c).map_or(0, |r| r.id);
-            if let Some(event) = self.slots.get(c).and_then(|s| s[slot]).map(|s| s.event(id)) {
+            let stored = self.records(c).and_then(|r| Some((r.slots[slot]?, r.id)));
+            if let Some(event) = stored.map(|(s, id)| s.event(id)) {
                 let at = BATCH_HEADER_SIZE + n * Event::SIZE;
                 if event.encode(&mut out[at..]).is_ok() {
                     n += 1;
@@ -593,7 +585,8 @@ impl<R: PendedRequest> EventQueue<R> {
         if !state.terminal_latched() || state.queued(i) {
             return None;
         }
-        let event = self.slots.get(c)?[i]?.event(self.records(c)?.id);
+        let records = self.records(c)?;
+        let event = records.slots[i]?.event(records.id);
         Some(Event {
             already_delivered: true,
             ..event
@@ -807,7 +800,7 @@ impl<R> EventQueue<R> {
         if !state.any_queued() {
             return NIL;
         }
-        let Some(slots) = self.slots.get(c) else {
+        let Some(slots) = self.records(c).map(|r| &r.slots) else {
             return NIL;
         };
         (0..SLOTS)

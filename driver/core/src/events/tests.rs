@@ -434,10 +434,9 @@ fn cleanup_and_cancel_routines_look_at_each_pended_wait_once() {
 }
 
 /// The capacities of everything the queue reserved up front.
-fn capacities(q: &EventQueue<Fake>) -> [usize; 8] {
+fn capacities(q: &EventQueue<Fake>) -> [usize; 7] {
     [
         q.conns.capacity(),
-        q.slots.capacity(),
         q.state.capacity(),
         q.free.capacity(),
         q.ids.table.capacity(),
