@@ -54,13 +54,107 @@ pub(crate) trait ConnOwner<P: Platform>: Send + Sync {
 
     /// Take connection `id` out of the handle's table (it is being released).
     fn forget(&self, id: u64) -> Option<Arc<Conn<P>>>;
+
+    /// The protection domain the handle's connections on `adapter` share, if one is open.
+    fn shared_pd(&self, adapter: &Arc<ndkpi::Adapter>) -> Option<Arc<SharedPd>>;
+
+    /// Offer a new protection domain (on interface `if_index`) for the handle's next
+    /// connections on its adapter to share. Not kept when the handle's room for them is full.
+    fn offer_pd(&self, if_index: u32, pd: &Arc<SharedPd>);
+}
+
+/// A protection domain that a handle's connections on one adapter share (NDKPI: a PD holds any
+/// number of QPs and MRs). It is created and closed through a sink of its own, never through
+/// a connection: NDK holds a reference to the sink an object was created with until the
+/// object's close completes, so a PD created by one connection cannot be closed by another.
+/// It keeps its adapter open; the last connection to let go closes the PD, then the adapter
+/// if nothing else holds it.
+pub(crate) struct SharedPd {
+    pd: Pd,
+    adapter: Arc<ndkpi::Adapter>,
+    owner: Arc<dyn PdOwner>,
+}
+
+/// What creates and closes a [`SharedPd`]'s provider object.
+trait PdOwner: Send + Sync {
+    /// Close `pd` (created through this owner) and wait for its close. `// IRQL: PASSIVE_LEVEL`.
+    fn close_pd(&self, pd: Pd);
+}
+
+/// The sink a shared PD's create and close complete to: a stepper of its own.
+struct PdSink<P: Platform> {
+    stepper: Stepper<P>,
+    me: Weak<Self>,
+}
+
+impl<P: Platform> Sink for PdSink<P> {
+    // IRQL: <= DISPATCH_LEVEL.
+    fn completed(&self, op: Op, st: NtStatus, created: Option<Created>) {
+        self.stepper.finish(op, st, created);
+    }
+
+    // IRQL: <= DISPATCH_LEVEL.
+    fn closed(&self, op: Op) {
+        self.stepper.finish(op, NtStatus::SUCCESS, None);
+    }
+}
+
+impl<P: Platform> PdOwner for PdSink<P> {
+    fn close_pd(&self, pd: Pd) {
+        // Called through the `Arc` a `SharedPd` holds: the upgrade succeeds.
+        let Some(me) = self.me.upgrade() else { return };
+        self.stepper.run(|| pd.close(&me));
+    }
+}
+
+impl SharedPd {
+    /// Create a PD on `adapter`. `// IRQL: PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// [`Error::NoResources`] without a wait lock for its sink; the provider's failure.
+    fn create<P: Platform>(platform: &P, adapter: &Arc<ndkpi::Adapter>) -> Result<Self, Error> {
+        let stepper = Stepper::new(platform).ok_or(Error::NoResources)?;
+        let sink = Arc::new_cyclic(|me| PdSink {
+            stepper,
+            me: Weak::clone(me),
+        });
+        let (st, created) = sink.stepper.run(|| adapter.create_pd(&sink));
+        let Some(Created::Pd(pd)) = created else {
+            return Err(Error::provider(st));
+        };
+        Ok(Self {
+            pd,
+            adapter: Arc::clone(adapter),
+            owner: sink,
+        })
+    }
+
+    /// Close the PD, then the adapter if this held its last reference.
+    /// `// IRQL: PASSIVE_LEVEL`.
+    fn close(self, wsk: &ndkpi::Wsk) {
+        let Self { pd, adapter, owner } = self;
+        owner.close_pd(pd);
+        if let Some(adapter) = Arc::into_inner(adapter) {
+            wsk.close_adapter(adapter);
+        }
+    }
+
+    /// Whether it lives on `adapter`.
+    pub(crate) fn on(&self, adapter: &Arc<ndkpi::Adapter>) -> bool {
+        Arc::ptr_eq(&self.adapter, adapter)
+    }
+
+    /// Its adapter.
+    pub(crate) fn adapter(&self) -> &Arc<ndkpi::Adapter> {
+        &self.adapter
+    }
 }
 
 /// The NDK objects of a connection, each shared while in use and taken back for closing.
 #[derive(Clone, Default)]
 struct Objects {
     adapter: Option<Arc<ndkpi::Adapter>>,
-    pd: Option<Arc<Pd>>,
+    pd: Option<Arc<SharedPd>>,
     cq: Option<Arc<Cq>>,
     qp: Option<Arc<QueuePair>>,
     connector: Option<Arc<Connector>>,
@@ -339,11 +433,16 @@ impl<P: Platform> Conn<P> {
             .ctl
             .with(|c| c.objects.adapter.clone())
             .ok_or(Error::InvalidState)?;
-        let (st, pd) = session.run(|| adapter.create_pd(self));
-        let Some(Created::Pd(pd)) = pd else {
-            return Err(Error::provider(st));
+        let pd = if let Some(pd) = self.owner.shared_pd(&adapter) {
+            pd
+        } else {
+            let pd = Arc::new(SharedPd::create(
+                self.runtime().platform().as_ref(),
+                &adapter,
+            )?);
+            self.owner.offer_pd(self.if_index, &pd);
+            pd
         };
-        let pd = Arc::new(pd);
         self.ctl.with(|c| c.objects.pd = Some(Arc::clone(&pd)));
         let depth = receive_depth.saturating_add(send_depth).max(1);
         let (st, cq) = session.run(|| adapter.create_cq(self, depth));
@@ -354,7 +453,7 @@ impl<P: Platform> Conn<P> {
         self.ctl.with(|c| c.objects.cq = Some(Arc::clone(&cq)));
         let qp_context = usize::try_from(self.id).unwrap_or(0);
         let (st, qp) = session.run(|| {
-            pd.create_qp(
+            pd.pd.create_qp(
                 self,
                 &cq,
                 qp_context,
@@ -777,8 +876,10 @@ impl<P: Platform> Conn<P> {
             });
             session.run(|| q.close(self));
         }
-        if let Some(p) = sole(objects.pd) {
-            session.run(|| p.close(self));
+        // The PD may be shared with the handle's other connections on the adapter: the last
+        // one closes it (and the adapter reference it kept).
+        if let Some(pd) = objects.pd.and_then(Arc::into_inner) {
+            pd.close(self.runtime().platform().wsk());
         }
         // The adapter alone may be shared: a listener and the connections it accepted hold it,
         // and the last of them closes it.
@@ -871,7 +972,7 @@ impl<P: Platform> Conn<P> {
             let Some(memory) = self.runtime().platform().memory(length as usize) else {
                 return Err(Error::NoResources);
             };
-            let (st, mr) = session.run(|| pd.create_mr(self));
+            let (st, mr) = session.run(|| pd.pd.create_mr(self));
             let Some(Created::Mr(mut mr)) = mr else {
                 return Err(Error::provider(st));
             };

@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use ndkdisc_abi::{Cause, Event};
 
-use crate::conn::{Conn, ConnOwner};
+use crate::conn::{Conn, ConnOwner, SharedPd};
 use crate::error::Error;
 use crate::events::{ConnIndex, EventQueue, Latch, QueueError, Ready};
 use crate::listener::{Listener, ListenerOwner};
@@ -51,7 +51,14 @@ pub(crate) struct Table<P: Platform> {
     /// The NDK adapter each interface's CONNECTs share while any of their connections holds it
     /// (the last one's teardown closes it). Room for [`ADAPTERS`] interfaces, reserved at open.
     adapters: Vec<(u32, Weak<ndkpi::Adapter>)>,
+    /// The protection domains the handle's connections share, one per adapter, with the
+    /// adapter's interface and address: room for [`PDS`], reserved at open.
+    pds: Vec<(u32, usize, Weak<SharedPd>)>,
 }
+
+/// Adapters (CONNECT interfaces and listeners) whose PD a handle's connections share; beyond
+/// that a connection has a PD of its own.
+const PDS: usize = 16;
 
 /// Interfaces whose adapter a handle's CONNECTs share; a CONNECT on a further interface opens
 /// an adapter of its own.
@@ -84,10 +91,15 @@ impl<P: Platform> Owner<P> {
             pended: Vec::new(),
             closed: false,
             adapters: Vec::new(),
+            pds: Vec::new(),
         };
         table
             .adapters
             .try_reserve_exact(ADAPTERS)
+            .map_err(|_| Error::NoResources)?;
+        table
+            .pds
+            .try_reserve_exact(PDS)
             .map_err(|_| Error::NoResources)?;
         table
             .pended
@@ -224,8 +236,10 @@ impl<P: Platform> HandleState<P> {
     pub(crate) fn adapter_removed(&self, if_index: u32) {
         // A CONNECT from now on opens a new adapter, never the removed one (which a connection
         // not yet torn down may still hold).
-        self.table
-            .with(|t| t.adapters.retain(|(i, _)| *i != if_index));
+        self.table.with(|t| {
+            t.adapters.retain(|(i, _)| *i != if_index);
+            t.pds.retain(|(i, _, _)| *i != if_index);
+        });
         // One at a time, each marked so it is not found again (no allocation under the lock).
         while let Some(c) = self.table.with(|t| {
             t.conns
@@ -282,6 +296,32 @@ impl<P: Platform> ConnOwner<P> for HandleState<P> {
             let i = t.pended.iter().position(|(k, _)| *k == token)?;
             Some(t.pended.swap_remove(i).1)
         })
+    }
+
+    fn shared_pd(&self, adapter: &Arc<ndkpi::Adapter>) -> Option<Arc<SharedPd>> {
+        // Entries are matched by the adapter's address and only the match is upgraded, so the
+        // reference always leaves the lock with the caller: upgrading and dropping another
+        // entry could drop the last reference to its PD here, unclosed. (A dead adapter's
+        // address taken by a new one finds a dead entry, which does not upgrade.)
+        let addr = Arc::as_ptr(adapter).addr();
+        let pd = self.table.with(|t| {
+            t.pds
+                .iter()
+                .find(|(_, a, _)| *a == addr)
+                .and_then(|(_, _, pd)| pd.upgrade())
+        });
+        // A live PD keeps its adapter alive, so the adapter at that address is this one.
+        debug_assert!(pd.as_ref().is_none_or(|pd| pd.on(adapter)));
+        pd
+    }
+
+    fn offer_pd(&self, if_index: u32, pd: &Arc<SharedPd>) {
+        let addr = Arc::as_ptr(pd.adapter()).addr();
+        self.table.with(|t| {
+            // Entries whose PD was closed make room; never more than reserved.
+            t.pds.retain(|(_, _, p)| p.strong_count() > 0);
+            let _ = push_reserved(&mut t.pds, (if_index, addr, Arc::downgrade(pd)));
+        });
     }
 
     fn forget(&self, id: u64) -> Option<Arc<Conn<P>>> {

@@ -642,7 +642,48 @@ fn a_handles_connections_on_one_interface_share_one_adapter(mode: Completion) {
     finish(&w, ha, hb);
 }
 
+/// A handle's connections on one adapter share one protection domain (NDKPI: a PD holds any
+/// number of QPs and MRs). It outlives the connection that created it: after that one is
+/// closed the others still register memory on it, and the last one's teardown closes it.
+fn a_handles_connections_on_one_adapter_share_one_pd(mode: Completion) {
+    use softndk::ObjectKind;
+    let w = world(mode);
+    let (ha, hb) = listening(&w);
+    let pds = || {
+        w.fabric
+            .live_by_kind()
+            .get(&Some(ObjectKind::Pd))
+            .copied()
+            .unwrap_or(0)
+    };
+    let ids: Vec<u64> = (0..3)
+        .map(|_| {
+            let r = connect(&ha, 4791);
+            assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
+            r.connection_id
+        })
+        .collect();
+    // A's three connections share one; B's three accepted ones share the listener adapter's.
+    assert_eq!(pds(), 2, "{mode:?}");
+    // The first connection created the PD: closing it leaves the PD to the other two.
+    close(&ha, ids[0]);
+    assert_eq!(pds(), 2, "{mode:?}: still held by A's other connections");
+    for &id in &ids[1..] {
+        assert_eq!(
+            post(&ha, id, PostKind::Receive, 2),
+            NtStatus::SUCCESS,
+            "{mode:?}: memory registered on the shared PD"
+        );
+    }
+    close(&ha, ids[1]);
+    assert_eq!(pds(), 2, "{mode:?}");
+    close(&ha, ids[2]);
+    assert_eq!(pds(), 1, "{mode:?}: the last connection closed A's PD");
+    finish(&w, ha, hb);
+}
+
 per_mode!(
+    a_handles_connections_on_one_adapter_share_one_pd,
     a_handles_connections_on_one_interface_share_one_adapter,
     graceful_disconnect_gives_each_side_exactly_one_terminal_event,
     abortive_disconnect_and_abort_reach_the_peer_as_a_reset,
