@@ -5,7 +5,7 @@
 use alloc::sync::Arc;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use ndkpi_sys::{
     FALSE, NDK_ADAPTER, NDK_ADAPTER_INFO, NDK_CONNECTOR, NDK_CQ, NDK_FN_CLOSE_OBJECT, NDK_LISTENER,
@@ -34,10 +34,12 @@ macro_rules! handle {
         #[must_use = "an NDK object must be closed"]
         pub struct $name {
             raw: NonNull<$raw>,
-            /// Whether NDK holds a reference to this object's sink (taken at its create, or at
-            /// its first registration with a sink).
+            /// The context (address) of the sink NDK holds a reference to for this object
+            /// (taken at its create, or at its first registration with a sink), or 0. Its
+            /// close must go through that sink: the close completion releases the reference
+            /// on the closing sink.
             #[allow(dead_code, reason = "the adapter is closed through WSK, not a sink")]
-            has_ref: AtomicBool,
+            ref_of: AtomicUsize,
             $($($(#[$fdoc])* $field: $fty,)+)?
         }
 
@@ -62,19 +64,20 @@ macro_rules! handle {
             /// obtained elsewhere.
             pub unsafe fn from_raw(raw: NonNull<$raw>) -> Self {
                 // SAFETY: the caller's contract, with no sink reference held.
-                unsafe { Self::adopt(raw, false) }
+                unsafe { Self::adopt(raw, 0) }
             }
 
-            /// [`Self::from_raw`], saying whether NDK holds a reference to a sink for it.
+            /// [`Self::from_raw`], with the context of the sink NDK holds a reference to for
+            /// it (0: none).
             ///
             /// # Safety
-            /// As [`Self::from_raw`]; when `has_ref` is true, one reference taken by
-            /// `take_ref` for the sink its callbacks go to passes to the handle (released
+            /// As [`Self::from_raw`]; when `ref_of` is not 0, one reference taken by
+            /// `take_ref` for the sink whose context it is passes to the handle (released
             /// by its close completion).
-            pub(crate) unsafe fn adopt(raw: NonNull<$raw>, has_ref: bool) -> Self {
+            pub(crate) unsafe fn adopt(raw: NonNull<$raw>, ref_of: usize) -> Self {
                 Self {
                     raw,
-                    has_ref: AtomicBool::new(has_ref),
+                    ref_of: AtomicUsize::new(ref_of),
                     $($($field: $init,)+)?
                 }
             }
@@ -82,8 +85,17 @@ macro_rules! handle {
             /// Make sure NDK holds a reference to `sink` for this object's callbacks.
             #[allow(dead_code, reason = "only connectors are registered after creation")]
             fn hold<T: Sink>(&self, sink: &Arc<T>) {
-                if !self.has_ref.swap(true, Ordering::AcqRel) {
-                    take_ref(sink);
+                let ctx = ctx_of(sink).addr();
+                match self
+                    .ref_of
+                    .compare_exchange(0, ctx, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => take_ref(sink),
+                    Err(held) => debug_assert_eq!(
+                        held, ctx,
+                        "an NDK object registered with a second sink: its callbacks would \
+                         reach a sink NDK holds no reference to"
+                    ),
                 }
             }
 
@@ -125,7 +137,7 @@ macro_rules! closable {
                     self.header(),
                     self.table().$close,
                     sink,
-                    self.has_ref.load(Ordering::Acquire),
+                    self.ref_of.load(Ordering::Acquire),
                 );
             }
         }
@@ -181,7 +193,7 @@ fn create<T: Sink, const OP: u8, R, F>(
     if status != NtStatus::PENDING {
         let op = Op::from_u8(OP);
         let created = if status == NtStatus::SUCCESS {
-            wrap_created(op, object.cast())
+            wrap_created(op, object.cast(), ctx)
         } else {
             None
         };
@@ -195,15 +207,29 @@ fn create<T: Sink, const OP: u8, R, F>(
     }
 }
 
+/// Whether the reference NDK holds for an object (`ref_of`: its sink's context, or 0) is
+/// `sink`'s, so its close completion may release it on `sink`. An object closed through
+/// another sink than the one it holds a reference to is a bug in the caller: checked in debug
+/// builds; in release builds that other reference is never released (a leak, never a release
+/// on the wrong object).
+fn holds_ref_of<T: Sink>(ref_of: usize, sink: &Arc<T>) -> bool {
+    let ctx = ctx_of(sink).addr();
+    debug_assert!(
+        ref_of == 0 || ref_of == ctx,
+        "an NDK object closed through another sink than the one NDK holds a reference to"
+    );
+    ref_of == ctx
+}
+
 /// Close an object; report inline unless it pended.
 fn close<T: Sink, const OP: u8>(
     header: *mut NDK_OBJECT_HEADER,
     f: NDK_FN_CLOSE_OBJECT,
     sink: &Arc<T>,
-    has_ref: bool,
+    ref_of: usize,
 ) {
     let ctx = ctx_of(sink);
-    if !has_ref {
+    if !holds_ref_of(ref_of, sink) {
         // The close completion releases one reference: make sure the object has one.
         take_ref(sink);
     }
@@ -852,7 +878,7 @@ impl Mr {
             self.header(),
             f,
             sink,
-            self.has_ref.load(Ordering::Acquire),
+            self.ref_of.load(Ordering::Acquire),
             memory,
         );
     }
@@ -982,10 +1008,10 @@ fn close_keeping<T: Sink, K, const OP: u8>(
     header: *mut NDK_OBJECT_HEADER,
     f: NDK_FN_CLOSE_OBJECT,
     sink: &Arc<T>,
-    has_ref: bool,
+    ref_of: usize,
     kept: K,
 ) {
-    if !has_ref {
+    if !holds_ref_of(ref_of, sink) {
         // The close completion releases one reference: make sure the object has one.
         take_ref(sink);
     }
@@ -1043,7 +1069,7 @@ impl QueuePair {
             qp.header(),
             qp.table().NdkCloseQp,
             sink,
-            qp.has_ref.load(Ordering::Acquire),
+            qp.ref_of.load(Ordering::Acquire),
             buffers.into_inner(),
         );
     }

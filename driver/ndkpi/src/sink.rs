@@ -177,7 +177,7 @@ pub(crate) unsafe extern "system" fn create_done<T: Sink, const OP: u8>(
 ) {
     let op = Op::from_u8(OP);
     let created = if status == NtStatus::SUCCESS {
-        wrap_created(op, object)
+        wrap_created(op, object, ctx)
     } else {
         None
     };
@@ -192,25 +192,26 @@ pub(crate) unsafe extern "system" fn create_done<T: Sink, const OP: u8>(
 }
 
 /// Wrap a provider object into the handle its create operation makes; the create's reference
-/// passes to the object.
-pub(crate) fn wrap_created(op: Op, object: *mut NDK_OBJECT_HEADER) -> Option<Created> {
+/// to the sink whose context is `ctx` passes to the object.
+pub(crate) fn wrap_created(op: Op, object: *mut NDK_OBJECT_HEADER, ctx: PVOID) -> Option<Created> {
     let object = NonNull::new(object)?;
+    let ctx = ctx.addr();
     // Each `adopt` below: the provider just returned this object from the create `op`, so it
     // is of that type, live, with its header and table set, and nothing else owns it; the
     // create's reference to the sink passes to the handle.
     Some(match op {
         // SAFETY: a live PD just created by the provider, owned by nobody else.
-        Op::CreatePd => Created::Pd(unsafe { Pd::adopt(object.cast(), true) }),
+        Op::CreatePd => Created::Pd(unsafe { Pd::adopt(object.cast(), ctx) }),
         // SAFETY: a live CQ just created by the provider, owned by nobody else.
-        Op::CreateCq => Created::Cq(unsafe { Cq::adopt(object.cast(), true) }),
+        Op::CreateCq => Created::Cq(unsafe { Cq::adopt(object.cast(), ctx) }),
         // SAFETY: a live QP just created by the provider, owned by nobody else.
-        Op::CreateQp => Created::Qp(unsafe { Qp::adopt(object.cast(), true) }),
+        Op::CreateQp => Created::Qp(unsafe { Qp::adopt(object.cast(), ctx) }),
         // SAFETY: a live connector just created by the provider, owned by nobody else.
-        Op::CreateConnector => Created::Connector(unsafe { Connector::adopt(object.cast(), true) }),
+        Op::CreateConnector => Created::Connector(unsafe { Connector::adopt(object.cast(), ctx) }),
         // SAFETY: a live listener just created by the provider, owned by nobody else.
-        Op::CreateListener => Created::Listener(unsafe { Listener::adopt(object.cast(), true) }),
+        Op::CreateListener => Created::Listener(unsafe { Listener::adopt(object.cast(), ctx) }),
         // SAFETY: a live MR just created by the provider, owned by nobody else.
-        _ => Created::Mr(unsafe { Mr::adopt(object.cast(), true) }),
+        _ => Created::Mr(unsafe { Mr::adopt(object.cast(), ctx) }),
     })
 }
 

@@ -460,3 +460,24 @@ per_mode!(
     a_failed_create_leaves_no_reference_behind,
     an_mr_owns_its_memory_until_its_close_completes_and_posts_and_reaps_take_their_guards,
 );
+
+/// NDK holds a reference to the sink an object was created with until the object's close
+/// completes, and the close completion releases it on the closing sink: closing through
+/// another sink would release a reference that sink never gave (and free it early). ndkpi
+/// refuses that in debug builds (in release builds it leaks the creator's reference instead).
+#[test]
+#[should_panic(expected = "closed through another sink")]
+fn closing_an_object_through_another_sink_than_its_creator_is_refused() {
+    let fabric = fabric_in(Completion::Synchronous);
+    fabric.add_host(HostConfig::new(1, [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))]));
+    let wsk = ndkdisc_host::fabric_wsk(Arc::clone(&fabric));
+    let ad = wsk
+        .open_adapter(1, NDK_VERSION { Major: 2, Minor: 1 })
+        .unwrap();
+    let (creator, other) = (Rec::new(), Rec::new());
+    ad.create_pd(&creator);
+    let Created::Pd(pd) = creator.take_created(Op::CreatePd) else {
+        panic!("a PD")
+    };
+    pd.close(&other);
+}
