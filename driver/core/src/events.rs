@@ -294,9 +294,12 @@ pub struct EventQueue<R> {
     /// Pended WAITs, in a pool reserved up front, and the free entries of the pool.
     waits: Vec<Option<Wait<R>>>,
     free_waits: Vec<u32>,
-    /// Request token -> pool index of every pended WAIT, so its cancel routine finds it
-    /// without looking through the others.
+    /// Request token -> pool index, so a cancel routine finds its WAIT without looking through
+    /// the others. Kept off the event path: an entry is removed only when its pool entry is
+    /// reused (`mapped`), so a lookup checks that the entry it found still holds that token.
     tokens: IdMap,
+    /// The token each pool entry has in `tokens` (the last WAIT pended there), if any.
+    mapped: Vec<Option<u64>>,
     /// Where handle cleanup's next look through the pool starts: every entry before it was
     /// already taken or is being cancelled (nothing pends once cleanup has begun).
     cleanup_from: usize,
@@ -346,6 +349,10 @@ impl<R: PendedRequest> EventQueue<R> {
             .try_reserve_exact(limits.max_waits)
             .map_err(|_| QueueError::NoMemory)?;
         let tokens = IdMap::new(limits.max_waits)?;
+        let mut mapped = Vec::new();
+        mapped
+            .try_reserve_exact(limits.max_waits)
+            .map_err(|_| QueueError::NoMemory)?;
         Ok(Self {
             limits,
             conns,
@@ -357,6 +364,7 @@ impl<R: PendedRequest> EventQueue<R> {
             waits,
             free_waits,
             tokens,
+            mapped,
             cleanup_from: 0,
             any_waits: Links::NONE,
             next_wait_order: 0,
@@ -679,7 +687,15 @@ impl<R: PendedRequest> EventQueue<R> {
     /// The cancel routine of a pended WAIT ran: take it out (if the event path did not take it
     /// first) to complete with `STATUS_CANCELLED`.
     pub fn cancel(&mut self, token: u64) -> Option<Ready<R>> {
-        let w = self.tokens.get(token)?;
+        let waits = &self.waits;
+        // Stale entries (their pool entry freed, or reused by another token) are passed over;
+        // a token may also appear twice (a request reused), only one of them pended.
+        let w = self.tokens.get_where(token, |w| {
+            waits
+                .get(w as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|x| x.token == token)
+        })?;
         let wait = self.take_wait(w)?;
         Some(Ready {
             request: wait.request,
@@ -842,9 +858,17 @@ impl<R> EventQueue<R> {
             // INVARIANT: every entry is in use and pended < max_waits = reserved capacity:
             // this push does not allocate.
             self.waits.push(Some(wait));
+            // INVARIANT: as long as `waits`, within the same reserved length.
+            self.mapped.push(None);
             index_u32(self.waits.len() - 1)
         };
-        self.tokens.insert(token, w);
+        // The entry's previous token leaves the map now, off the event path.
+        if let Some(mapped) = self.mapped.get_mut(w as usize) {
+            if let Some(old) = mapped.replace(token) {
+                self.tokens.remove(old, w);
+            }
+            self.tokens.insert(token, w);
+        }
         match self.wait_mut(tail) {
             Some(t) => t.links.next = w,
             None => {
@@ -861,7 +885,6 @@ impl<R> EventQueue<R> {
     /// Take wait `w` out of its list and the pool.
     fn take_wait(&mut self, w: u32) -> Option<Wait<R>> {
         let wait = self.waits.get_mut(w as usize)?.take()?;
-        self.tokens.remove(wait.token, w);
         let Links { prev, next } = wait.links;
         match self.wait_mut(prev) {
             Some(p) => p.links.next = next,
@@ -971,7 +994,12 @@ impl IdMap {
     }
 
     fn get(&self, id: u64) -> Option<u32> {
-        Some(self.table.get(self.position(id, |_| true)?)?.c)
+        self.get_where(id, |_| true)
+    }
+
+    /// The index of the first entry for `id` whose index `matches`.
+    fn get_where(&self, id: u64, matches: impl Fn(u32) -> bool) -> Option<u32> {
+        Some(self.table.get(self.position(id, matches)?)?.c)
     }
 
     /// Insert record `c`, whose id is `id` (the table has room: it is twice the records).

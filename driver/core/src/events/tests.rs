@@ -434,7 +434,7 @@ fn cleanup_and_cancel_routines_look_at_each_pended_wait_once() {
 }
 
 /// The capacities of everything the queue reserved up front.
-fn capacities(q: &EventQueue<Fake>) -> [usize; 7] {
+fn capacities(q: &EventQueue<Fake>) -> [usize; 8] {
     [
         q.conns.capacity(),
         q.state.capacity(),
@@ -443,6 +443,7 @@ fn capacities(q: &EventQueue<Fake>) -> [usize; 7] {
         q.waits.capacity(),
         q.free_waits.capacity(),
         q.tokens.table.capacity(),
+        q.mapped.capacity(),
     ]
 }
 
@@ -719,4 +720,40 @@ fn a_slot_keeps_every_field_of_its_event_in_40_bytes() {
         };
         assert_eq!(Stored::new(&e).event(99), e);
     }
+}
+
+#[test]
+fn a_cancel_routine_finds_its_wait_past_stale_and_reused_tokens() {
+    // The token map is kept off the event path: a WAIT taken by an event or ABORT leaves its
+    // entry until the pool entry is reused. A request (token) reused meanwhile must still be
+    // found, and a stale token must find nothing.
+    let mut q: EventQueue<Fake> = EventQueue::new(Limits {
+        max_connections: 2,
+        max_waits: 2,
+    })
+    .unwrap();
+    q.add_connection(1).unwrap();
+    q.add_connection(2).unwrap();
+    let pend = |q: &mut EventQueue<Fake>, token: u64, conn: u64| {
+        let (r, f) = Fake::new(token, 1);
+        assert!(matches!(q.wait(r, Some(conn), false), WaitOutcome::Pended));
+        f
+    };
+    let a = pend(&mut q, 7, 1);
+    let b = pend(&mut q, 8, 2);
+    // ABORT takes both without their cancel routines: 7's entry then 8's go stale.
+    q.take_wait_to_cancel(Some(1)).unwrap().complete();
+    q.take_wait_to_cancel(Some(2)).unwrap().complete();
+    assert_eq!(events_of(&a).0, NtStatus::CANCELLED);
+    assert_eq!(events_of(&b).0, NtStatus::CANCELLED);
+    // Token 7 comes back and pends in 8's old entry: the map holds the stale 7 and the live one.
+    let c = pend(&mut q, 7, 2);
+    assert!(q.cancel(8).is_none(), "8's entry was reused");
+    begin_cancel(&c);
+    q.cancel(7)
+        .expect("the live 7, past the stale one")
+        .complete();
+    assert_eq!(events_of(&c).0, NtStatus::CANCELLED);
+    assert!(q.cancel(7).is_none(), "taken once");
+    assert_eq!(q.pended_waits(), 0);
 }
