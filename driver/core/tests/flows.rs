@@ -605,27 +605,34 @@ fn list_adapters_reports_each_interfaces_negotiated_version() {
     assert_eq!(fabric.live_objects(), 0, "the probe adapters were closed");
 }
 
+/// The provider objects of `kind` alive now.
+fn live_of(w: &World, kind: softndk::ObjectKind) -> usize {
+    w.fabric
+        .live_by_kind()
+        .get(&Some(kind))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// `n` CONNECTs from `h` to port 4791, each established; their ids.
+fn connect_n(h: &HostHandle, n: usize, mode: Completion) -> Vec<u64> {
+    (0..n)
+        .map(|_| {
+            let r = connect(h, 4791);
+            assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
+            r.connection_id
+        })
+        .collect()
+}
+
 /// A handle's CONNECTs on one interface share one NDK adapter while any of their connections
 /// holds it; the last connection's teardown closes it (its close is blocking, so one per
 /// connection made closing many connections slow).
 fn a_handles_connections_on_one_interface_share_one_adapter(mode: Completion) {
-    use softndk::ObjectKind;
     let w = world(mode);
     let (ha, hb) = listening(&w);
-    let adapters = || {
-        w.fabric
-            .live_by_kind()
-            .get(&Some(ObjectKind::Adapter))
-            .copied()
-            .unwrap_or(0)
-    };
-    let ids: Vec<u64> = (0..3)
-        .map(|_| {
-            let r = connect(&ha, 4791);
-            assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
-            r.connection_id
-        })
-        .collect();
+    let adapters = || live_of(&w, softndk::ObjectKind::Adapter);
+    let ids = connect_n(&ha, 3, mode);
     // B's listener holds one (its accepted connections share it), A's three connections one.
     assert_eq!(adapters(), 2, "{mode:?}");
     for &id in &ids[..2] {
@@ -646,23 +653,10 @@ fn a_handles_connections_on_one_interface_share_one_adapter(mode: Completion) {
 /// number of QPs and MRs). It outlives the connection that created it: after that one is
 /// closed the others still register memory on it, and the last one's teardown closes it.
 fn a_handles_connections_on_one_adapter_share_one_pd(mode: Completion) {
-    use softndk::ObjectKind;
     let w = world(mode);
     let (ha, hb) = listening(&w);
-    let pds = || {
-        w.fabric
-            .live_by_kind()
-            .get(&Some(ObjectKind::Pd))
-            .copied()
-            .unwrap_or(0)
-    };
-    let ids: Vec<u64> = (0..3)
-        .map(|_| {
-            let r = connect(&ha, 4791);
-            assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
-            r.connection_id
-        })
-        .collect();
+    let pds = || live_of(&w, softndk::ObjectKind::Pd);
+    let ids = connect_n(&ha, 3, mode);
     // A's three connections share one; B's three accepted ones share the listener adapter's.
     assert_eq!(pds(), 2, "{mode:?}");
     // The first connection created the PD: closing it leaves the PD to the other two.
