@@ -240,14 +240,19 @@ impl<P: Platform> HandleState<P> {
             t.adapters.retain(|(i, _)| *i != if_index);
             t.pds.retain(|(i, _, _)| *i != if_index);
         });
-        // One at a time, each marked so it is not found again (no allocation under the lock).
-        while let Some(c) = self.table.with(|t| {
-            t.conns
-                .iter()
-                .flatten()
-                .find(|c| c.if_index == if_index && !c.removal_seen())
-                .cloned()
+        // One at a time, each marked so it is not found again (no allocation under the lock),
+        // going on from where the last one was found: the whole walk visits each table entry
+        // once (from the start each time, it was quadratic in the handle's connections, under
+        // the table's spin lock).
+        let mut from = 0;
+        while let Some((i, c)) = self.table.with(|t| {
+            t.conns.iter().enumerate().skip(from).find_map(|(i, c)| {
+                c.as_ref()
+                    .filter(|c| c.if_index == if_index && !c.removal_seen())
+                    .map(|c| (i, Arc::clone(c)))
+            })
         }) {
+            from = i + 1;
             c.adapter_removed();
         }
         while let Some(l) = self.table.with(|t| {

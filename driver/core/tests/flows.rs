@@ -676,7 +676,40 @@ fn a_handles_connections_on_one_adapter_share_one_pd(mode: Completion) {
     finish(&w, ha, hb);
 }
 
+/// Adapter removal ends every connection of the handle on that interface, each once, past the
+/// holes a CLOSE leaves in the handle's table (the walk goes on from where it found the last).
+fn adapter_removal_ends_every_connection_on_the_interface_once(mode: Completion) {
+    let w = world(mode);
+    let (ha, hb) = listening(&w);
+    let ids = connect_n(&ha, 5, mode);
+    close(&ha, ids[1]);
+    drain(&ha);
+    w.fabric.remove_adapters(w.hosts[0]);
+    let mut ended = Vec::new();
+    while ended.len() < 4 {
+        for e in events(&ha) {
+            if e.kind == EventKind::Disconnected {
+                assert_eq!(e.cause, Some(Cause::AdapterRemoved), "{mode:?}");
+                ended.push(e.connection_id);
+            }
+        }
+    }
+    ended.sort_unstable();
+    let mut expected: Vec<u64> = ids.iter().copied().filter(|&id| id != ids[1]).collect();
+    expected.sort_unstable();
+    assert_eq!(ended, expected, "{mode:?}: each connection ended once");
+    for &id in &expected {
+        close(&ha, id);
+    }
+    assert!(
+        terminal(&drain(&ha)).is_empty(),
+        "{mode:?}: no second terminal event"
+    );
+    finish(&w, ha, hb);
+}
+
 per_mode!(
+    adapter_removal_ends_every_connection_on_the_interface_once,
     a_handles_connections_on_one_adapter_share_one_pd,
     a_handles_connections_on_one_interface_share_one_adapter,
     graceful_disconnect_gives_each_side_exactly_one_terminal_event,
