@@ -162,10 +162,28 @@ fn current_owner() -> u8 {
     OWNER.try_with(Cell::get).unwrap_or(Owner::Consumer as u8)
 }
 
+/// Whether blocks carry their owner. Not under Miri: Stacked Borrows forbids reaching the
+/// prefix from the caller's pointer (its retag covers only the caller's bytes), so there a
+/// free is charged to the owner running when it happens.
+const TAGGED: bool = !cfg!(miri);
+
 /// The bytes in front of every block, holding its owner in the last byte: at least 16 and a
-/// multiple of the alignment, so the caller's pointer keeps its alignment.
+/// multiple of the alignment, so the caller's pointer keeps its alignment (none untagged).
 fn prefix(layout: Layout) -> usize {
-    layout.align().max(16)
+    if TAGGED { layout.align().max(16) } else { 0 }
+}
+
+/// The owner of the block at `ptr`.
+///
+/// # Safety
+/// `ptr` was returned by this allocator and is not yet freed.
+unsafe fn owner_of(ptr: *mut u8) -> u8 {
+    if !TAGGED {
+        return current_owner();
+    }
+    // SAFETY: per the contract, the block has a prefix before `ptr` whose last byte `tag`
+    // wrote.
+    unsafe { ptr.wrapping_sub(1).read() }
 }
 
 /// The layout of the whole block (prefix and caller's bytes); `None` if it overflows.
@@ -200,8 +218,11 @@ impl CheckingAllocator {
         // The block holds `prefix(layout)` bytes before the caller's, so both pointers stay
         // inside it.
         let ptr = base.wrapping_add(prefix(layout));
-        // SAFETY: the last prefix byte lies inside the fresh block, which nobody else sees yet.
-        unsafe { ptr.wrapping_sub(1).write(owner) };
+        if TAGGED {
+            // SAFETY: the last prefix byte lies inside the fresh block, which nobody else sees
+            // yet.
+            unsafe { ptr.wrapping_sub(1).write(owner) };
+        }
         ptr
     }
 
@@ -211,9 +232,8 @@ impl CheckingAllocator {
     /// # Safety
     /// `ptr` was returned by this allocator for `layout` and is not yet freed.
     unsafe fn untag(ptr: *mut u8, layout: Layout) -> *mut u8 {
-        // SAFETY: per the contract, `prefix(layout)` bytes of the block precede `ptr`, the
-        // last of them written by `tag`.
-        let owner = unsafe { ptr.wrapping_sub(1).read() };
+        // SAFETY: per the contract.
+        let owner = unsafe { owner_of(ptr) };
         let base = ptr.wrapping_sub(prefix(layout));
         FREED_BY[usize::from(owner & 1)].fetch_add(layout.size() as u64, Ordering::Relaxed);
         base
@@ -267,9 +287,8 @@ unsafe impl GlobalAlloc for CheckingAllocator {
         let (Some(full), Some(new_full)) = (with_prefix(layout), with_prefix(new_layout)) else {
             return std::ptr::null_mut();
         };
-        // SAFETY: `ptr` came from this allocator for `layout` (the caller's contract): the
-        // byte before it is its owner tag.
-        let old_owner = unsafe { ptr.wrapping_sub(1).read() };
+        // SAFETY: `ptr` came from this allocator for `layout` (the caller's contract).
+        let old_owner = unsafe { owner_of(ptr) };
         // SAFETY: as above; the block is given up only if `realloc` below succeeds, and on
         // failure the charge for freeing it is undone.
         let base = unsafe { Self::untag(ptr, layout) };
