@@ -227,8 +227,6 @@ enum WaitList {
 
 struct Wait<R> {
     request: R,
-    /// The request's token (its entry in `EventQueue::tokens`).
-    token: u64,
     list: WaitList,
     links: Links,
     /// When it pended: the oldest matching wait is served first.
@@ -298,7 +296,8 @@ pub struct EventQueue<R> {
     /// the others. Kept off the event path: an entry is removed only when its pool entry is
     /// reused (`mapped`), so a lookup checks that the entry it found still holds that token.
     tokens: IdMap,
-    /// The token each pool entry has in `tokens` (the last WAIT pended there), if any.
+    /// The token each pool entry has in `tokens`: the token of the WAIT pended there, or of
+    /// the last one while the entry is free.
     mapped: Vec<Option<u64>>,
     /// Where handle cleanup's next look through the pool starts: every entry before it was
     /// already taken or is being cancelled (nothing pends once cleanup has begun).
@@ -445,10 +444,12 @@ impl<R: PendedRequest> EventQueue<R> {
         let Some(slot) = slot_of(fact.kind) else {
             return (Latch::Unknown, None);
         };
-        if self.records(conn.0).is_none_or(|r| r.id != conn.1) {
-            return (Latch::Unknown, None);
-        }
-        let Some(state) = self.state.get_mut(conn.0) else {
+        let records = self
+            .conns
+            .get_mut(conn.0)
+            .and_then(Option::as_mut)
+            .filter(|r| r.id == conn.1);
+        let (Some(records), Some(state)) = (records, self.state.get_mut(conn.0)) else {
             return (Latch::Unknown, None);
         };
         let event = Event {
@@ -464,8 +465,7 @@ impl<R: PendedRequest> EventQueue<R> {
             }
             Slot::Flushed if state.queued(i) => {
                 // Keep the queue position and sequence number; report the latest counts.
-                let records = self.conns.get_mut(conn.0).and_then(Option::as_mut);
-                if let Some(e) = records.and_then(|r| r.slots[i].as_mut()) {
+                if let Some(e) = records.slots[i].as_mut() {
                     *e = Stored {
                         seq: e.seq,
                         ..Stored::new(&event)
@@ -482,9 +482,7 @@ impl<R: PendedRequest> EventQueue<R> {
             _ => {}
         }
         state.set_queued(i, true);
-        if let Some(r) = self.conns.get_mut(conn.0).and_then(Option::as_mut) {
-            r.slots[i] = Some(Stored::new(&event));
-        }
+        records.slots[i] = Some(Stored::new(&event));
         self.next_seq += 1;
         self.counters.latched += 1;
         self.push_event(entry_of(conn.0, slot));
@@ -687,14 +685,12 @@ impl<R: PendedRequest> EventQueue<R> {
     /// The cancel routine of a pended WAIT ran: take it out (if the event path did not take it
     /// first) to complete with `STATUS_CANCELLED`.
     pub fn cancel(&mut self, token: u64) -> Option<Ready<R>> {
-        let waits = &self.waits;
+        let (waits, mapped) = (&self.waits, &self.mapped);
         // Stale entries (their pool entry freed, or reused by another token) are passed over;
         // a token may also appear twice (a request reused), only one of them pended.
         let w = self.tokens.get_where(token, |w| {
-            waits
-                .get(w as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|x| x.token == token)
+            let w = w as usize;
+            mapped.get(w) == Some(&Some(token)) && waits.get(w).is_some_and(Option::is_some)
         })?;
         let wait = self.take_wait(w)?;
         Some(Ready {
@@ -840,7 +836,6 @@ impl<R> EventQueue<R> {
         let tail = self.wait_list(list).map_or(NIL, |l| l.next);
         let wait = Wait {
             request,
-            token,
             list,
             links: Links {
                 prev: tail,
@@ -952,8 +947,9 @@ impl IdEntry {
 }
 
 impl IdMap {
-    fn new(max_connections: usize) -> Result<Self, QueueError> {
-        let len = max_connections
+    /// A map for at most `entries` entries at once.
+    fn new(entries: usize) -> Result<Self, QueueError> {
+        let len = entries
             .checked_mul(2)
             .and_then(usize::checked_next_power_of_two)
             .ok_or(QueueError::NoMemory)?
@@ -1002,7 +998,7 @@ impl IdMap {
         Some(self.table.get(self.position(id, matches)?)?.c)
     }
 
-    /// Insert record `c`, whose id is `id` (the table has room: it is twice the records).
+    /// Insert `id` -> `c` (the table has room: it is at least twice the entries).
     fn insert(&mut self, id: u64, c: u32) {
         let mut i = self.home(id);
         let mask = self.mask();
