@@ -45,7 +45,9 @@
 //!   request has any effect.
 //! - `STATUS_NOT_FOUND`: the id does not name a live object of *this* handle (ids of other
 //!   handles are indistinguishable from ids that never existed). Ids are 64-bit, never reused
-//!   while the driver is loaded, and carry no kernel address.
+//!   while the driver is loaded, and carry no kernel address: an engine-wide sequence number
+//!   in the high 44 bits above, for a connection, its record index in its handle (for a
+//!   listener, all 20 low bits set). Callers treat them as opaque.
 //!
 //! ## The operations
 //!

@@ -148,11 +148,11 @@ impl<P: Platform> Owner<P> {
             return complete(request, Err(Error::Abi(AbiError::OutputTooSmall)));
         }
         let runtime = &self.inner.runtime;
-        let id = runtime.next_id();
-        let index = match self.inner.add_connection(id) {
+        let index = match self.inner.add_connection(runtime.next_id()) {
             Ok(index) => index,
             Err(e) => return complete(request, Err(e.into())),
         };
+        let id = index.id();
         let adapter = match self.inner.shared_adapter(req.if_index) {
             Ok(a) => a,
             Err(e) => {
@@ -206,6 +206,10 @@ impl<P: Platform> Owner<P> {
         if full {
             return complete(request, Err(Error::Quota));
         }
+        // After 2^44 ids the sequence numbers ran out: refused, never reused.
+        let Some(id) = crate::ids::listener(runtime.next_id()) else {
+            return complete(request, Err(Error::NoResources));
+        };
         let adapter = match runtime.open_adapter(req.if_index) {
             Ok(a) => a,
             Err(e) => return complete(request, Err(e)),
@@ -213,7 +217,7 @@ impl<P: Platform> Owner<P> {
         // The listener owns the adapter from here: on failure it has closed it.
         let listener = match Listener::start(
             Arc::clone(&self.inner) as Arc<dyn ListenerOwner<P>>,
-            runtime.next_id(),
+            id,
             adapter,
             req.if_index,
             backlog as usize,

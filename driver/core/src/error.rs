@@ -64,7 +64,8 @@ impl From<AbiError> for Error {
 impl From<QueueError> for Error {
     fn from(e: QueueError) -> Self {
         match e {
-            QueueError::NoMemory => Self::NoResources,
+            // No id left (after 2^44) is a resource the driver ran out of, like memory.
+            QueueError::NoMemory | QueueError::IdsExhausted => Self::NoResources,
             QueueError::Quota => Self::Quota,
             QueueError::NotFound => Self::NotFound,
         }

@@ -62,6 +62,8 @@ pub enum QueueError {
     Quota,
     /// No connection with that id on this handle.
     NotFound,
+    /// The engine's id sequence numbers ran out (see [`crate::ids`]): no new id can be made.
+    IdsExhausted,
 }
 
 /// A connection's place in its handle's table, with its id: a fact latched through a stale
@@ -74,6 +76,11 @@ impl ConnIndex {
     /// same index).
     pub(crate) fn slot(self) -> usize {
         self.0
+    }
+
+    /// The connection's id (which holds its record index: see [`crate::ids`]).
+    pub fn id(self) -> u64 {
+        self.1
     }
 }
 
@@ -283,8 +290,10 @@ pub struct EventQueue<R> {
     state: Vec<State>,
     /// Indexes of free records in `conns` (room reserved for all of them).
     free: Vec<u32>,
-    /// Connection id -> record index.
-    ids: IdMap,
+    /// The id of the connection at each record index (0, which no id is, when the index is
+    /// free), by the same index: an id names its index ([`crate::ids`]), and this confirms the
+    /// record is that connection's. Dense, so a lookup reads 8 bytes.
+    keys: Vec<u64>,
     /// Queued events in latch order (`prev` = head, `next` = tail), linked through the records.
     queue: Links,
     /// Events in that list.
@@ -317,6 +326,9 @@ impl<R: PendedRequest> EventQueue<R> {
     /// # Errors
     /// [`QueueError::NoMemory`] if the reservation fails (nothing is half-built).
     pub fn new(limits: Limits) -> Result<Self, QueueError> {
+        if limits.max_connections > crate::ids::MAX_CONNECTIONS {
+            return Err(QueueError::NoMemory);
+        }
         // Queue entries (index * SLOTS + slot) and wait indexes are u32, below NIL.
         let entries = limits
             .max_connections
@@ -338,7 +350,9 @@ impl<R: PendedRequest> EventQueue<R> {
         let mut free = Vec::new();
         free.try_reserve_exact(limits.max_connections)
             .map_err(|_| QueueError::NoMemory)?;
-        let ids = IdMap::new(limits.max_connections)?;
+        let mut keys = Vec::new();
+        keys.try_reserve_exact(limits.max_connections)
+            .map_err(|_| QueueError::NoMemory)?;
         let mut waits = Vec::new();
         waits
             .try_reserve_exact(limits.max_waits)
@@ -357,7 +371,7 @@ impl<R: PendedRequest> EventQueue<R> {
             conns,
             state,
             free,
-            ids,
+            keys,
             queue: Links::NONE,
             queued: 0,
             waits,
@@ -388,36 +402,42 @@ impl<R: PendedRequest> EventQueue<R> {
         self.waits.len() - self.free_waits.len()
     }
 
-    /// Add a connection's records. Never allocates: the table was reserved in `new`.
+    /// Add a connection's records, its id made from sequence number `seq` (from the engine's
+    /// counter) and the record index it gets. Never allocates: the table was reserved in `new`.
     ///
     /// # Errors
-    /// [`QueueError::Quota`] when the handle holds `max_connections` connections.
-    pub fn add_connection(&mut self, id: u64) -> Result<ConnIndex, QueueError> {
+    /// [`QueueError::Quota`] when the handle holds `max_connections` connections;
+    /// [`QueueError::IdsExhausted`] when `seq` does not fit an id.
+    pub fn add_connection(&mut self, seq: u64) -> Result<ConnIndex, QueueError> {
+        let i = match self.free.last() {
+            Some(&i) => i as usize,
+            None if self.conns.len() < self.limits.max_connections => self.conns.len(),
+            None => return Err(QueueError::Quota),
+        };
+        let id = crate::ids::connection(seq, i).ok_or(QueueError::IdsExhausted)?;
         let records = Records {
             id,
             slots: [None; SLOTS],
             order: [Links::NONE; SLOTS],
             waits: Links::NONE,
         };
-        let i = if let Some(i) = self.free.pop() {
-            let i = i as usize;
+        if self.free.pop().is_some() {
             if let Some(slot) = self.conns.get_mut(i) {
                 *slot = Some(records);
             }
             if let Some(state) = self.state.get_mut(i) {
                 *state = State::default();
             }
-            i
-        } else {
-            if self.conns.len() >= self.limits.max_connections {
-                return Err(QueueError::Quota);
+            if let Some(key) = self.keys.get_mut(i) {
+                *key = id;
             }
-            // INVARIANT: len < max_connections = reserved capacity: this push does not allocate.
+        } else {
+            // INVARIANT: len < max_connections = reserved capacity: these pushes do not
+            // allocate.
             self.conns.push(Some(records));
             self.state.push(State::default());
-            self.conns.len() - 1
-        };
-        self.ids.insert(id, index_u32(i));
+            self.keys.push(id);
+        }
         Ok(ConnIndex(i, id))
     }
 
@@ -432,8 +452,14 @@ impl<R: PendedRequest> EventQueue<R> {
 
     /// The index of connection `id`, if this handle holds it.
     pub fn find(&self, id: u64) -> Option<ConnIndex> {
-        let i = self.ids.get(id)?;
-        Some(ConnIndex(i as usize, id))
+        self.index(id).map(|c| ConnIndex(c as usize, id))
+    }
+
+    /// The record index of connection `id`, if this handle holds it: the index the id names,
+    /// if the connection there has that id.
+    fn index(&self, id: u64) -> Option<u32> {
+        let c = crate::ids::index_of(id);
+        (*self.keys.get(c)? == id).then(|| index_u32(c))
     }
 
     /// Latch an event about a connection (the queue fills in its `seq` and `connection_id`),
@@ -625,7 +651,7 @@ impl<R: PendedRequest> EventQueue<R> {
         }
         let filter = match connection {
             None => None,
-            Some(id) => match self.ids.get(id) {
+            Some(id) => match self.index(id) {
                 Some(c) => Some(c),
                 None => return ready(request, NtStatus::NOT_FOUND, 0),
             },
@@ -664,7 +690,7 @@ impl<R: PendedRequest> EventQueue<R> {
     /// outside the lock. Never allocates; waits being cancelled are left to their cancel
     /// routine.
     pub fn take_level_triggered(&mut self, id: u64) -> Option<Ready<R>> {
-        let c = self.ids.get(id)?;
+        let c = self.index(id)?;
         let copy = self.delivered_terminal(c as usize)?;
         if self.has_events_for(Some(c)) {
             return None;
@@ -705,7 +731,7 @@ impl<R: PendedRequest> EventQueue<R> {
     /// cancelled are left to their cancel routine.
     pub fn take_wait_to_cancel(&mut self, connection: Option<u64>) -> Option<Ready<R>> {
         let w = if let Some(id) = connection {
-            let c = self.ids.get(id)?;
+            let c = self.index(id)?;
             self.first_taken(self.records(c as usize)?.waits.prev)?
         } else {
             // Once cleanup has begun nothing pends, so the entries already passed stay passed:
@@ -914,9 +940,11 @@ impl<R> EventQueue<R> {
             wait.list = WaitList::Orphan;
             w = core::mem::replace(&mut wait.links, Links::NONE).next;
         }
-        self.ids.remove(records.id, index_u32(c));
         if let Some(state) = self.state.get_mut(c) {
             *state = State::default();
+        }
+        if let Some(key) = self.keys.get_mut(c) {
+            *key = 0;
         }
         // INVARIANT: at most max_connections indexes exist and each is free at most once, so
         // the reserved room suffices; c < max_connections <= u32::MAX.
@@ -925,11 +953,11 @@ impl<R> EventQueue<R> {
     }
 }
 
-/// A 64-bit key -> index map (connection ids to record indexes, request tokens to pool
-/// indexes): open addressing with linear probing over a table at least twice the entries,
-/// reserved up front. Each entry holds the id beside the index, so a
-/// lookup reads only the table (usually one cache line), never the records. Expected O(1) per
-/// operation; never allocates after `new`.
+/// A 64-bit key -> index map (request tokens to pool indexes; connection ids need none, as
+/// they hold their index): open addressing with linear probing over a table at least twice
+/// the entries, reserved up front. Each entry holds the key beside the index, so a lookup
+/// reads only the table (usually one cache line), never the pool. Expected O(1) per operation;
+/// never allocates after `new`.
 struct IdMap {
     table: Vec<IdEntry>,
     shift: u32,
@@ -987,10 +1015,6 @@ impl IdMap {
             }
             i = (i + 1) & self.mask();
         }
-    }
-
-    fn get(&self, id: u64) -> Option<u32> {
-        self.get_where(id, |_| true)
     }
 
     /// The index of the first entry for `id` whose index `matches`.

@@ -139,6 +139,7 @@ mod dispatch;
 mod engine;
 mod error;
 pub mod events;
+pub mod ids;
 mod listener;
 mod owner;
 pub mod ports;

@@ -20,9 +20,10 @@ use crate::sync::{AtomicBool, Ordering};
 /// accepted connection takes a place in the handle's queue and joins the handle's table. The
 /// handle implements it (in the `owner` module).
 pub(crate) trait ListenerOwner<P: Platform>: ConnOwner<P> {
-    /// Reserve connection `id`'s event records in the handle's queue; `Err` at the handle's
-    /// connection quota.
-    fn add_connection(&self, id: u64) -> Result<ConnIndex, QueueError>;
+    /// Reserve a new connection's event records in the handle's queue, its id made from
+    /// sequence number `seq` and its record index ([`crate::ids`]); `Err` at the handle's
+    /// connection quota (or when the sequence numbers ran out).
+    fn add_connection(&self, seq: u64) -> Result<ConnIndex, QueueError>;
 
     /// Give back what [`ListenerOwner::add_connection`] reserved (the connection never joined).
     fn remove_connection(&self, index: ConnIndex);
@@ -205,12 +206,12 @@ impl<P: Platform> Listener<P> {
 
     fn accept_one(self: &Arc<Self>, connector: Connector) {
         let runtime = self.owner.runtime();
-        let id = runtime.next_id();
-        let Ok(index) = self.owner.add_connection(id) else {
-            // The handle's connection quota.
+        let Ok(index) = self.owner.add_connection(runtime.next_id()) else {
+            // The handle's connection quota (or, after 2^44 ids, no id left).
             runtime.count(|c| &c.backlog_rejects);
             return refuse(connector);
         };
+        let id = index.id();
         let Some(adapter) = self.adapter.with(|a| a.clone()) else {
             self.owner.remove_connection(index);
             return refuse(connector);

@@ -335,8 +335,8 @@ impl<P: Platform> ConnOwner<P> for HandleState<P> {
 }
 
 impl<P: Platform> ListenerOwner<P> for HandleState<P> {
-    fn add_connection(&self, id: u64) -> Result<ConnIndex, QueueError> {
-        self.queue.with(|q| q.add_connection(id))
+    fn add_connection(&self, seq: u64) -> Result<ConnIndex, QueueError> {
+        self.queue.with(|q| q.add_connection(seq))
     }
 
     fn remove_connection(&self, index: ConnIndex) {

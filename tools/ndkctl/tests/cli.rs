@@ -115,7 +115,9 @@ fn demo_runs_the_shipped_scenarios() {
     r.exits(0);
     for needle in [
         "=== peer-disconnect.ndk --set PEER_REASON=1",
-        "server: #2 conn 2 disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
+        // The server's connection: the engine's second id (sequence number 2), record index 0
+        // (ids hold their handle's record index in their low 20 bits).
+        "server: #2 conn 2097152 disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
         "nothing was flushed: all 4 receives are still posted",
         "provider: disconnect_callbacks=1 flush_calls=0",
         "recv=0 send=0 recv-cancelled=4 send-cancelled=0 recv-failed=0 send-failed=0 local-disconnect=no aborted=no flushed=yes",
@@ -392,10 +394,15 @@ fn info_and_adapters_in_both_formats() {
 fn listen_reports_the_listener() {
     let r = run(sim(&["listen", "10.0.0.1:4791"]));
     r.exits(0);
-    assert_eq!(r.stdout.trim(), "listener 1 on 10.0.0.1:4791 (interface 1)");
+    // The engine's first id (sequence number 1) with the listener index (the low 20 bits all
+    // set).
+    assert_eq!(
+        r.stdout.trim(),
+        "listener 2097151 on 10.0.0.1:4791 (interface 1)"
+    );
     let v = &json_lines(&run(sim(&["--json", "listen", "10.0.0.1:0", "--backlog", "4"])).stdout)[0];
     assert_eq!(v["type"], "listener");
-    assert_eq!(v["listener_id"], 1);
+    assert_eq!(v["listener_id"], (1 << 20) | 0xF_FFFF);
     assert_eq!(v["if_index"], 1);
     let bound = v["bound"].as_str().unwrap();
     assert!(

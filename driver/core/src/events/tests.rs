@@ -124,7 +124,7 @@ fn a_wait_pended_before_the_event_completes_with_it() {
     assert_eq!(evs.len(), 1);
     assert_eq!(
         (evs[0].connection_id, evs[0].kind, evs[0].cause),
-        (7, EventKind::Disconnected, Some(Cause::Peer))
+        (c.id(), EventKind::Disconnected, Some(Cause::Peer))
     );
     assert_eq!(q.queued(), 0);
 }
@@ -138,7 +138,7 @@ fn a_wait_issued_after_the_event_completes_at_once() {
         "nobody waiting yet"
     );
     let (req, fate) = Fake::new(1, 4);
-    let WaitOutcome::Complete(r) = q.wait(req, Some(7), false) else {
+    let WaitOutcome::Complete(r) = q.wait(req, Some(c.id()), false) else {
         panic!("must not pend")
     };
     r.complete();
@@ -209,14 +209,15 @@ fn batches_preserve_latch_order_and_sequence_numbers_increase() {
         .chain(&rest)
         .map(|e| (e.connection_id, e.kind))
         .collect();
+    let (a, b) = (a.id(), b.id());
     assert_eq!(
         all,
         [
-            (1, EventKind::Connected),
-            (2, EventKind::Accepted),
-            (1, EventKind::Disconnected),
-            (2, EventKind::Disconnected),
-            (1, EventKind::Closed)
+            (a, EventKind::Connected),
+            (b, EventKind::Accepted),
+            (a, EventKind::Disconnected),
+            (b, EventKind::Disconnected),
+            (a, EventKind::Closed)
         ]
     );
     let seqs: Vec<_> = first.iter().chain(&rest).map(|e| e.seq).collect();
@@ -232,7 +233,10 @@ fn a_wait_on_one_connection_takes_only_its_events() {
     let a = q.add_connection(1).unwrap();
     let b = q.add_connection(2).unwrap();
     let (req, fate) = Fake::new(1, 4);
-    assert!(matches!(q.wait(req, Some(2), false), WaitOutcome::Pended));
+    assert!(matches!(
+        q.wait(req, Some(b.id()), false),
+        WaitOutcome::Pended
+    ));
     assert!(
         q.latch(a, disconnected(Cause::Peer)).1.is_none(),
         "not the waited-on connection"
@@ -240,8 +244,11 @@ fn a_wait_on_one_connection_takes_only_its_events() {
     assert!(pending(&fate));
     complete_all(q.latch(b, disconnected(Cause::Peer)).1);
     let (_, evs) = events_of(&fate);
-    assert_eq!(evs.iter().map(|e| e.connection_id).collect::<Vec<_>>(), [2]);
-    assert_eq!(q.queued(), 1, "connection 1's event is still queued");
+    assert_eq!(
+        evs.iter().map(|e| e.connection_id).collect::<Vec<_>>(),
+        [b.id()]
+    );
+    assert_eq!(q.queued(), 1, "a's event is still queued");
 }
 
 #[test]
@@ -344,6 +351,17 @@ fn unknown_connections_and_quotas_have_their_statuses() {
     };
     r.complete();
     assert_eq!(events_of(&fate).0, NtStatus::NOT_FOUND);
+    let (req, fate) = Fake::new(1, 1);
+    let never_made = crate::ids::connection(1, 0).unwrap();
+    let WaitOutcome::Complete(r) = q.wait(req, Some(never_made), false) else {
+        panic!()
+    };
+    r.complete();
+    assert_eq!(
+        events_of(&fate).0,
+        NtStatus::NOT_FOUND,
+        "an id naming a free index"
+    );
     for id in 0..4 {
         q.add_connection(id + 1).unwrap();
     }
@@ -365,16 +383,16 @@ fn unknown_connections_and_quotas_have_their_statuses() {
 #[test]
 fn abort_and_cleanup_take_pended_waits_but_not_those_being_cancelled() {
     let mut q = queue();
-    q.add_connection(1).unwrap();
-    q.add_connection(2).unwrap();
+    let one = q.add_connection(1).unwrap().id();
+    let two = q.add_connection(2).unwrap().id();
     let (r1, f1) = Fake::new(1, 1);
     let (r2, f2) = Fake::new(2, 1);
     let (r3, f3) = Fake::new(3, 1);
-    for (r, filter) in [(r1, Some(1)), (r2, Some(2)), (r3, None)] {
+    for (r, filter) in [(r1, Some(one)), (r2, Some(two)), (r3, None)] {
         assert!(matches!(q.wait(r, filter, false), WaitOutcome::Pended));
     }
     // ABORT of connection 1 takes only its wait.
-    while let Some(r) = q.take_wait_to_cancel(Some(1)) {
+    while let Some(r) = q.take_wait_to_cancel(Some(one)) {
         r.complete();
     }
     assert_eq!(events_of(&f1).0, NtStatus::CANCELLED);
@@ -439,7 +457,7 @@ fn capacities(q: &EventQueue<Fake>) -> [usize; 8] {
         q.conns.capacity(),
         q.state.capacity(),
         q.free.capacity(),
-        q.ids.table.capacity(),
+        q.keys.capacity(),
         q.waits.capacity(),
         q.free_waits.capacity(),
         q.tokens.table.capacity(),
@@ -476,7 +494,7 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
     r.complete();
     assert_eq!(events_of(&fate).1.len(), 16);
     // Every Closed event was delivered: the connections' records are free for new ones.
-    assert!(q.find(1).is_none());
+    assert!(q.find(conns[0].id()).is_none());
     let free_cap = q.free.capacity();
     let again: Vec<_> = (5..=8).map(|id| q.add_connection(id).unwrap()).collect();
     assert_eq!(
@@ -498,11 +516,11 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
         Latch::Queued
     );
     let (req, fate) = Fake::new(2, 4);
-    let WaitOutcome::Complete(r) = q.wait(req, Some(10), false) else {
+    let WaitOutcome::Complete(r) = q.wait(req, Some(reused.id()), false) else {
         panic!()
     };
     r.complete();
-    assert_eq!(events_of(&fate).1[0].connection_id, 10);
+    assert_eq!(events_of(&fate).1[0].connection_id, reused.id());
     assert_eq!(q.free.capacity(), free_cap, "the free list never grows");
     assert_eq!(capacities(&q), cap);
 }
@@ -511,16 +529,17 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
 fn a_wait_on_a_connection_whose_terminal_was_delivered_gets_a_flagged_copy() {
     let mut q = queue();
     let c = q.add_connection(7).unwrap();
+    let id = c.id();
     let (any, any_fate) = Fake::new(1, 4);
     assert!(matches!(q.wait(any, None, false), WaitOutcome::Pended));
     let (on7, on7_fate) = Fake::new(2, 4);
-    assert!(matches!(q.wait(on7, Some(7), false), WaitOutcome::Pended));
+    assert!(matches!(q.wait(on7, Some(id), false), WaitOutcome::Pended));
     // The older any-connection wait takes the terminal event.
     complete_all(q.latch(c, disconnected(Cause::Peer)).1);
     let (_, original) = events_of(&any_fate);
     assert!(pending(&on7_fate));
     // The latcher then completes the wait pended on the connection with the copy.
-    complete_all(q.take_level_triggered(7));
+    complete_all(q.take_level_triggered(id));
     let (st, copy) = events_of(&on7_fate);
     assert_eq!(st, NtStatus::SUCCESS);
     assert_eq!(
@@ -530,11 +549,11 @@ fn a_wait_on_a_connection_whose_terminal_was_delivered_gets_a_flagged_copy() {
             ..original[0]
         }]
     );
-    assert!(q.take_level_triggered(7).is_none());
+    assert!(q.take_level_triggered(id).is_none());
     // A later wait on it completes at once with the copy, blocking or not.
     for nonblocking in [false, true] {
         let (req, fate) = Fake::new(3, 1);
-        let WaitOutcome::Complete(r) = q.wait(req, Some(7), nonblocking) else {
+        let WaitOutcome::Complete(r) = q.wait(req, Some(id), nonblocking) else {
             panic!("must not pend")
         };
         r.complete();
@@ -547,13 +566,13 @@ fn a_wait_on_a_connection_whose_terminal_was_delivered_gets_a_flagged_copy() {
         Latch::Queued
     );
     let (req, fate) = Fake::new(4, 4);
-    let WaitOutcome::Complete(r) = q.wait(req, Some(7), false) else {
+    let WaitOutcome::Complete(r) = q.wait(req, Some(id), false) else {
         panic!("must not pend")
     };
     r.complete();
     assert_eq!(events_of(&fate).1[0].kind, EventKind::Closed);
     let (req, fate) = Fake::new(5, 4);
-    let WaitOutcome::Complete(r) = q.wait(req, Some(7), false) else {
+    let WaitOutcome::Complete(r) = q.wait(req, Some(id), false) else {
         panic!("must not pend")
     };
     r.complete();
@@ -563,9 +582,9 @@ fn a_wait_on_a_connection_whose_terminal_was_delivered_gets_a_flagged_copy() {
 #[test]
 fn after_cleanup_began_a_wait_is_cancelled_not_pended() {
     let mut q = queue();
-    let _ = q.add_connection(7).unwrap();
+    let c = q.add_connection(7).unwrap();
     q.begin_cleanup();
-    for filter in [None, Some(7)] {
+    for filter in [None, Some(c.id())] {
         let (req, fate) = Fake::new(1, 4);
         let WaitOutcome::Complete(r) = q.wait(req, filter, false) else {
             panic!("a WAIT after cleanup must not pend")
@@ -585,16 +604,22 @@ fn the_oldest_matching_wait_is_served_whether_it_waits_on_one_connection_or_any(
     let (r1, f1) = Fake::new(1, 4);
     let (r2, f2) = Fake::new(2, 4);
     let (r3, f3) = Fake::new(3, 4);
-    assert!(matches!(q.wait(r1, Some(7), false), WaitOutcome::Pended));
+    assert!(matches!(
+        q.wait(r1, Some(c.id()), false),
+        WaitOutcome::Pended
+    ));
     assert!(matches!(q.wait(r2, None, false), WaitOutcome::Pended));
-    assert!(matches!(q.wait(r3, Some(8), false), WaitOutcome::Pended));
+    assert!(matches!(
+        q.wait(r3, Some(other.id()), false),
+        WaitOutcome::Pended
+    ));
     // 8's event: the any-connection wait is older than 8's own.
     complete_all(q.latch(other, Event::new(EventKind::Connected, 0, 1)).1);
-    assert_eq!(events_of(&f2).1[0].connection_id, 8);
+    assert_eq!(events_of(&f2).1[0].connection_id, other.id());
     assert!(pending(&f1) && pending(&f3));
     // 7's event: its own wait, the oldest.
     complete_all(q.latch(c, Event::new(EventKind::Connected, 0, 1)).1);
-    assert_eq!(events_of(&f1).1[0].connection_id, 7);
+    assert_eq!(events_of(&f1).1[0].connection_id, c.id());
     assert!(pending(&f3));
     assert_eq!(q.pended_waits(), 1);
 }
@@ -604,7 +629,10 @@ fn a_wait_being_cancelled_when_its_connection_goes_is_still_cancelled_once() {
     let mut q = queue();
     let c = q.add_connection(7).unwrap();
     let (r1, f1) = Fake::new(1, 4);
-    assert!(matches!(q.wait(r1, Some(7), false), WaitOutcome::Pended));
+    assert!(matches!(
+        q.wait(r1, Some(c.id()), false),
+        WaitOutcome::Pended
+    ));
     begin_cancel(&f1);
     // Every event of 7, Closed last, goes to a WAIT on any connection: 7's records are freed
     // while its own WAIT is being cancelled.
@@ -617,14 +645,17 @@ fn a_wait_being_cancelled_when_its_connection_goes_is_still_cancelled_once() {
     };
     r.complete();
     assert_eq!(events_of(&f2).1.len(), 2);
-    assert!(q.find(7).is_none());
+    assert!(q.find(c.id()).is_none());
     // The record is reused: the new connection's events and waits are its own.
     let d = q.add_connection(9).unwrap();
     assert_eq!(d.slot(), c.slot(), "the freed record is reused");
     let (r3, f3) = Fake::new(3, 4);
-    assert!(matches!(q.wait(r3, Some(9), false), WaitOutcome::Pended));
+    assert!(matches!(
+        q.wait(r3, Some(d.id()), false),
+        WaitOutcome::Pended
+    ));
     complete_all(q.latch(d, Event::new(EventKind::Connected, 0, 1)).1);
-    assert_eq!(events_of(&f3).1[0].connection_id, 9);
+    assert_eq!(events_of(&f3).1[0].connection_id, d.id());
     assert!(pending(&f1), "the cancel routine completes it");
     q.cancel(1).unwrap().complete();
     assert_eq!(events_of(&f1).0, NtStatus::CANCELLED);
@@ -633,7 +664,7 @@ fn a_wait_being_cancelled_when_its_connection_goes_is_still_cancelled_once() {
 }
 
 #[test]
-fn the_id_map_agrees_with_a_reference_map_through_inserts_and_removals() {
+fn lookup_by_id_agrees_with_a_reference_map_through_adds_and_removals() {
     use std::collections::BTreeMap;
     let max = 64;
     let mut q: EventQueue<Fake> = EventQueue::new(Limits {
@@ -643,27 +674,43 @@ fn the_id_map_agrees_with_a_reference_map_through_inserts_and_removals() {
     .unwrap();
     let mut reference = BTreeMap::new();
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next_id = 1;
+    let mut next_seq = 1;
+    let mut gone = Vec::new();
     for _ in 0..20_000 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         if x.is_multiple_of(2) && reference.len() < max {
-            // Mostly sequential ids (as the engine hands them out), sometimes a jump.
-            next_id += if x.is_multiple_of(7) { x >> 40 } else { 1 };
-            let c = q.add_connection(next_id).unwrap();
-            reference.insert(next_id, c);
+            // Mostly consecutive sequence numbers (as the engine hands them out: other
+            // handles take some), sometimes a jump.
+            next_seq += if x.is_multiple_of(7) { x >> 40 } else { 1 };
+            let c = q.add_connection(next_seq).unwrap();
+            assert_eq!(
+                crate::ids::index_of(c.id()),
+                c.slot(),
+                "the id names its index"
+            );
+            assert!(
+                reference.insert(c.id(), c).is_none(),
+                "ids are never reused"
+            );
         } else if let Some(&id) = reference
             .keys()
             .nth((x >> 8) as usize % reference.len().max(1))
         {
             let c = reference.remove(&id).unwrap();
             q.remove_connection(c);
+            gone.push(id);
         }
         for (&id, &c) in &reference {
             assert_eq!(q.find(id), Some(c), "id {id}");
         }
-        assert!(q.find(next_id + 1).is_none());
+        // An id gone (its index perhaps reused since) and one not made yet find nothing.
+        for &id in gone.iter().rev().take(8) {
+            assert!(q.find(id).is_none(), "stale id {id}");
+        }
+        let unmade = crate::ids::connection(next_seq + 1, reference.len() / 2).unwrap();
+        assert!(q.find(unmade).is_none());
     }
 }
 
@@ -694,7 +741,7 @@ fn nothing_is_latched_after_closed() {
     r.complete();
     assert_eq!(events_of(&fate).1.len(), 1, "only Closed");
     assert_eq!(q.queued(), 0);
-    assert!(q.find(7).is_none());
+    assert!(q.find(c.id()).is_none());
 }
 
 #[test]
@@ -732,22 +779,22 @@ fn a_cancel_routine_finds_its_wait_past_stale_and_reused_tokens() {
         max_waits: 2,
     })
     .unwrap();
-    q.add_connection(1).unwrap();
-    q.add_connection(2).unwrap();
+    let one = q.add_connection(1).unwrap().id();
+    let two = q.add_connection(2).unwrap().id();
     let pend = |q: &mut EventQueue<Fake>, token: u64, conn: u64| {
         let (r, f) = Fake::new(token, 1);
         assert!(matches!(q.wait(r, Some(conn), false), WaitOutcome::Pended));
         f
     };
-    let a = pend(&mut q, 7, 1);
-    let b = pend(&mut q, 8, 2);
+    let a = pend(&mut q, 7, one);
+    let b = pend(&mut q, 8, two);
     // ABORT takes both without their cancel routines: 7's entry then 8's go stale.
-    q.take_wait_to_cancel(Some(1)).unwrap().complete();
-    q.take_wait_to_cancel(Some(2)).unwrap().complete();
+    q.take_wait_to_cancel(Some(one)).unwrap().complete();
+    q.take_wait_to_cancel(Some(two)).unwrap().complete();
     assert_eq!(events_of(&a).0, NtStatus::CANCELLED);
     assert_eq!(events_of(&b).0, NtStatus::CANCELLED);
     // Token 7 comes back and pends in 8's old entry: the map holds the stale 7 and the live one.
-    let c = pend(&mut q, 7, 2);
+    let c = pend(&mut q, 7, two);
     assert!(q.cancel(8).is_none(), "8's entry was reused");
     begin_cancel(&c);
     q.cancel(7)
