@@ -9,7 +9,6 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::net::SocketAddr;
 use core::ptr::{NonNull, null_mut};
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal, WaitLock};
 use ndkpi_sys::{
@@ -260,15 +259,16 @@ pub struct KmPlatform {
     work_item: WDFWORKITEM,
     /// The engine's drainer (`Platform::set_drainer`).
     drainer: KmLock<Option<Arc<dyn Passive>>>,
-    /// `stop_deferring` ran: kicks no longer enqueue the work item.
-    stopped: AtomicBool,
+    /// `stop_deferring` closed the gate: kicks no longer enqueue the work item. A kick checks
+    /// it and enqueues under this lock, so no enqueue can land after the gate closed.
+    stopped: KmLock<bool>,
 }
 
 // SAFETY: WDF handles may be used from any thread; the work item outlives this value (the
 // device's self-managed-I/O cleanup flushes it, and the device context holding this platform
 // is destroyed after the work item, its child).
 unsafe impl Send for KmPlatform {}
-// SAFETY: as above; the mutable state is behind `drainer`'s lock and an atomic.
+// SAFETY: as above; the mutable state is behind the `drainer` and `stopped` locks.
 unsafe impl Sync for KmPlatform {}
 
 impl KmPlatform {
@@ -279,7 +279,7 @@ impl KmPlatform {
             wsk,
             work_item,
             drainer: KmLock::new(None),
-            stopped: AtomicBool::new(false),
+            stopped: KmLock::new(false),
         }
     }
 
@@ -291,17 +291,25 @@ impl KmPlatform {
         }
     }
 
-    /// Ignore further kicks and wait for the work item to finish a run already enqueued, which
-    /// drains everything the engine queued before it. `// IRQL: PASSIVE_LEVEL`, not from the
-    /// work item.
+    /// Drain what the engine deferred, then ignore further kicks, so no engine work runs after
+    /// this returns. `// IRQL: PASSIVE_LEVEL`, not from the work item.
     ///
-    /// A kick that read `stopped` before it was set may enqueue the work item after the flush:
-    /// that run still drains the engine's queue (nothing kicked is dropped), but it may come
-    /// after this returns, while the device is being removed.
+    /// Flush, close, flush: the first flush waits for a run already enqueued, which drains
+    /// everything queued before it and what that work defers in turn (the drainer loops until
+    /// the engine's queue is empty), with kicks still accepted; closing the gate under its lock
+    /// orders every later kick after it (refused) and every earlier one before it (its enqueue
+    /// done); the second flush waits for a run such an earlier kick enqueued after the first.
     pub(crate) fn stop_deferring(&self) {
-        self.stopped.store(true, Ordering::Release);
+        self.flush();
+        self.stopped.with(|stopped| *stopped = true);
+        self.flush();
+    }
+
+    /// Wait until the work item is not queued or running. `// IRQL: PASSIVE_LEVEL`, not from
+    /// the work item.
+    fn flush(&self) {
         // SAFETY: a live work item (type invariant), flushed at PASSIVE_LEVEL from outside
-        // its own callback (self-managed-I/O cleanup).
+        // its own callback (self-managed-I/O cleanup is the only caller).
         unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemFlush, self.work_item) };
     }
 }
@@ -349,11 +357,17 @@ impl Platform for KmPlatform {
 
     // IRQL: <= DISPATCH_LEVEL. Never allocates.
     fn kick(&self) {
-        if !self.stopped.load(Ordering::Acquire) {
-            // SAFETY: a live work item (type invariant); WdfWorkItemEnqueue may be called at
-            // <= DISPATCH_LEVEL and does nothing if the item is already queued.
-            unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, self.work_item) };
-        }
+        // Checked and enqueued under one lock: `stop_deferring` closes the gate under it, so
+        // this enqueue happens before the gate closed (and its second flush waits for the run)
+        // or not at all.
+        self.stopped.with(|stopped| {
+            if !*stopped {
+                // SAFETY: a live work item (type invariant); WdfWorkItemEnqueue may be called
+                // at <= DISPATCH_LEVEL (this lock holds DISPATCH_LEVEL) and does nothing if
+                // the item is already queued.
+                unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, self.work_item) };
+            }
+        });
     }
 
     fn wsk(&self) -> &ndkpi::Wsk {
