@@ -461,6 +461,35 @@ impl Record for DisconnectRequest {
     }
 }
 
+/// The size of the longest request record: no operation accepts a longer input, so a driver can
+/// copy any input it may accept into a buffer of this size (plus one byte, to stand for an
+/// input longer than every record, which [`Request::parse`] refuses whatever its bytes).
+pub const MAX_REQUEST_SIZE: usize = max_of(&[
+    GetInfoRequest::SIZE,
+    ListAdaptersRequest::SIZE,
+    ListenRequest::SIZE,
+    ConnectRequest::SIZE,
+    WaitRequest::SIZE,
+    QueryRequest::SIZE,
+    PostRequest::SIZE,
+    DisconnectRequest::SIZE,
+    AbortRequest::SIZE,
+    FlushRequest::SIZE,
+    CloseRequest::SIZE,
+]);
+
+const fn max_of(sizes: &[usize]) -> usize {
+    let mut max = 0;
+    let mut i = 0;
+    while i < sizes.len() {
+        if sizes[i] > max {
+            max = sizes[i];
+        }
+        i += 1;
+    }
+    max
+}
+
 /// Any ndkdisc request, parsed and validated once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {

@@ -762,3 +762,40 @@ fn every_error_maps_to_its_documented_status() {
         assert!(!e.to_string().is_empty());
     }
 }
+
+#[test]
+fn no_request_is_longer_than_max_request_size_and_a_longer_input_is_refused_like_any_wrong_length()
+{
+    // The driver copies at most MAX_REQUEST_SIZE + 1 bytes of an input: every input it may
+    // accept fits, and one byte more stands for any longer input.
+    let sizes = [
+        GetInfoRequest::SIZE,
+        ListAdaptersRequest::SIZE,
+        ListenRequest::SIZE,
+        ConnectRequest::SIZE,
+        WaitRequest::SIZE,
+        QueryRequest::SIZE,
+        PostRequest::SIZE,
+        DisconnectRequest::SIZE,
+        AbortRequest::SIZE,
+        FlushRequest::SIZE,
+        CloseRequest::SIZE,
+    ];
+    assert_eq!(sizes.iter().copied().max(), Some(MAX_REQUEST_SIZE));
+    for ioctl in Ioctl::ALL {
+        let stand_in = Request::parse(ioctl.code(), &[0u8; MAX_REQUEST_SIZE + 1]).unwrap_err();
+        assert!(
+            matches!(stand_in, AbiError::WrongLength { .. }),
+            "{ioctl:?}: {stand_in:?}"
+        );
+        for len in [MAX_REQUEST_SIZE + 2, 4096, 1 << 20] {
+            let long = Request::parse(ioctl.code(), &vec![0xA5u8; len]).unwrap_err();
+            assert_eq!(
+                long.ntstatus(),
+                stand_in.ntstatus(),
+                "{ioctl:?}, {len} bytes"
+            );
+        }
+        assert_eq!(stand_in.ntstatus(), NtStatus::INVALID_PARAMETER);
+    }
+}

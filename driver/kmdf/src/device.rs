@@ -21,7 +21,7 @@ use wdk_sys::{
 };
 
 use crate::platform::KmPlatform;
-use crate::request::{Request, RequestRef};
+use crate::request::{INPUT_COPY, Request, RequestRef};
 use crate::wdf::{context_type, plain_attributes, unicode, utf16, wdf_size};
 use crate::wsk;
 
@@ -368,13 +368,11 @@ unsafe extern "C" fn evt_io_device_control(
     let Some(owner) = (unsafe { owner(request.file_object()) }) else {
         return request.complete(NtStatus::INVALID_DEVICE_STATE);
     };
-    let input = match request.copy_input(input_length) {
-        Ok(input) => input,
-        Err(status) => return request.complete(status),
-    };
+    let mut copy = [0u8; INPUT_COPY];
+    let input = request.copy_input(input_length, &mut copy);
     owner.dispatch(
         code,
-        &input,
+        input,
         request.into_pended(output_length, evt_request_cancel),
     );
 }

@@ -1,7 +1,8 @@
 //! The request wrapper: every `WDFREQUEST` call of the shell, behind three types.
 //!
 //! - [`Request`]: a request WDF presented to a callback, which owns it until it completes it or
-//!   hands it to the core. It gives the file object, a copy of the input, and completion.
+//!   hands it to the core. It gives the file object, a bounded copy of the input (on the
+//!   stack: never more than the longest request record), and completion.
 //! - [`KmRequest`]: the core's [`PendedRequest`] port over the same request, made from a
 //!   [`Request`] once its input is copied: the output buffer, cancelability, and completion
 //!   with information.
@@ -11,7 +12,6 @@
 //! The cancel routine is passed in as a value ([`CancelRoutine`]) by whoever pends the request,
 //! so this module needs nothing from the device that owns the queue.
 
-use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::ptr::null_mut;
 
@@ -49,6 +49,10 @@ unsafe fn file_object_of(request: WDFREQUEST) -> WDFFILEOBJECT {
     unsafe { file = call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
     file
 }
+
+/// Bytes of an IOCTL's input the driver copies at most: the longest request record, and one
+/// byte more to stand for any longer input ([`Request::copy_input`]).
+pub(crate) const INPUT_COPY: usize = ndkdisc_abi::MAX_REQUEST_SIZE + 1;
 
 /// A request WDF presented to a callback of this driver, not yet completed. The value is the
 /// callback's ownership of the request: it ends in [`complete`](Self::complete) or
@@ -116,42 +120,49 @@ impl Request {
         access & (FILE_WRITE_DATA | GENERIC_WRITE | GENERIC_ALL | MAXIMUM_ALLOWED) != 0
     }
 
-    /// A copy of the input buffer, when the request has `input_length > 0` bytes of it and
-    /// WDF hands the buffer out; otherwise empty. `METHOD_BUFFERED` input and output share one
-    /// system buffer, so the input is copied before the output is handed out as `&mut [u8]`
-    /// ([`into_pended`](Self::into_pended)). `// IRQL: <= DISPATCH_LEVEL`.
-    ///
-    /// # Errors
-    /// `STATUS_INSUFFICIENT_RESOURCES` when the copy cannot be allocated.
-    pub(crate) fn copy_input(&self, input_length: usize) -> Result<Vec<u8>, NtStatus> {
-        let mut input = Vec::new();
-        if input_length > 0 {
-            let mut buffer: PVOID = null_mut();
-            let mut length = 0usize;
-            let status: NTSTATUS;
-            // SAFETY: a live request of this driver (type invariant); valid out-pointers.
-            unsafe {
-                status = call_unsafe_wdf_function_binding!(
-                    WdfRequestRetrieveInputBuffer,
-                    self.request,
-                    0,
-                    &raw mut buffer,
-                    &raw mut length
-                );
-            }
-            if nt_success(status) && !buffer.is_null() {
-                if input.try_reserve_exact(length).is_err() {
-                    return Err(NtStatus::INSUFFICIENT_RESOURCES);
-                }
-                // SAFETY: WDF returned `length` readable bytes of the system buffer, not
-                // otherwise referenced while this slice lives (the output is only handed out
-                // by `into_pended`, which consumes the request).
-                input.extend_from_slice(unsafe {
-                    core::slice::from_raw_parts(buffer.cast::<u8>(), length)
-                });
-            }
+    /// The input, copied into `buffer` (`METHOD_BUFFERED` input and output share one system
+    /// buffer, so the input is copied before the output is handed out as `&mut [u8]` by
+    /// [`into_pended`](Self::into_pended)). Only an input no longer than the longest request
+    /// record is copied; a longer one, which no operation accepts, is neither copied nor
+    /// allocated for: the whole `buffer` (one byte longer than every record) stands for it, and
+    /// the parse refuses it with the status of any wrong length. Empty when there is no input
+    /// or WDF does not hand it out. Never allocates. `// IRQL: <= DISPATCH_LEVEL`.
+    pub(crate) fn copy_input<'b>(
+        &self,
+        input_length: usize,
+        buffer: &'b mut [u8; INPUT_COPY],
+    ) -> &'b [u8] {
+        if input_length == 0 {
+            return &buffer[..0];
         }
-        Ok(input)
+        if input_length >= INPUT_COPY {
+            return &buffer[..];
+        }
+        let mut input: PVOID = null_mut();
+        let mut length = 0usize;
+        let status: NTSTATUS;
+        // SAFETY: a live request of this driver (type invariant); valid out-pointers.
+        unsafe {
+            status = call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveInputBuffer,
+                self.request,
+                0,
+                &raw mut input,
+                &raw mut length
+            );
+        }
+        if !nt_success(status) || input.is_null() {
+            return &buffer[..0];
+        }
+        // WDF reports the request's input length; never copy more than the buffer holds (the
+        // `min`s keep `split_at_mut` in range).
+        let n = length.min(input_length).min(INPUT_COPY);
+        let (copy, _) = buffer.split_at_mut(n);
+        // SAFETY: WDF returned `length` >= `n` readable bytes of the system buffer, not
+        // otherwise referenced while this slice lives (the output is only handed out by
+        // `into_pended`, which consumes the request).
+        copy.copy_from_slice(unsafe { core::slice::from_raw_parts(input.cast::<u8>(), n) });
+        copy
     }
 
     /// Complete the request with `status` (no information). `// IRQL: <= DISPATCH_LEVEL`.
