@@ -18,13 +18,18 @@ function Assert-Administrator {
 }
 
 # Run a native tool, echo its command line and output, and fail on a non-zero exit code
-# unless it is listed in -AllowedExitCodes.
+# unless it is listed in -AllowedExitCodes. The tool is judged by its exit code alone: Windows
+# PowerShell 5.1 wraps every stderr line of a native command redirected with 2>&1 in an
+# ErrorRecord, which the script-wide $ErrorActionPreference = 'Stop' would turn into a
+# terminating error (a tool that merely warns on stderr would stop the script). So this function
+# runs it with 'Continue', set in its own scope only.
 function Invoke-Native {
     param(
         [Parameter(Mandatory)] [string] $FilePath,
         [string[]] $ArgumentList = @(),
         [int[]] $AllowedExitCodes = @(0)
     )
+    $ErrorActionPreference = 'Continue'
     Write-Host "> $FilePath $($ArgumentList -join ' ')"
     $output = & $FilePath @ArgumentList 2>&1 | ForEach-Object { "$_" }
     $code = $LASTEXITCODE
@@ -36,6 +41,8 @@ function Invoke-Native {
 }
 
 function Test-TestSigning {
+    # As in Invoke-Native: bcdedit's stderr must not become a terminating error here.
+    $ErrorActionPreference = 'Continue'
     $boot = & bcdedit /enum '{current}' 2>&1 | Out-String
     return $boot -match '(?im)^\s*testsigning\s+Yes\s*$'
 }

@@ -10,7 +10,8 @@ Steps, each printed as it runs:
   3. `pnputil /add-driver ndkdisc.inf /install` (adds the package to the driver store);
   4. creates the root device if there is none: `devgen /add /bus ROOT /hardwareid Root\NdkDisc`
      (WDK tool) or `devcon install ndkdisc.inf Root\NdkDisc`; PnP then loads the driver;
-  5. checks that the device started and the ndkdisc service runs;
+  5. waits (polling, -StartTimeoutSeconds) until the device started and the ndkdisc service
+     runs;
   6. with -EnableVerifier: `verifier /standard /driver ndkdisc.sys` (needs a reboot).
 
 .PARAMETER PackagePath
@@ -20,6 +21,9 @@ folder above this script (the CI artifact puts the scripts in <package>\scripts)
 .PARAMETER Tool
 devgen or devcon, to create the device. Default: devgen if found, else devcon.
 
+.PARAMETER StartTimeoutSeconds
+How long to wait for the device to start and the service to run. Default: 60.
+
 .PARAMETER EnableVerifier
 Enable Driver Verifier's standard checks for ndkdisc.sys (takes effect after a reboot).
 #>
@@ -27,6 +31,7 @@ Enable Driver Verifier's standard checks for ndkdisc.sys (takes effect after a r
 param(
     [string] $PackagePath = (Split-Path -Parent $PSScriptRoot),
     [ValidateSet('devgen', 'devcon', '')] [string] $Tool = '',
+    [ValidateRange(1, 3600)] [int] $StartTimeoutSeconds = 60,
     [switch] $EnableVerifier
 )
 
@@ -51,7 +56,10 @@ if (Test-Path $certificate) {
     Write-Warning "$certificate not found: assuming the signing certificate is already trusted."
 }
 
-Invoke-Native pnputil @('/add-driver', $inf, '/install') -AllowedExitCodes @(0, 3010) | Out-Null
+# 259 (ERROR_NO_MORE_ITEMS): the package was added to the driver store but no present device
+# matched it - what a first install always sees, as the root device is created below. 3010:
+# a reboot is needed to finish.
+Invoke-Native pnputil @('/add-driver', $inf, '/install') -AllowedExitCodes @(0, 259, 3010) | Out-Null
 
 if (-not (Get-NdkDiscDevice)) {
     if (-not $Tool) { $Tool = if (Find-WdkTool devgen) { 'devgen' } else { 'devcon' } }
@@ -66,15 +74,23 @@ if (-not (Get-NdkDiscDevice)) {
     Write-Host "A $HardwareId device exists already; pnputil updated its driver."
 }
 
-Start-Sleep -Seconds 2
-$devices = @(Get-NdkDiscDevice)
+# PnP installs and starts the device asynchronously: poll until it is started and the service
+# runs, or the timeout passes.
+$deadline = (Get-Date).AddSeconds($StartTimeoutSeconds)
+do {
+    $devices = @(Get-NdkDiscDevice)
+    $started = [bool]($devices | Where-Object Status -eq 'OK')
+    $service = Get-Service $ServiceName -ErrorAction SilentlyContinue
+    $running = $service -and $service.Status -eq 'Running'
+    if ($started -and $running) { break }
+    Start-Sleep -Milliseconds 500
+} while ((Get-Date) -lt $deadline)
 $devices | Format-Table -AutoSize Status, Class, FriendlyName, InstanceId | Out-Host
-if (-not ($devices | Where-Object Status -eq 'OK')) {
-    throw "no started $HardwareId device; see Device Manager, setupapi.dev.log and the System event log"
+if (-not $started) {
+    throw "no started $HardwareId device after $StartTimeoutSeconds s; see Device Manager, setupapi.dev.log and the System event log"
 }
-$service = Get-Service $ServiceName -ErrorAction SilentlyContinue
-if (-not $service -or $service.Status -ne 'Running') {
-    throw "the $ServiceName service is not running"
+if (-not $running) {
+    throw "the $ServiceName service is not running after $StartTimeoutSeconds s"
 }
 Write-Host "ndkdisc is installed and running (\\.\NdkDisc)."
 
