@@ -22,6 +22,17 @@ pub enum Error {
         /// Why it failed, and what to do.
         detail: String,
     },
+    /// The device opened is not ndkdisc's: it does not answer `GET_INFO`, which the ndkdisc
+    /// driver answers on every open handle (the client asks it right after opening).
+    #[error(
+        r"{path} is not the ndkdisc device: it does not answer ndkdisc's GET_INFO ({status}); give --device the ndkdisc device (\\.\NdkDisc) or leave it out"
+    )]
+    NotNdkDisc {
+        /// The device opened.
+        path: String,
+        /// What it answered.
+        status: NtStatus,
+    },
     /// The device refused access (opening it, or an operation the handle's access does not
     /// allow).
     #[error("{op}: {status}: {}", crate::status::meaning(*status))]
@@ -141,7 +152,7 @@ impl Error {
     /// Which class of error this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::DeviceMissing { .. } => ErrorKind::DeviceMissing,
+            Self::DeviceMissing { .. } | Self::NotNdkDisc { .. } => ErrorKind::DeviceMissing,
             Self::AccessDenied { .. } => ErrorKind::AccessDenied,
             Self::BadAddress { .. } => ErrorKind::BadAddress,
             Self::Failed { status, .. } => match *status {
@@ -170,7 +181,8 @@ impl Error {
         match self {
             Self::AccessDenied { status, .. }
             | Self::Failed { status, .. }
-            | Self::ConnectFailed { status, .. } => Some(*status),
+            | Self::ConnectFailed { status, .. }
+            | Self::NotNdkDisc { status, .. } => Some(*status),
             Self::Timeout { .. } | Self::Interrupted { .. } => Some(NtStatus::CANCELLED),
             Self::DeviceMissing { .. }
             | Self::BadAddress { .. }

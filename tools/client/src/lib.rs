@@ -303,12 +303,20 @@ impl Client {
     /// [`ndkdisc_abi::DEVICE_INTERFACE_GUID`], else `\\.\NdkDisc`. `write` asks for
     /// `GENERIC_WRITE` too (every operation that changes state needs it).
     ///
+    /// The device is asked `GET_INFO` once opened: the ndkdisc driver answers it on every open
+    /// handle, so a device that does not (a wrong `path`, such as `\\.\NUL`) is reported as
+    /// not ndkdisc's rather than by what it happened to answer.
+    ///
     /// # Errors
-    /// [`Error::DeviceMissing`] (always, off Windows), [`Error::AccessDenied`].
+    /// [`Error::DeviceMissing`] (always, off Windows), [`Error::AccessDenied`],
+    /// [`Error::NotNdkDisc`].
     pub fn open_device(path: Option<&str>, write: bool) -> Result<Self, Error> {
         #[cfg(windows)]
         {
-            windows::Device::open(path, write).map(|d| Self::new(Box::new(d)))
+            let (device, shown) = windows::Device::open(path, write)?;
+            let client = Self::new(Box::new(device));
+            client.identify(&shown)?;
+            Ok(client)
         }
         #[cfg(not(windows))]
         {
@@ -414,6 +422,37 @@ impl Client {
     pub fn info(&self) -> Result<InfoReply, Error> {
         let input = encode("info", &GetInfoRequest)?;
         self.fixed(Ioctl::GetInfo, &input, Timeout::Forever)
+    }
+
+    /// Check that the device just opened at `path` answers as ndkdisc. `GET_INFO` succeeds on
+    /// every handle of the ndkdisc driver; a driver of another ABI version answers
+    /// `STATUS_REVISION_MISMATCH`, and a busy one may run out of resources, and those are told
+    /// as they are; any other failure means it is some other device.
+    #[cfg(windows)]
+    fn identify(&self, path: &str) -> Result<(), Error> {
+        const BOUND: Duration = Duration::from_secs(10);
+        let input = encode("info", &GetInfoRequest)?;
+        let answer: Result<InfoReply, Error> =
+            self.fixed(Ioctl::GetInfo, &input, Timeout::After(BOUND));
+        match answer {
+            Ok(_) => Ok(()),
+            Err(Error::Failed { status, .. } | Error::AccessDenied { status, .. })
+                if !matches!(
+                    status,
+                    NtStatus::REVISION_MISMATCH | NtStatus::INSUFFICIENT_RESOURCES
+                ) =>
+            {
+                Err(Error::NotNdkDisc {
+                    path: path.to_owned(),
+                    status,
+                })
+            }
+            Err(Error::BadReply { .. }) => Err(Error::NotNdkDisc {
+                path: path.to_owned(),
+                status: NtStatus::SUCCESS,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// `LIST_ADAPTERS`: every NDK-capable interface address.

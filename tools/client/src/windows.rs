@@ -158,18 +158,24 @@ fn open_path(path: &[u16], shown: &str, write: bool) -> Result<OwnedHandle, Erro
 }
 
 impl Device {
-    /// Open `path`, else the first present device interface, else `\\.\NdkDisc`.
-    pub(crate) fn open(path: Option<&str>, write: bool) -> Result<Self, Error> {
-        let handle = if let Some(p) = path {
-            open_path(&wide(p), p, write)?
+    /// Open `path`, else the first present device interface, else `\\.\NdkDisc`; with the
+    /// path as shown to the user.
+    pub(crate) fn open(path: Option<&str>, write: bool) -> Result<(Self, String), Error> {
+        let (handle, shown) = if let Some(p) = path {
+            (open_path(&wide(p), p, write)?, p.to_owned())
         } else if let Some(p) = interface_paths().first() {
-            open_path(p, &String::from_utf16_lossy(&p[..p.len() - 1]), write)?
+            let shown = String::from_utf16_lossy(&p[..p.len() - 1]);
+            (open_path(p, &shown, write)?, shown)
         } else {
-            open_path(&wide(DOS_DEVICE_PATH), DOS_DEVICE_PATH, write)?
+            (
+                open_path(&wide(DOS_DEVICE_PATH), DOS_DEVICE_PATH, write)?,
+                DOS_DEVICE_PATH.to_owned(),
+            )
         };
-        Ok(Self {
+        let device = Self {
             handle: OpenHandle::new(Arc::new(handle)),
-        })
+        };
+        Ok((device, shown))
     }
 }
 
