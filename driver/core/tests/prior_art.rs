@@ -183,9 +183,15 @@ fn a_disconnect_before_the_connect_event_was_read_is_queued_after_it(mode: Compl
     );
     close(&ha, r.connection_id);
     let _ = drain(&hb);
-    // The passive side: accepted, and before B reads its Accepted its peer goes away.
+    // The passive side: accepted, and before B reads its Accepted its peer goes away. A's
+    // CONNECT completes once B's NdkAccept has been called, but with hardware-like completions
+    // B's accept may complete later: a peer that goes away before then fails the accept, and
+    // B is rightly told `ConnectFailed` instead (this test failed about once in 40 runs that
+    // way). So the fault waits until no provider callback is owed: B's accept completion, which
+    // latches `Accepted` in the callback itself, has run; B has not read it.
     let r = connect(&ha, 4791);
     assert_eq!(r.status, NtStatus::SUCCESS, "{mode:?}");
+    assert!(w.fabric.wait_idle(WAIT), "{mode:?}");
     let b = w.fabric.connectors(w.hosts[1]);
     assert!(
         w.fabric.inject(*b.last().unwrap(), Fault::PeerDisconnect),
