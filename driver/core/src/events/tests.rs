@@ -804,3 +804,23 @@ fn a_cancel_routine_finds_its_wait_past_stale_and_reused_tokens() {
     assert!(q.cancel(7).is_none(), "taken once");
     assert_eq!(q.pended_waits(), 0);
 }
+
+#[test]
+fn a_sequence_number_past_the_last_id_is_refused_and_uses_no_record() {
+    let mut q = queue();
+    let past = 1u64 << crate::ids::SEQ_BITS;
+    assert_eq!(q.add_connection(past), Err(QueueError::IdsExhausted));
+    assert_eq!(
+        q.add_connection(0),
+        Err(QueueError::IdsExhausted),
+        "no id is 0"
+    );
+    // Every record is still there for connections with good sequence numbers.
+    let conns: Vec<_> = (1..=4).map(|seq| q.add_connection(seq).unwrap()).collect();
+    assert_eq!(q.add_connection(5), Err(QueueError::Quota));
+    // A freed record is not lost to a refused sequence number either.
+    q.remove_connection(conns[2]);
+    assert_eq!(q.add_connection(past), Err(QueueError::IdsExhausted));
+    let again = q.add_connection(6).unwrap();
+    assert_eq!(again.slot(), conns[2].slot());
+}
