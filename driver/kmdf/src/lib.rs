@@ -6,8 +6,10 @@
 //! anything: every decision — IOCTL validation, the event path, cancellation races, ownership,
 //! the NDK flows — is in `ndkdisc-core`, tested on any host against softndk.
 //!
-//! The crate builds only on Windows with the WDK (wdk-build cannot run elsewhere). On other
-//! hosts it is empty, so `cargo test --workspace` works everywhere.
+//! The crate builds only on Windows with the WDK (wdk-build cannot run elsewhere), through the
+//! packaging flow (`cargo make`, see the README). On other hosts it is empty, so
+//! `cargo test --workspace` works there; on a Windows host test the rest of the workspace with
+//! `cargo test --workspace --exclude ndkdisc` (what CI runs under Wine).
 //!
 //! ## Its place in the event path
 //!
