@@ -103,6 +103,9 @@ impl Links {
 
 #[derive(Debug)]
 struct Records {
+    /// The connection's id, as in `EventQueue::keys`: kept here too because the latch (the
+    /// disconnect callback, at `DISPATCH_LEVEL`) checks it on the record's cache lines it
+    /// writes anyway, while lookups by id read only the dense `keys`.
     id: u64,
     /// The connection's latched events, by [`Slot`].
     slots: [Option<Stored>; SLOTS],
@@ -324,7 +327,9 @@ impl<R: PendedRequest> EventQueue<R> {
     /// Reserve everything the handle will ever need. `// IRQL: PASSIVE_LEVEL`.
     ///
     /// # Errors
-    /// [`QueueError::NoMemory`] if the reservation fails (nothing is half-built).
+    /// [`QueueError::NoMemory`] if the reservation fails (nothing is half-built), or the limits
+    /// are more than the queue can index (`max_connections` above
+    /// [`crate::ids::MAX_CONNECTIONS`], which ids can name; entries or waits beyond `u32`).
     pub fn new(limits: Limits) -> Result<Self, QueueError> {
         if limits.max_connections > crate::ids::MAX_CONNECTIONS {
             return Err(QueueError::NoMemory);

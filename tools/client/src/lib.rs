@@ -420,8 +420,13 @@ impl Client {
     /// # Errors
     /// The driver's status.
     pub fn info(&self) -> Result<InfoReply, Error> {
+        self.info_within(Timeout::Forever)
+    }
+
+    /// `GET_INFO`, cancelled after `timeout`.
+    fn info_within(&self, timeout: Timeout) -> Result<InfoReply, Error> {
         let input = encode("info", &GetInfoRequest)?;
-        self.fixed(Ioctl::GetInfo, &input, Timeout::Forever)
+        self.fixed(Ioctl::GetInfo, &input, timeout)
     }
 
     /// Check that the device just opened at `path` answers as ndkdisc. `GET_INFO` succeeds on
@@ -431,10 +436,7 @@ impl Client {
     #[cfg(windows)]
     fn identify(&self, path: &str) -> Result<(), Error> {
         const BOUND: Duration = Duration::from_secs(10);
-        let input = encode("info", &GetInfoRequest)?;
-        let answer: Result<InfoReply, Error> =
-            self.fixed(Ioctl::GetInfo, &input, Timeout::After(BOUND));
-        match answer {
+        match self.info_within(Timeout::After(BOUND)) {
             Ok(_) => Ok(()),
             Err(Error::Failed { status, .. } | Error::AccessDenied { status, .. })
                 if !matches!(
