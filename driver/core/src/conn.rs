@@ -18,7 +18,7 @@ use ndkpi::{Buffer, Connector, Cq, Created, Mr, Op, Pd, QueuePair, Sink};
 
 use crate::error::Error;
 use crate::events::{ConnIndex, Ready};
-use crate::ports::{Lock, Passive, PendedRequest, Platform};
+use crate::ports::{Lock, PendedRequest, Platform};
 use crate::runtime::Runtime;
 use crate::step::Stepper;
 use crate::sync::{AtomicBool, Ordering};
@@ -201,15 +201,15 @@ struct Ctl<R> {
     /// Teardown released the NDK objects: nothing posted is outstanding any more, nothing more
     /// will complete, and FLUSH has nothing left to wait for.
     released: bool,
-    /// A graceful DISCONNECT waiting for `NdkDisconnect` to complete.
-    disconnect_request: Option<R>,
     /// A FLUSH waits for the outstanding requests to complete.
     flush_pending: bool,
-    /// MRs of the posted buffers, and the buffers (kept until the MRs are closed).
-    mrs: Vec<Mr>,
-    buffers: Vec<Arc<Buffer>>,
-    /// The CONNECT request, while it pends.
-    connect_request: Option<R>,
+    /// The posted buffers with their MRs (each buffer kept until its MR is closed).
+    posted: Vec<(Mr, Arc<Buffer>)>,
+    /// The pended CONNECT, or the graceful DISCONNECT waiting for `NdkDisconnect` to complete
+    /// (`pending_is_disconnect`): one slot, as the two never pend at once (a DISCONNECT is
+    /// refused while a CONNECT is stored, even one whose cancel routine is about to take it).
+    pending: Option<R>,
+    pending_is_disconnect: bool,
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
     ndk_version: (u16, u16),
@@ -289,17 +289,38 @@ impl<R: PendedRequest> Ctl<R> {
     /// cancel routine completes it: WDF's `WdfRequestUnmarkCancelable` rule).
     /// The caller then calls [`Conn::completing`].
     fn take_connect_request(&mut self) -> Option<R> {
-        let request = self.connect_request.as_mut()?;
+        let request = self.connect_request()?;
         if request.unmark_cancelable().is_err() {
             return None;
         }
-        self.connect_request.take()
+        self.pending.take()
+    }
+
+    /// The pended CONNECT, if the slot holds one.
+    fn connect_request(&mut self) -> Option<&mut R> {
+        self.pending
+            .as_mut()
+            .filter(|_| !self.pending_is_disconnect)
+    }
+
+    /// The pended graceful DISCONNECT, if the slot holds one.
+    fn disconnect_request(&mut self) -> Option<&mut R> {
+        self.pending.as_mut().filter(|_| self.pending_is_disconnect)
+    }
+
+    /// Take the pended request if it is the one with `token` and of the kind asked for.
+    fn take_pended(&mut self, token: u64, disconnect: bool) -> Option<R> {
+        if self.pending_is_disconnect == disconnect && self.pending.as_ref()?.token() == token {
+            self.pending.take()
+        } else {
+            None
+        }
     }
 }
 
 /// A connection.
 pub(crate) struct Conn<P: Platform> {
-    pub(crate) id: u64,
+    /// Its id and record index.
     pub(crate) index: ConnIndex,
     /// The interface of its adapter.
     pub(crate) if_index: u32,
@@ -312,19 +333,24 @@ pub(crate) struct Conn<P: Platform> {
     users: Users<P::Signal>,
     /// Abandons the connection at `PASSIVE_LEVEL` after its CONNECT was cancelled; allocated
     /// with the connection so the cancel routine never allocates.
-    abandon: Arc<crate::defer::WorkItem>,
+    abandon: Arc<Abandon<P>>,
 }
 
 /// The work item that releases a connection whose CONNECT was cancelled.
 struct Abandon<P: Platform> {
+    item: crate::defer::WorkItem,
     conn: Weak<Conn<P>>,
 }
 
-impl<P: Platform> Passive for Abandon<P> {
+impl<P: Platform> crate::defer::Deferred for Abandon<P> {
+    fn item(&self) -> &crate::defer::WorkItem {
+        &self.item
+    }
+
     fn run(&self) {
         if let Some(conn) = self.conn.upgrade() {
             // Gone from the table already if CLOSE or handle cleanup took it first.
-            if conn.owner.forget(conn.id).is_some() {
+            if conn.owner.forget(conn.id()).is_some() {
                 conn.end(Cause::LocalAbortive);
                 conn.closed_event();
             }
@@ -335,7 +361,6 @@ impl<P: Platform> Passive for Abandon<P> {
 impl<P: Platform> Conn<P> {
     pub(crate) fn new(
         owner: Arc<dyn ConnOwner<P>>,
-        id: u64,
         index: ConnIndex,
         adapter: Arc<ndkpi::Adapter>,
         if_index: u32,
@@ -379,17 +404,15 @@ impl<P: Platform> Conn<P> {
             last_error: (NtStatus::SUCCESS, 0),
             provider_flushed: false,
             cq_error: None,
-            disconnect_request: None,
             flush_pending: false,
-            mrs: Vec::new(),
-            buffers: Vec::new(),
-            connect_request: None,
+            posted: Vec::new(),
+            pending: None,
+            pending_is_disconnect: false,
             local: None,
             remote: None,
             ndk_version: (v.Major, v.Minor),
         };
         Ok(Arc::new_cyclic(|me| Self {
-            id,
             index,
             if_index,
             removal_seen: AtomicBool::new(false),
@@ -398,11 +421,16 @@ impl<P: Platform> Conn<P> {
             ctl: platform.lock(ctl),
             stepper,
             users: Users::new(platform.signal()),
-            abandon: crate::defer::WorkItem::new(
-                Arc::new(Abandon { conn: me.clone() }),
-                runtime.slots(),
-            ),
+            abandon: Arc::new(Abandon {
+                item: crate::defer::WorkItem::new(runtime.slots()),
+                conn: me.clone(),
+            }),
         }))
+    }
+
+    /// Its id.
+    pub(crate) fn id(&self) -> u64 {
+        self.index.id()
     }
 
     fn arc(&self) -> Option<Arc<Self>> {
@@ -415,7 +443,7 @@ impl<P: Platform> Conn<P> {
 
     /// An event of `kind` now (the queue fills in its sequence number).
     fn fact(&self, kind: EventKind) -> Event {
-        Event::new(kind, self.id, self.runtime().platform().now())
+        Event::new(kind, self.id(), self.runtime().platform().now())
     }
 
     /// Create PD, CQ and QP on the connection's adapter. `// IRQL: PASSIVE_LEVEL`.
@@ -451,7 +479,7 @@ impl<P: Platform> Conn<P> {
         };
         let cq = Arc::new(cq);
         self.ctl.with(|c| c.objects.cq = Some(Arc::clone(&cq)));
-        let qp_context = usize::try_from(self.id).unwrap_or(0);
+        let qp_context = usize::try_from(self.id()).unwrap_or(0);
         let (st, qp) = session.run(|| {
             pd.pd.create_qp(
                 self,
@@ -521,7 +549,9 @@ impl<P: Platform> Conn<P> {
             if request.mark_cancelable().is_err() {
                 return Err((request, true));
             }
-            c.connect_request = Some(request);
+            // INVARIANT: connecting, so no DISCONNECT was stored: the slot is free.
+            c.pending = Some(request);
+            c.pending_is_disconnect = false;
             Ok(c.objects.qp.clone())
         });
         match stored {
@@ -628,7 +658,7 @@ impl<P: Platform> Conn<P> {
         if let Some(ready) = ready {
             ready.complete();
             // The terminal record may have gone to an older any-connection WAIT.
-            self.owner.complete_level_triggered(self.id);
+            self.owner.complete_level_triggered(self.id());
         }
         if let Some(request) = request {
             self.reply_connect(request, failure);
@@ -646,7 +676,7 @@ impl<P: Platform> Conn<P> {
         self.completing(&request);
         let (local, remote) = self.ctl.with(|c| (c.local, c.remote));
         let reply = ConnectReply {
-            connection_id: self.id,
+            connection_id: self.id(),
             status: st,
             local,
             remote,
@@ -711,7 +741,8 @@ impl<P: Platform> Conn<P> {
     /// `Disconnected`/`Local` event carries it too. After a peer disconnect (the callback fired)
     /// the same call answers the peer's disconnect, completing the handshake the peer's
     /// `NdkDisconnect` waits for; the terminal event was already the peer's. Otherwise
-    /// (connecting: `STATUS_INVALID_DEVICE_STATE`; already disconnecting or ended: success)
+    /// (connecting, or established just as its CONNECT was cancelled, which abandons it:
+    /// `STATUS_INVALID_DEVICE_STATE`; already disconnecting or ended: success)
     /// it completes at once. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn disconnect(self: &Arc<Self>, request: P::Request) {
         let token = request.token();
@@ -722,13 +753,15 @@ impl<P: Platform> Conn<P> {
             let start = match c.phase {
                 ConnState::Connected => true,
                 ConnState::Disconnected => {
-                    c.callback_fired
-                        && !c.local_disconnect
-                        && !c.aborted
-                        && c.disconnect_request.is_none()
+                    c.callback_fired && !c.local_disconnect && !c.aborted && c.pending.is_none()
                 }
                 _ => false,
             };
+            if c.connect_request().is_some() {
+                // Established as its CONNECT was cancelled: the cancel routine is about to take
+                // the CONNECT and abandon the connection.
+                return Err((request, NtStatus::INVALID_DEVICE_STATE));
+            }
             if !start {
                 let st = match c.phase {
                     ConnState::Connecting | ConnState::Failed => NtStatus::INVALID_DEVICE_STATE,
@@ -747,7 +780,9 @@ impl<P: Platform> Conn<P> {
                 c.phase = ConnState::Disconnecting;
             }
             c.local_disconnect = true;
-            c.disconnect_request = Some(request);
+            // INVARIANT: checked above: the slot is free.
+            c.pending = Some(request);
+            c.pending_is_disconnect = true;
             Ok(())
         });
         if let Err((request, st)) = stored {
@@ -769,7 +804,7 @@ impl<P: Platform> Conn<P> {
     fn disconnect_done(&self, st: NtStatus) {
         self.disconnected_event(Cause::Local, st);
         let request = self.ctl.with(|c| {
-            let request = c.disconnect_request.as_mut()?;
+            let request = c.disconnect_request()?;
             if request.unmark_cancelable().is_err() {
                 // Its cancel routine completes it.
                 return None;
@@ -779,7 +814,7 @@ impl<P: Platform> Conn<P> {
             } else {
                 st
             };
-            c.disconnect_request.take().map(|r| (r, st))
+            c.pending.take().map(|r| (r, st))
         });
         if let Some((request, st)) = request {
             self.owner.unregister_pended(request.token());
@@ -790,13 +825,7 @@ impl<P: Platform> Conn<P> {
     /// The cancel routine's half of DISCONNECT cancellation: take the pended DISCONNECT if it
     /// is the request `token`. `NdkDisconnect` itself goes on. `// IRQL: <= DISPATCH_LEVEL`.
     pub(crate) fn take_cancelled_disconnect(&self, token: u64) -> Option<P::Request> {
-        self.ctl.with(|c| {
-            if c.disconnect_request.as_ref()?.token() == token {
-                c.disconnect_request.take()
-            } else {
-                None
-            }
-        })
+        self.ctl.with(|c| c.take_pended(token, true))
     }
 
     /// The provider made the connection unusable (an error completion, a dead CQ): end it with
@@ -857,13 +886,10 @@ impl<P: Platform> Conn<P> {
             session.run(|| q.close(self));
         }
         // The QP is closed, so no request uses the buffers: close their MRs, then free them.
-        let (mrs, buffers) = self
-            .ctl
-            .with(|c| (core::mem::take(&mut c.mrs), core::mem::take(&mut c.buffers)));
-        for mr in mrs {
+        for (mr, buffer) in self.ctl.with(|c| core::mem::take(&mut c.posted)) {
             session.run(|| mr.close(self));
+            drop(buffer);
         }
-        drop(buffers);
         if let Some(q) = sole(objects.cq) {
             // A QP's close stays pending while any of its requests is, and flushes them: what
             // was still posted has completed into the CQ by now. Count it before the CQ goes,
@@ -969,6 +995,14 @@ impl<P: Platform> Conn<P> {
             return Err(Error::InvalidState);
         }
         for _ in 0..count {
+            // Room to keep this buffer, made first: past the post nothing may fail. Grown
+            // outside the lock (the session keeps teardown away from it meanwhile).
+            let mut posted = self.ctl.with(|c| core::mem::take(&mut c.posted));
+            let room = posted.try_reserve(1);
+            self.ctl.with(|c| c.posted = posted);
+            if room.is_err() {
+                return Err(Error::NoResources);
+            }
             let Some(memory) = self.runtime().platform().memory(length as usize) else {
                 return Err(Error::NoResources);
             };
@@ -1013,16 +1047,8 @@ impl<P: Platform> Conn<P> {
                 }
                 Some(st)
             });
-            // Grown outside the lock (the session keeps teardown away from them meanwhile).
-            let (mut mrs, mut buffers) = self
-                .ctl
-                .with(|c| (core::mem::take(&mut c.mrs), core::mem::take(&mut c.buffers)));
-            mrs.push(mr);
-            buffers.push(buffer);
-            self.ctl.with(|c| {
-                c.mrs = mrs;
-                c.buffers = buffers;
-            });
+            // INVARIANT: room for one was reserved above, in this session: no allocation.
+            self.ctl.with(|c| c.posted.push((mr, buffer)));
             match posted.flatten() {
                 Some(NtStatus::SUCCESS) => {}
                 Some(st) => return Err(Error::Provider(st)),
@@ -1085,13 +1111,7 @@ impl<P: Platform> Conn<P> {
     /// The cancel routine's half of CONNECT cancellation: take the pended CONNECT if it is the
     /// request `token` (the request is completed by the caller). `// IRQL: <= DISPATCH_LEVEL`.
     pub(crate) fn take_cancelled_connect(&self, token: u64) -> Option<P::Request> {
-        self.ctl.with(|c| {
-            if c.connect_request.as_ref()?.token() == token {
-                c.connect_request.take()
-            } else {
-                None
-            }
-        })
+        self.ctl.with(|c| c.take_pended(token, false))
     }
 
     /// The CONNECT was cancelled: latch `ConnectFailed`/`STATUS_CANCELLED` if it was still
@@ -1117,7 +1137,7 @@ impl<P: Platform> Conn<P> {
     /// QUERY.
     pub(crate) fn query(&self) -> QueryReply {
         self.ctl.with(|c| QueryReply {
-            connection_id: self.id,
+            connection_id: self.id(),
             state: c.phase,
             callback_fired: c.callback_fired,
             provider_reason: c.reason,

@@ -1,7 +1,8 @@
 //! Deferral to `PASSIVE_LEVEL` without allocating and without a platform-side bound.
 //!
 //! Every piece of work the engine defers (a listener's accept work, a cancelled CONNECT's
-//! release) is a [`WorkItem`] allocated with its owner, and each live item holds one slot of
+//! release) is a [`Deferred`] allocated with its owner, holding its [`WorkItem`] header in the
+//! same block, and each live item holds one slot of
 //! the engine's queue, reserved when it was created and given back when it is dropped (an item
 //! stays alive while queued), so the queue always has room for every item that can be queued.
 //! Queuing a work item that was not queued kicks the platform (`Platform::kick`), which runs
@@ -13,7 +14,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 
 use crate::error::Error;
-use crate::ports::{Lock, Passive};
+use crate::ports::Lock;
 use crate::sync::{AtomicBool, Ordering};
 
 /// Where a work item's slot is given back.
@@ -22,21 +23,30 @@ pub(crate) trait Slots: Send + Sync {
     fn release_one(&self);
 }
 
-/// Work to run at `PASSIVE_LEVEL`, queued at most once at a time.
+/// Work to run at `PASSIVE_LEVEL`, queued at most once at a time: the work and its
+/// [`WorkItem`] header in one allocation (it holds a weak reference to what it works on, so a
+/// queued item keeps nothing else alive).
+pub(crate) trait Deferred: Send + Sync {
+    /// Its header.
+    fn item(&self) -> &WorkItem;
+    /// Run it. `// IRQL: PASSIVE_LEVEL`.
+    fn run(&self);
+}
+
+/// A work item's header: whether it is queued, and where its slot is given back when it is
+/// dropped.
 pub(crate) struct WorkItem {
     queued: AtomicBool,
-    work: Arc<dyn Passive>,
     slots: Weak<dyn Slots>,
 }
 
 impl WorkItem {
-    /// An item for `work`, whose slot the caller reserved in `slots`' queue ([`reserve`]).
-    pub(crate) fn new(work: Arc<dyn Passive>, slots: Weak<dyn Slots>) -> Arc<Self> {
-        Arc::new(Self {
+    /// The header of an item whose slot the caller reserved in `slots`' queue ([`reserve`]).
+    pub(crate) fn new(slots: Weak<dyn Slots>) -> Self {
+        Self {
             queued: AtomicBool::new(false),
-            work,
             slots,
-        })
+        }
     }
 }
 
@@ -51,7 +61,7 @@ impl Drop for WorkItem {
 /// The engine's queue of work items.
 #[derive(Default)]
 pub(crate) struct Queue {
-    items: VecDeque<Arc<WorkItem>>,
+    items: VecDeque<Arc<dyn Deferred>>,
     /// Slots promised to live work items; `items` has at least this capacity.
     reserved: usize,
 }
@@ -97,8 +107,8 @@ pub(crate) fn release<L: Lock<Queue>>(queue: &L, n: usize) {
 
 /// Queue `item` unless it is queued already. Returns whether the drainer must be scheduled.
 /// `// IRQL: <= DISPATCH_LEVEL`; never allocates.
-pub(crate) fn push<L: Lock<Queue>>(queue: &L, item: &Arc<WorkItem>) -> bool {
-    if item.queued.swap(true, Ordering::AcqRel) {
+pub(crate) fn push<L: Lock<Queue>, D: Deferred + 'static>(queue: &L, item: &Arc<D>) -> bool {
+    if item.item().queued.swap(true, Ordering::AcqRel) {
         return false;
     }
     queue.with(|q| {
@@ -108,7 +118,8 @@ pub(crate) fn push<L: Lock<Queue>>(queue: &L, item: &Arc<WorkItem>) -> bool {
             q.items.len() < q.items.capacity(),
             "deferral slot not reserved"
         );
-        q.items.push_back(Arc::clone(item));
+        let item: Arc<dyn Deferred> = Arc::<D>::clone(item);
+        q.items.push_back(item);
     });
     true
 }
@@ -117,7 +128,7 @@ pub(crate) fn push<L: Lock<Queue>>(queue: &L, item: &Arc<WorkItem>) -> bool {
 pub(crate) fn drain<L: Lock<Queue>>(queue: &L) {
     while let Some(item) = queue.with(|q| q.items.pop_front()) {
         // Cleared before running, so work queued while it runs is run again.
-        item.queued.store(false, Ordering::Release);
-        item.work.run();
+        item.item().queued.store(false, Ordering::Release);
+        item.run();
     }
 }

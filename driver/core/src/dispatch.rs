@@ -127,7 +127,10 @@ impl<P: Platform> Owner<P> {
             Request::Abort(req) => match self.inner.conn(req.connection_id) {
                 None => complete(request, Err(Error::NotFound)),
                 Some(c) => {
-                    while let Some(w) = self.inner.queue.with(|q| q.take_wait_to_cancel(Some(c.id)))
+                    while let Some(w) = self
+                        .inner
+                        .queue
+                        .with(|q| q.take_wait_to_cancel(Some(c.id())))
                     {
                         w.complete();
                     }
@@ -152,7 +155,6 @@ impl<P: Platform> Owner<P> {
             Ok(index) => index,
             Err(e) => return complete(request, Err(e.into())),
         };
-        let id = index.id();
         let adapter = match self.inner.shared_adapter(req.if_index) {
             Ok(a) => a,
             Err(e) => {
@@ -162,7 +164,7 @@ impl<P: Platform> Owner<P> {
         };
         runtime.count(|c| &c.connections);
         let owner: Arc<dyn ConnOwner<P>> = self.inner.clone();
-        let conn = match Conn::new(owner, id, index, adapter, req.if_index) {
+        let conn = match Conn::new(owner, index, adapter, req.if_index) {
             Ok(conn) => conn,
             Err(e) => {
                 self.inner.remove_connection(index);

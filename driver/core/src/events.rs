@@ -66,21 +66,22 @@ pub enum QueueError {
     IdsExhausted,
 }
 
-/// A connection's place in its handle's table, with its id: a fact latched through a stale
-/// index (its record freed after `Closed` and reused) is refused, not charged to the new owner.
+/// A connection's place in its handle's table: its id, which holds its record index (see
+/// [`crate::ids`]). A fact latched through a stale one (its record freed after `Closed` and
+/// reused) is refused, not charged to the new owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnIndex(usize, u64);
+pub struct ConnIndex(u64);
 
 impl ConnIndex {
     /// The connection's record index in its handle (the handle's table of connections uses the
     /// same index).
     pub(crate) fn slot(self) -> usize {
-        self.0
+        crate::ids::index_of(self.0)
     }
 
-    /// The connection's id (which holds its record index: see [`crate::ids`]).
+    /// The connection's id.
     pub fn id(self) -> u64 {
-        self.1
+        self.0
     }
 }
 
@@ -443,21 +444,20 @@ impl<R: PendedRequest> EventQueue<R> {
             self.state.push(State::default());
             self.keys.push(id);
         }
-        Ok(ConnIndex(i, id))
+        Ok(ConnIndex(id))
     }
 
     /// Forget a connection that never became visible (nothing latched for it).
     pub fn remove_connection(&mut self, conn: ConnIndex) {
-        if self.records(conn.0).is_some_and(|r| r.id == conn.1)
-            && !self.state_of(conn.0).any_queued()
-        {
-            self.free_records(conn.0);
+        let i = conn.slot();
+        if self.records(i).is_some_and(|r| r.id == conn.0) && !self.state_of(i).any_queued() {
+            self.free_records(i);
         }
     }
 
     /// The index of connection `id`, if this handle holds it.
     pub fn find(&self, id: u64) -> Option<ConnIndex> {
-        self.index(id).map(|c| ConnIndex(c as usize, id))
+        self.index(id).map(|_| ConnIndex(id))
     }
 
     /// The record index of connection `id`, if this handle holds it: the index the id names,
@@ -475,17 +475,18 @@ impl<R: PendedRequest> EventQueue<R> {
         let Some(slot) = slot_of(fact.kind) else {
             return (Latch::Unknown, None);
         };
+        let (index, id) = (conn.slot(), conn.id());
         let records = self
             .conns
-            .get_mut(conn.0)
+            .get_mut(index)
             .and_then(Option::as_mut)
-            .filter(|r| r.id == conn.1);
-        let (Some(records), Some(state)) = (records, self.state.get_mut(conn.0)) else {
+            .filter(|r| r.id == id);
+        let (Some(records), Some(state)) = (records, self.state.get_mut(index)) else {
             return (Latch::Unknown, None);
         };
         let event = Event {
             seq,
-            connection_id: conn.1,
+            connection_id: id,
             ..fact
         };
         let i = slot as usize;
@@ -516,8 +517,8 @@ impl<R: PendedRequest> EventQueue<R> {
         records.slots[i] = Some(Stored::new(&event));
         self.next_seq += 1;
         self.counters.latched += 1;
-        self.push_event(entry_of(conn.0, slot));
-        (Latch::Queued, self.serve(index_u32(conn.0)))
+        self.push_event(entry_of(index, slot));
+        (Latch::Queued, self.serve(index_u32(index)))
     }
 
     /// Give the queued events to the oldest pended wait that matches connection `c`, which just

@@ -12,7 +12,7 @@ use crate::conn::{Conn, ConnOwner};
 use crate::defer;
 use crate::error::Error;
 use crate::events::{ConnIndex, QueueError};
-use crate::ports::{Lock, Passive, Platform, Signal};
+use crate::ports::{Lock, Platform, Signal};
 use crate::step::Stepper;
 use crate::sync::{AtomicBool, Ordering};
 
@@ -70,14 +70,19 @@ pub(crate) struct Listener<P: Platform> {
     stepper: Stepper<P>,
     /// The accept work item, allocated with the listener so a connect event never allocates;
     /// it also releases the adapter once the close completed.
-    work: Arc<defer::WorkItem>,
+    work: Arc<AcceptWork<P>>,
 }
 
 struct AcceptWork<P: Platform> {
+    item: defer::WorkItem,
     listener: Weak<Listener<P>>,
 }
 
-impl<P: Platform> Passive for AcceptWork<P> {
+impl<P: Platform> defer::Deferred for AcceptWork<P> {
+    fn item(&self) -> &defer::WorkItem {
+        &self.item
+    }
+
     fn run(&self) {
         if let Some(l) = self.listener.upgrade() {
             l.drain();
@@ -143,12 +148,10 @@ impl<P: Platform> Listener<P> {
             closed_signal: platform.signal(),
             keep_alive: platform.lock(None),
             stepper,
-            work: defer::WorkItem::new(
-                Arc::new(AcceptWork {
-                    listener: weak.clone(),
-                }),
-                runtime.slots(),
-            ),
+            work: Arc::new(AcceptWork {
+                item: defer::WorkItem::new(runtime.slots()),
+                listener: weak.clone(),
+            }),
         });
         let created = {
             // Dropped before any release: `release_adapter` closes only the last reference.
@@ -211,7 +214,6 @@ impl<P: Platform> Listener<P> {
             runtime.count(|c| &c.backlog_rejects);
             return refuse(connector);
         };
-        let id = index.id();
         let Some(adapter) = self.adapter.with(|a| a.clone()) else {
             self.owner.remove_connection(index);
             return refuse(connector);
@@ -219,7 +221,7 @@ impl<P: Platform> Listener<P> {
         runtime.count(|c| &c.connections);
         // The handle as the connection sees it (trait upcasting).
         let conn_owner: Arc<dyn ConnOwner<P>> = self.owner.clone();
-        let Ok(conn) = Conn::new(conn_owner, id, index, adapter, self.if_index) else {
+        let Ok(conn) = Conn::new(conn_owner, index, adapter, self.if_index) else {
             // The listener's adapter is shared: dropping our reference is enough.
             self.owner.remove_connection(index);
             return refuse(connector);

@@ -186,7 +186,7 @@ impl<P: Platform> HandleState<P> {
             t.conns
                 .get(index.slot())?
                 .as_ref()
-                .filter(|c| c.id == id)
+                .filter(|c| c.id() == id)
                 .cloned()
         })
     }
@@ -198,7 +198,7 @@ impl<P: Platform> HandleState<P> {
         let index = self.queue.with(|q| q.find(id))?;
         self.table.with(|t| {
             let slot = t.conns.get_mut(index.slot())?;
-            if slot.as_ref().is_some_and(|c| c.id == id) {
+            if slot.as_ref().is_some_and(|c| c.id() == id) {
                 slot.take()
             } else {
                 None

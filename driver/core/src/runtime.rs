@@ -215,7 +215,7 @@ impl<P: Platform> Runtime<P> {
     }
 
     /// Queue `item` to run at `PASSIVE_LEVEL`. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
-    pub(crate) fn defer(&self, item: &Arc<defer::WorkItem>) {
+    pub(crate) fn defer<D: defer::Deferred + 'static>(&self, item: &Arc<D>) {
         if defer::push(&self.deferred, item) {
             self.platform.kick();
         }

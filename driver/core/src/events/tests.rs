@@ -505,7 +505,7 @@ fn latching_never_grows_the_reserved_queue_and_closed_frees_the_records() {
     // A connection forgotten before anything was latched frees its record too.
     q.remove_connection(again[0]);
     let reused = q.add_connection(10).unwrap();
-    assert_eq!(reused.0, again[0].0, "the freed record is reused");
+    assert_eq!(reused.slot(), again[0].slot(), "the freed record is reused");
     assert_eq!(
         q.latch(again[0], disconnected(Cause::Peer)).0,
         Latch::Unknown,
