@@ -110,6 +110,9 @@ struct Records {
     id: u64,
     /// The connection's latched events, by [`Slot`].
     slots: [Option<Stored>; SLOTS],
+    /// The provider's reason of the terminal event, if its slot says it has one: the only
+    /// kind that carries one (`Disconnected`), kept once per connection instead of per slot.
+    terminal_reason: u32,
     /// Each queued slot's neighbours in the handle's latch-order list (entry
     /// `index * SLOTS + slot`).
     order: [Links; SLOTS],
@@ -118,55 +121,68 @@ struct Records {
 }
 
 /// A latched event as a slot keeps it: what [`Event`] holds, minus what the records know (the
-/// connection id) or only delivery sets (`already_delivered`), with the kind and cause as
-/// their wire numbers: 40 bytes instead of 56, and `Option<Stored>` is no larger.
+/// connection id, the terminal event's provider reason) or only delivery sets
+/// (`already_delivered`), with the kind and cause as their wire numbers in a byte each: 32
+/// bytes instead of 56, and `Option<Stored>` is no larger (`callback_fired` gives the niche).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stored {
     seq: u64,
     timestamp: u64,
     status: NtStatus,
-    provider_reason: u32,
     outstanding_receives: u32,
     outstanding_sends: u32,
-    kind: u16,
+    kind: u8,
     /// 0: none.
-    cause: u16,
-    has_reason: bool,
+    cause: u8,
     callback_fired: bool,
-    provider_flushes: bool,
+    /// [`Stored::PROVIDER_FLUSHES`], [`Stored::HAS_REASON`].
+    flags: u8,
 }
 
+const _: () = assert!(size_of::<Option<Stored>>() == 32, "a slot stays 32 bytes");
+
 impl Stored {
-    fn new(e: &Event) -> Self {
+    const PROVIDER_FLUSHES: u8 = 1;
+    /// The records' `terminal_reason` is this event's provider reason.
+    const HAS_REASON: u8 = 2;
+
+    /// The slot of `e`, which the queue latched (a kind it knows, so its wire numbers fit a
+    /// byte); `has_reason`: the caller keeps its provider reason.
+    fn new(e: &Event, has_reason: bool) -> Self {
+        let flags = if e.provider_flushes {
+            Self::PROVIDER_FLUSHES
+        } else {
+            0
+        } | if has_reason { Self::HAS_REASON } else { 0 };
         Self {
             seq: e.seq,
             timestamp: e.timestamp,
             status: e.status,
-            provider_reason: e.provider_reason.unwrap_or(0),
             outstanding_receives: e.outstanding_receives,
             outstanding_sends: e.outstanding_sends,
-            kind: e.kind.to_wire(),
-            cause: e.cause.map_or(0, Cause::to_wire),
-            has_reason: e.provider_reason.is_some(),
+            kind: u8::try_from(e.kind.to_wire()).unwrap_or(u8::MAX),
+            cause: e
+                .cause
+                .map_or(0, |c| u8::try_from(c.to_wire()).unwrap_or(u8::MAX)),
             callback_fired: e.callback_fired,
-            provider_flushes: e.provider_flushes,
+            flags,
         }
     }
 
-    /// The event of connection `connection_id`.
-    fn event(&self, connection_id: u64) -> Event {
+    /// The event of connection `connection_id`, whose terminal reason is `reason`.
+    fn event(&self, connection_id: u64, reason: u32) -> Event {
         Event {
             seq: self.seq,
             connection_id,
             timestamp: self.timestamp,
-            kind: EventKind::from_wire(self.kind),
-            cause: (self.cause != 0).then(|| Cause::from_wire(self.cause)),
+            kind: EventKind::from_wire(u16::from(self.kind)),
+            cause: (self.cause != 0).then(|| Cause::from_wire(u16::from(self.cause))),
             status: self.status,
-            provider_reason: self.has_reason.then_some(self.provider_reason),
+            provider_reason: (self.flags & Self::HAS_REASON != 0).then_some(reason),
             outstanding_receives: self.outstanding_receives,
             outstanding_sends: self.outstanding_sends,
             callback_fired: self.callback_fired,
-            provider_flushes: self.provider_flushes,
+            provider_flushes: self.flags & Self::PROVIDER_FLUSHES != 0,
             already_delivered: false,
         }
     }
@@ -424,6 +440,7 @@ impl<R: PendedRequest> EventQueue<R> {
         let records = Records {
             id,
             slots: [None; SLOTS],
+            terminal_reason: 0,
             order: [Links::NONE; SLOTS],
             waits: Links::NONE,
         };
@@ -468,7 +485,9 @@ impl<R: PendedRequest> EventQueue<R> {
     }
 
     /// Latch an event about a connection (the queue fills in its `seq` and `connection_id`),
-    /// and hand the oldest matching pended WAIT (if any) its batch.
+    /// and hand the oldest matching pended WAIT (if any) its batch. A provider reason is kept
+    /// on the terminal kinds only (`Disconnected`, `ConnectFailed`); the ABI gives it no
+    /// meaning elsewhere and the engine sets it nowhere else.
     /// `// IRQL: <= DISPATCH_LEVEL`; never allocates.
     pub fn latch(&mut self, conn: ConnIndex, fact: Event) -> (Latch, Option<Ready<R>>) {
         let seq = self.next_seq;
@@ -500,7 +519,7 @@ impl<R: PendedRequest> EventQueue<R> {
                 if let Some(e) = records.slots[i].as_mut() {
                     *e = Stored {
                         seq: e.seq,
-                        ..Stored::new(&event)
+                        ..Stored::new(&event, false)
                     };
                 }
                 return (Latch::Merged, None);
@@ -514,7 +533,9 @@ impl<R: PendedRequest> EventQueue<R> {
             _ => {}
         }
         state.set_queued(i, true);
-        records.slots[i] = Some(Stored::new(&event));
+        let reason = event.provider_reason.filter(|_| slot == Slot::Terminal);
+        records.terminal_reason = reason.unwrap_or(0);
+        records.slots[i] = Some(Stored::new(&event, reason.is_some()));
         self.next_seq += 1;
         self.counters.latched += 1;
         self.push_event(entry_of(index, slot));
@@ -589,8 +610,10 @@ impl<R: PendedRequest> EventQueue<R> {
                 break;
             };
             state.set_queued(slot, false);
-            let stored = self.records(c).and_then(|r| Some((r.slots[slot]?, r.id)));
-            if let Some(event) = stored.map(|(s, id)| s.event(id)) {
+            let stored = self
+                .records(c)
+                .and_then(|r| Some(r.slots[slot]?.event(r.id, r.terminal_reason)));
+            if let Some(event) = stored {
                 let at = BATCH_HEADER_SIZE + n * Event::SIZE;
                 if event.encode(&mut out[at..]).is_ok() {
                     n += 1;
@@ -624,7 +647,7 @@ impl<R: PendedRequest> EventQueue<R> {
             return None;
         }
         let records = self.records(c)?;
-        let event = records.slots[i]?.event(records.id);
+        let event = records.slots[i]?.event(records.id, records.terminal_reason);
         Some(Event {
             already_delivered: true,
             ..event

@@ -745,8 +745,8 @@ fn nothing_is_latched_after_closed() {
 }
 
 #[test]
-fn a_slot_keeps_every_field_of_its_event_in_40_bytes() {
-    assert_eq!(core::mem::size_of::<Option<Stored>>(), 40);
+fn a_slot_keeps_every_field_of_its_event_in_32_bytes() {
+    assert_eq!(core::mem::size_of::<Option<Stored>>(), 32);
     for (cause, reason) in [
         (None, None),
         (Some(Cause::TransportError), Some(0xC000_0001)),
@@ -765,8 +765,60 @@ fn a_slot_keeps_every_field_of_its_event_in_40_bytes() {
             provider_flushes: cause.is_some(),
             already_delivered: false,
         };
-        assert_eq!(Stored::new(&e).event(99), e);
+        assert_eq!(
+            Stored::new(&e, reason.is_some()).event(99, reason.unwrap_or(0)),
+            e
+        );
     }
+}
+
+#[test]
+fn the_terminal_event_keeps_its_provider_reason_through_the_queue_and_others_carry_none() {
+    let mut q = queue();
+    let c = q.add_connection(1).unwrap();
+    let reasoned = |kind| Event {
+        provider_reason: Some(0x8000_0042),
+        callback_fired: true,
+        outstanding_receives: 3,
+        ..Event::new(kind, 0, 7)
+    };
+    for kind in [
+        EventKind::Connected,
+        EventKind::Flushed,
+        EventKind::Disconnected,
+    ] {
+        assert_eq!(q.latch(c, reasoned(kind)).0, Latch::Queued);
+    }
+    let (req, fate) = Fake::new(1, 8);
+    let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+        panic!()
+    };
+    r.complete();
+    let events = events_of(&fate).1;
+    let reasons: Vec<_> = events.iter().map(|e| (e.kind, e.provider_reason)).collect();
+    assert_eq!(
+        reasons,
+        [
+            (EventKind::Connected, None),
+            (EventKind::Flushed, None),
+            (EventKind::Disconnected, Some(0x8000_0042)),
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.callback_fired && e.outstanding_receives == 3 && e.timestamp == 7)
+    );
+    // The level-triggered copy of the delivered terminal event keeps it too.
+    let (req, fate) = Fake::new(2, 8);
+    let WaitOutcome::Complete(r) = q.wait(req, Some(c.id()), false) else {
+        panic!("a delivered terminal event answers a filtered WAIT at once")
+    };
+    r.complete();
+    let again = events_of(&fate).1;
+    assert_eq!(again.len(), 1);
+    assert!(again[0].already_delivered);
+    assert_eq!(again[0].provider_reason, Some(0x8000_0042));
 }
 
 #[test]
