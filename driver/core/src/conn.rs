@@ -8,7 +8,7 @@
 //! close anything.
 
 use alloc::sync::{Arc, Weak};
-use core::net::SocketAddr;
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use alloc::vec::Vec;
 use ndkdisc_abi::{Cause, ConnState, ConnectReply, Event, EventKind, NtStatus, QueryReply, Record};
@@ -160,6 +160,64 @@ struct Objects {
     connector: Option<Arc<Connector>>,
 }
 
+/// A connection's address as it keeps it: what the ABI reports of a socket address (family,
+/// port, scope id, IP; no IPv6 flow label), in 24 bytes instead of `Option<SocketAddr>`'s 32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Addr {
+    ip: [u8; 16],
+    scope_id: u32,
+    port: u16,
+    /// 0: none, 4, 6.
+    family: u8,
+}
+
+impl Addr {
+    const NONE: Self = Self {
+        ip: [0; 16],
+        scope_id: 0,
+        port: 0,
+        family: 0,
+    };
+
+    fn new(addr: Option<SocketAddr>) -> Self {
+        let mut ip = [0; 16];
+        match addr {
+            None => Self::NONE,
+            Some(SocketAddr::V4(a)) => {
+                ip[..4].copy_from_slice(&a.ip().octets());
+                Self {
+                    ip,
+                    scope_id: 0,
+                    port: a.port(),
+                    family: 4,
+                }
+            }
+            Some(SocketAddr::V6(a)) => Self {
+                ip: a.ip().octets(),
+                scope_id: a.scope_id(),
+                port: a.port(),
+                family: 6,
+            },
+        }
+    }
+
+    fn get(self) -> Option<SocketAddr> {
+        match self.family {
+            4 => {
+                let [a, b, c, d, ..] = self.ip;
+                Some(SocketAddr::from((Ipv4Addr::new(a, b, c, d), self.port)))
+            }
+            6 => Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(self.ip),
+                self.port,
+                0,
+                self.scope_id,
+            ))),
+            _ => None,
+        }
+    }
+}
+
 /// The connection's mutable facts (under its own lock; never held while calling NDK).
 #[expect(
     clippy::struct_excessive_bools,
@@ -210,8 +268,8 @@ struct Ctl<R> {
     /// refused while a CONNECT is stored, even one whose cancel routine is about to take it).
     pending: Option<R>,
     pending_is_disconnect: bool,
-    local: Option<SocketAddr>,
-    remote: Option<SocketAddr>,
+    local: Addr,
+    remote: Addr,
     ndk_version: (u16, u16),
 }
 
@@ -408,8 +466,8 @@ impl<P: Platform> Conn<P> {
             posted: Vec::new(),
             pending: None,
             pending_is_disconnect: false,
-            local: None,
-            remote: None,
+            local: Addr::NONE,
+            remote: Addr::NONE,
             ndk_version: (v.Major, v.Minor),
         };
         Ok(Arc::new_cyclic(|me| Self {
@@ -539,7 +597,7 @@ impl<P: Platform> Conn<P> {
         // Made cancelable where it is stored, under the lock its cancel routine takes.
         let stored = self.ctl.with(|c| {
             c.objects.connector = Some(Arc::clone(&connector));
-            c.remote = Some(remote);
+            c.remote = Addr::new(Some(remote));
             // Ended meanwhile (handle cleanup, CLOSE, ABORT found nothing to complete yet):
             // the request is answered here and nothing is connected.
             if !matches!(c.phase, ConnState::Connecting) {
@@ -582,8 +640,8 @@ impl<P: Platform> Conn<P> {
         // while it calls our disconnect callback, which takes ours.
         let (remote, local) = (connector.peer_address(), connector.local_address());
         let qp = self.ctl.with(|c| {
-            c.remote = remote;
-            c.local = local;
+            c.remote = Addr::new(remote);
+            c.local = Addr::new(local);
             c.objects.connector = Some(Arc::clone(&connector));
             c.objects.qp.clone()
         });
@@ -674,7 +732,7 @@ impl<P: Platform> Conn<P> {
 
     fn reply_connect(&self, mut request: P::Request, st: NtStatus) {
         self.completing(&request);
-        let (local, remote) = self.ctl.with(|c| (c.local, c.remote));
+        let (local, remote) = self.ctl.with(|c| (c.local.get(), c.remote.get()));
         let reply = ConnectReply {
             connection_id: self.id(),
             status: st,
@@ -695,7 +753,7 @@ impl<P: Platform> Conn<P> {
             c.phase = ConnState::Connected;
             // Latched with the transition: a disconnect racing it is latched after it.
             let ready = self.owner.latch_in(self.index, self.fact(kind));
-            Some((c.take_connect_request(), c.local, ready))
+            Some((c.take_connect_request(), c.local.get(), ready))
         });
         // Failed or abandoned first (a cancelled CONNECT, an abortive disconnect): the terminal
         // event is latched, and a late success is not an event.
@@ -710,7 +768,7 @@ impl<P: Platform> Conn<P> {
             let l = self
                 .with_objects(|o| o.connector.as_ref().and_then(|c| c.local_address()))
                 .flatten();
-            self.ctl.with(|c| c.local = l);
+            self.ctl.with(|c| c.local = Addr::new(l));
         }
         if let Some(request) = request {
             self.reply_connect(request, NtStatus::SUCCESS);
@@ -1150,8 +1208,8 @@ impl<P: Platform> Conn<P> {
             outstanding_sends: c.outstanding_sends,
             ndk_version: c.ndk_version,
             terminal_status: c.terminal_status,
-            local: c.local,
-            remote: c.remote,
+            local: c.local.get(),
+            remote: c.remote.get(),
             receives_succeeded: c.reaped[0][0],
             receives_cancelled: c.reaped[0][1],
             sends_succeeded: c.reaped[1][0],
@@ -1256,5 +1314,31 @@ impl<P: Platform> Sink for Conn<P> {
             runtime.count(|c| &c.duplicate_callbacks);
         }
         runtime.count(|c| &c.disconnect_callbacks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_keeps_what_the_abi_reports_in_24_bytes() {
+        assert_eq!(size_of::<Addr>(), 24);
+        let v6 = SocketAddrV6::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 1, 2, 3, 4), 4791, 0, 9);
+        for addr in [
+            None,
+            Some(SocketAddr::from(([192, 0, 2, 255], 65535))),
+            Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            Some(SocketAddr::V6(v6)),
+            Some(SocketAddr::from((Ipv6Addr::LOCALHOST, 1))),
+        ] {
+            assert_eq!(Addr::new(addr).get(), addr);
+        }
+        // The flow label is not kept (the ABI has no field for it).
+        let labelled = SocketAddrV6::new(*v6.ip(), v6.port(), 77, v6.scope_id());
+        assert_eq!(
+            Addr::new(Some(SocketAddr::V6(labelled))).get(),
+            Some(SocketAddr::V6(v6))
+        );
     }
 }

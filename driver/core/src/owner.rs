@@ -43,7 +43,8 @@ pub(crate) struct Table<P: Platform> {
     pub(crate) listeners: Vec<Arc<Listener<P>>>,
     /// Pended CONNECTs and graceful DISCONNECTs by request token, so their cancel routine finds
     /// the connection even after CLOSE or cleanup took it out of `conns`. Capacity reserved at
-    /// open: two per connection (one of each).
+    /// open: one per connection (a connection stores one of them at a time) and
+    /// [`PENDED_SPARE`] for requests registered only to be refused.
     pended: Vec<(u64, Arc<Conn<P>>)>,
     /// Cleanup has run: nothing new joins the handle (a CONNECT or an accept still in flight
     /// releases its connection instead).
@@ -59,6 +60,12 @@ pub(crate) struct Table<P: Platform> {
 /// Adapters (CONNECT interfaces and listeners) whose PD a handle's connections share; beyond
 /// that a connection has a PD of its own.
 const PDS: usize = 16;
+
+/// Room in a handle's registry of pended requests beyond one per connection: a DISCONNECT is
+/// registered before the connection's state is looked at, so one that will be refused (another
+/// is pending, or the CONNECT is being cancelled) holds a second entry for a moment. Past this
+/// many at once, such a DISCONNECT is refused with `STATUS_INSUFFICIENT_RESOURCES` instead.
+const PENDED_SPARE: usize = 16;
 
 /// Interfaces whose adapter a handle's CONNECTs share; a CONNECT on a further interface opens
 /// an adapter of its own.
@@ -103,7 +110,7 @@ impl<P: Platform> Owner<P> {
             .map_err(|_| Error::NoResources)?;
         table
             .pended
-            .try_reserve(2 * config.limits.max_connections)
+            .try_reserve_exact(config.limits.max_connections.saturating_add(PENDED_SPARE))
             .map_err(|_| Error::NoResources)?;
         table
             .conns
