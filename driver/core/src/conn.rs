@@ -55,6 +55,11 @@ pub(crate) trait ConnOwner<P: Platform>: Send + Sync {
     /// Take connection `id` out of the handle's table (it is being released).
     fn forget(&self, id: u64) -> Option<Arc<Conn<P>>>;
 
+    /// Connection `id`'s CONNECT was cancelled: release it at `PASSIVE_LEVEL` (the handle's
+    /// work item takes it out of the table, ends it and latches `Closed`). At most once per
+    /// connection. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
+    fn abandon(&self, id: u64);
+
     /// The protection domain the handle's connections on `adapter` share, if one is open.
     fn shared_pd(&self, adapter: &Arc<ndkpi::Adapter>) -> Option<Arc<SharedPd>>;
 
@@ -229,7 +234,9 @@ struct Ctl<R> {
     /// Holders of object clones outside the lock; teardown waits for zero.
     users: Count,
     callback_fired: bool,
-    reason: Option<u32>,
+    /// The provider's disconnect reason (NDKPI 2.1), if `has_reason`.
+    reason: u32,
+    has_reason: bool,
     local_disconnect: bool,
     aborted: bool,
     flushed: bool,
@@ -250,9 +257,9 @@ struct Ctl<R> {
     last_error: (NtStatus, u32),
     /// Requests completed as flushed that ndkdisc never asked to flush.
     provider_flushed: bool,
-    /// The CQ reported a fatal error or an overrun (its notification status): nothing posted
-    /// will complete.
-    cq_error: Option<NtStatus>,
+    /// The CQ reported a fatal error or an overrun (its notification status, never success):
+    /// nothing posted will complete. `SUCCESS`: none.
+    cq_error: NtStatus,
     /// The adapter went away: what teardown cannot account for counts as failed with
     /// `STATUS_DEVICE_REMOVED`.
     adapter_gone: bool,
@@ -274,6 +281,16 @@ struct Ctl<R> {
 }
 
 impl<R> Ctl<R> {
+    /// The provider's disconnect reason, if it gave one.
+    fn reason(&self) -> Option<u32> {
+        self.has_reason.then_some(self.reason)
+    }
+
+    /// The CQ's fatal status, if it reported one.
+    fn cq_error(&self) -> Option<NtStatus> {
+        (self.cq_error != NtStatus::SUCCESS).then_some(self.cq_error)
+    }
+
     /// Count reaped completions by queue and outcome. Returns the first failure (neither a
     /// success nor a flush), which means the provider put the QP in the error state.
     fn count_completions(&mut self, done: &[ndkpi::Completion]) -> Option<NtStatus> {
@@ -323,7 +340,7 @@ impl<R> Ctl<R> {
             } else {
                 // A live CQ reports every request a QP's close flushed; one that did not
                 // broke that rule, and its requests were cancelled all the same.
-                self.cq_error.unwrap_or(NtStatus::CANCELLED)
+                self.cq_error().unwrap_or(NtStatus::CANCELLED)
             };
             for (queue, n) in lost.into_iter().enumerate() {
                 self.reaped[queue][2] = self.reaped[queue][2].saturating_add(n);
@@ -388,31 +405,17 @@ pub(crate) struct Conn<P: Platform> {
     me: Weak<Self>,
     ctl: P::Lock<Ctl<P::Request>>,
     stepper: Stepper<P>,
-    users: Users<P::Signal>,
-    /// Abandons the connection at `PASSIVE_LEVEL` after its CONNECT was cancelled; allocated
-    /// with the connection so the cancel routine never allocates.
-    abandon: Arc<Abandon<P>>,
+    /// Its CONNECT was cancelled and the handle was asked to release it.
+    abandoned: AtomicBool,
 }
 
-/// The work item that releases a connection whose CONNECT was cancelled.
-struct Abandon<P: Platform> {
-    item: crate::defer::WorkItem,
-    conn: Weak<Conn<P>>,
-}
-
-impl<P: Platform> crate::defer::Deferred for Abandon<P> {
-    fn item(&self) -> &crate::defer::WorkItem {
-        &self.item
-    }
-
-    fn run(&self) {
-        if let Some(conn) = self.conn.upgrade() {
-            // Gone from the table already if CLOSE or handle cleanup took it first.
-            if conn.owner.forget(conn.id()).is_some() {
-                conn.end(Cause::LocalAbortive);
-                conn.closed_event();
-            }
-        }
+/// Release a connection whose CONNECT was cancelled: take it out of its handle's table, end it
+/// and latch `Closed`. Nothing if CLOSE or handle cleanup took it first.
+/// `// IRQL: PASSIVE_LEVEL` (the handle's abandon work item).
+pub(crate) fn release_abandoned<P: Platform>(owner: &dyn ConnOwner<P>, id: u64) {
+    if let Some(conn) = owner.forget(id) {
+        conn.end(Cause::LocalAbortive);
+        conn.closed_event();
     }
 }
 
@@ -423,20 +426,15 @@ impl<P: Platform> Conn<P> {
         adapter: Arc<ndkpi::Adapter>,
         if_index: u32,
     ) -> Result<Arc<Self>, Error> {
-        // The step session's wait lock, then the abandon work item's deferral slot. On failure
-        // the adapter is closed if this was its only reference (a listener's shared adapter
-        // stays with the listener).
+        // The step session's wait lock. On failure the adapter is closed if this was its only
+        // reference (a listener's shared adapter stays with the listener).
         let runtime = Arc::clone(owner.runtime());
         let platform = runtime.platform();
-        let stepper = Stepper::<P>::new(platform).ok_or(Error::NoResources);
-        let stepper = match stepper.and_then(|s| runtime.reserve_work().map(|()| s)) {
-            Ok(stepper) => stepper,
-            Err(e) => {
-                if let Some(a) = Arc::into_inner(adapter) {
-                    platform.wsk().close_adapter(a);
-                }
-                return Err(e);
+        let Some(stepper) = Stepper::<P>::new(platform) else {
+            if let Some(a) = Arc::into_inner(adapter) {
+                platform.wsk().close_adapter(a);
             }
+            return Err(Error::NoResources);
         };
         let v = adapter.version();
         let ctl = Ctl {
@@ -447,7 +445,8 @@ impl<P: Platform> Conn<P> {
             },
             users: Count::default(),
             callback_fired: false,
-            reason: None,
+            reason: 0,
+            has_reason: false,
             local_disconnect: false,
             aborted: false,
             flushed: false,
@@ -461,7 +460,7 @@ impl<P: Platform> Conn<P> {
             reaped: [[0; 3]; 2],
             last_error: (NtStatus::SUCCESS, 0),
             provider_flushed: false,
-            cq_error: None,
+            cq_error: NtStatus::SUCCESS,
             flush_pending: false,
             posted: Vec::new(),
             pending: None,
@@ -478,12 +477,13 @@ impl<P: Platform> Conn<P> {
             me: me.clone(),
             ctl: platform.lock(ctl),
             stepper,
-            users: Users::new(platform.signal()),
-            abandon: Arc::new(Abandon {
-                item: crate::defer::WorkItem::new(runtime.slots()),
-                conn: me.clone(),
-            }),
+            abandoned: AtomicBool::new(false),
         }))
+    }
+
+    /// Its CONNECT was cancelled and its handle asked to release it.
+    pub(crate) fn abandoning(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
     }
 
     /// Its id.
@@ -708,7 +708,7 @@ impl<P: Platform> Conn<P> {
                 // The provider put the QP (or CQ) in the error state: it flushes (or lost)
                 // what is still posted; ndkdisc flushed nothing.
                 fact.provider_flushes = matches!(otherwise, Some((Cause::TransportError, _)));
-                fact.provider_reason = c.reason;
+                fact.provider_reason = c.reason();
                 self.owner.latch_in(self.index, fact)
             });
             (request.or_else(|| c.take_connect_request()), failed, ready)
@@ -784,7 +784,7 @@ impl<P: Platform> Conn<P> {
 
     /// Use the objects outside the lock, unless teardown has begun.
     fn with_objects<R>(&self, f: impl FnOnce(&Objects) -> R) -> Option<R> {
-        self.users.with(&self.ctl, |c| c.objects.clone(), f)
+        Users::new(self.stepper.signal()).with(&self.ctl, |c| c.objects.clone(), f)
     }
 
     /// Latch the terminal `Disconnected` (a no-op if one was latched).
@@ -932,7 +932,7 @@ impl<P: Platform> Conn<P> {
     /// `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn teardown(self: &Arc<Self>) {
         let session = self.stepper.session();
-        self.users.wait_out(&self.ctl);
+        Users::new(self.stepper.signal()).wait_out(&self.ctl);
         let objects = self.ctl.with(|c| core::mem::take(&mut c.objects));
         // INVARIANT: object clones live only inside `with_objects` (users == 0 now) or inside a
         // session (we hold it), so each `into_inner` yields the object. A clone held elsewhere
@@ -1015,7 +1015,7 @@ impl<P: Platform> Conn<P> {
         let ready = self.ctl.with(|c| {
             // A dead CQ completes nothing more: what it held is lost, and waiting would hang.
             let drained =
-                c.cq_error.is_some() || (c.outstanding_receives == 0 && c.outstanding_sends == 0);
+                c.cq_error().is_some() || (c.outstanding_receives == 0 && c.outstanding_sends == 0);
             let done = c.flush_pending && drained;
             if !done || matches!(c.phase, ConnState::Closed) {
                 return None;
@@ -1156,7 +1156,7 @@ impl<P: Platform> Conn<P> {
                 }
             }
             // A dead CQ reports nothing more: arming it again is pointless.
-            if arm && self.ctl.with(|c| c.cq_error.is_none()) {
+            if arm && self.ctl.with(|c| c.cq_error().is_none()) {
                 reaper.arm(ndkpi::sys::NDK_CQ_NOTIFY_ANY);
             }
             match reaper.release() {
@@ -1177,7 +1177,9 @@ impl<P: Platform> Conn<P> {
     /// is queued). `// IRQL: <= DISPATCH_LEVEL`; never allocates.
     pub(crate) fn cancelled(&self) {
         self.fail_connect(None, NtStatus::CANCELLED);
-        self.runtime().defer(&self.abandon);
+        if !self.abandoned.swap(true, Ordering::AcqRel) {
+            self.owner.abandon(self.id());
+        }
     }
 
     /// Mark closed (after teardown) and latch `Closed`.
@@ -1198,12 +1200,12 @@ impl<P: Platform> Conn<P> {
             connection_id: self.id(),
             state: c.phase,
             callback_fired: c.callback_fired,
-            provider_reason: c.reason,
+            provider_reason: c.reason(),
             local_disconnect: c.local_disconnect,
             aborted: c.aborted,
             flushed: c.flushed,
             provider_flushed: c.provider_flushed,
-            cq_failed: c.cq_error.is_some(),
+            cq_failed: c.cq_error().is_some(),
             outstanding_receives: c.outstanding_receives,
             outstanding_sends: c.outstanding_sends,
             ndk_version: c.ndk_version,
@@ -1286,7 +1288,9 @@ impl<P: Platform> Sink for Conn<P> {
         if st != NtStatus::SUCCESS {
             // Recorded in the same critical section that ends the connection.
             self.conclude(None, st, Some((Cause::TransportError, st)), |c| {
-                c.cq_error.get_or_insert(st);
+                if c.cq_error().is_none() {
+                    c.cq_error = st;
+                }
             });
         }
         self.reap();
@@ -1305,7 +1309,8 @@ impl<P: Platform> Sink for Conn<P> {
                 first = !c.callback_fired;
                 c.callback_fired = true;
                 if first {
-                    c.reason = reason;
+                    c.reason = reason.unwrap_or(0);
+                    c.has_reason = reason.is_some();
                 }
             },
         );

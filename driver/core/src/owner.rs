@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 
 use ndkdisc_abi::{Cause, Event};
 
-use crate::conn::{Conn, ConnOwner, SharedPd};
+use crate::conn::{Conn, ConnOwner, SharedPd, release_abandoned};
+use crate::defer::{Deferred, WorkItem};
 use crate::error::Error;
 use crate::events::{ConnIndex, EventQueue, Latch, QueueError, Ready};
 use crate::listener::{Listener, ListenerOwner};
@@ -55,6 +56,12 @@ pub(crate) struct Table<P: Platform> {
     /// The protection domains the handle's connections share, one per adapter, with the
     /// adapter's interface and address: room for [`PDS`], reserved at open.
     pds: Vec<(u32, usize, Weak<SharedPd>)>,
+    /// Connections whose CONNECT was cancelled, for the handle's abandon work item to release
+    /// at `PASSIVE_LEVEL`, by their index in `conns`. Only connections in `conns` are listed,
+    /// each at most once (taking one out of `conns` takes it off the list), so an index names
+    /// its connection while listed, and the room reserved at open, one per connection, always
+    /// suffices: the cancel routine never allocates.
+    abandoned: Vec<u32>,
 }
 
 /// Adapters (CONNECT interfaces and listeners) whose PD a handle's connections share; beyond
@@ -77,6 +84,32 @@ pub(crate) struct HandleState<P: Platform> {
     pub(crate) runtime: Arc<Runtime<P>>,
     pub(crate) queue: P::Lock<EventQueue<P::Request>>,
     pub(crate) table: P::Lock<Table<P>>,
+    /// The work item that releases the connections in `Table::abandoned`: one per handle,
+    /// allocated at open.
+    abandon: Arc<Abandon<P>>,
+}
+
+/// A handle's work item releasing its abandoned connections.
+struct Abandon<P: Platform> {
+    item: WorkItem,
+    handle: Weak<HandleState<P>>,
+}
+
+impl<P: Platform> Deferred for Abandon<P> {
+    fn item(&self) -> &WorkItem {
+        &self.item
+    }
+
+    fn run(&self) {
+        if let Some(h) = self.handle.upgrade() {
+            while let Some(id) = h.table.with(|t| {
+                let index = usize::try_from(t.abandoned.pop()?).ok()?;
+                t.conns.get(index)?.as_ref().map(|c| c.id())
+            }) {
+                release_abandoned::<P>(&*h, id);
+            }
+        }
+    }
 }
 
 impl<P: Platform> Owner<P> {
@@ -99,6 +132,7 @@ impl<P: Platform> Owner<P> {
             closed: false,
             adapters: Vec::new(),
             pds: Vec::new(),
+            abandoned: Vec::new(),
         };
         table
             .adapters
@@ -121,12 +155,22 @@ impl<P: Platform> Owner<P> {
             .listeners
             .try_reserve(config.max_listeners)
             .map_err(|_| Error::NoResources)?;
+        table
+            .abandoned
+            .try_reserve_exact(config.limits.max_connections)
+            .map_err(|_| Error::NoResources)?;
+        // Last: from here nothing fails, and the work item gives the slot back when dropped.
+        runtime.reserve_work()?;
         let platform = runtime.platform();
         Ok(Self {
-            inner: Arc::new(HandleState {
+            inner: Arc::new_cyclic(|me| HandleState {
                 runtime: Arc::clone(runtime),
                 queue: platform.lock(queue),
                 table: platform.lock(table),
+                abandon: Arc::new(Abandon {
+                    item: WorkItem::new(runtime.slots()),
+                    handle: me.clone(),
+                }),
             }),
             access,
             _slot: slot,
@@ -205,11 +249,17 @@ impl<P: Platform> HandleState<P> {
         let index = self.queue.with(|q| q.find(id))?;
         self.table.with(|t| {
             let slot = t.conns.get_mut(index.slot())?;
-            if slot.as_ref().is_some_and(|c| c.id() == id) {
-                slot.take()
-            } else {
-                None
+            if slot.as_ref().is_none_or(|c| c.id() != id) {
+                return None;
             }
+            let conn = slot.take()?;
+            if conn.abandoning() {
+                // Rare (a cancelled CONNECT), and the list is short: it holds the cancelled
+                // CONNECTs the work item has not reached yet.
+                let index = u32::try_from(index.slot()).ok();
+                t.abandoned.retain(|&a| Some(a) != index);
+            }
+            Some(conn)
         })
     }
 
@@ -338,6 +388,24 @@ impl<P: Platform> ConnOwner<P> for HandleState<P> {
 
     fn forget(&self, id: u64) -> Option<Arc<Conn<P>>> {
         self.take_conn(id)
+    }
+
+    fn abandon(&self, id: u64) {
+        let index = crate::ids::index_of(id);
+        let queued = self.table.with(|t| {
+            let held = t
+                .conns
+                .get(index)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.id() == id);
+            // INVARIANT: only connections in `conns`, each once (see `Table::abandoned`):
+            // within the reserved room.
+            held && u32::try_from(index).is_ok_and(|i| push_reserved(&mut t.abandoned, i))
+        });
+        // Not held: CLOSE or the handle's cleanup took it first and releases it.
+        if queued {
+            self.runtime.defer(&self.abandon);
+        }
     }
 }
 

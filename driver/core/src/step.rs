@@ -59,6 +59,12 @@ impl<P: Platform> Stepper<P> {
         self.session().run(start)
     }
 
+    /// The signal each step's completion sets, which the object's teardown also waits on for
+    /// its users to leave (see [`crate::users`]): both wait only inside a session.
+    pub(crate) fn signal(&self) -> &P::Signal {
+        &self.done
+    }
+
     /// The step finished. `// IRQL: <= DISPATCH_LEVEL`.
     pub(crate) fn finish(&self, op: Op, status: NtStatus, created: Option<Created>) {
         self.slot.with(|s| {

@@ -9,7 +9,11 @@
 //! outside the lock, and teardown, woken, finds itself the sole holder of every object.
 //!
 //! The count lives in the state under the object's own lock (whatever else that state holds),
-//! found there through [`Counted`].
+//! found there through [`Counted`]. The signal is the object's step signal (its
+//! [`crate::step::Stepper`]'s), shared: teardown waits on it inside the object's step session,
+//! and steps wait on it only inside a session too, so it never has two waiters, and each
+//! waiter re-checks its own condition when woken (a set meant for the other only costs one
+//! more look).
 
 use crate::ports::{Lock, Signal};
 
@@ -32,13 +36,14 @@ pub(crate) trait Counted {
     fn count(&mut self) -> &mut Count;
 }
 
-/// The signal teardown waits on until the last session has left.
-pub(crate) struct Users<S> {
-    done: S,
+/// Sessions using an object's NDK objects, and teardown waiting them out, with `done` the
+/// object's step signal (see the module docs).
+pub(crate) struct Users<'a, S> {
+    done: &'a S,
 }
 
-impl<S: Signal> Users<S> {
-    pub(crate) fn new(done: S) -> Self {
+impl<'a, S: Signal> Users<'a, S> {
+    pub(crate) fn new(done: &'a S) -> Self {
         Self { done }
     }
 
@@ -77,12 +82,12 @@ impl<S: Signal> Users<S> {
     /// has left. Afterwards nothing taken by a session is held outside the lock.
     /// `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn wait_out<T: Counted>(&self, lock: &impl Lock<T>) {
-        let busy = lock.with(|state| {
+        // Looked at again after each wake: the signal is shared with the steps.
+        while lock.with(|state| {
             let count = state.count();
             count.tearing_down = true;
             count.users > 0
-        });
-        if busy {
+        }) {
             self.done.wait();
         }
     }
