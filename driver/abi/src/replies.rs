@@ -15,8 +15,8 @@ pub const BATCH_HEADER_SIZE: usize = 16;
 
 /// `GET_INFO` output (88 bytes): header; `abi_version: u32` @8; `driver_version: u32` @12
 /// (major << 16 | minor); per-handle limits `max_connections` @16, `max_listeners` @20,
-/// `max_waits` @24, `default_backlog` @28, `events_per_connection` @32 (all `u32`); `reserved:
-/// u32` @36; driver-wide counters (`u64`): `connections_opened` @40, `events_latched` @48,
+/// `max_waits` @24, `default_backlog` @28, `events_per_connection` @32 (all `u32`);
+/// `ndk_status: i32` @36 (an NTSTATUS: success, or why the driver has no NDK); driver-wide counters (`u64`): `connections_opened` @40, `events_latched` @48,
 /// `disconnect_callbacks` @56, `backlog_rejects` @64, `duplicate_callbacks` @72; `reserved:
 /// u64` @80. The driver-wide counters tell of every handle's traffic, so only a handle opened
 /// for writing sees them: to a handle without write access the driver reports them as zero.
@@ -36,6 +36,12 @@ pub struct InfoReply {
     pub default_backlog: u32,
     /// Event records preallocated per connection.
     pub events_per_connection: u32,
+    /// Whether the driver can use NDK: `STATUS_SUCCESS` if it obtained the WSK NDK extension
+    /// when it loaded; otherwise why not (the status of `WskRegister`, of capturing the WSK
+    /// provider, or of asking it for the NDK extension: `STATUS_NOT_SUPPORTED` on a system
+    /// without NDK). Without it the driver still loads and answers every IOCTL, and each
+    /// operation that needs an adapter fails with `STATUS_NOT_SUPPORTED`.
+    pub ndk_status: NtStatus,
     /// Connections opened since load.
     pub connections_opened: u64,
     /// Events latched since load.
@@ -76,10 +82,8 @@ impl Record for InfoReply {
             max_waits: r.u32()?,
             default_backlog: r.u32()?,
             events_per_connection: r.u32()?,
-            connections_opened: {
-                r.reserved32("reserved")?;
-                r.u64()?
-            },
+            ndk_status: r.status()?,
+            connections_opened: r.u64()?,
             events_latched: r.u64()?,
             disconnect_callbacks: r.u64()?,
             backlog_rejects: r.u64()?,
@@ -99,10 +103,10 @@ impl Record for InfoReply {
             self.max_waits,
             self.default_backlog,
             self.events_per_connection,
-            0,
         ] {
             w.u32(v)?;
         }
+        w.status(self.ndk_status)?;
         for v in [
             self.connections_opened,
             self.events_latched,

@@ -384,6 +384,7 @@ fn replies_round_trip_with_golden_layout() {
         max_waits: 64,
         default_backlog: 32,
         events_per_connection: 4,
+        ndk_status: NtStatus::NOT_SUPPORTED,
         connections_opened: 5,
         events_latched: 6,
         disconnect_callbacks: 7,
@@ -391,7 +392,8 @@ fn replies_round_trip_with_golden_layout() {
         duplicate_callbacks: 9,
     };
     let mut b = hdr(88);
-    for v in [1, 0x0001_0002, 1024, 16, 64, 32, 4, 0] {
+    // ndk_status @36: STATUS_NOT_SUPPORTED.
+    for v in [1, 0x0001_0002, 1024, 16, 64, 32, 4, 0xC000_00BB] {
         b.extend_from_slice(&le32(v));
     }
     for v in [5, 6, 7, 8, 9, 0] {

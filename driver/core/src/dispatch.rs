@@ -59,6 +59,7 @@ impl<P: Platform> Owner<P> {
                     max_waits: saturate(runtime.config.limits.max_waits),
                     default_backlog: runtime.config.default_backlog,
                     events_per_connection: saturate(crate::events::SLOTS),
+                    ndk_status: runtime.platform().wsk().status(),
                     connections_opened: c.total(|s| &s.connections),
                     events_latched: c.total(|s| &s.events),
                     disconnect_callbacks: c.total(|s| &s.disconnect_callbacks),

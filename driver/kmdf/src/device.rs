@@ -195,8 +195,8 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
     if !nt_success(status) {
         return status;
     }
-    // SAFETY: DriverEntry registered with WSK and captured the provider before creating the
-    // driver object, and releases it only in unload, after every device is gone.
+    // SAFETY: DriverEntry ran `load` before creating the driver object, and `unload` runs
+    // only after every device is gone.
     let wsk = unsafe { wsk::ndk_extension() };
     let platform = Arc::new(KmPlatform::new(wsk, work_item));
     let engine = Engine::new(Arc::clone(&platform), Config::default());

@@ -3,7 +3,8 @@
 //!
 //! WSK is registered and its provider captured before `WdfDriverCreate`, so a failure can be
 //! undone here, and released in `EvtDriverUnload`, which WDF calls only after every device —
-//! and so every file handle, whose cleanup closed all of its NDK objects — is gone.
+//! and so every file handle, whose cleanup closed all of its NDK objects — is gone. Without the
+//! WSK NDK extension the driver still loads (no Code 37): `GET_INFO` says why NDK is missing.
 
 use wdk::nt_success;
 use wdk_sys::{
@@ -15,8 +16,8 @@ use crate::device::evt_device_add;
 use crate::wdf::wdf_size;
 use crate::wsk;
 
-/// `DriverEntry`: register with WSK, get its NDK extension, create the WDF driver.
-/// `// IRQL: PASSIVE_LEVEL`.
+/// `DriverEntry`: register with WSK and get its NDK extension (recording why not, if not),
+/// create the WDF driver. `// IRQL: PASSIVE_LEVEL`.
 ///
 /// # Safety
 /// Called once by KMDF's `FxDriverEntry` with the I/O manager's arguments.
@@ -27,10 +28,7 @@ pub unsafe extern "system" fn driver_entry(
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
     // SAFETY: PASSIVE_LEVEL, before any other code of this driver runs.
-    let status = unsafe { wsk::register() };
-    if !status.is_success() {
-        return status.0;
-    }
+    unsafe { wsk::load() };
     let mut config = WDF_DRIVER_CONFIG {
         Size: wdf_size::<WDF_DRIVER_CONFIG>(),
         EvtDriverDeviceAdd: Some(evt_device_add),
@@ -51,8 +49,8 @@ pub unsafe extern "system" fn driver_entry(
         );
     }
     if !nt_success(status) {
-        // SAFETY: registered above, no device exists, nothing uses WSK.
-        unsafe { wsk::release() };
+        // SAFETY: no device exists, nothing uses WSK.
+        unsafe { wsk::unload() };
     }
     status
 }
@@ -61,5 +59,5 @@ pub unsafe extern "system" fn driver_entry(
 /// the provider and deregister (which waits for WSK to let go). `// IRQL: PASSIVE_LEVEL`.
 unsafe extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
     // SAFETY: DriverEntry succeeded (WDF calls unload only then), no device exists.
-    unsafe { wsk::release() };
+    unsafe { wsk::unload() };
 }

@@ -1,13 +1,17 @@
 //! The driver's one WSK client registration, and the NDK extension it yields.
 //!
-//! `DriverEntry` registers and captures the WSK provider before `WdfDriverCreate`, so a failure
-//! can be undone there; `EvtDriverUnload` releases it, which WDF calls only after every device —
-//! and so every file handle, whose cleanup closed all of its NDK objects — is gone. In between,
-//! each new device takes the NDK extension ([`ndk_extension`]) for its platform.
+//! `DriverEntry` registers and captures the WSK provider before `WdfDriverCreate` ([`load`]),
+//! so a failure can be undone there; `EvtDriverUnload` releases it ([`unload`]), which WDF
+//! calls only after every device — and so every file handle, whose cleanup closed all of its
+//! NDK objects — is gone. In between, each new device takes the NDK extension
+//! ([`ndk_extension`]) for its platform. A system without NDK (or whose WSK could not be
+//! reached) still loads the driver: its devices get an unavailable extension that says why,
+//! `GET_INFO` reports that status, and every operation that needs an adapter fails.
 
 use core::cell::UnsafeCell;
 use core::mem::size_of;
 use core::ptr::{null, null_mut};
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use ndkpi_sys::{
     MAKE_WSK_VERSION, NtStatus, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_NDK_DISPATCH,
@@ -59,12 +63,46 @@ static WSK: WskState = WskState {
     }),
 };
 
-/// The WSK NDK extension (the captured provider and its NDK dispatch), for a new device's
-/// platform.
+/// [`register`] succeeded: WSK is registered and captured, and the NDK dispatch fetched.
+/// Written by [`load`] and [`unload`] only.
+static REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// What [`register`] returned (an NTSTATUS), for devices created without NDK to report.
+static STATUS: AtomicI32 = AtomicI32::new(0);
+
+/// Register with WSK and obtain the NDK extension, recording the outcome; the driver loads
+/// either way. `// IRQL: PASSIVE_LEVEL`.
 ///
 /// # Safety
-/// [`register`] succeeded and [`release`] has not begun (true inside any device callback).
+/// Called from `DriverEntry` only, before the WDF driver exists.
+pub(crate) unsafe fn load() {
+    // SAFETY: per this function's contract.
+    let status = unsafe { register() };
+    STATUS.store(status.0, Ordering::Release);
+    REGISTERED.store(status == NtStatus::SUCCESS, Ordering::Release);
+}
+
+/// Undo [`load`]: release the provider and deregister, if it registered.
+/// `// IRQL: PASSIVE_LEVEL`.
+///
+/// # Safety
+/// Nothing uses WSK any more: no device exists (unload, or `WdfDriverCreate` failed).
+pub(crate) unsafe fn unload() {
+    if REGISTERED.swap(false, Ordering::AcqRel) {
+        // SAFETY: registered and captured by `load`; nothing uses them (caller).
+        unsafe { release() };
+    }
+}
+
+/// The WSK NDK extension (the captured provider and its NDK dispatch) for a new device's
+/// platform, or, if [`load`] could not obtain it, an unavailable one that says why.
+///
+/// # Safety
+/// [`load`] ran and [`unload`] has not begun (true inside any device callback).
 pub(crate) unsafe fn ndk_extension() -> ndkpi::Wsk {
+    if !REGISTERED.load(Ordering::Acquire) {
+        return ndkpi::Wsk::unavailable(NtStatus(STATUS.load(Ordering::Acquire)));
+    }
     // SAFETY: written by DriverEntry before the driver object existed; read-only now.
     let ndk = unsafe { *WSK.ndk.get() };
     // SAFETY: as above.
@@ -74,11 +112,12 @@ pub(crate) unsafe fn ndk_extension() -> ndkpi::Wsk {
     unsafe { ndkpi::Wsk::new(ndk, client) }
 }
 
-/// Register, capture the provider, and fetch the NDK dispatch. `// IRQL: PASSIVE_LEVEL`.
+/// Register, capture the provider, and fetch the NDK dispatch; on failure nothing stays
+/// registered. `// IRQL: PASSIVE_LEVEL`.
 ///
 /// # Safety
-/// Called from `DriverEntry` only, before the WDF driver exists.
-pub(crate) unsafe fn register() -> NtStatus {
+/// Called from [`load`] only.
+unsafe fn register() -> NtStatus {
     // SAFETY: static NPI and registration that stay put until WskDeregister; PASSIVE_LEVEL.
     let status = unsafe { WskRegister(WSK.client.get(), WSK.registration.get()) };
     if status != NtStatus::SUCCESS {
@@ -130,7 +169,7 @@ pub(crate) unsafe fn register() -> NtStatus {
 ///
 /// # Safety
 /// [`register`] succeeded up to the capture, and nothing uses WSK any more.
-pub(crate) unsafe fn release() {
+unsafe fn release() {
     // SAFETY: a captured provider NPI (caller); <= DISPATCH_LEVEL.
     unsafe { WskReleaseProviderNPI(WSK.registration.get()) };
     // SAFETY: a registration with no capture left; PASSIVE_LEVEL; blocks until WSK lets go.

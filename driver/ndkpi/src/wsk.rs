@@ -15,6 +15,8 @@ pub struct Wsk {
     /// What provides `dispatch` and `client`, kept alive with this `Wsk` (a software provider
     /// in tests; `None` for the kernel's WSK registration, which the driver keeps itself).
     _provider: Option<Arc<dyn Any + Send + Sync>>,
+    /// Why there is no NDK extension ([`Wsk::unavailable`]), or success.
+    status: NTSTATUS,
 }
 
 impl core::fmt::Debug for Wsk {
@@ -39,7 +41,35 @@ impl Wsk {
             dispatch,
             client,
             _provider: None,
+            status: NtStatus::SUCCESS,
         }
+    }
+
+    /// No NDK extension: the driver could not obtain it (`status` says why: the failure of
+    /// `WskRegister`, of capturing the provider, or of `WSKNDK_GET_WSK_PROVIDER_NDK_DISPATCH`).
+    /// Every [`Wsk::open_adapter`] fails with `STATUS_NOT_SUPPORTED`; nothing is ever called.
+    #[must_use]
+    pub fn unavailable(status: NTSTATUS) -> Self {
+        Self {
+            dispatch: WSK_PROVIDER_NDK_DISPATCH {
+                WskOpenNdkAdapter: None,
+                WskCloseNdkAdapter: None,
+            },
+            client: core::ptr::null_mut(),
+            _provider: None,
+            status: if status == NtStatus::SUCCESS {
+                NtStatus::NOT_SUPPORTED
+            } else {
+                status
+            },
+        }
+    }
+
+    /// `STATUS_SUCCESS` if this is a WSK NDK extension; for [`Wsk::unavailable`], why there is
+    /// none.
+    #[must_use]
+    pub fn status(&self) -> NTSTATUS {
+        self.status
     }
 
     /// Wrap the dispatch and client of a provider that lives in this process (a software NDK
@@ -57,6 +87,7 @@ impl Wsk {
             dispatch,
             client,
             _provider: Some(provider),
+            status: NtStatus::SUCCESS,
         }
     }
 

@@ -42,6 +42,10 @@ pub struct SimOptions {
     pub completion: Completion,
     /// Provider bugs, applied to every host.
     pub faults: Faults,
+    /// Every host is a system without the WSK NDK extension, whose driver loaded anyway and
+    /// reports this status (why it has none) in `GET_INFO`'s `ndk_status`: every operation that
+    /// needs an adapter fails with `STATUS_NOT_SUPPORTED`. `None` (the default): NDK works.
+    pub without_ndk: Option<NtStatus>,
 }
 
 impl Default for SimOptions {
@@ -49,6 +53,7 @@ impl Default for SimOptions {
         Self {
             completion: Completion::Thread,
             faults: Faults::default(),
+            without_ndk: None,
         }
     }
 }
@@ -176,13 +181,14 @@ impl SimFabric {
                 flush_on_peer_disconnect: faults.flush_on_peer_disconnect,
             }),
         );
-        let platform = HostPlatform::new(
-            Arc::clone(&self.fabric),
-            vec![AdapterDesc {
-                if_index,
-                address: SocketAddr::new(address, 0),
-            }],
-        );
+        let adapters = vec![AdapterDesc {
+            if_index,
+            address: SocketAddr::new(address, 0),
+        }];
+        let platform = match self.options.without_ndk {
+            None => HostPlatform::new(Arc::clone(&self.fabric), adapters),
+            Some(status) => HostPlatform::without_ndk(Arc::clone(&self.fabric), adapters, status),
+        };
         let engine = Engine::new(platform, Config::default());
         ndkdisc_host::watch_adapter_removal(&engine);
         let host = SimHost {

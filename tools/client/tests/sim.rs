@@ -195,3 +195,46 @@ fn only_a_handle_opened_for_writing_sees_the_driver_counters() {
         "the counters read zero"
     );
 }
+
+#[test]
+fn a_driver_without_ndk_loads_reports_why_and_refuses_what_needs_an_adapter() {
+    // A system without the WSK NDK extension: the driver loads anyway (no Code 37), GET_INFO
+    // says why, and LISTEN and CONNECT fail with STATUS_NOT_SUPPORTED instead of hanging.
+    let why = NtStatus::NOINTERFACE;
+    let fabric = SimFabric::new(SimOptions {
+        without_ndk: Some(why),
+        ..SimOptions::default()
+    });
+    let a = fabric
+        .add_host("a", 1, A)
+        .unwrap()
+        .open(OpenAs::default())
+        .unwrap();
+    let info = a.info().unwrap();
+    assert_eq!(info.ndk_status, why);
+    assert_eq!(
+        a.listen(1, SocketAddr::new(A, 4791), 0)
+            .unwrap_err()
+            .status(),
+        Some(NtStatus::NOT_SUPPORTED)
+    );
+    let refused = a.connect(&params(4791), LIMIT).unwrap_err();
+    assert_eq!(
+        refused.status(),
+        Some(NtStatus::NOT_SUPPORTED),
+        "{refused:?}"
+    );
+    // The refused CONNECT made no connection: no event of it is queued.
+    let queued = a
+        .wait(WaitOn::Any, 16, Timeout::After(Duration::ZERO))
+        .unwrap();
+    assert!(queued.is_empty(), "{queued:?}");
+    // And a system with NDK reports success.
+    let with = SimFabric::new(SimOptions::default());
+    let b = with
+        .add_host("b", 2, B)
+        .unwrap()
+        .open(OpenAs::default())
+        .unwrap();
+    assert_eq!(b.info().unwrap().ndk_status, NtStatus::SUCCESS);
+}

@@ -198,6 +198,29 @@ impl HostPlatform {
     /// # Panics
     /// If the worker thread cannot be spawned.
     pub fn new(fabric: Arc<softndk::Fabric>, adapters: Vec<AdapterDesc>) -> Arc<Self> {
+        let wsk = crate::fabric_wsk(Arc::clone(&fabric));
+        Self::with_wsk(fabric, adapters, wsk)
+    }
+
+    /// A platform as the driver's on a system without the WSK NDK extension (the driver loads
+    /// anyway and reports `status`, why it has none): every adapter open fails with
+    /// `STATUS_NOT_SUPPORTED`. `fabric` only gives the platform its clock and its worker.
+    ///
+    /// # Panics
+    /// If the worker thread cannot be spawned.
+    pub fn without_ndk(
+        fabric: Arc<softndk::Fabric>,
+        adapters: Vec<AdapterDesc>,
+        status: ndkpi::NtStatus,
+    ) -> Arc<Self> {
+        Self::with_wsk(fabric, adapters, ndkpi::Wsk::unavailable(status))
+    }
+
+    fn with_wsk(
+        fabric: Arc<softndk::Fabric>,
+        adapters: Vec<AdapterDesc>,
+        wsk: ndkpi::Wsk,
+    ) -> Arc<Self> {
         let (tx, rx) = channel::<PassiveJob>();
         let drainer: Arc<Mutex<Option<Arc<dyn Passive>>>> = Arc::default();
         let worker = {
@@ -223,7 +246,7 @@ impl HostPlatform {
                 .expect("spawn passive worker")
         };
         Arc::new(Self {
-            wsk: crate::fabric_wsk(Arc::clone(&fabric)),
+            wsk,
             fabric,
             adapters,
             passive: Mutex::new(Some(tx)),

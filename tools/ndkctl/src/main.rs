@@ -235,10 +235,11 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
             let i = client.info()?;
             out.emit(
                 &format!(
-                    "abi {} driver {}.{}; per handle: {} connections, {} listeners, {} waits, backlog {}, {} events per connection; since load: {} connections, {} events, {} disconnect callbacks ({} duplicate), {} backlog rejects",
+                    "abi {} driver {}.{}; {}; per handle: {} connections, {} listeners, {} waits, backlog {}, {} events per connection; since load: {} connections, {} events, {} disconnect callbacks ({} duplicate), {} backlog rejects",
                     i.abi_version,
                     i.driver_version >> 16,
                     i.driver_version & 0xffff,
+                    output::ndk_text(i.ndk_status),
                     i.max_connections,
                     i.max_listeners,
                     i.max_waits,

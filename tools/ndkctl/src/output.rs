@@ -234,12 +234,28 @@ pub fn info_json(i: &InfoReply) -> Value {
         "max_waits": i.max_waits,
         "default_backlog": i.default_backlog,
         "events_per_connection": i.events_per_connection,
+        "ndk_available": i.ndk_status == NtStatus::SUCCESS,
+        "ndk_status": status_json(i.ndk_status).0,
+        "ndk_status_name": status_json(i.ndk_status).1,
         "connections_opened": i.connections_opened,
         "events_latched": i.events_latched,
         "disconnect_callbacks": i.disconnect_callbacks,
         "backlog_rejects": i.backlog_rejects,
         "duplicate_callbacks": i.duplicate_callbacks,
     })
+}
+
+/// Whether the driver has NDK, for `info`'s text: it loads without it (and then says why).
+pub fn ndk_text(status: NtStatus) -> String {
+    if status == NtStatus::SUCCESS {
+        "NDK available".into()
+    } else {
+        format!(
+            "NDK UNAVAILABLE: {status}; the driver loaded without the WSK NDK extension, so every \
+             CONNECT and LISTEN fails with STATUS_NOT_SUPPORTED (does this system have an \
+             NDK-capable adapter and driver?)"
+        )
+    }
 }
 
 /// An adapter as JSON.
@@ -288,5 +304,28 @@ impl Out {
             o.flush()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_says_when_the_driver_has_no_ndk_and_why() {
+        let info = InfoReply {
+            ndk_status: NtStatus::NOT_SUPPORTED,
+            ..InfoReply::default()
+        };
+        let v = info_json(&info);
+        assert_eq!(v["ndk_available"], false);
+        assert_eq!(v["ndk_status"], "0xC00000BB");
+        assert_eq!(v["ndk_status_name"], "STATUS_NOT_SUPPORTED");
+        let text = ndk_text(info.ndk_status);
+        assert!(
+            text.starts_with("NDK UNAVAILABLE: STATUS_NOT_SUPPORTED (0xC00000BB)"),
+            "{text}"
+        );
+        assert_eq!(ndk_text(NtStatus::SUCCESS), "NDK available");
     }
 }

@@ -378,6 +378,8 @@ fn info_and_adapters_in_both_formats() {
     assert_eq!(v["type"], "info");
     assert_eq!(v["abi_version"], 1);
     assert_eq!(v["driver_version"], "0.1");
+    assert_eq!(v["ndk_available"], true);
+    assert_eq!(v["ndk_status_name"], "STATUS_SUCCESS");
     assert!(v["max_connections"].as_u64().unwrap() > 0);
     assert_eq!(v["disconnect_callbacks"], 0);
 
