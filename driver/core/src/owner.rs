@@ -102,11 +102,20 @@ impl<P: Platform> Deferred for Abandon<P> {
 
     fn run(&self) {
         if let Some(h) = self.handle.upgrade() {
-            while let Some(id) = h.table.with(|t| {
-                let index = usize::try_from(t.abandoned.pop()?).ok()?;
-                t.conns.get(index)?.as_ref().map(|c| c.id())
+            // An entry whose connection is gone (or is not abandoned: never, as CLOSE and
+            // cleanup take their connection off the list) releases nothing.
+            while let Some(entry) = h.table.with(|t| {
+                let index = usize::try_from(t.abandoned.pop()?).ok();
+                Some(
+                    index
+                        .and_then(|i| t.conns.get(i)?.as_ref())
+                        .filter(|c| c.abandoning())
+                        .map(|c| c.id()),
+                )
             }) {
-                release_abandoned::<P>(&*h, id);
+                if let Some(id) = entry {
+                    release_abandoned::<P>(&*h, id);
+                }
             }
         }
     }

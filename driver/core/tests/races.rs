@@ -555,3 +555,57 @@ per_mode!(
     a_peer_disconnect_before_accept_fails_the_accept_and_the_connect,
     link_loss_gives_both_sides_one_peer_event_with_the_link_reason,
 );
+
+/// A cancelled CONNECT's connection waits on its handle's list for the passive-level release;
+/// CLOSE taking it first must take it off the list. Otherwise, with the passive level busy, the
+/// list (room for one entry per connection the handle may hold) fills with entries of
+/// connections long gone, and a later cancelled CONNECT finds no room and is never released.
+/// Three times the handle's quota of cancel-then-CLOSE cycles while the passive level is
+/// blocked (each reusing the same record), then two cancelled CONNECTs left to the release.
+#[test]
+fn close_of_a_cancelled_connect_takes_it_off_its_handles_release_list() {
+    let quota = 4;
+    let w = world_with(
+        Completion::Thread,
+        Config {
+            limits: ndkdisc_core::events::Limits {
+                max_connections: quota,
+                max_waits: 16,
+            },
+            ..Config::default()
+        },
+    );
+    let (ha, hb) = listening(&w);
+    let gate = block_passive(&w);
+    let cancelled = |h: &HostHandle| {
+        let p = connect_pending(h, 4791);
+        p.cancel();
+        assert_eq!(done(&p).0, NtStatus::CANCELLED);
+        next_event(h, EventKind::ConnectFailed).connection_id
+    };
+    for _ in 0..3 * quota {
+        let id = cancelled(&ha);
+        close(&ha, id);
+        // Its Closed delivered: the record is free for the next connection.
+        assert!(
+            events_until_closed(&ha, id)
+                .iter()
+                .any(|e| e.connection_id == id && e.kind == EventKind::Closed)
+        );
+    }
+    let last = [cancelled(&ha), cancelled(&ha)];
+    gate.send(()).unwrap();
+    // Both Closed events, in one WAIT or several (a WAIT that finds nothing fails the test
+    // after its bound: a connection left unreleased).
+    let mut seen = Vec::new();
+    while !last.iter().all(|id| {
+        seen.iter()
+            .any(|e: &Event| e.connection_id == *id && e.kind == EventKind::Closed)
+    }) {
+        seen.extend(events(&ha));
+    }
+    for id in last {
+        assert_eq!(raw_query(&ha, id), NtStatus::NOT_FOUND);
+    }
+    finish(&w, ha, hb);
+}
