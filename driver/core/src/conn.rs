@@ -18,7 +18,7 @@ use ndkpi::{Buffer, Connector, Cq, Created, Mr, Op, Pd, QueuePair, Sink};
 
 use crate::error::Error;
 use crate::events::{ConnIndex, Ready};
-use crate::ports::{Lock, PendedRequest, Platform};
+use crate::ports::{Lock, NdkCallback, PendedRequest, Platform, Trace};
 use crate::runtime::Runtime;
 use crate::step::Stepper;
 use crate::sync::{AtomicBool, Ordering};
@@ -481,6 +481,21 @@ impl<P: Platform> Conn<P> {
         }))
     }
 
+    /// Trace `t` (to the platform's trace: ETW on Windows).
+    fn trace(&self, t: &Trace) {
+        self.runtime().platform().trace(t);
+    }
+
+    /// Trace an NDK callback of this connection.
+    fn trace_callback(&self, callback: NdkCallback, status: NtStatus, reason: Option<u32>) {
+        self.trace(&Trace::NdkCallback {
+            id: self.id(),
+            callback,
+            status,
+            reason,
+        });
+    }
+
     /// Its CONNECT was cancelled and its handle asked to release it.
     pub(crate) fn abandoning(&self) -> bool {
         self.abandoned.load(Ordering::Acquire)
@@ -677,6 +692,12 @@ impl<P: Platform> Conn<P> {
                 c.phase = ConnState::Failed;
                 if !core::mem::replace(&mut c.terminal_set, true) {
                     c.terminal_status = failure;
+                    self.trace(&Trace::Terminal {
+                        id: self.id(),
+                        kind: EventKind::ConnectFailed,
+                        cause: None,
+                        status: failure,
+                    });
                 }
                 Some(Event {
                     status: failure,
@@ -691,6 +712,12 @@ impl<P: Platform> Conn<P> {
                 }
                 if !core::mem::replace(&mut c.terminal_set, true) {
                     c.terminal_status = st;
+                    self.trace(&Trace::Terminal {
+                        id: self.id(),
+                        kind: EventKind::Disconnected,
+                        cause: Some(cause),
+                        status: st,
+                    });
                 }
                 // The work still posted when the connection ended: nothing was flushed for it.
                 Some(Event {
@@ -1184,6 +1211,7 @@ impl<P: Platform> Conn<P> {
 
     /// Mark closed (after teardown) and latch `Closed`.
     pub(crate) fn closed_event(&self) {
+        self.trace(&Trace::ConnectionClosed { id: self.id() });
         let ready = self.ctl.with(|c| {
             c.phase = ConnState::Closed;
             self.owner
@@ -1241,6 +1269,7 @@ fn sole<T>(object: Option<Arc<T>>) -> Option<T> {
 impl<P: Platform> Sink for Conn<P> {
     // IRQL: <= DISPATCH_LEVEL. Drives establishment; never waits or closes.
     fn completed(&self, op: Op, st: NtStatus, created: Option<Created>) {
+        self.trace_callback(NdkCallback::Completion(op), st, None);
         match op {
             Op::Connect => {
                 let Some(me) = self.arc() else { return };
@@ -1279,12 +1308,14 @@ impl<P: Platform> Sink for Conn<P> {
     }
 
     fn closed(&self, op: Op) {
+        self.trace_callback(NdkCallback::Closed(op), NtStatus::SUCCESS, None);
         self.stepper.finish(op, NtStatus::SUCCESS, None);
     }
 
     // IRQL: <= DISPATCH_LEVEL. STATUS_BUFFER_OVERFLOW (overrun) or STATUS_INTERNAL_ERROR
     // (fatal): the CQ and its QP are dead (NDK_FN_CQ_NOTIFICATION_CALLBACK).
     fn cq_notified(&self, st: NtStatus) {
+        self.trace_callback(NdkCallback::CqNotification, st, None);
         if st != NtStatus::SUCCESS {
             // Recorded in the same critical section that ends the connection.
             self.conclude(None, st, Some((Cause::TransportError, st)), |c| {
@@ -1298,6 +1329,7 @@ impl<P: Platform> Sink for Conn<P> {
 
     // IRQL: <= DISPATCH_LEVEL. The event path: latch, complete a wait; nothing else.
     fn disconnected(&self, reason: Option<u32>) {
+        self.trace_callback(NdkCallback::Disconnect, NtStatus::SUCCESS, reason);
         let mut first = false;
         // One critical section: record the callback, and end the connection — failed if the
         // callback raced the CompleteConnect or Accept completion, else `Disconnected`/`Peer`.

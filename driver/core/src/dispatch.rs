@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use ndkdisc_abi::{
-    AbiError, AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, ListenReply,
+    AbiError, AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, Ioctl, ListenReply,
     ListenRequest, NtStatus, QueryReply, Record, Request, encode_adapters_reply,
 };
 
@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::events::WaitOutcome;
 use crate::listener::{Listener, ListenerOwner};
 use crate::owner::{Access, Owner, push_reserved};
-use crate::ports::{Lock, PendedRequest, Platform};
+use crate::ports::{Lock, PendedRequest, Platform, Trace};
 
 /// Driver version reported by `GET_INFO` (major << 16 | minor).
 pub const DRIVER_VERSION: u32 = 0x0000_0001;
@@ -43,7 +43,7 @@ impl<P: Platform> Owner<P> {
     pub fn dispatch(&self, code: u32, input: &[u8], mut request: P::Request) {
         let parsed = match Request::parse(code, input) {
             Ok(r) => r,
-            Err(e) => return complete(request, Err(e.into())),
+            Err(e) => return self.finish(code, request, Err(e.into())),
         };
         let runtime = &self.inner.runtime;
         match parsed {
@@ -90,7 +90,7 @@ impl<P: Platform> Owner<P> {
                 }
                 match encode_adapters_reply(&entries, request.output()) {
                     Ok(n) => request.complete(NtStatus::SUCCESS, n),
-                    Err(e) => complete(request, Err(e.into())),
+                    Err(e) => self.finish(code, request, Err(e.into())),
                 }
             }
             Request::Listen(req) => self.listen(req, request),
@@ -106,27 +106,27 @@ impl<P: Platform> Owner<P> {
             }
             Request::Query(req) => {
                 if request.output().len() < QueryReply::SIZE {
-                    return complete(request, Err(Error::Abi(AbiError::OutputTooSmall)));
+                    return self.finish(code, request, Err(Error::Abi(AbiError::OutputTooSmall)));
                 }
                 match self.inner.conn(req.connection_id) {
                     Some(c) => reply(request, &c.query()),
-                    None => complete(request, Err(Error::NotFound)),
+                    None => self.finish(code, request, Err(Error::NotFound)),
                 }
             }
             Request::Post(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, Err(Error::NotFound)),
-                Some(c) => complete(request, c.post(req.kind, req.count, req.length)),
+                None => self.finish(code, request, Err(Error::NotFound)),
+                Some(c) => self.finish(code, request, c.post(req.kind, req.count, req.length)),
             },
             Request::Disconnect(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, Err(Error::NotFound)),
+                None => self.finish(code, request, Err(Error::NotFound)),
                 Some(c) if req.abortive => {
                     c.end(Cause::LocalAbortive);
-                    complete(request, Ok(()));
+                    self.finish(code, request, Ok(()));
                 }
                 Some(c) => c.disconnect(request),
             },
             Request::Abort(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, Err(Error::NotFound)),
+                None => self.finish(code, request, Err(Error::NotFound)),
                 Some(c) => {
                     while let Some(w) = self
                         .inner
@@ -136,31 +136,46 @@ impl<P: Platform> Owner<P> {
                         w.complete();
                     }
                     c.end(Cause::Aborted);
-                    complete(request, Ok(()));
+                    self.finish(code, request, Ok(()));
                 }
             },
             Request::Flush(req) => match self.inner.conn(req.connection_id) {
-                None => complete(request, Err(Error::NotFound)),
-                Some(c) => complete(request, c.flush()),
+                None => self.finish(code, request, Err(Error::NotFound)),
+                Some(c) => self.finish(code, request, c.flush()),
             },
             Request::Close(req) => self.close(req.id, request),
         }
     }
 
+    /// Complete `request` (IOCTL `code`) with `outcome`, tracing a failure.
+    fn finish(&self, code: u32, request: P::Request, outcome: Result<(), Error>) {
+        if let Err(e) = &outcome {
+            self.inner.runtime.platform().trace(&Trace::IoctlFailed {
+                code,
+                status: e.ntstatus(),
+            });
+        }
+        complete(request, outcome);
+    }
+
     fn connect(&self, req: ConnectRequest, mut request: P::Request) {
         if request.output().len() < ConnectReply::SIZE {
-            return complete(request, Err(Error::Abi(AbiError::OutputTooSmall)));
+            return self.finish(
+                Ioctl::Connect.code(),
+                request,
+                Err(Error::Abi(AbiError::OutputTooSmall)),
+            );
         }
         let runtime = &self.inner.runtime;
         let index = match self.inner.add_connection(runtime.next_id()) {
             Ok(index) => index,
-            Err(e) => return complete(request, Err(e.into())),
+            Err(e) => return self.finish(Ioctl::Connect.code(), request, Err(e.into())),
         };
         let adapter = match self.inner.shared_adapter(req.if_index) {
             Ok(a) => a,
             Err(e) => {
                 self.inner.remove_connection(index);
-                return complete(request, Err(e));
+                return self.finish(Ioctl::Connect.code(), request, Err(e));
             }
         };
         runtime.count(|c| &c.connections);
@@ -169,14 +184,19 @@ impl<P: Platform> Owner<P> {
             Ok(conn) => conn,
             Err(e) => {
                 self.inner.remove_connection(index);
-                return complete(request, Err(e));
+                return self.finish(Ioctl::Connect.code(), request, Err(e));
             }
         };
+        runtime.platform().trace(&Trace::ConnectionCreated {
+            id: conn.id(),
+            if_index: req.if_index,
+            active: true,
+        });
         if !self.inner.adopt(&conn) {
             // The handle is being cleaned up under this CONNECT.
             conn.teardown();
             self.inner.remove_connection(index);
-            return complete(request, Err(Error::Cancelled));
+            return self.finish(Ioctl::Connect.code(), request, Err(Error::Cancelled));
         }
         let receive = nonzero(req.receive_depth, runtime.config.receive_depth);
         let send = nonzero(req.send_depth, runtime.config.send_depth);
@@ -191,7 +211,11 @@ impl<P: Platform> Owner<P> {
 
     fn listen(&self, req: ListenRequest, mut request: P::Request) {
         if request.output().len() < ListenReply::SIZE {
-            return complete(request, Err(Error::Abi(AbiError::OutputTooSmall)));
+            return self.finish(
+                Ioctl::Listen.code(),
+                request,
+                Err(Error::Abi(AbiError::OutputTooSmall)),
+            );
         }
         let runtime = &self.inner.runtime;
         let backlog = if req.backlog == 0 {
@@ -200,22 +224,22 @@ impl<P: Platform> Owner<P> {
             req.backlog
         };
         if backlog > runtime.config.max_backlog {
-            return complete(request, Err(Error::Quota));
+            return self.finish(Ioctl::Listen.code(), request, Err(Error::Quota));
         }
         let full = self
             .inner
             .table
             .with(|t| t.listeners.len() >= runtime.config.max_listeners);
         if full {
-            return complete(request, Err(Error::Quota));
+            return self.finish(Ioctl::Listen.code(), request, Err(Error::Quota));
         }
         // After 2^44 ids the sequence numbers ran out: refused, never reused.
         let Some(id) = crate::ids::listener(runtime.next_id()) else {
-            return complete(request, Err(Error::NoResources));
+            return self.finish(Ioctl::Listen.code(), request, Err(Error::NoResources));
         };
         let adapter = match runtime.open_adapter(req.if_index) {
             Ok(a) => a,
-            Err(e) => return complete(request, Err(e)),
+            Err(e) => return self.finish(Ioctl::Listen.code(), request, Err(e)),
         };
         // The listener owns the adapter from here: on failure it has closed it.
         let listener = match Listener::start(
@@ -227,7 +251,7 @@ impl<P: Platform> Owner<P> {
             req.local,
         ) {
             Ok(l) => l,
-            Err(e) => return complete(request, Err(e)),
+            Err(e) => return self.finish(Ioctl::Listen.code(), request, Err(e)),
         };
         let bound = listener.bound();
         let adopted = self
@@ -236,7 +260,7 @@ impl<P: Platform> Owner<P> {
             .with(|t| !t.closed && push_reserved(&mut t.listeners, Arc::clone(&listener)));
         if !adopted {
             listener.close();
-            return complete(request, Err(Error::Cancelled));
+            return self.finish(Ioctl::Listen.code(), request, Err(Error::Cancelled));
         }
         reply(
             request,
@@ -262,12 +286,12 @@ impl<P: Platform> Owner<P> {
         if let Some(c) = conn {
             c.end(Cause::LocalAbortive);
             c.closed_event();
-            complete(request, Ok(()));
+            self.finish(Ioctl::Close.code(), request, Ok(()));
         } else if let Some(l) = listener {
             l.close();
-            complete(request, Ok(()));
+            self.finish(Ioctl::Close.code(), request, Ok(()));
         } else {
-            complete(request, Err(Error::NotFound));
+            self.finish(Ioctl::Close.code(), request, Err(Error::NotFound));
         }
     }
 }

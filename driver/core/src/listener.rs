@@ -12,7 +12,7 @@ use crate::conn::{Conn, ConnOwner};
 use crate::defer;
 use crate::error::Error;
 use crate::events::{ConnIndex, QueueError};
-use crate::ports::{Lock, Platform, Signal};
+use crate::ports::{Lock, NdkCallback, Platform, Signal, Trace};
 use crate::step::Stepper;
 use crate::sync::{AtomicBool, Ordering};
 
@@ -104,6 +104,16 @@ fn refuse(connector: Connector) {
 }
 
 impl<P: Platform> Listener<P> {
+    /// Trace an NDK callback of this listener.
+    fn trace(&self, callback: NdkCallback, status: NtStatus) {
+        self.owner.runtime().platform().trace(&Trace::NdkCallback {
+            id: self.id,
+            callback,
+            status,
+            reason: None,
+        });
+    }
+
     /// Create the NDK listener and listen, owning `adapter`: on failure everything opened here
     /// (the adapter too) is closed before this returns. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn start(
@@ -226,6 +236,11 @@ impl<P: Platform> Listener<P> {
             self.owner.remove_connection(index);
             return refuse(connector);
         };
+        runtime.platform().trace(&Trace::ConnectionCreated {
+            id: conn.id(),
+            if_index: self.if_index,
+            active: false,
+        });
         if !self.owner.adopt(&conn) {
             // The handle was cleaned up while this request waited in the backlog.
             refuse(connector);
@@ -302,11 +317,13 @@ impl<P: Platform> Drop for Listener<P> {
 
 impl<P: Platform> Sink for Listener<P> {
     fn completed(&self, op: Op, st: NtStatus, created: Option<Created>) {
+        self.trace(NdkCallback::Completion(op), st);
         self.stepper.finish(op, st, created);
     }
 
     // IRQL: <= DISPATCH_LEVEL: the adapter is closed at PASSIVE_LEVEL by the work item.
     fn closed(&self, op: Op) {
+        self.trace(NdkCallback::Closed(op), NtStatus::SUCCESS);
         if op == Op::CloseListener {
             self.ndk_closed.store(true, Ordering::Release);
             self.closed_signal.set();
@@ -321,6 +338,7 @@ impl<P: Platform> Sink for Listener<P> {
 
     // IRQL: <= DISPATCH_LEVEL: take a preallocated backlog slot and defer; never allocate.
     fn connection_requested(&self, connector: Connector) {
+        self.trace(NdkCallback::ConnectionRequest, NtStatus::SUCCESS);
         // One critical section with CLOSE's: queued here means CLOSE (or the work) sees it.
         let refused = self.backlog.with(|b| {
             if b.closing {

@@ -1,6 +1,6 @@
 //! What the engine needs from its platform (the KMDF shell, or the host platform in tests).
 
-use ndkdisc_abi::NtStatus;
+use ndkdisc_abi::{Cause, EventKind, NtStatus};
 
 /// The request's cancellation has begun (its cancel routine has run or will run).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +83,72 @@ pub struct AdapterDesc {
     pub address: core::net::SocketAddr,
 }
 
+/// An NDK callback the engine received, as traced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NdkCallback {
+    /// A request completion (`NDK_FN_REQUEST_COMPLETION` / `NDK_FN_CREATE_COMPLETION`) of
+    /// this operation.
+    Completion(ndkpi::Op),
+    /// An object's close completion.
+    Closed(ndkpi::Op),
+    /// The connector's `NdkDisconnectEventCallback`.
+    Disconnect,
+    /// The CQ's notification callback.
+    CqNotification,
+    /// A listener's `NDK_FN_CONNECT_EVENT_CALLBACK` (an incoming connection request).
+    ConnectionRequest,
+}
+
+/// What the engine traces (to ETW on Windows, as `TraceLogging` events): the connection
+/// lifecycle, every NDK callback, every terminal event, and every IOCTL the engine fails
+/// synchronously. Emitted at `<= DISPATCH_LEVEL`, possibly under the engine's locks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trace {
+    /// A connection was created: by CONNECT (`active`), or for an incoming request.
+    ConnectionCreated {
+        /// Its id.
+        id: u64,
+        /// Its interface.
+        if_index: u32,
+        /// Made by CONNECT (else accepted by a listener).
+        active: bool,
+    },
+    /// An NDK callback for connection or listener `id`.
+    NdkCallback {
+        /// The connection's or listener's id.
+        id: u64,
+        /// Which callback.
+        callback: NdkCallback,
+        /// Its status (success for callbacks that carry none).
+        status: NtStatus,
+        /// The provider's disconnect reason (NDKPI 2.1), if the callback gave one.
+        reason: Option<u32>,
+    },
+    /// Connection `id`'s terminal event was latched (`ConnectFailed` or `Disconnected`).
+    Terminal {
+        /// The connection.
+        id: u64,
+        /// `ConnectFailed` or `Disconnected`.
+        kind: EventKind,
+        /// How it ended (`Disconnected` only).
+        cause: Option<Cause>,
+        /// The event's status.
+        status: NtStatus,
+    },
+    /// Connection `id` was released: its `Closed` event was latched.
+    ConnectionClosed {
+        /// The connection.
+        id: u64,
+    },
+    /// The engine failed an IOCTL before it could pend (bad input, unknown id, quota, ...).
+    IoctlFailed {
+        /// The control code.
+        code: u32,
+        /// The status it completed with.
+        status: NtStatus,
+    },
+}
+
 /// Everything the engine needs from its platform.
 pub trait Platform: Send + Sync + Sized + 'static {
     /// The pended request type.
@@ -126,4 +192,9 @@ pub trait Platform: Send + Sync + Sized + 'static {
     fn adapters(&self) -> alloc::vec::Vec<AdapterDesc>;
     /// `len` bytes of pinned memory with an MDL, for posted buffers. `// IRQL: PASSIVE_LEVEL`.
     fn memory(&self, len: usize) -> Option<alloc::boxed::Box<dyn ndkpi::RegisteredMemory>>;
+    /// Record `trace` (ETW on Windows). `// IRQL: <= DISPATCH_LEVEL`, possibly under the
+    /// engine's locks: it must not block, allocate, or call the engine. The default drops it.
+    fn trace(&self, trace: &Trace) {
+        let _ = trace;
+    }
 }

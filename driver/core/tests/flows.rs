@@ -720,3 +720,113 @@ per_mode!(
     a_peer_disconnect_leaves_posted_receives_outstanding_until_flush,
     sends_complete_into_the_peers_posted_receives,
 );
+
+/// The engine's trace (ETW on Windows) of one connection's life, captured by the host
+/// platform: each side's creation, the NDK callbacks that drove it (the listener's connection
+/// request, the connect and accept completions, the peer's disconnect callback with its
+/// reason), one terminal event per side with its cause, the release; and an IOCTL refused with
+/// its status.
+#[test]
+fn the_trace_tells_a_connections_life_and_the_ioctls_refused() {
+    use ndkdisc_core::ports::{NdkCallback, Trace};
+    use ndkpi::Op;
+    let w = world(Completion::Inline);
+    w.engine.platform().capture_traces(4096);
+    let (ha, ca, hb, cb) = pair(&w);
+    let a_disconnect = disconnect_pending(&ha, ca);
+    disconnected(&hb, Cause::Peer);
+    assert_eq!(graceful(&hb, cb), NtStatus::SUCCESS);
+    assert_eq!(done(&a_disconnect).0, NtStatus::SUCCESS);
+    disconnected(&ha, Cause::Local);
+    assert_eq!(close_status(&ha, 12345), NtStatus::NOT_FOUND);
+    close(&ha, ca);
+    close(&hb, cb);
+    let (traces, dropped) = w.engine.platform().take_traces();
+    assert_eq!(dropped, 0);
+    let of = |id: u64| -> Vec<Trace> {
+        traces
+            .iter()
+            .filter(|t| match t {
+                Trace::ConnectionCreated { id: i, .. }
+                | Trace::NdkCallback { id: i, .. }
+                | Trace::Terminal { id: i, .. }
+                | Trace::ConnectionClosed { id: i } => *i == id,
+                Trace::IoctlFailed { .. } => false,
+            })
+            .copied()
+            .collect()
+    };
+    let completed = |t: &Trace, op: Op| {
+        matches!(t, Trace::NdkCallback { callback: NdkCallback::Completion(o), status, .. }
+            if *o == op && *status == NtStatus::SUCCESS)
+    };
+    let a = of(ca);
+    assert_eq!(
+        a.first(),
+        Some(&Trace::ConnectionCreated {
+            id: ca,
+            if_index: 1,
+            active: true
+        })
+    );
+    assert!(a.iter().any(|t| completed(t, Op::Connect)), "{a:?}");
+    assert!(a.iter().any(|t| completed(t, Op::CompleteConnect)), "{a:?}");
+    assert!(a.iter().any(|t| completed(t, Op::Disconnect)), "{a:?}");
+    let b = of(cb);
+    assert!(
+        matches!(b.first(), Some(Trace::ConnectionCreated { active: false, .. })),
+        "{b:?}"
+    );
+    assert!(b.iter().any(|t| completed(t, Op::Accept)), "{b:?}");
+    assert!(
+        b.contains(&Trace::NdkCallback {
+            id: cb,
+            callback: NdkCallback::Disconnect,
+            status: NtStatus::SUCCESS,
+            reason: Some(reason::GRACEFUL),
+        }),
+        "{b:?}"
+    );
+    let terminal = |t: &[Trace]| -> Vec<Trace> {
+        t.iter()
+            .filter(|t| matches!(t, Trace::Terminal { .. }))
+            .copied()
+            .collect()
+    };
+    assert_eq!(
+        terminal(&a),
+        [Trace::Terminal {
+            id: ca,
+            kind: EventKind::Disconnected,
+            cause: Some(Cause::Local),
+            status: NtStatus::SUCCESS
+        }]
+    );
+    assert_eq!(
+        terminal(&b),
+        [Trace::Terminal {
+            id: cb,
+            kind: EventKind::Disconnected,
+            cause: Some(Cause::Peer),
+            status: NtStatus::SUCCESS
+        }]
+    );
+    for (t, id) in [(&a, ca), (&b, cb)] {
+        assert_eq!(t.last(), Some(&Trace::ConnectionClosed { id }), "{t:?}");
+    }
+    assert!(
+        traces.iter().any(|t| matches!(
+            t,
+            Trace::NdkCallback {
+                callback: NdkCallback::ConnectionRequest,
+                ..
+            }
+        )),
+        "the listener's connection request"
+    );
+    assert!(traces.contains(&Trace::IoctlFailed {
+        code: ndkdisc_abi::Ioctl::Close.code(),
+        status: NtStatus::NOT_FOUND
+    }));
+    finish(&w, ha, hb);
+}

@@ -13,7 +13,7 @@ use std::vec::Vec;
 
 use ndkdisc_abi::NtStatus;
 use ndkdisc_core::ports::{
-    AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal, WaitLock,
+    AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal, Trace, WaitLock,
 };
 use ndkdisc_core::{Access, Engine, Owner};
 
@@ -190,6 +190,17 @@ pub struct HostPlatform {
     /// How many drainers the platform was given, for tests of the deferral contract.
     drainers: AtomicUsize,
     start: Instant,
+    /// The engine's trace, while a test captures it ([`HostPlatform::capture_traces`]).
+    traces: Mutex<TraceLog>,
+}
+
+/// Captured traces: room reserved up front (the trace port must not allocate), and how many
+/// did not fit.
+#[derive(Default)]
+struct TraceLog {
+    capturing: bool,
+    traces: Vec<Trace>,
+    dropped: u64,
 }
 
 impl HostPlatform {
@@ -254,7 +265,28 @@ impl HostPlatform {
             drainer,
             drainers: AtomicUsize::new(0),
             start: Instant::now(),
+            traces: Mutex::default(),
         })
+    }
+
+    /// Start capturing the engine's trace (what the driver writes to ETW), with room for
+    /// `capacity` records; past that they are counted as dropped, as an ETW session's full
+    /// buffers drop events. Restarts an ongoing capture.
+    pub fn capture_traces(&self, capacity: usize) {
+        let mut log = self.traces.lock().unwrap_or_else(PoisonError::into_inner);
+        *log = TraceLog {
+            capturing: true,
+            traces: Vec::with_capacity(capacity),
+            dropped: 0,
+        };
+    }
+
+    /// The traces captured so far and how many were dropped; the capture goes on.
+    pub fn take_traces(&self) -> (Vec<Trace>, u64) {
+        let mut log = self.traces.lock().unwrap_or_else(PoisonError::into_inner);
+        let capacity = log.traces.capacity();
+        let traces = std::mem::replace(&mut log.traces, Vec::with_capacity(capacity));
+        (traces, std::mem::take(&mut log.dropped))
     }
 
     /// How many drainers the platform was given: the engine gives one, at its creation, and
@@ -364,6 +396,19 @@ impl Platform for HostPlatform {
 
     fn memory(&self, len: usize) -> Option<Box<dyn ndkpi::RegisteredMemory>> {
         SoftMemory::new(len).map(|m| Box::new(m) as Box<dyn ndkpi::RegisteredMemory>)
+    }
+
+    // Never allocates: the capture's room was reserved when it started.
+    fn trace(&self, trace: &Trace) {
+        let mut log = self.traces.lock().unwrap_or_else(PoisonError::into_inner);
+        if !log.capturing {
+            return;
+        }
+        if log.traces.len() < log.traces.capacity() {
+            log.traces.push(*trace);
+        } else {
+            log.dropped += 1;
+        }
     }
 }
 
