@@ -32,6 +32,22 @@ pub const SYMBOLIC_LINK_KERNEL_NAME: &str = "\\DosDevices\\NdkDisc";
 /// The path user mode opens (`\\.\NdkDisc`).
 pub const DOS_DEVICE_PATH: &str = "\\\\.\\NdkDisc";
 
+/// The driver's ETW provider (`TraceLogging`, no manifest): its trace of connections, NDK
+/// callbacks, terminal events and refused IOCTLs.
+pub const ETW_PROVIDER_NAME: &str = "NdkDisc";
+
+/// The ETW provider's GUID, `{c44c20f9-d09e-5f77-b7b6-789dee93b8da}`: the one ETW derives from
+/// [`ETW_PROVIDER_NAME`] (`EventSource`'s name hash), so tools may name the provider either way.
+pub const ETW_PROVIDER_GUID: Guid = Guid {
+    data1: 0xc44c_20f9,
+    data2: 0xd09e,
+    data3: 0x5f77,
+    data4: [0xb7, 0xb6, 0x78, 0x9d, 0xee, 0x93, 0xb8, 0xda],
+};
+
+/// The ETW provider GUID as text, braces included.
+pub const ETW_PROVIDER_GUID_TEXT: &str = "{c44c20f9-d09e-5f77-b7b6-789dee93b8da}";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,9 +59,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn text_matches_fields() {
-        let g = DEVICE_INTERFACE_GUID;
+    fn text(g: Guid) -> [u8; 38] {
         let mut s = [0u8; 38];
         s[0] = b'{';
         hex(u64::from(g.data1), 8, &mut s[1..9]);
@@ -66,10 +80,17 @@ mod tests {
         }
         hex(tail, 12, &mut s[25..37]);
         s[37] = b'}';
-        assert_eq!(
-            core::str::from_utf8(&s).unwrap(),
-            DEVICE_INTERFACE_GUID_TEXT
-        );
+        s
+    }
+
+    #[test]
+    fn text_matches_fields() {
+        for (g, t) in [
+            (DEVICE_INTERFACE_GUID, DEVICE_INTERFACE_GUID_TEXT),
+            (ETW_PROVIDER_GUID, ETW_PROVIDER_GUID_TEXT),
+        ] {
+            assert_eq!(core::str::from_utf8(&text(g)).unwrap(), t);
+        }
     }
 
     #[test]

@@ -138,6 +138,7 @@ mod defer;
 mod dispatch;
 mod engine;
 mod error;
+pub mod etw;
 pub mod events;
 pub mod ids;
 mod listener;

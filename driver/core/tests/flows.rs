@@ -774,7 +774,10 @@ fn the_trace_tells_a_connections_life_and_the_ioctls_refused() {
     assert!(a.iter().any(|t| completed(t, Op::Disconnect)), "{a:?}");
     let b = of(cb);
     assert!(
-        matches!(b.first(), Some(Trace::ConnectionCreated { active: false, .. })),
+        matches!(
+            b.first(),
+            Some(Trace::ConnectionCreated { active: false, .. })
+        ),
         "{b:?}"
     );
     assert!(b.iter().any(|t| completed(t, Op::Accept)), "{b:?}");

@@ -14,7 +14,7 @@ use wdk_sys::{
 
 use crate::device::evt_device_add;
 use crate::wdf::wdf_size;
-use crate::wsk;
+use crate::{etw, wsk};
 
 /// `DriverEntry`: register with WSK and get its NDK extension (recording why not, if not),
 /// create the WDF driver. `// IRQL: PASSIVE_LEVEL`.
@@ -28,6 +28,8 @@ pub unsafe extern "system" fn driver_entry(
     registry_path: PCUNICODE_STRING,
 ) -> NTSTATUS {
     // SAFETY: PASSIVE_LEVEL, before any other code of this driver runs.
+    unsafe { etw::register() };
+    // SAFETY: as above.
     unsafe { wsk::load() };
     let mut config = WDF_DRIVER_CONFIG {
         Size: wdf_size::<WDF_DRIVER_CONFIG>(),
@@ -49,8 +51,10 @@ pub unsafe extern "system" fn driver_entry(
         );
     }
     if !nt_success(status) {
-        // SAFETY: no device exists, nothing uses WSK.
+        // SAFETY: no device exists: nothing uses WSK or traces.
         unsafe { wsk::unload() };
+        // SAFETY: as above.
+        unsafe { etw::unregister() };
     }
     status
 }
@@ -60,4 +64,6 @@ pub unsafe extern "system" fn driver_entry(
 unsafe extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
     // SAFETY: DriverEntry succeeded (WDF calls unload only then), no device exists.
     unsafe { wsk::unload() };
+    // SAFETY: as above: no engine is left to trace.
+    unsafe { etw::unregister() };
 }

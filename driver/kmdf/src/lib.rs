@@ -135,6 +135,7 @@ extern crate wdk_panic;
 
 mod device;
 mod driver;
+mod etw;
 mod platform;
 mod request;
 mod wdf;

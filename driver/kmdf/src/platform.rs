@@ -10,7 +10,7 @@ use core::cell::UnsafeCell;
 use core::net::SocketAddr;
 use core::ptr::{NonNull, null_mut};
 
-use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal, WaitLock};
+use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal, Trace, WaitLock};
 use ndkpi_sys::{
     AF_INET, AF_INET6, AF_UNSPEC, FreeMibTable, GetUnicastIpAddressTable, MIB_UNICASTIPADDRESS_ROW,
     MIB_UNICASTIPADDRESS_TABLE, NtStatus, SOCKADDR_INET,
@@ -406,6 +406,11 @@ impl Platform for KmPlatform {
 
     fn memory(&self, len: usize) -> Option<Box<dyn ndkpi::RegisteredMemory>> {
         KmMemory::new(len).map(|m| Box::new(m) as Box<dyn ndkpi::RegisteredMemory>)
+    }
+
+    // IRQL: <= DISPATCH_LEVEL; never allocates.
+    fn trace(&self, trace: &Trace) {
+        crate::etw::write(trace);
     }
 }
 

@@ -235,7 +235,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
             let i = client.info()?;
             out.emit(
                 &format!(
-                    "abi {} driver {}.{}; {}; per handle: {} connections, {} listeners, {} waits, backlog {}, {} events per connection; since load: {} connections, {} events, {} disconnect callbacks ({} duplicate), {} backlog rejects",
+                    "abi {} driver {}.{}; {}; per handle: {} connections, {} listeners, {} waits, backlog {}, {} events per connection; since load: {} connections, {} events, {} disconnect callbacks ({} duplicate), {} backlog rejects; ETW provider {} {}",
                     i.abi_version,
                     i.driver_version >> 16,
                     i.driver_version & 0xffff,
@@ -249,7 +249,9 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                     i.events_latched,
                     i.disconnect_callbacks,
                     i.duplicate_callbacks,
-                    i.backlog_rejects
+                    i.backlog_rejects,
+                    ndkdisc_abi::device::ETW_PROVIDER_NAME,
+                    ndkdisc_abi::device::ETW_PROVIDER_GUID_TEXT
                 ),
                 &output::info_json(&i),
             )?;

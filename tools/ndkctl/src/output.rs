@@ -237,6 +237,8 @@ pub fn info_json(i: &InfoReply) -> Value {
         "ndk_available": i.ndk_status == NtStatus::SUCCESS,
         "ndk_status": status_json(i.ndk_status).0,
         "ndk_status_name": status_json(i.ndk_status).1,
+        "etw_provider": ndkdisc_abi::device::ETW_PROVIDER_NAME,
+        "etw_provider_guid": ndkdisc_abi::device::ETW_PROVIDER_GUID_TEXT,
         "connections_opened": i.connections_opened,
         "events_latched": i.events_latched,
         "disconnect_callbacks": i.disconnect_callbacks,

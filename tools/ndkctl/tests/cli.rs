@@ -380,6 +380,11 @@ fn info_and_adapters_in_both_formats() {
     assert_eq!(v["driver_version"], "0.1");
     assert_eq!(v["ndk_available"], true);
     assert_eq!(v["ndk_status_name"], "STATUS_SUCCESS");
+    assert_eq!(v["etw_provider"], "NdkDisc");
+    assert_eq!(
+        v["etw_provider_guid"],
+        "{c44c20f9-d09e-5f77-b7b6-789dee93b8da}"
+    );
     assert!(v["max_connections"].as_u64().unwrap() > 0);
     assert_eq!(v["disconnect_callbacks"], 0);
 
