@@ -18,6 +18,7 @@ use std::time::Duration;
 use ndkdisc_abi::Ioctl;
 use ndkdisc_abi::ioctl::FILE_WRITE_ACCESS;
 use ndkdisc_core::ports::AdapterDesc;
+pub use ndkdisc_core::ports::{NdkCallback, Trace};
 use ndkdisc_core::{Access, Config, Engine};
 use ndkdisc_host::{HostHandle, HostPlatform, Pending};
 use softndk::{Completion, Fabric, FabricConfig, HostConfig, Misbehaviour};
@@ -253,6 +254,18 @@ impl SimHost {
     /// Its address.
     pub fn address(&self) -> IpAddr {
         self.address
+    }
+
+    /// Start capturing this host's driver trace (what the driver writes to ETW on Windows),
+    /// with room for `capacity` records; past that they are counted as dropped.
+    pub fn capture_trace(&self, capacity: usize) {
+        self.engine.platform().capture_traces(capacity);
+    }
+
+    /// The trace captured since [`SimHost::capture_trace`] or the last call, and how many
+    /// records did not fit.
+    pub fn take_trace(&self) -> (Vec<Trace>, u64) {
+        self.engine.platform().take_traces()
     }
 
     /// Open a handle on this host's driver (`CreateFile`).

@@ -238,3 +238,55 @@ fn a_driver_without_ndk_loads_reports_why_and_refuses_what_needs_an_adapter() {
         .unwrap();
     assert_eq!(b.info().unwrap().ndk_status, NtStatus::SUCCESS);
 }
+
+#[test]
+fn the_driver_trace_of_a_peer_disconnect_through_the_client() {
+    use ndkdisc_client::sim::{NdkCallback, Trace};
+    let p = pair(4793);
+    let b_host = p.fabric.host("b").unwrap();
+    b_host.capture_trace(256);
+    let a_disconnect = p.a.start_disconnect(p.ca).unwrap();
+    let e = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
+    assert_eq!(e.cause, Some(Cause::Peer));
+    assert_eq!(
+        p.b.query(12345).unwrap_err().status(),
+        Some(NtStatus::NOT_FOUND)
+    );
+    p.b.close_object(p.cb).unwrap();
+    p.a.finish_disconnect(a_disconnect, LIMIT).unwrap();
+    let (trace, dropped) = b_host.take_trace();
+    assert_eq!(dropped, 0);
+    // B's driver saw the disconnect callback with the graceful reason, latched one terminal
+    // event, refused the QUERY, and released the connection, in that order.
+    let position = |f: &dyn Fn(&Trace) -> bool| {
+        trace
+            .iter()
+            .position(|t| f(t))
+            .unwrap_or_else(|| panic!("{trace:#?}"))
+    };
+    let callback = position(&|t| {
+        *t == Trace::NdkCallback {
+            id: p.cb,
+            callback: NdkCallback::Disconnect,
+            status: NtStatus::SUCCESS,
+            reason: Some(REASON_GRACEFUL),
+        }
+    });
+    let terminal = position(
+        &|t| matches!(t, Trace::Terminal { id, cause: Some(Cause::Peer), .. } if *id == p.cb),
+    );
+    let refused = position(
+        &|t| matches!(t, Trace::IoctlFailed { status, .. } if *status == NtStatus::NOT_FOUND),
+    );
+    let closed = position(&|t| *t == Trace::ConnectionClosed { id: p.cb });
+    assert!(callback < terminal && terminal < refused && refused < closed);
+    assert_eq!(
+        trace
+            .iter()
+            .filter(|t| matches!(t, Trace::Terminal { .. }))
+            .count(),
+        1
+    );
+    p.a.close();
+    p.b.close();
+}
