@@ -476,7 +476,8 @@ impl users::Counted for Guarded {
 
 struct ModelConn {
     ctl: LoomLock<Guarded>,
-    users: users::Users<LoomSignal>,
+    /// The step signal teardown's wait shares (conn.rs: the stepper's).
+    stepper: Stepper,
 }
 
 impl ModelConn {
@@ -489,15 +490,19 @@ impl ModelConn {
                 })),
                 used: 0,
             })),
-            users: users::Users::new(LoomSignal::default()),
+            stepper: Stepper::new(&LoomPlatform).expect("a loom wait lock"),
         })
+    }
+
+    fn users(&self) -> users::Users<'_, LoomSignal> {
+        users::Users::new(self.stepper.signal())
     }
 
     /// A provider callback using the object outside the lock (a completion reaping the CQ, the
     /// disconnect callback reading the connector), then recording under the lock again, as the
     /// reap path does. Whether it ran: it must not once teardown has begun.
     fn callback(&self) -> bool {
-        self.users
+        self.users()
             .with(
                 &self.ctl,
                 |g| g.object.clone(),
@@ -518,7 +523,8 @@ impl ModelConn {
     /// Teardown: wait out the users, then take the object and close it. Returns the callbacks
     /// recorded under the lock when it took the object.
     fn teardown(&self) -> u32 {
-        self.users.wait_out(&self.ctl);
+        let _session = self.stepper.session();
+        self.users().wait_out(&self.ctl);
         let (object, used) = self.ctl.with(|g| (g.object.take(), g.used));
         // conn.rs's `sole` (`Arc::into_inner`): teardown must hold the only reference, or the
         // object would never be closed and every close after it would wait.
@@ -562,6 +568,32 @@ fn teardown_racing_a_completion_and_the_disconnect_callback_waits_them_out() {
     });
 }
 
+/// The step signal is shared with teardown's wait for the users (conn.rs): a late completion
+/// of an earlier step sets it while teardown waits for a callback to leave. Teardown must not
+/// take the object while the callback holds it (the set was not the callback's), nor miss the
+/// callback's set, nor wait for ever.
+#[test]
+fn a_late_step_completion_does_not_end_teardowns_wait_early() {
+    loom::model(|| {
+        let conn = ModelConn::new();
+        let callback = {
+            let conn = Arc::clone(&conn);
+            thread::spawn(move || conn.callback())
+        };
+        let late = {
+            let conn = Arc::clone(&conn);
+            thread::spawn(move || conn.stepper.finish(Op::CloseCq, NtStatus::SUCCESS, None))
+        };
+        let seen = conn.teardown();
+        let ran = u32::from(callback.join().unwrap());
+        late.join().unwrap();
+        assert_eq!(
+            seen, ran,
+            "teardown took the object after the callback left"
+        );
+    });
+}
+
 // Teardown racing a POST and a completion: the protocol of `Conn::post`, `Conn::reap` and
 // `Conn::teardown`, over the engine's `step` and `users` modules.
 
@@ -599,7 +631,6 @@ impl users::Counted for PostGuarded {
 struct PostConn {
     stepper: Stepper,
     ctl: LoomLock<PostGuarded>,
-    users: users::Users<LoomSignal>,
 }
 
 /// What teardown saw when it took the QP and closed it.
@@ -625,8 +656,12 @@ impl PostConn {
                 posted: 0,
                 completed: 0,
             })),
-            users: users::Users::new(LoomSignal::default()),
         })
+    }
+
+    /// Users sessions, waited out on the step signal (as conn.rs shares it).
+    fn users(&self) -> users::Users<'_, LoomSignal> {
+        users::Users::new(self.stepper.signal())
     }
 
     /// POST of one receive, as `Conn::post` does it: in a step session, find the objects (none
@@ -642,7 +677,7 @@ impl PostConn {
             closed: AtomicBool::new(false),
         });
         let posted = self
-            .users
+            .users()
             .with(
                 &self.ctl,
                 |g| g.qp.clone(),
@@ -669,7 +704,7 @@ impl PostConn {
     /// A completion, as `Conn::reap` does it: in a users session, take what the QP completed
     /// and count it down under the lock. Whether it ran.
     fn reap(&self) -> bool {
-        self.users
+        self.users()
             .with(
                 &self.ctl,
                 |g| g.qp.clone(),
@@ -696,7 +731,7 @@ impl PostConn {
     /// and close it (holding its only reference), then take the MRs and close them.
     fn teardown(&self) -> TornDown {
         let _session = self.stepper.session();
-        self.users.wait_out(&self.ctl);
+        self.users().wait_out(&self.ctl);
         let (qp, posted) = self.ctl.with(|g| (g.qp.take(), g.posted));
         let Ok(qp) = Arc::try_unwrap(qp.expect("the QP is taken once")) else {
             panic!("teardown holds the only reference to the QP");
