@@ -261,7 +261,7 @@ fn the_driver_trace_of_a_peer_disconnect_through_the_client() {
     let position = |f: &dyn Fn(&Trace) -> bool| {
         trace
             .iter()
-            .position(|t| f(t))
+            .position(f)
             .unwrap_or_else(|| panic!("{trace:#?}"))
     };
     let callback = position(&|t| {
