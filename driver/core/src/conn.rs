@@ -1109,7 +1109,10 @@ impl<P: Platform> Conn<P> {
             };
             let posted = self.with_objects(|o| {
                 let qp = o.qp.as_ref()?;
-                let index = qp.attach(Arc::clone(&buffer));
+                let Some(index) = qp.attach(Arc::clone(&buffer)) else {
+                    // No memory to keep the buffer with the QP: nothing posted.
+                    return Some(NtStatus::INSUFFICIENT_RESOURCES);
+                };
                 self.ctl.with(|c| match kind {
                     PostKind::Receive => c.outstanding_receives += 1,
                     PostKind::Send => c.outstanding_sends += 1,

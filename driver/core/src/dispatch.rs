@@ -71,28 +71,7 @@ impl<P: Platform> Owner<P> {
                     Access::Read => reply(request, &info.without_engine_counters()),
                 }
             }
-            Request::ListAdapters(_) => {
-                // The version each adapter really negotiates (its highest of 2.x, else 1.x): open
-                // it once.
-                let mut entries: Vec<AdapterEntry> = Vec::new();
-                for desc in runtime.platform().adapters() {
-                    let Ok(adapter) = runtime.open_adapter(desc.if_index) else {
-                        continue;
-                    };
-                    let v = adapter.version();
-                    runtime.platform().wsk().close_adapter(adapter);
-                    entries.push(AdapterEntry {
-                        if_index: desc.if_index,
-                        ndk_major: v.Major,
-                        ndk_minor: v.Minor,
-                        address: desc.address,
-                    });
-                }
-                match encode_adapters_reply(&entries, request.output()) {
-                    Ok(n) => request.complete(NtStatus::SUCCESS, n),
-                    Err(e) => self.finish(code, request, Err(e.into())),
-                }
-            }
+            Request::ListAdapters(_) => self.list_adapters(request),
             Request::Listen(req) => self.listen(req, request),
             Request::Connect(req) => self.connect(req, request),
             Request::Wait(req) => {
@@ -156,6 +135,36 @@ impl<P: Platform> Owner<P> {
             });
         }
         complete(request, outcome);
+    }
+
+    fn list_adapters(&self, mut request: P::Request) {
+        let code = Ioctl::ListAdapters.code();
+        let runtime = &self.inner.runtime;
+        // The version each adapter really negotiates (its highest of 2.x, else 1.x): open it
+        // once.
+        let descs = runtime.platform().adapters();
+        let mut entries: Vec<AdapterEntry> = Vec::new();
+        if entries.try_reserve_exact(descs.len()).is_err() {
+            return self.finish(code, request, Err(Error::NoResources));
+        }
+        for desc in descs {
+            let Ok(adapter) = runtime.open_adapter(desc.if_index) else {
+                continue;
+            };
+            let v = adapter.version();
+            runtime.platform().wsk().close_adapter(adapter);
+            // INVARIANT: room for every description was reserved: no allocation.
+            entries.push(AdapterEntry {
+                if_index: desc.if_index,
+                ndk_major: v.Major,
+                ndk_minor: v.Minor,
+                address: desc.address,
+            });
+        }
+        match encode_adapters_reply(&entries, request.output()) {
+            Ok(n) => request.complete(NtStatus::SUCCESS, n),
+            Err(e) => self.finish(code, request, Err(e.into())),
+        }
     }
 
     fn connect(&self, req: ConnectRequest, mut request: P::Request) {

@@ -1049,11 +1049,13 @@ impl QueuePair {
         &self.qp
     }
 
-    /// Attach a buffer; returns its index. `// IRQL: PASSIVE_LEVEL`.
-    pub fn attach(&self, buffer: Arc<Buffer>) -> usize {
+    /// Attach a buffer; returns its index, or `None` (the buffer dropped) when the list cannot
+    /// grow for lack of memory. `// IRQL: PASSIVE_LEVEL`.
+    pub fn attach(&self, buffer: Arc<Buffer>) -> Option<usize> {
         self.buffers.with(|b| {
+            b.try_reserve(1).ok()?;
             b.push(buffer);
-            b.len() - 1
+            Some(b.len() - 1)
         })
     }
 

@@ -394,7 +394,9 @@ fn an_mr_owns_its_memory_until_its_close_completes_and_posts_and_reaps_take_thei
 
     // The test's own reference goes with the buffer: the QP and the MR hold the memory now.
     let qp = QueuePair::new(qp);
-    let index = qp.attach(Arc::new(Buffer::new(memory, mr.local_token())));
+    let index = qp
+        .attach(Arc::new(Buffer::new(memory, mr.local_token())))
+        .expect("memory to attach a buffer");
     {
         let mut receives = qp.receive_queue().expect("receive queue free");
         assert!(qp.receive_queue().is_none(), "one receive poster at a time");
