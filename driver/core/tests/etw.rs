@@ -204,28 +204,7 @@ fn each_trace_record_decodes_into_its_fields() {
 #[test]
 fn the_longest_records_fit_their_buffers() {
     // Every operation name and unknown wire values (their Debug form is the longest).
-    use Op::*;
-    for op in [
-        CreatePd,
-        CreateCq,
-        CreateQp,
-        CreateConnector,
-        CreateListener,
-        CreateMr,
-        Listen,
-        Connect,
-        CompleteConnect,
-        Accept,
-        Disconnect,
-        RegisterMr,
-        DeregisterMr,
-        ClosePd,
-        CloseCq,
-        CloseQp,
-        CloseConnector,
-        CloseListener,
-        CloseMr,
-    ] {
+    for op in Op::ALL {
         for callback in [NdkCallback::Completion(op), NdkCallback::Closed(op)] {
             let e = etw::event(&Trace::NdkCallback {
                 id: u64::MAX,

@@ -60,6 +60,20 @@ pub enum Op {
 }
 
 impl Op {
+    /// Every operation, in the order of their numbers (what [`Op::from_u8`] decodes).
+    pub const ALL: [Self; 19] = {
+        let mut all = [Self::CreatePd; 19];
+        let mut i = 0;
+        while i < all.len() {
+            // `i + 1` <= 19: fits a u8.
+            #[expect(clippy::cast_possible_truncation, reason = "at most 19")]
+            let n = (i + 1) as u8;
+            all[i] = Self::from_u8(n);
+            i += 1;
+        }
+        all
+    };
+
     pub(crate) const fn from_u8(v: u8) -> Self {
         match v {
             1 => Self::CreatePd,
@@ -254,3 +268,16 @@ pub(crate) unsafe extern "system" fn connect_event<T: Sink>(
 
 /// A close completion for objects nobody waits for.
 pub(crate) unsafe extern "system" fn ignore_close(_ctx: *mut c_void) {}
+
+#[cfg(test)]
+mod tests {
+    use super::Op;
+
+    #[test]
+    fn all_lists_each_operation_once_by_its_number() {
+        for (i, op) in Op::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i + 1, "{op:?}");
+        }
+        assert_eq!(Op::CloseMr as usize, Op::ALL.len(), "the last operation");
+    }
+}
