@@ -110,8 +110,10 @@ struct Records {
     id: u64,
     /// The connection's latched events, by [`Slot`].
     slots: [Option<Stored>; SLOTS],
-    /// The provider's reason of the terminal event, if its slot says it has one: the only
-    /// kind that carries one (`Disconnected`), kept once per connection instead of per slot.
+    /// The provider's reason of the terminal event (`Disconnected`, or `ConnectFailed` when the
+    /// disconnect callback raced establishment), if its slot says it has one: no other kind
+    /// carries one, so it is kept once per connection instead of per slot. Set only by the
+    /// terminal event's latch.
     terminal_reason: u32,
     /// Each queued slot's neighbours in the handle's latch-order list (entry
     /// `index * SLOTS + slot`).
@@ -533,8 +535,12 @@ impl<R: PendedRequest> EventQueue<R> {
             _ => {}
         }
         state.set_queued(i, true);
+        // Only the terminal slot's latch sets the record's reason: the events latched after it
+        // (Flushed, Closed) leave it to the terminal event.
         let reason = event.provider_reason.filter(|_| slot == Slot::Terminal);
-        records.terminal_reason = reason.unwrap_or(0);
+        if slot == Slot::Terminal {
+            records.terminal_reason = reason.unwrap_or(0);
+        }
         records.slots[i] = Some(Stored::new(&event, reason.is_some()));
         self.next_seq += 1;
         self.counters.latched += 1;

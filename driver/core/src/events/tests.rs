@@ -822,6 +822,64 @@ fn the_terminal_event_keeps_its_provider_reason_through_the_queue_and_others_car
 }
 
 #[test]
+fn events_latched_after_the_terminal_one_leave_its_provider_reason_alone() {
+    // Disconnected with a reason, then Flushed (FLUSH after a peer disconnect) and Closed
+    // (CLOSE): each kind keeps its own fields, and the terminal event still reports the
+    // provider's reason, delivered in one batch or taken level-triggered after Flushed.
+    for deliver_first in [false, true] {
+        let mut q = queue();
+        let c = q.add_connection(1).unwrap();
+        let terminal = Event {
+            provider_reason: Some(0x8000_0042),
+            ..disconnected(Cause::Peer)
+        };
+        assert_eq!(q.latch(c, terminal).0, Latch::Queued);
+        if deliver_first {
+            let (req, fate) = Fake::new(1, 8);
+            let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+                panic!()
+            };
+            r.complete();
+            assert_eq!(events_of(&fate).1[0].provider_reason, Some(0x8000_0042));
+        }
+        assert_eq!(
+            q.latch(c, Event::new(EventKind::Flushed, 0, 9)).0,
+            Latch::Queued
+        );
+        if deliver_first {
+            // The level-triggered copy of the delivered terminal event, once Flushed is gone.
+            let (req, fate) = Fake::new(2, 8);
+            let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+                panic!()
+            };
+            r.complete();
+            assert_eq!(events_of(&fate).1[0].kind, EventKind::Flushed);
+            let (req, fate) = Fake::new(3, 8);
+            let WaitOutcome::Complete(r) = q.wait(req, Some(c.id()), false) else {
+                panic!("the delivered terminal event answers at once")
+            };
+            r.complete();
+            let copy = events_of(&fate).1;
+            assert!(copy[0].already_delivered);
+            assert_eq!(copy[0].provider_reason, Some(0x8000_0042));
+        }
+        assert_eq!(
+            q.latch(c, Event::new(EventKind::Closed, 0, 10)).0,
+            Latch::Queued
+        );
+        let (req, fate) = Fake::new(4, 8);
+        let WaitOutcome::Complete(r) = q.wait(req, None, false) else {
+            panic!()
+        };
+        r.complete();
+        for e in events_of(&fate).1 {
+            let expected = (e.kind == EventKind::Disconnected).then_some(0x8000_0042);
+            assert_eq!(e.provider_reason, expected, "{e:?}");
+        }
+    }
+}
+
+#[test]
 fn a_cancel_routine_finds_its_wait_past_stale_and_reused_tokens() {
     // The token map is kept off the event path: a WAIT taken by an event or ABORT leaves its
     // entry until the pool entry is reused. A request (token) reused meanwhile must still be
