@@ -383,6 +383,32 @@ impl<R: PendedRequest> Ctl<R> {
         self.pending.as_mut().filter(|_| self.pending_is_disconnect)
     }
 
+    /// Why a graceful DISCONNECT cannot start now (the status it completes with), or `None`.
+    fn disconnect_refusal(&self) -> Option<NtStatus> {
+        if self.pending.is_some() && !self.pending_is_disconnect {
+            // Established as its CONNECT was cancelled: the cancel routine is about to take the
+            // CONNECT and abandon the connection.
+            return Some(NtStatus::INVALID_DEVICE_STATE);
+        }
+        let start = match self.phase {
+            ConnState::Connected => true,
+            ConnState::Disconnected => {
+                self.callback_fired
+                    && !self.local_disconnect
+                    && !self.aborted
+                    && self.pending.is_none()
+            }
+            _ => false,
+        };
+        if start {
+            return None;
+        }
+        Some(match self.phase {
+            ConnState::Connecting | ConnState::Failed => NtStatus::INVALID_DEVICE_STATE,
+            _ => NtStatus::SUCCESS,
+        })
+    }
+
     /// Take the pended request if it is the one with `token` and of the kind asked for.
     fn take_pended(&mut self, token: u64, disconnect: bool) -> Option<R> {
         if self.pending_is_disconnect == disconnect && self.pending.as_ref()?.token() == token {
@@ -830,28 +856,18 @@ impl<P: Platform> Conn<P> {
     /// `STATUS_INVALID_DEVICE_STATE`; already disconnecting or ended: success)
     /// it completes at once. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn disconnect(self: &Arc<Self>, request: P::Request) {
+        // Refused before it is registered, so a DISCONNECT that will not pend takes no room in
+        // the handle's registry (only one racing another on the same connection still does,
+        // for a moment: the check is repeated under the lock).
+        if let Some(st) = self.ctl.with(|c| c.disconnect_refusal()) {
+            return request.complete(st, 0);
+        }
         let token = request.token();
         if let Err(e) = self.owner.register_pended(token, self) {
             return request.complete(e.ntstatus(), 0);
         }
         let stored = self.ctl.with(|c| {
-            let start = match c.phase {
-                ConnState::Connected => true,
-                ConnState::Disconnected => {
-                    c.callback_fired && !c.local_disconnect && !c.aborted && c.pending.is_none()
-                }
-                _ => false,
-            };
-            if c.connect_request().is_some() {
-                // Established as its CONNECT was cancelled: the cancel routine is about to take
-                // the CONNECT and abandon the connection.
-                return Err((request, NtStatus::INVALID_DEVICE_STATE));
-            }
-            if !start {
-                let st = match c.phase {
-                    ConnState::Connecting | ConnState::Failed => NtStatus::INVALID_DEVICE_STATE,
-                    _ => NtStatus::SUCCESS,
-                };
+            if let Some(st) = c.disconnect_refusal() {
                 return Err((request, st));
             }
             let mut request = request;

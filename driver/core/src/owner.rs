@@ -69,9 +69,10 @@ pub(crate) struct Table<P: Platform> {
 const PDS: usize = 16;
 
 /// Room in a handle's registry of pended requests beyond one per connection: a DISCONNECT is
-/// registered before the connection's state is looked at, so one that will be refused (another
-/// is pending, or the CONNECT is being cancelled) holds a second entry for a moment. Past this
-/// many at once, such a DISCONNECT is refused with `STATUS_INSUFFICIENT_RESOURCES` instead.
+/// refused before it is registered if it cannot start, but two racing on one connection can
+/// both pass that check, and the loser holds a second entry for a moment before it is refused
+/// under the lock. Past this many such races at once, a DISCONNECT or CONNECT of the handle is
+/// refused with `STATUS_INSUFFICIENT_RESOURCES`.
 const PENDED_SPARE: usize = 16;
 
 /// Interfaces whose adapter a handle's CONNECTs share; a CONNECT on a further interface opens
@@ -213,6 +214,8 @@ impl<P: Platform> Owner<P> {
         }
         let (conns, listeners) = self.inner.table.with(|t| {
             t.closed = true;
+            // Cleanup releases every connection below, abandoned ones too.
+            t.abandoned.clear();
             (
                 core::mem::take(&mut t.conns),
                 core::mem::take(&mut t.listeners),
