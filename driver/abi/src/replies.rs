@@ -40,7 +40,10 @@ pub struct InfoReply {
     /// when it loaded; otherwise why not (the status of `WskRegister`, of capturing the WSK
     /// provider, or of asking it for the NDK extension: `STATUS_NOT_SUPPORTED` on a system
     /// without NDK). Without it the driver still loads and answers every IOCTL, and each
-    /// operation that needs an adapter fails with `STATUS_NOT_SUPPORTED`.
+    /// operation that needs an adapter fails with `STATUS_NOT_SUPPORTED`. Until 2026-12-02 (the
+    /// same ABI version) these bytes were reserved as zero: a client from before then rejects a
+    /// `GET_INFO` reply of a driver without NDK (`ReservedNotZero`); the driver and ndkctl ship
+    /// together in one package.
     pub ndk_status: NtStatus,
     /// Connections opened since load.
     pub connections_opened: u64,

@@ -3,7 +3,10 @@
 //! the KMDF shell only points ETW at them.
 //!
 //! The format is `TraceLogging`'s (`TraceLoggingProvider.h`), which ETW consumers decode
-//! without a manifest (WPA, `tracerpt`, `tracefmt`, `PerfView`). Each event is written with
+//! without a manifest (WPA, `tracerpt`, `tracefmt`, `PerfView`). The driver registers the
+//! provider, then gives it its traits ([`PROVIDER_METADATA`], with `EtwSetInformation(...,
+//! EventProviderSetTraits, ...)`): without them ETW ignores the descriptor types below. Each
+//! event is written with
 //! three data descriptors: the provider metadata ([`PROVIDER_METADATA`], descriptor type 2),
 //! the event metadata ([`EtwEvent::metadata`], type 1) and the payload ([`EtwEvent::payload`],
 //! type 0), with an event descriptor of channel [`CHANNEL_TRACELOGGING`], the event's level and

@@ -3,6 +3,7 @@
 //! driver exists and unregistered in unload (or when `DriverEntry` fails), after every device
 //! — and so every engine that traces — is gone. Failing to register only loses the trace.
 
+use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr::{null, null_mut};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +12,21 @@ use ndkdisc_core::etw;
 use ndkdisc_core::ports::Trace;
 use wdk::nt_success;
 use wdk_sys::ntddk::{EtwProviderEnabled, EtwRegister, EtwUnregister, EtwWriteTransfer};
-use wdk_sys::{EVENT_DATA_DESCRIPTOR, EVENT_DESCRIPTOR, GUID, REGHANDLE};
+use wdk_sys::{EVENT_DATA_DESCRIPTOR, EVENT_DESCRIPTOR, GUID, NTSTATUS, REGHANDLE};
+
+/// `EVENT_INFO_CLASS::EventProviderSetTraits`.
+const EVENT_PROVIDER_SET_TRAITS: i32 = 2;
+
+// `EtwSetInformation` (wdm.h, Windows 10 and later; exported by ntoskrnl, which wdk-build
+// links), declared here because some header sets the bindings are generated from lack it.
+unsafe extern "system" {
+    fn EtwSetInformation(
+        handle: REGHANDLE,
+        information_class: i32,
+        information: *mut c_void,
+        length: u32,
+    ) -> NTSTATUS;
+}
 
 /// The registration handle; 0 while not registered.
 static HANDLE: AtomicU64 = AtomicU64::new(0);
@@ -52,7 +67,9 @@ impl DataDescriptor {
     }
 }
 
-/// Register the provider. `// IRQL: PASSIVE_LEVEL`.
+/// Register the provider and its traits (its name: without traits ETW ignores the data
+/// descriptors' types, and the `TraceLogging` metadata would be read as payload).
+/// `// IRQL: PASSIVE_LEVEL`.
 ///
 /// # Safety
 /// Called from `DriverEntry` only, before the WDF driver exists.
@@ -60,8 +77,26 @@ pub(crate) unsafe fn register() {
     let mut handle: REGHANDLE = 0;
     // SAFETY: PASSIVE_LEVEL; a static GUID; no enable callback; a valid out-pointer.
     let status = unsafe { EtwRegister(&raw const PROVIDER, None, null_mut(), &raw mut handle) };
+    if !nt_success(status) {
+        return;
+    }
+    let traits = etw::PROVIDER_METADATA;
+    // SAFETY: the handle just registered; PASSIVE_LEVEL; the traits blob is a static that ETW
+    // only reads (the pointer is mutable in the signature alone), with its exact length.
+    let status = unsafe {
+        EtwSetInformation(
+            handle,
+            EVENT_PROVIDER_SET_TRAITS,
+            traits.as_ptr().cast_mut().cast::<c_void>(),
+            u32::try_from(traits.len()).unwrap_or(0),
+        )
+    };
     if nt_success(status) {
         HANDLE.store(handle, Ordering::Release);
+    } else {
+        // Events without traits would not decode: no provider rather than an unreadable one.
+        // SAFETY: registered above, nothing wrote to it; PASSIVE_LEVEL.
+        let _ = unsafe { EtwUnregister(handle) };
     }
 }
 
