@@ -4,7 +4,7 @@
 
 use std::boxed::Box;
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -192,6 +192,9 @@ pub struct HostPlatform {
     start: Instant,
     /// The engine's trace, while a test captures it ([`HostPlatform::capture_traces`]).
     traces: Mutex<TraceLog>,
+    /// A capture was started: until then `trace` returns without taking `traces`' lock (it is
+    /// on every callback path).
+    capturing: AtomicBool,
 }
 
 /// Captured traces: room reserved up front (the trace port must not allocate), and how many
@@ -266,6 +269,7 @@ impl HostPlatform {
             drainers: AtomicUsize::new(0),
             start: Instant::now(),
             traces: Mutex::default(),
+            capturing: AtomicBool::new(false),
         })
     }
 
@@ -279,6 +283,7 @@ impl HostPlatform {
             traces: Vec::with_capacity(capacity),
             dropped: 0,
         };
+        self.capturing.store(true, Ordering::Release);
     }
 
     /// The traces captured so far and how many were dropped; the capture goes on.
@@ -400,6 +405,9 @@ impl Platform for HostPlatform {
 
     // Never allocates: the capture's room was reserved when it started.
     fn trace(&self, trace: &Trace) {
+        if !self.capturing.load(Ordering::Acquire) {
+            return;
+        }
         let mut log = self.traces.lock().unwrap_or_else(PoisonError::into_inner);
         if !log.capturing {
             return;
