@@ -38,9 +38,10 @@ use ndkdisc_abi::{
     BATCH_HEADER_SIZE, Cause, ConnectReply, ConnectRequest, DisconnectRequest, Event, EventKind,
     Ioctl, ListenReply, ListenRequest, NtStatus, Record, WaitRequest, decode_wait_reply,
 };
+use ndkdisc_core::Config;
 use ndkdisc_core::events::{ConnIndex, EventQueue, Latch, Limits, WaitOutcome};
+use ndkdisc_core::kalloc::Arc as KArc;
 use ndkdisc_core::ports::{AdapterDesc, Cancelled, Lock, PendedRequest, Platform};
-use ndkdisc_core::{Config, Engine};
 use ndkdisc_host::{HostHandle, HostLock, HostPlatform, Pending};
 use softndk::{Completion, Fabric, FabricConfig, HostConfig, HostId};
 
@@ -205,13 +206,13 @@ fn a_address(k: usize) -> IpAddr {
     }
 }
 
-fn fabric_and_platform(completion: Completion) -> (Arc<Fabric>, Arc<HostPlatform>) {
+fn fabric_and_platform(completion: Completion) -> (Arc<Fabric>, KArc<HostPlatform>) {
     let (fabric, platform, _) = fabric_platform_hosts(completion);
     (fabric, platform)
 }
 
 /// [`fabric_and_platform`], with the two hosts' ids (A's, B's).
-fn fabric_platform_hosts(completion: Completion) -> (Arc<Fabric>, Arc<HostPlatform>, [HostId; 2]) {
+fn fabric_platform_hosts(completion: Completion) -> (Arc<Fabric>, KArc<HostPlatform>, [HostId; 2]) {
     let fabric = Arc::new(Fabric::new(FabricConfig {
         completion,
         ..Default::default()
@@ -783,7 +784,7 @@ struct Pair {
 
 fn pair_world(max_connections: usize, max_waits: usize) -> Pair {
     let (fabric, platform, hosts) = fabric_platform_hosts(Completion::Inline);
-    let engine = Engine::new(
+    let engine = ndkdisc_host::engine(
         platform,
         Config {
             limits: Limits {
@@ -1072,7 +1073,7 @@ fn memory_per_connection(_c: &mut Criterion) {
     {
         let (_fabric, platform) = fabric_and_platform(Completion::Inline);
         let config = Config::default();
-        let engine = Engine::new(platform, config);
+        let engine = ndkdisc_host::engine(platform, config);
         let before = usage();
         let h = HostHandle::open(&engine).expect("open");
         let (n, _, live) = usage().since(before);

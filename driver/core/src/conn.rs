@@ -7,17 +7,19 @@
 //! callback run from provider callbacks at <= `DISPATCH_LEVEL` and never wait, allocate or
 //! close anything.
 
-use alloc::sync::{Arc, Weak};
+use alloc::boxed::Box;
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use alloc::vec::Vec;
 use ndkdisc_abi::{Cause, ConnState, ConnectReply, Event, EventKind, NtStatus, QueryReply, Record};
 
+use kalloc::{Arc, Weak};
 use ndkdisc_abi::PostKind;
 use ndkpi::{Buffer, Connector, Cq, Created, Mr, Op, Pd, QueuePair, Sink};
 
 use crate::error::Error;
 use crate::events::{ConnIndex, Ready};
+use crate::owner::HandleState;
 use crate::ports::{Lock, NdkCallback, PendedRequest, Platform, Trace};
 use crate::runtime::Runtime;
 use crate::step::Stepper;
@@ -77,7 +79,8 @@ pub(crate) trait ConnOwner<P: Platform>: Send + Sync {
 pub(crate) struct SharedPd {
     pd: Pd,
     adapter: Arc<ndkpi::Adapter>,
-    owner: Arc<dyn PdOwner>,
+    /// Its sink (a `kalloc::Arc<PdSink<P>>`), boxed: the PD is the same for every platform.
+    owner: Box<dyn PdOwner>,
 }
 
 /// What creates and closes a [`SharedPd`]'s provider object.
@@ -89,7 +92,6 @@ trait PdOwner: Send + Sync {
 /// The sink a shared PD's create and close complete to: a stepper of its own.
 struct PdSink<P: Platform> {
     stepper: Stepper<P>,
-    me: Weak<Self>,
 }
 
 impl<P: Platform> Sink for PdSink<P> {
@@ -104,11 +106,9 @@ impl<P: Platform> Sink for PdSink<P> {
     }
 }
 
-impl<P: Platform> PdOwner for PdSink<P> {
+impl<P: Platform> PdOwner for Arc<PdSink<P>> {
     fn close_pd(&self, pd: Pd) {
-        // Called through the `Arc` a `SharedPd` holds: the upgrade succeeds.
-        let Some(me) = self.me.upgrade() else { return };
-        self.stepper.run(|| pd.close(&me));
+        self.stepper.run(|| pd.close(self));
     }
 }
 
@@ -116,21 +116,28 @@ impl SharedPd {
     /// Create a PD on `adapter`. `// IRQL: PASSIVE_LEVEL`.
     ///
     /// # Errors
-    /// [`Error::NoResources`] without a wait lock for its sink; the provider's failure.
-    fn create<P: Platform>(platform: &P, adapter: &Arc<ndkpi::Adapter>) -> Result<Self, Error> {
+    /// [`Error::NoResources`] without a wait lock or memory for its sink, or memory for
+    /// itself (the PD is closed then); the provider's failure.
+    fn create<P: Platform>(
+        platform: &P,
+        adapter: &Arc<ndkpi::Adapter>,
+    ) -> Result<Arc<Self>, Error> {
         let stepper = Stepper::new(platform).ok_or(Error::NoResources)?;
-        let sink = Arc::new_cyclic(|me| PdSink {
-            stepper,
-            me: Weak::clone(me),
-        });
+        let sink = Arc::try_new(PdSink { stepper })?;
+        let owner: Box<dyn PdOwner> = kalloc::try_box(Arc::clone(&sink))?;
         let (st, created) = sink.stepper.run(|| adapter.create_pd(&sink));
         let Some(Created::Pd(pd)) = created else {
             return Err(Error::provider(st));
         };
-        Ok(Self {
+        Arc::try_new_returning(Self {
             pd,
             adapter: Arc::clone(adapter),
-            owner: sink,
+            owner,
+        })
+        .map_err(|pd| {
+            // Never shared: closed now (the adapter stays with its other holders).
+            pd.owner.close_pd(pd.pd);
+            Error::NoResources
         })
     }
 
@@ -427,7 +434,9 @@ pub(crate) struct Conn<P: Platform> {
     pub(crate) if_index: u32,
     /// `Engine::adapter_removed` has handled it.
     removal_seen: AtomicBool,
-    owner: Arc<dyn ConnOwner<P>>,
+    /// The handle, seen only through [`ConnOwner`] (its other items are private to the
+    /// `owner` module).
+    owner: Arc<HandleState<P>>,
     me: Weak<Self>,
     ctl: P::Lock<Ctl<P::Request>>,
     stepper: Stepper<P>,
@@ -440,14 +449,14 @@ pub(crate) struct Conn<P: Platform> {
 /// `// IRQL: PASSIVE_LEVEL` (the handle's abandon work item).
 pub(crate) fn release_abandoned<P: Platform>(owner: &dyn ConnOwner<P>, id: u64) {
     if let Some(conn) = owner.forget(id) {
-        conn.end(Cause::LocalAbortive);
+        Conn::end(&conn, Cause::LocalAbortive);
         conn.closed_event();
     }
 }
 
 impl<P: Platform> Conn<P> {
     pub(crate) fn new(
-        owner: Arc<dyn ConnOwner<P>>,
+        owner: Arc<HandleState<P>>,
         index: ConnIndex,
         adapter: Arc<ndkpi::Adapter>,
         if_index: u32,
@@ -495,16 +504,27 @@ impl<P: Platform> Conn<P> {
             remote: Addr::NONE,
             ndk_version: (v.Major, v.Minor),
         };
-        Ok(Arc::new_cyclic(|me| Self {
+        // Kept to close the adapter if the connection cannot be allocated.
+        let adapter = ctl.objects.adapter.clone();
+        let lock = platform.lock(ctl);
+        let made = Arc::try_new_cyclic(|me| Self {
             index,
             if_index,
             removal_seen: AtomicBool::new(false),
             owner,
             me: me.clone(),
-            ctl: platform.lock(ctl),
+            ctl: lock,
             stepper,
             abandoned: AtomicBool::new(false),
-        }))
+        });
+        if made.is_err() {
+            // The closure (with the objects' other reference) is gone: close the adapter if
+            // this was its only reference, as above.
+            if let Some(a) = adapter.and_then(Arc::into_inner) {
+                platform.wsk().close_adapter(a);
+            }
+        }
+        made.map_err(Error::from)
     }
 
     /// Trace `t` (to the platform's trace: ETW on Windows).
@@ -547,41 +567,44 @@ impl<P: Platform> Conn<P> {
 
     /// Create PD, CQ and QP on the connection's adapter. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn create_queue_pair(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         receive_depth: u32,
         send_depth: u32,
     ) -> Result<(), Error> {
         // First: every object clone below is dropped before the session ends (see teardown).
-        let session = self.stepper.session();
-        if self.torn_down() {
+        let session = this.stepper.session();
+        if this.torn_down() {
             return Err(Error::Cancelled);
         }
-        let adapter = self
+        let adapter = this
             .ctl
             .with(|c| c.objects.adapter.clone())
             .ok_or(Error::InvalidState)?;
-        let pd = if let Some(pd) = self.owner.shared_pd(&adapter) {
+        let pd = if let Some(pd) = this.owner.shared_pd(&adapter) {
             pd
         } else {
-            let pd = Arc::new(SharedPd::create(
-                self.runtime().platform().as_ref(),
-                &adapter,
-            )?);
-            self.owner.offer_pd(self.if_index, &pd);
+            let pd = SharedPd::create(this.runtime().platform().as_ref(), &adapter)?;
+            this.owner.offer_pd(this.if_index, &pd);
             pd
         };
-        self.ctl.with(|c| c.objects.pd = Some(Arc::clone(&pd)));
+        this.ctl.with(|c| c.objects.pd = Some(Arc::clone(&pd)));
         let depth = receive_depth.saturating_add(send_depth).max(1);
-        let (st, cq) = session.run(|| adapter.create_cq(self, depth));
+        let (st, cq) = session.run(|| adapter.create_cq(this, depth));
         let Some(Created::Cq(cq)) = cq else {
             return Err(Error::provider(st));
         };
-        let cq = Arc::new(cq);
-        self.ctl.with(|c| c.objects.cq = Some(Arc::clone(&cq)));
-        let qp_context = usize::try_from(self.id()).unwrap_or(0);
+        let cq = match Arc::try_new_returning(cq) {
+            Ok(cq) => cq,
+            Err(cq) => {
+                session.run(|| cq.close(this));
+                return Err(Error::NoResources);
+            }
+        };
+        this.ctl.with(|c| c.objects.cq = Some(Arc::clone(&cq)));
+        let qp_context = usize::try_from(this.id()).unwrap_or(0);
         let (st, qp) = session.run(|| {
             pd.pd.create_qp(
-                self,
+                this,
                 &cq,
                 qp_context,
                 receive_depth.max(1),
@@ -591,52 +614,72 @@ impl<P: Platform> Conn<P> {
         let Some(Created::Qp(qp)) = qp else {
             return Err(Error::provider(st));
         };
-        let qp = Arc::new(QueuePair::new(qp));
-        self.ctl.with(|c| c.objects.qp = Some(qp));
+        let qp = match Arc::try_new_returning(QueuePair::new(qp)) {
+            Ok(pair) => pair,
+            Err(pair) => {
+                // Nothing attached yet: the QP comes back out.
+                if let Ok(qp) = pair.into_qp() {
+                    session.run(|| qp.close(this));
+                }
+                return Err(Error::NoResources);
+            }
+        };
+        this.ctl.with(|c| c.objects.qp = Some(qp));
         // Completions are reaped from the CQ notification (the counts QUERY reports), which
         // cannot fire before this first arm: the reaper is free.
-        self.reap_with(&cq, true, |_| {});
+        this.reap_with(&cq, true, |_| {});
         Ok(())
     }
 
     /// The active side: create the connector and connect; the CONNECT request pends until
     /// established or failed. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn start_connect(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         request: P::Request,
         local: Option<SocketAddr>,
         remote: SocketAddr,
     ) {
         // First: the clones below are dropped before the session ends (see teardown).
-        let session = self.stepper.session();
-        if self.torn_down() {
-            return self.fail_connect(Some(request), NtStatus::CANCELLED);
+        let session = this.stepper.session();
+        if this.torn_down() {
+            return this.fail_connect(Some(request), NtStatus::CANCELLED);
         }
-        let adapter = self.ctl.with(|c| c.objects.adapter.clone());
+        let adapter = this.ctl.with(|c| c.objects.adapter.clone());
         let Some(adapter) = adapter else {
-            return self.fail_connect(Some(request), NtStatus::INVALID_DEVICE_STATE);
+            return this.fail_connect(Some(request), NtStatus::INVALID_DEVICE_STATE);
         };
-        let (st, connector) = session.run(|| adapter.create_connector(self));
+        let (st, connector) = session.run(|| adapter.create_connector(this));
         let Some(Created::Connector(connector)) = connector else {
             // Release what the CONNECT opened now (teardown needs the session and the only
             // reference to each object), as when the QP cannot be created.
             drop(adapter);
             drop(session);
-            self.fail_connect(Some(request), Error::provider(st).ntstatus());
-            return self.teardown();
+            this.fail_connect(Some(request), Error::provider(st).ntstatus());
+            return Self::teardown(this);
         };
         let token = request.token();
-        if let Err(e) = self.owner.register_pended(token, self) {
-            // The connector was never stored: closed here, the rest by teardown.
-            session.run(|| connector.close(self));
-            drop(adapter);
-            drop(session);
-            self.fail_connect(Some(request), e.ntstatus());
-            return self.teardown();
-        }
-        let connector = Arc::new(connector);
+        let registered = match Arc::try_new_returning(connector) {
+            Ok(connector) => match this.owner.register_pended(token, this) {
+                Ok(()) => Ok(connector),
+                Err(e) => Err((Arc::into_inner(connector), e)),
+            },
+            Err(connector) => Err((Some(connector), Error::NoResources)),
+        };
+        let connector = match registered {
+            Ok(connector) => connector,
+            Err((connector, e)) => {
+                // The connector was never stored: closed here, the rest by teardown.
+                if let Some(connector) = connector {
+                    session.run(|| connector.close(this));
+                }
+                drop(adapter);
+                drop(session);
+                this.fail_connect(Some(request), e.ntstatus());
+                return Self::teardown(this);
+            }
+        };
         // Made cancelable where it is stored, under the lock its cancel routine takes.
-        let stored = self.ctl.with(|c| {
+        let stored = this.ctl.with(|c| {
             c.objects.connector = Some(Arc::clone(&connector));
             c.remote = Addr::new(Some(remote));
             // Ended meanwhile (handle cleanup, CLOSE, ABORT found nothing to complete yet):
@@ -655,40 +698,48 @@ impl<P: Platform> Conn<P> {
         });
         match stored {
             // Completes in `completed(Op::Connect)`, possibly before this returns.
-            Ok(Some(qp)) => connector.connect(self, qp.qp(), local, remote, 16, 16),
-            Ok(None) => self.fail_connect(None, NtStatus::INVALID_DEVICE_STATE),
-            Err((request, false)) => self.reply_connect(request, NtStatus::CANCELLED),
+            Ok(Some(qp)) => connector.connect(this, qp.qp(), local, remote, 16, 16),
+            Ok(None) => this.fail_connect(None, NtStatus::INVALID_DEVICE_STATE),
+            Err((request, false)) => this.reply_connect(request, NtStatus::CANCELLED),
             // Cancelled while the objects were being created.
             Err((request, true)) => {
-                self.owner.unregister_pended(token);
+                this.owner.unregister_pended(token);
                 request.complete(NtStatus::CANCELLED, 0);
-                self.cancelled();
+                this.cancelled();
             }
         }
     }
 
     /// The passive side: accept the incoming connector with the connection's QP.
     /// `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn start_accept(self: &Arc<Self>, connector: Connector) {
+    pub(crate) fn start_accept(this: &Arc<Self>, connector: Connector) {
         // First: the clones below are dropped before the session ends (see teardown).
-        let _session = self.stepper.session();
-        if self.torn_down() {
+        let _session = this.stepper.session();
+        if this.torn_down() {
             connector.close_detached();
-            return self.fail_connect(None, NtStatus::CANCELLED);
+            return this.fail_connect(None, NtStatus::CANCELLED);
         }
-        let connector = Arc::new(connector);
+        let connector = match Arc::try_new_returning(connector) {
+            Ok(connector) => connector,
+            Err(connector) => {
+                // Not registered with a sink yet: refused as the listener refuses.
+                let _ = connector.reject();
+                connector.close_detached();
+                return this.fail_connect(None, NtStatus::INSUFFICIENT_RESOURCES);
+            }
+        };
         // NDK is never called under the connection's lock: a provider may hold its own lock
         // while it calls our disconnect callback, which takes ours.
         let (remote, local) = (connector.peer_address(), connector.local_address());
-        let qp = self.ctl.with(|c| {
+        let qp = this.ctl.with(|c| {
             c.remote = Addr::new(remote);
             c.local = Addr::new(local);
             c.objects.connector = Some(Arc::clone(&connector));
             c.objects.qp.clone()
         });
         match qp {
-            Some(qp) => connector.accept(self, qp.qp(), 16, 16),
-            None => self.fail_connect(None, NtStatus::INVALID_DEVICE_STATE),
+            Some(qp) => connector.accept(this, qp.qp(), 16, 16),
+            None => this.fail_connect(None, NtStatus::INVALID_DEVICE_STATE),
         }
     }
 
@@ -711,6 +762,8 @@ impl<P: Platform> Conn<P> {
         otherwise: Option<(Cause, NtStatus)>,
         first: impl FnOnce(&mut Ctl<P::Request>),
     ) -> bool {
+        // The terminal event's trace, written once the lock is released.
+        let mut terminal = None;
         let (request, failed, ready) = self.ctl.with(|c| {
             first(c);
             let failed = matches!(c.phase, ConnState::Connecting);
@@ -718,7 +771,7 @@ impl<P: Platform> Conn<P> {
                 c.phase = ConnState::Failed;
                 if !core::mem::replace(&mut c.terminal_set, true) {
                     c.terminal_status = failure;
-                    self.trace(&Trace::Terminal {
+                    terminal = Some(Trace::Terminal {
                         id: self.id(),
                         kind: EventKind::ConnectFailed,
                         cause: None,
@@ -738,7 +791,7 @@ impl<P: Platform> Conn<P> {
                 }
                 if !core::mem::replace(&mut c.terminal_set, true) {
                     c.terminal_status = st;
-                    self.trace(&Trace::Terminal {
+                    terminal = Some(Trace::Terminal {
                         id: self.id(),
                         kind: EventKind::Disconnected,
                         cause: Some(cause),
@@ -766,6 +819,9 @@ impl<P: Platform> Conn<P> {
             });
             (request.or_else(|| c.take_connect_request()), failed, ready)
         });
+        if let Some(t) = terminal {
+            self.trace(&t);
+        }
         if let Some(ready) = ready {
             ready.complete();
             // The terminal record may have gone to an older any-connection WAIT.
@@ -855,18 +911,18 @@ impl<P: Platform> Conn<P> {
     /// (connecting, or established just as its CONNECT was cancelled, which abandons it:
     /// `STATUS_INVALID_DEVICE_STATE`; already disconnecting or ended: success)
     /// it completes at once. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn disconnect(self: &Arc<Self>, request: P::Request) {
+    pub(crate) fn disconnect(this: &Arc<Self>, request: P::Request) {
         // Refused before it is registered, so a DISCONNECT that will not pend takes no room in
         // the handle's registry (only one racing another on the same connection still does,
         // for a moment: the check is repeated under the lock).
-        if let Some(st) = self.ctl.with(|c| c.disconnect_refusal()) {
+        if let Some(st) = this.ctl.with(|c| c.disconnect_refusal()) {
             return request.complete(st, 0);
         }
         let token = request.token();
-        if let Err(e) = self.owner.register_pended(token, self) {
+        if let Err(e) = this.owner.register_pended(token, this) {
             return request.complete(e.ntstatus(), 0);
         }
-        let stored = self.ctl.with(|c| {
+        let stored = this.ctl.with(|c| {
             if let Some(st) = c.disconnect_refusal() {
                 return Err((request, st));
             }
@@ -887,15 +943,15 @@ impl<P: Platform> Conn<P> {
             Ok(())
         });
         if let Err((request, st)) = stored {
-            self.owner.unregister_pended(token);
+            this.owner.unregister_pended(token);
             return request.complete(st, 0);
         }
-        let started = self
-            .with_objects(|o| o.connector.as_ref().map(|c| c.disconnect(self)))
+        let started = this
+            .with_objects(|o| o.connector.as_ref().map(|c| c.disconnect(this)))
             .flatten();
         if started.is_none() {
             // Torn down meanwhile: nothing to disconnect.
-            self.disconnect_done(NtStatus::CANCELLED);
+            this.disconnect_done(NtStatus::CANCELLED);
         }
     }
 
@@ -943,52 +999,59 @@ impl<P: Platform> Conn<P> {
     /// Its adapter went away: end it (`AdapterRemoved`, `STATUS_DEVICE_REMOVED`; a pending
     /// CONNECT fails with that status) and release its NDK objects so the adapter can close.
     /// The id stays until CLOSE. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn adapter_removed(self: &Arc<Self>) {
+    pub(crate) fn adapter_removed(this: &Arc<Self>) {
         // The terminal event keeps the counts as they were when the adapter went; teardown
         // then accounts for what was still posted.
-        self.conclude(
+        this.conclude(
             None,
             NtStatus::DEVICE_REMOVED,
             Some((Cause::AdapterRemoved, NtStatus::DEVICE_REMOVED)),
             |c| c.adapter_gone = true,
         );
-        self.teardown();
+        Self::teardown(this);
     }
 
     /// DISCONNECT abortive, ABORT, CLOSE and handle cleanup: latch the terminal event (if none
     /// yet) and release the NDK objects now. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn end(self: &Arc<Self>, cause: Cause) {
+    pub(crate) fn end(this: &Arc<Self>, cause: Cause) {
         // Fails it if still connecting, else `Disconnected`; a pending CONNECT is answered with
         // STATUS_CANCELLED either way.
-        self.conclude(
+        this.conclude(
             None,
             NtStatus::CANCELLED,
             Some((cause, NtStatus::SUCCESS)),
             |c| c.aborted |= matches!(cause, Cause::Aborted),
         );
-        self.teardown();
+        Self::teardown(this);
     }
 
     /// Close every NDK object, connector first, adapter last, waiting for each close. A second
     /// caller (CLOSE racing ABORT) waits for the first to finish, then finds nothing to close:
     /// when any teardown returns, every object of the connection is released.
     /// `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn teardown(self: &Arc<Self>) {
-        let session = self.stepper.session();
-        Users::new(self.stepper.signal()).wait_out(&self.ctl);
-        let objects = self.ctl.with(|c| core::mem::take(&mut c.objects));
+    pub(crate) fn teardown(this: &Arc<Self>) {
+        let session = this.stepper.session();
+        Users::new(this.stepper.signal()).wait_out(&this.ctl);
+        let objects = this.ctl.with(|c| core::mem::take(&mut c.objects));
         // INVARIANT: object clones live only inside `with_objects` (users == 0 now) or inside a
         // session (we hold it), so each `into_inner` yields the object. A clone held elsewhere
         // would leave its object unclosed and every close after it waiting.
         if let Some(c) = sole(objects.connector) {
-            session.run(|| c.close(self));
+            session.run(|| c.close(this));
         }
-        if let Some(q) = sole(objects.qp) {
-            session.run(|| q.close(self));
+        if let Some(q) = objects.qp.filter(|q| {
+            let sole = Arc::strong_count(q) == 1;
+            debug_assert!(
+                sole,
+                "the QP is still shared at teardown: it would never be closed"
+            );
+            sole
+        }) {
+            session.run(|| QueuePair::close(q, this));
         }
         // The QP is closed, so no request uses the buffers: close their MRs, then free them.
-        for (mr, buffer) in self.ctl.with(|c| core::mem::take(&mut c.posted)) {
-            session.run(|| mr.close(self));
+        for (mr, buffer) in this.ctl.with(|c| core::mem::take(&mut c.posted)) {
+            session.run(|| mr.close(this));
             drop(buffer);
         }
         if let Some(q) = sole(objects.cq) {
@@ -996,26 +1059,26 @@ impl<P: Platform> Conn<P> {
             // was still posted has completed into the CQ by now. Count it before the CQ goes,
             // or it would stay outstanding for ever. The failure of a request flushed here
             // does not end the connection (teardown follows its end, or ends it).
-            self.reap_with(&q, false, |done| {
-                self.ctl.with(|c| {
+            this.reap_with(&q, false, |done| {
+                this.ctl.with(|c| {
                     let _ = c.count_completions(done);
                 });
             });
-            session.run(|| q.close(self));
+            session.run(|| q.close(this));
         }
         // The PD may be shared with the handle's other connections on the adapter: the last
         // one closes it (and the adapter reference it kept).
         if let Some(pd) = objects.pd.and_then(Arc::into_inner) {
-            pd.close(self.runtime().platform().wsk());
+            pd.close(this.runtime().platform().wsk());
         }
         // The adapter alone may be shared: a listener and the connections it accepted hold it,
         // and the last of them closes it.
         if let Some(adapter) = objects.adapter.and_then(Arc::into_inner) {
-            self.runtime().platform().wsk().close_adapter(adapter);
+            this.runtime().platform().wsk().close_adapter(adapter);
         }
-        self.ctl.with(Ctl::released);
+        this.ctl.with(Ctl::released);
         // A FLUSH waiting for the requests teardown accounted for is done.
-        self.flush_done_if_drained();
+        this.flush_done_if_drained();
     }
 
     /// FLUSH: `NdkFlush` on the QP (the only flush ndkdisc ever makes). `Flushed` is latched
@@ -1081,14 +1144,14 @@ impl<P: Platform> Conn<P> {
     /// [`Error::InvalidState`] (sends when not connected; anything after CLOSE),
     /// [`Error::NoResources`], or the provider's failure to register or post.
     pub(crate) fn post(
-        self: &Arc<Self>,
+        this: &Arc<Self>,
         kind: PostKind,
         count: u32,
         length: u32,
     ) -> Result<(), Error> {
         // Teardown cannot begin while the MRs are being registered: it waits for the session.
-        let session = self.stepper.session();
-        let (phase, pd) = self.ctl.with(|c| (c.phase, c.objects.pd.clone()));
+        let session = this.stepper.session();
+        let (phase, pd) = this.ctl.with(|c| (c.phase, c.objects.pd.clone()));
         let Some(pd) = pd else {
             return Err(Error::InvalidState);
         };
@@ -1098,38 +1161,44 @@ impl<P: Platform> Conn<P> {
         for _ in 0..count {
             // Room to keep this buffer, made first: past the post nothing may fail. Grown
             // outside the lock (the session keeps teardown away from it meanwhile).
-            let mut posted = self.ctl.with(|c| core::mem::take(&mut c.posted));
+            let mut posted = this.ctl.with(|c| core::mem::take(&mut c.posted));
             let room = posted.try_reserve(1);
-            self.ctl.with(|c| c.posted = posted);
+            this.ctl.with(|c| c.posted = posted);
             if room.is_err() {
                 return Err(Error::NoResources);
             }
-            let Some(memory) = self.runtime().platform().memory(length as usize) else {
+            let Some(memory) = this.runtime().platform().memory(length as usize) else {
                 return Err(Error::NoResources);
             };
-            let (st, mr) = session.run(|| pd.pd.create_mr(self));
+            let (st, mr) = session.run(|| pd.pd.create_mr(this));
             let Some(Created::Mr(mut mr)) = mr else {
                 return Err(Error::provider(st));
             };
-            let memory: Arc<dyn ndkpi::RegisteredMemory> = Arc::from(memory);
+            let Ok(memory) = Arc::try_new(memory) else {
+                session.run(|| mr.close(this));
+                return Err(Error::NoResources);
+            };
             // The MR keeps the memory until its close completes.
-            let (st, _) = session.run(|| mr.register(self, Arc::clone(&memory)));
+            let (st, _) = session.run(|| mr.register(this, Arc::clone(&memory)));
             if st != NtStatus::SUCCESS {
-                session.run(|| mr.close(self));
+                session.run(|| mr.close(this));
                 return Err(Error::Provider(st));
             }
-            let buffer = Arc::new(Buffer::new(memory, mr.local_token()));
+            let Ok(buffer) = Arc::try_new(Buffer::new(memory, mr.local_token())) else {
+                session.run(|| mr.close(this));
+                return Err(Error::NoResources);
+            };
             let ctx = match kind {
                 PostKind::Receive => CTX_RECEIVE,
                 PostKind::Send => CTX_SEND,
             };
-            let posted = self.with_objects(|o| {
+            let posted = this.with_objects(|o| {
                 let qp = o.qp.as_ref()?;
                 let Some(index) = qp.attach(Arc::clone(&buffer)) else {
                     // No memory to keep the buffer with the QP: nothing posted.
                     return Some(NtStatus::INSUFFICIENT_RESOURCES);
                 };
-                self.ctl.with(|c| match kind {
+                this.ctl.with(|c| match kind {
                     PostKind::Receive => c.outstanding_receives += 1,
                     PostKind::Send => c.outstanding_sends += 1,
                 });
@@ -1144,7 +1213,7 @@ impl<P: Platform> Conn<P> {
                 }
                 .unwrap_or(NtStatus::INVALID_DEVICE_STATE);
                 if st != NtStatus::SUCCESS {
-                    self.ctl.with(|c| match kind {
+                    this.ctl.with(|c| match kind {
                         PostKind::Receive => c.outstanding_receives -= 1,
                         PostKind::Send => c.outstanding_sends -= 1,
                     });
@@ -1152,7 +1221,7 @@ impl<P: Platform> Conn<P> {
                 Some(st)
             });
             // INVARIANT: room for one was reserved above, in this session: no allocation.
-            self.ctl.with(|c| c.posted.push((mr, buffer)));
+            this.ctl.with(|c| c.posted.push((mr, buffer)));
             match posted.flatten() {
                 Some(NtStatus::SUCCESS) => {}
                 Some(st) => return Err(Error::Provider(st)),

@@ -10,8 +10,10 @@
 //! platform holds no queue of its own and needs no room per work (a WDF work item enqueued
 //! twice runs once), and nothing is ever dropped for lack of room.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
-use alloc::sync::{Arc, Weak};
+
+use kalloc::{Arc, Weak};
 
 use crate::error::Error;
 use crate::ports::Lock;
@@ -23,34 +25,52 @@ pub(crate) trait Slots: Send + Sync {
     fn release_one(&self);
 }
 
-/// Work to run at `PASSIVE_LEVEL`, queued at most once at a time: the work and its
-/// [`WorkItem`] header in one allocation (it holds a weak reference to what it works on, so a
-/// queued item keeps nothing else alive).
+/// Work to run at `PASSIVE_LEVEL`, queued at most once at a time: the work with its
+/// [`WorkItem`] header (it holds a weak reference to what it works on, so a queued item keeps
+/// nothing else alive).
 pub(crate) trait Deferred: Send + Sync {
-    /// Its header.
-    fn item(&self) -> &WorkItem;
+    /// Its header's queued flag ([`WorkItem::queued`]).
+    fn queued(&self) -> &AtomicBool;
     /// Run it. `// IRQL: PASSIVE_LEVEL`.
     fn run(&self);
 }
 
-/// A work item's header: whether it is queued, and where its slot is given back when it is
-/// dropped.
-pub(crate) struct WorkItem {
-    queued: AtomicBool,
-    slots: Weak<dyn Slots>,
+/// A work item as the queue holds it: boxed once, counted by a [`kalloc::Arc`] (so making one
+/// fails instead of aborting, and queuing it clones a count without allocating).
+pub(crate) type Work = Arc<Box<dyn Deferred>>;
+
+/// Make a [`Work`] of `item`. `// IRQL: PASSIVE_LEVEL`.
+///
+/// # Errors
+/// [`Error::NoResources`] (`item` is dropped, giving its slot back).
+pub(crate) fn work(item: impl Deferred + 'static) -> Result<Work, Error> {
+    let boxed: Box<dyn Deferred> = kalloc::try_box(item).map_err(|_| Error::NoResources)?;
+    Arc::try_new(boxed).map_err(|_| Error::NoResources)
 }
 
-impl WorkItem {
+/// A work item's header: whether it is queued, and where its slot is given back when it is
+/// dropped.
+pub(crate) struct WorkItem<S: Slots> {
+    queued: AtomicBool,
+    slots: Weak<S>,
+}
+
+impl<S: Slots> WorkItem<S> {
     /// The header of an item whose slot the caller reserved in `slots`' queue ([`reserve`]).
-    pub(crate) fn new(slots: Weak<dyn Slots>) -> Self {
+    pub(crate) fn new(slots: Weak<S>) -> Self {
         Self {
             queued: AtomicBool::new(false),
             slots,
         }
     }
+
+    /// Whether the item is queued (what [`Deferred::queued`] returns).
+    pub(crate) fn queued(&self) -> &AtomicBool {
+        &self.queued
+    }
 }
 
-impl Drop for WorkItem {
+impl<S: Slots> Drop for WorkItem<S> {
     fn drop(&mut self) {
         if let Some(slots) = self.slots.upgrade() {
             slots.release_one();
@@ -61,7 +81,7 @@ impl Drop for WorkItem {
 /// The engine's queue of work items.
 #[derive(Default)]
 pub(crate) struct Queue {
-    items: VecDeque<Arc<dyn Deferred>>,
+    items: VecDeque<Work>,
     /// Slots promised to live work items; `items` has at least this capacity.
     reserved: usize,
 }
@@ -107,8 +127,8 @@ pub(crate) fn release<L: Lock<Queue>>(queue: &L, n: usize) {
 
 /// Queue `item` unless it is queued already. Returns whether the drainer must be scheduled.
 /// `// IRQL: <= DISPATCH_LEVEL`; never allocates.
-pub(crate) fn push<L: Lock<Queue>, D: Deferred + 'static>(queue: &L, item: &Arc<D>) -> bool {
-    if item.item().queued.swap(true, Ordering::AcqRel) {
+pub(crate) fn push<L: Lock<Queue>>(queue: &L, item: &Work) -> bool {
+    if item.queued().swap(true, Ordering::AcqRel) {
         return false;
     }
     queue.with(|q| {
@@ -118,8 +138,7 @@ pub(crate) fn push<L: Lock<Queue>, D: Deferred + 'static>(queue: &L, item: &Arc<
             q.items.len() < q.items.capacity(),
             "deferral slot not reserved"
         );
-        let item: Arc<dyn Deferred> = Arc::<D>::clone(item);
-        q.items.push_back(item);
+        q.items.push_back(Arc::clone(item));
     });
     true
 }
@@ -128,7 +147,7 @@ pub(crate) fn push<L: Lock<Queue>, D: Deferred + 'static>(queue: &L, item: &Arc<
 pub(crate) fn drain<L: Lock<Queue>>(queue: &L) {
     while let Some(item) = queue.with(|q| q.items.pop_front()) {
         // Cleared before running, so work queued while it runs is run again.
-        item.item().queued.store(false, Ordering::Release);
+        item.queued().store(false, Ordering::Release);
         item.run();
     }
 }

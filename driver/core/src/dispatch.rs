@@ -2,15 +2,15 @@
 //! any effect, then handed to the handle, its connections or its listeners, and completed or
 //! left to pend.
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
+use kalloc::Arc;
 
 use ndkdisc_abi::{
     AbiError, AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, Ioctl, ListenReply,
     ListenRequest, NtStatus, QueryReply, Record, Request, encode_adapters_reply,
 };
 
-use crate::conn::{Conn, ConnOwner};
+use crate::conn::Conn;
 use crate::error::Error;
 use crate::events::WaitOutcome;
 use crate::listener::{Listener, ListenerOwner};
@@ -94,15 +94,19 @@ impl<P: Platform> Owner<P> {
             }
             Request::Post(req) => match self.inner.conn(req.connection_id) {
                 None => self.finish(code, request, Err(Error::NotFound)),
-                Some(c) => self.finish(code, request, c.post(req.kind, req.count, req.length)),
+                Some(c) => self.finish(
+                    code,
+                    request,
+                    Conn::post(&c, req.kind, req.count, req.length),
+                ),
             },
             Request::Disconnect(req) => match self.inner.conn(req.connection_id) {
                 None => self.finish(code, request, Err(Error::NotFound)),
                 Some(c) if req.abortive => {
-                    c.end(Cause::LocalAbortive);
+                    Conn::end(&c, Cause::LocalAbortive);
                     self.finish(code, request, Ok(()));
                 }
-                Some(c) => c.disconnect(request),
+                Some(c) => Conn::disconnect(&c, request),
             },
             Request::Abort(req) => match self.inner.conn(req.connection_id) {
                 None => self.finish(code, request, Err(Error::NotFound)),
@@ -114,7 +118,7 @@ impl<P: Platform> Owner<P> {
                     {
                         w.complete();
                     }
-                    c.end(Cause::Aborted);
+                    Conn::end(&c, Cause::Aborted);
                     self.finish(code, request, Ok(()));
                 }
             },
@@ -188,8 +192,7 @@ impl<P: Platform> Owner<P> {
             }
         };
         runtime.count(|c| &c.connections);
-        let owner: Arc<dyn ConnOwner<P>> = self.inner.clone();
-        let conn = match Conn::new(owner, index, adapter, req.if_index) {
+        let conn = match Conn::new(Arc::clone(&self.inner), index, adapter, req.if_index) {
             Ok(conn) => conn,
             Err(e) => {
                 self.inner.remove_connection(index);
@@ -203,17 +206,17 @@ impl<P: Platform> Owner<P> {
         });
         if !self.inner.adopt(&conn) {
             // The handle is being cleaned up under this CONNECT.
-            conn.teardown();
+            Conn::teardown(&conn);
             self.inner.remove_connection(index);
             return self.finish(Ioctl::Connect.code(), request, Err(Error::Cancelled));
         }
         let receive = nonzero(req.receive_depth, runtime.config.receive_depth);
         let send = nonzero(req.send_depth, runtime.config.send_depth);
-        match conn.create_queue_pair(receive, send) {
-            Ok(()) => conn.start_connect(request, req.local, req.remote),
+        match Conn::create_queue_pair(&conn, receive, send) {
+            Ok(()) => Conn::start_connect(&conn, request, req.local, req.remote),
             Err(e) => {
                 conn.fail_connect(Some(request), e.ntstatus());
-                conn.teardown();
+                Conn::teardown(&conn);
             }
         }
     }
@@ -252,7 +255,7 @@ impl<P: Platform> Owner<P> {
         };
         // The listener owns the adapter from here: on failure it has closed it.
         let listener = match Listener::start(
-            Arc::clone(&self.inner) as Arc<dyn ListenerOwner<P>>,
+            Arc::clone(&self.inner),
             id,
             adapter,
             req.if_index,
@@ -268,7 +271,7 @@ impl<P: Platform> Owner<P> {
             .table
             .with(|t| !t.closed && push_reserved(&mut t.listeners, Arc::clone(&listener)));
         if !adopted {
-            listener.close();
+            Listener::close(&listener);
             return self.finish(Ioctl::Listen.code(), request, Err(Error::Cancelled));
         }
         reply(
@@ -293,11 +296,11 @@ impl<P: Platform> Owner<P> {
             })
         };
         if let Some(c) = conn {
-            c.end(Cause::LocalAbortive);
+            Conn::end(&c, Cause::LocalAbortive);
             c.closed_event();
             self.finish(Ioctl::Close.code(), request, Ok(()));
         } else if let Some(l) = listener {
-            l.close();
+            Listener::close(&l);
             self.finish(Ioctl::Close.code(), request, Ok(()));
         } else {
             self.finish(Ioctl::Close.code(), request, Err(Error::NotFound));

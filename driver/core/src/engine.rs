@@ -2,8 +2,9 @@
 //! what concerns them all (an adapter's removal); everything else a handle, a connection or a
 //! listener needs from the engine is in its shared runtime (`crate::runtime`).
 
-use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+
+use kalloc::{Arc, Weak};
 
 use ndkdisc_abi::NtStatus;
 
@@ -21,11 +22,14 @@ pub struct Engine<P: Platform> {
 }
 
 impl<P: Platform> Engine<P> {
-    /// A new engine over `platform`.
-    pub fn new(platform: Arc<P>, config: Config) -> Arc<Self> {
-        Arc::new(Self {
+    /// A new engine over `platform`. `// IRQL: PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_INSUFFICIENT_RESOURCES` when its shared state cannot be allocated.
+    pub fn new(platform: Arc<P>, config: Config) -> Result<Self, NtStatus> {
+        Ok(Self {
             owners: platform.lock(Vec::new()),
-            runtime: Runtime::new(platform, config),
+            runtime: Runtime::new(platform, config).map_err(Error::ntstatus)?,
         })
     }
 
@@ -92,8 +96,8 @@ impl<P: Platform> Engine<P> {
     /// # Errors
     /// `STATUS_QUOTA_EXCEEDED` if `max_handles` handles are open;
     /// `STATUS_INSUFFICIENT_RESOURCES` if its records cannot be reserved.
-    pub fn open(self: &Arc<Self>, access: Access) -> Result<Owner<P>, NtStatus> {
-        let slot = self.runtime.take_handle_slot().map_err(Error::ntstatus)?;
+    pub fn open(&self, access: Access) -> Result<Owner<P>, NtStatus> {
+        let slot = Runtime::take_handle_slot(&self.runtime).map_err(Error::ntstatus)?;
         // On failure the slot (or the owner holding it) is dropped here, giving the place back.
         let owner = Owner::new(&self.runtime, access, slot).map_err(Error::ntstatus)?;
         self.register_owner(&owner.inner).map_err(Error::ntstatus)?;

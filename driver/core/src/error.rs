@@ -55,6 +55,12 @@ impl Error {
     }
 }
 
+impl From<kalloc::AllocError> for Error {
+    fn from(_: kalloc::AllocError) -> Self {
+        Self::NoResources
+    }
+}
+
 impl From<AbiError> for Error {
     fn from(e: AbiError) -> Self {
         Self::Abi(e)

@@ -152,5 +152,8 @@ mod users;
 pub use dispatch::DRIVER_VERSION;
 pub use engine::Engine;
 pub use error::Error;
+/// The fallible allocation the engine uses (its `Arc` is what [`Engine::new`] takes the
+/// platform in, and what [`ports::SharedPassive`] is).
+pub use kalloc;
 pub use owner::{Access, Owner};
 pub use runtime::Config;

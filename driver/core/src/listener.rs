@@ -2,8 +2,9 @@
 //! work item that accepts them at `PASSIVE_LEVEL` as connections of the listener's handle.
 
 use alloc::collections::VecDeque;
-use alloc::sync::{Arc, Weak};
 use core::net::SocketAddr;
+
+use kalloc::{Arc, Weak};
 
 use ndkdisc_abi::NtStatus;
 use ndkpi::{Connector, Created, Op, Sink};
@@ -12,7 +13,9 @@ use crate::conn::{Conn, ConnOwner};
 use crate::defer;
 use crate::error::Error;
 use crate::events::{ConnIndex, QueueError};
+use crate::owner::HandleState;
 use crate::ports::{Lock, NdkCallback, Platform, Signal, Trace};
+use crate::runtime::Runtime;
 use crate::step::Stepper;
 use crate::sync::{AtomicBool, Ordering};
 
@@ -55,7 +58,9 @@ pub(crate) struct Listener<P: Platform> {
     /// `Engine::adapter_removed` has handled it.
     removal_seen: AtomicBool,
     bound: P::Lock<SocketAddr>,
-    owner: Arc<dyn ListenerOwner<P>>,
+    /// The handle, seen only through [`ListenerOwner`] (its other items are private to the
+    /// `owner` module).
+    owner: Arc<HandleState<P>>,
     adapter: P::Lock<Option<Arc<ndkpi::Adapter>>>,
     /// The NDK listener, once listening (taken by CLOSE).
     ndk: P::Lock<Option<ndkpi::Listener>>,
@@ -70,22 +75,22 @@ pub(crate) struct Listener<P: Platform> {
     stepper: Stepper<P>,
     /// The accept work item, allocated with the listener so a connect event never allocates;
     /// it also releases the adapter once the close completed.
-    work: Arc<AcceptWork<P>>,
+    work: defer::Work,
 }
 
 struct AcceptWork<P: Platform> {
-    item: defer::WorkItem,
+    item: defer::WorkItem<Runtime<P>>,
     listener: Weak<Listener<P>>,
 }
 
 impl<P: Platform> defer::Deferred for AcceptWork<P> {
-    fn item(&self) -> &defer::WorkItem {
-        &self.item
+    fn queued(&self) -> &AtomicBool {
+        self.item.queued()
     }
 
     fn run(&self) {
         if let Some(l) = self.listener.upgrade() {
-            l.drain();
+            Listener::drain(&l);
             if l.ndk_closed.load(Ordering::Acquire) {
                 l.release_adapter();
                 // Dropped outside the lock (possibly not the last reference: `l` is another).
@@ -117,7 +122,7 @@ impl<P: Platform> Listener<P> {
     /// Create the NDK listener and listen, owning `adapter`: on failure everything opened here
     /// (the adapter too) is closed before this returns. `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn start(
-        owner: Arc<dyn ListenerOwner<P>>,
+        owner: Arc<HandleState<P>>,
         id: u64,
         adapter: ndkpi::Adapter,
         if_index: u32,
@@ -130,39 +135,62 @@ impl<P: Platform> Listener<P> {
         let reserved = queue
             .try_reserve_exact(capacity)
             .ok()
-            .and_then(|()| Stepper::<P>::new(platform))
+            .and_then(|()| Some((Stepper::<P>::new(platform)?, platform.signal()?)))
             .ok_or(Error::NoResources)
             // The accept work item's slot (given back when the item is dropped).
-            .and_then(|stepper| runtime.reserve_work().map(|()| stepper));
-        let stepper = match reserved {
-            Ok(stepper) => stepper,
+            .and_then(|made| runtime.reserve_work().map(|()| made));
+        let (stepper, closed_signal) = match reserved {
+            Ok(made) => made,
             Err(e) => {
                 platform.wsk().close_adapter(adapter);
                 return Err(e);
             }
         };
-        let me = Arc::new_cyclic(|weak: &Weak<Self>| Self {
-            id,
-            if_index,
-            removal_seen: AtomicBool::new(false),
-            bound: platform.lock(local),
-            owner,
-            adapter: platform.lock(Some(Arc::new(adapter))),
-            ndk: platform.lock(None),
-            backlog: platform.lock(Backlog {
-                queue,
-                closing: false,
-            }),
-            capacity,
-            ndk_closed: AtomicBool::new(false),
-            closed_signal: platform.signal(),
-            keep_alive: platform.lock(None),
-            stepper,
-            work: Arc::new(AcceptWork {
-                item: defer::WorkItem::new(runtime.slots()),
-                listener: weak.clone(),
-            }),
+        // The work item's slot is reserved: the item gives it back when dropped, also on the
+        // failures below.
+        let item = defer::WorkItem::new(Runtime::slots(&runtime));
+        let adapter = match Arc::try_new_returning(adapter) {
+            Ok(adapter) => adapter,
+            Err(adapter) => {
+                platform.wsk().close_adapter(adapter);
+                return Err(Error::NoResources);
+            }
+        };
+        let made = Arc::try_new_cyclic_with(|weak: &Weak<Self>| {
+            Ok::<_, Error>(Self {
+                work: defer::work(AcceptWork {
+                    item,
+                    listener: weak.clone(),
+                })?,
+                id,
+                if_index,
+                removal_seen: AtomicBool::new(false),
+                bound: platform.lock(local),
+                owner,
+                adapter: platform.lock(Some(Arc::clone(&adapter))),
+                ndk: platform.lock(None),
+                backlog: platform.lock(Backlog {
+                    queue,
+                    closing: false,
+                }),
+                capacity,
+                ndk_closed: AtomicBool::new(false),
+                closed_signal,
+                keep_alive: platform.lock(None),
+                stepper,
+            })
         });
+        let me = match made {
+            Ok(me) => me,
+            Err(e) => {
+                // Ours was the only reference: close the adapter it opened for this listener.
+                if let Some(adapter) = Arc::into_inner(adapter) {
+                    platform.wsk().close_adapter(adapter);
+                }
+                return Err(e);
+            }
+        };
+        drop(adapter);
         let created = {
             // Dropped before any release: `release_adapter` closes only the last reference.
             let Some(adapter) = me.adapter.with(|a| a.clone()) else {
@@ -208,53 +236,51 @@ impl<P: Platform> Listener<P> {
 
     /// Accept what the backlog holds (nothing once closing: CLOSE took it).
     /// `// IRQL: PASSIVE_LEVEL`.
-    fn drain(self: &Arc<Self>) {
-        while let Some(connector) = self
+    fn drain(this: &Arc<Self>) {
+        while let Some(connector) = this
             .backlog
             .with(|b| if b.closing { None } else { b.queue.pop_front() })
         {
-            self.accept_one(connector);
+            Self::accept_one(this, connector);
         }
     }
 
-    fn accept_one(self: &Arc<Self>, connector: Connector) {
-        let runtime = self.owner.runtime();
-        let Ok(index) = self.owner.add_connection(runtime.next_id()) else {
+    fn accept_one(this: &Arc<Self>, connector: Connector) {
+        let runtime = this.owner.runtime();
+        let Ok(index) = this.owner.add_connection(runtime.next_id()) else {
             // The handle's connection quota (or, after 2^44 ids, no id left).
             runtime.count(|c| &c.backlog_rejects);
             return refuse(connector);
         };
-        let Some(adapter) = self.adapter.with(|a| a.clone()) else {
-            self.owner.remove_connection(index);
+        let Some(adapter) = this.adapter.with(|a| a.clone()) else {
+            this.owner.remove_connection(index);
             return refuse(connector);
         };
         runtime.count(|c| &c.connections);
-        // The handle as the connection sees it (trait upcasting).
-        let conn_owner: Arc<dyn ConnOwner<P>> = self.owner.clone();
-        let Ok(conn) = Conn::new(conn_owner, index, adapter, self.if_index) else {
+        let Ok(conn) = Conn::new(Arc::clone(&this.owner), index, adapter, this.if_index) else {
             // The listener's adapter is shared: dropping our reference is enough.
-            self.owner.remove_connection(index);
+            this.owner.remove_connection(index);
             return refuse(connector);
         };
         runtime.platform().trace(&Trace::ConnectionCreated {
             id: conn.id(),
-            if_index: self.if_index,
+            if_index: this.if_index,
             active: false,
         });
-        if !self.owner.adopt(&conn) {
+        if !this.owner.adopt(&conn) {
             // The handle was cleaned up while this request waited in the backlog.
             refuse(connector);
-            conn.teardown();
-            self.owner.remove_connection(index);
+            Conn::teardown(&conn);
+            this.owner.remove_connection(index);
             return;
         }
         let config = &runtime.config;
-        match conn.create_queue_pair(config.receive_depth, config.send_depth) {
-            Ok(()) => conn.start_accept(connector),
+        match Conn::create_queue_pair(&conn, config.receive_depth, config.send_depth) {
+            Ok(()) => Conn::start_accept(&conn, connector),
             Err(e) => {
                 refuse(connector);
                 conn.fail_connect(None, e.ntstatus());
-                conn.teardown();
+                Conn::teardown(&conn);
             }
         }
     }
@@ -262,8 +288,8 @@ impl<P: Platform> Listener<P> {
     /// Stop accepting (requests still in the backlog are refused) and start the NDK listener's
     /// close; never waits for it. Returns whether this call started the close (it is the
     /// first, and the listener was listening). `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn close(self: &Arc<Self>) -> bool {
-        let queued = self.backlog.with(|b| {
+    pub(crate) fn close(this: &Arc<Self>) -> bool {
+        let queued = this.backlog.with(|b| {
             if core::mem::replace(&mut b.closing, true) {
                 return None;
             }
@@ -276,16 +302,16 @@ impl<P: Platform> Listener<P> {
         for connector in queued {
             refuse(connector);
         }
-        let Some(listener) = self.ndk.with(Option::take) else {
-            self.release_adapter();
+        let Some(listener) = this.ndk.with(Option::take) else {
+            this.release_adapter();
             return false;
         };
         // Alive until the close completion is handled (the work item drops this).
-        let me = Arc::clone(self);
-        self.keep_alive.with(|k| *k = Some(me));
+        let me = Arc::clone(this);
+        this.keep_alive.with(|k| *k = Some(me));
         // NDK completes this close only after every connector accepted through the listener
         // has closed: `closed` then defers the adapter's release to the work item.
-        listener.close(self);
+        listener.close(this);
         true
     }
 

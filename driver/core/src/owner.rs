@@ -2,13 +2,14 @@
 //! connections and listeners report to it ([`ConnOwner`], [`ListenerOwner`]). The handle's
 //! lifecycle is here (open, cancel routine, cleanup); its IOCTLs are handled in the `dispatch` module.
 
-use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+
+use kalloc::{Arc, Weak};
 
 use ndkdisc_abi::{Cause, Event};
 
 use crate::conn::{Conn, ConnOwner, SharedPd, release_abandoned};
-use crate::defer::{Deferred, WorkItem};
+use crate::defer::{self, Deferred, WorkItem};
 use crate::error::Error;
 use crate::events::{ConnIndex, EventQueue, Latch, QueueError, Ready};
 use crate::listener::{Listener, ListenerOwner};
@@ -87,18 +88,18 @@ pub(crate) struct HandleState<P: Platform> {
     pub(crate) table: P::Lock<Table<P>>,
     /// The work item that releases the connections in `Table::abandoned`: one per handle,
     /// allocated at open.
-    abandon: Arc<Abandon<P>>,
+    abandon: defer::Work,
 }
 
 /// A handle's work item releasing its abandoned connections.
 struct Abandon<P: Platform> {
-    item: WorkItem,
+    item: WorkItem<Runtime<P>>,
     handle: Weak<HandleState<P>>,
 }
 
 impl<P: Platform> Deferred for Abandon<P> {
-    fn item(&self) -> &WorkItem {
-        &self.item
+    fn queued(&self) -> &crate::sync::AtomicBool {
+        self.item.queued()
     }
 
     fn run(&self) {
@@ -169,19 +170,24 @@ impl<P: Platform> Owner<P> {
             .abandoned
             .try_reserve_exact(config.limits.max_connections)
             .map_err(|_| Error::NoResources)?;
-        // Last: from here nothing fails, and the work item gives the slot back when dropped.
+        // The work item's slot: given back when the item is dropped (also when a later step
+        // fails and drops it).
         runtime.reserve_work()?;
+        let item = WorkItem::new(Runtime::slots(runtime));
         let platform = runtime.platform();
-        Ok(Self {
-            inner: Arc::new_cyclic(|me| HandleState {
+        let inner = Arc::try_new_cyclic_with(|me| {
+            Ok::<_, Error>(HandleState {
                 runtime: Arc::clone(runtime),
                 queue: platform.lock(queue),
                 table: platform.lock(table),
-                abandon: Arc::new(Abandon {
-                    item: WorkItem::new(runtime.slots()),
+                abandon: defer::work(Abandon {
+                    item,
                     handle: me.clone(),
-                }),
-            }),
+                })?,
+            })
+        })?;
+        Ok(Self {
+            inner,
             access,
             _slot: slot,
         })
@@ -222,13 +228,13 @@ impl<P: Platform> Owner<P> {
             )
         });
         for c in conns.into_iter().flatten() {
-            c.end(Cause::HandleClosed);
+            Conn::end(&c, Cause::HandleClosed);
             c.closed_event();
         }
         // Its connections are closed, so NDK completes each listener's close: wait for it here
         // (only a CLOSE IOCTL must not wait), and release the adapter if nobody else holds it.
         for l in listeners {
-            if l.close() {
+            if Listener::close(&l) {
                 l.wait_closed();
             }
         }
@@ -291,7 +297,15 @@ impl<P: Platform> HandleState<P> {
         if let Some(adapter) = cached {
             return Ok(adapter);
         }
-        let adapter = Arc::new(self.runtime.open_adapter(if_index)?);
+        let adapter = self.runtime.open_adapter(if_index)?;
+        let adapter = match Arc::try_new_returning(adapter) {
+            Ok(adapter) => adapter,
+            Err(adapter) => {
+                // Never shared: closed here, at PASSIVE_LEVEL like the open.
+                self.runtime.platform().wsk().close_adapter(adapter);
+                return Err(Error::NoResources);
+            }
+        };
         self.table.with(|t| {
             // Entries whose adapter was closed make room; never more than reserved.
             t.adapters
@@ -322,7 +336,7 @@ impl<P: Platform> HandleState<P> {
             })
         }) {
             from = i + 1;
-            c.adapter_removed();
+            Conn::adapter_removed(&c);
         }
         while let Some(l) = self.table.with(|t| {
             t.listeners
@@ -330,7 +344,7 @@ impl<P: Platform> HandleState<P> {
                 .find(|l| l.if_index == if_index && !l.removal_seen())
                 .cloned()
         }) {
-            l.close();
+            Listener::close(&l);
         }
     }
 }

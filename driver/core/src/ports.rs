@@ -67,6 +67,10 @@ pub trait WaitLock: Send + Sync {
     fn acquire(&self) -> Self::Guard<'_>;
 }
 
+/// A [`Passive`] work the engine and the platform share: boxed once and counted by a
+/// [`kalloc::Arc`], whose constructor fails instead of aborting.
+pub type SharedPassive = kalloc::Arc<alloc::boxed::Box<dyn Passive>>;
+
 /// Work to run at `PASSIVE_LEVEL`: the engine's drainer, which a kick runs (a WDF work item's
 /// routine).
 pub trait Passive: Send + Sync {
@@ -162,8 +166,9 @@ pub trait Platform: Send + Sync + Sized + 'static {
 
     /// A new lock. `// IRQL: PASSIVE_LEVEL`.
     fn lock<T: Send + 'static>(&self, value: T) -> Self::Lock<T>;
-    /// A new, unset signal. `// IRQL: PASSIVE_LEVEL`.
-    fn signal(&self) -> Self::Signal;
+    /// A new, unset signal, or `None` if it cannot be created (no memory: a `KEVENT` lives in
+    /// nonpaged pool). `// IRQL: PASSIVE_LEVEL`.
+    fn signal(&self) -> Option<Self::Signal>;
     /// A new, free wait lock, or `None` if it cannot be created (no memory: a WDF wait lock is
     /// a framework object). `// IRQL: PASSIVE_LEVEL`.
     fn wait_lock(&self) -> Option<Self::WaitLock>;
@@ -180,7 +185,7 @@ pub trait Platform: Send + Sync + Sized + 'static {
     /// The engine keeps its own queue of deferred work (a listener's accept work, a cancelled
     /// CONNECT's release), with room reserved per handle; the drainer runs that queue. So the
     /// platform holds one work per engine, never more, and never queues anything itself.
-    fn set_drainer(&self, drainer: alloc::sync::Arc<dyn Passive>);
+    fn set_drainer(&self, drainer: SharedPassive);
     /// Run the drainer at `PASSIVE_LEVEL` soon. Callable at `DISPATCH_LEVEL`; never allocates.
     /// A kick while one is pending may coalesce with it (`WdfWorkItemEnqueue` semantics), but
     /// every kick is followed by a run of the drainer that starts after it. After the platform

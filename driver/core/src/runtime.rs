@@ -2,14 +2,16 @@
 //! settings, the counters `GET_INFO` reports, connection ids, and deferral to `PASSIVE_LEVEL`.
 //! It knows nothing of handles: the engine keeps those (`Engine`).
 
-use alloc::sync::{Arc, Weak};
+use alloc::boxed::Box;
+
+use kalloc::{Arc, Weak};
 
 use ndkpi::sys::NDK_VERSION;
 
 use crate::defer;
 use crate::error::Error;
 use crate::events::Limits;
-use crate::ports::{Passive, Platform};
+use crate::ports::{Passive, Platform, SharedPassive};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// Engine-wide settings.
@@ -146,21 +148,27 @@ impl<P: Platform> defer::Slots for Runtime<P> {
 
 impl<P: Platform> Runtime<P> {
     /// A runtime over `platform`, which it gives its drainer. `// IRQL: PASSIVE_LEVEL`.
-    pub(crate) fn new(platform: Arc<P>, config: Config) -> Arc<Self> {
-        let runtime = Arc::new(Self {
+    ///
+    /// # Errors
+    /// [`Error::NoResources`].
+    pub(crate) fn new(platform: Arc<P>, config: Config) -> Result<Arc<Self>, Error> {
+        let runtime = Arc::try_new(Self {
             deferred: platform.lock(defer::Queue::default()),
             platform,
             config,
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
             open_handles: AtomicUsize::new(0),
-        });
+        })
+        .map_err(|_| Error::NoResources)?;
         // Weak: the platform outlives the runtime's last user, and must not keep it alive.
-        let drainer: Arc<dyn Passive> = Arc::new(Drainer {
+        let drainer: Box<dyn Passive> = kalloc::try_box(Drainer {
             runtime: Arc::downgrade(&runtime),
-        });
+        })
+        .map_err(|_| Error::NoResources)?;
+        let drainer: SharedPassive = Arc::try_new(drainer).map_err(|_| Error::NoResources)?;
         runtime.platform.set_drainer(drainer);
-        runtime
+        Ok(runtime)
     }
 
     /// The platform.
@@ -178,14 +186,14 @@ impl<P: Platform> Runtime<P> {
     ///
     /// # Errors
     /// [`Error::Quota`] when `config.max_handles` handles are open.
-    pub(crate) fn take_handle_slot(self: &Arc<Self>) -> Result<HandleSlot<P>, Error> {
-        self.open_handles
+    pub(crate) fn take_handle_slot(this: &Arc<Self>) -> Result<HandleSlot<P>, Error> {
+        this.open_handles
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < self.config.max_handles).then_some(n + 1)
+                (n < this.config.max_handles).then_some(n + 1)
             })
             .map_err(|_| Error::Quota)?;
         Ok(HandleSlot {
-            runtime: Arc::clone(self),
+            runtime: Arc::clone(this),
         })
     }
 
@@ -209,13 +217,12 @@ impl<P: Platform> Runtime<P> {
     }
 
     /// Where work items give their slot back.
-    pub(crate) fn slots(self: &Arc<Self>) -> Weak<dyn defer::Slots> {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        weak
+    pub(crate) fn slots(this: &Arc<Self>) -> Weak<Self> {
+        Arc::downgrade(this)
     }
 
     /// Queue `item` to run at `PASSIVE_LEVEL`. `// IRQL: <= DISPATCH_LEVEL`; never allocates.
-    pub(crate) fn defer<D: defer::Deferred + 'static>(&self, item: &Arc<D>) {
+    pub(crate) fn defer(&self, item: &defer::Work) {
         if defer::push(&self.deferred, item) {
             self.platform.kick();
         }

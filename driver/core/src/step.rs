@@ -36,13 +36,13 @@ pub(crate) struct Session<'a, P: Platform + 'a> {
 }
 
 impl<P: Platform> Stepper<P> {
-    /// A stepper, or `None` if the platform cannot create its wait lock.
+    /// A stepper, or `None` if the platform cannot create its wait lock or its signal.
     /// `// IRQL: PASSIVE_LEVEL`.
     pub(crate) fn new(platform: &P) -> Option<Self> {
         Some(Self {
             sessions: platform.wait_lock()?,
             slot: platform.lock(Slot::default()),
-            done: platform.signal(),
+            done: platform.signal()?,
         })
     }
 

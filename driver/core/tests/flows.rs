@@ -482,7 +482,7 @@ fn quotas_hold_and_rejected_incoming_connections_are_counted() {
         max_listeners: 1,
         ..Config::default()
     };
-    let engine = Engine::new(platform, config);
+    let engine = ndkdisc_host::engine(platform, config);
     let ha = HostHandle::open(&engine).unwrap();
     let hb = HostHandle::open(&engine).unwrap();
     listen(&hb, 4791);
@@ -577,7 +577,7 @@ fn list_adapters_reports_each_interfaces_negotiated_version() {
     fabric.add_host(HostConfig::new(1, [A]));
     fabric.add_host(HostConfig::new(2, [B]).max_version(1, 2));
     let adapters = adapters(&[(1, A), (2, B), (9, B)]);
-    let engine = Engine::new(
+    let engine = ndkdisc_host::engine(
         HostPlatform::new(Arc::clone(&fabric), adapters),
         Config::default(),
     );

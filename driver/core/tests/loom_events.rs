@@ -280,7 +280,7 @@ mod ports {
         type Signal: Signal;
         type WaitLock: WaitLock;
         fn lock<T: Send + 'static>(&self, value: T) -> Self::Lock<T>;
-        fn signal(&self) -> Self::Signal;
+        fn signal(&self) -> Option<Self::Signal>;
         fn wait_lock(&self) -> Option<Self::WaitLock>;
     }
 }
@@ -340,8 +340,8 @@ impl ports::Platform for LoomPlatform {
     fn lock<T: Send + 'static>(&self, value: T) -> LoomLock<T> {
         LoomLock(Mutex::new(value))
     }
-    fn signal(&self) -> LoomSignal {
-        LoomSignal::default()
+    fn signal(&self) -> Option<LoomSignal> {
+        Some(LoomSignal::default())
     }
     fn wait_lock(&self) -> Option<LoomWaitLock> {
         Some(LoomWaitLock(Mutex::new(())))

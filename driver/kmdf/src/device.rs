@@ -4,11 +4,11 @@
 //! core `Owner`), hands the event to ndkdisc-core, and completes or hands on its request
 //! through the request wrapper (`crate::request`).
 
-use alloc::sync::Arc;
 use core::mem::MaybeUninit;
 use core::ptr::{null, null_mut};
 
 use ndkdisc_abi::device::{DEVICE_INTERFACE_GUID, SYMBOLIC_LINK_KERNEL_NAME};
+use ndkdisc_core::kalloc::Arc;
 use ndkdisc_core::{Access, Config, Engine, Owner};
 use ndkpi_sys::NtStatus;
 use wdk::nt_success;
@@ -43,7 +43,7 @@ static INTERFACE_GUID: GUID = GUID {
 
 /// What a device holds: the engine and its platform.
 struct DeviceState {
-    engine: Arc<Engine<KmPlatform>>,
+    engine: Engine<KmPlatform>,
     platform: Arc<KmPlatform>,
 }
 
@@ -198,8 +198,14 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
     // SAFETY: DriverEntry ran `load` before creating the driver object, and `unload` runs
     // only after every device is gone.
     let wsk = unsafe { wsk::ndk_extension() };
-    let platform = Arc::new(KmPlatform::new(wsk, work_item));
-    let engine = Engine::new(Arc::clone(&platform), Config::default());
+    // On failure the device (with its work item, a child) is deleted by WDF.
+    let Ok(platform) = Arc::try_new(KmPlatform::new(wsk, work_item)) else {
+        return NtStatus::INSUFFICIENT_RESOURCES.0;
+    };
+    let engine = match Engine::new(Arc::clone(&platform), Config::default()) {
+        Ok(engine) => engine,
+        Err(status) => return status.0,
+    };
     // SAFETY: a live device with DEVICE_CONTEXT.
     let ctx = unsafe { DEVICE_CONTEXT.get::<DeviceContext>(device.cast()) };
     // SAFETY: WDF allocated the context with the device; nothing else runs on this device yet

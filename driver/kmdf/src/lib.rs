@@ -122,8 +122,12 @@
 //!
 //! ## Known gaps
 //!
-//! - Allocation failure of the engine's own `Arc`s and of `Box`es the ports must return aborts
-//!   (bugchecks): stable Rust has no fallible `Box::try_new`.
+//! - Allocation cannot abort in the shell's or the engine's code: every `Arc` and `Box` is made
+//!   through `kalloc` (fallible constructors; stable Rust has no `Box::try_new`) and every
+//!   table grows with `try_reserve`, so a failed allocation is `STATUS_INSUFFICIENT_RESOURCES`.
+//!   The host's sweep (`driver/core/tests/alloc_failure.rs`) proves it for the engine; the
+//!   shell's few allocations (the platform, `KEVENT`s, posted buffers' boxes, the adapter
+//!   list) are checked by review only.
 //! - `Platform::adapters` reports every unicast address; the core keeps those whose interface
 //!   opens as an NDK adapter.
 #![cfg(windows)]

@@ -4,13 +4,13 @@
 //! crate) is the same set of ports over std, and the model for what each must guarantee.
 
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::net::SocketAddr;
 use core::ptr::{NonNull, null_mut};
 
-use ndkdisc_core::ports::{AdapterDesc, Lock, Passive, Platform, Signal, Trace, WaitLock};
+use ndkdisc_core::kalloc;
+use ndkdisc_core::ports::{AdapterDesc, Lock, Platform, SharedPassive, Signal, Trace, WaitLock};
 use ndkpi_sys::{
     AF_INET, AF_INET6, AF_UNSPEC, FreeMibTable, GetUnicastIpAddressTable, MIB_UNICASTIPADDRESS_ROW,
     MIB_UNICASTIPADDRESS_TABLE, NtStatus, SOCKADDR_INET,
@@ -87,12 +87,12 @@ unsafe impl Sync for KmSignal {}
 
 impl KmSignal {
     // IRQL: <= DISPATCH_LEVEL (the port asks PASSIVE_LEVEL).
-    fn new() -> Self {
-        let event = Box::new(UnsafeCell::new(KEVENT::default()));
+    fn new() -> Option<Self> {
+        let event = kalloc::try_box(UnsafeCell::new(KEVENT::default())).ok()?;
         // SAFETY: the event is in nonpaged pool (the global allocator), never moves (boxed)
         // and outlives every set and wait (owned by `self`). Any IRQL is allowed.
         unsafe { KeInitializeEvent(event.get(), _EVENT_TYPE::SynchronizationEvent, 0) };
-        Self { event }
+        Some(Self { event })
     }
 }
 
@@ -258,7 +258,7 @@ pub struct KmPlatform {
     /// The device's work item: a kick enqueues it, and its routine runs `drainer`.
     work_item: WDFWORKITEM,
     /// The engine's drainer (`Platform::set_drainer`).
-    drainer: KmLock<Option<Arc<dyn Passive>>>,
+    drainer: KmLock<Option<SharedPassive>>,
     /// `stop_deferring` closed the gate: kicks no longer enqueue the work item. A kick checks
     /// it and enqueues under this lock, so no enqueue can land after the gate closed.
     stopped: KmLock<bool>,
@@ -324,7 +324,7 @@ impl Platform for KmPlatform {
         KmLock::new(value)
     }
 
-    fn signal(&self) -> KmSignal {
+    fn signal(&self) -> Option<KmSignal> {
         KmSignal::new()
     }
 
@@ -349,7 +349,7 @@ impl Platform for KmPlatform {
     }
 
     // IRQL: PASSIVE_LEVEL (engine creation).
-    fn set_drainer(&self, drainer: Arc<dyn Passive>) {
+    fn set_drainer(&self, drainer: SharedPassive) {
         let old = self.drainer.with(|d| d.replace(drainer));
         // A platform serves one engine; a replaced drainer is dropped outside the lock.
         drop(old);
@@ -405,7 +405,10 @@ impl Platform for KmPlatform {
     }
 
     fn memory(&self, len: usize) -> Option<Box<dyn ndkpi::RegisteredMemory>> {
-        KmMemory::new(len).map(|m| Box::new(m) as Box<dyn ndkpi::RegisteredMemory>)
+        let memory = KmMemory::new(len)?;
+        // On failure `memory` is dropped: its MDL and buffer are freed.
+        let boxed: Box<dyn ndkpi::RegisteredMemory> = kalloc::try_box(memory).ok()?;
+        Some(boxed)
     }
 
     // IRQL: <= DISPATCH_LEVEL; never allocates.

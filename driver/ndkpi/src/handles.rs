@@ -2,10 +2,13 @@
 //! consumes it, so an object is closed at most once. Dropping a handle without closing it leaks
 //! the provider object (never a use-after-free); softndk's live-object count exposes such leaks.
 
-use alloc::sync::Arc;
+use alloc::boxed::Box;
+use core::mem::MaybeUninit;
+
 use core::net::SocketAddr;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use kalloc::{AllocError, Arc};
 
 use ndkpi_sys::{
     FALSE, NDK_ADAPTER, NDK_ADAPTER_INFO, NDK_CONNECTOR, NDK_CQ, NDK_FN_CLOSE_OBJECT, NDK_LISTENER,
@@ -14,10 +17,10 @@ use ndkpi_sys::{
 };
 
 use crate::address::SockAddrBuf;
-use crate::memory::{Buffer, PassiveLock};
+use crate::memory::{Buffer, PassiveLock, SharedMemory};
 use crate::sink::{
     Op, Sink, close_done, connect_event, cq_notify, create_done, ctx_of, disconnect_event,
-    disconnect_event_ex, ignore_close, release, request_done, take_ref, wrap_created,
+    disconnect_event_ex, ignore_close, release, request_done, sink, take_ref, wrap_created,
 };
 use alloc::vec::Vec;
 
@@ -803,13 +806,14 @@ impl Listener {
 /// The memory registered in an [`Mr`], kept until the MR's close completes. Dropping it
 /// without that close (an MR handle dropped without being closed) leaks the memory with the
 /// provider object, which may still use it.
+/// With the room its close will keep it in, made before the provider saw the memory.
 #[derive(Default)]
-struct Registered(Option<Arc<dyn crate::RegisteredMemory>>);
+struct Registered(Option<(SharedMemory, KeepRoom<SharedMemory>)>);
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        if let Some(memory) = self.0.take() {
-            core::mem::forget(memory);
+        if let Some(kept) = self.0.take() {
+            core::mem::forget(kept);
         }
     }
 }
@@ -817,7 +821,7 @@ impl Drop for Registered {
 impl core::fmt::Debug for Registered {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Registered")
-            .field("len", &self.0.as_ref().map(|m| m.len()))
+            .field("len", &self.0.as_ref().map(|(m, _)| m.len()))
             .finish()
     }
 }
@@ -831,18 +835,24 @@ handle!(
 );
 
 impl Mr {
-    /// `NdkRegisterMr` of `memory` for local write; completes with [`Op::RegisterMr`]. The MR
-    /// keeps `memory` until its close completes (whatever the outcome of the registration).
-    /// An MR registers once: a second call completes at once with
-    /// `STATUS_INVALID_DEVICE_STATE` and drops nothing.
-    pub fn register<T: Sink>(&mut self, sink: &Arc<T>, memory: Arc<dyn crate::RegisteredMemory>) {
+    /// `NdkRegisterMr` of `memory` for local write; completes with [`Op::RegisterMr`]. Once
+    /// the provider has seen `memory`, the MR keeps it until its close completes (whatever the
+    /// outcome of the registration). An MR registers once: a second call completes at once
+    /// with `STATUS_INVALID_DEVICE_STATE`. When the room to keep the memory at close cannot be
+    /// allocated, it completes at once with `STATUS_INSUFFICIENT_RESOURCES` (the provider never
+    /// saw the memory; nothing is kept).
+    pub fn register<T: Sink>(&mut self, sink: &Arc<T>, memory: SharedMemory) {
         if self.memory.0.is_some() {
             sink.completed(Op::RegisterMr, NtStatus::INVALID_DEVICE_STATE, None);
             return;
         }
+        let Ok(room) = KeepRoom::try_new() else {
+            sink.completed(Op::RegisterMr, NtStatus::INSUFFICIENT_RESOURCES, None);
+            return;
+        };
         let (mdl, len) = (memory.mdl(), memory.len());
         // Kept before the provider sees it: it may use the memory as soon as it is called.
-        self.memory.0 = Some(memory);
+        self.memory.0 = Some((memory, room));
         let f = self.table().NdkRegisterMr;
         request_with::<T, { Op::RegisterMr as u8 }, _>(sink, f, |f, cb, ctx| {
             // SAFETY: live MR; the MDL describes `len` pinned bytes (the `RegisteredMemory`
@@ -872,15 +882,20 @@ impl Mr {
     /// `NdkCloseMr`; completes with [`Op::CloseMr`]; the registered memory is released after
     /// it.
     pub fn close<T: Sink>(mut self, sink: &Arc<T>) {
-        let memory = self.memory.0.take();
         let f = self.table().NdkCloseMr;
-        close_keeping::<T, _, { Op::CloseMr as u8 }>(
-            self.header(),
-            f,
-            sink,
-            self.ref_of.load(Ordering::Acquire),
-            memory,
-        );
+        let ref_of = self.ref_of.load(Ordering::Acquire);
+        match self.memory.0.take() {
+            Some((memory, room)) => close_keeping::<T, _, { Op::CloseMr as u8 }>(
+                self.header(),
+                f,
+                sink,
+                ref_of,
+                memory,
+                room,
+            ),
+            // Never registered: nothing to keep.
+            None => close::<T, { Op::CloseMr as u8 }>(self.header(), f, sink, ref_of),
+        }
     }
 }
 
@@ -900,6 +915,9 @@ impl Adapter {
 pub struct QueuePair {
     qp: Qp,
     buffers: PassiveLock<Vec<Arc<Buffer>>>,
+    /// The sink context of the pair's close, set once by [`QueuePair::close`] (null before):
+    /// its completion reads it, and a second close finds it set.
+    closing: AtomicPtr<core::ffi::c_void>,
     /// A [`ReceiveQueue`] is held.
     receiving: AtomicBool,
     /// An [`InitiatorQueue`] is held.
@@ -986,40 +1004,90 @@ queue_guard!(
     post_send => |qp, sge, ctx| qp.send(ctx, sge, 0)
 );
 
-/// What a close completion keeps alive until the object's last callback: the sink and `kept`.
-struct Keep<T, K> {
-    sink: Arc<T>,
+/// The completion of [`QueuePair::close`].
+///
+/// # Safety
+/// `ctx` is the pointer `QueuePair::close` made with `Arc::into_raw` for this close, whose
+/// `closing` holds the context of a `T` that the QP holds a reference to.
+unsafe extern "system" fn close_pair_done<T: Sink>(ctx: ndkpi_sys::PVOID) {
+    // SAFETY: per the contract, `ctx` came from `Arc::into_raw` of a `QueuePair` and its count
+    // is taken back once, here.
+    let pair = unsafe { Arc::from_raw(ctx.cast::<QueuePair>().cast_const()) };
+    let sink_ctx = pair.closing.load(Ordering::Acquire);
+    // SAFETY: the QP holds a reference to the sink behind `sink_ctx` until the release below.
+    unsafe { sink::<T>(sink_ctx) }.closed(Op::CloseQp);
+    // SAFETY: the close completion is the QP's last callback: its reference to the sink is
+    // surrendered after the callback above returned; nothing borrowed from it is used after.
+    unsafe { release::<T>(sink_ctx) };
+    // The pair (and its buffers, if this was its last count) goes after the provider's last
+    // use of the QP.
+    drop(pair);
+}
+
+/// What a close completion keeps alive until the object's last callback: `kept`, and the
+/// sink's context (whose reference the object holds).
+struct Keep<K> {
+    sink: ndkpi_sys::PVOID,
     _kept: K,
 }
 
+// SAFETY: `sink` is a context pointer to a sink, which is `Send + Sync` (the `Sink` bound), used
+// only by the close completion; the rest is `K`'s to say.
+unsafe impl<K: Send> Send for Keep<K> {}
+// SAFETY: as above; a `Keep` is never read through a shared reference but by its completion.
+unsafe impl<K: Sync> Sync for Keep<K> {}
+
+/// Room for a [`Keep`], allocated when the object that will need it is made (where a failure
+/// can be reported), so that closing allocates nothing and cannot fail.
+struct KeepRoom<K>(Box<MaybeUninit<Keep<K>>>);
+
+impl<K> KeepRoom<K> {
+    fn try_new() -> Result<Self, AllocError> {
+        kalloc::try_box(MaybeUninit::uninit()).map(Self)
+    }
+}
+
+impl<K> core::fmt::Debug for KeepRoom<K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("KeepRoom")
+    }
+}
+
 unsafe extern "system" fn close_keep_done<T: Sink, K, const OP: u8>(ctx: ndkpi_sys::PVOID) {
-    // SAFETY: `ctx` is the `Box<Keep<T, K>>` leaked by `close_keeping` for this close only.
-    let keep = unsafe { alloc::boxed::Box::from_raw(ctx.cast::<Keep<T, K>>()) };
-    keep.sink.closed(Op::from_u8(OP));
+    // SAFETY: `ctx` is the `Box<MaybeUninit<Keep<K>>>` that `close_keeping` initialised and
+    // leaked for this close only (`MaybeUninit<Keep<K>>` is laid out as `Keep<K>`).
+    let keep = unsafe { Box::from_raw(ctx.cast::<Keep<K>>()) };
+    // SAFETY: the object holds a reference to the sink behind `keep.sink` (made sure of by
+    // `close_keeping`) until the release below.
+    unsafe { sink::<T>(keep.sink) }.closed(Op::from_u8(OP));
     // SAFETY: the close completion is the object's last callback: its reference to the sink
-    // (taken at its create, or below) is surrendered after the callback above returned.
-    unsafe { release::<T>(Arc::as_ptr(&keep.sink).cast_mut().cast()) };
+    // (taken at its create, or by `close_keeping`) is surrendered after the callback above
+    // returned, and nothing borrowed from it is used afterwards.
+    unsafe { release::<T>(keep.sink) };
     // `kept` is dropped here, after the provider's last use of the object.
 }
 
-/// Close an object through `f`, keeping `kept` alive until its close completion has returned;
-/// report inline unless it pended.
+/// Close an object through `f`, keeping `kept` alive (in `room`) until its close completion has
+/// returned; report inline unless it pended. Allocates nothing.
 fn close_keeping<T: Sink, K, const OP: u8>(
     header: *mut NDK_OBJECT_HEADER,
     f: NDK_FN_CLOSE_OBJECT,
     sink: &Arc<T>,
     ref_of: usize,
     kept: K,
+    room: KeepRoom<K>,
 ) {
     if !holds_ref_of(ref_of, sink) {
         // The close completion releases one reference: make sure the object has one.
         take_ref(sink);
     }
-    let keep = alloc::boxed::Box::new(Keep {
-        sink: Arc::clone(sink),
+    let mut room = room.0;
+    room.write(Keep {
+        sink: ctx_of(sink),
         _kept: kept,
     });
-    let ctx: ndkpi_sys::PVOID = alloc::boxed::Box::into_raw(keep).cast();
+    // Initialised just above: the box now holds a `Keep<K>` (same layout).
+    let ctx: ndkpi_sys::PVOID = Box::into_raw(room).cast();
     let status = match f {
         // SAFETY: the object's only handle was consumed, so this is its one close; `ctx` stays
         // valid until `close_keep_done` reclaims it.
@@ -1034,13 +1102,29 @@ fn close_keeping<T: Sink, K, const OP: u8>(
 }
 
 impl QueuePair {
-    /// Wrap a QP.
+    /// Wrap a QP. It is closed through the [`Arc`] it is shared in ([`QueuePair::close`]), or,
+    /// never shared and with nothing attached, unwrapped again ([`QueuePair::into_qp`]).
     pub fn new(qp: Qp) -> Self {
         Self {
             qp,
             buffers: PassiveLock::new(Vec::new()),
+            closing: AtomicPtr::new(core::ptr::null_mut()),
             receiving: AtomicBool::new(false),
             sending: AtomicBool::new(false),
+        }
+    }
+
+    /// The QP back, for a pair with no buffer attached (so nothing can be in use); the pair
+    /// itself otherwise.
+    ///
+    /// # Errors
+    ///
+    /// The pair, unchanged, when a buffer is attached.
+    pub fn into_qp(self) -> Result<Qp, Self> {
+        if self.buffers.with(|b| b.is_empty()) {
+            Ok(self.qp)
+        } else {
+            Err(self)
         }
     }
 
@@ -1064,15 +1148,41 @@ impl QueuePair {
             .with(|b| b.get(index).and_then(|buf| buf.sge(offset, len)))
     }
 
-    /// `NdkCloseQp`; completes with [`Op::CloseQp`]; the buffers are released after it.
-    pub fn close<T: Sink>(self, sink: &Arc<T>) {
-        let QueuePair { qp, buffers, .. } = self;
-        close_keeping::<T, _, { Op::CloseQp as u8 }>(
-            qp.header(),
-            qp.table().NdkCloseQp,
-            sink,
-            qp.ref_of.load(Ordering::Acquire),
-            buffers.into_inner(),
-        );
+    /// `NdkCloseQp`; completes with [`Op::CloseQp`]. `this` is kept (so the buffers live) until
+    /// the completion has returned: closing allocates nothing. A pair closes once: a close
+    /// through another clone of it does nothing (a caller bug, checked in debug builds).
+    pub fn close<T: Sink>(this: Arc<Self>, sink: &Arc<T>) {
+        let ctx = ctx_of(sink);
+        let first = this
+            .closing
+            .compare_exchange(
+                core::ptr::null_mut(),
+                ctx,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        debug_assert!(first, "a QP closed twice");
+        if !first {
+            return;
+        }
+        if !holds_ref_of(this.qp.ref_of.load(Ordering::Acquire), sink) {
+            // The close completion releases one reference: make sure the object has one.
+            take_ref(sink);
+        }
+        let (header, f) = (this.qp.header(), this.qp.table().NdkCloseQp);
+        // The completion's context: the pair itself, its count surrendered to the completion.
+        let keep: ndkpi_sys::PVOID = Arc::into_raw(this).cast_mut().cast();
+        let status = match f {
+            // SAFETY: `closing` admits one close of the pair's QP; `keep` (a counted pointer to
+            // the pair) stays valid until `close_pair_done` takes its count back.
+            Some(f) => unsafe { f(header, Some(close_pair_done::<T>), keep) },
+            None => NtStatus::NOT_SUPPORTED,
+        };
+        if status != NtStatus::PENDING {
+            // SAFETY: closed synchronously: no callback will come, so the count is taken back
+            // exactly once, here.
+            unsafe { close_pair_done::<T>(keep) };
+        }
     }
 }

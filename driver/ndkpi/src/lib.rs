@@ -38,14 +38,14 @@
 //! what it handed over:
 //!
 //! ```
-//! # use std::sync::Arc;
-//! # use ndkpi::{Mr, RegisteredMemory, Sink};
-//! fn register<T: Sink>(mr: &mut Mr, sink: &Arc<T>, memory: Arc<dyn RegisteredMemory>) {
+//! # use kalloc::Arc;
+//! # use ndkpi::{Mr, SharedMemory, Sink};
+//! fn register<T: Sink>(mr: &mut Mr, sink: &Arc<T>, memory: SharedMemory) {
 //!     mr.register(sink, memory);
 //! }
 //! ```
 //! ```compile_fail,E0308
-//! # use std::sync::Arc;
+//! # use kalloc::Arc;
 //! # use ndkpi::{Mr, RegisteredMemory, Sink};
 //! fn register<T: Sink>(mr: &mut Mr, sink: &Arc<T>, memory: Box<dyn RegisteredMemory>) {
 //!     mr.register(sink, &*memory); // lent, not given
@@ -53,9 +53,9 @@
 //! }
 //! ```
 //! ```compile_fail,E0382
-//! # use std::sync::Arc;
-//! # use ndkpi::{Mr, RegisteredMemory, Sink};
-//! fn register<T: Sink>(mr: &mut Mr, sink: &Arc<T>, memory: Arc<dyn RegisteredMemory>) {
+//! # use kalloc::Arc;
+//! # use ndkpi::{Mr, SharedMemory, Sink};
+//! fn register<T: Sink>(mr: &mut Mr, sink: &Arc<T>, memory: SharedMemory) {
 //!     mr.register(sink, memory);
 //!     let _ = memory.len(); // handed over to the MR
 //! }
@@ -176,7 +176,7 @@ pub use handles::{
     Adapter, Completion, Connector, Cq, InitiatorQueue, Listener, Mr, Pd, Qp, QueuePair, Reaper,
     ReceiveQueue, Sge,
 };
-pub use memory::{Buffer, RegisteredMemory};
+pub use memory::{Buffer, RegisteredMemory, SharedMemory};
 pub use ndkpi_sys as sys;
 pub use sink::{Created, Op, Sink};
 pub use wsk::Wsk;

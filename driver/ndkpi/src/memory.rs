@@ -1,6 +1,8 @@
 //! Registered memory for posting: a platform buffer described by an MDL, registered in an MR.
 
-use alloc::sync::Arc;
+use alloc::boxed::Box;
+
+use kalloc::Arc;
 
 use ndkpi_sys::MDL;
 
@@ -26,9 +28,14 @@ pub unsafe trait RegisteredMemory: Send + Sync + 'static {
     }
 }
 
+/// Registered memory shared by the [`crate::Mr`] it is registered in and the [`Buffer`]s over
+/// it (boxed once by the platform, counted here: a `kalloc::Arc`, so sharing it can fail
+/// instead of aborting).
+pub type SharedMemory = Arc<Box<dyn RegisteredMemory>>;
+
 /// Registered memory and the token of the MR it is registered in.
 pub struct Buffer {
-    memory: Arc<dyn RegisteredMemory>,
+    memory: SharedMemory,
     token: u32,
 }
 
@@ -46,7 +53,7 @@ impl Buffer {
     /// [`crate::Mr::local_token`] after a successful [`crate::Mr::register`], which keeps its
     /// own reference). A wrong token only makes the provider fail the requests (the token is
     /// checked against the region).
-    pub fn new(memory: Arc<dyn RegisteredMemory>, token: u32) -> Self {
+    pub fn new(memory: SharedMemory, token: u32) -> Self {
         Self { memory, token }
     }
 
@@ -104,9 +111,5 @@ impl<T> PassiveLock<T> {
         let result = f(unsafe { &mut *self.value.get() });
         self.busy.store(false, Ordering::Release);
         result
-    }
-
-    pub(crate) fn into_inner(self) -> T {
-        self.value.into_inner()
     }
 }

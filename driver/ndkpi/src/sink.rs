@@ -6,9 +6,9 @@
 //! object's last callback — its close completion — has returned, or after a failed create's
 //! completion. A sink is therefore never freed while a callback to it runs or may still come.
 
-use alloc::sync::Arc;
 use core::ffi::c_void;
 use core::ptr::NonNull;
+use kalloc::Arc;
 
 use ndkpi_sys::{NDK_CONNECTOR, NDK_OBJECT_HEADER, NTSTATUS, NtStatus, PVOID};
 
@@ -158,7 +158,7 @@ pub(crate) fn take_ref<T: Sink>(sink: &Arc<T>) {
 ///
 /// # Safety
 /// `ctx` came from [`ctx_of`] for a `T` that NDK holds a reference to.
-unsafe fn sink<'a, T: Sink>(ctx: PVOID) -> &'a T {
+pub(crate) unsafe fn sink<'a, T: Sink>(ctx: PVOID) -> &'a T {
     // SAFETY: per the caller, `ctx` points to a live `T` kept alive by NDK's reference.
     unsafe { &*ctx.cast::<T>() }
 }

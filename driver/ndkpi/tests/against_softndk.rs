@@ -4,6 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+
+use kalloc::Arc as KArc;
 use std::time::Duration;
 
 use ndkpi::sys::{NDK_VERSION, NtStatus};
@@ -48,8 +50,8 @@ impl Sink for Rec {
 }
 
 impl Rec {
-    fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    fn new() -> KArc<Self> {
+        KArc::try_new(Self::default()).unwrap()
     }
 
     /// Wait for `op` to complete; returns its status.
@@ -96,7 +98,7 @@ struct End {
     qp: Qp,
 }
 
-fn resources(adapter: &ndkpi::Adapter, sink: &Arc<Rec>) -> End {
+fn resources(adapter: &ndkpi::Adapter, sink: &KArc<Rec>) -> End {
     adapter.create_pd(sink);
     let Created::Pd(pd) = sink.take_created(Op::CreatePd) else {
         panic!("not a PD")
@@ -155,11 +157,11 @@ fn fabric_in(mode: Completion) -> Arc<Fabric> {
 
 /// Once `closes` closes of `sink`'s objects completed and the fabric is idle: the sink's only
 /// reference is the test's, and closing `adapter` leaves nothing live.
-fn all_released(fabric: &Fabric, wsk: &Wsk, sink: &Arc<Rec>, closes: usize, adapter: Adapter) {
+fn all_released(fabric: &Fabric, wsk: &Wsk, sink: &KArc<Rec>, closes: usize, adapter: Adapter) {
     sink.wait_closed(closes);
     assert!(fabric.wait_idle(WAIT));
     assert_eq!(
-        Arc::strong_count(sink),
+        KArc::strong_count(sink),
         1,
         "no sink reference leaked or lost"
     );
@@ -209,7 +211,7 @@ fn run_connection(mode: Completion, version: NDK_VERSION) {
     assert_eq!(ca.peer_address(), Some(dst));
     assert_eq!(cb.peer_address(), ca.local_address());
     assert!(
-        Arc::strong_count(&a) > 1 && Arc::strong_count(&b) > 1,
+        KArc::strong_count(&a) > 1 && KArc::strong_count(&b) > 1,
         "live objects hold their sinks"
     );
 
@@ -236,7 +238,7 @@ fn run_connection(mode: Completion, version: NDK_VERSION) {
     l.wait_closed(1);
     assert!(fabric.wait_idle(WAIT));
     for s in [&a, &b, &l] {
-        assert_eq!(Arc::strong_count(s), 1, "no reference leaked or lost");
+        assert_eq!(KArc::strong_count(s), 1, "no reference leaked or lost");
     }
     wsk.close_adapter(aa);
     wsk.close_adapter(ab);
@@ -304,7 +306,7 @@ fn a_failed_create_leaves_no_reference_behind(mode: Completion) {
     assert!(fabric.wait_idle(WAIT));
     assert!(a.created.lock().unwrap().is_empty());
     assert_eq!(
-        Arc::strong_count(&a),
+        KArc::strong_count(&a),
         1,
         "{mode:?}: the failed create released its reference"
     );
@@ -315,7 +317,7 @@ fn a_failed_create_leaves_no_reference_behind(mode: Completion) {
         panic!()
     };
     assert_eq!(
-        Arc::strong_count(&a),
+        KArc::strong_count(&a),
         2,
         "{mode:?}: the live PD holds its sink"
     );
@@ -330,14 +332,15 @@ struct Tracked {
 }
 
 impl Tracked {
-    fn shared(len: usize) -> (Arc<dyn RegisteredMemory>, Arc<AtomicBool>) {
+    fn shared(len: usize) -> (ndkpi::SharedMemory, Arc<AtomicBool>) {
         let freed = Arc::new(AtomicBool::new(false));
         let memory = ndkdisc_host::SoftMemory::new(len).expect("memory");
         let tracked = Self {
             memory,
             freed: Arc::clone(&freed),
         };
-        (Arc::new(tracked), freed)
+        let boxed: Box<dyn RegisteredMemory> = Box::new(tracked);
+        (KArc::try_new(boxed).unwrap(), freed)
     }
 }
 
@@ -376,7 +379,7 @@ fn an_mr_owns_its_memory_until_its_close_completes_and_posts_and_reaps_take_thei
         panic!("not an MR")
     };
     let (memory, freed) = Tracked::shared(64);
-    mr.register(&a, Arc::clone(&memory));
+    mr.register(&a, KArc::clone(&memory));
     assert_eq!(a.status_of(Op::RegisterMr), NtStatus::SUCCESS, "{mode:?}");
     // A second registration is refused at once, and the first memory stays.
     a.done.lock().unwrap().clear();
@@ -393,9 +396,9 @@ fn an_mr_owns_its_memory_until_its_close_completes_and_posts_and_reaps_take_thei
     );
 
     // The test's own reference goes with the buffer: the QP and the MR hold the memory now.
-    let qp = QueuePair::new(qp);
+    let qp = KArc::try_new(QueuePair::new(qp)).unwrap();
     let index = qp
-        .attach(Arc::new(Buffer::new(memory, mr.local_token())))
+        .attach(KArc::try_new(Buffer::new(memory, mr.local_token())).unwrap())
         .expect("memory to attach a buffer");
     {
         let mut receives = qp.receive_queue().expect("receive queue free");
@@ -438,7 +441,7 @@ fn an_mr_owns_its_memory_until_its_close_completes_and_posts_and_reaps_take_thei
     assert!(cq.reaper().is_some(), "released");
 
     // The QP's close releases its buffers; the MR still holds the memory.
-    qp.close(&a);
+    QueuePair::close(qp, &a);
     a.wait_closed(1);
     assert!(fabric.wait_idle(WAIT));
     assert!(!freed.load(Ordering::SeqCst), "{mode:?}: the MR holds it");

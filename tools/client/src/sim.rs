@@ -190,7 +190,11 @@ impl SimFabric {
             None => HostPlatform::new(Arc::clone(&self.fabric), adapters),
             Some(status) => HostPlatform::without_ndk(Arc::clone(&self.fabric), adapters, status),
         };
-        let engine = Engine::new(platform, Config::default());
+        let engine = Engine::new(platform, Config::default()).map_err(|status| Error::Failed {
+            op: "add host",
+            status,
+        })?;
+        let engine = Arc::new(engine);
         ndkdisc_host::watch_adapter_removal(&engine);
         let host = SimHost {
             name: name.to_owned(),

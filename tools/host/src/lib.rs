@@ -48,3 +48,15 @@ pub fn fabric_wsk(fabric: Arc<softndk::Fabric>) -> ndkpi::Wsk {
     // and closed only through the `Wsk` (softndk reports any other use of a stale client).
     unsafe { ndkpi::Wsk::with_provider(dispatch, client, fabric) }
 }
+
+/// An engine over `platform`, shared as the tools and tests hold it.
+///
+/// # Panics
+/// If memory runs out (`Engine::new` fails only then).
+#[must_use]
+pub fn engine(
+    platform: ndkdisc_core::kalloc::Arc<HostPlatform>,
+    config: ndkdisc_core::Config,
+) -> Arc<ndkdisc_core::Engine<HostPlatform>> {
+    Arc::new(ndkdisc_core::Engine::new(platform, config).expect("memory for the engine"))
+}

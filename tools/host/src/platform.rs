@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use ndkdisc_abi::NtStatus;
+use ndkdisc_core::kalloc::Arc as KArc;
 use ndkdisc_core::ports::{
-    AdapterDesc, Cancelled, Lock, Passive, PendedRequest, Platform, Signal, Trace, WaitLock,
+    AdapterDesc, Cancelled, Lock, PendedRequest, Platform, SharedPassive, Signal, Trace, WaitLock,
 };
 use ndkdisc_core::{Access, Engine, Owner};
 
@@ -186,7 +187,7 @@ pub struct HostPlatform {
     worker: Mutex<Option<JoinHandle<()>>>,
     /// The engine's drainer, run by the worker once per kick (kicks do not coalesce here,
     /// which the port allows: a drainer run finding nothing to do is harmless).
-    drainer: Arc<Mutex<Option<Arc<dyn Passive>>>>,
+    drainer: Arc<Mutex<Option<SharedPassive>>>,
     /// How many drainers the platform was given, for tests of the deferral contract.
     drainers: AtomicUsize,
     start: Instant,
@@ -210,8 +211,11 @@ impl HostPlatform {
     /// A platform over `fabric`, reporting `adapters`, with one passive-level worker thread.
     ///
     /// # Panics
-    /// If the worker thread cannot be spawned.
-    pub fn new(fabric: Arc<softndk::Fabric>, adapters: Vec<AdapterDesc>) -> Arc<Self> {
+    /// If the worker thread cannot be spawned, or memory runs out.
+    ///
+    /// The result is the engine's own `Arc` ([`ndkdisc_core::kalloc::Arc`]), which
+    /// [`Engine::new`] takes.
+    pub fn new(fabric: Arc<softndk::Fabric>, adapters: Vec<AdapterDesc>) -> KArc<Self> {
         let wsk = crate::fabric_wsk(Arc::clone(&fabric));
         Self::with_wsk(fabric, adapters, wsk)
     }
@@ -221,12 +225,12 @@ impl HostPlatform {
     /// `STATUS_NOT_SUPPORTED`. `fabric` only gives the platform its clock and its worker.
     ///
     /// # Panics
-    /// If the worker thread cannot be spawned.
+    /// If the worker thread cannot be spawned, or memory runs out.
     pub fn without_ndk(
         fabric: Arc<softndk::Fabric>,
         adapters: Vec<AdapterDesc>,
         status: ndkpi::NtStatus,
-    ) -> Arc<Self> {
+    ) -> KArc<Self> {
         Self::with_wsk(fabric, adapters, ndkpi::Wsk::unavailable(status))
     }
 
@@ -234,9 +238,9 @@ impl HostPlatform {
         fabric: Arc<softndk::Fabric>,
         adapters: Vec<AdapterDesc>,
         wsk: ndkpi::Wsk,
-    ) -> Arc<Self> {
+    ) -> KArc<Self> {
         let (tx, rx) = channel::<PassiveJob>();
-        let drainer: Arc<Mutex<Option<Arc<dyn Passive>>>> = Arc::default();
+        let drainer: Arc<Mutex<Option<SharedPassive>>> = Arc::default();
         let worker = {
             let drainer = Arc::clone(&drainer);
             std::thread::Builder::new()
@@ -259,7 +263,7 @@ impl HostPlatform {
                 })
                 .expect("spawn passive worker")
         };
-        Arc::new(Self {
+        KArc::try_new(Self {
             wsk,
             fabric,
             adapters,
@@ -271,6 +275,7 @@ impl HostPlatform {
             traces: Mutex::default(),
             capturing: AtomicBool::new(false),
         })
+        .expect("memory for the host platform")
     }
 
     /// Start capturing the engine's trace (what the driver writes to ETW), with room for
@@ -356,8 +361,8 @@ impl Platform for HostPlatform {
         HostLock(Mutex::new(value))
     }
 
-    fn signal(&self) -> HostSignal {
-        HostSignal::default()
+    fn signal(&self) -> Option<HostSignal> {
+        Some(HostSignal::default())
     }
 
     fn wait_lock(&self) -> Option<HostWaitLock> {
@@ -377,7 +382,7 @@ impl Platform for HostPlatform {
         MINE.try_with(|n| *n).unwrap_or(0)
     }
 
-    fn set_drainer(&self, drainer: Arc<dyn Passive>) {
+    fn set_drainer(&self, drainer: SharedPassive) {
         self.drainers.fetch_add(1, Ordering::Relaxed);
         let old = self
             .drainer

@@ -62,7 +62,7 @@ pub fn world_of(fabric: Arc<Fabric>, hosts: [HostConfig; 2], config: Config) -> 
     let ha = fabric.add_host(a);
     let hb = fabric.add_host(b);
     let platform = HostPlatform::new(Arc::clone(&fabric), adapters(&[(1, A), (2, B)]));
-    let engine = Engine::new(platform, config);
+    let engine = ndkdisc_host::engine(platform, config);
     World {
         fabric,
         hosts: [ha, hb],
