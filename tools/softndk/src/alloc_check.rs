@@ -199,6 +199,156 @@ fn charge(owner: u8, size: usize) {
     ALLOCATED_BY[i].fetch_add(size as u64, Ordering::Relaxed);
 }
 
+/// Driver Verifier's low-resources simulation, for one thread: fail the `k`-th allocation made
+/// by the code under test (the crates named at arming) while armed, and count them.
+///
+/// An allocation is the code under test's when softndk does not own it (see [`Owner`]) and the
+/// innermost frame of its backtrace outside the allocation machinery (std, core, alloc,
+/// `kalloc`, this allocator) belongs to one of the named crates: the engine's allocations
+/// count, and the host platform's, the test's and softndk's do not (as Verifier fails only the
+/// verified driver's). Classifying takes a backtrace, so arming is for sweeps, not benches.
+/// Only with [`CheckingAllocator`] installed.
+#[must_use = "disarmed when dropped; `finish` reports what was seen"]
+pub struct FailureInjection {
+    _private: (),
+}
+
+#[derive(Clone, Copy)]
+struct Armed {
+    /// The allocation to fail, counting from 1 (0: none, only count).
+    fail_at: u64,
+    /// Counted so far.
+    counted: u64,
+    /// The `fail_at`-th was failed.
+    failed: bool,
+    /// Classifying now (its own allocations pass).
+    classifying: bool,
+}
+
+thread_local! {
+    static ARMED: Cell<Option<Armed>> = const { Cell::new(None) };
+    static CRATES: Cell<&'static [&'static str]> = const { Cell::new(&[]) };
+}
+
+/// What an armed injection saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Injected {
+    /// Allocations of the code under test made while armed, up to the failed one (none are
+    /// classified after it).
+    pub counted: u64,
+    /// Whether the `k`-th was failed (false: fewer than `k` were made).
+    pub failed: bool,
+}
+
+/// Arm on this thread: the `k`-th allocation (from 1) of `crates` fails; `k == 0` only counts.
+pub fn fail_allocation(k: u64, crates: &'static [&'static str]) -> FailureInjection {
+    let _ = CRATES.try_with(|c| c.set(crates));
+    let _ = ARMED.try_with(|a| {
+        a.set(Some(Armed {
+            fail_at: k,
+            counted: 0,
+            failed: false,
+            classifying: false,
+        }));
+    });
+    FailureInjection { _private: () }
+}
+
+impl FailureInjection {
+    /// Disarm and report.
+    pub fn finish(self) -> Injected {
+        let seen = ARMED.try_with(Cell::take).ok().flatten();
+        std::mem::forget(self);
+        seen.map_or(
+            Injected {
+                counted: 0,
+                failed: false,
+            },
+            |a| Injected {
+                counted: a.counted,
+                failed: a.failed,
+            },
+        )
+    }
+}
+
+impl Drop for FailureInjection {
+    fn drop(&mut self) {
+        let _ = ARMED.try_with(Cell::take);
+    }
+}
+
+/// The crate a demangled frame belongs to: for `<T as Trait>::f`, `T`'s if it is a path, else
+/// the trait's; otherwise the first path segment.
+fn frame_crate(symbol: &str) -> &str {
+    let path = match symbol.strip_prefix('<') {
+        Some(rest) => {
+            let self_ty = rest.split(" as ").next().unwrap_or(rest);
+            let self_ty = self_ty.trim_start_matches(['&', '*', '(', '[']);
+            let self_ty = self_ty
+                .trim_start_matches("mut ")
+                .trim_start_matches("dyn ");
+            if self_ty.contains("::") {
+                self_ty
+            } else {
+                rest.split(" as ").nth(1).unwrap_or(rest)
+            }
+        }
+        None => symbol,
+    };
+    path.split("::").next().unwrap_or(path)
+}
+
+/// Whether the allocation being made belongs to `crates` (see [`FailureInjection`]).
+fn allocation_of(crates: &[&str]) -> bool {
+    let trace = std::backtrace::Backtrace::force_capture().to_string();
+    for line in trace.lines() {
+        let Some((number, symbol)) = line.trim_start().split_once(": ") else {
+            continue;
+        };
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if symbol.contains("alloc_check")
+            || symbol.starts_with("__r")
+            || symbol.starts_with("rust_")
+        {
+            continue;
+        }
+        let krate = frame_crate(symbol);
+        if matches!(krate, "std" | "core" | "alloc" | "kalloc" | "hashbrown") {
+            continue;
+        }
+        return crates.contains(&krate);
+    }
+    false
+}
+
+/// Whether this allocation is to fail (and count it). Never fails one softndk owns.
+fn inject() -> bool {
+    let Ok(Some(mut armed)) = ARMED.try_with(Cell::get) else {
+        return false;
+    };
+    // After the one failure nothing is classified: what follows may be the allocation-error
+    // handler itself, which holds the backtrace lock a classification would take.
+    if armed.classifying || armed.failed || current_owner() != Owner::Consumer as u8 {
+        return false;
+    }
+    armed.classifying = true;
+    let _ = ARMED.try_with(|a| a.set(Some(armed)));
+    let crates = CRATES.try_with(Cell::get).unwrap_or(&[]);
+    let ours = allocation_of(crates);
+    armed.classifying = false;
+    if ours {
+        armed.counted += 1;
+        if armed.counted == armed.fail_at {
+            armed.failed = true;
+        }
+    }
+    let _ = ARMED.try_with(|a| a.set(Some(armed)));
+    ours && armed.counted == armed.fail_at
+}
+
 /// [`System`], counting allocations (by owner too), and those made inside a no-allocation
 /// scope.
 pub struct CheckingAllocator;
@@ -246,6 +396,9 @@ impl CheckingAllocator {
 // scope is active (it clears the scope before capturing a backtrace).
 unsafe impl GlobalAlloc for CheckingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if inject() {
+            return std::ptr::null_mut();
+        }
         record(layout.size(), 0);
         let Some(full) = with_prefix(layout) else {
             return std::ptr::null_mut();
@@ -257,6 +410,9 @@ unsafe impl GlobalAlloc for CheckingAllocator {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if inject() {
+            return std::ptr::null_mut();
+        }
         record(layout.size(), 0);
         let Some(full) = with_prefix(layout) else {
             return std::ptr::null_mut();
@@ -280,6 +436,9 @@ unsafe impl GlobalAlloc for CheckingAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if inject() {
+            return std::ptr::null_mut();
+        }
         record(new_size, layout.size());
         let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
             return std::ptr::null_mut();
