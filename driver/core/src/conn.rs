@@ -1040,14 +1040,18 @@ impl<P: Platform> Conn<P> {
             session.run(|| c.close(this));
         }
         if let Some(q) = objects.qp.filter(|q| {
-            let sole = Arc::strong_count(q) == 1;
+            let sole = Arc::is_unique(q);
             debug_assert!(
                 sole,
                 "the QP is still shared at teardown: it would never be closed"
             );
             sole
         }) {
-            session.run(|| QueuePair::close(q, this));
+            // INVARIANT: unique (checked just above, and nothing can clone it meanwhile), so
+            // the close starts and its completion ends the session's step.
+            session.run(|| {
+                let _ = QueuePair::close(q, this);
+            });
         }
         // The QP is closed, so no request uses the buffers: close their MRs, then free them.
         for (mr, buffer) in this.ctl.with(|c| core::mem::take(&mut c.posted)) {

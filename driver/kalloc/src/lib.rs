@@ -259,6 +259,18 @@ impl<T> Arc<T> {
         Some(value)
     }
 
+    /// Whether `this` is the only reference to its value: no other `Arc` and no [`Weak`].
+    /// While it is, nobody else can make one (only an `Arc` or a `Weak` can), so the answer
+    /// stays true until `this` is cloned or downgraded.
+    #[must_use]
+    pub fn is_unique(this: &Self) -> bool {
+        // The weak count first: at 1 (the strong references' own) no `Weak` exists, and a new
+        // one needs an `Arc`. A `Weak` that upgraded before this read shows in the strong
+        // count read next; one read the other way round could upgrade in between and be gone.
+        this.inner().weak.load(Ordering::Acquire) == 1
+            && this.inner().strong.load(Ordering::Acquire) == 1
+    }
+
     /// Whether two `Arc`s share one allocation.
     #[must_use]
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {

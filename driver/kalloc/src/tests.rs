@@ -235,3 +235,16 @@ fn into_inner_gives_the_value_to_the_last_arc_only() {
     assert_eq!(drops.load(Ordering::SeqCst), 1, "moved out, dropped once");
     drop(w);
 }
+
+#[test]
+fn is_unique_sees_other_arcs_and_weaks() {
+    let a = Arc::try_new(5_u8).unwrap();
+    assert!(Arc::is_unique(&a));
+    let b = a.clone();
+    assert!(!Arc::is_unique(&a));
+    drop(b);
+    let w = Arc::downgrade(&a);
+    assert!(!Arc::is_unique(&a), "a Weak could upgrade");
+    drop(w);
+    assert!(Arc::is_unique(&a));
+}

@@ -1149,9 +1149,15 @@ impl QueuePair {
     }
 
     /// `NdkCloseQp`; completes with [`Op::CloseQp`]. `this` is kept (so the buffers live) until
-    /// the completion has returned: closing allocates nothing. A pair closes once: a close
-    /// through another clone of it does nothing (a caller bug, checked in debug builds).
-    pub fn close<T: Sink>(this: Arc<Self>, sink: &Arc<T>) {
+    /// the completion has returned: closing allocates nothing.
+    ///
+    /// # Errors
+    /// `this`, untouched, unless it is the pair's only reference ([`Arc::is_unique`]): a clone
+    /// could otherwise still post to (or flush) the QP after its close.
+    pub fn close<T: Sink>(this: Arc<Self>, sink: &Arc<T>) -> Result<(), Arc<Self>> {
+        if !Arc::is_unique(&this) {
+            return Err(this);
+        }
         let ctx = ctx_of(sink);
         let first = this
             .closing
@@ -1162,9 +1168,10 @@ impl QueuePair {
                 Ordering::Acquire,
             )
             .is_ok();
+        // INVARIANT: `this` is unique, and `close` consumes it: the pair is closed once.
         debug_assert!(first, "a QP closed twice");
         if !first {
-            return;
+            return Ok(());
         }
         if !holds_ref_of(this.qp.ref_of.load(Ordering::Acquire), sink) {
             // The close completion releases one reference: make sure the object has one.
@@ -1184,5 +1191,6 @@ impl QueuePair {
             // exactly once, here.
             unsafe { close_pair_done::<T>(keep) };
         }
+        Ok(())
     }
 }

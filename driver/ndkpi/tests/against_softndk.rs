@@ -441,7 +441,7 @@ fn an_mr_owns_its_memory_until_its_close_completes_and_posts_and_reaps_take_thei
     assert!(cq.reaper().is_some(), "released");
 
     // The QP's close releases its buffers; the MR still holds the memory.
-    QueuePair::close(qp, &a);
+    QueuePair::close(qp, &a).expect("the pair's only reference");
     a.wait_closed(1);
     assert!(fabric.wait_idle(WAIT));
     assert!(!freed.load(Ordering::SeqCst), "{mode:?}: the MR holds it");
