@@ -361,12 +361,14 @@ impl Platform for HostPlatform {
         HostLock(Mutex::new(value))
     }
 
+    // The driver's signal is a KEVENT in nonpaged pool and its wait lock a WDF object: both
+    // can fail, and the low-resources sweep makes them (softndk's failure injection).
     fn signal(&self) -> Option<HostSignal> {
-        Some(HostSignal::default())
+        (!softndk::alloc_check::port_allocation_fails()).then(HostSignal::default)
     }
 
     fn wait_lock(&self) -> Option<HostWaitLock> {
-        Some(HostWaitLock::default())
+        (!softndk::alloc_check::port_allocation_fails()).then(HostWaitLock::default)
     }
 
     fn now(&self) -> u64 {
@@ -405,6 +407,10 @@ impl Platform for HostPlatform {
     }
 
     fn memory(&self, len: usize) -> Option<Box<dyn ndkpi::RegisteredMemory>> {
+        // The driver's pool allocation and MDL can fail (see `signal`).
+        if softndk::alloc_check::port_allocation_fails() {
+            return None;
+        }
         SoftMemory::new(len).map(|m| Box::new(m) as Box<dyn ndkpi::RegisteredMemory>)
     }
 

@@ -278,6 +278,32 @@ impl Drop for FailureInjection {
     }
 }
 
+/// Allocations an armed injection could not attribute (no symbol for the deciding frame):
+/// a sweep asserts there were none, or it could be counting too few.
+static UNCLASSIFIED: AtomicU64 = AtomicU64::new(0);
+
+/// Allocations seen while armed whose deciding frame had no symbol (see [`UNCLASSIFIED`]).
+pub fn unclassified() -> u64 {
+    UNCLASSIFIED.load(Ordering::SeqCst)
+}
+
+/// An allocation the code under test makes through a port of its platform (a WDF object, a
+/// `KEVENT` in nonpaged pool): the host platform asks this where the driver's platform
+/// allocates, and gives the engine `None` when it says so. An armed injection counts and fails
+/// it like the engine's own allocations. `true`: this one fails.
+pub fn port_allocation_fails() -> bool {
+    let Ok(Some(mut armed)) = ARMED.try_with(Cell::get) else {
+        return false;
+    };
+    if armed.classifying || armed.failed {
+        return false;
+    }
+    armed.counted += 1;
+    armed.failed = armed.counted == armed.fail_at;
+    let _ = ARMED.try_with(|a| a.set(Some(armed)));
+    armed.failed
+}
+
 /// The crate a demangled frame belongs to: for `<T as Trait>::f`, `T`'s if it is a path, else
 /// the trait's; otherwise the first path segment.
 fn frame_crate(symbol: &str) -> &str {
@@ -319,6 +345,10 @@ fn allocation_of(crates: &[&str]) -> bool {
         if matches!(krate, "std" | "core" | "alloc" | "kalloc" | "hashbrown") {
             continue;
         }
+        if symbol.starts_with("<unknown>") {
+            UNCLASSIFIED.fetch_add(1, Ordering::SeqCst);
+            return false;
+        }
         return crates.contains(&krate);
     }
     false
@@ -331,22 +361,121 @@ fn inject() -> bool {
     };
     // After the one failure nothing is classified: what follows may be the allocation-error
     // handler itself, which holds the backtrace lock a classification would take.
-    if armed.classifying || armed.failed || current_owner() != Owner::Consumer as u8 {
+    if armed.classifying
+        || armed.failed
+        || current_owner() != Owner::Consumer as u8
+        || RECORDING.try_with(Cell::get).unwrap_or(true)
+    {
         return false;
     }
     armed.classifying = true;
     let _ = ARMED.try_with(|a| a.set(Some(armed)));
     let crates = CRATES.try_with(Cell::get).unwrap_or(&[]);
-    let ours = allocation_of(crates);
+    // What classifying allocates (the backtrace, the resolver's lasting caches) is not the
+    // code under test's: charged to softndk, so the consumer's balance stays its own.
+    let ours = {
+        let _charge = provider_scope();
+        allocation_of(crates)
+    };
     armed.classifying = false;
     if ours {
         armed.counted += 1;
         if armed.counted == armed.fail_at {
             armed.failed = true;
+            if std::env::var_os("NDKDISC_SHOW_FAILED_ALLOCATION").is_some() {
+                // Where it failed, for a person chasing what the sweep found (allocates,
+                // classified as softndk's: the failure is already decided).
+                let _charge = provider_scope();
+                let trace = std::backtrace::Backtrace::force_capture().to_string();
+                eprintln!("failed allocation {}:\n{trace}", armed.counted);
+            }
         }
     }
     let _ = ARMED.try_with(|a| a.set(Some(armed)));
     ours && armed.counted == armed.fail_at
+}
+
+/// Whether the consumer's live blocks are being recorded ([`track_live`]).
+static TRACKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The consumer's blocks allocated since tracking started and not freed: address -> (size,
+/// backtrace).
+static LIVE: Mutex<Option<std::collections::HashMap<usize, (usize, std::backtrace::Backtrace)>>> =
+    Mutex::new(None);
+
+thread_local! {
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Start (or stop) recording every block the consumer allocates, with its backtrace, until it
+/// is freed: for finding what a leak check found (slow; a debugging aid).
+pub fn track_live(on: bool) {
+    let only = std::env::var("NDKDISC_TRACK_SIZE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    TRACK_SIZE.store(only, Ordering::Relaxed);
+    if on {
+        *LIVE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(std::collections::HashMap::new());
+    }
+    TRACKING.store(on, Ordering::SeqCst);
+}
+
+/// The consumer's blocks recorded by [`track_live`] and still allocated: (size, backtrace).
+pub fn live_blocks() -> Vec<(usize, String)> {
+    let was = TRACKING.swap(false, Ordering::SeqCst);
+    let out = LIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .map(|m| m.values().map(|(n, t)| (*n, t.to_string())).collect())
+        .unwrap_or_default();
+    TRACKING.store(was, Ordering::SeqCst);
+    out
+}
+
+/// Only blocks of this size are recorded when non-zero (`NDKDISC_TRACK_SIZE`): recording
+/// every block is too slow for a sweep.
+static TRACK_SIZE: AtomicU64 = AtomicU64::new(0);
+
+fn record_live(ptr: *mut u8, size: usize) {
+    let only = TRACK_SIZE.load(Ordering::Relaxed);
+    if ptr.is_null()
+        || !TRACKING.load(Ordering::Relaxed)
+        || (only != 0 && size as u64 != only)
+        || current_owner() != Owner::Consumer as u8
+        || RECORDING.try_with(Cell::get).unwrap_or(true)
+    {
+        return;
+    }
+    let _ = RECORDING.try_with(|r| r.set(true));
+    // Resolved only when reported.
+    let trace = std::backtrace::Backtrace::force_capture();
+    if let Some(m) = LIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_mut()
+    {
+        m.insert(ptr.addr(), (size, trace));
+    }
+    let _ = RECORDING.try_with(|r| r.set(false));
+}
+
+fn forget_live(ptr: *mut u8) {
+    if !TRACKING.load(Ordering::Relaxed) || RECORDING.try_with(Cell::get).unwrap_or(true) {
+        return;
+    }
+    let _ = RECORDING.try_with(|r| r.set(true));
+    if let Some(m) = LIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_mut()
+    {
+        m.remove(&ptr.addr());
+    }
+    let _ = RECORDING.try_with(|r| r.set(false));
 }
 
 /// [`System`], counting allocations (by owner too), and those made inside a no-allocation
@@ -406,7 +535,9 @@ unsafe impl GlobalAlloc for CheckingAllocator {
         // SAFETY: `full` has a non-zero size (it includes the prefix).
         let base = unsafe { System.alloc(full) };
         // SAFETY: `base` is null or a block of `full` bytes, as `tag` requires.
-        unsafe { Self::tag(base, layout) }
+        let ptr = unsafe { Self::tag(base, layout) };
+        record_live(ptr, layout.size());
+        ptr
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -420,10 +551,13 @@ unsafe impl GlobalAlloc for CheckingAllocator {
         // SAFETY: as for `alloc`.
         let base = unsafe { System.alloc_zeroed(full) };
         // SAFETY: as for `alloc`.
-        unsafe { Self::tag(base, layout) }
+        let ptr = unsafe { Self::tag(base, layout) };
+        record_live(ptr, layout.size());
+        ptr
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        forget_live(ptr);
         FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: `ptr` came from `alloc` for `layout` and is freed once (the caller's
         // contract), as `untag` requires.
@@ -459,7 +593,10 @@ unsafe impl GlobalAlloc for CheckingAllocator {
             FREED_BY[usize::from(old_owner & 1)].fetch_sub(layout.size() as u64, Ordering::Relaxed);
             return moved;
         }
+        forget_live(ptr);
         // SAFETY: `moved` is a block of `new_full` bytes, as `tag` requires.
-        unsafe { Self::tag(moved, new_layout) }
+        let moved = unsafe { Self::tag(moved, new_layout) };
+        record_live(moved, new_size);
+        moved
     }
 }

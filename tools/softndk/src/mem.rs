@@ -85,6 +85,9 @@ impl SoftMdl {
             byte_count: len,
             byte_offset: u32::try_from(page_offset).unwrap_or(0),
         });
+        // The registry is softndk's own bookkeeping (its growth lasts): charged to softndk,
+        // not to the consumer that made the memory.
+        let _charge = crate::alloc_check::provider_scope();
         LIVE_MDLS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
