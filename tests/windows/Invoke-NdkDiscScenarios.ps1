@@ -90,9 +90,10 @@ $ExitCodeMeaning = @{
     5  = 'bad address'
     6  = 'unknown id (STATUS_NOT_FOUND)'
     7  = 'timeout (the request was cancelled after the limit)'
-    8  = 'cancelled (Ctrl-C, or the driver cancelled it: ABORT, handle close)'
+    8  = 'cancelled (the driver cancelled it: ABORT, handle close)'
     9  = 'the driver failed the operation with another NTSTATUS (e.g. connect refused)'
     10 = 'internal error (malformed reply, system failure)'
+    130 = 'interrupted (Ctrl-C)'
 }
 
 # One command-line string for Start-Process, quoted the way the Rust runtime (and the C runtime)

@@ -21,7 +21,7 @@ Backends:
 #[command(name = "ndkctl", version, about, after_help = format!("{BACKENDS_HELP}\n\n{EXIT_CODES_HELP}"))]
 pub struct Cli {
     /// Use the simulation backend (shorthand for `--backend sim`).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Simulator")]
     pub sim: bool,
     /// Which backend runs the operations.
     #[arg(long, env = "NDKCTL_BACKEND", value_enum, default_value_t = BackendKind::Device, global = true)]
@@ -33,10 +33,16 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub read_only: bool,
     /// Make the simulated provider misbehave (sim backend and demo).
-    #[arg(long, value_enum, global = true, value_name = "FAULT")]
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        value_name = "FAULT",
+        help_heading = "Simulator"
+    )]
     pub sim_fault: Vec<SimFault>,
     /// Who opens the simulated device: `standard` is a user who is not an administrator.
-    #[arg(long, value_enum, default_value_t = SimUser::Admin, global = true)]
+    #[arg(long, value_enum, default_value_t = SimUser::Admin, global = true, help_heading = "Simulator")]
     pub sim_user: SimUser,
     /// Print results as JSON lines (errors too, on stderr).
     #[arg(long, global = true)]
@@ -115,10 +121,14 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
     },
-    /// Wait for the next batch of events on one connection or on any (WAIT).
+    /// Wait for the next batch of events on one connection, or on any with --any (WAIT).
+    #[command(group = clap::ArgGroup::new("on").required(true).args(["id", "any"]))]
     Wait {
-        /// The connection (default: any connection of the handle).
+        /// The connection (or --any).
         id: Option<u64>,
+        /// Any connection of the handle.
+        #[arg(long)]
+        any: bool,
         /// Most events to return at once.
         #[arg(long, default_value_t = 64)]
         max: usize,
@@ -183,6 +193,14 @@ pub enum Command {
     /// sends-at-peer-disconnect.ndk (built in) show that a peer disconnect leaves posted receives
     /// outstanding until an explicit flush. Exits 1 if any step deviates.
     Demo,
+    /// Print a shell completion script for SHELL (bash, zsh, fish, powershell, elvish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `ndkctl man | man -l -`).
+    Man,
     /// Run a scenario file on the chosen backend (see the README for the format).
     Scenario {
         /// The scenario file.

@@ -23,12 +23,16 @@ pub mod exit {
     pub const UNKNOWN_ID: u8 = 6;
     /// A timeout: the request was cancelled after the limit.
     pub const TIMEOUT: u8 = 7;
-    /// Cancelled: interrupted (Ctrl-C), or the driver cancelled the request (ABORT, close).
+    /// Cancelled: the driver cancelled the request (ABORT, close); Ctrl-C is
+    /// [`INTERRUPTED`].
     pub const CANCELLED: u8 = 8;
     /// The driver failed the operation with another status (including a failed connect).
     pub const DRIVER: u8 = 9;
     /// Internal: a malformed reply or a system failure.
     pub const INTERNAL: u8 = 10;
+    /// Interrupted by Ctrl-C (the shell convention: 128 + SIGINT), whatever was running; a
+    /// blocked request was cancelled first.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// The exit-code table as `--help` prints it.
@@ -42,9 +46,11 @@ Exit codes:
    5  bad address
    6  unknown id (STATUS_NOT_FOUND)
    7  timeout (the request was cancelled after the limit)
-   8  cancelled (Ctrl-C, or the driver cancelled it: ABORT, handle close)
+   8  cancelled (the driver cancelled it: ABORT, handle close)
    9  the driver failed the operation with another NTSTATUS (e.g. connect refused)
-  10  internal error (malformed reply, system failure)";
+  10  internal error (malformed reply, system failure)
+ 130  interrupted (Ctrl-C); a blocked request was cancelled first
+A closed output pipe (e.g. `| head`) ends the command quietly with 0.";
 
 /// An error of the tool.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +95,7 @@ impl CliError {
     /// The exit code.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Self::Client(ndkdisc_client::Error::Interrupted { .. }) => exit::INTERRUPTED,
             Self::Client(e) => match e.kind() {
                 ErrorKind::DeviceMissing => exit::DEVICE_MISSING,
                 ErrorKind::AccessDenied => exit::ACCESS_DENIED,
@@ -118,6 +125,7 @@ impl CliError {
             exit::TIMEOUT => "timeout",
             exit::CANCELLED => "cancelled",
             exit::DRIVER => "driver",
+            exit::INTERRUPTED => "interrupted",
             _ => "internal",
         }
     }
@@ -128,6 +136,16 @@ impl CliError {
             Self::Client(e) => e.status(),
             Self::Step { source, .. } => source.status(),
             _ => None,
+        }
+    }
+
+    /// Whether it is a write to a closed pipe (the reader went away, e.g. `| head`): the
+    /// command ends quietly then.
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            Self::Output(e) => e.kind() == std::io::ErrorKind::BrokenPipe,
+            Self::Step { source, .. } => source.is_broken_pipe(),
+            _ => false,
         }
     }
 

@@ -15,11 +15,11 @@ mod scenario;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use ndkdisc_abi::PostKind;
 use ndkdisc_client::sim::{Faults, OpenAs, SimFabric, SimOptions};
 use ndkdisc_client::{
@@ -183,6 +183,9 @@ pub fn connect_params(
     })
 }
 
+/// The Ctrl-C flag of the commands that can block, once installed.
+static INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
 /// Set on Ctrl-C; blocked operations cancel their request (`CancelIoEx`) when they see it. A
 /// second Ctrl-C ends the process at once. Installed only for the commands that can block.
 fn interrupt_flag() -> Arc<AtomicBool> {
@@ -191,10 +194,16 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     // If no handler can be installed, Ctrl-C simply ends the process as usual.
     let _ = ctrlc::set_handler(move || {
         if f.swap(true, Ordering::SeqCst) {
-            std::process::exit(i32::from(error::exit::CANCELLED));
+            std::process::exit(i32::from(error::exit::INTERRUPTED));
         }
     });
+    let _ = INTERRUPT.set(Arc::clone(&flag));
     flag
+}
+
+/// Whether Ctrl-C was pressed (a watch it ended still exits 130).
+fn interrupted() -> bool {
+    INTERRUPT.get().is_some_and(|f| f.load(Ordering::SeqCst))
 }
 
 fn ok_json(op: &str, id: u64) -> serde_json::Value {
@@ -216,6 +225,17 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         Arc::new(AtomicBool::new(false))
     };
     match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut o = std::io::stdout().lock();
+            clap_complete::generate(*shell, &mut cmd, "ndkctl", &mut o);
+            return Ok(());
+        }
+        Command::Man => {
+            let mut o = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command()).render(&mut o)?;
+            return Ok(());
+        }
         Command::Demo => {
             output::set_simulated(true);
             return demo::run(&cli.sim_fault, out, &interrupt);
@@ -307,8 +327,17 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 &json!({"type": "connection", "connection_id": c.id, "state": "connected", "local": c.local.map(|a| a.to_string()), "remote": c.remote.map(|a| a.to_string())}),
             )?;
         }
-        Command::Wait { id, max, timeout } => {
-            let on = id.map_or(WaitOn::Any, WaitOn::Connection);
+        Command::Wait {
+            id,
+            any,
+            max,
+            timeout,
+        } => {
+            // clap requires one of them: `--any`, or the connection.
+            let on = match (id, any) {
+                (Some(id), false) => WaitOn::Connection(*id),
+                _ => WaitOn::Any,
+            };
             waiting_note(out);
             let events = client.wait(on, *max, timeout_arg(timeout.as_ref())?)?;
             out.note(output::EVENT_HEADER)?;
@@ -375,7 +404,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 out,
             )?;
         }
-        Command::Demo | Command::Scenario { .. } => {}
+        Command::Demo | Command::Scenario { .. } | Command::Completions { .. } | Command::Man => {}
     }
     client.close();
     Ok(())
@@ -444,14 +473,14 @@ fn report(e: &CliError, json: bool) {
         let status = e.status();
         eprintln!(
             "{}",
-            json!({
+            output::with_schema(&json!({
                 "type": "error",
                 "kind": e.kind_name(),
                 "exit_code": e.exit_code(),
                 "status": status.map(|s| format!("{:#010X}", s.code())),
                 "status_name": status.and_then(ndkdisc_client::NtStatus::name),
                 "message": e.to_string(),
-            })
+            }))
         );
     } else {
         eprintln!("ndkctl: error: {e}");
@@ -462,7 +491,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Out::new(cli.json);
     match run(&cli, &out) {
+        // A watch ends normally on Ctrl-C, and still says it was interrupted.
+        Ok(()) if interrupted() => ExitCode::from(error::exit::INTERRUPTED),
         Ok(()) => ExitCode::from(error::exit::OK),
+        // The reader went away (`| head`): nothing more to say, and nobody to say it to.
+        Err(e) if e.is_broken_pipe() => ExitCode::from(error::exit::OK),
         Err(e) => {
             report(&e, cli.json);
             e.exit()

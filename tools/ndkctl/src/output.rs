@@ -270,6 +270,19 @@ pub fn adapter_json(a: &AdapterEntry) -> Value {
     })
 }
 
+/// The version of the JSON lines' format, in every line as `"schema"`: raised when a field
+/// changes meaning or goes away (adding a field does not raise it).
+pub const JSON_SCHEMA: u32 = 1;
+
+/// `value` with the schema version, if it is an object (every line is).
+pub fn with_schema(value: &Value) -> Value {
+    let mut v = value.clone();
+    if let Value::Object(map) = &mut v {
+        map.insert("schema".into(), JSON_SCHEMA.into());
+    }
+    v
+}
+
 /// Where results go, in the chosen format.
 pub struct Out {
     json: bool,
@@ -286,11 +299,11 @@ impl Out {
         self.json
     }
 
-    /// Print `text` (readable mode) or `value` (JSON mode).
+    /// Print `text` (readable mode) or `value` (JSON mode, with the [`JSON_SCHEMA`] version).
     pub fn emit(&self, text: &str, value: &Value) -> Result<(), CliError> {
         let mut o = std::io::stdout().lock();
         if self.json {
-            writeln!(o, "{value}")?;
+            writeln!(o, "{}", with_schema(value))?;
         } else {
             writeln!(o, "{text}")?;
         }

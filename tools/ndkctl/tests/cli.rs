@@ -281,11 +281,17 @@ fn unknown_ids_are_not_found_for_every_operation_on_an_id() {
 #[test]
 fn a_wait_times_out_and_is_cancelled() {
     let start = Instant::now();
-    let r = run(sim(&["wait", "--timeout", "300ms"]));
+    let r = run(sim(&["wait", "--any", "--timeout", "300ms"]));
     r.exits(7);
     assert!(start.elapsed() >= Duration::from_millis(300));
     assert_contains(&r.stderr, "timed out after 300ms");
-    let e = json_error(&run(sim(&["--json", "wait", "--timeout", "100ms"])));
+    let e = json_error(&run(sim(&[
+        "--json",
+        "wait",
+        "--any",
+        "--timeout",
+        "100ms",
+    ])));
     assert_eq!(e["kind"], "timeout");
     assert_eq!(e["status_name"], "STATUS_CANCELLED");
 }
@@ -300,7 +306,7 @@ fn a_refused_connect_is_a_driver_failure_with_the_ndk_status() {
 #[test]
 fn usage_errors_exit_2_and_help_documents_the_exit_codes() {
     assert_eq!(run(sim(&["frobnicate"])).code, 2);
-    assert_eq!(run(sim(&["wait", "--timeout", "soon"])).code, 2);
+    assert_eq!(run(sim(&["wait", "--any", "--timeout", "soon"])).code, 2);
     let r = device(&["--help"]);
     r.exits(0);
     for needle in [
@@ -351,9 +357,9 @@ fn interrupt_after_waiting(args: &[&str]) -> (i32, String, String) {
 
 #[cfg(unix)]
 #[test]
-fn ctrl_c_cancels_a_wait() {
-    let (code, _, err) = interrupt_after_waiting(&["wait"]);
-    assert_eq!(code, 8, "{err}");
+fn ctrl_c_cancels_a_wait_and_exits_130() {
+    let (code, _, err) = interrupt_after_waiting(&["wait", "--any"]);
+    assert_eq!(code, 130, "{err}");
     assert!(
         err.contains("interrupted; the request was cancelled (STATUS_CANCELLED)"),
         "{err}"
@@ -362,10 +368,94 @@ fn ctrl_c_cancels_a_wait() {
 
 #[cfg(unix)]
 #[test]
-fn ctrl_c_ends_a_watch_normally() {
+fn ctrl_c_ends_a_watch_quietly_with_130() {
     let (code, out, err) = interrupt_after_waiting(&["watch"]);
-    assert_eq!(code, 0, "{err}");
+    assert_eq!(code, 130, "{err}");
+    assert!(
+        !err.contains("error"),
+        "a watch ends normally on Ctrl-C: {err}"
+    );
     assert!(out.starts_with("  SEQ      CONN  KIND"), "{out}");
+    // In JSON mode (no waiting note to wait for: give it time to block), the error record of
+    // an interrupted wait names it.
+    let child = std::process::Command::new(BIN)
+        .env_remove("NDKCTL_BACKEND")
+        .args(["--sim", "--json", "wait", "--any"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    let e: Value = serde_json::from_str(err.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(e["kind"], "interrupted");
+    assert_eq!(e["exit_code"], 130);
+    assert_eq!(e["schema"], 1);
+}
+
+#[test]
+fn wait_needs_a_connection_or_any() {
+    let r = run(sim(&["wait", "--timeout", "0"]));
+    r.exits(2);
+    assert_contains(&r.stderr, "--any");
+    run(sim(&["wait", "5", "--any"])).exits(2);
+}
+
+#[test]
+fn a_closed_output_pipe_ends_quietly() {
+    // The reader is gone before ndkctl writes: every write fails with EPIPE.
+    let mut child = std::process::Command::new(BIN)
+        .env_remove("NDKCTL_BACKEND")
+        .args(["--sim", "demo"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        !err.contains("Broken pipe") && !err.contains("error"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_json_line_carries_the_schema_version() {
+    let r = run(sim(&["--json", "demo"]));
+    r.exits(0);
+    for v in json_lines(&r.stdout) {
+        assert_eq!(v["schema"], 1, "{v}");
+    }
+    let e = json_error(&run(sim(&["--json", "query", "77"])));
+    assert_eq!(e["schema"], 1);
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_cli() {
+    let r = run(ndkctl_args(&["completions", "bash"]));
+    r.exits(0);
+    assert_contains(&r.stdout, "ndkctl");
+    assert_contains(&r.stdout, "--sim-fault");
+    let r = run(ndkctl_args(&["man"]));
+    r.exits(0);
+    assert_contains(&r.stdout, ".TH ndkctl");
+    assert_contains(&r.stdout, "completions");
+    run(ndkctl_args(&["completions", "tcsh"])).exits(2);
+}
+
+fn ndkctl_args(args: &[&str]) -> Command {
+    let mut c = ndkctl();
+    c.args(args);
+    c
 }
 
 // --- the other subcommands ------------------------------------------------------------------
@@ -420,7 +510,7 @@ fn listen_reports_the_listener() {
 
 #[test]
 fn wait_with_a_zero_timeout_drains_nothing_and_watch_for_ends_quietly() {
-    let r = run(sim(&["wait", "--timeout", "0"]));
+    let r = run(sim(&["wait", "--any", "--timeout", "0"]));
     r.exits(0);
     assert_eq!(r.stdout.lines().count(), 1, "just the header: {}", r.stdout);
     let r = run(sim(&["--json", "watch", "--for", "100ms"]));
