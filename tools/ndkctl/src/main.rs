@@ -418,8 +418,8 @@ fn waiting_note(out: &Out) {
     }
 }
 
-/// Stream events until interrupted, `count` events, or `limit` elapsed. Interruption is the
-/// normal end of a watch.
+/// Stream events until interrupted, `count` events, or `limit` elapsed; returns how many it
+/// showed. Interruption is the normal end of a watch.
 ///
 /// # Errors
 /// Failures of WAIT other than the timeout or interruption that end the watch.
@@ -429,20 +429,20 @@ pub fn watch(
     count: Option<usize>,
     limit: Option<Duration>,
     out: &Out,
-) -> Result<(), CliError> {
+) -> Result<usize, CliError> {
     let start = Instant::now();
     let mut seen = 0usize;
     out.note(output::EVENT_HEADER)?;
     loop {
         if count.is_some_and(|c| seen >= c) {
-            return Ok(());
+            return Ok(seen);
         }
         let timeout = match limit {
             None => Timeout::Forever,
             Some(l) => {
                 let left = l.saturating_sub(start.elapsed());
                 if left.is_zero() {
-                    return Ok(());
+                    return Ok(seen);
                 }
                 Timeout::After(left)
             }
@@ -457,12 +457,12 @@ pub fn watch(
                     if matches!(on, WaitOn::Connection(_))
                         && e.kind == ndkdisc_client::EventKind::Closed
                     {
-                        return Ok(()); // nothing follows a connection's Closed
+                        return Ok(seen); // nothing follows a connection's Closed
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::Timeout) => return Ok(()),
-            Err(Error::Interrupted { .. }) => return Ok(()),
+            Err(e) if matches!(e.kind(), ErrorKind::Timeout) => return Ok(seen),
+            Err(Error::Interrupted { .. }) => return Ok(seen),
             Err(e) => return Err(e.into()),
         }
     }
@@ -498,7 +498,12 @@ fn main() -> ExitCode {
         Err(e) if e.is_broken_pipe() => ExitCode::from(error::exit::OK),
         Err(e) => {
             report(&e, cli.json);
-            e.exit()
+            // Whatever the interruption made fail, it was an interruption.
+            if interrupted() {
+                ExitCode::from(error::exit::INTERRUPTED)
+            } else {
+                e.exit()
+            }
         }
     }
 }

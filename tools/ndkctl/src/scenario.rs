@@ -654,19 +654,34 @@ impl Runner<'_> {
                     .map_err(|_| usage("count= must be a number"))?;
                 let limit = opt("for").map(parse_duration).transpose()?;
                 let host = host_mut(&mut self.hosts, &name)?;
-                // Events already taken from the driver come first.
+                // Events already taken from the driver come first: those of the watched
+                // connection (the others stay buffered, in order).
                 let mut seen = 0usize;
-                while count.is_none_or(|c| seen < c) {
-                    let Some(e) = host.buffered.pop_front() else {
-                        break;
+                let mut kept = VecDeque::new();
+                while let Some(e) = host.buffered.pop_front() {
+                    let wanted = match on {
+                        WaitOn::Any => true,
+                        WaitOn::Connection(id) => e.connection_id == id,
                     };
+                    if !wanted || count.is_some_and(|c| seen >= c) {
+                        kept.push_back(e);
+                        continue;
+                    }
                     self.out
                         .emit(&output::event_row(&e), &output::event_json(&e))?;
                     seen += 1;
                 }
+                host.buffered = kept;
                 let left = count.map(|c| c - seen);
                 if left != Some(0) {
-                    crate::watch(&client, on, left, limit.or(Some(timeout)), self.out)?;
+                    seen += crate::watch(&client, on, left, limit.or(Some(timeout)), self.out)?;
+                }
+                if let Some(c) = count
+                    && seen < c
+                {
+                    return Err(deviation(format!(
+                        "watch expected {c} events, saw {seen} before its limit"
+                    )));
                 }
             }
             "close-handle" => {

@@ -742,6 +742,21 @@ fn every_operation_through_a_scenario_with_json_events() {
 }
 
 #[test]
+fn a_scenario_watch_with_a_count_deviates_when_fewer_events_come() {
+    // One event (connected) on a's connection: a count of 2 cannot be met within the limit.
+    let text = "host a if=1 addr=10.0.0.1\nhost b if=2 addr=10.0.0.2\n\
+                b: listen ${b.addr}:5000 -> L\n\
+                a: connect ${b.addr}:5000 -> C\n\
+                a: watch $C count=COUNT for=300ms\n";
+    let r = scenario("watch2.ndk", &text.replace("COUNT", "2"), &[]);
+    r.exits(1);
+    assert_contains(&r.stderr, "watch2.ndk:5:");
+    assert_contains(&r.stderr, "watch expected 2 events, saw 1 before its limit");
+    // Met: ok.
+    scenario("watch1.ndk", &text.replace("COUNT", "1"), &[]).exits(0);
+}
+
+#[test]
 fn a_scenario_deviation_names_the_line_and_exits_1() {
     let r = scenario(
         "deviates.ndk",
