@@ -315,7 +315,10 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
             let remote = parse_socket_addr(addr)?;
             let local = local.as_deref().map(parse_socket_addr).transpose()?;
             let params = connect_params(&client, remote, local, *if_index)?;
-            let c = client.connect(&params, timeout_arg(timeout.as_ref())?)?;
+            let c = {
+                let _progress = Progress::start(out, format!("the connection to {remote}"));
+                client.connect(&params, timeout_arg(timeout.as_ref())?)?
+            };
             let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".into(), |a| a.to_string());
             out.emit(
                 &format!(
@@ -339,7 +342,10 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 _ => WaitOn::Any,
             };
             waiting_note(out);
-            let events = client.wait(on, *max, timeout_arg(timeout.as_ref())?)?;
+            let events = {
+                let _progress = Progress::start(out, waited_for(on));
+                client.wait(on, *max, timeout_arg(timeout.as_ref())?)?
+            };
             out.note(output::EVENT_HEADER)?;
             for e in &events {
                 out.emit(&output::event_row(e), &output::event_json(e))?;
@@ -372,7 +378,10 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
             } else {
                 DisconnectMode::Graceful
             };
-            client.disconnect(*id, mode)?;
+            {
+                let _progress = Progress::start(out, format!("connection {id} to disconnect"));
+                client.disconnect(*id, mode)?;
+            }
             out.emit(
                 &format!("disconnect ({mode:?}) requested on connection {id}").to_lowercase(),
                 &ok_json("disconnect", *id),
@@ -410,8 +419,70 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
     Ok(())
 }
 
+/// While alive, says on stderr (readable mode only) every `NDKCTL_PROGRESS_SECONDS` seconds
+/// (default 10) what is still being waited for, so a long wait is never silent.
+pub struct Progress {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Start saying that `what` is awaited.
+    pub fn start(out: &Out, what: String) -> Self {
+        if out.is_json() {
+            return Self {
+                stop: None,
+                thread: None,
+            };
+        }
+        let every = std::env::var("NDKCTL_PROGRESS_SECONDS")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(Duration::from_secs(10), Duration::from_secs_f64);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let start = Instant::now();
+        let thread = std::thread::Builder::new()
+            .name("ndkctl-progress".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                    let mut e = std::io::stderr().lock();
+                    let _ = std::io::Write::write_fmt(
+                        &mut e,
+                        format_args!(
+                            "ndkctl: still waiting for {what} ({}s; Ctrl-C cancels)\n",
+                            start.elapsed().as_secs()
+                        ),
+                    );
+                }
+            })
+            .ok();
+        Self {
+            stop: Some(tx),
+            thread,
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Tell a person at the terminal (stderr, readable mode only) that a wait is under way and how
 /// to end it.
+/// What a WAIT on `on` waits for, in words.
+pub fn waited_for(on: WaitOn) -> String {
+    match on {
+        WaitOn::Any => "events on any connection".into(),
+        WaitOn::Connection(id) => format!("events on connection {id}"),
+    }
+}
+
 fn waiting_note(out: &Out) {
     if !out.is_json() {
         eprintln!("ndkctl: waiting for events (Ctrl-C cancels)");

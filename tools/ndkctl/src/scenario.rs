@@ -523,7 +523,13 @@ impl Runner<'_> {
                     .transpose()
                     .map_err(|_| usage("if= must be a number"))?;
                 let params = crate::connect_params(&client, remote, local, if_index)?;
-                let c = client.connect(&params, Timeout::After(timeout))?;
+                let c = {
+                    let _progress = crate::Progress::start(
+                        self.out,
+                        format!("line {}: the connection to {remote}", step.line),
+                    );
+                    client.connect(&params, Timeout::After(timeout))?
+                };
                 ok(
                     self.out,
                     format!("connection {} connected to {remote}", c.id),
@@ -554,6 +560,10 @@ impl Runner<'_> {
                 let e = if let Some(e) = found {
                     e
                 } else {
+                    let _progress = crate::Progress::start(
+                        self.out,
+                        format!("line {}: {}", step.line, crate::waited_for(on)),
+                    );
                     let mut events: VecDeque<Event> =
                         client.wait_new(on, 16, Timeout::After(timeout))?.into();
                     let first = events
@@ -622,7 +632,13 @@ impl Runner<'_> {
                         format!("disconnect `{w}` on connection {id} started in the background"),
                     );
                 }
-                client.disconnect(id, mode)?;
+                {
+                    let _progress = crate::Progress::start(
+                        self.out,
+                        format!("line {}: connection {id} to disconnect", step.line),
+                    );
+                    client.disconnect(id, mode)?;
+                }
                 ok(
                     self.out,
                     format!("disconnect ({mode:?}) on connection {id}").to_lowercase(),

@@ -401,6 +401,35 @@ fn ctrl_c_ends_a_watch_quietly_with_130() {
 }
 
 #[test]
+fn a_long_wait_says_what_it_is_waiting_for() {
+    let mut c = sim(&["wait", "--any", "--timeout", "900ms"]);
+    c.env("NDKCTL_PROGRESS_SECONDS", "0.2");
+    let r = run(c);
+    r.exits(7);
+    assert_contains(
+        &r.stderr,
+        "ndkctl: still waiting for events on any connection (0s; Ctrl-C cancels)",
+    );
+    // A scenario's step says its line; JSON mode keeps stderr for error records.
+    let f = scenario_file(
+        "slow.ndk",
+        "host a if=1 addr=10.0.0.1\na: wait any timeout=900ms fails=timeout\n",
+    );
+    let mut c = sim(&["scenario", f.to_str().unwrap()]);
+    c.env("NDKCTL_PROGRESS_SECONDS", "0.2");
+    let r = run(c);
+    r.exits(0);
+    assert_contains(
+        &r.stderr,
+        "still waiting for line 2: events on any connection",
+    );
+    let mut c = sim(&["--json", "wait", "--any", "--timeout", "600ms"]);
+    c.env("NDKCTL_PROGRESS_SECONDS", "0.2");
+    let r = run(c);
+    assert!(!r.stderr.contains("still waiting"), "{}", r.stderr);
+}
+
+#[test]
 fn wait_needs_a_connection_or_any() {
     let r = run(sim(&["wait", "--timeout", "0"]));
     r.exits(2);
