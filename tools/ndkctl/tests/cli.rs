@@ -340,11 +340,7 @@ fn interrupt_after_waiting(args: &[&str]) -> (i32, String, String) {
     err.read_line(&mut first).unwrap();
     assert!(first.contains("waiting for events"), "{first}");
     std::thread::sleep(Duration::from_millis(200));
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    ctrl_c(child.id());
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -353,6 +349,16 @@ fn interrupt_after_waiting(args: &[&str]) -> (i32, String, String) {
         String::from_utf8(out.stdout).unwrap(),
         rest,
     )
+}
+
+/// Press Ctrl-C for process `pid` (SIGINT).
+#[cfg(unix)]
+fn ctrl_c(pid: u32) {
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
 }
 
 #[cfg(unix)]
@@ -386,11 +392,7 @@ fn ctrl_c_ends_a_watch_quietly_with_130() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    ctrl_c(child.id());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(130), "{err}");
