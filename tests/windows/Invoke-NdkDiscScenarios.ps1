@@ -94,6 +94,7 @@ $ExitCodeMeaning = @{
     9  = 'the driver failed the operation with another NTSTATUS (e.g. connect refused)'
     10 = 'internal error (malformed reply, system failure)'
     130 = 'interrupted (Ctrl-C)'
+    141 = 'the output pipe was closed'
 }
 
 # One command-line string for Start-Process, quoted the way the Rust runtime (and the C runtime)

@@ -59,10 +59,11 @@ pub fn run(faults: &[SimFault], out: &Out, interrupt: &Arc<AtomicBool>) -> Resul
         if let Err(e) = scenario::run(name, text, &vars, &backend, out, interrupt) {
             let deviation = e.exit_code() == exit::DEVIATION;
             let what = if deviation { "DEVIATION" } else { "failed" };
-            out.emit(
+            // The run's own error wins over one writing this line (a closed pipe).
+            let _ = out.emit(
                 &format!("\ndemo: {what}: {e}"),
                 &json!({"type": "result", "ok": false, "deviations": if deviation { vec![e.to_string()] } else { vec![] }, "error": e.to_string()}),
-            )?;
+            );
             return Err(e);
         }
     }

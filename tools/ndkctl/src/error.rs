@@ -33,6 +33,8 @@ pub mod exit {
     /// Interrupted by Ctrl-C (the shell convention: 128 + SIGINT), whatever was running; a
     /// blocked request was cancelled first.
     pub const INTERRUPTED: u8 = 130;
+    /// The output pipe was closed (`| head`): ended quietly, as 128 + SIGPIPE says.
+    pub const BROKEN_PIPE: u8 = 141;
 }
 
 /// The exit-code table as `--help` prints it.
@@ -50,7 +52,7 @@ Exit codes:
    9  the driver failed the operation with another NTSTATUS (e.g. connect refused)
   10  internal error (malformed reply, system failure)
  130  interrupted (Ctrl-C); a blocked request was cancelled first
-A closed output pipe (e.g. `| head`) ends the command quietly with 0.";
+ 141  the output pipe was closed (e.g. `| head`): ended quietly";
 
 /// An error of the tool.
 #[derive(Debug, thiserror::Error)]

@@ -217,6 +217,8 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         Command::Wait { .. }
             | Command::Watch { .. }
             | Command::Connect { .. }
+            | Command::Disconnect { .. }
+            | Command::Demo
             | Command::Scenario { .. }
     );
     let interrupt = if blocks {
@@ -227,8 +229,12 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
     match &cli.command {
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
+            cmd.set_bin_name("ndkctl");
+            cmd.build();
             let mut o = std::io::stdout().lock();
-            clap_complete::generate(*shell, &mut cmd, "ndkctl", &mut o);
+            // `try_generate`: `generate` panics when the output cannot be written.
+            clap_complete::Generator::try_generate(shell, &cmd, &mut o)?;
+            std::io::Write::flush(&mut o)?;
             return Ok(());
         }
         Command::Man => {
@@ -438,8 +444,10 @@ impl Progress {
         let every = std::env::var("NDKCTL_PROGRESS_SECONDS")
             .ok()
             .and_then(|s| s.parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map_or(Duration::from_secs(10), Duration::from_secs_f64);
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .map_or(Duration::from_secs(10), |d| {
+                d.max(Duration::from_millis(50))
+            });
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let start = Instant::now();
         let thread = std::thread::Builder::new()
@@ -473,8 +481,6 @@ impl Drop for Progress {
     }
 }
 
-/// Tell a person at the terminal (stderr, readable mode only) that a wait is under way and how
-/// to end it.
 /// What a WAIT on `on` waits for, in words.
 pub fn waited_for(on: WaitOn) -> String {
     match on {
@@ -483,10 +489,18 @@ pub fn waited_for(on: WaitOn) -> String {
     }
 }
 
+/// Tell a person at the terminal (stderr, readable mode only) that a wait is under way and how
+/// to end it.
 fn waiting_note(out: &Out) {
     if !out.is_json() {
-        eprintln!("ndkctl: waiting for events (Ctrl-C cancels)");
+        say_err(format_args!("ndkctl: waiting for events (Ctrl-C cancels)"));
     }
+}
+
+/// A line on stderr; a closed stderr is ignored (`eprintln!` would panic).
+fn say_err(line: std::fmt::Arguments<'_>) {
+    let mut e = std::io::stderr().lock();
+    let _ = std::io::Write::write_fmt(&mut e, format_args!("{line}\n"));
 }
 
 /// Stream events until interrupted, `count` events, or `limit` elapsed; returns how many it
@@ -539,22 +553,24 @@ pub fn watch(
     }
 }
 
-fn report(e: &CliError, json: bool) {
+/// Report `e` on stderr, with the exit code the process ends with (`code`: an interruption's
+/// 130 over the error's own).
+fn report(e: &CliError, code: u8, json: bool) {
     if json {
         let status = e.status();
-        eprintln!(
+        say_err(format_args!(
             "{}",
             output::with_schema(&json!({
                 "type": "error",
-                "kind": e.kind_name(),
-                "exit_code": e.exit_code(),
+                "kind": if code == error::exit::INTERRUPTED { "interrupted" } else { e.kind_name() },
+                "exit_code": code,
                 "status": status.map(|s| format!("{:#010X}", s.code())),
                 "status_name": status.and_then(ndkdisc_client::NtStatus::name),
                 "message": e.to_string(),
             }))
-        );
+        ));
     } else {
-        eprintln!("ndkctl: error: {e}");
+        say_err(format_args!("ndkctl: error: {e}"));
     }
 }
 
@@ -565,16 +581,18 @@ fn main() -> ExitCode {
         // A watch ends normally on Ctrl-C, and still says it was interrupted.
         Ok(()) if interrupted() => ExitCode::from(error::exit::INTERRUPTED),
         Ok(()) => ExitCode::from(error::exit::OK),
-        // The reader went away (`| head`): nothing more to say, and nobody to say it to.
-        Err(e) if e.is_broken_pipe() => ExitCode::from(error::exit::OK),
+        // The reader went away (`| head`): nothing more to say, and nobody to say it to; the
+        // code says the run was cut short, as a tool killed by SIGPIPE would.
+        Err(e) if e.is_broken_pipe() => ExitCode::from(error::exit::BROKEN_PIPE),
         Err(e) => {
-            report(&e, cli.json);
             // Whatever the interruption made fail, it was an interruption.
-            if interrupted() {
-                ExitCode::from(error::exit::INTERRUPTED)
+            let code = if interrupted() {
+                error::exit::INTERRUPTED
             } else {
-                e.exit()
-            }
+                e.exit_code()
+            };
+            report(&e, code, cli.json);
+            ExitCode::from(code)
         }
     }
 }

@@ -694,6 +694,7 @@ impl Runner<'_> {
                 }
                 if let Some(c) = count
                     && seen < c
+                    && !self.interrupt.load(std::sync::atomic::Ordering::SeqCst)
                 {
                     return Err(deviation(format!(
                         "watch expected {c} events, saw {seen} before its limit"
@@ -911,6 +912,12 @@ pub fn run(
         ops: HashMap::new(),
     };
     for step in &steps {
+        // Ctrl-C ends the scenario before its next step (the one running was cancelled).
+        if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(CliError::Client(ndkdisc_client::Error::Interrupted {
+                op: "scenario",
+            }));
+        }
         // A narration prints itself.
         if step.command != "say" {
             out.emit(
