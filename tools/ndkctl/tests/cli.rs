@@ -439,36 +439,33 @@ fn wait_needs_a_connection_or_any() {
     run(sim(&["wait", "5", "--any"])).exits(2);
 }
 
-#[test]
-fn a_closed_output_pipe_ends_quietly() {
-    // The reader is gone before ndkctl writes: every write fails with EPIPE.
+/// Run ndkctl with `args`, its output pipe closed before it writes (every write fails with
+/// EPIPE): its exit code and stderr.
+fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
     let mut child = std::process::Command::new(BIN)
         .env_remove("NDKCTL_BACKEND")
-        .args(["--sim", "demo"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(out.status.code(), Some(141), "{err}");
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn a_closed_output_pipe_ends_quietly() {
+    let (code, err) = with_closed_stdout(&["--sim", "demo"]);
+    assert_eq!(code, Some(141), "{err}");
     assert!(
         !err.contains("Broken pipe") && !err.contains("error"),
         "{err}"
     );
     // Generated output too (clap_complete's `generate` would panic).
     for args in [&["completions", "bash"][..], &["man"]] {
-        let mut child = std::process::Command::new(BIN)
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+        let (code, err) = with_closed_stdout(args);
+        assert_eq!(code, Some(141), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
 }
