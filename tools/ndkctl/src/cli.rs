@@ -14,7 +14,8 @@ Backends:
           else \\\\.\\NdkDisc, or --device PATH). Elsewhere it reports 'device missing' (exit 3).
   sim     the real ndkdisc engine over softndk, in-process: hosts `a` (interface 1, 10.0.0.1)
           and `b` (interface 2, 10.0.0.2) on one simulated fabric; commands run on host `a`.
-          Each invocation starts a fresh simulator: use `scenario` for multi-step sessions.";
+          Each invocation starts a fresh simulator: `serve`/`connect --sim-peer` run both ends,
+          and `session` and `scenario` keep one simulator for many commands.";
 
 /// ndkctl: drive the ndkdisc NDK disconnect driver — or its simulation — from the command line.
 #[derive(Debug, Parser)]
@@ -107,7 +108,43 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         backlog: u32,
     },
-    /// Connect to IP:PORT and wait until connected or failed (CONNECT).
+    /// Listen on IP:PORT and serve, printing every event as it happens, until Ctrl-C or a
+    /// limit: receives are pre-posted on each accepted connection, and a peer's disconnect is
+    /// shown (QUERY: the receives are still outstanding) and answered. Like `rping -s`.
+    Serve {
+        /// Where to listen, IP:PORT (port 0 picks one).
+        addr: String,
+        /// Interface index (default: the adapter that has the address).
+        #[arg(long = "if", value_name = "IF_INDEX")]
+        if_index: Option<u32>,
+        /// Connect-event backlog (0 = the driver's default).
+        #[arg(long, default_value_t = 0)]
+        backlog: u32,
+        /// Receives to post on each accepted connection.
+        #[arg(long, default_value_t = 4, value_name = "N")]
+        recv: u32,
+        /// Bytes per receive.
+        #[arg(long, default_value_t = 4096)]
+        len: u32,
+        /// What to do when a peer disconnects.
+        #[arg(long, value_enum, default_value_t = crate::live::OnPeerDisconnect::Answer)]
+        on_peer_disconnect: crate::live::OnPeerDisconnect,
+        /// Stop after this many connections have been closed.
+        #[arg(long, value_name = "N")]
+        connections: Option<usize>,
+        /// Stop after this many events.
+        #[arg(long, value_name = "N")]
+        count: Option<usize>,
+        /// Stop after this long, e.g. 30s.
+        #[arg(long = "for", value_name = "DURATION")]
+        for_: Option<String>,
+        /// Run a client in this process on simulated host `b`: it connects, waits 500ms and
+        /// disconnects gracefully (the simulator has nobody else to connect).
+        #[arg(long, help_heading = "Simulator")]
+        sim_peer: bool,
+    },
+    /// Connect to IP:PORT, post, and print the connection's events until it is closed: after
+    /// the peer disconnects (answered), --disconnect-after, a limit or Ctrl-C. Like `rping -c`.
     Connect {
         /// The peer, IP:PORT.
         addr: String,
@@ -117,9 +154,42 @@ pub enum Command {
         /// Local address IP:PORT.
         #[arg(long)]
         local: Option<String>,
-        /// Give up (and cancel) after this long, e.g. 500ms, 5s.
+        /// Give up connecting (and cancel) after this long, e.g. 500ms, 5s.
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
+        /// Receives to post once connected.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        recv: u32,
+        /// Sends to post once connected.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        send: u32,
+        /// Bytes per receive or send.
+        #[arg(long, default_value_t = 4096)]
+        len: u32,
+        /// Disconnect after this long (graceful: waits for the peer's answer).
+        #[arg(long, value_name = "DURATION")]
+        disconnect_after: Option<String>,
+        /// Make that disconnect abortive (a reset).
+        #[arg(long, requires = "disconnect_after")]
+        abortive: bool,
+        /// Close the connection after this many events.
+        #[arg(long, value_name = "N")]
+        count: Option<usize>,
+        /// Close the connection after this long.
+        #[arg(long = "for", value_name = "DURATION")]
+        for_: Option<String>,
+        /// Run `serve` for it in this process on simulated host `b` (the simulator has nobody
+        /// else listening); connect to b's address, 10.0.0.2.
+        #[arg(long, help_heading = "Simulator")]
+        sim_peer: bool,
+    },
+    /// Read commands from FILE (or stdin: `-`, the default), one per line, as JSON objects or
+    /// scenario steps, and run them on handles that stay open; each is answered with one JSON
+    /// line on stdout. See the README ("Sessions") for the commands.
+    Session {
+        /// The command file, `-` for stdin.
+        #[arg(default_value = "-")]
+        file: String,
     },
     /// Wait for the next batch of events on one connection, or on any with --any (WAIT).
     #[command(group = clap::ArgGroup::new("on").required(true).args(["id", "any"]))]

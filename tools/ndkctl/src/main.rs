@@ -10,8 +10,10 @@
 mod cli;
 mod demo;
 mod error;
+mod live;
 mod output;
 mod scenario;
+mod session;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -217,6 +219,8 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         Command::Wait { .. }
             | Command::Watch { .. }
             | Command::Connect { .. }
+            | Command::Serve { .. }
+            | Command::Session { .. }
             | Command::Disconnect { .. }
             | Command::Demo
             | Command::Scenario { .. }
@@ -246,6 +250,10 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
             output::set_simulated(true);
             return demo::run(&cli.sim_fault, out, &interrupt);
         }
+        Command::Session { file } => {
+            let backend = Backend::from_cli(cli);
+            return session::run(file, &backend, &interrupt);
+        }
         Command::Scenario { file, vars } => {
             let backend = Backend::from_cli(cli);
             let (shown, text) = scenario::read_file(file)?;
@@ -253,7 +261,17 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         }
         _ => {}
     }
-    let backend = Backend::from_cli(cli).with_default_hosts()?;
+    let backend = Backend::from_cli(cli);
+    if let (
+        Command::Serve { sim_peer: true, .. } | Command::Connect { sim_peer: true, .. },
+        Backend::Device { .. },
+    ) = (&cli.command, &backend)
+    {
+        return Err(CliError::Usage(
+            "--sim-peer runs the other end on the simulator: add --sim".into(),
+        ));
+    }
+    let backend = backend.with_default_hosts()?;
     let mut client = backend.open("a")?;
     client.set_interrupt(Arc::clone(&interrupt));
     match &cli.command {
@@ -312,29 +330,150 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 &json!({"type": "listener", "listener_id": l.listener_id, "bound": l.bound.to_string(), "if_index": if_index}),
             )?;
         }
+        Command::Serve {
+            addr,
+            if_index,
+            backlog,
+            recv,
+            len,
+            on_peer_disconnect,
+            connections,
+            count,
+            for_,
+            sim_peer,
+        } => {
+            let local = parse_socket_addr(addr)?;
+            let params = live::ServeParams {
+                if_index: match if_index {
+                    Some(i) => *i,
+                    None => interface_for(&client, local.ip(), true)?,
+                },
+                local,
+                backlog: *backlog,
+                receives: *recv,
+                length: *len,
+                on_peer_disconnect: *on_peer_disconnect,
+                connections: *connections,
+                limits: live::Limits {
+                    count: *count,
+                    duration: for_.as_deref().map(parse_duration).transpose()?,
+                },
+            };
+            let voice = if *sim_peer {
+                live::Voice::of(out, "a")
+            } else {
+                live::Voice::plain(out)
+            };
+            let (ready, bound) = std::sync::mpsc::channel();
+            let peer = if *sim_peer {
+                let peer_client = backend.open("b")?;
+                let p_out = Out::new(out.is_json());
+                Some(live::Peer::spawn(peer_client, move |c, _| {
+                    // Connect once the listener is up, to the address it bound.
+                    let remote = bound
+                        .recv()
+                        .map_err(|_| CliError::Usage("the server never listened".into()))?;
+                    let params = connect_params(c, remote, None, None)?;
+                    let plan = live::ConnectPlan {
+                        disconnect_after: Some(Duration::from_millis(500)),
+                        ..live::ConnectPlan::default()
+                    };
+                    live::connect(
+                        c,
+                        &params,
+                        Timeout::After(Duration::from_secs(10)),
+                        &plan,
+                        live::Voice::of(&p_out, "b"),
+                    )
+                })?)
+            } else {
+                drop(bound);
+                None
+            };
+            let served = live::serve(&client, &params, voice, Some(ready));
+            // The peer's connection ends with this handle; then the peer ends too.
+            client.close();
+            let peer = peer.map(live::Peer::finish).transpose();
+            served?;
+            peer?;
+            return Ok(());
+        }
         Command::Connect {
             addr,
             if_index,
             local,
             timeout,
+            recv,
+            send,
+            len,
+            disconnect_after,
+            abortive,
+            count,
+            for_,
+            sim_peer,
         } => {
             let remote = parse_socket_addr(addr)?;
             let local = local.as_deref().map(parse_socket_addr).transpose()?;
             let params = connect_params(&client, remote, local, *if_index)?;
-            let c = {
-                let _progress = Progress::start(out, format!("the connection to {remote}"));
-                client.connect(&params, timeout_arg(timeout.as_ref())?)?
+            let plan = live::ConnectPlan {
+                receives: *recv,
+                sends: *send,
+                length: *len,
+                disconnect_after: disconnect_after
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()?,
+                abortive: *abortive,
+                limits: live::Limits {
+                    count: *count,
+                    duration: for_.as_deref().map(parse_duration).transpose()?,
+                },
             };
-            let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".into(), |a| a.to_string());
-            out.emit(
-                &format!(
-                    "connection {} connected {} -> {}",
-                    c.id,
-                    show(c.local),
-                    show(c.remote)
-                ),
-                &json!({"type": "connection", "connection_id": c.id, "state": "connected", "local": c.local.map(|a| a.to_string()), "remote": c.remote.map(|a| a.to_string())}),
-            )?;
+            let peer = if *sim_peer {
+                let peer_client = backend.open("b")?;
+                let if_index = interface_for(&peer_client, remote.ip(), true).map_err(|_| {
+                    CliError::Usage(format!(
+                        "--sim-peer serves on simulated host b (10.0.0.2): connect to 10.0.0.2:PORT, not {remote}"
+                    ))
+                })?;
+                let serve = live::ServeParams {
+                    if_index,
+                    local: remote,
+                    backlog: 0,
+                    receives: 4,
+                    length: *len,
+                    on_peer_disconnect: live::OnPeerDisconnect::Answer,
+                    connections: Some(1),
+                    limits: live::Limits::default(),
+                };
+                let (ready, listening) = std::sync::mpsc::channel();
+                let p_out = Out::new(out.is_json());
+                let peer = live::Peer::spawn(peer_client, move |c, _| {
+                    live::serve(c, &serve, live::Voice::of(&p_out, "b"), Some(ready))
+                })?;
+                // Connect only once b listens (or has failed to).
+                let _ = listening.recv();
+                Some(peer)
+            } else {
+                None
+            };
+            let voice = if *sim_peer {
+                live::Voice::of(out, "a")
+            } else {
+                live::Voice::plain(out)
+            };
+            let connected = live::connect(
+                &client,
+                &params,
+                timeout_arg(timeout.as_ref())?,
+                &plan,
+                voice,
+            );
+            client.close();
+            let peer = peer.map(live::Peer::finish).transpose();
+            connected?;
+            peer?;
+            return Ok(());
         }
         Command::Wait {
             id,
@@ -419,7 +558,11 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 out,
             )?;
         }
-        Command::Demo | Command::Scenario { .. } | Command::Completions { .. } | Command::Man => {}
+        Command::Demo
+        | Command::Scenario { .. }
+        | Command::Session { .. }
+        | Command::Completions { .. }
+        | Command::Man => {}
     }
     client.close();
     Ok(())

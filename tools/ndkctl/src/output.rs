@@ -286,12 +286,18 @@ pub fn with_schema(value: &Value) -> Value {
 /// Where results go, in the chosen format.
 pub struct Out {
     json: bool,
+    /// While set, results are collected here instead of printed (a session's reply gathers
+    /// what one command produced).
+    capture: std::sync::Mutex<Option<Vec<Value>>>,
 }
 
 impl Out {
     /// Results in JSON lines (`json`) or readable text.
     pub fn new(json: bool) -> Self {
-        Self { json }
+        Self {
+            json,
+            capture: std::sync::Mutex::new(None),
+        }
     }
 
     /// Whether the output is JSON lines.
@@ -299,24 +305,51 @@ impl Out {
         self.json
     }
 
+    fn captured(&self) -> std::sync::MutexGuard<'_, Option<Vec<Value>>> {
+        self.capture
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Collect results (their JSON form) from now on instead of printing them.
+    pub fn start_capture(&self) {
+        *self.captured() = Some(Vec::new());
+    }
+
+    /// Stop collecting; what was collected since [`Out::start_capture`].
+    pub fn take_capture(&self) -> Vec<Value> {
+        self.captured().take().unwrap_or_default()
+    }
+
     /// Print `text` (readable mode) or `value` (JSON mode, with the [`JSON_SCHEMA`] version).
     pub fn emit(&self, text: &str, value: &Value) -> Result<(), CliError> {
-        let mut o = std::io::stdout().lock();
-        if self.json {
-            writeln!(o, "{}", with_schema(value))?;
-        } else {
-            writeln!(o, "{text}")?;
+        if let Some(c) = self.captured().as_mut() {
+            c.push(value.clone());
+            return Ok(());
         }
+        self.line(&if self.json {
+            with_schema(value).to_string()
+        } else {
+            text.to_owned()
+        })
+    }
+
+    /// Print one line as it is, flushed (a session's reply).
+    #[expect(
+        clippy::unused_self,
+        reason = "a method, so that every line of a run goes through its Out"
+    )]
+    pub fn line(&self, line: &str) -> Result<(), CliError> {
+        let mut o = std::io::stdout().lock();
+        writeln!(o, "{line}")?;
         o.flush()?;
         Ok(())
     }
 
-    /// Print a readable line only (progress, headers); nothing in JSON mode.
+    /// Print a readable line only (progress, headers); nothing in JSON mode or while capturing.
     pub fn note(&self, text: &str) -> Result<(), CliError> {
-        if !self.json {
-            let mut o = std::io::stdout().lock();
-            writeln!(o, "{text}")?;
-            o.flush()?;
+        if !self.json && self.captured().is_none() {
+            self.line(text)?;
         }
         Ok(())
     }

@@ -63,14 +63,14 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
 /// One parsed line.
 #[derive(Debug)]
-struct Step {
-    line: usize,
-    text: String,
+pub(crate) struct Step {
+    pub(crate) line: usize,
+    pub(crate) text: String,
     host: Option<String>,
-    command: String,
+    pub(crate) command: String,
     args: Vec<String>,
     opts: Vec<(String, String)>,
-    bind: Option<String>,
+    pub(crate) bind: Option<String>,
 }
 
 const COMMANDS: &[(&str, bool)] = &[
@@ -97,7 +97,7 @@ const COMMANDS: &[(&str, bool)] = &[
     ("close-handle", true),
 ];
 
-fn parse(file: &str, text: &str) -> Result<Vec<Step>, CliError> {
+pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<Step>, CliError> {
     let mut steps = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -174,8 +174,10 @@ type Background = (String, JoinHandle<Result<Vec<Event>, Error>>);
 /// A graceful DISCONNECT running in the background (it completes when the peer answers).
 type BackgroundOp = JoinHandle<Result<(), Error>>;
 
-struct Runner<'a> {
+pub(crate) struct Runner<'a> {
     backend: &'a Backend,
+    /// The host of a step without `HOST:` when several are declared (a session's `a`).
+    default_host: Option<String>,
     out: &'a Out,
     interrupt: &'a Arc<AtomicBool>,
     vars: HashMap<String, String>,
@@ -207,7 +209,7 @@ fn usage(msg: impl Into<String>) -> CliError {
     CliError::Usage(msg.into())
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
     fn substitute(&self, s: &str) -> Result<String, CliError> {
         let mut out = String::new();
         let mut rest = s;
@@ -244,6 +246,13 @@ impl Runner<'_> {
                 "no host `{h}` (declare it with `host {h} ...`)"
             ))),
             None if self.order.len() == 1 => Ok(self.order[0].clone()),
+            None if self
+                .default_host
+                .as_ref()
+                .is_some_and(|h| self.hosts.contains_key(h)) =>
+            {
+                Ok(self.default_host.clone().unwrap_or_default())
+            }
             None => Err(usage("which host? prefix the step with `HOST:`")),
         }
     }
@@ -270,7 +279,70 @@ impl Runner<'_> {
             .collect()
     }
 
-    fn run(&mut self, step: &Step) -> Result<(), CliError> {
+    /// A runner with no hosts yet; `--set` style `overrides`.
+    pub(crate) fn new(
+        backend: &'a Backend,
+        out: &'a Out,
+        interrupt: &'a Arc<AtomicBool>,
+        overrides: HashMap<String, String>,
+    ) -> Self {
+        Runner {
+            backend,
+            default_host: None,
+            out,
+            interrupt,
+            vars: HashMap::new(),
+            overrides,
+            hosts: HashMap::new(),
+            order: Vec::new(),
+            pending: HashMap::new(),
+            ops: HashMap::new(),
+        }
+    }
+
+    /// Steps without `HOST:` run on `host` when several hosts are declared.
+    pub(crate) fn set_default_host(&mut self, host: &str) {
+        self.default_host = Some(host.to_owned());
+    }
+
+    /// Open a handle for host `name` without declaring an adapter (a session's handle on the
+    /// device, whose adapters `LIST_ADAPTERS` tells).
+    pub(crate) fn adopt_host(&mut self, name: &str) -> Result<(), CliError> {
+        let mut client = self.backend.open(name)?;
+        client.set_interrupt(Arc::clone(self.interrupt));
+        self.hosts.insert(
+            name.to_owned(),
+            Host {
+                client: Arc::new(client),
+                buffered: VecDeque::new(),
+            },
+        );
+        self.order.push(name.to_owned());
+        Ok(())
+    }
+
+    /// The value of variable `name`, if set.
+    pub(crate) fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// Wait for what runs in the background, and close every handle.
+    pub(crate) fn finish(&mut self) {
+        for (_, (_, handle)) in self.pending.drain() {
+            let _ = handle.join();
+        }
+        for (_, handle) in self.ops.drain() {
+            let _ = handle.join();
+        }
+        for (_, host) in self.hosts.drain() {
+            if let Ok(c) = Arc::try_unwrap(host.client) {
+                c.close();
+            }
+        }
+        self.order.clear();
+    }
+
+    pub(crate) fn run(&mut self, step: &Step) -> Result<(), CliError> {
         let opts = self.opts(step)?;
         let fails = option(&opts, "fails").map(str::to_owned);
         let result = self.run_inner(step, &opts);
@@ -900,17 +972,7 @@ pub fn run(
             .ok_or_else(|| usage(format!("--set `{v}`: expected NAME=VALUE")))?;
         overrides.insert(k.to_owned(), val.to_owned());
     }
-    let mut runner = Runner {
-        backend,
-        out,
-        interrupt,
-        vars: HashMap::new(),
-        overrides,
-        hosts: HashMap::new(),
-        order: Vec::new(),
-        pending: HashMap::new(),
-        ops: HashMap::new(),
-    };
+    let mut runner = Runner::new(backend, out, interrupt, overrides);
     for step in &steps {
         // Ctrl-C ends the scenario before its next step (the one running was cancelled).
         if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
@@ -932,17 +994,7 @@ pub fn run(
             source: Box::new(e),
         })?;
     }
-    for (_, (_, handle)) in runner.pending.drain() {
-        let _ = handle.join();
-    }
-    for (_, handle) in runner.ops.drain() {
-        let _ = handle.join();
-    }
-    for (_, host) in runner.hosts.drain() {
-        if let Ok(c) = Arc::try_unwrap(host.client) {
-            c.close();
-        }
-    }
+    runner.finish();
     out.emit(
         &format!("scenario {shown}: ok ({} steps)", steps.len()),
         &json!({"type": "result", "ok": true, "steps": steps.len()}),

@@ -445,6 +445,7 @@ fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
     let mut child = std::process::Command::new(BIN)
         .env_remove("NDKCTL_BACKEND")
         .args(args)
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -462,8 +463,21 @@ fn a_closed_output_pipe_ends_quietly() {
         !err.contains("Broken pipe") && !err.contains("error"),
         "{err}"
     );
-    // Generated output too (clap_complete's `generate` would panic).
-    for args in [&["completions", "bash"][..], &["man"]] {
+    // Generated output too (clap_complete's `generate` would panic), a session's replies, and
+    // both ends of a served connection.
+    for args in [
+        &["completions", "bash"][..],
+        &["man"],
+        &["--sim", "session"],
+        &[
+            "--sim",
+            "serve",
+            "10.0.0.1:0",
+            "--sim-peer",
+            "--connections",
+            "1",
+        ],
+    ] {
         let (code, err) = with_closed_stdout(args);
         assert_eq!(code, Some(141), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
@@ -842,4 +856,318 @@ fn scenario_variables_can_be_overridden() {
 #[test]
 fn a_scenario_on_the_device_backend_reports_the_driver_missing() {
     device(&["scenario", &shipped("peer-disconnect.ndk")]).exits(3);
+}
+
+// --- serve, connect, session ----------------------------------------------------------------
+
+/// The lines of `out` that host `h` printed (`h: ...`), without the prefix.
+fn lines_of<'a>(out: &'a str, h: &str) -> Vec<&'a str> {
+    let prefix = format!("{h}: ");
+    out.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .collect()
+}
+
+/// `needles` must appear in `lines` in this order.
+#[track_caller]
+fn in_order(lines: &[&str], needles: &[&str]) {
+    let mut at = 0;
+    for n in needles {
+        match lines[at..].iter().position(|l| l.contains(n)) {
+            Some(i) => at += i + 1,
+            None => panic!("{n:?} missing (in this order) in\n{}", lines.join("\n")),
+        }
+    }
+}
+
+#[test]
+fn connect_with_a_simulated_peer_tells_both_ends_of_a_disconnect() {
+    let r = run(sim(&[
+        "connect",
+        "10.0.0.2:4791",
+        "--sim-peer",
+        "--recv",
+        "2",
+        "--disconnect-after",
+        "200ms",
+    ]));
+    r.exits(0);
+    // The server (b): receives posted, the peer disconnect with the callback and the
+    // receives still outstanding (nothing flushed), answered, closed; then its summary.
+    in_order(
+        &lines_of(&r.stdout, "b"),
+        &[
+            "listening on 10.0.0.2:4791",
+            "accepted status=STATUS_SUCCESS",
+            "posted 4 receives on connection",
+            "disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
+            "state=disconnected callback=fired reason=1 (graceful) recv=4 send=0 recv-cancelled=0 send-cancelled=0 recv-failed=0 send-failed=0 local-disconnect=no aborted=no flushed=no provider-flushed=no",
+            "answered the peer on connection",
+            "closed status=STATUS_SUCCESS",
+            "summary (connections): 3 events (1 accepted, 1 closed, 1 disconnected)",
+            "last seen disconnected with recv=4 send=0 outstanding",
+        ],
+    );
+    // The client (a): its own disconnect completes once b answers; its 2 receives are then
+    // cancelled by the close.
+    in_order(
+        &lines_of(&r.stdout, "a"),
+        &[
+            "connected 10.0.0.1:49152 -> 10.0.0.2:4791",
+            "posted 2 receives on connection",
+            "disconnecting connection",
+            "disconnected cause=local status=STATUS_SUCCESS callback=no reason=- recv=2",
+            "closed status=STATUS_SUCCESS",
+            "summary (closed): 3 events (1 closed, 1 connected, 1 disconnected)",
+        ],
+    );
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+}
+
+#[test]
+fn serve_with_a_simulated_peer_in_json_tags_each_end() {
+    let r = run(sim(&[
+        "--json",
+        "serve",
+        "10.0.0.1:4791",
+        "--sim-peer",
+        "--connections",
+        "1",
+        "--on-peer-disconnect",
+        "flush",
+    ]));
+    r.exits(0);
+    let lines = json_lines(&r.stdout);
+    assert!(lines.iter().all(|l| l["schema"] == 1));
+    let of = |h: &str| -> Vec<&Value> { lines.iter().filter(|l| l["host"] == h).collect() };
+    assert_eq!(
+        lines.len(),
+        of("a").len() + of("b").len(),
+        "every line names its end"
+    );
+    let kinds = |h: &str| -> Vec<String> {
+        of(h)
+            .iter()
+            .filter(|l| l["type"] == "event")
+            .map(|l| l["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The flush asked for shows as its own event before the close.
+    assert_eq!(
+        kinds("a"),
+        ["accepted", "disconnected", "flushed", "closed"]
+    );
+    assert_eq!(kinds("b"), ["connected", "disconnected", "closed"]);
+    let peer = of("a")
+        .into_iter()
+        .find(|l| l["type"] == "event" && l["kind"] == "disconnected")
+        .unwrap();
+    assert_eq!(peer["cause"], "peer");
+    assert_eq!(peer["callback_fired"], true);
+    assert_eq!(peer["outstanding_receives"], 4);
+    let summary = of("a")
+        .into_iter()
+        .find(|l| l["type"] == "summary")
+        .unwrap();
+    assert_eq!(summary["ended_by"], "connections");
+    assert_eq!(summary["total_events"], 4);
+    assert_eq!(summary["events"]["flushed"], 1);
+}
+
+#[test]
+fn serve_can_hold_a_disconnected_connection_and_stops_after_its_time() {
+    let start = Instant::now();
+    let r = run(sim(&[
+        "serve",
+        "10.0.0.1:4791",
+        "--sim-peer",
+        "--for",
+        "1500ms",
+        "--on-peer-disconnect",
+        "hold",
+    ]));
+    r.exits(0);
+    assert!(start.elapsed() >= Duration::from_millis(1500));
+    let a = lines_of(&r.stdout, "a");
+    assert!(!a.iter().any(|l| l.contains("answered")), "held: {a:?}");
+    in_order(
+        &a,
+        &[
+            "disconnected cause=peer",
+            "summary (time): 2 events (1 accepted, 1 disconnected)",
+            "last seen disconnected with recv=4 send=0 outstanding",
+        ],
+    );
+    // The peer's disconnect is answered by the server's handle closing.
+    in_order(
+        &lines_of(&r.stdout, "b"),
+        &["disconnected cause=local", "closed status=STATUS_SUCCESS"],
+    );
+    // Without a peer, serve ends quietly at its limit too.
+    let r = run(sim(&["serve", "10.0.0.1:0", "--for", "200ms"]));
+    r.exits(0);
+    assert_contains(&r.stdout, "summary (time): 0 events (none), connections: 0");
+}
+
+#[test]
+fn sim_peer_needs_the_simulator_and_the_peer_address() {
+    let r = device(&["connect", "10.0.0.2:4791", "--sim-peer"]);
+    r.exits(2);
+    assert_contains(&r.stderr, "--sim-peer runs the other end on the simulator");
+    let r = run(sim(&["connect", "10.0.0.1:4791", "--sim-peer"]));
+    r.exits(2);
+    assert_contains(&r.stderr, "connect to 10.0.0.2:PORT");
+    let r = run(sim(&["connect", "10.0.0.2:4791", "--abortive"]));
+    r.exits(2);
+}
+
+/// `ndkctl --sim session` with `input` on stdin: its exit code and reply lines.
+fn session(input: &str) -> (i32, Vec<Value>) {
+    let mut c = sim(&["session"]);
+    c.write_stdin(input.to_owned());
+    let r = run(c);
+    (r.code, json_lines(&r.stdout))
+}
+
+#[test]
+fn a_session_drives_two_hosts_on_one_simulator_one_reply_per_command() {
+    let input = r#"{"op":"info","tag":"first"}
+{"op":"listen","host":"b","addr":"10.0.0.2:4791","as":"L"}
+a: connect 10.0.0.2:4791 -> C
+{"op":"wait","host":"b","id":"any","kind":"accepted","as":"S"}
+{"op":"post","host":"b","id":"$S","what":"recv","count":3}
+
+# the client disconnects; the server keeps its receives
+{"op":"disconnect","id":"$C","async":"D"}
+{"op":"wait","host":"b","id":"$S","kind":"disconnected","cause":"peer","recv":3}
+{"op":"query","id":"$S"}
+{"op":"query","host":"b","id":"$S","recv":3,"flushed":false}
+{"op":"disconnect","host":"b","id":"$S"}
+{"op":"join","name":"D","status":"STATUS_SUCCESS"}
+not a step
+{"op":"query","host":"b","id":"$S","recv":3}
+{"op":"provider","flush_calls":0}
+"#;
+    let (code, replies) = session(input);
+    assert_eq!(code, 0, "{replies:?}");
+    let end = replies.last().unwrap();
+    assert_eq!(end["type"], "end");
+    let replies = &replies[..replies.len() - 1];
+    // One reply per command: blank lines and comments get none.
+    let requests: Vec<u64> = replies
+        .iter()
+        .map(|r| r["request"].as_u64().unwrap())
+        .collect();
+    assert_eq!(requests, [1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+    assert_eq!(end["requests"], 14);
+    assert_eq!(end["failed"], 3);
+    assert!(
+        replies
+            .iter()
+            .all(|r| r["type"] == "reply" && r["schema"] == 1)
+    );
+    let by = |n: u64| replies.iter().find(|r| r["request"] == n).unwrap();
+    assert_eq!(by(1)["tag"], "first");
+    assert_eq!(by(1)["results"][0]["type"], "info");
+    assert_eq!(by(2)["bound"]["L"], "2097151");
+    assert_eq!(by(3)["bound"]["C"], "1048576");
+    assert_eq!(by(4)["results"][0]["kind"], "accepted");
+    let s = by(4)["bound"]["S"].as_str().unwrap().to_owned();
+    let peer = &by(9)["results"][0];
+    assert_eq!(peer["cause"], "peer");
+    assert_eq!(peer["callback_fired"], true);
+    assert_eq!(peer["outstanding_receives"], 3);
+    assert_eq!(peer["connection_id"].to_string(), s);
+    // The server's connection belongs to b's handle: a cannot see it.
+    assert_eq!(by(10)["ok"], false);
+    assert_eq!(by(10)["error"]["kind"], "unknown-id");
+    assert_eq!(by(10)["error"]["exit_code"], 6);
+    assert_eq!(by(11)["ok"], true);
+    assert_eq!(by(11)["results"][0]["outstanding_receives"], 3);
+    assert_eq!(by(13)["ok"], true, "{:?}", by(13));
+    // A malformed line and a deviation are answered and the session goes on.
+    assert_eq!(by(14)["error"]["kind"], "usage");
+    assert_contains(by(14)["error"]["message"].as_str().unwrap(), "session:14:");
+    assert_eq!(by(15)["ok"], false);
+    assert_eq!(by(15)["error"]["kind"], "deviation");
+    assert_eq!(by(16)["ok"], true);
+    assert_eq!(by(16)["results"][0]["flush_calls"], 0);
+}
+
+#[test]
+fn a_session_rejects_malformed_json_and_keeps_going() {
+    let (code, replies) = session(
+        "{\"op\":\n[1]\n{\"host\":\"a\"}\n{\"op\":\"frob\"}\n{\"op\":\"print\",\"text\":\"still here\"}\n",
+    );
+    assert_eq!(code, 0);
+    let errors: Vec<&str> = replies[..4]
+        .iter()
+        .map(|r| r["error"]["message"].as_str().unwrap())
+        .collect();
+    assert_contains(errors[0], "not a JSON object");
+    assert_contains(errors[1], "not a JSON object");
+    assert_contains(errors[2], "a command needs \"op\"");
+    assert_contains(errors[3], "unknown step `frob`");
+    assert_eq!(replies[4]["results"][0]["text"], "still here");
+    assert_eq!(replies[5]["type"], "end");
+    assert_eq!(replies[5]["failed"], 4);
+}
+
+#[test]
+fn a_session_on_the_device_backend_reports_the_driver_missing() {
+    let mut c = ndkctl();
+    c.args(["session"]).write_stdin("{\"op\":\"info\"}\n");
+    let r = run(c);
+    r.exits(3);
+    assert_contains(&r.stderr, "device is missing");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_ends_a_session_and_serve_with_130() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    // A session waiting for its next command, with a connection open.
+    let mut child = std::process::Command::new(BIN)
+        .env_remove("NDKCTL_BACKEND")
+        .args(["--sim", "session"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"b: listen 10.0.0.2:4791\n").unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    out.read_exact(&mut first).unwrap(); // the reply has begun: the session is running
+    std::thread::sleep(Duration::from_millis(200));
+    ctrl_c(child.id());
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    assert_eq!(status.code(), Some(130), "{rest}");
+    let last: Value = serde_json::from_str(rest.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "end", "the session still says it ended");
+    assert_eq!(last["requests"], 1);
+
+    // serve, interrupted, prints its summary and exits 130.
+    let mut child = std::process::Command::new(BIN)
+        .env_remove("NDKCTL_BACKEND")
+        .args(["--sim", "serve", "10.0.0.1:4791"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    out.read_exact(&mut first).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    ctrl_c(child.id());
+    let mut text = String::new();
+    out.read_to_string(&mut text).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{text}");
+    assert_contains(&text, "summary (interrupted): 0 events");
 }
