@@ -17,8 +17,9 @@ pub const BATCH_HEADER_SIZE: usize = 16;
 /// (major << 16 | minor); per-handle limits `max_connections` @16, `max_listeners` @20,
 /// `max_waits` @24, `default_backlog` @28, `events_per_connection` @32 (all `u32`);
 /// `ndk_status: i32` @36 (an NTSTATUS: success, or why the driver has no NDK); driver-wide counters (`u64`): `connections_opened` @40, `events_latched` @48,
-/// `disconnect_callbacks` @56, `backlog_rejects` @64, `duplicate_callbacks` @72; `reserved:
-/// u64` @80. The driver-wide counters tell of every handle's traffic, so only a handle opened
+/// `disconnect_callbacks` @56, `backlog_rejects` @64, `duplicate_callbacks` @72; `clock: u64`
+/// @80 (the driver's clock when it answered, in the units of [`Event::timestamp`]). The
+/// driver-wide counters tell of every handle's traffic, so only a handle opened
 /// for writing sees them: to a handle without write access the driver reports them as zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InfoReply {
@@ -56,6 +57,12 @@ pub struct InfoReply {
     pub backlog_rejects: u64,
     /// Disconnect callbacks received for a connection that had already had one.
     pub duplicate_callbacks: u64,
+    /// The driver's clock when it answered, in the units of [`Event::timestamp`] (100 ns; on
+    /// Windows `KeQueryUnbiasedInterruptTime`: since boot, not counting sleep). Paired with the
+    /// wall-clock time the reply arrived, it turns event timestamps into wall-clock times. Until
+    /// 2026-12-02 (the same ABI version) these bytes were reserved as zero: an older client
+    /// rejects the reply (`ReservedNotZero`); the driver and ndkctl ship together.
+    pub clock: u64,
 }
 
 impl InfoReply {
@@ -91,11 +98,9 @@ impl Record for InfoReply {
             disconnect_callbacks: r.u64()?,
             backlog_rejects: r.u64()?,
             duplicate_callbacks: r.u64()?,
+            clock: r.u64()?,
         };
-        match r.u64()? {
-            0 => Ok(v),
-            _ => Err(AbiError::ReservedNotZero("reserved2")),
-        }
+        Ok(v)
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
         for v in [
@@ -116,7 +121,7 @@ impl Record for InfoReply {
             self.disconnect_callbacks,
             self.backlog_rejects,
             self.duplicate_callbacks,
-            0,
+            self.clock,
         ] {
             w.u64(v)?;
         }

@@ -390,13 +390,14 @@ fn replies_round_trip_with_golden_layout() {
         disconnect_callbacks: 7,
         backlog_rejects: 8,
         duplicate_callbacks: 9,
+        clock: 0x0123_4567_89AB_CDEF,
     };
     let mut b = hdr(88);
     // ndk_status @36: STATUS_NOT_SUPPORTED.
     for v in [1, 0x0001_0002, 1024, 16, 64, 32, 4, 0xC000_00BB] {
         b.extend_from_slice(&le32(v));
     }
-    for v in [5, 6, 7, 8, 9, 0] {
+    for v in [5, 6, 7, 8, 9, 0x0123_4567_89AB_CDEF] {
         b.extend_from_slice(&le64(v));
     }
     golden(info, &b);

@@ -65,6 +65,7 @@ impl<P: Platform> Owner<P> {
                     disconnect_callbacks: c.total(|s| &s.disconnect_callbacks),
                     backlog_rejects: c.total(|s| &s.backlog_rejects),
                     duplicate_callbacks: c.total(|s| &s.duplicate_callbacks),
+                    clock: runtime.platform().now(),
                 };
                 match self.access {
                     Access::ReadWrite => reply(request, &info),

@@ -139,6 +139,32 @@ fn closing_a_handle_cancels_its_waits_and_resets_its_peers(mode: Completion) {
 }
 
 #[test]
+fn get_info_reads_the_clock_that_dates_events() {
+    // The clock GET_INFO reports is the one events are stamped with: read before and after an
+    // event, it brackets the event's timestamp (the host clock advances in 100 ns units).
+    let w = world(Completion::Inline);
+    let hb = HostHandle::open(&w.engine).unwrap();
+    let ha = HostHandle::open(&w.engine).unwrap();
+    listen(&hb, 4791);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let before = info(&ha).clock;
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let r = connect(&ha, 4791);
+    let connected = next_event(&ha, EventKind::Connected);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let after = info(&ha).clock;
+    assert!(
+        before < connected.timestamp && connected.timestamp < after,
+        "{before} < {} < {after}",
+        connected.timestamp
+    );
+    let accepted = next_event(&hb, EventKind::Accepted);
+    close(&ha, r.connection_id);
+    close(&hb, accepted.connection_id);
+    finish(&w, ha, hb);
+}
+
+#[test]
 fn a_provider_firing_the_callback_twice_still_yields_one_event() {
     let w = world(Completion::Inline);
     misbehave_b(

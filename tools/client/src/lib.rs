@@ -50,7 +50,7 @@ mod windows;
 use core::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ndkdisc_abi::{
     AbortRequest, AdapterEntry, BATCH_HEADER_SIZE, CloseRequest, ConnectReply, ConnectRequest,
@@ -228,6 +228,40 @@ pub struct Connection {
     pub local: Option<SocketAddr>,
     /// Peer address.
     pub remote: Option<SocketAddr>,
+}
+
+/// Turns the driver's event timestamps ([`Event::timestamp`]) into wall-clock times: a reading
+/// of the driver's clock (`GET_INFO`'s [`InfoReply::clock`]) paired with the wall-clock time it
+/// was taken ([`Client::clock_base`]).
+///
+/// The driver's clock on Windows does not count time the machine slept: an event from before
+/// a sleep converts to a time later than it was by the sleep's length; take a new base after
+/// one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockBase {
+    driver: u64,
+    wall: SystemTime,
+}
+
+impl ClockBase {
+    /// The base: the driver's clock read `driver` at wall-clock time `wall`.
+    pub fn new(driver: u64, wall: SystemTime) -> Self {
+        Self { driver, wall }
+    }
+
+    /// The wall-clock time of driver timestamp `timestamp` (100 ns units).
+    pub fn wall_time(&self, timestamp: u64) -> SystemTime {
+        let ticks = |d: u64| Duration::from_nanos(d.saturating_mul(100));
+        if timestamp >= self.driver {
+            self.wall
+                .checked_add(ticks(timestamp - self.driver))
+                .unwrap_or(self.wall)
+        } else {
+            self.wall
+                .checked_sub(ticks(self.driver - timestamp))
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        }
+    }
 }
 
 /// How long a cancelled request may take to complete before the client calls it stuck.
@@ -421,6 +455,19 @@ impl Client {
     /// The driver's status.
     pub fn info(&self) -> Result<InfoReply, Error> {
         self.info_within(Timeout::Forever)
+    }
+
+    /// A [`ClockBase`] for this handle's events: `GET_INFO`'s clock, paired with the wall-clock
+    /// time halfway through the request.
+    ///
+    /// # Errors
+    /// As [`Client::info`].
+    pub fn clock_base(&self) -> Result<ClockBase, Error> {
+        let before = SystemTime::now();
+        let info = self.info()?;
+        let after = SystemTime::now();
+        let half = after.duration_since(before).unwrap_or_default() / 2;
+        Ok(ClockBase::new(info.clock, before + half))
     }
 
     /// `GET_INFO`, cancelled after `timeout`.

@@ -89,6 +89,33 @@ pub enum PostWhat {
     Send,
 }
 
+/// Which events to show (the others are taken from the driver all the same).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct EventFilter {
+    /// Show only events of this kind (repeat for several).
+    #[arg(long, value_name = "KIND", value_parser = ["connected", "accepted", "connect-failed", "disconnected", "flushed", "closed"])]
+    pub kind: Vec<String>,
+    /// Show only events with this cause (repeat for several; `none`: events without one).
+    #[arg(long, value_name = "CAUSE", value_parser = ["peer", "local", "local-abortive", "aborted", "adapter-removed", "handle-closed", "transport-error", "none"])]
+    pub cause: Vec<String>,
+}
+
+impl EventFilter {
+    /// Whether `e` is shown.
+    pub fn shows(&self, e: &ndkdisc_client::Event) -> bool {
+        (self.kind.is_empty()
+            || self
+                .kind
+                .iter()
+                .any(|k| *k == crate::output::kind_name(e.kind)))
+            && (self.cause.is_empty()
+                || self
+                    .cause
+                    .iter()
+                    .any(|c| *c == crate::output::cause_name(e.cause)))
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -138,6 +165,8 @@ pub enum Command {
         /// Stop after this long, e.g. 30s.
         #[arg(long = "for", value_name = "DURATION")]
         for_: Option<String>,
+        #[command(flatten)]
+        filter: EventFilter,
         /// Run a client in this process on simulated host `b`: it connects, waits 500ms and
         /// disconnects gracefully (the simulator has nobody else to connect).
         #[arg(long, help_heading = "Simulator")]
@@ -252,12 +281,14 @@ pub enum Command {
     Watch {
         /// One connection (default: any).
         id: Option<u64>,
-        /// Stop after this many events.
+        /// Stop after this many events (of those shown).
         #[arg(long)]
         count: Option<usize>,
         /// Stop after this long, e.g. 10s.
         #[arg(long = "for", value_name = "DURATION")]
         for_: Option<String>,
+        #[command(flatten)]
+        filter: EventFilter,
     },
     /// The main job on the simulator: the shipped scenarios peer-disconnect.ndk and
     /// sends-at-peer-disconnect.ndk (built in) show that a peer disconnect leaves posted receives

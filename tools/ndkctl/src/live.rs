@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use ndkdisc_abi::PostKind;
 use ndkdisc_client::{
-    Cause, Client, ConnectParams, ConnectionInfo, DisconnectMode, Error, ErrorKind, Event,
-    EventKind, Timeout, WaitOn,
+    Cause, Client, ClockBase, ConnectParams, ConnectionInfo, DisconnectMode, Error, ErrorKind,
+    Event, EventKind, Timeout, WaitOn,
 };
 use serde_json::{Value, json};
 
@@ -48,12 +48,22 @@ pub enum OnPeerDisconnect {
 pub struct Voice<'a> {
     out: &'a Out,
     host: Option<&'a str>,
+    clock: Option<ClockBase>,
 }
 
 impl<'a> Voice<'a> {
     /// The lines of the only end, untagged.
     pub fn plain(out: &'a Out) -> Self {
-        Self { out, host: None }
+        Self {
+            out,
+            host: None,
+            clock: None,
+        }
+    }
+
+    /// The same, with events dated by `clock` (the handle's [`ClockBase`]).
+    fn with_clock(self, clock: Option<ClockBase>) -> Self {
+        Self { clock, ..self }
     }
 
     /// The lines of the end on `host`.
@@ -61,6 +71,7 @@ impl<'a> Voice<'a> {
         Self {
             out,
             host: Some(host),
+            clock: None,
         }
     }
 
@@ -76,7 +87,17 @@ impl<'a> Voice<'a> {
     }
 
     fn event(&self, e: &Event) -> Result<(), CliError> {
-        self.say(&output::event_line(e), output::event_json(e))
+        let mut v = output::event_json(e);
+        output::add_time(&mut v, e, self.clock.as_ref());
+        let text = match &self.clock {
+            Some(c) => format!(
+                "{} {}",
+                output::time_of_day(c.wall_time(e.timestamp)),
+                output::event_line(e)
+            ),
+            None => output::event_line(e),
+        };
+        self.say(&text, v)
     }
 
     fn query(&self, q: &ConnectionInfo) -> Result<(), CliError> {
@@ -202,6 +223,8 @@ pub struct ServeParams {
     pub on_peer_disconnect: OnPeerDisconnect,
     /// Stop after this many connections have been closed.
     pub connections: Option<usize>,
+    /// Which events to print (all are acted on and counted).
+    pub filter: crate::cli::EventFilter,
     /// Stop after this many events or this long.
     pub limits: Limits,
 }
@@ -239,6 +262,7 @@ pub fn serve(
     voice: Voice<'_>,
     ready: Option<std::sync::mpsc::Sender<SocketAddr>>,
 ) -> Result<Summary, CliError> {
+    let voice = voice.with_clock(client.clock_base().ok());
     let l = client.listen(p.if_index, p.local, p.backlog)?;
     voice.say(
         &format!(
@@ -272,7 +296,9 @@ pub fn serve(
             Err(e) => return Err(e.into()),
         };
         for e in &events {
-            voice.event(e)?;
+            if p.filter.shows(e) {
+                voice.event(e)?;
+            }
             summary.saw(e);
             let id = e.connection_id;
             match (e.kind, e.cause) {
@@ -344,6 +370,7 @@ pub fn connect(
     plan: &ConnectPlan,
     voice: Voice<'_>,
 ) -> Result<Summary, CliError> {
+    let voice = voice.with_clock(client.clock_base().ok());
     let c = {
         let _progress =
             crate::Progress::start(voice.out, format!("the connection to {}", params.remote));

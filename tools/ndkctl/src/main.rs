@@ -340,6 +340,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
             connections,
             count,
             for_,
+            filter,
             sim_peer,
         } => {
             let local = parse_socket_addr(addr)?;
@@ -354,6 +355,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 length: *len,
                 on_peer_disconnect: *on_peer_disconnect,
                 connections: *connections,
+                filter: filter.clone(),
                 limits: live::Limits {
                     count: *count,
                     duration: for_.as_deref().map(parse_duration).transpose()?,
@@ -444,6 +446,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                     length: *len,
                     on_peer_disconnect: live::OnPeerDisconnect::Answer,
                     connections: Some(1),
+                    filter: cli::EventFilter::default(),
                     limits: live::Limits::default(),
                 };
                 let (ready, listening) = std::sync::mpsc::channel();
@@ -491,9 +494,13 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 let _progress = Progress::start(out, waited_for(on));
                 client.wait(on, *max, timeout_arg(timeout.as_ref())?)?
             };
+            let clock = client.clock_base().ok();
             out.note(output::EVENT_HEADER)?;
             for e in &events {
-                out.emit(&output::event_row(e), &output::event_json(e))?;
+                out.emit(
+                    &output::event_row_at(e, clock.as_ref()),
+                    &output::event_json_at(e, clock.as_ref()),
+                )?;
             }
         }
         Command::Query { id } => {
@@ -547,7 +554,12 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
             client.close_object(*id)?;
             out.emit(&format!("{id} closed"), &ok_json("close", *id))?;
         }
-        Command::Watch { id, count, for_ } => {
+        Command::Watch {
+            id,
+            count,
+            for_,
+            filter,
+        } => {
             let limit = for_.as_deref().map(parse_duration).transpose()?;
             waiting_note(out);
             watch(
@@ -555,6 +567,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 id.map_or(WaitOn::Any, WaitOn::Connection),
                 *count,
                 limit,
+                filter,
                 out,
             )?;
         }
@@ -656,10 +669,12 @@ pub fn watch(
     on: WaitOn,
     count: Option<usize>,
     limit: Option<Duration>,
+    filter: &cli::EventFilter,
     out: &Out,
 ) -> Result<usize, CliError> {
     let start = Instant::now();
     let mut seen = 0usize;
+    let clock = client.clock_base().ok();
     out.note(output::EVENT_HEADER)?;
     loop {
         if count.is_some_and(|c| seen >= c) {
@@ -680,8 +695,13 @@ pub fn watch(
         match client.wait_new(on, room, timeout) {
             Ok(events) => {
                 for e in &events {
-                    out.emit(&output::event_row(e), &output::event_json(e))?;
-                    seen += 1;
+                    if filter.shows(e) {
+                        out.emit(
+                            &output::event_row_at(e, clock.as_ref()),
+                            &output::event_json_at(e, clock.as_ref()),
+                        )?;
+                        seen += 1;
+                    }
                     if matches!(on, WaitOn::Connection(_))
                         && e.kind == ndkdisc_client::EventKind::Closed
                     {

@@ -5,7 +5,11 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndkdisc_abi::{AdapterEntry, InfoReply};
-use ndkdisc_client::{Cause, ConnState, ConnectionInfo, Event, EventKind, NtStatus, sim};
+use std::time::SystemTime;
+
+use ndkdisc_client::{
+    Cause, ClockBase, ConnState, ConnectionInfo, Event, EventKind, NtStatus, sim,
+};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
@@ -80,6 +84,46 @@ pub fn set_simulated(simulated: bool) {
     SIMULATED.store(simulated, Ordering::Relaxed);
 }
 
+/// `t` in UTC as RFC 3339 with microseconds (`2026-12-02T08:07:25.123456Z`); times before
+/// 1970 show as 1970.
+pub fn utc_text(t: SystemTime) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rest = secs % 86_400;
+    // Days since 1970-01-01 to a civil date (the proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60,
+        since.subsec_micros()
+    )
+}
+
+/// The time of day of `t` in UTC, to the microsecond (`08:07:25.123456`), for text lines.
+pub fn time_of_day(t: SystemTime) -> String {
+    let full = utc_text(t);
+    full.get(11..26).unwrap_or(&full).to_owned()
+}
+
+/// Add the event's wall-clock time (`"time"`, UTC, RFC 3339) to its JSON, when the handle's
+/// clock base is known.
+pub fn add_time(v: &mut Value, e: &Event, clock: Option<&ClockBase>) {
+    if let Some(c) = clock {
+        v["time"] = json!(utc_text(c.wall_time(e.timestamp)));
+    }
+}
+
 /// One event as a JSON object.
 pub fn event_json(e: &Event) -> Value {
     let (code, name) = status_json(e.status);
@@ -102,7 +146,26 @@ pub fn event_json(e: &Event) -> Value {
 }
 
 /// The header of the event table.
-pub const EVENT_HEADER: &str = "  SEQ      CONN  KIND            CAUSE           STATUS                     CALLBACK  REASON          RECV  SEND";
+pub const EVENT_HEADER: &str = "  SEQ      CONN  KIND            CAUSE           STATUS                     CALLBACK  REASON          RECV  SEND  TIME (UTC)";
+
+/// One event as a table row, with its time of day when the handle's clock base is known.
+pub fn event_row_at(e: &Event, clock: Option<&ClockBase>) -> String {
+    match clock {
+        Some(c) => format!(
+            "{}  {}",
+            event_row(e),
+            time_of_day(c.wall_time(e.timestamp))
+        ),
+        None => event_row(e),
+    }
+}
+
+/// One event as JSON, with its wall-clock time when the handle's clock base is known.
+pub fn event_json_at(e: &Event, clock: Option<&ClockBase>) -> Value {
+    let mut v = event_json(e);
+    add_time(&mut v, e, clock);
+    v
+}
 
 /// One event as a table row.
 pub fn event_row(e: &Event) -> String {
@@ -244,6 +307,7 @@ pub fn info_json(i: &InfoReply) -> Value {
         "disconnect_callbacks": i.disconnect_callbacks,
         "backlog_rejects": i.backlog_rejects,
         "duplicate_callbacks": i.duplicate_callbacks,
+        "clock": i.clock,
     })
 }
 
@@ -358,6 +422,31 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wall_clock_times_are_utc_rfc_3339() {
+        let at = |secs: u64, micros: u64| {
+            SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(secs)
+                + std::time::Duration::from_micros(micros)
+        };
+        assert_eq!(
+            utc_text(at(1_796_198_845, 123_456)),
+            "2026-12-02T08:07:25.123456Z"
+        );
+        assert_eq!(utc_text(at(951_868_799, 0)), "2000-02-29T23:59:59.000000Z");
+        assert_eq!(utc_text(at(0, 1)), "1970-01-01T00:00:00.000001Z");
+        assert_eq!(time_of_day(at(1_796_198_845, 7)), "08:07:25.000007");
+        // A driver timestamp 1.5 s (15,000,000 ticks of 100 ns) before the base's reading.
+        let base = ClockBase::new(20_000_000, at(1_796_198_845, 0));
+        let e = Event::new(EventKind::Connected, 1, 5_000_000);
+        let mut v = event_json(&e);
+        add_time(&mut v, &e, Some(&base));
+        assert_eq!(v["time"], "2026-12-02T08:07:23.500000Z");
+        let mut v = event_json(&e);
+        add_time(&mut v, &e, None);
+        assert!(v.get("time").is_none());
+    }
 
     #[test]
     fn info_says_when_the_driver_has_no_ndk_and_why() {

@@ -166,6 +166,19 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<Step>, CliError> {
 struct Host {
     client: Arc<Client>,
     buffered: VecDeque<Event>,
+    /// Dates the handle's events (JSON `time`).
+    clock: Option<ndkdisc_client::ClockBase>,
+}
+
+impl Host {
+    fn new(client: Client) -> Self {
+        let clock = client.clock_base().ok();
+        Self {
+            client: Arc::new(client),
+            buffered: VecDeque::new(),
+            clock,
+        }
+    }
 }
 
 /// A WAIT running in the background: its host and its thread.
@@ -310,13 +323,7 @@ impl<'a> Runner<'a> {
     pub(crate) fn adopt_host(&mut self, name: &str) -> Result<(), CliError> {
         let mut client = self.backend.open(name)?;
         client.set_interrupt(Arc::clone(self.interrupt));
-        self.hosts.insert(
-            name.to_owned(),
-            Host {
-                client: Arc::new(client),
-                buffered: VecDeque::new(),
-            },
-        );
+        self.hosts.insert(name.to_owned(), Host::new(client));
         self.order.push(name.to_owned());
         Ok(())
     }
@@ -434,13 +441,7 @@ impl<'a> Runner<'a> {
                 client.set_interrupt(Arc::clone(self.interrupt));
                 self.vars.insert(format!("{name}.if"), if_index.to_string());
                 self.vars.insert(format!("{name}.addr"), addr.to_string());
-                self.hosts.insert(
-                    name.clone(),
-                    Host {
-                        client: Arc::new(client),
-                        buffered: VecDeque::new(),
-                    },
-                );
+                self.hosts.insert(name.clone(), Host::new(client));
                 self.order.push(name.clone());
             }
             "provider" => {
@@ -755,14 +756,23 @@ impl<'a> Runner<'a> {
                         kept.push_back(e);
                         continue;
                     }
-                    self.out
-                        .emit(&output::event_row(&e), &output::event_json(&e))?;
+                    self.out.emit(
+                        &output::event_row_at(&e, host.clock.as_ref()),
+                        &output::event_json_at(&e, host.clock.as_ref()),
+                    )?;
                     seen += 1;
                 }
                 host.buffered = kept;
                 let left = count.map(|c| c - seen);
                 if left != Some(0) {
-                    seen += crate::watch(&client, on, left, limit.or(Some(timeout)), self.out)?;
+                    seen += crate::watch(
+                        &client,
+                        on,
+                        left,
+                        limit.or(Some(timeout)),
+                        &crate::cli::EventFilter::default(),
+                        self.out,
+                    )?;
                 }
                 if let Some(c) = count
                     && seen < c
@@ -787,7 +797,8 @@ impl<'a> Runner<'a> {
     }
 
     fn show_event(&self, step: &Step, host: &str, e: &Event) -> Result<(), CliError> {
-        let mut v = output::event_json(e);
+        let clock = self.hosts.get(host).and_then(|h| h.clock);
+        let mut v = output::event_json_at(e, clock.as_ref());
         v["line"] = json!(step.line);
         v["host"] = json!(host);
         self.out
