@@ -107,7 +107,7 @@ impl<'a> Voice<'a> {
     fn did(&self, what: &str, connection_id: u64, text: &str) -> Result<(), CliError> {
         self.say(
             text,
-            json!({"type": "ok", "op": what, "connection_id": connection_id, "what": text}),
+            json!({"type": "ok", "op": what, "conn": connection_id, "what": text}),
         )
     }
 }
@@ -182,7 +182,7 @@ impl Summary {
                     q.sends_cancelled,
                     q.sends_failed
                 ),
-                json!({"type": "summary-connection", "connection_id": q.connection_id}),
+                json!({"type": "summary-connection", "conn": q.connection_id}),
             )?;
         }
         Ok(())
@@ -384,7 +384,7 @@ pub fn connect(
             show(c.local),
             show(c.remote)
         ),
-        json!({"type": "connection", "connection_id": c.id, "state": "connected", "local": c.local.map(|a| a.to_string()), "remote": c.remote.map(|a| a.to_string())}),
+        json!({"type": "connection", "conn": c.id, "state": "connected", "local": c.local.map(|a| a.to_string()), "remote": c.remote.map(|a| a.to_string())}),
     )?;
     let id = c.id;
     for (kind, n, name) in [

@@ -124,25 +124,79 @@ pub fn add_time(v: &mut Value, e: &Event, clock: Option<&ClockBase>) {
     }
 }
 
+// One set of names. An event and a QUERY answer are shown through the records below: their
+// field names are the JSON keys, the `key=value` names of the text lines, and the expectation
+// keys of scenario files (which are checked against the JSON form of these records, so a name
+// cannot differ between the three).
+
+/// An NTSTATUS as JSON: hex code (the name is a sibling field `<key>_name`).
+fn hex(s: NtStatus) -> String {
+    format!("{:#010X}", s.code())
+}
+
+/// An event as ndkctl shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct EventRecord {
+    /// `"event"`.
+    #[serde(rename = "type")]
+    pub record: &'static str,
+    /// Sequence number, per handle.
+    pub seq: u64,
+    /// The connection.
+    pub conn: u64,
+    /// What happened: connected, accepted, connect-failed, disconnected, flushed, closed.
+    pub kind: String,
+    /// How the connection ended (`none` for other events).
+    pub cause: String,
+    /// The status of the fact, in hex.
+    pub status: String,
+    /// Its symbolic name.
+    pub status_name: Option<&'static str>,
+    /// Whether the NDK disconnect callback had fired.
+    pub callback: bool,
+    /// The provider's reason (provider-specific), if it gave one.
+    pub reason: Option<u32>,
+    /// Receives still posted.
+    pub recv: u32,
+    /// Sends still posted.
+    pub send: u32,
+    /// The provider flushes what is still posted (its QP or CQ is in the error state).
+    pub provider_flushes: bool,
+    /// A copy of a terminal event delivered before.
+    pub already_delivered: bool,
+    /// The driver's clock when the event was latched (100 ns units).
+    pub timestamp: u64,
+}
+
+impl From<&Event> for EventRecord {
+    fn from(e: &Event) -> Self {
+        Self {
+            record: "event",
+            seq: e.seq,
+            conn: e.connection_id,
+            kind: kind_name(e.kind).into_owned(),
+            cause: cause_name(e.cause).into_owned(),
+            status: hex(e.status),
+            status_name: e.status.name(),
+            callback: e.callback_fired,
+            reason: e.provider_reason,
+            recv: e.outstanding_receives,
+            send: e.outstanding_sends,
+            provider_flushes: e.provider_flushes,
+            already_delivered: e.already_delivered,
+            timestamp: e.timestamp,
+        }
+    }
+}
+
+/// A record as a JSON object (the records here always serialize).
+fn to_json(record: &impl serde::Serialize) -> Value {
+    serde_json::to_value(record).unwrap_or(Value::Null)
+}
+
 /// One event as a JSON object.
 pub fn event_json(e: &Event) -> Value {
-    let (code, name) = status_json(e.status);
-    json!({
-        "type": "event",
-        "seq": e.seq,
-        "connection_id": e.connection_id,
-        "timestamp": e.timestamp,
-        "kind": kind_name(e.kind),
-        "cause": cause_name(e.cause),
-        "status": code,
-        "status_name": name,
-        "callback_fired": e.callback_fired,
-        "provider_reason": e.provider_reason,
-        "outstanding_receives": e.outstanding_receives,
-        "outstanding_sends": e.outstanding_sends,
-        "provider_flushes": e.provider_flushes,
-        "already_delivered": e.already_delivered,
-    })
+    to_json(&EventRecord::from(e))
 }
 
 /// The header of the event table.
@@ -214,71 +268,140 @@ pub fn event_line(e: &Event) -> String {
     )
 }
 
-/// QUERY's answer as JSON.
-pub fn query_json(q: &ConnectionInfo) -> Value {
-    let (code, name) = status_json(q.terminal_status);
-    json!({
-        "type": "connection",
-        "connection_id": q.connection_id,
-        "state": state_name(q.state),
-        "callback_fired": q.callback_fired,
-        "provider_reason": q.provider_reason,
-        "local_disconnect": q.local_disconnect,
-        "aborted": q.aborted,
-        "flushed": q.flushed,
-        "outstanding_receives": q.outstanding_receives,
-        "outstanding_sends": q.outstanding_sends,
-        "receives_succeeded": q.receives_succeeded,
-        "receives_cancelled": q.receives_cancelled,
-        "sends_succeeded": q.sends_succeeded,
-        "sends_cancelled": q.sends_cancelled,
-        "receives_failed": q.receives_failed,
-        "sends_failed": q.sends_failed,
-        "last_error_status": status_json(q.last_error_status).0,
-        "last_error_status_name": status_json(q.last_error_status).1,
-        "last_provider_error": q.last_provider_error,
-        "provider_flushed": q.provider_flushed,
-        "cq_failed": q.cq_failed,
-        "ndk_version": format!("{}.{}", q.ndk_version.0, q.ndk_version.1),
-        "terminal_status": code,
-        "terminal_status_name": name,
-        "local": q.local.map(|a| a.to_string()),
-        "remote": q.remote.map(|a| a.to_string()),
-    })
+/// QUERY's answer as ndkctl shows it.
+#[derive(Debug, serde::Serialize)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is one QUERY flag, shown as such"
+)]
+pub struct QueryRecord {
+    /// `"connection"`.
+    #[serde(rename = "type")]
+    pub record: &'static str,
+    /// The connection.
+    pub conn: u64,
+    /// connecting, connected, disconnecting, disconnected, failed, closed.
+    pub state: String,
+    /// Whether the NDK disconnect callback fired.
+    pub callback: bool,
+    /// The provider's reason, if it gave one.
+    pub reason: Option<u32>,
+    /// Receives still posted.
+    pub recv: u32,
+    /// Sends still posted.
+    pub send: u32,
+    /// Receives completed with success.
+    pub recv_ok: u32,
+    /// Receives completed cancelled (flushed).
+    pub recv_cancelled: u32,
+    /// Receives completed with another error.
+    pub recv_failed: u32,
+    /// Sends completed with success.
+    pub send_ok: u32,
+    /// Sends completed cancelled.
+    pub send_cancelled: u32,
+    /// Sends completed with another error.
+    pub send_failed: u32,
+    /// The status of the last failed completion, in hex (success: none failed).
+    pub last_error: String,
+    /// Its name.
+    pub last_error_name: Option<&'static str>,
+    /// The provider's own code for that failure.
+    pub provider_code: u32,
+    /// This side asked for the disconnect.
+    pub local_disconnect: bool,
+    /// ABORT ended it.
+    pub aborted: bool,
+    /// FLUSH was asked.
+    pub flushed: bool,
+    /// The provider flushed on its own (its QP went to the error state).
+    pub provider_flushed: bool,
+    /// The completion queue failed.
+    pub cq_failed: bool,
+    /// The NDKPI version of the adapter, `major.minor`.
+    pub ndk: String,
+    /// The status the connection ended with, in hex.
+    pub terminal_status: String,
+    /// Its name.
+    pub terminal_status_name: Option<&'static str>,
+    /// The local address.
+    pub local: Option<String>,
+    /// The peer's address.
+    pub remote: Option<String>,
 }
 
-/// QUERY's answer in a sentence.
+impl From<&ConnectionInfo> for QueryRecord {
+    fn from(q: &ConnectionInfo) -> Self {
+        Self {
+            record: "connection",
+            conn: q.connection_id,
+            state: state_name(q.state).into_owned(),
+            callback: q.callback_fired,
+            reason: q.provider_reason,
+            recv: q.outstanding_receives,
+            send: q.outstanding_sends,
+            recv_ok: q.receives_succeeded,
+            recv_cancelled: q.receives_cancelled,
+            recv_failed: q.receives_failed,
+            send_ok: q.sends_succeeded,
+            send_cancelled: q.sends_cancelled,
+            send_failed: q.sends_failed,
+            last_error: hex(q.last_error_status),
+            last_error_name: q.last_error_status.name(),
+            provider_code: q.last_provider_error,
+            local_disconnect: q.local_disconnect,
+            aborted: q.aborted,
+            flushed: q.flushed,
+            provider_flushed: q.provider_flushed,
+            cq_failed: q.cq_failed,
+            ndk: format!("{}.{}", q.ndk_version.0, q.ndk_version.1),
+            terminal_status: hex(q.terminal_status),
+            terminal_status_name: q.terminal_status.name(),
+            local: q.local.map(|a| a.to_string()),
+            remote: q.remote.map(|a| a.to_string()),
+        }
+    }
+}
+
+/// QUERY's answer as JSON.
+pub fn query_json(q: &ConnectionInfo) -> Value {
+    to_json(&QueryRecord::from(q))
+}
+
+/// QUERY's answer in a line of `key=value` (the record's names).
 pub fn query_line(q: &ConnectionInfo) -> String {
+    let r = QueryRecord::from(q);
+    let last_error = if q.last_error_status.is_success() {
+        String::new()
+    } else {
+        format!(
+            " last_error={} provider_code={}",
+            r.last_error_name.unwrap_or(&r.last_error),
+            r.provider_code
+        )
+    };
     format!(
-        "conn {} state={} callback={} reason={} recv={} send={} recv-cancelled={} send-cancelled={} recv-failed={} send-failed={}{} local-disconnect={} aborted={} flushed={} provider-flushed={}{} ndk={}.{} local={} remote={}",
-        q.connection_id,
-        state_name(q.state),
-        if q.callback_fired { "fired" } else { "no" },
-        reason_text(q.provider_reason),
-        q.outstanding_receives,
-        q.outstanding_sends,
-        q.receives_cancelled,
-        q.sends_cancelled,
-        q.receives_failed,
-        q.sends_failed,
-        if q.last_error_status.is_success() {
-            String::new()
-        } else {
-            format!(
-                " last-error={} provider-code={}",
-                q.last_error_status.name().unwrap_or("?"),
-                q.last_provider_error
-            )
-        },
-        yes(q.local_disconnect),
-        yes(q.aborted),
-        yes(q.flushed),
-        yes(q.provider_flushed),
-        if q.cq_failed { " cq=failed" } else { "" },
-        q.ndk_version.0,
-        q.ndk_version.1,
-        q.local.map_or_else(|| "-".into(), |a| a.to_string()),
-        q.remote.map_or_else(|| "-".into(), |a| a.to_string()),
+        "conn {} state={} callback={} reason={} recv={} send={} recv_ok={} recv_cancelled={} recv_failed={} send_ok={} send_cancelled={} send_failed={}{last_error} local_disconnect={} aborted={} flushed={} provider_flushed={}{} ndk={} local={} remote={}",
+        r.conn,
+        r.state,
+        if r.callback { "fired" } else { "no" },
+        reason_text(r.reason),
+        r.recv,
+        r.send,
+        r.recv_ok,
+        r.recv_cancelled,
+        r.recv_failed,
+        r.send_ok,
+        r.send_cancelled,
+        r.send_failed,
+        yes(r.local_disconnect),
+        yes(r.aborted),
+        yes(r.flushed),
+        yes(r.provider_flushed),
+        if r.cq_failed { " cq_failed=yes" } else { "" },
+        r.ndk,
+        r.local.as_deref().unwrap_or("-"),
+        r.remote.as_deref().unwrap_or("-"),
     )
 }
 
@@ -335,8 +458,10 @@ pub fn adapter_json(a: &AdapterEntry) -> Value {
 }
 
 /// The version of the JSON lines' format, in every line as `"schema"`: raised when a field
-/// changes meaning or goes away (adding a field does not raise it).
-pub const JSON_SCHEMA: u32 = 1;
+/// changes meaning or goes away (adding a field does not raise it). 2 (2026-12-02): events and
+/// QUERY answers use the names of the text output and the scenario language ([`EventRecord`],
+/// [`QueryRecord`]: `conn`, `callback`, `reason`, `recv`, `send`, `recv_ok`, ...).
+pub const JSON_SCHEMA: u32 = 2;
 
 /// `value` with the schema version, if it is an object (every line is).
 pub fn with_schema(value: &Value) -> Value {

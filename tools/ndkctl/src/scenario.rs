@@ -30,7 +30,8 @@
 //! Event expectations: `kind=` (connected, accepted, connect-failed, disconnected, flushed,
 //! closed), `cause=` (peer, local, local-abortive, aborted, adapter-removed, handle-closed,
 //! transport-error, none), `status=` (a name like `STATUS_CANCELLED` or hex), `callback=fired|no`,
-//! `reason=N|none`, `recv=N`, `send=N`, `conn=ID`. Query expectations: `state=`, `callback=`,
+//! `reason=N|none`, `recv=N`, `send=N`, `conn=ID`. Query expectations (every field of the QUERY
+//! line, by the same name): `state=`, `callback=`,
 //! `reason=`, `recv=`, `send=` (outstanding), `recv_ok=`, `recv_cancelled=`, `send_ok=`,
 //! `send_cancelled=`, `recv_failed=`, `send_failed=` (completions by status), `last_error=`
 //! (status of the last failed completion), `flushed=yes|no` (FLUSH asked),
@@ -53,7 +54,7 @@ use ndkdisc_client::{
     Client, ConnectionInfo, DisconnectMode, Error, Event, NtStatus, Timeout, WaitOn,
     parse_socket_addr,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::CliError;
 use crate::output::{self, Out};
@@ -806,28 +807,17 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// Check every expectation `k=v` with `f(k, v) -> (matches, actual)`; skip `fails`, `timeout`,
-/// `async`, `len`, and the like (options, not expectations). `k=any` names a known `k` and
-/// checks nothing.
+/// Check every expectation `k=v` with `f(k, v) -> (matches, actual)`; skip the options of the
+/// steps that check expectations (`fails`, `timeout`, `async`, `within`). `k=any` names a known
+/// `k` and checks nothing. Every other key is an expectation: one that names nothing known is a
+/// usage error, never ignored.
 fn check_all(
     opts: &[(String, String)],
     mut f: impl FnMut(&str, &str) -> Result<(bool, String), CliError>,
 ) -> Result<(), CliError> {
     let mut wrong = Vec::new();
     for (k, v) in opts {
-        if matches!(
-            k.as_str(),
-            "fails"
-                | "timeout"
-                | "async"
-                | "len"
-                | "if"
-                | "local"
-                | "backlog"
-                | "count"
-                | "for"
-                | "within"
-        ) {
+        if matches!(k.as_str(), "fails" | "timeout" | "async" | "within") {
             continue;
         }
         let (good, actual) = f(k, v)?;
@@ -892,16 +882,53 @@ fn check_fields(
     })
 }
 
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
+/// A boolean expectation: `yes`/`true`/`fired` or `no`/`false`.
+fn boolean(want: &str) -> Option<bool> {
+    match want {
+        "yes" | "true" | "fired" => Some(true),
+        "no" | "false" => Some(false),
+        _ => None,
+    }
 }
 
-fn fired(b: bool) -> &'static str {
-    if b { "fired" } else { "no" }
+/// Whether `actual`, a record's field `key`, is what `want` says, and how to show `actual`. A
+/// status (a hex string with a `<key>_name` sibling) matches its name or its hex code.
+fn field_matches(key: &str, actual: &Value, name: Option<&str>, want: &str) -> (bool, String) {
+    match actual {
+        Value::Bool(b) => {
+            let shown = match (key, b) {
+                ("callback", true) => "fired",
+                (_, true) => "yes",
+                (_, false) => "no",
+            };
+            (boolean(want) == Some(*b), shown.to_owned())
+        }
+        Value::Null => (want == "none", "none".into()),
+        Value::Number(n) => (want.parse::<u64>().ok() == n.as_u64(), n.to_string()),
+        Value::String(text) => match name {
+            Some(n) => (
+                n.eq_ignore_ascii_case(want) || text.eq_ignore_ascii_case(want),
+                format!("{n} ({text})"),
+            ),
+            None => (text == want, text.clone()),
+        },
+        other => (false, other.to_string()),
+    }
 }
 
-fn reason(r: Option<u32>) -> String {
-    r.map_or_else(|| "none".into(), |r| r.to_string())
+/// Check the expectations against `record`, the JSON form of an output record: its keys are
+/// the expectation names (one set of names for text, JSON and scenarios).
+fn check_record(opts: &[(String, String)], what: &str, record: &Value) -> Result<(), CliError> {
+    check_all(opts, |k, v| {
+        let actual = record
+            .get(k)
+            .filter(|_| !k.ends_with("_name") && k != "type")
+            .ok_or_else(|| usage(format!("unknown {what} expectation `{k}`")))?;
+        let name = record
+            .get(format!("{k}_name"))
+            .map(|n| n.as_str().unwrap_or("?"));
+        Ok(field_matches(k, actual, name, v))
+    })
 }
 
 fn status_matches(s: NtStatus, want: &str) -> bool {
@@ -910,44 +937,11 @@ fn status_matches(s: NtStatus, want: &str) -> bool {
 }
 
 fn check_event(e: &Event, opts: &[(String, String)]) -> Result<(), CliError> {
-    check_fields(
-        opts,
-        "event",
-        &[
-            ("kind", output::kind_name(e.kind).into()),
-            ("cause", output::cause_name(e.cause).into()),
-            ("status", Actual::Status(e.status)),
-            ("callback", fired(e.callback_fired).into()),
-            ("reason", reason(e.provider_reason).into()),
-            ("recv", e.outstanding_receives.into()),
-            ("send", e.outstanding_sends.into()),
-            ("conn", e.connection_id.to_string().into()),
-        ],
-    )
+    check_record(opts, "event", &output::event_json(e))
 }
 
 fn check_query(q: &ConnectionInfo, opts: &[(String, String)]) -> Result<(), CliError> {
-    check_fields(
-        opts,
-        "query",
-        &[
-            ("state", output::state_name(q.state).into()),
-            ("callback", fired(q.callback_fired).into()),
-            ("reason", reason(q.provider_reason).into()),
-            ("recv", q.outstanding_receives.into()),
-            ("send", q.outstanding_sends.into()),
-            ("recv_ok", q.receives_succeeded.into()),
-            ("recv_cancelled", q.receives_cancelled.into()),
-            ("send_ok", q.sends_succeeded.into()),
-            ("send_cancelled", q.sends_cancelled.into()),
-            ("recv_failed", q.receives_failed.into()),
-            ("send_failed", q.sends_failed.into()),
-            ("last_error", Actual::Status(q.last_error_status)),
-            ("flushed", yes_no(q.flushed).into()),
-            ("provider_flushed", yes_no(q.provider_flushed).into()),
-            ("aborted", yes_no(q.aborted).into()),
-        ],
-    )
+    check_record(opts, "query", &output::query_json(q))
 }
 
 /// The scenario in `file`: the name it is shown by, and its text.
@@ -1010,4 +1004,116 @@ pub fn run(
         &format!("scenario {shown}: ok ({} steps)", steps.len()),
         &json!({"type": "result", "ok": true, "steps": steps.len()}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use ndkdisc_client::{Cause, ConnState, EventKind};
+
+    use super::*;
+
+    /// The `key=value` words of a text line, as scenario expectations.
+    fn pairs(line: &str) -> Vec<(String, String)> {
+        line.split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn sample_query() -> ConnectionInfo {
+        ConnectionInfo {
+            connection_id: 2_097_152,
+            state: ConnState::Disconnected,
+            callback_fired: true,
+            provider_reason: Some(7),
+            local_disconnect: false,
+            aborted: false,
+            flushed: true,
+            provider_flushed: true,
+            cq_failed: true,
+            outstanding_receives: 3,
+            outstanding_sends: 1,
+            ndk_version: (2, 1),
+            terminal_status: NtStatus::SUCCESS,
+            local: Some("10.0.0.2:4791".parse().unwrap()),
+            remote: Some("10.0.0.1:49152".parse().unwrap()),
+            receives_succeeded: 5,
+            receives_cancelled: 4,
+            sends_succeeded: 6,
+            sends_cancelled: 2,
+            receives_failed: 9,
+            sends_failed: 1,
+            last_error_status: NtStatus::IO_TIMEOUT,
+            last_provider_error: 12,
+        }
+    }
+
+    #[test]
+    fn a_query_line_is_its_own_scenario_expectation_and_names_json_keys() {
+        let q = sample_query();
+        let line = output::query_line(&q);
+        let p = pairs(&line);
+        assert!(p.len() >= 20, "{line}");
+        // Every name of the text is a JSON key and an expectation that holds.
+        let json = output::query_json(&q);
+        for (k, _) in &p {
+            assert!(
+                json.get(k).is_some(),
+                "text name `{k}` is not a JSON key: {json}"
+            );
+        }
+        check_query(&q, &p).unwrap();
+        // And each would catch a different value.
+        for (k, v) in &p {
+            let wrong = if v == "yes" || v == "fired" {
+                "no".to_owned()
+            } else {
+                format!("{v}9")
+            };
+            let one = [(k.clone(), wrong)];
+            assert!(check_query(&q, &one).is_err(), "{k} accepted a wrong value");
+        }
+        // Every JSON field but the record type and the status names is an expectation.
+        for k in json.as_object().unwrap().keys() {
+            if k == "type" || k.ends_with("_name") {
+                continue;
+            }
+            let v = &json[k];
+            let want = match v {
+                Value::Bool(b) => (if *b { "yes" } else { "no" }).to_owned(),
+                Value::Null => "none".to_owned(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            check_query(&q, &[(k.clone(), want)]).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_event_line_is_its_own_scenario_expectation() {
+        let mut e = Event::new(EventKind::Disconnected, 2_097_152, 99);
+        e.cause = Some(Cause::Peer);
+        e.callback_fired = true;
+        e.provider_reason = Some(1);
+        e.outstanding_receives = 4;
+        e.seq = 2;
+        let line = output::event_line(&e);
+        let mut p = pairs(&line);
+        p.push(("kind".into(), "disconnected".into()));
+        p.push(("conn".into(), "2097152".into()));
+        assert!(p.len() >= 8, "{line}");
+        let json = output::event_json(&e);
+        for (k, _) in &p {
+            assert!(
+                json.get(k).is_some(),
+                "text name `{k}` is not a JSON key: {json}"
+            );
+        }
+        check_event(&e, &p).unwrap();
+        assert!(check_event(&e, &[("recv".into(), "3".into())]).is_err());
+        assert!(check_event(&e, &[("callback".into(), "no".into())]).is_err());
+        assert!(check_event(&e, &[("status".into(), "STATUS_CANCELLED".into())]).is_err());
+        check_event(&e, &[("status".into(), "0x00000000".into())]).unwrap();
+        assert!(check_event(&e, &[("outstanding_receives".into(), "4".into())]).is_err());
+    }
 }

@@ -120,10 +120,10 @@ fn demo_runs_the_shipped_scenarios() {
         "server: #2 conn 2097152 disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
         "nothing was flushed: all 4 receives are still posted",
         "provider: disconnect_callbacks=1 flush_calls=0",
-        "recv=0 send=0 recv-cancelled=4 send-cancelled=0 recv-failed=0 send-failed=0 local-disconnect=no aborted=no flushed=yes",
+        "recv=0 send=0 recv_ok=0 recv_cancelled=4 recv_failed=0 send_ok=0 send_cancelled=0 send_failed=0 local_disconnect=no aborted=no flushed=yes",
         "scenario peer-disconnect.ndk: ok",
         "=== sends-at-peer-disconnect.ndk",
-        "send-failed=1 last-error=STATUS_IO_TIMEOUT",
+        "send_failed=1 last_error=STATUS_IO_TIMEOUT",
         "scenario sends-at-peer-disconnect.ndk: ok",
         "demo: ok",
     ] {
@@ -167,13 +167,13 @@ fn demo_json_reports_each_step_event_and_result() {
         .find(|v| v["type"] == "event" && v["host"] == "server" && v["kind"] == "disconnected")
         .expect("the server's disconnect event");
     assert_eq!(peer["cause"], "peer");
-    assert_eq!(peer["callback_fired"], true);
-    assert_eq!(peer["provider_reason"], 1);
-    assert_eq!(peer["outstanding_receives"], 4);
-    assert_eq!(peer["outstanding_sends"], 0);
+    assert_eq!(peer["callback"], true);
+    assert_eq!(peer["reason"], 1);
+    assert_eq!(peer["recv"], 4);
+    assert_eq!(peer["send"], 0);
     assert_eq!(peer["status"], "0x00000000");
     assert_eq!(peer["status_name"], "STATUS_SUCCESS");
-    assert!(peer["seq"].as_u64().is_some() && peer["connection_id"].as_u64().is_some());
+    assert!(peer["seq"].as_u64().is_some() && peer["conn"].as_u64().is_some());
     assert!(lines.iter().any(|v| v["type"] == "say"));
     let results: Vec<&Value> = lines.iter().filter(|v| v["type"] == "result").collect();
     assert_eq!(results.len(), 3, "two scenarios, then the demo");
@@ -399,7 +399,7 @@ fn ctrl_c_ends_a_watch_quietly_with_130() {
     let e: Value = serde_json::from_str(err.lines().last().unwrap_or_default()).unwrap();
     assert_eq!(e["kind"], "interrupted");
     assert_eq!(e["exit_code"], 130);
-    assert_eq!(e["schema"], 1);
+    assert_eq!(e["schema"], 2);
 }
 
 #[test]
@@ -489,10 +489,10 @@ fn every_json_line_carries_the_schema_version() {
     let r = run(sim(&["--json", "demo"]));
     r.exits(0);
     for v in json_lines(&r.stdout) {
-        assert_eq!(v["schema"], 1, "{v}");
+        assert_eq!(v["schema"], 2, "{v}");
     }
     let e = json_error(&run(sim(&["--json", "query", "77"])));
-    assert_eq!(e["schema"], 1);
+    assert_eq!(e["schema"], 2);
 }
 
 #[test]
@@ -782,8 +782,8 @@ fn every_operation_through_a_scenario_with_json_events() {
         .expect("the peer event");
     assert_eq!(ev["host"], "a");
     assert_eq!(ev["kind"], "disconnected");
-    assert_eq!(ev["callback_fired"], true);
-    assert_eq!(ev["provider_reason"], 2);
+    assert_eq!(ev["callback"], true);
+    assert_eq!(ev["reason"], 2);
     assert_eq!(ev["status_name"], "STATUS_SUCCESS");
     assert!(ev["line"].as_u64().is_some());
     assert!(
@@ -901,7 +901,7 @@ fn connect_with_a_simulated_peer_tells_both_ends_of_a_disconnect() {
             "accepted status=STATUS_SUCCESS",
             "posted 4 receives on connection",
             "disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=1 (graceful) recv=4",
-            "state=disconnected callback=fired reason=1 (graceful) recv=4 send=0 recv-cancelled=0 send-cancelled=0 recv-failed=0 send-failed=0 local-disconnect=no aborted=no flushed=no provider-flushed=no",
+            "state=disconnected callback=fired reason=1 (graceful) recv=4 send=0 recv_ok=0 recv_cancelled=0 recv_failed=0 send_ok=0 send_cancelled=0 send_failed=0 local_disconnect=no aborted=no flushed=no provider_flushed=no",
             "answered the peer on connection",
             "closed status=STATUS_SUCCESS",
             "summary (connections): 3 events (1 accepted, 1 closed, 1 disconnected)",
@@ -938,7 +938,7 @@ fn serve_with_a_simulated_peer_in_json_tags_each_end() {
     ]));
     r.exits(0);
     let lines = json_lines(&r.stdout);
-    assert!(lines.iter().all(|l| l["schema"] == 1));
+    assert!(lines.iter().all(|l| l["schema"] == 2));
     let of = |h: &str| -> Vec<&Value> { lines.iter().filter(|l| l["host"] == h).collect() };
     assert_eq!(
         lines.len(),
@@ -963,8 +963,8 @@ fn serve_with_a_simulated_peer_in_json_tags_each_end() {
         .find(|l| l["type"] == "event" && l["kind"] == "disconnected")
         .unwrap();
     assert_eq!(peer["cause"], "peer");
-    assert_eq!(peer["callback_fired"], true);
-    assert_eq!(peer["outstanding_receives"], 4);
+    assert_eq!(peer["callback"], true);
+    assert_eq!(peer["recv"], 4);
     let summary = of("a")
         .into_iter()
         .find(|l| l["type"] == "summary")
@@ -1119,7 +1119,7 @@ not a step
     assert!(
         replies
             .iter()
-            .all(|r| r["type"] == "reply" && r["schema"] == 1)
+            .all(|r| r["type"] == "reply" && r["schema"] == 2)
     );
     let by = |n: u64| replies.iter().find(|r| r["request"] == n).unwrap();
     assert_eq!(by(1)["tag"], "first");
@@ -1130,15 +1130,15 @@ not a step
     let s = by(4)["bound"]["S"].as_str().unwrap().to_owned();
     let peer = &by(9)["results"][0];
     assert_eq!(peer["cause"], "peer");
-    assert_eq!(peer["callback_fired"], true);
-    assert_eq!(peer["outstanding_receives"], 3);
-    assert_eq!(peer["connection_id"].to_string(), s);
+    assert_eq!(peer["callback"], true);
+    assert_eq!(peer["recv"], 3);
+    assert_eq!(peer["conn"].to_string(), s);
     // The server's connection belongs to b's handle: a cannot see it.
     assert_eq!(by(10)["ok"], false);
     assert_eq!(by(10)["error"]["kind"], "unknown-id");
     assert_eq!(by(10)["error"]["exit_code"], 6);
     assert_eq!(by(11)["ok"], true);
-    assert_eq!(by(11)["results"][0]["outstanding_receives"], 3);
+    assert_eq!(by(11)["results"][0]["recv"], 3);
     assert_eq!(by(13)["ok"], true, "{:?}", by(13));
     // A malformed line and a deviation are answered and the session goes on.
     assert_eq!(by(14)["error"]["kind"], "usage");
