@@ -21,7 +21,7 @@ use ndkdisc_core::ports::AdapterDesc;
 pub use ndkdisc_core::ports::{NdkCallback, Trace};
 use ndkdisc_core::{Access, Config, Engine};
 use ndkdisc_host::{HostHandle, HostPlatform, Pending};
-use softndk::{Completion, Fabric, FabricConfig, HostConfig, Misbehaviour};
+use softndk::{Completion, Fabric, FabricConfig, Fault, HostConfig, HostId, Misbehaviour};
 
 use crate::{Client, Completed, Error, InFlight, NtStatus, OpenHandle, Ready, Transport};
 
@@ -33,6 +33,81 @@ pub struct Faults {
     pub flush_on_peer_disconnect: bool,
     /// The provider fires the disconnect callback twice for one connection.
     pub duplicate_disconnect_callback: bool,
+}
+
+/// Per-handle and per-driver limits of every simulated host's driver (`None`: the driver's
+/// default, as `GET_INFO` reports it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// Connections a handle may have open.
+    pub max_connections: Option<usize>,
+    /// Listeners a handle may have open.
+    pub max_listeners: Option<usize>,
+    /// WAIT requests a handle may have pended.
+    pub max_waits: Option<usize>,
+    /// Handles open at once on a host.
+    pub max_handles: Option<usize>,
+    /// Backlog of a LISTEN that asks for 0.
+    pub default_backlog: Option<u32>,
+}
+
+impl Quotas {
+    /// The engine configuration these quotas make.
+    fn config(&self) -> Config {
+        let mut c = Config::default();
+        if let Some(n) = self.max_connections {
+            c.limits.max_connections = n;
+        }
+        if let Some(n) = self.max_waits {
+            c.limits.max_waits = n;
+        }
+        if let Some(n) = self.max_listeners {
+            c.max_listeners = n;
+        }
+        if let Some(n) = self.max_handles {
+            c.max_handles = n;
+        }
+        if let Some(n) = self.default_backlog {
+            c.default_backlog = n;
+        }
+        c
+    }
+}
+
+/// A fault of the network or of the peer, injected on one connection ([`SimHost::inject`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionFault {
+    /// The link fails. As on hardware nobody is told: an end notices only when a send it posts
+    /// is not acknowledged within the provider's retry timeout (the send fails, the provider
+    /// flushes the QP and makes the disconnect callback); an idle end never notices, and its
+    /// graceful disconnect times out.
+    LinkLoss,
+    /// The peer resets the connection (its host went away abruptly): this end's disconnect
+    /// callback fires with the provider's reset reason.
+    PeerReset,
+    /// The peer's provider ends the connection gracefully on its own (its host went away
+    /// cleanly): this end's disconnect callback fires with the graceful reason. The peer's
+    /// consumer is not told.
+    PeerDisconnect,
+}
+
+impl ConnectionFault {
+    /// Its name as the tools write it: `link-loss`, `peer-reset`, `peer-disconnect`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LinkLoss => "link-loss",
+            Self::PeerReset => "peer-reset",
+            Self::PeerDisconnect => "peer-disconnect",
+        }
+    }
+
+    /// The fault named `name` ([`ConnectionFault::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::LinkLoss, Self::PeerReset, Self::PeerDisconnect]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
 }
 
 /// How a simulated fabric behaves.
@@ -47,6 +122,8 @@ pub struct SimOptions {
     /// reports this status (why it has none) in `GET_INFO`'s `ndk_status`: every operation that
     /// needs an adapter fails with `STATUS_NOT_SUPPORTED`. `None` (the default): NDK works.
     pub without_ndk: Option<NtStatus>,
+    /// The drivers' limits.
+    pub quotas: Quotas,
 }
 
 impl Default for SimOptions {
@@ -55,6 +132,7 @@ impl Default for SimOptions {
             completion: Completion::Thread,
             faults: Faults::default(),
             without_ndk: None,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -99,6 +177,8 @@ pub struct SimHost {
     if_index: u32,
     address: IpAddr,
     engine: Arc<Engine<HostPlatform>>,
+    fabric: Arc<Fabric>,
+    id: HostId,
 }
 
 debug_fields!(SimHost {
@@ -176,12 +256,13 @@ impl SimFabric {
             });
         }
         let faults = self.options.faults;
-        self.fabric.add_host(
-            HostConfig::new(if_index, [address]).misbehaviour(Misbehaviour {
-                duplicate_disconnect_callback: faults.duplicate_disconnect_callback,
-                flush_on_peer_disconnect: faults.flush_on_peer_disconnect,
-            }),
-        );
+        let id =
+            self.fabric.add_host(
+                HostConfig::new(if_index, [address]).misbehaviour(Misbehaviour {
+                    duplicate_disconnect_callback: faults.duplicate_disconnect_callback,
+                    flush_on_peer_disconnect: faults.flush_on_peer_disconnect,
+                }),
+            );
         let adapters = vec![AdapterDesc {
             if_index,
             address: SocketAddr::new(address, 0),
@@ -190,9 +271,11 @@ impl SimFabric {
             None => HostPlatform::new(Arc::clone(&self.fabric), adapters),
             Some(status) => HostPlatform::without_ndk(Arc::clone(&self.fabric), adapters, status),
         };
-        let engine = Engine::new(platform, Config::default()).map_err(|status| Error::Failed {
-            op: "add host",
-            status,
+        let engine = Engine::new(platform, self.options.quotas.config()).map_err(|status| {
+            Error::Failed {
+                op: "add host",
+                status,
+            }
         })?;
         let engine = Arc::new(engine);
         ndkdisc_host::watch_adapter_removal(&engine);
@@ -201,6 +284,8 @@ impl SimFabric {
             if_index,
             address,
             engine,
+            fabric: Arc::clone(&self.fabric),
+            id,
         };
         hosts.push(host.clone());
         Ok(host)
@@ -270,6 +355,47 @@ impl SimHost {
     /// records did not fit.
     pub fn take_trace(&self) -> (Vec<Trace>, u64) {
         self.engine.platform().take_traces()
+    }
+
+    /// Inject `fault` on connection `connection_id` of `client` (a handle on this host): the
+    /// provider's connector behind it is found by the addresses QUERY reports.
+    ///
+    /// # Errors
+    /// QUERY's failure (`STATUS_NOT_FOUND`: not a connection of `client`);
+    /// `STATUS_INVALID_DEVICE_STATE` when the connection has no live connector (not yet
+    /// connected, or already ended: there is nothing left to break).
+    pub fn inject(
+        &self,
+        client: &Client,
+        connection_id: u64,
+        fault: ConnectionFault,
+    ) -> Result<(), Error> {
+        let q = client.query(connection_id)?;
+        let gone = || Error::from_status("inject", NtStatus::INVALID_DEVICE_STATE);
+        let (Some(local), Some(remote)) = (q.local, q.remote) else {
+            return Err(gone());
+        };
+        let connector = self
+            .fabric
+            .connector_between(self.id, local, remote)
+            .ok_or_else(gone)?;
+        let fault = match fault {
+            ConnectionFault::LinkLoss => Fault::LinkLoss,
+            ConnectionFault::PeerReset => Fault::PeerReset,
+            ConnectionFault::PeerDisconnect => Fault::PeerDisconnect,
+        };
+        if self.fabric.inject(connector, fault) {
+            Ok(())
+        } else {
+            Err(gone())
+        }
+    }
+
+    /// Remove this host's adapter, as when its NIC goes away or NDK is disabled on it: the
+    /// driver is told (its connections there end with cause `adapter-removed`, its listeners
+    /// stop), peers elsewhere see a reset, and later operations on the interface fail.
+    pub fn remove_adapter(&self) {
+        self.fabric.remove_adapters(self.id);
     }
 
     /// Open a handle on this host's driver (`CreateFile`).

@@ -42,6 +42,15 @@ pub struct Cli {
         help_heading = "Simulator"
     )]
     pub sim_fault: Vec<SimFault>,
+    /// Connections each simulated handle may have (default: the driver's).
+    #[arg(long, global = true, value_name = "N", help_heading = "Simulator")]
+    pub sim_max_connections: Option<usize>,
+    /// Listeners each simulated handle may have.
+    #[arg(long, global = true, value_name = "N", help_heading = "Simulator")]
+    pub sim_max_listeners: Option<usize>,
+    /// WAITs each simulated handle may have pended.
+    #[arg(long, global = true, value_name = "N", help_heading = "Simulator")]
+    pub sim_max_waits: Option<usize>,
     /// Who opens the simulated device: `standard` is a user who is not an administrator.
     #[arg(long, value_enum, default_value_t = SimUser::Admin, global = true, help_heading = "Simulator")]
     pub sim_user: SimUser,
@@ -69,6 +78,29 @@ pub enum SimFault {
     FlushOnPeerDisconnect,
     /// The provider fires the disconnect callback twice.
     DuplicateCallback,
+}
+
+/// A fault to inject on a simulated connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InjectFault {
+    /// The link fails silently (hardware-like).
+    LinkLoss,
+    /// The peer resets the connection.
+    PeerReset,
+    /// The peer's provider disconnects gracefully on its own.
+    PeerDisconnect,
+}
+
+impl InjectFault {
+    /// The client's fault.
+    pub fn fault(self) -> ndkdisc_client::sim::ConnectionFault {
+        use ndkdisc_client::sim::ConnectionFault as F;
+        match self {
+            Self::LinkLoss => F::LinkLoss,
+            Self::PeerReset => F::PeerReset,
+            Self::PeerDisconnect => F::PeerDisconnect,
+        }
+    }
 }
 
 /// Who opens the simulated device.
@@ -211,6 +243,19 @@ pub enum Command {
         /// else listening); connect to b's address, 10.0.0.2.
         #[arg(long, help_heading = "Simulator")]
         sim_peer: bool,
+        /// Break the connection on the simulator: link-loss (silent: noticed only by a send,
+        /// so --send N posts after it), peer-reset or peer-disconnect (the peer's host goes
+        /// away).
+        #[arg(long, value_enum, value_name = "FAULT", help_heading = "Simulator")]
+        sim_inject: Option<InjectFault>,
+        /// When to inject it, after connecting.
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "200ms",
+            help_heading = "Simulator"
+        )]
+        sim_inject_after: String,
     },
     /// Read commands from FILE (or stdin: `-`, the default), one per line, as JSON objects or
     /// scenario steps, and run them on handles that stay open; each is answered with one JSON

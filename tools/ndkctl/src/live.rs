@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ndkdisc_abi::PostKind;
+use ndkdisc_client::sim::ConnectionFault;
 use ndkdisc_client::{
     Cause, Client, ClockBase, ConnectParams, ConnectionInfo, DisconnectMode, Error, ErrorKind,
     Event, EventKind, Timeout, WaitOn,
@@ -355,6 +356,9 @@ pub struct ConnectPlan {
     pub abortive: bool,
     /// Stop after this many events or this long (the connection is then closed).
     pub limits: Limits,
+    /// On the simulator: inject this fault on the connection after this long (the sends are
+    /// then posted after it, so that a link loss is noticed).
+    pub fault: Option<(ndkdisc_client::sim::SimHost, ConnectionFault, Duration)>,
 }
 
 /// Connect, post, print the connection's events until it is closed (after a peer disconnect,
@@ -371,33 +375,21 @@ pub fn connect(
     voice: Voice<'_>,
 ) -> Result<Summary, CliError> {
     let voice = voice.with_clock(client.clock_base().ok());
-    let c = {
-        let _progress =
-            crate::Progress::start(voice.out, format!("the connection to {}", params.remote));
-        client.connect(params, timeout)?
-    };
-    let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".into(), |a| a.to_string());
-    voice.say(
-        &format!(
-            "connection {} connected {} -> {}",
-            c.id,
-            show(c.local),
-            show(c.remote)
-        ),
-        json!({"type": "connection", "conn": c.id, "state": "connected", "local": c.local.map(|a| a.to_string()), "remote": c.remote.map(|a| a.to_string())}),
-    )?;
-    let id = c.id;
-    for (kind, n, name) in [
-        (PostKind::Receive, plan.receives, "receives"),
-        (PostKind::Send, plan.sends, "sends"),
-    ] {
+    let id = connected(client, params, timeout, voice)?;
+    let post = |kind, n: u32, name: &str| -> Result<(), CliError> {
         if n > 0 {
             client.post(id, kind, n, plan.length)?;
             voice.did("post", id, &format!("posted {n} {name} on connection {id}"))?;
         }
+        Ok(())
+    };
+    post(PostKind::Receive, plan.receives, "receives")?;
+    if plan.fault.is_none() {
+        post(PostKind::Send, plan.sends, "sends")?;
     }
     let start = Instant::now();
     let mut summary = Summary::default();
+    let mut fault = plan.fault.clone();
     let mut disconnecting = false;
     let mut closing = false;
     let mut why = "closed";
@@ -416,6 +408,22 @@ pub fn connect(
                 closing = true;
             }
         }
+        let fault_due = fault
+            .as_ref()
+            .filter(|_| !closing)
+            .map(|(_, _, after)| after.saturating_sub(start.elapsed()));
+        if fault_due.is_some_and(|d| d.is_zero())
+            && let Some((host, what, _)) = fault.take()
+        {
+            host.inject(client, id, what)?;
+            voice.did(
+                "inject",
+                id,
+                &format!("injected {} on connection {id}", what.name()),
+            )?;
+            post(PostKind::Send, plan.sends, "sends")?;
+            continue;
+        }
         let due = plan
             .disconnect_after
             .filter(|_| !disconnecting && !closing)
@@ -425,7 +433,7 @@ pub fn connect(
             disconnect(client, voice, id, plan.abortive)?;
             continue;
         }
-        let limit = [due, plan.limits.left(start).filter(|_| !closing)]
+        let limit = [due, fault_due, plan.limits.left(start).filter(|_| !closing)]
             .into_iter()
             .flatten()
             .min();
@@ -466,6 +474,31 @@ pub fn connect(
             }
         }
     }
+}
+
+/// CONNECT and say so; the new connection's id.
+fn connected(
+    client: &Client,
+    params: &ConnectParams,
+    timeout: Timeout,
+    voice: Voice<'_>,
+) -> Result<u64, CliError> {
+    let c = {
+        let _progress =
+            crate::Progress::start(voice.out, format!("the connection to {}", params.remote));
+        client.connect(params, timeout)?
+    };
+    let show = |a: Option<SocketAddr>| a.map_or_else(|| "-".into(), |a| a.to_string());
+    voice.say(
+        &format!(
+            "connection {} connected {} -> {}",
+            c.id,
+            show(c.local),
+            show(c.remote)
+        ),
+        json!({"type": "connection", "conn": c.id, "state": "connected", "local": c.local.map(|a| a.to_string()), "remote": c.remote.map(|a| a.to_string())}),
+    )?;
+    Ok(c.id)
 }
 
 /// QUERY the connection (for the summary) and CLOSE it.
@@ -561,7 +594,7 @@ impl Peer {
 }
 
 /// How long [`Peer::finish`] lets the peer end on its own.
-const PEER_GRACE: Duration = Duration::from_secs(5);
+const PEER_GRACE: Duration = Duration::from_secs(2);
 
 impl Drop for Peer {
     fn drop(&mut self) {

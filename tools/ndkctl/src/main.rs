@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
 use ndkdisc_abi::PostKind;
-use ndkdisc_client::sim::{Faults, OpenAs, SimFabric, SimOptions};
+use ndkdisc_client::sim::{Faults, OpenAs, Quotas, SimFabric, SimOptions};
 use ndkdisc_client::{
     Client, ConnectParams, DisconnectMode, Error, ErrorKind, Timeout, WaitOn, parse_socket_addr,
 };
@@ -56,7 +56,7 @@ impl Backend {
         if cli.sim || cli.backend == BackendKind::Sim {
             output::set_simulated(true);
             Self::Sim {
-                fabric: SimFabric::new(sim_options(&cli.sim_fault)),
+                fabric: SimFabric::new(sim_options_of(cli)),
                 who: OpenAs {
                     administrator: cli.sim_user == SimUser::Admin,
                     write: !cli.read_only,
@@ -104,6 +104,19 @@ pub fn sim_options(faults: &[SimFault]) -> SimOptions {
             duplicate_disconnect_callback: faults.contains(&SimFault::DuplicateCallback),
         },
         ..SimOptions::default()
+    }
+}
+
+/// Simulator options from the command line: `--sim-fault` and the quotas.
+fn sim_options_of(cli: &Cli) -> SimOptions {
+    SimOptions {
+        quotas: Quotas {
+            max_connections: cli.sim_max_connections,
+            max_listeners: cli.sim_max_listeners,
+            max_waits: cli.sim_max_waits,
+            ..Quotas::default()
+        },
+        ..sim_options(&cli.sim_fault)
     }
 }
 
@@ -262,14 +275,23 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         _ => {}
     }
     let backend = Backend::from_cli(cli);
-    if let (
-        Command::Serve { sim_peer: true, .. } | Command::Connect { sim_peer: true, .. },
-        Backend::Device { .. },
-    ) = (&cli.command, &backend)
-    {
-        return Err(CliError::Usage(
-            "--sim-peer runs the other end on the simulator: add --sim".into(),
-        ));
+    if let Backend::Device { .. } = backend {
+        match &cli.command {
+            Command::Connect {
+                sim_inject: Some(_),
+                ..
+            } => {
+                return Err(CliError::Usage(
+                    "--sim-inject breaks a simulated connection: add --sim".into(),
+                ));
+            }
+            Command::Serve { sim_peer: true, .. } | Command::Connect { sim_peer: true, .. } => {
+                return Err(CliError::Usage(
+                    "--sim-peer runs the other end on the simulator: add --sim".into(),
+                ));
+            }
+            _ => {}
+        }
     }
     let backend = backend.with_default_hosts()?;
     let mut client = backend.open("a")?;
@@ -413,8 +435,21 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
             count,
             for_,
             sim_peer,
+            sim_inject,
+            sim_inject_after,
         } => {
             let remote = parse_socket_addr(addr)?;
+            // (On the device backend --sim-inject was refused before the device was opened.)
+            let fault = match (sim_inject, &backend) {
+                (Some(f), Backend::Sim { fabric, .. }) => Some((
+                    fabric
+                        .host("a")
+                        .ok_or_else(|| CliError::Usage("no simulated host `a`".into()))?,
+                    f.fault(),
+                    parse_duration(sim_inject_after)?,
+                )),
+                _ => None,
+            };
             let local = local.as_deref().map(parse_socket_addr).transpose()?;
             let params = connect_params(&client, remote, local, *if_index)?;
             let plan = live::ConnectPlan {
@@ -430,6 +465,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                     count: *count,
                     duration: for_.as_deref().map(parse_duration).transpose()?,
                 },
+                fault,
             };
             let peer = if *sim_peer {
                 let peer_client = backend.open("b")?;

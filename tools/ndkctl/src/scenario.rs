@@ -23,6 +23,8 @@
 //! | `H: disconnect ID [abortive] [async=W]`, `H: abort ID`, `H: flush ID`, `H: close ID` | the operations; a graceful disconnect completes only when the peer answers (its own disconnect or close) or the provider times out, so `async=W` runs it in the background and `join W [status=...]` collects its outcome |
 //! | `H: watch [ID] [count=N] [for=D]` | print events as `ndkctl watch` does |
 //! | `H: close-handle` | close the host's handle (its waits are cancelled, its objects torn down) |
+//! | `H: inject ID link-loss\|peer-reset\|peer-disconnect` | sim only: break the connection (link loss is silent, as on hardware: only a send notices it; a peer reset or disconnect means the peer's host went away) |
+//! | `H: remove-adapter` | sim only: the host's adapter goes away (its connections end with cause `adapter-removed`, their peers see a reset) |
 //! | `provider [flush_calls=N] [disconnect_callbacks=N] [live_objects=N]` | sim only: the provider's counters (skipped on the device backend) |
 //! | `sleep D`, `print TEXT` | pause, say something |
 //! | `say TEXT` | narrate: a heading that tells what the next steps show (not echoed as a step) |
@@ -96,6 +98,8 @@ const COMMANDS: &[(&str, bool)] = &[
     ("close", true),
     ("watch", true),
     ("close-handle", true),
+    ("inject", true),
+    ("remove-adapter", true),
 ];
 
 pub(crate) fn parse(file: &str, text: &str) -> Result<Vec<Step>, CliError> {
@@ -784,6 +788,23 @@ impl<'a> Runner<'a> {
                     )));
                 }
             }
+            "inject" => {
+                let id = self.id_arg(step, 0)?;
+                let what = step
+                    .args
+                    .get(1)
+                    .and_then(|f| ndkdisc_client::sim::ConnectionFault::from_name(f))
+                    .ok_or_else(|| usage("`inject ID link-loss|peer-reset|peer-disconnect`"))?;
+                self.sim_host(&name)?.inject(&client, id, what)?;
+                ok(
+                    self.out,
+                    format!("injected {} on connection {id}", what.name()),
+                )?;
+            }
+            "remove-adapter" => {
+                self.sim_host(&name)?.remove_adapter();
+                ok(self.out, format!("the adapter of `{name}` was removed"))?;
+            }
             "close-handle" => {
                 let host = self.hosts.remove(&name).ok_or_else(|| usage("host gone"))?;
                 self.order.retain(|h| *h != name);
@@ -795,6 +816,18 @@ impl<'a> Runner<'a> {
             other => return Err(usage(format!("unknown step `{other}`"))),
         }
         Ok(())
+    }
+
+    /// The simulated host `name`, for the steps that break things (simulator only).
+    fn sim_host(&self, name: &str) -> Result<ndkdisc_client::sim::SimHost, CliError> {
+        match self.backend {
+            Backend::Sim { fabric, .. } => fabric
+                .host(name)
+                .ok_or_else(|| usage(format!("no simulated host `{name}`"))),
+            Backend::Device { .. } => Err(usage(
+                "fault injection exists only on the simulator (run with --sim)",
+            )),
+        }
     }
 
     fn show_event(&self, step: &Step, host: &str, e: &Event) -> Result<(), CliError> {

@@ -13,7 +13,8 @@
 //! In the object, `op` is the step's command, `host` its `HOST:` prefix, `as` its `-> VAR`,
 //! `tag` any value echoed in the reply; the positional arguments are named (`addr` for listen and
 //! connect; `id` for wait, query, abort, flush, close and watch, `"any"` for any connection;
-//! `id`, `what`, `count` for post; `id` and `abortive: true` for disconnect; `name`, `value`
+//! `id`, `what`, `count` for post; `id` and `abortive: true` for disconnect; `id` and `fault` for
+//! inject; `name`, `value`
 //! for set; `name` for host and join; `duration` for sleep; `text` for print and say) or given
 //! as an `args` array; every other key is an option or expectation (`timeout`, `kind`,
 //! `recv`, ...): strings, numbers and booleans (`yes`/`no`) are accepted.
@@ -56,6 +57,7 @@ fn positional(op: &str) -> &'static [&'static str] {
         "wait" | "query" | "abort" | "flush" | "close" | "watch" => &["id"],
         "post" => &["id", "what", "count"],
         "disconnect" => &["id", "abortive"],
+        "inject" => &["id", "fault"],
         _ => &[],
     }
 }

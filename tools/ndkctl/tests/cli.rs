@@ -1272,3 +1272,87 @@ fn filters_choose_the_events_shown_by_kind_and_cause() {
     r.exits(2);
     assert_contains(&r.stderr, "possible values: connected, accepted");
 }
+
+#[test]
+fn faults_and_quotas_from_the_command_line_and_a_session() {
+    // A silent link loss, noticed by the send posted after it.
+    let r = run(sim(&[
+        "connect",
+        "10.0.0.2:4791",
+        "--sim-peer",
+        "--sim-inject",
+        "link-loss",
+        "--sim-inject-after",
+        "100ms",
+        "--send",
+        "1",
+    ]));
+    r.exits(0);
+    in_order(
+        &lines_of(&r.stdout, "a"),
+        &[
+            "injected link-loss on connection",
+            "posted 1 sends",
+            "disconnected cause=transport-error status=STATUS_IO_TIMEOUT",
+            "closed status=STATUS_SUCCESS",
+            "summary (closed)",
+            "send ok=0 cancelled=0 failed=1",
+        ],
+    );
+    // A peer reset, with the provider's reset reason.
+    let r = run(sim(&[
+        "connect",
+        "10.0.0.2:4791",
+        "--sim-peer",
+        "--sim-inject",
+        "peer-reset",
+    ]));
+    r.exits(0);
+    in_order(
+        &lines_of(&r.stdout, "a"),
+        &[
+            "injected peer-reset",
+            "disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=2 (reset)",
+            "summary (peer)",
+        ],
+    );
+    let r = device(&["connect", "10.0.0.2:4791", "--sim-inject", "peer-reset"]);
+    r.exits(2);
+    assert_contains(&r.stderr, "--sim-inject breaks a simulated connection");
+    // Quotas: one listener per handle.
+    let r = run(sim(&[
+        "--sim-max-listeners",
+        "1",
+        "scenario",
+        scenario_file(
+            "quota.ndk",
+            "host a if=1 addr=10.0.0.1\na: info\na: listen 10.0.0.1:1\na: listen 10.0.0.1:2 fails=STATUS_QUOTA_EXCEEDED\n",
+        )
+        .to_str()
+        .unwrap(),
+    ]));
+    r.exits(0);
+    assert_contains(&r.stdout, "failed as expected");
+    // In a session: inject and remove-adapter as JSON commands.
+    let (code, replies) = session(
+        r#"{"op":"listen","host":"b","addr":"10.0.0.2:4791"}
+{"op":"connect","addr":"10.0.0.2:4791","as":"C"}
+{"op":"wait","host":"b","id":"any","kind":"accepted","as":"S"}
+{"op":"inject","host":"b","id":"$S","fault":"peer-disconnect"}
+{"op":"wait","host":"b","id":"$S","kind":"disconnected","cause":"peer","reason":1}
+{"op":"remove-adapter","host":"a"}
+{"op":"inject","id":"$C","fault":"cosmic-ray"}
+"#,
+    );
+    assert_eq!(code, 0);
+    let ok: Vec<bool> = replies[..7].iter().map(|r| r["ok"] == true).collect();
+    assert_eq!(
+        ok,
+        [true, true, true, true, true, true, false],
+        "{replies:?}"
+    );
+    assert_contains(
+        replies[6]["error"]["message"].as_str().unwrap(),
+        "link-loss|peer-reset|peer-disconnect",
+    );
+}

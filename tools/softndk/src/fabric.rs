@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
@@ -938,6 +938,34 @@ impl Fabric {
     /// connectors a consumer created, to [`Fabric::inject`] faults or inspect them.
     pub fn connectors(&self, host: HostId) -> Vec<*mut NDK_CONNECTOR> {
         self.live_of(host, ObjectKind::Connector)
+    }
+
+    /// The live connector of `host` whose local and peer addresses (`NdkGetLocalAddress`,
+    /// `NdkGetPeerAddress`) are `local` and `peer`: how a test reaches the connector behind a
+    /// consumer's connection from the addresses the consumer reports, to [`Fabric::inject`] a
+    /// fault on it. (Connections accepted by one listener share its local address; the pair
+    /// names one connection.)
+    pub fn connector_between(
+        &self,
+        host: HostId,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<*mut NDK_CONNECTOR> {
+        let world = self.shared.world();
+        let mut found: Vec<_> = world
+            .objects
+            .iter()
+            .filter(|(id, o)| {
+                o.kind == ObjectKind::Connector
+                    && o.host == host.0
+                    && matches!(o.close, CloseState::Open)
+                    && world.local_address(**id) == Some(local)
+                    && world.peer_address(**id) == Some(peer)
+            })
+            .map(|(id, o)| (*id, o.block.as_ndk()))
+            .collect();
+        found.sort_unstable_by_key(|(id, _)| *id);
+        found.into_iter().next().map(|(_, p)| p)
     }
 
     /// Kill a CQ as an adapter does on overrun or a fatal error: its armed notification (or
