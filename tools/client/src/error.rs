@@ -11,6 +11,7 @@ pub type Op = &'static str;
 
 /// An error of the client API.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The device could not be opened because it does not exist.
     #[error(
@@ -118,6 +119,7 @@ pub enum Error {
 
 /// The classes of error a tool tells apart (and maps to exit codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The driver is not installed or its device is missing.
     DeviceMissing,

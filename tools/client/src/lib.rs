@@ -10,7 +10,7 @@
 //! [`Event`] (re-exported here, with [`ConnectionInfo`], the decoded QUERY reply); there is no
 //! second decoder. `ndkctl` is built on this crate.
 //!
-//! Two backends behind one interface ([`Transport`]):
+//! Two backends behind one interface:
 //!
 //! - **device** ([`Client::open_device`], Windows only): the device is opened by its interface
 //!   GUID (or `\\.\NdkDisc`, or a path you give) for overlapped I/O; each operation is a
@@ -53,21 +53,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use ndkdisc_abi::{
-    AbortRequest, AdapterEntry, BATCH_HEADER_SIZE, CloseRequest, ConnectReply, ConnectRequest,
-    DisconnectRequest, FlushRequest, GetInfoRequest, InfoReply, Ioctl, ListAdaptersRequest,
-    ListenReply, ListenRequest, PostKind, PostRequest, QueryReply, QueryRequest, Record,
-    WaitRequest, decode_adapters_header, decode_wait_reply,
+    AbortRequest, BATCH_HEADER_SIZE, CloseRequest, ConnectReply, ConnectRequest, DisconnectRequest,
+    FlushRequest, GetInfoRequest, Ioctl, ListAdaptersRequest, ListenRequest, PostRequest,
+    QueryReply, QueryRequest, Record, WaitRequest, decode_adapters_header, decode_wait_reply,
 };
 
 pub use error::{Error, ErrorKind, Op};
 /// What QUERY reports about a connection (the ABI's decoded QUERY reply).
 pub use ndkdisc_abi::QueryReply as ConnectionInfo;
 /// The records are the ABI's own typed values: decoded once, in `ndkdisc-abi`.
-pub use ndkdisc_abi::{Cause, ConnState, Event, EventKind, NtStatus};
+pub use ndkdisc_abi::{
+    AdapterEntry, Cause, ConnState, Event, EventKind, InfoReply, ListenReply, NtStatus, PostKind,
+};
 
 /// A request's completion: its status and the output bytes the driver wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Completed {
+pub(crate) struct Completed {
     /// The completion status.
     pub status: NtStatus,
     /// The output (`Information` bytes).
@@ -75,7 +76,7 @@ pub struct Completed {
 }
 
 /// A request in flight.
-pub trait InFlight: Send {
+pub(crate) trait InFlight: Send {
     /// Wait up to `limit` for the completion; `None` if it has not completed yet. Once it has
     /// returned `Some`, it is not called again.
     fn wait(&mut self, limit: Duration) -> Option<Completed>;
@@ -84,7 +85,7 @@ pub trait InFlight: Send {
 }
 
 /// How requests reach a driver: the device or the simulator.
-pub trait Transport: Send + Sync {
+pub(crate) trait Transport: Send + Sync {
     /// Issue `ioctl` with `input` and room for `output_len` bytes of output.
     ///
     /// # Errors
@@ -102,7 +103,7 @@ pub trait Transport: Send + Sync {
 }
 
 /// A request that completed when it was issued (e.g. refused by the I/O manager).
-pub struct Ready(pub Option<Completed>);
+pub(crate) struct Ready(pub Option<Completed>);
 
 impl Ready {
     /// A request completed at once with `status` and no output.
@@ -324,8 +325,8 @@ fn op_name(ioctl: Ioctl) -> Op {
 }
 
 impl Client {
-    /// A client over any transport.
-    pub fn new(transport: Box<dyn Transport>) -> Self {
+    /// A client over a transport.
+    pub(crate) fn new(transport: Box<dyn Transport>) -> Self {
         Self {
             transport,
             interrupt: None,

@@ -106,7 +106,8 @@ impl CliError {
                 ErrorKind::Timeout => exit::TIMEOUT,
                 ErrorKind::Cancelled => exit::CANCELLED,
                 ErrorKind::ConnectFailed | ErrorKind::Driver => exit::DRIVER,
-                ErrorKind::Internal => exit::INTERNAL,
+                // A kind added to the client later counts as internal until named here.
+                _ => exit::INTERNAL,
             },
             Self::Deviation(_) => exit::DEVIATION,
             Self::Script { .. } | Self::Usage(_) => exit::USAGE,
