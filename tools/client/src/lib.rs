@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+#[cfg(feature = "sim")]
 pub mod sim;
 mod status;
 #[cfg(windows)]
@@ -103,8 +104,10 @@ pub(crate) trait Transport: Send + Sync {
 }
 
 /// A request that completed when it was issued (e.g. refused by the I/O manager).
+#[cfg(any(windows, feature = "sim"))]
 pub(crate) struct Ready(pub Option<Completed>);
 
+#[cfg(any(windows, feature = "sim"))]
 impl Ready {
     /// A request completed at once with `status` and no output.
     fn with_status(status: NtStatus) -> Box<dyn InFlight> {
@@ -120,6 +123,7 @@ impl Ready {
     }
 }
 
+#[cfg(any(windows, feature = "sim"))]
 impl InFlight for Ready {
     fn wait(&mut self, _: Duration) -> Option<Completed> {
         self.0.take()
@@ -128,8 +132,10 @@ impl InFlight for Ready {
 }
 
 /// A transport's handle: open until the first `close` takes it.
+#[cfg(any(windows, feature = "sim"))]
 struct OpenHandle<T>(std::sync::Mutex<Option<T>>);
 
+#[cfg(any(windows, feature = "sim"))]
 impl<T> OpenHandle<T> {
     fn new(handle: T) -> Self {
         Self(std::sync::Mutex::new(Some(handle)))
@@ -142,15 +148,13 @@ impl<T> OpenHandle<T> {
     }
 
     /// `f` of the handle, `None` once closed (the handle stays locked meanwhile).
+    #[cfg(feature = "sim")]
     fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
         f(self.lock().as_ref())
     }
 
     /// A copy of the handle (a reference to share), `None` once closed.
-    #[cfg_attr(
-        not(windows),
-        expect(dead_code, reason = "the device backend shares its handle")
-    )]
+    #[cfg(windows)]
     fn cloned(&self) -> Option<T>
     where
         T: Clone,
@@ -326,6 +330,7 @@ fn op_name(ioctl: Ioctl) -> Op {
 
 impl Client {
     /// A client over a transport.
+    #[cfg(any(windows, feature = "sim"))]
     pub(crate) fn new(transport: Box<dyn Transport>) -> Self {
         Self {
             transport,

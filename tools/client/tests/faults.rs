@@ -1,5 +1,6 @@
 //! The simulator as a test bench, through the client API: faults of the network and the peer
 //! injected on one connection, adapter removal, and the drivers' quotas.
+#![cfg(feature = "sim")]
 
 use std::time::Duration;
 

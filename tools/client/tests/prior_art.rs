@@ -1,6 +1,7 @@
 //! Some of the prior-art disconnect bugs (see TESTING.md) checked from the outside: through
 //! the public client API over the simulation backend, with the hardware-like provider (several
 //! provider threads), as a user of ndkdisc would meet them.
+#![cfg(feature = "sim")]
 
 use std::time::Duration;
 

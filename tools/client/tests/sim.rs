@@ -1,5 +1,6 @@
 //! The client API over the simulation backend: two hosts on one fabric, the real engine under
 //! each, typed events and errors, timeouts and interruption.
+#![cfg(feature = "sim")]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

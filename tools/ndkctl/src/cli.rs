@@ -91,6 +91,7 @@ pub enum InjectFault {
     PeerDisconnect,
 }
 
+#[cfg(feature = "sim")]
 impl InjectFault {
     /// The client's fault.
     pub fn fault(self) -> ndkdisc_client::sim::ConnectionFault {

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ndkdisc_abi::PostKind;
+#[cfg(feature = "sim")]
 use ndkdisc_client::sim::ConnectionFault;
 use ndkdisc_client::{
     Cause, Client, ClockBase, ConnectParams, ConnectionInfo, DisconnectMode, Error, ErrorKind,
@@ -358,7 +359,47 @@ pub struct ConnectPlan {
     pub limits: Limits,
     /// On the simulator: inject this fault on the connection after this long (the sends are
     /// then posted after it, so that a link loss is noticed).
-    pub fault: Option<(ndkdisc_client::sim::SimHost, ConnectionFault, Duration)>,
+    pub fault: Option<PlannedFault>,
+}
+
+/// A fault to inject on a simulated connection: on which host, what, and after how long.
+#[cfg(feature = "sim")]
+pub type PlannedFault = (ndkdisc_client::sim::SimHost, ConnectionFault, Duration);
+/// Without the simulator there is nothing to inject: no value of this type exists.
+#[cfg(not(feature = "sim"))]
+#[derive(Clone, Debug)]
+pub enum PlannedFault {}
+
+/// When `fault` is due.
+#[cfg(feature = "sim")]
+fn fault_after(fault: &PlannedFault) -> Duration {
+    fault.2
+}
+
+#[cfg(not(feature = "sim"))]
+fn fault_after(fault: &PlannedFault) -> Duration {
+    match *fault {}
+}
+
+/// Inject the planned fault on connection `id`.
+#[cfg(feature = "sim")]
+fn inject(client: &Client, voice: Voice<'_>, id: u64, fault: PlannedFault) -> Result<(), CliError> {
+    let (host, what, _) = fault;
+    host.inject(client, id, what)?;
+    voice.did(
+        "inject",
+        id,
+        &format!("injected {} on connection {id}", what.name()),
+    )
+}
+
+#[cfg(not(feature = "sim"))]
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "the signature of the simulator's variant; no value exists"
+)]
+fn inject(_: &Client, _: Voice<'_>, _: u64, fault: PlannedFault) -> Result<(), CliError> {
+    match fault {}
 }
 
 /// Connect, post, print the connection's events until it is closed (after a peer disconnect,
@@ -411,16 +452,11 @@ pub fn connect(
         let fault_due = fault
             .as_ref()
             .filter(|_| !closing)
-            .map(|(_, _, after)| after.saturating_sub(start.elapsed()));
+            .map(|f| fault_after(f).saturating_sub(start.elapsed()));
         if fault_due.is_some_and(|d| d.is_zero())
-            && let Some((host, what, _)) = fault.take()
+            && let Some(f) = fault.take()
         {
-            host.inject(client, id, what)?;
-            voice.did(
-                "inject",
-                id,
-                &format!("injected {} on connection {id}", what.name()),
-            )?;
+            inject(client, voice, id, f)?;
             post(PostKind::Send, plan.sends, "sends")?;
             continue;
         }

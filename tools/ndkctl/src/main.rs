@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+#[cfg(feature = "sim")]
 mod demo;
 mod error;
 mod live;
@@ -23,13 +24,16 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser};
 use ndkdisc_abi::PostKind;
+#[cfg(feature = "sim")]
 use ndkdisc_client::sim::{Faults, OpenAs, Quotas, SimFabric, SimOptions};
 use ndkdisc_client::{
     Client, ConnectParams, DisconnectMode, Error, ErrorKind, Timeout, WaitOn, parse_socket_addr,
 };
 use serde_json::json;
 
-use crate::cli::{BackendKind, Cli, Command, PostWhat, SimFault, SimUser};
+use crate::cli::{BackendKind, Cli, Command, PostWhat};
+#[cfg(feature = "sim")]
+use crate::cli::{SimFault, SimUser};
 use crate::error::CliError;
 use crate::output::Out;
 
@@ -43,6 +47,7 @@ pub enum Backend {
         write: bool,
     },
     /// A simulated fabric.
+    #[cfg(feature = "sim")]
     Sim {
         /// The fabric.
         fabric: Arc<SimFabric>,
@@ -52,26 +57,46 @@ pub enum Backend {
 }
 
 impl Backend {
-    fn from_cli(cli: &Cli) -> Self {
+    #[cfg_attr(
+        feature = "sim",
+        expect(
+            clippy::unnecessary_wraps,
+            reason = "it fails only in an ndkctl built without the simulator"
+        )
+    )]
+    fn from_cli(cli: &Cli) -> Result<Self, CliError> {
         if cli.sim || cli.backend == BackendKind::Sim {
-            output::set_simulated(true);
-            Self::Sim {
-                fabric: SimFabric::new(sim_options_of(cli)),
-                who: OpenAs {
-                    administrator: cli.sim_user == SimUser::Admin,
-                    write: !cli.read_only,
-                },
+            #[cfg(feature = "sim")]
+            {
+                output::set_simulated(true);
+                Ok(Self::Sim {
+                    fabric: SimFabric::new(sim_options_of(cli)),
+                    who: OpenAs {
+                        administrator: cli.sim_user == SimUser::Admin,
+                        write: !cli.read_only,
+                    },
+                })
             }
+            #[cfg(not(feature = "sim"))]
+            Err(CliError::Usage(WITHOUT_SIMULATOR.into()))
         } else {
-            Self::Device {
+            Ok(Self::Device {
                 path: cli.device.clone(),
                 write: !cli.read_only,
-            }
+            })
         }
     }
 
     /// The default simulated world of single commands: hosts `a` and `b`.
+    #[cfg_attr(
+        not(feature = "sim"),
+        expect(
+            clippy::unnecessary_wraps,
+            reason = "only simulated hosts can fail to be added"
+        )
+    )]
     fn with_default_hosts(self) -> Result<Self, CliError> {
+        #[cfg(feature = "sim")]
         if let Self::Sim { fabric, .. } = &self {
             fabric.add_host("a", 1, IpAddr::from([10, 0, 0, 1]))?;
             fabric.add_host("b", 2, IpAddr::from([10, 0, 0, 2]))?;
@@ -83,9 +108,14 @@ impl Backend {
     ///
     /// # Errors
     /// Device missing, access denied, an unknown simulated host.
+    #[cfg_attr(
+        not(feature = "sim"),
+        expect(unused_variables, reason = "hosts are the simulator's")
+    )]
     pub fn open(&self, host: &str) -> Result<Client, CliError> {
         match self {
             Self::Device { path, write } => Ok(Client::open_device(path.as_deref(), *write)?),
+            #[cfg(feature = "sim")]
             Self::Sim { fabric, who } => {
                 let h = fabric
                     .host(host)
@@ -96,7 +126,13 @@ impl Backend {
     }
 }
 
+/// What the simulator's commands and options say in an ndkctl built without it.
+#[cfg(not(feature = "sim"))]
+const WITHOUT_SIMULATOR: &str = "this ndkctl was built without the simulator (cargo feature `sim`): \
+     --sim, demo and the simulator's options are not available; the device backend is";
+
 /// Simulator options from `--sim-fault`.
+#[cfg(feature = "sim")]
 pub fn sim_options(faults: &[SimFault]) -> SimOptions {
     SimOptions {
         faults: Faults {
@@ -108,6 +144,7 @@ pub fn sim_options(faults: &[SimFault]) -> SimOptions {
 }
 
 /// Simulator options from the command line: `--sim-fault` and the quotas.
+#[cfg(feature = "sim")]
 fn sim_options_of(cli: &Cli) -> SimOptions {
     SimOptions {
         quotas: Quotas {
@@ -260,21 +297,33 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
             return Ok(());
         }
         Command::Demo => {
-            output::set_simulated(true);
-            return demo::run(&cli.sim_fault, out, &interrupt);
+            #[cfg(feature = "sim")]
+            {
+                output::set_simulated(true);
+                return demo::run(&cli.sim_fault, out, &interrupt);
+            }
+            #[cfg(not(feature = "sim"))]
+            return Err(CliError::Usage(WITHOUT_SIMULATOR.into()));
         }
         Command::Session { file } => {
-            let backend = Backend::from_cli(cli);
+            let backend = Backend::from_cli(cli)?;
             return session::run(file, &backend, &interrupt);
         }
         Command::Scenario { file, vars } => {
-            let backend = Backend::from_cli(cli);
+            let backend = Backend::from_cli(cli)?;
             let (shown, text) = scenario::read_file(file)?;
             return scenario::run(&shown, &text, vars, &backend, out, &interrupt);
         }
         _ => {}
     }
-    let backend = Backend::from_cli(cli);
+    let backend = Backend::from_cli(cli)?;
+    #[cfg_attr(
+        not(feature = "sim"),
+        expect(
+            irrefutable_let_patterns,
+            reason = "without the simulator every backend is the device"
+        )
+    )]
     if let Backend::Device { .. } = backend {
         match &cli.command {
             Command::Connect {
@@ -440,6 +489,13 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         } => {
             let remote = parse_socket_addr(addr)?;
             // (On the device backend --sim-inject was refused before the device was opened.)
+            // (--sim-inject on the device backend was refused before the device was opened.)
+            #[cfg(not(feature = "sim"))]
+            let fault: Option<live::PlannedFault> = {
+                let _ = (sim_inject, sim_inject_after);
+                None
+            };
+            #[cfg(feature = "sim")]
             let fault = match (sim_inject, &backend) {
                 (Some(f), Backend::Sim { fabric, .. }) => Some((
                     fabric

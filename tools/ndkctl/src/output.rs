@@ -7,9 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ndkdisc_abi::{AdapterEntry, InfoReply};
 use std::time::SystemTime;
 
-use ndkdisc_client::{
-    Cause, ClockBase, ConnState, ConnectionInfo, Event, EventKind, NtStatus, sim,
-};
+use ndkdisc_client::{Cause, ClockBase, ConnState, ConnectionInfo, Event, EventKind, NtStatus};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
@@ -69,17 +67,30 @@ pub fn reason_text(r: Option<u32>) -> String {
         None => "-".into(),
         // softndk's own reason codes have names; a real provider's are provider-specific
         // numbers, printed as such (a real provider's 1 is not "graceful").
-        Some(r) => match sim::reason_name(r).filter(|_| SIMULATED.load(Ordering::Relaxed)) {
+        Some(r) => match sim_reason_name(r).filter(|_| SIMULATED.load(Ordering::Relaxed)) {
             Some(n) => format!("{r} ({n})"),
             None => format!("{r} (provider-specific)"),
         },
     }
 }
 
+/// softndk's name for reason `r`.
+#[cfg(feature = "sim")]
+fn sim_reason_name(r: u32) -> Option<&'static str> {
+    ndkdisc_client::sim::reason_name(r)
+}
+
+/// Without the simulator no reason has a name.
+#[cfg(not(feature = "sim"))]
+fn sim_reason_name(_: u32) -> Option<&'static str> {
+    None
+}
+
 /// Set when this process talks to the simulator (softndk), whose reason codes have names.
 static SIMULATED: AtomicBool = AtomicBool::new(false);
 
 /// Say whether the backend is the simulator (see [`reason_text`]).
+#[cfg(feature = "sim")]
 pub fn set_simulated(simulated: bool) {
     SIMULATED.store(simulated, Ordering::Relaxed);
 }

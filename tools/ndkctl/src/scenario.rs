@@ -439,6 +439,7 @@ impl<'a> Runner<'a> {
                         why: "not an IP address".into(),
                     })
                 })?;
+                #[cfg(feature = "sim")]
                 if let Backend::Sim { fabric, .. } = self.backend {
                     fabric.add_host(name, if_index, addr)?;
                 }
@@ -449,37 +450,16 @@ impl<'a> Runner<'a> {
                 self.hosts.insert(name.clone(), Host::new(client));
                 self.order.push(name.clone());
             }
-            "provider" => {
-                let Backend::Sim { fabric, .. } = self.backend else {
+            "provider" => match self.backend {
+                #[cfg(feature = "sim")]
+                Backend::Sim { fabric, .. } => self.provider(fabric, step, opts)?,
+                Backend::Device { .. } => {
                     return self.out.emit(
                         "    skipped: provider counters exist only on the simulator",
                         &json!({"type": "skipped", "line": step.line}),
                     );
-                };
-                fabric.settle(DEFAULT_WAIT);
-                let mut s = fabric.stats();
-                if opt("live_objects").is_some() {
-                    s.live_objects = fabric.wait_released(Duration::from_secs(2));
                 }
-                self.out.emit(
-                    &format!(
-                        "    provider: disconnect_callbacks={} flush_calls={} live_objects={}",
-                        s.disconnect_callbacks, s.flush_calls, s.live_objects
-                    ),
-                    &json!({"type": "provider", "line": step.line, "disconnect_callbacks": s.disconnect_callbacks, "flush_calls": s.flush_calls, "live_objects": s.live_objects}),
-                )?;
-                let values = [
-                    ("flush_calls", s.flush_calls),
-                    ("disconnect_callbacks", s.disconnect_callbacks),
-                    ("live_objects", s.live_objects as u64),
-                ];
-                check_all(opts, |k, v| {
-                    let Some(&(_, actual)) = values.iter().find(|(n, _)| *n == k) else {
-                        return Err(usage(format!("unknown provider counter `{k}`")));
-                    };
-                    Ok((v.parse::<u64>().ok() == Some(actual), actual.to_string()))
-                })?;
-            }
+            },
             "join" if step.args.first().is_some_and(|w| self.ops.contains_key(w)) => {
                 let name = step.args.first().ok_or_else(|| usage("`join W`"))?;
                 let handle = self
@@ -788,23 +768,7 @@ impl<'a> Runner<'a> {
                     )));
                 }
             }
-            "inject" => {
-                let id = self.id_arg(step, 0)?;
-                let what = step
-                    .args
-                    .get(1)
-                    .and_then(|f| ndkdisc_client::sim::ConnectionFault::from_name(f))
-                    .ok_or_else(|| usage("`inject ID link-loss|peer-reset|peer-disconnect`"))?;
-                self.sim_host(&name)?.inject(&client, id, what)?;
-                ok(
-                    self.out,
-                    format!("injected {} on connection {id}", what.name()),
-                )?;
-            }
-            "remove-adapter" => {
-                self.sim_host(&name)?.remove_adapter();
-                ok(self.out, format!("the adapter of `{name}` was removed"))?;
-            }
+            "inject" | "remove-adapter" => self.break_things(step, &name, &client)?,
             "close-handle" => {
                 let host = self.hosts.remove(&name).ok_or_else(|| usage("host gone"))?;
                 self.order.retain(|h| *h != name);
@@ -818,7 +782,84 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
+    /// `provider`: the simulated provider's counters, checked.
+    #[cfg(feature = "sim")]
+    fn provider(
+        &self,
+        fabric: &ndkdisc_client::sim::SimFabric,
+        step: &Step,
+        opts: &[(String, String)],
+    ) -> Result<(), CliError> {
+        let opt = |k: &str| option(opts, k);
+        fabric.settle(DEFAULT_WAIT);
+        let mut s = fabric.stats();
+        if opt("live_objects").is_some() {
+            s.live_objects = fabric.wait_released(Duration::from_secs(2));
+        }
+        self.out.emit(
+                &format!(
+                    "    provider: disconnect_callbacks={} flush_calls={} live_objects={}",
+                    s.disconnect_callbacks, s.flush_calls, s.live_objects
+                ),
+                &json!({"type": "provider", "line": step.line, "disconnect_callbacks": s.disconnect_callbacks, "flush_calls": s.flush_calls, "live_objects": s.live_objects}),
+            )?;
+        let values = [
+            ("flush_calls", s.flush_calls),
+            ("disconnect_callbacks", s.disconnect_callbacks),
+            ("live_objects", s.live_objects as u64),
+        ];
+        check_all(opts, |k, v| {
+            let Some(&(_, actual)) = values.iter().find(|(n, _)| *n == k) else {
+                return Err(usage(format!("unknown provider counter `{k}`")));
+            };
+            Ok((v.parse::<u64>().ok() == Some(actual), actual.to_string()))
+        })?;
+        Ok(())
+    }
+
+    /// `inject` and `remove-adapter`: break something on the simulator.
+    #[cfg(feature = "sim")]
+    fn break_things(&self, step: &Step, name: &str, client: &Client) -> Result<(), CliError> {
+        let ok = |what: String| {
+            self.out.emit(
+                &format!("    {what}"),
+                &json!({"type": "ok", "line": step.line, "what": what}),
+            )
+        };
+        match step.command.as_str() {
+            "inject" => {
+                let id = self.id_arg(step, 0)?;
+                let what = step
+                    .args
+                    .get(1)
+                    .and_then(|f| ndkdisc_client::sim::ConnectionFault::from_name(f))
+                    .ok_or_else(|| usage("`inject ID link-loss|peer-reset|peer-disconnect`"))?;
+                self.sim_host(name)?.inject(client, id, what)?;
+                ok(format!("injected {} on connection {id}", what.name()))?;
+            }
+            "remove-adapter" => {
+                self.sim_host(name)?.remove_adapter();
+                ok(format!("the adapter of `{name}` was removed"))?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Without the simulator there is nothing to break.
+    #[cfg(not(feature = "sim"))]
+    #[expect(
+        clippy::unused_self,
+        reason = "the signature of the simulator's variant"
+    )]
+    fn break_things(&self, _: &Step, _: &str, _: &Client) -> Result<(), CliError> {
+        Err(usage(
+            "fault injection exists only on the simulator (this ndkctl was built without it)",
+        ))
+    }
+
     /// The simulated host `name`, for the steps that break things (simulator only).
+    #[cfg(feature = "sim")]
     fn sim_host(&self, name: &str) -> Result<ndkdisc_client::sim::SimHost, CliError> {
         match self.backend {
             Backend::Sim { fabric, .. } => fabric

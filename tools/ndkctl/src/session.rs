@@ -206,6 +206,7 @@ pub fn run(file: &str, backend: &Backend, interrupt: &Arc<AtomicBool>) -> Result
     let out = Out::new(true);
     let mut runner = Runner::new(backend, &out, interrupt, HashMap::new());
     match backend {
+        #[cfg(feature = "sim")]
         Backend::Sim { .. } => {
             for host in ["host a if=1 addr=10.0.0.1", "host b if=2 addr=10.0.0.2"] {
                 let steps = scenario::parse("session", host)?;
