@@ -63,7 +63,7 @@ pub enum Error {
     #[error("connect failed on connection {connection_id}: {status}: {}", crate::status::meaning(*status))]
     ConnectFailed {
         /// The connection's id.
-        connection_id: u64,
+        connection_id: crate::ConnectionId,
         /// The NDK outcome.
         status: NtStatus,
     },

@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod ids;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod status;
@@ -60,6 +61,7 @@ use ndkdisc_abi::{
 };
 
 pub use error::{Error, ErrorKind, Op};
+pub use ids::{ConnectionId, ListenerId};
 /// What QUERY reports about a connection (the ABI's decoded QUERY reply).
 pub use ndkdisc_abi::QueryReply as ConnectionInfo;
 /// The records are the ABI's own typed values: decoded once, in `ndkdisc-abi`.
@@ -194,7 +196,7 @@ pub enum WaitOn {
     /// Any connection of the handle (an event stream).
     Any,
     /// One connection.
-    Connection(u64),
+    Connection(ConnectionId),
 }
 
 /// How to end a connection.
@@ -228,7 +230,7 @@ pub struct ConnectParams {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Connection {
     /// Its id.
-    pub id: u64,
+    pub id: ConnectionId,
     /// Local address.
     pub local: Option<SocketAddr>,
     /// Peer address.
@@ -590,13 +592,13 @@ impl Client {
         let status = reply.status;
         if status.is_success() {
             Ok(Connection {
-                id: reply.connection_id,
+                id: ConnectionId::from_raw(reply.connection_id),
                 local: reply.local,
                 remote: reply.remote,
             })
         } else {
             Err(Error::ConnectFailed {
-                connection_id: reply.connection_id,
+                connection_id: ConnectionId::from_raw(reply.connection_id),
                 status,
             })
         }
@@ -621,7 +623,7 @@ impl Client {
             &WaitRequest {
                 connection: match on {
                     WaitOn::Any => None,
-                    WaitOn::Connection(id) => Some(id),
+                    WaitOn::Connection(id) => Some(id.raw()),
                 },
                 nonblocking,
             },
@@ -700,8 +702,13 @@ impl Client {
     ///
     /// # Errors
     /// `STATUS_NOT_FOUND` for an id this handle does not own.
-    pub fn query(&self, connection_id: u64) -> Result<ConnectionInfo, Error> {
-        let input = encode("query", &QueryRequest { connection_id })?;
+    pub fn query(&self, connection: ConnectionId) -> Result<ConnectionInfo, Error> {
+        let input = encode(
+            "query",
+            &QueryRequest {
+                connection_id: connection.raw(),
+            },
+        )?;
         let reply: QueryReply = self.fixed(Ioctl::Query, &input, Timeout::Forever)?;
         Ok(reply)
     }
@@ -712,7 +719,7 @@ impl Client {
     /// `STATUS_INVALID_DEVICE_STATE`, quota, `STATUS_NOT_FOUND`.
     pub fn post(
         &self,
-        connection_id: u64,
+        connection: ConnectionId,
         kind: PostKind,
         count: u32,
         length: u32,
@@ -720,7 +727,7 @@ impl Client {
         let input = encode(
             "post",
             &PostRequest {
-                connection_id,
+                connection_id: connection.raw(),
                 kind,
                 count,
                 length,
@@ -735,11 +742,11 @@ impl Client {
     /// # Errors
     /// `STATUS_INVALID_DEVICE_STATE` (graceful while connecting), `STATUS_NOT_FOUND`,
     /// `STATUS_IO_TIMEOUT` (the peer never answered), `STATUS_CONNECTION_ABORTED`.
-    pub fn disconnect(&self, connection_id: u64, mode: DisconnectMode) -> Result<(), Error> {
+    pub fn disconnect(&self, connection: ConnectionId, mode: DisconnectMode) -> Result<(), Error> {
         let input = encode(
             "disconnect",
             &DisconnectRequest {
-                connection_id,
+                connection_id: connection.raw(),
                 abortive: mode == DisconnectMode::Abortive,
             },
         )?;
@@ -753,11 +760,11 @@ impl Client {
     ///
     /// # Errors
     /// A failure to issue the request.
-    pub fn start_disconnect(&self, connection_id: u64) -> Result<PendingDisconnect, Error> {
+    pub fn start_disconnect(&self, connection: ConnectionId) -> Result<PendingDisconnect, Error> {
         let input = encode(
             "disconnect",
             &DisconnectRequest {
-                connection_id,
+                connection_id: connection.raw(),
                 abortive: false,
             },
         )?;
@@ -789,8 +796,13 @@ impl Client {
     ///
     /// # Errors
     /// `STATUS_NOT_FOUND`.
-    pub fn abort(&self, connection_id: u64) -> Result<(), Error> {
-        let input = encode("abort", &AbortRequest { connection_id })?;
+    pub fn abort(&self, connection: ConnectionId) -> Result<(), Error> {
+        let input = encode(
+            "abort",
+            &AbortRequest {
+                connection_id: connection.raw(),
+            },
+        )?;
         self.simple(Ioctl::Abort, &input)
     }
 
@@ -799,12 +811,34 @@ impl Client {
     ///
     /// # Errors
     /// `STATUS_INVALID_DEVICE_STATE` (no QP), `STATUS_NOT_FOUND`.
-    pub fn flush(&self, connection_id: u64) -> Result<(), Error> {
-        let input = encode("flush", &FlushRequest { connection_id })?;
+    pub fn flush(&self, connection: ConnectionId) -> Result<(), Error> {
+        let input = encode(
+            "flush",
+            &FlushRequest {
+                connection_id: connection.raw(),
+            },
+        )?;
         self.simple(Ioctl::Flush, &input)
     }
 
-    /// CLOSE a connection or a listener: release its NDK objects.
+    /// CLOSE a connection: release its NDK objects (a `Closed` event follows).
+    ///
+    /// # Errors
+    /// `STATUS_NOT_FOUND`.
+    pub fn close_connection(&self, connection: ConnectionId) -> Result<(), Error> {
+        self.close_object(connection.raw())
+    }
+
+    /// CLOSE a listener: stop accepting and release its NDK objects.
+    ///
+    /// # Errors
+    /// `STATUS_NOT_FOUND`.
+    pub fn close_listener(&self, listener: ListenerId) -> Result<(), Error> {
+        self.close_object(listener.raw())
+    }
+
+    /// CLOSE a connection or a listener by its number, for a caller that does not know which
+    /// it is (a tool given an id on its command line).
     ///
     /// # Errors
     /// `STATUS_NOT_FOUND`.

@@ -23,7 +23,9 @@ use ndkdisc_core::{Access, Config, Engine};
 use ndkdisc_host::{HostHandle, HostPlatform, Pending};
 use softndk::{Completion, Fabric, FabricConfig, Fault, HostConfig, HostId, Misbehaviour};
 
-use crate::{Client, Completed, Error, InFlight, NtStatus, OpenHandle, Ready, Transport};
+use crate::{
+    Client, Completed, ConnectionId, Error, InFlight, NtStatus, OpenHandle, Ready, Transport,
+};
 
 /// Deliberate provider bugs a simulation can be run with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -357,7 +359,7 @@ impl SimHost {
         self.engine.platform().take_traces()
     }
 
-    /// Inject `fault` on connection `connection_id` of `client` (a handle on this host): the
+    /// Inject `fault` on connection `connection` of `client` (a handle on this host): the
     /// provider's connector behind it is found by the addresses QUERY reports.
     ///
     /// # Errors
@@ -367,10 +369,10 @@ impl SimHost {
     pub fn inject(
         &self,
         client: &Client,
-        connection_id: u64,
+        connection: ConnectionId,
         fault: ConnectionFault,
     ) -> Result<(), Error> {
-        let q = client.query(connection_id)?;
+        let q = client.query(connection)?;
         let gone = || Error::from_status("inject", NtStatus::INVALID_DEVICE_STATE);
         let (Some(local), Some(remote)) = (q.local, q.remote) else {
             return Err(gone());

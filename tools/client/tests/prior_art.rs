@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use ndkdisc_abi::PostKind;
 use ndkdisc_client::sim::SimOptions;
-use ndkdisc_client::{Cause, Client, ConnState, DisconnectMode, Event, EventKind, WaitOn};
+use ndkdisc_client::{
+    Cause, Client, ConnState, ConnectionId, DisconnectMode, Event, EventKind, WaitOn,
+};
 use softndk::Completion;
 
 mod common;
@@ -27,10 +29,10 @@ fn pair() -> Pair {
 }
 
 /// The next event of connection `id` on `client`: `Disconnected` with `cause`.
-fn disconnected(client: &Client, id: u64, cause: Cause) -> Event {
+fn disconnected(client: &Client, id: ConnectionId, cause: Cause) -> Event {
     let e = client.wait(WaitOn::Connection(id), 4, LIMIT).unwrap()[0];
     assert_eq!(
-        (e.connection_id, e.kind, e.cause),
+        (ConnectionId::of(&e), e.kind, e.cause),
         (id, EventKind::Disconnected, Some(cause))
     );
     e
@@ -84,11 +86,11 @@ fn disconnecting_a_connection_the_peer_already_reset_is_harmless() {
     p.a.disconnect(p.ca, DisconnectMode::Abortive)
         .expect("the resetting side disconnects again");
     // No second terminal event: what is new on B is only the Closed of its CLOSE.
-    p.b.close_object(p.cb).unwrap();
+    p.b.close_connection(p.cb).unwrap();
     let rest = p.b.wait_new(WaitOn::Any, 8, LIMIT).unwrap();
     assert!(
         rest.iter()
-            .all(|e| e.kind == EventKind::Closed && e.connection_id == p.cb),
+            .all(|e| e.kind == EventKind::Closed && ConnectionId::of(e) == p.cb),
         "{rest:?}"
     );
     finish(p);

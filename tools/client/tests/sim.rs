@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use ndkdisc_abi::PostKind;
 use ndkdisc_client::sim::{OpenAs, REASON_GRACEFUL, SimFabric, SimOptions};
 use ndkdisc_client::{
-    Cause, Client, ConnState, DisconnectMode, Error, ErrorKind, EventKind, NtStatus, Timeout,
-    WaitOn, parse_socket_addr,
+    Cause, Client, ConnState, ConnectionId, DisconnectMode, Error, ErrorKind, EventKind, NtStatus,
+    Timeout, WaitOn, parse_socket_addr,
 };
 
 mod common;
@@ -48,7 +48,7 @@ fn a_peer_disconnect_arrives_typed_and_leaves_receives_posted() {
     let f = p.b.wait_new(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
     assert_eq!(f.kind, EventKind::Flushed);
     assert_eq!(p.b.query(p.cb).unwrap().outstanding_receives, 0);
-    p.b.close_object(p.cb).unwrap();
+    p.b.close_connection(p.cb).unwrap();
     p.a.finish_disconnect(a_disconnect, LIMIT)
         .expect("B's close answered A's graceful disconnect");
     p.a.close();
@@ -113,7 +113,7 @@ fn abort_cancels_a_pended_wait_with_status_cancelled() {
 #[test]
 fn errors_carry_the_status_and_its_meaning() {
     let p = pair(4795);
-    let e = p.a.query(999).unwrap_err();
+    let e = p.a.query(ConnectionId::from_raw(999)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnknownId);
     assert_eq!(e.status(), Some(NtStatus::NOT_FOUND));
     assert_eq!(
@@ -129,7 +129,7 @@ fn errors_carry_the_status_and_its_meaning() {
         panic!("{e}")
     };
     assert_eq!(status, NtStatus::CONNECTION_REFUSED);
-    p.a.close_object(connection_id).unwrap();
+    p.a.close_connection(connection_id).unwrap();
     let e = p.a.post(p.ca, PostKind::Receive, 0, 16).unwrap_err();
     assert_eq!(
         e.status(),
@@ -258,10 +258,12 @@ fn the_driver_trace_of_a_peer_disconnect_through_the_client() {
     let e = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
     assert_eq!(e.cause, Some(Cause::Peer));
     assert_eq!(
-        p.b.query(12345).unwrap_err().status(),
+        p.b.query(ConnectionId::from_raw(12345))
+            .unwrap_err()
+            .status(),
         Some(NtStatus::NOT_FOUND)
     );
-    p.b.close_object(p.cb).unwrap();
+    p.b.close_connection(p.cb).unwrap();
     p.a.finish_disconnect(a_disconnect, LIMIT).unwrap();
     let (trace, dropped) = b_host.take_trace();
     assert_eq!(dropped, 0);
@@ -275,19 +277,19 @@ fn the_driver_trace_of_a_peer_disconnect_through_the_client() {
     };
     let callback = position(&|t| {
         *t == Trace::NdkCallback {
-            id: p.cb,
+            id: p.cb.raw(),
             callback: NdkCallback::Disconnect,
             status: NtStatus::SUCCESS,
             reason: Some(REASON_GRACEFUL),
         }
     });
     let terminal = position(
-        &|t| matches!(t, Trace::Terminal { id, cause: Some(Cause::Peer), .. } if *id == p.cb),
+        &|t| matches!(t, Trace::Terminal { id, cause: Some(Cause::Peer), .. } if *id == p.cb.raw()),
     );
     let refused = position(
         &|t| matches!(t, Trace::IoctlFailed { status, .. } if *status == NtStatus::NOT_FOUND),
     );
-    let closed = position(&|t| *t == Trace::ConnectionClosed { id: p.cb });
+    let closed = position(&|t| *t == Trace::ConnectionClosed { id: p.cb.raw() });
     assert!(callback < terminal && terminal < refused && refused < closed);
     assert_eq!(
         trace

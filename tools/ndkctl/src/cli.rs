@@ -5,6 +5,7 @@
 )]
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ndkdisc_client::ConnectionId;
 
 use crate::error::EXIT_CODES_HELP;
 
@@ -270,7 +271,7 @@ pub enum Command {
     #[command(group = clap::ArgGroup::new("on").required(true).args(["id", "any"]))]
     Wait {
         /// The connection (or --any).
-        id: Option<u64>,
+        id: Option<ConnectionId>,
         /// Any connection of the handle.
         #[arg(long)]
         any: bool,
@@ -284,12 +285,12 @@ pub enum Command {
     /// A connection's state, outstanding work, callback and provider reason (QUERY).
     Query {
         /// The connection.
-        id: u64,
+        id: ConnectionId,
     },
     /// Post receives or sends on a connection (POST).
     Post {
         /// The connection.
-        id: u64,
+        id: ConnectionId,
         /// `recv` or `send`.
         #[arg(value_enum)]
         what: PostWhat,
@@ -303,7 +304,7 @@ pub enum Command {
     /// Disconnect gracefully (NdkDisconnect) or abortively (DISCONNECT).
     Disconnect {
         /// The connection.
-        id: u64,
+        id: ConnectionId,
         /// Close at once (a reset) instead of NdkDisconnect.
         #[arg(long)]
         abortive: bool,
@@ -311,12 +312,12 @@ pub enum Command {
     /// Cancel the connection's pended waits and end it (ABORT).
     Abort {
         /// The connection.
-        id: u64,
+        id: ConnectionId,
     },
     /// NdkFlush the connection's queue pair: posted requests complete with STATUS_CANCELLED (FLUSH).
     Flush {
         /// The connection.
-        id: u64,
+        id: ConnectionId,
     },
     /// Release a connection's or a listener's NDK objects (CLOSE).
     Close {
@@ -326,7 +327,7 @@ pub enum Command {
     /// Stream events until interrupted (Ctrl-C), as a table or --json lines.
     Watch {
         /// One connection (default: any).
-        id: Option<u64>,
+        id: Option<ConnectionId>,
         /// Stop after this many events (of those shown).
         #[arg(long)]
         count: Option<usize>,

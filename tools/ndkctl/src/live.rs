@@ -22,8 +22,8 @@ use ndkdisc_abi::PostKind;
 #[cfg(feature = "sim")]
 use ndkdisc_client::sim::ConnectionFault;
 use ndkdisc_client::{
-    Cause, Client, ClockBase, ConnectParams, ConnectionInfo, DisconnectMode, Error, ErrorKind,
-    Event, EventKind, Timeout, WaitOn,
+    Cause, Client, ClockBase, ConnectParams, ConnectionId, ConnectionInfo, DisconnectMode, Error,
+    ErrorKind, Event, EventKind, Timeout, WaitOn,
 };
 use serde_json::{Value, json};
 
@@ -106,10 +106,10 @@ impl<'a> Voice<'a> {
         self.say(&output::query_line(q), output::query_json(q))
     }
 
-    fn did(&self, what: &str, connection_id: u64, text: &str) -> Result<(), CliError> {
+    fn did(&self, what: &str, connection_id: ConnectionId, text: &str) -> Result<(), CliError> {
         self.say(
             text,
-            json!({"type": "ok", "op": what, "conn": connection_id, "what": text}),
+            json!({"type": "ok", "op": what, "conn": connection_id.raw(), "what": text}),
         )
     }
 }
@@ -233,7 +233,7 @@ pub struct ServeParams {
 
 /// Answer a peer's disconnect: graceful `NdkDisconnect` (it completes at once, the peer being
 /// gone), then CLOSE.
-fn answer(client: &Client, voice: Voice<'_>, id: u64) -> Result<(), CliError> {
+fn answer(client: &Client, voice: Voice<'_>, id: ConnectionId) -> Result<(), CliError> {
     let pending = client.start_disconnect(id)?;
     match client.finish_disconnect(pending, Timeout::After(ANSWER_LIMIT)) {
         Ok(()) => voice.did(
@@ -249,7 +249,7 @@ fn answer(client: &Client, voice: Voice<'_>, id: u64) -> Result<(), CliError> {
         )?,
         Err(e) => return Err(e.into()),
     }
-    client.close_object(id)?;
+    client.close_connection(id)?;
     voice.did("close", id, &format!("closed connection {id}"))
 }
 
@@ -302,7 +302,7 @@ pub fn serve(
                 voice.event(e)?;
             }
             summary.saw(e);
-            let id = e.connection_id;
+            let id = ConnectionId::of(e);
             match (e.kind, e.cause) {
                 (EventKind::Accepted, _) if p.receives > 0 => {
                     client.post(id, PostKind::Receive, p.receives, p.length)?;
@@ -331,7 +331,7 @@ pub fn serve(
                     if let Ok(q) = client.query(id) {
                         summary.queried(q);
                     }
-                    client.close_object(id)?;
+                    client.close_connection(id)?;
                     voice.did("close", id, &format!("closed connection {id}"))?;
                 }
                 _ => {}
@@ -383,7 +383,12 @@ fn fault_after(fault: &PlannedFault) -> Duration {
 
 /// Inject the planned fault on connection `id`.
 #[cfg(feature = "sim")]
-fn inject(client: &Client, voice: Voice<'_>, id: u64, fault: PlannedFault) -> Result<(), CliError> {
+fn inject(
+    client: &Client,
+    voice: Voice<'_>,
+    id: ConnectionId,
+    fault: PlannedFault,
+) -> Result<(), CliError> {
     let (host, what, _) = fault;
     host.inject(client, id, what)?;
     voice.did(
@@ -398,7 +403,7 @@ fn inject(client: &Client, voice: Voice<'_>, id: u64, fault: PlannedFault) -> Re
     clippy::needless_pass_by_value,
     reason = "the signature of the simulator's variant; no value exists"
 )]
-fn inject(_: &Client, _: Voice<'_>, _: u64, fault: PlannedFault) -> Result<(), CliError> {
+fn inject(_: &Client, _: Voice<'_>, _: ConnectionId, fault: PlannedFault) -> Result<(), CliError> {
     match fault {}
 }
 
@@ -518,7 +523,7 @@ fn connected(
     params: &ConnectParams,
     timeout: Timeout,
     voice: Voice<'_>,
-) -> Result<u64, CliError> {
+) -> Result<ConnectionId, CliError> {
     let c = {
         let _progress =
             crate::Progress::start(voice.out, format!("the connection to {}", params.remote));
@@ -532,22 +537,32 @@ fn connected(
             show(c.local),
             show(c.remote)
         ),
-        json!({"type": "connection", "conn": c.id, "state": "connected", "local": c.local.map(|a| a.to_string()), "remote": c.remote.map(|a| a.to_string())}),
+        json!({"type": "connection", "conn": c.id.raw(), "state": "connected", "local": c.local.map(|a| a.to_string()), "remote": c.remote.map(|a| a.to_string())}),
     )?;
     Ok(c.id)
 }
 
 /// QUERY the connection (for the summary) and CLOSE it.
-fn close(client: &Client, voice: Voice<'_>, id: u64, s: &mut Summary) -> Result<(), CliError> {
+fn close(
+    client: &Client,
+    voice: Voice<'_>,
+    id: ConnectionId,
+    s: &mut Summary,
+) -> Result<(), CliError> {
     if let Ok(q) = client.query(id) {
         s.queried(q);
     }
-    client.close_object(id)?;
+    client.close_connection(id)?;
     voice.did("close", id, &format!("closed connection {id}"))
 }
 
 /// The planned disconnect: abortive at once; graceful until the peer answers.
-fn disconnect(client: &Client, voice: Voice<'_>, id: u64, abortive: bool) -> Result<(), CliError> {
+fn disconnect(
+    client: &Client,
+    voice: Voice<'_>,
+    id: ConnectionId,
+    abortive: bool,
+) -> Result<(), CliError> {
     let mode = if abortive {
         DisconnectMode::Abortive
     } else {

@@ -258,8 +258,8 @@ fn interrupted() -> bool {
     INTERRUPT.get().is_some_and(|f| f.load(Ordering::SeqCst))
 }
 
-fn ok_json(op: &str, id: u64) -> serde_json::Value {
-    json!({"type": "ok", "op": op, "id": id})
+fn ok_json(op: &str, id: impl Into<u64>) -> serde_json::Value {
+    json!({"type": "ok", "op": op, "id": id.into()})
 }
 
 #[expect(clippy::too_many_lines, reason = "one arm per subcommand, each short")]

@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use ndkdisc_abi::PostKind;
 use ndkdisc_client::{
-    Client, ConnectionInfo, DisconnectMode, Error, Event, NtStatus, Timeout, WaitOn,
+    Client, ConnectionId, ConnectionInfo, DisconnectMode, Error, Event, NtStatus, Timeout, WaitOn,
     parse_socket_addr,
 };
 use serde_json::{Value, json};
@@ -275,7 +275,13 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn id_arg(&self, step: &Step, i: usize) -> Result<u64, CliError> {
+    /// Argument `i`: a connection's id.
+    fn id_arg(&self, step: &Step, i: usize) -> Result<ConnectionId, CliError> {
+        self.raw_id_arg(step, i).map(ConnectionId::from_raw)
+    }
+
+    /// Argument `i`: an id, of a connection or a listener.
+    fn raw_id_arg(&self, step: &Step, i: usize) -> Result<u64, CliError> {
         let raw = step
             .args
             .get(i)
@@ -372,7 +378,7 @@ impl<'a> Runner<'a> {
                 if matches {
                     // Bind the failed connect's id too, so it can be closed.
                     if let CliError::Client(Error::ConnectFailed { connection_id, .. }) = &c {
-                        self.bind(step, *connection_id);
+                        self.bind(step, connection_id.raw());
                     }
                     self.out.emit(
                         &format!("    failed as expected: {c}"),
@@ -592,7 +598,7 @@ impl<'a> Runner<'a> {
                     self.out,
                     format!("connection {} connected to {remote}", c.id),
                 )?;
-                self.bind(step, c.id);
+                self.bind(step, c.id.raw());
             }
             "wait" => {
                 let on = match step.args.first().map(String::as_str) {
@@ -612,7 +618,7 @@ impl<'a> Runner<'a> {
                     WaitOn::Connection(id) => host
                         .buffered
                         .iter()
-                        .position(|e| e.connection_id == id)
+                        .position(|e| ConnectionId::of(e) == id)
                         .and_then(|i| host.buffered.remove(i)),
                 };
                 let e = if let Some(e) = found {
@@ -713,7 +719,7 @@ impl<'a> Runner<'a> {
                 ok(self.out, format!("flush on connection {id}"))?;
             }
             "close" => {
-                let id = self.id_arg(step, 0)?;
+                let id = self.raw_id_arg(step, 0)?;
                 client.close_object(id)?;
                 ok(self.out, format!("{id} closed"))?;
             }
@@ -735,7 +741,7 @@ impl<'a> Runner<'a> {
                 while let Some(e) = host.buffered.pop_front() {
                     let wanted = match on {
                         WaitOn::Any => true,
-                        WaitOn::Connection(id) => e.connection_id == id,
+                        WaitOn::Connection(id) => ConnectionId::of(&e) == id,
                     };
                     if !wanted || count.is_some_and(|c| seen >= c) {
                         kept.push_back(e);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ndkdisc_client::sim::{OpenAs, SimFabric, SimOptions};
-use ndkdisc_client::{Client, ConnectParams, EventKind, Timeout, WaitOn};
+use ndkdisc_client::{Client, ConnectParams, ConnectionId, EventKind, Timeout, WaitOn};
 
 /// How long a test waits for anything.
 pub const LIMIT: Timeout = Timeout::After(Duration::from_secs(10));
@@ -20,8 +20,8 @@ pub struct Pair {
     pub fabric: Arc<SimFabric>,
     pub a: Client,
     pub b: Client,
-    pub ca: u64,
-    pub cb: u64,
+    pub ca: ConnectionId,
+    pub cb: ConnectionId,
 }
 
 /// CONNECT from A to B's `port`.
@@ -54,12 +54,12 @@ pub fn pair_on(options: SimOptions, port: u16) -> Pair {
     assert_eq!(accepted.kind, EventKind::Accepted);
     let connected = a.wait(WaitOn::Connection(c.id), 4, LIMIT).unwrap()[0];
     assert_eq!(connected.kind, EventKind::Connected);
-    assert_eq!(connected.connection_id, c.id);
+    assert_eq!(ConnectionId::of(&connected), c.id);
     Pair {
         fabric,
         a,
         b,
         ca: c.id,
-        cb: accepted.connection_id,
+        cb: ConnectionId::of(&accepted),
     }
 }
