@@ -39,6 +39,7 @@
 
 mod error;
 mod ids;
+mod objects;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod status;
@@ -68,6 +69,7 @@ pub use ndkdisc_abi::QueryReply as ConnectionInfo;
 pub use ndkdisc_abi::{
     AdapterEntry, Cause, ConnState, Event, EventKind, InfoReply, ListenReply, NtStatus, PostKind,
 };
+pub use objects::{Connection, Events, Listener};
 
 /// A request's completion: its status and the output bytes the driver wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -228,7 +230,7 @@ pub struct ConnectParams {
 
 /// An established connection, as CONNECT reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Connection {
+pub struct Established {
     /// Its id.
     pub id: ConnectionId,
     /// Local address.
@@ -575,7 +577,7 @@ impl Client {
     /// # Errors
     /// [`Error::ConnectFailed`] with the connection id and NDK status when the connection
     /// could not be made; [`Error::Timeout`]; the driver's status.
-    pub fn connect(&self, params: &ConnectParams, timeout: Timeout) -> Result<Connection, Error> {
+    pub fn connect(&self, params: &ConnectParams, timeout: Timeout) -> Result<Established, Error> {
         let input = encode(
             "connect",
             &ConnectRequest {
@@ -591,7 +593,7 @@ impl Client {
             .map_err(|e| address_error(e, params.remote))?;
         let status = reply.status;
         if status.is_success() {
-            Ok(Connection {
+            Ok(Established {
                 id: ConnectionId::from_raw(reply.connection_id),
                 local: reply.local,
                 remote: reply.remote,
