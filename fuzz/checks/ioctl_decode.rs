@@ -20,8 +20,8 @@
 /// When an invariant above does not hold (the fuzzer's crash).
 pub fn check_ioctl_decode(data: &[u8]) {
     use ndkdisc_abi::{
-        AbiError, ConnectReply, Event, InfoReply, Ioctl, ListenReply, QueryReply, Request,
-        decode_adapters_header, decode_wait_reply,
+        AbiError, ConnectReply, Event, InfoReply, Ioctl, ListenReply, ObjectEntry, QueryReply,
+        Request, decode_adapters_header, decode_objects_header, decode_wait_reply,
     };
 
     let Some((selector, record)) = data.split_first_chunk::<4>() else {
@@ -66,6 +66,12 @@ pub fn check_ioctl_decode(data: &[u8]) {
         assert!(events[..n].iter().all(Option::is_some));
     }
     let _ = decode_adapters_header(record);
+    let _ = decode_objects_header(record);
+    if let Ok(entry) = ObjectEntry::decode(record) {
+        let mut out = [0u8; ObjectEntry::SIZE];
+        entry.encode(&mut out).expect("a decoded entry re-encodes");
+        assert_eq!(ObjectEntry::decode(&out), Ok(entry), "object entry round trip");
+    }
 }
 
 /// A reply record that decodes re-encodes to bytes that decode to the same value.
@@ -92,6 +98,7 @@ fn encode_request(request: &ndkdisc_abi::Request, out: &mut [u8]) -> usize {
         Request::Abort(r) => r.encode(out),
         Request::Flush(r) => r.encode(out),
         Request::Close(r) => r.encode(out),
+        Request::ListObjects(r) => r.encode(out),
     };
     written.expect("a parsed request re-encodes")
 }

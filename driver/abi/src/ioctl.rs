@@ -79,4 +79,6 @@ ioctls! {
     Flush = 0x809, FILE_WRITE_ACCESS, false;
     /// Release a connection's or listener's NDK objects.
     Close = 0x80A, FILE_WRITE_ACCESS, false;
+    /// The handle's connections and listeners, with state and outstanding work.
+    ListObjects = 0x80B, FILE_READ_ACCESS, false;
 }

@@ -184,6 +184,10 @@ header_only_request!(
     /// `LIST_ADAPTERS` input: the header only.
     ListAdaptersRequest
 );
+header_only_request!(
+    /// `LIST_OBJECTS` input: the header only.
+    ListObjectsRequest
+);
 
 /// LISTEN input (48 bytes): header, `if_index: u32` @8, `backlog: u32` @12 (0 = the driver's
 /// default; at most the per-handle limit), `flags: u32` @16 (none defined: zero), `reserved:
@@ -476,6 +480,7 @@ pub const MAX_REQUEST_SIZE: usize = max_of(&[
     AbortRequest::SIZE,
     FlushRequest::SIZE,
     CloseRequest::SIZE,
+    ListObjectsRequest::SIZE,
 ]);
 
 const fn max_of(sizes: &[usize]) -> usize {
@@ -515,6 +520,8 @@ pub enum Request {
     Flush(FlushRequest),
     /// CLOSE.
     Close(CloseRequest),
+    /// `LIST_OBJECTS`.
+    ListObjects(ListObjectsRequest),
 }
 
 impl Request {
@@ -537,6 +544,7 @@ impl Request {
             Ioctl::Abort => Self::Abort(AbortRequest::parse(input)?),
             Ioctl::Flush => Self::Flush(FlushRequest::parse(input)?),
             Ioctl::Close => Self::Close(CloseRequest::parse(input)?),
+            Ioctl::ListObjects => Self::ListObjects(ListObjectsRequest::parse(input)?),
         })
     }
 
@@ -555,6 +563,7 @@ impl Request {
             Self::Abort(_) => Ioctl::Abort,
             Self::Flush(_) => Ioctl::Flush,
             Self::Close(_) => Ioctl::Close,
+            Self::ListObjects(_) => Ioctl::ListObjects,
         }
     }
 }

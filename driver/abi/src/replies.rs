@@ -798,3 +798,112 @@ impl Record for QueryReply {
         w.u32(self.last_provider_error)
     }
 }
+
+/// What a `LIST` entry describes ([`ObjectEntry::kind`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A connection (`1`).
+    Connection,
+    /// A listener (`2`).
+    Listener,
+    /// A kind from a newer driver.
+    Unknown(u16),
+}
+
+impl ObjectKind {
+    /// The wire value.
+    pub const fn to_wire(self) -> u16 {
+        match self {
+            Self::Connection => 1,
+            Self::Listener => 2,
+            Self::Unknown(v) => v,
+        }
+    }
+
+    /// From the wire value.
+    pub const fn from_wire(v: u16) -> Self {
+        match v {
+            1 => Self::Connection,
+            2 => Self::Listener,
+            v => Self::Unknown(v),
+        }
+    }
+}
+
+/// One `LIST` entry (72 bytes): `id: u64` @0, `kind: u16` @8 ([`ObjectKind`]), `state: u16` @10
+/// (a connection's [`ConnState`], as QUERY reports it; 0 for a listener), `outstanding_receives:
+/// u32` @12, `outstanding_sends: u32` @16 (connections; 0 for a listener), `reserved: u32` @20,
+/// `local: Address` @24 (a listener's bound address, a connection's local one), `remote:
+/// Address` @48 (a connection's peer; empty for a listener).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// The id.
+    pub id: u64,
+    /// Connection or listener.
+    pub kind: ObjectKind,
+    /// A connection's state (`None` for a listener).
+    pub state: Option<ConnState>,
+    /// Receives still posted.
+    pub outstanding_receives: u32,
+    /// Sends still posted.
+    pub outstanding_sends: u32,
+    /// The local (or bound) address, once known.
+    pub local: Option<SocketAddr>,
+    /// The peer's address, once known.
+    pub remote: Option<SocketAddr>,
+}
+
+impl ObjectEntry {
+    /// Size of one entry.
+    pub const SIZE: usize = 72;
+
+    /// Decode one entry.
+    ///
+    /// # Errors
+    /// Truncation, a reserved field not zero, a bad address.
+    pub fn decode(bytes: &[u8]) -> Result<Self, AbiError> {
+        let mut r = Reader::new(bytes.get(..Self::SIZE).ok_or(AbiError::Truncated)?);
+        let id = r.u64()?;
+        let kind = ObjectKind::from_wire(r.u16()?);
+        let state = r.u16()?;
+        let outstanding_receives = r.u32()?;
+        let outstanding_sends = r.u32()?;
+        r.reserved32("reserved")?;
+        Ok(Self {
+            id,
+            kind,
+            state: (kind != ObjectKind::Listener).then(|| ConnState::from_wire(state)),
+            outstanding_receives,
+            outstanding_sends,
+            local: read_address(&mut r)?,
+            remote: read_address(&mut r)?,
+        })
+    }
+
+    /// Encode one entry.
+    ///
+    /// # Errors
+    /// [`AbiError::OutputTooSmall`].
+    pub fn encode(&self, out: &mut [u8]) -> Result<usize, AbiError> {
+        let mut w = Writer::new(out.get_mut(..Self::SIZE).ok_or(AbiError::OutputTooSmall)?);
+        w.u64(self.id)?;
+        w.u16(self.kind.to_wire())?;
+        w.u16(self.state.map_or(0, ConnState::to_wire))?;
+        w.u32(self.outstanding_receives)?;
+        w.u32(self.outstanding_sends)?;
+        w.u32(0)?;
+        write_address(&mut w, self.local)?;
+        write_address(&mut w, self.remote)?;
+        Ok(Self::SIZE)
+    }
+}
+
+/// Decode a `LIST` reply's header: (entries present, entries that exist). A reply whose
+/// `count` is below `total` was cut short by the output buffer: ask again with room for
+/// `total`.
+///
+/// # Errors
+/// A malformed header.
+pub fn decode_objects_header(bytes: &[u8]) -> Result<(usize, u32), AbiError> {
+    read_batch_header(bytes)
+}

@@ -655,6 +655,56 @@ fn adapters_reply_reports_how_many_exist_when_the_buffer_is_short() {
 }
 
 #[test]
+fn object_entries_have_their_documented_layout() {
+    let local = v4([10, 0, 0, 2], 4791);
+    let remote = v4([10, 0, 0, 1], 49152);
+    let conn = ObjectEntry {
+        id: 0x0000_0001_0000_0003,
+        kind: ObjectKind::Connection,
+        state: Some(ConnState::Disconnected),
+        outstanding_receives: 4,
+        outstanding_sends: 1,
+        local: Some(local),
+        remote: Some(remote),
+    };
+    let mut expected = le64(0x0000_0001_0000_0003).to_vec();
+    expected.extend_from_slice(&1u16.to_le_bytes());
+    expected.extend_from_slice(&ConnState::Disconnected.to_wire().to_le_bytes());
+    expected.extend_from_slice(&le32(4));
+    expected.extend_from_slice(&le32(1));
+    expected.extend_from_slice(&le32(0));
+    expected.extend_from_slice(&addr(Some(local)));
+    expected.extend_from_slice(&addr(Some(remote)));
+    assert_eq!(expected.len(), ObjectEntry::SIZE);
+    let mut buf = [0u8; ObjectEntry::SIZE];
+    assert_eq!(conn.encode(&mut buf), Ok(ObjectEntry::SIZE));
+    assert_eq!(buf.to_vec(), expected);
+    assert_eq!(ObjectEntry::decode(&buf), Ok(conn));
+    let listener = ObjectEntry {
+        id: 0xF_FFFF,
+        kind: ObjectKind::Listener,
+        state: None,
+        outstanding_receives: 0,
+        outstanding_sends: 0,
+        local: Some(local),
+        remote: None,
+    };
+    listener.encode(&mut buf).unwrap();
+    assert_eq!(&buf[8..12], &[2, 0, 0, 0], "kind 2, state 0");
+    assert_eq!(ObjectEntry::decode(&buf), Ok(listener));
+    buf[20] = 1;
+    assert_eq!(
+        ObjectEntry::decode(&buf),
+        Err(AbiError::ReservedNotZero("reserved"))
+    );
+    assert_eq!(ObjectEntry::decode(&buf[..71]), Err(AbiError::Truncated));
+    assert_eq!(
+        ObjectEntry::encode(&listener, &mut buf[..71]),
+        Err(AbiError::OutputTooSmall)
+    );
+}
+
+#[test]
 fn control_codes_follow_ctl_code_in_the_vendor_ranges() {
     assert_eq!(Ioctl::GetInfo.code(), 0x8A4D_6000);
     assert_eq!(Ioctl::Connect.code(), 0x8A4D_A00C);
@@ -668,7 +718,7 @@ fn control_codes_follow_ctl_code_in_the_vendor_ranges() {
         let access = (code >> 14) & 3;
         let query = matches!(
             i,
-            Ioctl::GetInfo | Ioctl::ListAdapters | Ioctl::Wait | Ioctl::Query
+            Ioctl::GetInfo | Ioctl::ListAdapters | Ioctl::Wait | Ioctl::Query | Ioctl::ListObjects
         );
         assert_eq!(
             access,
@@ -677,7 +727,8 @@ fn control_codes_follow_ctl_code_in_the_vendor_ranges() {
         );
         assert_eq!(Ioctl::from_code(code), Some(i));
     }
-    assert_eq!(Ioctl::ALL.len(), 11);
+    assert_eq!(Ioctl::ALL.len(), 12);
+    assert_eq!(Ioctl::ListObjects.code(), 0x8A4D_602C);
     assert!(Ioctl::Connect.may_pend() && Ioctl::Wait.may_pend());
     assert!(Ioctl::ALL.iter().filter(|i| i.may_pend()).count() == 2);
     let foreign = ioctl::ctl_code(0x22, 0x800, 0, 0);

@@ -6,8 +6,9 @@ use alloc::vec::Vec;
 use kalloc::Arc;
 
 use ndkdisc_abi::{
-    AbiError, AdapterEntry, Cause, ConnectReply, ConnectRequest, InfoReply, Ioctl, ListenReply,
-    ListenRequest, NtStatus, QueryReply, Record, Request, encode_adapters_reply,
+    AbiError, AdapterEntry, BATCH_HEADER_SIZE, Cause, ConnectReply, ConnectRequest, InfoReply,
+    Ioctl, ListenReply, ListenRequest, NtStatus, ObjectEntry, ObjectKind, QueryReply, Record,
+    Request, encode_adapters_reply, encode_batch_header,
 };
 
 use crate::conn::Conn;
@@ -73,6 +74,7 @@ impl<P: Platform> Owner<P> {
                 }
             }
             Request::ListAdapters(_) => self.list_adapters(request),
+            Request::ListObjects(_) => self.list_objects(request),
             Request::Listen(req) => self.listen(req, request),
             Request::Connect(req) => self.connect(req, request),
             Request::Wait(req) => {
@@ -169,6 +171,72 @@ impl<P: Platform> Owner<P> {
         match encode_adapters_reply(&entries, request.output()) {
             Ok(n) => request.complete(NtStatus::SUCCESS, n),
             Err(e) => self.finish(code, request, Err(e.into())),
+        }
+    }
+
+    /// `LIST_OBJECTS`: each connection (from its QUERY) and listener, written straight into the
+    /// output as found, one table lookup at a time: no allocation, and no connection lock taken
+    /// under the table's.
+    fn list_objects(&self, mut request: P::Request) {
+        let out = request.output();
+        if out.len() < BATCH_HEADER_SIZE {
+            return self.finish(
+                Ioctl::ListObjects.code(),
+                request,
+                Err(Error::Abi(AbiError::OutputTooSmall)),
+            );
+        }
+        let fit = (out.len() - BATCH_HEADER_SIZE) / ObjectEntry::SIZE;
+        let mut total = 0usize;
+        let mut put = |entry: &ObjectEntry, out: &mut [u8]| {
+            if total < fit {
+                let at = BATCH_HEADER_SIZE + total * ObjectEntry::SIZE;
+                // INVARIANT: `at + SIZE` is within `out`: `total < fit`.
+                let _ = entry.encode(&mut out[at..]);
+            }
+            total += 1;
+        };
+        let slots = self.inner.table.with(|t| t.conns.len());
+        for i in 0..slots {
+            let Some(c) = self.inner.table.with(|t| t.conns.get(i).cloned().flatten()) else {
+                continue;
+            };
+            let q = c.query();
+            let entry = ObjectEntry {
+                id: q.connection_id,
+                kind: ObjectKind::Connection,
+                state: Some(q.state),
+                outstanding_receives: q.outstanding_receives,
+                outstanding_sends: q.outstanding_sends,
+                local: q.local,
+                remote: q.remote,
+            };
+            put(&entry, request.output());
+        }
+        let mut i = 0;
+        while let Some(l) = self.inner.table.with(|t| t.listeners.get(i).cloned()) {
+            let entry = ObjectEntry {
+                id: l.id,
+                kind: ObjectKind::Listener,
+                state: None,
+                outstanding_receives: 0,
+                outstanding_sends: 0,
+                local: Some(l.bound()),
+                remote: None,
+            };
+            put(&entry, request.output());
+            i += 1;
+        }
+        let count = total.min(fit);
+        let header = u32::try_from(total)
+            .map_err(|_| AbiError::OutOfRange("total"))
+            .and_then(|t| encode_batch_header(request.output(), count, t));
+        match header {
+            Ok(()) => request.complete(
+                NtStatus::SUCCESS,
+                BATCH_HEADER_SIZE + count * ObjectEntry::SIZE,
+            ),
+            Err(e) => self.finish(Ioctl::ListObjects.code(), request, Err(e.into())),
         }
     }
 

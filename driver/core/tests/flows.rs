@@ -138,6 +138,79 @@ fn closing_a_handle_cancels_its_waits_and_resets_its_peers(mode: Completion) {
     assert_released(&w);
 }
 
+/// `LIST_OBJECTS` on `h` with room for `room` entries: (status, count, total, entries).
+fn list(h: &HostHandle, room: usize) -> (NtStatus, usize, u32, Vec<ObjectEntry>) {
+    let (status, out) = done(&h.ioctl(
+        Ioctl::ListObjects.code(),
+        &bytes(&ListObjectsRequest),
+        BATCH_HEADER_SIZE + room * ObjectEntry::SIZE,
+    ));
+    if !status.is_success() {
+        return (status, 0, 0, Vec::new());
+    }
+    let (count, total) = decode_objects_header(&out).unwrap();
+    assert_eq!(out.len(), BATCH_HEADER_SIZE + count * ObjectEntry::SIZE);
+    let entries = (0..count)
+        .map(|i| ObjectEntry::decode(&out[BATCH_HEADER_SIZE + i * ObjectEntry::SIZE..]).unwrap())
+        .collect();
+    (status, count, total, entries)
+}
+
+#[test]
+fn list_objects_shows_the_handles_connections_and_listeners() {
+    let w = world(Completion::Inline);
+    let (ha, ca, hb, cb) = pair(&w);
+    assert_eq!(post(&hb, cb, PostKind::Receive, 3), NtStatus::SUCCESS);
+    // B: its accepted connection (with its receives) and its listener; nobody else's.
+    let (_, count, total, entries) = list(&hb, 8);
+    assert_eq!((count, total), (2, 2), "{entries:?}");
+    let conn = entries[0];
+    assert_eq!(
+        (conn.id, conn.kind, conn.state),
+        (cb, ObjectKind::Connection, Some(ConnState::Connected))
+    );
+    assert_eq!((conn.outstanding_receives, conn.outstanding_sends), (3, 0));
+    assert_eq!(conn.local.map(|a| a.port()), Some(4791));
+    assert_eq!(conn.remote.map(|a| a.ip()), Some(A));
+    let listener = entries[1];
+    assert_eq!(
+        (listener.kind, listener.state),
+        (ObjectKind::Listener, None)
+    );
+    assert_eq!(listener.local.map(|a| a.port()), Some(4791));
+    assert!(
+        entries.iter().all(|e| e.id != ca),
+        "A's connection is not B's"
+    );
+    // A: only its connection.
+    let (_, _, total, entries) = list(&ha, 8);
+    assert_eq!(total, 1);
+    assert_eq!(
+        (entries[0].id, entries[0].remote.map(|a| a.ip())),
+        (ca, Some(B))
+    );
+    // Room for one: the first, and how many exist.
+    let (status, count, total, entries) = list(&hb, 1);
+    assert_eq!((status, count, total), (NtStatus::SUCCESS, 1, 2));
+    assert_eq!(entries[0].id, cb);
+    let (_, count, total, _) = list(&hb, 0);
+    assert_eq!((count, total), (0, 2));
+    // Not even room for the header.
+    let (status, _) = done(&hb.ioctl(
+        Ioctl::ListObjects.code(),
+        &bytes(&ListObjectsRequest),
+        BATCH_HEADER_SIZE - 1,
+    ));
+    assert_eq!(status, NtStatus::BUFFER_TOO_SMALL);
+    // Closed: gone from the list.
+    close(&hb, cb);
+    let (_, _, total, entries) = list(&hb, 8);
+    assert_eq!(total, 1, "{entries:?}");
+    assert_eq!(entries[0].kind, ObjectKind::Listener);
+    close(&ha, ca);
+    finish(&w, ha, hb);
+}
+
 #[test]
 fn get_info_reads_the_clock_that_dates_events() {
     // The clock GET_INFO reports is the one events are stamped with: read before and after an

@@ -57,8 +57,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ndkdisc_abi::{
     AbortRequest, BATCH_HEADER_SIZE, CloseRequest, ConnectReply, ConnectRequest, DisconnectRequest,
-    FlushRequest, GetInfoRequest, Ioctl, ListAdaptersRequest, ListenRequest, PostRequest,
-    QueryReply, QueryRequest, Record, WaitRequest, decode_adapters_header, decode_wait_reply,
+    FlushRequest, GetInfoRequest, Ioctl, ListAdaptersRequest, ListObjectsRequest, ListenRequest,
+    PostRequest, QueryReply, QueryRequest, Record, WaitRequest, decode_adapters_header,
+    decode_objects_header, decode_wait_reply,
 };
 
 pub use error::{Error, ErrorKind, Op};
@@ -67,7 +68,8 @@ pub use ids::{ConnectionId, ListenerId};
 pub use ndkdisc_abi::QueryReply as ConnectionInfo;
 /// The records are the ABI's own typed values: decoded once, in `ndkdisc-abi`.
 pub use ndkdisc_abi::{
-    AdapterEntry, Cause, ConnState, Event, EventKind, InfoReply, ListenReply, NtStatus, PostKind,
+    AdapterEntry, Cause, ConnState, Event, EventKind, InfoReply, ListenReply, NtStatus,
+    ObjectEntry, ObjectKind, PostKind,
 };
 pub use objects::{Connection, Events, Listener};
 
@@ -329,6 +331,7 @@ fn op_name(ioctl: Ioctl) -> Op {
         Ioctl::Abort => "abort",
         Ioctl::Flush => "flush",
         Ioctl::Close => "close",
+        Ioctl::ListObjects => "list",
     }
 }
 
@@ -542,6 +545,42 @@ impl Client {
                         .get(at..)
                         .ok_or(ndkdisc_abi::AbiError::Truncated)
                         .and_then(AdapterEntry::decode)
+                        .map_err(bad)
+                })
+                .collect();
+        }
+    }
+
+    /// `LIST_OBJECTS`: the handle's connections (state, outstanding work, addresses; QUERY
+    /// each for its counters) and listeners (bound address).
+    ///
+    /// # Errors
+    /// The driver's status; a malformed reply.
+    pub fn objects(&self) -> Result<Vec<ObjectEntry>, Error> {
+        let op = "list";
+        let input = encode(op, &ListObjectsRequest)?;
+        let mut room = 64usize;
+        loop {
+            let len = BATCH_HEADER_SIZE + room * ObjectEntry::SIZE;
+            let done = self.call(Ioctl::ListObjects, &input, len, Timeout::Forever)?;
+            if !done.status.is_success() {
+                return Err(Error::from_status(op, done.status));
+            }
+            let bad = |why| Error::BadReply { op, why };
+            let (count, total) = decode_objects_header(&done.output).map_err(bad)?;
+            let total = total as usize;
+            // More exist than fitted: ask again with room for them.
+            if count < total && room < total {
+                room = total;
+                continue;
+            }
+            return (0..count)
+                .map(|i| {
+                    let at = BATCH_HEADER_SIZE + i * ObjectEntry::SIZE;
+                    done.output
+                        .get(at..)
+                        .ok_or(ndkdisc_abi::AbiError::Truncated)
+                        .and_then(ObjectEntry::decode)
                         .map_err(bad)
                 })
                 .collect();

@@ -282,6 +282,10 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
     },
+    /// The handle's connections and listeners: state, outstanding work, addresses
+    /// (LIST_OBJECTS). A single command's handle is new and owns nothing: use it in a session
+    /// or a scenario, where the handle lives on.
+    List,
     /// A connection's state, outstanding work, callback and provider reason (QUERY).
     Query {
         /// The connection.

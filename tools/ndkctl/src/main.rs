@@ -595,6 +595,12 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 )?;
             }
         }
+        Command::List => {
+            out.note(output::OBJECT_HEADER)?;
+            for o in client.objects()? {
+                out.emit(&output::object_row(&o), &output::object_json(&o))?;
+            }
+        }
         Command::Query { id } => {
             let q = client.query(*id)?;
             out.emit(&output::query_line(&q), &output::query_json(&q))?;

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ndkdisc_abi::{AdapterEntry, InfoReply};
+use ndkdisc_abi::{AdapterEntry, InfoReply, ObjectEntry, ObjectKind};
 use std::time::SystemTime;
 
 use ndkdisc_client::{Cause, ClockBase, ConnState, ConnectionInfo, Event, EventKind, NtStatus};
@@ -276,6 +276,48 @@ pub fn event_line(e: &Event) -> String {
         } else {
             ""
         }
+    )
+}
+
+/// A `LIST_OBJECTS` entry as JSON (the names of QUERY's record where they say the same).
+pub fn object_json(o: &ObjectEntry) -> Value {
+    json!({
+        "type": "object",
+        "id": o.id,
+        "kind": object_kind_name(o.kind),
+        "state": o.state.map(state_name),
+        "recv": o.outstanding_receives,
+        "send": o.outstanding_sends,
+        "local": o.local.map(|a| a.to_string()),
+        "remote": o.remote.map(|a| a.to_string()),
+    })
+}
+
+/// An object kind's name (a kind from a newer driver: `kind-N`).
+pub fn object_kind_name(k: ObjectKind) -> Cow<'static, str> {
+    match k {
+        ObjectKind::Connection => Cow::Borrowed("connection"),
+        ObjectKind::Listener => Cow::Borrowed("listener"),
+        ObjectKind::Unknown(v) => Cow::Owned(format!("kind-{v}")),
+    }
+}
+
+/// The header of the object table.
+pub const OBJECT_HEADER: &str =
+    "                  ID  KIND        STATE          RECV  SEND  LOCAL                  REMOTE";
+
+/// A `LIST_OBJECTS` entry as a table row.
+pub fn object_row(o: &ObjectEntry) -> String {
+    let show = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "-".into(), |a| a.to_string());
+    format!(
+        "{:>20}  {:<10}  {:<13} {:>5} {:>5}  {:<21}  {}",
+        o.id,
+        object_kind_name(o.kind),
+        o.state.map_or(Cow::Borrowed("-"), state_name),
+        o.outstanding_receives,
+        o.outstanding_sends,
+        show(o.local),
+        show(o.remote),
     )
 }
 

@@ -15,6 +15,7 @@
 //! | `set NAME VALUE` | a default for `${NAME}` |
 //! | `host NAME if=N addr=IP` | sim: add a simulated host with its own engine on the fabric; device: open a handle on this machine's driver (`if`/`addr` name the local adapter to use) |
 //! | `H: info` / `H: adapters [count=N]` | `GET_INFO` / `LIST_ADAPTERS` |
+//! | `H: list [count=N]` | `LIST_OBJECTS`: the handle's connections and listeners |
 //! | `H: listen IP:PORT [if=N] [backlog=N] -> L` | LISTEN; binds the listener id |
 //! | `H: connect IP:PORT [if=N] [local=IP:PORT] [timeout=D] -> C` | CONNECT; binds the connection id (also when it fails, with `fails=`) |
 //! | `H: wait any\|ID [timeout=D] [EXPECT...] [async=W] -> V` | the next new event (of any connection, or of one) must match the expectations; binds its connection id. A copy of a terminal event already delivered (the driver returns it at once to a WAIT on that connection) is not a new event: it is skipped and the wait goes on. `async=W` starts the wait in the background; `join W [EXPECT...]` collects it |
@@ -87,6 +88,7 @@ const COMMANDS: &[(&str, bool)] = &[
     ("join", false),
     ("info", true),
     ("adapters", true),
+    ("list", true),
     ("listen", true),
     ("connect", true),
     ("wait", true),
@@ -552,6 +554,23 @@ impl<'a> Runner<'a> {
                     && n.parse::<usize>().ok() != Some(list.len())
                 {
                     return Err(deviation(format!("expected count={n}, got {}", list.len())));
+                }
+            }
+            "list" => {
+                let objects = client.objects()?;
+                for o in &objects {
+                    let mut v = output::object_json(o);
+                    v["line"] = json!(step.line);
+                    self.out
+                        .emit(&format!("    {}", output::object_row(o)), &v)?;
+                }
+                if let Some(n) = opt("count")
+                    && n.parse::<usize>().ok() != Some(objects.len())
+                {
+                    return Err(deviation(format!(
+                        "expected count={n}, got {}",
+                        objects.len()
+                    )));
                 }
             }
             "listen" => {

@@ -1102,6 +1102,7 @@ a: connect 10.0.0.2:4791 -> C
 not a step
 {"op":"query","host":"b","id":"$S","recv":3}
 {"op":"provider","flush_calls":0}
+{"op":"list","host":"b","count":2}
 "#;
     let (code, replies) = session(input);
     assert_eq!(code, 0, "{replies:?}");
@@ -1113,8 +1114,8 @@ not a step
         .iter()
         .map(|r| r["request"].as_u64().unwrap())
         .collect();
-    assert_eq!(requests, [1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
-    assert_eq!(end["requests"], 14);
+    assert_eq!(requests, [1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]);
+    assert_eq!(end["requests"], 15);
     assert_eq!(end["failed"], 3);
     assert!(
         replies
@@ -1147,6 +1148,16 @@ not a step
     assert_eq!(by(15)["error"]["kind"], "deviation");
     assert_eq!(by(16)["ok"], true);
     assert_eq!(by(16)["results"][0]["flush_calls"], 0);
+    // LIST_OBJECTS: b's connection (disconnected, its receives flushed by its own disconnect)
+    // and its listener.
+    let objects = &by(17)["results"];
+    assert_eq!(by(17)["ok"], true, "{:?}", by(17));
+    assert_eq!(objects[0]["kind"], "connection");
+    assert_eq!(objects[0]["id"].to_string(), s);
+    assert_eq!(objects[0]["state"], "disconnected");
+    assert_eq!(objects[0]["remote"], "10.0.0.1:49152");
+    assert_eq!(objects[1]["kind"], "listener");
+    assert_eq!(objects[1]["local"], "10.0.0.2:4791");
 }
 
 #[test]
