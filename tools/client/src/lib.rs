@@ -37,6 +37,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod asynchronous;
 mod error;
 mod ids;
 mod objects;
@@ -87,6 +88,9 @@ pub(crate) trait InFlight: Send {
     /// Wait up to `limit` for the completion; `None` if it has not completed yet. Once it has
     /// returned `Some`, it is not called again.
     fn wait(&mut self, limit: Duration) -> Option<Completed>;
+    /// The completion if it has come; otherwise arrange for `cx`'s waker to be woken when it
+    /// comes. Once it has returned `Ready`, it is not called again.
+    fn poll_done(&mut self, cx: &mut core::task::Context<'_>) -> core::task::Poll<Completed>;
     /// Ask for cancellation (`CancelIoEx`); the request still completes, promptly.
     fn cancel(&mut self);
 }
@@ -133,6 +137,12 @@ impl Ready {
 impl InFlight for Ready {
     fn wait(&mut self, _: Duration) -> Option<Completed> {
         self.0.take()
+    }
+    fn poll_done(&mut self, _: &mut core::task::Context<'_>) -> core::task::Poll<Completed> {
+        // Completed when issued: ready at the first poll (there is no second).
+        self.0
+            .take()
+            .map_or(core::task::Poll::Pending, core::task::Poll::Ready)
     }
     fn cancel(&mut self) {}
 }
@@ -276,7 +286,7 @@ impl ClockBase {
 }
 
 /// How long a cancelled request may take to complete before the client calls it stuck.
-const CANCEL_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const CANCEL_GRACE: Duration = Duration::from_secs(30);
 /// How often a blocked call looks at the interrupt flag.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 
@@ -302,6 +312,9 @@ pub struct Client {
     transport: Box<dyn Transport>,
     interrupt: Option<Arc<AtomicBool>>,
     closed: bool,
+    /// Events an async WAIT took from the driver as it was dropped: the next WAIT returns them
+    /// (so dropping a future loses no event).
+    stash: std::sync::Mutex<std::collections::VecDeque<Event>>,
 }
 
 impl core::fmt::Debug for Client {
@@ -343,6 +356,7 @@ impl Client {
             transport,
             interrupt: None,
             closed: false,
+            stash: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -617,19 +631,112 @@ impl Client {
     /// [`Error::ConnectFailed`] with the connection id and NDK status when the connection
     /// could not be made; [`Error::Timeout`]; the driver's status.
     pub fn connect(&self, params: &ConnectParams, timeout: Timeout) -> Result<Established, Error> {
-        let input = encode(
-            "connect",
-            &ConnectRequest {
-                if_index: params.if_index,
-                receive_depth: params.receive_depth,
-                send_depth: params.send_depth,
-                local: params.local,
-                remote: params.remote,
-            },
-        )?;
-        let reply: ConnectReply = self
-            .fixed(Ioctl::Connect, &input, timeout)
-            .map_err(|e| address_error(e, params.remote))?;
+        let input = connect_input(params)?;
+        let done = self.call(Ioctl::Connect, &input, ConnectReply::SIZE, timeout)?;
+        connect_outcome(&done, params)
+    }
+
+    /// WAIT for up to `max_events` events (at least 1) on `on`. [`Timeout::After`] with a zero
+    /// duration drains what is queued without pending (possibly nothing).
+    ///
+    /// Events that an async WAIT took from the driver just as it was dropped
+    /// ([`crate::asynchronous`]) come first.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] when nothing arrived in time, [`Error::Interrupted`],
+    /// `STATUS_CANCELLED` (ABORT of the connection, handle close), `STATUS_NOT_FOUND`.
+    pub fn wait(
+        &self,
+        on: WaitOn,
+        max_events: usize,
+        timeout: Timeout,
+    ) -> Result<Vec<Event>, Error> {
+        let room = max_events.clamp(1, 4096);
+        let stashed = self.take_stashed(on, room);
+        if !stashed.is_empty() {
+            return Ok(stashed);
+        }
+        let nonblocking = timeout == Timeout::After(Duration::ZERO);
+        let input = wait_input(on, nonblocking)?;
+        let timeout = if nonblocking {
+            Timeout::Forever
+        } else {
+            timeout
+        };
+        let done = self.call(Ioctl::Wait, &input, wait_output_len(room), timeout)?;
+        wait_outcome(&done, room)
+    }
+
+    /// Up to `room` events kept from async WAITs dropped as they completed, of `on`, in order.
+    pub(crate) fn take_stashed(&self, on: WaitOn, room: usize) -> Vec<Event> {
+        let mut stash = self
+            .stash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut taken = Vec::new();
+        let mut kept = std::collections::VecDeque::new();
+        while let Some(e) = stash.pop_front() {
+            let wanted = match on {
+                WaitOn::Any => true,
+                WaitOn::Connection(id) => ConnectionId::of(&e) == id,
+            };
+            if wanted && taken.len() < room {
+                taken.push(e);
+            } else {
+                kept.push_back(e);
+            }
+        }
+        *stash = kept;
+        taken
+    }
+
+    /// Keep `events`, taken from the driver by a WAIT nobody will read, for the next WAIT.
+    pub(crate) fn stash(&self, events: Vec<Event>) {
+        self.stash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(events);
+    }
+
+    /// Issue a request without waiting for it (the async API).
+    pub(crate) fn start(
+        &self,
+        ioctl: Ioctl,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<Box<dyn InFlight>, Error> {
+        self.transport.start(ioctl, input, output_len)
+    }
+}
+
+/// CONNECT's input record.
+pub(crate) fn connect_input(params: &ConnectParams) -> Result<Vec<u8>, Error> {
+    encode(
+        "connect",
+        &ConnectRequest {
+            if_index: params.if_index,
+            receive_depth: params.receive_depth,
+            send_depth: params.send_depth,
+            local: params.local,
+            remote: params.remote,
+        },
+    )
+}
+
+/// CONNECT's completion as its outcome.
+pub(crate) fn connect_outcome(
+    done: &Completed,
+    params: &ConnectParams,
+) -> Result<Established, Error> {
+    let op = "connect";
+    if !done.status.is_success() {
+        return Err(address_error(
+            Error::from_status(op, done.status),
+            params.remote,
+        ));
+    }
+    let reply = ConnectReply::parse(&done.output).map_err(|why| Error::BadReply { op, why })?;
+    {
         let status = reply.status;
         if status.is_success() {
             Ok(Established {
@@ -644,52 +751,40 @@ impl Client {
             })
         }
     }
+}
 
-    /// WAIT for up to `max_events` events (at least 1) on `on`. [`Timeout::After`] with a zero
-    /// duration drains what is queued without pending (possibly nothing).
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] when nothing arrived in time, [`Error::Interrupted`],
-    /// `STATUS_CANCELLED` (ABORT of the connection, handle close), `STATUS_NOT_FOUND`.
-    pub fn wait(
-        &self,
-        on: WaitOn,
-        max_events: usize,
-        timeout: Timeout,
-    ) -> Result<Vec<Event>, Error> {
-        let op = "wait";
-        let nonblocking = timeout == Timeout::After(Duration::ZERO);
-        let input = encode(
-            op,
-            &WaitRequest {
-                connection: match on {
-                    WaitOn::Any => None,
-                    WaitOn::Connection(id) => Some(id.raw()),
-                },
-                nonblocking,
+/// WAIT's input record.
+pub(crate) fn wait_input(on: WaitOn, nonblocking: bool) -> Result<Vec<u8>, Error> {
+    encode(
+        "wait",
+        &WaitRequest {
+            connection: match on {
+                WaitOn::Any => None,
+                WaitOn::Connection(id) => Some(id.raw()),
             },
-        )?;
-        let room = max_events.clamp(1, 4096);
-        let timeout = if nonblocking {
-            Timeout::Forever
-        } else {
-            timeout
-        };
-        let done = self.call(
-            Ioctl::Wait,
-            &input,
-            BATCH_HEADER_SIZE + room * ndkdisc_abi::Event::SIZE,
-            timeout,
-        )?;
-        if !done.status.is_success() {
-            return Err(Error::from_status(op, done.status));
-        }
-        let mut slots = vec![None; room];
-        let n = decode_wait_reply(&done.output, &mut slots)
-            .map_err(|why| Error::BadReply { op, why })?;
-        Ok(slots.into_iter().take(n).flatten().collect())
-    }
+            nonblocking,
+        },
+    )
+}
 
+/// The output room of a WAIT for `room` events.
+pub(crate) fn wait_output_len(room: usize) -> usize {
+    BATCH_HEADER_SIZE + room * ndkdisc_abi::Event::SIZE
+}
+
+/// WAIT's completion as its events.
+pub(crate) fn wait_outcome(done: &Completed, room: usize) -> Result<Vec<Event>, Error> {
+    let op = "wait";
+    if !done.status.is_success() {
+        return Err(Error::from_status(op, done.status));
+    }
+    let mut slots = vec![None; room];
+    let n =
+        decode_wait_reply(&done.output, &mut slots).map_err(|why| Error::BadReply { op, why })?;
+    Ok(slots.into_iter().take(n).flatten().collect())
+}
+
+impl Client {
     /// WAIT for events not delivered before: like [`Client::wait`], but copies of a terminal
     /// record already delivered ([`Event::already_delivered`]) are skipped, and the wait goes
     /// on until a new event arrives or `timeout` passes. A WAIT on a connection whose terminal

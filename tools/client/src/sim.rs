@@ -438,6 +438,11 @@ impl InFlight for SimInFlight {
             .wait(limit)
             .map(|(status, output)| Completed { status, output })
     }
+    fn poll_done(&mut self, cx: &mut core::task::Context<'_>) -> core::task::Poll<Completed> {
+        self.0
+            .poll_done(cx)
+            .map(|(status, output)| Completed { status, output })
+    }
     fn cancel(&mut self) {
         self.0.cancel();
     }

@@ -3,8 +3,13 @@
 //! to cancel. This module is the only place in the client with `unsafe`: every block is one
 //! Win32 call whose pointer arguments point into memory this module owns and keeps alive for as
 //! long as the call (or, for an overlapped request, the I/O) can use it.
+//!
+//! An async caller ([`crate::asynchronous`]) is woken through the thread pool: the request's
+//! event (set by the I/O manager when the request completes) is waited for with
+//! `RegisterWaitForSingleObject`, whose callback wakes the caller's waker.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use ndkdisc_abi::{DEVICE_INTERFACE_GUID, DOS_DEVICE_PATH, Ioctl};
@@ -23,7 +28,9 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::IO::{
     CancelIoEx, DeviceIoControl, GetOverlappedResultEx, OVERLAPPED,
 };
-use windows_sys::Win32::System::Threading::CreateEventW;
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, INFINITE, RegisterWaitForSingleObject, UnregisterWaitEx, WT_EXECUTEONLYONCE,
+};
 use windows_sys::core::GUID;
 
 use crate::{Completed, Error, InFlight, NtStatus, OpenHandle, Ready, Transport};
@@ -186,14 +193,41 @@ struct DeviceRequest {
     device: Arc<OwnedHandle>,
     overlapped: Box<OVERLAPPED>,
     /// The OVERLAPPED's event; closed after the I/O completed (field order: dropped last).
-    _event: OwnedHandle,
+    event: OwnedHandle,
     output: Vec<u8>,
     done: bool,
+    /// An async caller's waker, for the thread-pool callback.
+    slot: Option<Arc<WakeSlot>>,
+    /// The thread-pool wait on `event` and the slot reference it holds (from
+    /// `Arc::into_raw`), until unregistered.
+    registered: Option<(HANDLE, *const WakeSlot)>,
 }
 
-// SAFETY: the raw pointers inside (the OVERLAPPED's event handle, the buffers) are owned by this
-// value and used by one thread at a time through `&mut self`; kernel handles work from any
-// thread.
+/// Where the thread-pool callback finds the waker to wake.
+struct WakeSlot(Mutex<Option<Waker>>);
+
+impl WakeSlot {
+    fn set(&self, waker: &Waker) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker.clone());
+    }
+}
+
+/// The thread-pool callback of a request's event: the request completed; wake its caller.
+unsafe extern "system" fn wake_async_caller(context: *mut core::ffi::c_void, _timed_out: bool) {
+    // SAFETY: `context` is the pointer `Arc::into_raw` gave when the wait was registered; that
+    // reference is given back only after `UnregisterWaitEx` returned, which waits for this
+    // callback to end, so the slot is alive here.
+    let slot = unsafe { &*context.cast::<WakeSlot>() };
+    let waker = slot.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+// SAFETY: the raw pointers inside (the OVERLAPPED's event handle, the buffers, the thread-pool
+// wait and its slot reference) are owned by this value and used by one thread at a time through
+// `&mut self`; kernel handles work from any thread, and the slot is shared only through its
+// `Arc`.
 unsafe impl Send for DeviceRequest {}
 
 impl DeviceRequest {
@@ -233,12 +267,66 @@ impl DeviceRequest {
     }
 }
 
+impl DeviceRequest {
+    /// Give back the thread-pool wait, if registered, once no callback of it can run.
+    fn unregister(&mut self) {
+        if let Some((wait, context)) = self.registered.take() {
+            // SAFETY: `wait` came from RegisterWaitForSingleObject and is unregistered once
+            // (taken out of `registered`); INVALID_HANDLE_VALUE makes the call wait for a
+            // callback in progress to end.
+            unsafe { UnregisterWaitEx(wait, INVALID_HANDLE_VALUE) };
+            // SAFETY: the registration's reference, from `Arc::into_raw`; no callback can use it
+            // any more.
+            drop(unsafe { Arc::from_raw(context) });
+        }
+    }
+}
+
 impl InFlight for DeviceRequest {
     fn wait(&mut self, limit: Duration) -> Option<Completed> {
         let ms = u32::try_from(limit.as_millis())
             .unwrap_or(u32::MAX - 1)
             .min(u32::MAX - 1);
         self.poll(ms)
+    }
+
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Completed> {
+        if let Some(done) = self.poll(0) {
+            return Poll::Ready(done);
+        }
+        let slot = Arc::clone(
+            self.slot
+                .get_or_insert_with(|| Arc::new(WakeSlot(Mutex::new(None)))),
+        );
+        slot.set(cx.waker());
+        if self.registered.is_none() {
+            let context = Arc::into_raw(Arc::clone(&slot));
+            let mut wait: HANDLE = core::ptr::null_mut();
+            // SAFETY: `wait` is a live local for the new wait's handle; the event is open until
+            // this request is dropped, which unregisters the wait first; `context` is a counted
+            // reference to the slot that the registration keeps until `unregister`; one-shot:
+            // the event is set once, by the completion.
+            let ok = unsafe {
+                RegisterWaitForSingleObject(
+                    &raw mut wait,
+                    self.event.0,
+                    Some(wake_async_caller),
+                    context.cast(),
+                    INFINITE,
+                    WT_EXECUTEONLYONCE,
+                )
+            };
+            if ok == 0 {
+                // SAFETY: the registration failed, so the reference was not handed over.
+                drop(unsafe { Arc::from_raw(context) });
+                // No notification can be had: ask to be polled again.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.registered = Some((wait, context));
+        }
+        // It may have completed before the waker was in place.
+        self.poll(0).map_or(Poll::Pending, Poll::Ready)
     }
 
     fn cancel(&mut self) {
@@ -257,6 +345,8 @@ impl Drop for DeviceRequest {
             // The buffers must outlive the I/O: wait for the completion however long it takes.
             while self.poll(u32::MAX - 1).is_none() && !self.done {}
         }
+        // Before the event closes (with the fields, after this).
+        self.unregister();
     }
 }
 
@@ -333,9 +423,11 @@ impl Transport for Device {
         Ok(Box::new(DeviceRequest {
             device,
             overlapped,
-            _event: event,
+            event,
             output,
             done: false,
+            slot: None,
+            registered: None,
         }))
     }
 

@@ -438,6 +438,8 @@ struct ReqState {
     cancelable: bool,
     cancel_requested: bool,
     done: Option<(NtStatus, Vec<u8>)>,
+    /// Who to wake at the completion (an async caller, [`Pending::poll_done`]).
+    waker: Option<core::task::Waker>,
 }
 
 struct ReqShared {
@@ -527,7 +529,14 @@ impl PendedRequest for HostRequest {
         let mut output = self.output;
         output.truncate(information);
         s.done = Some((status, output));
+        let waker = s.waker.take();
+        drop(s);
         self.shared.cv.notify_all();
+        // As the I/O manager signals an overlapped request's event: the caller's side runs
+        // whatever waiting on it means (an async executor's wake-up), not the driver.
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -553,6 +562,26 @@ impl Pending {
                 .0;
         }
         s.done.clone()
+    }
+
+    /// The completion if it has come; otherwise `cx`'s waker is woken when it does (an async
+    /// caller's wait).
+    pub fn poll_done(
+        &self,
+        cx: &mut core::task::Context<'_>,
+    ) -> core::task::Poll<(NtStatus, Vec<u8>)> {
+        let mut s = self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(done) = &s.done {
+            return core::task::Poll::Ready(done.clone());
+        }
+        if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.waker = Some(cx.waker().clone());
+        }
+        core::task::Poll::Pending
     }
 
     /// Whether it has completed.

@@ -1114,7 +1114,10 @@ not a step
         .iter()
         .map(|r| r["request"].as_u64().unwrap())
         .collect();
-    assert_eq!(requests, [1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]);
+    assert_eq!(
+        requests,
+        [1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
+    );
     assert_eq!(end["requests"], 15);
     assert_eq!(end["failed"], 3);
     assert!(
