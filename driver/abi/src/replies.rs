@@ -622,13 +622,15 @@ const QUERY_FLAGS: u16 = QUERY_CALLBACK_FIRED
     | QUERY_PROVIDER_FLUSHED
     | QUERY_CQ_FAILED;
 
-/// What QUERY reports about a connection, decoded. On the wire (120 bytes): header,
+/// What QUERY reports about a connection, decoded. On the wire (136 bytes): header,
 /// `connection_id: u64` @8, `state: u16` @16, `flags: u16` @18 (`QUERY_*`), `provider_reason:
 /// u32` @20, `outstanding_receives: u32` @24, `outstanding_sends: u32` @28, `ndk_major: u16`
 /// @32, `ndk_minor: u16` @34, `terminal_status: i32` @36, `local: Address` @40, `remote:
 /// Address` @64, `receives_succeeded: u32` @88, `receives_cancelled: u32` @92,
 /// `sends_succeeded: u32` @96, `sends_cancelled: u32` @100, `receives_failed: u32` @104,
-/// `sends_failed: u32` @108, `last_error_status: i32` @112, `last_provider_error: u32` @116.
+/// `sends_failed: u32` @108, `last_error_status: i32` @112, `last_provider_error: u32` @116,
+/// `received_bytes: u64` @120, `send_bytes_posted: u64` @128. (Until 2026-12-02, the same ABI
+/// version, the record ended at @120: the driver and its client ship together.)
 ///
 /// The counts are completions reaped from the connection's CQ by status: `STATUS_SUCCESS`,
 /// `STATUS_CANCELLED` (flushed: by FLUSH, by our own `NdkDisconnect`, or by the provider on its
@@ -689,6 +691,11 @@ pub struct QueryReply {
     /// Provider error code of the last failed completion (NDKPI 2.1; provider-specific; 0
     /// when not provided).
     pub last_provider_error: u32,
+    /// Bytes the provider reported received, over the receives that succeeded
+    /// (`NDK_RESULT::BytesTransferred`, meaningful for receives only).
+    pub received_bytes: u64,
+    /// Bytes of the sends posted (NDK reports no byte count for a send's completion).
+    pub send_bytes_posted: u64,
 }
 
 impl QueryReply {
@@ -737,7 +744,7 @@ impl QueryReply {
 }
 
 impl Record for QueryReply {
-    const SIZE: usize = 120;
+    const SIZE: usize = 136;
     fn decode_body(r: &mut Reader<'_>) -> Result<Self, AbiError> {
         let connection_id = r.u64()?;
         let state = ConnState::from_wire(r.u16()?);
@@ -774,6 +781,8 @@ impl Record for QueryReply {
             sends_failed: r.u32()?,
             last_error_status: r.status()?,
             last_provider_error: r.u32()?,
+            received_bytes: r.u64()?,
+            send_bytes_posted: r.u64()?,
         })
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), AbiError> {
@@ -795,7 +804,9 @@ impl Record for QueryReply {
         w.u32(self.receives_failed)?;
         w.u32(self.sends_failed)?;
         w.status(self.last_error_status)?;
-        w.u32(self.last_provider_error)
+        w.u32(self.last_provider_error)?;
+        w.u64(self.received_bytes)?;
+        w.u64(self.send_bytes_posted)
     }
 }
 

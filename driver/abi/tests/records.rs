@@ -454,8 +454,10 @@ fn replies_round_trip_with_golden_layout() {
         sends_failed: 10,
         last_error_status: NtStatus::IO_TIMEOUT,
         last_provider_error: 12,
+        received_bytes: 0x0102_0304_0506_0708,
+        send_bytes_posted: 4096,
     };
-    let mut b = hdr(120);
+    let mut b = hdr(136);
     b.extend_from_slice(&le64(13));
     b.extend_from_slice(&4u16.to_le_bytes());
     b.extend_from_slice(&3u16.to_le_bytes());
@@ -470,6 +472,8 @@ fn replies_round_trip_with_golden_layout() {
     for v in [5u32, 6, 7, 8, 9, 10, 0xC000_00B5, 12] {
         b.extend_from_slice(&le32(v));
     }
+    b.extend_from_slice(&le64(0x0102_0304_0506_0708));
+    b.extend_from_slice(&le64(4096));
     golden(q, &b);
     assert_eq!(
         q.flags(),

@@ -260,6 +260,10 @@ struct Ctl<R> {
     outstanding_sends: u32,
     /// Completions reaped, by status: [receive, send] x [succeeded, cancelled, failed].
     reaped: [[u32; 3]; 2],
+    /// Bytes the provider reported received, over the successful receives.
+    received_bytes: u64,
+    /// Bytes of the sends posted.
+    send_bytes_posted: u64,
     /// The last failed completion: (status, NDKPI 2.1 provider error code).
     last_error: (NtStatus, u32),
     /// Requests completed as flushed that ndkdisc never asked to flush.
@@ -319,7 +323,14 @@ impl<R> Ctl<R> {
                 _ => continue,
             };
             let outcome = match done.status {
-                NtStatus::SUCCESS => 0,
+                NtStatus::SUCCESS => {
+                    // BytesTransferred means something for receives only (NDK_RESULT).
+                    if queue == 0 {
+                        self.received_bytes =
+                            self.received_bytes.saturating_add(u64::from(done.bytes));
+                    }
+                    0
+                }
                 NtStatus::CANCELLED => {
                     self.provider_flushed |= !ours;
                     1
@@ -493,6 +504,8 @@ impl<P: Platform> Conn<P> {
             outstanding_receives: 0,
             outstanding_sends: 0,
             reaped: [[0; 3]; 2],
+            received_bytes: 0,
+            send_bytes_posted: 0,
             last_error: (NtStatus::SUCCESS, 0),
             provider_flushed: false,
             cq_error: NtStatus::SUCCESS,
@@ -1221,6 +1234,10 @@ impl<P: Platform> Conn<P> {
                         PostKind::Receive => c.outstanding_receives -= 1,
                         PostKind::Send => c.outstanding_sends -= 1,
                     });
+                } else if matches!(kind, PostKind::Send) {
+                    this.ctl.with(|c| {
+                        c.send_bytes_posted = c.send_bytes_posted.saturating_add(u64::from(length));
+                    });
                 }
                 Some(st)
             });
@@ -1340,6 +1357,8 @@ impl<P: Platform> Conn<P> {
             sends_failed: c.reaped[1][2],
             last_error_status: c.last_error.0,
             last_provider_error: c.last_error.1,
+            received_bytes: c.received_bytes,
+            send_bytes_posted: c.send_bytes_posted,
         })
     }
 }

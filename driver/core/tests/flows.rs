@@ -447,6 +447,11 @@ fn sends_complete_into_the_peers_posted_receives(mode: Completion) {
     );
     assert_eq!(query(&hb, cb).receives_succeeded, 2, "{mode:?}");
     assert_eq!(query(&ha, ca).sends_succeeded, 2, "{mode:?}");
+    // Bytes: the provider's count of what the receives took (two 256-byte sends), and the
+    // bytes of the sends posted; a failed POST adds nothing.
+    assert_eq!(query(&hb, cb).received_bytes, 512, "{mode:?}");
+    assert_eq!(query(&ha, ca).send_bytes_posted, 512, "{mode:?}");
+    assert_eq!(query(&hb, cb).send_bytes_posted, 0, "{mode:?}");
     // Sends need a connection.
     // Graceful: A's DISCONNECT pends until B answers (B's close, at the latest).
     let _a_disconnect = disconnect_pending(&ha, ca);
@@ -454,6 +459,7 @@ fn sends_complete_into_the_peers_posted_receives(mode: Completion) {
         post(&ha, ca, PostKind::Send, 1),
         NtStatus::INVALID_DEVICE_STATE
     );
+    assert_eq!(query(&ha, ca).send_bytes_posted, 512, "{mode:?}");
     finish(&w, ha, hb);
 }
 

@@ -172,7 +172,7 @@ impl Summary {
         for q in self.connections.values().flatten() {
             voice.say(
                 &format!(
-                    "  conn {}: last seen {} with recv={} send={} outstanding; completed: recv ok={} cancelled={} failed={}, send ok={} cancelled={} failed={}",
+                    "  conn {}: last seen {} with recv={} send={} outstanding; completed: recv ok={} cancelled={} failed={}, send ok={} cancelled={} failed={}; {} bytes received, {} bytes of sends posted",
                     q.connection_id,
                     output::state_name(q.state),
                     q.outstanding_receives,
@@ -182,7 +182,9 @@ impl Summary {
                     q.receives_failed,
                     q.sends_succeeded,
                     q.sends_cancelled,
-                    q.sends_failed
+                    q.sends_failed,
+                    q.received_bytes,
+                    q.send_bytes_posted
                 ),
                 json!({"type": "summary-connection", "conn": q.connection_id}),
             )?;

@@ -381,6 +381,10 @@ pub struct QueryRecord {
     pub local: Option<String>,
     /// The peer's address.
     pub remote: Option<String>,
+    /// Bytes the provider reported received (successful receives).
+    pub recv_bytes: u64,
+    /// Bytes of the sends posted.
+    pub send_bytes_posted: u64,
 }
 
 impl From<&ConnectionInfo> for QueryRecord {
@@ -412,6 +416,8 @@ impl From<&ConnectionInfo> for QueryRecord {
             terminal_status_name: q.terminal_status.name(),
             local: q.local.map(|a| a.to_string()),
             remote: q.remote.map(|a| a.to_string()),
+            recv_bytes: q.received_bytes,
+            send_bytes_posted: q.send_bytes_posted,
         }
     }
 }
@@ -434,7 +440,7 @@ pub fn query_line(q: &ConnectionInfo) -> String {
         )
     };
     format!(
-        "conn {} state={} callback={} reason={} recv={} send={} recv_ok={} recv_cancelled={} recv_failed={} send_ok={} send_cancelled={} send_failed={}{last_error} local_disconnect={} aborted={} flushed={} provider_flushed={}{} ndk={} local={} remote={}",
+        "conn {} state={} callback={} reason={} recv={} send={} recv_ok={} recv_cancelled={} recv_failed={} send_ok={} send_cancelled={} send_failed={}{last_error} local_disconnect={} aborted={} flushed={} provider_flushed={}{} ndk={} local={} remote={} recv_bytes={} send_bytes_posted={}",
         r.conn,
         r.state,
         if r.callback { "fired" } else { "no" },
@@ -455,6 +461,8 @@ pub fn query_line(q: &ConnectionInfo) -> String {
         r.ndk,
         r.local.as_deref().unwrap_or("-"),
         r.remote.as_deref().unwrap_or("-"),
+        r.recv_bytes,
+        r.send_bytes_posted,
     )
 }
 

@@ -1144,6 +1144,8 @@ mod tests {
             sends_failed: 1,
             last_error_status: NtStatus::IO_TIMEOUT,
             last_provider_error: 12,
+            received_bytes: 1536,
+            send_bytes_posted: 512,
         }
     }
 

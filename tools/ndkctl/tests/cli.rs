@@ -1370,3 +1370,36 @@ fn faults_and_quotas_from_the_command_line_and_a_session() {
         "link-loss|peer-reset|peer-disconnect",
     );
 }
+
+#[test]
+fn byte_counters_reach_query_and_the_summaries() {
+    let r = run(sim(&[
+        "connect",
+        "10.0.0.2:4791",
+        "--sim-peer",
+        "--send",
+        "2",
+        "--len",
+        "512",
+        "--disconnect-after",
+        "200ms",
+    ]));
+    r.exits(0);
+    // The server's receives took the two sends: the provider's byte count, in QUERY's line
+    // (a scenario can expect recv_bytes=1024) and in the summary.
+    in_order(
+        &lines_of(&r.stdout, "b"),
+        &["recv_ok=2", "1024 bytes received, 0 bytes of sends posted"],
+    );
+    assert!(
+        lines_of(&r.stdout, "b")
+            .iter()
+            .any(|l| l.contains("recv_ok=2") && l.ends_with("recv_bytes=1024 send_bytes_posted=0")),
+        "{}",
+        r.stdout
+    );
+    in_order(
+        &lines_of(&r.stdout, "a"),
+        &["send ok=2 cancelled=0 failed=0; 0 bytes received, 1024 bytes of sends posted"],
+    );
+}
