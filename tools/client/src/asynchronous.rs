@@ -10,14 +10,21 @@
 //!
 //! - a WAIT that completed with events anyway (the events raced the cancel) keeps them for
 //!   the next WAIT on this client, sync or async: no event is lost;
-//! - a CONNECT that completed anyway (connected just before the cancel) has its connection
-//!   closed, so nothing is left open that nobody knows of (its events still tell the story);
+//! - a CONNECT that completed anyway (connected just before the cancel, or failed) has its
+//!   connection closed, so nothing is left open that nobody knows of (its events still tell
+//!   the story);
 //! - a graceful DISCONNECT goes on in the driver (`NdkDisconnect` cannot be called back), and
 //!   its outcome reaches the connection's `Local` event.
 //!
-//! Collecting a cancelled request's completion happens in `drop` and is prompt (the driver
-//! completes a cancelled request at once), but it does block the dropping thread for that
-//! moment.
+//! Collecting a cancelled request's completion happens in `drop`: the driver completes a
+//! cancelled request at once, but the dropping thread does wait for it. On Windows it waits
+//! for as long as the I/O takes (the request's buffers must outlive it); on the simulator up to
+//! 30 s, after which a WAIT's late events are not collected.
+//!
+//! Kept events are returned by the next WAIT to *start*: a WAIT already pending in the driver
+//! when another future is dropped does not see them until it completes. A client that runs
+//! several WAITs at once (say an [`EventStream`] and a separate [`WaitFuture`]) should not drop
+//! one of them mid-flight and expect the other to deliver what it held.
 
 use core::future::Future;
 use core::pin::Pin;
@@ -184,10 +191,17 @@ impl Drop for ConnectFuture<'_> {
     fn drop(&mut self) {
         if let State::Issued(issued) = &mut self.state
             && let Some(done) = issued.cancel()
-            && let Ok(established) = connect_outcome(&done, &self.params)
         {
-            // Connected just before the cancel: nobody holds this connection; close it.
-            let _ = self.client.close_connection(established.id);
+            // It completed with a connection anyway — made just before the cancel, or failed
+            // (then it waits for its CLOSE): nobody holds it; close it.
+            let id = match connect_outcome(&done, &self.params) {
+                Ok(established) => Some(established.id),
+                Err(Error::ConnectFailed { connection_id, .. }) => Some(connection_id),
+                Err(_) => None,
+            };
+            if let Some(id) = id {
+                let _ = self.client.close_connection(id);
+            }
         }
     }
 }

@@ -212,15 +212,27 @@ impl WakeSlot {
     }
 }
 
+std::thread_local! {
+    /// The slot whose callback this thread is running, if any: a request dropped by the waker
+    /// it wakes (an executor that polls inline) must not wait for that very callback to end.
+    static IN_CALLBACK: core::cell::Cell<*const WakeSlot> = const { core::cell::Cell::new(core::ptr::null()) };
+}
+
 /// The thread-pool callback of a request's event: the request completed; wake its caller.
 unsafe extern "system" fn wake_async_caller(context: *mut core::ffi::c_void, _timed_out: bool) {
-    // SAFETY: `context` is the pointer `Arc::into_raw` gave when the wait was registered; that
-    // reference is given back only after `UnregisterWaitEx` returned, which waits for this
-    // callback to end, so the slot is alive here.
-    let slot = unsafe { &*context.cast::<WakeSlot>() };
+    let context = context.cast_const().cast::<WakeSlot>();
+    // SAFETY: `context` is the pointer `Arc::into_raw` gave when the wait was registered; the
+    // registration's reference is given back only after `UnregisterWaitEx` (blocking, or from
+    // this callback itself, below), so it is alive now. It is borrowed, not taken: the
+    // `ManuallyDrop` never releases it.
+    let registered = core::mem::ManuallyDrop::new(unsafe { Arc::from_raw(context) });
+    // A count of the callback's own, so the slot outlives the callback whatever the wake does.
+    let slot = Arc::clone(&registered);
     let waker = slot.0.lock().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(w) = waker {
+        IN_CALLBACK.with(|c| c.set(context));
         w.wake();
+        IN_CALLBACK.with(|c| c.set(core::ptr::null()));
     }
 }
 
@@ -271,10 +283,20 @@ impl DeviceRequest {
     /// Give back the thread-pool wait, if registered, once no callback of it can run.
     fn unregister(&mut self) {
         if let Some((wait, context)) = self.registered.take() {
+            // From within this wait's own callback (its wake dropped the request) the call
+            // must not wait for the callback to end: it is this one, which holds a count of the
+            // slot until it returns.
+            let own_callback = IN_CALLBACK.with(|c| c.get() == context);
+            let completion = if own_callback {
+                core::ptr::null_mut()
+            } else {
+                INVALID_HANDLE_VALUE
+            };
             // SAFETY: `wait` came from RegisterWaitForSingleObject and is unregistered once
             // (taken out of `registered`); INVALID_HANDLE_VALUE makes the call wait for a
-            // callback in progress to end.
-            unsafe { UnregisterWaitEx(wait, INVALID_HANDLE_VALUE) };
+            // callback in progress to end; from within that callback, null makes it return at
+            // once (the one-shot wait fires no other callback).
+            unsafe { UnregisterWaitEx(wait, completion) };
             // SAFETY: the registration's reference, from `Arc::into_raw`; no callback can use it
             // any more.
             drop(unsafe { Arc::from_raw(context) });
