@@ -122,7 +122,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn saw(&mut self, e: &Event) {
+    /// Count `e`.
+    pub fn saw(&mut self, e: &Event) {
         *self
             .events
             .entry(output::kind_name(e.kind).into_owned())
@@ -143,7 +144,11 @@ impl Summary {
         self.events.get(kind).copied().unwrap_or(0)
     }
 
-    fn show(&self, voice: Voice<'_>, why: &str) -> Result<(), CliError> {
+    /// Print the summary, saying why the run ended.
+    ///
+    /// # Errors
+    /// The output's.
+    pub fn show(&self, voice: Voice<'_>, why: &str) -> Result<(), CliError> {
         let kinds: Vec<String> = self
             .events
             .iter()

@@ -660,7 +660,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
         } => {
             let limit = for_.as_deref().map(parse_duration).transpose()?;
             waiting_note(out);
-            watch(
+            let (shown, why) = watch(
                 &client,
                 id.map_or(WaitOn::Any, WaitOn::Connection),
                 *count,
@@ -668,6 +668,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 filter,
                 out,
             )?;
+            shown.show(live::Voice::plain(out), why)?;
         }
         Command::Demo
         | Command::Scenario { .. }
@@ -757,8 +758,9 @@ fn say_err(line: std::fmt::Arguments<'_>) {
     let _ = std::io::Write::write_fmt(&mut e, format_args!("{line}\n"));
 }
 
-/// Stream events until interrupted, `count` events, or `limit` elapsed; returns how many it
-/// showed. Interruption is the normal end of a watch.
+/// Stream events until interrupted, `count` events, or `limit` elapsed; what was shown, and
+/// why it ended (`count`, `time`, `closed`, `interrupted`). Interruption is the normal end of
+/// a watch.
 ///
 /// # Errors
 /// Failures of WAIT other than the timeout or interruption that end the watch.
@@ -769,26 +771,26 @@ pub fn watch(
     limit: Option<Duration>,
     filter: &cli::EventFilter,
     out: &Out,
-) -> Result<usize, CliError> {
+) -> Result<(live::Summary, &'static str), CliError> {
     let start = Instant::now();
-    let mut seen = 0usize;
+    let mut shown = live::Summary::default();
     let clock = client.clock_base().ok();
     out.note(output::EVENT_HEADER)?;
     loop {
-        if count.is_some_and(|c| seen >= c) {
-            return Ok(seen);
+        if count.is_some_and(|c| shown.total() >= c) {
+            return Ok((shown, "count"));
         }
         let timeout = match limit {
             None => Timeout::Forever,
             Some(l) => {
                 let left = l.saturating_sub(start.elapsed());
                 if left.is_zero() {
-                    return Ok(seen);
+                    return Ok((shown, "time"));
                 }
                 Timeout::After(left)
             }
         };
-        let room = count.map_or(64, |c| c - seen);
+        let room = count.map_or(64, |c| c - shown.total());
         // New events only: a copy of a terminal record already delivered is not shown again.
         match client.wait_new(on, room, timeout) {
             Ok(events) => {
@@ -798,17 +800,18 @@ pub fn watch(
                             &output::event_row_at(e, clock.as_ref()),
                             &output::event_json_at(e, clock.as_ref()),
                         )?;
-                        seen += 1;
+                        shown.saw(e);
                     }
                     if matches!(on, WaitOn::Connection(_))
                         && e.kind == ndkdisc_client::EventKind::Closed
                     {
-                        return Ok(seen); // nothing follows a connection's Closed
+                        // Nothing follows a connection's Closed.
+                        return Ok((shown, "closed"));
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::Timeout) => return Ok(seen),
-            Err(Error::Interrupted { .. }) => return Ok(seen),
+            Err(e) if matches!(e.kind(), ErrorKind::Timeout) => return Ok((shown, "time")),
+            Err(Error::Interrupted { .. }) => return Ok((shown, "interrupted")),
             Err(e) => return Err(e.into()),
         }
     }

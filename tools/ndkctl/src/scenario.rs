@@ -54,8 +54,8 @@ use std::time::Duration;
 
 use ndkdisc_abi::PostKind;
 use ndkdisc_client::{
-    Client, ConnectionId, ConnectionInfo, DisconnectMode, Error, Event, NtStatus, Timeout, WaitOn,
-    parse_socket_addr,
+    Client, ConnectionId, ConnectionInfo, DisconnectMode, Error, Event, EventKind, NtStatus,
+    Timeout, WaitOn, parse_socket_addr,
 };
 use serde_json::{Value, json};
 
@@ -756,13 +756,14 @@ impl<'a> Runner<'a> {
                 // Events already taken from the driver come first: those of the watched
                 // connection (the others stay buffered, in order).
                 let mut seen = 0usize;
+                let mut closed = false;
                 let mut kept = VecDeque::new();
                 while let Some(e) = host.buffered.pop_front() {
                     let wanted = match on {
                         WaitOn::Any => true,
                         WaitOn::Connection(id) => ConnectionId::of(&e) == id,
                     };
-                    if !wanted || count.is_some_and(|c| seen >= c) {
+                    if !wanted || closed || count.is_some_and(|c| seen >= c) {
                         kept.push_back(e);
                         continue;
                     }
@@ -771,10 +772,12 @@ impl<'a> Runner<'a> {
                         &output::event_json_at(&e, host.clock.as_ref()),
                     )?;
                     seen += 1;
+                    // Nothing follows a watched connection's Closed: the watch is over.
+                    closed = matches!(on, WaitOn::Connection(_)) && e.kind == EventKind::Closed;
                 }
                 host.buffered = kept;
                 let left = count.map(|c| c - seen);
-                if left != Some(0) {
+                if left != Some(0) && !closed {
                     seen += crate::watch(
                         &client,
                         on,
@@ -782,7 +785,9 @@ impl<'a> Runner<'a> {
                         limit.or(Some(timeout)),
                         &crate::cli::EventFilter::default(),
                         self.out,
-                    )?;
+                    )?
+                    .0
+                    .total();
                 }
                 if let Some(c) = count
                     && seen < c

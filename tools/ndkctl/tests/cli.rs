@@ -571,7 +571,10 @@ fn wait_with_a_zero_timeout_drains_nothing_and_watch_for_ends_quietly() {
     assert_eq!(r.stdout.lines().count(), 1, "just the header: {}", r.stdout);
     let r = run(sim(&["--json", "watch", "--for", "100ms"]));
     r.exits(0);
-    assert!(r.stdout.is_empty(), "no header in JSON mode: {}", r.stdout);
+    // No header in JSON mode: only the closing summary record.
+    let lines = json_lines(&r.stdout);
+    assert_eq!(lines.len(), 1, "{}", r.stdout);
+    assert_eq!(lines[0]["type"], "summary");
 }
 
 // --- scenarios ----------------------------------------------------------------------------
@@ -1401,5 +1404,42 @@ fn byte_counters_reach_query_and_the_summaries() {
     in_order(
         &lines_of(&r.stdout, "a"),
         &["send ok=2 cancelled=0 failed=0; 0 bytes received, 1024 bytes of sends posted"],
+    );
+}
+
+#[test]
+fn a_watch_ends_at_a_buffered_closed_and_says_why_it_ended() {
+    // The server's WAIT takes Disconnected and Closed in one batch; the watch that follows
+    // shows the buffered Closed and ends there, without waiting out its 20 s.
+    let start = Instant::now();
+    let r = scenario(
+        "watch-closed.ndk",
+        "host server if=2 addr=10.0.0.2
+host client if=1 addr=10.0.0.1
+server: listen 10.0.0.2:4821
+client: connect 10.0.0.2:4821 -> C
+server: wait any kind=accepted -> S
+server: close $S
+server: wait $S kind=disconnected cause=local-abortive
+server: watch $S for=20s
+",
+        &[],
+    );
+    r.exits(0);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_contains(&r.stdout, "closed");
+    // A single watch ends with a summary of what it showed and why it ended.
+    let r = run(sim(&["watch", "--for", "200ms"]));
+    r.exits(0);
+    assert_contains(&r.stdout, "summary (time): 0 events (none), connections: 0");
+    let r = run(sim(&["--json", "watch", "--for", "100ms"]));
+    let last = json_lines(&r.stdout).pop().unwrap();
+    assert_eq!(
+        (last["type"].as_str(), last["ended_by"].as_str()),
+        (Some("summary"), Some("time"))
     );
 }
