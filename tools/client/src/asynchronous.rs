@@ -68,13 +68,52 @@ impl Issued {
 }
 
 /// What a future is up to.
-enum State<T> {
+enum State {
     /// Not issued yet (a future does nothing until polled).
     Start,
     /// In flight.
     Issued(Issued),
     /// Completed, or failed to issue: returned already.
-    Done(core::marker::PhantomData<T>),
+    Done,
+}
+
+impl State {
+    /// Issue the request with `start` at the first poll, then poll it; its completion through
+    /// `finish`. `Pending` for ever once done (a future is not polled after `Ready`).
+    fn drive<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        start: impl FnOnce() -> Result<Box<dyn InFlight>, Error>,
+        finish: impl FnOnce(&Completed) -> Result<R, Error>,
+    ) -> Poll<Result<R, Error>> {
+        if let State::Start = self {
+            match start() {
+                Ok(req) => *self = State::Issued(Issued(Some(req))),
+                Err(e) => {
+                    *self = State::Done;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+        let State::Issued(issued) = self else {
+            return Poll::Pending;
+        };
+        match issued.poll(cx) {
+            Poll::Ready(done) => {
+                *self = State::Done;
+                Poll::Ready(finish(&done))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Cancel a request still in flight and collect its completion ([`Issued::cancel`]).
+    fn cancel(&mut self) -> Option<Completed> {
+        match self {
+            State::Issued(issued) => issued.cancel(),
+            _ => None,
+        }
+    }
 }
 
 /// WAIT, as a future ([`Client::wait_async`]).
@@ -82,7 +121,7 @@ pub struct WaitFuture<'c> {
     client: &'c Client,
     on: WaitOn,
     room: usize,
-    state: State<()>,
+    state: State,
 }
 
 impl core::fmt::Debug for WaitFuture<'_> {
@@ -101,38 +140,25 @@ impl Future for WaitFuture<'_> {
         if let State::Start = this.state {
             let stashed = this.client.take_stashed(this.on, this.room);
             if !stashed.is_empty() {
-                this.state = State::Done(core::marker::PhantomData);
+                this.state = State::Done;
                 return Poll::Ready(Ok(stashed));
             }
-            let issued = wait_input(this.on, false).and_then(|input| {
-                this.client
-                    .start(Ioctl::Wait, &input, wait_output_len(this.room))
-            });
-            match issued {
-                Ok(req) => this.state = State::Issued(Issued(Some(req))),
-                Err(e) => {
-                    this.state = State::Done(core::marker::PhantomData);
-                    return Poll::Ready(Err(e));
-                }
-            }
         }
-        let State::Issued(issued) = &mut this.state else {
-            return Poll::Pending;
-        };
-        match issued.poll(cx) {
-            Poll::Ready(done) => {
-                this.state = State::Done(core::marker::PhantomData);
-                Poll::Ready(wait_outcome(&done, this.room))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let (client, on, room) = (this.client, this.on, this.room);
+        this.state.drive(
+            cx,
+            || {
+                wait_input(on, false)
+                    .and_then(|input| client.start(Ioctl::Wait, &input, wait_output_len(room)))
+            },
+            |done| wait_outcome(done, room),
+        )
     }
 }
 
 impl Drop for WaitFuture<'_> {
     fn drop(&mut self) {
-        if let State::Issued(issued) = &mut self.state
-            && let Some(done) = issued.cancel()
+        if let Some(done) = self.state.cancel()
             && let Ok(events) = wait_outcome(&done, self.room)
         {
             // The events raced the cancel: the next WAIT returns them.
@@ -145,7 +171,7 @@ impl Drop for WaitFuture<'_> {
 pub struct ConnectFuture<'c> {
     client: &'c Client,
     params: ConnectParams,
-    state: State<()>,
+    state: State,
 }
 
 impl core::fmt::Debug for ConnectFuture<'_> {
@@ -161,37 +187,21 @@ impl Future for ConnectFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let State::Start = this.state {
-            let issued = connect_input(&this.params).and_then(|input| {
-                this.client
-                    .start(Ioctl::Connect, &input, ConnectReply::SIZE)
-            });
-            match issued {
-                Ok(req) => this.state = State::Issued(Issued(Some(req))),
-                Err(e) => {
-                    this.state = State::Done(core::marker::PhantomData);
-                    return Poll::Ready(Err(e));
-                }
-            }
-        }
-        let State::Issued(issued) = &mut this.state else {
-            return Poll::Pending;
-        };
-        match issued.poll(cx) {
-            Poll::Ready(done) => {
-                this.state = State::Done(core::marker::PhantomData);
-                Poll::Ready(connect_outcome(&done, &this.params))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+        let (client, params) = (this.client, this.params);
+        this.state.drive(
+            cx,
+            || {
+                connect_input(&params)
+                    .and_then(|input| client.start(Ioctl::Connect, &input, ConnectReply::SIZE))
+            },
+            |done| connect_outcome(done, &params),
+        )
     }
 }
 
 impl Drop for ConnectFuture<'_> {
     fn drop(&mut self) {
-        if let State::Issued(issued) = &mut self.state
-            && let Some(done) = issued.cancel()
-        {
+        if let Some(done) = self.state.cancel() {
             // It completed with a connection anyway — made just before the cancel, or failed
             // (then it waits for its CLOSE): nobody holds it; close it.
             let id = match connect_outcome(&done, &self.params) {
@@ -210,7 +220,7 @@ impl Drop for ConnectFuture<'_> {
 pub struct DisconnectFuture<'c> {
     client: &'c Client,
     connection: ConnectionId,
-    state: State<()>,
+    state: State,
 }
 
 impl core::fmt::Debug for DisconnectFuture<'_> {
@@ -226,44 +236,32 @@ impl Future for DisconnectFuture<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let State::Start = this.state {
-            let request = DisconnectRequest {
-                connection_id: this.connection.raw(),
-                abortive: false,
-            };
-            let issued = encode("disconnect", &request)
-                .and_then(|input| this.client.start(Ioctl::Disconnect, &input, 0));
-            match issued {
-                Ok(req) => this.state = State::Issued(Issued(Some(req))),
-                Err(e) => {
-                    this.state = State::Done(core::marker::PhantomData);
-                    return Poll::Ready(Err(e));
-                }
-            }
-        }
-        let State::Issued(issued) = &mut this.state else {
-            return Poll::Pending;
-        };
-        match issued.poll(cx) {
-            Poll::Ready(done) => {
-                this.state = State::Done(core::marker::PhantomData);
-                Poll::Ready(if done.status.is_success() {
+        let (client, connection) = (this.client, this.connection);
+        this.state.drive(
+            cx,
+            || {
+                let request = DisconnectRequest {
+                    connection_id: connection.raw(),
+                    abortive: false,
+                };
+                encode("disconnect", &request)
+                    .and_then(|input| client.start(Ioctl::Disconnect, &input, 0))
+            },
+            |done| {
+                if done.status.is_success() {
                     Ok(())
                 } else {
                     Err(Error::from_status("disconnect", done.status))
-                })
-            }
-            Poll::Pending => Poll::Pending,
-        }
+                }
+            },
+        )
     }
 }
 
 impl Drop for DisconnectFuture<'_> {
     fn drop(&mut self) {
-        if let State::Issued(issued) = &mut self.state {
-            // NdkDisconnect goes on; its outcome reaches the Local event.
-            let _ = issued.cancel();
-        }
+        // NdkDisconnect goes on; its outcome reaches the Local event.
+        let _ = self.state.cancel();
     }
 }
 

@@ -184,6 +184,9 @@ impl<T> OpenHandle<T> {
     }
 }
 
+/// Decodes a batch reply's header: (entries present, entries that exist).
+type BatchHeader = fn(&[u8]) -> Result<(usize, u32), ndkdisc_abi::AbiError>;
+
 /// A graceful DISCONNECT in flight ([`Client::start_disconnect`]).
 pub struct PendingDisconnect {
     request: Box<dyn InFlight>,
@@ -536,33 +539,15 @@ impl Client {
     /// # Errors
     /// The driver's status; a malformed reply.
     pub fn adapters(&self) -> Result<Vec<AdapterEntry>, Error> {
-        let op = "adapters";
-        let input = encode(op, &ListAdaptersRequest)?;
-        let mut room = 16usize;
-        loop {
-            let len = BATCH_HEADER_SIZE + room * AdapterEntry::SIZE;
-            let done = self.call(Ioctl::ListAdapters, &input, len, Timeout::Forever)?;
-            if !done.status.is_success() {
-                return Err(Error::from_status(op, done.status));
-            }
-            let bad = |why| Error::BadReply { op, why };
-            let (count, total) = decode_adapters_header(&done.output).map_err(bad)?;
-            let total = total as usize;
-            if count < total && room < total {
-                room = total;
-                continue;
-            }
-            return (0..count)
-                .map(|i| {
-                    let at = BATCH_HEADER_SIZE + i * AdapterEntry::SIZE;
-                    done.output
-                        .get(at..)
-                        .ok_or(ndkdisc_abi::AbiError::Truncated)
-                        .and_then(AdapterEntry::decode)
-                        .map_err(bad)
-                })
-                .collect();
-        }
+        let input = encode("adapters", &ListAdaptersRequest)?;
+        self.batch(
+            Ioctl::ListAdapters,
+            &input,
+            16,
+            AdapterEntry::SIZE,
+            decode_adapters_header,
+            AdapterEntry::decode,
+        )
     }
 
     /// `LIST_OBJECTS`: the handle's connections (state, outstanding work, addresses; QUERY
@@ -571,17 +556,37 @@ impl Client {
     /// # Errors
     /// The driver's status; a malformed reply.
     pub fn objects(&self) -> Result<Vec<ObjectEntry>, Error> {
-        let op = "list";
-        let input = encode(op, &ListObjectsRequest)?;
-        let mut room = 64usize;
+        let input = encode("list", &ListObjectsRequest)?;
+        self.batch(
+            Ioctl::ListObjects,
+            &input,
+            64,
+            ObjectEntry::SIZE,
+            decode_objects_header,
+            ObjectEntry::decode,
+        )
+    }
+
+    /// A batch reply of `size`-byte entries: asked with room for `room`, and again with room
+    /// for all when more exist than fitted.
+    fn batch<T>(
+        &self,
+        ioctl: Ioctl,
+        input: &[u8],
+        mut room: usize,
+        size: usize,
+        header: BatchHeader,
+        entry: fn(&[u8]) -> Result<T, ndkdisc_abi::AbiError>,
+    ) -> Result<Vec<T>, Error> {
+        let op = op_name(ioctl);
         loop {
-            let len = BATCH_HEADER_SIZE + room * ObjectEntry::SIZE;
-            let done = self.call(Ioctl::ListObjects, &input, len, Timeout::Forever)?;
+            let len = BATCH_HEADER_SIZE + room * size;
+            let done = self.call(ioctl, input, len, Timeout::Forever)?;
             if !done.status.is_success() {
                 return Err(Error::from_status(op, done.status));
             }
             let bad = |why| Error::BadReply { op, why };
-            let (count, total) = decode_objects_header(&done.output).map_err(bad)?;
+            let (count, total) = header(&done.output).map_err(bad)?;
             let total = total as usize;
             // More exist than fitted: ask again with room for them.
             if count < total && room < total {
@@ -590,11 +595,11 @@ impl Client {
             }
             return (0..count)
                 .map(|i| {
-                    let at = BATCH_HEADER_SIZE + i * ObjectEntry::SIZE;
+                    let at = BATCH_HEADER_SIZE + i * size;
                     done.output
                         .get(at..)
                         .ok_or(ndkdisc_abi::AbiError::Truncated)
-                        .and_then(ObjectEntry::decode)
+                        .and_then(entry)
                         .map_err(bad)
                 })
                 .collect();

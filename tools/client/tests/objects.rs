@@ -16,14 +16,20 @@ use common::{A, B, LIMIT, params};
 
 const QUIET: Timeout = Timeout::After(Duration::from_millis(200));
 
-#[test]
-fn dropping_owned_objects_closes_them_and_the_iterator_ends_at_closed() {
+/// A fabric with host `a`, and a handle on it.
+fn host_a() -> (std::sync::Arc<SimFabric>, ndkdisc_client::Client) {
     let fabric = SimFabric::new(SimOptions::default());
     let a = fabric
         .add_host("a", 1, A)
         .unwrap()
         .open(OpenAs::default())
         .unwrap();
+    (fabric, a)
+}
+
+#[test]
+fn dropping_owned_objects_closes_them_and_the_iterator_ends_at_closed() {
+    let (fabric, a) = host_a();
     let b = fabric
         .add_host("b", 2, B)
         .unwrap()
@@ -79,12 +85,7 @@ fn dropping_owned_objects_closes_them_and_the_iterator_ends_at_closed() {
 
 #[test]
 fn a_failed_open_connection_is_closed_and_an_iterator_error_ends_it() {
-    let fabric = SimFabric::new(SimOptions::default());
-    let a = fabric
-        .add_host("a", 1, A)
-        .unwrap()
-        .open(OpenAs::default())
-        .unwrap();
+    let (fabric, a) = host_a();
     fabric.add_host("b", 2, B).unwrap();
     let e = a.open_connection(&params(4901), LIMIT).unwrap_err();
     let Error::ConnectFailed {
