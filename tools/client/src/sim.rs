@@ -21,7 +21,7 @@ use ndkdisc_core::ports::AdapterDesc;
 pub use ndkdisc_core::ports::{NdkCallback, Trace};
 use ndkdisc_core::{Access, Config, Engine};
 use ndkdisc_host::{HostHandle, HostPlatform, Pending};
-use softndk::{Completion, Fabric, FabricConfig, Fault, HostConfig, HostId, Misbehaviour};
+use softndk::{Completion, CqError, Fabric, FabricConfig, Fault, HostConfig, HostId, Misbehaviour};
 
 use crate::{
     Client, Completed, ConnectionId, Error, InFlight, NtStatus, OpenHandle, Ready, Transport,
@@ -92,6 +92,12 @@ pub enum ConnectionFault {
     /// cleanly): this end's disconnect callback fires with the graceful reason. The peer's
     /// consumer is not told.
     PeerDisconnect,
+    /// The connection's completion queue overruns: the adapter reports
+    /// `STATUS_BUFFER_OVERFLOW` and the CQ, and every QP using it, complete nothing more.
+    CqOverrun,
+    /// The adapter hits a fatal error on the connection's completion queue
+    /// (`STATUS_INTERNAL_ERROR`); the CQ and its QPs are dead.
+    CqFatal,
 }
 
 impl ConnectionFault {
@@ -101,14 +107,22 @@ impl ConnectionFault {
             Self::LinkLoss => "link-loss",
             Self::PeerReset => "peer-reset",
             Self::PeerDisconnect => "peer-disconnect",
+            Self::CqOverrun => "cq-overrun",
+            Self::CqFatal => "cq-fatal",
         }
     }
 
     /// The fault named `name` ([`ConnectionFault::name`]).
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::LinkLoss, Self::PeerReset, Self::PeerDisconnect]
-            .into_iter()
-            .find(|f| f.name() == name)
+        [
+            Self::LinkLoss,
+            Self::PeerReset,
+            Self::PeerDisconnect,
+            Self::CqOverrun,
+            Self::CqFatal,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name)
     }
 }
 
@@ -381,16 +395,22 @@ impl SimHost {
             .fabric
             .connector_between(self.id, local, remote)
             .ok_or_else(gone)?;
-        let fault = match fault {
-            ConnectionFault::LinkLoss => Fault::LinkLoss,
-            ConnectionFault::PeerReset => Fault::PeerReset,
-            ConnectionFault::PeerDisconnect => Fault::PeerDisconnect,
+        let done = match fault {
+            ConnectionFault::LinkLoss => self.fabric.inject(connector, Fault::LinkLoss),
+            ConnectionFault::PeerReset => self.fabric.inject(connector, Fault::PeerReset),
+            ConnectionFault::PeerDisconnect => self.fabric.inject(connector, Fault::PeerDisconnect),
+            ConnectionFault::CqOverrun | ConnectionFault::CqFatal => {
+                let error = if fault == ConnectionFault::CqOverrun {
+                    CqError::Overrun
+                } else {
+                    CqError::Fatal
+                };
+                self.fabric
+                    .receive_cq_of(connector)
+                    .is_some_and(|cq| self.fabric.inject_cq_error(cq, error))
+            }
         };
-        if self.fabric.inject(connector, fault) {
-            Ok(())
-        } else {
-            Err(gone())
-        }
+        if done { Ok(()) } else { Err(gone()) }
     }
 
     /// Remove this host's adapter, as when its NIC goes away or NDK is disabled on it: the

@@ -116,3 +116,25 @@ fn quotas_limit_each_handle_as_configured() {
     let e = p.a.connect(&params(4807), LIMIT).unwrap_err();
     assert_eq!(e.status(), Some(NtStatus::QUOTA_EXCEEDED), "{e}");
 }
+
+#[test]
+fn an_adapter_cq_error_ends_the_connection_with_a_transport_error() {
+    for (fault, status) in [
+        (ConnectionFault::CqOverrun, NtStatus::BUFFER_OVERFLOW),
+        (ConnectionFault::CqFatal, NtStatus::INTERNAL_ERROR),
+    ] {
+        let p = pair_on(SimOptions::default(), 4808);
+        p.b.post(p.cb, PostKind::Receive, 2, 1024).unwrap();
+        let b = p.fabric.host("b").unwrap();
+        b.inject(&p.b, p.cb, fault).unwrap();
+        let e = p.b.wait(WaitOn::Connection(p.cb), 4, LIMIT).unwrap()[0];
+        assert_eq!(
+            (e.kind, e.cause, e.status),
+            (EventKind::Disconnected, Some(Cause::TransportError), status),
+            "{fault:?}"
+        );
+        assert!(e.provider_flushes, "{fault:?}");
+        let q = p.b.query(p.cb).unwrap();
+        assert!(q.cq_failed, "{fault:?}: {q:?}");
+    }
+}

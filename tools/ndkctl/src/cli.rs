@@ -90,6 +90,10 @@ pub enum InjectFault {
     PeerReset,
     /// The peer's provider disconnects gracefully on its own.
     PeerDisconnect,
+    /// The connection's completion queue overruns (the adapter's fault).
+    CqOverrun,
+    /// A fatal adapter error on the connection's completion queue.
+    CqFatal,
 }
 
 #[cfg(feature = "sim")]
@@ -101,6 +105,8 @@ impl InjectFault {
             Self::LinkLoss => F::LinkLoss,
             Self::PeerReset => F::PeerReset,
             Self::PeerDisconnect => F::PeerDisconnect,
+            Self::CqOverrun => F::CqOverrun,
+            Self::CqFatal => F::CqFatal,
         }
     }
 }
@@ -247,7 +253,7 @@ pub enum Command {
         sim_peer: bool,
         /// Break the connection on the simulator: link-loss (silent: noticed only by a send,
         /// so --send N posts after it), peer-reset or peer-disconnect (the peer's host goes
-        /// away).
+        /// away), cq-overrun or cq-fatal (the adapter's completion queue dies).
         #[arg(long, value_enum, value_name = "FAULT", help_heading = "Simulator")]
         sim_inject: Option<InjectFault>,
         /// When to inject it, after connecting.

@@ -24,7 +24,7 @@
 //! | `H: disconnect ID [abortive] [async=W]`, `H: abort ID`, `H: flush ID`, `H: close ID` | the operations; a graceful disconnect completes only when the peer answers (its own disconnect or close) or the provider times out, so `async=W` runs it in the background and `join W [status=...]` collects its outcome |
 //! | `H: watch [ID] [count=N] [for=D]` | print events as `ndkctl watch` does |
 //! | `H: close-handle` | close the host's handle (its waits are cancelled, its objects torn down) |
-//! | `H: inject ID link-loss\|peer-reset\|peer-disconnect` | sim only: break the connection (link loss is silent, as on hardware: only a send notices it; a peer reset or disconnect means the peer's host went away) |
+//! | `H: inject ID link-loss\|peer-reset\|peer-disconnect\|cq-overrun\|cq-fatal` | sim only: break the connection (link loss is silent, as on hardware: only a send notices it; a peer reset or disconnect means the peer's host went away; a CQ error kills the connection's completion queue) |
 //! | `H: remove-adapter` | sim only: the host's adapter goes away (its connections end with cause `adapter-removed`, their peers see a reset) |
 //! | `provider [flush_calls=N] [disconnect_callbacks=N] [live_objects=N]` | sim only: the provider's counters (skipped on the device backend) |
 //! | `sleep D`, `print TEXT` | pause, say something |
@@ -863,7 +863,11 @@ impl<'a> Runner<'a> {
                     .args
                     .get(1)
                     .and_then(|f| ndkdisc_client::sim::ConnectionFault::from_name(f))
-                    .ok_or_else(|| usage("`inject ID link-loss|peer-reset|peer-disconnect`"))?;
+                    .ok_or_else(|| {
+                        usage(
+                            "`inject ID link-loss|peer-reset|peer-disconnect|cq-overrun|cq-fatal`",
+                        )
+                    })?;
                 self.sim_host(name)?.inject(client, id, what)?;
                 ok(format!("injected {} on connection {id}", what.name()))?;
             }

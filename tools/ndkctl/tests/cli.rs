@@ -1370,7 +1370,7 @@ fn faults_and_quotas_from_the_command_line_and_a_session() {
     );
     assert_contains(
         replies[6]["error"]["message"].as_str().unwrap(),
-        "link-loss|peer-reset|peer-disconnect",
+        "link-loss|peer-reset|peer-disconnect|cq-overrun|cq-fatal",
     );
 }
 

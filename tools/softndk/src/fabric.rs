@@ -985,6 +985,21 @@ impl Fabric {
         true
     }
 
+    /// The CQ that `connector`'s QP reports its receives to (the QP bound by its connect or
+    /// accept), if it has a live one: how a test reaches a consumer's CQ to
+    /// [`Fabric::inject_cq_error`] on it.
+    pub fn receive_cq_of(&self, connector: *mut NDK_CONNECTOR) -> Option<*mut NDK_CQ> {
+        let entry = self.entry(connector, ObjectKind::Connector)?;
+        let world = self.shared.world();
+        let qp = world.conn(entry.id)?.qp?;
+        let cq = world.qp(qp)?.rcq;
+        world
+            .objects
+            .get(&cq)
+            .filter(|o| o.kind == ObjectKind::Cq && matches!(o.close, CloseState::Open))
+            .map(|o| o.block.as_ndk())
+    }
+
     /// The live (not closed) CQs of `host`, oldest first.
     pub fn cqs(&self, host: HostId) -> Vec<*mut NDK_CQ> {
         self.live_of(host, ObjectKind::Cq)
