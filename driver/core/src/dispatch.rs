@@ -191,8 +191,10 @@ impl<P: Platform> Owner<P> {
         let mut put = |entry: &ObjectEntry, out: &mut [u8]| {
             if total < fit {
                 let at = BATCH_HEADER_SIZE + total * ObjectEntry::SIZE;
-                // INVARIANT: `at + SIZE` is within `out`: `total < fit`.
-                let _ = entry.encode(&mut out[at..]);
+                // `at + SIZE` is within `out` (`total < fit`); `get_mut` all the same.
+                if let Some(room) = out.get_mut(at..) {
+                    let _ = entry.encode(room);
+                }
             }
             total += 1;
         };
@@ -213,8 +215,18 @@ impl<P: Platform> Owner<P> {
             };
             put(&entry, request.output());
         }
-        let mut i = 0;
-        while let Some(l) = self.inner.table.with(|t| t.listeners.get(i).cloned()) {
+        // By id, not by position: CLOSE moves the last listener into the slot it frees, so a
+        // walk by position could miss one that exists all along. Ids grow; a handle has few
+        // listeners (`max_listeners`).
+        let mut after = 0u64;
+        while let Some(l) = self.inner.table.with(|t| {
+            t.listeners
+                .iter()
+                .filter(|l| l.id > after)
+                .min_by_key(|l| l.id)
+                .cloned()
+        }) {
+            after = l.id;
             let entry = ObjectEntry {
                 id: l.id,
                 kind: ObjectKind::Listener,
@@ -225,7 +237,6 @@ impl<P: Platform> Owner<P> {
                 remote: None,
             };
             put(&entry, request.output());
-            i += 1;
         }
         let count = total.min(fit);
         let header = u32::try_from(total)

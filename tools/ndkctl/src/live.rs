@@ -469,7 +469,7 @@ pub fn connect(
             && let Some(f) = fault.take()
         {
             inject(client, voice, id, f)?;
-            post(PostKind::Send, plan.sends, "sends")?;
+            post(PostKind::Send, plan.sends, "sends").or_else(|e| refused(voice, id, &e))?;
             continue;
         }
         let due = plan
@@ -522,6 +522,16 @@ pub fn connect(
             }
         }
     }
+}
+
+/// After a fault the connection may be over already: a refused POST is told, and the
+/// connection's events say the rest.
+fn refused(voice: Voice<'_>, id: ConnectionId, e: &CliError) -> Result<(), CliError> {
+    voice.did(
+        "post",
+        id,
+        &format!("posting sends on connection {id} failed: {e}"),
+    )
 }
 
 /// CONNECT and say so; the new connection's id.

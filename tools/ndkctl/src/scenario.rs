@@ -198,6 +198,8 @@ pub(crate) struct Runner<'a> {
     backend: &'a Backend,
     /// The host of a step without `HOST:` when several are declared (a session's `a`).
     default_host: Option<String>,
+    /// What the last step bound, for a session's reply.
+    last_bound: Option<(String, String)>,
     out: &'a Out,
     interrupt: &'a Arc<AtomicBool>,
     vars: HashMap<String, String>,
@@ -295,7 +297,13 @@ impl<'a> Runner<'a> {
     fn bind(&mut self, step: &Step, value: u64) {
         if let Some(v) = &step.bind {
             self.vars.insert(v.clone(), value.to_string());
+            self.last_bound = Some((v.clone(), value.to_string()));
         }
+    }
+
+    /// What the last step bound (`-> VAR`), taken: `None` if it bound nothing.
+    pub(crate) fn take_bound(&mut self) -> Option<(String, String)> {
+        self.last_bound.take()
     }
 
     fn opts(&self, step: &Step) -> Result<Vec<(String, String)>, CliError> {
@@ -315,6 +323,7 @@ impl<'a> Runner<'a> {
         Runner {
             backend,
             default_host: None,
+            last_bound: None,
             out,
             interrupt,
             vars: HashMap::new(),
@@ -339,11 +348,6 @@ impl<'a> Runner<'a> {
         self.hosts.insert(name.to_owned(), Host::new(client));
         self.order.push(name.to_owned());
         Ok(())
-    }
-
-    /// The value of variable `name`, if set.
-    pub(crate) fn var(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str)
     }
 
     /// Wait for what runs in the background, and close every handle.
@@ -426,7 +430,15 @@ impl<'a> Runner<'a> {
                 let d = parse_duration(
                     &self.substitute(step.args.first().map_or("", String::as_str))?,
                 )?;
-                std::thread::sleep(d);
+                // In slices, so that Ctrl-C ends the scenario or session at once.
+                let end = std::time::Instant::now() + d;
+                while !self.interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+                    let left = end.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(50)));
+                }
             }
             "host" => {
                 let name = step
@@ -700,10 +712,14 @@ impl<'a> Runner<'a> {
             }
             "disconnect" => {
                 let id = self.id_arg(step, 0)?;
-                let mode = if step.args.get(1).map(String::as_str) == Some("abortive") {
-                    DisconnectMode::Abortive
-                } else {
-                    DisconnectMode::Graceful
+                let mode = match step.args.get(1).map(String::as_str) {
+                    None => DisconnectMode::Graceful,
+                    Some("abortive") => DisconnectMode::Abortive,
+                    Some(other) => {
+                        return Err(usage(format!(
+                            "`disconnect ID [abortive]`: `{other}` is not `abortive`"
+                        )));
+                    }
                 };
                 if let Some(w) = opt("async") {
                     // Graceful completes when the peer answers: run it in the background.

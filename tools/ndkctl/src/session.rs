@@ -87,6 +87,9 @@ fn json_to_line(obj: &Map<String, Value>) -> Result<String, CliError> {
         .get("op")
         .and_then(Value::as_str)
         .ok_or_else(|| usage("a command needs \"op\" (e.g. {\"op\": \"info\"})"))?;
+    if op.is_empty() {
+        return Err(usage("\"op\" is empty"));
+    }
     let mut words = Vec::new();
     if let Some(h) = obj.get("host") {
         words.push(format!("{}:", word("host", h)?));
@@ -97,6 +100,7 @@ fn json_to_line(obj: &Map<String, Value>) -> Result<String, CliError> {
         match (obj.get(*name), *name) {
             (None, _) | (Some(Value::Bool(false)), "abortive") => {}
             (Some(Value::Bool(true)), "abortive") => words.push("abortive".into()),
+            (Some(_), "abortive") => return Err(usage("`abortive`: true or false")),
             (Some(v), n) => words.push(word(n, v)?),
         }
     }
@@ -120,12 +124,15 @@ fn json_to_line(obj: &Map<String, Value>) -> Result<String, CliError> {
     if let Some(b) = obj.get("as") {
         words.push(format!("-> {}", word("as", b)?));
     }
-    // The line is split on whitespace and `#` starts a comment: a value cannot hold them.
-    if !free_text {
-        for w in &words {
-            if w.contains('#') || (w.contains(char::is_whitespace) && !w.starts_with("-> ")) {
-                return Err(usage(format!("`{w}`: values cannot contain spaces or `#`")));
-            }
+    // The line is split on whitespace, `#` starts a comment and `->` binds: no value may hold
+    // them (free text may hold spaces), nor a line break or another control character.
+    for w in &words {
+        let body = w.strip_prefix("-> ").unwrap_or(w);
+        let spaces = !free_text && body.contains(char::is_whitespace);
+        if body.contains(char::is_control) || body.contains('#') || body.contains("->") || spaces {
+            return Err(usage(format!(
+                "`{w}`: a value cannot contain `#`, `->`, control characters or (but in print and say) spaces"
+            )));
         }
     }
     Ok(words.join(" "))
@@ -154,10 +161,19 @@ fn request(n: usize, line: &str) -> Result<Option<(Step, Value)>, (Value, CliErr
         };
         (tag.clone(), e)
     })?;
-    Ok(steps.pop().map(|mut s| {
-        s.line = n;
-        (s, tag)
-    }))
+    // A JSON command is exactly one step; a scenario line at most one (none: a comment).
+    match (
+        steps.pop(),
+        steps.is_empty(),
+        trimmed.starts_with(['{', '[']),
+    ) {
+        (Some(mut s), true, _) => {
+            s.line = n;
+            Ok(Some((s, tag)))
+        }
+        (None, _, false) => Ok(None),
+        _ => Err((tag, usage("a command must be exactly one step"))),
+    }
 }
 
 /// The error record of a reply.
@@ -226,6 +242,18 @@ pub fn run(file: &str, backend: &Backend, interrupt: &Arc<AtomicBool>) -> Result
     let ended = loop {
         let line = match input.recv_timeout(Duration::from_millis(50)) {
             Ok(Ok(line)) => line,
+            // A line that is not UTF-8 is a bad command, answered as such.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                n += 1;
+                requests += 1;
+                failed += 1;
+                let e = usage(format!("line {n} is not UTF-8 text"));
+                out.line(
+                    &with_schema(&json!({"type": "reply", "request": n, "tag": null, "ok": false, "results": [], "error": error_json(&e)}))
+                        .to_string(),
+                )?;
+                continue;
+            }
             Ok(Err(e)) => break Err(usage(format!("reading the session input: {e}"))),
             Err(RecvTimeoutError::Disconnected) => break Ok(()),
             Err(RecvTimeoutError::Timeout) => {
@@ -261,11 +289,11 @@ pub fn run(file: &str, backend: &Backend, interrupt: &Arc<AtomicBool>) -> Result
             "ok": result.is_ok(),
             "results": results,
         });
-        if let Some(v) = &step.bind
+        // Only what this step bound (a step that binds nothing reports nothing).
+        if let Some((var, value)) = runner.take_bound()
             && result.is_ok()
-            && let Some(value) = runner.var(v)
         {
-            reply["bound"] = json!({ v: value });
+            reply["bound"] = json!({ var: value });
         }
         if let Err(e) = &result {
             failed += 1;

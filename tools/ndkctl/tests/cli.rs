@@ -1183,6 +1183,38 @@ fn a_session_rejects_malformed_json_and_keeps_going() {
     assert_eq!(replies[4]["results"][0]["text"], "still here");
     assert_eq!(replies[5]["type"], "end");
     assert_eq!(replies[5]["failed"], 4);
+    // Values cannot smuggle a second step (a line break), a comment or a binding; an empty op,
+    // a non-boolean `abortive` and a line that is not UTF-8 are answered as errors too; a step
+    // that binds nothing reports no binding.
+    let mut input = [
+        r#"{"op":"wait","id":"any","as":"X\nb: close-handle"}"#,
+        r#"{"op":"print","text":"a -> b"}"#,
+        r#"{"op":"print","text":"cut # here"}"#,
+        r#"{"op":""}"#,
+        r#"{"op":"disconnect","id":1,"abortive":"yes"}"#,
+        r#"{"op":"info","as":"X"}"#,
+    ]
+    .join("\n")
+    .into_bytes();
+    input.extend_from_slice(b"\n\xff\xfe\n{\"op\":\"print\",\"text\":\"after\"}\n");
+    let mut c = sim(&["session"]);
+    c.write_stdin(input);
+    let r = run(c);
+    r.exits(0);
+    let replies = json_lines(&r.stdout);
+    let ok: Vec<bool> = replies[..8].iter().map(|r| r["ok"] == true).collect();
+    assert_eq!(
+        ok,
+        [false, false, false, false, false, true, false, true],
+        "{replies:?}"
+    );
+    assert!(replies[5].get("bound").is_none(), "{:?}", replies[5]);
+    assert_contains(
+        replies[6]["error"]["message"].as_str().unwrap(),
+        "not UTF-8",
+    );
+    assert_eq!(replies[7]["results"][0]["text"], "after");
+    assert_eq!(replies[8]["requests"], 8);
 }
 
 #[test]
@@ -1331,6 +1363,26 @@ fn faults_and_quotas_from_the_command_line_and_a_session() {
             "injected peer-reset",
             "disconnected cause=peer status=STATUS_SUCCESS callback=fired reason=2 (reset)",
             "summary (peer)",
+        ],
+    );
+    // Sends planned after a fault that ended the connection: the refused POST is told and
+    // the connection still ends normally.
+    let r = run(sim(&[
+        "connect",
+        "10.0.0.2:4791",
+        "--sim-peer",
+        "--sim-inject",
+        "cq-fatal",
+        "--send",
+        "1",
+    ]));
+    r.exits(0);
+    in_order(
+        &lines_of(&r.stdout, "a"),
+        &[
+            "injected cq-fatal",
+            "disconnected cause=transport-error status=STATUS_INTERNAL_ERROR",
+            "summary (",
         ],
     );
     let r = device(&["connect", "10.0.0.2:4791", "--sim-inject", "peer-reset"]);
