@@ -94,6 +94,21 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The error as a JSON record (`--json` errors on stderr, a session's failed replies):
+    /// `kind`, `exit_code` (`code`: the code the process, or the command, ends with; an
+    /// interruption's 130 names the kind `interrupted`), `status`, `status_name`, `message`.
+    pub fn record(&self, code: u8) -> serde_json::Value {
+        let status = self.status();
+        serde_json::json!({
+            "type": "error",
+            "kind": if code == exit::INTERRUPTED { "interrupted" } else { self.kind_name() },
+            "exit_code": code,
+            "status": status.map(|s| format!("{:#010X}", s.code())),
+            "status_name": status.and_then(NtStatus::name),
+            "message": self.to_string(),
+        })
+    }
+
     /// The exit code.
     pub fn exit_code(&self) -> u8 {
         match self {

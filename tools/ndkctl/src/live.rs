@@ -607,6 +607,23 @@ fn disconnect(
     }
 }
 
+/// End a `serve` or `connect` run with `outcome` and the simulated `peer`: close this end's
+/// handle first (the peer's connection ends with it, then the peer ends too), then collect
+/// the peer; this end's failure comes first.
+///
+/// # Errors
+/// This end's failure, else the peer's.
+pub fn end_with_peer(
+    client: Client,
+    outcome: Result<Summary, CliError>,
+    peer: Option<Peer>,
+) -> Result<(), CliError> {
+    client.close();
+    let peer = peer.map(Peer::finish).transpose();
+    outcome?;
+    peer.map(drop)
+}
+
 /// The other end, run in this process on another simulated host (`--sim-peer`). It stops when
 /// `stop` is set (then its thread ends and prints its own summary).
 pub struct Peer {

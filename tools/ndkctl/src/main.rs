@@ -464,12 +464,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 None
             };
             let served = live::serve(&client, &params, voice, Some(ready));
-            // The peer's connection ends with this handle; then the peer ends too.
-            client.close();
-            let peer = peer.map(live::Peer::finish).transpose();
-            served?;
-            peer?;
-            return Ok(());
+            return live::end_with_peer(client, served, peer);
         }
         Command::Connect {
             addr,
@@ -564,11 +559,7 @@ fn run(cli: &Cli, out: &Out) -> Result<(), CliError> {
                 &plan,
                 voice,
             );
-            client.close();
-            let peer = peer.map(live::Peer::finish).transpose();
-            connected?;
-            peer?;
-            return Ok(());
+            return live::end_with_peer(client, connected, peer);
         }
         Command::Wait {
             id,
@@ -821,18 +812,7 @@ pub fn watch(
 /// 130 over the error's own).
 fn report(e: &CliError, code: u8, json: bool) {
     if json {
-        let status = e.status();
-        say_err(format_args!(
-            "{}",
-            output::with_schema(&json!({
-                "type": "error",
-                "kind": if code == error::exit::INTERRUPTED { "interrupted" } else { e.kind_name() },
-                "exit_code": code,
-                "status": status.map(|s| format!("{:#010X}", s.code())),
-                "status_name": status.and_then(ndkdisc_client::NtStatus::name),
-                "message": e.to_string(),
-            }))
-        ));
+        say_err(format_args!("{}", output::with_schema(&e.record(code))));
     } else {
         say_err(format_args!("ndkctl: error: {e}"));
     }

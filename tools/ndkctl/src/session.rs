@@ -178,14 +178,7 @@ fn request(n: usize, line: &str) -> Result<Option<(Step, Value)>, (Value, CliErr
 
 /// The error record of a reply.
 fn error_json(e: &CliError) -> Value {
-    let status = e.status();
-    json!({
-        "kind": e.kind_name(),
-        "exit_code": e.exit_code(),
-        "status": status.map(|s| format!("{:#010X}", s.code())),
-        "status_name": status.and_then(ndkdisc_client::NtStatus::name),
-        "message": e.to_string(),
-    })
+    e.record(e.exit_code())
 }
 
 /// Lines of the input, read on their own thread so that Ctrl-C is seen while waiting for one.
