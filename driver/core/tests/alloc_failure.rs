@@ -369,6 +369,24 @@ fn waiting_querying_flushing() {
         |_, (_, _, hb, cb)| clean(flush(hb, *cb)),
         close_pair,
     );
+    sweep(
+        "LIST_OBJECTS",
+        On::Caller,
+        |w| {
+            let (ha, ca, hb, cb) = pair(w);
+            let _listener = listen(&hb, 4792);
+            (ha, ca, hb, cb)
+        },
+        |_, (_, _, hb, _)| {
+            let (st, _) = done(&hb.ioctl(
+                Ioctl::ListObjects.code(),
+                &bytes(&ListObjectsRequest),
+                BATCH_HEADER_SIZE + 4 * ObjectEntry::SIZE,
+            ));
+            clean(st)
+        },
+        close_pair,
+    );
 }
 
 fn disconnecting() {
@@ -436,8 +454,28 @@ fn closing_connections_and_handles() {
 
 /// One test: the memory balance each run checks is process-wide, so nothing else of the
 /// harness may run meanwhile (its other test threads start and end with allocations).
+/// The IOCTLs the sweeps above issue, each through its own sweep: a new control code must get
+/// a sweep of its own (and a line here) before this test passes again.
+const SWEPT: &[Ioctl] = &[
+    Ioctl::GetInfo,
+    Ioctl::ListAdapters,
+    Ioctl::Listen,
+    Ioctl::Connect,
+    Ioctl::Wait,
+    Ioctl::Query,
+    Ioctl::Post,
+    Ioctl::Disconnect,
+    Ioctl::Abort,
+    Ioctl::Flush,
+    Ioctl::Close,
+    Ioctl::ListObjects,
+];
+
 #[test]
 fn every_operation_survives_each_of_its_allocations_failing() {
+    for op in Ioctl::ALL {
+        assert!(SWEPT.contains(op), "{op:?} has no low-resources sweep");
+    }
     creating_the_engine();
     opening_a_handle();
     get_info_and_list_adapters();
