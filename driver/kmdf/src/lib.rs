@@ -130,11 +130,15 @@
 //!   list) are checked by review only.
 //! - `Platform::adapters` reports every unicast address; the core keeps those whose interface
 //!   opens as an NDK adapter.
-#![cfg(windows)]
+#![cfg(any(windows, feature = "host"))]
 #![no_std]
 
 extern crate alloc;
-#[cfg(not(test))]
+// The host build (feature `host`, softwdf's tests) takes std's panic handler and allocator;
+// the .sys takes the kernel's.
+#[cfg(all(not(windows), feature = "host"))]
+extern crate std;
+#[cfg(all(windows, not(test)))]
 extern crate wdk_panic;
 
 mod device;
@@ -146,11 +150,12 @@ mod wdf;
 mod wsk;
 
 /// Every allocation of the driver comes from nonpaged pool, usable at <= `DISPATCH_LEVEL`.
-#[cfg(not(test))]
+#[cfg(all(windows, not(test)))]
 #[global_allocator]
 static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
 // WSK and the IP helper table functions are exported by netio.sys (import library netio.lib,
 // in the WDK's kernel library directory that wdk-build puts on the link path).
+#[cfg(windows)]
 #[link(name = "netio")]
 unsafe extern "system" {}

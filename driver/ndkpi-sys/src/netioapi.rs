@@ -56,9 +56,8 @@ pub struct MIB_UNICASTIPADDRESS_TABLE {
 }
 const _: () = assert!(offset_of!(MIB_UNICASTIPADDRESS_TABLE, Table) == 8);
 
-// Exported by `netio.sys`; the driver crate links `netio.lib`. Declared only for Windows
-// targets, like the WSK functions.
-#[cfg(windows)]
+// Exported by `netio.sys`; the driver crate links `netio.lib` on Windows. Declared for every
+// target, like the WSK functions (softwdf defines them for the shell's host build).
 unsafe extern "system" {
     /// `GetUnicastIpAddressTable` (kernel mode: returns an NTSTATUS), `PASSIVE_LEVEL`. The
     /// table is allocated by the callee and released with [`FreeMibTable`].

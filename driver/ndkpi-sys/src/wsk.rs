@@ -149,8 +149,8 @@ pub struct WSK_PROVIDER_NPI {
 layout!(WSK_PROVIDER_NPI, size 16; Dispatch @ 8);
 
 // The WSK registration functions exported by `netio.sys` (import library `netio.lib`; the
-// driver crate links it). Declared only for Windows targets.
-#[cfg(windows)]
+// driver crate links it on Windows). Declared for every target: only the KMDF shell calls them,
+// and its host build (softwdf's tests) links softwdf's definitions instead.
 unsafe extern "system" {
     /// `WskRegister` (`nf-wsk-wskregister`), `PASSIVE_LEVEL`.
     pub fn WskRegister(
