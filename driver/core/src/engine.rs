@@ -54,6 +54,15 @@ impl<P: Platform> Engine<P> {
         }
     }
 
+    /// Wait until the engine has finished the work NDK callbacks still owe it once every handle
+    /// is closed: a listener's CLOSE returns before NDK completes the listener's close, and
+    /// the adapter is released later, at `PASSIVE_LEVEL`, by deferred work. A platform that
+    /// stops deferring (device removal) calls this first, or that adapter would never be
+    /// closed. `// IRQL: PASSIVE_LEVEL`; deferral must still run.
+    pub fn quiesce(&self) {
+        self.runtime.quiesce();
+    }
+
     /// Add a handle to the registry; the list grows outside the lock. `// IRQL: PASSIVE_LEVEL`.
     fn register_owner(&self, owner: &Arc<HandleState<P>>) -> Result<(), Error> {
         let weak = Arc::downgrade(owner);

@@ -95,6 +95,9 @@ impl<P: Platform> defer::Deferred for AcceptWork<P> {
                 l.release_adapter();
                 // Dropped outside the lock (possibly not the last reference: `l` is another).
                 let me = l.keep_alive.with(Option::take);
+                if me.is_some() {
+                    l.owner.runtime().listener_closed();
+                }
                 drop(me);
             }
         }
@@ -309,6 +312,7 @@ impl<P: Platform> Listener<P> {
         // Alive until the close completion is handled (the work item drops this).
         let me = Arc::clone(this);
         this.keep_alive.with(|k| *k = Some(me));
+        this.owner.runtime().listener_closing();
         // NDK completes this close only after every connector accepted through the listener
         // has closed: `closed` then defers the adapter's release to the work item.
         listener.close(this);

@@ -11,7 +11,7 @@ use ndkpi::sys::NDK_VERSION;
 use crate::defer;
 use crate::error::Error;
 use crate::events::Limits;
-use crate::ports::{Passive, Platform, SharedPassive};
+use crate::ports::{Passive, Platform, SharedPassive, Signal};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// Engine-wide settings.
@@ -112,6 +112,11 @@ pub(crate) struct Runtime<P: Platform> {
     open_handles: AtomicUsize,
     /// Work deferred to `PASSIVE_LEVEL` (the `defer` module).
     deferred: P::Lock<defer::Queue>,
+    /// Listeners whose CLOSE started and whose work item has not yet released their adapter
+    /// (it runs after NDK completes the close, possibly after every handle is gone).
+    closing_listeners: AtomicUsize,
+    /// Set when `closing_listeners` drops to zero, for [`Runtime::quiesce`].
+    quiet: P::Signal,
 }
 
 /// One of the engine's `Config::max_handles` places, held by an open handle's owner: dropping it
@@ -152,8 +157,11 @@ impl<P: Platform> Runtime<P> {
     /// # Errors
     /// [`Error::NoResources`].
     pub(crate) fn new(platform: Arc<P>, config: Config) -> Result<Arc<Self>, Error> {
+        let quiet = platform.signal().ok_or(Error::NoResources)?;
         let runtime = Arc::try_new(Self {
             deferred: platform.lock(defer::Queue::default()),
+            closing_listeners: AtomicUsize::new(0),
+            quiet,
             platform,
             config,
             next_id: AtomicU64::new(1),
@@ -169,6 +177,29 @@ impl<P: Platform> Runtime<P> {
         let drainer: SharedPassive = Arc::try_new(drainer).map_err(|_| Error::NoResources)?;
         runtime.platform.set_drainer(drainer);
         Ok(runtime)
+    }
+
+    /// A listener's CLOSE started: its adapter's release is still to come, from the work
+    /// item. `// IRQL: any`.
+    pub(crate) fn listener_closing(&self) {
+        self.closing_listeners.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A listener's close is finished (its work item released the adapter). `// IRQL: any`.
+    pub(crate) fn listener_closed(&self) {
+        if self.closing_listeners.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.quiet.set();
+        }
+    }
+
+    /// Wait until no listener close is in flight: every adapter a CLOSE left to the work item
+    /// is released. NDK completes a listener's close once its accepted connections are
+    /// closed, so once every handle is closed this ends. `// IRQL: PASSIVE_LEVEL`, with
+    /// deferral still running.
+    pub(crate) fn quiesce(&self) {
+        while self.closing_listeners.load(Ordering::Acquire) != 0 {
+            self.quiet.wait();
+        }
     }
 
     /// The platform.

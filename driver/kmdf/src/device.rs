@@ -268,11 +268,13 @@ unsafe fn finish_device(device: WDFDEVICE) -> NTSTATUS {
     }
 }
 
-/// `EvtDeviceSelfManagedIoCleanup`: the device is being removed. Stop deferring and wait for
-/// the work item, while it still exists. `// IRQL: PASSIVE_LEVEL`.
+/// `EvtDeviceSelfManagedIoCleanup`: the device is being removed (every handle is closed). Let
+/// the engine finish what NDK callbacks still owe it (a closed listener's adapter), then stop
+/// deferring and wait for the work item, while it still exists. `// IRQL: PASSIVE_LEVEL`.
 unsafe extern "C" fn evt_self_managed_io_cleanup(device: WDFDEVICE) {
     // SAFETY: WDF passes a live device of this driver.
     if let Some(state) = unsafe { device_state(device.cast()) } {
+        state.engine.quiesce();
         state.platform.stop_deferring();
     }
 }

@@ -26,9 +26,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use wdk_sys::{
-    DRIVER_OBJECT, IO_SECURITY_CONTEXT, NTSTATUS, PFN_WDF_DEVICE_FILE_CREATE,
-    PFN_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP, PFN_WDF_FILE_CLEANUP, PFN_WDF_FILE_CLOSE,
-    PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL, UNICODE_STRING, WDF_OBJECT_ATTRIBUTES,
+    DRIVER_OBJECT, IO_SECURITY_CONTEXT, NTSTATUS, PFN_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP,
+    PFN_WDF_FILE_CLEANUP, PFN_WDF_FILE_CLOSE, PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL, UNICODE_STRING,
+    WDF_OBJECT_ATTRIBUTES,
 };
 
 use crate::kernel::{Kernel, PASSIVE_LEVEL, Rule, SendPtr, at_irql, changed, lock, violation};
@@ -68,9 +68,8 @@ pub(crate) struct FileData {
     pub(crate) open: bool,
 }
 
-/// A queue's state.
+/// A queue's state (its device is its parent).
 pub(crate) struct QueueData {
-    pub(crate) device: usize,
     pub(crate) device_control: PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL,
 }
 
@@ -200,15 +199,14 @@ impl System {
             }
             return Err(status);
         }
-        match created {
-            Some(handle) => Ok(Device { handle }),
-            None => {
-                violation(
-                    Rule::InvalidHandle,
-                    "EvtDriverDeviceAdd succeeded without creating a device".into(),
-                );
-                Err(crate::objects::STATUS_INVALID_DEVICE_STATE)
-            }
+        if let Some(handle) = created {
+            Ok(Device { handle })
+        } else {
+            violation(
+                Rule::InvalidHandle,
+                "EvtDriverDeviceAdd succeeded without creating a device".into(),
+            );
+            Err(crate::objects::STATUS_INVALID_DEVICE_STATE)
         }
     }
 
@@ -256,11 +254,18 @@ impl System {
                 Access::Read => GENERIC_READ,
                 Access::ReadWrite => GENERIC_READ | GENERIC_WRITE,
             };
-            // SAFETY: the buffer is zeroed and at least as large as an IO_SECURITY_CONTEXT,
-            // aligned to 16.
+            let context = IO_SECURITY_CONTEXT {
+                DesiredAccess: desired,
+                ..IO_SECURITY_CONTEXT::default()
+            };
+            // SAFETY: the buffer is fresh, at least as large as an IO_SECURITY_CONTEXT and
+            // aligned to 16 (`request::buffer`), so the unaligned write is in bounds.
             unsafe {
-                (*buffer.0.cast::<IO_SECURITY_CONTEXT>()).DesiredAccess = desired;
-            }
+                buffer
+                    .0
+                    .cast::<IO_SECURITY_CONTEXT>()
+                    .write_unaligned(context);
+            };
             let request = crate::objects::insert(
                 &mut k,
                 Kind::Request(RequestData {
@@ -287,7 +292,7 @@ impl System {
                         handle_ptr(device.handle),
                         handle_ptr(request),
                         handle_ptr(file),
-                    )
+                    );
                 }
             }),
             None => crate::request::complete(handle_ptr(request), 0, 0, "(framework)"),
@@ -442,7 +447,10 @@ impl Drop for System {
         if !self.unloaded || self.driver_object.is_some() {
             let _ = self.unload_inner();
         }
-        crate::wdf::uninstall();
+        // The machine's fabric is the test's; the kernel lets go of it (dropped outside the
+        // state's lock: the last reference joins softndk's threads).
+        let machine = lock().machine.take();
+        drop(machine);
     }
 }
 
@@ -451,11 +459,11 @@ const GENERIC_READ: u32 = 0x8000_0000;
 /// `GENERIC_WRITE`.
 const GENERIC_WRITE: u32 = 0x4000_0000;
 /// `STATUS_DEVICE_BUSY`.
-const STATUS_DEVICE_BUSY: NTSTATUS = 0x8000_0011_u32 as NTSTATUS;
+const STATUS_DEVICE_BUSY: NTSTATUS = 0x8000_0011_u32.cast_signed();
 /// `STATUS_ACCESS_DENIED`.
-const STATUS_ACCESS_DENIED: NTSTATUS = 0xC000_0022_u32 as NTSTATUS;
+const STATUS_ACCESS_DENIED: NTSTATUS = 0xC000_0022_u32.cast_signed();
 /// `STATUS_NOT_IMPLEMENTED`.
-const STATUS_NOT_IMPLEMENTED: NTSTATUS = 0xC000_0002_u32 as NTSTATUS;
+const STATUS_NOT_IMPLEMENTED: NTSTATUS = 0xC000_0002_u32.cast_signed();
 
 /// A device the driver created.
 #[derive(Debug)]
@@ -532,7 +540,7 @@ impl Handle {
         };
         match (refused, queue, device_control) {
             (Some(status), _, _) => {
-                crate::request::complete(handle_ptr(request), status, 0, "(I/O manager)")
+                crate::request::complete(handle_ptr(request), status, 0, "(I/O manager)");
             }
             (None, Some(queue), Some(cb)) => {
                 let in_len = input.len();
@@ -545,7 +553,7 @@ impl Handle {
                             output_len,
                             in_len,
                             code,
-                        )
+                        );
                     }
                 });
             }

@@ -254,13 +254,3 @@ pub(crate) fn lock() -> Locked {
 pub(crate) fn changed() {
     CHANGED.notify_all();
 }
-
-/// Start a kernel thread (a system worker running a work item or a deferred close) at
-/// `PASSIVE_LEVEL`; it is joined when the driver unloads.
-pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
-    let handle = std::thread::Builder::new()
-        .name(format!("softwdf-{name}"))
-        .spawn(f)
-        .expect("spawn a softwdf worker thread");
-    lock().workers.push(handle);
-}

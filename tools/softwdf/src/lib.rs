@@ -31,6 +31,11 @@
 //! driver's whole life); a recursive wait-lock acquire is a violation (KMDF asserts it only on
 //! checked builds; it deadlocks).
 
+#![expect(
+    clippy::doc_markdown,
+    reason = "KMDF, WDM and WSK names (DriverEntry, WdfRequestComplete, IRP_MJ_CLOSE) are prose here"
+)]
+
 mod io;
 mod kernel;
 mod nt;

@@ -99,13 +99,12 @@ pub unsafe extern "C" fn ExAllocatePool2(flags: POOL_FLAGS, size: SIZE_T, tag: U
     let Ok(layout) = Layout::from_size_align(size, 16) else {
         return std::ptr::null_mut();
     };
-    // SAFETY: a layout of non-zero size.
-    let p = unsafe {
-        if flags & POOL_FLAG_UNINITIALIZED != 0 {
-            std::alloc::alloc(layout)
-        } else {
-            std::alloc::alloc_zeroed(layout)
-        }
+    let p = if flags & POOL_FLAG_UNINITIALIZED != 0 {
+        // SAFETY: a layout of non-zero size.
+        unsafe { std::alloc::alloc(layout) }
+    } else {
+        // SAFETY: as above.
+        unsafe { std::alloc::alloc_zeroed(layout) }
     };
     if !p.is_null() {
         lock().pool.insert(p.addr(), (SendPtr(p), layout, tag));
@@ -483,10 +482,13 @@ pub unsafe extern "C" fn EtwWriteTransfer(
     let d: &EVENT_DESCRIPTOR = d;
     let mut parts = Vec::new();
     for i in 0..count as usize {
-        // SAFETY: `count` descriptors at `data` (contract).
-        let dd: &EVENT_DATA_DESCRIPTOR = unsafe { &*data.add(i) };
-        // SAFETY: a descriptor is 16 bytes: Ptr (8), Size (4), Type (1), 3 reserved.
-        let kind = unsafe { std::ptr::from_ref(dd).cast::<u8>().add(12).read() };
+        // SAFETY: `count` descriptors at `data` (contract): descriptor `i` is in bounds.
+        let at = unsafe { data.add(i) };
+        // SAFETY: a readable descriptor (contract).
+        let dd: &EVENT_DATA_DESCRIPTOR = unsafe { &*at };
+        // A descriptor is 16 bytes: Ptr (8), Size (4), then the type byte (header versions
+        // name that union member differently).
+        let kind = descriptor_type(at);
         let len = dd.Size as usize;
         let p = std::ptr::with_exposed_provenance::<u8>(usize::try_from(dd.Ptr).unwrap_or(0));
         let bytes = if len == 0 || p.is_null() {
@@ -514,6 +516,14 @@ pub unsafe extern "C" fn EtwWriteTransfer(
         });
     }
     0
+}
+
+/// The type byte of a data descriptor (offset 12: after `Ptr` and `Size`).
+fn descriptor_type(d: *const EVENT_DATA_DESCRIPTOR) -> u8 {
+    // SAFETY: a readable 16-byte descriptor (the caller's, from `EtwWriteTransfer`'s
+    // contract), read as its bytes (any alignment: unaligned read).
+    let bytes = unsafe { d.cast::<[u8; 16]>().read_unaligned() };
+    bytes[12]
 }
 
 /// Pool, MDLs and ETW registrations left when the driver unloaded.

@@ -50,7 +50,7 @@ pub(crate) enum ReqKind {
 }
 
 /// Who owns a request's completion, as far as cancellation goes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Cancel {
     /// Not marked cancelable.
     NotMarked,
@@ -131,7 +131,7 @@ pub(crate) fn mark_cancelable(request: WDFREQUEST, routine: PFN_WDF_REQUEST_CANC
         );
         return STATUS_INVALID_DEVICE_REQUEST;
     };
-    if r.cancel != Cancel::NotMarked {
+    if !matches!(r.cancel, Cancel::NotMarked) {
         let was = r.cancel;
         violation_locked(
             &mut k,
@@ -176,7 +176,7 @@ pub(crate) fn unmark_cancelable(request: WDFREQUEST) -> NTSTATUS {
 
 /// `NT_ERROR(status)`.
 fn nt_error(status: NTSTATUS) -> bool {
-    (status as u32) >> 30 == 3
+    status.cast_unsigned() >> 30 == 3
 }
 
 /// `WdfRequestComplete` / `WdfRequestCompleteWithInformation`.
@@ -220,19 +220,21 @@ pub(crate) fn complete(
             format!("{function}: request {h:#x} is still marked cancelable"),
         );
     }
-    let Some(o) = k.objects.remove(&h) else {
+    let Some(object) = k.objects.remove(&h) else {
         return;
     };
-    if let Some(p) = o.parent
+    if let Some(p) = object.parent
         && let Some(po) = k.objects.get_mut(&p)
     {
         po.children.retain(|c| *c != h);
     }
-    let Kind::Request(r) = o.kind else { return };
+    let Kind::Request(r) = object.kind else {
+        return;
+    };
     let information = usize::try_from(information).unwrap_or(usize::MAX);
     let mut output = Vec::new();
     if let ReqKind::DeviceControl { output_len, .. } = r.kind {
-        let mut n = information;
+        let mut copied = information;
         if information > output_len {
             violation_locked(
                 &mut k,
@@ -241,12 +243,12 @@ pub(crate) fn complete(
                     "{function}: request {h:#x} completed with Information {information} > OutputBufferLength {output_len}"
                 ),
             );
-            n = output_len;
+            copied = output_len;
         }
         if !nt_error(status) {
-            // SAFETY: the system buffer holds at least `output_len` >= `n` bytes; the request
+            // SAFETY: the system buffer holds at least `output_len` >= `copied` bytes; the request
             // is completed, so the driver no longer writes it.
-            output = unsafe { std::slice::from_raw_parts(r.buffer.0, n) }.to_vec();
+            output = unsafe { std::slice::from_raw_parts(r.buffer.0, copied) }.to_vec();
         }
     }
     // SAFETY: allocated by `buffer` with this layout; the request is gone, freed once.

@@ -394,7 +394,6 @@ unsafe extern "C" fn io_queue_create(
     let handle = insert(
         &mut k,
         Kind::Queue(QueueData {
-            device: d,
             device_control: config.EvtIoDeviceControl,
         }),
         Some(d),
@@ -984,9 +983,3 @@ pub(crate) fn install() {
         wdk_sys::WdfDriverGlobals = i.globals.0;
     }
 }
-
-/// The kernel shut down: nothing may call WDF any more.
-pub(crate) fn uninstall() {}
-
-#[allow(dead_code, reason = "signature types kept in one place")]
-type Unused = (WDFQUEUE, crate::kernel::Kernel);

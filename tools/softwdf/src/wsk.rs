@@ -140,14 +140,14 @@ unsafe extern "system" fn wsk_control_client(
             _ => return NtStatus(STATUS_NOT_SUPPORTED),
         }
     };
-    if output.is_null() || (output_size as usize) < size_of::<WSK_PROVIDER_NDK_DISPATCH>() {
+    if output.is_null() || output_size < size_of::<WSK_PROVIDER_NDK_DISPATCH>() {
         return NtStatus(STATUS_BUFFER_TOO_SMALL);
     }
     // SAFETY: `output_size` writable bytes at `output` (contract), enough for the dispatch.
     unsafe {
         output
             .cast::<WSK_PROVIDER_NDK_DISPATCH>()
-            .write_unaligned(dispatch)
+            .write_unaligned(dispatch);
     };
     NtStatus::SUCCESS
 }
@@ -237,29 +237,38 @@ pub unsafe extern "system" fn GetUnicastIpAddressTable(
     // SAFETY: non-zero size.
     let p = unsafe { std::alloc::alloc_zeroed(layout) };
     assert!(!p.is_null(), "softwdf: out of memory for an address table");
-    let t = p.cast::<MIB_UNICASTIPADDRESS_TABLE>();
-    // SAFETY: zeroed memory of the table's size and alignment: the count, then `rows` rows.
-    unsafe {
-        (*t).NumEntries = u32::try_from(addresses.len()).unwrap_or(0);
-    }
+    let count = u32::try_from(addresses.len()).unwrap_or(0);
+    // SAFETY: the allocation starts with the table's ULONG count (aligned to 8).
+    unsafe { p.cast::<u32>().write_unaligned(count) };
+    let table_at = std::mem::offset_of!(MIB_UNICASTIPADDRESS_TABLE, Table);
     for (i, a) in addresses.iter().enumerate() {
-        // SAFETY: row `i` < `rows` lies inside the allocation; the rows start at `Table`.
-        let row = unsafe {
-            (&raw mut (*t).Table)
-                .cast::<MIB_UNICASTIPADDRESS_ROW>()
-                .add(i)
+        let row = MIB_UNICASTIPADDRESS_ROW {
+            Address: inet(*a),
+            InterfaceLuid: 0,
+            InterfaceIndex: if_index,
+            PrefixOrigin: 0,
+            SuffixOrigin: 0,
+            ValidLifetime: u32::MAX,
+            PreferredLifetime: u32::MAX,
+            OnLinkPrefixLength: 24,
+            SkipAsSource: 0,
+            DadState: 4,
+            ScopeId: 0,
+            CreationTimeStamp: 0,
         };
-        // SAFETY: as above; a zeroed row is a valid row, written whole.
-        unsafe {
-            row.write(MIB_UNICASTIPADDRESS_ROW {
-                Address: inet(*a),
-                InterfaceIndex: if_index,
-                ..row.read()
-            });
-        }
+        // SAFETY: row `i` < `rows` lies inside the allocation, whose rows start at `Table`.
+        let at = unsafe { p.add(table_at + i * size_of::<MIB_UNICASTIPADDRESS_ROW>()) };
+        // SAFETY: in bounds (above); written whole.
+        unsafe { at.cast::<MIB_UNICASTIPADDRESS_ROW>().write_unaligned(row) };
     }
     k.tables.insert(p.addr(), (SendPtr(p), layout));
     // SAFETY: valid for writes (contract).
+    #[expect(
+        clippy::cast_ptr_alignment,
+        reason = "allocated with the table's alignment (8)"
+    )]
+    let t = p.cast::<MIB_UNICASTIPADDRESS_TABLE>();
+    // SAFETY: as above.
     unsafe { table.write(t) };
     NtStatus::SUCCESS
 }

@@ -90,8 +90,81 @@ impl Bench {
             "softndk saw misuse: {:?}",
             self.fabric.violations()
         );
+        assert!(self.fabric.wait_idle(LIMIT), "the fabric goes idle");
+        for _ in 0..500 {
+            if self.fabric.live_objects() == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(
+            self.fabric.live_objects(),
+            0,
+            "every NDK object of both hosts is closed: left {:?}",
+            self.fabric.live_by_kind()
+        );
         report
     }
+
+    /// The shell listens on `a`'s `port` (its listener id).
+    fn listen(&self, h: &softwdf::Handle, port: u16) -> u64 {
+        let listen = ListenRequest {
+            if_index: 1,
+            backlog: 0,
+            local: SocketAddr::new(A, port),
+        };
+        let d = done(&h.ioctl(Ioctl::Listen.code(), &bytes(&listen), ListenReply::SIZE));
+        assert_eq!(status(&d), NtStatus::SUCCESS, "LISTEN");
+        ListenReply::parse(&d.output)
+            .expect("LISTEN reply")
+            .listener_id
+    }
+
+    /// The peer connects from `b` to `a`'s `port`, where the shell listens; returns (the peer's
+    /// connection, the shell's, as its `Accepted` event names it).
+    fn accept_from_peer(&self, h: &softwdf::Handle, peer: &HostHandle, port: u16) -> (u64, u64) {
+        let connect = ConnectRequest {
+            if_index: 2,
+            receive_depth: 0,
+            send_depth: 0,
+            local: None,
+            remote: SocketAddr::new(A, port),
+        };
+        let (st, out) = peer
+            .ioctl(Ioctl::Connect.code(), &bytes(&connect), ConnectReply::SIZE)
+            .wait(LIMIT)
+            .expect("peer CONNECT completes");
+        assert_eq!(st, NtStatus::SUCCESS);
+        let reply = ConnectReply::parse(&out).expect("CONNECT reply");
+        assert_eq!(reply.status, NtStatus::SUCCESS, "the peer is connected");
+        loop {
+            let got = events(&done(&h.ioctl(
+                Ioctl::Wait.code(),
+                &wait_request(None),
+                ROOM,
+            )));
+            if let Some(e) = got.iter().find(|e| e.kind == EventKind::Accepted) {
+                return (reply.connection_id, e.connection_id);
+            }
+        }
+    }
+}
+
+/// The peer resets its connection `id`.
+fn peer_reset(peer: &HostHandle, id: u64) {
+    let reset = DisconnectRequest {
+        connection_id: id,
+        abortive: true,
+    };
+    let (st, _) = peer
+        .ioctl(Ioctl::Disconnect.code(), &bytes(&reset), 0)
+        .wait(LIMIT)
+        .expect("peer DISCONNECT completes");
+    assert_eq!(st, NtStatus::SUCCESS, "peer DISCONNECT");
+}
+
+fn ioctl_status(h: &softwdf::Handle, ioctl: Ioctl, input: &[u8]) -> NtStatus {
+    status(&done(&h.ioctl(ioctl.code(), input, 0)))
 }
 
 fn bytes<R: Record>(r: &R) -> Vec<u8> {
@@ -280,4 +353,347 @@ fn a_peer_disconnect_reaches_a_pended_wait_through_the_shell_inline() {
 #[test]
 fn a_peer_disconnect_reaches_a_pended_wait_through_the_shell_hardware() {
     a_peer_disconnect_reaches_a_pended_wait_through_the_shell(Completion::hardware(7));
+}
+
+/// CancelIoEx of a pended per-connection WAIT races the peer's reset that completes it: each
+/// WAIT completes exactly once (cancelled, or with the event), the framework sees one completion
+/// (a second is a verifier violation), and a cancelled WAIT loses nothing: the next WAIT gets
+/// the event.
+#[test]
+fn cancel_io_ex_racing_the_completion_completes_each_wait_once_and_loses_nothing() {
+    let b = bench(Completion::hardware(3));
+    let h = b.open();
+    let listener = b.listen(&h, 4792);
+    let peer = HostHandle::open(&b.peer).expect("peer handle");
+    let (mut cancelled, mut delivered) = (0, 0);
+    for _ in 0..24 {
+        let (peer_conn, conn) = b.accept_from_peer(&h, &peer, 4792);
+        let wait = h.ioctl(Ioctl::Wait.code(), &wait_request(Some(conn)), ROOM);
+        let start = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                start.wait();
+                wait.cancel();
+            });
+            start.wait();
+            peer_reset(&peer, peer_conn);
+        });
+        let first = done(&wait);
+        let evs = if status(&first) == NtStatus::CANCELLED {
+            cancelled += 1;
+            events(&done(&h.ioctl(
+                Ioctl::Wait.code(),
+                &wait_request(Some(conn)),
+                ROOM,
+            )))
+        } else {
+            assert_eq!(status(&first), NtStatus::SUCCESS);
+            delivered += 1;
+            events(&first)
+        };
+        assert!(
+            evs.iter()
+                .any(|e| e.connection_id == conn && e.kind == EventKind::Disconnected),
+            "the reset is delivered, cancelled WAIT or not: {evs:?}"
+        );
+        assert_eq!(
+            ioctl_status(&h, Ioctl::Close, &bytes(&CloseRequest { id: conn })),
+            NtStatus::SUCCESS
+        );
+        assert_eq!(
+            ioctl_status_peer(&peer, Ioctl::Close, &bytes(&CloseRequest { id: peer_conn })),
+            NtStatus::SUCCESS
+        );
+    }
+    eprintln!("cancel won {cancelled} times, the completion {delivered} times");
+    assert_eq!(
+        ioctl_status(&h, Ioctl::Close, &bytes(&CloseRequest { id: listener })),
+        NtStatus::SUCCESS
+    );
+    peer.close();
+    h.close();
+    assert_clean(&b.finish());
+}
+
+fn ioctl_status_peer(peer: &HostHandle, ioctl: Ioctl, input: &[u8]) -> NtStatus {
+    peer.ioctl(ioctl.code(), input, 0)
+        .wait(LIMIT)
+        .expect("peer request completes")
+        .0
+}
+
+/// CloseHandle with WAITs pended on a live connection: cleanup (EvtFileCleanup) cancels them
+/// and closes the connection; the file object's close (EvtFileClose) comes only once they have
+/// completed; the peer sees the connection end.
+#[test]
+fn close_handle_with_waits_pended_cancels_them_and_ends_the_connection() {
+    let b = bench(Completion::hardware(5));
+    let h = b.open();
+    let _listener = b.listen(&h, 4793);
+    let peer = HostHandle::open(&b.peer).expect("peer handle");
+    let (peer_conn, conn) = b.accept_from_peer(&h, &peer, 4793);
+    let any = h.ioctl(Ioctl::Wait.code(), &wait_request(None), ROOM);
+    let own = h.ioctl(Ioctl::Wait.code(), &wait_request(Some(conn)), ROOM);
+    h.close();
+    assert_eq!(status(&done(&any)), NtStatus::CANCELLED);
+    assert_eq!(status(&done(&own)), NtStatus::CANCELLED);
+    // The peer's connection ends (after its own Connected event).
+    let mut seen: Vec<Event> = Vec::new();
+    while !seen.iter().any(|e| e.kind == EventKind::Disconnected) {
+        let (st, out) = peer
+            .ioctl(Ioctl::Wait.code(), &wait_request(Some(peer_conn)), ROOM)
+            .wait(LIMIT)
+            .expect("the peer's WAIT completes");
+        assert_eq!(st, NtStatus::SUCCESS);
+        let mut slots = [None; 8];
+        let n = decode_wait_reply(&out, &mut slots).expect("a WAIT reply");
+        seen.extend(slots[..n].iter().flatten().copied());
+        assert!(
+            seen.len() < 8,
+            "the peer sees the shell's side go: {seen:?}"
+        );
+    }
+    peer.close();
+    assert_clean(&b.finish());
+}
+
+/// A process exits with connections open both ways (one accepted, one the shell connected
+/// out, with receives posted), then the device is removed and the driver unloaded: every NDK
+/// object is closed, every request completed, nothing leaked.
+#[test]
+fn process_exit_with_connections_open_then_unload_leaves_nothing() {
+    let b = bench(Completion::hardware(9));
+    let h = b.open();
+    let _listener = b.listen(&h, 4794);
+    let peer = HostHandle::open(&b.peer).expect("peer handle");
+    let (_peer_in, _accepted) = b.accept_from_peer(&h, &peer, 4794);
+    // The peer listens on b; the shell connects out to it.
+    let listen = ListenRequest {
+        if_index: 2,
+        backlog: 0,
+        local: SocketAddr::new(B, 4795),
+    };
+    let (st, _) = peer
+        .ioctl(Ioctl::Listen.code(), &bytes(&listen), ListenReply::SIZE)
+        .wait(LIMIT)
+        .expect("peer LISTEN");
+    assert_eq!(st, NtStatus::SUCCESS);
+    let connect = ConnectRequest {
+        if_index: 1,
+        receive_depth: 0,
+        send_depth: 0,
+        local: None,
+        remote: SocketAddr::new(B, 4795),
+    };
+    let c = done(&h.ioctl(Ioctl::Connect.code(), &bytes(&connect), ConnectReply::SIZE));
+    assert_eq!(status(&c), NtStatus::SUCCESS);
+    let out = ConnectReply::parse(&c.output).expect("CONNECT reply");
+    assert_eq!(out.status, NtStatus::SUCCESS, "the shell connected out");
+    let post = PostRequest {
+        connection_id: out.connection_id,
+        kind: PostKind::Receive,
+        count: 4,
+        length: 256,
+    };
+    assert_eq!(
+        ioctl_status(&h, Ioctl::Post, &bytes(&post)),
+        NtStatus::SUCCESS
+    );
+    // Its Connected event first; then a WAIT that pends.
+    let connected = events(&done(&h.ioctl(
+        Ioctl::Wait.code(),
+        &wait_request(Some(out.connection_id)),
+        ROOM,
+    )));
+    assert!(connected.iter().any(|e| e.kind == EventKind::Connected));
+    let pended = h.ioctl(
+        Ioctl::Wait.code(),
+        &wait_request(Some(out.connection_id)),
+        ROOM,
+    );
+    // The process exits: the I/O manager closes its handle.
+    drop(h);
+    assert_eq!(status(&done(&pended)), NtStatus::CANCELLED);
+    peer.close();
+    assert_clean(&b.finish());
+}
+
+/// POST, FLUSH and QUERY through the shell: the receives posted on a connection the shell
+/// accepted are flushed on request, and QUERY counts them.
+#[test]
+fn post_flush_and_query_through_the_shell() {
+    let b = bench(Completion::Inline);
+    let h = b.open();
+    let _listener = b.listen(&h, 4796);
+    let peer = HostHandle::open(&b.peer).expect("peer handle");
+    let (_peer_conn, conn) = b.accept_from_peer(&h, &peer, 4796);
+    let post = PostRequest {
+        connection_id: conn,
+        kind: PostKind::Receive,
+        count: 3,
+        length: 128,
+    };
+    assert_eq!(
+        ioctl_status(&h, Ioctl::Post, &bytes(&post)),
+        NtStatus::SUCCESS
+    );
+    let q = done(&h.ioctl(
+        Ioctl::Query.code(),
+        &bytes(&QueryRequest {
+            connection_id: conn,
+        }),
+        QueryReply::SIZE,
+    ));
+    let q = QueryReply::parse(&q.output).expect("QUERY");
+    assert_eq!(q.outstanding_receives, 3, "three receives outstanding");
+    assert_eq!(
+        ioctl_status(
+            &h,
+            Ioctl::Flush,
+            &bytes(&FlushRequest {
+                connection_id: conn
+            })
+        ),
+        NtStatus::SUCCESS
+    );
+    // The flushed receives complete through the CQ (reaped after FLUSH returned).
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let q = done(&h.ioctl(
+            Ioctl::Query.code(),
+            &bytes(&QueryRequest {
+                connection_id: conn,
+            }),
+            QueryReply::SIZE,
+        ));
+        let q = QueryReply::parse(&q.output).expect("QUERY");
+        if q.outstanding_receives == 0 {
+            assert_eq!(q.receives_cancelled, 3, "flushed, as QUERY counts them");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flush completes the receives: {q:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    peer.close();
+    h.close();
+    assert_clean(&b.finish());
+}
+
+/// LIST_ADAPTERS goes through GetUnicastIpAddressTable and the WSK NDK extension: the shell
+/// lists this machine's address on its interface (and frees the table).
+#[test]
+fn list_adapters_reports_this_machines_interface() {
+    let b = bench(Completion::Inline);
+    let h = b.open();
+    let d = done(&h.ioctl(
+        Ioctl::ListAdapters.code(),
+        &bytes(&ListAdaptersRequest),
+        BATCH_HEADER_SIZE + 4 * AdapterEntry::SIZE,
+    ));
+    assert_eq!(status(&d), NtStatus::SUCCESS);
+    let (count, _) = decode_adapters_header(&d.output).expect("LIST_ADAPTERS reply");
+    assert_eq!(count, 1, "one address on interface 1");
+    let entry = AdapterEntry::decode(&d.output[BATCH_HEADER_SIZE..]).expect("an entry");
+    assert_eq!(entry.if_index, 1);
+    assert_eq!(entry.address.ip(), A);
+    h.close();
+    assert_clean(&b.finish());
+}
+
+/// A machine whose WSK has no NDK extension: the driver loads anyway (no Code 37), GET_INFO
+/// says why, and LISTEN is refused with STATUS_NOT_SUPPORTED.
+#[test]
+fn a_machine_without_ndk_loads_the_driver_and_refuses_listen() {
+    let fabric = Arc::new(Fabric::new(FabricConfig::default()));
+    fabric.add_host(HostConfig::new(1, [A]));
+    let mut system = System::boot(Machine {
+        fabric: Arc::clone(&fabric),
+        if_index: 1,
+        addresses: vec![A],
+        ndk: false,
+    });
+    // SAFETY: the shell's DriverEntry; one kernel at a time.
+    unsafe { system.load(DriverEntry) }.expect("DriverEntry succeeds without NDK");
+    let device = system.add_device().expect("device");
+    let h = system.open(&device, Access::ReadWrite).expect("open");
+    let info = done(&h.ioctl(
+        Ioctl::GetInfo.code(),
+        &bytes(&GetInfoRequest),
+        InfoReply::SIZE,
+    ));
+    let info = InfoReply::parse(&info.output).expect("GET_INFO");
+    assert_eq!(info.ndk_status, NtStatus::NOT_SUPPORTED);
+    let listen = ListenRequest {
+        if_index: 1,
+        backlog: 0,
+        local: SocketAddr::new(A, 4797),
+    };
+    let d = done(&h.ioctl(Ioctl::Listen.code(), &bytes(&listen), ListenReply::SIZE));
+    assert_eq!(status(&d), NtStatus::NOT_SUPPORTED);
+    h.close();
+    system.remove_device(device).expect("remove");
+    assert_clean(&system.unload());
+}
+
+/// The driver's ETW provider through softwdf's ETW: registered at DriverEntry with its
+/// traits, its events written while a session listens, unregistered at unload.
+#[test]
+fn the_driver_traces_to_etw_while_a_session_listens() {
+    let b = bench(Completion::Inline);
+    b.system.capture_etw();
+    let h = b.open();
+    let _listener = b.listen(&h, 4798);
+    let peer = HostHandle::open(&b.peer).expect("peer handle");
+    let (peer_conn, _conn) = b.accept_from_peer(&h, &peer, 4798);
+    peer_reset(&peer, peer_conn);
+    peer.close();
+    h.close();
+    let events = b.system.take_etw();
+    assert!(!events.is_empty(), "the driver wrote events");
+    for e in &events {
+        assert_eq!(e.data.len(), 3, "provider traits, event metadata, payload");
+        assert_eq!(e.data[0].0, 2, "the provider's traits first");
+        assert_eq!(e.data[0].1, ndkdisc_core::etw::PROVIDER_METADATA);
+    }
+    assert_clean(&b.finish());
+}
+
+/// A listener CLOSEd just before the handle closes and the device is removed: CLOSE returns
+/// before NDK completes the listener's close, and the listener's adapter is released later by
+/// deferred work. Removing the device right after the last handle closed must still see that
+/// adapter closed (`Engine::quiesce` before the deferral stops; without it the close
+/// completion could come after the deferral stopped, leaving the adapter open and the
+/// listener leaked). When the provider's thread delivers the close decides whether the race is
+/// hit, so the scenario runs several times, on asynchronous completions.
+#[test]
+fn a_listener_closed_just_before_removal_still_releases_its_adapter() {
+    for seed in 0..16 {
+        let b = bench(if seed % 2 == 0 {
+            Completion::Thread
+        } else {
+            Completion::hardware(seed)
+        });
+        let h = b.open();
+        let listener = b.listen(&h, 4799);
+        let peer = HostHandle::open(&b.peer).expect("peer handle");
+        let (peer_conn, conn) = b.accept_from_peer(&h, &peer, 4799);
+        assert_eq!(
+            ioctl_status(&h, Ioctl::Close, &bytes(&CloseRequest { id: conn })),
+            NtStatus::SUCCESS
+        );
+        assert_eq!(
+            ioctl_status_peer(&peer, Ioctl::Close, &bytes(&CloseRequest { id: peer_conn })),
+            NtStatus::SUCCESS
+        );
+        assert_eq!(
+            ioctl_status(&h, Ioctl::Close, &bytes(&CloseRequest { id: listener })),
+            NtStatus::SUCCESS
+        );
+        h.close();
+        peer.close();
+        assert_clean(&b.finish());
+    }
 }
