@@ -1,0 +1,248 @@
+//! softwdf's verifier rules, each broken on purpose by a small driver of this test (written
+//! against the same wdk-sys bindings as the shell): the report must name the rule, so a test of
+//! the shell that breaks one fails. The last test is the same driver behaving, with a clean
+//! report, so the rules do not fire on correct code.
+#![allow(clippy::pedantic, reason = "test scaffolding")]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::ptr::null_mut;
+use std::sync::Arc;
+
+use softwdf::{Access, Machine, Rule, System};
+use wdk_sys::{
+    _EVENT_TYPE, _KWAIT_REASON, _WDF_EXECUTION_LEVEL, _WDF_IO_QUEUE_DISPATCH_TYPE,
+    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, DRIVER_OBJECT, KEVENT, KSPIN_LOCK, NTSTATUS,
+    PWDFDEVICE_INIT, ULONG, UNICODE_STRING, WDF_DRIVER_CONFIG, WDF_IO_QUEUE_CONFIG,
+    WDF_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFQUEUE, WDFREQUEST, WDFWAITLOCK,
+    call_unsafe_wdf_function_binding,
+};
+
+/// The misbehaviours, by control code (function code << 2, `METHOD_BUFFERED`, any access).
+const COMPLETE_TWICE: u32 = 0x800 << 2;
+const COMPLETE_WHILE_CANCELABLE: u32 = 0x801 << 2;
+const WAIT_UNDER_SPIN_LOCK: u32 = 0x802 << 2;
+const LEAK_POOL: u32 = 0x803 << 2;
+const LEAK_WAIT_LOCK: u32 = 0x804 << 2;
+const TOO_MUCH_INFORMATION: u32 = 0x805 << 2;
+const BEHAVE: u32 = 0x806 << 2;
+
+fn attributes() -> WDF_OBJECT_ATTRIBUTES {
+    WDF_OBJECT_ATTRIBUTES {
+        Size: size_of::<WDF_OBJECT_ATTRIBUTES>() as ULONG,
+        ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
+        SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+        ..WDF_OBJECT_ATTRIBUTES::default()
+    }
+}
+
+unsafe extern "system" fn driver_entry(
+    driver: *mut DRIVER_OBJECT,
+    registry_path: *const UNICODE_STRING,
+) -> NTSTATUS {
+    let mut config = WDF_DRIVER_CONFIG {
+        Size: size_of::<WDF_DRIVER_CONFIG>() as ULONG,
+        EvtDriverDeviceAdd: Some(device_add),
+        ..WDF_DRIVER_CONFIG::default()
+    };
+    // SAFETY: the kernel's arguments; WDF copies the config.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDriverCreate,
+            driver,
+            registry_path,
+            null_mut(),
+            &raw mut config,
+            null_mut::<WDFDRIVER>()
+        )
+    }
+}
+
+unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
+    let mut device: WDFDEVICE = null_mut();
+    let mut a = attributes();
+    // SAFETY: the init WDF gave this callback.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreate,
+            &raw mut init,
+            &raw mut a,
+            &raw mut device
+        )
+    };
+    if status < 0 {
+        return status;
+    }
+    let mut config = WDF_IO_QUEUE_CONFIG {
+        Size: size_of::<WDF_IO_QUEUE_CONFIG>() as ULONG,
+        PowerManaged: _WDF_TRI_STATE::WdfFalse,
+        DefaultQueue: 1,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
+        EvtIoDeviceControl: Some(device_control),
+        ..WDF_IO_QUEUE_CONFIG::default()
+    };
+    let mut qa = attributes();
+    qa.ExecutionLevel = _WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive;
+    let mut queue: WDFQUEUE = null_mut();
+    // SAFETY: the device just created.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut config,
+            &raw mut qa,
+            &raw mut queue
+        )
+    }
+}
+
+unsafe extern "C" fn cancel(_request: WDFREQUEST) {}
+
+fn complete(request: WDFREQUEST, information: u64) {
+    // SAFETY: a request this driver owns (the test decides how often).
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfRequestCompleteWithInformation,
+            request,
+            0,
+            information
+        )
+    }
+}
+
+unsafe extern "C" fn device_control(
+    _queue: WDFQUEUE,
+    request: WDFREQUEST,
+    _output_length: usize,
+    _input_length: usize,
+    code: ULONG,
+) {
+    match code {
+        COMPLETE_TWICE => {
+            complete(request, 0);
+            complete(request, 0);
+        }
+        COMPLETE_WHILE_CANCELABLE => {
+            // SAFETY: a request this driver owns, with a cancel routine of the right type.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(WdfRequestMarkCancelableEx, request, Some(cancel))
+            };
+            complete(request, 0);
+        }
+        WAIT_UNDER_SPIN_LOCK => {
+            let mut event = KEVENT::default();
+            let mut lock: KSPIN_LOCK = 0;
+            // SAFETY: a local event and lock, live across the calls; the wait is the misuse
+            // under test (softwdf refuses it rather than block).
+            unsafe {
+                wdk_sys::ntddk::KeInitializeEvent(
+                    &raw mut event,
+                    _EVENT_TYPE::SynchronizationEvent,
+                    1,
+                );
+            }
+            // SAFETY: as above.
+            let old = unsafe { wdk_sys::ntddk::KeAcquireSpinLockRaiseToDpc(&raw mut lock) };
+            // SAFETY: as above.
+            let _ = unsafe {
+                wdk_sys::ntddk::KeWaitForSingleObject(
+                    (&raw mut event).cast(),
+                    _KWAIT_REASON::Executive,
+                    0,
+                    0,
+                    null_mut(),
+                )
+            };
+            // SAFETY: held by this thread.
+            unsafe { wdk_sys::ntddk::KeReleaseSpinLock(&raw mut lock, old) };
+            complete(request, 0);
+        }
+        LEAK_POOL => {
+            // SAFETY: an allocation never freed: the misuse under test.
+            let _ =
+                unsafe { wdk_sys::ntddk::ExAllocatePool2(0x40, 64, u32::from_le_bytes(*b"Leak")) };
+            complete(request, 0);
+        }
+        LEAK_WAIT_LOCK => {
+            let mut lock: WDFWAITLOCK = null_mut();
+            // SAFETY: a valid out-pointer; never deleted: the misuse under test.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(WdfWaitLockCreate, null_mut(), &raw mut lock)
+            };
+            complete(request, 0);
+        }
+        TOO_MUCH_INFORMATION => complete(request, 4096),
+        _ => {
+            // Behave: a pool block freed, a wait lock deleted, one completion.
+            // SAFETY: freed below.
+            let p =
+                unsafe { wdk_sys::ntddk::ExAllocatePool2(0x40, 64, u32::from_le_bytes(*b"Good")) };
+            // SAFETY: allocated above, freed once.
+            unsafe { wdk_sys::ntddk::ExFreePool(p) };
+            let mut lock: WDFWAITLOCK = null_mut();
+            // SAFETY: a valid out-pointer.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(WdfWaitLockCreate, null_mut(), &raw mut lock)
+            };
+            // SAFETY: created above, not held, deleted once.
+            unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, lock.cast()) };
+            complete(request, 0);
+        }
+    }
+}
+
+/// Boot, load this test's driver, send `code`, unload: the rules the report names.
+fn rules_broken_by(code: u32) -> Vec<Rule> {
+    let fabric = Arc::new(softndk::Fabric::new(softndk::FabricConfig::default()));
+    let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    fabric.add_host(softndk::HostConfig::new(1, [a]));
+    let mut system = System::boot(Machine {
+        fabric,
+        if_index: 1,
+        addresses: vec![a],
+        ndk: true,
+    });
+    // SAFETY: this test's driver; one kernel at a time.
+    unsafe { system.load(driver_entry) }.expect("DriverEntry");
+    let device = system.add_device().expect("device");
+    let h = system.open(&device, Access::ReadWrite).expect("open");
+    let done = h.ioctl(code, &[], 16).wait();
+    assert!(done.status >= 0, "completed: {done:?}");
+    h.close();
+    system.remove_device(device).expect("remove");
+    system.unload().violations.iter().map(|v| v.rule).collect()
+}
+
+#[test]
+fn a_request_completed_twice_is_reported() {
+    assert!(rules_broken_by(COMPLETE_TWICE).contains(&Rule::RequestCompletedTwice));
+}
+
+#[test]
+fn a_request_completed_while_still_cancelable_is_reported() {
+    assert!(rules_broken_by(COMPLETE_WHILE_CANCELABLE).contains(&Rule::CompletedWhileCancelable));
+}
+
+#[test]
+fn a_wait_under_a_spin_lock_is_reported() {
+    assert!(rules_broken_by(WAIT_UNDER_SPIN_LOCK).contains(&Rule::WaitUnderSpinLock));
+}
+
+#[test]
+fn pool_never_freed_is_reported_at_unload() {
+    assert!(rules_broken_by(LEAK_POOL).contains(&Rule::MemoryLeaked));
+}
+
+#[test]
+fn a_wait_lock_never_deleted_is_reported_at_unload() {
+    assert!(rules_broken_by(LEAK_WAIT_LOCK).contains(&Rule::ObjectLeaked));
+}
+
+#[test]
+fn more_information_than_the_output_buffer_is_reported() {
+    assert!(rules_broken_by(TOO_MUCH_INFORMATION).contains(&Rule::BadCompletion));
+}
+
+#[test]
+fn the_same_driver_behaving_breaks_no_rule() {
+    assert_eq!(rules_broken_by(BEHAVE), Vec::<Rule>::new());
+}
