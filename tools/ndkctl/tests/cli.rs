@@ -442,15 +442,18 @@ fn wait_needs_a_connection_or_any() {
 /// Run ndkctl with `args`, its output pipe closed before it writes (every write fails with
 /// EPIPE): its exit code and stderr.
 fn with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = std::process::Command::new(BIN)
+    // The pipe's read end is closed before the child starts, so its first write fails however
+    // little it writes (closing it after the spawn raced a short output into the pipe's buffer).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = std::process::Command::new(BIN)
         .env_remove("NDKCTL_BACKEND")
         .args(args)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
+        .stdout(writer)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     (out.status.code(), String::from_utf8(out.stderr).unwrap())
 }
