@@ -231,30 +231,21 @@ impl Addr {
 }
 
 /// The connection's mutable facts (under its own lock; never held while calling NDK).
-#[expect(
-    clippy::struct_excessive_bools,
-    reason = "independent facts QUERY reports"
-)]
 struct Ctl<R> {
     phase: ConnState,
+    /// Independent facts, one bit each ([`Facts`]): the disconnect callback fired, the
+    /// provider gave a reason, the connection was disconnected locally, aborted, flushed, its
+    /// terminal event set, a DISCONNECT answering the peer, requests flushed by the provider
+    /// alone, the adapter gone, the objects released, a FLUSH pending, the pended request a
+    /// DISCONNECT.
+    facts: Facts,
     objects: Objects,
     /// Holders of object clones outside the lock; teardown waits for zero.
     users: Count,
-    callback_fired: bool,
     /// The provider's disconnect reason (NDKPI 2.1), if `has_reason`.
     reason: u32,
-    has_reason: bool,
-    local_disconnect: bool,
-    aborted: bool,
-    flushed: bool,
     /// The status of the terminal event, set once, when it is latched.
     terminal_status: NtStatus,
-    /// The terminal event (`ConnectFailed` or `Disconnected`) has been latched: what ends the
-    /// connection later changes neither it nor `terminal_status`.
-    terminal_set: bool,
-    /// The pended graceful DISCONNECT answers a peer that already ended the connection: it
-    /// completes with success whatever `NdkDisconnect` says of the dead connection.
-    answering_peer: bool,
     /// Work requests posted and not yet completed.
     outstanding_receives: u32,
     outstanding_sends: u32,
@@ -266,35 +257,97 @@ struct Ctl<R> {
     send_bytes_posted: u64,
     /// The last failed completion: (status, NDKPI 2.1 provider error code).
     last_error: (NtStatus, u32),
-    /// Requests completed as flushed that ndkdisc never asked to flush.
-    provider_flushed: bool,
     /// The CQ reported a fatal error or an overrun (its notification status, never success):
     /// nothing posted will complete. `SUCCESS`: none.
     cq_error: NtStatus,
-    /// The adapter went away: what teardown cannot account for counts as failed with
-    /// `STATUS_DEVICE_REMOVED`.
-    adapter_gone: bool,
-    /// Teardown released the NDK objects: nothing posted is outstanding any more, nothing more
-    /// will complete, and FLUSH has nothing left to wait for.
-    released: bool,
-    /// A FLUSH waits for the outstanding requests to complete.
-    flush_pending: bool,
     /// The posted buffers with their MRs (each buffer kept until its MR is closed).
     posted: Vec<(Mr, Arc<Buffer>)>,
     /// The pended CONNECT, or the graceful DISCONNECT waiting for `NdkDisconnect` to complete
     /// (`pending_is_disconnect`): one slot, as the two never pend at once (a DISCONNECT is
     /// refused while a CONNECT is stored, even one whose cancel routine is about to take it).
     pending: Option<R>,
-    pending_is_disconnect: bool,
     local: Addr,
     remote: Addr,
     ndk_version: (u16, u16),
 }
 
+/// A connection's independent facts, one bit each (they were twelve `bool`s: 10 B of a
+/// record that every established connection carries).
+#[derive(Clone, Copy, Default)]
+struct Facts(u16);
+
+impl Facts {
+    const CALLBACK_FIRED: u16 = 1 << 0;
+    const HAS_REASON: u16 = 1 << 1;
+    const LOCAL_DISCONNECT: u16 = 1 << 2;
+    const ABORTED: u16 = 1 << 3;
+    const FLUSHED: u16 = 1 << 4;
+    const TERMINAL_SET: u16 = 1 << 5;
+    const ANSWERING_PEER: u16 = 1 << 6;
+    const PROVIDER_FLUSHED: u16 = 1 << 7;
+    const ADAPTER_GONE: u16 = 1 << 8;
+    const RELEASED: u16 = 1 << 9;
+    const FLUSH_PENDING: u16 = 1 << 10;
+    const PENDING_IS_DISCONNECT: u16 = 1 << 11;
+
+    fn get(self, bit: u16) -> bool {
+        self.0 & bit != 0
+    }
+
+    fn set(&mut self, bit: u16, on: bool) {
+        if on {
+            self.0 |= bit;
+        } else {
+            self.0 &= !bit;
+        }
+    }
+
+    /// Set `bit` to `on`; whether it was set.
+    fn replace(&mut self, bit: u16, on: bool) -> bool {
+        let was = self.get(bit);
+        self.set(bit, on);
+        was
+    }
+}
+
+/// `name()` and `set_name(bool)` for each fact of [`Facts`].
+macro_rules! facts {
+    ($($get:ident, $set:ident = $bit:ident;)*) => {
+        impl<R> Ctl<R> {
+            $(
+                #[allow(dead_code, reason = "some facts are only replaced")]
+                fn $get(&self) -> bool {
+                    self.facts.get(Facts::$bit)
+                }
+
+                #[allow(dead_code, reason = "some facts are only replaced")]
+                fn $set(&mut self, on: bool) {
+                    self.facts.set(Facts::$bit, on);
+                }
+            )*
+        }
+    };
+}
+
+facts! {
+    callback_fired, set_callback_fired = CALLBACK_FIRED;
+    has_reason, set_has_reason = HAS_REASON;
+    local_disconnect, set_local_disconnect = LOCAL_DISCONNECT;
+    aborted, set_aborted = ABORTED;
+    flushed, set_flushed = FLUSHED;
+    terminal_set, set_terminal_set = TERMINAL_SET;
+    answering_peer, set_answering_peer = ANSWERING_PEER;
+    provider_flushed, set_provider_flushed = PROVIDER_FLUSHED;
+    adapter_gone, set_adapter_gone = ADAPTER_GONE;
+    objects_released, set_objects_released = RELEASED;
+    flush_pending, set_flush_pending = FLUSH_PENDING;
+    pending_is_disconnect, set_pending_is_disconnect = PENDING_IS_DISCONNECT;
+}
+
 impl<R> Ctl<R> {
     /// The provider's disconnect reason, if it gave one.
     fn reason(&self) -> Option<u32> {
-        self.has_reason.then_some(self.reason)
+        self.has_reason().then_some(self.reason)
     }
 
     /// The CQ's fatal status, if it reported one.
@@ -306,7 +359,7 @@ impl<R> Ctl<R> {
     /// success nor a flush), which means the provider put the QP in the error state.
     fn count_completions(&mut self, done: &[ndkpi::Completion]) -> Option<NtStatus> {
         // Flushes ndkdisc caused: FLUSH, its own NdkDisconnect, its own close.
-        let ours = self.flushed || self.local_disconnect || self.users.tearing_down();
+        let ours = self.flushed() || self.local_disconnect() || self.users.tearing_down();
         let mut failure = None;
         for done in done {
             // The request context, never `kind`: NDKPI leaves the operation type undefined on
@@ -332,7 +385,7 @@ impl<R> Ctl<R> {
                     0
                 }
                 NtStatus::CANCELLED => {
-                    self.provider_flushed |= !ours;
+                    self.set_provider_flushed(self.provider_flushed() || !ours);
                     1
                 }
                 st => {
@@ -353,7 +406,7 @@ impl<R> Ctl<R> {
     fn released(&mut self) {
         let lost = [self.outstanding_receives, self.outstanding_sends];
         if lost != [0, 0] {
-            let st = if self.adapter_gone {
+            let st = if self.adapter_gone() {
                 NtStatus::DEVICE_REMOVED
             } else {
                 // A live CQ reports every request a QP's close flushed; one that did not
@@ -367,7 +420,7 @@ impl<R> Ctl<R> {
         }
         self.outstanding_receives = 0;
         self.outstanding_sends = 0;
-        self.released = true;
+        self.set_objects_released(true);
     }
 }
 
@@ -391,19 +444,19 @@ impl<R: PendedRequest> Ctl<R> {
 
     /// The pended CONNECT, if the slot holds one.
     fn connect_request(&mut self) -> Option<&mut R> {
-        self.pending
-            .as_mut()
-            .filter(|_| !self.pending_is_disconnect)
+        let disconnect = self.pending_is_disconnect();
+        self.pending.as_mut().filter(|_| !disconnect)
     }
 
     /// The pended graceful DISCONNECT, if the slot holds one.
     fn disconnect_request(&mut self) -> Option<&mut R> {
-        self.pending.as_mut().filter(|_| self.pending_is_disconnect)
+        let disconnect = self.pending_is_disconnect();
+        self.pending.as_mut().filter(|_| disconnect)
     }
 
     /// Why a graceful DISCONNECT cannot start now (the status it completes with), or `None`.
     fn disconnect_refusal(&self) -> Option<NtStatus> {
-        if self.pending.is_some() && !self.pending_is_disconnect {
+        if self.pending.is_some() && !self.pending_is_disconnect() {
             // Established as its CONNECT was cancelled: the cancel routine is about to take the
             // CONNECT and abandon the connection.
             return Some(NtStatus::INVALID_DEVICE_STATE);
@@ -411,9 +464,9 @@ impl<R: PendedRequest> Ctl<R> {
         let start = match self.phase {
             ConnState::Connected => true,
             ConnState::Disconnected => {
-                self.callback_fired
-                    && !self.local_disconnect
-                    && !self.aborted
+                self.callback_fired()
+                    && !self.local_disconnect()
+                    && !self.aborted()
                     && self.pending.is_none()
             }
             _ => false,
@@ -429,7 +482,7 @@ impl<R: PendedRequest> Ctl<R> {
 
     /// Take the pended request if it is the one with `token` and of the kind asked for.
     fn take_pended(&mut self, token: u64, disconnect: bool) -> Option<R> {
-        if self.pending_is_disconnect == disconnect && self.pending.as_ref()?.token() == token {
+        if self.pending_is_disconnect() == disconnect && self.pending.as_ref()?.token() == token {
             self.pending.take()
         } else {
             None
@@ -484,35 +537,24 @@ impl<P: Platform> Conn<P> {
         };
         let v = adapter.version();
         let ctl = Ctl {
+            facts: Facts::default(),
             phase: ConnState::Connecting,
             objects: Objects {
                 adapter: Some(adapter),
                 ..Objects::default()
             },
             users: Count::default(),
-            callback_fired: false,
             reason: 0,
-            has_reason: false,
-            local_disconnect: false,
-            aborted: false,
-            flushed: false,
             terminal_status: NtStatus::SUCCESS,
-            terminal_set: false,
-            adapter_gone: false,
-            released: false,
-            answering_peer: false,
             outstanding_receives: 0,
             outstanding_sends: 0,
             reaped: [[0; 3]; 2],
             received_bytes: 0,
             send_bytes_posted: 0,
             last_error: (NtStatus::SUCCESS, 0),
-            provider_flushed: false,
             cq_error: NtStatus::SUCCESS,
-            flush_pending: false,
             posted: Vec::new(),
             pending: None,
-            pending_is_disconnect: false,
             local: Addr::NONE,
             remote: Addr::NONE,
             ndk_version: (v.Major, v.Minor),
@@ -706,7 +748,7 @@ impl<P: Platform> Conn<P> {
             }
             // INVARIANT: connecting, so no DISCONNECT was stored: the slot is free.
             c.pending = Some(request);
-            c.pending_is_disconnect = false;
+            c.set_pending_is_disconnect(false);
             Ok(c.objects.qp.clone())
         });
         match stored {
@@ -782,7 +824,7 @@ impl<P: Platform> Conn<P> {
             let failed = matches!(c.phase, ConnState::Connecting);
             let fact = if failed {
                 c.phase = ConnState::Failed;
-                if !core::mem::replace(&mut c.terminal_set, true) {
+                if !c.facts.replace(Facts::TERMINAL_SET, true) {
                     c.terminal_status = failure;
                     terminal = Some(Trace::Terminal {
                         id: self.id(),
@@ -802,7 +844,7 @@ impl<P: Platform> Conn<P> {
                 if !matches!(c.phase, ConnState::Failed) {
                     c.phase = ConnState::Disconnected;
                 }
-                if !core::mem::replace(&mut c.terminal_set, true) {
+                if !c.facts.replace(Facts::TERMINAL_SET, true) {
                     c.terminal_status = st;
                     terminal = Some(Trace::Terminal {
                         id: self.id(),
@@ -823,7 +865,7 @@ impl<P: Platform> Conn<P> {
                 None
             };
             let ready = fact.and_then(|mut fact| {
-                fact.callback_fired = c.callback_fired;
+                fact.callback_fired = c.callback_fired();
                 // The provider put the QP (or CQ) in the error state: it flushes (or lost)
                 // what is still posted; ndkdisc flushed nothing.
                 fact.provider_flushes = matches!(otherwise, Some((Cause::TransportError, _)));
@@ -945,14 +987,14 @@ impl<P: Platform> Conn<P> {
             }
             // After the peer ended it, `NdkDisconnect` only answers the peer (its own outcome
             // may be the abort of a connection already gone).
-            c.answering_peer = matches!(c.phase, ConnState::Disconnected);
+            c.set_answering_peer(matches!(c.phase, ConnState::Disconnected));
             if matches!(c.phase, ConnState::Connected) {
                 c.phase = ConnState::Disconnecting;
             }
-            c.local_disconnect = true;
+            c.set_local_disconnect(true);
             // INVARIANT: checked above: the slot is free.
             c.pending = Some(request);
-            c.pending_is_disconnect = true;
+            c.set_pending_is_disconnect(true);
             Ok(())
         });
         if let Err((request, st)) = stored {
@@ -979,7 +1021,7 @@ impl<P: Platform> Conn<P> {
                 // Its cancel routine completes it.
                 return None;
             }
-            let st = if c.answering_peer {
+            let st = if c.answering_peer() {
                 NtStatus::SUCCESS
             } else {
                 st
@@ -1019,7 +1061,7 @@ impl<P: Platform> Conn<P> {
             None,
             NtStatus::DEVICE_REMOVED,
             Some((Cause::AdapterRemoved, NtStatus::DEVICE_REMOVED)),
-            |c| c.adapter_gone = true,
+            |c| c.set_adapter_gone(true),
         );
         Self::teardown(this);
     }
@@ -1033,7 +1075,7 @@ impl<P: Platform> Conn<P> {
             None,
             NtStatus::CANCELLED,
             Some((cause, NtStatus::SUCCESS)),
-            |c| c.aborted |= matches!(cause, Cause::Aborted),
+            |c| c.set_aborted(c.aborted() || matches!(cause, Cause::Aborted)),
         );
         Self::teardown(this);
     }
@@ -1105,8 +1147,8 @@ impl<P: Platform> Conn<P> {
     /// [`Error::InvalidState`] while teardown is releasing the QP (afterwards FLUSH reports at once).
     pub(crate) fn flush(&self) -> Result<(), Error> {
         self.ctl.with(|c| {
-            c.flushed = true;
-            c.flush_pending = true;
+            c.set_flushed(true);
+            c.set_flush_pending(true);
         });
         let flushed = self
             .with_objects(|o| o.qp.as_ref().map(|qp| qp.qp().flush()))
@@ -1118,10 +1160,10 @@ impl<P: Platform> Conn<P> {
             // pending FLUSH, so this FLUSH either sees `released` (and succeeds, with one
             // `Flushed`) or withdraws before teardown can answer it (and fails, with none).
             let released = self.ctl.with(|c| {
-                if !c.released {
-                    c.flush_pending = false;
+                if !c.objects_released() {
+                    c.set_flush_pending(false);
                 }
-                c.released
+                c.objects_released()
             });
             if released {
                 self.flush_done_if_drained();
@@ -1139,11 +1181,11 @@ impl<P: Platform> Conn<P> {
             // A dead CQ completes nothing more: what it held is lost, and waiting would hang.
             let drained =
                 c.cq_error().is_some() || (c.outstanding_receives == 0 && c.outstanding_sends == 0);
-            let done = c.flush_pending && drained;
+            let done = c.flush_pending() && drained;
             if !done || matches!(c.phase, ConnState::Closed) {
                 return None;
             }
-            c.flush_pending = false;
+            c.set_flush_pending(false);
             // Latched with the state it reports (and never after `Closed`).
             self.owner
                 .latch_in(self.index, self.fact(EventKind::Flushed))
@@ -1336,12 +1378,12 @@ impl<P: Platform> Conn<P> {
         self.ctl.with(|c| QueryReply {
             connection_id: self.id(),
             state: c.phase,
-            callback_fired: c.callback_fired,
+            callback_fired: c.callback_fired(),
             provider_reason: c.reason(),
-            local_disconnect: c.local_disconnect,
-            aborted: c.aborted,
-            flushed: c.flushed,
-            provider_flushed: c.provider_flushed,
+            local_disconnect: c.local_disconnect(),
+            aborted: c.aborted(),
+            flushed: c.flushed(),
+            provider_flushed: c.provider_flushed(),
             cq_failed: c.cq_error().is_some(),
             outstanding_receives: c.outstanding_receives,
             outstanding_sends: c.outstanding_sends,
@@ -1449,11 +1491,11 @@ impl<P: Platform> Sink for Conn<P> {
             NtStatus::CONNECTION_DISCONNECTED,
             Some((Cause::Peer, NtStatus::SUCCESS)),
             |c| {
-                first = !c.callback_fired;
-                c.callback_fired = true;
+                first = !c.callback_fired();
+                c.set_callback_fired(true);
                 if first {
                     c.reason = reason.unwrap_or(0);
-                    c.has_reason = reason.is_some();
+                    c.set_has_reason(reason.is_some());
                 }
             },
         );
