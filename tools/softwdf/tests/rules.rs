@@ -24,6 +24,8 @@ const WAIT_UNDER_SPIN_LOCK: u32 = 0x802 << 2;
 const LEAK_POOL: u32 = 0x803 << 2;
 const LEAK_WAIT_LOCK: u32 = 0x804 << 2;
 const TOO_MUCH_INFORMATION: u32 = 0x805 << 2;
+const PAGED_POOL_AT_DISPATCH: u32 = 0x807 << 2;
+const RETURN_HOLDING_A_SPIN_LOCK: u32 = 0x808 << 2;
 const BEHAVE: u32 = 0x806 << 2;
 
 fn attributes() -> WDF_OBJECT_ATTRIBUTES {
@@ -171,6 +173,26 @@ unsafe extern "C" fn device_control(
             complete(request, 0);
         }
         TOO_MUCH_INFORMATION => complete(request, 4096),
+        PAGED_POOL_AT_DISPATCH => {
+            let mut lock: KSPIN_LOCK = 0;
+            // SAFETY: a local lock, released below.
+            let old = unsafe { wdk_sys::ntddk::KeAcquireSpinLockRaiseToDpc(&raw mut lock) };
+            // SAFETY: paged pool at DISPATCH_LEVEL: the misuse under test (softwdf refuses it).
+            let p =
+                unsafe { wdk_sys::ntddk::ExAllocatePool2(0x100, 64, u32::from_le_bytes(*b"Page")) };
+            assert!(p.is_null(), "refused");
+            // SAFETY: held by this thread.
+            unsafe { wdk_sys::ntddk::KeReleaseSpinLock(&raw mut lock, old) };
+            complete(request, 0);
+        }
+        RETURN_HOLDING_A_SPIN_LOCK => {
+            complete(request, 0);
+            // A lock that outlives the callback (leaked on purpose), acquired and kept: the
+            // callback returns at DISPATCH_LEVEL.
+            let lock: &'static mut KSPIN_LOCK = Box::leak(Box::new(0));
+            // SAFETY: a live lock word, never released: the misuse under test.
+            let _old = unsafe { wdk_sys::ntddk::KeAcquireSpinLockRaiseToDpc(lock) };
+        }
         _ => {
             // Behave: a pool block freed, a wait lock deleted, one completion.
             // SAFETY: freed below.
@@ -240,6 +262,20 @@ fn a_wait_lock_never_deleted_is_reported_at_unload() {
 #[test]
 fn more_information_than_the_output_buffer_is_reported() {
     assert!(rules_broken_by(TOO_MUCH_INFORMATION).contains(&Rule::BadCompletion));
+}
+
+#[test]
+fn paged_pool_at_dispatch_level_is_reported() {
+    assert!(rules_broken_by(PAGED_POOL_AT_DISPATCH).contains(&Rule::IrqlTooHigh));
+}
+
+#[test]
+fn a_callback_returning_with_a_spin_lock_held_is_reported() {
+    // On a thread of its own: the thread keeps the lock (and its IRQL) after the callback.
+    let rules = std::thread::spawn(|| rules_broken_by(RETURN_HOLDING_A_SPIN_LOCK))
+        .join()
+        .expect("the thread ends");
+    assert!(rules.contains(&Rule::IrqlNotRestored), "{rules:?}");
 }
 
 #[test]

@@ -366,7 +366,9 @@ fn cancel_io_ex_racing_the_completion_completes_each_wait_once_and_loses_nothing
     let listener = b.listen(&h, 4792);
     let peer = HostHandle::open(&b.peer).expect("peer handle");
     let (mut cancelled, mut delivered) = (0, 0);
-    for _ in 0..24 {
+    // Fewer rounds under Miri, which runs each about a thousand times slower.
+    let rounds = if cfg!(miri) { 6 } else { 24 };
+    for _ in 0..rounds {
         let (peer_conn, conn) = b.accept_from_peer(&h, &peer, 4792);
         let wait = h.ioctl(Ioctl::Wait.code(), &wait_request(Some(conn)), ROOM);
         let start = std::sync::Barrier::new(2);
@@ -670,7 +672,8 @@ fn the_driver_traces_to_etw_while_a_session_listens() {
 /// hit, so the scenario runs several times, on asynchronous completions.
 #[test]
 fn a_listener_closed_just_before_removal_still_releases_its_adapter() {
-    for seed in 0..16 {
+    let rounds = if cfg!(miri) { 4 } else { 16 };
+    for seed in 0..rounds {
         let b = bench(if seed % 2 == 0 {
             Completion::Thread
         } else {
