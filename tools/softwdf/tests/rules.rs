@@ -189,9 +189,10 @@ unsafe extern "C" fn device_control(
             complete(request, 0);
             // A lock that outlives the callback (leaked on purpose), acquired and kept: the
             // callback returns at DISPATCH_LEVEL.
-            let lock: &'static mut KSPIN_LOCK = Box::leak(Box::new(0));
-            // SAFETY: a live lock word, never released: the misuse under test.
-            let _old = unsafe { wdk_sys::ntddk::KeAcquireSpinLockRaiseToDpc(lock) };
+            static HELD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            // SAFETY: a static lock word (KSPIN_LOCK is a u64), never released: the misuse
+            // under test.
+            let _old = unsafe { wdk_sys::ntddk::KeAcquireSpinLockRaiseToDpc(HELD.as_ptr()) };
         }
         _ => {
             // Behave: a pool block freed, a wait lock deleted, one completion.

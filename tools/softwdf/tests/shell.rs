@@ -700,3 +700,167 @@ fn a_listener_closed_just_before_removal_still_releases_its_adapter() {
         assert_clean(&b.finish());
     }
 }
+
+fn query(h: &softwdf::Handle, conn: u64) -> QueryReply {
+    let q = done(&h.ioctl(
+        Ioctl::Query.code(),
+        &bytes(&QueryRequest {
+            connection_id: conn,
+        }),
+        QueryReply::SIZE,
+    ));
+    assert_eq!(status(&q), NtStatus::SUCCESS, "QUERY");
+    QueryReply::parse(&q.output).expect("QUERY reply")
+}
+
+/// The handle's next events until one of `kind` for `conn` (any-connection WAITs, which take
+/// events off the queue: a per-connection WAIT on an ended connection gives its terminal event
+/// again, level-triggered).
+fn wait_for_kind(h: &softwdf::Handle, conn: u64, kind: EventKind) -> Event {
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        let d = done(&h.ioctl(Ioctl::Wait.code(), &wait_request(None), ROOM));
+        assert_eq!(status(&d), NtStatus::SUCCESS, "WAIT for {kind:?}: {seen:?}");
+        let got = events(&d);
+        if let Some(e) = got
+            .iter()
+            .find(|e| e.connection_id == conn && e.kind == kind)
+        {
+            return *e;
+        }
+        seen.extend(got);
+    }
+    panic!("no {kind:?} event for connection {conn}: {seen:?}");
+}
+
+/// The demo's main scenario (`tools/ndkctl/scenarios/peer-disconnect.ndk`, which `ndkctl demo`
+/// runs on the simulator) with the shell as the server: after the peer's graceful disconnect
+/// the shell reports the NDK callback with the provider's reason and flushes nothing — its four
+/// posted receives stay outstanding, and no `NdkFlush` is called — until the explicit FLUSH,
+/// which completes them as cancelled (one `NdkFlush`); then both sides close and nothing is
+/// left.
+fn the_demo_scenario_through_the_shell(completion: Completion) {
+    let b = bench(completion);
+    let server = b.open();
+    let listener = b.listen(&server, 4800);
+    let client = HostHandle::open(&b.peer).expect("the client's handle");
+    let (c, s) = b.accept_from_peer(&server, &client, 4800);
+
+    let post = PostRequest {
+        connection_id: s,
+        kind: PostKind::Receive,
+        count: 4,
+        length: 256,
+    };
+    assert_eq!(
+        ioctl_status(&server, Ioctl::Post, &bytes(&post)),
+        NtStatus::SUCCESS
+    );
+    let post = PostRequest {
+        connection_id: c,
+        ..post
+    };
+    assert_eq!(
+        ioctl_status_peer(&client, Ioctl::Post, &bytes(&post)),
+        NtStatus::SUCCESS
+    );
+    assert_eq!(query(&server, s).outstanding_receives, 4);
+
+    // The client's graceful DISCONNECT completes only once the server answers.
+    let graceful = DisconnectRequest {
+        connection_id: c,
+        abortive: false,
+    };
+    let client_disconnect = client.ioctl(Ioctl::Disconnect.code(), &bytes(&graceful), 0);
+    let e = wait_for_kind(&server, s, EventKind::Disconnected);
+    assert_eq!(e.cause, Some(Cause::Peer));
+    assert!(
+        e.callback_fired,
+        "the shell's NDK disconnect callback fired"
+    );
+    assert_eq!(
+        e.provider_reason,
+        Some(softndk::reason::GRACEFUL),
+        "the provider's reason"
+    );
+    assert_eq!(e.outstanding_receives, 4);
+
+    // Nothing flushed: give a flushing provider time to show itself, then look again.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(b.fabric.stats().flush_calls, 0, "no NdkFlush was called");
+    let q = query(&server, s);
+    assert_eq!(q.state, ConnState::Disconnected);
+    assert_eq!(q.outstanding_receives, 4, "the receives stay posted");
+    assert_eq!(q.receives_cancelled, 0);
+    assert!(!q.flushed && !q.provider_flushed);
+
+    // The explicit FLUSH: the receives complete as cancelled, then `Flushed`.
+    assert_eq!(
+        ioctl_status(
+            &server,
+            Ioctl::Flush,
+            &bytes(&FlushRequest { connection_id: s })
+        ),
+        NtStatus::SUCCESS
+    );
+    wait_for_kind(&server, s, EventKind::Flushed);
+    let q = query(&server, s);
+    assert_eq!(
+        (q.outstanding_receives, q.receives_cancelled, q.flushed),
+        (0, 4, true)
+    );
+    assert_eq!(
+        b.fabric.stats().flush_calls,
+        1,
+        "exactly the NdkFlush asked for"
+    );
+
+    // The server answers; the client's DISCONNECT completes with the real outcome.
+    let answer = DisconnectRequest {
+        connection_id: s,
+        abortive: false,
+    };
+    assert_eq!(
+        status(&done(&server.ioctl(
+            Ioctl::Disconnect.code(),
+            &bytes(&answer),
+            0
+        ))),
+        NtStatus::SUCCESS
+    );
+    let (st, _) = client_disconnect
+        .wait(LIMIT)
+        .expect("the client's DISCONNECT completes");
+    assert_eq!(st, NtStatus::SUCCESS);
+
+    assert_eq!(
+        ioctl_status(&server, Ioctl::Close, &bytes(&CloseRequest { id: s })),
+        NtStatus::SUCCESS
+    );
+    wait_for_kind(&server, s, EventKind::Closed);
+    assert_eq!(
+        ioctl_status_peer(&client, Ioctl::Close, &bytes(&CloseRequest { id: c })),
+        NtStatus::SUCCESS
+    );
+    assert_eq!(
+        ioctl_status(
+            &server,
+            Ioctl::Close,
+            &bytes(&CloseRequest { id: listener })
+        ),
+        NtStatus::SUCCESS
+    );
+    server.close();
+    client.close();
+    assert_clean(&b.finish());
+}
+
+#[test]
+fn the_demo_scenario_through_the_shell_inline() {
+    the_demo_scenario_through_the_shell(Completion::Inline);
+}
+
+#[test]
+fn the_demo_scenario_through_the_shell_hardware() {
+    the_demo_scenario_through_the_shell(Completion::hardware(13));
+}
