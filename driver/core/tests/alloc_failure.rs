@@ -452,8 +452,6 @@ fn closing_connections_and_handles() {
     );
 }
 
-/// One test: the memory balance each run checks is process-wide, so nothing else of the
-/// harness may run meanwhile (its other test threads start and end with allocations).
 /// The IOCTLs the sweeps above issue, each through its own sweep: a new control code must get
 /// a sweep of its own (and a line here) before this test passes again.
 const SWEPT: &[Ioctl] = &[
@@ -471,6 +469,8 @@ const SWEPT: &[Ioctl] = &[
     Ioctl::ListObjects,
 ];
 
+/// One test: the memory balance each run checks is process-wide, so nothing else of the
+/// harness may run meanwhile (its other test threads start and end with allocations).
 #[test]
 fn every_operation_survives_each_of_its_allocations_failing() {
     for op in Ioctl::ALL {

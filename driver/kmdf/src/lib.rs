@@ -96,10 +96,12 @@
 //!   runs the drainer, which runs the core's own queue of deferred work (room reserved per
 //!   handle, `ndkdisc-core`'s `defer` module). A kick while the item is queued adds nothing
 //!   (`WdfWorkItemEnqueue` does not enqueue twice) and the drainer's run covers it.
-//!   `EvtDeviceSelfManagedIoCleanup` stops the kicks and flushes the item, so a run already
-//!   enqueued finishes first. A kick that checked before the stop may still enqueue the item
-//!   after the flush; that run drains the engine's queue too, but it may come once the
-//!   cleanup has returned.
+//!   `EvtDeviceSelfManagedIoCleanup` (every handle is closed by then) first lets the engine
+//!   finish what NDK callbacks still owe it (`Engine::quiesce`: a listener closed by `CLOSE`
+//!   just before has its adapter released by deferred work once NDK completes its close), then
+//!   stops the kicks: flush, close the gate (checked with each enqueue under one spin lock),
+//!   flush again, so no engine work runs once the cleanup has returned. The shell's host build
+//!   runs this removal in every softwdf test (`tools/softwdf`).
 //! - A `KmWaitLock` (a connection's or listener's step session) is a `WDFWAITLOCK` whose parent
 //!   is the driver object, which outlives every device and so every object of an engine; it
 //!   is deleted when the connection or listener drops, never while held.

@@ -66,6 +66,8 @@ pub(crate) struct FileData {
     pub(crate) references: usize,
     /// Opened (its create succeeded) and not yet closed (`EvtFileClose` not yet called).
     pub(crate) open: bool,
+    /// A handle to it is open (until its `CloseHandle`).
+    pub(crate) handle: bool,
 }
 
 /// A queue's state (its device is its parent).
@@ -243,6 +245,7 @@ impl System {
                     // The handle's, and the create request's.
                     references: 2,
                     open: false,
+                    handle: true,
                 }),
                 Some(device.handle),
                 context,
@@ -315,19 +318,37 @@ impl System {
     }
 
     /// Remove `device`: every handle must be closed and closed out (a query-remove with open
-    /// handles is vetoed). Runs `EvtDeviceSelfManagedIoCleanup`, then deletes the device.
+    /// handles is vetoed). A file object whose handle is closed but whose close has not come
+    /// yet (a request of it still completing) is waited for, as the device's last reference.
+    /// Runs `EvtDeviceSelfManagedIoCleanup`, then deletes the device.
     ///
     /// # Errors
-    /// `STATUS_DEVICE_BUSY` while a file object of the device is open.
+    /// `STATUS_DEVICE_BUSY` while a handle to the device is open, or (a violation too) when a
+    /// closed handle's file object is not closed within 30 s (a request never completed).
     pub fn remove_device(&self, device: Device) -> Result<(), (Device, NTSTATUS)> {
         let cleanup: PFN_WDF_DEVICE_SELF_MANAGED_IO_CLEANUP = {
             let mut k = lock();
-            let busy = k
-                .objects
-                .values()
-                .any(|o| matches!(&o.kind, Kind::File(f) if f.device == device.handle));
-            if busy {
+            let of_device = |k: &Kernel, open_handle: bool| {
+                k.objects.values().any(|o| {
+                    matches!(&o.kind, Kind::File(f)
+                        if f.device == device.handle && (f.handle || !open_handle))
+                })
+            };
+            if of_device(&k, true) {
                 return Err((device, STATUS_DEVICE_BUSY));
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while of_device(&k, false) {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    drop(k);
+                    violation(
+                        Rule::ObjectLeaked,
+                        "remove: a closed handle's file object was never closed (a request of it never completed)".into(),
+                    );
+                    return Err((device, STATUS_DEVICE_BUSY));
+                }
+                k = k.wait_timeout(deadline - now);
             }
             let Some(Kind::Device(d)) = k.objects.get_mut(&device.handle).map(|o| &mut o.kind)
             else {
@@ -580,7 +601,10 @@ impl Handle {
         }
         self.closed = true;
         let cleanup: PFN_WDF_FILE_CLEANUP = {
-            let k = lock();
+            let mut k = lock();
+            if let Some(Kind::File(f)) = k.objects.get_mut(&self.file).map(|o| &mut o.kind) {
+                f.handle = false;
+            }
             match k.objects.get(&self.file).map(|o| &o.kind) {
                 Some(Kind::File(f)) => match k.objects.get(&f.device).map(|o| &o.kind) {
                     Some(Kind::Device(d)) => d.init.file_cleanup,
@@ -696,8 +720,8 @@ impl Io {
         lock().results.contains_key(&self.request)
     }
 
-    /// `CancelIoEx` of this request: the driver's cancel routine runs now, on this thread at
-    /// `DISPATCH_LEVEL`, if the request is marked cancelable.
+    /// `CancelIoEx` of this request: the driver's cancel routine runs now, on this thread at its
+    /// IRQL (`PASSIVE_LEVEL`), if the request is marked cancelable.
     pub fn cancel(&self) {
         crate::request::cancel(self.request);
     }

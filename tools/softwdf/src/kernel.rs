@@ -31,8 +31,8 @@ pub(crate) const APC_LEVEL: u8 = 1;
 pub(crate) const DISPATCH_LEVEL: u8 = 2;
 
 thread_local! {
-    /// The emulated IRQL of this thread: raised by spin locks and by callbacks the kernel runs
-    /// at `DISPATCH_LEVEL` (a request's cancel routine).
+    /// The emulated IRQL of this thread: raised by spin locks, and set for each callback the
+    /// kernel makes to the level it makes it at.
     static IRQL: Cell<u8> = const { Cell::new(PASSIVE_LEVEL) };
     /// Spin locks this thread holds (their addresses), innermost last.
     pub(crate) static SPIN_LOCKS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };

@@ -29,7 +29,14 @@
 //! driver object and never deleted is reported at unload (KMDF disposes of it silently, but in
 //! this driver each belongs to one connection or listener, so one left at unload leaked for the
 //! driver's whole life); a recursive wait-lock acquire is a violation (KMDF asserts it only on
-//! checked builds; it deadlocks).
+//! checked builds; it deadlocks), and so is deleting a wait lock while it is held (KMDF does not
+//! detect it; the holder's release then uses a deleted object).
+//!
+//! Where softwdf is kinder than Windows, known: request handles are never reused within a boot
+//! (KMDF reuses request memory, so a stale token could match a new request there); the shell's
+//! host build allocates from std's allocator, so its own `Box`/`Arc` allocations are neither
+//! pool-tracked nor failed on purpose (the engine's are, in `driver/core/tests/alloc_failure.rs`);
+//! object cleanup and destroy callbacks always run at `PASSIVE_LEVEL`.
 
 #![expect(
     clippy::doc_markdown,

@@ -70,7 +70,7 @@ thread_local! {
 /// `p` is the driver's pointer to the object (possibly dangling, which is the bug to find).
 unsafe fn touch(p: *const c_void) {
     // SAFETY: the driver's claim (caller); a dangling pointer is the error Miri reports.
-    let _ = unsafe { p.cast::<u8>().read_volatile() };
+    let _ = unsafe { p.cast::<std::mem::MaybeUninit<u8>>().read_volatile() };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -188,6 +188,9 @@ pub unsafe extern "C" fn IoFreeMdl(mdl: PMDL) {
 
 // ---------------------------------------------------------------------------------------------
 // Spin locks.
+
+// A `KSPIN_LOCK` is a `ULONG_PTR`: the lock word is used as an `AtomicU64`.
+const _: () = assert!(size_of::<wdk_sys::KSPIN_LOCK>() == 8);
 
 /// `KeAcquireSpinLockRaiseToDpc`: spin until the lock word is ours, at `DISPATCH_LEVEL`.
 #[unsafe(no_mangle)]

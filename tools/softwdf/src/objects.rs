@@ -19,7 +19,7 @@ use wdk_sys::{
     PFN_WDF_OBJECT_CONTEXT_DESTROY, WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDFOBJECT,
 };
 
-use crate::kernel::{Kernel, Rule, SendPtr, lock, violation, violation_locked};
+use crate::kernel::{Kernel, Rule, SendPtr, lock, violation_locked};
 
 /// `STATUS_INFO_LENGTH_MISMATCH`.
 pub(crate) const STATUS_INFO_LENGTH_MISMATCH: NTSTATUS = 0xC000_0004_u32.cast_signed();
@@ -260,6 +260,11 @@ pub(crate) fn delete_tree(root: usize) {
         }
         order
     };
+    // A work item is run down first: its deletion waits for a queued or running callback
+    // (`FxWorkItem::FlushAndRundown`), which may still use its context.
+    for &h in &order {
+        crate::wdf::rundown_work_item(h);
+    }
     for &h in &order {
         let cleanup = lock().objects.get(&h).and_then(|o| o.cleanup);
         if let Some(cb) = cleanup {
@@ -294,8 +299,12 @@ pub(crate) fn delete_tree(root: usize) {
     crate::kernel::changed();
 }
 
+/// `h`'s subtree, children first, leaving out what another deletion already took (KMDF ignores a
+/// second delete of an object being deleted).
 fn collect_children_first(k: &Kernel, h: usize, out: &mut Vec<usize>) {
-    if let Some(o) = k.objects.get(&h) {
+    if let Some(o) = k.objects.get(&h)
+        && !o.deleting
+    {
         for &c in &o.children {
             collect_children_first(k, c, out);
         }
@@ -356,8 +365,11 @@ pub(crate) fn leak_check_at_unload() {
     for h in all {
         if let Some(o) = k.objects.remove(&h) {
             free_context(o.context);
+            if let Kind::Request(r) = o.kind {
+                // A request never completed: its buffer goes with it.
+                // SAFETY: allocated by `request::buffer` with this layout; the request is gone.
+                unsafe { std::alloc::dealloc(r.buffer.0, r.layout) };
+            }
         }
     }
-    drop(k);
-    let _ = violation;
 }

@@ -235,7 +235,9 @@ pub(crate) fn complete(
     let mut output = Vec::new();
     if let ReqKind::DeviceControl { output_len, .. } = r.kind {
         let mut copied = information;
-        if information > output_len {
+        // KMDF and the I/O manager look at Information only for a status whose output
+        // is copied back (not an error).
+        if information > output_len && !nt_error(status) {
             violation_locked(
                 &mut k,
                 Rule::BadCompletion,

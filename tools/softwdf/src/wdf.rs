@@ -647,12 +647,7 @@ unsafe extern "C" fn work_item_create(
             Ok(r) => r,
             Err(status) => return status,
         };
-    let Some(parent) = parent.filter(|p| {
-        matches!(
-            k.objects.get(p).map(|o| &o.kind),
-            Some(Kind::Device(_) | Kind::Queue(_))
-        )
-    }) else {
+    let Some(parent) = parent.filter(|p| under_a_device(&k, *p)) else {
         violation_locked(
             &mut k,
             Rule::InvalidHandle,
@@ -677,6 +672,21 @@ unsafe extern "C" fn work_item_create(
     // SAFETY: valid for writes (contract).
     unsafe { item.write(handle_ptr(handle)) };
     0
+}
+
+/// Whether `h` is a device or has one among its ancestors (a work item's parent must:
+/// `FxWorkItem::_Create`).
+fn under_a_device(k: &Kernel, mut h: usize) -> bool {
+    loop {
+        match k.objects.get(&h) {
+            Some(o) if matches!(o.kind, Kind::Device(_)) => return true,
+            Some(o) => match o.parent {
+                Some(p) => h = p,
+                None => return false,
+            },
+            None => return false,
+        }
+    }
 }
 
 fn work_item_mut<'k>(k: &'k mut Kernel, h: usize, function: &str) -> Option<&'k mut WorkItemData> {
@@ -759,6 +769,21 @@ unsafe extern "C" fn work_item_flush(_g: PWDF_DRIVER_GLOBALS, item: WDFWORKITEM)
         match work_item_mut(&mut k, h, "WdfWorkItemFlush") {
             Some(w) if w.queued || w.running => {}
             _ => return,
+        }
+        k = k.wait();
+    }
+}
+
+/// A work item being deleted: wait while it is queued or its callback runs (not from the
+/// callback itself, which would wait for itself). Nothing for another kind of object.
+pub(crate) fn rundown_work_item(h: usize) {
+    if RUNNING_WORK_ITEM.with(std::cell::Cell::get) == h {
+        return;
+    }
+    let mut k = lock();
+    while let Some(Kind::WorkItem(w)) = k.objects.get(&h).map(|o| &o.kind) {
+        if !(w.queued || w.running) {
+            break;
         }
         k = k.wait();
     }

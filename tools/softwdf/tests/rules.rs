@@ -26,6 +26,11 @@ const LEAK_WAIT_LOCK: u32 = 0x804 << 2;
 const TOO_MUCH_INFORMATION: u32 = 0x805 << 2;
 const PAGED_POOL_AT_DISPATCH: u32 = 0x807 << 2;
 const RETURN_HOLDING_A_SPIN_LOCK: u32 = 0x808 << 2;
+const MARK_TWICE: u32 = 0x809 << 2;
+const UNMARK_UNMARKED: u32 = 0x80A << 2;
+const DELETE_THE_REQUEST: u32 = 0x80B << 2;
+const FREE_WHAT_IS_NOT_POOL: u32 = 0x80C << 2;
+const RELEASE_A_LOCK_NOT_HELD: u32 = 0x80D << 2;
 const BEHAVE: u32 = 0x806 << 2;
 
 fn attributes() -> WDF_OBJECT_ATTRIBUTES {
@@ -173,6 +178,46 @@ unsafe extern "C" fn device_control(
             complete(request, 0);
         }
         TOO_MUCH_INFORMATION => complete(request, 4096),
+        MARK_TWICE => {
+            for _ in 0..2 {
+                // SAFETY: a request this driver owns; the second mark is the misuse under test.
+                let _ = unsafe {
+                    call_unsafe_wdf_function_binding!(
+                        WdfRequestMarkCancelableEx,
+                        request,
+                        Some(cancel)
+                    )
+                };
+            }
+            // SAFETY: marked above.
+            let _ =
+                unsafe { call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, request) };
+            complete(request, 0);
+        }
+        UNMARK_UNMARKED => {
+            // SAFETY: a request this driver owns, never marked: the misuse under test.
+            let _ =
+                unsafe { call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, request) };
+            complete(request, 0);
+        }
+        DELETE_THE_REQUEST => {
+            // SAFETY: the framework's request, which the driver may not delete: the misuse
+            // under test (softwdf refuses it).
+            unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, request.cast()) };
+            complete(request, 0);
+        }
+        FREE_WHAT_IS_NOT_POOL => {
+            let mut local = [0u8; 16];
+            // SAFETY: stack memory, not pool: the misuse under test (softwdf refuses it).
+            unsafe { wdk_sys::ntddk::ExFreePool(local.as_mut_ptr().cast()) };
+            complete(request, 0);
+        }
+        RELEASE_A_LOCK_NOT_HELD => {
+            let mut lock: KSPIN_LOCK = 0;
+            // SAFETY: a lock nobody holds: the misuse under test (softwdf refuses it).
+            unsafe { wdk_sys::ntddk::KeReleaseSpinLock(&raw mut lock, 0) };
+            complete(request, 0);
+        }
         PAGED_POOL_AT_DISPATCH => {
             let mut lock: KSPIN_LOCK = 0;
             // SAFETY: a local lock, released below.
@@ -263,6 +308,31 @@ fn a_wait_lock_never_deleted_is_reported_at_unload() {
 #[test]
 fn more_information_than_the_output_buffer_is_reported() {
     assert!(rules_broken_by(TOO_MUCH_INFORMATION).contains(&Rule::BadCompletion));
+}
+
+#[test]
+fn a_request_marked_cancelable_twice_is_reported() {
+    assert!(rules_broken_by(MARK_TWICE).contains(&Rule::MarkedCancelableTwice));
+}
+
+#[test]
+fn unmarking_a_request_not_marked_is_reported() {
+    assert!(rules_broken_by(UNMARK_UNMARKED).contains(&Rule::UnmarkedNotCancelable));
+}
+
+#[test]
+fn deleting_the_frameworks_request_is_reported() {
+    assert!(rules_broken_by(DELETE_THE_REQUEST).contains(&Rule::IllegalDelete));
+}
+
+#[test]
+fn freeing_what_is_not_pool_is_reported() {
+    assert!(rules_broken_by(FREE_WHAT_IS_NOT_POOL).contains(&Rule::BadFree));
+}
+
+#[test]
+fn releasing_a_spin_lock_not_held_is_reported() {
+    assert!(rules_broken_by(RELEASE_A_LOCK_NOT_HELD).contains(&Rule::SpinLockMisuse));
 }
 
 #[test]
