@@ -58,7 +58,10 @@ impl<P: Platform> Engine<P> {
     /// is closed: a listener's CLOSE returns before NDK completes the listener's close, and
     /// the adapter is released later, at `PASSIVE_LEVEL`, by deferred work. A platform that
     /// stops deferring (device removal) calls this first, or that adapter would never be
-    /// closed. `// IRQL: PASSIVE_LEVEL`; deferral must still run.
+    /// closed. One caller at a time (the platform's removal: it waits on one auto-reset
+    /// signal). It returns once the provider has completed every such close; a provider that
+    /// never completes one keeps it waiting, as it would keep Windows' removal waiting.
+    /// `// IRQL: PASSIVE_LEVEL`; deferral must still run.
     pub fn quiesce(&self) {
         self.runtime.quiesce();
     }
