@@ -13,8 +13,8 @@ use wdk_sys::{
     _EVENT_TYPE, _KWAIT_REASON, _WDF_EXECUTION_LEVEL, _WDF_IO_QUEUE_DISPATCH_TYPE,
     _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, DRIVER_OBJECT, KEVENT, KSPIN_LOCK, NTSTATUS,
     PWDFDEVICE_INIT, ULONG, UNICODE_STRING, WDF_DRIVER_CONFIG, WDF_IO_QUEUE_CONFIG,
-    WDF_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFQUEUE, WDFREQUEST, WDFWAITLOCK,
-    call_unsafe_wdf_function_binding,
+    WDF_OBJECT_ATTRIBUTES, WDF_WORKITEM_CONFIG, WDFDEVICE, WDFDRIVER, WDFQUEUE, WDFREQUEST,
+    WDFWAITLOCK, WDFWORKITEM, call_unsafe_wdf_function_binding,
 };
 
 /// The misbehaviours, by control code (function code << 2, `METHOD_BUFFERED`, any access).
@@ -31,7 +31,20 @@ const UNMARK_UNMARKED: u32 = 0x80A << 2;
 const DELETE_THE_REQUEST: u32 = 0x80B << 2;
 const FREE_WHAT_IS_NOT_POOL: u32 = 0x80C << 2;
 const RELEASE_A_LOCK_NOT_HELD: u32 = 0x80D << 2;
+const FLUSH_FROM_ITSELF: u32 = 0x80E << 2;
+const DEREGISTER_UNREGISTERED: u32 = 0x80F << 2;
+const BAD_PARAMETERS_SIZE: u32 = 0x810 << 2;
 const BEHAVE: u32 = 0x806 << 2;
+
+/// The device's work item (a handle: never dereferenced).
+static WORK_ITEM: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The work item's callback flushes the work item: from its own callback, which never returns
+/// on Windows (softwdf refuses it).
+unsafe extern "C" fn flush_itself(item: WDFWORKITEM) {
+    // SAFETY: the live work item this callback runs for: the misuse under test.
+    unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemFlush, item) };
+}
 
 fn attributes() -> WDF_OBJECT_ATTRIBUTES {
     WDF_OBJECT_ATTRIBUTES {
@@ -87,6 +100,27 @@ unsafe extern "C" fn device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -
         EvtIoDeviceControl: Some(device_control),
         ..WDF_IO_QUEUE_CONFIG::default()
     };
+    let mut work_config = WDF_WORKITEM_CONFIG {
+        Size: size_of::<WDF_WORKITEM_CONFIG>() as ULONG,
+        EvtWorkItemFunc: Some(flush_itself),
+        AutomaticSerialization: 0,
+    };
+    let mut wa = attributes();
+    wa.ParentObject = device.cast();
+    let mut item: WDFWORKITEM = null_mut();
+    // SAFETY: the device just created as parent; a valid out-pointer.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfWorkItemCreate,
+            &raw mut work_config,
+            &raw mut wa,
+            &raw mut item
+        )
+    };
+    if status < 0 {
+        return status;
+    }
+    WORK_ITEM.store(item.addr(), std::sync::atomic::Ordering::Release);
     let mut qa = attributes();
     qa.ExecutionLevel = _WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive;
     let mut queue: WDFQUEUE = null_mut();
@@ -178,6 +212,39 @@ unsafe extern "C" fn device_control(
             complete(request, 0);
         }
         TOO_MUCH_INFORMATION => complete(request, 4096),
+        FLUSH_FROM_ITSELF => {
+            let item: WDFWORKITEM = std::ptr::without_provenance_mut(
+                WORK_ITEM.load(std::sync::atomic::Ordering::Acquire),
+            );
+            // SAFETY: the device's live work item; enqueued, then flushed from outside it (the
+            // legal flush, which waits for the callback that breaks the rule).
+            unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, item) };
+            // SAFETY: as above.
+            unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemFlush, item) };
+            complete(request, 0);
+        }
+        DEREGISTER_UNREGISTERED => {
+            let mut registration = ndkpi_sys::WSK_REGISTRATION {
+                ReservedRegistrationState: 0,
+                ReservedRegistrationContext: null_mut(),
+                ReservedRegistrationLock: 0,
+            };
+            // SAFETY: a registration never registered: the misuse under test.
+            unsafe { ndkpi_sys::WskDeregister(&raw mut registration) };
+            complete(request, 0);
+        }
+        BAD_PARAMETERS_SIZE => {
+            let mut params = wdk_sys::WDF_REQUEST_PARAMETERS::default();
+            // SAFETY: a request this driver owns; Size left 0: the misuse under test.
+            unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRequestGetParameters,
+                    request,
+                    &raw mut params
+                );
+            }
+            complete(request, 0);
+        }
         MARK_TWICE => {
             for _ in 0..2 {
                 // SAFETY: a request this driver owns; the second mark is the misuse under test.
@@ -333,6 +400,21 @@ fn freeing_what_is_not_pool_is_reported() {
 #[test]
 fn releasing_a_spin_lock_not_held_is_reported() {
     assert!(rules_broken_by(RELEASE_A_LOCK_NOT_HELD).contains(&Rule::SpinLockMisuse));
+}
+
+#[test]
+fn a_work_item_flushing_itself_is_reported() {
+    assert!(rules_broken_by(FLUSH_FROM_ITSELF).contains(&Rule::FlushFromOwnWorkItem));
+}
+
+#[test]
+fn deregistering_wsk_unregistered_is_reported() {
+    assert!(rules_broken_by(DEREGISTER_UNREGISTERED).contains(&Rule::Registration));
+}
+
+#[test]
+fn a_structure_of_the_wrong_size_is_reported() {
+    assert!(rules_broken_by(BAD_PARAMETERS_SIZE).contains(&Rule::BadStructureSize));
 }
 
 #[test]
