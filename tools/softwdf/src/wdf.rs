@@ -155,6 +155,32 @@ pub(crate) struct WaitLockData {
 /// An object was removed from the tree (its kind's state goes with it).
 pub(crate) fn dropped(_k: &mut Kernel, _h: usize, _kind: Kind) {}
 
+/// The driver's structure at `p` (a config or callbacks), if given and of the framework's size
+/// (`FxValidateStructSize`-style checks in each KMDF create function). A wrong size is a
+/// verifier error and `STATUS_INFO_LENGTH_MISMATCH`; none at all `STATUS_INVALID_PARAMETER`.
+///
+/// # Safety
+/// `p` is null or points to a readable `T` that outlives the call's use of the reference.
+unsafe fn structure<'a, T>(
+    p: *const T,
+    size: impl Fn(&T) -> u64,
+    function: &str,
+) -> Result<&'a T, NTSTATUS> {
+    // SAFETY: null or readable (caller).
+    let Some(c) = (unsafe { p.as_ref() }) else {
+        return Err(STATUS_INVALID_PARAMETER);
+    };
+    let got = size(c);
+    if usize::try_from(got).ok() != Some(size_of::<T>()) {
+        violation(
+            Rule::BadStructureSize,
+            format!("{function}: Size {got}, expected {}", size_of::<T>()),
+        );
+        return Err(STATUS_INFO_LENGTH_MISMATCH);
+    }
+    Ok(c)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Driver and device creation.
 
@@ -171,18 +197,11 @@ unsafe extern "C" fn driver_create(
     if !require_irql(PASSIVE_LEVEL, "WdfDriverCreate") {
         return STATUS_INVALID_DEVICE_REQUEST;
     }
-    // SAFETY: the driver's config (the function's contract).
-    let Some(config) = (unsafe { config.as_ref() }) else {
-        violation(Rule::InvalidHandle, "WdfDriverCreate: no config".into());
-        return STATUS_INVALID_PARAMETER;
+    // SAFETY: null or the driver's config (the function's contract).
+    let config = match unsafe { structure(config, |c| c.Size.into(), "WdfDriverCreate") } {
+        Ok(c) => c,
+        Err(status) => return status,
     };
-    if config.Size as usize != size_of::<WDF_DRIVER_CONFIG>() {
-        violation(
-            Rule::BadStructureSize,
-            format!("WdfDriverCreate: WDF_DRIVER_CONFIG.Size {}", config.Size),
-        );
-        return STATUS_INFO_LENGTH_MISMATCH;
-    }
     let mut k = lock();
     if k.driver.is_some() {
         violation_locked(
@@ -219,17 +238,16 @@ unsafe extern "C" fn device_init_set_file_object_config(
     attributes: *mut WDF_OBJECT_ATTRIBUTES,
 ) {
     require_irql(PASSIVE_LEVEL, "WdfDeviceInitSetFileObjectConfig");
-    // SAFETY: the driver's config (contract).
-    let Some(config) = (unsafe { config.as_ref() }) else {
+    // SAFETY: null or the driver's structure (contract).
+    let Ok(config) = (unsafe {
+        structure(
+            config,
+            |c| c.Size.into(),
+            "WdfDeviceInitSetFileObjectConfig",
+        )
+    }) else {
         return;
     };
-    if config.Size as usize != size_of::<WDF_FILEOBJECT_CONFIG>() {
-        violation(
-            Rule::BadStructureSize,
-            format!("WdfDeviceInitSetFileObjectConfig: Size {}", config.Size),
-        );
-        return;
-    }
     // SAFETY: null or the driver's attributes (contract).
     let attributes = unsafe { attributes.as_ref() }.copied().map(Attributes);
     with_init(init, "WdfDeviceInitSetFileObjectConfig", |i| {
@@ -247,17 +265,16 @@ unsafe extern "C" fn device_init_set_pnp_power_event_callbacks(
     callbacks: *mut WDF_PNPPOWER_EVENT_CALLBACKS,
 ) {
     require_irql(PASSIVE_LEVEL, "WdfDeviceInitSetPnpPowerEventCallbacks");
-    // SAFETY: the driver's callbacks (contract).
-    let Some(c) = (unsafe { callbacks.as_ref() }) else {
+    // SAFETY: null or the driver's structure (contract).
+    let Ok(c) = (unsafe {
+        structure(
+            callbacks,
+            |c| c.Size.into(),
+            "WdfDeviceInitSetPnpPowerEventCallbacks",
+        )
+    }) else {
         return;
     };
-    if c.Size as usize != size_of::<WDF_PNPPOWER_EVENT_CALLBACKS>() {
-        violation(
-            Rule::BadStructureSize,
-            format!("WdfDeviceInitSetPnpPowerEventCallbacks: Size {}", c.Size),
-        );
-        return;
-    }
     let cleanup = c.EvtDeviceSelfManagedIoCleanup;
     with_init(init, "WdfDeviceInitSetPnpPowerEventCallbacks", |i| {
         i.data.self_managed_io_cleanup = cleanup;
@@ -359,17 +376,11 @@ unsafe extern "C" fn io_queue_create(
     if !require_irql(DISPATCH_LEVEL, "WdfIoQueueCreate") {
         return STATUS_INVALID_DEVICE_REQUEST;
     }
-    // SAFETY: the driver's config (contract).
-    let Some(config) = (unsafe { config.as_ref() }) else {
-        return STATUS_INVALID_PARAMETER;
+    // SAFETY: null or the driver's structure (contract).
+    let config = match unsafe { structure(config, |c| c.Size.into(), "WdfIoQueueCreate") } {
+        Ok(c) => c,
+        Err(status) => return status,
     };
-    if config.Size as usize != size_of::<WDF_IO_QUEUE_CONFIG>() {
-        violation(
-            Rule::BadStructureSize,
-            format!("WdfIoQueueCreate: Size {}", config.Size),
-        );
-        return STATUS_INFO_LENGTH_MISMATCH;
-    }
     if config.DispatchType != _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel {
         violation(
             Rule::Unimplemented,
@@ -626,17 +637,11 @@ unsafe extern "C" fn work_item_create(
     if !require_irql(DISPATCH_LEVEL, "WdfWorkItemCreate") {
         return STATUS_INVALID_DEVICE_REQUEST;
     }
-    // SAFETY: the driver's config (contract).
-    let Some(config) = (unsafe { config.as_ref() }) else {
-        return STATUS_INVALID_PARAMETER;
+    // SAFETY: null or the driver's structure (contract).
+    let config = match unsafe { structure(config, |c| c.Size.into(), "WdfWorkItemCreate") } {
+        Ok(c) => c,
+        Err(status) => return status,
     };
-    if config.Size as usize != size_of::<WDF_WORKITEM_CONFIG>() {
-        violation(
-            Rule::BadStructureSize,
-            format!("WdfWorkItemCreate: Size {}", config.Size),
-        );
-        return STATUS_INFO_LENGTH_MISMATCH;
-    }
     if config.EvtWorkItemFunc.is_none() || item.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
