@@ -254,3 +254,26 @@ pub(crate) fn lock() -> Locked {
 pub(crate) fn changed() {
     CHANGED.notify_all();
 }
+
+/// Whether this thread may wait (a wait without a zero timeout): it holds no spin lock and is at
+/// most at `max`. Otherwise the broken rule is recorded for `function`.
+pub(crate) fn may_wait(max: u8, function: &'static str) -> bool {
+    if SPIN_LOCKS.with(|s| !s.borrow().is_empty()) {
+        violation(
+            Rule::WaitUnderSpinLock,
+            format!("{function} while holding a spin lock"),
+        );
+        return false;
+    }
+    require_irql(max, function)
+}
+
+/// A `GUID`'s 16 bytes as Windows lays them out (the first three fields little-endian).
+pub(crate) fn guid_bytes(g: &wdk_sys::GUID) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes[..4].copy_from_slice(&g.Data1.to_le_bytes());
+    bytes[4..6].copy_from_slice(&g.Data2.to_le_bytes());
+    bytes[6..8].copy_from_slice(&g.Data3.to_le_bytes());
+    bytes[8..].copy_from_slice(&g.Data4);
+    bytes
+}

@@ -318,17 +318,8 @@ pub unsafe extern "C" fn KeWaitForSingleObject(
         std::time::Duration::from_nanos(q.unsigned_abs().saturating_mul(100))
     });
     let zero = limit.is_some_and(|d| d.is_zero());
-    if !zero {
-        if SPIN_LOCKS.with(|s| !s.borrow().is_empty()) {
-            violation(
-                Rule::WaitUnderSpinLock,
-                "KeWaitForSingleObject while holding a spin lock".into(),
-            );
-            return STATUS_TIMEOUT;
-        }
-        if !require_irql(APC_LEVEL, "KeWaitForSingleObject (waiting)") {
-            return STATUS_TIMEOUT;
-        }
+    if !zero && !crate::kernel::may_wait(APC_LEVEL, "KeWaitForSingleObject (waiting)") {
+        return STATUS_TIMEOUT;
     }
     // SAFETY: the driver's event memory (contract).
     unsafe { touch(object) };
@@ -409,11 +400,7 @@ pub unsafe extern "C" fn EtwRegister(
     let Some(g) = (unsafe { guid.as_ref() }) else {
         return crate::objects::STATUS_INVALID_PARAMETER;
     };
-    let mut bytes = [0u8; 16];
-    bytes[..4].copy_from_slice(&g.Data1.to_le_bytes());
-    bytes[4..6].copy_from_slice(&g.Data2.to_le_bytes());
-    bytes[6..8].copy_from_slice(&g.Data3.to_le_bytes());
-    bytes[8..].copy_from_slice(&g.Data4);
+    let bytes = crate::kernel::guid_bytes(g);
     let mut k = lock();
     k.etw.next += 1;
     let h = k.etw.next;

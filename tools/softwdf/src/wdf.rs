@@ -22,8 +22,8 @@ use wdk_sys::{
 
 use crate::io::{DeviceData, QueueData};
 use crate::kernel::{
-    DISPATCH_LEVEL, Kernel, PASSIVE_LEVEL, RUNNING_WORK_ITEM, Rule, SPIN_LOCKS, SendPtr, at_irql,
-    changed, lock, require_irql, violation, violation_locked,
+    DISPATCH_LEVEL, Kernel, PASSIVE_LEVEL, RUNNING_WORK_ITEM, Rule, SendPtr, at_irql, changed,
+    lock, require_irql, violation, violation_locked,
 };
 use crate::objects::{
     Kind, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
@@ -281,36 +281,52 @@ unsafe extern "C" fn device_init_set_pnp_power_event_callbacks(
     });
 }
 
-/// `WdfDeviceInitAssignName`: PASSIVE_LEVEL.
-unsafe extern "C" fn device_init_assign_name(
-    _g: PWDF_DRIVER_GLOBALS,
+/// A `WdfDeviceInitAssign*` of a string: read it and store it with `set`. PASSIVE_LEVEL.
+///
+/// # Safety
+/// `text` is null or a valid `UNICODE_STRING` (the function's contract).
+unsafe fn assign_string(
     init: PWDFDEVICE_INIT,
-    name: PCUNICODE_STRING,
+    text: PCUNICODE_STRING,
+    function: &'static str,
+    set: impl FnOnce(&mut DeviceInitData, Option<String>),
 ) -> NTSTATUS {
-    require_irql(PASSIVE_LEVEL, "WdfDeviceInitAssignName");
-    // SAFETY: null or the driver's string (contract).
-    let name = unsafe { string(name) };
-    with_init(init, "WdfDeviceInitAssignName", |i| {
-        i.data.name = name;
+    require_irql(PASSIVE_LEVEL, function);
+    // SAFETY: null or the driver's string (caller).
+    let text = unsafe { string(text) };
+    with_init(init, function, |i| {
+        set(&mut i.data, text);
         0
     })
     .unwrap_or(STATUS_INVALID_DEVICE_REQUEST)
 }
 
-/// `WdfDeviceInitAssignSDDLString`: PASSIVE_LEVEL.
+/// `WdfDeviceInitAssignName`.
+unsafe extern "C" fn device_init_assign_name(
+    _g: PWDF_DRIVER_GLOBALS,
+    init: PWDFDEVICE_INIT,
+    name: PCUNICODE_STRING,
+) -> NTSTATUS {
+    // SAFETY: null or the driver's string (contract).
+    unsafe {
+        assign_string(init, name, "WdfDeviceInitAssignName", |d, v| {
+            d.name = v;
+        })
+    }
+}
+
+/// `WdfDeviceInitAssignSDDLString`.
 unsafe extern "C" fn device_init_assign_sddl_string(
     _g: PWDF_DRIVER_GLOBALS,
     init: PWDFDEVICE_INIT,
     sddl: PCUNICODE_STRING,
 ) -> NTSTATUS {
-    require_irql(PASSIVE_LEVEL, "WdfDeviceInitAssignSDDLString");
     // SAFETY: null or the driver's string (contract).
-    let sddl = unsafe { string(sddl) };
-    with_init(init, "WdfDeviceInitAssignSDDLString", |i| {
-        i.data.sddl = sddl;
-        0
-    })
-    .unwrap_or(STATUS_INVALID_DEVICE_REQUEST)
+    unsafe {
+        assign_string(init, sddl, "WdfDeviceInitAssignSDDLString", |d, v| {
+            d.sddl = v;
+        })
+    }
 }
 
 /// `WdfDeviceCreate` (`fxdeviceapi.cpp`): consumes the init (the framework owns it from here,
@@ -467,11 +483,7 @@ unsafe extern "C" fn device_create_device_interface(
     let Some(guid) = (unsafe { guid.as_ref() }) else {
         return STATUS_INVALID_PARAMETER;
     };
-    let mut bytes = [0u8; 16];
-    bytes[..4].copy_from_slice(&guid.Data1.to_le_bytes());
-    bytes[4..6].copy_from_slice(&guid.Data2.to_le_bytes());
-    bytes[6..8].copy_from_slice(&guid.Data3.to_le_bytes());
-    bytes[8..].copy_from_slice(&guid.Data4);
+    let bytes = crate::kernel::guid_bytes(guid);
     let mut k = lock();
     let d = device.addr();
     if !check_kind(&mut k, d, "WDFDEVICE", "WdfDeviceCreateDeviceInterface") {
@@ -851,17 +863,8 @@ unsafe extern "C" fn wait_lock_acquire(
 ) -> NTSTATUS {
     // SAFETY: null or valid (contract).
     let zero = unsafe { timeout.as_ref() }.is_some_and(|t| *t == 0);
-    if !zero {
-        if SPIN_LOCKS.with(|s| !s.borrow().is_empty()) {
-            violation(
-                Rule::WaitUnderSpinLock,
-                "WdfWaitLockAcquire (waiting) while holding a spin lock".into(),
-            );
-            return STATUS_INVALID_DEVICE_REQUEST;
-        }
-        if !require_irql(PASSIVE_LEVEL, "WdfWaitLockAcquire (waiting)") {
-            return STATUS_INVALID_DEVICE_REQUEST;
-        }
+    if !zero && !crate::kernel::may_wait(PASSIVE_LEVEL, "WdfWaitLockAcquire (waiting)") {
+        return STATUS_INVALID_DEVICE_REQUEST;
     }
     let h = wait_lock.addr();
     let me = std::thread::current().id();
