@@ -152,7 +152,7 @@ pub(crate) struct AcceptArgs {
 
 impl World {
     pub(crate) fn conn(&self, id: ObjId) -> Option<&Conn> {
-        match self.objects.get(&id) {
+        match self.objects.get(id) {
             Some(Object {
                 body: Body::Connector(c),
                 ..
@@ -162,7 +162,7 @@ impl World {
     }
 
     pub(crate) fn conn_mut(&mut self, id: ObjId) -> Option<&mut Conn> {
-        match self.objects.get_mut(&id) {
+        match self.objects.get_mut(id) {
             Some(Object {
                 body: Body::Connector(c),
                 ..
@@ -172,7 +172,7 @@ impl World {
     }
 
     fn listener_mut(&mut self, id: ObjId) -> Option<&mut Listener> {
-        match self.objects.get_mut(&id) {
+        match self.objects.get_mut(id) {
             Some(Object {
                 body: Body::Listener(l),
                 ..
@@ -239,7 +239,7 @@ impl World {
         if self.adapter_removed(id) {
             return NtStatus::DEVICE_REMOVED;
         }
-        let host = self.objects[&id].host;
+        let host = self.objects[id].host;
         let bound = if addr.ip().is_unspecified() {
             // A wildcard listener takes the port on the unspecified address.
             if addr.port() == 0 {
@@ -268,7 +268,7 @@ impl World {
     }
 
     pub(crate) fn listener_address(&self, id: ObjId) -> Option<SocketAddr> {
-        match self.objects.get(&id) {
+        match self.objects.get(id) {
             Some(Object {
                 body: Body::Listener(l),
                 ..
@@ -296,7 +296,7 @@ impl World {
             let id = *self.listeners.get(&a)?;
             let usable = self.is_open(id)
                 && !self.adapter_removed(id)
-                && !matches!(self.objects.get(&id), Some(Object { body: Body::Listener(l), .. }) if l.paused);
+                && !matches!(self.objects.get(id), Some(Object { body: Body::Listener(l), .. }) if l.paused);
             usable.then_some(id)
         })
     }
@@ -314,7 +314,7 @@ impl World {
     /// Bind a QP to a connector for its whole life (a QP is never reused).
     fn bind_qp(&mut self, conn: ObjId, qp: ObjId) -> Result<(), NTSTATUS> {
         let same_adapter =
-            self.objects.get(&conn).map(|o| o.adapter) == self.objects.get(&qp).map(|o| o.adapter);
+            self.objects.get(conn).map(|o| o.adapter) == self.objects.get(qp).map(|o| o.adapter);
         let q = self.qp_mut(qp).ok_or(NtStatus::INVALID_PARAMETER)?;
         if !same_adapter {
             return Err(NtStatus::INVALID_PARAMETER);
@@ -338,11 +338,11 @@ impl World {
         if self.adapter_removed(a) {
             return NtStatus::DEVICE_REMOVED;
         }
-        let info = self.adapter_info(self.objects[&a].adapter);
+        let info = self.adapter_info(self.objects[a].adapter);
         if args.private_data.len() > info.MaxCallerData as usize {
             return NtStatus::INVALID_PARAMETER;
         }
-        let host = self.objects[&a].host;
+        let host = self.objects[a].host;
         let local = match self.bind_local(host, args.src) {
             Ok(local) => local,
             Err(status) => return status,
@@ -374,7 +374,7 @@ impl World {
         };
         // The passive connector, handed to the listener's owner by the connect event.
         let (l_adapter, l_host, l_version) = {
-            let l = &self.objects[&listener];
+            let l = &self.objects[listener];
             (l.adapter, l.host, l.version)
         };
         let mut passive = Conn::new();
@@ -514,7 +514,7 @@ impl World {
             ConnectorState::Failed => return NtStatus::CONNECTION_ABORTED,
             _ => return NtStatus::INVALID_DEVICE_STATE,
         }
-        let info = self.adapter_info(self.objects[&b].adapter);
+        let info = self.adapter_info(self.objects[b].adapter);
         if args.private_data.len() > info.MaxCalleeData as usize {
             return NtStatus::INVALID_PARAMETER;
         }
@@ -1051,18 +1051,18 @@ impl World {
     /// peer's `RESET`.
     pub(crate) fn remove_host(&mut self, out: &mut Out, host: usize) {
         self.mark_host_removed(host);
-        let mut connectors: Vec<ObjId> = self
+        // Oldest first (the table's order).
+        let connectors: Vec<ObjId> = self
             .objects
             .iter()
             .filter(|(_, o)| o.host == host && matches!(o.body, Body::Connector(_)))
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
-        connectors.sort_unstable();
         for x in connectors {
             let peer = self.conn(x).and_then(|c| c.peer);
             self.end_remote(out, x, Ending::AdapterRemoved);
             if let Some(y) = peer {
-                let how = if self.objects.get(&y).map(|o| o.host) == Some(host) {
+                let how = if self.objects.get(y).map(|o| o.host) == Some(host) {
                     Ending::AdapterRemoved
                 } else {
                     Ending::PeerReset

@@ -952,20 +952,18 @@ impl Fabric {
         peer: SocketAddr,
     ) -> Option<*mut NDK_CONNECTOR> {
         let world = self.shared.world();
-        let mut found: Vec<_> = world
+        // The oldest match (the table iterates oldest first).
+        world
             .objects
             .iter()
-            .filter(|(id, o)| {
+            .find(|&(id, o)| {
                 o.kind == ObjectKind::Connector
                     && o.host == host.0
                     && matches!(o.close, CloseState::Open)
-                    && world.local_address(**id) == Some(local)
-                    && world.peer_address(**id) == Some(peer)
+                    && world.local_address(id) == Some(local)
+                    && world.peer_address(id) == Some(peer)
             })
-            .map(|(id, o)| (*id, o.block.as_ndk()))
-            .collect();
-        found.sort_unstable_by_key(|(id, _)| *id);
-        found.into_iter().next().map(|(_, p)| p)
+            .map(|(_, o)| o.block.as_ndk())
     }
 
     /// Kill a CQ as an adapter does on overrun or a fatal error: its armed notification (or
@@ -995,7 +993,7 @@ impl Fabric {
         let cq = world.qp(qp)?.rcq;
         world
             .objects
-            .get(&cq)
+            .get(cq)
             .filter(|o| o.kind == ObjectKind::Cq && matches!(o.close, CloseState::Open))
             .map(|o| o.block.as_ndk())
     }
@@ -1012,16 +1010,13 @@ impl Fabric {
 
     fn live_of<T>(&self, host: HostId, kind: ObjectKind) -> Vec<*mut T> {
         let world = self.shared.world();
-        let mut found: Vec<_> = world
+        // Oldest first: the table's order.
+        world
             .objects
-            .iter()
-            .filter(|(_, o)| {
-                o.kind == kind && o.host == host.0 && matches!(o.close, CloseState::Open)
-            })
-            .map(|(id, o)| (*id, o.block.as_ndk()))
-            .collect();
-        found.sort_unstable_by_key(|(id, _)| *id);
-        found.into_iter().map(|(_, p)| p).collect()
+            .values()
+            .filter(|o| o.kind == kind && o.host == host.0 && matches!(o.close, CloseState::Open))
+            .map(|o| o.block.as_ndk())
+            .collect()
     }
 
     /// Remove every adapter of `host`, as when NDK is disabled on it or the NIC goes away
@@ -1119,7 +1114,7 @@ impl Fabric {
     /// Completions waiting in a CQ.
     pub fn cq_len(&self, cq: *mut NDK_CQ) -> Option<usize> {
         let entry = self.entry(cq, ObjectKind::Cq)?;
-        match self.shared.world().objects.get(&entry.id).map(|o| &o.body) {
+        match self.shared.world().objects.get(entry.id).map(|o| &o.body) {
             Some(Body::Cq(cq)) => Some(cq.entries.len()),
             _ => None,
         }

@@ -196,7 +196,7 @@ enum Access {
 
 impl World {
     pub(crate) fn qp(&self, id: ObjId) -> Option<&Qp> {
-        match self.objects.get(&id) {
+        match self.objects.get(id) {
             Some(Object {
                 body: Body::Qp(q), ..
             }) => Some(q),
@@ -205,7 +205,7 @@ impl World {
     }
 
     pub(crate) fn qp_mut(&mut self, id: ObjId) -> Option<&mut Qp> {
-        match self.objects.get_mut(&id) {
+        match self.objects.get_mut(id) {
             Some(Object {
                 body: Body::Qp(q), ..
             }) => Some(q),
@@ -218,7 +218,7 @@ impl World {
     /// the access it needs.
     fn resolve(&self, qp: ObjId, sge: Sge, access: Access) -> Result<BytePtr, NTSTATUS> {
         let (pd, adapter) = {
-            let obj = self.objects.get(&qp).ok_or(NtStatus::INVALID_PARAMETER)?;
+            let obj = self.objects.get(qp).ok_or(NtStatus::INVALID_PARAMETER)?;
             let Body::Qp(q) = &obj.body else {
                 return Err(NtStatus::INVALID_PARAMETER);
             };
@@ -229,12 +229,12 @@ impl World {
             .tokens
             .get(&sge.token)
             .ok_or(NtStatus::ACCESS_VIOLATION)?;
-        let (base, region_len) = match self.objects.get(&owner).map(|o| &o.body) {
+        let (base, region_len) = match self.objects.get(owner).map(|o| &o.body) {
             Some(Body::Pd { .. }) if owner == pd => {
                 let Some(Object {
                     body: Body::Adapter { lams, .. },
                     ..
-                }) = self.objects.get(&adapter)
+                }) = self.objects.get(adapter)
                 else {
                     return Err(NtStatus::ACCESS_VIOLATION);
                 };
@@ -355,7 +355,7 @@ impl World {
     ) -> NTSTATUS {
         let max_transfer = self
             .objects
-            .get(&qp_id)
+            .get(qp_id)
             .map_or(0, |o| self.adapter_info(o.adapter).MaxTransferLength);
         let Some(q) = self.qp(qp_id) else {
             return NtStatus::INVALID_PARAMETER;
@@ -540,7 +540,7 @@ impl World {
         let owner = *self.tokens.get(&token).ok_or(NtStatus::ACCESS_VIOLATION)?;
         let Some(Object {
             body: Body::Mr(mr), ..
-        }) = self.objects.get(&owner)
+        }) = self.objects.get(owner)
         else {
             return Err(NtStatus::ACCESS_VIOLATION);
         };
@@ -714,7 +714,7 @@ impl World {
     /// Is the QP's adapter an iWARP one (`NDK_ADAPTER_INFO.RdmaTechnology`)?
     fn iwarp(&self, qp_id: ObjId) -> bool {
         self.objects
-            .get(&qp_id)
+            .get(qp_id)
             .is_some_and(|o| self.adapter_info(o.adapter).RdmaTechnology == ndkpi_sys::NdkiWarp)
     }
 

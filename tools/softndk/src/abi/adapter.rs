@@ -288,8 +288,7 @@ unsafe extern "system" fn build_lam(
     // SAFETY: non-null out-pointer.
     unsafe { fbo.write(u32::try_from(offset).unwrap_or(0)) };
     t.with(|world, out| {
-        if let Some(Body::Adapter { lams, .. }) = world.objects.get_mut(&t.id).map(|o| &mut o.body)
-        {
+        if let Some(Body::Adapter { lams, .. }) = world.objects.get_mut(t.id).map(|o| &mut o.body) {
             lams.insert(
                 lam.addr(),
                 Lam {
@@ -308,7 +307,7 @@ unsafe extern "system" fn release_lam(
 ) {
     let t = target!(adapter, Adapter, "NdkReleaseLAM", else ());
     t.with(|world, _| {
-        let removed = match world.objects.get_mut(&t.id).map(|o| &mut o.body) {
+        let removed = match world.objects.get_mut(t.id).map(|o| &mut o.body) {
             Some(Body::Adapter { lams, .. }) => lams.remove(&lam.addr()).is_some(),
             _ => false,
         };

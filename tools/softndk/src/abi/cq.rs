@@ -48,7 +48,7 @@ fn take_results<R>(
     }
     let mut taken = Vec::new();
     t.with(|world, _| {
-        if let Some(Body::Cq(cq)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) {
+        if let Some(Body::Cq(cq)) = world.objects.get_mut(t.id).map(|o| &mut o.body) {
             let k = (n as usize).min(cq.entries.len());
             taken.extend(cq.entries.drain(..k));
         }
@@ -102,7 +102,7 @@ unsafe extern "system" fn get_cq_results_ex(
     };
     let (v21, clean) = {
         let world = t.shared.world();
-        let v = world.objects.get(&t.id).map(|o| o.version);
+        let v = world.objects.get(t.id).map(|o| o.version);
         (
             v.is_some_and(|v| (v.Major, v.Minor) >= (2, 1)),
             world.config.kindness.clean_error_completions,

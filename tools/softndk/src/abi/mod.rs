@@ -207,7 +207,7 @@ impl Target {
         let mut out = Out::default();
         let result = {
             let mut world = self.shared.world();
-            match world.objects.get(&self.id).map(|o| (o.close, o.kind)) {
+            match world.objects.get(self.id).map(|o| (o.close, o.kind)) {
                 Some((CloseState::Open, _)) => {
                     Ok(world.begin_close(&mut out, self.id, f, Ctx(ctx)))
                 }
@@ -260,7 +260,7 @@ impl Target {
                 return Ok(NtStatus::DEVICE_REMOVED);
             }
             let (host, adapter, version) = {
-                let parent = &world.objects[&self.id];
+                let parent = &world.objects[self.id];
                 (parent.host, parent.adapter, parent.version)
             };
             if world.take_create_failure(host, kind) {
@@ -325,7 +325,7 @@ unsafe extern "system" fn close_object(
     if t.shared
         .world()
         .objects
-        .get(&t.id)
+        .get(t.id)
         .is_some_and(|o| o.kind == ObjectKind::Adapter)
     {
         return t.violation("adapters are closed with WskCloseNdkAdapter");

@@ -19,7 +19,7 @@ unsafe extern "system" fn register_mr(
         return t.violation("MDL not created by softndk::SoftMdl::new");
     };
     t.with(|world, out| {
-        let Some(Body::Mr(region_owner)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) else {
+        let Some(Body::Mr(region_owner)) = world.objects.get_mut(t.id).map(|o| &mut o.body) else {
             return Ok(NtStatus::INVALID_PARAMETER);
         };
         if length == 0 || length > count || flags & !0xF != 0 {
@@ -48,7 +48,7 @@ unsafe extern "system" fn deregister_mr(
 ) -> NTSTATUS {
     let t = target!(mr, Mr, "NdkDeregisterMr");
     t.with(|world, out| {
-        let Some(Body::Mr(m)) = world.objects.get_mut(&t.id).map(|o| &mut o.body) else {
+        let Some(Body::Mr(m)) = world.objects.get_mut(t.id).map(|o| &mut o.body) else {
             return Ok(NtStatus::INVALID_PARAMETER);
         };
         if m.region.take().is_none() {
@@ -72,7 +72,7 @@ fn mr_token(mr: *mut NDK_MR, remote: bool) -> u32 {
     let t = target!(mr, Mr, name, else 0);
     let mut token = 0;
     t.with(|world, _| {
-        if let Some(Body::Mr(m)) = world.objects.get(&t.id).map(|o| &o.body) {
+        if let Some(Body::Mr(m)) = world.objects.get(t.id).map(|o| &o.body) {
             token = if remote {
                 m.remote_token
             } else {

@@ -66,11 +66,11 @@ unsafe extern "system" fn create_qp(
         );
         let (rcq, icq) = (rcq?, icq?);
         Ok(t.create(ObjectKind::Qp, cc, ctx, pp, |world| {
-            let info = world.adapter_info(world.objects[&t.id].adapter);
-            let adapter = world.objects[&t.id].adapter;
+            let info = world.adapter_info(world.objects[t.id].adapter);
+            let adapter = world.objects[t.id].adapter;
             let cqs_ok = [rcq, icq]
                 .iter()
-                .all(|cq| world.is_open(*cq) && world.objects[cq].adapter == adapter);
+                .all(|cq| world.is_open(*cq) && world.objects[*cq].adapter == adapter);
             let limits_ok = (1..=info.MaxReceiveQueueDepth).contains(&rq_depth)
                 && (1..=info.MaxInitiatorQueueDepth).contains(&iq_depth)
                 && max_rsge <= info.MaxReceiveRequestSge
@@ -110,7 +110,7 @@ unsafe extern "system" fn privileged_token(pd: *mut NDK_PD, token: *mut u32) {
     }
     let mut value = 0;
     t.with(|world, _| {
-        if let Some(Body::Pd { privileged_token }) = world.objects.get(&t.id).map(|o| &o.body) {
+        if let Some(Body::Pd { privileged_token }) = world.objects.get(t.id).map(|o| &o.body) {
             value = *privileged_token;
         }
         Ok(NtStatus::SUCCESS)
