@@ -22,6 +22,8 @@ use crate::thread_depth::{DepthGuard, depth};
 thread_local! {
     static FORBIDDEN: Cell<u32> = const { Cell::new(0) };
     static THREAD_ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    static THREAD_ALLOCATED: Cell<u64> = const { Cell::new(0) };
+    static THREAD_FREED: Cell<u64> = const { Cell::new(0) };
 }
 
 static VIOLATIONS: AtomicU64 = AtomicU64::new(0);
@@ -32,6 +34,20 @@ static FREED: AtomicU64 = AtomicU64::new(0);
 /// Allocations (including reallocations) made so far by the current thread.
 pub fn thread_allocations() -> u64 {
     THREAD_ALLOCATIONS.try_with(Cell::get).unwrap_or(0)
+}
+
+/// The current thread's counts so far: (allocations, bytes allocated, bytes freed). What a
+/// thread frees counts here whichever thread allocated it. For measuring one call that
+/// allocates only on its own thread, when other threads (a fabric's workers just started)
+/// may allocate at the same time.
+pub fn thread_usage() -> (u64, u64, u64) {
+    let get =
+        |cell: &'static std::thread::LocalKey<Cell<u64>>| cell.try_with(Cell::get).unwrap_or(0);
+    (
+        get(&THREAD_ALLOCATIONS),
+        get(&THREAD_ALLOCATED),
+        get(&THREAD_FREED),
+    )
 }
 
 /// Process-wide counts so far: (allocations, bytes allocated, bytes freed).
@@ -77,6 +93,8 @@ fn record(bytes: usize, freed: usize) {
     ALLOCATED.fetch_add(bytes as u64, Ordering::Relaxed);
     FREED.fetch_add(freed as u64, Ordering::Relaxed);
     let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    let _ = THREAD_ALLOCATED.try_with(|n| n.set(n.get() + bytes as u64));
+    let _ = THREAD_FREED.try_with(|n| n.set(n.get() + freed as u64));
     check();
 }
 
@@ -559,6 +577,7 @@ unsafe impl GlobalAlloc for CheckingAllocator {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         forget_live(ptr);
         FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        let _ = THREAD_FREED.try_with(|n| n.set(n.get() + layout.size() as u64));
         // SAFETY: `ptr` came from `alloc` for `layout` and is freed once (the caller's
         // contract), as `untag` requires.
         let base = unsafe { Self::untag(ptr, layout) };

@@ -72,4 +72,29 @@ fn a_block_is_charged_to_its_maker_whoever_frees_it() {
     let w = Box::new(Wide([7; 256]));
     assert_eq!(std::ptr::from_ref(&*w).addr() % 256, 0);
     assert_eq!(w.0[255], 7);
+    drop(w);
+
+    thread_usage_counts_only_the_calling_threads_blocks();
+}
+
+/// Part of the one test above (its exact counts would see another test's blocks).
+fn thread_usage_counts_only_the_calling_threads_blocks() {
+    let (n0, a0, f0) = alloc_check::thread_usage();
+    let (_, all0, _) = alloc_check::usage();
+    // Another thread's block: in the process-wide count, not in this thread's.
+    std::thread::spawn(|| drop(std::hint::black_box(vec![0u8; 5000])))
+        .join()
+        .expect("the helper thread ran");
+    let (n1, a1, f1) = alloc_check::thread_usage();
+    let (_, all1, _) = alloc_check::usage();
+    assert!(all1 >= all0 + 5000, "the process-wide count saw it");
+    assert!(a1 - a0 < 5000, "this thread's count did not: {}", a1 - a0);
+    // This thread's own block, allocated and freed here.
+    let v = std::hint::black_box(vec![0u8; 7000]);
+    let (n2, a2, _) = alloc_check::thread_usage();
+    assert!(n2 > n1 && a2 >= a1 + 7000);
+    drop(v);
+    let (_, _, f3) = alloc_check::thread_usage();
+    assert!(f3 >= f1 + 7000);
+    assert!(n1 >= n0 && f1 >= f0);
 }
