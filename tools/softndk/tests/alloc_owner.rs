@@ -77,7 +77,8 @@ fn a_block_is_charged_to_its_maker_whoever_frees_it() {
     thread_usage_counts_only_the_calling_threads_blocks();
 }
 
-/// Part of the one test above (its exact counts would see another test's blocks).
+/// Part of the one test above: run beside it, this check's blocks would land in its exact
+/// process-wide counts.
 fn thread_usage_counts_only_the_calling_threads_blocks() {
     let (n0, a0, f0) = alloc_check::thread_usage();
     let (_, all0, _) = alloc_check::usage();
