@@ -62,33 +62,30 @@ struct Usage {
 
 use softndk::alloc_check::Owner;
 
-fn usage() -> Usage {
-    let (allocations, allocated, freed) = softndk::alloc_check::usage();
-    Usage {
-        allocations,
-        allocated,
-        freed,
+impl From<(u64, u64, u64)> for Usage {
+    /// softndk's counts: (allocations, bytes allocated, bytes freed).
+    fn from((allocations, allocated, freed): (u64, u64, u64)) -> Self {
+        Self {
+            allocations,
+            allocated,
+            freed,
+        }
     }
+}
+
+/// The process's counts so far.
+fn usage() -> Usage {
+    softndk::alloc_check::usage().into()
 }
 
 /// This thread's counts so far.
 fn thread_usage() -> Usage {
-    let (allocations, allocated, freed) = softndk::alloc_check::thread_usage();
-    Usage {
-        allocations,
-        allocated,
-        freed,
-    }
+    softndk::alloc_check::thread_usage().into()
 }
 
 /// One owner's counts so far (the engine is the consumer; softndk the provider).
 fn usage_of(owner: softndk::alloc_check::Owner) -> Usage {
-    let (allocations, allocated, freed) = softndk::alloc_check::usage_by(owner);
-    Usage {
-        allocations,
-        allocated,
-        freed,
-    }
+    softndk::alloc_check::usage_by(owner).into()
 }
 
 impl Usage {
