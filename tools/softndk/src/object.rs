@@ -21,7 +21,8 @@ use crate::ObjectKind;
 use crate::fabric::Shared;
 use crate::misuse::Queue;
 
-/// Provider-side identity of an object; never reused within a process.
+/// Provider-side identity of an object: handed out in order from 1 by each fabric's world
+/// (`world::Objects`), never reused within it.
 pub(crate) type ObjId = u64;
 
 /// The consumer-visible object: NDK layout first, then provider-private fields.

@@ -233,11 +233,11 @@ pub(crate) struct Object {
 /// that let a stale pointer be recognised), indexed by id.
 ///
 /// Ids are handed out in order from 1, one per object, so an object's entry is at `id - 1`: a
-/// lookup is one index, with no hashing and no probing, and objects created together (one
-/// connection's connector, QP, CQ and MRs) sit side by side in memory. A hash map keyed by id
-/// scattered them over the whole table, which made every lookup of a large world a cache and TLB
-/// miss (the peer-disconnect storm through 100,000 connections spent two fifths of its time
-/// probing it).
+/// lookup is one index, with no hashing and no probing, and the entries of objects created
+/// together (one connection's connector, QP, CQ and MRs; their larger bodies are boxed apart)
+/// sit side by side in memory. A hash map keyed by id scattered them over the whole table, which
+/// made every lookup of a large world a cache and TLB miss (the peer-disconnect storm through
+/// 100,000 connections spent two fifths of its time probing it).
 #[derive(Default)]
 pub(crate) struct Objects {
     entries: Vec<Object>,
