@@ -9,8 +9,8 @@
 //! increment and check nothing.
 //!
 //! The allocator also counts every allocation (per thread: [`thread_allocations`]) and the bytes
-//! allocated and freed (process-wide: [`usage`]; per thread: [`thread_usage`]), for benchmarks that measure memory or assert a path makes
-//! no allocation.
+//! allocated and freed (process-wide: [`usage`]; per thread: [`thread_usage`]), for benchmarks
+//! that measure memory or assert a path makes no allocation.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
